@@ -1,0 +1,69 @@
+/* frontend.h: model descriptions (XML, or a Hugging Face config.json) and their
+ * expansion into the IR. */
+#ifndef BERTCC_FE_H
+#define BERTCC_FE_H
+
+#include "../ir/ir.h"
+
+typedef enum { FE_ACT_GELU, FE_ACT_GELU_TANH } fe_activation;
+
+enum {
+    FE_HEAD_MLM = 1 << 0,
+    FE_HEAD_NSP = 1 << 1,
+    FE_HEAD_INTENT = 1 << 2,
+    FE_HEAD_SLOT = 1 << 3,
+    FE_HEAD_QA = 1 << 4,
+};
+
+typedef struct fe_model {
+    char name[128];
+    int64_t vocab_size, hidden_size, layers, heads, intermediate_size;
+    int64_t max_position, type_vocab_size;
+    fe_activation activation;
+    double layer_norm_eps;
+    double hidden_dropout, attention_dropout;
+    unsigned head_mask;    /* FE_HEAD_* present */
+    int64_t intent_classes; /* when FE_HEAD_INTENT */
+    int64_t slot_labels;    /* when FE_HEAD_SLOT */
+} fe_model;
+
+/* BERT's defaults for everything optional (eps 1e-12, dropouts 0.1, type vocab 2,
+ * gelu, max-position 512), sizes 0, no heads, name "bert". */
+void fe_model_defaults(fe_model *m);
+
+/* Checks the sizes (all positive, hidden divisible by heads, head sizes); message
+ * without a file position. */
+int fe_model_check(const fe_model *m, ir_err *e);
+
+/* Parses an XML model description (DESIGN.md §2). Errors are "PATH:LINE: message". */
+int fe_load_xml(const char *path, fe_model *m, ir_err *e);
+int fe_parse_xml(const char *text, size_t len, const char *path, fe_model *m, ir_err *e);
+
+/* Reads a Hugging Face config.json (BertConfig keys) for the encoder; no heads. */
+int fe_load_hf_config(const char *path, fe_model *m, ir_err *e);
+
+/* Either of the above, chosen by content (a file whose first non-blank byte is '{' is
+ * JSON, else XML). */
+int fe_load(const char *path, fe_model *m, ir_err *e);
+
+/* Writes m as an XML model description (for run directories). */
+int fe_write_xml(const fe_model *m, const char *path, ir_err *e);
+
+/* What the built graph computes. */
+enum {
+    FE_LABEL_MLM = 1 << 0,    /* mlm_labels [B,S] */
+    FE_LABEL_NSP = 1 << 1,    /* nsp_labels [B] */
+    FE_LABEL_INTENT = 1 << 2, /* intent_labels [B] */
+    FE_LABEL_SLOT = 1 << 3,   /* slot_labels [B,S] */
+    FE_LABEL_QA = 1 << 4,     /* start_positions, end_positions [B] */
+    FE_LABEL_ALL = 0x1f,
+};
+
+/* Expands m into the BERT forward graph: inputs input_ids, token_type_ids,
+ * attention_mask (i64 [B,S]) and the labels named in label_mask for heads the model
+ * has; outputs sequence_output, pooled_output, each head's logits, each loss whose
+ * labels are present, and "loss" (their sum) when any is. Parameters carry the Hugging
+ * Face names of DESIGN.md §3. */
+ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e);
+
+#endif

@@ -1,0 +1,201 @@
+/* ir.h: bertcc's tensor IR.
+ *
+ * A graph is a list of nodes in topological order; each node defines exactly one SSA
+ * value, named by its index (%N in the text form). Shapes are static in rank, and each
+ * dimension is a monomial c * B^eb * S^es over the two symbolic sizes B (batch) and
+ * S (sequence length), so one graph serves every B and every S <= max-position.
+ *
+ * Ops are declared once in IR_OPS below; every per-op table in every layer (the shape
+ * rule in ir/ops.c, the reference kernel in runtime/, the VJP rule in passes/) is
+ * indexed by ir_opcode and is checked for completeness by the tests. */
+#ifndef BERTCC_IR_H
+#define BERTCC_IR_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+
+#define IR_MAX_RANK 6
+#define IR_MAX_INPUTS 4
+
+typedef enum { IR_F32, IR_I64 } ir_dtype;
+
+/* One dimension: c * B^eb * S^es. A constant has eb = es = 0. */
+typedef struct ir_dim {
+    int64_t c;
+    uint8_t eb, es;
+} ir_dim;
+
+typedef struct ir_type {
+    ir_dtype dtype;
+    int rank; /* 0 = scalar */
+    ir_dim dim[IR_MAX_RANK];
+} ir_type;
+
+/* Attribute kinds. An op's row says which it carries; the printer and parser handle
+ * them generically from that mask. */
+enum {
+    IR_A_TA = 1 << 0,    /* matmul: a is stored transposed */
+    IR_A_TB = 1 << 1,    /* matmul: b is stored transposed */
+    IR_A_AXIS = 1 << 2,  /* select: axis */
+    IR_A_INDEX = 1 << 3, /* select: index along axis */
+    IR_A_PERM = 1 << 4,  /* transpose: output dim i is input dim perm[i] */
+    IR_A_EPS = 1 << 5,   /* layernorm epsilon */
+    IR_A_SCALE = 1 << 6, /* attn_softmax: scores are multiplied by scale */
+    IR_A_P = 1 << 7,     /* dropout probability */
+    IR_A_NAME = 1 << 8,  /* param/input/...: a quoted name after the op */
+};
+
+typedef struct ir_attrs {
+    int ta, tb;
+    int axis;
+    int64_t index;
+    int perm[IR_MAX_RANK];
+    double eps;
+    double scale;
+    double p;
+} ir_attrs;
+
+/* X(ENUM, "text name", min inputs, max inputs, attribute mask)
+ * Fusion classes and the shape rules live in ir/ops.c. */
+#define IR_OPS(X)                                                                        \
+    X(PARAM, "param", 0, 0, IR_A_NAME)                                                   \
+    X(INPUT, "input", 0, 0, IR_A_NAME)                                                   \
+    X(GATHER, "gather", 2, 2, 0)              /* table[N,H], ids[...] -> [..., H] */      \
+    X(PREFIX_ROWS, "prefix_rows", 1, 1, 0)    /* x[P,...] -> x[0:n] (n = out dim 0) */    \
+    X(ADD, "add", 2, 2, 0)                    /* suffix broadcast: b's shape ends a's */  \
+    X(MUL, "mul", 2, 2, 0)                                                               \
+    X(MATMUL, "matmul", 2, 2, IR_A_TA | IR_A_TB)                                         \
+    X(TRANSPOSE, "transpose", 1, 1, IR_A_PERM)                                           \
+    X(RESHAPE, "reshape", 1, 1, 0)            /* to the node's own type */                \
+    X(GELU, "gelu", 1, 1, 0)                  /* erf form */                              \
+    X(GELU_TANH, "gelu_tanh", 1, 1, 0)                                                   \
+    X(TANH, "tanh", 1, 1, 0)                                                             \
+    X(LAYERNORM, "layernorm", 3, 3, IR_A_EPS) /* x[..., H], gamma[H], beta[H] */          \
+    X(ATTN_SOFTMAX, "attn_softmax", 2, 2, IR_A_SCALE) /* scores[B,..,T], mask[B,T] */     \
+    X(SELECT, "select", 1, 1, IR_A_AXIS | IR_A_INDEX) /* drops axis, takes index */       \
+    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0) /* logits[..., C], labels[...] -> [] */
+
+typedef enum {
+#define X(e, s, lo, hi, am) IR_OP_##e,
+    IR_OPS(X)
+#undef X
+        IR_OP_COUNT
+} ir_opcode;
+
+/* Fusion classes, after TVM's TOpPattern. */
+typedef enum {
+    IR_FUSE_OPAQUE,      /* never fused (param, input, cross_entropy) */
+    IR_FUSE_ELEMWISE,    /* out[i] = f(in[i]) */
+    IR_FUSE_BROADCAST,   /* elementwise with a broadcast operand */
+    IR_FUSE_INJECTIVE,   /* pure data movement: transpose, reshape, select, gather */
+    IR_FUSE_REDUCE,      /* row reductions: layernorm, softmax */
+    IR_FUSE_OUT_ELEMWISE /* matmul: an elementwise epilogue may be fused into it */
+} ir_fuse_class;
+
+typedef struct ir_graph ir_graph;
+typedef struct ir_node ir_node;
+
+/* Shape rule: computes the output type of n from its inputs and attributes. Ops whose
+ * output shape is not determined by their inputs (param, input, reshape, prefix_rows)
+ * check n->type instead and copy it. */
+typedef int (*ir_shape_fn)(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e);
+
+typedef struct ir_op_info {
+    const char *name;
+    int min_in, max_in;
+    unsigned attrs;
+    ir_fuse_class fuse;
+    ir_shape_fn shape;
+} ir_op_info;
+
+extern const ir_op_info ir_ops[IR_OP_COUNT];
+
+struct ir_node {
+    ir_opcode op;
+    ir_type type;
+    int nin;
+    int in[IR_MAX_INPUTS];
+    ir_attrs a;
+    char *name; /* for ops with IR_A_NAME, else NULL */
+};
+
+typedef struct ir_output {
+    char *name;
+    int value;
+} ir_output;
+
+struct ir_graph {
+    char *name;
+    ir_node *nodes; /* topological: every input index is smaller than the node's */
+    int n, cap;
+    ir_output *outs;
+    int nout, outcap;
+    int failed; /* builder: set by the first failing call; later calls return -1 */
+    ir_err err; /* builder: the first failure */
+};
+
+/* ---- dimensions and types (ir/type.c) ---- */
+ir_dim ir_dconst(int64_t c);
+extern const ir_dim IR_DIM_B, IR_DIM_S;
+ir_dim ir_dim_mul(ir_dim a, ir_dim b);
+int ir_dim_eq(ir_dim a, ir_dim b);
+int ir_dim_is_const(ir_dim d);
+int64_t ir_dim_eval(ir_dim d, int64_t B, int64_t S);
+/* Writes "B*S", "12", "4*S"... into buf; returns buf. */
+char *ir_dim_str(ir_dim d, char *buf, size_t len);
+
+ir_type ir_type_make(ir_dtype dt, int rank, const ir_dim *dims);
+int ir_type_eq(const ir_type *a, const ir_type *b);
+/* Product of all dims, as a monomial. */
+ir_dim ir_type_numel(const ir_type *t);
+/* Writes "f32[B, S, 768]"; returns buf. */
+char *ir_type_str(const ir_type *t, char *buf, size_t len);
+const char *ir_dtype_name(ir_dtype dt);
+
+/* ---- graphs and the builder (ir/graph.c, ir/builder.c) ---- */
+ir_graph *ir_graph_new(const char *name);
+void ir_graph_free(ir_graph *g);
+ir_graph *ir_graph_clone(const ir_graph *g);
+
+/* Appends a node. type may be NULL for ops whose shape rule computes it; it is
+ * required for param, input, reshape and prefix_rows. Returns the new value's index,
+ * or -1 with g->failed set and g->err filled (and -1 at once if g->failed). */
+int ir_add(ir_graph *g, ir_opcode op, const int *in, int nin, const ir_attrs *a,
+           const char *name, const ir_type *type);
+int ir_set_output(ir_graph *g, const char *name, int value);
+int ir_find_output(const ir_graph *g, const char *name); /* value, or -1 */
+int ir_find_named(const ir_graph *g, ir_opcode op, const char *name); /* value or -1 */
+
+/* Convenience builders; each returns the value or -1 (sticky failure). */
+int ir_param(ir_graph *g, const char *name, ir_type t);
+int ir_input(ir_graph *g, const char *name, ir_type t);
+int ir_gather(ir_graph *g, int table, int ids);
+int ir_prefix_rows(ir_graph *g, int x, ir_dim rows);
+int ir_addv(ir_graph *g, int a, int b);
+int ir_mul(ir_graph *g, int a, int b);
+int ir_matmul(ir_graph *g, int a, int b, int ta, int tb);
+int ir_transpose(ir_graph *g, int x, const int *perm);
+int ir_reshape(ir_graph *g, int x, int rank, const ir_dim *dims);
+int ir_unary(ir_graph *g, ir_opcode op, int x); /* gelu, gelu_tanh, tanh */
+int ir_layernorm(ir_graph *g, int x, int gamma, int beta, double eps);
+int ir_attn_softmax(ir_graph *g, int scores, int mask, double scale);
+int ir_select(ir_graph *g, int x, int axis, int64_t index);
+int ir_cross_entropy(ir_graph *g, int logits, int labels);
+
+/* Shape rule of node n (dispatches through ir_ops). */
+int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e);
+
+/* ---- verifier (ir/verify.c) ---- */
+/* Checks structure (topological order, input counts, attributes, names, outputs) and
+ * that every node's type equals its shape rule's. Messages name the node: "%12 (add): ...". */
+int ir_verify(const ir_graph *g, ir_err *e);
+
+/* ---- text form (ir/print.c, ir/parse.c) ---- */
+int ir_print(const ir_graph *g, FILE *f);
+char *ir_print_str(const ir_graph *g); /* malloc'd */
+/* Parses the text form; errors are "FILENAME:LINE: message". The result is verified. */
+ir_graph *ir_parse(const char *text, const char *filename, ir_err *e);
+
+#endif

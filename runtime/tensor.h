@@ -1,0 +1,72 @@
+/* tensor.h: named host tensors and lists of them. This is the currency of the
+ * runtime's I/O: safetensors files, parameter stores, batches and outputs. */
+#ifndef BERTCC_RT_TENSOR_H
+#define BERTCC_RT_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../ir/err.h"
+
+#define RT_MAX_RANK 8
+
+typedef enum {
+    RT_F32,
+    RT_F64,
+    RT_F16,
+    RT_BF16,
+    RT_I64,
+    RT_I32,
+    RT_I16,
+    RT_I8,
+    RT_U8,
+    RT_BOOL,
+    RT_DTYPE_COUNT
+} rt_dtype;
+
+typedef struct rt_tensor {
+    char *name;
+    rt_dtype dtype;
+    int rank;
+    int64_t shape[RT_MAX_RANK];
+    void *data; /* owned, numel * rt_dtype_size bytes (may be NULL when numel == 0) */
+} rt_tensor;
+
+typedef struct rt_tensor_list {
+    rt_tensor *t;
+    int n, cap;
+} rt_tensor_list;
+
+size_t rt_dtype_size(rt_dtype dt);
+const char *rt_dtype_name(rt_dtype dt); /* safetensors spelling: "F32", "BF16", ... */
+int rt_dtype_from_name(const char *s, rt_dtype *out); /* 0, or -1 if unknown */
+int rt_dtype_is_int(rt_dtype dt); /* I64 ... BOOL */
+
+int64_t rt_numel(const rt_tensor *t);
+size_t rt_nbytes(const rt_tensor *t);
+
+void rt_list_init(rt_tensor_list *l);
+void rt_list_free(rt_tensor_list *l); /* frees every tensor and the array */
+/* Adds a tensor with a copy of name and (if data is non-NULL) of data; data NULL means
+ * zero-filled. Returns the new tensor, or NULL on allocation failure. A name already in
+ * the list is replaced. */
+rt_tensor *rt_list_add(rt_tensor_list *l, const char *name, rt_dtype dt, int rank,
+                       const int64_t *shape, const void *data);
+rt_tensor *rt_list_find(const rt_tensor_list *l, const char *name);
+const rt_tensor *rt_list_cfind(const rt_tensor_list *l, const char *name);
+int rt_list_remove(rt_tensor_list *l, const char *name); /* 1 removed, 0 absent */
+
+/* Conversions for loading: any float dtype (F32, F64, F16, BF16) to float, any integer
+ * dtype to int64. dst has rt_numel(t) elements. Return -1 (error naming the tensor) if
+ * the dtype class is wrong. */
+int rt_to_f32(const rt_tensor *t, float *dst, ir_err *e);
+int rt_to_i64(const rt_tensor *t, int64_t *dst, ir_err *e);
+float rt_f16_to_f32(uint16_t h);
+float rt_bf16_to_f32(uint16_t h);
+uint16_t rt_f32_to_f16(float f);  /* round to nearest even */
+uint16_t rt_f32_to_bf16(float f); /* round to nearest even */
+
+/* "[2, 3, 4]" */
+char *rt_shape_str(int rank, const int64_t *shape, char *buf, size_t len);
+
+#endif
