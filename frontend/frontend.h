@@ -22,10 +22,14 @@ typedef struct fe_model {
     fe_activation activation;
     double layer_norm_eps;
     double hidden_dropout, attention_dropout;
-    unsigned head_mask;    /* FE_HEAD_* present */
+    unsigned head_mask;     /* FE_HEAD_* present */
     int64_t intent_classes; /* when FE_HEAD_INTENT */
     int64_t slot_labels;    /* when FE_HEAD_SLOT */
 } fe_model;
+
+/* Upper bound on every size (vocabulary, hidden, layers, heads, ..., head classes), so
+ * products of two sizes never overflow int64_t. */
+#define FE_MAX_SIZE INT64_C(2147483647)
 
 /* BERT's defaults for everything optional (eps 1e-12, dropouts 0.1, type vocab 2,
  * gelu, max-position 512), sizes 0, no heads, name "bert". */
@@ -41,6 +45,8 @@ int fe_parse_xml(const char *text, size_t len, const char *path, fe_model *m, ir
 
 /* Reads a Hugging Face config.json (BertConfig keys) for the encoder; no heads. */
 int fe_load_hf_config(const char *path, fe_model *m, ir_err *e);
+int fe_parse_hf_config(const char *text, size_t len, const char *path, fe_model *m,
+                       ir_err *e);
 
 /* Either of the above, chosen by content (a file whose first non-blank byte is '{' is
  * JSON, else XML). */

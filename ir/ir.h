@@ -42,7 +42,7 @@ enum {
     IR_A_INDEX = 1 << 3, /* select: index along axis */
     IR_A_PERM = 1 << 4,  /* transpose: output dim i is input dim perm[i] */
     IR_A_EPS = 1 << 5,   /* layernorm epsilon */
-    IR_A_SCALE = 1 << 6, /* attn_softmax: scores are multiplied by scale */
+    IR_A_SCALE = 1 << 6, /* attn_softmax, scale: the constant factor */
     IR_A_P = 1 << 7,     /* dropout probability */
     IR_A_NAME = 1 << 8,  /* param/input/...: a quoted name after the op */
 };
@@ -57,28 +57,40 @@ typedef struct ir_attrs {
     double p;
 } ir_attrs;
 
-/* X(ENUM, "text name", min inputs, max inputs, attribute mask)
- * Fusion classes and the shape rules live in ir/ops.c. */
+/* One row per op: X(ENUM, "text name", min inputs, max inputs, attribute mask,
+ * fusion class, shape rule). The shape rules are shape_<rule> in ir/ops.c. */
 #define IR_OPS(X)                                                                        \
-    X(PARAM, "param", 0, 0, IR_A_NAME)                                                   \
-    X(INPUT, "input", 0, 0, IR_A_NAME)                                                   \
-    X(GATHER, "gather", 2, 2, 0)              /* table[N,H], ids[...] -> [..., H] */      \
-    X(PREFIX_ROWS, "prefix_rows", 1, 1, 0)    /* x[P,...] -> x[0:n] (n = out dim 0) */    \
-    X(ADD, "add", 2, 2, 0)                    /* suffix broadcast: b's shape ends a's */  \
-    X(MUL, "mul", 2, 2, 0)                                                               \
-    X(MATMUL, "matmul", 2, 2, IR_A_TA | IR_A_TB)                                         \
-    X(TRANSPOSE, "transpose", 1, 1, IR_A_PERM)                                           \
-    X(RESHAPE, "reshape", 1, 1, 0)            /* to the node's own type */                \
-    X(GELU, "gelu", 1, 1, 0)                  /* erf form */                              \
-    X(GELU_TANH, "gelu_tanh", 1, 1, 0)                                                   \
-    X(TANH, "tanh", 1, 1, 0)                                                             \
-    X(LAYERNORM, "layernorm", 3, 3, IR_A_EPS) /* x[..., H], gamma[H], beta[H] */          \
-    X(ATTN_SOFTMAX, "attn_softmax", 2, 2, IR_A_SCALE) /* scores[B,..,T], mask[B,T] */     \
-    X(SELECT, "select", 1, 1, IR_A_AXIS | IR_A_INDEX) /* drops axis, takes index */       \
-    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0) /* logits[..., C], labels[...] -> [] */
+    X(PARAM, "param", 0, 0, IR_A_NAME, OPAQUE, param)                                    \
+    X(INPUT, "input", 0, 0, IR_A_NAME, OPAQUE, given)                                    \
+    /* table[N,H], ids[...] -> [..., H] */                                               \
+    X(GATHER, "gather", 2, 2, 0, INJECTIVE, gather)                                      \
+    /* x[P,...] -> x[0:n], n = the result's dim 0 */                                     \
+    X(PREFIX_ROWS, "prefix_rows", 1, 1, 0, INJECTIVE, prefix_rows)                       \
+    /* suffix broadcast: b's shape is a suffix of a's */                                 \
+    X(ADD, "add", 2, 2, 0, BROADCAST, binary)                                            \
+    X(MUL, "mul", 2, 2, 0, BROADCAST, binary)                                            \
+    /* a[*, M, K] (or [*, K, M] if ta) x b[*, K, N] or b[K, N] (or [N, K] if tb) */      \
+    X(MATMUL, "matmul", 2, 2, IR_A_TA | IR_A_TB, OUT_ELEMWISE, matmul)                   \
+    X(TRANSPOSE, "transpose", 1, 1, IR_A_PERM, INJECTIVE, transpose)                     \
+    /* to the node's own type */                                                         \
+    X(RESHAPE, "reshape", 1, 1, 0, INJECTIVE, reshape)                                   \
+    /* erf form */                                                                       \
+    X(GELU, "gelu", 1, 1, 0, ELEMWISE, unary)                                            \
+    X(GELU_TANH, "gelu_tanh", 1, 1, 0, ELEMWISE, unary)                                  \
+    X(TANH, "tanh", 1, 1, 0, ELEMWISE, unary)                                            \
+    /* x * scale, a constant */                                                          \
+    X(SCALE, "scale", 1, 1, IR_A_SCALE, ELEMWISE, scale)                                 \
+    /* x[..., H], gamma[H], beta[H] */                                                   \
+    X(LAYERNORM, "layernorm", 3, 3, IR_A_EPS, REDUCE, layernorm)                         \
+    /* scores[B, ..., T], mask[B, T] -> softmax over T */                                \
+    X(ATTN_SOFTMAX, "attn_softmax", 2, 2, IR_A_SCALE, REDUCE, attn_softmax)              \
+    /* drops the axis, taking one index of it */                                         \
+    X(SELECT, "select", 1, 1, IR_A_AXIS | IR_A_INDEX, INJECTIVE, select)                 \
+    /* logits[..., C], labels[...] -> mean CE over labels != -100, f32[] */              \
+    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0, OPAQUE, cross_entropy)
 
 typedef enum {
-#define X(e, s, lo, hi, am) IR_OP_##e,
+#define X(e, s, lo, hi, am, fc, rule) IR_OP_##e,
     IR_OPS(X)
 #undef X
         IR_OP_COUNT
@@ -179,6 +191,7 @@ int ir_matmul(ir_graph *g, int a, int b, int ta, int tb);
 int ir_transpose(ir_graph *g, int x, const int *perm);
 int ir_reshape(ir_graph *g, int x, int rank, const ir_dim *dims);
 int ir_unary(ir_graph *g, ir_opcode op, int x); /* gelu, gelu_tanh, tanh */
+int ir_scale(ir_graph *g, int x, double factor);
 int ir_layernorm(ir_graph *g, int x, int gamma, int beta, double eps);
 int ir_attn_softmax(ir_graph *g, int scores, int mask, double scale);
 int ir_select(ir_graph *g, int x, int axis, int64_t index);

@@ -34,6 +34,8 @@ void ref_transpose(double *out, const double *x, int rank, const int64_t *shape,
 void ref_gelu(double *out, const double *x, int64_t n);
 void ref_gelu_tanh(double *out, const double *x, int64_t n);
 void ref_tanh(double *out, const double *x, int64_t n);
+/* out (n) = x (n) * factor */
+void ref_scale(double *out, const double *x, int64_t n, double factor);
 
 /* out (rows, h) = (x - mean) / sqrt(var + eps) * gamma (h) + beta (h), biased variance. */
 void ref_layernorm(double *out, const double *x, const double *gamma, const double *beta,

@@ -55,6 +55,10 @@ rt_tensor *rt_list_add(rt_tensor_list *l, const char *name, rt_dtype dt, int ran
 rt_tensor *rt_list_find(const rt_tensor_list *l, const char *name);
 const rt_tensor *rt_list_cfind(const rt_tensor_list *l, const char *name);
 int rt_list_remove(rt_tensor_list *l, const char *name); /* 1 removed, 0 absent */
+/* Moves every tensor of src (whose names are unique) to dst without copying data: a
+ * name already in dst is replaced in place, others are appended in src's order. src is
+ * left empty. Returns 0, or -1 on allocation failure with both lists unchanged. */
+int rt_list_append(rt_tensor_list *dst, rt_tensor_list *src);
 
 /* Conversions for loading: any float dtype (F32, F64, F16, BF16) to float, any integer
  * dtype to int64. dst has rt_numel(t) elements. Return -1 (error naming the tensor) if

@@ -1,0 +1,253 @@
+/* ops.c: the op table of the IR — one row per op with its name, operand counts,
+ * attributes, fusion class and shape rule. The other layers keep their own tables
+ * indexed by the same enum (reference kernels, VJP rules, lowerings). */
+#include "ir.h"
+
+#include <math.h>
+#include <string.h>
+
+static const ir_type *in_type(const ir_graph *g, const ir_node *n, int i)
+{
+    return &g->nodes[n->in[i]].type;
+}
+
+static int need_f32(const ir_type *t, const char *what, ir_err *e)
+{
+    if (t->dtype != IR_F32)
+        return ir_errf(e, "%s must be f32", what);
+    return 0;
+}
+
+/* param, input, reshape and prefix_rows carry their own type. */
+static int shape_given(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    (void)g;
+    if (n->type.rank < 0 || n->type.rank > IR_MAX_RANK)
+        return ir_errf(e, "rank %d out of range", n->type.rank);
+    for (int i = 0; i < n->type.rank; i++)
+        if (n->type.dim[i].c <= 0)
+            return ir_errf(e, "dimension %d is not positive", i);
+    *out = n->type;
+    return 0;
+}
+
+static int shape_param(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    if (shape_given(g, n, out, e))
+        return -1;
+    if (n->type.dtype != IR_F32)
+        return ir_errf(e, "parameters must be f32");
+    for (int i = 0; i < n->type.rank; i++)
+        if (!ir_dim_is_const(n->type.dim[i]))
+            return ir_errf(e, "parameter dimensions must be constants");
+    return 0;
+}
+
+static int shape_gather(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *tab = in_type(g, n, 0), *ids = in_type(g, n, 1);
+    if (need_f32(tab, "table", e))
+        return -1;
+    if (tab->rank != 2)
+        return ir_errf(e, "table must have rank 2, not %d", tab->rank);
+    if (ids->dtype != IR_I64)
+        return ir_errf(e, "indices must be i64");
+    if (ids->rank + 1 > IR_MAX_RANK)
+        return ir_errf(e, "indices have too high a rank");
+    *out = *ids;
+    out->dtype = IR_F32;
+    out->dim[out->rank++] = tab->dim[1];
+    return 0;
+}
+
+static int shape_prefix_rows(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0);
+    if (shape_given(g, n, out, e))
+        return -1;
+    if (x->rank < 1 || out->rank != x->rank || out->dtype != x->dtype)
+        return ir_errf(e, "result must have the operand's rank and dtype");
+    for (int i = 1; i < x->rank; i++)
+        if (!ir_dim_eq(x->dim[i], out->dim[i]))
+            return ir_errf(e, "only dimension 0 may differ from the operand");
+    if (ir_dim_is_const(out->dim[0]) && ir_dim_is_const(x->dim[0]) &&
+        out->dim[0].c > x->dim[0].c)
+        return ir_errf(e, "takes %lld rows of %lld", (long long)out->dim[0].c,
+                       (long long)x->dim[0].c);
+    return 0;
+}
+
+static int shape_binary(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *a = in_type(g, n, 0), *b = in_type(g, n, 1);
+    if (need_f32(a, "lhs", e) || need_f32(b, "rhs", e))
+        return -1;
+    if (b->rank > a->rank)
+        return ir_errf(e, "rhs rank %d exceeds lhs rank %d", b->rank, a->rank);
+    int off = a->rank - b->rank;
+    for (int i = 0; i < b->rank; i++)
+        if (!ir_dim_eq(a->dim[off + i], b->dim[i])) {
+            char sa[128], sb[128];
+            return ir_errf(e, "rhs %s is not a suffix of lhs %s",
+                           ir_type_str(b, sb, sizeof sb), ir_type_str(a, sa, sizeof sa));
+        }
+    *out = *a;
+    return 0;
+}
+
+static int shape_matmul(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *a = in_type(g, n, 0), *b = in_type(g, n, 1);
+    int ta = n->a.ta, tb = n->a.tb;
+    if (need_f32(a, "lhs", e) || need_f32(b, "rhs", e))
+        return -1;
+    if ((ta != 0 && ta != 1) || (tb != 0 && tb != 1))
+        return ir_errf(e, "ta and tb must be 0 or 1");
+    int r = a->rank;
+    if (r < 2)
+        return ir_errf(e, "lhs must have rank >= 2");
+    if (b->rank != r && b->rank != 2)
+        return ir_errf(e, "rhs must have rank 2 or the lhs's rank %d", r);
+    if (b->rank != r && ta)
+        return ir_errf(e, "ta needs a batched rhs");
+    ir_dim m = ta ? a->dim[r - 1] : a->dim[r - 2];
+    ir_dim ka = ta ? a->dim[r - 2] : a->dim[r - 1];
+    int rb = b->rank;
+    ir_dim kb = tb ? b->dim[rb - 1] : b->dim[rb - 2];
+    ir_dim nn = tb ? b->dim[rb - 2] : b->dim[rb - 1];
+    if (!ir_dim_eq(ka, kb)) {
+        char s1[64], s2[64];
+        return ir_errf(e, "contraction sizes differ: %s vs %s", ir_dim_str(ka, s1, 64),
+                       ir_dim_str(kb, s2, 64));
+    }
+    if (rb == r)
+        for (int i = 0; i < r - 2; i++)
+            if (!ir_dim_eq(a->dim[i], b->dim[i]))
+                return ir_errf(e, "batch dimension %d differs", i);
+    *out = *a;
+    out->dim[r - 2] = m;
+    out->dim[r - 1] = nn;
+    return 0;
+}
+
+static int shape_transpose(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0);
+    int seen[IR_MAX_RANK] = {0};
+    for (int i = 0; i < x->rank; i++) {
+        int p = n->a.perm[i];
+        if (p < 0 || p >= x->rank || seen[p]++)
+            return ir_errf(e, "perm is not a permutation of rank %d", x->rank);
+    }
+    *out = *x;
+    for (int i = 0; i < x->rank; i++)
+        out->dim[i] = x->dim[n->a.perm[i]];
+    return 0;
+}
+
+static int shape_reshape(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0);
+    if (shape_given(g, n, out, e))
+        return -1;
+    if (out->dtype != x->dtype)
+        return ir_errf(e, "reshape cannot change the dtype");
+    if (!ir_dim_eq(ir_type_numel(out), ir_type_numel(x))) {
+        char s1[128], s2[128];
+        return ir_errf(e, "element counts differ: %s vs %s", ir_type_str(x, s1, 128),
+                       ir_type_str(out, s2, 128));
+    }
+    return 0;
+}
+
+static int shape_unary(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0);
+    if (need_f32(x, "operand", e))
+        return -1;
+    *out = *x;
+    return 0;
+}
+
+static int shape_scale(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    if (!isfinite(n->a.scale))
+        return ir_errf(e, "scale must be finite");
+    return shape_unary(g, n, out, e);
+}
+
+static int shape_layernorm(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0), *ga = in_type(g, n, 1), *be = in_type(g, n, 2);
+    if (need_f32(x, "x", e) || need_f32(ga, "gamma", e) || need_f32(be, "beta", e))
+        return -1;
+    if (x->rank < 1)
+        return ir_errf(e, "x must have rank >= 1");
+    ir_dim h = x->dim[x->rank - 1];
+    if (ga->rank != 1 || be->rank != 1 || !ir_dim_eq(ga->dim[0], h) ||
+        !ir_dim_eq(be->dim[0], h))
+        return ir_errf(e, "gamma and beta must be vectors of x's last dimension");
+    if (!(n->a.eps > 0) || !isfinite(n->a.eps))
+        return ir_errf(e, "eps must be positive");
+    *out = *x;
+    return 0;
+}
+
+static int shape_attn_softmax(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0), *m = in_type(g, n, 1);
+    if (need_f32(x, "scores", e))
+        return -1;
+    if (x->rank < 2)
+        return ir_errf(e, "scores must have rank >= 2");
+    if (m->dtype != IR_I64 || m->rank != 2 || !ir_dim_eq(m->dim[0], x->dim[0]) ||
+        !ir_dim_eq(m->dim[1], x->dim[x->rank - 1]))
+        return ir_errf(e, "mask must be i64 [batch, keys] matching the scores");
+    if (!isfinite(n->a.scale) || n->a.scale == 0)
+        return ir_errf(e, "scale must be finite and non-zero");
+    *out = *x;
+    return 0;
+}
+
+static int shape_select(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0);
+    int ax = n->a.axis;
+    if (ax < 0 || ax >= x->rank)
+        return ir_errf(e, "axis %d out of range for rank %d", ax, x->rank);
+    if (n->a.index < 0 ||
+        (ir_dim_is_const(x->dim[ax]) && n->a.index >= x->dim[ax].c))
+        return ir_errf(e, "index %lld out of range", (long long)n->a.index);
+    *out = *x;
+    for (int i = ax; i + 1 < x->rank; i++)
+        out->dim[i] = x->dim[i + 1];
+    out->rank--;
+    return 0;
+}
+
+static int shape_cross_entropy(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *lg = in_type(g, n, 0), *lb = in_type(g, n, 1);
+    if (need_f32(lg, "logits", e))
+        return -1;
+    if (lg->rank < 1 || lb->dtype != IR_I64 || lb->rank != lg->rank - 1)
+        return ir_errf(e, "labels must be i64 with the logits' rank minus one");
+    for (int i = 0; i < lb->rank; i++)
+        if (!ir_dim_eq(lb->dim[i], lg->dim[i]))
+            return ir_errf(e, "labels dimension %d differs from the logits'", i);
+    *out = ir_type_make(IR_F32, 0, NULL);
+    return 0;
+}
+
+const ir_op_info ir_ops[IR_OP_COUNT] = {
+#define X(e, s, lo, hi, am, fc, rule) [IR_OP_##e] = {s, lo, hi, am, IR_FUSE_##fc, shape_##rule},
+    IR_OPS(X)
+#undef X
+};
+
+int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    if ((unsigned)n->op >= IR_OP_COUNT)
+        return ir_errf(e, "unknown op %d", (int)n->op);
+    return ir_ops[n->op].shape(g, n, out, e);
+}

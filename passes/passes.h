@@ -1,0 +1,47 @@
+/* passes.h: graph-to-graph passes and the pass manager. A pass takes ownership of
+ * *g and may replace it with a new graph. */
+#ifndef BERTCC_PASSES_H
+#define BERTCC_PASSES_H
+
+#include <stdio.h>
+
+#include "../ir/ir.h"
+
+typedef int (*pass_fn)(ir_graph **g, ir_err *e);
+
+typedef struct pass_info {
+    const char *name;
+    const char *help;
+    pass_fn run;
+} pass_info;
+
+/* Every registered pass, NULL-terminated. */
+extern const pass_info pass_registry[];
+const pass_info *pass_find(const char *name);
+
+/* Runs a comma-separated pipeline ("shape,canonicalize,cse,dce"); each pass is
+ * followed by the verifier. With print_after, the graph is printed after each pass
+ * under a "# after NAME" line. */
+int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, ir_err *e);
+
+/* The pipeline `--emit=opt` and execution use. */
+#define PASS_DEFAULT_PIPELINE "shape,canonicalize,cse,dce"
+
+int pass_shape(ir_graph **g, ir_err *e);        /* re-infers and checks every type */
+int pass_canonicalize(ir_graph **g, ir_err *e); /* folds transposes/reshapes/scales */
+int pass_cse(ir_graph **g, ir_err *e);          /* merges identical nodes */
+int pass_dce(ir_graph **g, ir_err *e);          /* drops what no output needs */
+
+/* Keeps only the outputs named in names[0..n) (unknown names are an error), so that a
+ * following DCE removes everything only the others needed. */
+int pass_keep_outputs(ir_graph *g, const char *const *names, int n, ir_err *e);
+
+/* Rebuilds g: node i is dropped when keep[i] == 0, and every use of value i becomes a
+ * use of repl[i] (repl[i] < i, or i itself). Outputs are remapped the same way.
+ * Returns the new graph (g is left alone), or NULL. */
+ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, ir_err *e);
+
+/* pass_rebuild, then frees *g and puts the new graph in its place. */
+int pass_replace(ir_graph **g, const char *keep, const int *repl, ir_err *e);
+
+#endif

@@ -1,0 +1,30 @@
+/* batch.h: the `run` batch format (DESIGN.md §5): integer tensors input_ids,
+ * token_type_ids, attention_mask [B, S] and optional labels. This turns a batch as
+ * loaded from safetensors into the interpreter's (or generated code's) inputs. */
+#ifndef BERTCC_RT_BATCH_H
+#define BERTCC_RT_BATCH_H
+
+#include "params.h"
+#include "tensor.h"
+
+/* Label groups; the same bits as the frontend's FE_LABEL_* (checked by the driver). */
+enum {
+    RT_LABEL_MLM = 1 << 0,    /* mlm_labels [B, S] */
+    RT_LABEL_NSP = 1 << 1,    /* nsp_labels [B] */
+    RT_LABEL_INTENT = 1 << 2, /* intent_labels [B] */
+    RT_LABEL_SLOT = 1 << 3,   /* slot_labels [B, S] */
+    RT_LABEL_QA = 1 << 4,     /* start_positions, end_positions [B] */
+};
+
+/* Checks batch and appends I64 inputs to out: input_ids, token_type_ids (zeros when
+ * absent), attention_mask (ones when absent) and the labels of groups in `accepted`
+ * (the heads the model has). Labels of other groups and unknown tensors are ignored
+ * with a note. *present receives the label groups found. Errors name the tensor:
+ * missing input_ids, non-integer dtype, wrong rank or shape, S > max_position, an
+ * empty batch, only one of start/end positions. Value ranges are checked where the
+ * values are used (ids against the vocabulary, labels against the classes). */
+int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned accepted,
+                     rt_tensor_list *out, unsigned *present, int64_t *B, int64_t *S,
+                     rt_note_fn note, void *note_ctx, ir_err *e);
+
+#endif

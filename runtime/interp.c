@@ -1,0 +1,439 @@
+/* interp.c: the reference interpreter (see interp.h). One kernel row per op, in
+ * `kernels` below; each row unpacks concrete shapes and calls the reference kernel. */
+#include "interp.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "ref.h"
+
+typedef struct {
+    const ir_graph *g;
+    const rt_tensor_list *params, *inputs;
+    int64_t B, S;
+    int64_t (*shape)[IR_MAX_RANK]; /* (n, rank) concrete shapes */
+    int64_t *numel;                /* (n) */
+    double **f;                    /* (n) f32-typed values, in double */
+    int64_t **iv;                  /* (n) i64-typed values */
+} ctx;
+
+/* How error messages name a value: inputs by their name, others by number and op. */
+static const char *vname(const ctx *c, int v, char *buf, size_t len)
+{
+    const ir_node *n = &c->g->nodes[v];
+    if (n->name)
+        snprintf(buf, len, "%s", n->name);
+    else
+        snprintf(buf, len, "%%%d (%s)", v, ir_ops[n->op].name);
+    return buf;
+}
+
+static const ir_node *node(const ctx *c, int v)
+{
+    return &c->g->nodes[v];
+}
+
+static int rank(const ctx *c, int v)
+{
+    return node(c, v)->type.rank;
+}
+
+/* ---- kernel rows ---- */
+
+static int k_param(ctx *c, int v, ir_err *e)
+{
+    const ir_node *n = node(c, v);
+    const rt_tensor *t = rt_list_cfind(c->params, n->name);
+    if (!t)
+        return ir_errf(e, "missing parameter '%s'", n->name);
+    if (t->rank != n->type.rank || memcmp(t->shape, c->shape[v], sizeof(int64_t) * t->rank))
+        return ir_errf(e, "parameter '%s' has the wrong shape", n->name);
+    double *out = c->f[v];
+    if (t->dtype == RT_F64) {
+        memcpy(out, t->data, sizeof(double) * (size_t)c->numel[v]);
+        return 0;
+    }
+    float *tmp = malloc(sizeof(float) * (size_t)(c->numel[v] ? c->numel[v] : 1));
+    if (!tmp)
+        return ir_errf(e, "out of memory");
+    int rc = rt_to_f32(t, tmp, e);
+    for (int64_t i = 0; rc == 0 && i < c->numel[v]; i++)
+        out[i] = tmp[i];
+    free(tmp);
+    return rc;
+}
+
+static int k_input(ctx *c, int v, ir_err *e)
+{
+    const ir_node *n = node(c, v);
+    const rt_tensor *t = rt_list_cfind(c->inputs, n->name);
+    if (!t)
+        return ir_errf(e, "missing input '%s'", n->name);
+    if (t->rank != n->type.rank || memcmp(t->shape, c->shape[v], sizeof(int64_t) * t->rank)) {
+        char s1[128], s2[128];
+        return ir_errf(e, "input '%s' has shape %s, expected %s", n->name,
+                       rt_shape_str(t->rank, t->shape, s1, sizeof s1),
+                       rt_shape_str(n->type.rank, c->shape[v], s2, sizeof s2));
+    }
+    if (n->type.dtype == IR_I64)
+        return rt_to_i64(t, c->iv[v], e);
+    float *tmp = malloc(sizeof(float) * (size_t)(c->numel[v] ? c->numel[v] : 1));
+    if (!tmp)
+        return ir_errf(e, "out of memory");
+    int rc = rt_to_f32(t, tmp, e);
+    for (int64_t i = 0; rc == 0 && i < c->numel[v]; i++)
+        c->f[v][i] = tmp[i];
+    free(tmp);
+    return rc;
+}
+
+static int k_gather(ctx *c, int v, ir_err *e)
+{
+    int tab = node(c, v)->in[0], ids = node(c, v)->in[1];
+    int64_t rows = c->shape[tab][0], h = c->shape[tab][1], n = c->numel[ids];
+    for (int64_t i = 0; i < n; i++)
+        if (c->iv[ids][i] < 0 || c->iv[ids][i] >= rows) {
+            char nm[128];
+            return ir_errf(e, "%s: value %lld at flat index %lld is out of range [0, %lld)",
+                           vname(c, ids, nm, sizeof nm), (long long)c->iv[ids][i],
+                           (long long)i, (long long)rows);
+        }
+    ref_gather(c->f[v], c->f[tab], c->iv[ids], n, h);
+    return 0;
+}
+
+static int k_prefix_rows(ctx *c, int v, ir_err *e)
+{
+    int x = node(c, v)->in[0];
+    if (c->shape[v][0] > c->shape[x][0]) {
+        char nm[128];
+        return ir_errf(e, "sequence length %lld exceeds the %lld rows of %s (max-position)",
+                       (long long)c->shape[v][0], (long long)c->shape[x][0],
+                       vname(c, x, nm, sizeof nm));
+    }
+    memcpy(c->f[v], c->f[x], sizeof(double) * (size_t)c->numel[v]);
+    return 0;
+}
+
+static int k_add(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    int a = node(c, v)->in[0], b = node(c, v)->in[1];
+    ref_add(c->f[v], c->f[a], c->numel[a], c->f[b], c->numel[b]);
+    return 0;
+}
+
+static int k_mul(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    int a = node(c, v)->in[0], b = node(c, v)->in[1];
+    ref_mul(c->f[v], c->f[a], c->numel[a], c->f[b], c->numel[b]);
+    return 0;
+}
+
+static int k_matmul(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    int a = n->in[0], b = n->in[1], r = rank(c, v);
+    int64_t m = c->shape[v][r - 2], nn = c->shape[v][r - 1];
+    int64_t k = n->a.ta ? c->shape[a][r - 2] : c->shape[a][r - 1];
+    int64_t batch = c->numel[v] / (m * nn > 0 ? m * nn : 1);
+    int b_batched = rank(c, b) == r && r > 2;
+    ref_matmul(c->f[v], c->f[a], c->f[b], batch, m, nn, k, n->a.ta, n->a.tb, b_batched);
+    return 0;
+}
+
+static int k_transpose(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    int x = node(c, v)->in[0];
+    ref_transpose(c->f[v], c->f[x], rank(c, x), c->shape[x], node(c, v)->a.perm);
+    return 0;
+}
+
+static int k_copy(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    int x = node(c, v)->in[0];
+    if (node(c, v)->type.dtype == IR_I64)
+        memcpy(c->iv[v], c->iv[x], sizeof(int64_t) * (size_t)c->numel[v]);
+    else
+        memcpy(c->f[v], c->f[x], sizeof(double) * (size_t)c->numel[v]);
+    return 0;
+}
+
+static int k_gelu(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    ref_gelu(c->f[v], c->f[node(c, v)->in[0]], c->numel[v]);
+    return 0;
+}
+
+static int k_gelu_tanh(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    ref_gelu_tanh(c->f[v], c->f[node(c, v)->in[0]], c->numel[v]);
+    return 0;
+}
+
+static int k_tanh(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    ref_tanh(c->f[v], c->f[node(c, v)->in[0]], c->numel[v]);
+    return 0;
+}
+
+static int k_scale(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    ref_scale(c->f[v], c->f[node(c, v)->in[0]], c->numel[v], node(c, v)->a.scale);
+    return 0;
+}
+
+static int k_layernorm(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    int64_t h = c->shape[v][rank(c, v) - 1];
+    ref_layernorm(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->f[n->in[2]],
+                  h ? c->numel[v] / h : 0, h, n->a.eps);
+    return 0;
+}
+
+static int k_attn_softmax(ctx *c, int v, ir_err *e)
+{
+    const ir_node *n = node(c, v);
+    int x = n->in[0], mask = n->in[1];
+    for (int64_t i = 0; i < c->numel[mask]; i++)
+        if (c->iv[mask][i] != 0 && c->iv[mask][i] != 1) {
+            char nm[128];
+            return ir_errf(e, "%s: value %lld at flat index %lld must be 0 or 1",
+                           vname(c, mask, nm, sizeof nm), (long long)c->iv[mask][i],
+                           (long long)i);
+        }
+    int64_t batch = c->shape[x][0], t = c->shape[x][rank(c, x) - 1];
+    int64_t rows = (batch > 0 && t > 0) ? c->numel[x] / (batch * t) : 0;
+    ref_attn_softmax(c->f[v], c->f[x], c->iv[mask], batch, rows, t, n->a.scale);
+    return 0;
+}
+
+static int k_select(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    int x = n->in[0], ax = n->a.axis;
+    int64_t outer = 1, inner = 1, len = c->shape[x][ax];
+    for (int i = 0; i < ax; i++)
+        outer *= c->shape[x][i];
+    for (int i = ax + 1; i < rank(c, x); i++)
+        inner *= c->shape[x][i];
+    if (n->a.index >= len)
+        return ir_errf(e, "%%%d (select): index %lld out of range %lld", v,
+                       (long long)n->a.index, (long long)len);
+    ref_select(c->f[v], c->f[x], outer, len, inner, n->a.index);
+    return 0;
+}
+
+static int k_cross_entropy(ctx *c, int v, ir_err *e)
+{
+    const ir_node *n = node(c, v);
+    int lg = n->in[0], lb = n->in[1];
+    int64_t cls = c->shape[lg][rank(c, lg) - 1], rows = c->numel[lb];
+    for (int64_t i = 0; i < rows; i++) {
+        int64_t y = c->iv[lb][i];
+        if (y != -100 && (y < 0 || y >= cls)) {
+            char nm[128];
+            return ir_errf(e,
+                           "%s: label %lld at flat index %lld is out of range [0, %lld) "
+                           "(or -100 to ignore)",
+                           vname(c, lb, nm, sizeof nm), (long long)y, (long long)i,
+                           (long long)cls);
+        }
+    }
+    c->f[v][0] = ref_cross_entropy(c->f[lg], c->iv[lb], rows, cls);
+    return 0;
+}
+
+typedef int (*kernel_fn)(ctx *c, int v, ir_err *e);
+
+static const kernel_fn kernels[IR_OP_COUNT] = {
+    [IR_OP_PARAM] = k_param,
+    [IR_OP_INPUT] = k_input,
+    [IR_OP_GATHER] = k_gather,
+    [IR_OP_PREFIX_ROWS] = k_prefix_rows,
+    [IR_OP_ADD] = k_add,
+    [IR_OP_MUL] = k_mul,
+    [IR_OP_MATMUL] = k_matmul,
+    [IR_OP_TRANSPOSE] = k_transpose,
+    [IR_OP_RESHAPE] = k_copy,
+    [IR_OP_GELU] = k_gelu,
+    [IR_OP_GELU_TANH] = k_gelu_tanh,
+    [IR_OP_TANH] = k_tanh,
+    [IR_OP_SCALE] = k_scale,
+    [IR_OP_LAYERNORM] = k_layernorm,
+    [IR_OP_ATTN_SOFTMAX] = k_attn_softmax,
+    [IR_OP_SELECT] = k_select,
+    [IR_OP_CROSS_ENTROPY] = k_cross_entropy,
+};
+
+int rt_interp_has_kernel(ir_opcode op)
+{
+    return (unsigned)op < IR_OP_COUNT && kernels[op] != NULL;
+}
+
+/* ---- driver ---- */
+
+static int is_sym(ir_dim d, int eb, int es)
+{
+    return d.c == 1 && d.eb == eb && d.es == es;
+}
+
+int rt_bind_sizes(const ir_graph *g, const rt_tensor_list *inputs, int64_t *B, int64_t *S,
+                  ir_err *e)
+{
+    *B = *S = -1;
+    for (int i = 0; i < g->n; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->op != IR_OP_INPUT)
+            continue;
+        const rt_tensor *t = rt_list_cfind(inputs, n->name);
+        if (!t)
+            return ir_errf(e, "missing input '%s'", n->name);
+        if (t->rank != n->type.rank) {
+            char s[128];
+            return ir_errf(e, "input '%s' has rank %d (shape %s), expected %d", n->name,
+                           t->rank, rt_shape_str(t->rank, t->shape, s, sizeof s),
+                           n->type.rank);
+        }
+        for (int d = 0; d < t->rank; d++) {
+            int64_t *slot = is_sym(n->type.dim[d], 1, 0)   ? B
+                            : is_sym(n->type.dim[d], 0, 1) ? S
+                                                           : NULL;
+            if (slot && *slot < 0)
+                *slot = t->shape[d];
+        }
+    }
+    if (*B < 0)
+        *B = 1;
+    if (*S < 0)
+        *S = 1;
+    if (*B < 1 || *S < 1)
+        return ir_errf(e, "batch size and sequence length must be positive (got B=%lld, "
+                          "S=%lld)",
+                       (long long)*B, (long long)*S);
+    return 0;
+}
+
+static void free_ctx(ctx *c)
+{
+    for (int i = 0; c->f && i < c->g->n; i++) {
+        free(c->f[i]);
+        free(c->iv[i]);
+    }
+    free(c->f);
+    free(c->iv);
+    free(c->shape);
+    free(c->numel);
+}
+
+static int alloc_value(ctx *c, int v)
+{
+    size_t n = (size_t)(c->numel[v] ? c->numel[v] : 1);
+    if (node(c, v)->type.dtype == IR_I64)
+        return (c->iv[v] = calloc(n, sizeof(int64_t))) ? 0 : -1;
+    return (c->f[v] = calloc(n, sizeof(double))) ? 0 : -1;
+}
+
+static void release(ctx *c, int v)
+{
+    free(c->f[v]);
+    free(c->iv[v]);
+    c->f[v] = NULL;
+    c->iv[v] = NULL;
+}
+
+static int write_outputs(ctx *c, const rt_interp_opts *o, rt_tensor_list *out, ir_err *e)
+{
+    for (int k = 0; k < c->g->nout; k++) {
+        int v = c->g->outs[k].value;
+        int is_int = node(c, v)->type.dtype == IR_I64;
+        rt_dtype dt = is_int ? RT_I64 : o->f64 ? RT_F64 : RT_F32;
+        rt_tensor *t = rt_list_add(out, c->g->outs[k].name, dt, rank(c, v), c->shape[v], NULL);
+        if (!t)
+            return ir_errf(e, "out of memory");
+        for (int64_t i = 0; i < c->numel[v]; i++) {
+            if (is_int)
+                ((int64_t *)t->data)[i] = c->iv[v][i];
+            else if (o->f64)
+                ((double *)t->data)[i] = c->f[v][i];
+            else
+                ((float *)t->data)[i] = (float)c->f[v][i];
+        }
+    }
+    return 0;
+}
+
+int rt_interp_run(const ir_graph *g, const rt_tensor_list *params,
+                  const rt_tensor_list *inputs, const rt_interp_opts *o,
+                  rt_tensor_list *out, ir_err *e)
+{
+    ctx c = {g, params, inputs, 0, 0, NULL, NULL, NULL, NULL};
+    if (rt_bind_sizes(g, inputs, &c.B, &c.S, e))
+        return -1;
+#ifdef _OPENMP
+    if (o->threads > 0)
+        omp_set_num_threads(o->threads);
+#endif
+    size_t n = (size_t)(g->n ? g->n : 1);
+    c.shape = calloc(n, sizeof *c.shape);
+    c.numel = calloc(n, sizeof *c.numel);
+    c.f = calloc(n, sizeof *c.f);
+    c.iv = calloc(n, sizeof *c.iv);
+    int *last = calloc(n, sizeof *last); /* (n) last node that reads each value */
+    if (!c.shape || !c.numel || !c.f || !c.iv || !last) {
+        free(last);
+        free_ctx(&c);
+        return ir_errf(e, "out of memory");
+    }
+    for (int v = 0; v < g->n; v++) {
+        last[v] = v;
+        for (int k = 0; k < g->nodes[v].nin; k++)
+            last[g->nodes[v].in[k]] = v;
+    }
+    for (int k = 0; k < g->nout; k++)
+        last[g->outs[k].value] = g->n; /* outputs live to the end */
+    int rc = 0;
+    for (int v = 0; v < g->n && rc == 0; v++) {
+        const ir_node *nd = &g->nodes[v];
+        c.numel[v] = 1;
+        for (int d = 0; d < nd->type.rank; d++) {
+            c.shape[v][d] = ir_dim_eval(nd->type.dim[d], c.B, c.S);
+            c.numel[v] *= c.shape[v][d];
+        }
+        if (alloc_value(&c, v)) {
+            rc = ir_errf(e, "out of memory");
+            break;
+        }
+        if (!kernels[nd->op]) {
+            rc = ir_errf(e, "%%%d: the reference interpreter has no kernel for %s", v,
+                         ir_ops[nd->op].name);
+            break;
+        }
+        rc = kernels[nd->op](&c, v, e);
+        if (rc == 0 && !o->f64 && nd->type.dtype == IR_F32)
+            for (int64_t i = 0; i < c.numel[v]; i++)
+                c.f[v][i] = (double)(float)c.f[v][i];
+        for (int k = 0; k < nd->nin; k++)
+            if (last[nd->in[k]] == v)
+                release(&c, nd->in[k]);
+    }
+    if (rc == 0)
+        rc = write_outputs(&c, o, out, e);
+    free(last);
+    free_ctx(&c);
+    return rc;
+}

@@ -1,0 +1,680 @@
+/* test_ir.c: the IR core — the op table, the builder's and verifier's rejections (each
+ * with its message), the printer against hand-written text, print/parse round trips,
+ * parse errors with their line numbers, and the parser's robustness on damaged text. */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/ir.h"
+#include "util.h"
+
+static ir_type ty(ir_dtype dt, int rank, ...)
+{
+    ir_dim d[IR_MAX_RANK];
+    va_list ap;
+    va_start(ap, rank);
+    for (int i = 0; i < rank; i++)
+        d[i] = va_arg(ap, ir_dim);
+    va_end(ap);
+    return ir_type_make(dt, rank, d);
+}
+
+#define C(n) ir_dconst(n)
+#define B IR_DIM_B
+#define S IR_DIM_S
+
+/* print(parse(print(g))) == print(g); returns the parsed graph for further checks. */
+static ir_graph *round_trip(const ir_graph *g)
+{
+    char *text = ir_print_str(g);
+    cr_assert_not_null(text);
+    ir_err e = {{0}};
+    ir_graph *h = ir_parse(text, "rt.ir", &e);
+    cr_assert_not_null(h, "parse failed: %s\n%s", e.msg, text);
+    char *again = ir_print_str(h);
+    cr_assert_not_null(again);
+    cr_assert_str_eq(again, text);
+    free(text);
+    free(again);
+    return h;
+}
+
+static void expect_parse_error(const char *text, const char *want)
+{
+    ir_err e = {{0}};
+    ir_graph *g = ir_parse(text, "model.ir", &e);
+    cr_expect_null(g, "parsed, but expected: %s", want);
+    ir_graph_free(g);
+    cr_expect_str_eq(e.msg, want, "input:\n%s", text);
+}
+
+/* ---- the op table ---- */
+
+Test(ir_ops, every_op_has_a_name_shape_rule_and_sane_operand_counts)
+{
+    for (int op = 0; op < IR_OP_COUNT; op++) {
+        const ir_op_info *info = &ir_ops[op];
+        cr_expect_not_null(info->name, "op %d has no name", op);
+        cr_expect_not_null(info->shape, "op %d has no shape rule", op);
+        cr_expect(info->min_in >= 0 && info->min_in <= info->max_in &&
+                      info->max_in <= IR_MAX_INPUTS,
+                  "op %d has bad operand counts", op);
+        if (!info->name)
+            continue;
+        for (int k = 0; k < op; k++)
+            cr_expect(!ir_ops[k].name || strcmp(ir_ops[k].name, info->name),
+                      "ops %d and %d share the name %s", k, op, info->name);
+    }
+}
+
+/* ---- builder rejections ---- */
+
+static void expect_build_error(ir_graph *g, int rc, const char *want)
+{
+    cr_expect_eq(rc, -1);
+    cr_expect(g->failed);
+    cr_expect_str_eq(g->err.msg, want);
+    ir_graph_free(g);
+}
+
+Test(ir_builder, rejects_wrong_operand_count)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_param(g, "x", ty(IR_F32, 2, C(4), C(8)));
+    int in[2] = {x, x};
+    expect_build_error(g, ir_add(g, IR_OP_TANH, in, 2, NULL, NULL, NULL),
+                       "%1 (tanh): wrong number of operands");
+}
+
+Test(ir_builder, rejects_bad_perm)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 3, B, S, C(8)));
+    int perm[3] = {0, 2, 2};
+    expect_build_error(g, ir_transpose(g, x, perm),
+                       "%1 (transpose): perm is not a permutation of rank 3");
+}
+
+Test(ir_builder, rejects_matmul_contraction_mismatch)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 3, B, S, C(128)));
+    int w = ir_param(g, "w", ty(IR_F32, 2, C(64), C(32)));
+    expect_build_error(g, ir_matmul(g, x, w, 0, 0),
+                       "%2 (matmul): contraction sizes differ: 128 vs 64");
+}
+
+Test(ir_builder, rejects_add_of_a_non_suffix)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 3, B, S, C(128)));
+    int y = ir_input(g, "y", ty(IR_F32, 2, B, C(128)));
+    expect_build_error(g, ir_addv(g, x, y),
+                       "%2 (add): rhs f32[B, 128] is not a suffix of lhs f32[B, S, 128]");
+}
+
+Test(ir_builder, rejects_layernorm_gamma_of_the_wrong_size)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 3, B, S, C(128)));
+    int ga = ir_param(g, "g", ty(IR_F32, 1, C(64)));
+    int be = ir_param(g, "b", ty(IR_F32, 1, C(128)));
+    expect_build_error(
+        g, ir_layernorm(g, x, ga, be, 1e-12),
+        "%3 (layernorm): gamma and beta must be vectors of x's last dimension");
+}
+
+Test(ir_builder, rejects_attn_softmax_with_a_bad_mask)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 4, B, C(2), S, S));
+    int m = ir_input(g, "m", ty(IR_F32, 2, B, S));
+    expect_build_error(
+        g, ir_attn_softmax(g, x, m, 0.5),
+        "%2 (attn_softmax): mask must be i64 [batch, keys] matching the scores");
+}
+
+Test(ir_builder, rejects_select_axis_out_of_range)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 3, B, S, C(8)));
+    expect_build_error(g, ir_select(g, x, 3, 0),
+                       "%1 (select): axis 3 out of range for rank 3");
+}
+
+Test(ir_builder, rejects_cross_entropy_labels_of_the_wrong_rank)
+{
+    ir_graph *g = ir_graph_new("t");
+    int lg = ir_input(g, "logits", ty(IR_F32, 3, B, S, C(10)));
+    int lb = ir_input(g, "labels", ty(IR_I64, 1, B));
+    expect_build_error(
+        g, ir_cross_entropy(g, lg, lb),
+        "%2 (cross_entropy): labels must be i64 with the logits' rank minus one");
+}
+
+Test(ir_builder, rejects_reshape_changing_the_element_count)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 3, B, S, C(128)));
+    ir_dim d[2] = {ir_dim_mul(B, S), C(64)};
+    expect_build_error(
+        g, ir_reshape(g, x, 2, d),
+        "%1 (reshape): element counts differ: f32[B, S, 128] vs f32[B*S, 64]");
+}
+
+Test(ir_builder, rejects_a_declared_type_the_rule_disagrees_with)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 2, B, C(8)));
+    ir_type wrong = ty(IR_F32, 2, B, C(9));
+    expect_build_error(
+        g, ir_add(g, IR_OP_TANH, &x, 1, NULL, NULL, &wrong),
+        "%1 (tanh): declared type f32[B, 9], but the shape rule gives f32[B, 8]");
+}
+
+Test(ir_builder, failure_is_sticky)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 2, B, C(8)));
+    cr_expect_eq(ir_select(g, x, 5, 0), -1);
+    cr_expect_eq(ir_unary(g, IR_OP_TANH, x), -1);
+    cr_expect_eq(g->n, 1);
+    cr_expect_str_eq(g->err.msg, "%1 (select): axis 5 out of range for rank 2");
+    ir_graph_free(g);
+}
+
+/* ---- verifier rejections on hand-made graphs ---- */
+
+static void expect_verify_error(ir_graph *g, const char *want)
+{
+    ir_err e = {{0}};
+    cr_expect_eq(ir_verify(g, &e), -1);
+    cr_expect_str_eq(e.msg, want);
+    ir_graph_free(g);
+}
+
+Test(ir_verify, rejects_use_before_definition)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 2, B, C(8)));
+    int y = ir_unary(g, IR_OP_TANH, x);
+    ir_unary(g, IR_OP_GELU, y);
+    cr_assert(!g->failed);
+    g->nodes[1].in[0] = 2;
+    expect_verify_error(g, "%1 (tanh): operand 0 (%2) is not defined before use");
+}
+
+Test(ir_verify, rejects_duplicate_param_names)
+{
+    ir_graph *g = ir_graph_new("t");
+    ir_param(g, "w", ty(IR_F32, 1, C(8)));
+    ir_param(g, "w", ty(IR_F32, 1, C(8)));
+    cr_assert(!g->failed);
+    expect_verify_error(g, "%1 (param): name \"w\" already used by %0");
+}
+
+Test(ir_verify, rejects_duplicate_output_names)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 1, C(8)));
+    ir_set_output(g, "y", x);
+    /* ir_set_output replaces an output of the same name, so add the twin by hand. */
+    cr_assert(g->outcap >= 2);
+    g->outs[1].name = strdup("y");
+    g->outs[1].value = x;
+    g->nout = 2;
+    expect_verify_error(g, "output \"y\" is defined twice");
+}
+
+Test(ir_verify, rejects_a_node_whose_type_is_wrong)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 2, B, C(8)));
+    ir_unary(g, IR_OP_TANH, x);
+    g->nodes[1].type.dim[1] = C(9);
+    expect_verify_error(g,
+                        "%1 (tanh): type is f32[B, 9], but the shape rule gives f32[B, 8]");
+}
+
+Test(ir_verify, rejects_an_output_of_an_undefined_value)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 1, C(8)));
+    ir_set_output(g, "y", x);
+    g->outs[0].value = 7;
+    expect_verify_error(g, "output \"y\": %7 is not defined");
+}
+
+/* ---- printing ---- */
+
+/* A small graph that uses every op. */
+static ir_graph *every_op_graph(void)
+{
+    ir_graph *g = ir_graph_new("tiny \"every\" op");
+    int emb = ir_param(g, "emb", ty(IR_F32, 2, C(100), C(8)));
+    int ids = ir_input(g, "ids", ty(IR_I64, 2, B, S));
+    int x = ir_gather(g, emb, ids);
+    int ga = ir_param(g, "ln.g", ty(IR_F32, 1, C(8)));
+    int be = ir_param(g, "ln.b", ty(IR_F32, 1, C(8)));
+    int h = ir_layernorm(g, x, ga, be, 1e-12);
+    int w = ir_param(g, "w", ty(IR_F32, 2, C(8), C(8)));
+    int hw = ir_matmul(g, h, w, 0, 1);
+    int y = ir_addv(g, hw, be);
+    ir_dim heads[4] = {B, S, C(2), C(4)};
+    int q = ir_transpose(g, ir_reshape(g, y, 4, heads), (int[]){0, 2, 1, 3});
+    int sc = ir_matmul(g, q, q, 0, 1);
+    int mask = ir_input(g, "mask", ty(IR_I64, 2, B, S));
+    int pr = ir_attn_softmax(g, sc, mask, 0.5);
+    ir_matmul(g, pr, q, 1, 0);
+    int cls = ir_select(g, h, 1, 0);
+    ir_scale(g, ir_unary(g, IR_OP_TANH, cls), -0.25);
+    int ge = ir_unary(g, IR_OP_GELU, y);
+    int act = ir_mul(g, ge, ir_unary(g, IR_OP_GELU_TANH, y));
+    int dec = ir_prefix_rows(g, emb, C(16));
+    int logits = ir_matmul(g, act, dec, 0, 1);
+    int labels = ir_input(g, "labels", ty(IR_I64, 2, B, S));
+    int loss = ir_cross_entropy(g, logits, labels);
+    ir_set_output(g, "loss", loss);
+    ir_set_output(g, "hidden", h);
+    cr_assert(!g->failed, "%s", g->err.msg);
+    return g;
+}
+
+static const char every_op_text[] =
+    "graph \"tiny \\\"every\\\" op\" {\n"
+    "  %0 = param \"emb\" : f32[100, 8]\n"
+    "  %1 = input \"ids\" : i64[B, S]\n"
+    "  %2 = gather %0, %1 : f32[B, S, 8]\n"
+    "  %3 = param \"ln.g\" : f32[8]\n"
+    "  %4 = param \"ln.b\" : f32[8]\n"
+    "  %5 = layernorm %2, %3, %4 {eps=9.9999999999999998e-13} : f32[B, S, 8]\n"
+    "  %6 = param \"w\" : f32[8, 8]\n"
+    "  %7 = matmul %5, %6 {ta=0, tb=1} : f32[B, S, 8]\n"
+    "  %8 = add %7, %4 : f32[B, S, 8]\n"
+    "  %9 = reshape %8 : f32[B, S, 2, 4]\n"
+    "  %10 = transpose %9 {perm=[0, 2, 1, 3]} : f32[B, 2, S, 4]\n"
+    "  %11 = matmul %10, %10 {ta=0, tb=1} : f32[B, 2, S, S]\n"
+    "  %12 = input \"mask\" : i64[B, S]\n"
+    "  %13 = attn_softmax %11, %12 {scale=0.5} : f32[B, 2, S, S]\n"
+    "  %14 = matmul %13, %10 {ta=1, tb=0} : f32[B, 2, S, 4]\n"
+    "  %15 = select %5 {axis=1, index=0} : f32[B, 8]\n"
+    "  %16 = tanh %15 : f32[B, 8]\n"
+    "  %17 = scale %16 {scale=-0.25} : f32[B, 8]\n"
+    "  %18 = gelu %8 : f32[B, S, 8]\n"
+    "  %19 = gelu_tanh %8 : f32[B, S, 8]\n"
+    "  %20 = mul %18, %19 : f32[B, S, 8]\n"
+    "  %21 = prefix_rows %0 : f32[16, 8]\n"
+    "  %22 = matmul %20, %21 {ta=0, tb=1} : f32[B, S, 16]\n"
+    "  %23 = input \"labels\" : i64[B, S]\n"
+    "  %24 = cross_entropy %22, %23 : f32[]\n"
+    "  output \"loss\" = %24\n"
+    "  output \"hidden\" = %5\n"
+    "}\n";
+
+Test(ir_print, writes_a_hand_built_graph_as_expected)
+{
+    ir_graph *g = every_op_graph();
+    char *text = ir_print_str(g);
+    cr_assert_not_null(text);
+    cr_expect_str_eq(text, every_op_text);
+    free(text);
+    ir_graph_free(g);
+}
+
+Test(ir_print, file_and_string_forms_agree)
+{
+    ir_graph *g = every_op_graph();
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    cr_expect_eq(ir_print(g, f), 0);
+    fclose(f);
+    cr_expect_str_eq(buf, every_op_text);
+    free(buf);
+    ir_graph_free(g);
+}
+
+Test(ir_print, escapes_names)
+{
+    ir_graph *g = ir_graph_new("q\"b\\s\n\x01\x7f caf\xc3\xa9");
+    ir_param(g, "t\tab", ty(IR_F32, 0));
+    char *text = ir_print_str(g);
+    cr_expect_str_eq(text, "graph \"q\\\"b\\\\s\\x0a\\x01\\x7f caf\xc3\xa9\" {\n"
+                           "  %0 = param \"t\\x09ab\" : f32[]\n"
+                           "}\n");
+    free(text);
+    ir_graph_free(round_trip(g));
+    ir_graph_free(g);
+}
+
+/* ---- round trips ---- */
+
+Test(ir_parse, round_trips_a_graph_with_every_op)
+{
+    ir_graph *g = every_op_graph();
+    int used[IR_OP_COUNT] = {0};
+    for (int i = 0; i < g->n; i++)
+        used[g->nodes[i].op] = 1;
+    for (int op = 0; op < IR_OP_COUNT; op++)
+        cr_expect(used[op], "every_op_graph does not use %s", ir_ops[op].name);
+    ir_graph *h = round_trip(g);
+    cr_expect_eq(h->n, g->n);
+    cr_expect_eq(h->nout, g->nout);
+    for (int i = 0; i < g->n; i++) {
+        cr_expect_eq(h->nodes[i].op, g->nodes[i].op);
+        cr_expect(ir_type_eq(&h->nodes[i].type, &g->nodes[i].type));
+        cr_expect(!memcmp(&h->nodes[i].a, &g->nodes[i].a, sizeof g->nodes[i].a), "%%%d", i);
+    }
+    ir_graph_free(h);
+    ir_graph_free(g);
+}
+
+Test(ir_parse, round_trips_awkward_doubles_and_dims)
+{
+    double vals[] = {1e-12, 1.0 / 3.0, 0.125, 1e300, 5e-324, 0.17677669529663687, 1e-5};
+    for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
+        ir_graph *g = ir_graph_new("d");
+        ir_dim big = ir_dim_mul(ir_dim_mul(C(3), B), ir_dim_mul(B, S));
+        int x = ir_input(g, "x", ty(IR_F32, 3, big, C(2), C(6)));
+        int ga = ir_param(g, "g", ty(IR_F32, 1, C(6)));
+        int ln = ir_layernorm(g, x, ga, ga, vals[k]);
+        ir_dim flat[2] = {ir_dim_mul(big, C(2)), C(6)};
+        ir_reshape(g, ln, 2, flat);
+        cr_assert(!g->failed, "%s", g->err.msg);
+        ir_graph *h = round_trip(g);
+        cr_expect_eq(h->nodes[2].a.eps, vals[k]);
+        ir_graph_free(h);
+        ir_graph_free(g);
+    }
+}
+
+Test(ir_parse, round_trips_an_empty_graph)
+{
+    ir_graph *g = ir_graph_new("");
+    ir_graph *h = round_trip(g);
+    cr_expect_eq(h->n, 0);
+    ir_graph_free(h);
+    ir_graph_free(g);
+}
+
+Test(ir_parse, accepts_comments_blank_lines_and_unnormalized_dims)
+{
+    const char *text = "# a comment\n"
+                       "\n"
+                       "graph \"g\" {   # trailing comment\n"
+                       "  %0 = input \"x\" : f32[S*B*2*3, 007]\n"
+                       "\n"
+                       "  %1 = tanh %0 : f32[6*B*S, 7]\n"
+                       "  %2 = select %1 {index=0} : f32[7]\n"
+                       "  output \"y\" = %2\n"
+                       "}\n"
+                       "# done\n";
+    ir_err e = {{0}};
+    ir_graph *g = ir_parse(text, "c.ir", &e);
+    cr_assert_not_null(g, "%s", e.msg);
+    char *out = ir_print_str(g);
+    cr_expect_str_eq(out, "graph \"g\" {\n"
+                          "  %0 = input \"x\" : f32[6*B*S, 7]\n"
+                          "  %1 = tanh %0 : f32[6*B*S, 7]\n"
+                          "  %2 = select %1 {axis=0, index=0} : f32[7]\n"
+                          "  output \"y\" = %2\n"
+                          "}\n");
+    free(out);
+    ir_graph_free(g);
+}
+
+/* ---- parse errors ---- */
+
+#define HEAD "graph \"g\" {\n  %0 = input \"x\" : f32[B, S, 128]\n"
+
+Test(ir_parse, reports_errors_with_file_and_line)
+{
+    expect_parse_error("", "model.ir:1: expected 'graph' at the start");
+    expect_parse_error("graph {\n}\n",
+                       "model.ir:1: expected the graph's quoted name after 'graph'");
+    expect_parse_error("graph \"g\"\n%0",
+                       "model.ir:1: expected '{' after the graph's name");
+    expect_parse_error(HEAD, "model.ir:2: expected '}' at the end of the graph");
+    expect_parse_error(HEAD "}\n}\n",
+                       "model.ir:4: unexpected text after the graph's closing '}'");
+    expect_parse_error(HEAD "  %1 = tanh %0 f32[B, S, 128]\n}\n",
+                       "model.ir:3: expected ':' before the type");
+    expect_parse_error(HEAD "  %1 = tanh %0\n  %2 = tanh %1 : f32[B, S, 128]\n}\n",
+                       "model.ir:3: expected ':' before the type");
+    expect_parse_error(HEAD "\n\n  %1 = matmull %0, %0 : f32[B, S, 128]\n}\n",
+                       "model.ir:5: unknown op 'matmull'");
+    expect_parse_error(HEAD "  %1 = tanh %3 : f32[B, S, 128]\n}\n",
+                       "model.ir:3: %3 used before it is defined");
+    expect_parse_error(HEAD "  %1 = tanh %1 : f32[B, S, 128]\n}\n",
+                       "model.ir:3: %1 used before it is defined");
+    expect_parse_error(
+        HEAD "  %2 = tanh %0 : f32[B, S, 128]\n}\n",
+        "model.ir:3: expected %1 here, not %2 (values are numbered in order)");
+    expect_parse_error(HEAD "  %1 = param \"w\" : f32[64, 32]\n"
+                            "  %2 = matmul %0, %1 {ta=0, tb=0} : f32[B, S, 32]\n}\n",
+                       "model.ir:4: %2 (matmul): contraction sizes differ: 128 vs 64");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[B, S, 64]\n}\n",
+                       "model.ir:3: %1 (tanh): declared type f32[B, S, 64], but the shape "
+                       "rule gives f32[B, S, 128]");
+    expect_parse_error(HEAD "  %1 = tanh %0, %0 : f32[B, S, 128]\n}\n",
+                       "model.ir:3: tanh takes 1 operand, not 2");
+    expect_parse_error(HEAD "  %1 = add %0 : f32[B, S, 128]\n}\n",
+                       "model.ir:3: add takes 2 operands, not 1");
+    expect_parse_error(HEAD "  %1 = add %0, %0, %0, %0, %0 : f32[B, S, 128]\n}\n",
+                       "model.ir:3: add takes at most 2 operands");
+    expect_parse_error(HEAD "  %1 = add %0, : f32[B, S, 128]\n}\n",
+                       "model.ir:3: expected an operand after ','");
+    expect_parse_error(HEAD "  %1 = tanh \"n\" %0 : f32[B, S, 128]\n}\n",
+                       "model.ir:3: tanh takes no name");
+    expect_parse_error(HEAD "  %1 = param : f32[2]\n}\n",
+                       "model.ir:3: expected a quoted name after 'param'");
+    expect_parse_error(HEAD "  %1 = param \"x\" : f32[2]\n  %2 = param \"x\" : f32[2]\n}\n",
+                       "model.ir:4: %2 (param): name \"x\" already used by %1");
+    expect_parse_error(HEAD "  output \"y\" = %0\n  output \"y\" = %0\n}\n",
+                       "model.ir:4: output \"y\" is defined twice");
+    expect_parse_error(HEAD "  output \"y\" = %1\n}\n",
+                       "model.ir:3: %1 used before it is defined");
+    expect_parse_error(HEAD "  output y = %0\n}\n",
+                       "model.ir:3: expected a quoted name after 'output'");
+    expect_parse_error(HEAD "  output \"y\" %0\n}\n",
+                       "model.ir:3: expected '=' after the output's name");
+    expect_parse_error(HEAD "  tanh %0\n}\n",
+                       "model.ir:3: expected '%N = ...', 'output' or '}'");
+    expect_parse_error(HEAD "  %1 tanh %0\n}\n", "model.ir:3: expected '=' after %1");
+    expect_parse_error(HEAD "  %1 = %0\n}\n", "model.ir:3: expected an op name after '='");
+    expect_parse_error(HEAD "  % 1 = tanh %0\n}\n",
+                       "model.ir:3: expected a value number after '%'");
+    expect_parse_error(HEAD "  %99999999999 = tanh %0\n}\n",
+                       "model.ir:3: value number too large");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f16[B]\n}\n",
+                       "model.ir:3: unknown dtype 'f16'");
+    expect_parse_error(HEAD "  %1 = tanh %0 : [B]\n}\n", "model.ir:3: expected a type");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32 B\n}\n",
+                       "model.ir:3: expected '[' after the dtype");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[B S]\n}\n",
+                       "model.ir:3: expected ',' or ']' in the type");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[B, T]\n}\n",
+                       "model.ir:3: expected a dimension (a positive integer, B or S)");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[B, 0]\n}\n",
+                       "model.ir:3: dimension factors must be positive integers");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[B, -4]\n}\n",
+                       "model.ir:3: dimension factors must be positive integers");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[B, 1.5]\n}\n",
+                       "model.ir:3: dimension factors must be positive integers");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[1, 2, 3, 4, 5, 6, 7]\n}\n",
+                       "model.ir:3: a type has at most 6 dimensions");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[4294967296*4294967296]\n}\n",
+                       "model.ir:3: dimension too large");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[4294967296, 4294967296]\n}\n",
+                       "model.ir:3: type has too many elements");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[99999999999999999999]\n}\n",
+                       "model.ir:3: dimension out of range");
+    expect_parse_error(HEAD "  %1 = tanh %0 : f32[B*B*B*B*B*B*B*B*B*B*B*B*B*B*B*B*B]\n}\n",
+                       "model.ir:3: dimension has more than 16 factors of B and S");
+}
+
+Test(ir_parse, reports_attribute_errors)
+{
+    expect_parse_error(HEAD "  %1 = matmul %0, %0 {tc=1} : f32[B, S, S]\n}\n",
+                       "model.ir:3: unknown attribute 'tc'");
+    expect_parse_error(HEAD "  %1 = matmul %0, %0 {eps=1} : f32[B, S, S]\n}\n",
+                       "model.ir:3: matmul has no attribute 'eps'");
+    expect_parse_error(HEAD "  %1 = matmul %0, %0 {tb=1, tb=1} : f32[B, S, S]\n}\n",
+                       "model.ir:3: attribute 'tb' given twice");
+    expect_parse_error(HEAD "  %1 = matmul %0, %0 {tb 1} : f32[B, S, S]\n}\n",
+                       "model.ir:3: expected '=' after 'tb'");
+    expect_parse_error(HEAD "  %1 = matmul %0, %0 {tb=1 ta=0} : f32[B, S, S]\n}\n",
+                       "model.ir:3: expected ',' or '}' in the attributes");
+    expect_parse_error(HEAD "  %1 = matmul %0, %0 {tb=0.5} : f32[B, S, S]\n}\n",
+                       "model.ir:3: expected an integer for 'tb'");
+    expect_parse_error(HEAD "  %1 = matmul %0, %0 {tb=4294967296} : f32[B, S, S]\n}\n",
+                       "model.ir:3: 'tb' out of range");
+    expect_parse_error(HEAD "  %1 = matmul %0, %0 {tb=2} : f32[B, S, S]\n}\n",
+                       "model.ir:3: %1 (matmul): ta and tb must be 0 or 1");
+    expect_parse_error(HEAD "  %1 = matmul %0, %0 {, } : f32[B, S, S]\n}\n",
+                       "model.ir:3: expected an attribute name");
+    expect_parse_error(HEAD "  %1 = transpose %0 {perm=[0, 2]} : f32[B, 128, S]\n}\n",
+                       "model.ir:3: perm has 2 entries, but the operand has rank 3");
+    expect_parse_error(HEAD
+                       "  %1 = transpose %0 {perm=[0, 2, 1, 3, 4, 5, 6]} : f32[B]\n}\n",
+                       "model.ir:3: perm has more than 6 entries");
+    expect_parse_error(HEAD "  %1 = transpose %0 {perm=[0, 2, 2]} : f32[B, 128, 128]\n}\n",
+                       "model.ir:3: %1 (transpose): perm is not a permutation of rank 3");
+    expect_parse_error(HEAD "  %1 = transpose %0 {perm=0} : f32[B, S, 128]\n}\n",
+                       "model.ir:3: expected '[' to start the perm list");
+    expect_parse_error(HEAD "  %1 = transpose %0 {perm=[0 1]} : f32[B, S, 128]\n}\n",
+                       "model.ir:3: expected ',' or ']' in the perm list");
+    expect_parse_error(HEAD "  %1 = param \"g\" : f32[128]\n"
+                            "  %2 = layernorm %0, %1, %1 {eps=1e999} : f32[B, S, 128]\n}\n",
+                       "model.ir:4: 'eps' must be a finite number");
+    expect_parse_error(HEAD "  %1 = param \"g\" : f32[128]\n"
+                            "  %2 = layernorm %0, %1, %1 {eps=inf} : f32[B, S, 128]\n}\n",
+                       "model.ir:4: expected a number for 'eps'");
+    /* A missing attribute defaults to 0, which layernorm's rule rejects. */
+    expect_parse_error(HEAD "  %1 = param \"g\" : f32[128]\n"
+                            "  %2 = layernorm %0, %1, %1 : f32[B, S, 128]\n}\n",
+                       "model.ir:4: %2 (layernorm): eps must be positive");
+    expect_parse_error(HEAD "  %1 = select %0 {axis=-1, index=0} : f32[B, 128]\n}\n",
+                       "model.ir:3: %1 (select): axis -1 out of range for rank 3");
+}
+
+Test(ir_parse, reports_string_and_character_errors)
+{
+    expect_parse_error("graph \"g\n\" {\n}\n", "model.ir:1: unterminated string");
+    expect_parse_error("graph \"g", "model.ir:1: unterminated string");
+    expect_parse_error("graph \"g\\q\" {\n}\n",
+                       "model.ir:1: unknown escape '\\q' in a string");
+    expect_parse_error("graph \"g\\x4\" {\n}\n",
+                       "model.ir:1: expected two hex digits after \\x");
+    expect_parse_error("graph \"g\\x00\" {\n}\n",
+                       "model.ir:1: \\x00 is not allowed in a string");
+    expect_parse_error("graph \"g\" {\n  @\n}\n", "model.ir:2: unexpected character '@'");
+    expect_parse_error("graph \"g\" {\n  \x01\n}\n", "model.ir:2: unexpected byte 0x01");
+}
+
+Test(ir_parse, null_filename_and_null_err_are_allowed)
+{
+    ir_err e = {{0}};
+    cr_expect_null(ir_parse("graph", NULL, &e));
+    cr_expect_str_eq(e.msg, "<input>:1: expected the graph's quoted name after 'graph'");
+    cr_expect_null(ir_parse("nonsense", "x.ir", NULL));
+}
+
+/* ---- robustness ---- */
+
+/* Parses text; a success must verify and print stably, a failure must name the file. */
+static void parse_any(const char *text)
+{
+    ir_err e = {{0}};
+    ir_graph *g = ir_parse(text, "fuzz.ir", &e);
+    if (!g) {
+        cr_assert(!strncmp(e.msg, "fuzz.ir:", 8), "bad message: %s", e.msg);
+        return;
+    }
+    cr_assert_eq(ir_verify(g, &e), 0, "%s", e.msg);
+    ir_graph_free(round_trip(g));
+    ir_graph_free(g);
+}
+
+Test(ir_parse, survives_truncation_at_every_offset)
+{
+    ir_graph *g = every_op_graph();
+    char *text = ir_print_str(g);
+    size_t len = strlen(text);
+    char *buf = malloc(len + 1);
+    for (size_t k = 0; k <= len; k++) {
+        memcpy(buf, text, k);
+        buf[k] = 0;
+        parse_any(buf);
+    }
+    free(buf);
+    free(text);
+    ir_graph_free(g);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *s >> 33;
+}
+
+Test(ir_parse, survives_random_mutations)
+{
+    static const char *frags[] = {"%",   "%0",  "%99",  "\"",  "\\",     "{",   "}",
+                                  "[",   "]",   ",",    "*",   "=",      ":",   "B",
+                                  "S",   "-",   "0",    "1e9", "1e999",  "#",   "\n",
+                                  "f32", "i64", "perm", "eps", "matmul", "\\x", "\x80"};
+    ir_graph *g = every_op_graph();
+    char *text = ir_print_str(g);
+    size_t len = strlen(text);
+    char *buf = malloc(len * 2 + 64);
+    uint64_t seed = 12345;
+    for (int iter = 0; iter < 20000; iter++) {
+        memcpy(buf, text, len + 1);
+        size_t n = len;
+        int edits = 1 + (int)(rng_next(&seed) % 4);
+        for (int k = 0; k < edits; k++) {
+            size_t at = rng_next(&seed) % (n + 1);
+            switch (rng_next(&seed) % 4) {
+            case 0: /* delete a span */ {
+                size_t d = rng_next(&seed) % 8;
+                if (at + d > n)
+                    d = n - at;
+                memmove(buf + at, buf + at + d, n - at - d + 1);
+                n -= d;
+                break;
+            }
+            case 1: /* replace a byte */
+                if (at < n)
+                    buf[at] = (char)(1 + rng_next(&seed) % 255);
+                break;
+            case 2: /* insert a fragment */ {
+                const char *f = frags[rng_next(&seed) % (sizeof frags / sizeof frags[0])];
+                size_t fl = strlen(f);
+                if (n + fl < len * 2 + 32) {
+                    memmove(buf + at + fl, buf + at, n - at + 1);
+                    memcpy(buf + at, f, fl);
+                    n += fl;
+                }
+                break;
+            }
+            default: /* duplicate a line-sized span */ {
+                size_t d = rng_next(&seed) % 40;
+                if (at + d > n)
+                    d = n - at;
+                if (n + d < len * 2 + 32) {
+                    memmove(buf + at + d, buf + at, n - at + 1);
+                    n += d;
+                }
+                break;
+            }
+            }
+        }
+        parse_any(buf);
+    }
+    free(buf);
+    free(text);
+    ir_graph_free(g);
+}

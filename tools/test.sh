@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# test.sh: runs every test twice: in the Release build (build/), then in a build with
+# AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/). Criterion alone lets a
+# test that leaks or reports UB pass, so the sanitizer run also fails on any report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+echo "== tests (Release)"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBERTCC_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+echo "== tests (ASan + UBSan, leaks fail the run)"
+log=$(mktemp)
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+status=0
+ctest --test-dir build-asan --output-on-failure -j"$jobs" -V >"$log" 2>&1 || status=$?
+grep -E "^[0-9]+% tests passed|tests failed" "$log" || true
+if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$log"; then
+  grep -nE -A20 "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$log" | head -80
+  echo "test.sh: sanitizer reports above" >&2
+  status=1
+fi
+if [ "$status" -ne 0 ]; then
+  grep -E "\[FAIL\]|Failed|\*\*\*" "$log" | head -40 || true
+  rm -f "$log"
+  exit "$status"
+fi
+rm -f "$log"
+echo "test.sh: all tests passed in both builds"
