@@ -63,6 +63,11 @@ enum {
     FE_LABEL_SLOT = 1 << 3,   /* slot_labels [B,S] */
     FE_LABEL_QA = 1 << 4,     /* start_positions, end_positions [B] */
     FE_LABEL_ALL = 0x1f,
+    /* Not a label: build the training-mode graph, with dropout where Hugging Face
+     * applies it (embeddings, attention probabilities, after each sublayer's output
+     * projection, before the intent and slot classifiers), driven by an extra input
+     * "dropout_seed" (i64 scalar) so that a step's masks are reproducible. */
+    FE_BUILD_TRAIN = 1 << 8,
 };
 
 /* Expands m into the BERT forward graph: inputs input_ids, token_type_ids,

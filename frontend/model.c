@@ -120,11 +120,12 @@ static int check_dropout(const char *what, double v, ir_err *e)
 
 static int check_name(const char *name, size_t cap, ir_err *e)
 {
-    size_t n = strnlen(name, cap);
-    if (n == cap)
+    const char *nul = memchr(name, 0, cap);
+    if (!nul)
         return ir_errf(e, "name is too long (max %zu bytes)", cap - 1);
-    if (n == 0)
+    if (nul == name)
         return ir_errf(e, "name is empty");
+    size_t n = (size_t)(nul - name);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
             return ir_errf(e, "name contains a control character");
@@ -134,14 +135,14 @@ static int check_name(const char *name, size_t cap, ir_err *e)
 /* Checks one field's value under the given name (XML attribute or config.json key). */
 static int check_field(const fe_model *m, const field *f, const char *what, ir_err *e)
 {
-    fe_model *mm = (fe_model *)m;
+    const void *p = (const char *)m + f->off;
     switch (f->kind) {
     case F_SIZE:
-        return check_size(what, *field_i64(mm, f), e);
+        return check_size(what, *(const int64_t *)p, e);
     case F_EPS:
-        return check_eps(what, *field_f64(mm, f), e);
+        return check_eps(what, *(const double *)p, e);
     case F_DROPOUT:
-        return check_dropout(what, *field_f64(mm, f), e);
+        return check_dropout(what, *(const double *)p, e);
     case F_ACT:
         if (m->activation != FE_ACT_GELU && m->activation != FE_ACT_GELU_TANH)
             return ir_errf(e, "%s: unknown activation %d", what, (int)m->activation);

@@ -43,8 +43,9 @@ enum {
     IR_A_PERM = 1 << 4,  /* transpose: output dim i is input dim perm[i] */
     IR_A_EPS = 1 << 5,   /* layernorm epsilon */
     IR_A_SCALE = 1 << 6, /* attn_softmax, scale: the constant factor */
-    IR_A_P = 1 << 7,     /* dropout probability */
+    IR_A_P = 1 << 7,     /* dropout probability (its stream is `index`) */
     IR_A_NAME = 1 << 8,  /* param/input/...: a quoted name after the op */
+    IR_A_TYPE = 1 << 9,  /* the result type is given, not derived (checked by the rule) */
 };
 
 typedef struct ir_attrs {
@@ -60,12 +61,12 @@ typedef struct ir_attrs {
 /* One row per op: X(ENUM, "text name", min inputs, max inputs, attribute mask,
  * fusion class, shape rule). The shape rules are shape_<rule> in ir/ops.c. */
 #define IR_OPS(X)                                                                        \
-    X(PARAM, "param", 0, 0, IR_A_NAME, OPAQUE, param)                                    \
-    X(INPUT, "input", 0, 0, IR_A_NAME, OPAQUE, given)                                    \
+    X(PARAM, "param", 0, 0, IR_A_NAME | IR_A_TYPE, OPAQUE, param)                                    \
+    X(INPUT, "input", 0, 0, IR_A_NAME | IR_A_TYPE, OPAQUE, given)                                    \
     /* table[N,H], ids[...] -> [..., H] */                                               \
     X(GATHER, "gather", 2, 2, 0, INJECTIVE, gather)                                      \
     /* x[P,...] -> x[0:n], n = the result's dim 0 */                                     \
-    X(PREFIX_ROWS, "prefix_rows", 1, 1, 0, INJECTIVE, prefix_rows)                       \
+    X(PREFIX_ROWS, "prefix_rows", 1, 1, IR_A_TYPE, INJECTIVE, prefix_rows)                       \
     /* suffix broadcast: b's shape is a suffix of a's */                                 \
     X(ADD, "add", 2, 2, 0, BROADCAST, binary)                                            \
     X(MUL, "mul", 2, 2, 0, BROADCAST, binary)                                            \
@@ -73,7 +74,7 @@ typedef struct ir_attrs {
     X(MATMUL, "matmul", 2, 2, IR_A_TA | IR_A_TB, OUT_ELEMWISE, matmul)                   \
     X(TRANSPOSE, "transpose", 1, 1, IR_A_PERM, INJECTIVE, transpose)                     \
     /* to the node's own type */                                                         \
-    X(RESHAPE, "reshape", 1, 1, 0, INJECTIVE, reshape)                                   \
+    X(RESHAPE, "reshape", 1, 1, IR_A_TYPE, INJECTIVE, reshape)                                   \
     /* erf form */                                                                       \
     X(GELU, "gelu", 1, 1, 0, ELEMWISE, unary)                                            \
     X(GELU_TANH, "gelu_tanh", 1, 1, 0, ELEMWISE, unary)                                  \
@@ -87,7 +88,33 @@ typedef struct ir_attrs {
     /* drops the axis, taking one index of it */                                         \
     X(SELECT, "select", 1, 1, IR_A_AXIS | IR_A_INDEX, INJECTIVE, select)                 \
     /* logits[..., C], labels[...] -> mean CE over labels != -100, f32[] */              \
-    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0, OPAQUE, cross_entropy)
+    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0, OPAQUE, cross_entropy)                    \
+    /* x, seed i64[] -> x * keep / (1 - p); keep drawn from (seed, index, element) */    \
+    X(DROPOUT, "dropout", 2, 2, IR_A_P | IR_A_INDEX, ELEMWISE, dropout)                  \
+    /* ---- ops that autodiff introduces ---- */                                         \
+    /* a constant (scale) of the node's own type */                                      \
+    X(FILL, "fill", 0, 0, IR_A_SCALE | IR_A_TYPE, OPAQUE, fill)                                      \
+    /* sums the leading dims away: x[..., *suffix] -> [*suffix], the node's type */      \
+    X(REDUCE_SUM, "reduce_sum", 1, 1, IR_A_TYPE, REDUCE, reduce_sum)                             \
+    /* ids[...], dy[..., H] -> [N, H]: row ids[i] accumulates dy[i] (gather's VJP) */    \
+    X(SCATTER_ADD, "scatter_add", 2, 2, IR_A_TYPE, OPAQUE, scatter_add)                          \
+    /* x[n, ...] -> [P, ...] with zero rows after n (prefix_rows' VJP) */                 \
+    X(PAD_ROWS, "pad_rows", 1, 1, IR_A_TYPE, INJECTIVE, pad_rows)                                \
+    /* x, dy -> dx */                                                                    \
+    X(GELU_GRAD, "gelu_grad", 2, 2, 0, ELEMWISE, same2)                                  \
+    X(GELU_TANH_GRAD, "gelu_tanh_grad", 2, 2, 0, ELEMWISE, same2)                        \
+    /* y = tanh(x), dy -> dx */                                                          \
+    X(TANH_GRAD, "tanh_grad", 2, 2, 0, ELEMWISE, same2)                                  \
+    /* x, gamma, dy -> dx */                                                             \
+    X(LAYERNORM_DX, "layernorm_dx", 3, 3, IR_A_EPS, REDUCE, layernorm_dx)                \
+    /* x, dy -> dgamma [H] (summed over rows) */                                        \
+    X(LAYERNORM_DGAMMA, "layernorm_dgamma", 2, 2, IR_A_EPS, REDUCE, layernorm_dgamma)    \
+    /* y = attn_softmax(x), dy -> dx */                                                  \
+    X(SOFTMAX_GRAD, "softmax_grad", 2, 2, IR_A_SCALE, REDUCE, same2)                     \
+    /* dy -> zeros of the node's type with dy placed at index along axis */              \
+    X(SELECT_GRAD, "select_grad", 1, 1, IR_A_AXIS | IR_A_INDEX | IR_A_TYPE, INJECTIVE, select_grad)  \
+    /* logits, labels, dloss[] -> dlogits */                                             \
+    X(CROSS_ENTROPY_GRAD, "cross_entropy_grad", 3, 3, 0, OPAQUE, cross_entropy_grad)
 
 typedef enum {
 #define X(e, s, lo, hi, am, fc, rule) IR_OP_##e,

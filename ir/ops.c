@@ -239,6 +239,138 @@ static int shape_cross_entropy(const ir_graph *g, const ir_node *n, ir_type *out
     return 0;
 }
 
+static int shape_dropout(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *seed = in_type(g, n, 1);
+    if (seed->dtype != IR_I64 || seed->rank != 0)
+        return ir_errf(e, "the seed must be an i64 scalar");
+    if (!(n->a.p >= 0 && n->a.p < 1))
+        return ir_errf(e, "p must be in [0, 1)");
+    return shape_unary(g, n, out, e);
+}
+
+static int shape_fill(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    if (shape_given(g, n, out, e))
+        return -1;
+    if (out->dtype != IR_F32 || !isfinite(n->a.scale))
+        return ir_errf(e, "fill makes a finite f32 constant");
+    return 0;
+}
+
+/* The node's own type must be the last `rank` dims of operand 0's type. */
+static int is_suffix_of(const ir_type *suffix, const ir_type *x)
+{
+    if (suffix->rank > x->rank)
+        return 0;
+    int off = x->rank - suffix->rank;
+    for (int i = 0; i < suffix->rank; i++)
+        if (!ir_dim_eq(suffix->dim[i], x->dim[off + i]))
+            return 0;
+    return 1;
+}
+
+static int shape_reduce_sum(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0);
+    if (shape_given(g, n, out, e) || need_f32(x, "operand", e) || need_f32(out, "result", e))
+        return -1;
+    if (!is_suffix_of(out, x))
+        return ir_errf(e, "the result's shape must be a suffix of the operand's");
+    return 0;
+}
+
+static int shape_scatter_add(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *ids = in_type(g, n, 0), *dy = in_type(g, n, 1);
+    if (shape_param(g, n, out, e))
+        return -1;
+    if (out->rank != 2 || ids->dtype != IR_I64 || need_f32(dy, "dy", e))
+        return ir_errf(e, "scatter_add takes i64 ids and f32 dy into an f32 [N, H] table");
+    if (dy->rank != ids->rank + 1 || !ir_dim_eq(dy->dim[ids->rank], out->dim[1]))
+        return ir_errf(e, "dy must be [ids..., H]");
+    for (int i = 0; i < ids->rank; i++)
+        if (!ir_dim_eq(ids->dim[i], dy->dim[i]))
+            return ir_errf(e, "dy must be [ids..., H]");
+    return 0;
+}
+
+static int shape_pad_rows(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0);
+    if (shape_given(g, n, out, e))
+        return -1;
+    if (x->rank < 1 || out->rank != x->rank || out->dtype != x->dtype)
+        return ir_errf(e, "result must have the operand's rank and dtype");
+    for (int i = 1; i < x->rank; i++)
+        if (!ir_dim_eq(x->dim[i], out->dim[i]))
+            return ir_errf(e, "only dimension 0 may differ from the operand");
+    return 0;
+}
+
+/* Two f32 operands of one type (a forward value and its gradient). */
+static int shape_same2(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *a = in_type(g, n, 0), *b = in_type(g, n, 1);
+    if (need_f32(a, "operand 0", e) || !ir_type_eq(a, b))
+        return ir_errf(e, "both operands must be f32 of the same type");
+    *out = *a;
+    return 0;
+}
+
+static int shape_layernorm_dx(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0), *ga = in_type(g, n, 1), *dy = in_type(g, n, 2);
+    if (need_f32(x, "x", e) || x->rank < 1 || !ir_type_eq(x, dy))
+        return ir_errf(e, "x and dy must be f32 of the same type");
+    if (ga->rank != 1 || !ir_dim_eq(ga->dim[0], x->dim[x->rank - 1]))
+        return ir_errf(e, "gamma must be a vector of x's last dimension");
+    if (!(n->a.eps > 0) || !isfinite(n->a.eps))
+        return ir_errf(e, "eps must be positive");
+    *out = *x;
+    return 0;
+}
+
+static int shape_layernorm_dgamma(const ir_graph *g, const ir_node *n, ir_type *out,
+                                  ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0);
+    if (shape_same2(g, n, out, e))
+        return -1;
+    if (x->rank < 1 || !(n->a.eps > 0) || !isfinite(n->a.eps))
+        return ir_errf(e, "x must have rank >= 1 and eps be positive");
+    *out = ir_type_make(IR_F32, 1, &x->dim[x->rank - 1]);
+    return 0;
+}
+
+static int shape_select_grad(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *dy = in_type(g, n, 0);
+    if (shape_given(g, n, out, e))
+        return -1;
+    int ax = n->a.axis;
+    if (out->rank != dy->rank + 1 || ax < 0 || ax >= out->rank || out->dtype != dy->dtype)
+        return ir_errf(e, "the result must add axis %d to dy", ax);
+    for (int i = 0, j = 0; i < out->rank; i++)
+        if (i != ax && !ir_dim_eq(out->dim[i], dy->dim[j++]))
+            return ir_errf(e, "the result without axis %d must be dy's type", ax);
+    if (n->a.index < 0 || (ir_dim_is_const(out->dim[ax]) && n->a.index >= out->dim[ax].c))
+        return ir_errf(e, "index %lld out of range", (long long)n->a.index);
+    return 0;
+}
+
+static int shape_cross_entropy_grad(const ir_graph *g, const ir_node *n, ir_type *out,
+                                    ir_err *e)
+{
+    const ir_type *dy = in_type(g, n, 2);
+    if (shape_cross_entropy(g, n, out, e))
+        return -1;
+    if (dy->dtype != IR_F32 || dy->rank != 0)
+        return ir_errf(e, "dloss must be an f32 scalar");
+    *out = *in_type(g, n, 0);
+    return 0;
+}
+
 const ir_op_info ir_ops[IR_OP_COUNT] = {
 #define X(e, s, lo, hi, am, fc, rule) [IR_OP_##e] = {s, lo, hi, am, IR_FUSE_##fc, shape_##rule},
     IR_OPS(X)

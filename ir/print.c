@@ -123,7 +123,10 @@ static void put_attrs(sbuf *b, const ir_graph *g, const ir_node *n, unsigned mas
 {
     const ir_attrs *a = &n->a;
     const char *sep = "";
-    if (!(mask & ~(unsigned)IR_A_NAME))
+    /* Only these go in braces; other mask bits (IR_A_NAME, ...) are not values. */
+    const unsigned valued = IR_A_TA | IR_A_TB | IR_A_AXIS | IR_A_INDEX | IR_A_PERM |
+                            IR_A_EPS | IR_A_SCALE | IR_A_P;
+    if (!(mask & valued))
         return;
     sb_puts(b, " {");
     if (mask & IR_A_TA) {

@@ -32,6 +32,23 @@ int pass_canonicalize(ir_graph **g, ir_err *e); /* folds transposes/reshapes/sca
 int pass_cse(ir_graph **g, ir_err *e);          /* merges identical nodes */
 int pass_dce(ir_graph **g, ir_err *e);          /* drops what no output needs */
 
+/* Reverse-mode automatic differentiation (passes/autodiff.c). Appends the backward
+ * graph of the scalar output `loss` (default "loss") to g and an output
+ * "grad.<param name>" for every parameter whose name does not start with one of the
+ * frozen prefixes; a parameter the loss does not depend on gets a zero gradient.
+ * Gradients of a value used several times are summed (the tied word embeddings get
+ * both uses). Only values on a path from a trainable parameter to the loss are
+ * differentiated. Each op's vector-Jacobian rule is one row of a table indexed by
+ * ir_opcode; an op without a row is an error naming it. */
+typedef struct pass_grad_opts {
+    const char *loss;
+    const char *const *frozen; /* parameter name prefixes; may be NULL */
+    int nfrozen;
+} pass_grad_opts;
+int pass_autodiff(ir_graph **g, const pass_grad_opts *o, ir_err *e);
+/* 1 if op has a VJP row (tests check every differentiable op has one). */
+int pass_has_vjp(ir_opcode op);
+
 /* Keeps only the outputs named in names[0..n) (unknown names are an error), so that a
  * following DCE removes everything only the others needed. */
 int pass_keep_outputs(ir_graph *g, const char *const *names, int n, ir_err *e);

@@ -6,12 +6,6 @@
 
 #include <stdlib.h>
 
-static int carries_type(ir_opcode op)
-{
-    return op == IR_OP_PARAM || op == IR_OP_INPUT || op == IR_OP_RESHAPE ||
-           op == IR_OP_PREFIX_ROWS;
-}
-
 int pass_shape(ir_graph **gp, ir_err *e)
 {
     ir_graph *g = *gp, *ng = ir_graph_new(g->name);
@@ -20,7 +14,7 @@ int pass_shape(ir_graph **gp, ir_err *e)
     for (int i = 0; i < g->n && !ng->failed; i++) {
         const ir_node *n = &g->nodes[i];
         int v = ir_add(ng, n->op, n->in, n->nin, &n->a, n->name,
-                       carries_type(n->op) ? &n->type : NULL);
+                       (ir_ops[n->op].attrs & IR_A_TYPE) ? &n->type : NULL);
         if (v >= 0 && !ir_type_eq(&ng->nodes[v].type, &n->type)) {
             char s1[160], s2[160];
             ir_errf(e, "%%%d (%s): declared %s, inferred %s", i, ir_ops[n->op].name,

@@ -258,6 +258,143 @@ static int k_cross_entropy(ctx *c, int v, ir_err *e)
     return 0;
 }
 
+static int k_dropout(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    uint64_t seed = (uint64_t)c->iv[n->in[1]][0];
+    ref_dropout(c->f[v], c->f[n->in[0]], c->numel[v], n->a.p, seed, (uint64_t)n->a.index);
+    return 0;
+}
+
+static int k_fill(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    for (int64_t i = 0; i < c->numel[v]; i++)
+        c->f[v][i] = node(c, v)->a.scale;
+    return 0;
+}
+
+static int k_reduce_sum(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    int x = node(c, v)->in[0];
+    if (c->numel[v] == 0)
+        return 0;
+    ref_reduce_sum(c->f[v], c->f[x], c->numel[x], c->numel[v]);
+    return 0;
+}
+
+static int k_scatter_add(ctx *c, int v, ir_err *e)
+{
+    const ir_node *n = node(c, v);
+    int ids = n->in[0], dy = n->in[1];
+    int64_t rows = c->shape[v][0], h = c->shape[v][1];
+    for (int64_t i = 0; i < c->numel[ids]; i++)
+        if (c->iv[ids][i] < 0 || c->iv[ids][i] >= rows) {
+            char nm[128];
+            return ir_errf(e, "%s: value %lld at flat index %lld is out of range [0, %lld)",
+                           vname(c, ids, nm, sizeof nm), (long long)c->iv[ids][i],
+                           (long long)i, (long long)rows);
+        }
+    ref_scatter_add(c->f[v], c->iv[ids], c->f[dy], c->numel[ids], rows, h);
+    return 0;
+}
+
+static int k_pad_rows(ctx *c, int v, ir_err *e)
+{
+    int x = node(c, v)->in[0];
+    int64_t inner = c->shape[v][0] ? c->numel[v] / c->shape[v][0] : 0;
+    if (c->shape[x][0] > c->shape[v][0])
+        return ir_errf(e, "%%%d (pad_rows): %lld rows do not fit in %lld", v,
+                       (long long)c->shape[x][0], (long long)c->shape[v][0]);
+    ref_pad_rows(c->f[v], c->f[x], c->shape[x][0], c->shape[v][0], inner);
+    return 0;
+}
+
+static int k_gelu_grad(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    ref_gelu_grad(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->numel[v]);
+    return 0;
+}
+
+static int k_gelu_tanh_grad(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    ref_gelu_tanh_grad(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->numel[v]);
+    return 0;
+}
+
+static int k_tanh_grad(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    ref_tanh_grad(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->numel[v]);
+    return 0;
+}
+
+static int k_layernorm_dx(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    int64_t h = c->shape[v][rank(c, v) - 1];
+    ref_layernorm_dx(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->f[n->in[2]],
+                     h ? c->numel[v] / h : 0, h, n->a.eps);
+    return 0;
+}
+
+static int k_layernorm_dgamma(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    int64_t h = c->numel[v];
+    ref_layernorm_dgamma(c->f[v], c->f[n->in[0]], c->f[n->in[1]],
+                         h ? c->numel[n->in[0]] / h : 0, h, n->a.eps);
+    return 0;
+}
+
+static int k_softmax_grad(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    int64_t t = c->shape[v][rank(c, v) - 1];
+    ref_softmax_grad(c->f[v], c->f[n->in[0]], c->f[n->in[1]], t ? c->numel[v] / t : 0, t,
+                     n->a.scale);
+    return 0;
+}
+
+static int k_select_grad(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    int ax = n->a.axis;
+    int64_t outer = 1, inner = 1, len = c->shape[v][ax];
+    for (int i = 0; i < ax; i++)
+        outer *= c->shape[v][i];
+    for (int i = ax + 1; i < rank(c, v); i++)
+        inner *= c->shape[v][i];
+    if (n->a.index >= len)
+        return ir_errf(e, "%%%d (select_grad): index %lld out of range %lld", v,
+                       (long long)n->a.index, (long long)len);
+    ref_select_grad(c->f[v], c->f[n->in[0]], outer, len, inner, n->a.index);
+    return 0;
+}
+
+static int k_cross_entropy_grad(ctx *c, int v, ir_err *e)
+{
+    (void)e;
+    const ir_node *n = node(c, v);
+    int lg = n->in[0], lb = n->in[1];
+    int64_t cls = c->shape[lg][rank(c, lg) - 1];
+    /* Labels were range-checked by the forward cross_entropy that reads them. */
+    ref_cross_entropy_grad(c->f[v], c->f[lg], c->iv[lb], c->numel[lb], cls,
+                           c->f[n->in[2]][0]);
+    return 0;
+}
+
 typedef int (*kernel_fn)(ctx *c, int v, ir_err *e);
 
 static const kernel_fn kernels[IR_OP_COUNT] = {
@@ -278,6 +415,19 @@ static const kernel_fn kernels[IR_OP_COUNT] = {
     [IR_OP_ATTN_SOFTMAX] = k_attn_softmax,
     [IR_OP_SELECT] = k_select,
     [IR_OP_CROSS_ENTROPY] = k_cross_entropy,
+    [IR_OP_DROPOUT] = k_dropout,
+    [IR_OP_FILL] = k_fill,
+    [IR_OP_REDUCE_SUM] = k_reduce_sum,
+    [IR_OP_SCATTER_ADD] = k_scatter_add,
+    [IR_OP_PAD_ROWS] = k_pad_rows,
+    [IR_OP_GELU_GRAD] = k_gelu_grad,
+    [IR_OP_GELU_TANH_GRAD] = k_gelu_tanh_grad,
+    [IR_OP_TANH_GRAD] = k_tanh_grad,
+    [IR_OP_LAYERNORM_DX] = k_layernorm_dx,
+    [IR_OP_LAYERNORM_DGAMMA] = k_layernorm_dgamma,
+    [IR_OP_SOFTMAX_GRAD] = k_softmax_grad,
+    [IR_OP_SELECT_GRAD] = k_select_grad,
+    [IR_OP_CROSS_ENTROPY_GRAD] = k_cross_entropy_grad,
 };
 
 int rt_interp_has_kernel(ir_opcode op)

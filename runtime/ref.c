@@ -191,3 +191,159 @@ void ref_scale(double *out, const double *x, int64_t n, double factor)
     for (int64_t i = 0; i < n; i++)
         out[i] = x[i] * factor;
 }
+
+/* ---- dropout ---- */
+
+void ref_dropout(double *out, const double *x, int64_t n, double p, uint64_t seed,
+                 uint64_t tag)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = ref_dropout_keep(seed, tag, (uint64_t)i, p) ? x[i] / (1.0 - p) : 0.0;
+}
+
+/* ---- backward kernels ---- */
+
+void ref_reduce_sum(double *out, const double *x, int64_t n, int64_t m)
+{
+    for (int64_t j = 0; j < m; j++)
+        out[j] = 0.0;
+    for (int64_t i = 0; i < n / m; i++)
+        for (int64_t j = 0; j < m; j++)
+            out[j] += x[i * m + j];
+}
+
+void ref_scatter_add(double *out, const int64_t *ids, const double *dy, int64_t n,
+                     int64_t v, int64_t h)
+{
+    for (int64_t i = 0; i < v * h; i++)
+        out[i] = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < h; j++)
+            out[ids[i] * h + j] += dy[i * h + j];
+}
+
+void ref_pad_rows(double *out, const double *x, int64_t rows_in, int64_t rows_out,
+                  int64_t inner)
+{
+    for (int64_t i = 0; i < rows_out * inner; i++)
+        out[i] = i < rows_in * inner ? x[i] : 0.0;
+}
+
+void ref_gelu_grad(double *dx, const double *x, const double *dy, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double cdf = 0.5 * (1.0 + erf(x[i] / sqrt(2.0)));
+        double pdf = exp(-0.5 * x[i] * x[i]) / sqrt(2.0 * M_PI);
+        dx[i] = dy[i] * (cdf + x[i] * pdf);
+    }
+}
+
+void ref_gelu_tanh_grad(double *dx, const double *x, const double *dy, int64_t n)
+{
+    const double k = sqrt(2.0 / M_PI), c = 0.044715;
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i], t = tanh(k * (v + c * v * v * v));
+        double d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * c * v * v);
+        dx[i] = dy[i] * d;
+    }
+}
+
+void ref_tanh_grad(double *dx, const double *y, const double *dy, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = dy[i] * (1.0 - y[i] * y[i]);
+}
+
+/* mean and 1/sqrt(var + eps) of one row (x (h)) */
+static void row_stats(const double *x, int64_t h, double eps, double *mean, double *rstd)
+{
+    double m = 0.0, v = 0.0;
+    for (int64_t j = 0; j < h; j++)
+        m += x[j];
+    m /= (double)h;
+    for (int64_t j = 0; j < h; j++)
+        v += (x[j] - m) * (x[j] - m);
+    v /= (double)h;
+    *mean = m;
+    *rstd = 1.0 / sqrt(v + eps);
+}
+
+void ref_layernorm_dx(double *dx, const double *x, const double *gamma, const double *dy,
+                      int64_t rows, int64_t h, double eps)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const double *xr = x + r * h, *dyr = dy + r * h;
+        double mean, rstd, mg = 0.0, mgx = 0.0;
+        row_stats(xr, h, eps, &mean, &rstd);
+        for (int64_t j = 0; j < h; j++) {
+            double g = dyr[j] * gamma[j], xhat = (xr[j] - mean) * rstd;
+            mg += g;
+            mgx += g * xhat;
+        }
+        mg /= (double)h;
+        mgx /= (double)h;
+        for (int64_t j = 0; j < h; j++) {
+            double g = dyr[j] * gamma[j], xhat = (xr[j] - mean) * rstd;
+            dx[r * h + j] = rstd * (g - mg - xhat * mgx);
+        }
+    }
+}
+
+void ref_layernorm_dgamma(double *dgamma, const double *x, const double *dy, int64_t rows,
+                          int64_t h, double eps)
+{
+    for (int64_t j = 0; j < h; j++)
+        dgamma[j] = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+        double mean, rstd;
+        row_stats(x + r * h, h, eps, &mean, &rstd);
+        for (int64_t j = 0; j < h; j++)
+            dgamma[j] += dy[r * h + j] * (x[r * h + j] - mean) * rstd;
+    }
+}
+
+void ref_softmax_grad(double *dx, const double *y, const double *dy, int64_t rows,
+                      int64_t t, double scale)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        double dot = 0.0;
+        for (int64_t j = 0; j < t; j++)
+            dot += dy[r * t + j] * y[r * t + j];
+        for (int64_t j = 0; j < t; j++)
+            dx[r * t + j] = scale * y[r * t + j] * (dy[r * t + j] - dot);
+    }
+}
+
+void ref_select_grad(double *dx, const double *dy, int64_t outer, int64_t len, int64_t inner,
+                     int64_t index)
+{
+    for (int64_t i = 0; i < outer * len * inner; i++)
+        dx[i] = 0.0;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < inner; j++)
+            dx[(o * len + index) * inner + j] = dy[o * inner + j];
+}
+
+void ref_cross_entropy_grad(double *dlogits, const double *logits, const int64_t *labels,
+                            int64_t n, int64_t c, double dloss)
+{
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; i++)
+        count += labels[i] != -100;
+    for (int64_t i = 0; i < n; i++) {
+        double *d = dlogits + i * c;
+        const double *l = logits + i * c;
+        if (labels[i] == -100) {
+            for (int64_t j = 0; j < c; j++)
+                d[j] = 0.0;
+            continue;
+        }
+        double mx = l[0], sum = 0.0;
+        for (int64_t j = 1; j < c; j++)
+            mx = l[j] > mx ? l[j] : mx;
+        for (int64_t j = 0; j < c; j++)
+            sum += exp(l[j] - mx);
+        for (int64_t j = 0; j < c; j++)
+            d[j] = dloss * (exp(l[j] - mx) / sum - (j == labels[i])) / (double)count;
+    }
+}

@@ -54,4 +54,61 @@ void ref_select(double *out, const double *x, int64_t outer, int64_t len, int64_
  * 0 when no row counts. logits (n, c); labels (n), each -100 or in [0, c). */
 double ref_cross_entropy(const double *logits, const int64_t *labels, int64_t n, int64_t c);
 
+/* ---- dropout ---- */
+
+/* Whether element i of dropout stream `tag` survives under `seed`: a counter-based
+ * hash, so forward and backward draw the same mask without storing it, and the mask
+ * does not depend on the thread count. Generated code computes the same function. */
+static inline int ref_dropout_keep(uint64_t seed, uint64_t tag, uint64_t i, double p)
+{
+    uint64_t z = seed ^ (tag * 0x9e3779b97f4a7c15ULL) ^ (i * 0xd1b54a32d192ed03ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 40) * 0x1.0p-24 >= p; /* uniform in [0, 1) with 24 bits */
+}
+
+/* out (n) = keep ? x / (1 - p) : 0 */
+void ref_dropout(double *out, const double *x, int64_t n, double p, uint64_t seed,
+                 uint64_t tag);
+
+/* ---- backward kernels (the VJPs that passes/autodiff.c emits) ---- */
+
+/* out (m) = sum over i of x (n / m, m) [i, :] */
+void ref_reduce_sum(double *out, const double *x, int64_t n, int64_t m);
+
+/* out (v, h) = 0, then out[ids[i], :] += dy (n, h) [i, :] */
+void ref_scatter_add(double *out, const int64_t *ids, const double *dy, int64_t n,
+                     int64_t v, int64_t h);
+
+/* out (rows_out, inner) = x (rows_in, inner) followed by zero rows */
+void ref_pad_rows(double *out, const double *x, int64_t rows_in, int64_t rows_out,
+                  int64_t inner);
+
+/* dx (n) = dy * gelu'(x), for the erf and the tanh forms */
+void ref_gelu_grad(double *dx, const double *x, const double *dy, int64_t n);
+void ref_gelu_tanh_grad(double *dx, const double *x, const double *dy, int64_t n);
+/* dx (n) = dy * (1 - y^2), y = tanh(x) */
+void ref_tanh_grad(double *dx, const double *y, const double *dy, int64_t n);
+
+/* LayerNorm backward over rows of h: xhat = (x - mean) * rstd, g = dy * gamma,
+ * dx = rstd * (g - mean(g) - xhat * mean(g * xhat)); dgamma (h) = sum_rows dy * xhat. */
+void ref_layernorm_dx(double *dx, const double *x, const double *gamma, const double *dy,
+                      int64_t rows, int64_t h, double eps);
+void ref_layernorm_dgamma(double *dgamma, const double *x, const double *dy, int64_t rows,
+                          int64_t h, double eps);
+
+/* dx (rows, t) = scale * y * (dy - sum_j dy * y) for y = softmax(scale * x + mask) */
+void ref_softmax_grad(double *dx, const double *y, const double *dy, int64_t rows,
+                      int64_t t, double scale);
+
+/* dx (outer, len, inner) = 0 except dx[:, index, :] = dy (outer, inner) */
+void ref_select_grad(double *dx, const double *dy, int64_t outer, int64_t len, int64_t inner,
+                     int64_t index);
+
+/* dlogits (n, c) = dloss * (softmax(logits) - onehot(label)) / count for rows with a
+ * label, 0 for ignored rows (count = rows with a label; nothing when count = 0). */
+void ref_cross_entropy_grad(double *dlogits, const double *logits, const int64_t *labels,
+                            int64_t n, int64_t c, double dloss);
+
 #endif

@@ -20,10 +20,20 @@ static int emit(ir_graph **g, const char *stage, const char *pipeline, FILE *out
             return driver_fail("cannot write the output");
         return 0;
     }
-    if (!strcmp(stage, "grad") || !strcmp(stage, "llvm-raw") || !strcmp(stage, "llvm") ||
+    if (!strcmp(stage, "grad")) {
+        pass_grad_opts go = {"loss", NULL, 0};
+        if (pass_run_pipeline(g, pipeline, NULL, &e) || pass_autodiff(g, &go, &e) ||
+            pass_run_pipeline(g, pipeline, print_after_all ? out : NULL, &e))
+            return driver_fail(e.msg);
+        if (!print_after_all && ir_print(*g, out))
+            return driver_fail("cannot write the output");
+        return 0;
+    }
+    if (!strcmp(stage, "llvm-raw") || !strcmp(stage, "llvm") ||
         !strcmp(stage, "asm")) {
-        fprintf(stderr, "bertcc: --emit=%s is not implemented yet (needs %s)\n", stage,
-                !strcmp(stage, "grad") ? "the autodiff pass" : "LLVM code generation");
+        fprintf(stderr, "bertcc: --emit=%s is not implemented yet (needs LLVM code "
+                        "generation)\n",
+                stage);
         return 1;
     }
     fprintf(stderr, "bertcc: unknown stage '%s' (expected ir, opt, grad, llvm-raw, llvm or "

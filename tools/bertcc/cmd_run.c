@@ -67,14 +67,16 @@ static int run(const run_args *a)
         fprintf(stderr, "bertcc: %s: %s\n", a->batch, e.msg);
         goto done;
     }
-    if (a->grads) {
-        driver_fail(present ? "--grads needs the autodiff pass, which is not implemented yet"
-                            : "--grads needs labels in the batch: without them there is no "
-                              "loss to differentiate");
+    if (a->grads && !present) {
+        driver_fail("--grads needs labels in the batch: without them there is no loss to "
+                    "differentiate");
         goto done;
     }
+    pass_grad_opts go = {"loss", NULL, 0};
     if (!(g = fe_build_bert(&m, present, &e)) ||
-        pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e)) {
+        pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e) ||
+        (a->grads && (pass_autodiff(&g, &go, &e) ||
+                      pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e)))) {
         driver_fail(e.msg);
         goto done;
     }
