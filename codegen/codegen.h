@@ -1,10 +1,37 @@
-/* codegen.h: IR -> LLVM (through the LLVM C API). For now it reports the host target
- * that code generation will use; lowering, the JIT and shared-library output come with
- * the code-generation issue. */
+/* codegen.h: IR -> LLVM (through the LLVM C API): one kernel per distinct kernel
+ * signature of a plan (runtime/plan.h), optimized at O3 for the host (or a chosen)
+ * target, then JIT-compiled in process or written out as LLVM IR, assembly or an
+ * object file. */
 #ifndef BERTCC_CG_H
 #define BERTCC_CG_H
 
 #include <stddef.h>
+
+#include "../ir/ir.h"
+#include "../runtime/plan.h"
+
+typedef struct cg_options {
+    const char *cpu;      /* NULL: the host's (LLVMGetHostCPUName) */
+    const char *features; /* NULL: the host's (LLVMGetHostCPUFeatures) when cpu is NULL */
+    const char *prefix;   /* symbol prefix, default "bertcc" */
+    int verbose;          /* report timings on stderr */
+} cg_options;
+
+/* A JIT-compiled plan: its kernel table stays valid until cg_program_free. */
+typedef struct cg_program cg_program;
+cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, ir_err *e);
+const rt_kernel *cg_program_kernels(const cg_program *p);
+double cg_program_compile_seconds(const cg_program *p);
+void cg_program_free(cg_program *p);
+
+/* Writes one stage of the compiled kernels: "llvm-raw" (before optimization), "llvm",
+ * "asm" or "obj", to path ("-" for standard output; not for obj). */
+int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                 const char *stage, const char *path, ir_err *e);
+
+/* The symbol names of kernel k: "PREFIX_kK_OP" and "PREFIX_kK_OP_units". */
+void cg_kernel_names(const char *prefix, int k, const ir_node *n, char *body, char *units,
+                     size_t len);
 
 /* Host CPU name and feature string as LLVM detects them ("znver5",
  * "+avx512f,+avx512bw,..."). Truncated to the buffers. */

@@ -10,7 +10,21 @@ typedef struct {
     ir_graph *g;
     const fe_model *m;
     ir_dim B, S, H;
+    int seed;     /* the dropout_seed input, or -1 in eval mode */
+    int64_t tags; /* dropout streams used so far: each site draws its own */
 } builder;
+
+/* Training-mode dropout (identity in eval mode or with p = 0). */
+static int dropout(builder *b, int x, double p)
+{
+    if (b->seed < 0 || p == 0)
+        return x;
+    ir_attrs a = {0};
+    a.p = p;
+    a.index = b->tags++;
+    int in[2] = {x, b->seed};
+    return ir_add(b->g, IR_OP_DROPOUT, in, 2, &a, NULL, NULL);
+}
 
 static ir_type f32(int rank, ...)
 {
@@ -87,11 +101,13 @@ static int encoder_layer(builder *b, int h, int mask, int64_t i)
     int v = split_heads(b, linear(b, h, NAME("attention.self.value"), H, H));
     double scale = 1.0 / sqrt((double)(H / m->heads));
     int probs = ir_attn_softmax(b->g, ir_matmul(b->g, q, k, 0, 1), mask, scale);
+    probs = dropout(b, probs, m->attention_dropout);
     int ctx = merge_heads(b, ir_matmul(b->g, probs, v, 0, 0));
-    int attn = linear(b, ctx, NAME("attention.output.dense"), H, H);
+    int attn = dropout(b, linear(b, ctx, NAME("attention.output.dense"), H, H),
+                       m->hidden_dropout);
     int h1 = layernorm(b, ir_addv(b->g, attn, h), NAME("attention.output.LayerNorm"));
     int inter = activation(b, linear(b, h1, NAME("intermediate.dense"), I, H));
-    int out = linear(b, inter, NAME("output.dense"), H, I);
+    int out = dropout(b, linear(b, inter, NAME("output.dense"), H, I), m->hidden_dropout);
     return layernorm(b, ir_addv(b->g, out, h1), NAME("output.LayerNorm"));
 #undef NAME
 }
@@ -110,7 +126,7 @@ ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
         ir_errf(e, "out of memory");
         return NULL;
     }
-    builder b = {g, m, IR_DIM_B, IR_DIM_S, ir_dconst(m->hidden_size)};
+    builder b = {g, m, IR_DIM_B, IR_DIM_S, ir_dconst(m->hidden_size), -1, 0};
     int64_t H = m->hidden_size, V = m->vocab_size;
     ir_dim bs[2] = {b.B, b.S}, bvec[1] = {b.B};
     ir_type ids_t = ir_type_make(IR_I64, 2, bs), vec_t = ir_type_make(IR_I64, 1, bvec);
@@ -121,6 +137,8 @@ ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
     int tt = ir_input(g, "token_type_ids", ids_t);
     int mask = ir_input(g, "attention_mask", ids_t);
     int l_mlm = -1, l_nsp = -1, l_int = -1, l_slot = -1, l_start = -1, l_end = -1;
+    if (label_mask & FE_BUILD_TRAIN)
+        b.seed = ir_input(g, "dropout_seed", ir_type_make(IR_I64, 0, NULL));
     if ((heads & FE_HEAD_MLM) && (label_mask & FE_LABEL_MLM))
         l_mlm = ir_input(g, "mlm_labels", ids_t);
     if ((heads & FE_HEAD_NSP) && (label_mask & FE_LABEL_NSP))
@@ -140,7 +158,7 @@ ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
     int te = param2(&b, "bert.embeddings.token_type_embeddings.weight", m->type_vocab_size, H);
     int x = ir_addv(g, ir_gather(g, we, ids), ir_prefix_rows(g, pe, b.S));
     x = ir_addv(g, x, ir_gather(g, te, tt));
-    x = layernorm(&b, x, "bert.embeddings.LayerNorm");
+    x = dropout(&b, layernorm(&b, x, "bert.embeddings.LayerNorm"), m->hidden_dropout);
     for (int64_t i = 0; i < m->layers; i++)
         x = encoder_layer(&b, x, mask, i);
     int seq = x;
@@ -172,7 +190,8 @@ ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
         }
     }
     if (heads & FE_HEAD_INTENT) {
-        int logits = linear(&b, pooled, "intent.classifier", m->intent_classes, H);
+        int logits = linear(&b, dropout(&b, pooled, m->hidden_dropout), "intent.classifier",
+                            m->intent_classes, H);
         ir_set_output(g, "intent_logits", logits);
         if (l_int >= 0) {
             int l = ir_cross_entropy(g, logits, l_int);
@@ -181,7 +200,8 @@ ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
         }
     }
     if (heads & FE_HEAD_SLOT) {
-        int logits = linear(&b, seq, "slot.classifier", m->slot_labels, H);
+        int logits = linear(&b, dropout(&b, seq, m->hidden_dropout), "slot.classifier",
+                            m->slot_labels, H);
         ir_set_output(g, "slot_logits", logits);
         if (l_slot >= 0) {
             int l = ir_cross_entropy(g, logits, l_slot);

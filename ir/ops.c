@@ -152,6 +152,8 @@ static int shape_reshape(const ir_graph *g, const ir_node *n, ir_type *out, ir_e
         return -1;
     if (out->dtype != x->dtype)
         return ir_errf(e, "reshape cannot change the dtype");
+    if (ir_type_numel(out).c <= 0 || ir_type_numel(x).c <= 0)
+        return ir_errf(e, "element count too large");
     if (!ir_dim_eq(ir_type_numel(out), ir_type_numel(x))) {
         char s1[128], s2[128];
         return ir_errf(e, "element counts differ: %s vs %s", ir_type_str(x, s1, 128),

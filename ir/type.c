@@ -15,7 +15,15 @@ ir_dim ir_dconst(int64_t c)
 
 ir_dim ir_dim_mul(ir_dim a, ir_dim b)
 {
-    ir_dim d = {a.c * b.c, (uint8_t)(a.eb + b.eb), (uint8_t)(a.es + b.es)};
+    /* An overflowing product becomes c = -1, which every shape rule rejects. */
+    ir_dim d = {-1, 0, 0};
+    int64_t c;
+    if (a.c < 0 || b.c < 0 || __builtin_mul_overflow(a.c, b.c, &c) || a.eb + b.eb > 255 ||
+        a.es + b.es > 255)
+        return d;
+    d.c = c;
+    d.eb = (uint8_t)(a.eb + b.eb);
+    d.es = (uint8_t)(a.es + b.es);
     return d;
 }
 

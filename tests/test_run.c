@@ -558,6 +558,53 @@ T(run_errors, ignored_labels_are_accepted_and_all_ignored_losses_are_zero)
     rt_list_free(&o);
 }
 
+T(run_errors, float_labels_and_an_empty_batch_are_named)
+{
+    rt_tensor_list l;
+    tiny_inputs(&l);
+    tiny_labels(&l);
+    float f[TB] = {0, 1};
+    int64_t shape[2] = {TB, 0};
+    cr_assert(rt_list_add(&l, "nsp_labels", RT_F32, 1, shape, f));
+    expect_tiny_fails(save_batch(&l, "b1.st"), "nsp_labels");
+    int64_t empty[2] = {0, TS};
+    rt_list_init(&l);
+    cr_assert(rt_list_add(&l, "input_ids", RT_I64, 2, empty, NULL));
+    expect_tiny_fails(save_batch(&l, "b2.st"), "input_ids");
+    int64_t flat[1] = {TS};
+    rt_list_init(&l);
+    cr_assert(rt_list_add(&l, "input_ids", RT_I64, 1, flat, NULL));
+    expect_tiny_fails(save_batch(&l, "b3.st"), "input_ids");
+}
+
+T(run_cli, an_all_padding_row_gives_finite_outputs)
+{
+    /* The mask adds a large finite negative, so a row with every key masked is a
+     * uniform softmax, not 0/0. */
+    static const int64_t mask[TB * TS] = {1, 1, 1, 0, 0, 0, 0, 0};
+    rt_tensor_list l, o;
+    tiny_inputs(&l);
+    tiny_labels(&l);
+    put(&l, "attention_mask", 2, TB, TS, mask);
+    char b[256], *err;
+    snprintf(b, sizeof b, "%s", save_batch(&l, "b.st"));
+    int rc = bertcc(&err, "run '%s' --weights '%s' --batch '%s' -o '%s'",
+                    fx("run_tiny", "model.xml"), fx("run_tiny", "weights.safetensors"), b,
+                    tp("out.st"));
+    cr_assert_eq(rc, 0, "exit status %d:
+%s", rc, err);
+    free(err);
+    load(tp("out.st"), &o);
+    cr_expect_eq(o.n, 14);
+    for (int i = 0; i < o.n; i++) {
+        double *v = values(&o.t[i]);
+        for (int64_t k = 0; k < rt_numel(&o.t[i]); k++)
+            cr_expect(isfinite(v[k]), "%s[%lld] = %g", o.t[i].name, (long long)k, v[k]);
+        free(v);
+    }
+    rt_list_free(&o);
+}
+
 T(run_errors, sequence_longer_than_max_position_is_rejected)
 {
     int64_t ids[17] = {0}, shape[2] = {1, 17};

@@ -114,3 +114,82 @@ int tu_run(const char *cmd, char **out)
         return -1;
     return WEXITSTATUS(st);
 }
+
+/* ---- comparing the JIT with the reference interpreter ---- */
+#include <math.h>
+
+#include "../codegen/engine.h"
+#include "../runtime/interp.h"
+#include "../runtime/rng.h"
+
+void tu_add_rand_f32(rt_tensor_list *l, const char *name, int rank, const int64_t *shape,
+                     double lo, double hi, uint64_t seed)
+{
+    rt_tensor *t = rt_list_add(l, name, RT_F32, rank, shape, NULL);
+    rt_rng r;
+    rt_rng_seed(&r, seed);
+    for (int64_t i = 0; t && i < rt_numel(t); i++)
+        ((float *)t->data)[i] = (float)(lo + (hi - lo) * rt_rng_uniform(&r));
+}
+
+void tu_add_rand_i64(rt_tensor_list *l, const char *name, int rank, const int64_t *shape,
+                     int64_t lo, int64_t hi, uint64_t seed)
+{
+    rt_tensor *t = rt_list_add(l, name, RT_I64, rank, shape, NULL);
+    rt_rng r;
+    rt_rng_seed(&r, seed);
+    for (int64_t i = 0; t && i < rt_numel(t); i++)
+        ((int64_t *)t->data)[i] = lo + (int64_t)rt_rng_below(&r, (uint64_t)(hi - lo));
+}
+
+double tu_max_err(const rt_tensor *a, const rt_tensor *b, double *max_ref)
+{
+    int64_t n = rt_numel(a);
+    if (n != rt_numel(b) || a->dtype != RT_F32 || b->dtype != RT_F32)
+        return -1;
+    double err = 0, mr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double x = ((const float *)a->data)[i], y = ((const float *)b->data)[i];
+        double d = fabs(x - y);
+        if (isnan(x) != isnan(y) || d > err || isnan(d))
+            err = isnan(d) ? INFINITY : d > err ? d : err;
+        mr = fabs(y) > mr ? fabs(y) : mr;
+    }
+    if (max_ref)
+        *max_ref = mr;
+    return err;
+}
+
+int tu_jit_vs_ref(const ir_graph *g, const rt_tensor_list *params,
+                  const rt_tensor_list *inputs, int threads, double rtol, double atol,
+                  char *msg, size_t len)
+{
+    rt_tensor_list ref, jit;
+    rt_list_init(&ref);
+    rt_list_init(&jit);
+    ir_err e;
+    int rc = 0;
+    rt_interp_opts o = {0, 1};
+    cg_engine *x = NULL;
+    if (rt_interp_run(g, params, inputs, &o, &ref, &e)) {
+        snprintf(msg, len, "reference run failed: %s", e.msg);
+        rc = 1;
+    } else if (!(x = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e)) ||
+               cg_engine_run(x, params, inputs, threads, &jit, &e)) {
+        snprintf(msg, len, "JIT failed: %s", e.msg);
+        rc = 1;
+    }
+    for (int i = 0; !rc && i < ref.n; i++) {
+        const rt_tensor *r = &ref.t[i], *j = rt_list_cfind(&jit, r->name);
+        double mr = 0, err = j ? tu_max_err(j, r, &mr) : -1;
+        if (!j || err < 0 || !(err <= rtol * mr + atol)) {
+            snprintf(msg, len, "output %s: max error %g > %g (max |ref| %g)%s", r->name, err,
+                     rtol * mr + atol, mr, j ? "" : " (missing)");
+            rc = 1;
+        }
+    }
+    cg_engine_free(x);
+    rt_list_free(&ref);
+    rt_list_free(&jit);
+    return rc;
+}

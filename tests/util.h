@@ -4,6 +4,7 @@
 #define BERTCC_TESTS_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Reads a whole file (NUL-terminated); NULL if unreadable. Caller frees. */
 char *tu_read_file(const char *path, size_t *len);
@@ -20,3 +21,24 @@ int tu_run(const char *cmd, char **out);
 const char *tu_src(const char *rel);
 
 #endif
+
+/* ---- comparing the JIT with the reference interpreter ---- */
+#include "../ir/ir.h"
+#include "../runtime/tensor.h"
+
+/* Adds an F32 tensor of uniform values in [lo, hi) drawn from seed. */
+void tu_add_rand_f32(rt_tensor_list *l, const char *name, int rank, const int64_t *shape,
+                     double lo, double hi, uint64_t seed);
+/* Adds an I64 tensor of uniform integers in [lo, hi) drawn from seed. */
+void tu_add_rand_i64(rt_tensor_list *l, const char *name, int rank, const int64_t *shape,
+                     int64_t lo, int64_t hi, uint64_t seed);
+
+/* Runs g with the reference interpreter (f32 mode) and with the JIT (threads given),
+ * and checks every output: max|jit - ref| <= rtol * max|ref| + atol. Returns 0 when all
+ * match; otherwise 1 with a description in msg (also when either run fails). */
+int tu_jit_vs_ref(const ir_graph *g, const rt_tensor_list *params,
+                  const rt_tensor_list *inputs, int threads, double rtol, double atol,
+                  char *msg, size_t len);
+
+/* max|a - b| and max|b| over two F32 tensors of equal size; -1 if sizes differ. */
+double tu_max_err(const rt_tensor *a, const rt_tensor *b, double *max_ref);

@@ -1,0 +1,112 @@
+/* cg.h: what the op lowerings share — the LLVM context of a module being built, the
+ * two functions of the kernel being emitted, and small IR-building helpers (dims,
+ * loops, loads, stores). Internal to codegen/.
+ *
+ * Kernel ABI (runtime/plan.h): for kernel K of a model with prefix P,
+ *   i64  P_K_OP_units(const i64 *dims, i64 *scratch_bytes)  work units for dims = {B, S}
+ *   void P_K_OP(void *const *ptrs, const i64 *dims, i64 u0, i64 u1, void *scratch)
+ * ptrs[0] is the result, ptrs[1..] the operands. The body does units [u0, u1); the
+ * executor splits units over threads, so a unit's result must not depend on the
+ * split. */
+#ifndef BERTCC_CG_INTERNAL_H
+#define BERTCC_CG_INTERNAL_H
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+
+#include "../ir/ir.h"
+
+typedef struct cg_ctx {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTargetMachineRef tm;
+    LLVMTypeRef t_void, t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
+    LLVMTypeRef units_ty, body_ty;
+    int vec;         /* f32 lanes of the widest vector: 16 with AVX-512, 8 with AVX2, else 4 */
+    int fma;         /* the target has FMA */
+    const ir_graph *g;
+    char prefix[64];
+} cg_ctx;
+
+/* The kernel being emitted. The lowering fills both functions: `units` from its entry
+ * block (uB, uS: the sizes; scratch_out: where to store the scratch size) and `body`
+ * from its entry block (ptrs, dims, u0, u1, scratch; B, S loaded). */
+typedef struct cg_kernel {
+    const ir_node *n;
+    LLVMValueRef units, body;
+    LLVMValueRef uB, uS, scratch_out;
+    LLVMValueRef ptrs, dims, u0, u1, scratch, B, S;
+} cg_kernel;
+
+typedef int (*cg_lower_fn)(cg_ctx *c, cg_kernel *k, ir_err *e);
+
+/* One row per op (codegen/lower.c); NULL for ops that need no kernel. */
+extern const cg_lower_fn cg_lowerings[IR_OP_COUNT];
+
+/* ---- helpers (codegen/emit.c) ---- */
+
+LLVMValueRef cg_i64(cg_ctx *c, int64_t v);
+LLVMValueRef cg_f32(cg_ctx *c, double v);
+/* A dimension's value from the sizes B and S (i64). */
+LLVMValueRef cg_dim(cg_ctx *c, ir_dim d, LLVMValueRef B, LLVMValueRef S);
+/* Number of elements of a type (i64). */
+LLVMValueRef cg_numel(cg_ctx *c, const ir_type *t, LLVMValueRef B, LLVMValueRef S);
+/* Product of dims [from, to) of t (i64); 1 if empty. */
+LLVMValueRef cg_dims_prod(cg_ctx *c, const ir_type *t, int from, int to, LLVMValueRef B,
+                          LLVMValueRef S);
+/* In the body: pointer i of ptrs (0 = result). */
+LLVMValueRef cg_arg(cg_ctx *c, cg_kernel *k, int i);
+/* The type of operand i of the node (or of the result for i = -1). */
+const ir_type *cg_operand_type(cg_ctx *c, cg_kernel *k, int i);
+
+/* &base[idx] for f32, i64 and f32-vector (unaligned) element types. */
+LLVMValueRef cg_gep(cg_ctx *c, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef idx);
+LLVMValueRef cg_load(cg_ctx *c, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef idx);
+void cg_store(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
+
+/* Integer arithmetic shorthands (i64, no wrap flags). */
+LLVMValueRef cg_add(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_sub(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_div(cg_ctx *c, LLVMValueRef a, LLVMValueRef b); /* signed */
+LLVMValueRef cg_rem(cg_ctx *c, LLVMValueRef a, LLVMValueRef b); /* signed */
+LLVMValueRef cg_min(cg_ctx *c, LLVMValueRef a, LLVMValueRef b); /* signed */
+
+/* A counted loop: for (iv = from; iv < to; iv++). After cg_for_begin the builder is in
+ * the body; cg_for_end closes it and leaves the builder after the loop. Loops nest. */
+typedef struct cg_loop {
+    LLVMValueRef iv;
+    LLVMBasicBlockRef head, body, exit;
+} cg_loop;
+void cg_for_begin(cg_ctx *c, cg_loop *l, LLVMValueRef from, LLVMValueRef to,
+                  const char *name);
+void cg_for_end(cg_ctx *c, cg_loop *l);
+
+/* A mutable scalar (an alloca in the entry block, promoted to SSA by mem2reg). */
+LLVMValueRef cg_var(cg_ctx *c, LLVMTypeRef t, LLVMValueRef init, const char *name);
+
+/* f32 helpers; fmul/fadd carry the `contract` flag only (FMA contraction, nothing
+ * that reassociates). */
+LLVMValueRef cg_fadd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fsub(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fmul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fdiv(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fmax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fma(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc);
+LLVMValueRef cg_sqrt(cg_ctx *c, LLVMValueRef x);
+/* Calls an LLVM intrinsic by name on operands of one overloaded type. */
+LLVMValueRef cg_intrinsic(cg_ctx *c, const char *name, LLVMTypeRef overload,
+                          LLVMValueRef *args, unsigned nargs);
+
+/* Vectorizable elementwise math on f32 (scalar or vector values), inline polynomials
+ * with no libm calls (codegen/math.c): max error a few ulp of f32. */
+LLVMValueRef cg_exp(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_erf(cg_ctx *c, LLVMValueRef x);
+
+/* The units function's common case: stores 0 scratch bytes and returns n. Call with
+ * the builder at the units entry block. */
+void cg_units_return(cg_ctx *c, cg_kernel *k, LLVMValueRef n, LLVMValueRef scratch_bytes);
+
+#endif

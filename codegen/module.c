@@ -1,0 +1,390 @@
+/* module.c: building, optimizing, JIT-compiling and emitting the kernels of a plan. */
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cg.h"
+#include "codegen.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cg_kernel_names(const char *prefix, int k, const ir_node *n, char *body, char *units,
+                     size_t len)
+{
+    snprintf(body, len, "%s_k%d_%s", prefix, k, ir_ops[n->op].name);
+    snprintf(units, len, "%s_k%d_%s_units", prefix, k, ir_ops[n->op].name);
+}
+
+/* The target machine for o (host unless overridden). */
+static LLVMTargetMachineRef make_tm(const cg_options *o, ir_err *e)
+{
+    static int ready;
+    if (!ready) {
+        LLVMInitializeNativeTarget();
+        LLVMInitializeNativeAsmPrinter();
+        ready = 1;
+    }
+    char *triple = LLVMGetDefaultTargetTriple();
+    char *cpu = o && o->cpu ? strdup(o->cpu) : LLVMGetHostCPUName();
+    char *feat = o && o->features ? strdup(o->features)
+                 : o && o->cpu   ? strdup("")
+                                 : LLVMGetHostCPUFeatures();
+    LLVMTargetRef target;
+    char *msg = NULL;
+    LLVMTargetMachineRef tm = NULL;
+    if (LLVMGetTargetFromTriple(triple, &target, &msg))
+        ir_errf(e, "LLVM has no target for %s: %s", triple, msg ? msg : "");
+    else
+        tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive,
+                                     LLVMRelocPIC, LLVMCodeModelDefault);
+    if (!tm && !msg)
+        ir_errf(e, "cannot create a target machine for cpu '%s'", cpu);
+    LLVMDisposeMessage(msg);
+    LLVMDisposeMessage(triple);
+    if (o && o->cpu)
+        free(cpu);
+    else
+        LLVMDisposeMessage(cpu);
+    if (o && (o->features || o->cpu))
+        free(feat);
+    else
+        LLVMDisposeMessage(feat);
+    return tm;
+}
+
+static int has_feature(const char *features, const char *f)
+{
+    size_t n = strlen(f);
+    for (const char *p = features; (p = strstr(p, f)); p += n)
+        if ((p == features || p[-1] == ',') && (p[n] == ',' || p[n] == 0))
+            return 1;
+    return 0;
+}
+
+static void set_types(cg_ctx *c)
+{
+    c->t_void = LLVMVoidTypeInContext(c->ctx);
+    c->t_i1 = LLVMInt1TypeInContext(c->ctx);
+    c->t_i8 = LLVMInt8TypeInContext(c->ctx);
+    c->t_i32 = LLVMInt32TypeInContext(c->ctx);
+    c->t_i64 = LLVMInt64TypeInContext(c->ctx);
+    c->t_f32 = LLVMFloatTypeInContext(c->ctx);
+    c->t_f64 = LLVMDoubleTypeInContext(c->ctx);
+    c->t_ptr = LLVMPointerTypeInContext(c->ctx, 0);
+    LLVMTypeRef up[2] = {c->t_ptr, c->t_ptr};
+    c->units_ty = LLVMFunctionType(c->t_i64, up, 2, 0);
+    LLVMTypeRef bp[5] = {c->t_ptr, c->t_ptr, c->t_i64, c->t_i64, c->t_ptr};
+    c->body_ty = LLVMFunctionType(c->t_void, bp, 5, 0);
+}
+
+static void add_attr(cg_ctx *c, LLVMValueRef fn, const char *k, const char *v)
+{
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(c->ctx, k, (unsigned)strlen(k), v,
+                                                      (unsigned)strlen(v)));
+}
+
+static void add_enum_attr(cg_ctx *c, LLVMValueRef fn, unsigned idx, const char *name)
+{
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+}
+
+static LLVMValueRef new_function(cg_ctx *c, const char *name, LLVMTypeRef ty)
+{
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, ty);
+    char *cpu = LLVMGetTargetMachineCPU(c->tm), *feat = LLVMGetTargetMachineFeatureString(c->tm);
+    add_attr(c, fn, "target-cpu", cpu);
+    add_attr(c, fn, "target-features", feat);
+    if (c->vec == 16)
+        add_attr(c, fn, "prefer-vector-width", "512");
+    add_enum_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(feat);
+    return fn;
+}
+
+static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
+{
+    const ir_node *n = &c->g->nodes[p->kernel_node[k]];
+    cg_lower_fn lower = cg_lowerings[n->op];
+    if (!lower)
+        return ir_errf(e, "no code generator for op %s", ir_ops[n->op].name);
+    char body[128], units[128];
+    cg_kernel_names(c->prefix, k, n, body, units, sizeof body);
+    cg_kernel kk;
+    memset(&kk, 0, sizeof kk);
+    kk.n = n;
+    kk.units = new_function(c, units, c->units_ty);
+    kk.body = new_function(c, body, c->body_ty);
+    for (unsigned i = 1; i <= 5; i++)
+        if (i != 3 && i != 4)
+            add_enum_attr(c, kk.body, i, "noalias");
+    /* units entry: B, S and the scratch pointer */
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, kk.units, "entry"));
+    LLVMValueRef ud = LLVMGetParam(kk.units, 0);
+    kk.uB = LLVMBuildLoad2(c->b, c->t_i64, ud, "B");
+    kk.uS = LLVMBuildLoad2(c->b, c->t_i64, cg_gep(c, c->t_i64, ud, cg_i64(c, 1)), "S");
+    kk.scratch_out = LLVMGetParam(kk.units, 1);
+    LLVMBasicBlockRef units_entry = LLVMGetInsertBlock(c->b);
+    /* body entry */
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, kk.body, "entry"));
+    kk.ptrs = LLVMGetParam(kk.body, 0);
+    kk.dims = LLVMGetParam(kk.body, 1);
+    kk.u0 = LLVMGetParam(kk.body, 2);
+    kk.u1 = LLVMGetParam(kk.body, 3);
+    kk.scratch = LLVMGetParam(kk.body, 4);
+    kk.B = LLVMBuildLoad2(c->b, c->t_i64, kk.dims, "B");
+    kk.S = LLVMBuildLoad2(c->b, c->t_i64, cg_gep(c, c->t_i64, kk.dims, cg_i64(c, 1)), "S");
+    LLVMBasicBlockRef body_entry = LLVMGetInsertBlock(c->b);
+    (void)units_entry;
+    (void)body_entry;
+    /* The lowering positions the builder itself: it starts in the body. */
+    if (lower(c, &kk, e)) {
+        ir_err_prefix(e, "kernel %s", body);
+        return -1;
+    }
+    return 0;
+}
+
+/* Builds the module of every kernel of p in a new context (owned by the caller). */
+static int build(cg_ctx *c, LLVMContextRef ctx, const ir_graph *g, const rt_plan *p,
+                 const cg_options *o, ir_err *e)
+{
+    memset(c, 0, sizeof *c);
+    c->ctx = ctx;
+    c->g = g;
+    snprintf(c->prefix, sizeof c->prefix, "%s", o && o->prefix ? o->prefix : "bertcc");
+    if (!(c->tm = make_tm(o, e)))
+        return -1;
+    char *feat = LLVMGetTargetMachineFeatureString(c->tm);
+    c->vec = has_feature(feat, "+avx512f") ? 16 : has_feature(feat, "+avx") ? 8 : 4;
+    c->fma = has_feature(feat, "+fma");
+    LLVMDisposeMessage(feat);
+    set_types(c);
+    c->mod = LLVMModuleCreateWithNameInContext(g->name, ctx);
+    char *triple = LLVMGetTargetMachineTriple(c->tm);
+    LLVMSetTarget(c->mod, triple);
+    LLVMDisposeMessage(triple);
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(c->tm);
+    char *layout = LLVMCopyStringRepOfTargetData(td);
+    LLVMSetDataLayout(c->mod, layout);
+    LLVMDisposeMessage(layout);
+    LLVMDisposeTargetData(td);
+    c->b = LLVMCreateBuilderInContext(ctx);
+    for (int k = 0; k < p->nkernels; k++)
+        if (emit_kernel(c, p, k, e))
+            return -1;
+    char *msg = NULL;
+    if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg)) {
+        ir_errf(e, "internal error: generated LLVM IR does not verify: %.800s", msg);
+        LLVMDisposeMessage(msg);
+        return -1;
+    }
+    LLVMDisposeMessage(msg);
+    return 0;
+}
+
+static void release(cg_ctx *c)
+{
+    if (c->b)
+        LLVMDisposeBuilder(c->b);
+    if (c->tm)
+        LLVMDisposeTargetMachine(c->tm);
+    c->b = NULL;
+    c->tm = NULL;
+}
+
+static int optimize(cg_ctx *c, ir_err *e)
+{
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+    LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
+    LLVMErrorRef err = LLVMRunPasses(c->mod, "default<O3>", c->tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (err) {
+        char *m = LLVMGetErrorMessage(err);
+        ir_errf(e, "LLVM optimization failed: %s", m);
+        LLVMDisposeErrorMessage(m);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- JIT ---- */
+
+struct cg_program {
+    LLVMOrcLLJITRef jit;
+    rt_kernel *kernels;
+    double seconds;
+};
+
+const rt_kernel *cg_program_kernels(const cg_program *p)
+{
+    return p->kernels;
+}
+
+double cg_program_compile_seconds(const cg_program *p)
+{
+    return p->seconds;
+}
+
+void cg_program_free(cg_program *p)
+{
+    if (!p)
+        return;
+    if (p->jit)
+        LLVMOrcDisposeLLJIT(p->jit);
+    free(p->kernels);
+    free(p);
+}
+
+static int orc_fail(LLVMErrorRef err, const char *what, ir_err *e)
+{
+    char *m = LLVMGetErrorMessage(err);
+    ir_errf(e, "LLVM JIT: %s: %s", what, m);
+    LLVMDisposeErrorMessage(m);
+    return -1;
+}
+
+cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, ir_err *e)
+{
+    double t0 = now();
+    cg_program *prog = calloc(1, sizeof *prog);
+    if (!prog || !(prog->kernels = calloc((size_t)(plan->nkernels + 1), sizeof(rt_kernel)))) {
+        free(prog);
+        ir_errf(e, "out of memory");
+        return NULL;
+    }
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    cg_ctx c;
+    int rc = build(&c, LLVMOrcThreadSafeContextGetContext(tsc), g, plan, o, e);
+    double t1 = now();
+    if (!rc)
+        rc = optimize(&c, e);
+    double t2 = now();
+    LLVMTargetMachineRef jtm = rc ? NULL : make_tm(o, e);
+    if (!rc && !jtm)
+        rc = -1;
+    if (!rc) {
+        LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
+        LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+            jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+        LLVMErrorRef err = LLVMOrcCreateLLJIT(&prog->jit, jb);
+        if (err)
+            rc = orc_fail(err, "creating the JIT", e);
+    }
+    if (!rc) {
+        LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(prog->jit);
+        LLVMOrcDefinitionGeneratorRef gen;
+        LLVMErrorRef err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+            &gen, LLVMOrcLLJITGetGlobalPrefix(prog->jit), NULL, NULL);
+        if (err)
+            rc = orc_fail(err, "process symbols", e);
+        else
+            LLVMOrcJITDylibAddGenerator(jd, gen);
+        if (!rc) {
+            LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(c.mod, tsc);
+            c.mod = NULL; /* owned by the JIT now */
+            if ((err = LLVMOrcLLJITAddLLVMIRModule(prog->jit, jd, tsm)))
+                rc = orc_fail(err, "adding the module", e);
+        }
+    }
+    for (int k = 0; k < plan->nkernels && !rc; k++) {
+        char body[128], units[128];
+        cg_kernel_names(c.prefix, k, &g->nodes[plan->kernel_node[k]], body, units,
+                        sizeof body);
+        LLVMOrcExecutorAddress a1 = 0, a2 = 0;
+        LLVMErrorRef err = LLVMOrcLLJITLookup(prog->jit, &a1, body);
+        if (!err)
+            err = LLVMOrcLLJITLookup(prog->jit, &a2, units);
+        if (err) {
+            rc = orc_fail(err, body, e);
+            break;
+        }
+        prog->kernels[k].body = (rt_body_fn)(uintptr_t)a1;
+        prog->kernels[k].units = (rt_units_fn)(uintptr_t)a2;
+    }
+    if (c.mod)
+        LLVMDisposeModule(c.mod);
+    release(&c);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    prog->seconds = now() - t0;
+    if (!rc && o && o->verbose)
+        fprintf(stderr,
+                "bertcc: compiled %d kernels for %d steps in %.3f s (IR %.3f s, O3 %.3f s, "
+                "machine code %.3f s)\n",
+                plan->nkernels, plan->nsteps, prog->seconds, t1 - t0, t2 - t1, now() - t2);
+    if (rc) {
+        cg_program_free(prog);
+        return NULL;
+    }
+    return prog;
+}
+
+/* ---- emission to files ---- */
+
+int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                 const char *stage, const char *path, ir_err *e)
+{
+    double t0 = now();
+    LLVMContextRef ctx = LLVMContextCreate();
+    cg_ctx c;
+    int rc = build(&c, ctx, g, plan, o, e);
+    double t1 = now();
+    int raw = !strcmp(stage, "llvm-raw");
+    if (!rc && !raw)
+        rc = optimize(&c, e);
+    double t2 = now();
+    char *msg = NULL;
+    if (!rc && (raw || !strcmp(stage, "llvm"))) {
+        if (!strcmp(path, "-")) {
+            char *s = LLVMPrintModuleToString(c.mod);
+            fputs(s, stdout);
+            LLVMDisposeMessage(s);
+        } else if (LLVMPrintModuleToFile(c.mod, path, &msg)) {
+            rc = ir_errf(e, "cannot write %s: %s", path, msg);
+        }
+    } else if (!rc && (!strcmp(stage, "asm") || !strcmp(stage, "obj"))) {
+        LLVMCodeGenFileType ft = stage[0] == 'a' ? LLVMAssemblyFile : LLVMObjectFile;
+        if (!strcmp(path, "-")) {
+            LLVMMemoryBufferRef buf;
+            if (LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, ft, &msg, &buf)) {
+                rc = ir_errf(e, "LLVM code generation failed: %s", msg);
+            } else {
+                fwrite(LLVMGetBufferStart(buf), 1, LLVMGetBufferSize(buf), stdout);
+                LLVMDisposeMemoryBuffer(buf);
+            }
+        } else if (LLVMTargetMachineEmitToFile(c.tm, c.mod, path, ft, &msg)) {
+            rc = ir_errf(e, "cannot write %s: %s", path, msg);
+        }
+    } else if (!rc) {
+        rc = ir_errf(e, "unknown stage '%s'", stage);
+    }
+    LLVMDisposeMessage(msg);
+    if (!rc && o && o->verbose)
+        fprintf(stderr,
+                "bertcc: %d kernels for %d steps: IR %.3f s, O3 %.3f s, %s %.3f s, total "
+                "%.3f s\n",
+                plan->nkernels, plan->nsteps, t1 - t0, t2 - t1, stage, now() - t2, now() - t0);
+    if (c.mod)
+        LLVMDisposeModule(c.mod);
+    release(&c);
+    LLVMContextDispose(ctx);
+    return rc;
+}

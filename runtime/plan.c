@@ -1,0 +1,151 @@
+/* plan.c: building execution plans (see plan.h). */
+#include "plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int rt_op_is_free(ir_opcode op)
+{
+    return op == IR_OP_PARAM || op == IR_OP_INPUT || op == IR_OP_RESHAPE;
+}
+
+void rt_kernel_signature(const ir_graph *g, const ir_node *n, char *buf, size_t len)
+{
+    size_t k = (size_t)snprintf(buf, len, "%s{", ir_ops[n->op].name);
+    unsigned m = ir_ops[n->op].attrs;
+    const ir_attrs *a = &n->a;
+    if (m & IR_A_TA)
+        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "ta=%d,", a->ta);
+    if (m & IR_A_TB)
+        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "tb=%d,", a->tb);
+    if (m & IR_A_AXIS)
+        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "axis=%d,", a->axis);
+    if (m & IR_A_INDEX)
+        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "index=%lld,",
+                              (long long)a->index);
+    if (m & IR_A_PERM)
+        for (int i = 0; i < n->type.rank; i++)
+            k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "p%d,", a->perm[i]);
+    if (m & IR_A_EPS)
+        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "eps=%.17g,", a->eps);
+    if (m & IR_A_SCALE)
+        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "scale=%.17g,", a->scale);
+    if (m & IR_A_P)
+        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "p=%.17g,", a->p);
+    k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "}(");
+    for (int i = 0; i < n->nin; i++) {
+        char t[160];
+        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "%s%s", i ? "," : "",
+                              ir_type_str(&g->nodes[n->in[i]].type, t, sizeof t));
+    }
+    char t[160];
+    snprintf(buf + k, k < len ? len - k : 0, ")->%s", ir_type_str(&n->type, t, sizeof t));
+}
+
+void rt_plan_free(rt_plan *p)
+{
+    free(p->values);
+    free(p->steps);
+    free(p->kernel_node);
+    free(p->param_node);
+    free(p->input_node);
+    memset(p, 0, sizeof *p);
+}
+
+int rt_plan_storage(const rt_plan *p, int v)
+{
+    while (p->values[v].kind == RT_VAL_ALIAS)
+        v = p->values[v].index;
+    return v;
+}
+
+int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
+{
+    memset(p, 0, sizeof *p);
+    size_t n = (size_t)(g->n ? g->n : 1);
+    p->values = calloc(n, sizeof *p->values);
+    p->steps = calloc(n, sizeof *p->steps);
+    p->kernel_node = calloc(n, sizeof *p->kernel_node);
+    p->param_node = calloc(n, sizeof *p->param_node);
+    p->input_node = calloc(n, sizeof *p->input_node);
+    char **sigs = calloc(n, sizeof *sigs);
+    if (!p->values || !p->steps || !p->kernel_node || !p->param_node || !p->input_node ||
+        !sigs) {
+        free(sigs);
+        rt_plan_free(p);
+        return ir_errf(e, "out of memory");
+    }
+    p->nvalues = g->n;
+    for (int v = 0; v < g->n; v++) {
+        const ir_node *nd = &g->nodes[v];
+        rt_value *val = &p->values[v];
+        val->type = nd->type;
+        val->output = -1;
+        val->first = val->last = -1;
+        if (nd->op == IR_OP_PARAM) {
+            val->kind = RT_VAL_PARAM;
+            val->index = p->nparams;
+            p->param_node[p->nparams++] = v;
+        } else if (nd->op == IR_OP_INPUT) {
+            val->kind = RT_VAL_INPUT;
+            val->index = p->ninputs;
+            p->input_node[p->ninputs++] = v;
+        } else if (nd->op == IR_OP_RESHAPE) {
+            val->kind = RT_VAL_ALIAS;
+            val->index = nd->in[0];
+        } else {
+            val->kind = RT_VAL_TEMP;
+        }
+    }
+    for (int k = 0; k < g->nout; k++) {
+        int v = g->outs[k].value;
+        p->values[v].output = k;
+    }
+    char sig[1024];
+    for (int v = 0; v < g->n; v++) {
+        const ir_node *nd = &g->nodes[v];
+        if (rt_op_is_free(nd->op))
+            continue;
+        rt_kernel_signature(g, nd, sig, sizeof sig);
+        int k = 0;
+        while (k < p->nkernels && strcmp(sigs[k], sig))
+            k++;
+        if (k == p->nkernels) {
+            if (!(sigs[k] = strdup(sig))) {
+                for (int i = 0; i < p->nkernels; i++)
+                    free(sigs[i]);
+                free(sigs);
+                rt_plan_free(p);
+                return ir_errf(e, "out of memory");
+            }
+            p->kernel_node[p->nkernels++] = v;
+        }
+        rt_step *s = &p->steps[p->nsteps];
+        s->node = v;
+        s->kernel = k;
+        s->nptr = 1 + nd->nin;
+        s->ptr[0] = v;
+        for (int i = 0; i < nd->nin; i++)
+            s->ptr[1 + i] = nd->in[i];
+        /* Live ranges are kept on the storage value so aliases extend them. */
+        for (int i = 0; i < s->nptr; i++) {
+            rt_value *st = &p->values[rt_plan_storage(p, s->ptr[i])];
+            if (st->first < 0)
+                st->first = p->nsteps;
+            st->last = p->nsteps;
+        }
+        p->nsteps++;
+    }
+    /* Outputs are read after the last step. */
+    for (int k = 0; k < g->nout; k++) {
+        rt_value *st = &p->values[rt_plan_storage(p, g->outs[k].value)];
+        if (st->first < 0)
+            st->first = 0;
+        st->last = p->nsteps;
+    }
+    for (int i = 0; i < p->nkernels; i++)
+        free(sigs[i]);
+    free(sigs);
+    return 0;
+}

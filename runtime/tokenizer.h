@@ -1,0 +1,168 @@
+/* tokenizer.h: BERT's tokenizer, exactly as Hugging Face's BertTokenizer (and the
+ * BertNormalizer + BertPreTokenizer + WordPiece of its tokenizers library) does it, with
+ * the byte offsets of every token in the original text; and a WordPiece vocabulary
+ * learner.
+ *
+ * The pipeline, in Hugging Face's order:
+ *  1. Special tokens written in the text ([PAD] [UNK] [CLS] [SEP] [MASK], those the
+ *     vocabulary has) are matched in the raw text, leftmost-longest, and stay whole:
+ *     Hugging Face's added tokens with normalized=false. "[mask]" is not special.
+ *  2. Each stretch between them is cleaned: NUL, U+FFFD and control characters (every
+ *     category C* except tab, newline and carriage return) are removed; whitespace
+ *     (space, \t \n \r, categories Zs, Zl, Zp) separates words.
+ *  3. CJK ideographs (BERT's code point ranges) become words of their own.
+ *  4. Lower-casing (Python's str.lower: full lower-case mapping, final sigma included)
+ *     and accent stripping (NFD, then every Mn character removed). strip_accents follows
+ *     lowercase unless set, as in Hugging Face: lower-cased Korean therefore becomes
+ *     conjoining jamo, because NFD decomposes Hangul syllables; a cased vocabulary, or
+ *     strip_accents = 0, keeps syllables.
+ *  5. Punctuation (ASCII 33-47, 58-64, 91-96, 123-126 and categories P*) is split off,
+ *     one character per token.
+ *  6. WordPiece: greedy longest match first, continuations prefixed "##"; a word with
+ *     no segmentation, or longer than 100 characters (after normalization), is one
+ *     [UNK].
+ * Offsets are byte offsets [start, end) into the original text; a token made from part
+ * of a character (a jamo of a syllable, a letter whose accent was stripped) spans the
+ * whole original character.
+ *
+ * Text must be valid UTF-8 (an error names the byte offset otherwise). Unicode data
+ * comes from utf8proc; see tokenizer.c for the few places where it differs from
+ * Python's unicodedata. */
+#ifndef BERTCC_RT_TOKENIZER_H
+#define BERTCC_RT_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../ir/err.h"
+
+/* ---- vocabulary ------------------------------------------------------------------ */
+
+typedef struct rt_vocab rt_vocab;
+
+typedef enum rt_special { RT_PAD, RT_UNK, RT_CLS, RT_SEP, RT_MASK, RT_NSPECIAL } rt_special;
+
+/* "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]". */
+const char *rt_special_name(rt_special s);
+
+/* Loads a vocab.txt: one token per line, id = line number (from 0); lines end in \n,
+ * \r\n or \r. As transformers' load_vocab: a token that appears twice maps to its later
+ * line (both ids stay valid for rt_vocab_token), and an empty line is a token too.
+ * Errors name the file (and line): unreadable, empty, invalid UTF-8, a NUL byte, more
+ * than 2^31-1 lines, or no [UNK] token. */
+rt_vocab *rt_vocab_load(const char *path, ir_err *e);
+
+/* The same from a list of n tokens (name is used in messages). */
+rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name, ir_err *e);
+
+void rt_vocab_free(rt_vocab *v);
+
+int rt_vocab_size(const rt_vocab *v);
+/* The id of a token, or -1. */
+int rt_vocab_id(const rt_vocab *v, const char *tok, size_t len);
+/* The token of an id, or NULL when id is out of range. */
+const char *rt_vocab_token(const rt_vocab *v, int id);
+/* The id of a special token, or -1 when the vocabulary lacks it ([UNK] never does). */
+int rt_vocab_special(const rt_vocab *v, rt_special s);
+/* How many lines repeated an earlier token (0 for a well-formed vocabulary). */
+int rt_vocab_duplicates(const rt_vocab *v);
+
+/* Writes tokens one per line (atomically: PATH.tmp.<pid>, then rename). */
+int rt_vocab_save(const char *path, const char *const *tokens, int n, ir_err *e);
+
+/* ---- options ----------------------------------------------------------------------- */
+
+/* Hugging Face's BertTokenizer options (do_lower_case, strip_accents). */
+typedef struct rt_tok_opts {
+    int lowercase;     /* 1: lower-case (the default); 0: keep case */
+    int strip_accents; /* -1: follow lowercase (Hugging Face's None); 0: keep; 1: strip */
+} rt_tok_opts;
+
+#define RT_TOK_OPTS_DEFAULT ((rt_tok_opts){1, -1})
+/* Words longer than this many characters (after normalization) become [UNK]. */
+#define RT_TOK_MAX_WORD_CHARS 100
+
+/* Whether o strips accents. */
+int rt_tok_strip_accents(const rt_tok_opts *o);
+
+/* ---- tokenizing -------------------------------------------------------------------- */
+
+typedef struct rt_token {
+    int32_t id;         /* vocabulary id */
+    int32_t start, end; /* byte offsets [start, end) into the original text */
+} rt_token;
+
+/* A growable list of tokens; zero-initialize, free with rt_token_list_free. */
+typedef struct rt_token_list {
+    rt_token *t;
+    int n, cap;
+} rt_token_list;
+
+void rt_token_list_free(rt_token_list *l);
+
+/* Tokenizes text[0..len) (no [CLS]/[SEP] added) and appends the tokens to out. Text
+ * longer than 2^31-1 bytes, or not valid UTF-8, is an error (out is then as it was). */
+int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_t len,
+                rt_token_list *out, ir_err *e);
+
+/* Tokenizes pre-split words (e.g. seq.in words that carry slot labels), each on its own,
+ * and appends the tokens to out; first[i] receives the index in out of word i's first
+ * token, and first[nwords] = out->n, so word i's tokens are first[i]..first[i+1]. A
+ * word that gives no token at all (only control characters, say) gives one [UNK], as
+ * the JointBERT recipe does, so every word has a first token. Offsets are into the
+ * word. */
+int rt_tokenize_words(const rt_vocab *v, const rt_tok_opts *o, const char *const *words,
+                      int nwords, rt_token_list *out, int *first, ir_err *e);
+
+/* The basic tokenizer alone (steps 2 to 5; special tokens are not treated apart): calls
+ * fn for every word with its normalized UTF-8 text and its byte span in the original.
+ * A callback that returns nonzero stops the walk, and that value is returned. */
+typedef int (*rt_word_fn)(void *ctx, const char *word, size_t len, int32_t start,
+                          int32_t end);
+int rt_basic_tokenize(const rt_tok_opts *o, const char *text, size_t len, rt_word_fn fn,
+                      void *ctx, ir_err *e);
+
+/* ---- learning a vocabulary (wordpiece_learn.c) -------------------------------------- */
+
+/* WordPiece vocabulary learning as Hugging Face's WordPieceTrainer does it (BPE merges
+ * with "##" continuations over basic-tokenized words). The vocabulary is: the five
+ * special tokens, then the alphabet (each character seen, in its word-initial form and
+ * its "##" form, most frequent first), then merged pieces in the order they were
+ * learned, until size tokens. Each step merges the adjacent pair of pieces that is most
+ * frequent over the corpus (ties: the smaller merged string, then the smaller left
+ * piece, in byte order), so the result is deterministic. */
+typedef struct rt_vocab_learn_opts {
+    int size;           /* target vocabulary size, special tokens included (>= 6) */
+    int min_frequency;  /* pairs seen fewer times are never merged (default 2) */
+    int limit_alphabet; /* at most this many alphabet tokens; 0: half the vocabulary */
+    rt_tok_opts tok;    /* the basic tokenizer's options on the corpus */
+} rt_vocab_learn_opts;
+
+/* Defaults: min_frequency 2, alphabet at most half of size, lower-case but keep accents
+ * (so Korean keeps its syllables; see wordpiece_learn.c). */
+#define RT_VOCAB_LEARN_OPTS_DEFAULT(n) ((rt_vocab_learn_opts){(n), 2, 0, {1, 0}})
+
+typedef struct rt_vocab_learn_stats {
+    long long words;         /* basic-tokenized words in the corpus */
+    long long unique_words;  /* distinct words */
+    long long letters;       /* characters of category L* in the words */
+    long long hangul;        /* of which Hangul syllables or jamo */
+    int alphabet;            /* single-character tokens kept */
+    int alphabet_dropped;    /* single-character forms left out by limit_alphabet */
+    int merges;              /* merge steps made */
+} rt_vocab_learn_stats;
+
+typedef struct rt_vocab_learner rt_vocab_learner;
+
+rt_vocab_learner *rt_vocab_learner_new(const rt_vocab_learn_opts *o, ir_err *e);
+/* Counts the words of a text (valid UTF-8). */
+int rt_vocab_learner_add_text(rt_vocab_learner *l, const char *text, size_t len, ir_err *e);
+/* Counts the words of a file, line by line; errors name FILE:LINE. */
+int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, ir_err *e);
+/* Learns the vocabulary: *tokens receives n malloc'd strings (free each, then the
+ * array). stats may be NULL. */
+int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *n,
+                         rt_vocab_learn_stats *stats, ir_err *e);
+void rt_vocab_learner_free(rt_vocab_learner *l);
+
+#endif

@@ -1,0 +1,601 @@
+/* train.c: the training loop (see train.h). One update = `accum` micro-batches whose
+ * gradients are summed into one buffer per trainable parameter, averaged, clipped and
+ * applied by AdamW. Updates never span epochs: the last update of an epoch takes the
+ * micro-batches left, so the position in the run is a function of the update count. */
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rng.h"
+#include "safetensors.h"
+
+void rt_train_defaults(rt_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    rt_adamw_defaults(&o->adam);
+    o->batch_size = 8;
+    o->accum = 1;
+    o->epochs = 3;
+    o->shuffle = 1;
+    o->tokens_from = "input_ids";
+}
+
+int64_t rt_train_micro_per_epoch(const rt_train_opts *o, int64_t rows)
+{
+    int64_t bs = o->batch_size > 0 ? o->batch_size : 1;
+    return rows > 0 ? (rows + bs - 1) / bs : 0;
+}
+
+int64_t rt_train_updates_per_epoch(const rt_train_opts *o, int64_t rows)
+{
+    int64_t acc = o->accum > 0 ? o->accum : 1;
+    return (rt_train_micro_per_epoch(o, rows) + acc - 1) / acc;
+}
+
+int64_t rt_train_total_steps(const rt_train_opts *o, int64_t rows)
+{
+    if (o->steps > 0)
+        return o->steps;
+    int64_t upe = rt_train_updates_per_epoch(o, rows), total;
+    if (o->epochs <= 0 || __builtin_mul_overflow(o->epochs, upe, &total))
+        return 0;
+    return total;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+uint64_t rt_train_dropout_seed(uint64_t seed, int64_t micro_step)
+{
+    return mix64(mix64(seed ^ 0x6a09e667f3bcc909ULL) + (uint64_t)micro_step) >> 1;
+}
+
+static uint64_t shuffle_seed(uint64_t seed, int64_t epoch)
+{
+    return mix64(seed ^ 0xbb67ae8584caa73bULL) + (uint64_t)epoch;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+char *rt_train_progress_str(const rt_train_progress *p, char *buf, size_t len)
+{
+    char eta[32] = "?";
+    if (isfinite(p->eta_s) && p->eta_s >= 0 && p->eta_s < 1e8) {
+        long long s = (long long)(p->eta_s + 0.5);
+        snprintf(eta, sizeof eta, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+    }
+    snprintf(buf, len, "step %lld/%lld  epoch %.2f  loss %.4f  lr %.2e  |g| %.3g  %.0f tok/s  ETA %s",
+             (long long)p->step, (long long)p->total, p->epoch, p->loss, p->lr, p->grad_norm,
+             p->tokens_per_s, eta);
+    return buf;
+}
+
+/* ---- the run's state ------------------------------------------------------------- */
+
+typedef struct trainer {
+    const rt_train_opts *o;
+    rt_step_fn fn;
+    void *ctx;
+    rt_tensor_list *params;
+    const rt_tensor_list *data;
+    int64_t rows, nmicro, upe, total;
+    int64_t tokens_per_row;
+    rt_adamw adam;
+    char **gname;       /* [adam.m.n] "grad.<param>" */
+    rt_tensor_list acc; /* grad.<param>: this update's summed, then averaged, gradients */
+    int64_t *perm;      /* [rows] this epoch's row order */
+    int64_t perm_epoch;
+    int64_t step;       /* updates done */
+    FILE *log;
+    int tty;
+    int printed;        /* a \r progress line is open on the tty */
+} trainer;
+
+static void trainer_free(trainer *T)
+{
+    if (T->gname)
+        for (int i = 0; i < T->adam.m.n; i++)
+            free(T->gname[i]);
+    free(T->gname);
+    rt_adamw_free(&T->adam);
+    rt_list_free(&T->acc);
+    free(T->perm);
+    if (T->log)
+        fclose(T->log);
+}
+
+static int check_data(const rt_tensor_list *data, int64_t *rows, ir_err *e)
+{
+    if (data->n == 0)
+        return ir_errf(e, "training data: no tensors");
+    for (int i = 0; i < data->n; i++) {
+        const rt_tensor *t = &data->t[i];
+        if (t->rank < 1)
+            return ir_errf(e, "training data: %s is a scalar; every tensor needs a leading "
+                              "dimension of rows", t->name);
+        if (i == 0 && t->shape[0] < 1)
+            return ir_errf(e, "training data: %s has no rows", t->name);
+        if (i > 0 && t->shape[0] != data->t[0].shape[0])
+            return ir_errf(e, "training data: %s has %lld rows, %s has %lld", t->name,
+                           (long long)t->shape[0], data->t[0].name,
+                           (long long)data->t[0].shape[0]);
+    }
+    *rows = data->t[0].shape[0];
+    return 0;
+}
+
+static void make_perm(trainer *T, int64_t epoch)
+{
+    for (int64_t i = 0; i < T->rows; i++)
+        T->perm[i] = i;
+    if (T->o->shuffle) {
+        rt_rng r;
+        rt_rng_seed(&r, shuffle_seed(T->o->seed, epoch));
+        for (int64_t i = T->rows - 1; i > 0; i--) {
+            int64_t j = (int64_t)rt_rng_below(&r, (uint64_t)i + 1), t = T->perm[i];
+            T->perm[i] = T->perm[j];
+            T->perm[j] = t;
+        }
+    }
+    T->perm_epoch = epoch;
+}
+
+/* The rows idx[0..n) of every data tensor, into out. */
+static int slice_rows(const rt_tensor_list *data, const int64_t *idx, int64_t n,
+                      rt_tensor_list *out, ir_err *e)
+{
+    for (int i = 0; i < data->n; i++) {
+        const rt_tensor *t = &data->t[i];
+        int64_t shape[RT_MAX_RANK];
+        memcpy(shape, t->shape, sizeof shape);
+        shape[0] = n;
+        rt_tensor *s = rt_list_add(out, t->name, t->dtype, t->rank, shape, NULL);
+        if (!s)
+            return ir_errf(e, "out of memory slicing %s", t->name);
+        size_t rb = rt_nbytes(t) / (size_t)t->shape[0]; /* bytes per row */
+        if (rb)
+            for (int64_t r = 0; r < n; r++)
+                memcpy((char *)s->data + (size_t)r * rb,
+                       (const char *)t->data + (size_t)idx[r] * rb, rb);
+    }
+    return 0;
+}
+
+/* A 64-bit fingerprint of the parameters (names and bits), stored with the optimizer
+ * state so that weights and state written at different steps are not mixed up. */
+static uint64_t params_hash(const rt_tensor_list *p)
+{
+    uint64_t h = 0x243f6a8885a308d3ULL;
+    for (int i = 0; i < p->n; i++) {
+        const rt_tensor *t = &p->t[i];
+        h = mix64(h ^ rt_hash_str(t->name));
+        const unsigned char *b = t->data;
+        size_t n = rt_nbytes(t), k = 0;
+        for (; k + 8 <= n; k += 8) {
+            uint64_t w;
+            memcpy(&w, b + k, 8);
+            h = (h ^ w) * 0x100000001b3ULL;
+            h ^= h >> 29;
+        }
+        for (; k < n; k++)
+            h = (h ^ b[k]) * 0x100000001b3ULL;
+        h = mix64(h);
+    }
+    return h;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------- */
+
+static const char *const scalar_names[] = {"step",    "epoch",      "epoch_pos",
+                                           "micro_step", "seed",    "shuffle",
+                                           "rows",    "batch_size", "accum",
+                                           "total_steps", "params_hash"};
+enum { S_STEP, S_EPOCH, S_EPOCH_POS, S_MICRO, S_SEED, S_SHUFFLE, S_ROWS, S_BS, S_ACCUM,
+       S_TOTAL, S_HASH, S_COUNT };
+
+static void position(const trainer *T, int64_t step, int64_t v[S_COUNT])
+{
+    const rt_train_opts *o = T->o;
+    v[S_STEP] = step;
+    v[S_EPOCH] = step / T->upe;
+    v[S_EPOCH_POS] = step % T->upe * o->accum; /* micro-batches of the epoch consumed */
+    v[S_MICRO] = v[S_EPOCH] * T->nmicro + v[S_EPOCH_POS];
+    v[S_SEED] = (int64_t)o->seed;
+    v[S_SHUFFLE] = o->shuffle ? 1 : 0;
+    v[S_ROWS] = T->rows;
+    v[S_BS] = o->batch_size;
+    v[S_ACCUM] = o->accum;
+    v[S_TOTAL] = T->total;
+    v[S_HASH] = 0;
+}
+
+static const char *join(const char *dir, const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", dir, name);
+    return buf;
+}
+
+static int save_checkpoint(trainer *T, ir_err *e)
+{
+    char path[4096];
+    if (rt_st_save(join(T->o->out_dir, RT_TRAIN_WEIGHTS, path, sizeof path), T->params, e))
+        return -1;
+    int64_t v[S_COUNT];
+    position(T, T->step, v);
+    v[S_HASH] = (int64_t)params_hash(T->params);
+    /* The moments are saved through views (the list's tensors share their data), so a
+     * checkpoint needs no second copy of them. */
+    rt_tensor_list sc;
+    rt_list_init(&sc);
+    int64_t astep = T->adam.step;
+    int rc = -1;
+    if (!rt_list_add(&sc, "adam.step", RT_I64, 0, NULL, &astep))
+        goto oom;
+    for (int i = 0; i < S_COUNT; i++)
+        if (!rt_list_add(&sc, scalar_names[i], RT_I64, 0, NULL, &v[i]))
+            goto oom;
+    int nm = T->adam.m.n;
+    rt_tensor_list all = {malloc(((size_t)2 * nm + (size_t)sc.n) * sizeof(rt_tensor)), 0, 0};
+    if (!all.t)
+        goto oom;
+    for (int i = 0; i < nm; i++)
+        all.t[all.n++] = T->adam.m.t[i];
+    for (int i = 0; i < nm; i++)
+        all.t[all.n++] = T->adam.v.t[i];
+    for (int i = 0; i < sc.n; i++)
+        all.t[all.n++] = sc.t[i];
+    all.cap = all.n;
+    rc = rt_st_save(join(T->o->out_dir, RT_TRAIN_OPTIM, path, sizeof path), &all, e);
+    free(all.t);
+    rt_list_free(&sc);
+    return rc;
+oom:
+    rt_list_free(&sc);
+    return ir_errf(e, "out of memory writing the optimizer state");
+}
+
+static int get_scalar(const rt_tensor_list *l, const char *name, int64_t *v, ir_err *e)
+{
+    const rt_tensor *t = rt_list_cfind(l, name);
+    if (!t || t->dtype != RT_I64 || rt_numel(t) != 1)
+        return ir_errf(e, "optimizer state: %s missing, or not an I64 scalar", name);
+    *v = *(const int64_t *)t->data;
+    return 0;
+}
+
+static int restore(trainer *T, const rt_tensor_list *st, ir_err *e)
+{
+    int64_t got[S_COUNT], want[S_COUNT];
+    for (int i = 0; i < S_COUNT; i++)
+        if (get_scalar(st, scalar_names[i], &got[i], e))
+            return -1;
+    int64_t step = got[S_STEP];
+    if (step < 0)
+        return ir_errf(e, "optimizer state: negative step %lld", (long long)step);
+    position(T, step, want);
+    /* Exact resumption needs the same rows in the same micro-batches. */
+    static const struct {
+        int k;
+        const char *what;
+    } same[] = {{S_ROWS, "rows of data"},
+                {S_BS, "batch size"},
+                {S_ACCUM, "accumulation"},
+                {S_SEED, "seed"},
+                {S_SHUFFLE, "shuffle setting"}};
+    for (size_t i = 0; i < sizeof same / sizeof *same; i++)
+        if (got[same[i].k] != want[same[i].k])
+            return ir_errf(e,
+                           "resume: the checkpoint was written with %s %lld, this run has "
+                           "%lld (resuming exactly needs the same data, batch size, "
+                           "accumulation and seed)",
+                           same[i].what, (long long)got[same[i].k],
+                           (long long)want[same[i].k]);
+    if (got[S_EPOCH] != want[S_EPOCH] || got[S_EPOCH_POS] != want[S_EPOCH_POS] ||
+        got[S_MICRO] != want[S_MICRO])
+        return ir_errf(e, "optimizer state: step %lld disagrees with its epoch %lld, "
+                          "position %lld and micro-step %lld",
+                       (long long)step, (long long)got[S_EPOCH], (long long)got[S_EPOCH_POS],
+                       (long long)got[S_MICRO]);
+    if ((uint64_t)got[S_HASH] != params_hash(T->params))
+        return ir_errf(e, "resume: the weights are not the ones this optimizer state was "
+                          "saved with (step %lld); were the files written at different "
+                          "steps?",
+                       (long long)step);
+    if (rt_adamw_load(&T->adam, st, e))
+        return -1;
+    if (T->adam.step != step)
+        return ir_errf(e, "optimizer state: adam.step %lld differs from step %lld",
+                       (long long)T->adam.step, (long long)step);
+    T->step = step;
+    return 0;
+}
+
+/* ---- the loss log ------------------------------------------------------------------ */
+
+/* Opens the log for appending. A fresh run starts it over; a resumed one keeps the
+ * header and the lines of steps up to its checkpoint (a run that died after its last
+ * checkpoint has logged steps that will now be redone). */
+static int open_log(trainer *T, ir_err *e)
+{
+    char path[4096], tmp[4200];
+    join(T->o->out_dir, RT_TRAIN_LOG, path, sizeof path);
+    FILE *old = T->step > 0 ? fopen(path, "r") : NULL;
+    if (old) {
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+        FILE *f = fopen(tmp, "w");
+        if (!f) {
+            fclose(old);
+            return ir_errf(e, "%s: cannot write", tmp);
+        }
+        char line[1024];
+        int ok = 1;
+        fprintf(f, "%s\n", RT_TRAIN_LOG_HEADER);
+        while (fgets(line, sizeof line, old)) {
+            char *end;
+            long long s = strtoll(line, &end, 10);
+            if (end != line && *end == ',' && s >= 1 && s <= T->step)
+                ok &= fputs(line, f) >= 0;
+        }
+        fclose(old);
+        if (fclose(f) || !ok || rename(tmp, path)) {
+            remove(tmp);
+            return ir_errf(e, "%s: cannot rewrite", path);
+        }
+        T->log = fopen(path, "a");
+    } else {
+        T->log = fopen(path, "w");
+        if (T->log)
+            fprintf(T->log, "%s\n", RT_TRAIN_LOG_HEADER);
+    }
+    if (!T->log)
+        return ir_errf(e, "%s: cannot write", path);
+    return 0;
+}
+
+static void report(trainer *T, const rt_train_progress *p, int64_t start)
+{
+    const rt_train_opts *o = T->o;
+    if (o->progress) {
+        char buf[256];
+        rt_train_progress_str(p, buf, sizeof buf);
+        int64_t every = o->progress_every > 0 ? o->progress_every
+                                               : (T->total + 49) / 50;
+        if (T->tty) {
+            fprintf(o->progress, "\r%s\033[K", buf);
+            T->printed = 1;
+        } else if (p->step % every == 0 || p->step == T->total || p->step == start + 1) {
+            fprintf(o->progress, "%s\n", buf);
+        }
+        fflush(o->progress);
+    }
+    if (T->log) {
+        fprintf(T->log, "%lld,%.6g,%.9g,%.9g,%.9g,%.1f\n", (long long)p->step, p->epoch,
+                p->loss, p->lr, p->grad_norm, p->tokens_per_s);
+        fflush(T->log);
+    }
+    if (o->on_step)
+        o->on_step(o->hook_ctx, p);
+}
+
+/* ---- one micro-batch ---------------------------------------------------------------- */
+
+/* Runs micro-batch mi of the current epoch and adds its gradients to T->acc (first:
+ * they replace it). */
+static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *loss,
+                     int64_t *tokens, ir_err *e)
+{
+    const rt_train_opts *o = T->o;
+    int64_t r0 = mi * o->batch_size;
+    int64_t n = T->rows - r0 < o->batch_size ? T->rows - r0 : o->batch_size;
+    long long stepno = (long long)T->step + 1;
+    rt_tensor_list batch, out;
+    rt_list_init(&batch);
+    rt_list_init(&out);
+    int rc = -1;
+    if (slice_rows(T->data, T->perm + r0, n, &batch, e))
+        goto done;
+    int64_t micro = epoch * T->nmicro + mi;
+    if (T->fn(T->ctx, T->params, &batch, rt_train_dropout_seed(o->seed, micro), &out, e)) {
+        ir_err_prefix(e, "step %lld", stepno);
+        goto done;
+    }
+    const rt_tensor *l = rt_list_cfind(&out, "loss");
+    if (!l || l->dtype != RT_F32 || rt_numel(l) != 1) {
+        ir_errf(e, "step %lld: the step function gave no F32 scalar \"loss\"", stepno);
+        goto done;
+    }
+    float lv = *(const float *)l->data;
+    if (!isfinite(lv)) {
+        ir_errf(e, "step %lld (epoch %lld, micro-batch %lld): non-finite loss (%g)", stepno,
+                (long long)epoch + 1, (long long)mi + 1, (double)lv);
+        goto done;
+    }
+    *loss = lv;
+    for (int i = 0; i < T->acc.n; i++) {
+        rt_tensor *a = &T->acc.t[i];
+        const rt_tensor *g = rt_list_cfind(&out, T->gname[i]);
+        if (!g) {
+            ir_errf(e, "step %lld: the step function gave no %s", stepno, T->gname[i]);
+            goto done;
+        }
+        if (g->dtype != RT_F32 || g->rank != a->rank ||
+            memcmp(g->shape, a->shape, (size_t)a->rank * sizeof *a->shape)) {
+            char s1[128], s2[128];
+            ir_errf(e, "step %lld: %s is %s %s, expected F32 %s", stepno, T->gname[i],
+                    rt_dtype_name(g->dtype), rt_shape_str(g->rank, g->shape, s1, sizeof s1),
+                    rt_shape_str(a->rank, a->shape, s2, sizeof s2));
+            goto done;
+        }
+        float *acc = a->data;      /* [numel] */
+        const float *gd = g->data; /* [numel] */
+        int64_t cnt = rt_numel(a), bad = cnt;
+#pragma omp parallel for schedule(static) reduction(min : bad) if (cnt > 65536)
+        for (int64_t k = 0; k < cnt; k++) {
+            float s = first ? gd[k] : acc[k] + gd[k];
+            if (!isfinite(s) && k < bad)
+                bad = k;
+            acc[k] = s;
+        }
+        if (bad < cnt) {
+            ir_errf(e,
+                    "step %lld (epoch %lld, micro-batch %lld): non-finite gradient %s "
+                    "(element %lld is %g)",
+                    stepno, (long long)epoch + 1, (long long)mi + 1, T->gname[i],
+                    (long long)bad, (double)gd[bad]);
+            goto done;
+        }
+    }
+    const rt_tensor *tk = o->tokens_from ? rt_list_cfind(&batch, o->tokens_from) : NULL;
+    *tokens += tk ? rt_numel(tk) : n;
+    rc = 0;
+done:
+    rt_list_free(&batch);
+    rt_list_free(&out);
+    return rc;
+}
+
+/* ---- the loop ------------------------------------------------------------------------ */
+
+static int setup(trainer *T, ir_err *e)
+{
+    const rt_train_opts *o = T->o;
+    if (o->batch_size < 1 || o->accum < 1)
+        return ir_errf(e, "batch size and accumulation must be at least 1");
+    if (o->steps < 0 || (o->steps == 0 && o->epochs < 1))
+        return ir_errf(e, "nothing to train: give a positive number of epochs or steps");
+    if (!(o->adam.lr >= 0) || !(o->adam.eps > 0) || !(o->adam.beta1 >= 0 && o->adam.beta1 < 1) ||
+        !(o->adam.beta2 >= 0 && o->adam.beta2 < 1) || !(o->adam.weight_decay >= 0) ||
+        !(o->adam.clip >= 0) || !(o->adam.warmup >= 0 && o->adam.warmup <= 1))
+        return ir_errf(e, "optimizer settings out of range (lr >= 0, eps > 0, betas in "
+                          "[0, 1), weight decay >= 0, clip >= 0, warm-up in [0, 1])");
+    if (check_data(T->data, &T->rows, e))
+        return -1;
+    T->nmicro = rt_train_micro_per_epoch(o, T->rows);
+    T->upe = rt_train_updates_per_epoch(o, T->rows);
+    if (!(T->total = rt_train_total_steps(o, T->rows)))
+        return ir_errf(e, "too many epochs");
+    if (rt_adamw_init(&T->adam, &o->adam, T->params, o->frozen, o->nfrozen, e))
+        return -1;
+    int n = T->adam.m.n;
+    T->gname = calloc((size_t)n + 1, sizeof *T->gname);
+    T->perm = malloc((size_t)T->rows * sizeof *T->perm);
+    if (!T->gname || !T->perm)
+        return ir_errf(e, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const rt_tensor *m = &T->adam.m.t[i];
+        size_t len = strlen(T->adam.names[i]) + 6;
+        if (!(T->gname[i] = malloc(len)))
+            return ir_errf(e, "out of memory");
+        snprintf(T->gname[i], len, "grad.%s", T->adam.names[i]);
+        if (!rt_list_add(&T->acc, T->gname[i], RT_F32, m->rank, m->shape, NULL))
+            return ir_errf(e, "out of memory for the gradients");
+    }
+    T->perm_epoch = -1;
+    T->tty = o->progress && isatty(fileno(o->progress));
+    return 0;
+}
+
+int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *params,
+             const rt_tensor_list *data, const rt_tensor_list *resume, rt_train_result *r,
+             ir_err *e)
+{
+    trainer T;
+    memset(&T, 0, sizeof T);
+    T.o = o;
+    T.fn = fn;
+    T.ctx = ctx;
+    T.params = params;
+    T.data = data;
+    rt_list_init(&T.acc);
+    rt_train_result res = {0, 0, 0, 0, NAN};
+    int rc = -1;
+    if (setup(&T, e) || (resume && restore(&T, resume, e)))
+        goto done;
+    res.start_step = T.step;
+    res.total = T.total;
+    if (o->out_dir && T.step < T.total && open_log(&T, e))
+        goto done;
+    int64_t saved = resume ? T.step : -1;
+    double t_start = now();
+    while (T.step < T.total) {
+        if (o->stop && *o->stop) {
+            res.stopped = 1;
+            break;
+        }
+        int64_t epoch = T.step / T.upe, g = T.step % T.upe;
+        if (T.perm_epoch != epoch)
+            make_perm(&T, epoch);
+        int64_t m0 = g * o->accum, m1 = m0 + o->accum < T.nmicro ? m0 + o->accum : T.nmicro;
+        double t0 = now(), loss_sum = 0;
+        int64_t tokens = 0;
+        for (int64_t mi = m0; mi < m1 && !res.stopped; mi++) {
+            double l;
+            if (mi > m0 && o->stop && *o->stop)
+                res.stopped = 1; /* the partial update is dropped; resume redoes it */
+            else if (run_micro(&T, epoch, mi, mi == m0, &l, &tokens, e))
+                goto done;
+            else
+                loss_sum += l;
+        }
+        if (res.stopped)
+            break;
+        int64_t k = m1 - m0;
+        if (k > 1)
+            for (int i = 0; i < T.acc.n; i++) {
+                float *a = T.acc.t[i].data, inv = (float)k; /* [numel] */
+                int64_t cnt = rt_numel(&T.acc.t[i]);
+#pragma omp parallel for schedule(static) if (cnt > 65536)
+                for (int64_t j = 0; j < cnt; j++)
+                    a[j] /= inv;
+            }
+        rt_train_progress p;
+        p.grad_norm = rt_clip_grad_norm(&T.acc, o->adam.clip);
+        p.lr = rt_sched_lr(&o->adam, T.step, T.total);
+        if (rt_adamw_step(&T.adam, params, &T.acc, p.lr, e)) {
+            ir_err_prefix(e, "step %lld", (long long)T.step + 1);
+            goto done;
+        }
+        T.step++;
+        double t1 = now();
+        p.step = T.step;
+        p.total = T.total;
+        p.epoch = (double)T.step / (double)T.upe;
+        p.loss = loss_sum / (double)k;
+        p.tokens_per_s = t1 > t0 ? (double)tokens / (t1 - t0) : 0;
+        p.eta_s = (t1 - t_start) / (double)(T.step - res.start_step) *
+                  (double)(T.total - T.step);
+        res.last_loss = p.loss;
+        report(&T, &p, res.start_step);
+        if (o->out_dir && o->save_every > 0 && T.step % o->save_every == 0 &&
+            T.step < T.total) {
+            if (save_checkpoint(&T, e))
+                goto done;
+            saved = T.step;
+        }
+    }
+    if (o->out_dir && saved != T.step && save_checkpoint(&T, e))
+        goto done;
+    rc = 0;
+done:
+    if (T.printed)
+        fputc('\n', o->progress);
+    res.step = T.step;
+    if (r)
+        *r = res;
+    trainer_free(&T);
+    return rc;
+}

@@ -1,0 +1,109 @@
+/* train.h: the training engine. It owns the loop that every training task shares
+ * (pre-training, intent/slot, QA): shuffled micro-batches, gradient accumulation,
+ * AdamW with warm-up/decay and clipping (optim.h), frozen parameters, non-finite
+ * checks, progress, a CSV loss log, checkpoints and exact resumption.
+ *
+ * It does not know how a loss and its gradients are computed: the caller passes a
+ * step function (the reference interpreter, generated code, or a hand-written model
+ * in a test), so the engine depends on neither the interpreter nor the JIT.
+ *
+ * Randomness is a pure function of the seed: epoch e's row order is a Fisher-Yates
+ * shuffle drawn from a generator seeded with (seed, e), and micro-batch number k of the
+ * whole run (counted from 0 across epochs) gets the dropout seed
+ * rt_train_dropout_seed(seed, k). The checkpoint therefore holds the seed and the
+ * position (step, epoch, micro-batch in the epoch) rather than generator states, and
+ * a resumed run continues with the same bits as an uninterrupted one (given the same
+ * step function and thread count). */
+#ifndef BERTCC_RT_TRAIN_H
+#define BERTCC_RT_TRAIN_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "optim.h"
+#include "tensor.h"
+
+/* Computes the loss of one micro-batch and its gradients. batch holds the data tensors
+ * sliced to the micro-batch's rows (same names, leading dim = its row count). Fills out
+ * with "loss" (F32, one element) and "grad.<name>" (F32, the parameter's shape) for
+ * every trainable parameter; other tensors in out are ignored. Returns 0, or -1 with e
+ * filled. */
+typedef int (*rt_step_fn)(void *ctx, const rt_tensor_list *params,
+                          const rt_tensor_list *batch, uint64_t dropout_seed,
+                          rt_tensor_list *out, ir_err *e);
+
+/* Files of a run directory. */
+#define RT_TRAIN_WEIGHTS "weights.safetensors"  /* params, Hugging Face names */
+#define RT_TRAIN_OPTIM "optimizer.safetensors"  /* optimizer state and position */
+#define RT_TRAIN_LOG "train_log.csv"            /* one line per update */
+#define RT_TRAIN_LOG_HEADER "step,epoch,loss,lr,grad_norm,tokens_per_s"
+
+/* What one update did, for the progress line, the log and the on_step hook. */
+typedef struct rt_train_progress {
+    int64_t step;        /* updates done, including this one (1-based) */
+    int64_t total;       /* updates planned */
+    double epoch;        /* epochs done, fractional (step / updates per epoch) */
+    double loss;         /* mean of the update's micro-batch losses */
+    double lr;           /* learning rate this update used */
+    double grad_norm;    /* global gradient norm before clipping */
+    double tokens_per_s; /* this update's throughput */
+    double eta_s;        /* estimated seconds left */
+} rt_train_progress;
+
+typedef struct rt_train_opts {
+    rt_adamw_opts adam;
+    int64_t batch_size; /* rows per micro-batch (8); the last of an epoch may be smaller */
+    int64_t accum;      /* micro-batches per update (1); gradients are averaged */
+    int64_t epochs;     /* passes over the data (3), when steps is 0 */
+    int64_t steps;      /* total updates; 0: epochs * updates per epoch */
+    uint64_t seed;      /* shuffling and dropout (0) */
+    int shuffle;        /* shuffle rows every epoch (1) */
+    const char *const *frozen; /* parameter name prefixes never updated (no state) */
+    int nfrozen;
+    const char *out_dir;  /* checkpoints and log go here; NULL: none */
+    int64_t save_every;   /* also checkpoint every N updates (0: only at the end) */
+    FILE *progress;       /* progress lines (\r-overwritten on a tty); NULL: none */
+    int64_t progress_every; /* not a tty: one line every N updates (0: about 50 lines) */
+    const char *tokens_from; /* tokens per row = its numel per row ("input_ids") */
+    volatile sig_atomic_t *stop; /* when set (e.g. by SIGINT), checkpoint and return */
+    void (*on_step)(void *ctx, const rt_train_progress *p); /* after each update */
+    void *hook_ctx;
+} rt_train_opts;
+
+typedef struct rt_train_result {
+    int64_t start_step; /* updates done before this call (resumed runs) */
+    int64_t step;       /* updates done at return */
+    int64_t total;      /* updates planned */
+    int stopped;        /* 1 if *stop ended the run early */
+    double last_loss;   /* the last update's loss (NaN if none) */
+} rt_train_result;
+
+void rt_train_defaults(rt_train_opts *o);
+
+/* Micro-batches and updates per epoch for rows rows. */
+int64_t rt_train_micro_per_epoch(const rt_train_opts *o, int64_t rows);
+int64_t rt_train_updates_per_epoch(const rt_train_opts *o, int64_t rows);
+/* Total updates the run makes: o->steps, or epochs * updates per epoch. */
+int64_t rt_train_total_steps(const rt_train_opts *o, int64_t rows);
+
+/* The dropout seed of micro-batch number micro_step of a run seeded with seed
+ * (non-negative as an int64). */
+uint64_t rt_train_dropout_seed(uint64_t seed, int64_t micro_step);
+
+/* Trains params (updated in place) on data: tensors with the same leading dimension N
+ * (the rows), any dtype. resume: the contents of an optimizer.safetensors written by a
+ * previous run (params must then be that run's weights.safetensors), or NULL to start.
+ * With out_dir, writes RT_TRAIN_WEIGHTS and RT_TRAIN_OPTIM there every save_every
+ * updates, at the end and when stopped, and appends to RT_TRAIN_LOG (a resumed run
+ * first drops log lines past its checkpoint). Stops with an error naming the step and
+ * the tensor on a non-finite loss or gradient (the last checkpoint is kept). r may be
+ * NULL. */
+int rt_train(const rt_train_opts *o, rt_step_fn step, void *ctx, rt_tensor_list *params,
+             const rt_tensor_list *data, const rt_tensor_list *resume, rt_train_result *r,
+             ir_err *e);
+
+/* "step 12/300  loss 2.3456  lr 4.00e-05  1234 tok/s  ETA 0:03:12" into buf. */
+char *rt_train_progress_str(const rt_train_progress *p, char *buf, size_t len);
+
+#endif

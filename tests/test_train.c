@@ -1,0 +1,699 @@
+/* test_train.c: runtime/train.c — the training engine, driven by a hand-written step
+ * function (linear regression with analytic gradients and a seeded row dropout), so
+ * that it is tested apart from autodiff: over-fitting, gradient accumulation, frozen
+ * parameters, non-finite values, the shuffle, checkpoints and exact resumption. The
+ * last tests train the real BERT graph (autodiff + interpreter) and `bertcc train`. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../frontend/frontend.h"
+#include "../passes/passes.h"
+#include "../runtime/batch.h"
+#include "../runtime/interp.h"
+#include "../runtime/params.h"
+#include "../runtime/rng.h"
+#include "../runtime/safetensors.h"
+#include "../runtime/train.h"
+#include "util.h"
+
+/* ---- the hand-written model ---------------------------------------------------------
+ * pred[r] = x[r] . (lin.weight + enc.weight) + lin.bias, loss = mean_r keep[r] *
+ * (pred[r] - y[r])^2, where keep[r] is 1, or with dropout 0 or 1/0.75 drawn from the
+ * micro-batch's dropout seed. */
+
+#define D 3
+#define MAXREC 4096
+
+typedef struct lin_model {
+    int dropout;
+    int64_t calls;
+    int64_t nan_loss_at, inf_grad_at, fail_at; /* 1-based call numbers, 0: never */
+    volatile sig_atomic_t *stop;
+    int64_t stop_at; /* sets *stop during this call */
+    int64_t ids[MAXREC];  /* the "id" of every row seen, in order */
+    int nids;
+    uint64_t seeds[MAXREC]; /* the dropout seed of every call */
+    int64_t rows[MAXREC];   /* the rows of every call */
+} lin_model;
+
+static const float *tensor_f32(const rt_tensor_list *l, const char *name, int64_t n)
+{
+    const rt_tensor *t = rt_list_cfind(l, name);
+    cr_assert(t && t->dtype == RT_F32 && rt_numel(t) == n, "%s missing or mis-shaped", name);
+    return t->data;
+}
+
+static int lin_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *batch,
+                    uint64_t seed, rt_tensor_list *out, ir_err *e)
+{
+    lin_model *M = ctx;
+    int64_t call = ++M->calls;
+    if (M->stop && call == M->stop_at)
+        *M->stop = 1;
+    if (call == M->fail_at)
+        return ir_errf(e, "simulated failure");
+    const rt_tensor *xt = rt_list_cfind(batch, "x"), *idt = rt_list_cfind(batch, "id");
+    cr_assert(xt && idt && xt->rank == 2 && xt->shape[1] == D);
+    int64_t n = xt->shape[0];
+    const float *x = xt->data, *y = tensor_f32(batch, "y", n); /* [n, D], [n] */
+    const float *w = tensor_f32(params, "lin.weight", D), *f = tensor_f32(params, "enc.weight", D);
+    const float *b = tensor_f32(params, "lin.bias", 1);
+    rt_rng r;
+    rt_rng_seed(&r, seed);
+    double loss = 0, dw[D] = {0}, db = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double keep = M->dropout ? (rt_rng_uniform(&r) < 0.25 ? 0.0 : 1 / 0.75) : 1.0;
+        double pred = b[0];
+        for (int k = 0; k < D; k++)
+            pred += (double)x[i * D + k] * ((double)w[k] + f[k]);
+        double res = pred - y[i], dres = 2 * keep * res / (double)n;
+        loss += keep * res * res / (double)n;
+        for (int k = 0; k < D; k++)
+            dw[k] += dres * x[i * D + k];
+        db += dres;
+        if (M->nids < MAXREC)
+            M->ids[M->nids++] = ((const int64_t *)idt->data)[i];
+    }
+    if (call <= MAXREC) {
+        M->seeds[call - 1] = seed;
+        M->rows[call - 1] = n;
+    }
+    float fl = call == M->nan_loss_at ? NAN : (float)loss;
+    float gw[D], gb = call == M->inf_grad_at ? INFINITY : (float)db;
+    for (int k = 0; k < D; k++)
+        gw[k] = (float)dw[k];
+    int64_t shape[1] = {D}, one[1] = {1};
+    cr_assert(rt_list_add(out, "loss", RT_F32, 0, NULL, &fl));
+    cr_assert(rt_list_add(out, "grad.lin.weight", RT_F32, 1, shape, gw));
+    cr_assert(rt_list_add(out, "grad.enc.weight", RT_F32, 1, shape, gw));
+    cr_assert(rt_list_add(out, "grad.lin.bias", RT_F32, 1, one, &gb));
+    cr_assert(rt_list_add(out, "prediction_unused", RT_F32, 1, one, &gb));
+    return 0;
+}
+
+/* N rows: x uniform in [-1, 1), y = x . [1.5, -2, 0.5] + 0.3 exactly realizable, id = row,
+ * input_ids [N, 4] (for the token count). */
+static void make_data(rt_tensor_list *data, int64_t N)
+{
+    rt_list_init(data);
+    int64_t sx[2] = {N, D}, sn[1] = {N}, si[2] = {N, 4};
+    rt_tensor *x = rt_list_add(data, "x", RT_F32, 2, sx, NULL);
+    rt_tensor *y = rt_list_add(data, "y", RT_F32, 1, sn, NULL);
+    rt_tensor *id = rt_list_add(data, "id", RT_I64, 1, sn, NULL);
+    cr_assert(x && y && id && rt_list_add(data, "input_ids", RT_I64, 2, si, NULL));
+    rt_rng r;
+    rt_rng_seed(&r, 99);
+    static const float ws[D] = {1.5f, -2.0f, 0.5f};
+    float *xd = x->data, *yd = y->data;
+    for (int64_t i = 0; i < N; i++) {
+        double s = 0.3;
+        for (int k = 0; k < D; k++) {
+            xd[i * D + k] = (float)(2 * rt_rng_uniform(&r) - 1);
+            s += xd[i * D + k] * ws[k];
+        }
+        yd[i] = (float)s;
+        ((int64_t *)id->data)[i] = i;
+    }
+}
+
+static void make_params(rt_tensor_list *p)
+{
+    rt_list_init(p);
+    int64_t shape[1] = {D}, one[1] = {1};
+    cr_assert(rt_list_add(p, "lin.weight", RT_F32, 1, shape, NULL));
+    cr_assert(rt_list_add(p, "enc.weight", RT_F32, 1, shape, (float[]){0.1f, 0.2f, -0.1f}));
+    cr_assert(rt_list_add(p, "lin.bias", RT_F32, 1, one, NULL));
+}
+
+/* What the on_step hook saw. */
+typedef struct rec {
+    int n;
+    double loss[MAXREC], lr[MAXREC], norm[MAXREC];
+    int64_t step[MAXREC];
+    volatile sig_atomic_t *stop;
+    int64_t stop_after; /* sets *stop after this update */
+} rec;
+
+static void on_step(void *ctx, const rt_train_progress *p)
+{
+    rec *R = ctx;
+    if (R->n < MAXREC) {
+        R->loss[R->n] = p->loss;
+        R->lr[R->n] = p->lr;
+        R->norm[R->n] = p->grad_norm;
+        R->step[R->n++] = p->step;
+    }
+    if (R->stop && p->step == R->stop_after)
+        *R->stop = 1;
+}
+
+static rt_train_opts base_opts(rec *R)
+{
+    rt_train_opts o;
+    rt_train_defaults(&o);
+    o.adam.lr = 0.05;
+    o.batch_size = 4;
+    o.seed = 7;
+    o.on_step = on_step;
+    o.hook_ctx = R;
+    return o;
+}
+
+static void load_run(const char *dir, rt_tensor_list *params, rt_tensor_list *state)
+{
+    ir_err e;
+    rt_list_init(params);
+    rt_list_init(state);
+    cr_assert_eq(rt_st_load(tu_path(dir, RT_TRAIN_WEIGHTS), params, &e), 0, "%s", e.msg);
+    cr_assert_eq(rt_st_load(tu_path(dir, RT_TRAIN_OPTIM), state, &e), 0, "%s", e.msg);
+}
+
+static int64_t scalar(const rt_tensor_list *l, const char *name)
+{
+    const rt_tensor *t = rt_list_cfind(l, name);
+    cr_assert(t && t->dtype == RT_I64 && t->rank == 0, "%s missing or not an I64 scalar",
+              name);
+    return *(const int64_t *)t->data;
+}
+
+static void assert_same_bits(const rt_tensor_list *a, const rt_tensor_list *b)
+{
+    cr_assert_eq(a->n, b->n);
+    for (int i = 0; i < a->n; i++) {
+        const rt_tensor *t = rt_list_cfind(b, a->t[i].name);
+        cr_assert(t, "%s missing", a->t[i].name);
+        cr_assert_eq(rt_nbytes(t), rt_nbytes(&a->t[i]));
+        cr_assert_eq(memcmp(t->data, a->t[i].data, rt_nbytes(t)), 0, "%s differs",
+                     t->name);
+    }
+}
+
+/* ---- learning ---------------------------------------------------------------------- */
+
+Test(train, overfits_and_writes_loadable_checkpoints)
+{
+    static rec R;
+    static lin_model M;
+    rt_tensor_list data, params, wp, st;
+    make_data(&data, 16);
+    make_params(&params);
+    rt_train_opts o = base_opts(&R);
+    o.adam.lr = 0.1;
+    o.steps = 300;
+    const char *dir = tu_tmpdir();
+    o.out_dir = dir;
+    rt_train_result res;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &res, &e), 0, "%s", e.msg);
+    cr_assert_eq(res.step, 300);
+    cr_assert_eq(res.total, 300);
+    cr_assert_eq(R.n, 300);
+    cr_assert(R.loss[0] > 0.1, "start loss %g", R.loss[0]);
+    cr_assert(R.loss[299] < 0.01 * R.loss[0], "loss %g -> %g", R.loss[0], R.loss[299]);
+    cr_assert_eq(M.calls, 300);
+
+    /* The run directory: weights with every parameter, the optimizer state and position,
+     * one log line per update. */
+    load_run(dir, &wp, &st);
+    assert_same_bits(&params, &wp);
+    cr_assert(rt_list_cfind(&st, "adam.m.lin.weight") && rt_list_cfind(&st, "adam.v.lin.bias"));
+    cr_assert_eq(scalar(&st, "step"), 300);
+    cr_assert_eq(scalar(&st, "adam.step"), 300);
+    cr_assert_eq(scalar(&st, "epoch"), 75); /* 4 updates per epoch */
+    cr_assert_eq(scalar(&st, "epoch_pos"), 0);
+    cr_assert_eq(scalar(&st, "seed"), 7);
+    char *log = tu_read_file(tu_path(dir, RT_TRAIN_LOG), NULL);
+    cr_assert(log);
+    cr_assert(!strncmp(log, RT_TRAIN_LOG_HEADER "\n1,0.25,", strlen(RT_TRAIN_LOG_HEADER) + 8),
+              "log starts: %.80s", log);
+    int lines = 0;
+    for (char *c = log; *c; c++)
+        lines += *c == '\n';
+    cr_assert_eq(lines, 301);
+    cr_assert(strstr(log, "\n300,75,"));
+    free(log);
+    rt_list_free(&data);
+    rt_list_free(&params);
+    rt_list_free(&wp);
+    rt_list_free(&st);
+}
+
+Test(train, schedule_reaches_the_optimizer)
+{
+    /* 10 updates, 10% warm-up: lr 0 for the first (the parameters do not move, so the
+     * second update, on the same full batch, sees the same loss), then 0.05 decaying
+     * linearly to 0.05 / 9 at the last. */
+    static rec R;
+    static lin_model M;
+    rt_tensor_list data, params;
+    make_data(&data, 8);
+    make_params(&params);
+    rt_train_opts o = base_opts(&R);
+    o.steps = 10;
+    o.batch_size = 8;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(R.lr[0], 0.0);
+    cr_assert(fabs(R.lr[1] - 0.05) < 1e-15);
+    cr_assert(fabs(R.lr[5] - 0.05 * 5 / 9) < 1e-15);
+    cr_assert(fabs(R.lr[9] - 0.05 / 9) < 1e-15);
+    cr_assert(fabs(R.loss[1] - R.loss[0]) <= 1e-6 * R.loss[0], "%g %g", R.loss[0], R.loss[1]);
+    cr_assert(R.loss[2] < R.loss[1]);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
+
+Test(train, accumulation_of_two_halves_equals_the_whole_batch)
+{
+    /* 10 rows: batch 4 gives micro-batches 4, 4, 2; batch 2 with accum 2 gives updates
+     * of (2, 2), (2, 2), (2) over the same shuffled rows. A mean loss makes the averaged
+     * gradients equal. */
+    static rec R1, R2;
+    static lin_model M1, M2;
+    rt_tensor_list data, p1, p2;
+    make_data(&data, 10);
+    make_params(&p1);
+    make_params(&p2);
+    rt_train_opts o = base_opts(&R1);
+    o.epochs = 4;
+    ir_err e;
+    rt_train_result r1, r2;
+    cr_assert_eq(rt_train(&o, lin_step, &M1, &p1, &data, NULL, &r1, &e), 0, "%s", e.msg);
+    o.batch_size = 2;
+    o.accum = 2;
+    o.hook_ctx = &R2;
+    cr_assert_eq(rt_train(&o, lin_step, &M2, &p2, &data, NULL, &r2, &e), 0, "%s", e.msg);
+    cr_assert_eq(r1.total, 12);
+    cr_assert_eq(r2.total, 12);
+    cr_assert_eq(M1.calls, 12);
+    cr_assert_eq(M2.calls, 20);
+    for (int i = 0; i < 12; i++) {
+        cr_assert(fabs(R1.loss[i] - R2.loss[i]) <= 1e-5 * fabs(R1.loss[i]),
+                  "update %d: loss %.9g vs %.9g", i + 1, R1.loss[i], R2.loss[i]);
+        cr_assert(fabs(R1.norm[i] - R2.norm[i]) <= 1e-5 * R1.norm[i]);
+    }
+    for (int i = 0; i < p1.n; i++) {
+        const float *a = p1.t[i].data, *b = tensor_f32(&p2, p1.t[i].name, rt_numel(&p1.t[i]));
+        for (int64_t k = 0; k < rt_numel(&p1.t[i]); k++)
+            cr_assert(fabs(a[k] - b[k]) <= 1e-5, "%s[%lld]: %.9g vs %.9g", p1.t[i].name,
+                      (long long)k, a[k], b[k]);
+    }
+    rt_list_free(&data);
+    rt_list_free(&p1);
+    rt_list_free(&p2);
+}
+
+Test(train, frozen_parameters_are_untouched_and_have_no_state)
+{
+    static rec R;
+    static lin_model M;
+    rt_tensor_list data, params, before, wp, st;
+    make_data(&data, 8);
+    make_params(&params);
+    make_params(&before);
+    rt_train_opts o = base_opts(&R);
+    const char *frozen[] = {"enc."};
+    o.frozen = frozen;
+    o.nfrozen = 1;
+    o.steps = 20;
+    o.adam.weight_decay = 0.5; /* decay would move it too */
+    const char *dir = tu_tmpdir();
+    o.out_dir = dir;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(memcmp(rt_list_cfind(&params, "enc.weight")->data,
+                        rt_list_cfind(&before, "enc.weight")->data, D * sizeof(float)),
+                 0);
+    cr_assert_neq(memcmp(rt_list_cfind(&params, "lin.weight")->data,
+                         rt_list_cfind(&before, "lin.weight")->data, D * sizeof(float)),
+                  0);
+    load_run(dir, &wp, &st);
+    cr_assert(rt_list_cfind(&wp, "enc.weight"), "frozen params are saved with the rest");
+    cr_assert_not(rt_list_cfind(&st, "adam.m.enc.weight"));
+    cr_assert_not(rt_list_cfind(&st, "adam.v.enc.weight"));
+    cr_assert(rt_list_cfind(&st, "adam.m.lin.weight"));
+    rt_list_free(&data);
+    rt_list_free(&params);
+    rt_list_free(&before);
+    rt_list_free(&wp);
+    rt_list_free(&st);
+}
+
+/* ---- refusals ------------------------------------------------------------------------ */
+
+Test(train, non_finite_loss_stops_naming_the_step)
+{
+    static rec R;
+    static lin_model M;
+    M.nan_loss_at = 5;
+    rt_tensor_list data, params;
+    make_data(&data, 8);
+    make_params(&params);
+    rt_train_opts o = base_opts(&R);
+    o.steps = 10;
+    o.batch_size = 8;
+    ir_err e;
+    rt_train_result r;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), -1);
+    cr_assert(strstr(e.msg, "step 5") && strstr(e.msg, "loss") && strstr(e.msg, "nan"),
+              "%s", e.msg);
+    cr_assert_eq(r.step, 4);
+    cr_assert_eq(R.n, 4);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
+
+Test(train, non_finite_gradient_stops_naming_the_tensor)
+{
+    static rec R;
+    static lin_model M;
+    M.inf_grad_at = 6; /* update 3's second micro-batch */
+    rt_tensor_list data, params;
+    make_data(&data, 8);
+    make_params(&params);
+    rt_train_opts o = base_opts(&R);
+    o.steps = 10;
+    o.batch_size = 2;
+    o.accum = 2;
+    o.out_dir = tu_tmpdir();
+    o.save_every = 1;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert(strstr(e.msg, "step 3") && strstr(e.msg, "grad.lin.bias") &&
+                  strstr(e.msg, "inf"),
+              "%s", e.msg);
+    /* The last checkpoint (update 2) is kept, not overwritten with the bad state. */
+    rt_tensor_list wp, st;
+    load_run(o.out_dir, &wp, &st);
+    cr_assert_eq(scalar(&st, "step"), 2);
+    rt_list_free(&data);
+    rt_list_free(&params);
+    rt_list_free(&wp);
+    rt_list_free(&st);
+}
+
+Test(train, step_function_errors_are_prefixed_with_the_step)
+{
+    static rec R;
+    static lin_model M;
+    M.fail_at = 3;
+    rt_tensor_list data, params;
+    make_data(&data, 8);
+    make_params(&params);
+    rt_train_opts o = base_opts(&R);
+    o.batch_size = 8;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert(strstr(e.msg, "step 3: simulated failure"), "%s", e.msg);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
+
+Test(train, data_with_different_row_counts_is_refused)
+{
+    static rec R;
+    static lin_model M;
+    rt_tensor_list data, params;
+    make_data(&data, 8);
+    make_params(&params);
+    int64_t s[1] = {7};
+    cr_assert(rt_list_add(&data, "labels", RT_I64, 1, s, NULL));
+    rt_train_opts o = base_opts(&R);
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert(strstr(e.msg, "labels") && strstr(e.msg, "7 rows"), "%s", e.msg);
+    cr_assert_eq(M.calls, 0);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
+
+/* ---- the data order and dropout seeds -------------------------------------------------- */
+
+Test(train, every_epoch_sees_every_row_once_in_a_seeded_order)
+{
+    static rec R;
+    static lin_model M, M2;
+    rt_tensor_list data, params;
+    make_data(&data, 10);
+    make_params(&params);
+    rt_train_opts o = base_opts(&R);
+    o.batch_size = 3; /* 3, 3, 3, 1 */
+    o.epochs = 3;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(M.nids, 30);
+    cr_assert_eq(M.calls, 12);
+    cr_assert_eq(M.rows[3], 1, "the last partial batch is kept");
+    for (int ep = 0; ep < 3; ep++) {
+        int seen[10] = {0};
+        for (int i = 0; i < 10; i++)
+            seen[M.ids[ep * 10 + i]]++;
+        for (int i = 0; i < 10; i++)
+            cr_assert_eq(seen[i], 1, "epoch %d saw row %d %d times", ep, i, seen[i]);
+    }
+    cr_assert_neq(memcmp(M.ids, M.ids + 10, 10 * sizeof *M.ids), 0,
+                  "epochs should be shuffled differently");
+    for (int k = 0; k < 12; k++) {
+        cr_assert_eq(M.seeds[k], rt_train_dropout_seed(7, k));
+        cr_assert((int64_t)M.seeds[k] >= 0);
+        for (int j = 0; j < k; j++)
+            cr_assert_neq(M.seeds[k], M.seeds[j]);
+    }
+    /* Another seed, another order; no shuffle, the file's order. */
+    make_params(&params);
+    o.seed = 8;
+    cr_assert_eq(rt_train(&o, lin_step, &M2, &params, &data, NULL, NULL, &e), 0);
+    cr_assert_neq(memcmp(M.ids, M2.ids, 30 * sizeof *M.ids), 0);
+    memset(&M2, 0, sizeof M2);
+    o.shuffle = 0;
+    cr_assert_eq(rt_train(&o, lin_step, &M2, &params, &data, NULL, NULL, &e), 0);
+    for (int i = 0; i < 30; i++)
+        cr_assert_eq(M2.ids[i], i % 10);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
+
+/* ---- resumption ------------------------------------------------------------------------ */
+
+/* 10 rows, batch 3 (3, 3, 3, 1), accum 2: 2 updates per epoch; 9 updates cross epochs
+ * and end mid-epoch. Dropout on, so the seeds matter too. */
+static rt_train_opts resume_opts(rec *R)
+{
+    rt_train_opts o = base_opts(R);
+    o.batch_size = 3;
+    o.accum = 2;
+    o.steps = 9;
+    return o;
+}
+
+/* The uninterrupted reference: losses and final parameters. */
+static void reference_run(rec *R, rt_tensor_list *params, const rt_tensor_list *data)
+{
+    static lin_model M;
+    memset(&M, 0, sizeof M);
+    M.dropout = 1;
+    make_params(params);
+    rt_train_opts o = resume_opts(R);
+    o.out_dir = tu_tmpdir();
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, params, data, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(R->n, 9);
+}
+
+/* Resumes the run in dir and checks that updates from..9 repeat the reference bits. */
+static void resume_and_compare(const char *dir, int64_t from, const rec *ref,
+                               const rt_tensor_list *ref_params, const rt_tensor_list *data)
+{
+    static rec R;
+    static lin_model M;
+    memset(&R, 0, sizeof R);
+    memset(&M, 0, sizeof M);
+    M.dropout = 1;
+    rt_tensor_list params, st;
+    load_run(dir, &params, &st);
+    cr_assert_eq(scalar(&st, "step"), from - 1);
+    rt_train_opts o = resume_opts(&R);
+    o.out_dir = dir;
+    rt_train_result r;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, data, &st, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(r.start_step, from - 1);
+    cr_assert_eq(r.step, 9);
+    cr_assert_eq(R.n, 10 - from);
+    for (int i = 0; i < R.n; i++) {
+        cr_assert_eq(R.step[i], from + i);
+        cr_assert(R.loss[i] == ref->loss[from - 1 + i], "update %lld: %.17g != %.17g",
+                  (long long)R.step[i], R.loss[i], ref->loss[from - 1 + i]);
+        cr_assert(R.lr[i] == ref->lr[from - 1 + i]);
+    }
+    assert_same_bits(ref_params, &params);
+    /* The log holds every update once. */
+    char *log = tu_read_file(tu_path(dir, RT_TRAIN_LOG), NULL);
+    cr_assert(log);
+    int lines = 0;
+    for (char *c = log; *c; c++)
+        lines += *c == '\n';
+    cr_assert_eq(lines, 10, "log:\n%s", log);
+    for (int s = 1; s <= 9; s++) {
+        char want[32];
+        snprintf(want, sizeof want, "\n%d,", s);
+        cr_assert(strstr(log, want), "no line for update %d:\n%s", s, log);
+    }
+    free(log);
+    rt_list_free(&params);
+    rt_list_free(&st);
+}
+
+Test(train, resume_after_a_stop_repeats_the_uninterrupted_bits)
+{
+    static rec ref, R;
+    static lin_model M;
+    rt_tensor_list data, ref_params, params;
+    make_data(&data, 10);
+    reference_run(&ref, &ref_params, &data);
+
+    /* Stopped (as by SIGINT) after update 4: a checkpoint, a clean return. */
+    volatile sig_atomic_t stop = 0;
+    M.dropout = 1;
+    make_params(&params);
+    rt_train_opts o = resume_opts(&R);
+    o.out_dir = tu_tmpdir();
+    o.stop = &stop;
+    R.stop = &stop;
+    R.stop_after = 4;
+    rt_train_result r;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), 0, "%s", e.msg);
+    cr_assert(r.stopped);
+    cr_assert_eq(r.step, 4);
+    for (int i = 0; i < 4; i++)
+        cr_assert(R.loss[i] == ref.loss[i]);
+    resume_and_compare(o.out_dir, 5, &ref, &ref_params, &data);
+    rt_list_free(&data);
+    rt_list_free(&ref_params);
+    rt_list_free(&params);
+}
+
+Test(train, resume_after_a_stop_inside_an_accumulation)
+{
+    static rec ref, R;
+    static lin_model M;
+    rt_tensor_list data, ref_params, params;
+    make_data(&data, 10);
+    reference_run(&ref, &ref_params, &data);
+
+    /* The stop arrives during update 6's first micro-batch (call 11): its partial
+     * gradients are dropped and update 6 is redone on resumption. */
+    volatile sig_atomic_t stop = 0;
+    M.dropout = 1;
+    M.stop = &stop;
+    M.stop_at = 11;
+    make_params(&params);
+    rt_train_opts o = resume_opts(&R);
+    o.out_dir = tu_tmpdir();
+    o.stop = &stop;
+    rt_train_result r;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), 0, "%s", e.msg);
+    cr_assert(r.stopped);
+    cr_assert_eq(r.step, 5);
+    cr_assert_eq(M.calls, 11);
+    resume_and_compare(o.out_dir, 6, &ref, &ref_params, &data);
+    rt_list_free(&data);
+    rt_list_free(&ref_params);
+    rt_list_free(&params);
+}
+
+Test(train, resume_after_a_crash_from_the_last_periodic_checkpoint)
+{
+    static rec ref, R;
+    static lin_model M;
+    rt_tensor_list data, ref_params, params;
+    make_data(&data, 10);
+    reference_run(&ref, &ref_params, &data);
+
+    /* Checkpoints every 3 updates; the step function fails in update 8 (call 15), after
+     * updates 7 was logged: the run resumes from update 6 and the log is cut back. */
+    M.dropout = 1;
+    M.fail_at = 15;
+    make_params(&params);
+    rt_train_opts o = resume_opts(&R);
+    o.out_dir = tu_tmpdir();
+    o.save_every = 3;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert(strstr(e.msg, "step 8"), "%s", e.msg);
+    cr_assert_eq(R.n, 7);
+    resume_and_compare(o.out_dir, 7, &ref, &ref_params, &data);
+    rt_list_free(&data);
+    rt_list_free(&ref_params);
+    rt_list_free(&params);
+}
+
+Test(train, resume_refuses_other_settings_and_mismatched_weights)
+{
+    static rec R;
+    static lin_model M;
+    rt_tensor_list data, params, wp, st;
+    make_data(&data, 10);
+    make_params(&params);
+    rt_train_opts o = resume_opts(&R);
+    o.steps = 3;
+    o.out_dir = tu_tmpdir();
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    load_run(o.out_dir, &wp, &st);
+    o.steps = 9;
+    o.batch_size = 2;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &wp, &data, &st, NULL, &e), -1);
+    cr_assert(strstr(e.msg, "batch size 3") && strstr(e.msg, "has 2"), "%s", e.msg);
+    o.batch_size = 3;
+    o.seed = 1;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &wp, &data, &st, NULL, &e), -1);
+    cr_assert(strstr(e.msg, "seed"), "%s", e.msg);
+    o.seed = 7;
+    ((float *)rt_list_find(&wp, "lin.bias")->data)[0] += 1.0f;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &wp, &data, &st, NULL, &e), -1);
+    cr_assert(strstr(e.msg, "weights are not the ones"), "%s", e.msg);
+    rt_list_free(&data);
+    rt_list_free(&params);
+    rt_list_free(&wp);
+    rt_list_free(&st);
+}
+
+/* ---- progress -------------------------------------------------------------------------- */
+
+Test(train, progress_lines_name_step_loss_lr_throughput_and_eta)
+{
+    static rec R;
+    static lin_model M;
+    rt_tensor_list data, params;
+    make_data(&data, 8);
+    make_params(&params);
+    rt_train_opts o = base_opts(&R);
+    o.steps = 6;
+    o.progress_every = 2;
+    const char *path = tu_path(tu_tmpdir(), "progress.txt");
+    o.progress = fopen(path, "w");
+    cr_assert(o.progress);
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    fclose(o.progress);
+    char *txt = tu_read_file(path, NULL);
+    cr_assert(txt);
+    /* Not a tty: update 1, then every 2nd, and the last; no carriage returns. */
+    cr_assert(strstr(txt, "step 1/6 ") && strstr(txt, "step 2/6 ") && strstr(txt, "step 6/6 "),
+              "%s", txt);
+    cr_assert_not(strstr(txt, "step 3/6 "), "%s", txt);
+    cr_assert(strstr(txt, "loss ") && strstr(txt, "lr ") && strstr(txt, "tok/s") &&
+                  strstr(txt, "ETA "),
+              "%s", txt);
+    cr_assert_not(strchr(txt, '\r'));
+    free(txt);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
