@@ -29,6 +29,17 @@ void cg_program_free(cg_program *p);
 int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
                  const char *stage, const char *path, ir_err *e);
 
+/* Writes a shared library at so_path and its C header at header_path: the kernels of
+ * the forward graph `fwd` and of the training graph `train` (forward + backward), both
+ * graphs' text, and the runtime (statically linked, symbols hidden), so the library
+ * needs nothing of LLVM. Its API is prefixed with o->prefix (see the header it writes
+ * and README.md). Uses the system C compiler (cc) to compile the wrapper and link. */
+int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_options *o,
+                     const char *so_path, const char *header_path, ir_err *e);
+
+/* The "+feature,..." list of the target o selects (host unless overridden). */
+void cg_target_features(const cg_options *o, char *buf, size_t len);
+
 /* The symbol names of kernel k: "PREFIX_kK_OP" and "PREFIX_kK_OP_units". */
 void cg_kernel_names(const char *prefix, int k, const ir_node *n, char *body, char *units,
                      size_t len);

@@ -8,6 +8,8 @@
 #include "codegen.h"
 
 typedef enum { CG_BACKEND_JIT, CG_BACKEND_REF } cg_backend;
+/* What commands use without --backend. */
+#define CG_BACKEND_DEFAULT CG_BACKEND_REF
 
 typedef struct cg_engine cg_engine;
 

@@ -66,6 +66,32 @@ static LLVMTargetMachineRef make_tm(const cg_options *o, ir_err *e)
     return tm;
 }
 
+void cg_target_features(const cg_options *o, char *buf, size_t len)
+{
+    ir_err e;
+    buf[0] = 0;
+    LLVMTargetMachineRef tm = make_tm(o, &e);
+    if (!tm)
+        return;
+    char *f = LLVMGetTargetMachineFeatureString(tm);
+    size_t n = 0;
+    for (char *s = NULL, *t = strtok_r(f, ",", &s); t; t = strtok_r(NULL, ",", &s))
+        if (t[0] == '+' && n + strlen(t) + 2 < len)
+            n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "," : "", t);
+    LLVMDisposeMessage(f);
+    LLVMDisposeTargetMachine(tm);
+    /* A named CPU implies features the explicit string does not list. */
+    static const struct {
+        const char *cpu, *features;
+    } implied[] = {
+        {"x86-64-v3", "+avx,+avx2,+fma,+bmi,+bmi2"},
+        {"x86-64-v4", "+avx,+avx2,+fma,+bmi,+bmi2,+avx512f,+avx512bw,+avx512vl,+avx512dq"},
+    };
+    for (size_t i = 0; o && o->cpu && i < sizeof implied / sizeof *implied; i++)
+        if (!strcmp(o->cpu, implied[i].cpu))
+            snprintf(buf + n, len - n, "%s%s", n ? "," : "", implied[i].features);
+}
+
 static int has_feature(const char *features, const char *f)
 {
     size_t n = strlen(f);

@@ -48,8 +48,10 @@ static int simplify(ir_graph *ng, const ir_node *n, const int *in)
     case IR_OP_SCALE:
         if (n->a.scale == 1.0)
             return in[0];
-        if (x->op == IR_OP_SCALE)
-            return ir_scale(ng, x->in[0], x->a.scale * n->a.scale);
+        if (x->op == IR_OP_SCALE) {
+            double f = x->a.scale * n->a.scale;
+            return f == 1.0 ? x->in[0] : ir_scale(ng, x->in[0], f);
+        }
         break;
     default:
         break;

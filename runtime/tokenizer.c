@@ -7,9 +7,10 @@
  *  - utf8proc_tolower is the simple lower-case mapping; str.lower is the full one. The
  *    only unconditional full mapping that differs is U+0130 (İ -> i + U+0307), and the
  *    only context-dependent one Python applies is final sigma; both are done here.
- *    "Cased" and "case-ignorable" (for final sigma) are derived from categories and case
- *    mappings plus the short Word_Break list of case-ignorable punctuation; Other_Lowercase
- *    letters such as U+00AA are not counted as cased (Python does).
+ *    "Cased" and "case-ignorable" (for final sigma), which utf8proc lacks, are derived
+ *    from categories and case mappings, plus two short lists: the Word_Break punctuation
+ *    that is case-ignorable, and the Other_Lowercase/Other_Uppercase characters that
+ *    neither have a case mapping nor are case-ignorable (U+00AA, U+00BA, U+1F130..).
  *  - Canonical decomposition is utf8proc_decompose_char per character, followed by the
  *    canonical reordering of combining marks that NFD does over a string.
  *  - The Unicode version is utf8proc's (15.0 for 2.8); characters assigned later are
@@ -69,8 +70,13 @@ static int is_cjk(int32_t cp)
            (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
 }
 
+/* Cased: Lu, Ll, Lt, anything with a case mapping, and the few Other_Lowercase /
+ * Other_Uppercase characters that have neither a mapping nor a case-ignorable category. */
 static int is_cased(int32_t cp)
 {
+    if (cp == 0xAA || cp == 0xBA || (cp >= 0x1F130 && cp <= 0x1F149) ||
+        (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189))
+        return 1;
     int c = cat_of(cp);
     return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL ||
            c == UTF8PROC_CATEGORY_LT || utf8proc_tolower(cp) != cp ||
@@ -579,10 +585,13 @@ static int strip_accents(tvec *in, tvec *out)
             out->a[j - 1] = x;
         }
     }
+    /* a mark written as a character of its own is covered by the letter it accents */
     int m = 0;
     for (int i = 0; i < out->n; i++)
         if (cat_of(out->a[i].cp) != UTF8PROC_CATEGORY_MN)
             out->a[m++] = out->a[i];
+        else if (m > 0 && out->a[i].end > out->a[m - 1].end)
+            out->a[m - 1].end = out->a[i].end;
     out->n = m;
     return 0;
 }

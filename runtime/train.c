@@ -175,14 +175,15 @@ static int slice_rows(const rt_tensor_list *data, const int64_t *idx, int64_t n,
     return 0;
 }
 
-/* A 64-bit fingerprint of the parameters (names and bits), stored with the optimizer
- * state so that weights and state written at different steps are not mixed up. */
+/* A 64-bit fingerprint of the parameters (names and bits, in any order), stored with
+ * the optimizer state so that weights and state written at different steps are not
+ * mixed up. */
 static uint64_t params_hash(const rt_tensor_list *p)
 {
-    uint64_t h = 0x243f6a8885a308d3ULL;
+    uint64_t sum = 0;
     for (int i = 0; i < p->n; i++) {
         const rt_tensor *t = &p->t[i];
-        h = mix64(h ^ rt_hash_str(t->name));
+        uint64_t h = mix64(rt_hash_str(t->name));
         const unsigned char *b = t->data;
         size_t n = rt_nbytes(t), k = 0;
         for (; k + 8 <= n; k += 8) {
@@ -193,9 +194,9 @@ static uint64_t params_hash(const rt_tensor_list *p)
         }
         for (; k < n; k++)
             h = (h ^ b[k]) * 0x100000001b3ULL;
-        h = mix64(h);
+        sum += mix64(h);
     }
-    return h;
+    return sum;
 }
 
 /* ---- checkpoints ------------------------------------------------------------------- */

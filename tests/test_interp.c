@@ -44,8 +44,8 @@ static void add_i64(rt_tensor_list *l, const char *name, int rank, const int64_t
 }
 
 /* Runs g in f64 (or f32) mode; asserts success. */
-static void run(const ir_graph *g, const rt_tensor_list *params, const rt_tensor_list *inputs,
-                int f64, rt_tensor_list *out)
+static void run(const ir_graph *g, const rt_tensor_list *params,
+                const rt_tensor_list *inputs, int f64, rt_tensor_list *out)
 {
     ir_err e = {{0}};
     rt_interp_opts o = {f64, 1};
@@ -62,7 +62,8 @@ static void run_fails(const ir_graph *g, const rt_tensor_list *params,
     rt_interp_opts o = {0, 1};
     rt_tensor_list out;
     rt_list_init(&out);
-    cr_expect_eq(rt_interp_run(g, params, inputs, &o, &out, &e), -1, "accepted (%s)", needle);
+    cr_expect_eq(rt_interp_run(g, params, inputs, &o, &out, &e), -1, "accepted (%s)",
+                 needle);
     cr_expect(strstr(e.msg, needle) != NULL, "message '%s' lacks '%s'", e.msg, needle);
     rt_list_free(&out);
 }
@@ -78,8 +79,8 @@ static void expect_values(const rt_tensor_list *out, const char *name, int rank,
         cr_assert_eq(t->shape[d], shape[d], "%s: dim %d is %lld, want %lld", name, d,
                      (long long)t->shape[d], (long long)shape[d]);
     for (int64_t i = 0; i < rt_numel(t); i++) {
-        double got = t->dtype == RT_F64 ? ((const double *)t->data)[i]
-                                        : ((const float *)t->data)[i];
+        double got =
+            t->dtype == RT_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
         cr_expect(fabs(got - want[i]) <= tol * (1 + fabs(want[i])),
                   "%s[%lld] = %.17g, want %.17g", name, (long long)i, got, want[i]);
     }
@@ -132,13 +133,15 @@ Test(interp, bind_sizes_on_the_bert_graph)
 {
     fe_model m;
     ir_err e = {{0}};
-    cr_assert_eq(fe_load(tu_src("tests/fixtures/run_tiny/model.xml"), &m, &e), 0, "%s", e.msg);
+    cr_assert_eq(fe_load(tu_src("tests/fixtures/run_tiny/model.xml"), &m, &e), 0, "%s",
+                 e.msg);
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
     cr_assert_not_null(g, "%s", e.msg);
     rt_tensor_list batch;
     rt_list_init(&batch);
-    cr_assert_eq(rt_st_load(tu_src("tests/fixtures/run_tiny/batch.safetensors"), &batch, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(
+        rt_st_load(tu_src("tests/fixtures/run_tiny/batch.safetensors"), &batch, &e), 0,
+        "%s", e.msg);
     int64_t Bv = 0, Sv = 0;
     cr_assert_eq(rt_bind_sizes(g, &batch, &Bv, &Sv, &e), 0, "%s", e.msg);
     cr_expect_eq(Bv, 3);
@@ -153,7 +156,8 @@ static void tiny_run(int f64, rt_tensor_list *out)
 {
     fe_model m;
     ir_err e = {{0}};
-    cr_assert_eq(fe_load(tu_src("tests/fixtures/run_tiny/model.xml"), &m, &e), 0, "%s", e.msg);
+    cr_assert_eq(fe_load(tu_src("tests/fixtures/run_tiny/model.xml"), &m, &e), 0, "%s",
+                 e.msg);
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
     cr_assert_not_null(g, "%s", e.msg);
     rt_tensor_list batch, inputs, ckpt, params;
@@ -161,17 +165,19 @@ static void tiny_run(int f64, rt_tensor_list *out)
     rt_list_init(&inputs);
     rt_list_init(&ckpt);
     rt_list_init(&params);
-    cr_assert_eq(rt_st_load(tu_src("tests/fixtures/run_tiny/batch.safetensors"), &batch, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(
+        rt_st_load(tu_src("tests/fixtures/run_tiny/batch.safetensors"), &batch, &e), 0,
+        "%s", e.msg);
     unsigned present;
     int64_t Bv, Sv;
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, &inputs, &present, &Bv,
-                                  &Sv, NULL, NULL, &e),
+    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, &inputs, &present,
+                                  &Bv, &Sv, NULL, NULL, &e),
                  0, "%s", e.msg);
-    cr_assert_eq(rt_st_load(tu_src("tests/fixtures/run_tiny/weights.safetensors"), &ckpt, &e),
-                 0, "%s", e.msg);
-    cr_assert_eq(rt_params_from_checkpoint(g, &ckpt, 0, 0, &params, NULL, NULL, &e), 0, "%s",
-                 e.msg);
+    cr_assert_eq(
+        rt_st_load(tu_src("tests/fixtures/run_tiny/weights.safetensors"), &ckpt, &e), 0,
+        "%s", e.msg);
+    cr_assert_eq(rt_params_from_checkpoint(g, &ckpt, 0, 0, &params, NULL, NULL, &e), 0,
+                 "%s", e.msg);
     run(g, &params, &inputs, f64, out);
     rt_list_free(&batch);
     rt_list_free(&inputs);
@@ -268,9 +274,8 @@ Test(interp, attn_softmax_scales_and_masks_keys)
     int m = ir_input(g, "mask", ty(IR_I64, 2, B, S));
     ir_set_output(g, "p", ir_attn_softmax(g, x, m, 0.5));
     static const float xv[2 * 3 * 3] = {
-        0, 2, 4,   2, 2, 100, /* key 2 masked in batch 0: 100 must not matter */
-        0, 0, 0,
-        1, 3, -2,  0, 0, 0,   5, 5, 5, /* batch 1: every key masked */
+        0, 2, 4, 2, 2, 100, /* key 2 masked in batch 0: 100 must not matter */
+        0, 0, 0, 1, 3, -2,  0, 0, 0, 5, 5, 5, /* batch 1: every key masked */
     };
     static const int64_t mv[2 * 3] = {1, 1, 0, 0, 0, 0};
     double e1 = exp(1.0), want[18];

@@ -68,7 +68,8 @@ Test(models, every_model_file_builds_verifies_and_round_trips)
         char *text = ir_print_str(g);
         cr_assert_not_null(text, "%s: cannot print", de->d_name);
         ir_graph *h = ir_parse(text, de->d_name, &e);
-        cr_assert_not_null(h, "%s: the printed graph does not parse: %s", de->d_name, e.msg);
+        cr_assert_not_null(h, "%s: the printed graph does not parse: %s", de->d_name,
+                           e.msg);
         char *again = ir_print_str(h);
         cr_assert_not_null(again);
         cr_expect(!strcmp(text, again), "%s: print -> parse -> print differs", de->d_name);
@@ -114,7 +115,8 @@ typedef struct {
     long long shape[2];
 } want_param;
 
-static int add_want(want_param *w, int n, const char *name, int rank, long long a, long long b)
+static int add_want(want_param *w, int n, const char *name, int rank, long long a,
+                    long long b)
 {
     snprintf(w[n].name, sizeof w[n].name, "%s", name);
     w[n].rank = rank;
@@ -154,7 +156,8 @@ Test(models, parameter_names_and_shapes_are_the_hugging_face_ones)
     int n = 0;
     n = add_want(w, n, "bert.embeddings.word_embeddings.weight", 2, V, H);
     n = add_want(w, n, "bert.embeddings.position_embeddings.weight", 2, m.max_position, H);
-    n = add_want(w, n, "bert.embeddings.token_type_embeddings.weight", 2, m.type_vocab_size, H);
+    n = add_want(w, n, "bert.embeddings.token_type_embeddings.weight", 2, m.type_vocab_size,
+                 H);
     n = ln_want(w, n, "bert.embeddings.LayerNorm", H);
     for (int i = 0; i < m.layers; i++) {
         char p[160];
@@ -256,13 +259,14 @@ static void expect_output_type(const ir_graph *g, const char *name, int rank, ..
     want = ir_type_make(IR_F32, rank, d);
     char s1[128], s2[128];
     cr_expect(ir_type_eq(&g->nodes[v].type, &want), "%s: %s, want %s", name,
-              ir_type_str(&g->nodes[v].type, s1, sizeof s1), ir_type_str(&want, s2, sizeof s2));
+              ir_type_str(&g->nodes[v].type, s1, sizeof s1),
+              ir_type_str(&want, s2, sizeof s2));
 }
 
 Test(models, all_heads_with_all_labels_output_everything_in_design_5)
 {
-    fe_model m = small_model(FE_HEAD_MLM | FE_HEAD_NSP | FE_HEAD_INTENT | FE_HEAD_SLOT |
-                             FE_HEAD_QA);
+    fe_model m =
+        small_model(FE_HEAD_MLM | FE_HEAD_NSP | FE_HEAD_INTENT | FE_HEAD_SLOT | FE_HEAD_QA);
     ir_err e = {{0}};
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
     cr_assert_not_null(g, "%s", e.msg);
@@ -275,14 +279,14 @@ Test(models, all_heads_with_all_labels_output_everything_in_design_5)
     expect_output_type(g, "slot_logits", 3, B, S, ir_dconst(4));
     expect_output_type(g, "start_logits", 2, B, S);
     expect_output_type(g, "end_logits", 2, B, S);
-    static const char *const losses[] = {"mlm_loss", "nsp_loss", "intent_loss", "slot_loss",
-                                         "qa_loss", "loss"};
+    static const char *const losses[] = {"mlm_loss",  "nsp_loss", "intent_loss",
+                                         "slot_loss", "qa_loss",  "loss"};
     for (int i = 0; i < 6; i++)
         expect_output_type(g, losses[i], 0);
     cr_expect_eq(g->nout, 14, "%d outputs, want 8 tensors, 5 losses and loss", g->nout);
     /* The label inputs: mlm and slot [B, S], the others [B]. */
-    static const char *const labels[] = {"mlm_labels",    "nsp_labels",      "intent_labels",
-                                         "slot_labels",   "start_positions", "end_positions"};
+    static const char *const labels[] = {"mlm_labels",  "nsp_labels",      "intent_labels",
+                                         "slot_labels", "start_positions", "end_positions"};
     for (int i = 0; i < 6; i++) {
         int v = ir_find_named(g, IR_OP_INPUT, labels[i]);
         cr_assert_geq(v, 0, "no input %s", labels[i]);
@@ -296,8 +300,8 @@ Test(models, all_heads_with_all_labels_output_everything_in_design_5)
 
 Test(models, losses_follow_the_labels_present)
 {
-    fe_model m = small_model(FE_HEAD_MLM | FE_HEAD_NSP | FE_HEAD_INTENT | FE_HEAD_SLOT |
-                             FE_HEAD_QA);
+    fe_model m =
+        small_model(FE_HEAD_MLM | FE_HEAD_NSP | FE_HEAD_INTENT | FE_HEAD_SLOT | FE_HEAD_QA);
     ir_err e = {{0}};
     /* No labels: logits but no loss. */
     ir_graph *g = fe_build_bert(&m, 0, &e);

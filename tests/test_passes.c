@@ -88,8 +88,8 @@ static void tiny_data(const ir_graph *g, rt_tensor_list *inputs, rt_tensor_list 
     cr_assert_eq(rt_st_load(fx("batch.safetensors"), &batch, &e), 0, "%s", e.msg);
     unsigned present;
     int64_t Bv, Sv;
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, inputs, &present, &Bv,
-                                  &Sv, NULL, NULL, &e),
+    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, inputs, &present,
+                                  &Bv, &Sv, NULL, NULL, &e),
                  0, "%s", e.msg);
     cr_assert_eq(rt_st_load(fx("weights.safetensors"), &ckpt, &e), 0, "%s", e.msg);
     cr_assert_eq(rt_params_from_checkpoint(g, &ckpt, 0, 0, params, NULL, NULL, &e), 0, "%s",
@@ -265,7 +265,8 @@ Test(cse, merges_identical_matmuls_and_keeps_different_attributes_apart)
     run_passes(&g, "cse,dce");
     cr_expect_eq(count_op(g, IR_OP_MATMUL), 4, "matmuls: %d, want 4",
                  count_op(g, IR_OP_MATMUL));
-    cr_expect_eq(count_op(g, IR_OP_SCALE), 2, "scales: %d, want 2", count_op(g, IR_OP_SCALE));
+    cr_expect_eq(count_op(g, IR_OP_SCALE), 2, "scales: %d, want 2",
+                 count_op(g, IR_OP_SCALE));
     cr_expect_eq(count_op(g, IR_OP_PARAM), 2);
     cr_expect_eq(ir_find_output(g, "s1"), ir_find_output(g, "s2"));
     int vs[] = {ir_find_output(g, "s1"), ir_find_output(g, "s3"), ir_find_output(g, "m3"),
@@ -294,7 +295,8 @@ Test(cse, merges_through_chains_of_duplicates)
     cr_expect_eq(count_op(g, IR_OP_MATMUL), 1);
     int y = ir_find_output(g, "y");
     cr_assert_geq(y, 0);
-    cr_expect_eq(g->nodes[y].in[0], g->nodes[y].in[1], "add of the merged matmul with itself");
+    cr_expect_eq(g->nodes[y].in[0], g->nodes[y].in[1],
+                 "add of the merged matmul with itself");
     ir_graph_free(g);
 }
 
@@ -464,7 +466,8 @@ Test(canonicalize, leaves_a_single_transpose_reshape_and_scale_alone)
 
 Test(shape_pass, rejects_a_tampered_node_type_naming_the_node)
 {
-    static const ir_opcode ops[] = {IR_OP_GELU, IR_OP_MATMUL, IR_OP_LAYERNORM, IR_OP_SELECT};
+    static const ir_opcode ops[] = {IR_OP_GELU, IR_OP_MATMUL, IR_OP_LAYERNORM,
+                                    IR_OP_SELECT};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
         ir_graph *g = tiny_graph(FE_LABEL_ALL);
         int k = -1;
@@ -475,10 +478,12 @@ Test(shape_pass, rejects_a_tampered_node_type_naming_the_node)
         ir_node *n = &g->nodes[k];
         n->type.dim[n->type.rank - 1].c += 1;
         ir_err e = {{0}};
-        cr_expect_eq(pass_shape(&g, &e), -1, "%s: tampered type accepted", ir_ops[ops[i]].name);
+        cr_expect_eq(pass_shape(&g, &e), -1, "%s: tampered type accepted",
+                     ir_ops[ops[i]].name);
         char want[64];
         snprintf(want, sizeof want, "%%%d (%s)", k, ir_ops[ops[i]].name);
-        cr_expect(strstr(e.msg, want) != NULL, "message '%s' does not name '%s'", e.msg, want);
+        cr_expect(strstr(e.msg, want) != NULL, "message '%s' does not name '%s'", e.msg,
+                  want);
         ir_graph_free(g);
     }
 }

@@ -146,14 +146,15 @@ static double *values(const rt_tensor *t)
     cr_assert(t->dtype == RT_F32 || t->dtype == RT_F64, "%s has dtype %s", t->name,
               rt_dtype_name(t->dtype));
     for (int64_t i = 0; i < n; i++)
-        v[i] = t->dtype == RT_F32 ? ((const float *)t->data)[i]
-                                  : ((const double *)t->data)[i];
+        v[i] =
+            t->dtype == RT_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
     return v;
 }
 
 static int same_shape(const rt_tensor *a, const rt_tensor *b)
 {
-    if (a->rank == b->rank && !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->rank))
+    if (a->rank == b->rank &&
+        !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->rank))
         return 1;
     /* A scalar may be written as [] or [1]. */
     return a->rank <= 1 && b->rank <= 1 && rt_numel(a) == 1 && rt_numel(b) == 1;
@@ -161,8 +162,8 @@ static int same_shape(const rt_tensor *a, const rt_tensor *b)
 
 /* DESIGN.md §5: every tensor of exp is in out with its shape (a scalar as [] or [1]),
  * max|out - exp| <= rtol * max|exp| + atol, and out holds nothing else. */
-static void expect_matches(const rt_tensor_list *exp, const rt_tensor_list *out, double rtol,
-                           double atol, const char *what)
+static void expect_matches(const rt_tensor_list *exp, const rt_tensor_list *out,
+                           double rtol, double atol, const char *what)
 {
     for (int i = 0; i < exp->n; i++) {
         const rt_tensor *e = &exp->t[i];
@@ -185,7 +186,8 @@ static void expect_matches(const rt_tensor_list *exp, const rt_tensor_list *out,
             big = fabs(ev[k]) > big ? fabs(ev[k]) : big;
         }
         double tol = rtol * big + atol;
-        cr_expect(err <= tol, "%s: '%s' max error %.3g exceeds %.3g", what, e->name, err, tol);
+        cr_expect(err <= tol, "%s: '%s' max error %.3g exceeds %.3g", what, e->name, err,
+                  tol);
         free(ev);
         free(ov);
     }
@@ -300,9 +302,9 @@ static void run_fixture(const char *name)
 {
     char *err;
     const char *out = tp("out.st");
-    int rc = bertcc(&err, "run '%s' --weights '%s' --batch '%s' -o '%s'",
-                    fx(name, "model.xml"), fx(name, "weights.safetensors"),
-                    fx(name, "batch.safetensors"), out);
+    int rc =
+        bertcc(&err, "run '%s' --weights '%s' --batch '%s' -o '%s'", fx(name, "model.xml"),
+               fx(name, "weights.safetensors"), fx(name, "batch.safetensors"), out);
     cr_assert_eq(rc, 0, "%s: exit status %d:\n%s", name, rc, err);
     expect_no_sanitizer_report(err);
     free(err);
@@ -327,17 +329,18 @@ T(run_cli, run_mlm_nsp_with_an_all_ignored_row_matches_the_oracle)
 T(run_cli, thread_counts_give_identical_files)
 {
     char *err;
-    const char *m = fx("run_mlm_nsp", "model.xml"), *w = fx("run_mlm_nsp", "weights.safetensors");
+    const char *m = fx("run_mlm_nsp", "model.xml"),
+               *w = fx("run_mlm_nsp", "weights.safetensors");
     const char *b = fx("run_mlm_nsp", "batch.safetensors");
     char o1[256], o2[256];
     snprintf(o1, sizeof o1, "%s", tp("t1.st"));
     snprintf(o2, sizeof o2, "%s", tp("t2.st"));
-    cr_assert_eq(bertcc(&err, "run '%s' --weights '%s' --batch '%s' -o '%s' --threads 1", m, w,
-                        b, o1),
+    cr_assert_eq(bertcc(&err, "run '%s' --weights '%s' --batch '%s' -o '%s' --threads 1", m,
+                        w, b, o1),
                  0, "%s", err);
     free(err);
-    cr_assert_eq(bertcc(&err, "run '%s' --weights '%s' --batch '%s' -o '%s' --threads 2", m, w,
-                        b, o2),
+    cr_assert_eq(bertcc(&err, "run '%s' --weights '%s' --batch '%s' -o '%s' --threads 2", m,
+                        w, b, o2),
                  0, "%s", err);
     free(err);
     expect_files_identical(o1, o2, "--threads 1 vs 2");
@@ -358,8 +361,8 @@ static void api_run(const char *fixture, const char *weights, int threads, int f
     load(fx(fixture, "batch.safetensors"), &batch);
     unsigned present = 0;
     int64_t B = 0, S = 0;
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL, &inputs,
-                                  &present, &B, &S, NULL, NULL, &e),
+    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL,
+                                  &inputs, &present, &B, &S, NULL, NULL, &e),
                  0, "%s", e.msg);
     const rt_tensor *ids = rt_list_cfind(&batch, "input_ids");
     cr_expect(B == ids->shape[0] && S == ids->shape[1], "B=%lld S=%lld", (long long)B,
@@ -368,8 +371,8 @@ static void api_run(const char *fixture, const char *weights, int threads, int f
     cr_assert_not_null(g, "%s", e.msg);
     cr_assert_eq(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
     load(weights ? weights : fx(fixture, "weights.safetensors"), &ckpt);
-    cr_assert_eq(rt_params_from_checkpoint(g, &ckpt, 0, 0, &params, NULL, NULL, &e), 0, "%s",
-                 e.msg);
+    cr_assert_eq(rt_params_from_checkpoint(g, &ckpt, 0, 0, &params, NULL, NULL, &e), 0,
+                 "%s", e.msg);
     rt_interp_opts o = {f64, threads};
     cr_assert_eq(rt_interp_run(g, &params, &inputs, &o, out, &e), 0, "%s", e.msg);
     ir_graph_free(g);
@@ -491,9 +494,9 @@ T(run_errors, each_label_out_of_range_is_named)
         const char *name;
         int64_t bad;
     } cases[] = {
-        {"mlm_labels", 37},     {"mlm_labels", -1},      {"nsp_labels", 2},
-        {"intent_labels", 5},   {"slot_labels", 7},      {"slot_labels", -2},
-        {"start_positions", 4}, {"end_positions", 4},    {"end_positions", -1},
+        {"mlm_labels", 37},     {"mlm_labels", -1},   {"nsp_labels", 2},
+        {"intent_labels", 5},   {"slot_labels", 7},   {"slot_labels", -2},
+        {"start_positions", 4}, {"end_positions", 4}, {"end_positions", -1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         rt_tensor_list l;
@@ -520,8 +523,8 @@ static double scalar(const rt_tensor_list *l, const char *name)
 
 T(run_errors, ignored_labels_are_accepted_and_all_ignored_losses_are_zero)
 {
-    static const char *const losses[] = {"mlm_loss", "nsp_loss", "intent_loss", "slot_loss",
-                                         "qa_loss", "loss"};
+    static const char *const losses[] = {"mlm_loss",  "nsp_loss", "intent_loss",
+                                         "slot_loss", "qa_loss",  "loss"};
     rt_tensor_list l, o;
     char b[256], *err;
     /* Some -100s (tiny_labels has them in mlm and slot): every loss is written. */
@@ -591,8 +594,7 @@ T(run_cli, an_all_padding_row_gives_finite_outputs)
     int rc = bertcc(&err, "run '%s' --weights '%s' --batch '%s' -o '%s'",
                     fx("run_tiny", "model.xml"), fx("run_tiny", "weights.safetensors"), b,
                     tp("out.st"));
-    cr_assert_eq(rc, 0, "exit status %d:
-%s", rc, err);
+    cr_assert_eq(rc, 0, "exit status %d:\n%s", rc, err);
     free(err);
     load(tp("out.st"), &o);
     cr_expect_eq(o.n, 14);
@@ -727,8 +729,8 @@ T(run_cli, help_exits_0_and_prints_usage_on_stdout)
         snprintf(cmd, sizeof cmd, "'%s' %s 2>/dev/null", BERTCC_EXE, args[i]);
         int rc = tu_run(cmd, &out);
         cr_expect_eq(rc, 0, "bertcc %s: exit status %d", args[i], rc);
-        cr_expect(out && strstr(out, "usage"), "bertcc %s: no usage on stdout:\n%s", args[i],
-                  out ? out : "");
+        cr_expect(out && strstr(out, "usage"), "bertcc %s: no usage on stdout:\n%s",
+                  args[i], out ? out : "");
         free(out);
     }
 }
@@ -854,8 +856,10 @@ Test(run_init, params_follow_bert_initialization)
     }
     cr_expect(nbig >= 10, "only %d big weight tensors", nbig);
     /* Each parameter has its own stream. */
-    const rt_tensor *q = rt_list_cfind(&p, "bert.encoder.layer.0.attention.self.query.weight");
-    const rt_tensor *k = rt_list_cfind(&p, "bert.encoder.layer.0.attention.self.key.weight");
+    const rt_tensor *q =
+        rt_list_cfind(&p, "bert.encoder.layer.0.attention.self.query.weight");
+    const rt_tensor *k =
+        rt_list_cfind(&p, "bert.encoder.layer.0.attention.self.key.weight");
     cr_assert(q && k);
     cr_expect(memcmp(q->data, k->data, rt_nbytes(q)) != 0, "query and key weights agree");
     rt_list_free(&p);
@@ -879,7 +883,8 @@ Test(run_init, encoder_init_does_not_depend_on_the_heads_and_follows_the_seed)
     for (int i = 0; i < b.n; i++) {
         const rt_tensor *x = &b.t[i], *y = rt_list_cfind(&a, x->name), *z = &c.t[i];
         cr_assert_not_null(y, "%s", x->name);
-        cr_expect(!memcmp(x->data, y->data, rt_nbytes(x)), "%s depends on the heads", x->name);
+        cr_expect(!memcmp(x->data, y->data, rt_nbytes(x)), "%s depends on the heads",
+                  x->name);
         differ |= memcmp(x->data, z->data, rt_nbytes(x)) != 0;
     }
     cr_expect(differ, "seeds 5 and 6 give the same parameters");
@@ -915,7 +920,8 @@ static const char *old_style_weights(int perturb, const char *file)
         char nm[256];
         old_name(w.t[i].name, nm, sizeof nm);
         renamed += strcmp(nm, w.t[i].name) != 0;
-        cr_assert(rt_list_add(&o, nm, w.t[i].dtype, w.t[i].rank, w.t[i].shape, w.t[i].data));
+        cr_assert(
+            rt_list_add(&o, nm, w.t[i].dtype, w.t[i].rank, w.t[i].shape, w.t[i].data));
     }
     cr_assert_gt(renamed, 20);
     cr_assert_not_null(rt_list_cfind(&o, "encoder.layer.0.output.LayerNorm.gamma"));
@@ -926,8 +932,8 @@ static const char *old_style_weights(int perturb, const char *file)
     cr_assert(rt_list_add(&o, "embeddings.position_ids", RT_I64, 2, pshape, pos));
     const rt_tensor *we = rt_list_cfind(&w, "bert.embeddings.word_embeddings.weight");
     cr_assert_not_null(we);
-    rt_tensor *dec = rt_list_add(&o, "cls.predictions.decoder.weight", RT_F32, 2, we->shape,
-                                 we->data);
+    rt_tensor *dec =
+        rt_list_add(&o, "cls.predictions.decoder.weight", RT_F32, 2, we->shape, we->data);
     cr_assert_not_null(dec);
     if (perturb)
         ((float *)dec->data)[17] += 1e-3f;
@@ -964,7 +970,8 @@ T(run_weights, older_hf_spellings_give_the_same_outputs)
 
 T(run_weights, a_decoder_weight_that_differs_from_the_embeddings_is_an_error)
 {
-    expect_tiny_weights_fail(old_style_weights(1, "w_bad.st"), "cls.predictions.decoder.weight");
+    expect_tiny_weights_fail(old_style_weights(1, "w_bad.st"),
+                             "cls.predictions.decoder.weight");
 }
 
 T(run_weights, extra_tensors_are_ignored_with_a_note)
@@ -983,7 +990,8 @@ T(run_weights, extra_tensors_are_ignored_with_a_note)
     cr_assert_eq(rc, 0, "exit status %d:\n%s", rc, err);
     cr_expect(strstr(err, "something.else.entirely") != NULL, "no note:\n%s", err);
     free(err);
-    expect_files_match(fx("run_tiny", "expected.safetensors"), tp("out.st"), "extra tensors");
+    expect_files_match(fx("run_tiny", "expected.safetensors"), tp("out.st"),
+                       "extra tensors");
 }
 
 /* Converts run_tiny's weights to dtype dt (F16 or BF16) into tp(half), and writes the
@@ -1004,7 +1012,8 @@ static void half_weights(rt_dtype dt, const char *half, const char *rounded)
             float x = ((const float *)t->data)[k];
             uint16_t bits = dt == RT_BF16 ? rt_f32_to_bf16(x) : rt_f32_to_f16(x);
             ((uint16_t *)a->data)[k] = bits;
-            ((float *)b->data)[k] = dt == RT_BF16 ? rt_bf16_to_f32(bits) : rt_f16_to_f32(bits);
+            ((float *)b->data)[k] =
+                dt == RT_BF16 ? rt_bf16_to_f32(bits) : rt_f16_to_f32(bits);
         }
     }
     save(half, &h);

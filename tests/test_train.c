@@ -464,6 +464,7 @@ Test(train, every_epoch_sees_every_row_once_in_a_seeded_order)
             cr_assert_neq(M.seeds[k], M.seeds[j]);
     }
     /* Another seed, another order; no shuffle, the file's order. */
+    rt_list_free(&params);
     make_params(&params);
     o.seed = 8;
     cr_assert_eq(rt_train(&o, lin_step, &M2, &params, &data, NULL, NULL, &e), 0);

@@ -8,6 +8,7 @@
 #include "../../frontend/frontend.h"
 #include "../../passes/passes.h"
 #include "../../runtime/batch.h"
+#include "../../codegen/engine.h"
 #include "../../runtime/interp.h"
 #include "../../runtime/params.h"
 #include "../../runtime/safetensors.h"
@@ -35,7 +36,7 @@ static double now(void)
 
 typedef struct {
     const char *model, *weights, *batch, *out, *grads, *threads, *seed, *backend;
-    const char *quiet;
+    const char *quiet, *cpu, *features, *verbose;
 } run_args;
 
 static int run(const run_args *a)
@@ -50,6 +51,7 @@ static int run(const run_args *a)
     rt_list_init(&outputs);
     rt_list_init(&ckpt);
     ir_graph *g = NULL;
+    cg_engine *engine = NULL;
     int rc = 1;
     long long threads = 0, seed = 0;
     unsigned present = 0;
@@ -81,8 +83,11 @@ static int run(const run_args *a)
         goto done;
     }
     if (a->weights) {
-        if (rt_st_load(a->weights, &ckpt, &e) ||
-            rt_params_from_checkpoint(g, &ckpt, 0, 0, &params, driver_note, NULL, &e)) {
+        if (rt_st_load(a->weights, &ckpt, &e)) {
+            driver_fail(e.msg);
+            goto done;
+        }
+        if (rt_params_from_checkpoint(g, &ckpt, 0, 0, &params, driver_note, NULL, &e)) {
             fprintf(stderr, "bertcc: %s: %s\n", a->weights, e.msg);
             goto done;
         }
@@ -90,24 +95,36 @@ static int run(const run_args *a)
         driver_fail(e.msg);
         goto done;
     }
-    rt_interp_opts o = {0, (int)threads};
+    cg_backend backend = CG_BACKEND_DEFAULT;
+    if (a->backend && cg_backend_parse(a->backend, &backend)) {
+        driver_fail("run: --backend expects jit or ref");
+        goto done;
+    }
+    cg_options co = {a->cpu, a->features, NULL, a->verbose != NULL};
     double t1 = now();
-    if (rt_interp_run(g, &params, &inputs, &o, &outputs, &e)) {
-        fprintf(stderr, "bertcc: %s: %s\n", a->batch, e.msg);
+    if (!(engine = cg_engine_new(g, backend, &co, &e))) {
+        driver_fail(e.msg);
         goto done;
     }
     double t2 = now();
+    if (cg_engine_run(engine, &params, &inputs, (int)threads, &outputs, &e)) {
+        fprintf(stderr, "bertcc: %s: %s\n", a->batch, e.msg);
+        goto done;
+    }
+    double t3 = now();
     if (rt_st_save(a->out, &outputs, &e)) {
         driver_fail(e.msg);
         goto done;
     }
     if (!a->quiet)
         fprintf(stderr,
-                "bertcc run: %s, B=%lld S=%lld, backend ref: %d tensors to %s "
-                "(forward %.3f s, total %.3f s)\n",
-                m.name, (long long)B, (long long)S, outputs.n, a->out, t2 - t1, now() - t0);
+                "bertcc run: %s, B=%lld S=%lld, backend %s: %d tensors to %s (compile %.3f s, "
+                "run %.3f s, total %.3f s)\n",
+                m.name, (long long)B, (long long)S, backend == CG_BACKEND_JIT ? "jit" : "ref",
+                outputs.n, a->out, t2 - t1, t3 - t2, now() - t0);
     rc = 0;
 done:
+    cg_engine_free(engine);
     ir_graph_free(g);
     rt_list_free(&batch);
     rt_list_free(&inputs);
@@ -129,7 +146,11 @@ int cmd_run(int argc, char **argv)
         {"grads", NULL, "also write grad.<param> for every parameter", &a.grads},
         {"threads", "N", "number of threads (default: all cores)", &a.threads},
         {"seed", "N", "seed for initialization without --weights (default 0)", &a.seed},
-        {"backend", "NAME", "ref (the reference interpreter) or jit", &a.backend},
+        {"backend", "NAME", "jit (generated code) or ref (the reference interpreter)",
+         &a.backend},
+        {"target-cpu", "CPU", "LLVM CPU for the JIT (default: this machine's)", &a.cpu},
+        {"target-features", "LIST", "LLVM features for the JIT", &a.features},
+        {"v", NULL, "report compile time", &a.verbose},
         {"quiet", NULL, "no summary line on stderr", &a.quiet},
         {NULL, NULL, NULL, NULL},
     };
@@ -149,12 +170,6 @@ int cmd_run(int argc, char **argv)
         return driver_fail("run: expected one model description (see bertcc run --help)");
     if (!a.batch || !a.out)
         return driver_fail("run: --batch and -o are required (see bertcc run --help)");
-    if (a.backend && strcmp(a.backend, "ref")) {
-        if (!strcmp(a.backend, "jit"))
-            return driver_fail("run: the JIT backend is not implemented yet; use "
-                               "--backend=ref");
-        return driver_fail("run: --backend expects ref or jit");
-    }
     a.model = pos[0];
     return run(&a);
 }

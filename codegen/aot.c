@@ -1,0 +1,273 @@
+/* aot.c: shared-library output. The kernels of both graphs go into object files; a
+ * generated C wrapper holds the kernel tables, the graphs' IR text and the prefixed
+ * C API; cc links them with the runtime archives of this build into NAME.so. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "codegen.h"
+
+#ifndef BERTCC_LIB_DIR
+#define BERTCC_LIB_DIR "."
+#endif
+#ifndef BERTCC_INCLUDE_DIR
+#define BERTCC_INCLUDE_DIR "."
+#endif
+#ifndef BERTCC_AOT_FLAGS
+#define BERTCC_AOT_FLAGS ""
+#endif
+
+static void write_c_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (int col = 0; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\n') {
+            fputs("\\n\"\n    \"", f);
+            col = 0;
+            continue;
+        }
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 32 || ch >= 127)
+            fprintf(f, "\\%03o", ch);
+        else
+            fputc(ch, f);
+        col++;
+    }
+    fputc('"', f);
+}
+
+static void write_kernel_table(FILE *f, const ir_graph *g, const rt_plan *p,
+                               const char *prefix, const char *table)
+{
+    char body[160], units[160];
+    for (int k = 0; k < p->nkernels; k++) {
+        cg_kernel_names(prefix, k, &g->nodes[p->kernel_node[k]], body, units, sizeof body);
+        fprintf(f, "int64_t %s(const int64_t *, int64_t *);\n", units);
+        fprintf(f, "void %s(void *const *, const int64_t *, int64_t, int64_t, void *);\n",
+                body);
+    }
+    fprintf(f, "static const rt_kernel %s[] = {\n", table);
+    for (int k = 0; k < p->nkernels; k++) {
+        cg_kernel_names(prefix, k, &g->nodes[p->kernel_node[k]], body, units, sizeof body);
+        fprintf(f, "    {%s, %s},\n", units, body);
+    }
+    fprintf(f, "    {0, 0}};\n\n");
+}
+
+static const char api_decl[] =
+    "typedef struct P_model P_model;\n"
+    "typedef struct P_labels {\n"
+    "    const int64_t *mlm_labels;      /* [B, S], -100 = ignored */\n"
+    "    const int64_t *nsp_labels;      /* [B] */\n"
+    "    const int64_t *intent_labels;   /* [B] */\n"
+    "    const int64_t *slot_labels;     /* [B, S] */\n"
+    "    const int64_t *start_positions; /* [B] */\n"
+    "    const int64_t *end_positions;   /* [B] */\n"
+    "} P_labels;\n\n"
+    "/* Creates a model; fails (NULL, message in err) when this CPU lacks a feature the\n"
+    " * library was compiled for. */\n"
+    "P_model *P_create(char *err, size_t errlen);\n"
+    "void P_destroy(P_model *m);\n"
+    "/* Parameters from a safetensors checkpoint with Hugging Face names. */\n"
+    "int P_load(P_model *m, const char *path, char *err, size_t errlen);\n"
+    "/* BERT's initialization (normal std 0.02, LayerNorm 1/0, biases 0) from seed. */\n"
+    "int P_init(P_model *m, uint64_t seed, char *err, size_t errlen);\n"
+    "/* Threads for later runs (0: all cores). */\n"
+    "void P_set_threads(P_model *m, int threads);\n"
+    "/* Eval-mode forward on a [B, S] batch; token_type_ids and attention_mask may be NULL\n"
+    " * (all 0 / all 1). Outputs: sequence_output, pooled_output and each head's logits. */\n"
+    "int P_forward(P_model *m, int64_t B, int64_t S, const int64_t *input_ids,\n"
+    "              const int64_t *token_type_ids, const int64_t *attention_mask, char *err,\n"
+    "              size_t errlen);\n"
+    "/* Forward and backward: adds every loss, \"loss\" and grad.<parameter name>. Absent\n"
+    " * labels (NULL) are ignored (-100). */\n"
+    "int P_forward_backward(P_model *m, int64_t B, int64_t S, const int64_t *input_ids,\n"
+    "                       const int64_t *token_type_ids, const int64_t *attention_mask,\n"
+    "                       const P_labels *labels, char *err, size_t errlen);\n"
+    "/* An output of the last run (F32, row-major), or NULL; shape gets up to 8 dims. */\n"
+    "const float *P_output(const P_model *m, const char *name, int64_t *shape, int *rank);\n"
+    "int P_output_count(const P_model *m);\n"
+    "const char *P_output_name(const P_model *m, int i);\n";
+
+/* Writes api_decl with P replaced by prefix. */
+static void write_api(FILE *f, const char *prefix)
+{
+    for (const char *s = api_decl; *s; s++) {
+        if (*s == 'P' && s[1] == '_' && (s == api_decl || s[-1] == ' ' || s[-1] == '*' ||
+                                         s[-1] == '\n' || s[-1] == '('))
+            fputs(prefix, f);
+        else
+            fputc(*s, f);
+    }
+}
+
+static int write_header(const char *path, const char *prefix, const char *model,
+                        const char *features, ir_err *e)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return ir_errf(e, "cannot write %s: %s", path, strerror(errno));
+    fprintf(f,
+            "/* %s: C API of the compiled BERT model \"%s\", written by bertcc.\n"
+            " * Compiled for CPU features: %s\n"
+            " * Every function returns 0 on success or -1 with a message in err. */\n"
+            "#ifndef %s_BERT_H\n#define %s_BERT_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n"
+            "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n",
+            path, model, features[0] ? features : "(none)", prefix, prefix);
+    write_api(f, prefix);
+    fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n#endif\n");
+    return fclose(f) ? ir_errf(e, "cannot write %s", path) : 0;
+}
+
+static const char api_impl[] =
+    "struct P_model { rt_model *m; int threads; };\n"
+    "#define API __attribute__((visibility(\"default\")))\n"
+    "static void put(char *err, size_t len, const ir_err *e) {\n"
+    "    if (err && len) snprintf(err, len, \"%s\", e->msg);\n}\n"
+    "API P_model *P_create(char *err, size_t errlen) {\n"
+    "    ir_err e;\n"
+    "    P_model *p = calloc(1, sizeof *p);\n"
+    "    if (!p) { ir_errf(&e, \"out of memory\"); put(err, errlen, &e); return NULL; }\n"
+    "    p->m = rt_model_open(fwd_ir, fwd_kernels, NFWD, train_ir, train_kernels, NTRAIN,\n"
+    "                         features, &e);\n"
+    "    if (!p->m) { put(err, errlen, &e); free(p); return NULL; }\n"
+    "    return p;\n}\n"
+    "API void P_destroy(P_model *p) { if (p) { rt_model_close(p->m); free(p); } }\n"
+    "API int P_load(P_model *p, const char *path, char *err, size_t errlen) {\n"
+    "    ir_err e; if (rt_model_load(p->m, path, &e)) { put(err, errlen, &e); return -1; }\n"
+    "    return 0;\n}\n"
+    "API int P_init(P_model *p, uint64_t seed, char *err, size_t errlen) {\n"
+    "    ir_err e; if (rt_model_init(p->m, seed, &e)) { put(err, errlen, &e); return -1; }\n"
+    "    return 0;\n}\n"
+    "API void P_set_threads(P_model *p, int threads) { p->threads = threads; }\n"
+    "API int P_forward(P_model *p, int64_t B, int64_t S, const int64_t *ids,\n"
+    "                  const int64_t *tt, const int64_t *mask, char *err, size_t errlen) {\n"
+    "    ir_err e;\n"
+    "    if (rt_model_run(p->m, 0, B, S, ids, tt, mask, NULL, NULL, 0, p->threads, &e)) {\n"
+    "        put(err, errlen, &e); return -1; }\n"
+    "    return 0;\n}\n"
+    "API int P_forward_backward(P_model *p, int64_t B, int64_t S, const int64_t *ids,\n"
+    "                  const int64_t *tt, const int64_t *mask, const P_labels *l, char *err,\n"
+    "                  size_t errlen) {\n"
+    "    static const char *const names[6] = {\"mlm_labels\", \"nsp_labels\",\n"
+    "        \"intent_labels\", \"slot_labels\", \"start_positions\", \"end_positions\"};\n"
+    "    const int64_t *v[6] = {0};\n"
+    "    if (l) { v[0] = l->mlm_labels; v[1] = l->nsp_labels; v[2] = l->intent_labels;\n"
+    "             v[3] = l->slot_labels; v[4] = l->start_positions; v[5] = l->end_positions; }\n"
+    "    ir_err e;\n"
+    "    if (rt_model_run(p->m, 1, B, S, ids, tt, mask, v, names, 6, p->threads, &e)) {\n"
+    "        put(err, errlen, &e); return -1; }\n"
+    "    return 0;\n}\n"
+    "API const float *P_output(const P_model *p, const char *name, int64_t *shape, int *rank) {\n"
+    "    const rt_tensor *t = rt_model_output(p->m, name);\n"
+    "    if (!t) return NULL;\n"
+    "    if (rank) *rank = t->rank;\n"
+    "    for (int i = 0; shape && i < t->rank; i++) shape[i] = t->shape[i];\n"
+    "    return t->data;\n}\n"
+    "API int P_output_count(const P_model *p) { return rt_model_output_count(p->m); }\n"
+    "API const char *P_output_name(const P_model *p, int i) {\n"
+    "    const rt_tensor *t = rt_model_output_at(p->m, i);\n"
+    "    return t ? t->name : NULL;\n}\n";
+
+static int write_wrapper(const char *path, const char *prefix, const ir_graph *fwd,
+                         const rt_plan *pf, const ir_graph *train, const rt_plan *pt,
+                         const char *features, ir_err *e)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return ir_errf(e, "cannot write %s: %s", path, strerror(errno));
+    char pre_f[96], pre_t[96];
+    snprintf(pre_f, sizeof pre_f, "%s_fwd", prefix);
+    snprintf(pre_t, sizeof pre_t, "%s_train", prefix);
+    fprintf(f, "/* generated by bertcc */\n#include <stdint.h>\n#include <stdio.h>\n"
+               "#include <stdlib.h>\n#include \"runtime/model.h\"\n\n");
+    write_kernel_table(f, fwd, pf, pre_f, "fwd_kernels");
+    write_kernel_table(f, train, pt, pre_t, "train_kernels");
+    fprintf(f, "#define NFWD %d\n#define NTRAIN %d\n", pf->nkernels, pt->nkernels);
+    fprintf(f, "static const char features[] = ");
+    write_c_string(f, features);
+    char *txt = ir_print_str(fwd);
+    fprintf(f, ";\nstatic const char fwd_ir[] =\n    ");
+    write_c_string(f, txt ? txt : "");
+    free(txt);
+    txt = ir_print_str(train);
+    fprintf(f, ";\nstatic const char train_ir[] =\n    ");
+    write_c_string(f, txt ? txt : "");
+    free(txt);
+    fprintf(f, ";\n\n");
+    for (const char *s = api_impl; *s; s++) {
+        if (*s == 'P' && s[1] == '_' && s[2] != 'l' &&
+            (s == api_impl || s[-1] == ' ' || s[-1] == '*' || s[-1] == '\n' ||
+             s[-1] == '('))
+            fputs(prefix, f);
+        else if (*s == 'P' && s[1] == '_' && s[2] == 'l')
+            fputs(prefix, f);
+        else
+            fputc(*s, f);
+    }
+    return fclose(f) ? ir_errf(e, "cannot write %s", path) : 0;
+}
+
+static int run_cc(const char *cmd, ir_err *e)
+{
+    int st = system(cmd);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return ir_errf(e, "the C compiler failed: %s", cmd);
+    return 0;
+}
+
+int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_options *o,
+                     const char *so_path, const char *header_path, ir_err *e)
+{
+    const char *prefix = o && o->prefix ? o->prefix : "bertcc";
+    char dir[] = "/tmp/bertcc-aot-XXXXXX";
+    if (!mkdtemp(dir))
+        return ir_errf(e, "cannot make a temporary directory: %s", strerror(errno));
+    char fo[600], to[600], wc[600], cmd[4096], pre[96], features[4096] = "";
+    snprintf(fo, sizeof fo, "%s/fwd.o", dir);
+    snprintf(to, sizeof to, "%s/train.o", dir);
+    snprintf(wc, sizeof wc, "%s/api.c", dir);
+    rt_plan pf, pt;
+    memset(&pf, 0, sizeof pf);
+    memset(&pt, 0, sizeof pt);
+    cg_options of = o ? *o : (cg_options){0};
+    int rc = rt_plan_build(fwd, &pf, e) || rt_plan_build(train, &pt, e);
+    if (!rc) {
+        snprintf(pre, sizeof pre, "%s_fwd", prefix);
+        of.prefix = pre;
+        rc = cg_emit_file(fwd, &pf, &of, "obj", fo, e);
+    }
+    if (!rc) {
+        snprintf(pre, sizeof pre, "%s_train", prefix);
+        of.prefix = pre;
+        rc = cg_emit_file(train, &pt, &of, "obj", to, e);
+    }
+    if (!rc) {
+        cg_target_features(o, features, sizeof features);
+        rc = write_wrapper(wc, prefix, fwd, &pf, train, &pt, features, e) ||
+             write_header(header_path, prefix, fwd->name, features, e);
+    }
+    if (!rc) {
+        const char *libdir = getenv("BERTCC_LIB_DIR") ? getenv("BERTCC_LIB_DIR") : BERTCC_LIB_DIR;
+        const char *inc = getenv("BERTCC_INCLUDE_DIR") ? getenv("BERTCC_INCLUDE_DIR")
+                                                       : BERTCC_INCLUDE_DIR;
+        snprintf(cmd, sizeof cmd,
+                 "cc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden %s -I'%s' -o '%s' '%s' "
+                 "'%s' '%s' '%s/libbc_runtime.a' '%s/libbc_ir.a' -Wl,--exclude-libs,ALL "
+                 "-ljansson -lutf8proc -fopenmp -lm",
+                 BERTCC_AOT_FLAGS, inc, so_path, wc, fo, to, libdir, libdir);
+        rc = run_cc(cmd, e);
+    }
+    rt_plan_free(&pf);
+    rt_plan_free(&pt);
+    unlink(fo);
+    unlink(to);
+    unlink(wc);
+    rmdir(dir);
+    return rc;
+}
