@@ -698,3 +698,131 @@ Test(train, progress_lines_name_step_loss_lr_throughput_and_eta)
     rt_list_free(&data);
     rt_list_free(&params);
 }
+
+/* ---- the real graph: autodiff + the reference interpreter --------------------------- */
+
+typedef struct real_ctx {
+    ir_graph *g;
+    int has_seed;
+} real_ctx;
+
+static int real_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *batch,
+                     uint64_t dropout_seed, rt_tensor_list *out, ir_err *e)
+{
+    const real_ctx *c = ctx;
+    rt_tensor_list in;
+    rt_list_init(&in);
+    for (int i = 0; i < batch->n; i++) {
+        const rt_tensor *t = &batch->t[i];
+        cr_assert(rt_list_add(&in, t->name, t->dtype, t->rank, t->shape, t->data));
+    }
+    int64_t seed = (int64_t)dropout_seed;
+    if (c->has_seed)
+        cr_assert(rt_list_add(&in, "dropout_seed", RT_I64, 0, NULL, &seed));
+    rt_interp_opts o = {0, 2};
+    int rc = rt_interp_run(c->g, params, &in, &o, out, e);
+    rt_list_free(&in);
+    return rc;
+}
+
+/* run_tiny (all five heads, dropout 0.1) in training mode, differentiated, keeping only
+ * the loss and the gradients; its batch as data and BERT's initialization. */
+static void real_setup(real_ctx *c, rt_tensor_list *data, rt_tensor_list *params)
+{
+    fe_model m;
+    ir_err e;
+    rt_tensor_list batch;
+    rt_list_init(&batch);
+    rt_list_init(data);
+    rt_list_init(params);
+    unsigned present;
+    int64_t B, S;
+    cr_assert_eq(fe_load(tu_src("tests/fixtures/run_tiny/model.xml"), &m, &e), 0, "%s", e.msg);
+    cr_assert_eq(rt_st_load(tu_src("tests/fixtures/run_tiny/batch.safetensors"), &batch, &e), 0,
+                 "%s", e.msg);
+    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL, data,
+                                  &present, &B, &S, NULL, NULL, &e),
+                 0, "%s", e.msg);
+    cr_assert_eq(present, FE_LABEL_ALL);
+    pass_grad_opts go = {"loss", NULL, 0};
+    ir_graph *g = fe_build_bert(&m, present | FE_BUILD_TRAIN, &e);
+    cr_assert(g, "%s", e.msg);
+    cr_assert_eq(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(pass_autodiff(&g, &go, &e), 0, "%s", e.msg);
+    const char *keep[256];
+    int nk = 0;
+    for (int i = 0; i < g->nout && nk < 256; i++)
+        if (!strcmp(g->outs[i].name, "loss") || !strncmp(g->outs[i].name, "grad.", 5))
+            keep[nk++] = g->outs[i].name;
+    cr_assert_eq(pass_keep_outputs(g, keep, nk, &e), 0, "%s", e.msg);
+    cr_assert_eq(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(rt_params_init(g, 0, params, &e), 0, "%s", e.msg);
+    c->g = g;
+    c->has_seed = ir_find_named(g, IR_OP_INPUT, "dropout_seed") >= 0;
+    cr_assert(c->has_seed, "the training graph should take a dropout seed");
+    rt_list_free(&batch);
+}
+
+Test(train, real_bert_overfits_a_fixed_batch)
+{
+    static rec R;
+    real_ctx c;
+    rt_tensor_list data, params;
+    real_setup(&c, &data, &params);
+    rt_train_opts o = base_opts(&R);
+    o.adam.lr = 3e-2;
+    o.batch_size = 3;
+    o.steps = 100;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, real_step, &c, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(R.n, 100);
+    cr_assert(R.loss[99] < 0.01 * R.loss[0], "loss %g -> %g", R.loss[0], R.loss[99]);
+    ir_graph_free(c.g);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
+
+Test(train, real_bert_resume_with_dropout_repeats_the_bits)
+{
+    /* Batch 2 of 3 rows (2, 1), accum 1; stopped after update 5 of 10 and resumed. */
+    static rec ref, R1, R2;
+    real_ctx c;
+    rt_tensor_list data, params, p2;
+    real_setup(&c, &data, &params);
+    rt_train_opts o = base_opts(&ref);
+    o.adam.lr = 1e-2;
+    o.batch_size = 2;
+    o.steps = 10;
+    ir_err e;
+    cr_assert_eq(rt_train(&o, real_step, &c, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
+
+    rt_list_init(&p2);
+    cr_assert_eq(rt_params_init(c.g, 0, &p2, &e), 0);
+    volatile sig_atomic_t stop = 0;
+    o.hook_ctx = &R1;
+    o.out_dir = tu_tmpdir();
+    o.stop = &stop;
+    R1.stop = &stop;
+    R1.stop_after = 5;
+    rt_train_result r;
+    cr_assert_eq(rt_train(&o, real_step, &c, &p2, &data, NULL, &r, &e), 0, "%s", e.msg);
+    cr_assert(r.stopped && r.step == 5);
+    rt_tensor_list wp, st;
+    load_run(o.out_dir, &wp, &st);
+    o.hook_ctx = &R2;
+    o.stop = NULL;
+    cr_assert_eq(rt_train(&o, real_step, &c, &wp, &data, &st, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(R2.n, 5);
+    for (int i = 0; i < 5; i++) {
+        cr_assert(R1.loss[i] == ref.loss[i], "update %d", i + 1);
+        cr_assert(R2.loss[i] == ref.loss[5 + i], "update %d: %.17g != %.17g", 6 + i,
+                  R2.loss[i], ref.loss[5 + i]);
+    }
+    assert_same_bits(&params, &wp);
+    ir_graph_free(c.g);
+    rt_list_free(&data);
+    rt_list_free(&params);
+    rt_list_free(&p2);
+    rt_list_free(&wp);
+    rt_list_free(&st);
+}

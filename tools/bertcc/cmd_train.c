@@ -93,7 +93,7 @@ static const persisted persist[] = {
     P("lr", lr),             P("warmup", warmup), P("weight-decay", weight_decay),
     P("clip", clip),         P("eps", eps),       P("seed", seed),
     P("threads", threads),   P("backend", backend), P("save-every", save_every),
-    P("init", init),
+    P("init", init),         P("log-every", log_every),
 };
 #undef P
 
@@ -168,7 +168,7 @@ static int write_options(const train_args *a, const rt_train_opts *o, int64_t ro
         json_array_append_new(fr, json_string(a->frozen[i]));
     json_t *j = json_pack(
         "{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:o, s:I, s:o, "
-        "s:s, s:I, s:I, s:I, s:f, s:f}",
+        "s:s, s:I, s:o, s:I, s:I, s:f, s:f}",
         "model", model ? model : a->model, "data", data ? data : a->data, "task", "batches",
         "init", a->init ? json_string(init ? init : a->init) : json_null(), "epochs",
         o->steps ? json_null() : json_integer(o->epochs), "steps",
@@ -177,7 +177,8 @@ static int write_options(const train_args *a, const rt_train_opts *o, int64_t ro
         o->adam.warmup, "weight-decay", o->adam.weight_decay, "clip", o->adam.clip, "eps",
         o->adam.eps, "freeze", fr, "seed", (json_int_t)o->seed, "threads",
         a->threads ? json_string(a->threads) : json_null(), "backend", "ref", "save-every",
-        (json_int_t)o->save_every, "rows", (json_int_t)rows, "total_steps", (json_int_t)total,
+        (json_int_t)o->save_every, "log-every",
+        a->log_every ? json_string(a->log_every) : json_null(), "rows", (json_int_t)rows, "total_steps", (json_int_t)total,
         "beta1", o->adam.beta1, "beta2", o->adam.beta2);
     int rc = j ? json_dump_file(j, path, JSON_INDENT(2)) : -1;
     json_decref(j);
