@@ -706,7 +706,8 @@ Test(cli, tokenize_errors_exit_1_with_a_message)
     cr_assert_eq(tu_write_file(bad, "the\nthe \xff\n"), 0);
     snprintf(args, sizeof args, "tokenize --vocab '%s' --ids < '%s'", tu_src(TINY), bad);
     cr_expect_eq(bertcc(args, &out), 1);
-    cr_expect(strstr(out, "5\nbertcc: stdin:2: invalid UTF-8 at byte 4"), "%s", out);
+    cr_expect(strstr(out, "5\n") && strstr(out, "bertcc: stdin:2: invalid UTF-8 at byte 4"),
+              "%s", out);
     free(out);
     cr_expect_eq(bertcc("tokenize --help", &out), 0);
     cr_expect(strstr(out, "--no-strip-accents"), "%s", out);

@@ -826,3 +826,191 @@ Test(train, real_bert_resume_with_dropout_repeats_the_bits)
     rt_list_free(&wp);
     rt_list_free(&st);
 }
+
+/* ---- bertcc train ------------------------------------------------------------------- */
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TINY "tests/fixtures/run_tiny/"
+
+static int cli_hooked(void)
+{
+    char *out = NULL;
+    int rc = tu_run(BERTCC_EXE " train --help", &out);
+    int ok = rc == 0 && out && strstr(out, "--resume");
+    free(out);
+    return ok;
+}
+
+static int count_lines(const char *path)
+{
+    char *t = tu_read_file(path, NULL);
+    int n = 0;
+    for (char *c = t; c && *c; c++)
+        n += *c == '\n';
+    free(t);
+    return n;
+}
+
+/* The log without its last column (throughput differs from run to run). */
+static char *log_without_speed(const char *path)
+{
+    char *t = tu_read_file(path, NULL);
+    cr_assert(t, "cannot read %s", path);
+    char *o = t, *line = t;
+    for (char *c = t; *c; c++)
+        if (*c == '\n') {
+            char *comma = NULL;
+            for (char *k = line; k < c; k++)
+                if (*k == ',')
+                    comma = k;
+            size_t n = (size_t)((comma ? comma : c) - line);
+            memmove(o, line, n);
+            o += n;
+            *o++ = '\n';
+            line = c + 1;
+        }
+    *o = 0;
+    return t;
+}
+
+static int run_cli(const char *args, char **out)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd %s && %s train %s", BERTCC_SOURCE_DIR, BERTCC_EXE, args);
+    return tu_run(cmd, out);
+}
+
+Test(train, cli_trains_resumes_and_refuses_clearly)
+{
+    if (!cli_hooked())
+        cr_skip_test("bertcc train is not hooked into tools/bertcc/main.c yet");
+    const char *dir = tu_tmpdir();
+    char run[512], args[2048];
+    char *out = NULL;
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(args, sizeof args,
+             TINY "model.xml --data " TINY "batch.safetensors -o %s --steps 12 --batch-size 2 "
+                  "--lr 1e-2 --threads 2 --save-every 5 --log-every 4",
+             run);
+    cr_assert_eq(run_cli(args, &out), 0, "%s", out);
+    cr_assert(strstr(out, "step 12/12") && strstr(out, "final loss"), "%s", out);
+    free(out);
+    static const char *const files[] = {"model.xml", "options.json", RT_TRAIN_WEIGHTS,
+                                        RT_TRAIN_OPTIM, RT_TRAIN_LOG};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        cr_assert(access(tu_path(run, files[i]), R_OK) == 0, "%s missing", files[i]);
+    cr_assert_eq(count_lines(tu_path(run, RT_TRAIN_LOG)), 13);
+    rt_tensor_list wp, st;
+    load_run(run, &wp, &st);
+    cr_assert(rt_list_cfind(&wp, "bert.embeddings.word_embeddings.weight"));
+    cr_assert(rt_list_cfind(&st, "adam.m.qa_outputs.weight"));
+    cr_assert_eq(scalar(&st, "step"), 12);
+    rt_list_free(&wp);
+    rt_list_free(&st);
+
+    /* The same directory again is refused; --resume of a finished run has nothing to
+     * do; with more steps it continues the log. */
+    cr_assert_eq(run_cli(args, &out), 1);
+    cr_assert(strstr(out, "already holds a run") && strstr(out, "--resume"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "--resume %s", run);
+    cr_assert_eq(run_cli(args, &out), 0, "%s", out);
+    cr_assert(strstr(out, "complete"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "--resume %s --steps 15 --quiet", run);
+    cr_assert_eq(run_cli(args, &out), 0, "%s", out);
+    free(out);
+    cr_assert_eq(count_lines(tu_path(run, RT_TRAIN_LOG)), 16);
+
+    /* Refusals. */
+    static const struct {
+        const char *args, *want;
+    } bad[] = {
+        {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --task pretrain",
+         "not implemented yet"},
+        {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --task nope", "unknown --task"},
+        {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --epochs 2 --steps 3",
+         "not both"},
+        {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --freeze nothing.",
+         "matches no parameter"},
+        {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --lr -1", "--lr"},
+        {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --backend jit", "JIT"},
+        {TINY "model.xml --data tests/fixtures/run_tanh_noheads/batch.safetensors -o %s/x",
+         "nothing to train"},
+        {TINY "model.xml -o %s/x", "--data"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(args, sizeof args, bad[i].args, dir);
+        cr_assert_eq(run_cli(args, &out), 1, "%s: %s", args, out);
+        cr_assert(strstr(out, bad[i].want), "%s: '%s' not in: %s", args, bad[i].want, out);
+        free(out);
+    }
+}
+
+Test(train, cli_ctrl_c_checkpoints_and_resume_repeats_the_run)
+{
+    if (!cli_hooked())
+        cr_skip_test("bertcc train is not hooked into tools/bertcc/main.c yet");
+    const char *dir = tu_tmpdir();
+    char a[512], b[512], args[2048];
+    char *out = NULL;
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    const char *common = TINY "model.xml --data " TINY "batch.safetensors --steps 300 "
+                              "--batch-size 2 --lr 1e-2 --threads 2 --quiet";
+    snprintf(args, sizeof args, "%s -o %s", common, a);
+    cr_assert_eq(run_cli(args, &out), 0, "%s", out);
+    free(out);
+
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(tu_path(dir, "b.err"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0 || chdir(BERTCC_SOURCE_DIR))
+            _exit(99);
+        execl(BERTCC_EXE, BERTCC_EXE, "train", TINY "model.xml", "--data",
+              TINY "batch.safetensors", "--steps", "300", "--batch-size", "2", "--lr", "1e-2",
+              "--threads", "2", "--quiet", "-o", b, (char *)NULL);
+        _exit(98);
+    }
+    /* Interrupt once a few updates are logged. */
+    const char *log = tu_path(b, RT_TRAIN_LOG);
+    for (int i = 0; i < 6000 && count_lines(log) < 4; i++)
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    kill(pid, SIGINT);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "bertcc did not exit cleanly on SIGINT");
+    char *err = tu_read_file(tu_path(dir, "b.err"), NULL);
+    if (WEXITSTATUS(status) == 0) {
+        free(err);
+        cr_skip_test("the run finished before the interrupt arrived");
+    }
+    cr_assert_eq(WEXITSTATUS(status), 130, "%s", err);
+    cr_assert(err && strstr(err, "interrupted at step") && strstr(err, "--resume"), "%s", err);
+    free(err);
+    rt_tensor_list wp, st;
+    load_run(b, &wp, &st);
+    cr_assert(scalar(&st, "step") < 300);
+    rt_list_free(&wp);
+    rt_list_free(&st);
+
+    snprintf(args, sizeof args, "--resume %s --quiet", b);
+    cr_assert_eq(run_cli(args, &out), 0, "%s", out);
+    free(out);
+    char *la = log_without_speed(tu_path(a, RT_TRAIN_LOG));
+    char *lb = log_without_speed(tu_path(b, RT_TRAIN_LOG));
+    cr_assert_str_eq(lb, la);
+    free(la);
+    free(lb);
+    size_t na, nb;
+    char *wa = tu_read_file(tu_path(a, RT_TRAIN_WEIGHTS), &na);
+    char *wb = tu_read_file(tu_path(b, RT_TRAIN_WEIGHTS), &nb);
+    cr_assert(wa && wb && na == nb && !memcmp(wa, wb, na), "final weights differ");
+    free(wa);
+    free(wb);
+}

@@ -142,6 +142,9 @@ int cmd_tokenize(int argc, char **argv)
                     putchar('\n');
                 rc = print_tokens(v, &l, ids != NULL, 0);
             }
+            /* one answer per line as it comes, so a program can talk to us line by line */
+            if (!rc && fflush(stdout))
+                rc = driver_fail("cannot write to standard output");
         }
         free(line);
     }
