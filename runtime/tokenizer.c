@@ -38,7 +38,8 @@ static int is_control(int32_t cp)
         return 0;
     int c = cat_of(cp);
     return c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF ||
-           c == UTF8PROC_CATEGORY_CS || c == UTF8PROC_CATEGORY_CO || c == UTF8PROC_CATEGORY_CN;
+           c == UTF8PROC_CATEGORY_CS || c == UTF8PROC_CATEGORY_CO ||
+           c == UTF8PROC_CATEGORY_CN;
 }
 
 /* _is_whitespace (space, \t \n \r, Zs), plus Zl and Zp, which Python's str.split() and
@@ -48,7 +49,8 @@ static int is_space(int32_t cp)
     if (cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r')
         return 1;
     int c = cat_of(cp);
-    return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
+    return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL ||
+           c == UTF8PROC_CATEGORY_ZP;
 }
 
 /* _is_punctuation: the ASCII non-alphanumerics, and categories P*. */
@@ -90,8 +92,8 @@ static int is_case_ignorable(int32_t cp)
                                   0x5F4,  0x2018, 0x2019, 0x2024, 0x2027, 0xFE13,
                                   0xFE52, 0xFE55, 0xFF07, 0xFF0E, 0xFF1A};
     int c = cat_of(cp);
-    if (c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME || c == UTF8PROC_CATEGORY_CF ||
-        c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK)
+    if (c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME ||
+        c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK)
         return 1;
     for (size_t i = 0; i < sizeof mid / sizeof *mid; i++)
         if (mid[i] == cp)
@@ -198,8 +200,8 @@ static size_t utf8_bad(const char *s, size_t len)
             continue;
         }
         utf8proc_int32_t cp;
-        utf8proc_ssize_t k =
-            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                              (utf8proc_ssize_t)(len - i), &cp);
         if (k <= 0)
             return i;
         i += (size_t)k;
@@ -334,7 +336,7 @@ rt_vocab *rt_vocab_load(const char *path, ir_err *e)
         size_t j = i;
         while (j < len && buf[j] != '\n' && buf[j] != '\r')
             j++;
-        const char *why = memchr(buf + i, 0, j - i) ? "a NUL byte"
+        const char *why = memchr(buf + i, 0, j - i)           ? "a NUL byte"
                           : utf8_bad(buf + i, j - i) != j - i ? "invalid UTF-8"
                                                               : NULL;
         if (why) {
@@ -564,7 +566,8 @@ static int strip_accents(tvec *in, tvec *out)
     for (int i = 0; i < in->n; i++) {
         utf8proc_int32_t d[32];
         int bc = 0;
-        utf8proc_ssize_t k = utf8proc_decompose_char(in->a[i].cp, d, 32, UTF8PROC_DECOMPOSE, &bc);
+        utf8proc_ssize_t k =
+            utf8proc_decompose_char(in->a[i].cp, d, 32, UTF8PROC_DECOMPOSE, &bc);
         if (k < 1 || k > 32) {
             d[0] = in->a[i].cp;
             k = 1;
@@ -686,7 +689,8 @@ static int stretch(tk *t, const char *text, int32_t s, int32_t e, ir_err *err)
 }
 
 /* The longest special token that starts at text[i], or -1. */
-static int special_at(const rt_vocab *v, const char *text, size_t len, size_t i, size_t *slen)
+static int special_at(const rt_vocab *v, const char *text, size_t len, size_t i,
+                      size_t *slen)
 {
     int best = -1;
     *slen = 0;
@@ -706,7 +710,8 @@ int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_
 {
     if (len > 0x7fffffff)
         return ir_errf(e, "text of %zu bytes is too long to tokenize", len);
-    tk t = {.v = v, .lower = o->lowercase != 0, .strip = rt_tok_strip_accents(o), .out = out};
+    tk t = {
+        .v = v, .lower = o->lowercase != 0, .strip = rt_tok_strip_accents(o), .out = out};
     int first = out->n, rc = 0;
     size_t seg = 0, i = 0;
     while (i < len && !rc) {
@@ -762,7 +767,8 @@ int rt_basic_tokenize(const rt_tok_opts *o, const char *text, size_t len, rt_wor
 {
     if (len > 0x7fffffff)
         return ir_errf(e, "text of %zu bytes is too long to tokenize", len);
-    tk t = {.lower = o->lowercase != 0, .strip = rt_tok_strip_accents(o), .fn = fn, .ctx = ctx};
+    tk t = {
+        .lower = o->lowercase != 0, .strip = rt_tok_strip_accents(o), .fn = fn, .ctx = ctx};
     int rc = stretch(&t, text, 0, (int32_t)len, e);
     tk_free(&t);
     return rc && t.fn_rc ? t.fn_rc : rc;

@@ -101,7 +101,8 @@ typedef struct rt_token_list {
 void rt_token_list_free(rt_token_list *l);
 
 /* Tokenizes text[0..len) (no [CLS]/[SEP] added) and appends the tokens to out. Text
- * longer than 2^31-1 bytes, or not valid UTF-8, is an error (out is then as it was). */
+ * longer than 2^31-1 bytes, or not valid UTF-8, is an error (out is then as it was).
+ * A loaded vocabulary is only read, so threads may tokenize with one at once. */
 int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_t len,
                 rt_token_list *out, ir_err *e);
 
@@ -130,7 +131,8 @@ int rt_basic_tokenize(const rt_tok_opts *o, const char *text, size_t len, rt_wor
  * its "##" form, most frequent first), then merged pieces in the order they were
  * learned, until size tokens. Each step merges the adjacent pair of pieces that is most
  * frequent over the corpus (ties: the smaller merged string, then the smaller left
- * piece, in byte order), so the result is deterministic. */
+ * piece, in byte order), so the result is deterministic. A word holding a character
+ * form left out of the alphabet would be [UNK] anyway, and is not learned from. */
 typedef struct rt_vocab_learn_opts {
     int size;           /* target vocabulary size, special tokens included (>= 6) */
     int min_frequency;  /* pairs seen fewer times are never merged (default 2) */
@@ -143,13 +145,13 @@ typedef struct rt_vocab_learn_opts {
 #define RT_VOCAB_LEARN_OPTS_DEFAULT(n) ((rt_vocab_learn_opts){(n), 2, 0, {1, 0}})
 
 typedef struct rt_vocab_learn_stats {
-    long long words;         /* basic-tokenized words in the corpus */
-    long long unique_words;  /* distinct words */
-    long long letters;       /* characters of category L* in the words */
-    long long hangul;        /* of which Hangul syllables or jamo */
-    int alphabet;            /* single-character tokens kept */
-    int alphabet_dropped;    /* single-character forms left out by limit_alphabet */
-    int merges;              /* merge steps made */
+    long long words;        /* basic-tokenized words in the corpus */
+    long long unique_words; /* distinct words */
+    long long letters;      /* characters of category L* in the words */
+    long long hangul;       /* of which Hangul syllables or jamo */
+    int alphabet;           /* single-character tokens kept */
+    int alphabet_dropped;   /* single-character forms left out by limit_alphabet */
+    int merges;             /* merge steps made */
 } rt_vocab_learn_stats;
 
 typedef struct rt_vocab_learner rt_vocab_learner;

@@ -14,6 +14,7 @@
  * syllables whole (and English lower-cased); a model using such a vocabulary must be
  * run with --no-strip-accents (or --no-lowercase), so that its text is normalized the
  * same way. */
+#define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,16 +132,17 @@ static int sm_intern(strmap *m, const char *s, size_t len, int *added)
 
 struct rt_vocab_learner {
     rt_vocab_learn_opts o;
-    strmap words;        /* distinct words */
-    long long *wcount;   /* (words.n) occurrences */
+    strmap words;      /* distinct words */
+    long long *wcount; /* (words.n) occurrences */
     int wcap;
-    long long total;     /* word occurrences */
+    long long total; /* word occurrences */
 };
 
 rt_vocab_learner *rt_vocab_learner_new(const rt_vocab_learn_opts *o, ir_err *e)
 {
     if (o->size < RT_NSPECIAL + 1) {
-        ir_errf(e, "vocabulary size %d is too small (at least %d)", o->size, RT_NSPECIAL + 1);
+        ir_errf(e, "vocabulary size %d is too small (at least %d)", o->size,
+                RT_NSPECIAL + 1);
         return NULL;
     }
     if (o->min_frequency < 1 || o->limit_alphabet < 0) {
@@ -237,14 +239,14 @@ typedef struct heap_item {
 } heap_item;
 
 typedef struct bpe {
-    strmap sym;         /* symbols (pieces) */
-    pair *p;            /* pairs */
+    strmap sym; /* symbols (pieces) */
+    pair *p;    /* pairs */
     int np, cp;
-    int32_t *pslots;    /* pair (a, b) -> index + 1 */
+    int32_t *pslots; /* pair (a, b) -> index + 1 */
     size_t pmask;
-    heap_item *h;       /* max-heap */
+    heap_item *h; /* max-heap */
     int nh, ch;
-    char *s1, *s2;      /* scratch for merged strings */
+    char *s1, *s2; /* scratch for merged strings */
     size_t scap;
 } bpe;
 
@@ -332,8 +334,8 @@ static int before(bpe *m, const heap_item *x, const heap_item *y)
     int c = strcmp(merged(m, (int)x->pair, m->s1), merged(m, (int)y->pair, m->s2));
     if (c)
         return c < 0;
-    return strcmp(sm_str(&m->sym, (int)m->p[x->pair].a), sm_str(&m->sym, (int)m->p[y->pair].a)) <
-           0;
+    return strcmp(sm_str(&m->sym, (int)m->p[x->pair].a),
+                  sm_str(&m->sym, (int)m->p[y->pair].a)) < 0;
 }
 
 static int heap_push(bpe *m, long long count, uint32_t pair)
@@ -398,13 +400,12 @@ typedef struct form {
     long long count;
 } form;
 
-static const strmap *sort_syms;
-static int form_cmp(const void *x, const void *y)
+static int form_cmp(const void *x, const void *y, void *syms)
 {
     const form *a = x, *b = y;
     if (a->count != b->count)
         return a->count > b->count ? -1 : 1;
-    return strcmp(sm_str(sort_syms, a->sym), sm_str(sort_syms, b->sym));
+    return strcmp(sm_str(syms, a->sym), sm_str(syms, b->sym));
 }
 
 static int is_hangul(int32_t cp)
@@ -475,8 +476,8 @@ int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *ntok,
         char form_buf[8];
         while (i < len) {
             utf8proc_int32_t cp;
-            utf8proc_ssize_t k =
-                utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+            utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                                  (utf8proc_ssize_t)(len - i), &cp);
             if (k <= 0) /* words come from the tokenizer, which checked them */
                 k = 1;
             int c = utf8proc_category(cp);
@@ -520,8 +521,7 @@ int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *ntok,
         NOMEM();
     for (int i = 0; i < nforms; i++)
         forms[i] = (form){i, fcount[i]};
-    sort_syms = &m.sym;
-    qsort(forms, (size_t)nforms, sizeof *forms, form_cmp);
+    qsort_r(forms, (size_t)nforms, sizeof *forms, form_cmp, &m.sym);
     for (int i = 0; i < nforms; i++) {
         const char *f = sm_str(&m.sym, forms[i].sym);
         if (i >= limit) {
@@ -630,7 +630,8 @@ int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *ntok,
         for (int k = 0; k < ntouched; k++) {
             pair *q = &m.p[touched[k]];
             q->touched = 0;
-            if (q->count >= o->min_frequency && heap_push(&m, q->count, (uint32_t)touched[k]))
+            if (q->count >= o->min_frequency &&
+                heap_push(&m, q->count, (uint32_t)touched[k]))
                 NOMEM();
         }
         ntouched = 0;

@@ -53,7 +53,8 @@ static char *show(const rt_vocab *v, rt_tok_opts o, const char *text, size_t len
     return s;
 }
 
-static void expect_tokens(const rt_vocab *v, rt_tok_opts o, const char *text, const char *want)
+static void expect_tokens(const rt_vocab *v, rt_tok_opts o, const char *text,
+                          const char *want)
 {
     char *got = show(v, o, text, strlen(text));
     cr_expect_str_eq(got, want, "text \"%s\"", text);
@@ -106,10 +107,10 @@ Test(tokenizer, words_over_100_characters_are_unk)
     memset(text, 'a', 100);
     text[100] = 0;
     char *got = show(v, LOWER, text, 100);
-    cr_expect_str_eq(got,
-                     "aaaaaaaaaa@0-10 ##aaaaaaaaaa@10-20 ##aaaaaaaaaa@20-30 ##aaaaaaaaaa@30-40 "
-                     "##aaaaaaaaaa@40-50 ##aaaaaaaaaa@50-60 ##aaaaaaaaaa@60-70 "
-                     "##aaaaaaaaaa@70-80 ##aaaaaaaaaa@80-90 ##aaaaaaaaaa@90-100");
+    cr_expect_str_eq(
+        got, "aaaaaaaaaa@0-10 ##aaaaaaaaaa@10-20 ##aaaaaaaaaa@20-30 ##aaaaaaaaaa@30-40 "
+             "##aaaaaaaaaa@40-50 ##aaaaaaaaaa@50-60 ##aaaaaaaaaa@60-70 "
+             "##aaaaaaaaaa@70-80 ##aaaaaaaaaa@80-90 ##aaaaaaaaaa@90-100");
     free(got);
     memset(text, 'a', 101);
     memcpy(text + 101, " a", 3);
@@ -142,8 +143,7 @@ Test(tokenizer, offsets_follow_accents_back_to_the_original_bytes)
 Test(tokenizer, lowercased_korean_becomes_jamo_with_syllable_offsets)
 {
     rt_vocab *v = load(TINY);
-    expect_tokens(v, LOWER, "한국",
-                  "ᄒ@0-3 ##ᅡ@0-3 ##ᆫ@0-3 ##ᄀ@3-6 ##ᅮ@3-6 ##ᆨ@3-6");
+    expect_tokens(v, LOWER, "한국", "ᄒ@0-3 ##ᅡ@0-3 ##ᆫ@0-3 ##ᄀ@3-6 ##ᅮ@3-6 ##ᆨ@3-6");
     expect_tokens(v, LOWER_KEEP, "한국어", "한국@0-6 ##어@6-9");
     expect_tokens(v, CASED, "한국어 어", "한국@0-6 ##어@6-9 어@10-13");
     rt_vocab_free(v);
@@ -158,7 +158,8 @@ Test(tokenizer, special_tokens_in_text_stay_whole)
                   "[CLS]@0-5 a@6-7 [SEP]@8-13 [PAD]@14-19 [UNK]@20-25");
     /* matched before normalization and case-sensitively, as added tokens with
      * normalized=false: lower-case or broken forms are ordinary text */
-    expect_tokens(v, LOWER, "[mask] [Mask]", "[@0-1 mask@1-5 ]@5-6 [@7-8 mask@8-12 ]@12-13");
+    expect_tokens(v, LOWER, "[mask] [Mask]",
+                  "[@0-1 mask@1-5 ]@5-6 [@7-8 mask@8-12 ]@12-13");
     expect_tokens(v, LOWER, "[MASK [[MASK]]", "[@0-1 mask@1-5 [@6-7 [MASK]@7-13 ]@13-14");
     rt_vocab_free(v);
 }
@@ -168,13 +169,22 @@ Test(tokenizer, cleans_control_characters_and_odd_whitespace)
     rt_vocab *v = load(TINY);
     /* NUL, U+FFFD, controls and format characters vanish (joining what they split);
      * tabs, no-break and ideographic spaces, line separators separate */
-    expect_tokens(v, LOWER, "a\x01" "b", "a@0-1 ##b@2-3");
+    expect_tokens(v, LOWER,
+                  "a\x01"
+                  "b",
+                  "a@0-1 ##b@2-3");
     const char nul[] = "a\0b the";
     char *got = show(v, LOWER, nul, sizeof nul - 1);
     cr_expect_str_eq(got, "a@0-1 ##b@2-3 the@4-7");
     free(got);
-    expect_tokens(v, LOWER, "a\xef\xbf\xbd" "b", "a@0-1 ##b@4-5");
-    expect_tokens(v, LOWER, "a\xe2\x80\x8b" "b", "a@0-1 ##b@4-5"); /* zero-width space */
+    expect_tokens(v, LOWER,
+                  "a\xef\xbf\xbd"
+                  "b",
+                  "a@0-1 ##b@4-5");
+    expect_tokens(v, LOWER,
+                  "a\xe2\x80\x8b"
+                  "b",
+                  "a@0-1 ##b@4-5"); /* zero-width space */
     expect_tokens(v, LOWER, "\tthe\xc2\xa0the\xe3\x80\x80the\xe2\x80\xa8the\r\n",
                   "the@1-4 the@6-9 the@12-15 the@18-21");
     expect_tokens(v, LOWER, "  \t\x7f\n ", "");
@@ -187,7 +197,10 @@ Test(tokenizer, cjk_ideographs_are_words_of_their_own)
     expect_tokens(v, LOWER, "中文", "中@0-3 文@3-6");
     expect_tokens(v, LOWER, "a中a", "a@0-1 中@1-4 a@4-5");
     /* Extension B ideographs too (Python's ranges; Tokenizers.js misses them) */
-    expect_tokens(v, LOWER, "a\xf0\xa0\x80\x80" "a", "a@0-1 [UNK]@1-5 a@5-6");
+    expect_tokens(v, LOWER,
+                  "a\xf0\xa0\x80\x80"
+                  "a",
+                  "a@0-1 [UNK]@1-5 a@5-6");
     rt_vocab_free(v);
 }
 
@@ -435,7 +448,8 @@ static void check_fixture(const char *sentences, const char *vocab, rt_tok_opts 
 Test(tokenizer, shared_data_english_uncased_matches_hugging_face)
 {
     SKIP_WITHOUT_SHARED_DATA();
-    check_fixture(FIX "sentences_en.txt", BERT_VOCAB, LOWER, FIX "hf_en.bert_uncased.lower.ids");
+    check_fixture(FIX "sentences_en.txt", BERT_VOCAB, LOWER,
+                  FIX "hf_en.bert_uncased.lower.ids");
 }
 
 Test(tokenizer, shared_data_english_uncased_keeping_accents_matches_hugging_face)
@@ -448,24 +462,28 @@ Test(tokenizer, shared_data_english_uncased_keeping_accents_matches_hugging_face
 Test(tokenizer, shared_data_korean_cased_krbert_matches_hugging_face)
 {
     SKIP_WITHOUT_SHARED_DATA();
-    check_fixture(FIX "sentences_ko.txt", KRBERT_VOCAB, CASED, FIX "hf_ko.krbert.cased.ids");
+    check_fixture(FIX "sentences_ko.txt", KRBERT_VOCAB, CASED,
+                  FIX "hf_ko.krbert.cased.ids");
 }
 
 Test(tokenizer, shared_data_korean_lowercased_to_jamo_matches_hugging_face)
 {
     SKIP_WITHOUT_SHARED_DATA();
-    check_fixture(FIX "sentences_ko.txt", BERT_VOCAB, LOWER, FIX "hf_ko.bert_uncased.lower.ids");
+    check_fixture(FIX "sentences_ko.txt", BERT_VOCAB, LOWER,
+                  FIX "hf_ko.bert_uncased.lower.ids");
 }
 
 Test(tokenizer, shared_data_english_with_cased_krbert_matches_hugging_face)
 {
     SKIP_WITHOUT_SHARED_DATA();
-    check_fixture(FIX "sentences_en.txt", KRBERT_VOCAB, CASED, FIX "hf_en.krbert.cased.ids");
+    check_fixture(FIX "sentences_en.txt", KRBERT_VOCAB, CASED,
+                  FIX "hf_en.krbert.cased.ids");
 }
 
 /* ---- learning a vocabulary --------------------------------------------------------- */
 
-static char **learn(const char *corpus, rt_vocab_learn_opts o, int *n, rt_vocab_learn_stats *st)
+static char **learn(const char *corpus, rt_vocab_learn_opts o, int *n,
+                    rt_vocab_learn_stats *st)
 {
     ir_err e;
     rt_vocab_learner *l = rt_vocab_learner_new(&o, &e);
@@ -518,7 +536,7 @@ Test(vocab_learn, merges_the_most_frequent_pair_first)
     char **t = learn("hug hug hug hug pug pug pun pun pun bun bun hugs", o, &n, NULL);
     /* alphabet: ##u 12, ##g 7, ##n h p 5, b 2, ##s 1; merges: ##u ##g -> ##ug (7), then
      * ##u ##n -> ##un and h ##ug -> hug (5 each: "##un" < "hug"), pun 3, then pug, bun */
-    const char *want[] = {"##u", "##g", "##n", "h", "p", "b", "##s",
+    const char *want[] = {"##u",  "##g",  "##n", "h",   "p",   "b",  "##s",
                           "##ug", "##un", "hug", "pun", "bun", "pug"};
     cr_assert_eq(n, RT_NSPECIAL + 13);
     for (int i = 0; i < 13; i++)
@@ -560,9 +578,9 @@ static int has_jamo(const char *s)
 }
 
 static const char *const ko_lines[] = {
-    "아이유 노래 아무거나 틀어줘", "노래 그만 틀어", "블랙핑크 노래 틀어줘",
-    "아이유의 좋은 날 틀어줘",      "잔나비 노래 틀어줄래",   "노래 좀 꺼줘",
-    "음악 볼륨 좀 올려줘",          "다음 노래 틀어줘",       "방탄소년단 노래 아무거나",
+    "아이유 노래 아무거나 틀어줘", "노래 그만 틀어",       "블랙핑크 노래 틀어줘",
+    "아이유의 좋은 날 틀어줘",     "잔나비 노래 틀어줄래", "노래 좀 꺼줘",
+    "음악 볼륨 좀 올려줘",         "다음 노래 틀어줘",     "방탄소년단 노래 아무거나",
     "Play some music 노래",
 };
 
@@ -672,8 +690,7 @@ Test(cli, tokenize_prints_id_token_and_offsets)
 Test(cli, tokenize_ids_reads_lines_from_stdin)
 {
     char *out, args[2048];
-    snprintf(args, sizeof args,
-             "tokenize --vocab '%s' --ids < '%s'", tu_src(TINY),
+    snprintf(args, sizeof args, "tokenize --vocab '%s' --ids < '%s'", tu_src(TINY),
              tu_src("tests/fixtures/tokenizer/tiny_vocab.txt"));
     /* each vocabulary line tokenized as text: one output line per input line */
     cr_assert_eq(bertcc(args, &out), 0, "%s", out);
@@ -739,7 +756,8 @@ Test(cli, vocab_learns_and_writes_a_vocabulary)
     cr_expect(!strncmp(text, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", 30));
     cr_expect(strstr(text, "\n노래\n"), "%s", text);
     free(text);
-    snprintf(args, sizeof args, "tokenize --vocab '%s' --no-strip-accents '노래 틀어줘'", v);
+    snprintf(args, sizeof args, "tokenize --vocab '%s' --no-strip-accents '노래 틀어줘'",
+             v);
     cr_assert_eq(bertcc(args, &out), 0, "%s", out);
     cr_expect(strstr(out, "\t노래\t0-6\n"), "%s", out);
     free(out);

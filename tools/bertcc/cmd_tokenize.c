@@ -49,7 +49,8 @@ int cmd_tokenize(int argc, char **argv)
     const char *vocab = NULL, *lower = NULL, *no_lower = NULL, *strip = NULL,
                *no_strip = NULL, *ids = NULL, *threads = NULL, *backend = NULL;
     const arg_opt opts[] = {
-        {"vocab", "FILE", "vocab.txt: one token per line, id = line number (required)", &vocab},
+        {"vocab", "FILE", "vocab.txt: one token per line, id = line number (required)",
+         &vocab},
         {"lowercase", NULL, "lower-case the text (the default)", &lower},
         {"no-lowercase", NULL, "keep case (for a cased vocabulary)", &no_lower},
         {"strip-accents", NULL, "strip accents even without lower-casing", &strip},
@@ -66,17 +67,18 @@ int cmd_tokenize(int argc, char **argv)
     if (npos < 0)
         return 1;
     if (help) {
-        args_usage("bertcc tokenize --vocab FILE [options] [TEXT...]",
-                   "Splits text into WordPiece tokens exactly as Hugging Face's BertTokenizer\n"
-                   "does, and prints one token per line: ID<TAB>TOKEN<TAB>START-END, where\n"
-                   "START-END are byte offsets into the text. Several TEXT arguments are\n"
-                   "joined with single spaces. Without TEXT, each line of standard input is\n"
-                   "tokenized on its own (tables separated by a blank line); with --ids, each\n"
-                   "input line gives one output line of ids, without [CLS] and [SEP].\n"
-                   "Lower-casing strips accents unless --no-strip-accents, so lower-cased\n"
-                   "Korean becomes jamo as in Hugging Face: use --no-lowercase (or\n"
-                   "--no-strip-accents) with a vocabulary of Hangul syllables.",
-                   opts);
+        args_usage(
+            "bertcc tokenize --vocab FILE [options] [TEXT...]",
+            "Splits text into WordPiece tokens exactly as Hugging Face's BertTokenizer\n"
+            "does, and prints one token per line: ID<TAB>TOKEN<TAB>START-END, where\n"
+            "START-END are byte offsets into the text. Several TEXT arguments are\n"
+            "joined with single spaces. Without TEXT, each line of standard input is\n"
+            "tokenized on its own (tables separated by a blank line); with --ids, each\n"
+            "input line gives one output line of ids, without [CLS] and [SEP].\n"
+            "Lower-casing strips accents unless --no-strip-accents, so lower-cased\n"
+            "Korean becomes jamo as in Hugging Face: use --no-lowercase (or\n"
+            "--no-strip-accents) with a vocabulary of Hangul syllables.",
+            opts);
         return 0;
     }
     if (!vocab)
@@ -175,8 +177,10 @@ int cmd_vocab(int argc, char **argv)
         {"o", "FILE", "where to write vocab.txt (required)", &out},
         {"lowercase", NULL, "lower-case the corpus (the default)", &lower},
         {"no-lowercase", NULL, "keep case (a cased vocabulary)", &no_lower},
-        {"strip-accents", NULL, "strip accents, as Hugging Face does when lower-casing "
-                                "(turns Hangul into jamo)", &strip},
+        {"strip-accents", NULL,
+         "strip accents, as Hugging Face does when lower-casing "
+         "(turns Hangul into jamo)",
+         &strip},
         {"no-strip-accents", NULL, "keep accents and Hangul syllables (the default here)",
          &no_strip},
         {"min-frequency", "K", "never merge a pair seen fewer than K times (default 2)",
@@ -269,12 +273,12 @@ int cmd_vocab(int argc, char **argv)
             driver_note(NULL, msg);
         }
         if (st.hangul && st.hangul * 20 >= st.letters) {
-            driver_note(NULL,
-                        rt_tok_strip_accents(&o.tok)
-                            ? "Korean text learned with accent stripping: Hangul became jamo "
-                              "(--no-strip-accents keeps syllables)"
-                            : "Korean text: tokenize and train with --no-strip-accents (or "
-                              "--no-lowercase) so that Hangul syllables stay whole");
+            driver_note(
+                NULL, rt_tok_strip_accents(&o.tok)
+                          ? "Korean text learned with accent stripping: Hangul became jamo "
+                            "(--no-strip-accents keeps syllables)"
+                          : "Korean text: tokenize and train with --no-strip-accents (or "
+                            "--no-lowercase) so that Hangul syllables stay whole");
         }
     }
     for (int i = 0; i < ntok; i++)

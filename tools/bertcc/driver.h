@@ -5,6 +5,8 @@
 int cmd_compile(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_show(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_vocab(int argc, char **argv);
 
 /* Prints "bertcc: note: MSG" on stderr (an rt_note_fn). */
 void driver_note(void *ctx, const char *msg);

@@ -16,7 +16,9 @@ static const char usage[] =
     "  (none)          compile a model description: --emit=ir|opt|grad|llvm-raw|llvm|asm\n"
     "  run             one eval-mode forward pass on a batch file\n"
     "  show            summarize the tensors of a safetensors file\n"
-    "  train, pretrain-data, eval, predict, export, tokenize, vocab, bench\n"
+    "  tokenize        BERT tokenization of text with a vocab.txt\n"
+    "  vocab           learn a WordPiece vocabulary from a corpus\n"
+    "  train, pretrain-data, eval, predict, export, bench\n"
     "                  (not implemented yet: later issues)\n"
     "\n"
     "MODEL is an XML model description (see README.md) or a Hugging Face config.json.\n"
@@ -50,8 +52,12 @@ int main(int argc, char **argv)
         return cmd_run(argc, argv);
     if (!strcmp(argv[1], "show"))
         return cmd_show(argc, argv);
-    static const char *const later[] = {"train", "pretrain-data", "eval",  "predict",
-                                        "export", "tokenize",     "vocab", "bench"};
+    if (!strcmp(argv[1], "tokenize"))
+        return cmd_tokenize(argc, argv);
+    if (!strcmp(argv[1], "vocab"))
+        return cmd_vocab(argc, argv);
+    static const char *const later[] = {"train", "pretrain-data", "eval",
+                                        "predict", "export", "bench"};
     for (size_t i = 0; i < sizeof later / sizeof *later; i++)
         if (!strcmp(argv[1], later[i])) {
             fprintf(stderr, "bertcc %s: not implemented yet\n", later[i]);
