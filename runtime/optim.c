@@ -209,7 +209,8 @@ int rt_adamw_step(rt_adamw *a, rt_tensor_list *params, const rt_tensor_list *gra
             char s1[128], s2[128];
             return ir_errf(e, "%s: expected F32 %s, got %s %s", buf,
                            rt_shape_str(p->rank, p->shape, s1, sizeof s1),
-                           rt_dtype_name(g->dtype), rt_shape_str(g->rank, g->shape, s2, sizeof s2));
+                           rt_dtype_name(g->dtype),
+                           rt_shape_str(g->rank, g->shape, s2, sizeof s2));
         }
     }
     int64_t t = a->step + 1;
@@ -221,9 +222,8 @@ int rt_adamw_step(rt_adamw *a, rt_tensor_list *params, const rt_tensor_list *gra
         rt_tensor *p = rt_list_find(params, a->names[i]);
         snprintf(buf, sizeof buf, "grad.%s", a->names[i]);
         const rt_tensor *g = rt_list_cfind(grads, buf);
-        float decay = rt_param_decays(a->names[i])
-                          ? (float)(1.0 - lr * a->o.weight_decay)
-                          : 1.0f;
+        float decay =
+            rt_param_decays(a->names[i]) ? (float)(1.0 - lr * a->o.weight_decay) : 1.0f;
         adamw_update(p->data, g->data, a->m.t[i].data, a->v.t[i].data, rt_numel(p), decay,
                      (float)a->o.beta1, (float)(1.0 - a->o.beta1), (float)a->o.beta2,
                      (float)(1.0 - a->o.beta2), bc2s, step_size, (float)a->o.eps);

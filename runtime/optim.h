@@ -63,10 +63,10 @@ double rt_clip_grad_norm(rt_tensor_list *grads, double max_norm);
  * named "adam.m.<param>" and "adam.v.<param>" (so they can be saved as they are). */
 typedef struct rt_adamw {
     rt_adamw_opts o;
-    int64_t step;      /* updates applied so far (t of the last update) */
-    rt_tensor_list m;  /* adam.m.<name>, in the order of the trainable params */
-    rt_tensor_list v;  /* adam.v.<name> */
-    char **names;      /* [m.n] parameter names */
+    int64_t step;     /* updates applied so far (t of the last update) */
+    rt_tensor_list m; /* adam.m.<name>, in the order of the trainable params */
+    rt_tensor_list v; /* adam.v.<name> */
+    char **names;     /* [m.n] parameter names */
 } rt_adamw;
 
 /* Zero moments for every F32 parameter of params not matched by a frozen prefix.

@@ -78,9 +78,10 @@ char *rt_train_progress_str(const rt_train_progress *p, char *buf, size_t len)
         long long s = (long long)(p->eta_s + 0.5);
         snprintf(eta, sizeof eta, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
     }
-    snprintf(buf, len, "step %lld/%lld  epoch %.2f  loss %.4f  lr %.2e  |g| %.3g  %.0f tok/s  ETA %s",
-             (long long)p->step, (long long)p->total, p->epoch, p->loss, p->lr, p->grad_norm,
-             p->tokens_per_s, eta);
+    snprintf(buf, len,
+             "step %lld/%lld  epoch %.2f  loss %.4f  lr %.2e  |g| %.3g  %.0f tok/s  ETA %s",
+             (long long)p->step, (long long)p->total, p->epoch, p->loss, p->lr,
+             p->grad_norm, p->tokens_per_s, eta);
     return buf;
 }
 
@@ -99,10 +100,10 @@ typedef struct trainer {
     rt_tensor_list acc; /* grad.<param>: this update's summed, then averaged, gradients */
     int64_t *perm;      /* [rows] this epoch's row order */
     int64_t perm_epoch;
-    int64_t step;       /* updates done */
+    int64_t step; /* updates done */
     FILE *log;
     int tty;
-    int printed;        /* a \r progress line is open on the tty */
+    int printed; /* a \r progress line is open on the tty */
 } trainer;
 
 static void trainer_free(trainer *T)
@@ -125,8 +126,10 @@ static int check_data(const rt_tensor_list *data, int64_t *rows, ir_err *e)
     for (int i = 0; i < data->n; i++) {
         const rt_tensor *t = &data->t[i];
         if (t->rank < 1)
-            return ir_errf(e, "training data: %s is a scalar; every tensor needs a leading "
-                              "dimension of rows", t->name);
+            return ir_errf(e,
+                           "training data: %s is a scalar; every tensor needs a leading "
+                           "dimension of rows",
+                           t->name);
         if (i == 0 && t->shape[0] < 1)
             return ir_errf(e, "training data: %s has no rows", t->name);
         if (i > 0 && t->shape[0] != data->t[0].shape[0])
@@ -201,12 +204,23 @@ static uint64_t params_hash(const rt_tensor_list *p)
 
 /* ---- checkpoints ------------------------------------------------------------------- */
 
-static const char *const scalar_names[] = {"step",    "epoch",      "epoch_pos",
-                                           "micro_step", "seed",    "shuffle",
-                                           "rows",    "batch_size", "accum",
-                                           "total_steps", "params_hash"};
-enum { S_STEP, S_EPOCH, S_EPOCH_POS, S_MICRO, S_SEED, S_SHUFFLE, S_ROWS, S_BS, S_ACCUM,
-       S_TOTAL, S_HASH, S_COUNT };
+static const char *const scalar_names[] = {
+    "step", "epoch",      "epoch_pos", "micro_step",  "seed",       "shuffle",
+    "rows", "batch_size", "accum",     "total_steps", "params_hash"};
+enum {
+    S_STEP,
+    S_EPOCH,
+    S_EPOCH_POS,
+    S_MICRO,
+    S_SEED,
+    S_SHUFFLE,
+    S_ROWS,
+    S_BS,
+    S_ACCUM,
+    S_TOTAL,
+    S_HASH,
+    S_COUNT
+};
 
 static void position(const trainer *T, int64_t step, int64_t v[S_COUNT])
 {
@@ -250,7 +264,8 @@ static int save_checkpoint(trainer *T, ir_err *e)
         if (!rt_list_add(&sc, scalar_names[i], RT_I64, 0, NULL, &v[i]))
             goto oom;
     int nm = T->adam.m.n;
-    rt_tensor_list all = {malloc(((size_t)2 * nm + (size_t)sc.n) * sizeof(rt_tensor)), 0, 0};
+    rt_tensor_list all = {malloc(((size_t)2 * nm + (size_t)sc.n) * sizeof(rt_tensor)), 0,
+                          0};
     if (!all.t)
         goto oom;
     for (int i = 0; i < nm; i++)
@@ -307,14 +322,16 @@ static int restore(trainer *T, const rt_tensor_list *st, ir_err *e)
                            (long long)want[same[i].k]);
     if (got[S_EPOCH] != want[S_EPOCH] || got[S_EPOCH_POS] != want[S_EPOCH_POS] ||
         got[S_MICRO] != want[S_MICRO])
-        return ir_errf(e, "optimizer state: step %lld disagrees with its epoch %lld, "
-                          "position %lld and micro-step %lld",
-                       (long long)step, (long long)got[S_EPOCH], (long long)got[S_EPOCH_POS],
-                       (long long)got[S_MICRO]);
+        return ir_errf(e,
+                       "optimizer state: step %lld disagrees with its epoch %lld, "
+                       "position %lld and micro-step %lld",
+                       (long long)step, (long long)got[S_EPOCH],
+                       (long long)got[S_EPOCH_POS], (long long)got[S_MICRO]);
     if ((uint64_t)got[S_HASH] != params_hash(T->params))
-        return ir_errf(e, "resume: the weights are not the ones this optimizer state was "
-                          "saved with (step %lld); were the files written at different "
-                          "steps?",
+        return ir_errf(e,
+                       "resume: the weights are not the ones this optimizer state was "
+                       "saved with (step %lld); were the files written at different "
+                       "steps?",
                        (long long)step);
     if (rt_adamw_load(&T->adam, st, e))
         return -1;
@@ -373,8 +390,7 @@ static void report(trainer *T, const rt_train_progress *p, int64_t start)
     if (o->progress) {
         char buf[256];
         rt_train_progress_str(p, buf, sizeof buf);
-        int64_t every = o->progress_every > 0 ? o->progress_every
-                                               : (T->total + 49) / 50;
+        int64_t every = o->progress_every > 0 ? o->progress_every : (T->total + 49) / 50;
         if (T->tty) {
             fprintf(o->progress, "\r%s\033[K", buf);
             T->printed = 1;
@@ -478,7 +494,8 @@ static int setup(trainer *T, ir_err *e)
         return ir_errf(e, "batch size and accumulation must be at least 1");
     if (o->steps < 0 || (o->steps == 0 && o->epochs < 1))
         return ir_errf(e, "nothing to train: give a positive number of epochs or steps");
-    if (!(o->adam.lr >= 0) || !(o->adam.eps > 0) || !(o->adam.beta1 >= 0 && o->adam.beta1 < 1) ||
+    if (!(o->adam.lr >= 0) || !(o->adam.eps > 0) ||
+        !(o->adam.beta1 >= 0 && o->adam.beta1 < 1) ||
         !(o->adam.beta2 >= 0 && o->adam.beta2 < 1) || !(o->adam.weight_decay >= 0) ||
         !(o->adam.clip >= 0) || !(o->adam.warmup >= 0 && o->adam.warmup <= 1))
         return ir_errf(e, "optimizer settings out of range (lr >= 0, eps > 0, betas in "
@@ -577,8 +594,8 @@ int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *p
         p.epoch = (double)T.step / (double)T.upe;
         p.loss = loss_sum / (double)k;
         p.tokens_per_s = t1 > t0 ? (double)tokens / (t1 - t0) : 0;
-        p.eta_s = (t1 - t_start) / (double)(T.step - res.start_step) *
-                  (double)(T.total - T.step);
+        p.eta_s =
+            (t1 - t_start) / (double)(T.step - res.start_step) * (double)(T.total - T.step);
         res.last_loss = p.loss;
         report(&T, &p, res.start_step);
         if (o->out_dir && o->save_every > 0 && T.step % o->save_every == 0 &&

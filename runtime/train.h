@@ -34,9 +34,9 @@ typedef int (*rt_step_fn)(void *ctx, const rt_tensor_list *params,
                           rt_tensor_list *out, ir_err *e);
 
 /* Files of a run directory. */
-#define RT_TRAIN_WEIGHTS "weights.safetensors"  /* params, Hugging Face names */
-#define RT_TRAIN_OPTIM "optimizer.safetensors"  /* optimizer state and position */
-#define RT_TRAIN_LOG "train_log.csv"            /* one line per update */
+#define RT_TRAIN_WEIGHTS "weights.safetensors" /* params, Hugging Face names */
+#define RT_TRAIN_OPTIM "optimizer.safetensors" /* optimizer state and position */
+#define RT_TRAIN_LOG "train_log.csv"           /* one line per update */
 #define RT_TRAIN_LOG_HEADER "step,epoch,loss,lr,grad_norm,tokens_per_s"
 
 /* What one update did, for the progress line, the log and the on_step hook. */
@@ -61,10 +61,10 @@ typedef struct rt_train_opts {
     int shuffle;        /* shuffle rows every epoch (1) */
     const char *const *frozen; /* parameter name prefixes never updated (no state) */
     int nfrozen;
-    const char *out_dir;  /* checkpoints and log go here; NULL: none */
-    int64_t save_every;   /* also checkpoint every N updates (0: only at the end) */
-    FILE *progress;       /* progress lines (\r-overwritten on a tty); NULL: none */
-    int64_t progress_every; /* not a tty: one line every N updates (0: about 50 lines) */
+    const char *out_dir;     /* checkpoints and log go here; NULL: none */
+    int64_t save_every;      /* also checkpoint every N updates (0: only at the end) */
+    FILE *progress;          /* progress lines (\r-overwritten on a tty); NULL: none */
+    int64_t progress_every;  /* not a tty: one line every N updates (0: about 50 lines) */
     const char *tokens_from; /* tokens per row = its numel per row ("input_ids") */
     volatile sig_atomic_t *stop; /* when set (e.g. by SIGINT), checkpoint and return */
     void (*on_step)(void *ctx, const rt_train_progress *p); /* after each update */

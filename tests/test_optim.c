@@ -178,11 +178,13 @@ Test(optim, adamw_matches_hand_computed_steps)
     ir_err e;
     cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0, "%s", e.msg);
     cr_assert_eq(a.m.n, 2);
-    static const float gw[3][2] = {{0.5f, -2}, {0.5f, 1}, {-1, 0}}, gb[3] = {0.25f, -0.25f, 0.25f};
+    static const float gw[3][2] = {{0.5f, -2}, {0.5f, 1}, {-1, 0}},
+                       gb[3] = {0.25f, -0.25f, 0.25f};
     static const double want_w[3][2] = {{0.8990001999996, 1.098999950000025},
                                         {0.7981013997992011, 1.1245346371689138},
                                         {0.8048682207793308, 1.1439980169365567}};
-    static const double want_b[3] = {0.4000003999984, 0.4052635368405894, 0.3716843353640374};
+    static const double want_b[3] = {0.4000003999984, 0.4052635368405894,
+                                     0.3716843353640374};
     static const double want_m[3][2] = {{0.05, -0.2}, {0.095, -0.08}, {-0.0145, -0.072}};
     static const double want_v[3][2] = {
         {0.00025, 0.004}, {0.00049975, 0.004996}, {0.00149925025, 0.004991004}};
@@ -313,7 +315,8 @@ Test(optim, state_round_trips_through_a_file)
     rt_list_free(&loaded);
 }
 
-/* ---- against PyTorch ------------------------------------------------------------------ */
+/* ---- against PyTorch ------------------------------------------------------------------
+ */
 
 static const char *const torch_names[] = {"enc.dense.weight", "enc.dense.bias",
                                           "enc.LayerNorm.weight", "head.weight",
@@ -363,7 +366,8 @@ static void replay_torch_case(const char *key)
     cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0, "%s", e.msg);
     for (int64_t s = 0; s < steps; s++) {
         for (int i = 0; i < NTORCH; i++) {
-            snprintf(name, sizeof name, "%s.grad.%lld.%s", key, (long long)s, torch_names[i]);
+            snprintf(name, sizeof name, "%s.grad.%lld.%s", key, (long long)s,
+                     torch_names[i]);
             const rt_tensor *t = rt_list_cfind(&fx, name);
             cr_assert(t, "%s missing", name);
             char gname[128];
@@ -376,7 +380,8 @@ static void replay_torch_case(const char *key)
         assert_near(lr, lrs[s], 1e-15, "learning rate");
         cr_assert_eq(rt_adamw_step(&a, &p, &g, lr, &e), 0, "%s", e.msg);
         for (int i = 0; i < NTORCH; i++) {
-            snprintf(name, sizeof name, "%s.param.%lld.%s", key, (long long)s, torch_names[i]);
+            snprintf(name, sizeof name, "%s.param.%lld.%s", key, (long long)s,
+                     torch_names[i]);
             const rt_tensor *want = rt_list_cfind(&fx, name);
             const rt_tensor *got = rt_list_cfind(&p, torch_names[i]);
             cr_assert(want, "%s missing", name);

@@ -86,14 +86,28 @@ typedef struct persisted {
     size_t off; /* of the const char * in train_args */
 } persisted;
 
-#define P(key, field) {key, offsetof(train_args, field)}
+#define P(key, field)                                                                      \
+    {                                                                                      \
+        key, offsetof(train_args, field)                                                   \
+    }
 static const persisted persist[] = {
-    P("data", data),         P("task", task),     P("epochs", epochs),
-    P("steps", steps),       P("batch-size", batch_size), P("accum", accum),
-    P("lr", lr),             P("warmup", warmup), P("weight-decay", weight_decay),
-    P("clip", clip),         P("eps", eps),       P("seed", seed),
-    P("threads", threads),   P("backend", backend), P("save-every", save_every),
-    P("init", init),         P("log-every", log_every),
+    P("data", data),
+    P("task", task),
+    P("epochs", epochs),
+    P("steps", steps),
+    P("batch-size", batch_size),
+    P("accum", accum),
+    P("lr", lr),
+    P("warmup", warmup),
+    P("weight-decay", weight_decay),
+    P("clip", clip),
+    P("eps", eps),
+    P("seed", seed),
+    P("threads", threads),
+    P("backend", backend),
+    P("save-every", save_every),
+    P("init", init),
+    P("log-every", log_every),
 };
 #undef P
 
@@ -112,8 +126,7 @@ static int merge_options(train_args *a, const char *dir, json_t **keep)
     json_t *j = json_load_file(path, 0, &je);
     if (!j || !json_is_object(j)) {
         json_decref(j);
-        fprintf(stderr, "bertcc train: %s: %s\n", path,
-                j ? "not a JSON object" : je.text);
+        fprintf(stderr, "bertcc train: %s: %s\n", path, j ? "not a JSON object" : je.text);
         return -1;
     }
     *keep = j;
@@ -173,13 +186,13 @@ static int write_options(const train_args *a, const rt_train_opts *o, int64_t ro
         "init", a->init ? json_string(init ? init : a->init) : json_null(), "epochs",
         o->steps ? json_null() : json_integer(o->epochs), "steps",
         o->steps ? json_integer(o->steps) : json_null(), "batch-size",
-        (json_int_t)o->batch_size, "accum", (json_int_t)o->accum, "lr", o->adam.lr, "warmup",
-        o->adam.warmup, "weight-decay", o->adam.weight_decay, "clip", o->adam.clip, "eps",
-        o->adam.eps, "freeze", fr, "seed", (json_int_t)o->seed, "threads",
-        a->threads ? json_string(a->threads) : json_null(), "backend", "ref", "save-every",
-        (json_int_t)o->save_every, "log-every",
-        a->log_every ? json_string(a->log_every) : json_null(), "rows", (json_int_t)rows, "total_steps", (json_int_t)total,
-        "beta1", o->adam.beta1, "beta2", o->adam.beta2);
+        (json_int_t)o->batch_size, "accum", (json_int_t)o->accum, "lr", o->adam.lr,
+        "warmup", o->adam.warmup, "weight-decay", o->adam.weight_decay, "clip",
+        o->adam.clip, "eps", o->adam.eps, "freeze", fr, "seed", (json_int_t)o->seed,
+        "threads", a->threads ? json_string(a->threads) : json_null(), "backend", "ref",
+        "save-every", (json_int_t)o->save_every, "log-every",
+        a->log_every ? json_string(a->log_every) : json_null(), "rows", (json_int_t)rows,
+        "total_steps", (json_int_t)total, "beta1", o->adam.beta1, "beta2", o->adam.beta2);
     int rc = j ? json_dump_file(j, path, JSON_INDENT(2)) : -1;
     json_decref(j);
     free(model);
@@ -196,8 +209,8 @@ static int parse_real(const char *s, const char *opt, double lo, double hi, doub
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "bertcc: --%s expects a number in [%g, %g], got '%s'\n", opt, lo, hi,
-                s);
+        fprintf(stderr, "bertcc: --%s expects a number in [%g, %g], got '%s'\n", opt, lo,
+                hi, s);
         return -1;
     }
     *out = v;
@@ -279,8 +292,10 @@ static int train(train_args *a)
                     "comes with a later issue); give a batch file with --task batches\n",
                     a->task);
         else
-            fprintf(stderr, "bertcc train: unknown --task '%s' (batches, pretrain, "
-                            "intent-slot or qa)\n", a->task);
+            fprintf(stderr,
+                    "bertcc train: unknown --task '%s' (batches, pretrain, "
+                    "intent-slot or qa)\n",
+                    a->task);
         goto done;
     }
     if (a->backend && strcmp(a->backend, "ref")) {
@@ -306,14 +321,16 @@ static int train(train_args *a)
         driver_fail(e.msg);
         goto done;
     }
-    if (rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL, &data, &present,
-                         &B, &S, driver_note, NULL, &e)) {
+    if (rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL, &data,
+                         &present, &B, &S, driver_note, NULL, &e)) {
         fprintf(stderr, "bertcc: %s: %s\n", a->data, e.msg);
         goto done;
     }
     if (!present) {
-        fprintf(stderr, "bertcc train: %s has no labels for the heads of %s: nothing to "
-                        "train\n", a->data, a->model);
+        fprintf(stderr,
+                "bertcc train: %s has no labels for the heads of %s: nothing to "
+                "train\n",
+                a->data, a->model);
         goto done;
     }
     pass_grad_opts go = {"loss", a->frozen, a->nfrozen};
@@ -356,7 +373,8 @@ static int train(train_args *a)
         }
     } else if (a->init) {
         if (rt_st_load(a->init, &ckpt, &e) ||
-            rt_params_from_checkpoint(g, &ckpt, 1, o.seed, &params, driver_note, NULL, &e)) {
+            rt_params_from_checkpoint(g, &ckpt, 1, o.seed, &params, driver_note, NULL,
+                                      &e)) {
             if (strncmp(e.msg, a->init, strlen(a->init)))
                 ir_err_prefix(&e, "%s", a->init);
             driver_fail(e.msg);
@@ -383,9 +401,12 @@ static int train(train_args *a)
         fprintf(stderr, "bertcc train: cannot create %s: %s\n", a->out, strerror(errno));
         goto done;
     }
-    if (!a->resume && (dir_has(a->out, RT_TRAIN_WEIGHTS) || dir_has(a->out, RT_TRAIN_OPTIM))) {
-        fprintf(stderr, "bertcc train: %s already holds a run; continue it with --resume %s "
-                        "or choose another directory\n", a->out, a->out);
+    if (!a->resume &&
+        (dir_has(a->out, RT_TRAIN_WEIGHTS) || dir_has(a->out, RT_TRAIN_OPTIM))) {
+        fprintf(stderr,
+                "bertcc train: %s already holds a run; continue it with --resume %s "
+                "or choose another directory\n",
+                a->out, a->out);
         goto done;
     }
     int64_t total = rt_train_total_steps(&o, data.t[0].shape[0]);
@@ -413,8 +434,8 @@ static int train(train_args *a)
                 m.name, (long long)B, (long long)S, (long long)o.batch_size,
                 (long long)o.accum, (long long)total);
     rt_train_result res;
-    int trc = rt_train(&o, interp_step, &sc, &params, &data, a->resume ? &state : NULL, &res,
-                       &e);
+    int trc =
+        rt_train(&o, interp_step, &sc, &params, &data, a->resume ? &state : NULL, &res, &e);
     signal(SIGINT, old == SIG_ERR ? SIG_DFL : old);
     if (trc) {
         driver_fail(e.msg);
@@ -429,11 +450,13 @@ static int train(train_args *a)
         goto done;
     }
     if (!a->quiet && res.step == res.start_step)
-        fprintf(stderr, "bertcc train: %s is complete (%lld/%lld steps); give a larger "
-                        "--steps or --epochs to train further\n",
+        fprintf(stderr,
+                "bertcc train: %s is complete (%lld/%lld steps); give a larger "
+                "--steps or --epochs to train further\n",
                 a->out, (long long)res.step, (long long)res.total);
     else if (!a->quiet)
-        fprintf(stderr, "bertcc train: %lld/%lld steps, final loss %.6g; weights in %s/%s\n",
+        fprintf(stderr,
+                "bertcc train: %lld/%lld steps, final loss %.6g; weights in %s/%s\n",
                 (long long)res.step, (long long)res.total, res.last_loss, a->out,
                 RT_TRAIN_WEIGHTS);
     rc = 0;
@@ -482,23 +505,32 @@ int cmd_train(int argc, char **argv)
          &a.data},
         {"o", "RUN_DIR", "run directory (weights, optimizer state, log, options)", &a.out},
         {"task", "NAME", "batches (default); pretrain, intent-slot, qa: later", &a.task},
-        {"init", "CKPT.safetensors", "start from a checkpoint (what it lacks is "
-                                     "initialized and listed)", &a.init},
-        {"resume", "RUN_DIR", "continue a stopped run exactly (its options are the "
-                              "defaults)", &a.resume},
+        {"init", "CKPT.safetensors",
+         "start from a checkpoint (what it lacks is "
+         "initialized and listed)",
+         &a.init},
+        {"resume", "RUN_DIR",
+         "continue a stopped run exactly (its options are the "
+         "defaults)",
+         &a.resume},
         {"epochs", "N", "passes over the data (default 3)", &a.epochs},
         {"steps", "N", "total optimizer updates instead of --epochs", &a.steps},
         {"batch-size", "N", "rows per micro-batch (default 8)", &a.batch_size},
-        {"accum", "N", "micro-batches per update, gradients averaged (default 1)", &a.accum},
+        {"accum", "N", "micro-batches per update, gradients averaged (default 1)",
+         &a.accum},
         {"lr", "X", "peak learning rate (default 5e-5)", &a.lr},
         {"warmup", "F", "linear warm-up, fraction of the updates (default 0.1)", &a.warmup},
-        {"weight-decay", "X", "AdamW decoupled weight decay, not on biases and LayerNorm "
-                              "(default 0.01)", &a.weight_decay},
+        {"weight-decay", "X",
+         "AdamW decoupled weight decay, not on biases and LayerNorm "
+         "(default 0.01)",
+         &a.weight_decay},
         {"clip", "X", "max global gradient norm, 0: off (default 1.0)", &a.clip},
         {"eps", "X", "AdamW epsilon (default 1e-6 as transformers.AdamW; torch: 1e-8)",
          &a.eps},
-        {"freeze", "PREFIX", "never update parameters whose name starts with PREFIX "
-                             "(repeatable)", &a.freeze},
+        {"freeze", "PREFIX",
+         "never update parameters whose name starts with PREFIX "
+         "(repeatable)",
+         &a.freeze},
         {"seed", "N", "initialization, shuffling and dropout (default 0)", &a.seed},
         {"threads", "N", "number of threads (default: all cores)", &a.threads},
         {"backend", "NAME", "ref (the reference interpreter) or jit", &a.backend},
@@ -515,20 +547,22 @@ int cmd_train(int argc, char **argv)
     if (npos < 0)
         return 1;
     if (help) {
-        args_usage("bertcc train MODEL.xml --data B.safetensors -o RUN_DIR [options]\n"
-                   "       bertcc train --resume RUN_DIR [options]",
-                   "Trains MODEL (AdamW, linear warm-up and decay, gradient clipping) on the\n"
-                   "rows of a batch file, shuffled every epoch. Ctrl-C writes a checkpoint\n"
-                   "and stops; --resume continues with the same losses as an uninterrupted\n"
-                   "run (given the same --threads).",
-                   opts);
+        args_usage(
+            "bertcc train MODEL.xml --data B.safetensors -o RUN_DIR [options]\n"
+            "       bertcc train --resume RUN_DIR [options]",
+            "Trains MODEL (AdamW, linear warm-up and decay, gradient clipping) on the\n"
+            "rows of a batch file, shuffled every epoch. Ctrl-C writes a checkpoint\n"
+            "and stops; --resume continues with the same losses as an uninterrupted\n"
+            "run (given the same --threads).",
+            opts);
         return 0;
     }
     if (a.epochs && a.steps)
         return driver_fail("train: give --epochs or --steps, not both");
     a.model = npos ? pos[0] : NULL;
     if (!a.model && !a.resume)
-        return driver_fail("train: expected one model description (see bertcc train --help)");
+        return driver_fail(
+            "train: expected one model description (see bertcc train --help)");
     char *copies[MAX_FREEZE] = {NULL};
     int rc = collect_freeze(argc, argv, &a, copies) ? 1 : train(&a);
     for (int i = 0; i < MAX_FREEZE; i++)

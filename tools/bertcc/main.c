@@ -10,15 +10,17 @@ static const char usage[] =
     "usage: bertcc MODEL.xml --emit=STAGE [-o FILE]   print a compilation stage\n"
     "       bertcc MODEL.xml -o bert.so                compile to a shared library\n"
     "       bertcc run MODEL.xml --batch B.safetensors -o OUT.safetensors [options]\n"
+    "       bertcc train MODEL.xml --data B.safetensors -o RUN_DIR [options]\n"
     "       bertcc COMMAND --help                      help on one command\n"
     "\n"
     "commands:\n"
     "  (none)          compile a model description: --emit=ir|opt|grad|llvm-raw|llvm|asm\n"
     "  run             one eval-mode forward pass on a batch file\n"
+    "  train           train on batch files (AdamW, warm-up/decay, checkpoints, resume)\n"
     "  show            summarize the tensors of a safetensors file\n"
     "  tokenize        BERT tokenization of text with a vocab.txt\n"
     "  vocab           learn a WordPiece vocabulary from a corpus\n"
-    "  train, pretrain-data, eval, predict, export, bench\n"
+    "  pretrain-data, eval, predict, export, bench\n"
     "                  (not implemented yet: later issues)\n"
     "\n"
     "MODEL is an XML model description (see README.md) or a Hugging Face config.json.\n"
@@ -52,12 +54,14 @@ int main(int argc, char **argv)
         return cmd_run(argc, argv);
     if (!strcmp(argv[1], "show"))
         return cmd_show(argc, argv);
+    if (!strcmp(argv[1], "train"))
+        return cmd_train(argc, argv);
     if (!strcmp(argv[1], "tokenize"))
         return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "vocab"))
         return cmd_vocab(argc, argv);
-    static const char *const later[] = {"train", "pretrain-data", "eval",
-                                        "predict", "export", "bench"};
+    static const char *const later[] = {"pretrain-data", "eval", "predict", "export",
+                                        "bench"};
     for (size_t i = 0; i < sizeof later / sizeof *later; i++)
         if (!strcmp(argv[1], later[i])) {
             fprintf(stderr, "bertcc %s: not implemented yet\n", later[i]);
