@@ -20,7 +20,8 @@ static const char usage[] =
     "  show            summarize the tensors of a safetensors file\n"
     "  tokenize        BERT tokenization of text with a vocab.txt\n"
     "  vocab           learn a WordPiece vocabulary from a corpus\n"
-    "  pretrain-data, eval, predict, export, bench\n"
+    "  pretrain-data   BERT's MLM/NSP pre-training instances from plain text\n"
+    "  eval, predict, export, bench\n"
     "                  (not implemented yet: later issues)\n"
     "\n"
     "MODEL is an XML model description (see README.md) or a Hugging Face config.json.\n"
@@ -56,12 +57,13 @@ int main(int argc, char **argv)
         return cmd_show(argc, argv);
     if (!strcmp(argv[1], "train"))
         return cmd_train(argc, argv);
+    if (!strcmp(argv[1], "pretrain-data"))
+        return cmd_pretrain_data(argc, argv);
     if (!strcmp(argv[1], "tokenize"))
         return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "vocab"))
         return cmd_vocab(argc, argv);
-    static const char *const later[] = {"pretrain-data", "eval", "predict", "export",
-                                        "bench"};
+    static const char *const later[] = {"eval", "predict", "export", "bench"};
     for (size_t i = 0; i < sizeof later / sizeof *later; i++)
         if (!strcmp(argv[1], later[i])) {
             fprintf(stderr, "bertcc %s: not implemented yet\n", later[i]);
