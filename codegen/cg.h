@@ -104,6 +104,7 @@ LLVMValueRef cg_intrinsic(cg_ctx *c, const char *name, LLVMTypeRef overload,
 LLVMValueRef cg_exp(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_erf(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x);
 
 /* The units function's common case: stores 0 scratch bytes and returns n. Call with
  * the builder at the units entry block. */

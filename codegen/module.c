@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
 
 #include "cg.h"
 #include "codegen.h"
@@ -288,74 +291,193 @@ static int orc_fail(LLVMErrorRef err, const char *what, ir_err *e)
     return -1;
 }
 
-cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, ir_err *e)
+/* ---- the object cache ----
+ * Compiling bert-base takes seconds; the same module for the same target compiles to
+ * the same object, so objects are kept in $BERTCC_CACHE_DIR (default
+ * $XDG_CACHE_HOME/bertcc or ~/.cache/bertcc), keyed by a hash of the module's
+ * unoptimized LLVM IR, the target and the LLVM version: building that IR takes
+ * milliseconds, optimizing and emitting it the seconds saved, and any change to a
+ * lowering changes the key. BERTCC_CACHE_DIR=off disables the cache. Entries are
+ * written atomically (temporary file + rename). */
+
+static int cache_dir(char *buf, size_t len)
+{
+    const char *d = getenv("BERTCC_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (d && !strcmp(d, "off"))
+        return -1;
+    if (d && *d)
+        snprintf(buf, len, "%s", d);
+    else if (x && *x)
+        snprintf(buf, len, "%s/bertcc", x);
+    else if (home && *home)
+        snprintf(buf, len, "%s/.cache/bertcc", home);
+    else
+        return -1;
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", buf);
+    for (char *s = tmp + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            mkdir(tmp, 0755);
+            *s = '/';
+        }
+    mkdir(tmp, 0755);
+    return 0;
+}
+
+static uint64_t fnv(const char *s, uint64_t h)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The cache file of the module in c, or -1 when there is no cache. */
+static int cache_path(cg_ctx *c, char *path, size_t len)
+{
+    char dir[900], feat[8192];
+    if (cache_dir(dir, sizeof dir))
+        return -1;
+    char *text = LLVMPrintModuleToString(c->mod);
+    char *cpu = LLVMGetTargetMachineCPU(c->tm), *f = LLVMGetTargetMachineFeatureString(c->tm);
+    snprintf(feat, sizeof feat, "%s|%s|%s", cpu, f, cg_llvm_version());
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(f);
+    uint64_t h1 = fnv(feat, fnv(text, 0xcbf29ce484222325ULL));
+    uint64_t h2 = fnv(text, fnv(feat, 0x84222325cbf29ce4ULL));
+    LLVMDisposeMessage(text);
+    snprintf(path, len, "%s/%016llx%016llx.o", dir, (unsigned long long)h1,
+             (unsigned long long)h2);
+    return 0;
+}
+
+static LLVMMemoryBufferRef read_cached(const char *path)
+{
+    LLVMMemoryBufferRef buf = NULL;
+    char *msg = NULL;
+    if (access(path, R_OK) || LLVMCreateMemoryBufferWithContentsOfFile(path, &buf, &msg))
+        buf = NULL;
+    LLVMDisposeMessage(msg);
+    return buf;
+}
+
+static void write_cached(const char *path, LLVMMemoryBufferRef buf)
+{
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return;
+    size_t n = LLVMGetBufferSize(buf);
+    int ok = fwrite(LLVMGetBufferStart(buf), 1, n, f) == n;
+    if (fclose(f) == 0 && ok)
+        rename(tmp, path);
+    else
+        unlink(tmp);
+}
+
+/* g's kernels as an object in memory: from the cache when the same module was compiled
+ * before (*hit set), else compiled (and cached). */
+static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan,
+                                          const cg_options *o, int *hit, double *t_ir,
+                                          double *t_opt, ir_err *e)
 {
     double t0 = now();
+    LLVMContextRef ctx = LLVMContextCreate();
+    cg_ctx c;
+    int rc = build(&c, ctx, g, plan, o, e);
+    *t_ir = now() - t0;
+    char path[1200];
+    int cached = !rc && cache_path(&c, path, sizeof path) == 0;
+    LLVMMemoryBufferRef buf = cached ? read_cached(path) : NULL;
+    *hit = buf != NULL;
+    if (!rc && !buf) {
+        rc = optimize(&c, e);
+        *t_opt = now() - t0 - *t_ir;
+        char *msg = NULL;
+        if (!rc && LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMObjectFile, &msg, &buf)) {
+            ir_errf(e, "LLVM code generation failed: %s", msg ? msg : "");
+            buf = NULL;
+        }
+        LLVMDisposeMessage(msg);
+        if (buf && cached)
+            write_cached(path, buf);
+    }
+    if (c.mod)
+        LLVMDisposeModule(c.mod);
+    release(&c);
+    LLVMContextDispose(ctx);
+    return buf;
+}
+
+/* A JIT holding obj (consumed); symbols of the process resolve too. */
+static int make_jit(cg_program *prog, const cg_options *o, LLVMMemoryBufferRef obj, ir_err *e)
+{
+    LLVMTargetMachineRef jtm = make_tm(o, e);
+    if (!jtm) {
+        LLVMDisposeMemoryBuffer(obj);
+        return -1;
+    }
+    LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+        jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+    LLVMErrorRef err = LLVMOrcCreateLLJIT(&prog->jit, jb);
+    if (err) {
+        LLVMDisposeMemoryBuffer(obj);
+        return orc_fail(err, "creating the JIT", e);
+    }
+    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(prog->jit);
+    LLVMOrcDefinitionGeneratorRef gen;
+    err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+        &gen, LLVMOrcLLJITGetGlobalPrefix(prog->jit), NULL, NULL);
+    if (err) {
+        LLVMDisposeMemoryBuffer(obj);
+        return orc_fail(err, "process symbols", e);
+    }
+    LLVMOrcJITDylibAddGenerator(jd, gen);
+    if ((err = LLVMOrcLLJITAddObjectFile(prog->jit, jd, obj)))
+        return orc_fail(err, "adding the object", e);
+    return 0;
+}
+
+static int lookup_kernels(cg_program *prog, const ir_graph *g, const rt_plan *plan,
+                          const char *prefix, ir_err *e)
+{
+    for (int k = 0; k < plan->nkernels; k++) {
+        char body[128], units[128];
+        cg_kernel_names(prefix, k, &g->nodes[plan->kernel_node[k]], body, units, sizeof body);
+        LLVMOrcExecutorAddress a1 = 0, a2 = 0;
+        LLVMErrorRef err = LLVMOrcLLJITLookup(prog->jit, &a1, body);
+        if (!err)
+            err = LLVMOrcLLJITLookup(prog->jit, &a2, units);
+        if (err)
+            return orc_fail(err, body, e);
+        prog->kernels[k].body = (rt_body_fn)(uintptr_t)a1;
+        prog->kernels[k].units = (rt_units_fn)(uintptr_t)a2;
+    }
+    return 0;
+}
+
+cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, ir_err *e)
+{
+    double t0 = now(), t_ir = 0, t_opt = 0;
+    const char *prefix = o && o->prefix ? o->prefix : "bertcc";
     cg_program *prog = calloc(1, sizeof *prog);
     if (!prog || !(prog->kernels = calloc((size_t)(plan->nkernels + 1), sizeof(rt_kernel)))) {
         free(prog);
         ir_errf(e, "out of memory");
         return NULL;
     }
-    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-    cg_ctx c;
-    int rc = build(&c, LLVMOrcThreadSafeContextGetContext(tsc), g, plan, o, e);
-    double t1 = now();
-    if (!rc)
-        rc = optimize(&c, e);
-    double t2 = now();
-    LLVMTargetMachineRef jtm = rc ? NULL : make_tm(o, e);
-    if (!rc && !jtm)
-        rc = -1;
-    if (!rc) {
-        LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
-        LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
-            jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
-        LLVMErrorRef err = LLVMOrcCreateLLJIT(&prog->jit, jb);
-        if (err)
-            rc = orc_fail(err, "creating the JIT", e);
-    }
-    if (!rc) {
-        LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(prog->jit);
-        LLVMOrcDefinitionGeneratorRef gen;
-        LLVMErrorRef err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
-            &gen, LLVMOrcLLJITGetGlobalPrefix(prog->jit), NULL, NULL);
-        if (err)
-            rc = orc_fail(err, "process symbols", e);
-        else
-            LLVMOrcJITDylibAddGenerator(jd, gen);
-        if (!rc) {
-            LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(c.mod, tsc);
-            c.mod = NULL; /* owned by the JIT now */
-            if ((err = LLVMOrcLLJITAddLLVMIRModule(prog->jit, jd, tsm)))
-                rc = orc_fail(err, "adding the module", e);
-        }
-    }
-    for (int k = 0; k < plan->nkernels && !rc; k++) {
-        char body[128], units[128];
-        cg_kernel_names(c.prefix, k, &g->nodes[plan->kernel_node[k]], body, units,
-                        sizeof body);
-        LLVMOrcExecutorAddress a1 = 0, a2 = 0;
-        LLVMErrorRef err = LLVMOrcLLJITLookup(prog->jit, &a1, body);
-        if (!err)
-            err = LLVMOrcLLJITLookup(prog->jit, &a2, units);
-        if (err) {
-            rc = orc_fail(err, body, e);
-            break;
-        }
-        prog->kernels[k].body = (rt_body_fn)(uintptr_t)a1;
-        prog->kernels[k].units = (rt_units_fn)(uintptr_t)a2;
-    }
-    if (c.mod)
-        LLVMDisposeModule(c.mod);
-    release(&c);
-    LLVMOrcDisposeThreadSafeContext(tsc);
+    int hit = 0;
+    LLVMMemoryBufferRef obj = compile_object(g, plan, o, &hit, &t_ir, &t_opt, e);
+    int rc = obj ? make_jit(prog, o, obj, e) || lookup_kernels(prog, g, plan, prefix, e) : -1;
     prog->seconds = now() - t0;
     if (!rc && o && o->verbose)
         fprintf(stderr,
-                "bertcc: compiled %d kernels for %d steps in %.3f s (IR %.3f s, O3 %.3f s, "
-                "machine code %.3f s)\n",
-                plan->nkernels, plan->nsteps, prog->seconds, t1 - t0, t2 - t1, now() - t2);
+                "bertcc: %d kernels for %d steps: %s in %.3f s (IR %.3f s, O3 %.3f s)\n",
+                plan->nkernels, plan->nsteps, hit ? "loaded from the cache" : "compiled",
+                prog->seconds, t_ir, t_opt);
     if (rc) {
         cg_program_free(prog);
         return NULL;

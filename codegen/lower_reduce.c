@@ -1,0 +1,730 @@
+/* lower_reduce.c: reductions.
+ *
+ * Row-wise (unit = one row of the last axis): layernorm, layernorm_dx, attn_softmax,
+ * softmax_grad, cross_entropy_grad. A row is processed by an explicit <vec x float>
+ * loop over its whole vectors, then a scalar loop over the rest; sums and maxima keep
+ * one vector accumulator, reduced across lanes by a fixed tree, then extended over the
+ * tail in order. Which elements take which path depends on the row length only, so the
+ * bits do not depend on the thread split.
+ *
+ * cross_entropy writes one scalar, so it is one unit: rows in order, each row's loss
+ * vectorized as above, the mean accumulated in double.
+ *
+ * Column-wise (unit = a block of 4 vectors of output columns): reduce_sum,
+ * layernorm_dgamma, scatter_add. Each unit owns its output columns and sums over all
+ * rows in increasing row order, so no two threads add into one value; reduce_sum and
+ * layernorm_dgamma, which sum every row into each value, do so in double. */
+#include <math.h>
+
+#include <llvm-c/DebugInfo.h>
+
+#include "cg.h"
+
+
+#define ROW_MASK_NEG (-10000.0) /* runtime/ref.h RT_MASK_NEG */
+
+/* ---- vector helpers ---- */
+
+/* Plain IEEE f32 arithmetic, without the `contract` flag: whether the backend would fuse
+ * a multiply and an add could differ between a vectorized and a scalar copy of the same
+ * formula, and the bits must not depend on which path an element takes. */
+static LLVMValueRef fp_add(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildFAdd(c->b, a, b, "");
+}
+
+static LLVMValueRef fp_sub(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildFSub(c->b, a, b, "");
+}
+
+static LLVMValueRef fp_mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildFMul(c->b, a, b, "");
+}
+
+static unsigned lanes(LLVMTypeRef ty)
+{
+    return LLVMGetTypeKind(ty) == LLVMVectorTypeKind ? LLVMGetVectorSize(ty) : 0;
+}
+
+static LLVMValueRef kf(cg_ctx *c, LLVMTypeRef ty, double v)
+{
+    unsigned n = lanes(ty);
+    LLVMValueRef k = LLVMConstReal(c->t_f32, v);
+    if (!n)
+        return k;
+    LLVMValueRef e[64];
+    for (unsigned i = 0; i < n; i++)
+        e[i] = k;
+    return LLVMConstVector(e, n);
+}
+
+/* A scalar broadcast to every lane of ty (or itself for a scalar ty). */
+static LLVMValueRef splat(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef s)
+{
+    unsigned n = lanes(ty);
+    if (!n)
+        return s;
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), n);
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), s,
+                                            LLVMConstInt(c->t_i32, 0, 0), "");
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt),
+                                  LLVMConstNull(LLVMVectorType(c->t_i32, n)), "");
+}
+
+/* f32 (or a vector of f32 shaped like ty) at float index j of base; store likewise. */
+static LLVMValueRef ld(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j)
+{
+    LLVMValueRef v = LLVMBuildLoad2(c->b, ty, cg_gep(c, c->t_f32, base, j), "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+static void st(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j)
+{
+    LLVMSetAlignment(LLVMBuildStore(c->b, v, cg_gep(c, c->t_f32, base, j)), 4);
+}
+
+/* i64 values (as many lanes as ty) at index j of base */
+static LLVMValueRef ld_i64(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j)
+{
+    LLVMTypeRef it = lanes(ty) ? LLVMVectorType(c->t_i64, lanes(ty)) : c->t_i64;
+    LLVMValueRef v = LLVMBuildLoad2(c->b, it, cg_gep(c, c->t_i64, base, j), "");
+    LLVMSetAlignment(v, 8);
+    return v;
+}
+
+static LLVMValueRef to_f32(cg_ctx *c, LLVMValueRef i64)
+{
+    return LLVMBuildSIToFP(c->b, i64, c->t_f32, "");
+}
+
+enum { R_NONE, R_SUM, R_MAX };
+
+static LLVMValueRef combine(cg_ctx *c, int op, LLVMValueRef a, LLVMValueRef b)
+{
+    return op == R_SUM ? LLVMBuildFAdd(c->b, a, b, "") : cg_fmax(c, a, b);
+}
+
+/* Lanes combined by halves (lanes [0, n/2) with [n/2, n), ...): a fixed order. */
+static LLVMValueRef hreduce(cg_ctx *c, int op, LLVMValueRef v)
+{
+    unsigned n = lanes(LLVMTypeOf(v));
+    while (n > 1) {
+        unsigned h = n / 2;
+        LLVMValueRef lo[32], hi[32];
+        for (unsigned i = 0; i < h; i++) {
+            lo[i] = LLVMConstInt(c->t_i32, i, 0);
+            hi[i] = LLVMConstInt(c->t_i32, h + i, 0);
+        }
+        v = combine(c, op, LLVMBuildShuffleVector(c->b, v, v, LLVMConstVector(lo, h), ""),
+                    LLVMBuildShuffleVector(c->b, v, v, LLVMConstVector(hi, h), ""));
+        n = h;
+    }
+    return LLVMBuildExtractElement(c->b, v, LLVMConstInt(c->t_i32, 0, 0), "");
+}
+
+/* The row being processed: pointers to its data, and scalars computed by earlier passes. */
+typedef struct row {
+    LLVMValueRef p[4]; /* f32 row pointers (op-specific) */
+    LLVMValueRef mask; /* i64 mask row (attn_softmax) */
+    LLVMValueRef s[4]; /* f32 scalars (op-specific) */
+} row;
+
+/* Element j (or the vector starting there, ty saying which) of one pass over a row:
+ * returns the value to reduce (or NULL), storing whatever the pass writes. */
+typedef LLVMValueRef (*row_fn)(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j);
+
+/* Marks the loop l (after cg_for_end) as neither to vectorize nor to unroll: it is the
+ * scalar tail of an explicit vector loop, shorter than a vector. */
+static void scalar_tail(cg_ctx *c, cg_loop *l)
+{
+    LLVMBasicBlockRef latch = LLVMGetIncomingBlock(l->iv, 1);
+    LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+    LLVMMetadataRef vec[2] = {
+        LLVMMDStringInContext2(c->ctx, "llvm.loop.vectorize.enable", 26),
+        LLVMValueAsMetadata(LLVMConstInt(c->t_i1, 0, 0))};
+    LLVMMetadataRef unroll = LLVMMDStringInContext2(c->ctx, "llvm.loop.unroll.disable", 24);
+    LLVMMetadataRef ops[3] = {self, LLVMMDNodeInContext2(c->ctx, vec, 2),
+                              LLVMMDNodeInContext2(c->ctx, &unroll, 1)};
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, 3);
+    LLVMMetadataReplaceAllUsesWith(self, loop);
+    LLVMSetMetadata(LLVMGetBasicBlockTerminator(latch),
+                    LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9),
+                    LLVMMetadataAsValue(c->ctx, loop));
+}
+
+/* One pass over a row of h elements; returns the sum or max (op) of f's values. */
+static LLVMValueRef row_pass(cg_ctx *c, LLVMValueRef h, row_fn f, const row *r, int op)
+{
+    LLVMTypeRef vt = LLVMVectorType(c->t_f32, (unsigned)c->vec);
+    double init = op == R_MAX ? -INFINITY : 0.0;
+    LLVMValueRef acc = op ? cg_var(c, vt, kf(c, vt, init), "acc") : NULL;
+    LLVMValueRef nq = cg_div(c, h, cg_i64(c, c->vec));
+    cg_loop q;
+    cg_for_begin(c, &q, cg_i64(c, 0), nq, "q");
+    LLVMValueRef v = f(c, r, vt, cg_mul(c, q.iv, cg_i64(c, c->vec)));
+    if (op)
+        LLVMBuildStore(c->b, combine(c, op, LLVMBuildLoad2(c->b, vt, acc, ""), v), acc);
+    cg_for_end(c, &q);
+    LLVMValueRef sacc = NULL;
+    if (op)
+        sacc =
+            cg_var(c, c->t_f32, hreduce(c, op, LLVMBuildLoad2(c->b, vt, acc, "")), "sacc");
+    cg_loop t;
+    cg_for_begin(c, &t, cg_mul(c, nq, cg_i64(c, c->vec)), h, "t");
+    v = f(c, r, c->t_f32, t.iv);
+    if (op)
+        LLVMBuildStore(c->b, combine(c, op, LLVMBuildLoad2(c->b, c->t_f32, sacc, ""), v),
+                       sacc);
+    cg_for_end(c, &t);
+    scalar_tail(c, &t);
+    return op ? LLVMBuildLoad2(c->b, c->t_f32, sacc, "") : NULL;
+}
+
+/* Emits the units function: n(uB, uS) units (a product of dims, or its ceiling over
+ * `block`) and scratch_elems(uB, uS) * 4 bytes of scratch; then returns to the body. */
+static void units(cg_ctx *c, cg_kernel *k, ir_dim n, int64_t block, const ir_dim *scratch)
+{
+    LLVMBasicBlockRef body = LLVMGetInsertBlock(c->b);
+    LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
+    LLVMValueRef v = cg_dim(c, n, k->uB, k->uS);
+    if (block > 1)
+        v = cg_div(c, cg_add(c, v, cg_i64(c, block - 1)), cg_i64(c, block));
+    cg_units_return(c, k, v,
+                    scratch ? cg_mul(c, cg_dim(c, *scratch, k->uB, k->uS), cg_i64(c, 4))
+                            : NULL);
+    LLVMPositionBuilderAtEnd(c->b, body);
+}
+
+static ir_dim dprod(const ir_type *t, int from, int to)
+{
+    ir_dim p = ir_dconst(1);
+    for (int i = from; i < to; i++)
+        p = ir_dim_mul(p, t->dim[i]);
+    return p;
+}
+
+/* if (cond) { ...then... } : returns the join block; the builder is left in `then`. */
+static LLVMBasicBlockRef if_begin(cg_ctx *c, LLVMValueRef cond)
+{
+    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, fn, "then");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, fn, "join");
+    LLVMBuildCondBr(c->b, cond, then, join);
+    LLVMPositionBuilderAtEnd(c->b, then);
+    return join;
+}
+
+static void if_end(cg_ctx *c, LLVMBasicBlockRef join)
+{
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, join);
+}
+
+/* ---- row passes ---- */
+
+/* p[0] = x */
+static LLVMValueRef p_x(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    return ld(c, ty, r->p[0], j);
+}
+
+/* (x - s[0])^2 */
+static LLVMValueRef p_sqdev(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    LLVMValueRef d = LLVMBuildFSub(c->b, ld(c, ty, r->p[0], j), splat(c, ty, r->s[0]), "");
+    return LLVMBuildFMul(c->b, d, d, "");
+}
+
+/* mean s[0] and rstd s[1] of the row at p[0] */
+static void row_stats(cg_ctx *c, row *r, LLVMValueRef h, double eps)
+{
+    LLVMValueRef hf = to_f32(c, h);
+    r->s[0] = LLVMBuildFDiv(c->b, row_pass(c, h, p_x, r, R_SUM), hf, "mean");
+    LLVMValueRef var = LLVMBuildFDiv(c->b, row_pass(c, h, p_sqdev, r, R_SUM), hf, "var");
+    r->s[1] =
+        LLVMBuildFDiv(c->b, cg_f32(c, 1.0),
+                      cg_sqrt(c, LLVMBuildFAdd(c->b, var, cg_f32(c, eps), "")), "rstd");
+}
+
+/* xhat = (x - mean) rstd */
+static LLVMValueRef xhat(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    return fp_mul(c, fp_sub(c, ld(c, ty, r->p[0], j), splat(c, ty, r->s[0])),
+                  splat(c, ty, r->s[1]));
+}
+
+/* layernorm: p = {x, gamma, beta, out} */
+static LLVMValueRef p_ln_out(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    LLVMValueRef y = fp_add(c, fp_mul(c, xhat(c, r, ty, j), ld(c, ty, r->p[1], j)),
+                            ld(c, ty, r->p[2], j));
+    st(c, y, r->p[3], j);
+    return NULL;
+}
+
+/* layernorm_dx: p = {x, gamma, dy, dx}; s = {mean, rstd, mean(g), mean(g xhat)} */
+static LLVMValueRef p_g(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    return fp_mul(c, ld(c, ty, r->p[2], j), ld(c, ty, r->p[1], j));
+}
+
+static LLVMValueRef p_gx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    return fp_mul(c, p_g(c, r, ty, j), xhat(c, r, ty, j));
+}
+
+static LLVMValueRef p_ln_dx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    LLVMValueRef t = fp_sub(c, p_g(c, r, ty, j), splat(c, ty, r->s[2]));
+    t = fp_sub(c, t, fp_mul(c, xhat(c, r, ty, j), splat(c, ty, r->s[3])));
+    st(c, fp_mul(c, splat(c, ty, r->s[1]), t), r->p[3], j);
+    return NULL;
+}
+
+/* attn_softmax: p = {x, out}, mask; s = {scale, max, sum, the masked keys' addend} */
+static LLVMValueRef p_sm_any(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    LLVMValueRef m = ld_i64(c, ty, r->mask, j);
+    return LLVMBuildSelect(
+        c->b, LLVMBuildICmp(c->b, LLVMIntNE, m, LLVMConstNull(LLVMTypeOf(m)), ""),
+        kf(c, ty, 1.0), kf(c, ty, 0.0), "");
+}
+
+static LLVMValueRef p_sm_logit(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    LLVMValueRef m = ld_i64(c, ty, r->mask, j);
+    LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(m));
+    LLVMValueRef add = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, m, zero, ""),
+                                       splat(c, ty, r->s[3]), kf(c, ty, 0.0), "");
+    LLVMValueRef v =
+        fp_add(c, fp_mul(c, splat(c, ty, r->s[0]), ld(c, ty, r->p[0], j)), add);
+    st(c, v, r->p[1], j);
+    return v;
+}
+
+/* out = exp(out - s[1]) (p[1] = out) */
+static LLVMValueRef p_exp_inplace(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    LLVMValueRef e =
+        cg_exp(c, LLVMBuildFSub(c->b, ld(c, ty, r->p[1], j), splat(c, ty, r->s[1]), ""));
+    st(c, e, r->p[1], j);
+    return e;
+}
+
+/* out *= s[2] (1 / sum: one division per row, the result within 1.5 ulp of out / sum) */
+static LLVMValueRef p_scale_inplace(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    st(c, fp_mul(c, ld(c, ty, r->p[1], j), splat(c, ty, r->s[2])), r->p[1], j);
+    return NULL;
+}
+
+/* softmax_grad: p = {y, dy, dx}; s = {scale, dot} */
+static LLVMValueRef p_dot(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    return fp_mul(c, ld(c, ty, r->p[1], j), ld(c, ty, r->p[0], j));
+}
+
+static LLVMValueRef p_sm_dx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    LLVMValueRef y = ld(c, ty, r->p[0], j);
+    LLVMValueRef d = fp_sub(c, ld(c, ty, r->p[1], j), splat(c, ty, r->s[1]));
+    st(c, fp_mul(c, fp_mul(c, splat(c, ty, r->s[0]), y), d), r->p[2], j);
+    return NULL;
+}
+
+/* cross-entropy: p = {logits, out}; s = {max, sum, factor, factor / sum} */
+static LLVMValueRef p_expdev(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    return cg_exp(c, LLVMBuildFSub(c->b, ld(c, ty, r->p[0], j), splat(c, ty, r->s[0]), ""));
+}
+
+static LLVMValueRef p_ce_exp(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    LLVMValueRef e = p_expdev(c, r, ty, j);
+    st(c, e, r->p[1], j);
+    return e;
+}
+
+/* out *= s[3] (factor / sum) */
+static LLVMValueRef p_ce_scale(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    st(c, fp_mul(c, ld(c, ty, r->p[1], j), splat(c, ty, r->s[3])), r->p[1], j);
+    return NULL;
+}
+
+static LLVMValueRef p_zero(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
+{
+    st(c, kf(c, ty, 0.0), r->p[1], j);
+    return NULL;
+}
+
+/* ---- row-wise lowerings ---- */
+
+/* x (rows, h), gamma (h), beta (h) -> (rows, h); unit = one row */
+int cg_lower_layernorm(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    (void)e;
+    const ir_type *t = &k->n->type;
+    units(c, k, dprod(t, 0, t->rank - 1), 1, NULL);
+    LLVMValueRef h = cg_dim(c, t->dim[t->rank - 1], k->B, k->S);
+    LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1);
+    LLVMValueRef gamma = cg_arg(c, k, 2), beta = cg_arg(c, k, 3);
+    cg_loop i;
+    cg_for_begin(c, &i, k->u0, k->u1, "row");
+    LLVMValueRef off = cg_mul(c, i.iv, h);
+    row r = {
+        .p = {cg_gep(c, c->t_f32, x, off), gamma, beta, cg_gep(c, c->t_f32, out, off)}};
+    row_stats(c, &r, h, k->n->a.eps);
+    row_pass(c, h, p_ln_out, &r, R_NONE);
+    cg_for_end(c, &i);
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}
+
+/* x, gamma, dy -> dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma; unit = row */
+int cg_lower_layernorm_dx(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    (void)e;
+    const ir_type *t = &k->n->type;
+    units(c, k, dprod(t, 0, t->rank - 1), 1, NULL);
+    LLVMValueRef h = cg_dim(c, t->dim[t->rank - 1], k->B, k->S), hf = to_f32(c, h);
+    LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1);
+    LLVMValueRef gamma = cg_arg(c, k, 2), dy = cg_arg(c, k, 3);
+    cg_loop i;
+    cg_for_begin(c, &i, k->u0, k->u1, "row");
+    LLVMValueRef off = cg_mul(c, i.iv, h);
+    row r = {.p = {cg_gep(c, c->t_f32, x, off), gamma, cg_gep(c, c->t_f32, dy, off),
+                   cg_gep(c, c->t_f32, out, off)}};
+    row_stats(c, &r, h, k->n->a.eps);
+    r.s[2] = LLVMBuildFDiv(c->b, row_pass(c, h, p_g, &r, R_SUM), hf, "mg");
+    r.s[3] = LLVMBuildFDiv(c->b, row_pass(c, h, p_gx, &r, R_SUM), hf, "mgx");
+    row_pass(c, h, p_ln_dx, &r, R_NONE);
+    cg_for_end(c, &i);
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}
+
+/* scores (batch, ..., t), mask (batch, t): softmax over t of scale x + (mask ? 0 : -1e4);
+ * unit = one row */
+int cg_lower_attn_softmax(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    (void)e;
+    const ir_type *xt = cg_operand_type(c, k, 0);
+    int rk = xt->rank;
+    units(c, k, dprod(xt, 0, rk - 1), 1, NULL);
+    LLVMValueRef t = cg_dim(c, xt->dim[rk - 1], k->B, k->S);
+    LLVMValueRef per_batch = cg_dims_prod(c, xt, 1, rk - 1, k->B, k->S);
+    LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1), mask = cg_arg(c, k, 2);
+    /* the batch entry of row i, i / per_batch, kept as a counter (no division per row) */
+    LLVMValueRef bvar = cg_var(c, c->t_i64, cg_div(c, k->u0, per_batch), "b");
+    LLVMValueRef rvar = cg_var(c, c->t_i64, cg_rem(c, k->u0, per_batch), "rb");
+    cg_loop i;
+    cg_for_begin(c, &i, k->u0, k->u1, "row");
+    LLVMValueRef off = cg_mul(c, i.iv, t), bi = LLVMBuildLoad2(c->b, c->t_i64, bvar, "");
+    row r = {.p = {cg_gep(c, c->t_f32, x, off), cg_gep(c, c->t_f32, out, off)}};
+    r.mask = cg_gep(c, c->t_i64, mask, cg_mul(c, bi, t));
+    r.s[0] = cg_f32(c, k->n->a.scale);
+    /* Softmax does not change when every logit moves by the same amount, so a row whose
+     * keys are all masked is the softmax of scale x alone: adding -1e4 there in f32 would
+     * round away the low bits of every logit. */
+    LLVMValueRef any = row_pass(c, t, p_sm_any, &r, R_MAX);
+    r.s[3] =
+        LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, any, cg_f32(c, 0.0), ""),
+                        cg_f32(c, ROW_MASK_NEG), cg_f32(c, 0.0), "neg");
+    r.s[1] = row_pass(c, t, p_sm_logit, &r, R_MAX);
+    r.s[2] = LLVMBuildFDiv(c->b, cg_f32(c, 1.0), row_pass(c, t, p_exp_inplace, &r, R_SUM),
+                           "inv");
+    row_pass(c, t, p_scale_inplace, &r, R_NONE);
+    LLVMValueRef rb = cg_add(c, LLVMBuildLoad2(c->b, c->t_i64, rvar, ""), cg_i64(c, 1));
+    LLVMValueRef wrap = LLVMBuildICmp(c->b, LLVMIntEQ, rb, per_batch, "");
+    LLVMBuildStore(c->b, LLVMBuildSelect(c->b, wrap, cg_i64(c, 0), rb, ""), rvar);
+    LLVMBuildStore(c->b, cg_add(c, bi, LLVMBuildZExt(c->b, wrap, c->t_i64, "")), bvar);
+    cg_for_end(c, &i);
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}
+
+/* y, dy -> dx = scale y (dy - sum(dy y)); unit = one row */
+int cg_lower_softmax_grad(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    (void)e;
+    const ir_type *ty = &k->n->type;
+    units(c, k, dprod(ty, 0, ty->rank - 1), 1, NULL);
+    LLVMValueRef t = cg_dim(c, ty->dim[ty->rank - 1], k->B, k->S);
+    LLVMValueRef out = cg_arg(c, k, 0), y = cg_arg(c, k, 1), dy = cg_arg(c, k, 2);
+    cg_loop i;
+    cg_for_begin(c, &i, k->u0, k->u1, "row");
+    LLVMValueRef off = cg_mul(c, i.iv, t);
+    row r = {.p = {cg_gep(c, c->t_f32, y, off), cg_gep(c, c->t_f32, dy, off),
+                   cg_gep(c, c->t_f32, out, off)}};
+    r.s[0] = cg_f32(c, k->n->a.scale);
+    r.s[1] = row_pass(c, t, p_dot, &r, R_SUM);
+    row_pass(c, t, p_sm_dx, &r, R_NONE);
+    cg_for_end(c, &i);
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}
+
+/* logits (n, C), labels (n) -> the mean over labelled rows of max + log(sum exp(x -
+ * max)) - x[label], or 0 when none is labelled. One unit: the losses are added in row
+ * order (in double). */
+int cg_lower_cross_entropy(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    (void)e;
+    const ir_type *lt = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
+    units(c, k, ir_dconst(1), 1, NULL);
+    LLVMValueRef C = cg_dim(c, lt->dim[lt->rank - 1], k->B, k->S);
+    LLVMValueRef n = cg_numel(c, bt, k->B, k->S);
+    LLVMValueRef out = cg_arg(c, k, 0), logits = cg_arg(c, k, 1), labels = cg_arg(c, k, 2);
+    LLVMValueRef total = cg_var(c, c->t_f64, LLVMConstReal(c->t_f64, 0.0), "total");
+    LLVMValueRef count = cg_var(c, c->t_i64, cg_i64(c, 0), "count");
+    cg_loop i;
+    cg_for_begin(c, &i, cg_i64(c, 0), n, "row");
+    LLVMValueRef lab = cg_load(c, c->t_i64, labels, i.iv);
+    LLVMBasicBlockRef join =
+        if_begin(c, LLVMBuildICmp(c->b, LLVMIntNE, lab, cg_i64(c, -100), ""));
+    row r = {.p = {cg_gep(c, c->t_f32, logits, cg_mul(c, i.iv, C))}};
+    r.s[0] = row_pass(c, C, p_x, &r, R_MAX);
+    LLVMValueRef sum = row_pass(c, C, p_expdev, &r, R_SUM);
+    LLVMValueRef loss = LLVMBuildFSub(c->b, r.s[0], cg_load(c, c->t_f32, r.p[0], lab), "");
+    loss = LLVMBuildFAdd(c->b, loss, cg_log(c, sum), "loss");
+    LLVMBuildStore(c->b,
+                   LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->t_f64, total, ""),
+                                 LLVMBuildFPExt(c->b, loss, c->t_f64, ""), ""),
+                   total);
+    LLVMBuildStore(c->b, cg_add(c, LLVMBuildLoad2(c->b, c->t_i64, count, ""), cg_i64(c, 1)),
+                   count);
+    if_end(c, join);
+    cg_for_end(c, &i);
+    LLVMValueRef cnt = LLVMBuildLoad2(c->b, c->t_i64, count, "");
+    LLVMValueRef mean = LLVMBuildFDiv(c->b, LLVMBuildLoad2(c->b, c->t_f64, total, ""),
+                                      LLVMBuildSIToFP(c->b, cnt, c->t_f64, ""), "");
+    LLVMValueRef res =
+        LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, cnt, cg_i64(c, 0), ""),
+                        LLVMBuildFPTrunc(c->b, mean, c->t_f32, ""), cg_f32(c, 0.0), "");
+    cg_store(c, res, out, cg_i64(c, 0));
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}
+
+/* logits (n, C), labels (n), dloss [] -> dlogits = dloss (softmax - onehot) / count on
+ * labelled rows, 0 on the others; unit = one row (each call counts the labels first). */
+int cg_lower_cross_entropy_grad(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    (void)e;
+    const ir_type *lt = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
+    units(c, k, ir_type_numel(bt), 1, NULL);
+    LLVMValueRef C = cg_dim(c, lt->dim[lt->rank - 1], k->B, k->S);
+    LLVMValueRef n = cg_numel(c, bt, k->B, k->S);
+    LLVMValueRef out = cg_arg(c, k, 0), logits = cg_arg(c, k, 1), labels = cg_arg(c, k, 2);
+    LLVMValueRef dloss = cg_load(c, c->t_f32, cg_arg(c, k, 3), cg_i64(c, 0));
+    LLVMValueRef count = cg_var(c, c->t_i64, cg_i64(c, 0), "count");
+    cg_loop i;
+    cg_for_begin(c, &i, cg_i64(c, 0), n, "i");
+    LLVMValueRef has = LLVMBuildICmp(c->b, LLVMIntNE, cg_load(c, c->t_i64, labels, i.iv),
+                                     cg_i64(c, -100), "");
+    LLVMBuildStore(c->b,
+                   cg_add(c, LLVMBuildLoad2(c->b, c->t_i64, count, ""),
+                          LLVMBuildZExt(c->b, has, c->t_i64, "")),
+                   count);
+    cg_for_end(c, &i);
+    LLVMValueRef factor = LLVMBuildFDiv(
+        c->b, dloss, to_f32(c, LLVMBuildLoad2(c->b, c->t_i64, count, "")), "factor");
+    cg_loop rw;
+    cg_for_begin(c, &rw, k->u0, k->u1, "row");
+    LLVMValueRef off = cg_mul(c, rw.iv, C);
+    row r = {.p = {cg_gep(c, c->t_f32, logits, off), cg_gep(c, c->t_f32, out, off)}};
+    LLVMValueRef lab = cg_load(c, c->t_i64, labels, rw.iv);
+    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
+    LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(c->ctx, fn, "labelled");
+    LLVMBasicBlockRef no = LLVMAppendBasicBlockInContext(c->ctx, fn, "ignored");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, fn, "join");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, lab, cg_i64(c, -100), ""), no,
+                    yes);
+    LLVMPositionBuilderAtEnd(c->b, no);
+    row_pass(c, C, p_zero, &r, R_NONE);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, yes);
+    r.s[0] = row_pass(c, C, p_x, &r, R_MAX);
+    r.s[1] = row_pass(c, C, p_ce_exp, &r, R_SUM);
+    r.s[2] = factor;
+    r.s[3] = LLVMBuildFDiv(c->b, factor, r.s[1], "");
+    LLVMValueRef el = cg_load(c, c->t_f32, r.p[1], lab);
+    row_pass(c, C, p_ce_scale, &r, R_NONE);
+    LLVMValueRef pl = LLVMBuildFDiv(c->b, el, r.s[1], "");
+    cg_store(c,
+             LLVMBuildFMul(c->b, LLVMBuildFSub(c->b, pl, cg_f32(c, 1.0), ""), factor, ""),
+             r.p[1], lab);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, join);
+    cg_for_end(c, &rw);
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}
+
+/* ---- column-wise lowerings ---- */
+
+/* The unit's output columns [*c0, *c1) of m, units of `cols` columns. */
+static void col_range(cg_ctx *c, cg_kernel *k, LLVMValueRef m, int64_t cols,
+                      LLVMValueRef *c0, LLVMValueRef *c1)
+{
+    *c0 = cg_mul(c, k->u0, cg_i64(c, cols));
+    *c1 = cg_min(c, cg_mul(c, k->u1, cg_i64(c, cols)), m);
+}
+
+static int64_t col_block(cg_ctx *c)
+{
+    return 4 * (int64_t)c->vec;
+}
+
+static void zero_cols(cg_ctx *c, LLVMValueRef out, LLVMValueRef rows, LLVMValueRef m,
+                      LLVMValueRef c0, LLVMValueRef c1)
+{
+    cg_loop r, j;
+    cg_for_begin(c, &r, cg_i64(c, 0), rows, "zr");
+    LLVMValueRef base = cg_mul(c, r.iv, m);
+    cg_for_begin(c, &j, c0, c1, "zj");
+    cg_store(c, cg_f32(c, 0.0), out, cg_add(c, base, j.iv));
+    cg_for_end(c, &j);
+    cg_for_end(c, &r);
+}
+
+/* acc[j - c0] = 0 for j in [c0, c1) (f64) */
+static void zero_acc(cg_ctx *c, LLVMValueRef acc, LLVMValueRef c0, LLVMValueRef c1)
+{
+    cg_loop j;
+    cg_for_begin(c, &j, cg_i64(c, 0), cg_sub(c, c1, c0), "zj");
+    cg_store(c, LLVMConstReal(c->t_f64, 0.0), acc, j.iv);
+    cg_for_end(c, &j);
+}
+
+/* acc[j - c0] += v(j) */
+static void acc_add(cg_ctx *c, LLVMValueRef acc, LLVMValueRef c0, LLVMValueRef j,
+                    LLVMValueRef v)
+{
+    LLVMValueRef i = cg_sub(c, j, c0);
+    LLVMValueRef s = LLVMBuildFAdd(c->b, cg_load(c, c->t_f64, acc, i),
+                                   LLVMBuildFPExt(c->b, v, c->t_f64, ""), "");
+    cg_store(c, s, acc, i);
+}
+
+/* out[j] = acc[j - c0] rounded to f32 */
+static void acc_store(cg_ctx *c, LLVMValueRef out, LLVMValueRef acc, LLVMValueRef c0,
+                      LLVMValueRef c1)
+{
+    cg_loop j;
+    cg_for_begin(c, &j, c0, c1, "oj");
+    LLVMValueRef v = cg_load(c, c->t_f64, acc, cg_sub(c, j.iv, c0));
+    cg_store(c, LLVMBuildFPTrunc(c->b, v, c->t_f32, ""), out, j.iv);
+    cg_for_end(c, &j);
+}
+
+/* x (rows, m) -> out (m) summed over rows; unit = a block of columns. The sums run in
+ * double (in the scratch: m doubles), in increasing row order. */
+int cg_lower_reduce_sum(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    (void)e;
+    const ir_type *t = &k->n->type, *xt = cg_operand_type(c, k, 0);
+    int64_t cols = col_block(c);
+    ir_dim scratch = ir_dim_mul(ir_type_numel(t), ir_dconst(2));
+    units(c, k, ir_type_numel(t), cols, &scratch);
+    LLVMValueRef m = cg_numel(c, t, k->B, k->S);
+    LLVMValueRef rows = cg_dims_prod(c, xt, 0, xt->rank - t->rank, k->B, k->S);
+    LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1), acc = k->scratch, c0, c1;
+    col_range(c, k, m, cols, &c0, &c1);
+    zero_acc(c, acc, c0, c1);
+    cg_loop r, j;
+    cg_for_begin(c, &r, cg_i64(c, 0), rows, "r");
+    LLVMValueRef xr = cg_gep(c, c->t_f32, x, cg_mul(c, r.iv, m));
+    cg_for_begin(c, &j, c0, c1, "j");
+    acc_add(c, acc, c0, j.iv, cg_load(c, c->t_f32, xr, j.iv));
+    cg_for_end(c, &j);
+    cg_for_end(c, &r);
+    acc_store(c, out, acc, c0, c1);
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}
+
+/* x, dy (rows, h) -> dgamma (h) = sum over rows of dy xhat; unit = a block of columns.
+ * The scratch holds the sums (h doubles), then every row's mean and rstd (rows * 2
+ * floats), which each call computes first. */
+int cg_lower_layernorm_dgamma(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    (void)e;
+    const ir_type *xt = cg_operand_type(c, k, 0);
+    int64_t cols = col_block(c);
+    ir_dim hd = xt->dim[xt->rank - 1];
+    ir_dim scratch = ir_dim_mul(dprod(xt, 0, xt->rank - 1), ir_dconst(2));
+    ir_dim sums = ir_dim_mul(hd, ir_dconst(2));
+    /* (rows + h) * 2 floats: a sum of monomials, so the units function adds them */
+    LLVMBasicBlockRef body = LLVMGetInsertBlock(c->b);
+    LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
+    LLVMValueRef nu = cg_div(c, cg_add(c, cg_dim(c, hd, k->uB, k->uS), cg_i64(c, cols - 1)),
+                             cg_i64(c, cols));
+    LLVMValueRef bytes = cg_mul(
+        c, cg_add(c, cg_dim(c, scratch, k->uB, k->uS), cg_dim(c, sums, k->uB, k->uS)),
+        cg_i64(c, 4));
+    cg_units_return(c, k, nu, bytes);
+    LLVMPositionBuilderAtEnd(c->b, body);
+    LLVMValueRef h = cg_dim(c, hd, k->B, k->S);
+    LLVMValueRef rows = cg_dims_prod(c, xt, 0, xt->rank - 1, k->B, k->S);
+    LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1), dy = cg_arg(c, k, 2), c0, c1;
+    LLVMValueRef acc = k->scratch;                           /* (h) f64 */
+    LLVMValueRef stats = cg_gep(c, c->t_f64, k->scratch, h); /* (rows, 2) f32 */
+    cg_loop r, j;
+    cg_for_begin(c, &r, cg_i64(c, 0), rows, "s");
+    row rr = {.p = {cg_gep(c, c->t_f32, x, cg_mul(c, r.iv, h))}};
+    row_stats(c, &rr, h, k->n->a.eps);
+    LLVMValueRef si = cg_mul(c, r.iv, cg_i64(c, 2));
+    cg_store(c, rr.s[0], stats, si);
+    cg_store(c, rr.s[1], stats, cg_add(c, si, cg_i64(c, 1)));
+    cg_for_end(c, &r);
+    col_range(c, k, h, cols, &c0, &c1);
+    zero_acc(c, acc, c0, c1);
+    cg_for_begin(c, &r, cg_i64(c, 0), rows, "r");
+    si = cg_mul(c, r.iv, cg_i64(c, 2));
+    LLVMValueRef mean = cg_load(c, c->t_f32, stats, si);
+    LLVMValueRef rstd = cg_load(c, c->t_f32, stats, cg_add(c, si, cg_i64(c, 1)));
+    LLVMValueRef off = cg_mul(c, r.iv, h);
+    LLVMValueRef xr = cg_gep(c, c->t_f32, x, off), dyr = cg_gep(c, c->t_f32, dy, off);
+    cg_for_begin(c, &j, c0, c1, "j");
+    LLVMValueRef d = fp_mul(c, cg_load(c, c->t_f32, dyr, j.iv),
+                            fp_sub(c, cg_load(c, c->t_f32, xr, j.iv), mean));
+    acc_add(c, acc, c0, j.iv, fp_mul(c, d, rstd));
+    cg_for_end(c, &j);
+    cg_for_end(c, &r);
+    acc_store(c, out, acc, c0, c1);
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}
+
+/* ids (n), dy (n, h) -> out (v, h): zero, then row ids[i] += dy[i] in increasing i;
+ * unit = a block of columns */
+int cg_lower_scatter_add(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    (void)e;
+    const ir_type *t = &k->n->type, *it = cg_operand_type(c, k, 0);
+    int64_t cols = col_block(c);
+    units(c, k, t->dim[1], cols, NULL);
+    LLVMValueRef v = cg_dim(c, t->dim[0], k->B, k->S), h = cg_dim(c, t->dim[1], k->B, k->S);
+    LLVMValueRef n = cg_numel(c, it, k->B, k->S);
+    LLVMValueRef out = cg_arg(c, k, 0), ids = cg_arg(c, k, 1), dy = cg_arg(c, k, 2), c0, c1;
+    col_range(c, k, h, cols, &c0, &c1);
+    zero_cols(c, out, v, h, c0, c1);
+    cg_loop i, j;
+    cg_for_begin(c, &i, cg_i64(c, 0), n, "i");
+    LLVMValueRef orow =
+        cg_gep(c, c->t_f32, out, cg_mul(c, cg_load(c, c->t_i64, ids, i.iv), h));
+    LLVMValueRef drow = cg_gep(c, c->t_f32, dy, cg_mul(c, i.iv, h));
+    cg_for_begin(c, &j, c0, c1, "j");
+    LLVMValueRef s =
+        fp_add(c, cg_load(c, c->t_f32, orow, j.iv), cg_load(c, c->t_f32, drow, j.iv));
+    cg_store(c, s, orow, j.iv);
+    cg_for_end(c, &j);
+    cg_for_end(c, &i);
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}

@@ -1,0 +1,602 @@
+/* matmul.c: the matmul lowering, a GotoBLAS/BLIS-style GEMM written as LLVM vector IR.
+ *
+ * Per batch entry z: C (M, N) = op(A) (M, K) x op(B) (K, N), all row-major; op transposes
+ * when ta / tb is set. When b is a shared 2-D matrix (and a is [..., M, K]) the batch
+ * folds into M. A work unit is one MC x NC tile of C of one batch entry; it walks K in
+ * blocks of KC and for each block
+ *   - packs op(B)'s KC x NC panel into per-thread scratch as NR-wide micro-panels
+ *     (KC, NR), zero-padded past N: NR/V aligned vectors per k (copied rows when tb = 0,
+ *     8 x 8 register transposes when tb = 1);
+ *   - packs op(A)'s MC x KC block as MR-row micro-panels (KC, MR), zero-padded past M,
+ *     except when A is not transposed: its rows are then contiguous along K and the
+ *     micro-kernel broadcasts from them in place;
+ *   - runs the MR x NR micro-kernel over every (micro-panel of A, micro-panel of B) pair:
+ *     MR x NR/V vector accumulators live in registers across the k loop; each k step
+ *     loads NR/V vectors of B, broadcasts MR scalars of A and does MR * NR/V FMAs.
+ * Edge tiles (M, N not multiples of MR, NR) pass through a stack tile copied to and from
+ * C with masked row vectors; packing masks or zero-fills the panel edges, so K, M and N
+ * need no padding.
+ *
+ * Blocking (AVX-512): 8 x 48 register tile (24 zmm accumulators), KC = 256, units of
+ * 256 x 384: B's packed panel (384 KB) stays in L2, A's micro-panel (8 KB) in L1, and
+ * BERT's shapes give an even number of units (2 threads balance). Measured against 12 x
+ * 32, 14 x 32, 6 x 64, KC 128 / 384 and larger units in bench/README.md's setting; all
+ * within noise of this one or below it.
+ *
+ * Determinism: every element of C is one chain c = fma(a[k], b[k], c) over k = 0..K-1
+ * in order, started at 0 and carried through C between K blocks (an f32 store and
+ * reload is exact). The result therefore depends neither on the tile sizes nor on how
+ * units are split over threads. Without FMA the chain is c = c + a[k] * b[k], rounded
+ * twice, equally fixed. */
+#include <stdint.h>
+
+#include "cg.h"
+
+/* Blocking of one target. MR x NR is the register tile (NR = NRV vectors of V lanes),
+ * KC the K block, MC x NC the unit tile (multiples of MR and NR); U the k unroll. */
+typedef struct mm_cfg {
+    int V, MR, NRV, NR, KC, MC, NC, U;
+    int a_direct; /* A's rows are read in place (ta = 0), not packed */
+} mm_cfg;
+
+/* Sizes of one matmul (i64 values): batch entries with their own A, B and C, and M,
+ * N, K after folding a shared b's batch into M. */
+typedef struct mm_dims {
+    LLVMValueRef batch, M, N, K, mb, nb, units;
+} mm_dims;
+
+static mm_cfg choose_cfg(const cg_ctx *c, int ta)
+{
+    mm_cfg f;
+    f.V = c->vec;
+    if (c->vec >= 16) {
+        /* 32 zmm registers: 24 accumulators, 3 B vectors, 1 broadcast. The unit tile
+         * keeps B's packed panel (KC x NC, 384 KB) in L2 and an A micro-panel (8 KB)
+         * in L1. */
+        f.MR = 8;
+        f.NRV = 3;
+        f.KC = 256;
+        f.MC = 256;
+        f.NC = 384;
+    } else {
+        /* 16 registers (AVX2, SSE): the 6 x 2-vector tile, 12 accumulators. */
+        f.MR = 6;
+        f.NRV = 2;
+        f.KC = 256;
+        f.MC = 120;
+        f.NC = 32 * c->vec;
+    }
+    f.U = 4;
+    f.a_direct = !ta;
+    f.NR = f.NRV * f.V;
+    return f;
+}
+
+/* Scratch per thread: the packed B panel, then the packed A block; both 64-byte
+ * aligned (the executor aligns the scratch base). */
+static int64_t scratch_floats_b(const mm_cfg *f)
+{
+    return (int64_t)f->KC * f->NC;
+}
+
+static int64_t scratch_bytes(const mm_cfg *f)
+{
+    return 4 * (scratch_floats_b(f) + (f->a_direct ? 0 : (int64_t)f->KC * f->MC));
+}
+
+/* Whether b has its own batch dims (else a shared [K, N] / [N, K] matrix). */
+static int b_batched(const ir_type *a, const ir_type *b)
+{
+    return b->rank == a->rank && a->rank > 2;
+}
+
+static void mm_sizes(cg_ctx *c, cg_kernel *k, const mm_cfg *f, LLVMValueRef B,
+                     LLVMValueRef S, mm_dims *d)
+{
+    const ir_type *a = cg_operand_type(c, k, 0), *b = cg_operand_type(c, k, 1);
+    const ir_type *o = cg_operand_type(c, k, -1);
+    int r = a->rank;
+    d->batch = cg_dims_prod(c, a, 0, r - 2, B, S);
+    d->M = cg_dim(c, o->dim[r - 2], B, S);
+    d->N = cg_dim(c, o->dim[r - 1], B, S);
+    d->K = cg_dim(c, k->n->a.ta ? a->dim[r - 2] : a->dim[r - 1], B, S);
+    if (!b_batched(a, b)) {
+        d->M = cg_mul(c, d->M, d->batch);
+        d->batch = cg_i64(c, 1);
+    }
+    d->mb = cg_div(c, cg_add(c, d->M, cg_i64(c, f->MC - 1)), cg_i64(c, f->MC));
+    d->nb = cg_div(c, cg_add(c, d->N, cg_i64(c, f->NC - 1)), cg_i64(c, f->NC));
+    d->units = cg_mul(c, d->batch, cg_mul(c, d->mb, d->nb));
+}
+
+/* ---- small IR helpers ---- */
+
+static LLVMTypeRef vec_t(cg_ctx *c, int n)
+{
+    return LLVMVectorType(c->t_f32, (unsigned)n);
+}
+
+static LLVMValueRef ptr_at(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx)
+{
+    return cg_gep(c, c->t_f32, base, idx);
+}
+
+/* A load of type t (f32 or a vector of f32) at &base[idx] (in floats). */
+static LLVMValueRef load_at(cg_ctx *c, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef idx,
+                            unsigned align)
+{
+    LLVMValueRef v = LLVMBuildLoad2(c->b, t, ptr_at(c, base, idx), "");
+    LLVMSetAlignment(v, align);
+    return v;
+}
+
+static void store_at(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx,
+                     unsigned align)
+{
+    LLVMSetAlignment(LLVMBuildStore(c->b, v, ptr_at(c, base, idx)), align);
+}
+
+static LLVMValueRef splat(cg_ctx *c, LLVMValueRef x, int n)
+{
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), (unsigned)n);
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), x,
+                                            LLVMConstInt(c->t_i32, 0, 0), "");
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt),
+                                  LLVMConstNull(LLVMVectorType(c->t_i32, (unsigned)n)), "");
+}
+
+static LLVMValueRef shuffle(cg_ctx *c, LLVMValueRef x, LLVMValueRef y, const int *m, int n)
+{
+    LLVMValueRef idx[64];
+    for (int i = 0; i < n; i++)
+        idx[i] = LLVMConstInt(c->t_i32, (unsigned long long)m[i], 0);
+    return LLVMBuildShuffleVector(c->b, x, y, LLVMConstVector(idx, (unsigned)n), "");
+}
+
+/* Lane mask of an n-lane vector: lane l is on when l < lim (i64, |lim| < 2^31). */
+static LLVMValueRef lane_mask(cg_ctx *c, LLVMValueRef lim, int n)
+{
+    LLVMValueRef iota[64];
+    for (int i = 0; i < n; i++)
+        iota[i] = LLVMConstInt(c->t_i32, (unsigned long long)i, 0);
+    LLVMValueRef l = splat(c, LLVMBuildTrunc(c->b, lim, c->t_i32, ""), n);
+    return LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(iota, (unsigned)n), l, "");
+}
+
+/* &base[idx] without inbounds: a masked access may start past the end of its buffer. */
+static LLVMValueRef ptr_raw(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx)
+{
+    return LLVMBuildGEP2(c->b, c->t_f32, base, &idx, 1, "");
+}
+
+static LLVMValueRef masked_load(cg_ctx *c, int n, LLVMValueRef ptr, LLVMValueRef mask)
+{
+    LLVMTypeRef vt = vec_t(c, n), ov[2] = {vt, c->t_ptr};
+    unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, ov, 2);
+    LLVMValueRef args[4] = {ptr, LLVMConstInt(c->t_i32, 4, 0), mask, LLVMConstNull(vt)};
+    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ov, 2), fn, args, 4, "");
+}
+
+static void masked_store(cg_ctx *c, int n, LLVMValueRef v, LLVMValueRef ptr,
+                         LLVMValueRef mask)
+{
+    LLVMTypeRef ov[2] = {vec_t(c, n), c->t_ptr};
+    unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, ov, 2);
+    LLVMValueRef args[4] = {v, ptr, LLVMConstInt(c->t_i32, 4, 0), mask};
+    LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ov, 2), fn, args, 4, "");
+}
+
+static LLVMBasicBlockRef new_block(cg_ctx *c, const char *name)
+{
+    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
+    return LLVMAppendBasicBlockInContext(c->ctx, fn, name);
+}
+
+/* acc + a * b: llvm.fma where the target has it, else a rounded multiply and add. */
+static LLVMValueRef fma_or_muladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b,
+                                  LLVMValueRef acc)
+{
+    if (c->fma)
+        return cg_fma(c, a, b, acc);
+    return LLVMBuildFAdd(c->b, acc, LLVMBuildFMul(c->b, a, b, ""), "");
+}
+
+/* ---- packing: dst (KC, W) from rows w0 .. w0 + wv - 1 of op(src), zero past wv ---- */
+
+/* src is contiguous along W: micro-panel q of dst, (kc, W) at dst + q * KC * W, gets
+ * dst[q][p][w] = src[(pc + p) * ld + w0 + q * W + w], zero where w0 + q * W + w >= wend,
+ * for q < nq. Each k walks one row of src across all panels, so src is read in order. */
+static void pack_copy(cg_ctx *c, const mm_cfg *f, LLVMValueRef dst, int W, LLVMValueRef nq,
+                      LLVMValueRef src, LLVMValueRef ld, LLVMValueRef w0, LLVMValueRef wend,
+                      LLVMValueRef pc, LLVMValueRef kc)
+{
+    int cw = W % f->V == 0 ? f->V : W % 8 == 0 ? 8 : W % 4 == 0 ? 4 : 1;
+    cg_loop lp, lq;
+    cg_for_begin(c, &lp, cg_i64(c, 0), kc, "p");
+    LLVMValueRef srow = cg_mul(c, cg_add(c, pc, lp.iv), ld);
+    LLVMValueRef drow = cg_mul(c, lp.iv, cg_i64(c, W));
+    cg_for_begin(c, &lq, cg_i64(c, 0), nq, "q");
+    LLVMValueRef wq = cg_add(c, w0, cg_mul(c, lq.iv, cg_i64(c, W)));
+    LLVMValueRef wv = cg_sub(c, wend, wq); /* columns of this panel inside src */
+    LLVMValueRef s = cg_add(c, srow, wq);
+    LLVMValueRef d = cg_add(c, cg_mul(c, lq.iv, cg_i64(c, (int64_t)f->KC * W)), drow);
+    LLVMValueRef full = LLVMBuildICmp(c->b, LLVMIntSGE, wv, cg_i64(c, W), "");
+    LLVMBasicBlockRef bf = new_block(c, "pack.full"), be = new_block(c, "pack.edge"),
+                      done = new_block(c, "pack.done");
+    LLVMBuildCondBr(c->b, full, bf, be);
+    for (int edge = 0; edge < 2; edge++) {
+        LLVMPositionBuilderAtEnd(c->b, edge ? be : bf);
+        for (int w = 0; w < W; w += cw) {
+            LLVMValueRef v, sw = cg_add(c, s, cg_i64(c, w));
+            if (edge && cw == 1) {
+                /* the clamped column is always in bounds; zero it past wv */
+                LLVMValueRef in = LLVMBuildICmp(c->b, LLVMIntSLT, cg_i64(c, w), wv, "");
+                sw = cg_add(c, s, cg_min(c, cg_i64(c, w), cg_sub(c, wv, cg_i64(c, 1))));
+                v = LLVMBuildSelect(c->b, in, load_at(c, c->t_f32, src, sw, 4),
+                                    cg_f32(c, 0), "");
+            } else if (edge) {
+                v = masked_load(c, cw, ptr_raw(c, src, sw),
+                                lane_mask(c, cg_sub(c, wv, cg_i64(c, w)), cw));
+            } else {
+                v = load_at(c, cw == 1 ? c->t_f32 : vec_t(c, cw), src, sw, 4);
+            }
+            store_at(c, v, dst, cg_add(c, d, cg_i64(c, w)), cw == 1 ? 4 : 4 * (unsigned)cw);
+        }
+        LLVMBuildBr(c->b, done);
+    }
+    LLVMPositionBuilderAtEnd(c->b, done);
+    cg_for_end(c, &lq);
+    cg_for_end(c, &lp);
+}
+
+/* An 8 x 8 transpose of f32 vectors (unpack, shufps, 128-bit lane permute). */
+static void transpose8(cg_ctx *c, LLVMValueRef *r)
+{
+    static const int lo[8] = {0, 8, 1, 9, 4, 12, 5, 13},
+                     hi[8] = {2, 10, 3, 11, 6, 14, 7, 15};
+    static const int s44[8] = {0, 1, 8, 9, 4, 5, 12, 13},
+                     see[8] = {2, 3, 10, 11, 6, 7, 14, 15};
+    static const int p20[8] = {0, 1, 2, 3, 8, 9, 10, 11},
+                     p31[8] = {4, 5, 6, 7, 12, 13, 14, 15};
+    LLVMValueRef t[8], s[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = shuffle(c, r[2 * i], r[2 * i + 1], lo, 8);
+        t[2 * i + 1] = shuffle(c, r[2 * i], r[2 * i + 1], hi, 8);
+    }
+    for (int h = 0; h < 2; h++) {
+        LLVMValueRef *q = t + 4 * h, *o = s + 4 * h;
+        o[0] = shuffle(c, q[0], q[2], s44, 8);
+        o[1] = shuffle(c, q[0], q[2], see, 8);
+        o[2] = shuffle(c, q[1], q[3], s44, 8);
+        o[3] = shuffle(c, q[1], q[3], see, 8);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = shuffle(c, s[i], s[i + 4], p20, 8);
+        r[i + 4] = shuffle(c, s[i], s[i + 4], p31, 8);
+    }
+}
+
+/* One 8 x 8 block of pack_transposed: k p .. p + 7 of the 8 rows at src + row[t],
+ * stored as 8 column vectors at dst + (p + t) * W + w; lanes off in `m` are zeroed.
+ * kmask (NULL: all) masks the loads to the k inside the block. */
+static void transpose_block(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src,
+                            const LLVMValueRef *row, LLVMValueRef p, LLVMValueRef w,
+                            LLVMValueRef m, LLVMValueRef kmask)
+{
+    LLVMValueRef r[8];
+    for (int t = 0; t < 8; t++) {
+        LLVMValueRef at = cg_add(c, row[t], p);
+        r[t] = kmask ? masked_load(c, 8, ptr_at(c, src, at), kmask)
+                     : load_at(c, vec_t(c, 8), src, at, 4);
+    }
+    transpose8(c, r);
+    for (int t = 0; t < 8; t++) {
+        LLVMValueRef v = LLVMBuildSelect(c->b, m, r[t], LLVMConstNull(vec_t(c, 8)), "");
+        store_at(c, v, dst,
+                 cg_add(c, cg_mul(c, cg_add(c, p, cg_i64(c, t)), cg_i64(c, W)), w), 32);
+    }
+}
+
+/* src is contiguous along K: dst[p][w] = src[(w0 + w) * ld + pc + p], zero for w >= wv.
+ * Blocks of 8 rows by 8 k are transposed in registers, row group by row group; rows
+ * past wv are read clamped and zeroed. W and KC are multiples of 8, so the last,
+ * partial block of k (its loads masked) still fits in dst; the k past kc it writes
+ * are never read. */
+static void pack_transposed(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src,
+                            LLVMValueRef ld, LLVMValueRef w0, LLVMValueRef wv,
+                            LLVMValueRef pc, LLVMValueRef kc)
+{
+    LLVMValueRef last = cg_sub(c, wv, cg_i64(c, 1));
+    LLVMValueRef k8 = LLVMBuildAnd(c->b, kc, cg_i64(c, ~(int64_t)7), "");
+    LLVMValueRef tail = cg_sub(c, kc, k8);
+    cg_loop lg, lq;
+    cg_for_begin(c, &lg, cg_i64(c, 0), cg_i64(c, W / 8), "g");
+    LLVMValueRef g8 = cg_mul(c, lg.iv, cg_i64(c, 8)), row[8];
+    for (int t = 0; t < 8; t++) {
+        LLVMValueRef w = cg_min(c, cg_add(c, g8, cg_i64(c, t)), last);
+        row[t] = cg_add(c, cg_mul(c, cg_add(c, w0, w), ld), pc);
+    }
+    /* lane t of every column vector comes from row 8g + t */
+    LLVMValueRef m = lane_mask(c, cg_sub(c, wv, g8), 8);
+    cg_for_begin(c, &lq, cg_i64(c, 0), cg_div(c, k8, cg_i64(c, 8)), "p8");
+    transpose_block(c, dst, W, src, row, cg_mul(c, lq.iv, cg_i64(c, 8)), g8, m, NULL);
+    cg_for_end(c, &lq);
+    LLVMBasicBlockRef bt = new_block(c, "pack.tail"), done = new_block(c, "pack.tail.done");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, tail, cg_i64(c, 0), ""), bt,
+                    done);
+    LLVMPositionBuilderAtEnd(c->b, bt);
+    transpose_block(c, dst, W, src, row, k8, g8, m, lane_mask(c, tail, 8));
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
+    cg_for_end(c, &lg);
+}
+
+/* ---- the micro-kernel ---- */
+
+#define MAX_ACC 32
+
+/* Where the micro-kernel reads A: the packed micro-panel pa (kc, MR), or MR row
+ * pointers into A (offset by pc) when rows is set. */
+typedef struct mm_a {
+    LLVMValueRef pa;
+    LLVMValueRef rows[MAX_ACC];
+    int direct;
+} mm_a;
+
+/* One k step at index p: acc[r][v] += A(r, p) * B(p, v-th vector). */
+static void k_step(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef pb,
+                   LLVMValueRef p, LLVMValueRef *acc)
+{
+    LLVMValueRef bv[8];
+    for (int v = 0; v < f->NRV; v++)
+        bv[v] = load_at(c, vec_t(c, f->V), pb,
+                        cg_add(c, cg_mul(c, p, cg_i64(c, f->NR)), cg_i64(c, v * f->V)),
+                        4 * (unsigned)f->V);
+    for (int r = 0; r < f->MR; r++) {
+        LLVMValueRef s =
+            a->direct ? load_at(c, c->t_f32, a->rows[r], p, 4)
+                      : load_at(c, c->t_f32, a->pa,
+                                cg_add(c, cg_mul(c, p, cg_i64(c, f->MR)), cg_i64(c, r)), 4);
+        LLVMValueRef sv = splat(c, s, f->V);
+        for (int v = 0; v < f->NRV; v++)
+            acc[r * f->NRV + v] = fma_or_muladd(c, sv, bv[v], acc[r * f->NRV + v]);
+    }
+}
+
+/* for (p = p0; p < end; p += U) k steps p .. p + U - 1, accumulators carried in acc.
+ * Returns p at the exit. */
+static LLVMValueRef k_loop(cg_ctx *c, const mm_cfg *f, int U, LLVMValueRef p0,
+                           LLVMValueRef end, const mm_a *a, LLVMValueRef pb,
+                           LLVMValueRef *acc)
+{
+    const int NA = f->MR * f->NRV;
+    LLVMTypeRef vt = vec_t(c, f->V);
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b), head = new_block(c, "k.head"),
+                      body = new_block(c, "k.body"), exit = new_block(c, "k.exit");
+    LLVMBuildBr(c->b, head);
+    LLVMPositionBuilderAtEnd(c->b, head);
+    LLVMValueRef p = LLVMBuildPhi(c->b, c->t_i64, "p"), ph[MAX_ACC], cur[MAX_ACC];
+    LLVMAddIncoming(p, &p0, &pre, 1);
+    for (int i = 0; i < NA; i++) {
+        ph[i] = LLVMBuildPhi(c->b, vt, "acc");
+        LLVMAddIncoming(ph[i], &acc[i], &pre, 1);
+        cur[i] = ph[i];
+    }
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, p, end, ""), body, exit);
+    LLVMPositionBuilderAtEnd(c->b, body);
+    for (int u = 0; u < U; u++)
+        k_step(c, f, a, pb, cg_add(c, p, cg_i64(c, u)), cur);
+    LLVMValueRef pn = LLVMBuildAdd(c->b, p, cg_i64(c, U), "");
+    LLVMSetNSW(pn, 1);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+    LLVMBuildBr(c->b, head);
+    LLVMAddIncoming(p, &pn, &latch, 1);
+    for (int i = 0; i < NA; i++) {
+        LLVMAddIncoming(ph[i], &cur[i], &latch, 1);
+        acc[i] = ph[i];
+    }
+    LLVMPositionBuilderAtEnd(c->b, exit);
+    return p;
+}
+
+/* Copies the mr x nr corner of C at cz + i0 * ldc + j0 to or from the (MR, NR) tile
+ * (row by row, NR/V masked vectors a row). */
+static void edge_copy(cg_ctx *c, const mm_cfg *f, int to_c, LLVMValueRef tile,
+                      LLVMValueRef cz, LLVMValueRef ldc, LLVMValueRef i0, LLVMValueRef mr,
+                      LLVMValueRef j0, LLVMValueRef nr)
+{
+    cg_loop lr;
+    cg_for_begin(c, &lr, cg_i64(c, 0), mr, "edge.r");
+    LLVMValueRef crow = cg_add(c, cg_mul(c, cg_add(c, i0, lr.iv), ldc), j0);
+    LLVMValueRef trow = cg_mul(c, lr.iv, cg_i64(c, f->NR));
+    for (int v = 0; v < f->NRV; v++) {
+        LLVMValueRef cp = ptr_raw(c, cz, cg_add(c, crow, cg_i64(c, v * f->V)));
+        LLVMValueRef tv = cg_add(c, trow, cg_i64(c, v * f->V));
+        LLVMValueRef m = lane_mask(c, cg_sub(c, nr, cg_i64(c, v * f->V)), f->V);
+        if (to_c)
+            masked_store(c, f->V, load_at(c, vec_t(c, f->V), tile, tv, 4 * (unsigned)f->V),
+                         cp, m);
+        else
+            store_at(c, masked_load(c, f->V, cp, m), tile, tv, 4 * (unsigned)f->V);
+    }
+    cg_for_end(c, &lr);
+}
+
+/* The MR x NR tile of C at rows i0.., columns j0.. (mr x nr of it inside C):
+ * C = (first ? 0 : C) + sum over p < kc of A(:, p) B(p, :), pb being B's packed
+ * micro-panel (kc, NR). Full tiles load and store C directly; edge tiles go through
+ * `tile`, an (MR, NR) stack buffer. */
+static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef pb,
+                         LLVMValueRef kc, LLVMValueRef cz, LLVMValueRef ldc,
+                         LLVMValueRef i0, LLVMValueRef mr, LLVMValueRef j0, LLVMValueRef nr,
+                         LLVMValueRef first, LLVMValueRef tile)
+{
+    const int MR = f->MR, NRV = f->NRV, V = f->V, NA = MR * NRV;
+    LLVMTypeRef vt = vec_t(c, V);
+    LLVMValueRef full =
+        LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, mr, cg_i64(c, MR), ""),
+                     LLVMBuildICmp(c->b, LLVMIntEQ, nr, cg_i64(c, f->NR), ""), "full");
+    LLVMValueRef c0 = cg_add(c, cg_mul(c, i0, ldc), j0), zero = LLVMConstNull(vt);
+#define C_AT(r, v) cg_add(c, c0, cg_add(c, cg_mul(c, cg_i64(c, r), ldc), cg_i64(c, (v)*V)))
+#define T_AT(r, v) cg_i64(c, (r)*f->NR + (v)*V)
+
+    /* accumulators start at 0 (first K block) or at C */
+    LLVMBasicBlockRef b0 = LLVMGetInsertBlock(c->b), bl = new_block(c, "c.load"),
+                      blf = new_block(c, "c.load.full"), ble = new_block(c, "c.load.edge"),
+                      bi = new_block(c, "k.init");
+    LLVMBuildCondBr(c->b, first, bi, bl);
+    LLVMPositionBuilderAtEnd(c->b, bl);
+    LLVMBuildCondBr(c->b, full, blf, ble);
+    LLVMValueRef accf[MAX_ACC], acce[MAX_ACC], acc[MAX_ACC];
+    LLVMPositionBuilderAtEnd(c->b, blf);
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NRV; v++)
+            accf[r * NRV + v] = load_at(c, vt, cz, C_AT(r, v), 4);
+    LLVMBuildBr(c->b, bi);
+    LLVMPositionBuilderAtEnd(c->b, ble);
+    /* rows of the tile past mr keep stale values; their results are never stored */
+    edge_copy(c, f, 0, tile, cz, ldc, i0, mr, j0, nr);
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NRV; v++)
+            acce[r * NRV + v] = load_at(c, vt, tile, T_AT(r, v), 4 * (unsigned)V);
+    LLVMBasicBlockRef ble_end = LLVMGetInsertBlock(c->b);
+    LLVMBuildBr(c->b, bi);
+    LLVMPositionBuilderAtEnd(c->b, bi);
+    LLVMBasicBlockRef from[3] = {b0, blf, ble_end};
+    for (int i = 0; i < NA; i++) {
+        acc[i] = LLVMBuildPhi(c->b, vt, "acc0");
+        LLVMValueRef in[3] = {zero, accf[i], acce[i]};
+        LLVMAddIncoming(acc[i], in, from, 3);
+    }
+
+    /* the k loop, unrolled U times, then its remainder */
+    LLVMValueRef p =
+        k_loop(c, f, f->U, cg_i64(c, 0), cg_sub(c, kc, cg_i64(c, f->U - 1)), a, pb, acc);
+    k_loop(c, f, 1, p, kc, a, pb, acc);
+
+    LLVMBasicBlockRef bsf = new_block(c, "c.store.full"),
+                      bse = new_block(c, "c.store.edge"), bd = new_block(c, "c.done");
+    LLVMBuildCondBr(c->b, full, bsf, bse);
+    LLVMPositionBuilderAtEnd(c->b, bsf);
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NRV; v++)
+            store_at(c, acc[r * NRV + v], cz, C_AT(r, v), 4);
+    LLVMBuildBr(c->b, bd);
+    LLVMPositionBuilderAtEnd(c->b, bse);
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NRV; v++)
+            store_at(c, acc[r * NRV + v], tile, T_AT(r, v), 4 * (unsigned)V);
+    edge_copy(c, f, 1, tile, cz, ldc, i0, mr, j0, nr);
+    LLVMBuildBr(c->b, bd);
+    LLVMPositionBuilderAtEnd(c->b, bd);
+#undef C_AT
+#undef T_AT
+}
+
+/* ---- the lowering ---- */
+
+int cg_lower_matmul(cg_ctx *c, cg_kernel *k, ir_err *e)
+{
+    const ir_type *at = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
+    const int ta = k->n->a.ta, tb = k->n->a.tb;
+    if (at->dtype != IR_F32 || bt->dtype != IR_F32)
+        return ir_errf(e, "matmul: operands must be f32");
+    if (!b_batched(at, bt) && ta && at->rank > 2)
+        return ir_errf(e, "matmul: ta needs a batched rhs");
+    const mm_cfg cfg = choose_cfg(c, ta), *f = &cfg;
+    if (f->MR * f->NRV > MAX_ACC || f->NR % 8 || f->KC % 8 || f->MC % f->MR ||
+        f->NC % f->NR)
+        return ir_errf(e, "matmul: internal error: bad blocking %dx%d, KC %d, %dx%d", f->MR,
+                       f->NR, f->KC, f->MC, f->NC);
+
+    /* units: batch x M blocks x N blocks */
+    LLVMBasicBlockRef body_bb = LLVMGetInsertBlock(c->b);
+    LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
+    mm_dims d;
+    mm_sizes(c, k, f, k->uB, k->uS, &d);
+    cg_units_return(c, k, d.units, cg_i64(c, scratch_bytes(f)));
+    LLVMPositionBuilderAtEnd(c->b, body_bb);
+
+    mm_sizes(c, k, f, k->B, k->S, &d);
+    LLVMValueRef C = cg_arg(c, k, 0), A = cg_arg(c, k, 1), Bm = cg_arg(c, k, 2);
+    LLVMValueRef pb = k->scratch; /* (NC/NR, KC, NR) */
+    LLVMValueRef pa =
+        ptr_at(c, k->scratch, cg_i64(c, scratch_floats_b(f))); /* (MC/MR, KC, MR) */
+    LLVMValueRef tile = cg_var(c, LLVMArrayType(c->t_f32, (unsigned)(f->MR * f->NR)), NULL,
+                               "tile"); /* (MR, NR): edge tiles of C */
+    LLVMSetAlignment(tile, 64);
+    LLVMValueRef one = cg_i64(c, 1), MK = cg_mul(c, d.M, d.K), KN = cg_mul(c, d.K, d.N),
+                 MN = cg_mul(c, d.M, d.N), mbnb = cg_mul(c, d.mb, d.nb);
+    LLVMValueRef npc = cg_div(c, cg_add(c, d.K, cg_i64(c, f->KC - 1)), cg_i64(c, f->KC));
+    npc = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, npc, one, ""), one, npc,
+                          "npc");
+
+    cg_loop lu;
+    cg_for_begin(c, &lu, k->u0, k->u1, "unit");
+    LLVMValueRef z = cg_div(c, lu.iv, mbnb), t = cg_rem(c, lu.iv, mbnb);
+    LLVMValueRef m0 = cg_mul(c, cg_div(c, t, d.nb), cg_i64(c, f->MC));
+    LLVMValueRef n0 = cg_mul(c, cg_rem(c, t, d.nb), cg_i64(c, f->NC));
+    LLVMValueRef mc = cg_min(c, cg_i64(c, f->MC), cg_sub(c, d.M, m0));
+    LLVMValueRef nc = cg_min(c, cg_i64(c, f->NC), cg_sub(c, d.N, n0));
+    LLVMValueRef nip = cg_div(c, cg_add(c, mc, cg_i64(c, f->MR - 1)), cg_i64(c, f->MR));
+    LLVMValueRef njp = cg_div(c, cg_add(c, nc, cg_i64(c, f->NR - 1)), cg_i64(c, f->NR));
+    LLVMValueRef az = ptr_at(c, A, cg_mul(c, z, MK)), cz = ptr_at(c, C, cg_mul(c, z, MN));
+    LLVMValueRef bz = b_batched(at, bt) ? ptr_at(c, Bm, cg_mul(c, z, KN)) : Bm;
+
+    cg_loop lk;
+    cg_for_begin(c, &lk, cg_i64(c, 0), npc, "kblock");
+    LLVMValueRef pc = cg_mul(c, lk.iv, cg_i64(c, f->KC));
+    LLVMValueRef kc = cg_min(c, cg_i64(c, f->KC), cg_sub(c, d.K, pc));
+    LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_i64(c, 0), "first");
+
+    /* pack B's panel: micro-panel jp holds columns n0 + jp*NR .. */
+    LLVMValueRef nend = cg_add(c, n0, nc);
+    if (tb) {
+        cg_loop lj;
+        cg_for_begin(c, &lj, cg_i64(c, 0), njp, "packb");
+        LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj.iv, cg_i64(c, f->NR)));
+        LLVMValueRef dst =
+            ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
+        pack_transposed(c, dst, f->NR, bz, d.K, j0, cg_sub(c, nend, j0), pc, kc);
+        cg_for_end(c, &lj);
+    } else {
+        pack_copy(c, f, pb, f->NR, njp, bz, d.N, n0, nend, pc, kc);
+    }
+
+    /* pack A's block unless its rows are read in place */
+    if (!f->a_direct)
+        pack_copy(c, f, pa, f->MR, nip, az, d.M, m0, cg_add(c, m0, mc), pc, kc);
+
+    /* the register tiles: an A micro-panel against every B micro-panel */
+    cg_loop li;
+    cg_for_begin(c, &li, cg_i64(c, 0), nip, "tile.i");
+    LLVMValueRef i0 = cg_add(c, m0, cg_mul(c, li.iv, cg_i64(c, f->MR)));
+    LLVMValueRef mr = cg_min(c, cg_i64(c, f->MR), cg_sub(c, d.M, i0));
+    mm_a a = {0};
+    a.direct = f->a_direct;
+    if (a.direct) {
+        /* rows past M are clamped to the last one; their results are not stored */
+        LLVMValueRef last = cg_sub(c, d.M, one);
+        for (int r = 0; r < f->MR; r++) {
+            LLVMValueRef row = cg_min(c, cg_add(c, i0, cg_i64(c, r)), last);
+            a.rows[r] = ptr_at(c, az, cg_add(c, cg_mul(c, row, d.K), pc));
+        }
+    } else {
+        a.pa = ptr_at(c, pa, cg_mul(c, li.iv, cg_i64(c, (int64_t)f->KC * f->MR)));
+    }
+    cg_loop lj;
+    cg_for_begin(c, &lj, cg_i64(c, 0), njp, "tile.j");
+    LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj.iv, cg_i64(c, f->NR)));
+    LLVMValueRef nr = cg_min(c, cg_i64(c, f->NR), cg_sub(c, d.N, j0));
+    LLVMValueRef pbj = ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
+    micro_kernel(c, f, &a, pbj, kc, cz, d.N, i0, mr, j0, nr, first, tile);
+    cg_for_end(c, &lj);
+    cg_for_end(c, &li);
+
+    cg_for_end(c, &lk);
+    cg_for_end(c, &lu);
+    LLVMBuildRetVoid(c->b);
+    return 0;
+}
