@@ -9,7 +9,7 @@
 
 typedef enum { CG_BACKEND_JIT, CG_BACKEND_REF } cg_backend;
 /* What commands use without --backend. */
-#define CG_BACKEND_DEFAULT CG_BACKEND_REF
+#define CG_BACKEND_DEFAULT CG_BACKEND_JIT
 
 typedef struct cg_engine cg_engine;
 

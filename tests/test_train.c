@@ -959,7 +959,7 @@ Test(train, cli_trains_resumes_and_refuses_clearly)
         {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --freeze nothing.",
          "matches no parameter"},
         {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --lr -1", "--lr"},
-        {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --backend jit", "JIT"},
+        {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --backend gpu", "--backend"},
         {TINY "model.xml --data tests/fixtures/run_tanh_noheads/batch.safetensors -o %s/x",
          "nothing to train"},
         {TINY "model.xml -o %s/x", "--data"},

@@ -1,0 +1,217 @@
+/* test_aot.c: shared-library output. A library written by `bertcc MODEL -o bert.so`
+ * is used through bert.h alone by examples/aot_demo.c, and must compute what the JIT
+ * computes; two libraries load in one process; a CPU without a compiled-for feature is
+ * refused. */
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../codegen/engine.h"
+#include "../frontend/frontend.h"
+#include "../passes/passes.h"
+#include "../runtime/model.h"
+#include "../runtime/params.h"
+#include "../runtime/safetensors.h"
+#include "tests/util.h"
+
+#define TINY "tests/fixtures/run_tiny/"
+
+static const int64_t ids[] = {2, 5, 7, 11, 3, 0, 36};
+#define S ((int64_t)(sizeof ids / sizeof *ids))
+
+/* Builds DIR/NAME.so (prefix) from the run_tiny model; returns DIR. */
+static const char *build_library(const char *prefix, const char *name)
+{
+    const char *dir = tu_tmpdir();
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s %s -o %s/%s.so --prefix %s", BERTCC_EXE, tu_src(TINY "model.xml"),
+             dir, name, prefix);
+    int rc = tu_run(cmd, &out);
+    cr_assert_eq(rc, 0, "%s: %s", cmd, out ? out : "");
+    free(out);
+    return dir;
+}
+
+/* The JIT's outputs for ids (B = 1), forward (train = 0) or with every label 0 and the
+ * MLM labels = ids (train = 1), as aot_demo computes them. */
+static void jit_outputs(int train, rt_tensor_list *out)
+{
+    fe_model m;
+    ir_err e;
+    cr_assert(fe_load(tu_src(TINY "model.xml"), &m, &e) == 0, "%s", e.msg);
+    ir_graph *g = fe_build_bert(&m, train ? FE_LABEL_ALL : 0, &e);
+    cr_assert(g, "%s", e.msg);
+    pass_grad_opts go = {"loss", NULL, 0};
+    cr_assert(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e) == 0, "%s", e.msg);
+    if (train)
+        cr_assert(pass_autodiff(&g, &go, &e) == 0 &&
+                      pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e) == 0,
+                  "%s", e.msg);
+    rt_tensor_list ck, params, in;
+    rt_list_init(&ck);
+    rt_list_init(&params);
+    rt_list_init(&in);
+    cr_assert(rt_st_load(tu_src(TINY "weights.safetensors"), &ck, &e) == 0, "%s", e.msg);
+    cr_assert(rt_params_from_checkpoint(g, &ck, 0, 0, &params, NULL, NULL, &e) == 0, "%s",
+              e.msg);
+    int64_t bs[2] = {1, S}, b1 = 1, zero = 0;
+    rt_list_add(&in, "input_ids", RT_I64, 2, bs, ids);
+    rt_tensor *tt = rt_list_add(&in, "token_type_ids", RT_I64, 2, bs, NULL);
+    rt_tensor *mask = rt_list_add(&in, "attention_mask", RT_I64, 2, bs, NULL);
+    for (int64_t i = 0; i < S; i++) {
+        ((int64_t *)tt->data)[i] = 0;
+        ((int64_t *)mask->data)[i] = 1;
+    }
+    if (train) {
+        rt_list_add(&in, "mlm_labels", RT_I64, 2, bs, ids);
+        rt_tensor *sl = rt_list_add(&in, "slot_labels", RT_I64, 2, bs, NULL);
+        memset(sl->data, 0, sizeof(int64_t) * S);
+        static const char *const vec[] = {"nsp_labels", "intent_labels", "start_positions",
+                                          "end_positions"};
+        for (int i = 0; i < 4; i++)
+            rt_list_add(&in, vec[i], RT_I64, 1, &b1, &zero);
+    }
+    cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
+    cr_assert(x, "%s", e.msg);
+    cr_assert(cg_engine_run(x, &params, &in, 2, out, &e) == 0, "%s", e.msg);
+    cg_engine_free(x);
+    ir_graph_free(g);
+    rt_list_free(&ck);
+    rt_list_free(&params);
+    rt_list_free(&in);
+}
+
+/* Compares aot_demo's printed outputs with the JIT's, tensor by tensor. */
+static void compare_demo(const char *text, const rt_tensor_list *want)
+{
+    int seen = 0;
+    for (const char *line = text; line && *line;) {
+        char name[256];
+        const char *nl = strchr(line, '\n');
+        if (sscanf(line, "%255s", name) == 1) {
+            const rt_tensor *t = rt_list_cfind(want, name);
+            cr_assert(t, "the library wrote '%s', which the JIT does not", name);
+            const char *p = strchr(line, ']');
+            cr_assert(p);
+            p++;
+            double maxerr = 0, maxref = 0;
+            for (int64_t i = 0; i < rt_numel(t); i++) {
+                char *end;
+                double v = strtod(p, &end);
+                cr_assert(end != p, "%s: value %lld missing", name, (long long)i);
+                p = end;
+                double r = ((const float *)t->data)[i];
+                maxerr = fabs(v - r) > maxerr ? fabs(v - r) : maxerr;
+                maxref = fabs(r) > maxref ? fabs(r) : maxref;
+            }
+            cr_expect(maxerr <= 1e-5 * maxref + 1e-6, "%s: max error %g (max |jit| %g)", name,
+                      maxerr, maxref);
+            seen++;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    cr_assert_eq(seen, want->n, "the library wrote %d outputs, the JIT %d", seen, want->n);
+}
+
+static char *run_demo(const char *dir, int grad)
+{
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd, "cc -std=gnu11 -Wall -Werror %s -I%s %s %s/bert.so -Wl,-rpath,%s -o %s/demo",
+             BERTCC_AOT_FLAGS, dir, tu_src("examples/aot_demo.c"), dir, dir, dir);
+    int rc = tu_run(cmd, &out);
+    cr_assert_eq(rc, 0, "%s: %s", cmd, out ? out : "");
+    free(out);
+    int n = snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s/demo %s%s", dir,
+                     tu_src(TINY "weights.safetensors"), grad ? " --grad" : "");
+    for (int64_t i = 0; i < S; i++)
+        n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %lld", (long long)ids[i]);
+    /* Only stdout: the values. */
+    strncat(cmd, " 2>/dev/null", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t cap = 1 << 20, len = 0, r;
+    char *buf = malloc(cap);
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0)
+        len += r;
+    buf[len] = 0;
+    cr_assert_eq(pclose(p), 0, "%s failed", cmd);
+    return buf;
+}
+
+Test(aot, library_forward_matches_the_jit_through_the_header_alone, .timeout = 120)
+{
+    const char *dir = build_library("bert", "bert");
+    char *text = run_demo(dir, 0);
+    rt_tensor_list want;
+    rt_list_init(&want);
+    jit_outputs(0, &want);
+    compare_demo(text, &want);
+    rt_list_free(&want);
+    free(text);
+}
+
+Test(aot, library_forward_backward_matches_the_jit, .timeout = 120)
+{
+    const char *dir = build_library("bert", "bert");
+    char *text = run_demo(dir, 1);
+    cr_assert(strstr(text, "grad.bert.embeddings.word_embeddings.weight"));
+    rt_tensor_list want;
+    rt_list_init(&want);
+    jit_outputs(1, &want);
+    compare_demo(text, &want);
+    rt_list_free(&want);
+    free(text);
+}
+
+Test(aot, two_libraries_load_in_one_process, .timeout = 120)
+{
+    const char *da = build_library("alpha", "a");
+    char dir_a[64];
+    snprintf(dir_a, sizeof dir_a, "%s", da);
+    const char *db = build_library("beta", "b");
+    void *ha = dlopen(tu_path(dir_a, "a.so"), RTLD_NOW | RTLD_LOCAL);
+    void *hb = dlopen(tu_path(db, "b.so"), RTLD_NOW | RTLD_LOCAL);
+    cr_assert(ha && hb, "dlopen: %s", dlerror());
+    typedef void *(*create_fn)(char *, size_t);
+    typedef void (*destroy_fn)(void *);
+    create_fn ca = (create_fn)dlsym(ha, "alpha_create"), cb = (create_fn)dlsym(hb, "beta_create");
+    destroy_fn xa = (destroy_fn)dlsym(ha, "alpha_destroy"), xb = (destroy_fn)dlsym(hb, "beta_destroy");
+    cr_assert(ca && cb && xa && xb, "prefixed symbols missing");
+    cr_assert_null(dlsym(ha, "rt_exec_run"), "runtime symbols must stay hidden");
+    char err[512];
+    void *ma = ca(err, sizeof err), *mb = cb(err, sizeof err);
+    cr_assert(ma && mb, "%s", err);
+    xa(ma);
+    xb(mb);
+    dlclose(ha);
+    dlclose(hb);
+}
+
+Test(aot, a_cpu_without_a_compiled_for_feature_is_refused)
+{
+    ir_err e;
+    cr_assert(rt_cpu_supports("+avx2", &e) == !!__builtin_cpu_supports("avx2"));
+    /* Find a feature this CPU lacks among those the runtime can ask about. */
+    static const char *const feats[] = {"avx512bf16", "avx512vnni", "avx512f", "avx2", "fma"};
+    for (size_t i = 0; i < sizeof feats / sizeof *feats; i++) {
+        char list[64];
+        snprintf(list, sizeof list, "+sse4.2,+%s", feats[i]);
+        if (!rt_cpu_supports(list, &e)) {
+            cr_assert(strstr(e.msg, feats[i]), "%s", e.msg);
+            return;
+        }
+    }
+    cr_skip_test("this CPU has every feature the test can ask about");
+}
+
+Test(aot, bad_output_names_are_refused)
+{
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s %s -o /tmp/x.dylib", BERTCC_EXE, tu_src(TINY "model.xml"));
+    cr_assert_eq(tu_run(cmd, &out), 1, "%s", out);
+    cr_assert(strstr(out, "NAME.so"), "%s", out);
+    free(out);
+}
