@@ -235,8 +235,9 @@ int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *
     void **ptr = calloc(nv, sizeof *ptr);
     void **owned = calloc(nv, sizeof *owned);
     int64_t *units = calloc((size_t)(p->nsteps ? p->nsteps : 1), sizeof *units);
+    int64_t *next = calloc((size_t)(p->nsteps ? p->nsteps : 1), sizeof *next);
     int rc = 0;
-    if (!ptr || !owned || !units)
+    if (!ptr || !owned || !units || !next)
         rc = ir_errf(e, "out of memory");
     for (int v = 0; v < p->nvalues && !rc; v++) {
         const rt_value *val = &p->values[v];
@@ -286,11 +287,19 @@ int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *
             void *args[1 + IR_MAX_INPUTS];
             for (int i = 0; i < p->nsteps; i++) {
                 const rt_step *s = &p->steps[i];
-                int64_t u0 = units[i] * ith / nt, u1 = units[i] * (ith + 1) / nt;
-                if (u0 < u1) {
-                    for (int k = 0; k < s->nptr; k++)
-                        args[k] = ptr[s->ptr[k]];
-                    x->k[s->kernel].body(args, dims, u0, u1, my_scratch);
+                /* Threads claim chunks of units from a shared counter, so a thread that
+                 * the OS preempts does not hold the others at the barrier; units are
+                 * independent, so the bits do not depend on who does which. */
+                int64_t n = units[i], chunk = n / (8 * (int64_t)nt);
+                chunk = chunk < 1 ? 1 : chunk;
+                for (int k = 0; k < s->nptr; k++)
+                    args[k] = ptr[s->ptr[k]];
+                for (;;) {
+                    int64_t u0 = __atomic_fetch_add(&next[i], chunk, __ATOMIC_RELAXED);
+                    if (u0 >= n)
+                        break;
+                    x->k[s->kernel].body(args, dims, u0, u0 + chunk < n ? u0 + chunk : n,
+                                         my_scratch);
                 }
 #pragma omp barrier
             }
@@ -312,6 +321,7 @@ int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *
     free(owned);
     free(ptr);
     free(units);
+    free(next);
     free(scratch_all);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* main.c: the bertcc command-line driver. It only parses arguments and calls the
  * modules' public interfaces; everything it does, a C program can do too. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../codegen/codegen.h"
@@ -11,18 +12,24 @@ static const char usage[] =
     "       bertcc MODEL.xml -o bert.so                compile to a shared library\n"
     "       bertcc run MODEL.xml --batch B.safetensors -o OUT.safetensors [options]\n"
     "       bertcc train MODEL.xml --data B.safetensors -o RUN_DIR [options]\n"
+    "       bertcc train MODEL.xml --task intent-slot --data DIR --vocab V -o RUN_DIR\n"
+    "       bertcc eval --model RUN_DIR --data DIR [--split test|dev] [--json]\n"
+    "       bertcc predict --model RUN_DIR [--json] [TEXT...]\n"
     "       bertcc COMMAND --help                      help on one command\n"
     "\n"
     "commands:\n"
     "  (none)          compile a model description: --emit=ir|opt|grad|llvm-raw|llvm|asm\n"
     "  run             one eval-mode forward pass on a batch file\n"
-    "  train           train on batch files (AdamW, warm-up/decay, checkpoints, resume)\n"
+    "  train           train on batch files or a task's data (--task intent-slot)\n"
+    "  eval            score a trained run on a split of a task's data\n"
+    "  predict         answer raw text with a trained run\n"
+    "  export          write a trained run as a Hugging Face model directory\n"
+    "  demo-data       write the bundled Korean voice-assistant data set\n"
     "  show            summarize the tensors of a safetensors file\n"
     "  tokenize        BERT tokenization of text with a vocab.txt\n"
     "  vocab           learn a WordPiece vocabulary from a corpus\n"
     "  pretrain-data   BERT's MLM/NSP pre-training instances from plain text\n"
-    "  eval, predict, export, bench\n"
-    "                  (not implemented yet: later issues)\n"
+    "  bench           (not implemented yet: a later issue)\n"
     "\n"
     "MODEL is an XML model description (see README.md) or a Hugging Face config.json.\n"
     "Every command takes --backend=ref|jit and --threads N.\n";
@@ -41,6 +48,13 @@ int driver_fail(const char *msg)
 
 int main(int argc, char **argv)
 {
+    /* libgomp spins about 0.1 ms at every barrier before it sleeps. The executor meets
+     * one barrier per step, and on a loaded machine a spinning thread takes the core
+     * its partner needs: bert-base ran 5x slower on 2 threads than on 1 while another
+     * process was busy. A short spin keeps the quiet-machine speed and avoids that.
+     * Either variable set by the user wins. */
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT"))
+        setenv("GOMP_SPINCOUNT", "20000", 1);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
@@ -63,7 +77,15 @@ int main(int argc, char **argv)
         return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "vocab"))
         return cmd_vocab(argc, argv);
-    static const char *const later[] = {"eval", "predict", "export", "bench"};
+    if (!strcmp(argv[1], "eval"))
+        return cmd_eval(argc, argv);
+    if (!strcmp(argv[1], "predict"))
+        return cmd_predict(argc, argv);
+    if (!strcmp(argv[1], "export"))
+        return cmd_export(argc, argv);
+    if (!strcmp(argv[1], "demo-data"))
+        return cmd_demo_data(argc, argv);
+    static const char *const later[] = {"bench"};
     for (size_t i = 0; i < sizeof later / sizeof *later; i++)
         if (!strcmp(argv[1], later[i])) {
             fprintf(stderr, "bertcc %s: not implemented yet\n", later[i]);
