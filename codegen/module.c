@@ -7,6 +7,7 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -487,6 +488,24 @@ cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, 
 
 /* ---- emission to files ---- */
 
+/* Which graph nodes each kernel computes, as comments, so a reader of --emit=llvm can
+ * find the kernel of a given op: "; PREFIX_k12_matmul: %18 %24 %30 ...". */
+static void write_kernel_map(FILE *f, const ir_graph *g, const rt_plan *p,
+                             const char *prefix, const char *comment)
+{
+    fprintf(f, "%s %d kernels for %d steps of graph \"%s\"\n", comment, p->nkernels,
+            p->nsteps, g->name);
+    for (int k = 0; k < p->nkernels; k++) {
+        char body[128], units[128];
+        cg_kernel_names(prefix, k, &g->nodes[p->kernel_node[k]], body, units, sizeof body);
+        fprintf(f, "%s %s:", comment, body);
+        for (int s = 0; s < p->nsteps; s++)
+            if (p->steps[s].kernel == k)
+                fprintf(f, " %%%d", p->steps[s].node);
+        fputc('\n', f);
+    }
+}
+
 int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
                  const char *stage, const char *path, ir_err *e)
 {
@@ -501,12 +520,16 @@ int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
     double t2 = now();
     char *msg = NULL;
     if (!rc && (raw || !strcmp(stage, "llvm"))) {
-        if (!strcmp(path, "-")) {
+        FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+        if (!f) {
+            rc = ir_errf(e, "cannot write %s: %s", path, strerror(errno));
+        } else {
+            write_kernel_map(f, g, plan, c.prefix, ";");
             char *s = LLVMPrintModuleToString(c.mod);
-            fputs(s, stdout);
+            fputs(s, f);
             LLVMDisposeMessage(s);
-        } else if (LLVMPrintModuleToFile(c.mod, path, &msg)) {
-            rc = ir_errf(e, "cannot write %s: %s", path, msg);
+            if (f != stdout && fclose(f))
+                rc = ir_errf(e, "cannot write %s", path);
         }
     } else if (!rc && (!strcmp(stage, "asm") || !strcmp(stage, "obj"))) {
         LLVMCodeGenFileType ft = stage[0] == 'a' ? LLVMAssemblyFile : LLVMObjectFile;
