@@ -37,7 +37,8 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static double timed(cg_engine *x, const rt_tensor_list *p, const rt_tensor_list *in, int threads)
+static double timed(cg_engine *x, const rt_tensor_list *p, const rt_tensor_list *in,
+                    int threads)
 {
     rt_tensor_list out;
     rt_list_init(&out);
@@ -86,7 +87,8 @@ int main(int argc, char **argv)
         return 1;
     }
     pass_grad_opts go = {"loss", NULL, 0};
-    if (grads && (pass_autodiff(&g, &go, &e) || pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e))) {
+    if (grads && (pass_autodiff(&g, &go, &e) ||
+                  pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e))) {
         fprintf(stderr, "model_bench: %s\n", e.msg);
         return 1;
     }
@@ -103,12 +105,15 @@ int main(int argc, char **argv)
             continue;
         int64_t shape[2] = {B, S};
         rt_tensor *t = rt_list_add(&in, n->name, RT_I64, n->type.rank, shape, NULL);
-        int64_t hi = !strcmp(n->name, "input_ids") || !strcmp(n->name, "mlm_labels") ? m.vocab_size
-                     : !strcmp(n->name, "attention_mask")                                ? 2
-                     : strstr(n->name, "positions")                                      ? S
-                                                                                          : 2;
+        int64_t hi = !strcmp(n->name, "input_ids") || !strcmp(n->name, "mlm_labels")
+                         ? m.vocab_size
+                     : !strcmp(n->name, "attention_mask") ? 2
+                     : strstr(n->name, "positions")       ? S
+                                                          : 2;
         for (int64_t k = 0; k < rt_numel(t); k++)
-            ((int64_t *)t->data)[k] = !strcmp(n->name, "attention_mask") ? 1 : (int64_t)rt_rng_below(&r, (uint64_t)hi);
+            ((int64_t *)t->data)[k] = !strcmp(n->name, "attention_mask")
+                                          ? 1
+                                          : (int64_t)rt_rng_below(&r, (uint64_t)hi);
     }
     (void)bs;
     cg_options o = {NULL, NULL, NULL, 0};

@@ -79,10 +79,13 @@ static const char api_decl[] =
     "int P_init(P_model *m, uint64_t seed, char *err, size_t errlen);\n"
     "/* Threads for later runs (0: all cores). */\n"
     "void P_set_threads(P_model *m, int threads);\n"
-    "/* Eval-mode forward on a [B, S] batch; token_type_ids and attention_mask may be NULL\n"
-    " * (all 0 / all 1). Outputs: sequence_output, pooled_output and each head's logits. */\n"
+    "/* Eval-mode forward on a [B, S] batch; token_type_ids and attention_mask may be "
+    "NULL\n"
+    " * (all 0 / all 1). Outputs: sequence_output, pooled_output and each head's logits. "
+    "*/\n"
     "int P_forward(P_model *m, int64_t B, int64_t S, const int64_t *input_ids,\n"
-    "              const int64_t *token_type_ids, const int64_t *attention_mask, char *err,\n"
+    "              const int64_t *token_type_ids, const int64_t *attention_mask, char "
+    "*err,\n"
     "              size_t errlen);\n"
     "/* Forward and backward: adds every loss, \"loss\" and grad.<parameter name>. Absent\n"
     " * labels (NULL) are ignored (-100). */\n"
@@ -90,7 +93,8 @@ static const char api_decl[] =
     "                       const int64_t *token_type_ids, const int64_t *attention_mask,\n"
     "                       const P_labels *labels, char *err, size_t errlen);\n"
     "/* An output of the last run (F32, row-major), or NULL; shape gets up to 8 dims. */\n"
-    "const float *P_output(const P_model *m, const char *name, int64_t *shape, int *rank);\n"
+    "const float *P_output(const P_model *m, const char *name, int64_t *shape, int "
+    "*rank);\n"
     "int P_output_count(const P_model *m);\n"
     "const char *P_output_name(const P_model *m, int i);\n";
 
@@ -98,9 +102,9 @@ static const char api_decl[] =
 static void write_prefixed(FILE *f, const char *text, const char *prefix)
 {
     for (const char *s = text; *s; s++) {
-        int starts = s == text || !(s[-1] == '_' || (s[-1] >= 'a' && s[-1] <= 'z') ||
-                                    (s[-1] >= 'A' && s[-1] <= 'Z') ||
-                                    (s[-1] >= '0' && s[-1] <= '9'));
+        int starts = s == text ||
+                     !(s[-1] == '_' || (s[-1] >= 'a' && s[-1] <= 'z') ||
+                       (s[-1] >= 'A' && s[-1] <= 'Z') || (s[-1] >= '0' && s[-1] <= '9'));
         if (*s == 'P' && s[1] == '_' && starts)
             fputs(prefix, f);
         else
@@ -118,7 +122,8 @@ static int write_header(const char *path, const char *prefix, const char *model,
             "/* %s: C API of the compiled BERT model \"%s\", written by bertcc.\n"
             " * Compiled for CPU features: %s\n"
             " * Every function returns 0 on success or -1 with a message in err. */\n"
-            "#ifndef %s_BERT_H\n#define %s_BERT_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n"
+            "#ifndef %s_BERT_H\n#define %s_BERT_H\n\n#include <stddef.h>\n#include "
+            "<stdint.h>\n\n"
             "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n",
             path, model, features[0] ? features : "(none)", prefix, prefix);
     write_prefixed(f, api_decl, prefix);
@@ -141,31 +146,37 @@ static const char api_impl[] =
     "    return p;\n}\n"
     "API void P_destroy(P_model *p) { if (p) { rt_model_close(p->m); free(p); } }\n"
     "API int P_load(P_model *p, const char *path, char *err, size_t errlen) {\n"
-    "    ir_err e; if (rt_model_load(p->m, path, &e)) { put(err, errlen, &e); return -1; }\n"
+    "    ir_err e; if (rt_model_load(p->m, path, &e)) { put(err, errlen, &e); return -1; "
+    "}\n"
     "    return 0;\n}\n"
     "API int P_init(P_model *p, uint64_t seed, char *err, size_t errlen) {\n"
-    "    ir_err e; if (rt_model_init(p->m, seed, &e)) { put(err, errlen, &e); return -1; }\n"
+    "    ir_err e; if (rt_model_init(p->m, seed, &e)) { put(err, errlen, &e); return -1; "
+    "}\n"
     "    return 0;\n}\n"
     "API void P_set_threads(P_model *p, int threads) { p->threads = threads; }\n"
     "API int P_forward(P_model *p, int64_t B, int64_t S, const int64_t *ids,\n"
-    "                  const int64_t *tt, const int64_t *mask, char *err, size_t errlen) {\n"
+    "                  const int64_t *tt, const int64_t *mask, char *err, size_t errlen) "
+    "{\n"
     "    ir_err e;\n"
     "    if (rt_model_run(p->m, 0, B, S, ids, tt, mask, NULL, NULL, 0, p->threads, &e)) {\n"
     "        put(err, errlen, &e); return -1; }\n"
     "    return 0;\n}\n"
     "API int P_forward_backward(P_model *p, int64_t B, int64_t S, const int64_t *ids,\n"
-    "                  const int64_t *tt, const int64_t *mask, const P_labels *l, char *err,\n"
+    "                  const int64_t *tt, const int64_t *mask, const P_labels *l, char "
+    "*err,\n"
     "                  size_t errlen) {\n"
     "    static const char *const names[6] = {\"mlm_labels\", \"nsp_labels\",\n"
     "        \"intent_labels\", \"slot_labels\", \"start_positions\", \"end_positions\"};\n"
     "    const int64_t *v[6] = {0};\n"
     "    if (l) { v[0] = l->mlm_labels; v[1] = l->nsp_labels; v[2] = l->intent_labels;\n"
-    "             v[3] = l->slot_labels; v[4] = l->start_positions; v[5] = l->end_positions; }\n"
+    "             v[3] = l->slot_labels; v[4] = l->start_positions; v[5] = "
+    "l->end_positions; }\n"
     "    ir_err e;\n"
     "    if (rt_model_run(p->m, 1, B, S, ids, tt, mask, v, names, 6, p->threads, &e)) {\n"
     "        put(err, errlen, &e); return -1; }\n"
     "    return 0;\n}\n"
-    "API const float *P_output(const P_model *p, const char *name, int64_t *shape, int *rank) {\n"
+    "API const float *P_output(const P_model *p, const char *name, int64_t *shape, int "
+    "*rank) {\n"
     "    const rt_tensor *t = rt_model_output(p->m, name);\n"
     "    if (!t) return NULL;\n"
     "    if (rank) *rank = t->rank;\n"
@@ -177,9 +188,8 @@ static const char api_impl[] =
     "    return t ? t->name : NULL;\n}\n";
 
 static int write_wrapper(const char *path, const char *header, const char *prefix,
-                         const ir_graph *fwd,
-                         const rt_plan *pf, const ir_graph *train, const rt_plan *pt,
-                         const char *features, ir_err *e)
+                         const ir_graph *fwd, const rt_plan *pf, const ir_graph *train,
+                         const rt_plan *pt, const char *features, ir_err *e)
 {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -187,8 +197,9 @@ static int write_wrapper(const char *path, const char *header, const char *prefi
     char pre_f[96], pre_t[96];
     snprintf(pre_f, sizeof pre_f, "%s_fwd", prefix);
     snprintf(pre_t, sizeof pre_t, "%s_train", prefix);
-    fprintf(f, "/* generated by bertcc */\n#include <stdint.h>\n#include <stdio.h>\n"
-               "#include <stdlib.h>\n#include \"runtime/model.h\"\n#include \"%s\"\n\n",
+    fprintf(f,
+            "/* generated by bertcc */\n#include <stdint.h>\n#include <stdio.h>\n"
+            "#include <stdlib.h>\n#include \"runtime/model.h\"\n#include \"%s\"\n\n",
             header);
     write_kernel_table(f, fwd, pf, pre_f, "fwd_kernels");
     write_kernel_table(f, train, pt, pre_t, "train_kernels");
@@ -248,20 +259,22 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
         if (header_path[0] == '/' || !getcwd(abs_header, sizeof abs_header))
             snprintf(abs_header, sizeof abs_header, "%s", header_path);
         else
-            snprintf(abs_header + strlen(abs_header), sizeof abs_header - strlen(abs_header),
-                     "/%s", header_path);
+            snprintf(abs_header + strlen(abs_header),
+                     sizeof abs_header - strlen(abs_header), "/%s", header_path);
         rc = write_header(header_path, prefix, fwd->name, features, e) ||
              write_wrapper(wc, abs_header, prefix, fwd, &pf, train, &pt, features, e);
     }
     if (!rc) {
-        const char *libdir = getenv("BERTCC_LIB_DIR") ? getenv("BERTCC_LIB_DIR") : BERTCC_LIB_DIR;
+        const char *libdir =
+            getenv("BERTCC_LIB_DIR") ? getenv("BERTCC_LIB_DIR") : BERTCC_LIB_DIR;
         const char *inc = getenv("BERTCC_INCLUDE_DIR") ? getenv("BERTCC_INCLUDE_DIR")
                                                        : BERTCC_INCLUDE_DIR;
-        snprintf(cmd, sizeof cmd,
-                 "cc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden %s -I'%s' -o '%s' '%s' "
-                 "'%s' '%s' '%s/libbc_runtime.a' '%s/libbc_ir.a' -Wl,--exclude-libs,ALL "
-                 "-ljansson -lutf8proc -fopenmp -lm",
-                 BERTCC_AOT_FLAGS, inc, so_path, wc, fo, to, libdir, libdir);
+        snprintf(
+            cmd, sizeof cmd,
+            "cc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden %s -I'%s' -o '%s' '%s' "
+            "'%s' '%s' '%s/libbc_runtime.a' '%s/libbc_ir.a' -Wl,--exclude-libs,ALL "
+            "-ljansson -lutf8proc -fopenmp -lm",
+            BERTCC_AOT_FLAGS, inc, so_path, wc, fo, to, libdir, libdir);
         rc = run_cc(cmd, e);
     }
     rt_plan_free(&pf);

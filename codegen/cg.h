@@ -23,8 +23,8 @@ typedef struct cg_ctx {
     LLVMTargetMachineRef tm;
     LLVMTypeRef t_void, t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
     LLVMTypeRef units_ty, body_ty;
-    int vec;         /* f32 lanes of the widest vector: 16 with AVX-512, 8 with AVX2, else 4 */
-    int fma;         /* the target has FMA */
+    int vec; /* f32 lanes of the widest vector: 16 with AVX-512, 8 with AVX2, else 4 */
+    int fma; /* the target has FMA */
     const ir_graph *g;
     char prefix[64];
 } cg_ctx;

@@ -69,8 +69,8 @@ LLVMValueRef cg_numel(cg_ctx *c, const ir_type *t, LLVMValueRef B, LLVMValueRef 
 
 LLVMValueRef cg_arg(cg_ctx *c, cg_kernel *k, int i)
 {
-    LLVMValueRef p = LLVMBuildGEP2(c->b, c->t_ptr, k->ptrs, (LLVMValueRef[]){cg_i64(c, i)}, 1,
-                                   "");
+    LLVMValueRef p =
+        LLVMBuildGEP2(c->b, c->t_ptr, k->ptrs, (LLVMValueRef[]){cg_i64(c, i)}, 1, "");
     LLVMValueRef v = LLVMBuildLoad2(c->b, c->t_ptr, p, i ? "in" : "out");
     return v;
 }

@@ -20,7 +20,6 @@
 
 #include "cg.h"
 
-
 #define ROW_MASK_NEG (-10000.0) /* runtime/ref.h RT_MASK_NEG */
 
 /* ---- vector helpers ---- */

@@ -1,4 +1,5 @@
 /* module.c: building, optimizing, JIT-compiling and emitting the kernels of a plan. */
+#include <errno.h>
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
@@ -7,14 +8,12 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
 
 #include "cg.h"
 #include "codegen.h"
@@ -45,8 +44,8 @@ static LLVMTargetMachineRef make_tm(const cg_options *o, ir_err *e)
     char *triple = LLVMGetDefaultTargetTriple();
     char *cpu = o && o->cpu ? strdup(o->cpu) : LLVMGetHostCPUName();
     char *feat = o && o->features ? strdup(o->features)
-                 : o && o->cpu   ? strdup("")
-                                 : LLVMGetHostCPUFeatures();
+                 : o && o->cpu    ? strdup("")
+                                  : LLVMGetHostCPUFeatures();
     LLVMTargetRef target;
     char *msg = NULL;
     LLVMTargetMachineRef tm = NULL;
@@ -123,9 +122,9 @@ static void set_types(cg_ctx *c)
 
 static void add_attr(cg_ctx *c, LLVMValueRef fn, const char *k, const char *v)
 {
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateStringAttribute(c->ctx, k, (unsigned)strlen(k), v,
-                                                      (unsigned)strlen(v)));
+    LLVMAddAttributeAtIndex(
+        fn, LLVMAttributeFunctionIndex,
+        LLVMCreateStringAttribute(c->ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v)));
 }
 
 static void add_enum_attr(cg_ctx *c, LLVMValueRef fn, unsigned idx, const char *name)
@@ -137,7 +136,8 @@ static void add_enum_attr(cg_ctx *c, LLVMValueRef fn, unsigned idx, const char *
 static LLVMValueRef new_function(cg_ctx *c, const char *name, LLVMTypeRef ty)
 {
     LLVMValueRef fn = LLVMAddFunction(c->mod, name, ty);
-    char *cpu = LLVMGetTargetMachineCPU(c->tm), *feat = LLVMGetTargetMachineFeatureString(c->tm);
+    char *cpu = LLVMGetTargetMachineCPU(c->tm),
+         *feat = LLVMGetTargetMachineFeatureString(c->tm);
     add_attr(c, fn, "target-cpu", cpu);
     add_attr(c, fn, "target-features", feat);
     if (c->vec == 16)
@@ -165,7 +165,8 @@ static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
         if (i != 3 && i != 4)
             add_enum_attr(c, kk.body, i, "noalias");
     /* units entry: B, S and the scratch pointer */
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, kk.units, "entry"));
+    LLVMPositionBuilderAtEnd(c->b,
+                             LLVMAppendBasicBlockInContext(c->ctx, kk.units, "entry"));
     LLVMValueRef ud = LLVMGetParam(kk.units, 0);
     kk.uB = LLVMBuildLoad2(c->b, c->t_i64, ud, "B");
     kk.uS = LLVMBuildLoad2(c->b, c->t_i64, cg_gep(c, c->t_i64, ud, cg_i64(c, 1)), "S");
@@ -341,7 +342,8 @@ static int cache_path(cg_ctx *c, char *path, size_t len)
     if (cache_dir(dir, sizeof dir))
         return -1;
     char *text = LLVMPrintModuleToString(c->mod);
-    char *cpu = LLVMGetTargetMachineCPU(c->tm), *f = LLVMGetTargetMachineFeatureString(c->tm);
+    char *cpu = LLVMGetTargetMachineCPU(c->tm),
+         *f = LLVMGetTargetMachineFeatureString(c->tm);
     snprintf(feat, sizeof feat, "%s|%s|%s", cpu, f, cg_llvm_version());
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(f);
@@ -397,7 +399,8 @@ static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan
         rc = optimize(&c, e);
         *t_opt = now() - t0 - *t_ir;
         char *msg = NULL;
-        if (!rc && LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMObjectFile, &msg, &buf)) {
+        if (!rc &&
+            LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMObjectFile, &msg, &buf)) {
             ir_errf(e, "LLVM code generation failed: %s", msg ? msg : "");
             buf = NULL;
         }
@@ -413,7 +416,8 @@ static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan
 }
 
 /* A JIT holding obj (consumed); symbols of the process resolve too. */
-static int make_jit(cg_program *prog, const cg_options *o, LLVMMemoryBufferRef obj, ir_err *e)
+static int make_jit(cg_program *prog, const cg_options *o, LLVMMemoryBufferRef obj,
+                    ir_err *e)
 {
     LLVMTargetMachineRef jtm = make_tm(o, e);
     if (!jtm) {
@@ -447,7 +451,8 @@ static int lookup_kernels(cg_program *prog, const ir_graph *g, const rt_plan *pl
 {
     for (int k = 0; k < plan->nkernels; k++) {
         char body[128], units[128];
-        cg_kernel_names(prefix, k, &g->nodes[plan->kernel_node[k]], body, units, sizeof body);
+        cg_kernel_names(prefix, k, &g->nodes[plan->kernel_node[k]], body, units,
+                        sizeof body);
         LLVMOrcExecutorAddress a1 = 0, a2 = 0;
         LLVMErrorRef err = LLVMOrcLLJITLookup(prog->jit, &a1, body);
         if (!err)
@@ -465,14 +470,16 @@ cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, 
     double t0 = now(), t_ir = 0, t_opt = 0;
     const char *prefix = o && o->prefix ? o->prefix : "bertcc";
     cg_program *prog = calloc(1, sizeof *prog);
-    if (!prog || !(prog->kernels = calloc((size_t)(plan->nkernels + 1), sizeof(rt_kernel)))) {
+    if (!prog ||
+        !(prog->kernels = calloc((size_t)(plan->nkernels + 1), sizeof(rt_kernel)))) {
         free(prog);
         ir_errf(e, "out of memory");
         return NULL;
     }
     int hit = 0;
     LLVMMemoryBufferRef obj = compile_object(g, plan, o, &hit, &t_ir, &t_opt, e);
-    int rc = obj ? make_jit(prog, o, obj, e) || lookup_kernels(prog, g, plan, prefix, e) : -1;
+    int rc =
+        obj ? make_jit(prog, o, obj, e) || lookup_kernels(prog, g, plan, prefix, e) : -1;
     prog->seconds = now() - t0;
     if (!rc && o && o->verbose)
         fprintf(stderr,
@@ -552,7 +559,8 @@ int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
         fprintf(stderr,
                 "bertcc: %d kernels for %d steps: IR %.3f s, O3 %.3f s, %s %.3f s, total "
                 "%.3f s\n",
-                plan->nkernels, plan->nsteps, t1 - t0, t2 - t1, stage, now() - t2, now() - t0);
+                plan->nkernels, plan->nsteps, t1 - t0, t2 - t1, stage, now() - t2,
+                now() - t0);
     if (c.mod)
         LLVMDisposeModule(c.mod);
     release(&c);

@@ -38,8 +38,9 @@ int main(int argc, char **argv)
     }
     bert_set_threads(m, 2);
     bert_labels labels = {ids, zeros, zeros, zeros, zeros, zeros};
-    int rc = grad ? bert_forward_backward(m, 1, S, ids, NULL, NULL, &labels, err, sizeof err)
-                  : bert_forward(m, 1, S, ids, NULL, NULL, err, sizeof err);
+    int rc = grad
+                 ? bert_forward_backward(m, 1, S, ids, NULL, NULL, &labels, err, sizeof err)
+                 : bert_forward(m, 1, S, ids, NULL, NULL, err, sizeof err);
     if (rc) {
         fprintf(stderr, "aot_demo: %s\n", err);
         bert_destroy(m);

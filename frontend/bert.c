@@ -69,7 +69,8 @@ static int layernorm(builder *b, int x, const char *prefix)
 
 static int activation(builder *b, int x)
 {
-    return ir_unary(b->g, b->m->activation == FE_ACT_GELU ? IR_OP_GELU : IR_OP_GELU_TANH, x);
+    return ir_unary(b->g, b->m->activation == FE_ACT_GELU ? IR_OP_GELU : IR_OP_GELU_TANH,
+                    x);
 }
 
 /* [B, S, H] -> [B, NH, S, D] */
@@ -103,8 +104,8 @@ static int encoder_layer(builder *b, int h, int mask, int64_t i)
     int probs = ir_attn_softmax(b->g, ir_matmul(b->g, q, k, 0, 1), mask, scale);
     probs = dropout(b, probs, m->attention_dropout);
     int ctx = merge_heads(b, ir_matmul(b->g, probs, v, 0, 0));
-    int attn = dropout(b, linear(b, ctx, NAME("attention.output.dense"), H, H),
-                       m->hidden_dropout);
+    int attn =
+        dropout(b, linear(b, ctx, NAME("attention.output.dense"), H, H), m->hidden_dropout);
     int h1 = layernorm(b, ir_addv(b->g, attn, h), NAME("attention.output.LayerNorm"));
     int inter = activation(b, linear(b, h1, NAME("intermediate.dense"), I, H));
     int out = dropout(b, linear(b, inter, NAME("output.dense"), H, I), m->hidden_dropout);
@@ -155,7 +156,8 @@ ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
     /* Embeddings: LayerNorm(word[ids] + position[0..S) + token_type[tt]). */
     int we = param2(&b, "bert.embeddings.word_embeddings.weight", V, H);
     int pe = param2(&b, "bert.embeddings.position_embeddings.weight", m->max_position, H);
-    int te = param2(&b, "bert.embeddings.token_type_embeddings.weight", m->type_vocab_size, H);
+    int te =
+        param2(&b, "bert.embeddings.token_type_embeddings.weight", m->type_vocab_size, H);
     int x = ir_addv(g, ir_gather(g, we, ids), ir_prefix_rows(g, pe, b.S));
     x = ir_addv(g, x, ir_gather(g, te, tt));
     x = dropout(&b, layernorm(&b, x, "bert.embeddings.LayerNorm"), m->hidden_dropout);

@@ -60,60 +60,61 @@ typedef struct ir_attrs {
 
 /* One row per op: X(ENUM, "text name", min inputs, max inputs, attribute mask,
  * fusion class, shape rule). The shape rules are shape_<rule> in ir/ops.c. */
-#define IR_OPS(X)                                                                        \
-    X(PARAM, "param", 0, 0, IR_A_NAME | IR_A_TYPE, OPAQUE, param)                                    \
-    X(INPUT, "input", 0, 0, IR_A_NAME | IR_A_TYPE, OPAQUE, given)                                    \
-    /* table[N,H], ids[...] -> [..., H] */                                               \
-    X(GATHER, "gather", 2, 2, 0, INJECTIVE, gather)                                      \
-    /* x[P,...] -> x[0:n], n = the result's dim 0 */                                     \
-    X(PREFIX_ROWS, "prefix_rows", 1, 1, IR_A_TYPE, INJECTIVE, prefix_rows)                       \
-    /* suffix broadcast: b's shape is a suffix of a's */                                 \
-    X(ADD, "add", 2, 2, 0, BROADCAST, binary)                                            \
-    X(MUL, "mul", 2, 2, 0, BROADCAST, binary)                                            \
-    /* a[*, M, K] (or [*, K, M] if ta) x b[*, K, N] or b[K, N] (or [N, K] if tb) */      \
-    X(MATMUL, "matmul", 2, 2, IR_A_TA | IR_A_TB, OUT_ELEMWISE, matmul)                   \
-    X(TRANSPOSE, "transpose", 1, 1, IR_A_PERM, INJECTIVE, transpose)                     \
-    /* to the node's own type */                                                         \
-    X(RESHAPE, "reshape", 1, 1, IR_A_TYPE, INJECTIVE, reshape)                                   \
-    /* erf form */                                                                       \
-    X(GELU, "gelu", 1, 1, 0, ELEMWISE, unary)                                            \
-    X(GELU_TANH, "gelu_tanh", 1, 1, 0, ELEMWISE, unary)                                  \
-    X(TANH, "tanh", 1, 1, 0, ELEMWISE, unary)                                            \
-    /* x * scale, a constant */                                                          \
-    X(SCALE, "scale", 1, 1, IR_A_SCALE, ELEMWISE, scale)                                 \
-    /* x[..., H], gamma[H], beta[H] */                                                   \
-    X(LAYERNORM, "layernorm", 3, 3, IR_A_EPS, REDUCE, layernorm)                         \
-    /* scores[B, ..., T], mask[B, T] -> softmax over T */                                \
-    X(ATTN_SOFTMAX, "attn_softmax", 2, 2, IR_A_SCALE, REDUCE, attn_softmax)              \
-    /* drops the axis, taking one index of it */                                         \
-    X(SELECT, "select", 1, 1, IR_A_AXIS | IR_A_INDEX, INJECTIVE, select)                 \
-    /* logits[..., C], labels[...] -> mean CE over labels != -100, f32[] */              \
-    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0, OPAQUE, cross_entropy)                    \
-    /* x, seed i64[] -> x * keep / (1 - p); keep drawn from (seed, index, element) */    \
-    X(DROPOUT, "dropout", 2, 2, IR_A_P | IR_A_INDEX, ELEMWISE, dropout)                  \
-    /* ---- ops that autodiff introduces ---- */                                         \
-    /* a constant (scale) of the node's own type */                                      \
-    X(FILL, "fill", 0, 0, IR_A_SCALE | IR_A_TYPE, OPAQUE, fill)                                      \
-    /* sums the leading dims away: x[..., *suffix] -> [*suffix], the node's type */      \
-    X(REDUCE_SUM, "reduce_sum", 1, 1, IR_A_TYPE, REDUCE, reduce_sum)                             \
-    /* ids[...], dy[..., H] -> [N, H]: row ids[i] accumulates dy[i] (gather's VJP) */    \
-    X(SCATTER_ADD, "scatter_add", 2, 2, IR_A_TYPE, OPAQUE, scatter_add)                          \
-    /* x[n, ...] -> [P, ...] with zero rows after n (prefix_rows' VJP) */                 \
-    X(PAD_ROWS, "pad_rows", 1, 1, IR_A_TYPE, INJECTIVE, pad_rows)                                \
-    /* x, dy -> dx */                                                                    \
-    X(GELU_GRAD, "gelu_grad", 2, 2, 0, ELEMWISE, same2)                                  \
-    X(GELU_TANH_GRAD, "gelu_tanh_grad", 2, 2, 0, ELEMWISE, same2)                        \
-    /* y = tanh(x), dy -> dx */                                                          \
-    X(TANH_GRAD, "tanh_grad", 2, 2, 0, ELEMWISE, same2)                                  \
-    /* x, gamma, dy -> dx */                                                             \
-    X(LAYERNORM_DX, "layernorm_dx", 3, 3, IR_A_EPS, REDUCE, layernorm_dx)                \
-    /* x, dy -> dgamma [H] (summed over rows) */                                        \
-    X(LAYERNORM_DGAMMA, "layernorm_dgamma", 2, 2, IR_A_EPS, REDUCE, layernorm_dgamma)    \
-    /* y = attn_softmax(x), dy -> dx */                                                  \
-    X(SOFTMAX_GRAD, "softmax_grad", 2, 2, IR_A_SCALE, REDUCE, same2)                     \
-    /* dy -> zeros of the node's type with dy placed at index along axis */              \
-    X(SELECT_GRAD, "select_grad", 1, 1, IR_A_AXIS | IR_A_INDEX | IR_A_TYPE, INJECTIVE, select_grad)  \
-    /* logits, labels, dloss[] -> dlogits */                                             \
+#define IR_OPS(X)                                                                          \
+    X(PARAM, "param", 0, 0, IR_A_NAME | IR_A_TYPE, OPAQUE, param)                          \
+    X(INPUT, "input", 0, 0, IR_A_NAME | IR_A_TYPE, OPAQUE, given)                          \
+    /* table[N,H], ids[...] -> [..., H] */                                                 \
+    X(GATHER, "gather", 2, 2, 0, INJECTIVE, gather)                                        \
+    /* x[P,...] -> x[0:n], n = the result's dim 0 */                                       \
+    X(PREFIX_ROWS, "prefix_rows", 1, 1, IR_A_TYPE, INJECTIVE, prefix_rows)                 \
+    /* suffix broadcast: b's shape is a suffix of a's */                                   \
+    X(ADD, "add", 2, 2, 0, BROADCAST, binary)                                              \
+    X(MUL, "mul", 2, 2, 0, BROADCAST, binary)                                              \
+    /* a[*, M, K] (or [*, K, M] if ta) x b[*, K, N] or b[K, N] (or [N, K] if tb) */        \
+    X(MATMUL, "matmul", 2, 2, IR_A_TA | IR_A_TB, OUT_ELEMWISE, matmul)                     \
+    X(TRANSPOSE, "transpose", 1, 1, IR_A_PERM, INJECTIVE, transpose)                       \
+    /* to the node's own type */                                                           \
+    X(RESHAPE, "reshape", 1, 1, IR_A_TYPE, INJECTIVE, reshape)                             \
+    /* erf form */                                                                         \
+    X(GELU, "gelu", 1, 1, 0, ELEMWISE, unary)                                              \
+    X(GELU_TANH, "gelu_tanh", 1, 1, 0, ELEMWISE, unary)                                    \
+    X(TANH, "tanh", 1, 1, 0, ELEMWISE, unary)                                              \
+    /* x * scale, a constant */                                                            \
+    X(SCALE, "scale", 1, 1, IR_A_SCALE, ELEMWISE, scale)                                   \
+    /* x[..., H], gamma[H], beta[H] */                                                     \
+    X(LAYERNORM, "layernorm", 3, 3, IR_A_EPS, REDUCE, layernorm)                           \
+    /* scores[B, ..., T], mask[B, T] -> softmax over T */                                  \
+    X(ATTN_SOFTMAX, "attn_softmax", 2, 2, IR_A_SCALE, REDUCE, attn_softmax)                \
+    /* drops the axis, taking one index of it */                                           \
+    X(SELECT, "select", 1, 1, IR_A_AXIS | IR_A_INDEX, INJECTIVE, select)                   \
+    /* logits[..., C], labels[...] -> mean CE over labels != -100, f32[] */                \
+    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0, OPAQUE, cross_entropy)                      \
+    /* x, seed i64[] -> x * keep / (1 - p); keep drawn from (seed, index, element) */      \
+    X(DROPOUT, "dropout", 2, 2, IR_A_P | IR_A_INDEX, ELEMWISE, dropout)                    \
+    /* ---- ops that autodiff introduces ---- */                                           \
+    /* a constant (scale) of the node's own type */                                        \
+    X(FILL, "fill", 0, 0, IR_A_SCALE | IR_A_TYPE, OPAQUE, fill)                            \
+    /* sums the leading dims away: x[..., *suffix] -> [*suffix], the node's type */        \
+    X(REDUCE_SUM, "reduce_sum", 1, 1, IR_A_TYPE, REDUCE, reduce_sum)                       \
+    /* ids[...], dy[..., H] -> [N, H]: row ids[i] accumulates dy[i] (gather's VJP) */      \
+    X(SCATTER_ADD, "scatter_add", 2, 2, IR_A_TYPE, OPAQUE, scatter_add)                    \
+    /* x[n, ...] -> [P, ...] with zero rows after n (prefix_rows' VJP) */                  \
+    X(PAD_ROWS, "pad_rows", 1, 1, IR_A_TYPE, INJECTIVE, pad_rows)                          \
+    /* x, dy -> dx */                                                                      \
+    X(GELU_GRAD, "gelu_grad", 2, 2, 0, ELEMWISE, same2)                                    \
+    X(GELU_TANH_GRAD, "gelu_tanh_grad", 2, 2, 0, ELEMWISE, same2)                          \
+    /* y = tanh(x), dy -> dx */                                                            \
+    X(TANH_GRAD, "tanh_grad", 2, 2, 0, ELEMWISE, same2)                                    \
+    /* x, gamma, dy -> dx */                                                               \
+    X(LAYERNORM_DX, "layernorm_dx", 3, 3, IR_A_EPS, REDUCE, layernorm_dx)                  \
+    /* x, dy -> dgamma [H] (summed over rows) */                                           \
+    X(LAYERNORM_DGAMMA, "layernorm_dgamma", 2, 2, IR_A_EPS, REDUCE, layernorm_dgamma)      \
+    /* y = attn_softmax(x), dy -> dx */                                                    \
+    X(SOFTMAX_GRAD, "softmax_grad", 2, 2, IR_A_SCALE, REDUCE, same2)                       \
+    /* dy -> zeros of the node's type with dy placed at index along axis */                \
+    X(SELECT_GRAD, "select_grad", 1, 1, IR_A_AXIS | IR_A_INDEX | IR_A_TYPE, INJECTIVE,     \
+      select_grad)                                                                         \
+    /* logits, labels, dloss[] -> dlogits */                                               \
     X(CROSS_ENTROPY_GRAD, "cross_entropy_grad", 3, 3, 0, OPAQUE, cross_entropy_grad)
 
 typedef enum {
@@ -204,7 +205,7 @@ ir_graph *ir_graph_clone(const ir_graph *g);
 int ir_add(ir_graph *g, ir_opcode op, const int *in, int nin, const ir_attrs *a,
            const char *name, const ir_type *type);
 int ir_set_output(ir_graph *g, const char *name, int value);
-int ir_find_output(const ir_graph *g, const char *name); /* value, or -1 */
+int ir_find_output(const ir_graph *g, const char *name);              /* value, or -1 */
 int ir_find_named(const ir_graph *g, ir_opcode op, const char *name); /* value or -1 */
 
 /* Convenience builders; each returns the value or -1 (sticky failure). */
@@ -229,7 +230,8 @@ int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e);
 
 /* ---- verifier (ir/verify.c) ---- */
 /* Checks structure (topological order, input counts, attributes, names, outputs) and
- * that every node's type equals its shape rule's. Messages name the node: "%12 (add): ...". */
+ * that every node's type equals its shape rule's. Messages name the node: "%12 (add): ...".
+ */
 int ir_verify(const ir_graph *g, ir_err *e);
 
 /* ---- text form (ir/print.c, ir/parse.c) ---- */

@@ -217,8 +217,7 @@ static int shape_select(const ir_graph *g, const ir_node *n, ir_type *out, ir_er
     int ax = n->a.axis;
     if (ax < 0 || ax >= x->rank)
         return ir_errf(e, "axis %d out of range for rank %d", ax, x->rank);
-    if (n->a.index < 0 ||
-        (ir_dim_is_const(x->dim[ax]) && n->a.index >= x->dim[ax].c))
+    if (n->a.index < 0 || (ir_dim_is_const(x->dim[ax]) && n->a.index >= x->dim[ax].c))
         return ir_errf(e, "index %lld out of range", (long long)n->a.index);
     *out = *x;
     for (int i = ax; i + 1 < x->rank; i++)
@@ -275,7 +274,8 @@ static int is_suffix_of(const ir_type *suffix, const ir_type *x)
 static int shape_reduce_sum(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
-    if (shape_given(g, n, out, e) || need_f32(x, "operand", e) || need_f32(out, "result", e))
+    if (shape_given(g, n, out, e) || need_f32(x, "operand", e) ||
+        need_f32(out, "result", e))
         return -1;
     if (!is_suffix_of(out, x))
         return ir_errf(e, "the result's shape must be a suffix of the operand's");
@@ -374,7 +374,8 @@ static int shape_cross_entropy_grad(const ir_graph *g, const ir_node *n, ir_type
 }
 
 const ir_op_info ir_ops[IR_OP_COUNT] = {
-#define X(e, s, lo, hi, am, fc, rule) [IR_OP_##e] = {s, lo, hi, am, IR_FUSE_##fc, shape_##rule},
+#define X(e, s, lo, hi, am, fc, rule)                                                      \
+    [IR_OP_##e] = {s, lo, hi, am, IR_FUSE_##fc, shape_##rule},
     IR_OPS(X)
 #undef X
 };

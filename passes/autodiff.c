@@ -228,7 +228,8 @@ int pass_autodiff(ir_graph **gp, const pass_grad_opts *o, ir_err *e)
     const char *loss_name = o && o->loss ? o->loss : "loss";
     int loss = ir_find_output(g, loss_name);
     if (loss < 0)
-        return ir_errf(e, "the graph has no output '%s' to differentiate (are there labels?)",
+        return ir_errf(e,
+                       "the graph has no output '%s' to differentiate (are there labels?)",
                        loss_name);
     if (g->nodes[loss].type.rank != 0 || g->nodes[loss].type.dtype != IR_F32)
         return ir_errf(e, "output '%s' is not an f32 scalar", loss_name);

@@ -63,8 +63,8 @@ int pass_cse(ir_graph **gp, ir_err *e)
         size_t slot = node_hash(n, repl) & (cap - 1);
         for (; table[slot] >= 0; slot = (slot + 1) & (cap - 1)) {
             const ir_node *m = &g->nodes[table[slot]];
-            int same = m->op == n->op && m->nin == n->nin && ir_type_eq(&m->type, &n->type) &&
-                       same_attrs(m, n);
+            int same = m->op == n->op && m->nin == n->nin &&
+                       ir_type_eq(&m->type, &n->type) && same_attrs(m, n);
             for (int k = 0; same && k < n->nin; k++)
                 same = repl[m->in[k]] == repl[n->in[k]];
             if (same) {

@@ -10,9 +10,9 @@ static const struct {
     unsigned group;
     int per_token; /* [B, S] rather than [B] */
 } labels[] = {
-    {"mlm_labels", RT_LABEL_MLM, 1},          {"nsp_labels", RT_LABEL_NSP, 0},
-    {"intent_labels", RT_LABEL_INTENT, 0},    {"slot_labels", RT_LABEL_SLOT, 1},
-    {"start_positions", RT_LABEL_QA, 0},      {"end_positions", RT_LABEL_QA, 0},
+    {"mlm_labels", RT_LABEL_MLM, 1},       {"nsp_labels", RT_LABEL_NSP, 0},
+    {"intent_labels", RT_LABEL_INTENT, 0}, {"slot_labels", RT_LABEL_SLOT, 1},
+    {"start_positions", RT_LABEL_QA, 0},   {"end_positions", RT_LABEL_QA, 0},
 };
 #define NLABELS ((int)(sizeof labels / sizeof *labels))
 
@@ -32,8 +32,9 @@ static int take(const rt_tensor *t, int rank, int64_t B, int64_t S, rt_tensor_li
     int64_t want[2] = {B, S};
     char s1[96], s2[96];
     if (!rt_dtype_is_int(t->dtype))
-        return ir_errf(e, "batch tensor '%s' has dtype %s; expected an integer dtype (I64 "
-                          "or I32)",
+        return ir_errf(e,
+                       "batch tensor '%s' has dtype %s; expected an integer dtype (I64 "
+                       "or I32)",
                        t->name, rt_dtype_name(t->dtype));
     if (t->rank != rank || memcmp(t->shape, want, sizeof(int64_t) * (size_t)rank))
         return ir_errf(e, "batch tensor '%s' has shape %s; expected %s", t->name,
@@ -82,11 +83,12 @@ int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned
     }
     int64_t B = ids->shape[0], S = ids->shape[1];
     if (B < 1 || S < 1)
-        return ir_errf(e, "batch tensor 'input_ids' is empty (B=%lld, S=%lld)", (long long)B,
-                       (long long)S);
+        return ir_errf(e, "batch tensor 'input_ids' is empty (B=%lld, S=%lld)",
+                       (long long)B, (long long)S);
     if (S > max_position)
-        return ir_errf(e, "batch tensor 'input_ids': sequence length %lld exceeds the "
-                          "model's max-position %lld",
+        return ir_errf(e,
+                       "batch tensor 'input_ids': sequence length %lld exceeds the "
+                       "model's max-position %lld",
                        (long long)S, (long long)max_position);
     if (take(ids, 2, B, S, out, e))
         return -1;
@@ -110,9 +112,10 @@ int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned
             return -1;
         *present |= labels[i].group;
     }
-    if ((*present & RT_LABEL_QA) &&
-        (!rt_list_cfind(batch, "start_positions") || !rt_list_cfind(batch, "end_positions")))
-        return ir_errf(e, "the batch has only one of 'start_positions' and 'end_positions'");
+    if ((*present & RT_LABEL_QA) && (!rt_list_cfind(batch, "start_positions") ||
+                                     !rt_list_cfind(batch, "end_positions")))
+        return ir_errf(e,
+                       "the batch has only one of 'start_positions' and 'end_positions'");
     for (int i = 0; i < batch->n; i++)
         if (!known(batch->t[i].name))
             notef(note, note_ctx, "ignored batch tensor '%s' (not part of the run format)",

@@ -136,10 +136,10 @@ static int check_range(const ir_graph *g, int v, const int64_t *data, int64_t n,
             continue;
         if (data[i] < lo || data[i] >= hi) {
             char nm[128];
-            return ir_errf(e, "%s: value %lld at flat index %lld is out of range [%lld, %lld)%s",
-                           vname(g, v, nm, sizeof nm), (long long)data[i], (long long)i,
-                           (long long)lo, (long long)hi,
-                           allow_ignore ? " (or -100 to ignore)" : "");
+            return ir_errf(
+                e, "%s: value %lld at flat index %lld is out of range [%lld, %lld)%s",
+                vname(g, v, nm, sizeof nm), (long long)data[i], (long long)i, (long long)lo,
+                (long long)hi, allow_ignore ? " (or -100 to ignore)" : "");
         }
     }
     return 0;
@@ -154,10 +154,11 @@ static int check_step(const rt_exec *x, const rt_step *s, void *const *ptr, ir_e
     case IR_OP_GATHER:
     case IR_OP_SCATTER_ADD: {
         int ids = n->op == IR_OP_GATHER ? n->in[1] : n->in[0];
-        int64_t rows = n->op == IR_OP_GATHER ? g->nodes[n->in[0]].type.dim[0].c
-                                             : n->type.dim[0].c;
-        return check_range(g, ids, ptr[ids], ir_dim_eval(ir_type_numel(&g->nodes[ids].type), B, S),
-                           0, rows, 0, e);
+        int64_t rows =
+            n->op == IR_OP_GATHER ? g->nodes[n->in[0]].type.dim[0].c : n->type.dim[0].c;
+        return check_range(g, ids, ptr[ids],
+                           ir_dim_eval(ir_type_numel(&g->nodes[ids].type), B, S), 0, rows,
+                           0, e);
     }
     case IR_OP_ATTN_SOFTMAX: {
         int m = n->in[1];
@@ -166,16 +167,18 @@ static int check_step(const rt_exec *x, const rt_step *s, void *const *ptr, ir_e
     case IR_OP_CROSS_ENTROPY: {
         int lg = n->in[0], lb = n->in[1];
         const ir_type *t = &g->nodes[lg].type;
-        return check_range(g, lb, ptr[lb], ir_dim_eval(ir_type_numel(&g->nodes[lb].type), B, S),
-                           0, ir_dim_eval(t->dim[t->rank - 1], B, S), 1, e);
+        return check_range(g, lb, ptr[lb],
+                           ir_dim_eval(ir_type_numel(&g->nodes[lb].type), B, S), 0,
+                           ir_dim_eval(t->dim[t->rank - 1], B, S), 1, e);
     }
     case IR_OP_PREFIX_ROWS: {
         int64_t want = ir_dim_eval(n->type.dim[0], B, S);
         int64_t have = ir_dim_eval(g->nodes[n->in[0]].type.dim[0], B, S);
         if (want > have) {
             char nm[128];
-            return ir_errf(e, "sequence length %lld exceeds the %lld rows of %s (max-position)",
-                           (long long)want, (long long)have, vname(g, n->in[0], nm, sizeof nm));
+            return ir_errf(
+                e, "sequence length %lld exceeds the %lld rows of %s (max-position)",
+                (long long)want, (long long)have, vname(g, n->in[0], nm, sizeof nm));
         }
         return 0;
     }
@@ -243,10 +246,11 @@ int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *
         const rt_value *val = &p->values[v];
         const ir_node *n = &g->nodes[v];
         if (val->kind == RT_VAL_PARAM || val->kind == RT_VAL_INPUT) {
-            const rt_tensor *t = rt_list_cfind(val->kind == RT_VAL_PARAM ? params : inputs, n->name);
+            const rt_tensor *t =
+                rt_list_cfind(val->kind == RT_VAL_PARAM ? params : inputs, n->name);
             if (!t)
-                rc = ir_errf(e, "missing %s '%s'", val->kind == RT_VAL_PARAM ? "parameter" : "input",
-                             n->name);
+                rc = ir_errf(e, "missing %s '%s'",
+                             val->kind == RT_VAL_PARAM ? "parameter" : "input", n->name);
             else
                 rc = bind(t, n, B, S, &ptr[v], &owned[v], e);
         } else if (val->kind == RT_VAL_TEMP) {
@@ -311,8 +315,9 @@ int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *
         const ir_type *t = &g->nodes[v].type;
         for (int d = 0; d < t->rank; d++)
             shape[d] = ir_dim_eval(t->dim[d], B, S);
-        rt_tensor *o = rt_list_add(out, g->outs[k].name, t->dtype == IR_I64 ? RT_I64 : RT_F32,
-                                   t->rank, shape, ptr[v]);
+        rt_tensor *o =
+            rt_list_add(out, g->outs[k].name, t->dtype == IR_I64 ? RT_I64 : RT_F32, t->rank,
+                        shape, ptr[v]);
         if (!o)
             rc = ir_errf(e, "out of memory");
     }

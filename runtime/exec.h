@@ -1,7 +1,7 @@
 /* exec.h: runs a plan (plan.h) with a table of generated kernels. One OpenMP parallel
  * region per run: every thread walks the steps, claims chunks of each step's work units
- * from a shared counter, and meets the others at a barrier. Temporaries live in one arena laid
- * out from their live ranges (best fit), recomputed only when B or S changes. */
+ * from a shared counter, and meets the others at a barrier. Temporaries live in one arena
+ * laid out from their live ranges (best fit), recomputed only when B or S changes. */
 #ifndef BERTCC_RT_EXEC_H
 #define BERTCC_RT_EXEC_H
 

@@ -72,7 +72,8 @@ static int k_input(ctx *c, int v, ir_err *e)
     const rt_tensor *t = rt_list_cfind(c->inputs, n->name);
     if (!t)
         return ir_errf(e, "missing input '%s'", n->name);
-    if (t->rank != n->type.rank || memcmp(t->shape, c->shape[v], sizeof(int64_t) * t->rank)) {
+    if (t->rank != n->type.rank ||
+        memcmp(t->shape, c->shape[v], sizeof(int64_t) * t->rank)) {
         char s1[128], s2[128];
         return ir_errf(e, "input '%s' has shape %s, expected %s", n->name,
                        rt_shape_str(t->rank, t->shape, s1, sizeof s1),
@@ -472,8 +473,9 @@ int rt_bind_sizes(const ir_graph *g, const rt_tensor_list *inputs, int64_t *B, i
     if (*S < 0)
         *S = 1;
     if (*B < 1 || *S < 1)
-        return ir_errf(e, "batch size and sequence length must be positive (got B=%lld, "
-                          "S=%lld)",
+        return ir_errf(e,
+                       "batch size and sequence length must be positive (got B=%lld, "
+                       "S=%lld)",
                        (long long)*B, (long long)*S);
     return 0;
 }
@@ -512,7 +514,8 @@ static int write_outputs(ctx *c, const rt_interp_opts *o, rt_tensor_list *out, i
         int v = c->g->outs[k].value;
         int is_int = node(c, v)->type.dtype == IR_I64;
         rt_dtype dt = is_int ? RT_I64 : o->f64 ? RT_F64 : RT_F32;
-        rt_tensor *t = rt_list_add(out, c->g->outs[k].name, dt, rank(c, v), c->shape[v], NULL);
+        rt_tensor *t =
+            rt_list_add(out, c->g->outs[k].name, dt, rank(c, v), c->shape[v], NULL);
         if (!t)
             return ir_errf(e, "out of memory");
         for (int64_t i = 0; i < c->numel[v]; i++) {

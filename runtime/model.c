@@ -37,17 +37,39 @@ static void close_one(compiled *c)
     ir_graph_free(c->g);
 }
 
-/* Feature names as the compiler writes them, and how GCC's builtin asks the CPU. */
+/* Whether this CPU has feature f (LLVM's spelling, without '+'). __builtin_cpu_supports
+ * takes only string literals, hence one line per feature; features it cannot ask
+ * about are assumed present. */
 static int has(const char *f)
 {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-#define F(name)                                                                          \
-    if (!strcmp(f, #name))                                                               \
-        return __builtin_cpu_supports(#name);
-    F(sse4.2) F(avx) F(avx2) F(fma) F(avx512f) F(avx512bw) F(avx512vl) F(avx512dq)
-        F(avx512cd) F(avx512vnni) F(avx512bf16) F(bmi) F(bmi2)
-#undef F
+    if (!strcmp(f, "sse4.2"))
+        return __builtin_cpu_supports("sse4.2");
+    if (!strcmp(f, "avx"))
+        return __builtin_cpu_supports("avx");
+    if (!strcmp(f, "avx2"))
+        return __builtin_cpu_supports("avx2");
+    if (!strcmp(f, "fma"))
+        return __builtin_cpu_supports("fma");
+    if (!strcmp(f, "bmi"))
+        return __builtin_cpu_supports("bmi");
+    if (!strcmp(f, "bmi2"))
+        return __builtin_cpu_supports("bmi2");
+    if (!strcmp(f, "avx512f"))
+        return __builtin_cpu_supports("avx512f");
+    if (!strcmp(f, "avx512bw"))
+        return __builtin_cpu_supports("avx512bw");
+    if (!strcmp(f, "avx512vl"))
+        return __builtin_cpu_supports("avx512vl");
+    if (!strcmp(f, "avx512dq"))
+        return __builtin_cpu_supports("avx512dq");
+    if (!strcmp(f, "avx512cd"))
+        return __builtin_cpu_supports("avx512cd");
+    if (!strcmp(f, "avx512vnni"))
+        return __builtin_cpu_supports("avx512vnni");
+    if (!strcmp(f, "avx512bf16"))
+        return __builtin_cpu_supports("avx512bf16");
 #endif
     return 1;
 }
@@ -58,8 +80,9 @@ int rt_cpu_supports(const char *features, ir_err *e)
     snprintf(buf, sizeof buf, "%s", features ? features : "");
     for (char *s = NULL, *t = strtok_r(buf, ",", &s); t; t = strtok_r(NULL, ",", &s))
         if (t[0] == '+' && !has(t + 1)) {
-            ir_errf(e, "this CPU lacks %s, which the library was compiled for (rebuild it "
-                       "with --target-cpu, e.g. x86-64-v3 for a portable AVX2 build)",
+            ir_errf(e,
+                    "this CPU lacks %s, which the library was compiled for (rebuild it "
+                    "with --target-cpu, e.g. x86-64-v3 for a portable AVX2 build)",
                     t + 1);
             return 0;
         }
@@ -105,7 +128,8 @@ int rt_model_load(rt_model *m, const char *path, ir_err *e)
     rt_list_init(&params);
     /* The training graph holds every parameter the forward graph does. */
     int rc = rt_st_load(path, &ck, e);
-    if (!rc && (rc = rt_params_from_checkpoint(m->train.g, &ck, 0, 0, &params, NULL, NULL, e)))
+    if (!rc &&
+        (rc = rt_params_from_checkpoint(m->train.g, &ck, 0, 0, &params, NULL, NULL, e)))
         ir_err_prefix(e, "%s", path);
     rt_list_free(&ck);
     if (rc) {

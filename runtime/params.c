@@ -158,7 +158,8 @@ int rt_params_from_checkpoint(const ir_graph *g, const rt_tensor_list *ckpt,
             return -1;
         if (k < 0) {
             rt_param_init_one(t, seed);
-            notef(note, note_ctx, "initialized '%s' (not in the checkpoint)%s", p->name, "");
+            notef(note, note_ctx, "initialized '%s' (not in the checkpoint)%s", p->name,
+                  "");
             continue;
         }
         const rt_tensor *src = &ckpt->t[k];
@@ -183,7 +184,8 @@ int rt_params_from_checkpoint(const ir_graph *g, const rt_tensor_list *ckpt,
             !strcmp(n, "cls.predictions.decoder.weight"))
             continue;
         if (!used_by_graph(g, n))
-            notef(note, note_ctx, "ignored checkpoint tensor '%s'%s", n, " (not in the model)");
+            notef(note, note_ctx, "ignored checkpoint tensor '%s'%s", n,
+                  " (not in the model)");
     }
     return check_tied_decoder(ckpt, out, e);
 }

@@ -27,16 +27,16 @@ typedef struct rt_kernel {
 } rt_kernel;
 
 typedef enum {
-    RT_VAL_PARAM,  /* bound to a parameter tensor (index = its param number) */
-    RT_VAL_INPUT,  /* bound to an input tensor (index = its input number) */
-    RT_VAL_TEMP,   /* placed in the arena */
-    RT_VAL_ALIAS,  /* same memory as value `index` (a reshape) */
+    RT_VAL_PARAM, /* bound to a parameter tensor (index = its param number) */
+    RT_VAL_INPUT, /* bound to an input tensor (index = its input number) */
+    RT_VAL_TEMP,  /* placed in the arena */
+    RT_VAL_ALIAS, /* same memory as value `index` (a reshape) */
 } rt_val_kind;
 
 typedef struct rt_value {
     rt_val_kind kind;
     int index;
-    int output;     /* graph output number, or -1 (outputs are copied out at the end) */
+    int output; /* graph output number, or -1 (outputs are copied out at the end) */
     ir_type type;
     int first, last; /* steps that define and last read it (for arena planning) */
 } rt_value;

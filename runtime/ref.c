@@ -314,8 +314,8 @@ void ref_softmax_grad(double *dx, const double *y, const double *dy, int64_t row
     }
 }
 
-void ref_select_grad(double *dx, const double *dy, int64_t outer, int64_t len, int64_t inner,
-                     int64_t index)
+void ref_select_grad(double *dx, const double *dy, int64_t outer, int64_t len,
+                     int64_t inner, int64_t index)
 {
     for (int64_t i = 0; i < outer * len * inner; i++)
         dx[i] = 0.0;

@@ -103,8 +103,8 @@ void ref_softmax_grad(double *dx, const double *y, const double *dy, int64_t row
                       int64_t t, double scale);
 
 /* dx (outer, len, inner) = 0 except dx[:, index, :] = dy (outer, inner) */
-void ref_select_grad(double *dx, const double *dy, int64_t outer, int64_t len, int64_t inner,
-                     int64_t index);
+void ref_select_grad(double *dx, const double *dy, int64_t outer, int64_t len,
+                     int64_t inner, int64_t index);
 
 /* dlogits (n, c) = dloss * (softmax(logits) - onehot(label)) / count for rows with a
  * label, 0 for ignored rows (count = rows with a label; nothing when count = 0). */

@@ -40,7 +40,7 @@ typedef struct rt_tensor_list {
 size_t rt_dtype_size(rt_dtype dt);
 const char *rt_dtype_name(rt_dtype dt); /* safetensors spelling: "F32", "BF16", ... */
 int rt_dtype_from_name(const char *s, rt_dtype *out); /* 0, or -1 if unknown */
-int rt_dtype_is_int(rt_dtype dt); /* I64 ... BOOL */
+int rt_dtype_is_int(rt_dtype dt);                     /* I64 ... BOOL */
 
 int64_t rt_numel(const rt_tensor *t);
 size_t rt_nbytes(const rt_tensor *t);

@@ -27,8 +27,8 @@ static const char *build_library(const char *prefix, const char *name)
 {
     const char *dir = tu_tmpdir();
     char cmd[2048], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s %s -o %s/%s.so --prefix %s", BERTCC_EXE, tu_src(TINY "model.xml"),
-             dir, name, prefix);
+    snprintf(cmd, sizeof cmd, "%s %s -o %s/%s.so --prefix %s", BERTCC_EXE,
+             tu_src(TINY "model.xml"), dir, name, prefix);
     int rc = tu_run(cmd, &out);
     cr_assert_eq(rc, 0, "%s: %s", cmd, out ? out : "");
     free(out);
@@ -107,8 +107,8 @@ static void compare_demo(const char *text, const rt_tensor_list *want)
                 maxerr = fabs(v - r) > maxerr ? fabs(v - r) : maxerr;
                 maxref = fabs(r) > maxref ? fabs(r) : maxref;
             }
-            cr_expect(maxerr <= 1e-5 * maxref + 1e-6, "%s: max error %g (max |jit| %g)", name,
-                      maxerr, maxref);
+            cr_expect(maxerr <= 1e-5 * maxref + 1e-6, "%s: max error %g (max |jit| %g)",
+                      name, maxerr, maxref);
             seen++;
         }
         line = nl ? nl + 1 : NULL;
@@ -119,7 +119,8 @@ static void compare_demo(const char *text, const rt_tensor_list *want)
 static char *run_demo(const char *dir, int grad)
 {
     char cmd[4096], *out = NULL;
-    snprintf(cmd, sizeof cmd, "cc -std=gnu11 -Wall -Werror %s -I%s %s %s/bert.so -Wl,-rpath,%s -o %s/demo",
+    snprintf(cmd, sizeof cmd,
+             "cc -std=gnu11 -Wall -Werror %s -I%s %s %s/bert.so -Wl,-rpath,%s -o %s/demo",
              BERTCC_AOT_FLAGS, dir, tu_src("examples/aot_demo.c"), dir, dir, dir);
     int rc = tu_run(cmd, &out);
     cr_assert_eq(rc, 0, "%s: %s", cmd, out ? out : "");
@@ -177,8 +178,10 @@ Test(aot, two_libraries_load_in_one_process, .timeout = 120)
     cr_assert(ha && hb, "dlopen: %s", dlerror());
     typedef void *(*create_fn)(char *, size_t);
     typedef void (*destroy_fn)(void *);
-    create_fn ca = (create_fn)dlsym(ha, "alpha_create"), cb = (create_fn)dlsym(hb, "beta_create");
-    destroy_fn xa = (destroy_fn)dlsym(ha, "alpha_destroy"), xb = (destroy_fn)dlsym(hb, "beta_destroy");
+    create_fn ca = (create_fn)dlsym(ha, "alpha_create"),
+              cb = (create_fn)dlsym(hb, "beta_create");
+    destroy_fn xa = (destroy_fn)dlsym(ha, "alpha_destroy"),
+               xb = (destroy_fn)dlsym(hb, "beta_destroy");
     cr_assert(ca && cb && xa && xb, "prefixed symbols missing");
     cr_assert_null(dlsym(ha, "rt_exec_run"), "runtime symbols must stay hidden");
     char err[512];
@@ -195,7 +198,8 @@ Test(aot, a_cpu_without_a_compiled_for_feature_is_refused)
     ir_err e;
     cr_assert(rt_cpu_supports("+avx2", &e) == !!__builtin_cpu_supports("avx2"));
     /* Find a feature this CPU lacks among those the runtime can ask about. */
-    static const char *const feats[] = {"avx512bf16", "avx512vnni", "avx512f", "avx2", "fma"};
+    static const char *const feats[] = {"avx512bf16", "avx512vnni", "avx512f", "avx2",
+                                        "fma"};
     for (size_t i = 0; i < sizeof feats / sizeof *feats; i++) {
         char list[64];
         snprintf(list, sizeof list, "+sse4.2,+%s", feats[i]);
@@ -210,7 +214,8 @@ Test(aot, a_cpu_without_a_compiled_for_feature_is_refused)
 Test(aot, bad_output_names_are_refused)
 {
     char cmd[1024], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s %s -o /tmp/x.dylib", BERTCC_EXE, tu_src(TINY "model.xml"));
+    snprintf(cmd, sizeof cmd, "%s %s -o /tmp/x.dylib", BERTCC_EXE,
+             tu_src(TINY "model.xml"));
     cr_assert_eq(tu_run(cmd, &out), 1, "%s", out);
     cr_assert(strstr(out, "NAME.so"), "%s", out);
     free(out);

@@ -17,7 +17,6 @@
 #include "../codegen/cg.h"
 #include "../codegen/codegen.h"
 
-
 typedef LLVMValueRef (*math_fn)(cg_ctx *c, LLVMValueRef x);
 typedef void (*map_fn)(float *out, const float *in, int64_t n);
 

@@ -183,8 +183,8 @@ int tu_jit_vs_ref(const ir_graph *g, const rt_tensor_list *params,
         const rt_tensor *r = &ref.t[i], *j = rt_list_cfind(&jit, r->name);
         double mr = 0, err = j ? tu_max_err(j, r, &mr) : -1;
         if (!j || err < 0 || !(err <= rtol * mr + atol)) {
-            snprintf(msg, len, "output %s: max error %g > %g (max |ref| %g)%s", r->name, err,
-                     rtol * mr + atol, mr, j ? "" : " (missing)");
+            snprintf(msg, len, "output %s: max error %g > %g (max |ref| %g)%s", r->name,
+                     err, rtol * mr + atol, mr, j ? "" : " (missing)");
             rc = 1;
         }
     }

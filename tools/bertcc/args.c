@@ -27,7 +27,8 @@ int args_parse(int argc, char **argv, int start, const arg_opt *opts, const char
         }
         if (a[0] != '-' || !a[1]) {
             if (npos == max_pos) {
-                fprintf(stderr, "bertcc %s: unexpected argument '%s' (see --help)\n", cmd, a);
+                fprintf(stderr, "bertcc %s: unexpected argument '%s' (see --help)\n", cmd,
+                        a);
                 return -1;
             }
             pos[npos++] = a;
@@ -53,7 +54,8 @@ int args_parse(int argc, char **argv, int start, const arg_opt *opts, const char
         } else if (i + 1 < argc) {
             *o->out = argv[++i];
         } else {
-            fprintf(stderr, "bertcc %s: option '%s' needs a value (%s)\n", cmd, a, o->value);
+            fprintf(stderr, "bertcc %s: option '%s' needs a value (%s)\n", cmd, a,
+                    o->value);
             return -1;
         }
     }

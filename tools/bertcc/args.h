@@ -8,7 +8,7 @@ typedef struct arg_opt {
     const char *name;  /* "weights", or "o" for -o */
     const char *value; /* metavariable ("FILE"), or NULL for a flag */
     const char *help;
-    const char **out;  /* receives the value, or "1" for a flag */
+    const char **out; /* receives the value, or "1" for a flag */
 } arg_opt;
 
 /* Parses argv[start..argc): options from opts, positionals into pos[0..max_pos).

@@ -22,7 +22,8 @@ static double now(void)
 }
 
 /* The training graph: every head's loss, differentiated, then optimized. */
-static int make_train_graph(ir_graph **g, const char *pipeline, FILE *print_after, ir_err *e)
+static int make_train_graph(ir_graph **g, const char *pipeline, FILE *print_after,
+                            ir_err *e)
 {
     pass_grad_opts go = {"loss", NULL, 0};
     if (ir_find_output(*g, "loss") < 0)
@@ -81,11 +82,13 @@ static int emit(const fe_model *m, const compile_args *a, const cg_options *o)
     ir_err e;
     const char *pipeline = a->pipeline ? a->pipeline : PASS_DEFAULT_PIPELINE;
     const char *st = a->stage;
-    int is_ir = !strcmp(st, "ir"), is_opt = !strcmp(st, "opt"), is_grad = !strcmp(st, "grad");
+    int is_ir = !strcmp(st, "ir"), is_opt = !strcmp(st, "opt"),
+        is_grad = !strcmp(st, "grad");
     int is_cg = !strcmp(st, "llvm-raw") || !strcmp(st, "llvm") || !strcmp(st, "asm");
     if (!is_ir && !is_opt && !is_grad && !is_cg) {
-        fprintf(stderr, "bertcc: unknown stage '%s' (expected ir, opt, grad, llvm-raw, llvm "
-                        "or asm)\n",
+        fprintf(stderr,
+                "bertcc: unknown stage '%s' (expected ir, opt, grad, llvm-raw, llvm "
+                "or asm)\n",
                 st);
         return 1;
     }
@@ -129,8 +132,9 @@ static int emit(const fe_model *m, const compile_args *a, const cg_options *o)
             cg_emit_file(g, &plan, o, st, to_file ? a->out : "-", &e))
             rc = driver_fail(e.msg);
         else if (a->verbose)
-            fprintf(stderr, "bertcc: %s: %d nodes, %d steps, %d distinct kernels; wall time "
-                            "%.3f s\n",
+            fprintf(stderr,
+                    "bertcc: %s: %d nodes, %d steps, %d distinct kernels; wall time "
+                    "%.3f s\n",
                     m->name, g->n, plan.nsteps, plan.nkernels, now() - t0);
         rt_plan_free(&plan);
     }
@@ -168,11 +172,12 @@ int cmd_compile(int argc, char **argv)
     if (npos < 0)
         return 1;
     if (help) {
-        args_usage("bertcc MODEL.xml --emit=STAGE [-o FILE] [options]\n"
-                   "       bertcc MODEL.xml -o NAME.so [options]",
-                   "Compiles a model description: prints one stage of it, or writes a shared\n"
-                   "library with forward and backward code and its C header.",
-                   opts);
+        args_usage(
+            "bertcc MODEL.xml --emit=STAGE [-o FILE] [options]\n"
+            "       bertcc MODEL.xml -o NAME.so [options]",
+            "Compiles a model description: prints one stage of it, or writes a shared\n"
+            "library with forward and backward code and its C header.",
+            opts);
         return 0;
     }
     if (npos != 1)
@@ -184,8 +189,8 @@ int cmd_compile(int argc, char **argv)
     if (fe_load(pos[0], &m, &e))
         return driver_fail(e.msg);
     char prefix[64];
-    cg_options o = {a.cpu, a.features, a.prefix ? a.prefix : default_prefix(m.name, prefix,
-                                                                             sizeof prefix),
+    cg_options o = {a.cpu, a.features,
+                    a.prefix ? a.prefix : default_prefix(m.name, prefix, sizeof prefix),
                     a.verbose != NULL};
     return a.stage ? emit(&m, &a, &o) : write_library(&m, &a, &o);
 }

@@ -5,10 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../codegen/engine.h"
 #include "../../frontend/frontend.h"
 #include "../../passes/passes.h"
 #include "../../runtime/batch.h"
-#include "../../codegen/engine.h"
 #include "../../runtime/interp.h"
 #include "../../runtime/params.h"
 #include "../../runtime/safetensors.h"
@@ -18,7 +18,8 @@
 _Static_assert((int)RT_LABEL_MLM == (int)FE_LABEL_MLM &&
                    (int)RT_LABEL_NSP == (int)FE_LABEL_NSP &&
                    (int)RT_LABEL_INTENT == (int)FE_LABEL_INTENT &&
-                   (int)RT_LABEL_SLOT == (int)FE_LABEL_SLOT && (int)RT_LABEL_QA == (int)FE_LABEL_QA,
+                   (int)RT_LABEL_SLOT == (int)FE_LABEL_SLOT &&
+                   (int)RT_LABEL_QA == (int)FE_LABEL_QA,
                "runtime and frontend label groups must agree");
 
 static unsigned heads_to_labels(unsigned heads)
@@ -117,11 +118,12 @@ static int run(const run_args *a)
         goto done;
     }
     if (!a->quiet)
-        fprintf(stderr,
-                "bertcc run: %s, B=%lld S=%lld, backend %s: %d tensors to %s (compile %.3f s, "
-                "run %.3f s, total %.3f s)\n",
-                m.name, (long long)B, (long long)S, backend == CG_BACKEND_JIT ? "jit" : "ref",
-                outputs.n, a->out, t2 - t1, t3 - t2, now() - t0);
+        fprintf(
+            stderr,
+            "bertcc run: %s, B=%lld S=%lld, backend %s: %d tensors to %s (compile %.3f s, "
+            "run %.3f s, total %.3f s)\n",
+            m.name, (long long)B, (long long)S, backend == CG_BACKEND_JIT ? "jit" : "ref",
+            outputs.n, a->out, t2 - t1, t3 - t2, now() - t0);
     rc = 0;
 done:
     cg_engine_free(engine);
@@ -160,10 +162,11 @@ int cmd_run(int argc, char **argv)
     if (npos < 0)
         return 1;
     if (help) {
-        args_usage("bertcc run MODEL.xml --batch B.safetensors -o OUT.safetensors [options]",
-                   "Runs one eval-mode forward pass (DESIGN.md §5) and writes\n"
-                   "sequence_output, pooled_output, each head's logits, each loss and loss.",
-                   opts);
+        args_usage(
+            "bertcc run MODEL.xml --batch B.safetensors -o OUT.safetensors [options]",
+            "Runs one eval-mode forward pass (DESIGN.md §5) and writes\n"
+            "sequence_output, pooled_output, each head's logits, each loss and loss.",
+            opts);
         return 0;
     }
     if (npos != 1)

@@ -60,10 +60,11 @@ int cmd_show(int argc, char **argv)
     if (npos < 0)
         return 1;
     if (help) {
-        args_usage("bertcc show FILE.safetensors [--values N]",
-                   "Prints each tensor of a safetensors file: dtype, shape, min, mean, max\n"
-                   "and its first values.",
-                   opts);
+        args_usage(
+            "bertcc show FILE.safetensors [--values N]",
+            "Prints each tensor of a safetensors file: dtype, shape, min, mean, max\n"
+            "and its first values.",
+            opts);
         return 0;
     }
     if (npos != 1)
