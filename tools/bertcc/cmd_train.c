@@ -1,71 +1,52 @@
-/* cmd_train.c: `bertcc train` — trains a model on a batch file (the `run` batch format
- * with N rows) with the engine of runtime/train.h. The training-mode graph (dropout,
- * driven by a "dropout_seed" input) is differentiated by pass_autodiff, and each
- * micro-batch runs through the reference interpreter. A run directory collects
- * model.xml, options.json, weights.safetensors, optimizer.safetensors and
- * train_log.csv; `--resume RUN_DIR` continues it exactly. */
+/* cmd_train.c: `bertcc train` — trains a model with the engine of runtime/train.h,
+ * either on a batch file (the `run` batch format with N rows; --task batches, the
+ * default) or on a task's data (--task intent-slot, ...: runtime/task.h), which also
+ * sizes the model from the vocabulary and the label sets, evaluates on dev after every
+ * epoch, keeps the best weights and draws the curves. The training-mode graph
+ * (dropout, driven by a "dropout_seed" input) is differentiated by pass_autodiff and
+ * runs through cg_engine (--backend ref or jit). A run directory collects everything
+ * (rundir.h); `--resume RUN_DIR` continues it exactly. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
+#include "../../codegen/engine.h"
 #include "../../frontend/frontend.h"
 #include "../../passes/passes.h"
 #include "../../runtime/batch.h"
-#include "../../runtime/interp.h"
 #include "../../runtime/params.h"
 #include "../../runtime/safetensors.h"
+#include "../../runtime/task.h"
 #include "../../runtime/train.h"
 #include "args.h"
 #include "driver.h"
+#include "rundir.h"
 
 #define MAX_FREEZE 64
+#define MAX_TASK_OPTS 32
 
 typedef struct train_args {
     const char *model, *data, *out, *task, *init, *resume, *epochs, *steps, *batch_size;
     const char *accum, *lr, *warmup, *weight_decay, *clip, *eps, *freeze, *seed, *threads;
     const char *backend, *save_every, *log_every, *quiet;
+    const char *vocab, *lower, *no_lower, *strip, *no_strip, *no_eval, *eval_batch;
     const char *frozen[MAX_FREEZE];
     int nfrozen;
+    /* Task options, by name (the union over every task's options). */
+    const char *topt_name[MAX_TASK_OPTS];
+    const char *topt_value[MAX_TASK_OPTS];
+    int ntopt;
 } train_args;
-
-/* ---- the step function: one micro-batch through the interpreter -------------------- */
-
-typedef struct step_ctx {
-    const ir_graph *g;
-    int threads;
-    int has_seed; /* the graph takes a "dropout_seed" input */
-} step_ctx;
-
-static int interp_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *batch,
-                       uint64_t dropout_seed, rt_tensor_list *out, ir_err *e)
-{
-    const step_ctx *c = ctx;
-    rt_tensor_list in;
-    rt_list_init(&in);
-    int rc = -1;
-    for (int i = 0; i < batch->n; i++) {
-        const rt_tensor *t = &batch->t[i];
-        if (!rt_list_add(&in, t->name, t->dtype, t->rank, t->shape, t->data))
-            goto oom;
-    }
-    int64_t seed = (int64_t)dropout_seed;
-    if (c->has_seed && !rt_list_add(&in, "dropout_seed", RT_I64, 0, NULL, &seed))
-        goto oom;
-    rt_interp_opts o = {0, c->threads};
-    rc = rt_interp_run(c->g, params, &in, &o, out, e);
-    rt_list_free(&in);
-    return rc;
-oom:
-    rt_list_free(&in);
-    return ir_errf(e, "out of memory preparing a micro-batch");
-}
 
 /* ---- Ctrl-C ----------------------------------------------------------------------- */
 
@@ -76,6 +57,13 @@ static void on_sigint(int sig)
     (void)sig;
     interrupted = 1;
     signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- options.json ------------------------------------------------------------------- */
@@ -108,12 +96,32 @@ static const persisted persist[] = {
     P("save-every", save_every),
     P("init", init),
     P("log-every", log_every),
+    P("eval-batch-size", eval_batch),
 };
 #undef P
 
 static const char **field(train_args *a, const persisted *p)
 {
     return (const char **)((char *)a + p->off);
+}
+
+/* A JSON scalar as a string kept in j (numbers are converted once). */
+static const char *json_str(json_t *j, const char *key, json_t *v)
+{
+    if (json_is_string(v))
+        return json_string_value(v);
+    char buf[64], k[128];
+    if (json_is_integer(v))
+        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
+    else if (json_is_true(v))
+        snprintf(buf, sizeof buf, "1");
+    else
+        return NULL;
+    snprintf(k, sizeof k, "_str.%s", key);
+    json_object_set_new(j, k, json_string(buf));
+    return json_string_value(json_object_get(j, k));
 }
 
 /* Fills the options a left unset from RUN_DIR/options.json. Strings made here are
@@ -133,7 +141,6 @@ static int merge_options(train_args *a, const char *dir, json_t **keep)
     /* The length of the run is one choice: --epochs or --steps on the command line
      * replaces the stored one. */
     int length_given = a->epochs || a->steps;
-    /* Numbers become strings for the option parsers; they live in the object. */
     for (size_t i = 0; i < sizeof persist / sizeof *persist; i++) {
         const char **f = field(a, &persist[i]);
         json_t *v = json_object_get(j, persist[i].key);
@@ -141,22 +148,10 @@ static int merge_options(train_args *a, const char *dir, json_t **keep)
             continue;
         if (length_given && (f == &a->epochs || f == &a->steps))
             continue;
-        char buf[64];
-        if (json_is_string(v)) {
-            *f = json_string_value(v);
-            continue;
-        }
-        if (json_is_integer(v))
-            snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
-        else if (json_is_real(v))
-            snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
-        else
-            continue;
-        char key[80];
-        snprintf(key, sizeof key, "_str.%s", persist[i].key);
-        json_object_set_new(j, key, json_string(buf));
-        *f = json_string_value(json_object_get(j, key));
+        *f = json_str(j, persist[i].key, v);
     }
+    if (!a->no_eval && json_is_true(json_object_get(j, "no-eval")))
+        a->no_eval = "1";
     json_t *fr = json_object_get(j, "freeze");
     if (!a->nfrozen && json_is_array(fr)) {
         size_t k;
@@ -167,38 +162,142 @@ static int merge_options(train_args *a, const char *dir, json_t **keep)
                 a->frozen[a->nfrozen++] = json_string_value(v);
         }
     }
+    json_t *to = json_object_get(j, "task_options");
+    for (int i = 0; i < a->ntopt; i++) {
+        json_t *v = json_object_get(to, a->topt_name[i]);
+        if (!a->topt_value[i] && v && !json_is_null(v)) {
+            char key[128];
+            snprintf(key, sizeof key, "task.%s", a->topt_name[i]);
+            a->topt_value[i] = json_str(j, key, v);
+        }
+    }
+    json_t *tok = json_object_get(j, "tokenizer");
+    rt_tok_opts t;
+    if (tok && !a->lower && !a->no_lower && !a->strip && !a->no_strip &&
+        !rundir_tok_from_json(tok, &t)) {
+        a->lower = t.lowercase ? "1" : NULL;
+        a->no_lower = t.lowercase ? NULL : "1";
+        a->strip = t.strip_accents == 1 ? "1" : NULL;
+        a->no_strip = t.strip_accents == 0 ? "1" : NULL;
+    }
     return 0;
 }
 
 static int write_options(const train_args *a, const rt_train_opts *o, int64_t rows,
-                         int64_t total, const char *path)
+                         int64_t total, const char *task, const rt_task_ops *ops,
+                         void *task_state, const rt_tok_opts *tok, const char *backend,
+                         const char *path)
 {
     /* Absolute paths, so that a resumed run finds them from anywhere. */
     char *model = realpath(a->model, NULL), *data = realpath(a->data, NULL);
     char *init = a->init ? realpath(a->init, NULL) : NULL;
+    char *vocab = a->vocab ? realpath(a->vocab, NULL) : NULL;
     json_t *fr = json_array();
     for (int i = 0; i < a->nfrozen; i++)
         json_array_append_new(fr, json_string(a->frozen[i]));
     json_t *j = json_pack(
         "{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:o, s:I, s:o, "
         "s:s, s:I, s:o, s:I, s:I, s:f, s:f}",
-        "model", model ? model : a->model, "data", data ? data : a->data, "task", "batches",
+        "model", model ? model : a->model, "data", data ? data : a->data, "task", task,
         "init", a->init ? json_string(init ? init : a->init) : json_null(), "epochs",
         o->steps ? json_null() : json_integer(o->epochs), "steps",
         o->steps ? json_integer(o->steps) : json_null(), "batch-size",
         (json_int_t)o->batch_size, "accum", (json_int_t)o->accum, "lr", o->adam.lr,
         "warmup", o->adam.warmup, "weight-decay", o->adam.weight_decay, "clip",
         o->adam.clip, "eps", o->adam.eps, "freeze", fr, "seed", (json_int_t)o->seed,
-        "threads", a->threads ? json_string(a->threads) : json_null(), "backend", "ref",
+        "threads", a->threads ? json_string(a->threads) : json_null(), "backend", backend,
         "save-every", (json_int_t)o->save_every, "log-every",
         a->log_every ? json_string(a->log_every) : json_null(), "rows", (json_int_t)rows,
         "total_steps", (json_int_t)total, "beta1", o->adam.beta1, "beta2", o->adam.beta2);
+    if (j && ops) {
+        json_t *to = json_object();
+        for (int i = 0; ops->options && ops->options[i].name; i++) {
+            char v[256];
+            ops->option_value(task_state, i, v, sizeof v);
+            json_object_set_new(to, ops->options[i].name, json_string(v));
+        }
+        json_object_set_new(j, "task_options", to);
+        json_object_set_new(j, "tokenizer", rundir_tok_json(tok));
+        json_object_set_new(j, "vocab",
+                            json_string(vocab      ? vocab
+                                        : a->vocab ? a->vocab
+                                                   : ""));
+        json_object_set_new(j, "no-eval", json_boolean(a->no_eval != NULL));
+        json_object_set_new(j, "eval-batch-size",
+                            a->eval_batch ? json_string(a->eval_batch) : json_null());
+    }
     int rc = j ? json_dump_file(j, path, JSON_INDENT(2)) : -1;
     json_decref(j);
     free(model);
     free(data);
     free(init);
+    free(vocab);
     return rc;
+}
+
+/* ---- dev evaluation at the end of every epoch (the engine's on_step hook) ------------ */
+
+typedef struct eval_hook {
+    rt_task task;
+    rundir_runner *runner; /* the eval graph, reading the trained params */
+    const rt_tensor_list *params;
+    const char *dir, *title;
+    int64_t upe, total;
+    int eval_batch;
+    rt_metrics best;
+    int have_best;
+    int failed;
+    ir_err err;
+    FILE *progress;
+    int tty;
+    rt_metrics last;
+    int evaluated;
+} eval_hook;
+
+static void print_metrics(FILE *f, const rt_metrics *m)
+{
+    for (int i = 0; i < m->n; i++)
+        fprintf(f, "%s%s %.4f", i ? "  " : "", m->name[i], m->value[i]);
+}
+
+static void on_step(void *ctx, const rt_train_progress *p)
+{
+    eval_hook *h = ctx;
+    if (h->failed || (p->step % h->upe && p->step != h->total))
+        return;
+    double t0 = now();
+    rt_metrics m;
+    if (h->task.ops->evaluate(h->task.state, RT_SPLIT_DEV, h->eval_batch, rundir_forward,
+                              h->runner, &m, &h->err)) {
+        ir_err_prefix(&h->err, "dev evaluation at step %lld", (long long)p->step);
+        h->failed = 1;
+        interrupted = 1; /* the engine checkpoints and returns */
+        return;
+    }
+    int best = !h->have_best || rt_task_compare(h->task.ops, &m, &h->best) > 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", h->dir, RUNDIR_BEST);
+    int64_t from = (p->step - 1) / h->upe * h->upe;
+    double loss = rundir_mean_loss(h->dir, from, p->step);
+    if ((best && rt_st_save(path, h->params, &h->err)) ||
+        rundir_metrics_append(h->dir, p->step, p->epoch, loss, &m, best, &h->err) ||
+        rundir_plot(h->dir, h->title, &h->err)) {
+        h->failed = 1;
+        interrupted = 1;
+        return;
+    }
+    if (best) {
+        h->best = m;
+        h->have_best = 1;
+    }
+    h->last = m;
+    h->evaluated = 1;
+    if (h->progress) {
+        fprintf(h->progress, "%sdev @ epoch %.2f: ", h->tty ? "\n" : "", p->epoch);
+        print_metrics(h->progress, &m);
+        fprintf(h->progress, "%s  (%.1f s)\n", best ? "  [best]" : "", now() - t0);
+        fflush(h->progress);
+    }
 }
 
 /* ---- the command --------------------------------------------------------------------- */
@@ -256,6 +355,48 @@ static int dir_has(const char *dir, const char *name)
     return stat(path, &st) == 0;
 }
 
+static int copy_file(const char *from, const char *to, ir_err *e)
+{
+    FILE *in = fopen(from, "rb");
+    if (!in)
+        return ir_errf(e, "%s: cannot read: %s", from, strerror(errno));
+    FILE *out = fopen(to, "wb");
+    if (!out) {
+        fclose(in);
+        return ir_errf(e, "%s: cannot write: %s", to, strerror(errno));
+    }
+    char buf[65536];
+    size_t n;
+    int ok = 1;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        ok &= fwrite(buf, 1, n, out) == n;
+    ok &= !ferror(in);
+    fclose(in);
+    if (fclose(out) || !ok)
+        return ir_errf(e, "%s: cannot write", to);
+    return 0;
+}
+
+/* The task options given for ops: values[i] for ops->options[i]; an option of another
+ * task is an error. */
+static int task_values(const train_args *a, const rt_task_ops *ops, const char **values)
+{
+    for (int k = 0; k < a->ntopt; k++) {
+        int found = 0;
+        for (int i = 0; ops && ops->options && ops->options[i].name; i++)
+            if (!strcmp(ops->options[i].name, a->topt_name[k])) {
+                values[i] = a->topt_value[k];
+                found = 1;
+            }
+        if (!found && a->topt_value[k]) {
+            fprintf(stderr, "bertcc train: --%s is not an option of --task %s\n",
+                    a->topt_name[k], ops ? ops->name : "batches");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int train(train_args *a)
 {
     fe_model m;
@@ -266,10 +407,14 @@ static int train(train_args *a)
     rt_list_init(&params);
     rt_list_init(&ckpt);
     rt_list_init(&state);
-    ir_graph *g = NULL;
-    json_t *kept = NULL;
+    ir_graph *g = NULL, *eg = NULL;
+    json_t *kept = NULL, *metric_names = NULL;
+    rt_vocab *vocab = NULL;
+    rt_task task = {NULL, NULL};
+    rundir_runner step_runner = {0}, eval_runner = {0};
     int rc = 1;
-    char path[4096], model_path[4096];
+    char path[4096], model_path[4096], vocab_path[4096];
+    const char *tvals[MAX_TASK_OPTS] = {NULL};
     if (a->resume) {
         if (merge_options(a, a->resume, &kept))
             goto done;
@@ -279,82 +424,137 @@ static int train(train_args *a)
         }
         if (!a->out)
             a->out = a->resume;
+        if (!a->vocab && dir_has(a->resume, RUNDIR_VOCAB)) {
+            snprintf(vocab_path, sizeof vocab_path, "%s/%s", a->resume, RUNDIR_VOCAB);
+            a->vocab = vocab_path;
+        }
     }
     if (!a->model || !a->data || !a->out) {
         driver_fail("train: a model, --data and -o are required (see bertcc train --help)");
         goto done;
     }
-    if (a->task && strcmp(a->task, "batches")) {
-        if (!strcmp(a->task, "pretrain") || !strcmp(a->task, "intent-slot") ||
-            !strcmp(a->task, "qa"))
+    const char *task_name = a->task ? a->task : "batches";
+    const rt_task_ops *ops = NULL;
+    if (strcmp(task_name, "batches") && !(ops = rundir_task_find(task_name))) {
+        if (!strcmp(task_name, "pretrain") || !strcmp(task_name, "qa"))
             fprintf(stderr,
                     "bertcc train: --task %s is not implemented yet (its data pipeline "
                     "comes with a later issue); give a batch file with --task batches\n",
-                    a->task);
-        else
-            fprintf(stderr,
-                    "bertcc train: unknown --task '%s' (batches, pretrain, "
-                    "intent-slot or qa)\n",
-                    a->task);
+                    task_name);
+        else {
+            fprintf(stderr, "bertcc train: unknown --task '%s' (batches", task_name);
+            for (int i = 0; rundir_tasks[i]; i++)
+                fprintf(stderr, ", %s", rundir_tasks[i]->name);
+            fprintf(stderr, ")\n");
+        }
         goto done;
     }
-    if (a->backend && strcmp(a->backend, "ref")) {
-        driver_fail(!strcmp(a->backend, "jit")
-                        ? "train: the JIT backend is not implemented yet; use --backend=ref"
-                        : "train: --backend expects ref or jit");
+    if (task_values(a, ops, tvals))
+        goto done;
+    cg_backend backend = CG_BACKEND_DEFAULT;
+    if (a->backend && cg_backend_parse(a->backend, &backend)) {
+        driver_fail("train: --backend expects ref or jit");
         goto done;
     }
+    const char *backend_name = backend == CG_BACKEND_JIT ? "jit" : "ref";
     rt_train_opts o;
-    long long threads = 0;
+    long long threads = 0, eval_batch = 64;
     if (parse_opts(a, &o) ||
-        (a->threads && args_int(a->threads, "threads", 1, 1024, &threads)))
+        (a->threads && args_int(a->threads, "threads", 1, 1024, &threads)) ||
+        (a->eval_batch &&
+         args_int(a->eval_batch, "eval-batch-size", 1, 1 << 20, &eval_batch)))
         goto done;
+    if (a->lower && a->no_lower) {
+        driver_fail("--lowercase and --no-lowercase contradict each other");
+        goto done;
+    }
+    if (a->strip && a->no_strip) {
+        driver_fail("--strip-accents and --no-strip-accents contradict each other");
+        goto done;
+    }
+    rt_tok_opts tok = {a->no_lower ? 0 : 1, a->strip ? 1 : a->no_strip ? 0 : -1};
 
-    /* The model, the data and the graph. */
+    /* The model and the data. */
     unsigned present = 0;
     int64_t B = 0, S = 0;
     if (fe_load(a->model, &m, &e)) {
         driver_fail(e.msg);
         goto done;
     }
-    if (rt_st_load(a->data, &batch, &e)) {
-        driver_fail(e.msg);
-        goto done;
-    }
-    if (rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL, &data,
-                         &present, &B, &S, driver_note, NULL, &e)) {
-        fprintf(stderr, "bertcc: %s: %s\n", a->data, e.msg);
-        goto done;
-    }
-    if (!present) {
-        fprintf(stderr,
-                "bertcc train: %s has no labels for the heads of %s: nothing to "
-                "train\n",
-                a->data, a->model);
-        goto done;
-    }
-    pass_grad_opts go = {"loss", a->frozen, a->nfrozen};
-    if (!(g = fe_build_bert(&m, present | FE_BUILD_TRAIN, &e)) ||
-        pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e) ||
-        pass_autodiff(&g, &go, &e)) {
-        driver_fail(e.msg);
-        goto done;
-    }
-    /* Only the loss and the gradients leave the graph; DCE drops what only the others
-     * (logits, sequence output) needed. */
-    {
-        const char **keep = malloc(sizeof *keep * (size_t)(g->nout + 1));
-        int nk = 0;
-        for (int i = 0; keep && i < g->nout; i++)
-            if (!strcmp(g->outs[i].name, "loss") || !strncmp(g->outs[i].name, "grad.", 5))
-                keep[nk++] = g->outs[i].name;
-        int bad = !keep || pass_keep_outputs(g, keep, nk, &e) ||
-                  pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e);
-        free(keep);
-        if (bad) {
-            driver_fail(keep ? e.msg : "out of memory");
+    if (ops) {
+        if (!a->vocab) {
+            driver_fail("train: --task needs --vocab VOCAB.txt (see bertcc train --help)");
             goto done;
         }
+        if (!(vocab = rt_vocab_load(a->vocab, &e))) {
+            driver_fail(e.msg);
+            goto done;
+        }
+        rt_task_config tc = {a->data, a->resume,      vocab,       tok,
+                             tvals,   m.max_position, driver_note, NULL};
+        task.ops = ops;
+        if (ops->open(&tc, &task.state, &e)) {
+            driver_fail(e.msg);
+            goto done;
+        }
+        /* The sized copy: the vocabulary's size and exactly the task's heads. */
+        rt_task_heads h;
+        ops->heads(task.state, &h);
+        m.vocab_size = rt_vocab_size(vocab);
+        m.head_mask = h.labels;
+        m.intent_classes = h.labels & FE_HEAD_INTENT ? h.intent_classes : 0;
+        m.slot_labels = h.labels & FE_HEAD_SLOT ? h.slot_labels : 0;
+        if (fe_model_check(&m, &e)) {
+            fprintf(stderr, "bertcc train: %s sized for %s: %s\n", a->model, ops->name,
+                    e.msg);
+            goto done;
+        }
+        if (ops->data(task.state, RT_SPLIT_TRAIN, &data, &e)) {
+            driver_fail(e.msg);
+            goto done;
+        }
+        if (!a->no_eval) {
+            /* Dev is read now, so that a missing split (or its unseen labels) shows
+             * before the first epoch rather than after it. */
+            rt_tensor_list dev;
+            rt_list_init(&dev);
+            int bad = ops->data(task.state, RT_SPLIT_DEV, &dev, &e);
+            rt_list_free(&dev);
+            if (bad) {
+                fprintf(stderr,
+                        "bertcc train: %s (--no-eval trains without dev evaluation)\n",
+                        e.msg);
+                goto done;
+            }
+        }
+        present = h.labels;
+        B = data.t[0].shape[0];
+        S = data.t[0].rank > 1 ? data.t[0].shape[1] : 1;
+    } else {
+        if (a->vocab || a->no_eval || a->eval_batch) {
+            driver_fail("train: --vocab, --no-eval and --eval-batch-size go with --task");
+            goto done;
+        }
+        if (rt_st_load(a->data, &batch, &e)) {
+            driver_fail(e.msg);
+            goto done;
+        }
+        if (rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL, &data,
+                             &present, &B, &S, driver_note, NULL, &e)) {
+            fprintf(stderr, "bertcc: %s: %s\n", a->data, e.msg);
+            goto done;
+        }
+        if (!present) {
+            fprintf(stderr,
+                    "bertcc train: %s has no labels for the heads of %s: nothing to "
+                    "train\n",
+                    a->data, a->model);
+            goto done;
+        }
+    }
+    if (!(g = rundir_train_graph(&m, present, a->frozen, a->nfrozen, &e))) {
+        driver_fail(e.msg);
+        goto done;
     }
 
     /* The parameters: a previous run's, a checkpoint's (what it lacks initialized), or
@@ -409,20 +609,71 @@ static int train(train_args *a)
                 a->out, a->out);
         goto done;
     }
-    int64_t total = rt_train_total_steps(&o, data.t[0].shape[0]);
+    int64_t total = rt_train_total_steps(&o, B);
     snprintf(path, sizeof path, "%s/model.xml", a->out);
     if (strcmp(a->model, path) && fe_write_xml(&m, path, &e)) {
         driver_fail(e.msg);
         goto done;
     }
+    if (ops && !a->resume) {
+        static const char *const stale[] = {RUNDIR_METRICS, RUNDIR_BEST, RUNDIR_PLOT};
+        for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) {
+            snprintf(path, sizeof path, "%s/%s", a->out, stale[i]);
+            remove(path);
+        }
+        snprintf(path, sizeof path, "%s/%s", a->out, RUNDIR_VOCAB);
+        if (copy_file(a->vocab, path, &e) || ops->save(task.state, a->out, &e)) {
+            driver_fail(e.msg);
+            goto done;
+        }
+    }
     snprintf(path, sizeof path, "%s/options.json", a->out);
-    if (write_options(a, &o, data.t[0].shape[0], total, path)) {
+    if (write_options(a, &o, B, total, task_name, ops, task.state, &tok, backend_name,
+                      path)) {
         fprintf(stderr, "bertcc train: cannot write %s\n", path);
         goto done;
     }
 
+    /* The engines: the training graph, and the eval graph for dev. */
+    if (rundir_runner_init(&step_runner, g, backend, (int)threads, &e)) {
+        driver_fail(e.msg);
+        goto done;
+    }
+    step_runner.task = ops;
+    step_runner.task_state = task.state;
+    eval_hook hook;
+    memset(&hook, 0, sizeof hook);
+    if (ops && !a->no_eval) {
+        if (!(eg = rundir_eval_graph(&m, ops->eval_outputs, &e)) ||
+            rundir_runner_init(&eval_runner, eg, backend, (int)threads, &e)) {
+            driver_fail(e.msg);
+            goto done;
+        }
+        eval_runner.params = &params;
+        hook.task = task;
+        hook.runner = &eval_runner;
+        hook.params = &params;
+        hook.dir = a->out;
+        hook.title = m.name;
+        hook.upe = rt_train_updates_per_epoch(&o, B);
+        hook.total = total;
+        hook.eval_batch = (int)eval_batch;
+        hook.progress = o.progress;
+        hook.tty = o.progress && isatty(fileno(o.progress));
+        if (a->resume) {
+            const rt_tensor *st = rt_list_cfind(&state, "step");
+            int64_t at = st && st->dtype == RT_I64 ? *(const int64_t *)st->data : 0;
+            if (rundir_metrics_resume(a->out, at, ops, &hook.best, &hook.have_best,
+                                      &metric_names, &e)) {
+                driver_fail(e.msg);
+                goto done;
+            }
+        }
+        o.on_step = on_step;
+        o.hook_ctx = &hook;
+    }
+
     /* Train. */
-    step_ctx sc = {g, (int)threads, ir_find_named(g, IR_OP_INPUT, "dropout_seed") >= 0};
     o.out_dir = a->out;
     o.stop = &interrupted;
     interrupted = 0;
@@ -430,14 +681,25 @@ static int train(train_args *a)
     if (!a->quiet)
         fprintf(stderr,
                 "bertcc train: %s, %lld rows of %lld tokens, micro-batches of %lld rows, "
-                "%lld per update, %lld updates, backend ref\n",
+                "%lld per update, %lld updates, backend %s\n",
                 m.name, (long long)B, (long long)S, (long long)o.batch_size,
-                (long long)o.accum, (long long)total);
+                (long long)o.accum, (long long)total, backend_name);
     rt_train_result res;
-    int trc =
-        rt_train(&o, interp_step, &sc, &params, &data, a->resume ? &state : NULL, &res, &e);
+    int trc = rt_train(&o, rundir_step, &step_runner, &params, &data,
+                       a->resume ? &state : NULL, &res, &e);
     signal(SIGINT, old == SIG_ERR ? SIG_DFL : old);
     if (trc) {
+        driver_fail(e.msg);
+        goto done;
+    }
+    if (hook.failed) {
+        fprintf(stderr,
+                "bertcc train: %s (checkpoint at step %lld in %s; --no-eval trains "
+                "without dev evaluation)\n",
+                hook.err.msg, (long long)res.step, a->out);
+        goto done;
+    }
+    if (ops && rundir_plot(a->out, m.name, &e)) {
         driver_fail(e.msg);
         goto done;
     }
@@ -459,10 +721,22 @@ static int train(train_args *a)
                 "bertcc train: %lld/%lld steps, final loss %.6g; weights in %s/%s\n",
                 (long long)res.step, (long long)res.total, res.last_loss, a->out,
                 RT_TRAIN_WEIGHTS);
+    if (!a->quiet && hook.have_best) {
+        fprintf(stderr, "bertcc train: best on dev (%s): ", RUNDIR_BEST);
+        print_metrics(stderr, &hook.best);
+        fputc('\n', stderr);
+    }
     rc = 0;
 done:
+    rundir_runner_free(&step_runner);
+    rundir_runner_free(&eval_runner);
+    if (task.ops)
+        task.ops->close(task.state);
+    rt_vocab_free(vocab);
     ir_graph_free(g);
+    ir_graph_free(eg);
     json_decref(kept);
+    json_decref(metric_names);
     rt_list_free(&batch);
     rt_list_free(&data);
     rt_list_free(&params);
@@ -496,15 +770,26 @@ static int collect_freeze(int argc, char **argv, train_args *a, char **copies)
     return 0;
 }
 
+#define BASE_OPTS 30
+
 int cmd_train(int argc, char **argv)
 {
     train_args a;
     memset(&a, 0, sizeof a);
-    const arg_opt opts[] = {
-        {"data", "B.safetensors", "training batches: the run batch format with N rows",
+    arg_opt opts[BASE_OPTS + MAX_TASK_OPTS + 1] = {
+        {"data", "PATH",
+         "a batch file (the run batch format, N rows), or the task's data "
+         "(intent-slot: DIR/{train,dev,test}/{seq.in,seq.out,label})",
          &a.data},
-        {"o", "RUN_DIR", "run directory (weights, optimizer state, log, options)", &a.out},
-        {"task", "NAME", "batches (default); pretrain, intent-slot, qa: later", &a.task},
+        {"o", "RUN_DIR", "run directory (weights, optimizer state, logs, options)", &a.out},
+        {"task", "NAME", "batches (default), intent-slot; pretrain and qa: later", &a.task},
+        {"vocab", "VOCAB.txt", "the vocabulary (with --task; sets the model's vocab-size)",
+         &a.vocab},
+        {"lowercase", NULL, "lower-case the text (the default)", &a.lower},
+        {"no-lowercase", NULL, "keep case (for a cased vocabulary)", &a.no_lower},
+        {"strip-accents", NULL, "strip accents even without lower-casing", &a.strip},
+        {"no-strip-accents", NULL, "keep accents (and Hangul syllables) when lower-casing",
+         &a.no_strip},
         {"init", "CKPT.safetensors",
          "start from a checkpoint (what it lacks is "
          "initialized and listed)",
@@ -533,14 +818,39 @@ int cmd_train(int argc, char **argv)
          &a.freeze},
         {"seed", "N", "initialization, shuffling and dropout (default 0)", &a.seed},
         {"threads", "N", "number of threads (default: all cores)", &a.threads},
-        {"backend", "NAME", "ref (the reference interpreter) or jit", &a.backend},
+        {"backend", "NAME",
+         "jit (generated code, the default) or ref (the reference interpreter)",
+         &a.backend},
         {"save-every", "N", "also checkpoint every N updates (default: at the end)",
          &a.save_every},
         {"log-every", "N", "progress line every N updates when stderr is not a terminal",
          &a.log_every},
+        {"no-eval", NULL, "with --task: no dev evaluation after each epoch", &a.no_eval},
+        {"eval-batch-size", "N", "with --task: rows per dev batch (default 64)",
+         &a.eval_batch},
         {"quiet", NULL, "no progress or summary on stderr", &a.quiet},
         {NULL, NULL, NULL, NULL},
     };
+    /* The tasks' own options, each name once. */
+    static char task_help[MAX_TASK_OPTS][256];
+    int n = 0;
+    while (opts[n].name)
+        n++;
+    for (int t = 0; rundir_tasks[t]; t++)
+        for (const rt_task_option *to = rundir_tasks[t]->options; to && to->name; to++) {
+            int dup = 0;
+            for (int k = 0; k < a.ntopt; k++)
+                dup |= !strcmp(a.topt_name[k], to->name);
+            if (dup || a.ntopt == MAX_TASK_OPTS)
+                continue;
+            a.topt_name[a.ntopt] = to->name;
+            snprintf(task_help[a.ntopt], sizeof task_help[a.ntopt], "(%s) %s",
+                     rundir_tasks[t]->name, to->help);
+            opts[n++] =
+                (arg_opt){to->name, to->value, task_help[a.ntopt], &a.topt_value[a.ntopt]};
+            a.ntopt++;
+        }
+    opts[n] = (arg_opt){NULL, NULL, NULL, NULL};
     const char *pos[1] = {NULL};
     int help;
     int npos = args_parse(argc, argv, 2, opts, pos, 1, &help, "train");
@@ -549,11 +859,17 @@ int cmd_train(int argc, char **argv)
     if (help) {
         args_usage(
             "bertcc train MODEL.xml --data B.safetensors -o RUN_DIR [options]\n"
+            "       bertcc train MODEL.xml --task intent-slot --data DIR --vocab V -o "
+            "RUN_DIR [options]\n"
             "       bertcc train --resume RUN_DIR [options]",
             "Trains MODEL (AdamW, linear warm-up and decay, gradient clipping) on the\n"
-            "rows of a batch file, shuffled every epoch. Ctrl-C writes a checkpoint\n"
-            "and stops; --resume continues with the same losses as an uninterrupted\n"
-            "run (given the same --threads).",
+            "rows of a batch file, or on a task's data, shuffled every epoch. With\n"
+            "--task, the model description gives the encoder; the vocabulary and the\n"
+            "label sets size it (RUN_DIR/model.xml), dev is evaluated after each epoch\n"
+            "(RUN_DIR/metrics.csv, curves.svg) and the best weights are kept\n"
+            "(RUN_DIR/best.safetensors). Ctrl-C writes a checkpoint and stops; --resume\n"
+            "continues with the same losses as an uninterrupted run (given the same\n"
+            "--threads and backend). The options marked (TASK) belong to that task.",
             opts);
         return 0;
     }

@@ -9,6 +9,10 @@ int cmd_train(int argc, char **argv);
 int cmd_pretrain_data(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_vocab(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_demo_data(int argc, char **argv);
 
 /* Prints "bertcc: note: MSG" on stderr (an rt_note_fn). */
 void driver_note(void *ctx, const char *msg);

@@ -1,0 +1,179 @@
+/* task.h: what a training task (intent + slot, QA, pre-training) gives the driver, so
+ * that `bertcc train | eval | predict` are written once for every task.
+ *
+ * A task turns its data into `run` batch tensors (DESIGN.md §5), says which heads it
+ * needs and how large they are, keeps its label lists in a run directory, scores a
+ * split and answers raw text. It never runs a model itself: evaluation and prediction
+ * take a forward callback (eval mode, no labels, returning at least the task's
+ * eval_outputs), so runtime code does not depend on codegen and a test can pass a
+ * hand-written model.
+ *
+ * The lifetime of a task in a run:
+ *   train:    open(data, run_dir NULL) -> heads -> save(RUN_DIR) -> data(TRAIN) ->
+ *             [augment each micro-batch] -> evaluate(DEV) at each epoch's end
+ *   resume:   open(data, run_dir RUN_DIR): the label lists come from RUN_DIR
+ *   eval:     open(other data, RUN_DIR) -> evaluate(TEST or DEV)
+ *   predict:  open(NULL data, RUN_DIR) -> predict(text[, pair]) -> print
+ * The driver owns the model, the weights and options.json; the task owns its label
+ * files and the meaning of its options. To add a task: implement rt_task_ops in
+ * runtime/task_NAME.c and add it to the driver's registry (tools/bertcc/rundir.c). */
+#ifndef BERTCC_RT_TASK_H
+#define BERTCC_RT_TASK_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "../ir/err.h"
+#include "params.h"
+#include "tensor.h"
+#include "tokenizer.h"
+
+typedef enum rt_split { RT_SPLIT_TRAIN, RT_SPLIT_DEV, RT_SPLIT_TEST } rt_split;
+
+static inline const char *rt_split_name(rt_split s)
+{
+    return s == RT_SPLIT_TRAIN ? "train" : s == RT_SPLIT_DEV ? "dev" : "test";
+}
+
+/* An eval-mode forward pass: batch holds input_ids, token_type_ids, attention_mask
+ * ([B, S], I64, any B and S up to the model's max-position); out receives F32 outputs
+ * named as `run` names them (intent_logits [B, C], slot_logits [B, S, L], ...).
+ * Returns 0, or -1 with e filled. */
+typedef int (*rt_forward_fn)(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
+                             ir_err *e);
+
+/* Named scores of one evaluation, in a fixed order per task. Names are static
+ * strings; fractions are in [0, 1]. */
+#define RT_TASK_MAX_METRICS 12
+typedef struct rt_metrics {
+    int n;
+    const char *name[RT_TASK_MAX_METRICS];
+    double value[RT_TASK_MAX_METRICS];
+    int64_t examples; /* examples scored */
+} rt_metrics;
+
+/* Appends a score (ignored past RT_TASK_MAX_METRICS). */
+static inline void rt_metrics_add(rt_metrics *m, const char *name, double value)
+{
+    if (m->n < RT_TASK_MAX_METRICS) {
+        m->name[m->n] = name;
+        m->value[m->n++] = value;
+    }
+}
+
+/* The score named name, or NaN. */
+static inline double rt_metrics_get(const rt_metrics *m, const char *name)
+{
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->name[i], name))
+            return m->value[i];
+    return NAN;
+}
+
+/* A task's own command-line option (`--max-seq 64`), shown in --help and stored in the
+ * run's options.json. Values are strings: the task parses and checks them in open. */
+typedef struct rt_task_option {
+    const char *name;  /* without "--" */
+    const char *value; /* metavariable, e.g. "N" */
+    const char *help;
+    const char *def; /* the default, as a string */
+} rt_task_option;
+
+/* The heads a task trains and their sizes. labels uses the RT_LABEL_* bits of batch.h
+ * (the same bits as the frontend's FE_HEAD_* and FE_LABEL_*); the driver rewrites the
+ * model description to have exactly these heads, with these sizes. */
+typedef struct rt_task_heads {
+    unsigned labels;
+    int64_t intent_classes; /* with RT_LABEL_INTENT */
+    int64_t slot_labels;    /* with RT_LABEL_SLOT */
+} rt_task_heads;
+
+typedef struct rt_task_config {
+    const char *data;       /* --data: a directory or a file, as the task reads it; NULL
+                               for prediction only */
+    const char *run_dir;    /* NULL: a new run (label lists are built from the training
+                               data); else the label lists are read from this run */
+    const rt_vocab *vocab;  /* outlives the task */
+    rt_tok_opts tok;        /* the tokenizer options of the run */
+    const char *const *opt; /* [number of the task's options]: a value, or NULL for the
+                               option's default */
+    int64_t max_position;   /* the model's: rows may not be longer (0: unchecked) */
+    rt_note_fn note;        /* notes (truncations, unseen labels, ...); may be NULL */
+    void *note_ctx;
+} rt_task_config;
+
+typedef struct rt_task_ops {
+    const char *name;                /* as in --task */
+    const char *about;               /* one line for --help */
+    const rt_task_option *options;   /* terminated by a NULL name */
+    const char *const *best_by;      /* the scores that pick best.safetensors on dev,
+                                        compared in this order (higher is better; the
+                                        first that differs decides; a full tie keeps
+                                        the earlier epoch), NULL-terminated */
+    const char *const *eval_outputs; /* the forward outputs evaluate and predict read,
+                                        NULL-terminated */
+
+    /* Reads what the task needs of c (the data is read lazily or at once, as the task
+     * likes). *state receives the task's state. Errors name files and lines. */
+    int (*open)(const rt_task_config *c, void **state, ir_err *e);
+    void (*close)(void *state);
+    void (*heads)(void *state, rt_task_heads *h);
+    /* The value option i (of options[]) has in effect: the one given, or the default as
+     * the task applied it. The driver stores it in options.json for eval and predict. */
+    void (*option_value)(void *state, int i, char *buf, size_t len);
+    /* Writes the task's files (label lists) into a run directory. */
+    int (*save)(void *state, const char *dir, ir_err *e);
+    /* Appends a split's rows in the run batch format, labels included: I64 tensors with
+     * one leading dimension of N rows ([N, S] padded, or [N]); the training engine
+     * slices them into micro-batches. A split the data lacks is an error naming it. */
+    int (*data)(void *state, rt_split split, rt_tensor_list *out, ir_err *e);
+    /* Optional (may be NULL): changes a training micro-batch in place before its step,
+     * e.g. a fresh masking each epoch; seed is the micro-batch's dropout seed. */
+    int (*augment)(void *state, rt_tensor_list *batch, uint64_t seed, ir_err *e);
+    /* Scores a split: runs forward on batches of at most batch_size rows (padded to
+     * their longest row) and fills out. */
+    int (*evaluate)(void *state, rt_split split, int batch_size, rt_forward_fn forward,
+                    void *fctx, rt_metrics *out, ir_err *e);
+    /* Answers raw text (text_pair: a second segment, e.g. QA's context; NULL when the
+     * task takes one text). *out receives a JSON object (the caller decrefs). */
+    int (*predict)(void *state, const char *text, const char *text_pair,
+                   rt_forward_fn forward, void *fctx, json_t **out, ir_err *e);
+    /* Writes a prediction for people, e.g. "intent: stop_music (0.98)". */
+    int (*print)(void *state, const json_t *prediction, FILE *f);
+} rt_task_ops;
+
+/* An opened task. */
+typedef struct rt_task {
+    const rt_task_ops *ops;
+    void *state;
+} rt_task;
+
+/* Compares two evaluations by t->best_by: > 0 when a is better, < 0 when b is, 0 on
+ * a tie. A NaN score loses to any number. */
+static inline int rt_task_compare(const struct rt_task_ops *t, const rt_metrics *a,
+                                  const rt_metrics *b)
+{
+    for (int i = 0; t->best_by && t->best_by[i]; i++) {
+        double x = rt_metrics_get(a, t->best_by[i]), y = rt_metrics_get(b, t->best_by[i]);
+        if (x > y || (!isnan(x) && isnan(y)))
+            return 1;
+        if (x < y || (isnan(x) && !isnan(y)))
+            return -1;
+    }
+    return 0;
+}
+
+/* The number of options of a task. */
+static inline int rt_task_noptions(const rt_task_ops *t)
+{
+    int n = 0;
+    while (t->options && t->options[n].name)
+        n++;
+    return n;
+}
+
+#endif
