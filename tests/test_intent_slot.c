@@ -443,7 +443,7 @@ Test(shared_data, atis_label_counts_and_alignment)
     snprintf(vocab, sizeof vocab, "%s",
              BERTCC_SOURCE_DIR "/../shared/data/bert_vocab/bert-base-uncased-vocab.txt");
     if (access(tu_path(atis, "train/seq.in"), R_OK) || access(vocab, R_OK))
-        cr_skip_test("../shared/data/atis or bert_vocab is not there");
+        TU_NEED_SHARED_DATA(0, "atis and bert_vocab");
     ir_err e;
     rt_vocab *v = rt_vocab_load(vocab, &e);
     cr_assert_not_null(v, "%s", e.msg);

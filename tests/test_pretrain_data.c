@@ -804,8 +804,7 @@ static void skip_without_cli(void)
     int missing =
         rc != 0 || !out || strstr(out, "not implemented") || !strstr(out, "--corpus");
     free(out);
-    if (missing)
-        cr_skip_test("bertcc at %s has no pretrain-data command", BERTCC_EXE);
+    cr_assert(!missing, "bertcc at %s has no pretrain-data command", BERTCC_EXE);
 }
 
 Test(pretrain_data, cli_writes_the_batch_with_a_summary)
@@ -870,7 +869,7 @@ Test(pretrain_data, shared_data_sample_text_with_bert_vocab)
 {
     struct stat sb;
     if (stat(tu_src(SAMPLE_TEXT), &sb) || stat(tu_src(BERT_VOCAB), &sb))
-        cr_skip_test("needs ../shared/data (bert_sample_text, bert_vocab); absent here");
+        TU_NEED_SHARED_DATA(0, "bert_sample_text and bert_vocab");
     ir_err e;
     rt_vocab *v = rt_vocab_load(tu_src(BERT_VOCAB), &e);
     cr_assert_not_null(v, "%s", e.msg);

@@ -698,8 +698,7 @@ Test(qa_data, shared_data_korquad_and_xquad_map_back, .timeout = 600)
     const char *kv = SHARED "/krbert_vocab/vocab_char_16424.txt";
     const char *ev = SHARED "/bert_vocab/bert-base-uncased-vocab.txt";
     if (!exists(ko) || !exists(en) || !exists(kv) || !exists(ev))
-        cr_skip_test(
-            "needs ../shared/data (korquad1, squad_xquad_en, vocabs); absent here");
+        TU_NEED_SHARED_DATA(0, "korquad1, squad_xquad_en and the vocabs");
     roundtrip(ko, kv, CASED, 5774, RT_QA_KORQUAD, 0.85, 0.85);
     roundtrip(en, ev, RT_TOK_OPTS_DEFAULT, 1190, RT_QA_SQUAD, 0.99, 0.99);
 }

@@ -1,9 +1,11 @@
 /* util.c: see util.h. */
 #include "util.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +49,24 @@ int tu_write_file(const char *path, const char *text)
     return (fclose(f) == 0 && ok) ? 0 : -1;
 }
 
+/* Directories made by tu_tmpdir, removed when the test process exits. */
+static char made[64][64];
+static int nmade;
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void remove_made(void)
+{
+    for (int i = 0; i < nmade; i++)
+        nftw(made[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *tu_tmpdir(void)
 {
     static char bufs[8][64];
@@ -55,6 +75,11 @@ const char *tu_tmpdir(void)
     snprintf(b, 64, "/tmp/bertcc-test-XXXXXX");
     if (!mkdtemp(b))
         return "/tmp";
+    if (nmade < 64) {
+        if (nmade == 0)
+            atexit(remove_made);
+        snprintf(made[nmade++], 64, "%s", b);
+    }
     return b;
 }
 

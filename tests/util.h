@@ -42,3 +42,17 @@ int tu_jit_vs_ref(const ir_graph *g, const rt_tensor_list *params,
 
 /* max|a - b| and max|b| over two F32 tensors of equal size; -1 if sizes differ. */
 double tu_max_err(const rt_tensor *a, const rt_tensor *b, double *max_ref);
+
+/* ---- tests that read ../shared/data ----
+ * Such tests have "shared_data" in their name. Without the data they skip, unless
+ * BERTCC_REQUIRE_SHARED_DATA is set (.ci/run sets it where ../shared/data exists), in
+ * which case a missing file fails the test instead of hiding it. */
+#define TU_SHARED_DATA BERTCC_SOURCE_DIR "/../shared/data"
+#define TU_NEED_SHARED_DATA(ok, what)                                                      \
+    do {                                                                                   \
+        if (!(ok)) {                                                                       \
+            if (getenv("BERTCC_REQUIRE_SHARED_DATA"))                                      \
+                cr_fail("BERTCC_REQUIRE_SHARED_DATA is set but %s is missing", what);      \
+            cr_skip_test("needs ../shared/data (%s); absent here", what);                  \
+        }                                                                                  \
+    } while (0)
