@@ -1,0 +1,110 @@
+/* test_codegen_models.c: the whole model, JIT against the reference interpreter, for
+ * every model description in models/ small enough for the test budget (bert-base,
+ * -medium and -large are left to bench/model_bench): forward (rtol 1e-4) and forward +
+ * backward (rtol 1e-3, DESIGN.md §5's tolerances), with 1 and 2 threads, random BERT
+ * initialization and a batch with padding and every label. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <string.h>
+
+#include "../frontend/frontend.h"
+#include "../passes/passes.h"
+#include "../runtime/params.h"
+#include "../runtime/rng.h"
+#include "tests/util.h"
+
+static void batch(const ir_graph *g, const fe_model *m, int64_t B, int64_t S,
+                  rt_tensor_list *in)
+{
+    rt_rng r;
+    rt_rng_seed(&r, 99);
+    for (int i = 0; i < g->n; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->op != IR_OP_INPUT)
+            continue;
+        int64_t shape[2] = {B, S};
+        rt_tensor *t = rt_list_add(in, n->name, RT_I64, n->type.rank, shape, NULL);
+        int64_t *v = t->data;
+        for (int64_t k = 0; k < rt_numel(t); k++) {
+            int64_t col = n->type.rank == 2 ? k % S : 0,
+                    row = n->type.rank == 2 ? k / S : k;
+            int64_t hi = 2;
+            if (!strcmp(n->name, "input_ids") || !strcmp(n->name, "mlm_labels"))
+                hi = m->vocab_size;
+            else if (!strcmp(n->name, "token_type_ids"))
+                hi = m->type_vocab_size;
+            else if (!strcmp(n->name, "intent_labels"))
+                hi = m->intent_classes;
+            else if (!strcmp(n->name, "slot_labels"))
+                hi = m->slot_labels;
+            else if (strstr(n->name, "positions"))
+                hi = S;
+            v[k] = (int64_t)rt_rng_below(&r, (uint64_t)hi);
+            if (!strcmp(n->name, "attention_mask"))
+                v[k] = row == 1 && col >= S - 3 ? 0 : 1; /* row 1 is padded */
+            if ((!strcmp(n->name, "mlm_labels") || !strcmp(n->name, "slot_labels")) &&
+                k % 3 == 0)
+                v[k] = -100;
+        }
+    }
+}
+
+static void check_model(const char *path, int grads)
+{
+    fe_model m;
+    ir_err e;
+    cr_assert(fe_load(path, &m, &e) == 0, "%s", e.msg);
+    ir_graph *g = fe_build_bert(&m, grads ? FE_LABEL_ALL : 0, &e);
+    cr_assert(g, "%s", e.msg);
+    pass_grad_opts go = {"loss", NULL, 0};
+    cr_assert(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e) == 0, "%s", e.msg);
+    if (grads && ir_find_output(g, "loss") >= 0)
+        cr_assert(pass_autodiff(&g, &go, &e) == 0 &&
+                      pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e) == 0,
+                  "%s", e.msg);
+    rt_tensor_list params, in;
+    rt_list_init(&params);
+    rt_list_init(&in);
+    cr_assert(rt_params_init(g, 5, &params, &e) == 0, "%s", e.msg);
+    batch(g, &m, 2, 9, &in);
+    char msg[512];
+    for (int threads = 1; threads <= 2; threads++)
+        cr_expect(tu_jit_vs_ref(g, &params, &in, threads, grads ? 1e-3 : 1e-4, 1e-6, msg,
+                                sizeof msg) == 0,
+                  "%s (%s, %d threads): %s", path, grads ? "forward+backward" : "forward",
+                  threads, msg);
+    rt_list_free(&params);
+    rt_list_free(&in);
+    ir_graph_free(g);
+}
+
+/* Calls f on every model description in models/ but the three largest sizes. */
+static int each_small_model(void (*f)(const char *, int), int grads)
+{
+    DIR *d = opendir(tu_src("models"));
+    cr_assert(d);
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        const char *s = de->d_name;
+        size_t len = strlen(s);
+        if (len < 5 || strcmp(s + len - 4, ".xml") || strstr(s, "base") ||
+            strstr(s, "large") || strstr(s, "medium"))
+            continue;
+        char rel[512];
+        snprintf(rel, sizeof rel, "models/%s", s);
+        f(tu_src(rel), grads);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+Test(codegen_models, forward_of_every_small_model_matches_the_reference, .timeout = 600)
+{
+    cr_assert_geq(each_small_model(check_model, 0), 5);
+}
+
+Test(codegen_models, gradients_of_every_small_model_match_the_reference, .timeout = 600)
+{
+    cr_assert_geq(each_small_model(check_model, 1), 5);
+}
