@@ -52,7 +52,8 @@ double tu_max_err(const rt_tensor *a, const rt_tensor *b, double *max_ref);
     do {                                                                                   \
         if (!(ok)) {                                                                       \
             if (getenv("BERTCC_REQUIRE_SHARED_DATA"))                                      \
-                cr_fail("BERTCC_REQUIRE_SHARED_DATA is set but %s is missing", what);      \
+                cr_assert_fail("BERTCC_REQUIRE_SHARED_DATA is set but %s is missing",      \
+                               what);                                                      \
             cr_skip_test("needs ../shared/data (%s); absent here", what);                  \
         }                                                                                  \
     } while (0)
