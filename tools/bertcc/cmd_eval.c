@@ -19,9 +19,15 @@ int cmd_eval(int argc, char **argv)
     const arg_opt opts[] = {
         {"model", "RUN_DIR", "a run directory made by bertcc train --task (required)",
          &model},
-        {"data", "PATH", "the task's data (intent-slot: DIR/{train,dev,test}; required)",
+        {"data", "PATH",
+         "the task's data (intent-slot: DIR/{train,dev,test}; qa: a SQuAD v1.1 JSON file; "
+         "pretrain: a corpus or a pretrain-data file; required)",
          &data},
-        {"split", "NAME", "test (the default), dev or train", &split},
+        {"split", "NAME",
+         "test (the default; qa and pretrain: all of PATH), dev (qa and pretrain: the "
+         "run's --eval-data, or the part of PATH its --holdout K left out of training) or "
+         "train",
+         &split},
         {"weights", "WHICH", "best (the default: best on dev), last, or a safetensors file",
          &weights},
         {"json", NULL, "print one JSON object (metrics as fractions in [0, 1])", &json},
@@ -40,7 +46,9 @@ int cmd_eval(int argc, char **argv)
         args_usage("bertcc eval --model RUN_DIR --data PATH [--split test|dev] [--json]",
                    "Evaluates a trained run on a split of a task's data. For intent-slot:\n"
                    "intent accuracy, slot precision/recall/F1 (conlleval chunks) and\n"
-                   "frame accuracy; labels unseen in training count as wrong.",
+                   "frame accuracy; labels unseen in training count as wrong. For qa:\n"
+                   "exact_match and f1 (the run's --metric: squad or korquad answer\n"
+                   "normalization). For pretrain: MLM and NSP accuracy and loss.",
                    opts);
         return 0;
     }

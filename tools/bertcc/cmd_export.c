@@ -9,7 +9,10 @@
  *                           names); other heads keep their names (slot.classifier.*:
  *                           no transformers class has both heads, so they load as
  *                           unused weights, and their labels are listed in config.json
- *                           under "slot_labels")
+ *                           under "slot_labels"); a qa run is a
+ *                           BertForQuestionAnswering (qa_outputs.*), a pretrain run a
+ *                           BertForPreTraining (cls.predictions.* with the decoder tied
+ *                           to the word embeddings, cls.seq_relationship.*)
  *   vocab.txt, tokenizer_config.json, special_tokens_map.json   for BertTokenizer
  * The run's own tools read the directory too: `bertcc train --init DIR/model.safetensors`
  * (the renamed intent head is then initialized anew). */
@@ -56,6 +59,18 @@ static json_t *labels_json(const char *dir, const char *name, ir_err *e, int *ba
     return a;
 }
 
+/* The transformers class whose names the exported weights have. */
+static const char *architecture(const rundir_run *r, const json_t *intents)
+{
+    if (intents)
+        return "BertForSequenceClassification";
+    if (!strcmp(r->task->name, "qa"))
+        return "BertForQuestionAnswering"; /* qa_outputs.* */
+    if (!strcmp(r->task->name, "pretrain"))
+        return "BertForPreTraining"; /* cls.predictions.*, cls.seq_relationship.* */
+    return "BertModel";
+}
+
 static json_t *config_json(const rundir_run *r, json_t *intents, json_t *slots)
 {
     const fe_model *m = &r->model;
@@ -63,18 +78,17 @@ static json_t *config_json(const rundir_run *r, json_t *intents, json_t *slots)
     json_t *j = json_pack(
         "{s:[s], s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:f, s:f, s:I, s:I, s:f, s:f, s:I, "
         "s:s, s:b, s:s, s:s}",
-        "architectures", intents ? "BertForSequenceClassification" : "BertModel",
-        "model_type", "bert", "vocab_size", (json_int_t)m->vocab_size, "hidden_size",
-        (json_int_t)m->hidden_size, "num_hidden_layers", (json_int_t)m->layers,
-        "num_attention_heads", (json_int_t)m->heads, "intermediate_size",
-        (json_int_t)m->intermediate_size, "hidden_act",
-        m->activation == FE_ACT_GELU ? "gelu" : "gelu_new", "hidden_dropout_prob",
-        m->hidden_dropout, "attention_probs_dropout_prob", m->attention_dropout,
-        "max_position_embeddings", (json_int_t)m->max_position, "type_vocab_size",
-        (json_int_t)m->type_vocab_size, "initializer_range", 0.02, "layer_norm_eps",
-        m->layer_norm_eps, "pad_token_id", (json_int_t)(pad >= 0 ? pad : 0),
-        "position_embedding_type", "absolute", "use_cache", 1, "torch_dtype", "float32",
-        "tokenizer_class", "BertTokenizer");
+        "architectures", architecture(r, intents), "model_type", "bert", "vocab_size",
+        (json_int_t)m->vocab_size, "hidden_size", (json_int_t)m->hidden_size,
+        "num_hidden_layers", (json_int_t)m->layers, "num_attention_heads",
+        (json_int_t)m->heads, "intermediate_size", (json_int_t)m->intermediate_size,
+        "hidden_act", m->activation == FE_ACT_GELU ? "gelu" : "gelu_new",
+        "hidden_dropout_prob", m->hidden_dropout, "attention_probs_dropout_prob",
+        m->attention_dropout, "max_position_embeddings", (json_int_t)m->max_position,
+        "type_vocab_size", (json_int_t)m->type_vocab_size, "initializer_range", 0.02,
+        "layer_norm_eps", m->layer_norm_eps, "pad_token_id",
+        (json_int_t)(pad >= 0 ? pad : 0), "position_embedding_type", "absolute",
+        "use_cache", 1, "torch_dtype", "float32", "tokenizer_class", "BertTokenizer");
     if (!j)
         return NULL;
     if (intents) {

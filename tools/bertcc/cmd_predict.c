@@ -1,8 +1,11 @@
 /* cmd_predict.c: `bertcc predict --model RUN_DIR [TEXT...]` — answers raw text with a
  * trained run: each TEXT argument, or each line of standard input (one answer per
  * line as it comes, so a program can talk to it). The task formats the answer
- * (intent-slot: "intent: NAME (P)" and one "slot: words" line per slot); --json prints
- * one JSON object per text instead. */
+ * (intent-slot: "intent: NAME (P)" and one "slot: words" line per slot; qa: "answer:
+ * SPAN (score S, p P)"; pretrain: the text with its [MASK]s filled); --json prints one
+ * JSON object per text instead. A task that reads a pair of texts (qa: a question about
+ * a context; pretrain: segments A and B) takes the second with --context C: each TEXT
+ * (or --question Q, or each line of standard input) is then asked about C. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +22,15 @@ typedef struct predictor {
     rt_task task;
     rundir_runner rr;
     int json;
+    const char *pair; /* --context, or NULL */
 } predictor;
 
 static int answer(predictor *p, const char *text, const char *where, int blank_before)
 {
     ir_err e;
     json_t *out = NULL;
-    if (p->task.ops->predict(p->task.state, text, NULL, rundir_forward, &p->rr, &out, &e)) {
+    if (p->task.ops->predict(p->task.state, text, p->pair, rundir_forward, &p->rr, &out,
+                             &e)) {
         fprintf(stderr, "bertcc: %s%s%s\n", where ? where : "", where ? ": " : "", e.msg);
         return -1;
     }
@@ -48,10 +53,16 @@ static int answer(predictor *p, const char *text, const char *where, int blank_b
 int cmd_predict(int argc, char **argv)
 {
     const char *model = NULL, *json = NULL, *weights = NULL, *threads = NULL,
-               *backend = NULL;
+               *backend = NULL, *question = NULL, *context = NULL;
     const arg_opt opts[] = {
         {"model", "RUN_DIR", "a run directory made by bertcc train --task (required)",
          &model},
+        {"question", "Q", "qa: the question (with --context; or give questions as TEXT)",
+         &question},
+        {"context", "C",
+         "qa: the passage the questions are about; pretrain: segment B (next-sentence "
+         "probability)",
+         &context},
         {"json", NULL, "one JSON object per text (JSON Lines)", &json},
         {"weights", "WHICH", "best (the default: best on dev), last, or a safetensors file",
          &weights},
@@ -67,18 +78,32 @@ int cmd_predict(int argc, char **argv)
         return 1;
     if (help) {
         args_usage(
-            "bertcc predict --model RUN_DIR [--json] [TEXT...]",
+            "bertcc predict --model RUN_DIR [--json] [TEXT...]\n"
+            "       bertcc predict --model RUN_DIR --question Q --context C [--json]",
             "Answers each TEXT (or each line of standard input) with a trained run.\n"
             "intent-slot: the intent with its probability, then each slot with its\n"
             "words, e.g.\n"
             "  intent: play_song_by_artist (0.97)\n"
             "  artist: 아이유\n"
-            "Words are split at spaces, as in the training data.",
+            "Words are split at spaces, as in the training data.\n"
+            "qa: the answer span in C with its score (start + end logit) and\n"
+            "probability, e.g. `answer: 1545년 (score 9.12, p 0.83)`.\n"
+            "pretrain: the TEXT with each [MASK] filled, the 5 best tokens of each,\n"
+            "and with --context the probability that C follows TEXT.",
             opts);
         return 0;
     }
     if (!model)
         return driver_fail("predict: --model RUN_DIR is required (see --help)");
+    if (question && !context)
+        return driver_fail("predict: --question goes with --context");
+    if (question) { /* asked first, then the TEXTs */
+        if (npos == 256)
+            return driver_fail("predict: too many texts");
+        memmove(pos + 1, pos, (size_t)npos * sizeof *pos);
+        pos[0] = question;
+        npos++;
+    }
     long long nthreads = 0;
     if (threads && args_int(threads, "threads", 1, 1024, &nthreads))
         return 1;
@@ -91,6 +116,7 @@ int cmd_predict(int argc, char **argv)
     predictor p;
     memset(&p, 0, sizeof p);
     p.json = json != NULL;
+    p.pair = context;
     rt_tensor_list params;
     rt_list_init(&params);
     ir_graph *g = NULL;

@@ -436,17 +436,10 @@ static int train(train_args *a)
     const char *task_name = a->task ? a->task : "batches";
     const rt_task_ops *ops = NULL;
     if (strcmp(task_name, "batches") && !(ops = rundir_task_find(task_name))) {
-        if (!strcmp(task_name, "pretrain") || !strcmp(task_name, "qa"))
-            fprintf(stderr,
-                    "bertcc train: --task %s is not implemented yet (its data pipeline "
-                    "comes with a later issue); give a batch file with --task batches\n",
-                    task_name);
-        else {
-            fprintf(stderr, "bertcc train: unknown --task '%s' (batches", task_name);
-            for (int i = 0; rundir_tasks[i]; i++)
-                fprintf(stderr, ", %s", rundir_tasks[i]->name);
-            fprintf(stderr, ")\n");
-        }
+        fprintf(stderr, "bertcc train: unknown --task '%s' (batches", task_name);
+        for (int i = 0; rundir_tasks[i]; i++)
+            fprintf(stderr, ", %s", rundir_tasks[i]->name);
+        fprintf(stderr, ")\n");
         goto done;
     }
     if (task_values(a, ops, tvals))
@@ -779,10 +772,12 @@ int cmd_train(int argc, char **argv)
     arg_opt opts[BASE_OPTS + MAX_TASK_OPTS + 1] = {
         {"data", "PATH",
          "a batch file (the run batch format, N rows), or the task's data "
-         "(intent-slot: DIR/{train,dev,test}/{seq.in,seq.out,label})",
+         "(intent-slot: DIR/{train,dev,test}/{seq.in,seq.out,label}; qa: a SQuAD v1.1 "
+         "JSON file; pretrain: a corpus, one sentence per line and a blank line between "
+         "documents, or a pretrain-data file)",
          &a.data},
         {"o", "RUN_DIR", "run directory (weights, optimizer state, logs, options)", &a.out},
-        {"task", "NAME", "batches (default), intent-slot; pretrain and qa: later", &a.task},
+        {"task", "NAME", "batches (default), intent-slot, qa or pretrain", &a.task},
         {"vocab", "VOCAB.txt", "the vocabulary (with --task; sets the model's vocab-size)",
          &a.vocab},
         {"lowercase", NULL, "lower-case the text (the default)", &a.lower},
@@ -831,17 +826,25 @@ int cmd_train(int argc, char **argv)
         {"quiet", NULL, "no progress or summary on stderr", &a.quiet},
         {NULL, NULL, NULL, NULL},
     };
-    /* The tasks' own options, each name once. */
-    static char task_help[MAX_TASK_OPTS][256];
+    /* The tasks' own options, each name once; an option of several tasks shows each
+     * task's help. */
+    static char task_help[MAX_TASK_OPTS][1024];
     int n = 0;
     while (opts[n].name)
         n++;
     for (int t = 0; rundir_tasks[t]; t++)
         for (const rt_task_option *to = rundir_tasks[t]->options; to && to->name; to++) {
-            int dup = 0;
+            int dup = -1;
             for (int k = 0; k < a.ntopt; k++)
-                dup |= !strcmp(a.topt_name[k], to->name);
-            if (dup || a.ntopt == MAX_TASK_OPTS)
+                if (!strcmp(a.topt_name[k], to->name))
+                    dup = k;
+            if (dup >= 0) {
+                size_t at = strlen(task_help[dup]);
+                snprintf(task_help[dup] + at, sizeof task_help[dup] - at, "; (%s) %s",
+                         rundir_tasks[t]->name, to->help);
+                continue;
+            }
+            if (a.ntopt == MAX_TASK_OPTS)
                 continue;
             a.topt_name[a.ntopt] = to->name;
             snprintf(task_help[a.ntopt], sizeof task_help[a.ntopt], "(%s) %s",
@@ -861,6 +864,11 @@ int cmd_train(int argc, char **argv)
             "bertcc train MODEL.xml --data B.safetensors -o RUN_DIR [options]\n"
             "       bertcc train MODEL.xml --task intent-slot --data DIR --vocab V -o "
             "RUN_DIR [options]\n"
+            "       bertcc train MODEL.xml --task qa --data F.json (--eval-data D.json | "
+            "--holdout K) --vocab V -o RUN_DIR\n"
+            "       bertcc train MODEL.xml --task pretrain --data "
+            "CORPUS.txt|DATA.safetensors "
+            "--vocab V -o RUN_DIR\n"
             "       bertcc train --resume RUN_DIR [options]",
             "Trains MODEL (AdamW, linear warm-up and decay, gradient clipping) on the\n"
             "rows of a batch file, or on a task's data, shuffled every epoch. With\n"

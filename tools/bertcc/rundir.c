@@ -13,13 +13,16 @@
 #include "../../runtime/params.h"
 #include "../../runtime/safetensors.h"
 #include "../../runtime/task_intent_slot.h"
+#include "../../runtime/task_pretrain.h"
+#include "../../runtime/task_qa.h"
 #include "../../runtime/train.h"
 #include "driver.h"
 
 /* ---- tasks -------------------------------------------------------------------------- */
 
-/* Add a task here (pretrain and qa come next). */
-const rt_task_ops *const rundir_tasks[] = {&rt_task_intent_slot, NULL};
+/* Add a task here. */
+const rt_task_ops *const rundir_tasks[] = {&rt_task_intent_slot, &rt_task_qa,
+                                           &rt_task_pretrain, NULL};
 
 const rt_task_ops *rundir_task_find(const char *name)
 {
@@ -451,6 +454,14 @@ static int is_bookkeeping(const char *col)
            !strcmp(col, "examples") || !strcmp(col, "best");
 }
 
+/* A dev metric that is a loss (pretrain's mlm_loss, nsp_loss): drawn with the training
+ * loss rather than with the fractions. */
+static int is_dev_loss(const char *col)
+{
+    size_t n = strlen(col);
+    return n > 5 && !strcmp(col + n - 5, "_loss") && strcmp(col, "train_loss");
+}
+
 int rundir_metrics_resume(const char *dir, int64_t step, const rt_task_ops *t,
                           rt_metrics *best, int *have_best, json_t **keep, ir_err *e)
 {
@@ -659,6 +670,11 @@ int rundir_plot(const char *dir, const char *title, ir_err *e)
     for (int r = 0; ms >= 0 && r < nm; r++) {
         double s = mt.v[(size_t)r * (size_t)mt.ncol + (size_t)ms];
         xmax = isfinite(s) && s > xmax ? s : xmax;
+        for (int k = 0; k < mt.ncol; k++) { /* dev losses share the loss panel */
+            double v = mt.v[(size_t)r * (size_t)mt.ncol + (size_t)k];
+            if (is_dev_loss(mt.col[k]) && isfinite(v) && v > ymax)
+                ymax = v;
+        }
     }
     panel pl = {70, 50, 390, 280, 0, xmax, 0, ymax > 0 ? ymax * 1.05 : 1};
     axes(f, &pl, "training loss", "update");
@@ -685,6 +701,25 @@ int rundir_plot(const char *dir, const char *title, ir_err *e)
     }
     free(xs);
     free(ys);
+    xs = malloc(((size_t)nm + 1) * sizeof *xs);
+    ys = malloc(((size_t)nm + 1) * sizeof *ys);
+    for (int k = 0, shown = 0; xs && ys && ms >= 0 && k < mt.ncol; k++) {
+        if (!is_dev_loss(mt.col[k]))
+            continue;
+        for (int r = 0; r < nm; r++) {
+            xs[r] = mt.v[(size_t)r * (size_t)mt.ncol + (size_t)ms];
+            ys[r] = mt.v[(size_t)r * (size_t)mt.ncol + (size_t)k];
+        }
+        const char *c = colors[(shown + 1) % 8];
+        series(f, &pl, xs, ys, nm, c, 1);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"%s\">dev ",
+                pl.x + pl.w - 8, pl.y + 44 + 14.0 * shown, c);
+        put_escaped(f, mt.col[k]);
+        fputs("</text>\n", f);
+        shown++;
+    }
+    free(xs);
+    free(ys);
 
     /* Dev metrics against the update. */
     panel pm = {560, 50, 390, 280, 0, xmax, 0, 1};
@@ -693,7 +728,7 @@ int rundir_plot(const char *dir, const char *title, ir_err *e)
            *ey = malloc(((size_t)nm + 1) * sizeof *ey);
     int shown = 0;
     for (int k = 0; ex && ey && ms >= 0 && k < mt.ncol; k++) {
-        if (is_bookkeeping(mt.col[k]))
+        if (is_bookkeeping(mt.col[k]) || is_dev_loss(mt.col[k]))
             continue;
         for (int r = 0; r < nm; r++) {
             ex[r] = mt.v[(size_t)r * (size_t)mt.ncol + (size_t)ms];
