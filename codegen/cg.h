@@ -106,6 +106,15 @@ LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_erf(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x);
 
+/* Vector helpers shared by the lowerings: lanes of ty (0 for a scalar), an f32 constant
+ * shaped like ty, a scalar broadcast to ty's lanes, and loads/stores of ty (f32 or a
+ * vector of f32) at float index j of base, 4-byte aligned. */
+unsigned cg_lanes(LLVMTypeRef ty);
+LLVMValueRef cg_constf(cg_ctx *c, LLVMTypeRef ty, double v);
+LLVMValueRef cg_splat(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef s);
+LLVMValueRef cg_vld(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j);
+void cg_vst(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j);
+
 /* The units function's common case: stores 0 scratch bytes and returns n. Call with
  * the builder at the units entry block. */
 void cg_units_return(cg_ctx *c, cg_kernel *k, LLVMValueRef n, LLVMValueRef scratch_bytes);

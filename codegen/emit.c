@@ -203,3 +203,44 @@ void cg_units_return(cg_ctx *c, cg_kernel *k, LLVMValueRef n, LLVMValueRef scrat
     LLVMBuildStore(c->b, scratch_bytes ? scratch_bytes : cg_i64(c, 0), k->scratch_out);
     LLVMBuildRet(c->b, n);
 }
+
+unsigned cg_lanes(LLVMTypeRef ty)
+{
+    return LLVMGetTypeKind(ty) == LLVMVectorTypeKind ? LLVMGetVectorSize(ty) : 0;
+}
+
+LLVMValueRef cg_constf(cg_ctx *c, LLVMTypeRef ty, double v)
+{
+    unsigned n = cg_lanes(ty);
+    LLVMValueRef k = LLVMConstReal(c->t_f32, v);
+    if (!n)
+        return k;
+    LLVMValueRef e[64];
+    for (unsigned i = 0; i < n && i < 64; i++)
+        e[i] = k;
+    return LLVMConstVector(e, n);
+}
+
+LLVMValueRef cg_splat(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef s)
+{
+    unsigned n = cg_lanes(ty);
+    if (!n)
+        return s;
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), n);
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), s,
+                                            LLVMConstInt(c->t_i32, 0, 0), "");
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt),
+                                  LLVMConstNull(LLVMVectorType(c->t_i32, n)), "");
+}
+
+LLVMValueRef cg_vld(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j)
+{
+    LLVMValueRef v = LLVMBuildLoad2(c->b, ty, cg_gep(c, c->t_f32, base, j), "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+void cg_vst(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j)
+{
+    LLVMSetAlignment(LLVMBuildStore(c->b, v, cg_gep(c, c->t_f32, base, j)), 4);
+}

@@ -41,11 +41,6 @@ static LLVMValueRef fp_mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildFMul(c->b, a, b, "");
 }
 
-static unsigned lanes(LLVMTypeRef ty)
-{
-    return LLVMGetTypeKind(ty) == LLVMVectorTypeKind ? LLVMGetVectorSize(ty) : 0;
-}
-
 static LLVMValueRef splat_const(LLVMValueRef k, unsigned n)
 {
     if (!n)
@@ -56,40 +51,9 @@ static LLVMValueRef splat_const(LLVMValueRef k, unsigned n)
     return LLVMConstVector(v, n);
 }
 
-static LLVMValueRef kf(cg_ctx *c, LLVMTypeRef ty, double v)
-{
-    return splat_const(LLVMConstReal(c->t_f32, v), lanes(ty));
-}
-
 static LLVMValueRef ki64(cg_ctx *c, LLVMTypeRef ty, uint64_t v)
 {
-    return splat_const(LLVMConstInt(c->t_i64, v, 0), lanes(ty));
-}
-
-/* A scalar broadcast to every lane of ty (or itself for a scalar ty). */
-static LLVMValueRef splat(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef s)
-{
-    unsigned n = lanes(ty);
-    if (!n)
-        return s;
-    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), n);
-    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), s,
-                                            LLVMConstInt(c->t_i32, 0, 0), "");
-    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt),
-                                  LLVMConstNull(LLVMVectorType(c->t_i32, n)), "");
-}
-
-/* Loads ty (f32 or a vector of them) at float index j of base; stores likewise. */
-static LLVMValueRef ld(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j)
-{
-    LLVMValueRef v = LLVMBuildLoad2(c->b, ty, cg_gep(c, c->t_f32, base, j), "");
-    LLVMSetAlignment(v, 4);
-    return v;
-}
-
-static void st(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j)
-{
-    LLVMSetAlignment(LLVMBuildStore(c->b, v, cg_gep(c, c->t_f32, base, j)), 4);
+    return splat_const(LLVMConstInt(c->t_i64, v, 0), cg_lanes(ty));
 }
 
 static LLVMValueRef imax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
@@ -130,16 +94,16 @@ static void emit_map(cg_ctx *c, const map_env *env, map_fn f, LLVMValueRef out,
     cg_for_begin(c, &q, cg_i64(c, 0), nq, "q");
     LLVMValueRef j = cg_mul(c, q.iv, cg_i64(c, c->vec));
     for (int i = 0; i < nin; i++)
-        x[i] = ld(c, vt, in[i], j);
-    LLVMValueRef idx = LLVMBuildAdd(c->b, splat(c, vt, cg_add(c, first, j)),
+        x[i] = cg_vld(c, vt, in[i], j);
+    LLVMValueRef idx = LLVMBuildAdd(c->b, cg_splat(c, vt, cg_add(c, first, j)),
                                     LLVMConstVector(iota, (unsigned)c->vec), "");
-    st(c, f(c, env, vt, x, idx), out, j);
+    cg_vst(c, f(c, env, vt, x, idx), out, j);
     cg_for_end(c, &q);
     cg_loop t;
     cg_for_begin(c, &t, cg_mul(c, nq, cg_i64(c, c->vec)), n, "t");
     for (int i = 0; i < nin; i++)
-        x[i] = ld(c, c->t_f32, in[i], t.iv);
-    st(c, f(c, env, c->t_f32, x, cg_add(c, first, t.iv)), out, t.iv);
+        x[i] = cg_vld(c, c->t_f32, in[i], t.iv);
+    cg_vst(c, f(c, env, c->t_f32, x, cg_add(c, first, t.iv)), out, t.iv);
     cg_for_end(c, &t);
     scalar_tail(c, &t);
 }
@@ -194,14 +158,14 @@ static LLVMValueRef f_scale(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMV
                             LLVMValueRef idx)
 {
     (void)idx;
-    return fp_mul(c, x[0], kf(c, ty, env->n->a.scale));
+    return fp_mul(c, x[0], cg_constf(c, ty, env->n->a.scale));
 }
 
 static LLVMValueRef f_fill(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
                            LLVMValueRef idx)
 {
     (void)x, (void)idx;
-    return kf(c, ty, env->n->a.scale);
+    return cg_constf(c, ty, env->n->a.scale);
 }
 
 static LLVMValueRef f_tanh(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
@@ -214,8 +178,8 @@ static LLVMValueRef f_tanh(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMVa
 /* Phi(x) = 0.5 (1 + erf(x / sqrt 2)) */
 static LLVMValueRef gauss_cdf(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef x)
 {
-    LLVMValueRef e = cg_erf(c, fp_mul(c, x, kf(c, ty, 0.70710678118654752440)));
-    return fp_add(c, kf(c, ty, 0.5), fp_mul(c, kf(c, ty, 0.5), e));
+    LLVMValueRef e = cg_erf(c, fp_mul(c, x, cg_constf(c, ty, 0.70710678118654752440)));
+    return fp_add(c, cg_constf(c, ty, 0.5), fp_mul(c, cg_constf(c, ty, 0.5), e));
 }
 
 static LLVMValueRef f_gelu(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
@@ -229,8 +193,8 @@ static LLVMValueRef f_gelu(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMVa
 static LLVMValueRef gelu_tanh_t(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef x)
 {
     LLVMValueRef x3 = fp_mul(c, fp_mul(c, x, x), x);
-    LLVMValueRef in = fp_add(c, x, fp_mul(c, kf(c, ty, 0.044715), x3));
-    return cg_tanh(c, fp_mul(c, kf(c, ty, 0.79788456080286535588), in));
+    LLVMValueRef in = fp_add(c, x, fp_mul(c, cg_constf(c, ty, 0.044715), x3));
+    return cg_tanh(c, fp_mul(c, cg_constf(c, ty, 0.79788456080286535588), in));
 }
 
 static LLVMValueRef f_gelu_tanh(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
@@ -238,7 +202,8 @@ static LLVMValueRef f_gelu_tanh(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
 {
     (void)env, (void)idx;
     LLVMValueRef t = gelu_tanh_t(c, ty, x[0]);
-    return fp_mul(c, fp_mul(c, kf(c, ty, 0.5), x[0]), fp_add(c, kf(c, ty, 1.0), t));
+    return fp_mul(c, fp_mul(c, cg_constf(c, ty, 0.5), x[0]),
+                  fp_add(c, cg_constf(c, ty, 1.0), t));
 }
 
 /* dy (Phi(x) + x phi(x)) */
@@ -247,8 +212,9 @@ static LLVMValueRef f_gelu_grad(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
 {
     (void)env, (void)idx;
     LLVMValueRef v = x[0];
-    LLVMValueRef pdf = fp_mul(c, cg_exp(c, fp_mul(c, kf(c, ty, -0.5), fp_mul(c, v, v))),
-                              kf(c, ty, 0.39894228040143267794)); /* 1 / sqrt(2 pi) */
+    LLVMValueRef pdf =
+        fp_mul(c, cg_exp(c, fp_mul(c, cg_constf(c, ty, -0.5), fp_mul(c, v, v))),
+               cg_constf(c, ty, 0.39894228040143267794)); /* 1 / sqrt(2 pi) */
     return fp_mul(c, x[1], fp_add(c, gauss_cdf(c, ty, v), fp_mul(c, v, pdf)));
 }
 
@@ -258,12 +224,13 @@ static LLVMValueRef f_gelu_tanh_grad(cg_ctx *c, const map_env *env, LLVMTypeRef 
 {
     (void)env, (void)idx;
     LLVMValueRef v = x[0], t = gelu_tanh_t(c, ty, v);
-    LLVMValueRef one = kf(c, ty, 1.0), half = kf(c, ty, 0.5);
+    LLVMValueRef one = cg_constf(c, ty, 1.0), half = cg_constf(c, ty, 0.5);
     LLVMValueRef a = fp_mul(c, half, fp_add(c, one, t));
     LLVMValueRef dt = fp_sub(c, one, fp_mul(c, t, t));
-    LLVMValueRef poly = fp_add(c, one, fp_mul(c, kf(c, ty, 3 * 0.044715), fp_mul(c, v, v)));
+    LLVMValueRef poly =
+        fp_add(c, one, fp_mul(c, cg_constf(c, ty, 3 * 0.044715), fp_mul(c, v, v)));
     LLVMValueRef b = fp_mul(c, fp_mul(c, fp_mul(c, half, v), dt),
-                            fp_mul(c, kf(c, ty, 0.79788456080286535588), poly));
+                            fp_mul(c, cg_constf(c, ty, 0.79788456080286535588), poly));
     return fp_mul(c, x[1], fp_add(c, a, b));
 }
 
@@ -272,7 +239,7 @@ static LLVMValueRef f_tanh_grad(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
                                 LLVMValueRef *x, LLVMValueRef idx)
 {
     (void)env, (void)idx;
-    return fp_mul(c, x[1], fp_sub(c, kf(c, ty, 1.0), fp_mul(c, x[0], x[0])));
+    return fp_mul(c, x[1], fp_sub(c, cg_constf(c, ty, 1.0), fp_mul(c, x[0], x[0])));
 }
 
 /* ref_dropout_keep's hash, on i64 lanes; keep iff (z >> 40) * 2^-24 >= p, which for the
@@ -282,7 +249,7 @@ static LLVMValueRef f_dropout(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
 {
     double p = env->n->a.p;
     uint64_t tag = (uint64_t)env->n->a.index;
-    LLVMValueRef z = LLVMBuildXor(c->b, splat(c, ty, env->seed),
+    LLVMValueRef z = LLVMBuildXor(c->b, cg_splat(c, ty, env->seed),
                                   ki64(c, ty, tag * 0x9e3779b97f4a7c15ULL), "");
     z = LLVMBuildXor(c->b, z,
                      LLVMBuildMul(c->b, idx, ki64(c, ty, 0xd1b54a32d192ed03ULL), ""), "");
@@ -297,8 +264,8 @@ static LLVMValueRef f_dropout(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
     LLVMValueRef keep =
         LLVMBuildICmp(c->b, LLVMIntUGE, LLVMBuildLShr(c->b, z, ki64(c, ty, 40), ""),
                       ki64(c, ty, thresh), "");
-    LLVMValueRef kept = fp_mul(c, x[0], kf(c, ty, (double)(float)(1.0 / (1.0 - p))));
-    return LLVMBuildSelect(c->b, keep, kept, kf(c, ty, 0.0), "");
+    LLVMValueRef kept = fp_mul(c, x[0], cg_constf(c, ty, (double)(float)(1.0 / (1.0 - p))));
+    return LLVMBuildSelect(c->b, keep, kept, cg_constf(c, ty, 0.0), "");
 }
 
 /* ---- lowerings ---- */

@@ -42,53 +42,10 @@ static LLVMValueRef fp_mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildFMul(c->b, a, b, "");
 }
 
-static unsigned lanes(LLVMTypeRef ty)
-{
-    return LLVMGetTypeKind(ty) == LLVMVectorTypeKind ? LLVMGetVectorSize(ty) : 0;
-}
-
-static LLVMValueRef kf(cg_ctx *c, LLVMTypeRef ty, double v)
-{
-    unsigned n = lanes(ty);
-    LLVMValueRef k = LLVMConstReal(c->t_f32, v);
-    if (!n)
-        return k;
-    LLVMValueRef e[64];
-    for (unsigned i = 0; i < n; i++)
-        e[i] = k;
-    return LLVMConstVector(e, n);
-}
-
-/* A scalar broadcast to every lane of ty (or itself for a scalar ty). */
-static LLVMValueRef splat(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef s)
-{
-    unsigned n = lanes(ty);
-    if (!n)
-        return s;
-    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), n);
-    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), s,
-                                            LLVMConstInt(c->t_i32, 0, 0), "");
-    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt),
-                                  LLVMConstNull(LLVMVectorType(c->t_i32, n)), "");
-}
-
-/* f32 (or a vector of f32 shaped like ty) at float index j of base; store likewise. */
-static LLVMValueRef ld(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j)
-{
-    LLVMValueRef v = LLVMBuildLoad2(c->b, ty, cg_gep(c, c->t_f32, base, j), "");
-    LLVMSetAlignment(v, 4);
-    return v;
-}
-
-static void st(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j)
-{
-    LLVMSetAlignment(LLVMBuildStore(c->b, v, cg_gep(c, c->t_f32, base, j)), 4);
-}
-
 /* i64 values (as many lanes as ty) at index j of base */
 static LLVMValueRef ld_i64(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j)
 {
-    LLVMTypeRef it = lanes(ty) ? LLVMVectorType(c->t_i64, lanes(ty)) : c->t_i64;
+    LLVMTypeRef it = cg_lanes(ty) ? LLVMVectorType(c->t_i64, cg_lanes(ty)) : c->t_i64;
     LLVMValueRef v = LLVMBuildLoad2(c->b, it, cg_gep(c, c->t_i64, base, j), "");
     LLVMSetAlignment(v, 8);
     return v;
@@ -109,7 +66,7 @@ static LLVMValueRef combine(cg_ctx *c, int op, LLVMValueRef a, LLVMValueRef b)
 /* Lanes combined by halves (lanes [0, n/2) with [n/2, n), ...): a fixed order. */
 static LLVMValueRef hreduce(cg_ctx *c, int op, LLVMValueRef v)
 {
-    unsigned n = lanes(LLVMTypeOf(v));
+    unsigned n = cg_lanes(LLVMTypeOf(v));
     while (n > 1) {
         unsigned h = n / 2;
         LLVMValueRef lo[32], hi[32];
@@ -159,7 +116,7 @@ static LLVMValueRef row_pass(cg_ctx *c, LLVMValueRef h, row_fn f, const row *r, 
 {
     LLVMTypeRef vt = LLVMVectorType(c->t_f32, (unsigned)c->vec);
     double init = op == R_MAX ? -INFINITY : 0.0;
-    LLVMValueRef acc = op ? cg_var(c, vt, kf(c, vt, init), "acc") : NULL;
+    LLVMValueRef acc = op ? cg_var(c, vt, cg_constf(c, vt, init), "acc") : NULL;
     LLVMValueRef nq = cg_div(c, h, cg_i64(c, c->vec));
     cg_loop q;
     cg_for_begin(c, &q, cg_i64(c, 0), nq, "q");
@@ -227,13 +184,14 @@ static void if_end(cg_ctx *c, LLVMBasicBlockRef join)
 /* p[0] = x */
 static LLVMValueRef p_x(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    return ld(c, ty, r->p[0], j);
+    return cg_vld(c, ty, r->p[0], j);
 }
 
 /* (x - s[0])^2 */
 static LLVMValueRef p_sqdev(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    LLVMValueRef d = LLVMBuildFSub(c->b, ld(c, ty, r->p[0], j), splat(c, ty, r->s[0]), "");
+    LLVMValueRef d =
+        LLVMBuildFSub(c->b, cg_vld(c, ty, r->p[0], j), cg_splat(c, ty, r->s[0]), "");
     return LLVMBuildFMul(c->b, d, d, "");
 }
 
@@ -251,23 +209,23 @@ static void row_stats(cg_ctx *c, row *r, LLVMValueRef h, double eps)
 /* xhat = (x - mean) rstd */
 static LLVMValueRef xhat(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    return fp_mul(c, fp_sub(c, ld(c, ty, r->p[0], j), splat(c, ty, r->s[0])),
-                  splat(c, ty, r->s[1]));
+    return fp_mul(c, fp_sub(c, cg_vld(c, ty, r->p[0], j), cg_splat(c, ty, r->s[0])),
+                  cg_splat(c, ty, r->s[1]));
 }
 
 /* layernorm: p = {x, gamma, beta, out} */
 static LLVMValueRef p_ln_out(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    LLVMValueRef y = fp_add(c, fp_mul(c, xhat(c, r, ty, j), ld(c, ty, r->p[1], j)),
-                            ld(c, ty, r->p[2], j));
-    st(c, y, r->p[3], j);
+    LLVMValueRef y = fp_add(c, fp_mul(c, xhat(c, r, ty, j), cg_vld(c, ty, r->p[1], j)),
+                            cg_vld(c, ty, r->p[2], j));
+    cg_vst(c, y, r->p[3], j);
     return NULL;
 }
 
 /* layernorm_dx: p = {x, gamma, dy, dx}; s = {mean, rstd, mean(g), mean(g xhat)} */
 static LLVMValueRef p_g(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    return fp_mul(c, ld(c, ty, r->p[2], j), ld(c, ty, r->p[1], j));
+    return fp_mul(c, cg_vld(c, ty, r->p[2], j), cg_vld(c, ty, r->p[1], j));
 }
 
 static LLVMValueRef p_gx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
@@ -277,9 +235,9 @@ static LLVMValueRef p_gx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j
 
 static LLVMValueRef p_ln_dx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    LLVMValueRef t = fp_sub(c, p_g(c, r, ty, j), splat(c, ty, r->s[2]));
-    t = fp_sub(c, t, fp_mul(c, xhat(c, r, ty, j), splat(c, ty, r->s[3])));
-    st(c, fp_mul(c, splat(c, ty, r->s[1]), t), r->p[3], j);
+    LLVMValueRef t = fp_sub(c, p_g(c, r, ty, j), cg_splat(c, ty, r->s[2]));
+    t = fp_sub(c, t, fp_mul(c, xhat(c, r, ty, j), cg_splat(c, ty, r->s[3])));
+    cg_vst(c, fp_mul(c, cg_splat(c, ty, r->s[1]), t), r->p[3], j);
     return NULL;
 }
 
@@ -289,7 +247,7 @@ static LLVMValueRef p_sm_any(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueR
     LLVMValueRef m = ld_i64(c, ty, r->mask, j);
     return LLVMBuildSelect(
         c->b, LLVMBuildICmp(c->b, LLVMIntNE, m, LLVMConstNull(LLVMTypeOf(m)), ""),
-        kf(c, ty, 1.0), kf(c, ty, 0.0), "");
+        cg_constf(c, ty, 1.0), cg_constf(c, ty, 0.0), "");
 }
 
 static LLVMValueRef p_sm_logit(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
@@ -297,66 +255,67 @@ static LLVMValueRef p_sm_logit(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValu
     LLVMValueRef m = ld_i64(c, ty, r->mask, j);
     LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(m));
     LLVMValueRef add = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, m, zero, ""),
-                                       splat(c, ty, r->s[3]), kf(c, ty, 0.0), "");
+                                       cg_splat(c, ty, r->s[3]), cg_constf(c, ty, 0.0), "");
     LLVMValueRef v =
-        fp_add(c, fp_mul(c, splat(c, ty, r->s[0]), ld(c, ty, r->p[0], j)), add);
-    st(c, v, r->p[1], j);
+        fp_add(c, fp_mul(c, cg_splat(c, ty, r->s[0]), cg_vld(c, ty, r->p[0], j)), add);
+    cg_vst(c, v, r->p[1], j);
     return v;
 }
 
 /* out = exp(out - s[1]) (p[1] = out) */
 static LLVMValueRef p_exp_inplace(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    LLVMValueRef e =
-        cg_exp(c, LLVMBuildFSub(c->b, ld(c, ty, r->p[1], j), splat(c, ty, r->s[1]), ""));
-    st(c, e, r->p[1], j);
+    LLVMValueRef e = cg_exp(
+        c, LLVMBuildFSub(c->b, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[1]), ""));
+    cg_vst(c, e, r->p[1], j);
     return e;
 }
 
 /* out *= s[2] (1 / sum: one division per row, the result within 1.5 ulp of out / sum) */
 static LLVMValueRef p_scale_inplace(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    st(c, fp_mul(c, ld(c, ty, r->p[1], j), splat(c, ty, r->s[2])), r->p[1], j);
+    cg_vst(c, fp_mul(c, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[2])), r->p[1], j);
     return NULL;
 }
 
 /* softmax_grad: p = {y, dy, dx}; s = {scale, dot} */
 static LLVMValueRef p_dot(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    return fp_mul(c, ld(c, ty, r->p[1], j), ld(c, ty, r->p[0], j));
+    return fp_mul(c, cg_vld(c, ty, r->p[1], j), cg_vld(c, ty, r->p[0], j));
 }
 
 static LLVMValueRef p_sm_dx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    LLVMValueRef y = ld(c, ty, r->p[0], j);
-    LLVMValueRef d = fp_sub(c, ld(c, ty, r->p[1], j), splat(c, ty, r->s[1]));
-    st(c, fp_mul(c, fp_mul(c, splat(c, ty, r->s[0]), y), d), r->p[2], j);
+    LLVMValueRef y = cg_vld(c, ty, r->p[0], j);
+    LLVMValueRef d = fp_sub(c, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[1]));
+    cg_vst(c, fp_mul(c, fp_mul(c, cg_splat(c, ty, r->s[0]), y), d), r->p[2], j);
     return NULL;
 }
 
 /* cross-entropy: p = {logits, out}; s = {max, sum, factor, factor / sum} */
 static LLVMValueRef p_expdev(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    return cg_exp(c, LLVMBuildFSub(c->b, ld(c, ty, r->p[0], j), splat(c, ty, r->s[0]), ""));
+    return cg_exp(
+        c, LLVMBuildFSub(c->b, cg_vld(c, ty, r->p[0], j), cg_splat(c, ty, r->s[0]), ""));
 }
 
 static LLVMValueRef p_ce_exp(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
     LLVMValueRef e = p_expdev(c, r, ty, j);
-    st(c, e, r->p[1], j);
+    cg_vst(c, e, r->p[1], j);
     return e;
 }
 
 /* out *= s[3] (factor / sum) */
 static LLVMValueRef p_ce_scale(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    st(c, fp_mul(c, ld(c, ty, r->p[1], j), splat(c, ty, r->s[3])), r->p[1], j);
+    cg_vst(c, fp_mul(c, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[3])), r->p[1], j);
     return NULL;
 }
 
 static LLVMValueRef p_zero(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    st(c, kf(c, ty, 0.0), r->p[1], j);
+    cg_vst(c, cg_constf(c, ty, 0.0), r->p[1], j);
     return NULL;
 }
 
