@@ -49,7 +49,8 @@ int fe_parse_hf_config(const char *text, size_t len, const char *path, fe_model 
                        ir_err *e);
 
 /* Either of the above, chosen by content (a file whose first non-blank byte is '{' is
- * JSON, else XML). */
+ * JSON, else XML); a directory is read as a Hugging Face model directory (its
+ * config.json). */
 int fe_load(const char *path, fe_model *m, ir_err *e);
 
 /* Writes m as an XML model description (for run directories). */

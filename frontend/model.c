@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <libxml/SAX2.h>
@@ -914,6 +916,24 @@ int fe_load_hf_config(const char *path, fe_model *m, ir_err *e)
 
 int fe_load(const char *path, fe_model *m, ir_err *e)
 {
+    /* A Hugging Face model directory stands for its config.json. */
+    struct stat sb;
+    char cfg[4096];
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        size_t n = strlen(path);
+        while (n > 1 && path[n - 1] == '/')
+            n--;
+        if ((size_t)snprintf(cfg, sizeof cfg, "%.*s/config.json", (int)n, path) >=
+            sizeof cfg)
+            return ir_errf(e, "%s: path too long", path);
+        if (access(cfg, F_OK))
+            return ir_errf(e,
+                           "%s: a directory without config.json (expected a model "
+                           "description, a config.json, or a Hugging Face model "
+                           "directory)",
+                           path);
+        path = cfg;
+    }
     size_t len;
     char *text = read_all(path, &len, e);
     if (!text)

@@ -176,6 +176,100 @@ Test(cli_tasks, voice_set_fine_tunes_and_answers, .timeout = 300)
     free(raw);
 }
 
+/* Two tensors hold the same F32 values (exactly: a frozen parameter is never written). */
+static int same_f32(const rt_tensor *a, const rt_tensor *b)
+{
+    if (!a || !b || a->dtype != RT_F32 || b->dtype != RT_F32 || rt_numel(a) != rt_numel(b))
+        return 0;
+    return memcmp(a->data, b->data, rt_nbytes(a)) == 0;
+}
+
+/* A Hugging Face model directory, as the Hub's original BERT checkpoints are laid out
+ * (tests/fixtures/make_hf_checkpoint.py: LayerNorm.gamma/.beta spellings, a tied decoder,
+ * position_ids, [UNK]/[CLS]/... not at ids 1..4, do_lower_case false), fine-tunes with
+ * nothing but the directory: the model, --init, the vocabulary and the casing all come
+ * from it. The frozen embedding layer norm and positions come out exactly as Python
+ * wrote them (so gamma/beta were read, not initialized), and the fine-tuned model
+ * answers the voice set. */
+Test(cli_tasks, hugging_face_directory_fine_tunes, .timeout = 300)
+{
+    const char *dir = tu_tmpdir();
+    const char *hf = "tests/fixtures/hf_bert_tiny";
+    char *out = NULL;
+    cr_assert_eq(bertcc(&out, "demo-data -o %s/data --per-intent 500", dir), 0, "%s", out);
+    free(out);
+    cr_assert_eq(bertcc(&out,
+                        "train %s --task intent-slot --data %s/data --init %s -o %s/run "
+                        "--epochs 8 --batch-size 16 --lr 3e-3 --threads 1 --quiet "
+                        "--freeze bert.embeddings.LayerNorm --freeze "
+                        "bert.embeddings.position",
+                        hf, dir, hf, dir),
+                 0, "%s", out);
+    cr_expect(strstr(out, "note: vocabulary: tests/fixtures/hf_bert_tiny/vocab.txt"), "%s",
+              out);
+    cr_expect(strstr(out, "note: tokenizer: --no-lowercase from"), "%s", out);
+    static const char *const fresh[] = {"intent.classifier.weight",
+                                        "intent.classifier.bias", "slot.classifier.weight",
+                                        "slot.classifier.bias"};
+    for (size_t i = 0; i < 4; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "initialized '%s'", fresh[i]);
+        cr_expect(strstr(out, want), "'%s' not in: %s", want, out);
+    }
+    cr_expect_null(strstr(out, "initialized 'bert."), "%s", out);
+    free(out);
+
+    rt_tensor_list py, run;
+    rt_list_init(&py);
+    rt_list_init(&run);
+    ir_err e;
+    cr_assert_eq(rt_st_load(tu_path(BERTCC_SOURCE_DIR "/tests/fixtures/hf_bert_tiny",
+                                    "model.safetensors"),
+                            &py, &e),
+                 0, "%s", e.msg);
+    cr_assert_eq(rt_st_load(tu_path(dir, "run/weights.safetensors"), &run, &e), 0, "%s",
+                 e.msg);
+    static const char *const frozen[][2] = {
+        {"bert.embeddings.LayerNorm.gamma", "bert.embeddings.LayerNorm.weight"},
+        {"bert.embeddings.LayerNorm.beta", "bert.embeddings.LayerNorm.bias"},
+        {"bert.embeddings.position_embeddings.weight",
+         "bert.embeddings.position_embeddings.weight"},
+    };
+    for (size_t i = 0; i < 3; i++)
+        cr_expect(
+            same_f32(rt_list_cfind(&py, frozen[i][0]), rt_list_cfind(&run, frozen[i][1])),
+            "%s", frozen[i][1]);
+    /* Trained ones moved. */
+    const rt_tensor *q0 =
+        rt_list_cfind(&py, "bert.encoder.layer.0.attention.self.query.weight");
+    const rt_tensor *q1 =
+        rt_list_cfind(&run, "bert.encoder.layer.0.attention.self.query.weight");
+    cr_assert(q0 && q1 && rt_numel(q0) == rt_numel(q1));
+    cr_expect_not(same_f32(q0, q1));
+    rt_list_free(&py);
+    rt_list_free(&run);
+
+    json_error_t je;
+    json_t *j = json_load_file(tu_path(dir, "run/options.json"), 0, &je);
+    cr_assert_not_null(j, "%s", je.text);
+    cr_expect(json_is_false(json_object_get(json_object_get(j, "tokenizer"), "lowercase")),
+              "options.json does not record --no-lowercase");
+    json_decref(j);
+
+    cr_assert_eq(bertcc(&out, "eval --model %s/run --data %s/data --json", dir, dir), 0,
+                 "%s", out);
+    j = json_loads(out, 0, &je);
+    cr_assert_not_null(j, "not JSON (%s): %s", je.text, out);
+    cr_expect_geq(get_num(j, "intent_accuracy"), 0.85, "%s", out);
+    cr_expect_geq(get_num(j, "slot_f1"), 0.85, "%s", out);
+    json_decref(j);
+    free(out);
+    cr_assert_eq(bertcc(&out, "predict --model %s/run '노래 그만 틀어'", dir), 0, "%s",
+                 out);
+    cr_expect(strstr(out, "intent: stop_music ("), "%s", out);
+    free(out);
+}
+
 Test(cli_tasks, refusals_are_clear)
 {
     const char *dir = tu_tmpdir();
@@ -198,6 +292,11 @@ Test(cli_tasks, refusals_are_clear)
          "%s/r5 "
          "--backend gpu",
          "--backend"},
+        {"train %s/model.xml --task intent-slot --data %s/data --vocab %s/vocab.txt -o "
+         "%s/r6 --init tests",
+         "--init tests: no model.safetensors"},
+        {"train %s/data --task intent-slot --data %s/data --vocab %s/vocab.txt -o %s/r7",
+         "data: a directory without config.json"},
         {"eval --model %s/none --data %s/data", "not a run directory"},
         {"eval --data %s/data", "--model"},
         {"predict", "--model"},

@@ -355,6 +355,70 @@ static int dir_has(const char *dir, const char *name)
     return stat(path, &st) == 0;
 }
 
+/* --init DIR: a Hugging Face model directory. The weights are DIR/model.safetensors;
+ * DIR/vocab.txt is the vocabulary unless --vocab names one, and the casing recorded in
+ * DIR/tokenizer_config.json (do_lower_case, strip_accents) applies unless the command
+ * line sets it. init_path and vocab_path receive the paths. */
+static int init_from_dir(train_args *a, char *init_path, size_t cap, char *vocab_path,
+                         size_t vcap)
+{
+    struct stat st;
+    if (!a->init || stat(a->init, &st) || !S_ISDIR(st.st_mode))
+        return 0;
+    const char *dir = a->init;
+    if (!dir_has(dir, "model.safetensors")) {
+        fprintf(stderr,
+                "bertcc train: --init %s: no model.safetensors in the directory%s\n", dir,
+                dir_has(dir, "pytorch_model.bin")
+                    ? " (only pytorch_model.bin: convert it first, e.g. with "
+                      "safetensors.torch.save_file(torch.load(...)))"
+                    : "");
+        return -1;
+    }
+    snprintf(init_path, cap, "%s/model.safetensors", dir);
+    if (!a->vocab && dir_has(dir, "vocab.txt")) {
+        snprintf(vocab_path, vcap, "%s/vocab.txt", dir);
+        a->vocab = vocab_path;
+        char msg[4200];
+        snprintf(msg, sizeof msg, "vocabulary: %s", vocab_path);
+        driver_note(NULL, msg);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    json_error_t je;
+    json_t *tc =
+        dir_has(dir, "tokenizer_config.json") ? json_load_file(path, 0, &je) : NULL;
+    if (dir_has(dir, "tokenizer_config.json") && !tc) {
+        fprintf(stderr, "bertcc train: %s:%d: %s\n", path, je.line, je.text);
+        return -1;
+    }
+    json_t *lc = json_object_get(tc, "do_lower_case");
+    json_t *sa = json_object_get(tc, "strip_accents");
+    if (json_is_boolean(lc) && !a->lower && !a->no_lower) {
+        if (json_is_true(lc))
+            a->lower = "";
+        else
+            a->no_lower = "";
+        char msg[4200];
+        snprintf(msg, sizeof msg, "tokenizer: %s from %s",
+                 json_is_true(lc) ? "--lowercase" : "--no-lowercase", path);
+        driver_note(NULL, msg);
+    }
+    if (json_is_boolean(sa) && !a->strip && !a->no_strip) {
+        if (json_is_true(sa))
+            a->strip = "";
+        else
+            a->no_strip = "";
+        char msg[4200];
+        snprintf(msg, sizeof msg, "tokenizer: %s from %s",
+                 json_is_true(sa) ? "--strip-accents" : "--no-strip-accents", path);
+        driver_note(NULL, msg);
+    }
+    json_decref(tc);
+    a->init = init_path;
+    return 0;
+}
+
 static int copy_file(const char *from, const char *to, ir_err *e)
 {
     FILE *in = fopen(from, "rb");
@@ -413,7 +477,7 @@ static int train(train_args *a)
     rt_task task = {NULL, NULL};
     rundir_runner step_runner = {0}, eval_runner = {0};
     int rc = 1;
-    char path[4096], model_path[4096], vocab_path[4096];
+    char path[4096], model_path[4096], vocab_path[4096], init_path[4096];
     const char *tvals[MAX_TASK_OPTS] = {NULL};
     if (a->resume) {
         if (merge_options(a, a->resume, &kept))
@@ -429,6 +493,8 @@ static int train(train_args *a)
             a->vocab = vocab_path;
         }
     }
+    if (init_from_dir(a, init_path, sizeof init_path, vocab_path, sizeof vocab_path))
+        goto done;
     if (!a->model || !a->data || !a->out) {
         driver_fail("train: a model, --data and -o are required (see bertcc train --help)");
         goto done;
@@ -785,9 +851,10 @@ int cmd_train(int argc, char **argv)
         {"strip-accents", NULL, "strip accents even without lower-casing", &a.strip},
         {"no-strip-accents", NULL, "keep accents (and Hangul syllables) when lower-casing",
          &a.no_strip},
-        {"init", "CKPT.safetensors",
-         "start from a checkpoint (what it lacks is "
-         "initialized and listed)",
+        {"init", "CKPT",
+         "start from a checkpoint: a .safetensors file or a Hugging Face model "
+         "directory (model.safetensors; its vocab.txt and tokenizer_config.json casing "
+         "unless given); what it lacks is initialized and listed",
          &a.init},
         {"resume", "RUN_DIR",
          "continue a stopped run exactly (its options are the "
