@@ -354,6 +354,10 @@ static const rt_task_option is_options[] = {
     {"max-seq", "N",
      "tokens per row with [CLS] and [SEP]; longer sentences are truncated (default 64)",
      "64"},
+    {"slot-decode", "bio|argmax",
+     "word tags: the best sequence that is valid BIO, I-X only after B-X or I-X "
+     "(bio, the default), or each word's most likely tag (argmax)",
+     "bio"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -366,6 +370,8 @@ typedef struct is_state {
     const rt_vocab *v;
     rt_tok_opts tok;
     int max_seq;
+    int bio;            /* --slot-decode bio */
+    unsigned char *may; /* [L+1][L]: may[(p+1)*L+j], tag j may follow p (p = -1: start) */
     rt_note_fn note;
     void *note_ctx;
     rt_is_labels intents, slots;
@@ -394,6 +400,7 @@ static void is_close(void *state)
     if (!s)
         return;
     free(s->data_dir);
+    free(s->may);
     rt_is_labels_free(&s->intents);
     rt_is_labels_free(&s->slots);
     for (int i = 0; i < 3; i++)
@@ -555,6 +562,12 @@ static int is_open(const rt_task_config *c, void **state, ir_err *e)
         goto fail;
     }
     s->max_seq = (int)v;
+    const char *sd = c->opt && c->opt[1] ? c->opt[1] : is_options[1].def;
+    if (strcmp(sd, "bio") && strcmp(sd, "argmax")) {
+        ir_errf(e, "--slot-decode expects bio or argmax, got '%s'", sd);
+        goto fail;
+    }
+    s->bio = !strcmp(sd, "bio");
     if (c->data && !(s->data_dir = strdup(c->data))) {
         ir_errf(e, "out of memory");
         goto fail;
@@ -593,6 +606,8 @@ static void is_option_value(void *state, int i, char *buf, size_t len)
     const is_state *s = state;
     if (i == 0)
         snprintf(buf, len, "%d", s->max_seq);
+    else if (i == 1)
+        snprintf(buf, len, "%s", s->bio ? "bio" : "argmax");
     else
         snprintf(buf, len, "%s", "");
 }
@@ -758,6 +773,85 @@ static double softmax_at(const float *logits, int n, int k)
     return exp((double)logits[k] - mx) / sum;
 }
 
+/* out[0..n) = log softmax(logits[0..n)) */
+static void log_softmax(const float *logits, int n, double *out)
+{
+    double mx = logits[0], sum = 0;
+    for (int j = 1; j < n; j++)
+        mx = logits[j] > mx ? logits[j] : mx;
+    for (int j = 0; j < n; j++)
+        sum += exp((double)logits[j] - mx);
+    double lse = mx + log(sum);
+    for (int j = 0; j < n; j++)
+        out[j] = (double)logits[j] - lse;
+}
+
+/* The BIO transitions of the slot labels: I-X may follow only B-X or I-X (and so never
+ * starts a sentence); everything else may follow anything. UNK (id 0) is never chosen. */
+static int bio_table(is_state *s, ir_err *e)
+{
+    if (s->may)
+        return 0;
+    int L = s->slots.n;
+    if (!(s->may = calloc((size_t)(L + 1) * (size_t)L, 1)))
+        return ir_errf(e, "out of memory");
+    for (int p = -1; p < L; p++) {
+        const char *pt = p >= 0 ? s->slots.name[p] : "O";
+        for (int j = 1; j < L; j++) {
+            const char *jt = s->slots.name[j];
+            int ok = 1;
+            if (jt[0] == 'I' && jt[1] == '-')
+                ok = (pt[0] == 'B' || pt[0] == 'I') && pt[1] == '-' &&
+                     !strcmp(pt + 2, jt + 2);
+            s->may[(size_t)(p + 1) * (size_t)L + (size_t)j] = (unsigned char)ok;
+        }
+    }
+    return 0;
+}
+
+/* Viterbi over n words: lp[w*L + j] is log p(tag j | word w); writes the most likely
+ * sequence allowed by s->may into tags[0..n). A label list with no allowed path (one
+ * without O and B- tags) leaves tags as they are. */
+static int bio_decode(const is_state *s, const double *lp, int n, int *tags, ir_err *e)
+{
+    int L = s->slots.n;
+    double *score = malloc((size_t)n * (size_t)L * sizeof *score);
+    int *back = malloc((size_t)n * (size_t)L * sizeof *back);
+    if (!score || !back) {
+        free(score);
+        free(back);
+        return ir_errf(e, "out of memory");
+    }
+    for (int w = 0; w < n; w++)
+        for (int j = 1; j < L; j++) {
+            double best = -INFINITY;
+            int arg = -1;
+            if (w == 0) {
+                if (s->may[j])
+                    best = 0;
+            } else {
+                for (int p = 1; p < L; p++) {
+                    double v = score[(size_t)(w - 1) * L + p];
+                    if (v > best && s->may[(size_t)(p + 1) * L + j])
+                        best = v, arg = p;
+                }
+            }
+            score[(size_t)w * L + j] = best + lp[(size_t)w * L + j];
+            back[(size_t)w * L + j] = arg;
+        }
+    int j = 1;
+    for (int k = 2; k < L; k++)
+        if (score[(size_t)(n - 1) * L + k] > score[(size_t)(n - 1) * L + j])
+            j = k;
+    for (int w = n - 1; w >= 0 && isfinite(score[(size_t)(n - 1) * L + j]); w--) {
+        tags[w] = j;
+        j = back[(size_t)w * L + j];
+    }
+    free(score);
+    free(back);
+    return 0;
+}
+
 /* Runs forward on sentences x[0..b) and writes each one's intent id, and the tag id of
  * every word (-1 for words cut off) into tags (sentence i's at toff[i]). Probabilities
  * (may be NULL) likewise. */
@@ -824,6 +918,33 @@ static int run_batch(is_state *s, const rt_is_sentence *x, int b, rt_forward_fn 
             tags[k] = argmax_known(ls, L);
             if (tag_p)
                 tag_p[k] = softmax_at(ls, L, tags[k]);
+        }
+        if (s->bio && L > 1) {
+            /* The words that were not cut off are a prefix of the sentence. */
+            int n = 0, k0 = toff[i];
+            while (n < x[i].n_words && pos[at - x[i].n_words + n] >= 0)
+                n++;
+            if (n == 0)
+                continue;
+            double *lp = malloc((size_t)n * (size_t)L * sizeof *lp);
+            if (!lp) {
+                ir_errf(e, "out of memory");
+                goto done;
+            }
+            for (int w = 0; w < n; w++) {
+                const float *ls =
+                    (const float *)sl->data +
+                    ((size_t)i * (size_t)S + (size_t)pos[at - x[i].n_words + w]) *
+                        (size_t)L;
+                log_softmax(ls, L, lp + (size_t)w * L);
+            }
+            int bad = bio_table(s, e) || bio_decode(s, lp, n, tags + k0, e);
+            if (!bad && tag_p)
+                for (int w = 0; w < n; w++)
+                    tag_p[k0 + w] = exp(lp[(size_t)w * L + tags[k0 + w]]);
+            free(lp);
+            if (bad)
+                goto done;
         }
     }
     rc = 0;

@@ -414,7 +414,7 @@ Test(intent_slot, max_seq_option_is_checked_against_the_model)
 {
     const char *root = make_data();
     rt_vocab *v = small_vocab();
-    const char *opt[] = {"600"};
+    const char *opt[] = {"600", NULL};
     rt_task_config c = {root, NULL, v, {1, -1}, opt, 512, NULL, NULL};
     void *st = NULL;
     ir_err e;
@@ -431,6 +431,162 @@ Test(intent_slot, max_seq_option_is_checked_against_the_model)
     rt_task_intent_slot.option_value(st, 0, buf, sizeof buf);
     cr_expect_str_eq(buf, "16");
     rt_task_intent_slot.close(st);
+    rt_vocab_free(v);
+}
+
+/* ---- BIO decoding ------------------------------------------------------------------ */
+
+/* Slot labels UNK O B-city B-genre I-city (the order the task gives them: UNK, O, then
+ * sorted). The forward pass returns the logits in ctx for every position. */
+typedef struct fixed_logits {
+    const float *word; /* [n_words][5], word w at position 1 + w */
+} fixed_logits;
+
+static int fixed_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
+                         ir_err *e)
+{
+    (void)e;
+    const fixed_logits *f = ctx;
+    const rt_tensor *ids = rt_list_cfind(batch, "input_ids");
+    const rt_tensor *mask = rt_list_cfind(batch, "attention_mask");
+    int64_t B = ids->shape[0], S = ids->shape[1];
+    cr_assert_eq(B, 1);
+    int64_t ishape[2] = {1, 3}, sshape[3] = {1, S, 5};
+    rt_tensor *il = rt_list_add(out, "intent_logits", RT_F32, 2, ishape, NULL);
+    rt_tensor *sl = rt_list_add(out, "slot_logits", RT_F32, 3, sshape, NULL);
+    ((float *)il->data)[1] = 1;
+    cr_assert_eq(((const int64_t *)mask->data)[S - 1], 1); /* one row: no padding */
+    for (int64_t s = 1; s + 1 < S; s++) /* words at 1 .. S-2, [SEP] last */
+        memcpy((float *)sl->data + s * 5, f->word + (s - 1) * 5, 5 * sizeof(float));
+    return 0;
+}
+
+static rt_task bio_task(const char *decode, const rt_vocab *v)
+{
+    const char *root = tu_tmpdir();
+    write_split(root, "train", "fly to new york\nplay some jazz\n",
+                "O O B-city I-city\nO O B-genre\n", "fly\nplay\n");
+    const char *opt[] = {NULL, decode};
+    rt_task_config c = {root, NULL, v, {1, -1}, opt, 512, NULL, NULL};
+    rt_task t = {&rt_task_intent_slot, NULL};
+    ir_err e;
+    cr_assert_eq(t.ops->open(&c, &t.state, &e), 0, "%s", e.msg);
+    rt_tensor_list l; /* builds the label lists */
+    rt_list_init(&l);
+    cr_assert_eq(t.ops->data(t.state, RT_SPLIT_TRAIN, &l, &e), 0, "%s", e.msg);
+    rt_list_free(&l);
+    rt_task_heads h;
+    t.ops->heads(t.state, &h);
+    cr_assert_eq(h.slot_labels, 5);
+    return t;
+}
+
+static void predicted_tags(rt_task *t, const char *text, fixed_logits *f, const char **want,
+                           int n)
+{
+    json_t *j = NULL;
+    ir_err e;
+    cr_assert_eq(t->ops->predict(t->state, text, NULL, fixed_forward, f, &j, &e), 0, "%s",
+                 e.msg);
+    json_t *tags = json_object_get(j, "tags");
+    cr_assert_eq((int)json_array_size(tags), n);
+    for (int w = 0; w < n; w++)
+        cr_expect_str_eq(json_string_value(json_array_get(tags, (size_t)w)), want[w],
+                         "%s: word %d", text, w);
+    json_decref(j);
+}
+
+static const char *const bio_names[5] = {"UNK", "O", "B-city", "B-genre", "I-city"};
+
+/* "new" leans O (3 against B-city 1), "york" is surely I-city (5): the best tag of each
+ * word gives O I-city, a chunk "york" that conlleval would count; the best valid
+ * sequence is B-city I-city (1 + 5 > 3 + 0). I-city never starts a sentence. */
+Test(intent_slot, bio_decoding_takes_the_best_valid_sequence)
+{
+    rt_vocab *v = small_vocab();
+    static const float lg[] = {0, 3, 1, 0, 0, /* new */ 0, 0, 0, 0, 5 /* york */};
+    fixed_logits f = {lg};
+    rt_task bio = bio_task(NULL, v), am = bio_task("argmax", v);
+    const char *want_bio[] = {"B-city", "I-city"}, *want_am[] = {"O", "I-city"};
+    predicted_tags(&bio, "new york", &f, want_bio, 2);
+    predicted_tags(&am, "new york", &f, want_am, 2);
+    char buf[16];
+    bio.ops->option_value(bio.state, 1, buf, sizeof buf);
+    cr_expect_str_eq(buf, "bio");
+    am.ops->option_value(am.state, 1, buf, sizeof buf);
+    cr_expect_str_eq(buf, "argmax");
+    /* A lone I-city: B-city under bio (the best allowed start), I-city under argmax. */
+    static const float one[] = {0, 0, 1, 0, 4};
+    f.word = one;
+    const char *b1[] = {"B-city"}, *a1[] = {"I-city"};
+    predicted_tags(&bio, "york", &f, b1, 1);
+    predicted_tags(&am, "york", &f, a1, 1);
+    bio.ops->close(bio.state);
+    am.ops->close(am.state);
+    /* A bad value is refused by name. */
+    const char *opt[] = {NULL, "crf"};
+    rt_task_config c = {NULL, tu_tmpdir(), v, {1, -1}, opt, 512, NULL, NULL};
+    void *st = NULL;
+    ir_err e;
+    cr_expect_eq(rt_task_intent_slot.open(&c, &st, &e), -1);
+    cr_expect(strstr(e.msg, "--slot-decode"), "%s", e.msg);
+    rt_vocab_free(v);
+}
+
+/* Against brute force: for random logits over 1..6 words, the decoded sequence is the
+ * valid one (I-city only after B-city or I-city, UNK never) with the largest sum of
+ * log-softmax scores, found by trying all 4^n sequences. */
+Test(intent_slot, bio_decoding_agrees_with_brute_force)
+{
+    rt_vocab *v = small_vocab();
+    rt_task t = bio_task(NULL, v);
+    static const char *const words[] = {"fly", "to", "new", "york", "play", "jazz"};
+    uint64_t seed = 12345;
+    for (int trial = 0; trial < 300; trial++) {
+        int n = 1 + trial % 6;
+        float lg[6 * 5];
+        for (int k = 0; k < n * 5; k++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            lg[k] = (float)((double)(seed >> 40) / (double)(1 << 24) * 6.0 - 3.0);
+        }
+        double lp[6][5];
+        for (int w = 0; w < n; w++) {
+            double z = 0;
+            for (int j = 0; j < 5; j++)
+                z += exp(lg[w * 5 + j]);
+            for (int j = 0; j < 5; j++)
+                lp[w][j] = lg[w * 5 + j] - log(z);
+        }
+        double best = -INFINITY;
+        int best_seq[6] = {0}, seq[6];
+        int total = 1;
+        for (int w = 0; w < n; w++)
+            total *= 4;
+        for (int code = 0; code < total; code++) {
+            int c = code, ok = 1;
+            double sc = 0;
+            for (int w = 0; w < n; w++, c /= 4) {
+                seq[w] = 1 + c % 4; /* O B-city B-genre I-city */
+                if (seq[w] == 4 && (w == 0 || (seq[w - 1] != 2 && seq[w - 1] != 4)))
+                    ok = 0;
+                sc += lp[w][seq[w]];
+            }
+            if (ok && sc > best) {
+                best = sc;
+                memcpy(best_seq, seq, sizeof seq);
+            }
+        }
+        char text[128] = "";
+        const char *want[6];
+        for (int w = 0; w < n; w++) {
+            strcat(text, w ? " " : "");
+            strcat(text, words[w]);
+            want[w] = bio_names[best_seq[w]];
+        }
+        fixed_logits f = {lg};
+        predicted_tags(&t, text, &f, want, n);
+    }
+    t.ops->close(t.state);
     rt_vocab_free(v);
 }
 
