@@ -410,6 +410,22 @@ static void report(trainer *T, const rt_train_progress *p, int64_t start)
 
 /* ---- one micro-batch ---------------------------------------------------------------- */
 
+/* The tokens of a micro-batch of n rows that are not padding: the ones of its integer
+ * attention_mask when it has one, else every element of o->tokens_from, else n. */
+static int64_t real_tokens(const rt_train_opts *o, const rt_tensor_list *batch, int64_t n)
+{
+    const rt_tensor *m = rt_list_cfind(batch, "attention_mask");
+    if (m && (m->dtype == RT_I64 || m->dtype == RT_I32)) {
+        int64_t cnt = rt_numel(m), ones = 0;
+        for (int64_t k = 0; k < cnt; k++)
+            ones += m->dtype == RT_I64 ? ((const int64_t *)m->data)[k] != 0
+                                       : ((const int32_t *)m->data)[k] != 0;
+        return ones;
+    }
+    const rt_tensor *tk = o->tokens_from ? rt_list_cfind(batch, o->tokens_from) : NULL;
+    return tk ? rt_numel(tk) : n;
+}
+
 /* Runs micro-batch mi of the current epoch and adds its gradients to T->acc (first:
  * they replace it). */
 static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *loss,
@@ -476,8 +492,7 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
             goto done;
         }
     }
-    const rt_tensor *tk = o->tokens_from ? rt_list_cfind(&batch, o->tokens_from) : NULL;
-    *tokens += tk ? rt_numel(tk) : n;
+    *tokens += real_tokens(o, &batch, n);
     rc = 0;
 done:
     rt_list_free(&batch);

@@ -65,7 +65,8 @@ typedef struct rt_train_opts {
     int64_t save_every;      /* also checkpoint every N updates (0: only at the end) */
     FILE *progress;          /* progress lines (\r-overwritten on a tty); NULL: none */
     int64_t progress_every;  /* not a tty: one line every N updates (0: about 50 lines) */
-    const char *tokens_from; /* tokens per row = its numel per row ("input_ids") */
+    const char *tokens_from; /* tokens per row = its numel per row ("input_ids"), when
+                                the batch has no attention_mask (whose ones are counted) */
     volatile sig_atomic_t *stop; /* when set (e.g. by SIGINT), checkpoint and return */
     void (*on_step)(void *ctx, const rt_train_progress *p); /* after each update */
     void *hook_ctx;
