@@ -13,6 +13,8 @@
 #   BUILD_DIR (default build)
 #   DATASETS  (default "atis snips"), SEEDS (default "0 1 2"), THREADS (default 2)
 #   SPLIT     the split evaluated at the end (default test; dev for tuning)
+#   KEEP=1    keep the runs already finished in OUT_DIR (their .wall and .SPLIT.json
+#             files) and train only the missing ones: to add seeds or data sets later
 # Each training must take at most 15 minutes of wall time; a run over that is flagged
 # in the table (on 2 otherwise idle cores they take about 4-6 minutes, see the results).
 set -euo pipefail
@@ -75,7 +77,16 @@ for ds in $datasets; do
   "$bertcc" vocab --corpus "$data/$ds/train/seq.in" --size "$vsize" --strip-accents -o "$vocab"
   for seed in $seeds; do
     run=$out/$ds-seed$seed
-    rm -rf "$run"
+    if [ "${KEEP:-0}" = 1 ] && [ -s "$out/$ds-seed$seed.wall" ] &&
+      [ -s "$out/$ds-seed$seed.$split.json" ]; then
+      echo "== $ds seed $seed: kept from $out" >&2
+      j=$(cat "$out/$ds-seed$seed.$split.json")
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$seed" "$(cat "$out/$ds-seed$seed.wall")" \
+        "$(json_get intent_accuracy <<<"$j")" "$(json_get slot_f1 <<<"$j")" \
+        "$(json_get frame_accuracy <<<"$j")" >>"$results"
+      continue
+    fi
+    rm -rf "$run" "$out/$ds-seed$seed.wall"
     cmd=("$bertcc" train "$model" --task intent-slot --data "$data/$ds" --vocab "$vocab"
       -o "$run" --epochs "$epochs" --batch-size "$bs" --lr "$lr" --warmup "$warmup"
       --seed "$seed" --backend jit --threads "$threads" --log-every 100)
@@ -84,6 +95,7 @@ for ds in $datasets; do
     "${cmd[@]}" 2>"$out/$ds-seed$seed.log"
     t1=$(date +%s.%N)
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')
+    echo "$wall" >"$out/$ds-seed$seed.wall"
     grep -v '^step ' "$out/$ds-seed$seed.log" >&2 || true
     echo "== $ds seed $seed: trained in $wall s" >&2
     j=$("$bertcc" eval --model "$run" --data "$data/$ds" --split "$split" --json \
