@@ -131,6 +131,10 @@ typedef struct rt_task_ops {
      * one leading dimension of N rows ([N, S] padded, or [N]); the training engine
      * slices them into micro-batches. A split the data lacks is an error naming it. */
     int (*data)(void *state, rt_split split, rt_tensor_list *out, ir_err *e);
+    /* Optional (may be NULL): the training rows of epoch e >= 1 when they differ from
+     * epoch 0's (those of data), e.g. the next rows of a stream; see rt_train_opts'
+     * refill, which the driver points here. */
+    int (*refill)(void *state, int64_t epoch, rt_tensor_list *out, ir_err *e);
     /* Optional (may be NULL): changes a training micro-batch in place before its step,
      * e.g. a fresh masking each epoch; seed is the micro-batch's dropout seed. */
     int (*augment)(void *state, rt_tensor_list *batch, uint64_t seed, ir_err *e);

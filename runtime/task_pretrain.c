@@ -29,6 +29,7 @@ enum {
     OPT_SEED,
     OPT_EVAL,
     OPT_HOLDOUT,
+    OPT_STREAM,
     OPT_N
 };
 
@@ -49,6 +50,12 @@ static const rt_task_option pt_options[] = {
      "dev = every K-th document of a corpus or row of a data file, left out of training "
      "(default 10; 0: none)",
      "10"},
+    {"stream-rows", "N",
+     "stream the corpus instead of making every instance first: each epoch is the next N "
+     "rows, made on the fly (memory: N rows and a window of documents, whatever the "
+     "corpus size; passes over the corpus follow each other with fresh pairs and masks); "
+     "default 0: off",
+     "0"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -70,7 +77,18 @@ typedef struct pt_state {
     rt_tensor_list rows[3];
     int have[3];
     int file_seq; /* S of a data file, once read (0: a corpus or not read yet) */
+    /* --stream-rows */
+    int64_t stream_rows;   /* rows per epoch (0: off) */
+    char stream_tmp[4096]; /* the training documents of a --holdout split ("": none) */
+    const char *stream_path;
+    rt_pt_stream *stream;
+    int64_t stream_epoch; /* the epoch the stream's next rows belong to */
+    int64_t stream_pass;  /* the pass over the corpus the stream is in */
 } pt_state;
+
+/* Documents a stream keeps to draw NotNext segments from, and rows it shuffles. */
+#define PT_STREAM_WINDOW 256
+#define PT_STREAM_SHUFFLE 1024
 
 static void note(const pt_state *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -93,6 +111,9 @@ static void pt_close(void *state)
         return;
     free(s->data);
     free(s->eval_data);
+    rt_pt_stream_free(s->stream);
+    if (s->stream_tmp[0])
+        remove(s->stream_tmp);
     rt_pt_masker_free(s->masker);
     for (int i = 0; i < 3; i++)
         rt_list_free(&s->rows[i]);
@@ -377,6 +398,116 @@ static int corpus_rows(pt_state *s, const char *path, int K, int held, int dupe,
     return rc;
 }
 
+/* ---- rows from a stream ------------------------------------------------------------ */
+
+/* Opens the stream at the start of pass s->stream_pass (each pass its own seed). */
+static int stream_open(pt_state *s, ir_err *e)
+{
+    rt_pt_stream_free(s->stream);
+    uint64_t seed = s->data_seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(s->stream_pass + 1));
+    s->stream = rt_pt_stream_open(&s->stream_path, 1, s->v, &s->tok, &s->po,
+                                  PT_STREAM_WINDOW, PT_STREAM_SHUFFLE, seed, e);
+    return s->stream ? 0 : -1;
+}
+
+/* The rows of epoch `epoch`: rows [epoch * N, (epoch + 1) * N) of the passes over the
+ * corpus one after another. The stream moves forward; an epoch before the stream's
+ * position (or far ahead, after a resume) reopens it and skips the rows before. */
+static int stream_rows(pt_state *s, int64_t epoch, rt_tensor_list *out, ir_err *e)
+{
+    if (!s->stream || s->stream_epoch > epoch) {
+        s->stream_pass = 0;
+        s->stream_epoch = 0;
+        if (stream_open(s, e))
+            return -1;
+    }
+    int64_t N = s->stream_rows;
+    rt_tensor_list got, skip;
+    rt_list_init(&got);
+    rt_list_init(&skip);
+    int rc = -1;
+    for (; s->stream_epoch <= epoch; s->stream_epoch++) {
+        rt_tensor_list *dst = s->stream_epoch == epoch ? out : &skip;
+        rt_list_free(&skip);
+        rt_list_init(&skip);
+        int64_t have = 0;
+        int empty_passes = 0;
+        while (have < N) {
+            int want = N - have < 4096 ? (int)(N - have) : 4096;
+            int n = rt_pt_stream_next(s->stream, want, &got, e);
+            if (n < 0)
+                goto done;
+            if (n == 0) { /* the pass is over: the next one */
+                if (++empty_passes > 1) {
+                    ir_errf(e, "%s: the corpus gives no instance", s->stream_path);
+                    goto done;
+                }
+                s->stream_pass++;
+                if (stream_open(s, e))
+                    goto done;
+                continue;
+            }
+            empty_passes = 0;
+            for (int i = 0; i < got.n; i++) {
+                const rt_tensor *t = &got.t[i];
+                rt_tensor *d = rt_list_find(dst, t->name);
+                if (!d) {
+                    int64_t shape[RT_MAX_RANK];
+                    memcpy(shape, t->shape, sizeof shape);
+                    shape[0] = N;
+                    if (!(d = rt_list_add(dst, t->name, t->dtype, t->rank, shape, NULL))) {
+                        ir_errf(e, "out of memory for %lld streamed rows", (long long)N);
+                        goto done;
+                    }
+                }
+                size_t row = rt_nbytes(t) / (size_t)n;
+                memcpy((char *)d->data + (size_t)have * row, t->data, (size_t)n * row);
+            }
+            have += n;
+        }
+    }
+    rc = 0;
+done:
+    rt_list_free(&got);
+    rt_list_free(&skip);
+    return rc;
+}
+
+/* The training split of a streamed corpus: epoch 0's rows. */
+static int stream_start(pt_state *s, const char *path, int K, ir_err *e)
+{
+    s->stream_path = path;
+    if (K) {
+        int64_t docs = 0;
+        if (split_corpus(path, K, 0, s->stream_tmp, sizeof s->stream_tmp, &docs, e)) {
+            s->stream_tmp[0] = 0;
+            return -1;
+        }
+        if (docs == 0)
+            return ir_errf(e, "%s: --holdout %d leaves no document to train on", path, K);
+        s->stream_path = s->stream_tmp;
+    }
+    if (s->po.dupe_factor != 1)
+        note(s, "pretrain: --dupe-factor is ignored with --stream-rows (every pass over "
+                "the corpus makes fresh pairs and masks)");
+    note(s,
+         "pretrain train: streaming %s, %lld rows of %d tokens per epoch (window of %d "
+         "documents, shuffle buffer of %d rows)",
+         path, (long long)s->stream_rows, s->po.max_seq, PT_STREAM_WINDOW,
+         PT_STREAM_SHUFFLE);
+    return stream_rows(s, 0, &s->rows[RT_SPLIT_TRAIN], e);
+}
+
+static int pt_refill(void *state, int64_t epoch, rt_tensor_list *out, ir_err *e)
+{
+    pt_state *s = state;
+    if (!s->stream_rows)
+        return ir_errf(e, "pretrain: refill without --stream-rows");
+    if (!s->stream && !s->stream_path)
+        return ir_errf(e, "pretrain: refill before the training data was read");
+    return stream_rows(s, epoch, out, e);
+}
+
 /* ---- splits ------------------------------------------------------------------------ */
 
 static int ensure_rows(pt_state *s, rt_split sp, ir_err *e)
@@ -402,6 +533,15 @@ static int ensure_rows(pt_state *s, rt_split sp, ir_err *e)
         return -1;
     rt_list_free(&s->rows[sp]);
     rt_list_init(&s->rows[sp]);
+    if (s->stream_rows && sp == RT_SPLIT_TRAIN) {
+        if (kind)
+            return ir_errf(e, "%s: --stream-rows streams a text corpus, not a data file",
+                           path);
+        if (stream_start(s, path, K, e))
+            return -1;
+        s->have[sp] = 1;
+        return 0;
+    }
     int rc =
         kind ? file_rows(s, path, K, held, &s->rows[sp], e)
              : corpus_rows(s, path, K, held, sp == RT_SPLIT_TRAIN ? s->po.dupe_factor : 1,
@@ -439,7 +579,7 @@ static int pt_open(const rt_task_config *c, void **state, ir_err *e)
     const char *val[OPT_N];
     for (int i = 0; i < OPT_N; i++)
         val[i] = c->opt && c->opt[i] ? c->opt[i] : pt_options[i].def;
-    long long ms = 0, mp = 0, dupe = 0, wwm = 0, dyn = 0, seed = 0, hold = 0;
+    long long ms = 0, mp = 0, dupe = 0, wwm = 0, dyn = 0, seed = 0, hold = 0, sr = 0;
     s->po = RT_PT_OPTS_DEFAULT;
     if (int_opt(val[OPT_MAX_SEQ], "max-seq", 5, RT_PT_MAX_SEQ_LIMIT, &ms, e) ||
         int_opt(val[OPT_MAX_PRED], "max-predictions", 0, 1 << 20, &mp, e) ||
@@ -449,8 +589,10 @@ static int pt_open(const rt_task_config *c, void **state, ir_err *e)
         int_opt(val[OPT_WWM], "whole-word", 0, 1, &wwm, e) ||
         int_opt(val[OPT_DYNAMIC], "dynamic-mask", 0, 1, &dyn, e) ||
         int_opt(val[OPT_SEED], "data-seed", 0, LLONG_MAX, &seed, e) ||
-        int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e))
+        int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e) ||
+        int_opt(val[OPT_STREAM], "stream-rows", 0, (long long)1 << 40, &sr, e))
         goto fail;
+    s->stream_rows = sr;
     if (hold == 1) {
         ir_errf(e, "--holdout expects 0 (none) or K >= 2 (every K-th document to dev)");
         goto fail;
@@ -531,6 +673,9 @@ static void pt_option_value(void *state, int i, char *buf, size_t len)
         break;
     case OPT_HOLDOUT:
         snprintf(buf, len, "%d", s->holdout);
+        break;
+    case OPT_STREAM:
+        snprintf(buf, len, "%lld", (long long)s->stream_rows);
         break;
     default:
         snprintf(buf, len, "%s", "");
@@ -891,6 +1036,7 @@ const rt_task_ops rt_task_pretrain = {
     .option_value = pt_option_value,
     .save = pt_save,
     .data = pt_data,
+    .refill = pt_refill,
     .augment = pt_augment,
     .evaluate = pt_evaluate,
     .predict = pt_predict,

@@ -92,7 +92,9 @@ typedef struct trainer {
     rt_step_fn fn;
     void *ctx;
     rt_tensor_list *params;
-    const rt_tensor_list *data;
+    const rt_tensor_list *data;  /* this epoch's rows: the caller's, or chunk */
+    const rt_tensor_list *data0; /* the caller's (epoch 0) */
+    rt_tensor_list chunk;        /* o->refill's rows for the current epoch */
     int64_t rows, nmicro, upe, total;
     int64_t tokens_per_row;
     rt_adamw adam;
@@ -114,6 +116,7 @@ static void trainer_free(trainer *T)
     free(T->gname);
     rt_adamw_free(&T->adam);
     rt_list_free(&T->acc);
+    rt_list_free(&T->chunk);
     free(T->perm);
     if (T->log)
         fclose(T->log);
@@ -138,6 +141,37 @@ static int check_data(const rt_tensor_list *data, int64_t *rows, ir_err *e)
                            (long long)data->t[0].shape[0]);
     }
     *rows = data->t[0].shape[0];
+    return 0;
+}
+
+/* Points T->data at epoch's rows: the caller's for epoch 0 (or without o->refill),
+ * else a refill, which must match the caller's tensors in names, dtypes and shapes. */
+static int epoch_data(trainer *T, int64_t epoch, ir_err *e)
+{
+    const rt_train_opts *o = T->o;
+    if (!o->refill || epoch == 0) {
+        T->data = T->data0;
+        return 0;
+    }
+    rt_list_free(&T->chunk);
+    rt_list_init(&T->chunk);
+    T->data = &T->chunk;
+    if (o->refill(o->refill_ctx, epoch, &T->chunk, e)) {
+        ir_err_prefix(e, "epoch %lld's data", (long long)epoch + 1);
+        return -1;
+    }
+    const rt_tensor_list *a = T->data0, *b = &T->chunk;
+    int same = a->n == b->n;
+    for (int i = 0; same && i < a->n; i++)
+        same =
+            !strcmp(a->t[i].name, b->t[i].name) && a->t[i].dtype == b->t[i].dtype &&
+            a->t[i].rank == b->t[i].rank &&
+            !memcmp(a->t[i].shape, b->t[i].shape, (size_t)a->t[i].rank * sizeof(int64_t));
+    if (!same)
+        return ir_errf(e,
+                       "epoch %lld's data: the refill does not match epoch 1's tensors "
+                       "(names, dtypes, %lld rows)",
+                       (long long)epoch + 1, (long long)T->rows);
     return 0;
 }
 
@@ -552,8 +586,9 @@ int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *p
     T.fn = fn;
     T.ctx = ctx;
     T.params = params;
-    T.data = data;
+    T.data = T.data0 = data;
     rt_list_init(&T.acc);
+    rt_list_init(&T.chunk);
     rt_train_result res = {0, 0, 0, 0, NAN};
     int rc = -1;
     if (setup(&T, e) || (resume && restore(&T, resume, e)))
@@ -570,8 +605,11 @@ int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *p
             break;
         }
         int64_t epoch = T.step / T.upe, g = T.step % T.upe;
-        if (T.perm_epoch != epoch)
+        if (T.perm_epoch != epoch) {
+            if (epoch_data(&T, epoch, e))
+                goto done;
             make_perm(&T, epoch);
+        }
         int64_t m0 = g * o->accum, m1 = m0 + o->accum < T.nmicro ? m0 + o->accum : T.nmicro;
         double t0 = now(), loss_sum = 0;
         int64_t tokens = 0;

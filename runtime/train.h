@@ -68,6 +68,15 @@ typedef struct rt_train_opts {
     const char *tokens_from; /* tokens per row = its numel per row ("input_ids"), when
                                 the batch has no attention_mask (whose ones are counted) */
     volatile sig_atomic_t *stop; /* when set (e.g. by SIGINT), checkpoint and return */
+    /* Optional: data that changes every epoch, e.g. the next rows of a stream over a
+     * corpus larger than memory. Before epoch e >= 1 is trained (and before the epoch a
+     * resumed run starts in, when it is not 0), refill replaces the contents of chunk
+     * (an empty list the engine owns) with that epoch's rows: the same tensors, with as
+     * many rows as data has. data serves epoch 0. refill must give the same rows for the
+     * same epoch whenever it is asked (exact resumption relies on it). NULL: data serves
+     * every epoch. */
+    int (*refill)(void *ctx, int64_t epoch, rt_tensor_list *chunk, ir_err *e);
+    void *refill_ctx;
     void (*on_step)(void *ctx, const rt_train_progress *p); /* after each update */
     void *hook_ctx;
 } rt_train_opts;

@@ -317,6 +317,109 @@ Test(task_pretrain, holdout_keeps_documents_whole)
     rt_vocab_free(v);
 }
 
+/* Two lists hold the same tensors, byte for byte. */
+static int same_rows(const rt_tensor_list *a, const rt_tensor_list *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (int i = 0; i < a->n; i++) {
+        const rt_tensor *t = rt_list_cfind(b, a->t[i].name);
+        if (!t || rt_nbytes(t) != rt_nbytes(&a->t[i]) ||
+            memcmp(t->data, a->t[i].data, rt_nbytes(t)))
+            return 0;
+    }
+    return 1;
+}
+
+/* --stream-rows: every epoch is the next N rows of passes over the corpus (N spans
+ * more than one pass here), made on the fly; an epoch asked again, or asked first by a
+ * fresh task (a resumed run), gives the same rows; the held-out documents never reach
+ * the training rows; a data file cannot be streamed. */
+Test(task_pretrain, streaming_gives_each_epoch_its_rows_and_repeats_them)
+{
+    const char *dir = tu_tmpdir();
+    const char *corpus = tu_path(dir, "corpus.txt");
+    write_corpus(corpus, 12, 6, 5, 12); /* document d: topic d */
+    rt_vocab *v = corpus_vocab(NULL);
+    opts o = {0};
+    set_opt(&o, "stream-rows", "60");
+    set_opt(&o, "max-seq", "32");
+    set_opt(&o, "holdout", "4"); /* documents 3, 7, 11 are dev */
+    void *st = must_open(corpus, v, &o);
+    char buf[32];
+    rt_task_pretrain.option_value(st, 10, buf, sizeof buf);
+    cr_expect_str_eq(buf, "60");
+    ir_err e;
+    rt_tensor_list ep[4], again, fresh;
+    for (int i = 0; i < 4; i++)
+        rt_list_init(&ep[i]);
+    rt_list_init(&again);
+    rt_list_init(&fresh);
+    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &ep[0], &e), 0, "%s", e.msg);
+    for (int k = 1; k < 4; k++)
+        cr_assert_eq(rt_task_pretrain.refill(st, k, &ep[k], &e), 0, "%s", e.msg);
+    for (int k = 0; k < 4; k++) {
+        const rt_tensor *ids = get(&ep[k], "input_ids"), *lab = get(&ep[k], "mlm_labels");
+        const rt_tensor *nsp = get(&ep[k], "nsp_labels");
+        cr_assert_eq(ids->shape[0], 60, "epoch %d", k);
+        cr_assert_eq(ids->shape[1], 32);
+        const int64_t *x = ids->data, *y = lab->data, *z = nsp->data;
+        for (int64_t r = 0; r < 60; r++) {
+            cr_assert_eq(x[r * 32], 2, "row %lld starts with [CLS]", (long long)r);
+            cr_assert(z[r] == 0 || z[r] == 1);
+            for (int64_t j = 0; j < 32; j++) {
+                int64_t id = y[r * 32 + j] != RT_PT_IGNORE ? y[r * 32 + j] : x[r * 32 + j];
+                int t = topic_of(id);
+                cr_assert(t < 0 || t % 4 != 3, "epoch %d row %lld: a dev document's word",
+                          k, (long long)r);
+            }
+        }
+        if (k)
+            cr_expect_not(same_rows(&ep[k], &ep[k - 1]), "epochs %d and %d", k - 1, k);
+    }
+    cr_assert_eq(rt_task_pretrain.refill(st, 2, &again, &e), 0, "%s", e.msg);
+    cr_expect(same_rows(&again, &ep[2]), "epoch 2 asked again");
+    rt_task_pretrain.close(st);
+    st = must_open(corpus, v, &o);
+    cr_assert_eq(rt_task_pretrain.refill(st, 3, &fresh, &e), -1, "refill before data");
+    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &fresh, &e), 0, "%s", e.msg);
+    cr_expect(same_rows(&fresh, &ep[0]));
+    rt_list_free(&fresh);
+    rt_list_init(&fresh);
+    cr_assert_eq(rt_task_pretrain.refill(st, 3, &fresh, &e), 0, "%s", e.msg);
+    cr_expect(same_rows(&fresh, &ep[3]), "epoch 3 from a fresh task");
+    rt_task_pretrain.close(st);
+    for (int i = 0; i < 4; i++)
+        rt_list_free(&ep[i]);
+    rt_list_free(&again);
+    rt_list_free(&fresh);
+
+    /* A data file is not streamed. */
+    const char *file = tu_path(dir, "pt.safetensors");
+    const char *paths[1] = {corpus};
+    rt_tok_opts tok = RT_TOK_OPTS_DEFAULT;
+    rt_pt_corpus *c = rt_pt_corpus_load(paths, 1, v, &tok, NULL, NULL, &e);
+    cr_assert_not_null(c, "%s", e.msg);
+    rt_pt_opts po = RT_PT_OPTS_DEFAULT;
+    po.max_seq = 32;
+    po.dupe_factor = 1;
+    rt_rng r;
+    rt_rng_seed(&r, 5);
+    rt_tensor_list rows;
+    rt_list_init(&rows);
+    cr_assert_eq(rt_pt_create(c, v, &po, &r, &rows, NULL, NULL, NULL, &e), 0, "%s", e.msg);
+    rt_pt_corpus_free(c);
+    cr_assert_eq(rt_st_save(file, &rows, &e), 0, "%s", e.msg);
+    rt_list_free(&rows);
+    st = must_open(file, v, &o);
+    rt_list_init(&rows);
+    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &rows, &e), -1);
+    cr_expect(strstr(e.msg, "--stream-rows"), "%s", e.msg);
+    rt_list_free(&rows);
+    rt_task_pretrain.close(st);
+    rt_vocab_free(v);
+}
+
 Test(task_pretrain, data_file_rows_are_split_by_row)
 {
     const char *dir = tu_tmpdir();

@@ -488,6 +488,111 @@ Test(train, every_epoch_sees_every_row_once_in_a_seeded_order)
     rt_list_free(&params);
 }
 
+/* Epoch e >= 1's rows come from refill: make_data's rows with id = 100 * e + row. */
+typedef struct refiller {
+    int64_t calls, epochs[64];
+    int64_t rows;      /* rows to give (the engine refuses a different count) */
+    const char *error; /* fail with this message */
+} refiller;
+
+static int refill(void *ctx, int64_t epoch, rt_tensor_list *chunk, ir_err *e)
+{
+    refiller *F = ctx;
+    if (F->calls < 64)
+        F->epochs[F->calls] = epoch;
+    F->calls++;
+    if (F->error)
+        return ir_errf(e, "%s", F->error);
+    cr_assert_eq(chunk->n, 0, "the engine passes an empty list");
+    make_data(chunk, F->rows);
+    rt_tensor *id = rt_list_find(chunk, "id");
+    for (int64_t i = 0; i < F->rows; i++)
+        ((int64_t *)id->data)[i] = 100 * epoch + i;
+    return 0;
+}
+
+Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
+{
+    static rec R, R2;
+    static lin_model M, M2;
+    rt_tensor_list data, params;
+    make_data(&data, 10);
+    make_params(&params);
+    refiller F = {0, {0}, 10, NULL};
+    rt_train_opts o = base_opts(&R);
+    o.batch_size = 3;
+    o.epochs = 3;
+    o.refill = refill;
+    o.refill_ctx = &F;
+    o.out_dir = tu_tmpdir();
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
+                 e.msg);
+    cr_assert_eq(F.calls, 2);
+    cr_assert_eq(F.epochs[0], 1);
+    cr_assert_eq(F.epochs[1], 2);
+    cr_assert_eq(M.nids, 30);
+    for (int ep = 0; ep < 3; ep++) {
+        int seen[10] = {0};
+        for (int i = 0; i < 10; i++) {
+            int64_t id = M.ids[ep * 10 + i];
+            cr_assert(id / 100 == ep && id % 100 < 10, "epoch %d saw row id %lld", ep,
+                      (long long)id);
+            seen[id % 100]++;
+        }
+        for (int i = 0; i < 10; i++)
+            cr_assert_eq(seen[i], 1, "epoch %d saw row %d %d times", ep, i, seen[i]);
+    }
+
+    /* Stopped inside the second epoch (4 updates of 3, 3, 3, 1 rows per epoch; stopped
+     * after update 6) and resumed: the refill is asked for epoch 1 again, and the run
+     * ends with the uninterrupted bits. */
+    volatile sig_atomic_t stop = 0;
+    rt_tensor_list p2, st;
+    make_params(&p2);
+    refiller F2 = {0, {0}, 10, NULL};
+    rt_train_opts o2 = base_opts(&R2);
+    o2.batch_size = 3;
+    o2.epochs = 3;
+    o2.refill = refill;
+    o2.refill_ctx = &F2;
+    o2.out_dir = tu_tmpdir();
+    o2.stop = &stop;
+    R2.stop = &stop;
+    R2.stop_after = 6;
+    rt_train_result r;
+    cr_assert_eq(rt_train(&o2, lin_step, &M2, &p2, &data, NULL, &r, &e), 0, "%s", e.msg);
+    cr_assert(r.stopped);
+    cr_assert_eq(r.step, 6);
+    rt_list_free(&p2);
+    load_run(o2.out_dir, &p2, &st);
+    F2.calls = 0;
+    stop = 0;
+    R2.stop = NULL;
+    cr_assert_eq(rt_train(&o2, lin_step, &M2, &p2, &data, &st, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(r.step, 12);
+    cr_assert_eq(F2.calls, 2);
+    cr_assert_eq(F2.epochs[0], 1, "the resumed epoch's rows are asked for again");
+    cr_assert_eq(F2.epochs[1], 2);
+    assert_same_bits(&params, &p2);
+    rt_list_free(&p2);
+    rt_list_free(&st);
+
+    /* A refill of another row count, or a failing one, stops the run naming the epoch. */
+    rt_list_free(&params);
+    make_params(&params);
+    F.rows = 9;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_expect(strstr(e.msg, "epoch 2's data") && strstr(e.msg, "10 rows"), "%s", e.msg);
+    F.rows = 10;
+    F.error = "the corpus went away";
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_expect(strstr(e.msg, "epoch 2's data") && strstr(e.msg, "the corpus went away"),
+              "%s", e.msg);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
+
 /* ---- resumption ------------------------------------------------------------------------
  */
 

@@ -733,6 +733,10 @@ static int train(train_args *a)
     }
 
     /* Train. */
+    if (ops && ops->refill) {
+        o.refill = ops->refill;
+        o.refill_ctx = task.state;
+    }
     o.out_dir = a->out;
     o.stop = &interrupted;
     interrupted = 0;
