@@ -133,7 +133,7 @@ typedef struct rt_task_ops {
     int (*data)(void *state, rt_split split, rt_tensor_list *out, ir_err *e);
     /* Optional (may be NULL): the training rows of epoch e >= 1 when they differ from
      * epoch 0's (those of data), e.g. the next rows of a stream; see rt_train_opts'
-     * refill, which the driver points here. */
+     * refill, which the driver points here (1: no refill, epoch 0's rows again). */
     int (*refill)(void *state, int64_t epoch, rt_tensor_list *out, ir_err *e);
     /* Optional (may be NULL): changes a training micro-batch in place before its step,
      * e.g. a fresh masking each epoch; seed is the micro-batch's dropout seed. */

@@ -502,7 +502,7 @@ static int pt_refill(void *state, int64_t epoch, rt_tensor_list *out, ir_err *e)
 {
     pt_state *s = state;
     if (!s->stream_rows)
-        return ir_errf(e, "pretrain: refill without --stream-rows");
+        return 1; /* every instance was made first: the same rows every epoch */
     if (!s->stream && !s->stream_path)
         return ir_errf(e, "pretrain: refill before the training data was read");
     return stream_rows(s, epoch, out, e);

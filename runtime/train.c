@@ -156,9 +156,16 @@ static int epoch_data(trainer *T, int64_t epoch, ir_err *e)
     rt_list_free(&T->chunk);
     rt_list_init(&T->chunk);
     T->data = &T->chunk;
-    if (o->refill(o->refill_ctx, epoch, &T->chunk, e)) {
+    int rc = o->refill(o->refill_ctx, epoch, &T->chunk, e);
+    if (rc < 0) {
         ir_err_prefix(e, "epoch %lld's data", (long long)epoch + 1);
         return -1;
+    }
+    if (rc > 0) { /* no refill: epoch 0's rows again */
+        rt_list_free(&T->chunk);
+        rt_list_init(&T->chunk);
+        T->data = T->data0;
+        return 0;
     }
     const rt_tensor_list *a = T->data0, *b = &T->chunk;
     int same = a->n == b->n;

@@ -73,8 +73,9 @@ typedef struct rt_train_opts {
      * resumed run starts in, when it is not 0), refill replaces the contents of chunk
      * (an empty list the engine owns) with that epoch's rows: the same tensors, with as
      * many rows as data has. data serves epoch 0. refill must give the same rows for the
-     * same epoch whenever it is asked (exact resumption relies on it). NULL: data serves
-     * every epoch. */
+     * same epoch whenever it is asked (exact resumption relies on it). It returns 0,
+     * 1 to leave data serving this epoch, or -1 with e filled. NULL: data serves every
+     * epoch. */
     int (*refill)(void *ctx, int64_t epoch, rt_tensor_list *chunk, ir_err *e);
     void *refill_ctx;
     void (*on_step)(void *ctx, const rt_train_progress *p); /* after each update */

@@ -711,3 +711,38 @@ Test(task_pretrain, mlm_loss_falls_nsp_rises_and_the_checkpoint_fine_tunes, .tim
     snprintf(ft, sizeof ft, "%s/ft", d);
     cr_expect_eq(access(tu_path(ft, "best.safetensors"), R_OK), 0);
 }
+
+/* The driver streams: `train --stream-rows` trains epoch after epoch on new rows. */
+Test(task_pretrain, cli_streams_a_corpus, .timeout = 120)
+{
+    const char *dir = tu_tmpdir();
+    char d[1024];
+    snprintf(d, sizeof d, "%s", dir);
+    write_corpus(tu_path(d, "corpus.txt"), 20, 8, 6, 12);
+    rt_vocab_free(corpus_vocab(tu_path(d, "vocab.txt")));
+    cr_assert_eq(tu_write_file(tu_path(d, "model.xml"), tiny_xml), 0);
+    char *out = NULL;
+    cr_assert_eq(bertcc(&out,
+                        "train %s/model.xml --task pretrain --data %s/corpus.txt --vocab "
+                        "%s/vocab.txt -o %s/pt --max-seq 32 --stream-rows 48 --epochs 3 "
+                        "--batch-size 16 --threads 1",
+                        d, d, d, d),
+                 0, "%s", out);
+    cr_expect(strstr(out, "streaming") && strstr(out, "48 rows of 32 tokens per epoch"),
+              "%s", out);
+    cr_expect(strstr(out, "48 rows of 32 tokens, micro-batches of 16 rows, 1 per update, 9 "
+                          "updates"),
+              "%s", out);
+    free(out);
+    char pt[1100];
+    snprintf(pt, sizeof pt, "%s/pt", d);
+    char *csv = tu_read_file(tu_path(pt, "metrics.csv"), NULL);
+    cr_assert_not_null(csv);
+    double loss[8];
+    cr_expect_eq(column(csv, "mlm_loss", loss, 8), 3, "%s", csv);
+    free(csv);
+    char *opt = tu_read_file(tu_path(pt, "options.json"), NULL);
+    cr_assert_not_null(opt);
+    cr_expect(strstr(opt, "\"stream-rows\": \"48\""), "%s", opt);
+    free(opt);
+}

@@ -493,6 +493,7 @@ typedef struct refiller {
     int64_t calls, epochs[64];
     int64_t rows;      /* rows to give (the engine refuses a different count) */
     const char *error; /* fail with this message */
+    int keep;          /* answer 1: epoch 0's rows again */
 } refiller;
 
 static int refill(void *ctx, int64_t epoch, rt_tensor_list *chunk, ir_err *e)
@@ -503,6 +504,8 @@ static int refill(void *ctx, int64_t epoch, rt_tensor_list *chunk, ir_err *e)
     F->calls++;
     if (F->error)
         return ir_errf(e, "%s", F->error);
+    if (F->keep)
+        return 1;
     cr_assert_eq(chunk->n, 0, "the engine passes an empty list");
     make_data(chunk, F->rows);
     rt_tensor *id = rt_list_find(chunk, "id");
@@ -518,7 +521,7 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     rt_tensor_list data, params;
     make_data(&data, 10);
     make_params(&params);
-    refiller F = {0, {0}, 10, NULL};
+    refiller F = {0, {0}, 10, NULL, 0};
     rt_train_opts o = base_opts(&R);
     o.batch_size = 3;
     o.epochs = 3;
@@ -550,7 +553,7 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     volatile sig_atomic_t stop = 0;
     rt_tensor_list p2, st;
     make_params(&p2);
-    refiller F2 = {0, {0}, 10, NULL};
+    refiller F2 = {0, {0}, 10, NULL, 0};
     rt_train_opts o2 = base_opts(&R2);
     o2.batch_size = 3;
     o2.epochs = 3;
@@ -577,6 +580,20 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     assert_same_bits(&params, &p2);
     rt_list_free(&p2);
     rt_list_free(&st);
+
+    /* A refill that declines (1) leaves epoch 0's rows for every epoch. */
+    static lin_model M3;
+    rt_list_free(&params);
+    make_params(&params);
+    F.keep = 1;
+    F.calls = 0;
+    cr_assert_eq(rt_train(&o, lin_step, &M3, &params, &data, NULL, NULL, &e), 0, "%s",
+                 e.msg);
+    cr_assert_eq(F.calls, 2);
+    cr_assert_eq(M3.nids, 30);
+    for (int i = 0; i < 30; i++)
+        cr_assert_lt(M3.ids[i], 10, "row id %lld", (long long)M3.ids[i]);
+    F.keep = 0;
 
     /* A refill of another row count, or a failing one, stops the run naming the epoch. */
     rt_list_free(&params);
