@@ -15,23 +15,15 @@
 # Results: the per-epoch dev lines of the pre-training, then one table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 data=${DATA_DIR:-../shared/data}
 out=${OUT_DIR:-/tmp/bertcc-pretrain}
 epochs=${EPOCHS:-12}
 ft_epochs=${FT_EPOCHS:-8}
 threads=${THREADS:-2}
-for f in wikitext2/valid.txt wikitext2/test.txt atis/train/seq.in atis/test/seq.in; do
-  [ -f "$data/$f" ] || { echo "pretrain_wikitext.sh: $data/$f is missing (set DATA_DIR)" >&2; exit 2; }
-done
-if [ -n "${BERTCC:-}" ]; then
-  bertcc=$BERTCC
-else
-  build=${BUILD_DIR:-build}
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$build" -j"$(nproc)" --target bertcc >/dev/null
-  bertcc=$build/bertcc
-fi
+bench_need "$data"/wikitext2/{valid,test}.txt "$data"/atis/{train,dev,test}/seq.in
+bertcc=$(bench_bertcc)
 mkdir -p "$out"
 rm -rf "$out/pretrain" "$out/atis-from-pretrain" "$out/atis-from-scratch"
 

@@ -14,6 +14,7 @@
 #   EPOCHS   (default 2), MAX_SEQ (default 256), THREADS (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 data=${DATA_DIR:-../shared/data}
 out=${OUT_DIR:-/tmp/bertcc-qa}
@@ -22,17 +23,8 @@ max_seq=${MAX_SEQ:-256}
 threads=${THREADS:-2}
 squad=$data/korquad1/KorQuAD_v1.0_dev.json
 vocab=$data/krbert_vocab/vocab_char_16424.txt
-for f in "$squad" "$vocab"; do
-  [ -f "$f" ] || { echo "qa_korquad.sh: $f is missing (set DATA_DIR)" >&2; exit 2; }
-done
-if [ -n "${BERTCC:-}" ]; then
-  bertcc=$BERTCC
-else
-  build=${BUILD_DIR:-build}
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$build" -j"$(nproc)" --target bertcc >/dev/null
-  bertcc=$build/bertcc
-fi
+bench_need "$squad" "$vocab"
+bertcc=$(bench_bertcc)
 mkdir -p "$out"
 rm -rf "$out/run"
 cmd=("$bertcc" train models/bert-mini-qa.xml --task qa --data "$squad" --holdout 5

@@ -317,6 +317,27 @@ Test(task_pretrain, holdout_keeps_documents_whole)
     rt_vocab_free(v);
 }
 
+/* Makes a pretrain-data file of corpus (rows of max_seq, one repetition, seed 5), and
+ * leaves its rows in rows. */
+static void write_data_file(const char *corpus, const rt_vocab *v, int max_seq,
+                            const char *file, rt_tensor_list *rows)
+{
+    ir_err e;
+    const char *paths[1] = {corpus};
+    rt_tok_opts tok = RT_TOK_OPTS_DEFAULT;
+    rt_pt_corpus *c = rt_pt_corpus_load(paths, 1, v, &tok, NULL, NULL, &e);
+    cr_assert_not_null(c, "%s", e.msg);
+    rt_pt_opts po = RT_PT_OPTS_DEFAULT;
+    po.max_seq = max_seq;
+    po.dupe_factor = 1;
+    rt_rng r;
+    rt_rng_seed(&r, 5);
+    rt_list_init(rows);
+    cr_assert_eq(rt_pt_create(c, v, &po, &r, rows, NULL, NULL, NULL, &e), 0, "%s", e.msg);
+    rt_pt_corpus_free(c);
+    cr_assert_eq(rt_st_save(file, rows, &e), 0, "%s", e.msg);
+}
+
 /* Two lists hold the same tensors, byte for byte. */
 static int same_rows(const rt_tensor_list *a, const rt_tensor_list *b)
 {
@@ -396,20 +417,8 @@ Test(task_pretrain, streaming_gives_each_epoch_its_rows_and_repeats_them)
 
     /* A data file is not streamed. */
     const char *file = tu_path(dir, "pt.safetensors");
-    const char *paths[1] = {corpus};
-    rt_tok_opts tok = RT_TOK_OPTS_DEFAULT;
-    rt_pt_corpus *c = rt_pt_corpus_load(paths, 1, v, &tok, NULL, NULL, &e);
-    cr_assert_not_null(c, "%s", e.msg);
-    rt_pt_opts po = RT_PT_OPTS_DEFAULT;
-    po.max_seq = 32;
-    po.dupe_factor = 1;
-    rt_rng r;
-    rt_rng_seed(&r, 5);
     rt_tensor_list rows;
-    rt_list_init(&rows);
-    cr_assert_eq(rt_pt_create(c, v, &po, &r, &rows, NULL, NULL, NULL, &e), 0, "%s", e.msg);
-    rt_pt_corpus_free(c);
-    cr_assert_eq(rt_st_save(file, &rows, &e), 0, "%s", e.msg);
+    write_data_file(corpus, v, 32, file, &rows);
     rt_list_free(&rows);
     st = must_open(file, v, &o);
     rt_list_init(&rows);
@@ -427,20 +436,8 @@ Test(task_pretrain, data_file_rows_are_split_by_row)
     write_corpus(corpus, TOPICS, 8, 3, TOPICS);
     rt_vocab *v = corpus_vocab(NULL);
     ir_err e;
-    const char *paths[1] = {corpus};
-    rt_tok_opts tok = RT_TOK_OPTS_DEFAULT;
-    rt_pt_corpus *c = rt_pt_corpus_load(paths, 1, v, &tok, NULL, NULL, &e);
-    cr_assert_not_null(c, "%s", e.msg);
-    rt_pt_opts po = RT_PT_OPTS_DEFAULT;
-    po.max_seq = 24;
-    po.dupe_factor = 1;
-    rt_rng r;
-    rt_rng_seed(&r, 5);
     rt_tensor_list rows;
-    rt_list_init(&rows);
-    cr_assert_eq(rt_pt_create(c, v, &po, &r, &rows, NULL, NULL, NULL, &e), 0, "%s", e.msg);
-    rt_pt_corpus_free(c);
-    cr_assert_eq(rt_st_save(tu_path(dir, "pt.safetensors"), &rows, &e), 0, "%s", e.msg);
+    write_data_file(corpus, v, 24, file, &rows);
     int64_t N = get(&rows, "input_ids")->shape[0];
     cr_assert_geq(N, 8);
 

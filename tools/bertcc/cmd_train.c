@@ -355,6 +355,20 @@ static int dir_has(const char *dir, const char *name)
     return stat(path, &st) == 0;
 }
 
+/* A tokenizer_config.json boolean v for the pair --NAME / --no-NAME, unless the
+ * command line gave either: sets *yes or *no and notes it. */
+static void flag_from_config(json_t *v, const char *name, const char **yes, const char **no,
+                             const char *path)
+{
+    if (!json_is_boolean(v) || *yes || *no)
+        return;
+    *(json_is_true(v) ? yes : no) = "";
+    char msg[4200];
+    snprintf(msg, sizeof msg, "tokenizer: --%s%s from %s", json_is_true(v) ? "" : "no-",
+             name, path);
+    driver_note(NULL, msg);
+}
+
 /* --init DIR: a Hugging Face model directory. The weights are DIR/model.safetensors;
  * DIR/vocab.txt is the vocabulary unless --vocab names one, and the casing recorded in
  * DIR/tokenizer_config.json (do_lower_case, strip_accents) applies unless the command
@@ -392,28 +406,10 @@ static int init_from_dir(train_args *a, char *init_path, size_t cap, char *vocab
         fprintf(stderr, "bertcc train: %s:%d: %s\n", path, je.line, je.text);
         return -1;
     }
-    json_t *lc = json_object_get(tc, "do_lower_case");
-    json_t *sa = json_object_get(tc, "strip_accents");
-    if (json_is_boolean(lc) && !a->lower && !a->no_lower) {
-        if (json_is_true(lc))
-            a->lower = "";
-        else
-            a->no_lower = "";
-        char msg[4200];
-        snprintf(msg, sizeof msg, "tokenizer: %s from %s",
-                 json_is_true(lc) ? "--lowercase" : "--no-lowercase", path);
-        driver_note(NULL, msg);
-    }
-    if (json_is_boolean(sa) && !a->strip && !a->no_strip) {
-        if (json_is_true(sa))
-            a->strip = "";
-        else
-            a->no_strip = "";
-        char msg[4200];
-        snprintf(msg, sizeof msg, "tokenizer: %s from %s",
-                 json_is_true(sa) ? "--strip-accents" : "--no-strip-accents", path);
-        driver_note(NULL, msg);
-    }
+    flag_from_config(json_object_get(tc, "do_lower_case"), "lowercase", &a->lower,
+                     &a->no_lower, path);
+    flag_from_config(json_object_get(tc, "strip_accents"), "strip-accents", &a->strip,
+                     &a->no_strip, path);
     json_decref(tc);
     a->init = init_path;
     return 0;
