@@ -120,6 +120,12 @@ static int loss_term(int acc, int term, ir_graph *g)
 
 ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
 {
+    return fe_build_bert_mlm_gather(m, label_mask, 0, e);
+}
+
+ir_graph *fe_build_bert_mlm_gather(const fe_model *m, unsigned label_mask, int64_t P,
+                                   ir_err *e)
+{
     if (fe_model_check(m, e))
         return NULL;
     ir_graph *g = ir_graph_new(m->name);
@@ -140,8 +146,19 @@ ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
     int l_mlm = -1, l_nsp = -1, l_int = -1, l_slot = -1, l_start = -1, l_end = -1;
     if (label_mask & FE_BUILD_TRAIN)
         b.seed = ir_input(g, "dropout_seed", ir_type_make(IR_I64, 0, NULL));
-    if ((heads & FE_HEAD_MLM) && (label_mask & FE_LABEL_MLM))
+    int gather = -1; /* mlm_gather [B, P, S]: one-hot rows of the labelled positions */
+    if (P < 0) {
+        ir_errf(e, "mlm gather rows must be >= 0, got %lld", (long long)P);
+        ir_graph_free(g);
+        return NULL;
+    }
+    if ((heads & FE_HEAD_MLM) && (label_mask & FE_LABEL_MLM) && P > 0) {
+        ir_dim bps[3] = {b.B, ir_dconst(P), b.S}, bp[2] = {b.B, ir_dconst(P)};
+        gather = ir_input(g, "mlm_gather", ir_type_make(IR_F32, 3, bps));
+        l_mlm = ir_input(g, "mlm_gathered_labels", ir_type_make(IR_I64, 2, bp));
+    } else if ((heads & FE_HEAD_MLM) && (label_mask & FE_LABEL_MLM)) {
         l_mlm = ir_input(g, "mlm_labels", ids_t);
+    }
     if ((heads & FE_HEAD_NSP) && (label_mask & FE_LABEL_NSP))
         l_nsp = ir_input(g, "nsp_labels", vec_t);
     if ((heads & FE_HEAD_INTENT) && (label_mask & FE_LABEL_INTENT))
@@ -171,11 +188,13 @@ ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
 
     int loss = -1;
     if (heads & FE_HEAD_MLM) {
-        int t = activation(&b, linear(&b, seq, "cls.predictions.transform.dense", H, H));
+        /* With gather, only the labelled positions: [B, P, S] x [B, S, H]. */
+        int rows = gather >= 0 ? ir_matmul(g, gather, seq, 0, 0) : seq;
+        int t = activation(&b, linear(&b, rows, "cls.predictions.transform.dense", H, H));
         t = layernorm(&b, t, "cls.predictions.transform.LayerNorm");
         int bias = param1(&b, "cls.predictions.bias", V);
         int logits = ir_addv(g, ir_matmul(g, t, we, 0, 1), bias); /* tied decoder */
-        ir_set_output(g, "mlm_logits", logits);
+        ir_set_output(g, gather >= 0 ? "mlm_gathered_logits" : "mlm_logits", logits);
         if (l_mlm >= 0) {
             int l = ir_cross_entropy(g, logits, l_mlm);
             ir_set_output(g, "mlm_loss", l);

@@ -78,4 +78,16 @@ enum {
  * Face names of DESIGN.md §3. */
 ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e);
 
+/* As fe_build_bert, but when the MLM loss is built (FE_LABEL_MLM and an MLM head) and
+ * P > 0, the MLM head runs only on P rows per sequence: the inputs are "mlm_gather"
+ * (f32 [B, P, S], row p one-hot at the p-th labelled position, all zero for unused
+ * rows) and "mlm_gathered_labels" (i64 [B, P], -100 for unused rows) instead of
+ * "mlm_labels", and the output "mlm_gathered_logits" [B, P, V] replaces "mlm_logits".
+ * The loss and every gradient are those of the full graph (the same labelled
+ * positions); the work of the transform and the [*, V] decoder drops from S to P rows.
+ * Training graphs of the pre-training task use it (rt_batch_mlm_gather makes the
+ * inputs). */
+ir_graph *fe_build_bert_mlm_gather(const fe_model *m, unsigned label_mask, int64_t P,
+                                   ir_err *e);
+
 #endif

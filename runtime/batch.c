@@ -124,3 +124,51 @@ int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned
     *Sp = S;
     return 0;
 }
+
+int rt_batch_mlm_gather(rt_tensor_list *batch, int64_t P, ir_err *e)
+{
+    const rt_tensor *l = rt_list_cfind(batch, "mlm_labels");
+    if (!l)
+        return ir_errf(e, "mlm_labels: missing (the MLM head needs them)");
+    if (l->dtype != RT_I64 || l->rank != 2)
+        return ir_errf(e, "mlm_labels: expected I64 [B, S]");
+    if (P < 1)
+        return ir_errf(e, "mlm gather rows must be >= 1, got %lld", (long long)P);
+    int64_t B = l->shape[0], S = l->shape[1];
+    int64_t gs[3] = {B, P, S}, ls[2] = {B, P};
+    rt_tensor_list add;
+    rt_list_init(&add);
+    rt_tensor *g = rt_list_add(&add, "mlm_gather", RT_F32, 3, gs, NULL);
+    rt_tensor *y = rt_list_add(&add, "mlm_gathered_labels", RT_I64, 2, ls, NULL);
+    if (!g || !y) {
+        rt_list_free(&add);
+        return ir_errf(e, "out of memory");
+    }
+    const int64_t *lab = l->data; /* [B, S] */
+    float *gd = g->data;          /* [B, P, S] */
+    int64_t *yd = y->data;        /* [B, P] */
+    for (int64_t k = 0; k < B * P; k++)
+        yd[k] = -100;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t p = 0;
+        for (int64_t s = 0; s < S; s++) {
+            if (lab[b * S + s] == -100)
+                continue;
+            if (p == P) {
+                rt_list_free(&add);
+                return ir_errf(e,
+                               "mlm_labels: sequence %lld has more than %lld labelled "
+                               "positions (the training graph gathers %lld)",
+                               (long long)b, (long long)P, (long long)P);
+            }
+            gd[(b * P + p) * S + s] = 1.0f;
+            yd[b * P + p++] = lab[b * S + s];
+        }
+    }
+    rt_list_remove(batch, "mlm_labels");
+    if (rt_list_append(batch, &add)) {
+        rt_list_free(&add);
+        return ir_errf(e, "out of memory");
+    }
+    return 0;
+}

@@ -88,8 +88,11 @@ typedef struct rt_task_option {
  * model description to have exactly these heads, with these sizes. */
 typedef struct rt_task_heads {
     unsigned labels;
-    int64_t intent_classes; /* with RT_LABEL_INTENT */
-    int64_t slot_labels;    /* with RT_LABEL_SLOT */
+    int64_t intent_classes;  /* with RT_LABEL_INTENT */
+    int64_t slot_labels;     /* with RT_LABEL_SLOT */
+    int64_t mlm_predictions; /* with RT_LABEL_MLM: no row of the training data has more
+                                labelled positions, so the training graph computes MLM
+                                logits on this many rows only (0: on every position) */
 } rt_task_heads;
 
 typedef struct rt_task_config {

@@ -635,9 +635,14 @@ fail:
 
 static void pt_heads(void *state, rt_task_heads *h)
 {
-    (void)state;
+    const pt_state *s = state;
     memset(h, 0, sizeof *h);
     h->labels = RT_LABEL_MLM | RT_LABEL_NSP;
+    /* Rows made here (from a corpus, also with dynamic masking) have at most
+     * --max-predictions labels; a data file's rows may have any number. */
+    ir_err e;
+    if (s->data && is_safetensors(s->data, &e) == 0)
+        h->mlm_predictions = s->po.max_predictions;
 }
 
 static void pt_option_value(void *state, int i, char *buf, size_t len)

@@ -860,7 +860,7 @@ Test(autodiff_model, tied_word_embeddings_sum_the_embedding_and_decoder_gradient
  * the default pipeline, autodiff, the pipeline again, the interpreter in f32. Every
  * grad.* of the expected file must be written and match by the DESIGN.md §5 rule
  * (max|out - exp| <= 1e-3 max|exp| + 1e-6), and no other grad.* may be written. */
-static void grads_match_pytorch(const char *dir)
+static void grads_match_pytorch_p(const char *dir, int64_t gather_extra)
 {
     char path[512];
     fe_model m;
@@ -881,7 +881,23 @@ static void grads_match_pytorch(const char *dir)
                                   &inputs, &present, &Bv, &Sv, NULL, NULL, &e),
                  0, "%s", e.msg);
     cr_assert_neq(present, 0u, "%s has no labels", dir);
-    ir_graph *g = fe_build_bert(&m, present, &e);
+    int64_t P = 0;
+    if (gather_extra) {
+        /* The MLM head on gathered rows: P = the most labels of a row, plus unused rows. */
+        const rt_tensor *l = rt_list_cfind(&inputs, "mlm_labels");
+        cr_assert(l && l->dtype == RT_I64, "%s has no mlm_labels", dir);
+        for (int64_t b = 0; b < l->shape[0]; b++) {
+            int64_t n = 0;
+            for (int64_t k = 0; k < l->shape[1]; k++)
+                n += ((const int64_t *)l->data)[b * l->shape[1] + k] != -100;
+            P = n > P ? n : P;
+        }
+        P += gather_extra;
+        cr_assert_eq(rt_batch_mlm_gather(&inputs, P, &e), 0, "%s", e.msg);
+        cr_assert_null(rt_list_cfind(&inputs, "mlm_labels"));
+        cr_assert_eq(rt_batch_mlm_gather(&inputs, P, &e), -1, "labels gathered twice");
+    }
+    ir_graph *g = fe_build_bert_mlm_gather(&m, present, P, &e);
     cr_assert_not_null(g, "%s", e.msg);
     pass_grad_opts go = {"loss", NULL, 0};
     cr_assert_eq(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
@@ -929,6 +945,11 @@ static void grads_match_pytorch(const char *dir)
     rt_list_free(&want);
 }
 
+static void grads_match_pytorch(const char *dir)
+{
+    grads_match_pytorch_p(dir, 0);
+}
+
 Test(autodiff_pytorch, run_tiny_gradients_match_autograd)
 {
     grads_match_pytorch("tests/fixtures/run_tiny");
@@ -937,6 +958,15 @@ Test(autodiff_pytorch, run_tiny_gradients_match_autograd)
 Test(autodiff_pytorch, run_mlm_nsp_gradients_match_autograd)
 {
     grads_match_pytorch("tests/fixtures/run_mlm_nsp");
+}
+
+/* The training graph of pre-training runs the MLM head on the labelled positions only
+ * (fe_build_bert_mlm_gather): the same loss and gradients as autograd over the full
+ * head, with 1 and 3 unused gathered rows per sequence. */
+Test(autodiff_pytorch, mlm_head_on_gathered_rows_matches_autograd)
+{
+    grads_match_pytorch_p("tests/fixtures/run_mlm_nsp", 1);
+    grads_match_pytorch_p("tests/fixtures/run_tiny", 3);
 }
 
 /* ---- what is differentiated --------------------------------------------------------- */

@@ -531,7 +531,7 @@ static int train(train_args *a)
 
     /* The model and the data. */
     unsigned present = 0;
-    int64_t B = 0, S = 0;
+    int64_t B = 0, S = 0, mlm_gather = 0;
     if (fe_load(a->model, &m, &e)) {
         driver_fail(e.msg);
         goto done;
@@ -553,8 +553,9 @@ static int train(train_args *a)
             goto done;
         }
         /* The sized copy: the vocabulary's size and exactly the task's heads. */
-        rt_task_heads h;
+        rt_task_heads h = {0};
         ops->heads(task.state, &h);
+        mlm_gather = h.labels & RT_LABEL_MLM ? h.mlm_predictions : 0;
         m.vocab_size = rt_vocab_size(vocab);
         m.head_mask = h.labels;
         m.intent_classes = h.labels & FE_HEAD_INTENT ? h.intent_classes : 0;
@@ -607,7 +608,7 @@ static int train(train_args *a)
             goto done;
         }
     }
-    if (!(g = rundir_train_graph(&m, present, a->frozen, a->nfrozen, &e))) {
+    if (!(g = rundir_train_graph(&m, present, a->frozen, a->nfrozen, mlm_gather, &e))) {
         driver_fail(e.msg);
         goto done;
     }

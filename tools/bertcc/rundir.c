@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../../passes/passes.h"
+#include "../../runtime/batch.h"
 #include "../../runtime/params.h"
 #include "../../runtime/safetensors.h"
 #include "../../runtime/task_intent_slot.h"
@@ -65,10 +66,10 @@ static int want_listed(const char *name, const void *ctx)
 }
 
 ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *const *frozen,
-                             int nfrozen, ir_err *e)
+                             int nfrozen, int64_t mlm_gather, ir_err *e)
 {
     pass_grad_opts go = {"loss", frozen, nfrozen};
-    ir_graph *g = fe_build_bert(m, labels | FE_BUILD_TRAIN, e);
+    ir_graph *g = fe_build_bert_mlm_gather(m, labels | FE_BUILD_TRAIN, mlm_gather, e);
     if (!g || pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, e) ||
         pass_autodiff(&g, &go, e) || keep_outputs(&g, want_train, NULL, e)) {
         ir_graph_free(g);
@@ -100,6 +101,8 @@ int rundir_runner_init(rundir_runner *r, const ir_graph *g, cg_backend backend, 
         return -1;
     r->threads = threads;
     r->has_seed = ir_find_named(g, IR_OP_INPUT, "dropout_seed") >= 0;
+    int mg = ir_find_named(g, IR_OP_INPUT, "mlm_gather");
+    r->mlm_gather = mg >= 0 ? g->nodes[mg].type.dim[1].c : 0;
     return 0;
 }
 
@@ -168,6 +171,8 @@ int rundir_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *b
         goto done;
     if (r->task && r->task->augment &&
         r->task->augment(r->task_state, &in, dropout_seed, e))
+        goto done;
+    if (r->mlm_gather > 0 && rt_batch_mlm_gather(&in, r->mlm_gather, e))
         goto done;
     if (r->has_seed && !rt_list_add(&in, "dropout_seed", RT_I64, 0, NULL, &seed)) {
         ir_errf(e, "out of memory");

@@ -37,9 +37,11 @@ const rt_task_ops *rundir_task_find(const char *name);
  */
 
 /* The training graph: m with the labels of `labels` (RT_LABEL_* bits) in training mode,
- * differentiated (frozen prefixes get no gradient), only "loss" and the gradients kept. */
+ * differentiated (frozen prefixes get no gradient), only "loss" and the gradients kept.
+ * mlm_gather > 0: the MLM head runs on that many labelled positions per sequence
+ * (fe_build_bert_mlm_gather; rundir_step makes its inputs from mlm_labels). */
 ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *const *frozen,
-                             int nfrozen, ir_err *e);
+                             int nfrozen, int64_t mlm_gather, ir_err *e);
 /* The eval-mode graph without labels, only outputs[] (NULL-terminated) kept. */
 ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, ir_err *e);
 
@@ -49,6 +51,8 @@ typedef struct rundir_runner {
     const rt_tensor_list *params; /* for rundir_forward */
     int threads;                  /* 0: all cores */
     int has_seed;                 /* the graph takes "dropout_seed" */
+    int64_t mlm_gather;           /* the graph's MLM head runs on this many rows per
+                                     sequence (mlm_gather input), 0: on every position */
     const rt_task_ops *task;      /* its augment hook, or NULL */
     void *task_state;
 } rundir_runner;
