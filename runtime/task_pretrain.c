@@ -30,6 +30,7 @@ enum {
     OPT_EVAL,
     OPT_HOLDOUT,
     OPT_STREAM,
+    OPT_GATHER,
     OPT_N
 };
 
@@ -56,6 +57,11 @@ static const rt_task_option pt_options[] = {
      "corpus size; passes over the corpus follow each other with fresh pairs and masks); "
      "default 0: off",
      "0"},
+    {"mlm-gather", "0|1",
+     "training computes MLM logits only at the masked positions, at most "
+     "--max-predictions per row (1, the default, for a corpus), or at every position "
+     "(0; always so for a data file)",
+     "1"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -78,6 +84,7 @@ typedef struct pt_state {
     int have[3];
     int file_seq; /* S of a data file, once read (0: a corpus or not read yet) */
     /* --stream-rows */
+    int mlm_gather;        /* --mlm-gather */
     int64_t stream_rows;   /* rows per epoch (0: off) */
     char stream_tmp[4096]; /* the training documents of a --holdout split ("": none) */
     const char *stream_path;
@@ -579,7 +586,8 @@ static int pt_open(const rt_task_config *c, void **state, ir_err *e)
     const char *val[OPT_N];
     for (int i = 0; i < OPT_N; i++)
         val[i] = c->opt && c->opt[i] ? c->opt[i] : pt_options[i].def;
-    long long ms = 0, mp = 0, dupe = 0, wwm = 0, dyn = 0, seed = 0, hold = 0, sr = 0;
+    long long ms = 0, mp = 0, dupe = 0, wwm = 0, dyn = 0, seed = 0, hold = 0, sr = 0,
+              gat = 0;
     s->po = RT_PT_OPTS_DEFAULT;
     if (int_opt(val[OPT_MAX_SEQ], "max-seq", 5, RT_PT_MAX_SEQ_LIMIT, &ms, e) ||
         int_opt(val[OPT_MAX_PRED], "max-predictions", 0, 1 << 20, &mp, e) ||
@@ -590,8 +598,10 @@ static int pt_open(const rt_task_config *c, void **state, ir_err *e)
         int_opt(val[OPT_DYNAMIC], "dynamic-mask", 0, 1, &dyn, e) ||
         int_opt(val[OPT_SEED], "data-seed", 0, LLONG_MAX, &seed, e) ||
         int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e) ||
-        int_opt(val[OPT_STREAM], "stream-rows", 0, (long long)1 << 40, &sr, e))
+        int_opt(val[OPT_STREAM], "stream-rows", 0, (long long)1 << 40, &sr, e) ||
+        int_opt(val[OPT_GATHER], "mlm-gather", 0, 1, &gat, e))
         goto fail;
+    s->mlm_gather = (int)gat;
     s->stream_rows = sr;
     if (hold == 1) {
         ir_errf(e, "--holdout expects 0 (none) or K >= 2 (every K-th document to dev)");
@@ -641,7 +651,7 @@ static void pt_heads(void *state, rt_task_heads *h)
     /* Rows made here (from a corpus, also with dynamic masking) have at most
      * --max-predictions labels; a data file's rows may have any number. */
     ir_err e;
-    if (s->data && is_safetensors(s->data, &e) == 0)
+    if (s->mlm_gather && s->data && is_safetensors(s->data, &e) == 0)
         h->mlm_predictions = s->po.max_predictions;
 }
 
@@ -681,6 +691,9 @@ static void pt_option_value(void *state, int i, char *buf, size_t len)
         break;
     case OPT_STREAM:
         snprintf(buf, len, "%lld", (long long)s->stream_rows);
+        break;
+    case OPT_GATHER:
+        snprintf(buf, len, "%d", s->mlm_gather);
         break;
     default:
         snprintf(buf, len, "%s", "");

@@ -743,3 +743,37 @@ Test(task_pretrain, cli_streams_a_corpus, .timeout = 120)
     cr_expect(strstr(opt, "\"stream-rows\": \"48\""), "%s", opt);
     free(opt);
 }
+
+/* The training graph gathers the MLM head's rows for rows made here (a corpus: at most
+ * --max-predictions labels), not for a data file's rows, nor with --mlm-gather 0. */
+Test(task_pretrain, mlm_gather_rows_follow_the_data_and_the_option)
+{
+    const char *dir = tu_tmpdir();
+    const char *corpus = tu_path(dir, "corpus.txt"), *file = tu_path(dir, "pt.safetensors");
+    write_corpus(corpus, 6, 4, 5, 6);
+    rt_vocab *v = corpus_vocab(NULL);
+    rt_tensor_list rows;
+    write_data_file(corpus, v, 24, file, &rows);
+    rt_list_free(&rows);
+    static const struct {
+        const char *data, *gather, *maxp;
+        int64_t want;
+    } cases[] = {
+        {"corpus", NULL, NULL, 20}, {"corpus", NULL, "7", 7}, {"corpus", "0", NULL, 0},
+        {"file", NULL, NULL, 0},    {"file", "1", NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        opts o = {0};
+        if (cases[i].gather)
+            set_opt(&o, "mlm-gather", cases[i].gather);
+        if (cases[i].maxp)
+            set_opt(&o, "max-predictions", cases[i].maxp);
+        void *st = must_open(!strcmp(cases[i].data, "file") ? file : corpus, v, &o);
+        rt_task_heads h;
+        rt_task_pretrain.heads(st, &h);
+        cr_expect_eq(h.mlm_predictions, cases[i].want, "case %zu: %lld", i,
+                     (long long)h.mlm_predictions);
+        rt_task_pretrain.close(st);
+    }
+    rt_vocab_free(v);
+}
