@@ -182,6 +182,46 @@ static int epoch_data(trainer *T, int64_t epoch, ir_err *e)
     return 0;
 }
 
+typedef struct len_pos {
+    int64_t len, pos, row;
+} len_pos;
+
+static int by_length(const void *a, const void *b)
+{
+    const len_pos *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len > y->len ? -1 : 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Sorts each run of 50 micro-batches' rows of T->perm by length, longest first (ties
+ * keep their shuffled order). Lengths are the rows' attention_mask ones; without an
+ * integer attention_mask the order stays as it is. */
+static void group_by_length(trainer *T)
+{
+    const rt_tensor *m = rt_list_cfind(T->data, "attention_mask");
+    if (!m || (m->dtype != RT_I64 && m->dtype != RT_I32) || m->rank != 2)
+        return;
+    int64_t S = m->shape[1], mega = T->o->batch_size * 50;
+    len_pos *lp = malloc((size_t)(mega < T->rows ? mega : T->rows) * sizeof *lp);
+    if (!lp)
+        return; /* an unsorted epoch is still a correct one */
+    for (int64_t s0 = 0; s0 < T->rows; s0 += mega) {
+        int64_t n = T->rows - s0 < mega ? T->rows - s0 : mega;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t r = T->perm[s0 + k], len = 0;
+            for (int64_t j = 0; j < S; j++)
+                len += m->dtype == RT_I64 ? ((const int64_t *)m->data)[r * S + j] != 0
+                                          : ((const int32_t *)m->data)[r * S + j] != 0;
+            lp[k] = (len_pos){len, k, r};
+        }
+        qsort(lp, (size_t)n, sizeof *lp, by_length);
+        for (int64_t k = 0; k < n; k++)
+            T->perm[s0 + k] = lp[k].row;
+    }
+    free(lp);
+}
+
 static void make_perm(trainer *T, int64_t epoch)
 {
     for (int64_t i = 0; i < T->rows; i++)
@@ -194,6 +234,8 @@ static void make_perm(trainer *T, int64_t epoch)
             T->perm[i] = T->perm[j];
             T->perm[j] = t;
         }
+        if (T->o->group_by_length)
+            group_by_length(T);
     }
     T->perm_epoch = epoch;
 }
@@ -271,7 +313,7 @@ static void position(const trainer *T, int64_t step, int64_t v[S_COUNT])
     v[S_EPOCH_POS] = step % T->upe * o->accum; /* micro-batches of the epoch consumed */
     v[S_MICRO] = v[S_EPOCH] * T->nmicro + v[S_EPOCH_POS];
     v[S_SEED] = (int64_t)o->seed;
-    v[S_SHUFFLE] = o->shuffle ? 1 : 0;
+    v[S_SHUFFLE] = o->shuffle ? (o->group_by_length ? 2 : 1) : 0;
     v[S_ROWS] = T->rows;
     v[S_BS] = o->batch_size;
     v[S_ACCUM] = o->accum;
@@ -352,7 +394,7 @@ static int restore(trainer *T, const rt_tensor_list *st, ir_err *e)
                 {S_BS, "batch size"},
                 {S_ACCUM, "accumulation"},
                 {S_SEED, "seed"},
-                {S_SHUFFLE, "shuffle setting"}};
+                {S_SHUFFLE, "shuffle setting (2: grouped by length)"}};
     for (size_t i = 0; i < sizeof same / sizeof *same; i++)
         if (got[same[i].k] != want[same[i].k])
             return ir_errf(e,

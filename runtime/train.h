@@ -59,6 +59,11 @@ typedef struct rt_train_opts {
     int64_t steps;      /* total updates; 0: epochs * updates per epoch */
     uint64_t seed;      /* shuffling and dropout (0) */
     int shuffle;        /* shuffle rows every epoch (1) */
+    /* With shuffle: after shuffling, sort each run of 50 micro-batches' rows by length
+     * (attention_mask's ones; longest first), so that a micro-batch holds rows of
+     * similar length and trimming it to its longest row drops more padding (Hugging
+     * Face's group_by_length). Every row is still seen once an epoch. (0) */
+    int group_by_length;
     const char *const *frozen; /* parameter name prefixes never updated (no state) */
     int nfrozen;
     const char *out_dir;     /* checkpoints and log go here; NULL: none */

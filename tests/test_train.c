@@ -488,6 +488,87 @@ Test(train, every_epoch_sees_every_row_once_in_a_seeded_order)
     rt_list_free(&params);
 }
 
+/* group_by_length: every epoch still sees every row once, in a seeded order; each run
+ * of 50 micro-batches comes longest first, so that the padding a micro-batch is trimmed
+ * to shrinks; a resume with another grouping is refused. Row r's length is 1 + r % 7
+ * (attention_mask ones, then zeros). */
+Test(train, group_by_length_sorts_runs_of_micro_batches_and_keeps_every_row)
+{
+    static rec R;
+    static lin_model M, M2;
+    rt_tensor_list data, params;
+    int64_t N = 1000, S = 8;
+    make_data(&data, N);
+    int64_t ms[2] = {N, S};
+    rt_tensor *mask = rt_list_add(&data, "attention_mask", RT_I64, 2, ms, NULL);
+    cr_assert(mask);
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t j = 0; j <= r % 7; j++)
+            ((int64_t *)mask->data)[r * S + j] = 1;
+    make_params(&params);
+    rt_train_opts o = base_opts(&R);
+    o.batch_size = 4; /* runs of 200 rows */
+    o.epochs = 2;
+    o.group_by_length = 1;
+    o.out_dir = tu_tmpdir();
+    ir_err e;
+    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
+                 e.msg);
+    cr_assert_eq(M.nids, 2 * N);
+    int64_t padded = 0, padded_plain = 0;
+    for (int ep = 0; ep < 2; ep++) {
+        static int seen[1000];
+        memset(seen, 0, sizeof seen);
+        for (int64_t i = 0; i < N; i++) {
+            int64_t id = M.ids[ep * N + i];
+            seen[id]++;
+            if (i % 200 > 0) /* longest first within a run */
+                cr_assert_geq(1 + M.ids[ep * N + i - 1] % 7, 1 + id % 7,
+                              "epoch %d row %lld", ep, (long long)i);
+        }
+        for (int64_t i = 0; i < N; i++)
+            cr_assert_eq(seen[i], 1, "epoch %d saw row %lld %d times", ep, (long long)i,
+                         seen[i]);
+        for (int64_t b = 0; b < N / 4; b++) {
+            int64_t mx = 0;
+            for (int k = 0; k < 4; k++)
+                mx = 1 + M.ids[ep * N + b * 4 + k] % 7 > mx
+                         ? 1 + M.ids[ep * N + b * 4 + k] % 7
+                         : mx;
+            padded += 4 * mx;
+        }
+    }
+    cr_assert_neq(memcmp(M.ids, M.ids + N, (size_t)N * sizeof *M.ids), 0,
+                  "epochs are shuffled differently");
+    /* Without grouping: more padding. */
+    rt_tensor_list p2;
+    make_params(&p2);
+    rt_train_opts o2 = o;
+    o2.group_by_length = 0;
+    o2.out_dir = NULL;
+    cr_assert_eq(rt_train(&o2, lin_step, &M2, &p2, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    for (int64_t b = 0; b < 2 * N / 4; b++) {
+        int64_t mx = 0;
+        for (int k = 0; k < 4; k++)
+            mx = 1 + M2.ids[b * 4 + k] % 7 > mx ? 1 + M2.ids[b * 4 + k] % 7 : mx;
+        padded_plain += 4 * mx;
+    }
+    cr_expect_lt(padded * 10, padded_plain * 7, "grouped %lld vs %lld positions",
+                 (long long)padded, (long long)padded_plain);
+    /* The checkpoint remembers the grouping. */
+    rt_list_free(&p2);
+    rt_tensor_list st;
+    load_run(o.out_dir, &p2, &st);
+    o2.out_dir = o.out_dir;
+    o2.epochs = 3;
+    cr_assert_eq(rt_train(&o2, lin_step, &M2, &p2, &data, &st, NULL, &e), -1);
+    cr_expect(strstr(e.msg, "shuffle setting"), "%s", e.msg);
+    rt_list_free(&p2);
+    rt_list_free(&st);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
+
 /* Epoch e >= 1's rows come from refill: make_data's rows with id = 100 * e + row. */
 typedef struct refiller {
     int64_t calls, epochs[64];
