@@ -107,7 +107,7 @@ for ds in $datasets; do
 done
 
 # The table: every seed, then the median per data set (percentages).
-awk -F'\t' -v limit="$limit_s" -v split="$split" '
+awk -F'\t' -v limit="$limit_s" -v sp="$split" '
   NR == 1 { next }
   { n[$1]++; k = $1 SUBSEP n[$1]; W[k] = $3; I[k] = $4 * 100; F[k] = $5 * 100; R[k] = $6 * 100
     if (!($1 in seen)) { seen[$1] = 1; order[++nd] = $1 }
@@ -123,5 +123,5 @@ awk -F'\t' -v limit="$limit_s" -v split="$split" '
   END { for (d = 1; d <= nd; d++) { ds = order[d]; m = n[ds]
           printf "| %-5s | median | %6d | %6.2f | %6.2f | %6.2f |\n", ds, med(W, ds, m),
             med(I, ds, m), med(F, ds, m), med(R, ds, m) }
-        print "(split: " split ")" }
+        print "(split: " sp ")" }
 ' "$results" | tee "$out/table.md"
