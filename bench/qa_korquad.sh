@@ -12,6 +12,10 @@
 #   OUT_DIR  (default /tmp/bertcc-qa)
 #   BERTCC   a bertcc binary; without it, bertcc is built (Release) in BUILD_DIR (build)
 #   EPOCHS   (default 2), MAX_SEQ (default 256), THREADS (default 2)
+#   PRETRAIN_EPOCHS  when > 0, first pre-trains bert-mini (masked LM + NSP, from scratch)
+#            on the contexts of the training articles only (one sentence per line, an
+#            article a document; streamed, PRETRAIN_ROWS rows an epoch, default 1300:
+#            about one pass), then fine-tunes QA from that checkpoint (default 0: off)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -26,11 +30,37 @@ vocab=$data/krbert_vocab/vocab_char_16424.txt
 bench_need "$squad" "$vocab"
 bertcc=$(bench_bertcc)
 mkdir -p "$out"
-rm -rf "$out/run"
+rm -rf "$out/run" "$out/pretrain"
+init=()
+if [ "${PRETRAIN_EPOCHS:-0}" -gt 0 ]; then
+  # The contexts of the articles --holdout 5 trains on (article i with i % 5 != 4).
+  python3 - "$squad" >"$out/contexts.txt" <<'PY'
+import json, re, sys
+arts = json.load(open(sys.argv[1], encoding="utf-8"))["data"]
+for i, a in enumerate(arts):
+    if i % 5 == 4:
+        continue
+    for p in a["paragraphs"]:
+        for s in re.split(r"(?<=[.?!])\s+", p["context"].strip()):
+            if s.strip():
+                print(s.strip())
+    print()
+PY
+  pcmd=("$bertcc" train models/bert-mini.xml --task pretrain --data "$out/contexts.txt"
+    --vocab "$vocab" --no-lowercase -o "$out/pretrain" --max-seq "$max_seq"
+    --stream-rows "${PRETRAIN_ROWS:-1300}" --epochs "$PRETRAIN_EPOCHS" --batch-size 32
+    --lr 1e-3 --warmup 0.05 --seed 0 --threads "$threads" --log-every 50)
+  echo "== ${pcmd[*]}" >&2
+  t0=$(date +%s)
+  "${pcmd[@]}" 2>"$out/pretrain.log" || { tail -20 "$out/pretrain.log" >&2; exit 1; }
+  echo "== pre-trained in $(($(date +%s) - t0)) s" >&2
+  grep -v '^step ' "$out/pretrain.log" >&2 || true
+  init=(--init "$out/pretrain/best.safetensors")
+fi
 cmd=("$bertcc" train models/bert-mini-qa.xml --task qa --data "$squad" --holdout 5
   --vocab "$vocab" --no-lowercase -o "$out/run" --max-seq "$max_seq" --doc-stride 128
   --epochs "$epochs" --batch-size 32 --lr 1e-3 --warmup 0.1 --seed 0 --threads "$threads"
-  --log-every 50)
+  --log-every 50 "${init[@]}")
 echo "== ${cmd[*]}" >&2
 t0=$(date +%s)
 "${cmd[@]}" 2>"$out/train.log" || { tail -20 "$out/train.log" >&2; exit 1; }
