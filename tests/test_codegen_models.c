@@ -113,7 +113,7 @@ Test(codegen_models, gradients_of_every_small_model_match_the_reference, .timeou
 /* Pre-training's graph with the MLM head on gathered rows (fe_build_bert_mlm_gather, in
  * training mode with dropout): generated forward + backward against the reference. The
  * batch has 6 labels in each row of 9 (every third -100), gathered into P = 7 rows. */
-Test(codegen_models, gathered_mlm_training_graph_matches_the_reference, .timeout = 300)
+Test(codegen_models, gathered_mlm_training_graph_matches_the_reference, .timeout = 600)
 {
     fe_model m;
     ir_err e;

@@ -710,7 +710,7 @@ Test(task_pretrain, mlm_loss_falls_nsp_rises_and_the_checkpoint_fine_tunes, .tim
 }
 
 /* The driver streams: `train --stream-rows` trains epoch after epoch on new rows. */
-Test(task_pretrain, cli_streams_a_corpus, .timeout = 120)
+Test(task_pretrain, cli_streams_a_corpus, .timeout = 300)
 {
     const char *dir = tu_tmpdir();
     char d[1024];
