@@ -174,6 +174,21 @@ static inline int rt_task_compare(const struct rt_task_ops *t, const rt_metrics 
     return 0;
 }
 
+/* Helpers the tasks share (task.c). */
+
+/* Formats a note and passes it to note (nothing when note is NULL). */
+void rt_task_note(rt_note_fn note, void *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* An option's integer value in [lo, hi]; the error names --name. */
+int rt_task_int_opt(const char *v, const char *name, long long lo, long long hi,
+                    long long *out, ir_err *e);
+/* An option's real value in [lo, hi]; the error names --name. */
+int rt_task_real_opt(const char *v, const char *name, double lo, double hi, double *out,
+                     ir_err *e);
+/* A path made absolute (so that a run finds it from anywhere), or a copy as given;
+ * NULL when out of memory. */
+char *rt_task_abs_path(const char *p);
+
 /* The number of options of a task. */
 static inline int rt_task_noptions(const rt_task_ops *t)
 {

@@ -380,19 +380,7 @@ typedef struct is_state {
     int noted_truncation[3];
 } is_state;
 
-static void note(const is_state *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void note(const is_state *s, const char *fmt, ...)
-{
-    if (!s->note)
-        return;
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    s->note(s->note_ctx, msg);
-}
+#define note(s, ...) rt_task_note((s)->note, (s)->note_ctx, __VA_ARGS__)
 
 static void is_close(void *state)
 {
@@ -547,17 +535,13 @@ static int is_open(const rt_task_config *c, void **state, ir_err *e)
     s->note = c->note;
     s->note_ctx = c->note_ctx;
     const char *ms = c->opt && c->opt[0] ? c->opt[0] : is_options[0].def;
-    char *end;
-    errno = 0;
-    long v = strtol(ms, &end, 10);
-    if (errno || end == ms || *end || v < 3 || v > 65536) {
-        ir_errf(e, "--max-seq expects an integer in [3, 65536], got '%s'", ms);
+    long long v;
+    if (rt_task_int_opt(ms, "max-seq", 3, 65536, &v, e))
         goto fail;
-    }
     if (!(c->opt && c->opt[0]) && c->max_position > 0 && v > c->max_position)
-        v = (long)c->max_position; /* the default never exceeds the model */
+        v = c->max_position; /* the default never exceeds the model */
     if (c->max_position > 0 && v > c->max_position) {
-        ir_errf(e, "--max-seq %ld exceeds the model's max-position %lld", v,
+        ir_errf(e, "--max-seq %lld exceeds the model's max-position %lld", v,
                 (long long)c->max_position);
         goto fail;
     }

@@ -97,19 +97,7 @@ typedef struct pt_state {
 #define PT_STREAM_WINDOW 256
 #define PT_STREAM_SHUFFLE 1024
 
-static void note(const pt_state *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void note(const pt_state *s, const char *fmt, ...)
-{
-    if (!s->note)
-        return;
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    s->note(s->note_ctx, msg);
-}
+#define note(s, ...) rt_task_note((s)->note, (s)->note_ctx, __VA_ARGS__)
 
 static void pt_close(void *state)
 {
@@ -137,37 +125,6 @@ int rt_pt_eval_rows(int batch_size, int64_t S, int64_t V)
 }
 
 /* ---- options ------------------------------------------------------------------------ */
-
-static int int_opt(const char *v, const char *name, long long lo, long long hi,
-                   long long *out, ir_err *e)
-{
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        return ir_errf(e, "--%s expects an integer in [%lld, %lld], got '%s'", name, lo, hi,
-                       v);
-    *out = x;
-    return 0;
-}
-
-static int real_opt(const char *v, const char *name, double lo, double hi, double *out,
-                    ir_err *e)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !(x >= lo && x <= hi))
-        return ir_errf(e, "--%s expects a number in [%g, %g], got '%s'", name, lo, hi, v);
-    *out = x;
-    return 0;
-}
-
-static char *abs_path(const char *p)
-{
-    char *r = realpath(p, NULL);
-    return r ? r : strdup(p);
-}
 
 /* 1 when path starts like a safetensors file (an 8-byte header length, then '{'), 0
  * otherwise (a corpus), -1 when it cannot be read. */
@@ -589,17 +546,18 @@ static int pt_open(const rt_task_config *c, void **state, ir_err *e)
     long long ms = 0, mp = 0, dupe = 0, wwm = 0, dyn = 0, seed = 0, hold = 0, sr = 0,
               gat = 0;
     s->po = RT_PT_OPTS_DEFAULT;
-    if (int_opt(val[OPT_MAX_SEQ], "max-seq", 5, RT_PT_MAX_SEQ_LIMIT, &ms, e) ||
-        int_opt(val[OPT_MAX_PRED], "max-predictions", 0, 1 << 20, &mp, e) ||
-        real_opt(val[OPT_MASK_PROB], "mask-prob", 0, 1, &s->po.mask_prob, e) ||
-        real_opt(val[OPT_SHORT], "short-seq-prob", 0, 1, &s->po.short_seq_prob, e) ||
-        int_opt(val[OPT_DUPE], "dupe-factor", 1, 1000, &dupe, e) ||
-        int_opt(val[OPT_WWM], "whole-word", 0, 1, &wwm, e) ||
-        int_opt(val[OPT_DYNAMIC], "dynamic-mask", 0, 1, &dyn, e) ||
-        int_opt(val[OPT_SEED], "data-seed", 0, LLONG_MAX, &seed, e) ||
-        int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e) ||
-        int_opt(val[OPT_STREAM], "stream-rows", 0, (long long)1 << 40, &sr, e) ||
-        int_opt(val[OPT_GATHER], "mlm-gather", 0, 1, &gat, e))
+    if (rt_task_int_opt(val[OPT_MAX_SEQ], "max-seq", 5, RT_PT_MAX_SEQ_LIMIT, &ms, e) ||
+        rt_task_int_opt(val[OPT_MAX_PRED], "max-predictions", 0, 1 << 20, &mp, e) ||
+        rt_task_real_opt(val[OPT_MASK_PROB], "mask-prob", 0, 1, &s->po.mask_prob, e) ||
+        rt_task_real_opt(val[OPT_SHORT], "short-seq-prob", 0, 1, &s->po.short_seq_prob,
+                         e) ||
+        rt_task_int_opt(val[OPT_DUPE], "dupe-factor", 1, 1000, &dupe, e) ||
+        rt_task_int_opt(val[OPT_WWM], "whole-word", 0, 1, &wwm, e) ||
+        rt_task_int_opt(val[OPT_DYNAMIC], "dynamic-mask", 0, 1, &dyn, e) ||
+        rt_task_int_opt(val[OPT_SEED], "data-seed", 0, LLONG_MAX, &seed, e) ||
+        rt_task_int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e) ||
+        rt_task_int_opt(val[OPT_STREAM], "stream-rows", 0, (long long)1 << 40, &sr, e) ||
+        rt_task_int_opt(val[OPT_GATHER], "mlm-gather", 0, 1, &gat, e))
         goto fail;
     s->mlm_gather = (int)gat;
     s->stream_rows = sr;
@@ -631,8 +589,8 @@ static int pt_open(const rt_task_config *c, void **state, ir_err *e)
     }
     if (rt_pt_opts_check(&s->po, e) || !(s->masker = rt_pt_masker_new(s->v, &s->po, e)))
         goto fail;
-    if ((c->data && !(s->data = abs_path(c->data))) ||
-        (*val[OPT_EVAL] && !(s->eval_data = abs_path(val[OPT_EVAL])))) {
+    if ((c->data && !(s->data = rt_task_abs_path(c->data))) ||
+        (*val[OPT_EVAL] && !(s->eval_data = rt_task_abs_path(val[OPT_EVAL])))) {
         ir_errf(e, "out of memory");
         goto fail;
     }

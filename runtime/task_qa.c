@@ -52,19 +52,7 @@ typedef struct qa_state {
     int noted_test;
 } qa_state;
 
-static void note(const qa_state *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void note(const qa_state *s, const char *fmt, ...)
-{
-    if (!s->note)
-        return;
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    s->note(s->note_ctx, msg);
-}
+#define note(s, ...) rt_task_note((s)->note, (s)->note_ctx, __VA_ARGS__)
 
 static void qa_close(void *state)
 {
@@ -78,26 +66,6 @@ static void qa_close(void *state)
         rt_qa_features_free(&s->feat[i]);
     }
     free(s);
-}
-
-/* An integer option in [lo, hi]. */
-static int int_opt(const char *v, const char *name, long lo, long hi, int *out, ir_err *e)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        return ir_errf(e, "--%s expects an integer in [%ld, %ld], got '%s'", name, lo, hi,
-                       v);
-    *out = (int)x;
-    return 0;
-}
-
-/* A path made absolute (so that a run finds it from anywhere), or a copy as given. */
-static char *abs_path(const char *p)
-{
-    char *r = realpath(p, NULL);
-    return r ? r : strdup(p);
 }
 
 /* Reads a split once. */
@@ -223,31 +191,34 @@ static int qa_open(const rt_task_config *c, void **state, ir_err *e)
     const char *val[7];
     for (int i = 0; i < 7; i++)
         val[i] = c->opt && c->opt[i] ? c->opt[i] : qa_options[i].def;
-    int ms = 0, ans = 0;
-    if (int_opt(val[OPT_MAX_SEQ], "max-seq", 8, 65536, &ms, e) ||
-        int_opt(val[OPT_STRIDE], "doc-stride", 1, 65536, &s->fo.doc_stride, e) ||
-        int_opt(val[OPT_QUERY], "max-query-length", 1, 65536, &s->fo.max_query_len, e) ||
-        int_opt(val[OPT_ANSWER], "max-answer-length", 1, 65536, &ans, e) ||
-        int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &s->holdout, e))
+    long long ms = 0, ans = 0, stride = 0, query = 0, hold = 0;
+    if (rt_task_int_opt(val[OPT_MAX_SEQ], "max-seq", 8, 65536, &ms, e) ||
+        rt_task_int_opt(val[OPT_STRIDE], "doc-stride", 1, 65536, &stride, e) ||
+        rt_task_int_opt(val[OPT_QUERY], "max-query-length", 1, 65536, &query, e) ||
+        rt_task_int_opt(val[OPT_ANSWER], "max-answer-length", 1, 65536, &ans, e) ||
+        rt_task_int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e))
         goto fail;
+    s->fo.doc_stride = (int)stride;
+    s->fo.max_query_len = (int)query;
+    s->holdout = (int)hold;
     if (s->holdout == 1) {
         ir_errf(e, "--holdout expects 0 (none) or K >= 2 (every K-th article to dev)");
         goto fail;
     }
-    s->max_answer = ans;
+    s->max_answer = (int)ans;
     int given_seq = c->opt && c->opt[OPT_MAX_SEQ];
     if (!given_seq && c->max_position > 0 && ms > c->max_position)
         ms = (int)c->max_position; /* the default never exceeds the model */
     if (c->max_position > 0 && ms > c->max_position) {
-        ir_errf(e, "--max-seq %d exceeds the model's max-position %lld", ms,
+        ir_errf(e, "--max-seq %lld exceeds the model's max-position %lld", ms,
                 (long long)c->max_position);
         goto fail;
     }
-    s->fo.max_seq_len = ms;
+    s->fo.max_seq_len = (int)ms;
     if (!(c->opt && c->opt[OPT_QUERY]) && s->fo.max_query_len > ms / 2)
-        s->fo.max_query_len = ms / 2; /* the default leaves half of a short row */
+        s->fo.max_query_len = (int)(ms / 2); /* the default leaves half of a short row */
     if (s->fo.max_query_len + 4 > ms) {
-        ir_errf(e, "--max-query-length %d leaves no room for the context in --max-seq %d",
+        ir_errf(e, "--max-query-length %d leaves no room for the context in --max-seq %lld",
                 s->fo.max_query_len, ms);
         goto fail;
     }
@@ -255,8 +226,8 @@ static int qa_open(const rt_task_config *c, void **state, ir_err *e)
         ir_errf(e, "qa: give --eval-data or --holdout, not both");
         goto fail;
     }
-    if ((c->data && !(s->data = abs_path(c->data))) ||
-        (*val[OPT_EVAL] && !(s->eval_data = abs_path(val[OPT_EVAL])))) {
+    if ((c->data && !(s->data = rt_task_abs_path(c->data))) ||
+        (*val[OPT_EVAL] && !(s->eval_data = rt_task_abs_path(val[OPT_EVAL])))) {
         ir_errf(e, "out of memory");
         goto fail;
     }

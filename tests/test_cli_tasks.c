@@ -14,18 +14,6 @@
 #include "runtime/safetensors.h"
 #include "util.h"
 
-static int bertcc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int bertcc(char **out, const char *fmt, ...)
-{
-    char args[6000], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s", BERTCC_SOURCE_DIR, BERTCC_EXE, args);
-    return tu_run(cmd, out);
-}
-
 /* H=64, one layer, no dropout: learns the voice set in a few hundred updates. */
 static const char tiny_xml[] =
     "<bert name=\"voice-test\">\n"
@@ -38,14 +26,15 @@ static const char tiny_xml[] =
 static void voice_set(const char *dir, int per_intent)
 {
     char *out = NULL;
-    cr_assert_eq(bertcc(&out, "demo-data -o %s/data --per-intent %d", dir, per_intent), 0,
-                 "%s", out);
-    free(out);
-    cr_assert_eq(bertcc(&out,
-                        "vocab --corpus %s/data/train/seq.in --size 2000 --no-lowercase -o "
-                        "%s/vocab.txt",
-                        dir, dir),
+    cr_assert_eq(tu_bertcc(&out, "demo-data -o %s/data --per-intent %d", dir, per_intent),
                  0, "%s", out);
+    free(out);
+    cr_assert_eq(
+        tu_bertcc(&out,
+                  "vocab --corpus %s/data/train/seq.in --size 2000 --no-lowercase -o "
+                  "%s/vocab.txt",
+                  dir, dir),
+        0, "%s", out);
     free(out);
     cr_assert_eq(tu_write_file(tu_path(dir, "model.xml"), tiny_xml), 0);
 }
@@ -67,7 +56,7 @@ Test(cli_tasks, voice_set_fine_tunes_and_answers, .timeout = 300)
         "--no-lowercase -o %s/run --epochs 5 --batch-size 16 --lr 2e-3 --threads 2 --quiet "
         "--backend %s";
     const char *backend = "jit";
-    if (bertcc(&out, train, dir, dir, dir, dir, "jit")) {
+    if (tu_bertcc(&out, train, dir, dir, dir, dir, "jit")) {
         cr_log_warn("the JIT backend could not train (%s); using the reference interpreter",
                     out ? out : "?");
         free(out);
@@ -75,13 +64,13 @@ Test(cli_tasks, voice_set_fine_tunes_and_answers, .timeout = 300)
         snprintf(rm, sizeof rm, "rm -rf %s/run", dir);
         tu_run(rm, NULL);
         backend = "ref";
-        cr_assert_eq(bertcc(&out, train, dir, dir, dir, dir, "ref"), 0, "%s", out);
+        cr_assert_eq(tu_bertcc(&out, train, dir, dir, dir, dir, "ref"), 0, "%s", out);
     }
     free(out);
 
     /* eval --json: one object, the three scores as fractions. */
-    cr_assert_eq(bertcc(&out, "eval --model %s/run --data %s/data --json --backend %s", dir,
-                        dir, backend),
+    cr_assert_eq(tu_bertcc(&out, "eval --model %s/run --data %s/data --json --backend %s",
+                           dir, dir, backend),
                  0, "%s", out);
     json_error_t je;
     json_t *j = json_loads(out, 0, &je);
@@ -97,20 +86,21 @@ Test(cli_tasks, voice_set_fine_tunes_and_answers, .timeout = 300)
     cr_expect_str_eq(json_string_value(json_object_get(j, "split")), "test");
     json_decref(j);
     free(out);
-    cr_assert_eq(bertcc(&out,
-                        "eval --model %s/run --data %s/data --split dev --weights last",
-                        dir, dir),
+    cr_assert_eq(tu_bertcc(&out,
+                           "eval --model %s/run --data %s/data --split dev --weights last",
+                           dir, dir),
                  0, "%s", out);
     cr_expect(strstr(out, "intent-slot dev, 163 examples") && strstr(out, "frame_accuracy"),
               "%s", out);
     free(out);
 
     /* predict: the README's sentences. */
-    cr_assert_eq(bertcc(&out,
-                        "predict --model %s/run --backend %s '아이유 노래 아무거나 틀어줘' "
-                        "'노래 그만 틀어'",
-                        dir, backend),
-                 0, "%s", out);
+    cr_assert_eq(
+        tu_bertcc(&out,
+                  "predict --model %s/run --backend %s '아이유 노래 아무거나 틀어줘' "
+                  "'노래 그만 틀어'",
+                  dir, backend),
+        0, "%s", out);
     cr_expect(strstr(out, "intent: play_song_by_artist (") &&
                   strstr(out, "\nartist: 아이유\n"),
               "%s", out);
@@ -141,7 +131,7 @@ Test(cli_tasks, voice_set_fine_tunes_and_answers, .timeout = 300)
     free(out);
 
     /* export: a Hugging Face directory. */
-    cr_assert_eq(bertcc(&out, "export --model %s/run -o %s/hf", dir, dir), 0, "%s", out);
+    cr_assert_eq(tu_bertcc(&out, "export --model %s/run -o %s/hf", dir, dir), 0, "%s", out);
     free(out);
     char hf[1100];
     snprintf(hf, sizeof hf, "%s/hf", dir);
@@ -196,14 +186,15 @@ Test(cli_tasks, hugging_face_directory_fine_tunes, .timeout = 300)
     const char *dir = tu_tmpdir();
     const char *hf = "tests/fixtures/hf_bert_tiny";
     char *out = NULL;
-    cr_assert_eq(bertcc(&out, "demo-data -o %s/data --per-intent 500", dir), 0, "%s", out);
+    cr_assert_eq(tu_bertcc(&out, "demo-data -o %s/data --per-intent 500", dir), 0, "%s",
+                 out);
     free(out);
-    cr_assert_eq(bertcc(&out,
-                        "train %s --task intent-slot --data %s/data --init %s -o %s/run "
-                        "--epochs 8 --batch-size 16 --lr 3e-3 --threads 1 --quiet "
-                        "--freeze bert.embeddings.LayerNorm --freeze "
-                        "bert.embeddings.position",
-                        hf, dir, hf, dir),
+    cr_assert_eq(tu_bertcc(&out,
+                           "train %s --task intent-slot --data %s/data --init %s -o %s/run "
+                           "--epochs 8 --batch-size 16 --lr 3e-3 --threads 1 --quiet "
+                           "--freeze bert.embeddings.LayerNorm --freeze "
+                           "bert.embeddings.position",
+                           hf, dir, hf, dir),
                  0, "%s", out);
     cr_expect(strstr(out, "note: vocabulary: tests/fixtures/hf_bert_tiny/vocab.txt"), "%s",
               out);
@@ -256,7 +247,7 @@ Test(cli_tasks, hugging_face_directory_fine_tunes, .timeout = 300)
               "options.json does not record --no-lowercase");
     json_decref(j);
 
-    cr_assert_eq(bertcc(&out, "eval --model %s/run --data %s/data --json", dir, dir), 0,
+    cr_assert_eq(tu_bertcc(&out, "eval --model %s/run --data %s/data --json", dir, dir), 0,
                  "%s", out);
     j = json_loads(out, 0, &je);
     cr_assert_not_null(j, "not JSON (%s): %s", je.text, out);
@@ -264,7 +255,7 @@ Test(cli_tasks, hugging_face_directory_fine_tunes, .timeout = 300)
     cr_expect_geq(get_num(j, "slot_f1"), 0.85, "%s", out);
     json_decref(j);
     free(out);
-    cr_assert_eq(bertcc(&out, "predict --model %s/run '노래 그만 틀어'", dir), 0, "%s",
+    cr_assert_eq(tu_bertcc(&out, "predict --model %s/run '노래 그만 틀어'", dir), 0, "%s",
                  out);
     cr_expect(strstr(out, "intent: stop_music ("), "%s", out);
     free(out);
@@ -303,7 +294,7 @@ Test(cli_tasks, refusals_are_clear)
         {"export --model %s/none -o %s/hf", "not a run directory"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        cr_assert_eq(bertcc(&out, bad[i].args, dir, dir, dir, dir), 1, "%s: %s",
+        cr_assert_eq(tu_bertcc(&out, bad[i].args, dir, dir, dir, dir), 1, "%s: %s",
                      bad[i].args, out);
         cr_expect(strstr(out, bad[i].want), "%s: '%s' not in: %s", bad[i].args, bad[i].want,
                   out);
@@ -311,16 +302,17 @@ Test(cli_tasks, refusals_are_clear)
     }
     /* A run of batch files is not a task run. */
     cr_assert_eq(
-        bertcc(&out,
-               "train tests/fixtures/run_tiny/model.xml --data "
-               "tests/fixtures/run_tiny/batch.safetensors -o %s/b --steps 1 --quiet",
-               dir),
+        tu_bertcc(&out,
+                  "train tests/fixtures/run_tiny/model.xml --data "
+                  "tests/fixtures/run_tiny/batch.safetensors -o %s/b --steps 1 --quiet",
+                  dir),
         0, "%s", out);
     free(out);
-    cr_assert_eq(bertcc(&out, "eval --model %s/b --data %s/data --split dev", dir, dir), 1);
+    cr_assert_eq(tu_bertcc(&out, "eval --model %s/b --data %s/data --split dev", dir, dir),
+                 1);
     cr_expect(strstr(out, "trained on batch files"), "%s", out);
     free(out);
-    cr_assert_eq(bertcc(&out, "eval --model %s/b --data %s/data --split nope", dir, dir),
+    cr_assert_eq(tu_bertcc(&out, "eval --model %s/b --data %s/data --split nope", dir, dir),
                  1);
     cr_expect(strstr(out, "--split"), "%s", out);
     free(out);

@@ -571,18 +571,6 @@ Test(task_pretrain, dev_metrics_of_a_model_without_an_opinion)
 /* ---- end to end ------------------------------------------------------------------------
  */
 
-static int bertcc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int bertcc(char **out, const char *fmt, ...)
-{
-    char args[6000], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s", BERTCC_SOURCE_DIR, BERTCC_EXE, args);
-    return tu_run(cmd, out);
-}
-
 /* H=64, two layers, no dropout: NSP takes off after about ten epochs (one layer's
  * [CLS] learns it far less reliably). */
 static const char tiny_xml[] =
@@ -640,7 +628,7 @@ Test(task_pretrain, mlm_loss_falls_nsp_rises_and_the_checkpoint_fine_tunes, .tim
                         "--epochs 30 --batch-size 16 --lr 3e-3 --threads 1 --quiet "
                         "--backend %s";
     const char *backend = "jit";
-    if (bertcc(&out, train, d, d, d, d, "jit")) {
+    if (tu_bertcc(&out, train, d, d, d, d, "jit")) {
         cr_log_warn("the JIT backend could not train (%s); using the reference interpreter",
                     out ? out : "?");
         free(out);
@@ -648,7 +636,7 @@ Test(task_pretrain, mlm_loss_falls_nsp_rises_and_the_checkpoint_fine_tunes, .tim
         snprintf(rm, sizeof rm, "rm -rf %s/pt", d);
         tu_run(rm, NULL);
         backend = "ref";
-        cr_assert_eq(bertcc(&out, train, d, d, d, d, "ref"), 0, "%s", out);
+        cr_assert_eq(tu_bertcc(&out, train, d, d, d, d, "ref"), 0, "%s", out);
     }
     free(out);
     char pt[1100];
@@ -672,10 +660,10 @@ Test(task_pretrain, mlm_loss_falls_nsp_rises_and_the_checkpoint_fine_tunes, .tim
 
     /* eval on dev agrees with the run's last line (best weights: the lowest loss). */
     cr_assert_eq(
-        bertcc(&out,
-               "eval --model %s --data %s/corpus.txt --split dev --json --backend %s "
-               "2>/dev/null",
-               pt, d, backend),
+        tu_bertcc(&out,
+                  "eval --model %s --data %s/corpus.txt --split dev --json --backend %s "
+                  "2>/dev/null",
+                  pt, d, backend),
         0, "%s", out);
     json_error_t je;
     json_t *j = json_loads(out, 0, &je);
@@ -691,11 +679,11 @@ Test(task_pretrain, mlm_loss_falls_nsp_rises_and_the_checkpoint_fine_tunes, .tim
     char is[1100];
     snprintf(is, sizeof is, "%s/is", d);
     write_intent_slot(is);
-    cr_assert_eq(bertcc(&out,
-                        "train %s/model.xml --task intent-slot --data %s/is --vocab "
-                        "%s/vocab.txt --init %s/weights.safetensors -o %s/ft --epochs 2 "
-                        "--batch-size 2 --threads 1 --backend %s",
-                        d, d, d, pt, d, backend),
+    cr_assert_eq(tu_bertcc(&out,
+                           "train %s/model.xml --task intent-slot --data %s/is --vocab "
+                           "%s/vocab.txt --init %s/weights.safetensors -o %s/ft --epochs 2 "
+                           "--batch-size 2 --threads 1 --backend %s",
+                           d, d, d, pt, d, backend),
                  0, "%s", out);
     cr_expect(strstr(out, "initialized 'intent.classifier.weight'"), "%s", out);
     cr_expect(strstr(out, "initialized 'slot.classifier.bias'"), "%s", out);
@@ -719,12 +707,13 @@ Test(task_pretrain, cli_streams_a_corpus, .timeout = 300)
     rt_vocab_free(corpus_vocab(tu_path(d, "vocab.txt")));
     cr_assert_eq(tu_write_file(tu_path(d, "model.xml"), tiny_xml), 0);
     char *out = NULL;
-    cr_assert_eq(bertcc(&out,
-                        "train %s/model.xml --task pretrain --data %s/corpus.txt --vocab "
-                        "%s/vocab.txt -o %s/pt --max-seq 32 --stream-rows 48 --epochs 3 "
-                        "--batch-size 16 --threads 1",
-                        d, d, d, d),
-                 0, "%s", out);
+    cr_assert_eq(
+        tu_bertcc(&out,
+                  "train %s/model.xml --task pretrain --data %s/corpus.txt --vocab "
+                  "%s/vocab.txt -o %s/pt --max-seq 32 --stream-rows 48 --epochs 3 "
+                  "--batch-size 16 --threads 1",
+                  d, d, d, d),
+        0, "%s", out);
     cr_expect(strstr(out, "streaming") && strstr(out, "48 rows of 32 tokens per epoch"),
               "%s", out);
     cr_expect(strstr(out, "48 rows of 32 tokens, micro-batches of 16 rows, 1 per update, 9 "

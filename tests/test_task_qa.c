@@ -318,18 +318,6 @@ Test(task_qa, refusals_name_the_option)
 
 /* ---- end to end -------------------------------------------------------------------- */
 
-static int bertcc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int bertcc(char **out, const char *fmt, ...)
-{
-    char args[6000], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s", BERTCC_SOURCE_DIR, BERTCC_EXE, args);
-    return tu_run(cmd, out);
-}
-
 /* H=64, two layers, no dropout: learns the nine questions in about a hundred updates. */
 static const char tiny_xml[] =
     "<bert name=\"qa-test\">\n"
@@ -348,7 +336,7 @@ Test(task_qa, overfits_a_small_set_then_evaluates_and_answers, .timeout = 300)
                         "--epochs 40 --batch-size 4 --lr 3e-3 --threads 1 --quiet "
                         "--backend %s";
     const char *backend = "jit";
-    if (bertcc(&out, train, dir, dir, "jit")) {
+    if (tu_bertcc(&out, train, dir, dir, "jit")) {
         cr_log_warn("the JIT backend could not train (%s); using the reference interpreter",
                     out ? out : "?");
         free(out);
@@ -356,7 +344,7 @@ Test(task_qa, overfits_a_small_set_then_evaluates_and_answers, .timeout = 300)
         snprintf(rm, sizeof rm, "rm -rf %s/run", dir);
         tu_run(rm, NULL);
         backend = "ref";
-        cr_assert_eq(bertcc(&out, train, dir, dir, "ref"), 0, "%s", out);
+        cr_assert_eq(tu_bertcc(&out, train, dir, dir, "ref"), 0, "%s", out);
     }
     free(out);
     /* Training kept every 2nd article for dev: the run remembers it and the metric. */
@@ -370,11 +358,11 @@ Test(task_qa, overfits_a_small_set_then_evaluates_and_answers, .timeout = 300)
     json_decref(opt);
 
     /* eval --json on the whole file, last weights (the overfit ones): high EM. */
-    cr_assert_eq(bertcc(&out,
-                        "eval --model %s/run --data " FIX
-                        "train.json --json --weights last "
-                        "--backend %s 2>/dev/null",
-                        dir, backend),
+    cr_assert_eq(tu_bertcc(&out,
+                           "eval --model %s/run --data " FIX
+                           "train.json --json --weights last "
+                           "--backend %s 2>/dev/null",
+                           dir, backend),
                  0, "%s", out);
     json_t *j = json_loads(out, 0, &je);
     cr_assert_not_null(j, "not JSON (%s): %s", je.text, out);
@@ -389,10 +377,11 @@ Test(task_qa, overfits_a_small_set_then_evaluates_and_answers, .timeout = 300)
     json_decref(j);
     free(out);
     /* The training articles (0 and 2, five questions) are learnt by heart. */
-    cr_assert_eq(bertcc(&out,
-                        "eval --model %s/run --data " FIX "train.json --split train --json "
-                        "--weights last --backend %s 2>/dev/null",
-                        dir, backend),
+    cr_assert_eq(tu_bertcc(&out,
+                           "eval --model %s/run --data " FIX
+                           "train.json --split train --json "
+                           "--weights last --backend %s 2>/dev/null",
+                           dir, backend),
                  0, "%s", out);
     j = json_loads(out, 0, &je);
     cr_assert_not_null(j, "%s", out);
@@ -401,7 +390,7 @@ Test(task_qa, overfits_a_small_set_then_evaluates_and_answers, .timeout = 300)
     json_decref(j);
     free(out);
     cr_assert_eq(
-        bertcc(&out, "eval --model %s/run --data " FIX "train.json --split dev", dir), 0,
+        tu_bertcc(&out, "eval --model %s/run --data " FIX "train.json --split dev", dir), 0,
         "%s", out);
     cr_expect(strstr(out, "qa dev, 4 examples") && strstr(out, "exact_match") &&
                   strstr(out, "f1"),
@@ -411,18 +400,18 @@ Test(task_qa, overfits_a_small_set_then_evaluates_and_answers, .timeout = 300)
     /* predict: the span, its score and probability. */
     static const char ctx[] = "이순신은 조선 중기의 무신이다. 그는 1545년 한성 건천동에서 "
                               "태어났다. 임진왜란 때 삼도수군통제사로 수군을 이끌었다.";
-    cr_assert_eq(bertcc(&out,
-                        "predict --model %s/run --weights last --backend %s --question "
-                        "'이순신은 언제 태어났나요?' --context '%s'",
-                        dir, backend, ctx),
+    cr_assert_eq(tu_bertcc(&out,
+                           "predict --model %s/run --weights last --backend %s --question "
+                           "'이순신은 언제 태어났나요?' --context '%s'",
+                           dir, backend, ctx),
                  0, "%s", out);
     cr_expect(strstr(out, "answer: 1545년 (score "), "%s", out);
     free(out);
-    cr_assert_eq(bertcc(&out,
-                        "predict --model %s/run --weights last --backend %s --json "
-                        "--context '%s' '이순신은 언제 태어났나요?' "
-                        "'임진왜란 때 이순신의 직책은?' 2>/dev/null",
-                        dir, backend, ctx),
+    cr_assert_eq(tu_bertcc(&out,
+                           "predict --model %s/run --weights last --backend %s --json "
+                           "--context '%s' '이순신은 언제 태어났나요?' "
+                           "'임진왜란 때 이순신의 직책은?' 2>/dev/null",
+                           dir, backend, ctx),
                  0, "%s", out);
     char *nl = strchr(out, '\n');
     cr_assert(nl, "%s", out);
@@ -442,12 +431,12 @@ Test(task_qa, overfits_a_small_set_then_evaluates_and_answers, .timeout = 300)
     cr_expect_str_eq(json_string_value(json_object_get(j, "answer")), "삼도수군통제사");
     json_decref(j);
     free(out);
-    cr_expect_eq(bertcc(&out, "predict --model %s/run --question 'q?'", dir), 1);
+    cr_expect_eq(tu_bertcc(&out, "predict --model %s/run --question 'q?'", dir), 1);
     cr_expect(strstr(out, "--context"), "%s", out);
     free(out);
 
     /* export: a BertForQuestionAnswering directory. */
-    cr_assert_eq(bertcc(&out, "export --model %s/run -o %s/hf", dir, dir), 0, "%s", out);
+    cr_assert_eq(tu_bertcc(&out, "export --model %s/run -o %s/hf", dir, dir), 0, "%s", out);
     free(out);
     char hf[1100];
     snprintf(hf, sizeof hf, "%s/hf", dir);

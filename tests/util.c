@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <ftw.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,17 @@ int tu_run(const char *cmd, char **out)
     if (st == -1 || !WIFEXITED(st))
         return -1;
     return WEXITSTATUS(st);
+}
+
+int tu_bertcc(char **out, const char *fmt, ...)
+{
+    char args[6000], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s", BERTCC_SOURCE_DIR, BERTCC_EXE, args);
+    return tu_run(cmd, out);
 }
 
 /* ---- comparing the JIT with the reference interpreter ---- */

@@ -17,6 +17,9 @@ const char *tu_path(const char *dir, const char *name);
 /* Runs a shell command, capturing stdout and stderr together into *out (malloc'd, may be
  * NULL). Returns the exit status (or -1 if it did not exit normally). */
 int tu_run(const char *cmd, char **out);
+/* Runs the bertcc executable from the source tree with printf-formatted arguments, as
+ * tu_run does (output into *out). */
+int tu_bertcc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Source-tree path of a file: BERTCC_SOURCE_DIR "/" rel. */
 const char *tu_src(const char *rel);
 

@@ -1,0 +1,50 @@
+/* task.c: what the task implementations share (see task.h). */
+#include "task.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void rt_task_note(rt_note_fn note, void *ctx, const char *fmt, ...)
+{
+    if (!note)
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    note(ctx, msg);
+}
+
+int rt_task_int_opt(const char *v, const char *name, long long lo, long long hi,
+                    long long *out, ir_err *e)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return ir_errf(e, "--%s expects an integer in [%lld, %lld], got '%s'", name, lo, hi,
+                       v);
+    *out = x;
+    return 0;
+}
+
+int rt_task_real_opt(const char *v, const char *name, double lo, double hi, double *out,
+                     ir_err *e)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi))
+        return ir_errf(e, "--%s expects a number in [%g, %g], got '%s'", name, lo, hi, v);
+    *out = x;
+    return 0;
+}
+
+char *rt_task_abs_path(const char *p)
+{
+    char *r = realpath(p, NULL);
+    return r ? r : strdup(p);
+}
