@@ -272,9 +272,9 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
         snprintf(
             cmd, sizeof cmd,
             "cc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden %s -I'%s' -o '%s' '%s' "
-            "'%s' '%s' '%s/libbc_runtime.a' '%s/libbc_ir.a' -Wl,--exclude-libs,ALL "
-            "-ljansson -lutf8proc -fopenmp -lm",
-            BERTCC_AOT_FLAGS, inc, so_path, wc, fo, to, libdir, libdir);
+            "'%s' '%s' '%s/libbc_runtime.a' '%s/libbc_ir.a' '%s/libbc_support.a' "
+            "-Wl,--exclude-libs,ALL -ljansson -fopenmp -lm",
+            BERTCC_AOT_FLAGS, inc, so_path, wc, fo, to, libdir, libdir, libdir);
         rc = run_cc(cmd, e);
     }
     rt_plan_free(&pf);

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "err.h"
+#include "../support/err.h"
 
 #define IR_MAX_RANK 6
 #define IR_MAX_INPUTS 4

@@ -8,9 +8,6 @@
 #include "../ir/ir.h"
 #include "tensor.h"
 
-/* Receives informational notes ("ignored tensor ..."); may be NULL. */
-typedef void (*rt_note_fn)(void *ctx, const char *msg);
-
 /* BERT's initialization of one parameter: normal(0, 0.02) for weights and embeddings,
  * 1 for LayerNorm weights, 0 for biases. Each parameter draws from its own stream,
  * seeded from seed and its name, so adding a head does not change the encoder's

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../ir/err.h"
+#include "../support/err.h"
 
 #define RT_MAX_RANK 8
 

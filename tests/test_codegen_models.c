@@ -9,7 +9,7 @@
 
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
-#include "../runtime/batch.h"
+#include "../train/batch.h"
 #include "../runtime/params.h"
 #include "../runtime/rng.h"
 #include "tests/util.h"

@@ -1,4 +1,4 @@
-/* test_intent_slot.c: runtime/task_intent_slot.c — BIO tags onto WordPiece sub-tokens
+/* test_intent_slot.c: tasks/task_intent_slot.c — BIO tags onto WordPiece sub-tokens
  * (first sub-token labelled, -100 elsewhere), truncation, label lists with UNK, reading
  * the ATIS layout and its errors, the run batch tensors, evaluation and prediction with
  * a hand-written forward function (so that the task is tested apart from any model),
@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/batch.h"
-#include "runtime/metrics.h"
-#include "runtime/task_intent_slot.h"
+#include "train/batch.h"
+#include "tasks/metrics.h"
+#include "tasks/task_intent_slot.h"
 #include "util.h"
 
 /* A small vocabulary where Korean words split into known pieces. */

@@ -10,7 +10,7 @@
 
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
-#include "../runtime/batch.h"
+#include "../train/batch.h"
 #include "../runtime/interp.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"

@@ -1,4 +1,4 @@
-/* test_metrics.c: runtime/metrics.c. conlleval counts on hand-made tag sequences
+/* test_metrics.c: tasks/metrics.c. conlleval counts on hand-made tag sequences
  * (counted by hand below) and on 400 more whose counts the Perl conlleval script gave
  * (tests/fixtures/metrics/conlleval_cases.txt); intent and frame accuracy; SQuAD v1.1
  * and KorQuAD v1.0 EM/F1 by hand and against the scripts' Python functions
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/metrics.h"
+#include "tasks/metrics.h"
 #include "util.h"
 
 #define EPS 1e-12

@@ -1,4 +1,4 @@
-/* test_optim.c: runtime/optim.c — AdamW, the linear warm-up/decay schedule and global
+/* test_optim.c: train/optim.c — AdamW, the linear warm-up/decay schedule and global
  * gradient clipping, against steps computed by hand and against PyTorch
  * (tests/fixtures/optim/make_adamw.py: torch.optim.AdamW, clip_grad_norm_, LambdaLR). */
 #include <criterion/criterion.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/optim.h"
+#include "../train/optim.h"
 #include "../runtime/safetensors.h"
 #include "util.h"
 

@@ -1,4 +1,4 @@
-/* test_pretrain_data.c: runtime/pretrain_data.c and `bertcc pretrain-data`. The corpus
+/* test_pretrain_data.c: tasks/pretrain_data.c and `bertcc pretrain-data`. The corpus
  * is made here: documents of numbered sentences whose every word is a distinct
  * vocabulary token (w0, w1, ... in corpus order), so each token tells its document, its
  * sentence and its neighbours. That lets the tests check that A and B are runs of
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/pretrain_data.h"
+#include "tasks/pretrain_data.h"
 #include "runtime/safetensors.h"
 #include "util.h"
 

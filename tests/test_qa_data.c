@@ -1,4 +1,4 @@
-/* test_qa_data.c: runtime/qa_data.c. SQuAD JSON reading (code-point offsets to byte
+/* test_qa_data.c: tasks/qa_data.c. SQuAD JSON reading (code-point offsets to byte
  * offsets through multi-byte and non-BMP text, answers that do not match skipped with a
  * note, errors that name the entry), the split by article, and run_squad's features over
  * hand-made English and Korean files with a tiny vocabulary (windows and stride, answer
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/qa_data.h"
+#include "tasks/qa_data.h"
 #include "util.h"
 
 #define FIX "tests/fixtures/qa/"

@@ -1,4 +1,4 @@
-/* test_rundir.c: the run directory of `bertcc train --task` (tools/bertcc/rundir.c):
+/* test_rundir.c: the run directory of `bertcc train --task` (tasks/rundir.c):
  * that it holds everything eval, predict, export and --resume need (the model as
  * sized, weights last and best, vocabulary, label lists, options, logs, metrics and the
  * plot), and that Ctrl-C then --resume gives the same run as an uninterrupted one. */

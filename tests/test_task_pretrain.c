@@ -1,4 +1,4 @@
-/* test_task_pretrain.c: the pre-training task (runtime/task_pretrain.c) on a generated
+/* test_task_pretrain.c: the pre-training task (tasks/task_pretrain.c) on a generated
  * corpus whose documents each have a topic of their own words. Through its table of
  * functions: dynamic masking changes the masks of a micro-batch with its seed and keeps
  * labels and unmasked tokens consistent; the holdout keeps documents whole (dev rows
@@ -17,10 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/pretrain_data.h"
+#include "tasks/pretrain_data.h"
 #include "runtime/rng.h"
 #include "runtime/safetensors.h"
-#include "runtime/task_pretrain.h"
+#include "tasks/task_pretrain.h"
 #include "util.h"
 
 /* ---- the generated corpus ---------------------------------------------------------- */

@@ -1,4 +1,4 @@
-/* test_task_qa.c: the QA task (runtime/task_qa.c). Through its table of functions with
+/* test_task_qa.c: the QA task (tasks/task_qa.c). Through its table of functions with
  * hand-written forward passes: windows as run batch rows with answer positions, the
  * split by article (--holdout), the --metric auto rule, evaluation that decodes spans
  * across windows (an oracle model scores EM = F1 = 1, a model without an answer scores
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/task_qa.h"
+#include "tasks/task_qa.h"
 #include "util.h"
 
 #define FIX "tests/fixtures/qa_task/"

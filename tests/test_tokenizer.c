@@ -1,4 +1,4 @@
-/* test_tokenizer.c: runtime/tokenizer.c and runtime/wordpiece_learn.c, and the tokenize
+/* test_tokenizer.c: text/tokenizer.c and text/wordpiece_learn.c, and the tokenize
  * and vocab commands. Hand-checked cases over a tiny vocabulary (punctuation, "##"
  * continuations, [UNK], the 100-character limit, offsets through accents and jamo,
  * special tokens in text); Hugging Face's own ids for English and Korean sentences
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/tokenizer.h"
+#include "text/tokenizer.h"
 #include "util.h"
 
 #define TINY "tests/fixtures/tokenizer/tiny_vocab.txt"

@@ -1,4 +1,4 @@
-/* test_train.c: runtime/train.c — the training engine, driven by a hand-written step
+/* test_train.c: train/train.c — the training engine, driven by a hand-written step
  * function (linear regression with analytic gradients and a seeded row dropout), so
  * that it is tested apart from autodiff: over-fitting, gradient accumulation, frozen
  * parameters, non-finite values, the shuffle, checkpoints and exact resumption. The
@@ -12,12 +12,12 @@
 
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
-#include "../runtime/batch.h"
+#include "../train/batch.h"
 #include "../runtime/interp.h"
 #include "../runtime/params.h"
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
-#include "../runtime/train.h"
+#include "../train/train.h"
 #include "util.h"
 
 /* ---- the hand-written model ---------------------------------------------------------

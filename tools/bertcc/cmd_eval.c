@@ -1,5 +1,5 @@
 /* cmd_eval.c: `bertcc eval --model RUN_DIR --data PATH` — scores a trained run on a
- * split of a task's data with the task's metrics (runtime/task.h), using the run's
+ * split of a task's data with the task's metrics (tasks/task.h), using the run's
  * vocabulary, tokenizer options and label lists. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,10 +7,10 @@
 
 #include <jansson.h>
 
-#include "../../runtime/task.h"
+#include "../../tasks/task.h"
 #include "args.h"
 #include "driver.h"
-#include "rundir.h"
+#include "../../tasks/rundir.h"
 
 int cmd_eval(int argc, char **argv)
 {
@@ -85,7 +85,7 @@ int cmd_eval(int argc, char **argv)
     rt_metrics m;
     if (!(g = rundir_eval_graph(&run.model, run.task->eval_outputs, &e)) ||
         rundir_load_weights(&run, weights, g, &params, &e) ||
-        rundir_task_open(&run, data, &task, &e) ||
+        rundir_task_open(&run, data, driver_note, NULL, &task, &e) ||
         rundir_runner_init(&rr, g, be, (int)nthreads, &e)) {
         driver_fail(e.msg);
         goto done;

@@ -25,11 +25,11 @@
 #include <jansson.h>
 
 #include "../../runtime/safetensors.h"
-#include "../../runtime/task_intent_slot.h"
-#include "../../runtime/train.h"
+#include "../../tasks/task_intent_slot.h"
+#include "../../train/train.h"
 #include "args.h"
 #include "driver.h"
-#include "rundir.h"
+#include "../../tasks/rundir.h"
 
 static int write_json(const char *dir, const char *name, json_t *j, ir_err *e)
 {

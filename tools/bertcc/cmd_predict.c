@@ -13,10 +13,10 @@
 
 #include <jansson.h>
 
-#include "../../runtime/task.h"
+#include "../../tasks/task.h"
 #include "args.h"
 #include "driver.h"
-#include "rundir.h"
+#include "../../tasks/rundir.h"
 
 typedef struct predictor {
     rt_task task;
@@ -127,7 +127,7 @@ int cmd_predict(int argc, char **argv)
     }
     if (!(g = rundir_eval_graph(&run.model, run.task->eval_outputs, &e)) ||
         rundir_load_weights(&run, weights, g, &params, &e) ||
-        rundir_task_open(&run, NULL, &p.task, &e) ||
+        rundir_task_open(&run, NULL, driver_note, NULL, &p.task, &e) ||
         rundir_runner_init(&p.rr, g, be, (int)nthreads, &e)) {
         driver_fail(e.msg);
         goto done;

@@ -1,6 +1,6 @@
 /* cmd_pretrain_data.c: `bertcc pretrain-data`, masked-LM + next-sentence pre-training
  * data from plain text, as BERT's create_pretraining_data.py makes it, written in the
- * `run` batch format. Thin: the work is in runtime/pretrain_data.h. */
+ * `run` batch format. Thin: the work is in tasks/pretrain_data.h. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../runtime/pretrain_data.h"
+#include "../../tasks/pretrain_data.h"
 #include "../../runtime/safetensors.h"
 #include "args.h"
 #include "driver.h"
@@ -262,7 +262,7 @@ int cmd_pretrain_data(int argc, char **argv)
             "[N, max-seq] (I64; mlm_labels -100 where not chosen) and nsp_labels [N]\n"
             "(0 = IsNext, 1 = NotNext). Every random choice comes from --seed: the same\n"
             "seed gives the same file. The whole corpus is held in memory (4 bytes a\n"
-            "token); training can instead stream it (runtime/pretrain_data.h).",
+            "token); training can instead stream it (tasks/pretrain_data.h).",
             opts);
         rc = 0;
         goto done;

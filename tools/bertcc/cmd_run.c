@@ -8,7 +8,7 @@
 #include "../../codegen/engine.h"
 #include "../../frontend/frontend.h"
 #include "../../passes/passes.h"
-#include "../../runtime/batch.h"
+#include "../../train/batch.h"
 #include "../../runtime/interp.h"
 #include "../../runtime/params.h"
 #include "../../runtime/safetensors.h"

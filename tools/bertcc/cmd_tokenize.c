@@ -1,13 +1,13 @@
 /* cmd_tokenize.c: `bertcc tokenize` (text -> WordPiece tokens, ids and offsets) and
  * `bertcc vocab` (learn a WordPiece vocabulary from a corpus). Both are thin: the work
- * is in runtime/tokenizer.h. */
+ * is in text/tokenizer.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 #include <time.h>
 
-#include "../../runtime/tokenizer.h"
+#include "../../text/tokenizer.h"
 #include "args.h"
 #include "driver.h"
 

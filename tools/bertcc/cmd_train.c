@@ -1,6 +1,6 @@
-/* cmd_train.c: `bertcc train` — trains a model with the engine of runtime/train.h,
+/* cmd_train.c: `bertcc train` — trains a model with the engine of train/train.h,
  * either on a batch file (the `run` batch format with N rows; --task batches, the
- * default) or on a task's data (--task intent-slot, ...: runtime/task.h), which also
+ * default) or on a task's data (--task intent-slot, ...: tasks/task.h), which also
  * sizes the model from the vocabulary and the label sets, evaluates on dev after every
  * epoch, keeps the best weights and draws the curves. The training-mode graph
  * (dropout, driven by a "dropout_seed" input) is differentiated by pass_autodiff and
@@ -23,14 +23,14 @@
 #include "../../codegen/engine.h"
 #include "../../frontend/frontend.h"
 #include "../../passes/passes.h"
-#include "../../runtime/batch.h"
+#include "../../train/batch.h"
 #include "../../runtime/params.h"
 #include "../../runtime/safetensors.h"
-#include "../../runtime/task.h"
-#include "../../runtime/train.h"
+#include "../../tasks/task.h"
+#include "../../train/train.h"
 #include "args.h"
 #include "driver.h"
-#include "rundir.h"
+#include "../../tasks/rundir.h"
 
 #define MAX_FREEZE 64
 #define MAX_TASK_OPTS 32

@@ -11,10 +11,10 @@
  * Pure functions over plain arrays and NUL-terminated UTF-8 strings; scores are
  * fractions in [0, 1] (the scripts print 100 times these). Errors (NULL arguments,
  * invalid UTF-8, inconsistent offsets) are returned as values through ir_err. */
-#ifndef BERTCC_RT_METRICS_H
-#define BERTCC_RT_METRICS_H
+#ifndef BERTCC_TASKS_METRICS_H
+#define BERTCC_TASKS_METRICS_H
 
-#include "../ir/err.h"
+#include "../support/err.h"
 
 /* The label that an intent or slot tag unseen in training is mapped to. As a gold label
  * it never counts as correct (the unseen label is wrong whatever was predicted). */

@@ -28,13 +28,13 @@
  * Text must be valid UTF-8 (an error names the byte offset otherwise). Unicode data
  * comes from utf8proc; see tokenizer.c for the few places where it differs from
  * Python's unicodedata. */
-#ifndef BERTCC_RT_TOKENIZER_H
-#define BERTCC_RT_TOKENIZER_H
+#ifndef BERTCC_TEXT_TOKENIZER_H
+#define BERTCC_TEXT_TOKENIZER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../ir/err.h"
+#include "../support/err.h"
 
 /* ---- vocabulary ------------------------------------------------------------------ */
 

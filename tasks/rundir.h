@@ -11,14 +11,14 @@
  *   <task files>         e.g. intent_labels.txt, slot_labels.txt
  *   train_log.csv        one line per update      metrics.csv   one line per dev evaluation
  *   curves.svg           training loss and dev metrics, redrawn after every evaluation */
-#ifndef BERTCC_TOOLS_RUNDIR_H
-#define BERTCC_TOOLS_RUNDIR_H
+#ifndef BERTCC_TASKS_RUNDIR_H
+#define BERTCC_TASKS_RUNDIR_H
 
 #include <jansson.h>
 
-#include "../../codegen/engine.h"
-#include "../../frontend/frontend.h"
-#include "../../runtime/task.h"
+#include "../codegen/engine.h"
+#include "../frontend/frontend.h"
+#include "task.h"
 
 #define RUNDIR_MODEL "model.xml"
 #define RUNDIR_VOCAB "vocab.txt"
@@ -89,8 +89,10 @@ void rundir_close(rundir_run *r);
  * none), "last", or a file path. */
 int rundir_load_weights(const rundir_run *r, const char *which, const ir_graph *g,
                         rt_tensor_list *params, ir_err *e);
-/* Opens r's task on data (may be NULL) with its run's label lists. */
-int rundir_task_open(const rundir_run *r, const char *data, rt_task *t, ir_err *e);
+/* Opens r's task on data (may be NULL) with its run's label lists; the task's notes go
+ * to note (may be NULL). */
+int rundir_task_open(const rundir_run *r, const char *data, rt_note_fn note, void *note_ctx,
+                     rt_task *t, ir_err *e);
 
 /* Tokenizer options as stored in options.json ({"lowercase": b, "strip_accents":
  * null | b}). */

@@ -13,10 +13,10 @@
 
 #include <utf8proc.h>
 
-#include "batch.h"
+#include "../train/batch.h"
 #include "pretrain_data.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "../runtime/rng.h"
+#include "../runtime/safetensors.h"
 
 enum {
     OPT_MAX_SEQ,

@@ -23,13 +23,13 @@
  * Metrics (metrics.h): intent_accuracy, slot_precision, slot_recall, slot_f1
  * (conlleval chunks), frame_accuracy (intent and every tag right). best.safetensors
  * is picked by frame accuracy, then slot F1, then intent accuracy. */
-#ifndef BERTCC_RT_TASK_INTENT_SLOT_H
-#define BERTCC_RT_TASK_INTENT_SLOT_H
+#ifndef BERTCC_TASKS_TASK_INTENT_SLOT_H
+#define BERTCC_TASKS_TASK_INTENT_SLOT_H
 
 #include <stdint.h>
 
 #include "task.h"
-#include "tokenizer.h"
+#include "../text/tokenizer.h"
 
 extern const rt_task_ops rt_task_intent_slot;
 

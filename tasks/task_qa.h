@@ -1,5 +1,5 @@
 /* task_qa.h: extractive question answering (SQuAD v1.1 JSON: SQuAD, KorQuAD 1.0,
- * XQuAD), trained and scored as BERT's run_squad.py does it (runtime/qa_data.h for the
+ * XQuAD), trained and scored as BERT's run_squad.py does it (tasks/qa_data.h for the
  * features and the span decoding, metrics.h for EM/F1).
  *
  * Data: --data FILE.json. The splits of a run:
@@ -29,8 +29,8 @@
  * {"question", "context", "answer", "found", "start", "end" (code points into the
  * context, end exclusive, as SQuAD's answer_start), "score" (start + end logit) and
  * "probability" (softmax(start)[s] * softmax(end)[e] in the window)}. */
-#ifndef BERTCC_RT_TASK_QA_H
-#define BERTCC_RT_TASK_QA_H
+#ifndef BERTCC_TASKS_TASK_QA_H
+#define BERTCC_TASKS_TASK_QA_H
 
 #include "task.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "batch.h"
+#include "../train/batch.h"
 #include "metrics.h"
 
 /* ---- label lists ------------------------------------------------------------------ */

@@ -14,15 +14,15 @@
  * position (step, epoch, micro-batch in the epoch) rather than generator states, and
  * a resumed run continues with the same bits as an uninterrupted one (given the same
  * step function and thread count). */
-#ifndef BERTCC_RT_TRAIN_H
-#define BERTCC_RT_TRAIN_H
+#ifndef BERTCC_TRAIN_TRAIN_H
+#define BERTCC_TRAIN_TRAIN_H
 
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "optim.h"
-#include "tensor.h"
+#include "../runtime/tensor.h"
 
 /* Computes the loss of one micro-batch and its gradients. batch holds the data tensors
  * sliced to the micro-batch's rows (same names, leading dim = its row count). Fills out

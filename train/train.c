@@ -10,8 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rng.h"
-#include "safetensors.h"
+#include "../runtime/rng.h"
+#include "../runtime/safetensors.h"
 
 void rt_train_defaults(rt_train_opts *o)
 {

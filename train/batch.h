@@ -1,11 +1,11 @@
 /* batch.h: the `run` batch format (DESIGN.md §5): integer tensors input_ids,
  * token_type_ids, attention_mask [B, S] and optional labels. This turns a batch as
  * loaded from safetensors into the interpreter's (or generated code's) inputs. */
-#ifndef BERTCC_RT_BATCH_H
-#define BERTCC_RT_BATCH_H
+#ifndef BERTCC_TRAIN_BATCH_H
+#define BERTCC_TRAIN_BATCH_H
 
-#include "params.h"
-#include "tensor.h"
+#include "../runtime/params.h"
+#include "../runtime/tensor.h"
 
 /* Label groups; the same bits as the frontend's FE_LABEL_* (checked by the driver). */
 enum {

@@ -16,9 +16,9 @@
  *   predict:  open(NULL data, RUN_DIR) -> predict(text[, pair]) -> print
  * The driver owns the model, the weights and options.json; the task owns its label
  * files and the meaning of its options. To add a task: implement rt_task_ops in
- * runtime/task_NAME.c and add it to the driver's registry (tools/bertcc/rundir.c). */
-#ifndef BERTCC_RT_TASK_H
-#define BERTCC_RT_TASK_H
+ * tasks/task_NAME.c and add it to the registry (tasks/rundir.c). */
+#ifndef BERTCC_TASKS_TASK_H
+#define BERTCC_TASKS_TASK_H
 
 #include <math.h>
 #include <stdint.h>
@@ -27,10 +27,10 @@
 
 #include <jansson.h>
 
-#include "../ir/err.h"
-#include "params.h"
-#include "tensor.h"
-#include "tokenizer.h"
+#include "../support/err.h"
+#include "../runtime/params.h"
+#include "../runtime/tensor.h"
+#include "../text/tokenizer.h"
 
 typedef enum rt_split { RT_SPLIT_TRAIN, RT_SPLIT_DEV, RT_SPLIT_TEST } rt_split;
 

@@ -3,7 +3,7 @@
  *
  * The corpus is plain text, one sentence per line, a blank line (only whitespace, as
  * Python's str.isspace sees it) between documents. Each other line is tokenized
- * (runtime/tokenizer.h) into one segment, unless it gives no token; empty documents are
+ * (text/tokenizer.h) into one segment, unless it gives no token; empty documents are
  * dropped.
  * For every document (after shuffling the documents) and every repetition of
  * dupe_factor, instances are made as BERT makes them:
@@ -41,15 +41,15 @@
  *  - padding uses the vocabulary's [PAD] id (0 in BERT's vocabularies; 0 when absent).
  * The labels follow Hugging Face: mlm_labels holds the original id at chosen positions
  * and -100 elsewhere; nsp_labels is 0 for IsNext and 1 for NotNext. */
-#ifndef BERTCC_RT_PRETRAIN_DATA_H
-#define BERTCC_RT_PRETRAIN_DATA_H
+#ifndef BERTCC_TASKS_PRETRAIN_DATA_H
+#define BERTCC_TASKS_PRETRAIN_DATA_H
 
 #include <stdint.h>
 
-#include "../ir/err.h"
-#include "rng.h"
-#include "tensor.h"
-#include "tokenizer.h"
+#include "../support/err.h"
+#include "../runtime/rng.h"
+#include "../runtime/tensor.h"
+#include "../text/tokenizer.h"
 
 /* ---- options ----------------------------------------------------------------------- */
 

@@ -17,12 +17,12 @@
  * adam_epsilon default to 1e-8. (The legacy transformers.AdamW also differs in the
  * order of operations: eps is added before the bias correction of v, and the decay
  * uses the updated weights. The difference is O(lr * eps) per step; we follow torch.) */
-#ifndef BERTCC_RT_OPTIM_H
-#define BERTCC_RT_OPTIM_H
+#ifndef BERTCC_TRAIN_OPTIM_H
+#define BERTCC_TRAIN_OPTIM_H
 
 #include <stdint.h>
 
-#include "tensor.h"
+#include "../runtime/tensor.h"
 
 typedef struct rt_adamw_opts {
     double lr;           /* peak learning rate, reached after warm-up (5e-5) */

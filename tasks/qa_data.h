@@ -22,17 +22,17 @@
  * Features are stored compactly (per example: its tokens; per feature: where its window
  * lies), so a large training set costs about as much memory as its tokens; the [N, S]
  * tensors are made a batch at a time. */
-#ifndef BERTCC_RT_QA_DATA_H
-#define BERTCC_RT_QA_DATA_H
+#ifndef BERTCC_TASKS_QA_DATA_H
+#define BERTCC_TASKS_QA_DATA_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../ir/err.h"
+#include "../support/err.h"
 #include "metrics.h"
-#include "params.h"
-#include "tensor.h"
-#include "tokenizer.h"
+#include "../runtime/params.h"
+#include "../runtime/tensor.h"
+#include "../text/tokenizer.h"
 
 /* ---- examples ---------------------------------------------------------------------- */
 

@@ -10,7 +10,7 @@
  *    [N, S] and nsp_labels [N]; its rows are used as they are;
  *  - a plain-text corpus as BERT reads it (one sentence per line, a blank line between
  *    documents): instances are made once at the start with rt_pt_create
- *    (runtime/pretrain_data.h) from --max-seq, --max-predictions, --mask-prob,
+ *    (tasks/pretrain_data.h) from --max-seq, --max-predictions, --mask-prob,
  *    --short-seq-prob, --dupe-factor, --whole-word and --data-seed (the dev and test
  *    rows with seeds data-seed + 1 and + 2, dupe factor 1).
  * Splits: train = --data less its held-out part; dev = --eval-data when given, else the
@@ -39,8 +39,8 @@
  * text with each [MASK] replaced by its best token), "masks": [{"position" (token
  * index in the row), "predictions": [{"token", "probability"} x 5]}], and with a pair,
  * "is_next_probability"}. */
-#ifndef BERTCC_RT_TASK_PRETRAIN_H
-#define BERTCC_RT_TASK_PRETRAIN_H
+#ifndef BERTCC_TASKS_TASK_PRETRAIN_H
+#define BERTCC_TASKS_TASK_PRETRAIN_H
 
 #include "task.h"
 

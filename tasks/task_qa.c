@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
+#include "../train/batch.h"
 #include "metrics.h"
 #include "qa_data.h"
 

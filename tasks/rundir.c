@@ -9,15 +9,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../passes/passes.h"
-#include "../../runtime/batch.h"
-#include "../../runtime/params.h"
-#include "../../runtime/safetensors.h"
-#include "../../runtime/task_intent_slot.h"
-#include "../../runtime/task_pretrain.h"
-#include "../../runtime/task_qa.h"
-#include "../../runtime/train.h"
-#include "driver.h"
+#include "../passes/passes.h"
+#include "../train/batch.h"
+#include "../runtime/params.h"
+#include "../runtime/safetensors.h"
+#include "task_intent_slot.h"
+#include "task_pretrain.h"
+#include "task_qa.h"
+#include "../train/train.h"
 
 /* ---- tasks -------------------------------------------------------------------------- */
 
@@ -326,11 +325,11 @@ int rundir_load_weights(const rundir_run *r, const char *which, const ir_graph *
     return rc;
 }
 
-int rundir_task_open(const rundir_run *r, const char *data, rt_task *t, ir_err *e)
+int rundir_task_open(const rundir_run *r, const char *data, rt_note_fn note, void *note_ctx,
+                     rt_task *t, ir_err *e)
 {
-    rt_task_config c = {data,        r->dir,      r->vocab,
-                        r->tok,      r->task_opt, r->model.max_position,
-                        driver_note, NULL};
+    rt_task_config c = {data,    r->dir,      r->vocab, r->tok, r->task_opt,
+                        r->model.max_position, note, note_ctx};
     t->ops = r->task;
     t->state = NULL;
     return r->task->open(&c, &t->state, e);
