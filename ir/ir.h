@@ -58,71 +58,90 @@ typedef struct ir_attrs {
     double p;
 } ir_attrs;
 
-/* One row per op: X(ENUM, "text name", min inputs, max inputs, attribute mask,
- * fusion class, shape rule). The shape rules are shape_<rule> in ir/ops.c. */
+/* One row per op: X(ENUM, "text name", min inputs, max inputs, attribute mask, role,
+ * kind of code, fusion class, shape rule). The shape rules are shape_<rule> in
+ * ir/ops.c. The role says which per-layer tables need a row (ir_op_role below); the
+ * kind says whether a kernel computes it (ir_op_code). */
 #define IR_OPS(X)                                                                          \
-    X(PARAM, "param", 0, 0, IR_A_NAME | IR_A_TYPE, OPAQUE, param)                          \
-    X(INPUT, "input", 0, 0, IR_A_NAME | IR_A_TYPE, OPAQUE, given)                          \
+    X(PARAM, "param", 0, 0, IR_A_NAME | IR_A_TYPE, LEAF, NONE, OPAQUE, param)              \
+    X(INPUT, "input", 0, 0, IR_A_NAME | IR_A_TYPE, LEAF, NONE, OPAQUE, given)              \
     /* table[N,H], ids[...] -> [..., H] */                                                 \
-    X(GATHER, "gather", 2, 2, 0, INJECTIVE, gather)                                        \
+    X(GATHER, "gather", 2, 2, 0, FWD, KERNEL, INJECTIVE, gather)                           \
     /* x[P,...] -> x[0:n], n = the result's dim 0 */                                       \
-    X(PREFIX_ROWS, "prefix_rows", 1, 1, IR_A_TYPE, INJECTIVE, prefix_rows)                 \
+    X(PREFIX_ROWS, "prefix_rows", 1, 1, IR_A_TYPE, FWD, KERNEL, INJECTIVE, prefix_rows)    \
     /* suffix broadcast: b's shape is a suffix of a's */                                   \
-    X(ADD, "add", 2, 2, 0, BROADCAST, binary)                                              \
-    X(MUL, "mul", 2, 2, 0, BROADCAST, binary)                                              \
+    X(ADD, "add", 2, 2, 0, FWD, KERNEL, BROADCAST, binary)                                 \
+    X(MUL, "mul", 2, 2, 0, FWD, KERNEL, BROADCAST, binary)                                 \
     /* a[*, M, K] (or [*, K, M] if ta) x b[*, K, N] or b[K, N] (or [N, K] if tb) */        \
-    X(MATMUL, "matmul", 2, 2, IR_A_TA | IR_A_TB, OUT_ELEMWISE, matmul)                     \
-    X(TRANSPOSE, "transpose", 1, 1, IR_A_PERM, INJECTIVE, transpose)                       \
+    X(MATMUL, "matmul", 2, 2, IR_A_TA | IR_A_TB, FWD, KERNEL, OUT_ELEMWISE, matmul)        \
+    X(TRANSPOSE, "transpose", 1, 1, IR_A_PERM, FWD, KERNEL, INJECTIVE, transpose)          \
     /* to the node's own type */                                                           \
-    X(RESHAPE, "reshape", 1, 1, IR_A_TYPE, INJECTIVE, reshape)                             \
+    X(RESHAPE, "reshape", 1, 1, IR_A_TYPE, FWD, VIEW, INJECTIVE, reshape)                  \
     /* erf form */                                                                         \
-    X(GELU, "gelu", 1, 1, 0, ELEMWISE, unary)                                              \
-    X(GELU_TANH, "gelu_tanh", 1, 1, 0, ELEMWISE, unary)                                    \
-    X(TANH, "tanh", 1, 1, 0, ELEMWISE, unary)                                              \
+    X(GELU, "gelu", 1, 1, 0, FWD, KERNEL, ELEMWISE, unary)                                 \
+    X(GELU_TANH, "gelu_tanh", 1, 1, 0, FWD, KERNEL, ELEMWISE, unary)                       \
+    X(TANH, "tanh", 1, 1, 0, FWD, KERNEL, ELEMWISE, unary)                                 \
     /* x * scale, a constant */                                                            \
-    X(SCALE, "scale", 1, 1, IR_A_SCALE, ELEMWISE, scale)                                   \
+    X(SCALE, "scale", 1, 1, IR_A_SCALE, FWD, KERNEL, ELEMWISE, scale)                      \
     /* x[..., H], gamma[H], beta[H] */                                                     \
-    X(LAYERNORM, "layernorm", 3, 3, IR_A_EPS, REDUCE, layernorm)                           \
+    X(LAYERNORM, "layernorm", 3, 3, IR_A_EPS, FWD, KERNEL, REDUCE, layernorm)              \
     /* scores[B, ..., T], mask[B, T] -> softmax over T */                                  \
-    X(ATTN_SOFTMAX, "attn_softmax", 2, 2, IR_A_SCALE, REDUCE, attn_softmax)                \
+    X(ATTN_SOFTMAX, "attn_softmax", 2, 2, IR_A_SCALE, FWD, KERNEL, REDUCE, attn_softmax)   \
     /* drops the axis, taking one index of it */                                           \
-    X(SELECT, "select", 1, 1, IR_A_AXIS | IR_A_INDEX, INJECTIVE, select)                   \
+    X(SELECT, "select", 1, 1, IR_A_AXIS | IR_A_INDEX, FWD, KERNEL, INJECTIVE, select)      \
     /* logits[..., C], labels[...] -> mean CE over labels != -100, f32[] */                \
-    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0, OPAQUE, cross_entropy)                      \
+    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0, FWD, KERNEL, OPAQUE, cross_entropy)         \
     /* x, seed i64[] -> x * keep / (1 - p); keep drawn from (seed, index, element) */      \
-    X(DROPOUT, "dropout", 2, 2, IR_A_P | IR_A_INDEX, ELEMWISE, dropout)                    \
+    X(DROPOUT, "dropout", 2, 2, IR_A_P | IR_A_INDEX, FWD, KERNEL, ELEMWISE, dropout)       \
     /* ---- ops that autodiff introduces ---- */                                           \
     /* a constant (scale) of the node's own type */                                        \
-    X(FILL, "fill", 0, 0, IR_A_SCALE | IR_A_TYPE, OPAQUE, fill)                            \
+    X(FILL, "fill", 0, 0, IR_A_SCALE | IR_A_TYPE, GRAD, KERNEL, OPAQUE, fill)              \
     /* sums the leading dims away: x[..., *suffix] -> [*suffix], the node's type */        \
-    X(REDUCE_SUM, "reduce_sum", 1, 1, IR_A_TYPE, REDUCE, reduce_sum)                       \
+    X(REDUCE_SUM, "reduce_sum", 1, 1, IR_A_TYPE, GRAD, KERNEL, REDUCE, reduce_sum)         \
     /* ids[...], dy[..., H] -> [N, H]: row ids[i] accumulates dy[i] (gather's VJP) */      \
-    X(SCATTER_ADD, "scatter_add", 2, 2, IR_A_TYPE, OPAQUE, scatter_add)                    \
+    X(SCATTER_ADD, "scatter_add", 2, 2, IR_A_TYPE, GRAD, KERNEL, OPAQUE, scatter_add)      \
     /* x[n, ...] -> [P, ...] with zero rows after n (prefix_rows' VJP) */                  \
-    X(PAD_ROWS, "pad_rows", 1, 1, IR_A_TYPE, INJECTIVE, pad_rows)                          \
+    X(PAD_ROWS, "pad_rows", 1, 1, IR_A_TYPE, GRAD, KERNEL, INJECTIVE, pad_rows)            \
     /* x, dy -> dx */                                                                      \
-    X(GELU_GRAD, "gelu_grad", 2, 2, 0, ELEMWISE, same2)                                    \
-    X(GELU_TANH_GRAD, "gelu_tanh_grad", 2, 2, 0, ELEMWISE, same2)                          \
+    X(GELU_GRAD, "gelu_grad", 2, 2, 0, GRAD, KERNEL, ELEMWISE, same2)                      \
+    X(GELU_TANH_GRAD, "gelu_tanh_grad", 2, 2, 0, GRAD, KERNEL, ELEMWISE, same2)            \
     /* y = tanh(x), dy -> dx */                                                            \
-    X(TANH_GRAD, "tanh_grad", 2, 2, 0, ELEMWISE, same2)                                    \
+    X(TANH_GRAD, "tanh_grad", 2, 2, 0, GRAD, KERNEL, ELEMWISE, same2)                      \
     /* x, gamma, dy -> dx */                                                               \
-    X(LAYERNORM_DX, "layernorm_dx", 3, 3, IR_A_EPS, REDUCE, layernorm_dx)                  \
+    X(LAYERNORM_DX, "layernorm_dx", 3, 3, IR_A_EPS, GRAD, KERNEL, REDUCE, layernorm_dx)    \
     /* x, dy -> dgamma [H] (summed over rows) */                                           \
-    X(LAYERNORM_DGAMMA, "layernorm_dgamma", 2, 2, IR_A_EPS, REDUCE, layernorm_dgamma)      \
+    X(LAYERNORM_DGAMMA, "layernorm_dgamma", 2, 2, IR_A_EPS, GRAD, KERNEL, REDUCE,          \
+      layernorm_dgamma)                                                                    \
     /* y = attn_softmax(x), dy -> dx */                                                    \
-    X(SOFTMAX_GRAD, "softmax_grad", 2, 2, IR_A_SCALE, REDUCE, same2)                       \
+    X(SOFTMAX_GRAD, "softmax_grad", 2, 2, IR_A_SCALE, GRAD, KERNEL, REDUCE, same2)         \
     /* dy -> zeros of the node's type with dy placed at index along axis */                \
-    X(SELECT_GRAD, "select_grad", 1, 1, IR_A_AXIS | IR_A_INDEX | IR_A_TYPE, INJECTIVE,     \
-      select_grad)                                                                         \
+    X(SELECT_GRAD, "select_grad", 1, 1, IR_A_AXIS | IR_A_INDEX | IR_A_TYPE, GRAD, KERNEL,  \
+      INJECTIVE, select_grad)                                                              \
     /* logits, labels, dloss[] -> dlogits */                                               \
-    X(CROSS_ENTROPY_GRAD, "cross_entropy_grad", 3, 3, 0, OPAQUE, cross_entropy_grad)
+    X(CROSS_ENTROPY_GRAD, "cross_entropy_grad", 3, 3, 0, GRAD, KERNEL, OPAQUE,             \
+      cross_entropy_grad)
 
 typedef enum {
-#define X(e, s, lo, hi, am, fc, rule) IR_OP_##e,
+#define X(e, s, lo, hi, am, role, code, fc, rule) IR_OP_##e,
     IR_OPS(X)
 #undef X
         IR_OP_COUNT
 } ir_opcode;
+
+/* What an op is to the layers that keep per-op tables:
+ *   leaf      a value given from outside (param, input): no VJP rule, no kernel;
+ *   forward   an op the frontend builds: a VJP rule (passes/autodiff.c), a reference
+ *             kernel (runtime/interp.c) and, unless a view, a lowering (codegen/lower.c);
+ *   gradient  an op only autodiff introduces: a reference kernel and a lowering, no
+ *             VJP rule (nothing differentiates a backward graph). */
+typedef enum { IR_ROLE_LEAF, IR_ROLE_FWD, IR_ROLE_GRAD } ir_op_role;
+
+/* How an op's value comes to be in compiled code. */
+typedef enum {
+    IR_CODE_NONE,   /* bound to a tensor from outside (param, input) */
+    IR_CODE_VIEW,   /* the operand's memory, seen with another type (reshape) */
+    IR_CODE_KERNEL, /* computed by a generated kernel */
+} ir_op_code;
 
 /* Fusion classes, after TVM's TOpPattern. */
 typedef enum {
@@ -146,6 +165,8 @@ typedef struct ir_op_info {
     const char *name;
     int min_in, max_in;
     unsigned attrs;
+    ir_op_role role;
+    ir_op_code code;
     ir_fuse_class fuse;
     ir_shape_fn shape;
 } ir_op_info;

@@ -374,8 +374,9 @@ static int shape_cross_entropy_grad(const ir_graph *g, const ir_node *n, ir_type
 }
 
 const ir_op_info ir_ops[IR_OP_COUNT] = {
-#define X(e, s, lo, hi, am, fc, rule)                                                      \
-    [IR_OP_##e] = {s, lo, hi, am, IR_FUSE_##fc, shape_##rule},
+#define X(e, s, lo, hi, am, role, code, fc, rule)                                          \
+    [IR_OP_##                                                                              \
+        e] = {s, lo, hi, am, IR_ROLE_##role, IR_CODE_##code, IR_FUSE_##fc, shape_##rule},
     IR_OPS(X)
 #undef X
 };

@@ -5,11 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int rt_op_is_free(ir_opcode op)
-{
-    return op == IR_OP_PARAM || op == IR_OP_INPUT || op == IR_OP_RESHAPE;
-}
-
 void rt_kernel_signature(const ir_graph *g, const ir_node *n, char *buf, size_t len)
 {
     size_t k = (size_t)snprintf(buf, len, "%s{", ir_ops[n->op].name);
@@ -91,7 +86,7 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
             val->kind = RT_VAL_INPUT;
             val->index = p->ninputs;
             p->input_node[p->ninputs++] = v;
-        } else if (nd->op == IR_OP_RESHAPE) {
+        } else if (ir_ops[nd->op].code == IR_CODE_VIEW) {
             val->kind = RT_VAL_ALIAS;
             val->index = nd->in[0];
         } else {
@@ -105,7 +100,7 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
     char sig[1024];
     for (int v = 0; v < g->n; v++) {
         const ir_node *nd = &g->nodes[v];
-        if (rt_op_is_free(nd->op))
+        if (ir_ops[nd->op].code != IR_CODE_KERNEL)
             continue;
         rt_kernel_signature(g, nd, sig, sizeof sig);
         int k = 0;

@@ -70,7 +70,4 @@ void rt_kernel_signature(const ir_graph *g, const ir_node *n, char *buf, size_t 
 /* The value whose memory v uses (following reshape aliases). */
 int rt_plan_storage(const rt_plan *p, int v);
 
-/* 1 if the op needs no kernel (params, inputs, and reshape, which aliases). */
-int rt_op_is_free(ir_opcode op);
-
 #endif

@@ -90,6 +90,8 @@ static void expect_values(const rt_tensor_list *out, const char *name, int rank,
 
 Test(interp, every_op_has_a_kernel_and_a_shape_rule)
 {
+    /* Every op, leaves included: the interpreter binds params and inputs through
+     * kernels of their own. */
     for (int op = 0; op < IR_OP_COUNT; op++) {
         cr_expect(rt_interp_has_kernel((ir_opcode)op), "no interpreter kernel for %s",
                   ir_ops[op].name);
