@@ -46,9 +46,9 @@
 
 #include <stdint.h>
 
-#include "../support/err.h"
 #include "../runtime/rng.h"
 #include "../runtime/tensor.h"
+#include "../support/err.h"
 #include "../text/tokenizer.h"
 
 /* ---- options ----------------------------------------------------------------------- */

@@ -28,11 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../support/err.h"
-#include "metrics.h"
 #include "../runtime/params.h"
 #include "../runtime/tensor.h"
+#include "../support/err.h"
 #include "../text/tokenizer.h"
+#include "metrics.h"
 
 /* ---- examples ---------------------------------------------------------------------- */
 

@@ -27,48 +27,8 @@
 #define RUNDIR_METRICS "metrics.csv"
 #define RUNDIR_PLOT "curves.svg"
 
-/* ---- tasks -------------------------------------------------------------------------- */
-
-/* Every task the driver knows, NULL-terminated. */
-extern const rt_task_ops *const rundir_tasks[];
-const rt_task_ops *rundir_task_find(const char *name);
-
-/* ---- graphs and callbacks -------------------------------------------------------------
- */
-
-/* The training graph: m with the labels of `labels` (RT_LABEL_* bits) in training mode,
- * differentiated (frozen prefixes get no gradient), only "loss" and the gradients kept.
- * mlm_gather > 0: the MLM head runs on that many labelled positions per sequence
- * (fe_build_bert_mlm_gather; rundir_step makes its inputs from mlm_labels). */
-ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *const *frozen,
-                             int nfrozen, int64_t mlm_gather, ir_err *e);
-/* The eval-mode graph without labels, only outputs[] (NULL-terminated) kept. */
-ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, ir_err *e);
-
-/* What the step and forward callbacks run. */
-typedef struct rundir_runner {
-    cg_engine *engine;
-    const rt_tensor_list *params; /* for rundir_forward */
-    int threads;                  /* 0: all cores */
-    int has_seed;                 /* the graph takes "dropout_seed" */
-    int64_t mlm_gather;           /* the graph's MLM head runs on this many rows per
-                                     sequence (mlm_gather input), 0: on every position */
-    const rt_task_ops *task;      /* its augment hook, or NULL */
-    void *task_state;
-} rundir_runner;
-
-/* Prepares a runner for g (the engine keeps its own copy). */
-int rundir_runner_init(rundir_runner *r, const ir_graph *g, cg_backend backend, int threads,
-                       ir_err *e);
-void rundir_runner_free(rundir_runner *r);
-
-/* rt_step_fn over a runner: drops the micro-batch's trailing columns where every
- * attention_mask is 0 (one compiled graph serves any S), applies the task's augment
- * hook, adds dropout_seed and runs the engine. */
-int rundir_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *batch,
-                uint64_t dropout_seed, rt_tensor_list *out, ir_err *e);
-/* rt_forward_fn over a runner (its params), with the same trimming. */
-int rundir_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out, ir_err *e);
+/* "DIR/NAME" into buf; returns buf. */
+const char *rundir_path(const char *dir, const char *name, char *buf, size_t len);
 
 /* ---- a trained run ------------------------------------------------------------------ */
 
@@ -98,22 +58,5 @@ int rundir_task_open(const rundir_run *r, const char *data, rt_note_fn note, voi
  * null | b}). */
 json_t *rundir_tok_json(const rt_tok_opts *o);
 int rundir_tok_from_json(const json_t *j, rt_tok_opts *o);
-
-/* ---- metrics.csv and the plot ----------------------------------------------------- */
-
-/* Appends one evaluation to RUN_DIR/metrics.csv (written with its header first when
- * absent): step, epoch, train_loss, the metrics, examples, best (1 when it became the
- * best so far). */
-int rundir_metrics_append(const char *dir, int64_t step, double epoch, double train_loss,
-                          const rt_metrics *m, int best, ir_err *e);
-/* For a resumed run: drops lines past step, and returns in *best the best kept line by
- * the task's best_by (*have_best 0 when none). Names in *best point into *keep (a
- * json_t the caller decrefs). No file: nothing kept. */
-int rundir_metrics_resume(const char *dir, int64_t step, const rt_task_ops *t,
-                          rt_metrics *best, int *have_best, json_t **keep, ir_err *e);
-/* The mean loss of the updates (from, to] from train_log.csv (NaN when none). */
-double rundir_mean_loss(const char *dir, int64_t from, int64_t to);
-/* Draws train_log.csv and metrics.csv into RUN_DIR/curves.svg. */
-int rundir_plot(const char *dir, const char *title, ir_err *e);
 
 #endif

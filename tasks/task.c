@@ -1,10 +1,15 @@
-/* task.c: what the task implementations share (see task.h). */
+/* task.c: the registry of tasks and what the task implementations share (see task.h). */
 #include "task.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "task_intent_slot.h"
+#include "task_pretrain.h"
+#include "task_qa.h"
 
 void rt_task_note(rt_note_fn note, void *ctx, const char *fmt, ...)
 {
@@ -47,4 +52,18 @@ char *rt_task_abs_path(const char *p)
 {
     char *r = realpath(p, NULL);
     return r ? r : strdup(p);
+}
+
+/* ---- tasks -------------------------------------------------------------------------- */
+
+/* Every task, in the order --help lists them. Add a task here. */
+const rt_task_ops *const rt_tasks[] = {&rt_task_intent_slot, &rt_task_qa, &rt_task_pretrain,
+                                       NULL};
+
+const rt_task_ops *rt_task_find(const char *name)
+{
+    for (int i = 0; rt_tasks[i]; i++)
+        if (!strcmp(rt_tasks[i]->name, name))
+            return rt_tasks[i];
+    return NULL;
 }

@@ -27,9 +27,9 @@
 
 #include <jansson.h>
 
-#include "../support/err.h"
 #include "../runtime/params.h"
 #include "../runtime/tensor.h"
+#include "../support/err.h"
 #include "../text/tokenizer.h"
 
 typedef enum rt_split { RT_SPLIT_TRAIN, RT_SPLIT_DEV, RT_SPLIT_TEST } rt_split;
@@ -173,6 +173,11 @@ static inline int rt_task_compare(const struct rt_task_ops *t, const rt_metrics 
     }
     return 0;
 }
+
+/* Every task, NULL-terminated (task.c: adding a task adds a line there). */
+extern const rt_task_ops *const rt_tasks[];
+/* The task named name, or NULL. */
+const rt_task_ops *rt_task_find(const char *name);
 
 /* Helpers the tasks share (task.c). */
 

@@ -28,8 +28,8 @@
 
 #include <stdint.h>
 
-#include "task.h"
 #include "../text/tokenizer.h"
+#include "task.h"
 
 extern const rt_task_ops rt_task_intent_slot;
 

@@ -13,10 +13,10 @@
 
 #include <utf8proc.h>
 
-#include "../train/batch.h"
-#include "pretrain_data.h"
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
+#include "../train/batch.h"
+#include "pretrain_data.h"
 
 enum {
     OPT_MAX_SEQ,

@@ -25,11 +25,13 @@
 #include <jansson.h>
 
 #include "../../runtime/safetensors.h"
+#include "../../tasks/curves.h"
+#include "../../tasks/rundir.h"
+#include "../../tasks/runner.h"
 #include "../../tasks/task_intent_slot.h"
 #include "../../train/train.h"
 #include "args.h"
 #include "driver.h"
-#include "../../tasks/rundir.h"
 
 static int write_json(const char *dir, const char *name, json_t *j, ir_err *e)
 {

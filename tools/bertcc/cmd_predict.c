@@ -13,10 +13,12 @@
 
 #include <jansson.h>
 
+#include "../../tasks/curves.h"
+#include "../../tasks/rundir.h"
+#include "../../tasks/runner.h"
 #include "../../tasks/task.h"
 #include "args.h"
 #include "driver.h"
-#include "../../tasks/rundir.h"
 
 typedef struct predictor {
     rt_task task;

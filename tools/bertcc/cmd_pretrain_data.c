@@ -9,8 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../tasks/pretrain_data.h"
 #include "../../runtime/safetensors.h"
+#include "../../tasks/pretrain_data.h"
 #include "args.h"
 #include "driver.h"
 

@@ -8,10 +8,10 @@
 #include "../../codegen/engine.h"
 #include "../../frontend/frontend.h"
 #include "../../passes/passes.h"
-#include "../../train/batch.h"
 #include "../../runtime/interp.h"
 #include "../../runtime/params.h"
 #include "../../runtime/safetensors.h"
+#include "../../train/batch.h"
 #include "args.h"
 #include "driver.h"
 
