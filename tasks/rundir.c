@@ -120,20 +120,27 @@ fail:
     return -1;
 }
 
+const char *rundir_weights_path(const rundir_run *r, const char *which, char *buf,
+                                size_t len)
+{
+    struct stat st;
+    if (!which || !strcmp(which, "best")) {
+        rundir_path(r->dir, RUNDIR_BEST, buf, len);
+        if (stat(buf, &st))
+            rundir_path(r->dir, RT_TRAIN_WEIGHTS, buf, len);
+    } else if (!strcmp(which, "last")) {
+        rundir_path(r->dir, RT_TRAIN_WEIGHTS, buf, len);
+    } else {
+        snprintf(buf, len, "%s", which);
+    }
+    return buf;
+}
+
 int rundir_load_weights(const rundir_run *r, const char *which, const ir_graph *g,
                         rt_tensor_list *params, ir_err *e)
 {
     char path[4200];
-    struct stat st;
-    if (!which || !strcmp(which, "best")) {
-        rundir_path(r->dir, RUNDIR_BEST, path, sizeof path);
-        if (stat(path, &st))
-            rundir_path(r->dir, RT_TRAIN_WEIGHTS, path, sizeof path);
-    } else if (!strcmp(which, "last")) {
-        rundir_path(r->dir, RT_TRAIN_WEIGHTS, path, sizeof path);
-    } else {
-        snprintf(path, sizeof path, "%s", which);
-    }
+    rundir_weights_path(r, which, path, sizeof path);
     rt_tensor_list ckpt;
     rt_list_init(&ckpt);
     int rc = rt_st_load(path, &ckpt, e);
@@ -151,4 +158,56 @@ int rundir_task_open(const rundir_run *r, const char *data, rt_note_fn note, voi
     t->ops = r->task;
     t->state = NULL;
     return r->task->open(&c, &t->state, e);
+}
+
+/* ---- a trained model: evaluation and prediction ------------------------------------- */
+
+int rundir_model_open(rundir_model *m, const char *dir, const char *data,
+                      const rundir_model_opts *o, ir_err *e)
+{
+    memset(m, 0, sizeof *m);
+    rt_list_init(&m->params);
+    if (rundir_open(dir, &m->run, e))
+        return -1;
+    m->opened = 1;
+    if (!(m->g = rundir_eval_graph(&m->run.model, m->run.task->eval_outputs, e)) ||
+        rundir_load_weights(&m->run, o->weights, m->g, &m->params, e) ||
+        rundir_task_open(&m->run, data, o->note, o->note_ctx, &m->task, e) ||
+        rundir_runner_init(&m->runner, m->g, o->backend, o->threads, e)) {
+        rundir_model_close(m);
+        return -1;
+    }
+    m->runner.params = &m->params;
+    return 0;
+}
+
+void rundir_model_close(rundir_model *m)
+{
+    if (m->task.ops)
+        m->task.ops->close(m->task.state);
+    rundir_runner_free(&m->runner);
+    ir_graph_free(m->g);
+    rt_list_free(&m->params);
+    if (m->opened)
+        rundir_close(&m->run);
+    memset(m, 0, sizeof *m);
+}
+
+int rundir_evaluate(rundir_model *m, rt_split split, int batch_size, rt_metrics *out,
+                    ir_err *e)
+{
+    return m->task.ops->evaluate(m->task.state, split, batch_size, rundir_forward,
+                                 &m->runner, out, e);
+}
+
+int rundir_predict(rundir_model *m, const char *text, const char *text_pair, json_t **out,
+                   ir_err *e)
+{
+    return m->task.ops->predict(m->task.state, text, text_pair, rundir_forward, &m->runner,
+                                out, e);
+}
+
+int rundir_print_prediction(const rundir_model *m, const json_t *prediction, FILE *f)
+{
+    return m->task.ops->print(m->task.state, prediction, f);
 }

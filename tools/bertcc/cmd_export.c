@@ -1,279 +1,44 @@
 /* cmd_export.c: `bertcc export --model RUN_DIR -o DIR` — writes a trained run as a
- * Hugging Face model directory:
- *   config.json             BertConfig keys; for an intent head, architectures
- *                           BertForSequenceClassification with id2label / label2id
- *   model.safetensors       the weights with Hugging Face names (our names already are,
- *                           DESIGN.md §3) and the "format": "pt" metadata that
- *                           transformers checks; the intent head is renamed to
- *                           classifier.weight / .bias (BertForSequenceClassification's
- *                           names); other heads keep their names (slot.classifier.*:
- *                           no transformers class has both heads, so they load as
- *                           unused weights, and their labels are listed in config.json
- *                           under "slot_labels"); a qa run is a
- *                           BertForQuestionAnswering (qa_outputs.*), a pretrain run a
- *                           BertForPreTraining (cls.predictions.* with the decoder tied
- *                           to the word embeddings, cls.seq_relationship.*)
- *   vocab.txt, tokenizer_config.json, special_tokens_map.json   for BertTokenizer
- * The run's own tools read the directory too: `bertcc train --init DIR/model.safetensors`
- * (the renamed intent head is then initialized anew). */
-#include <errno.h>
+ * Hugging Face model directory (rundir_export, tasks/export.h). */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 
-#include <jansson.h>
-
-#include "../../runtime/safetensors.h"
-#include "../../tasks/curves.h"
-#include "../../tasks/rundir.h"
-#include "../../tasks/runner.h"
-#include "../../tasks/task_intent_slot.h"
-#include "../../train/train.h"
+#include "../../tasks/export.h"
 #include "args.h"
 #include "driver.h"
 
-static int write_json(const char *dir, const char *name, json_t *j, ir_err *e)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    int rc = j ? json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) : -1;
-    return rc ? ir_errf(e, "%s: cannot write", path) : 0;
-}
+static const char *model, *out, *weights, *threads, *backend;
+static const arg_opt opts[] = {
+    {"model", "RUN_DIR", "a run directory made by bertcc train --task (required)", &model},
+    {"o", "DIR", "the Hugging Face directory to write (required)", &out},
+    {"weights", "WHICH", "best (the default: best on dev), last, or a safetensors file",
+     &weights},
+    {"threads", "N", "accepted for uniformity; unused here", &threads},
+    {"backend", "NAME", "accepted for uniformity; unused here", &backend},
+    {NULL, NULL, NULL, NULL},
+};
 
-/* A label file as a JSON array, or NULL when the run has none. */
-static json_t *labels_json(const char *dir, const char *name, ir_err *e, int *bad)
-{
-    char path[4200];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (stat(path, &st))
-        return NULL;
-    rt_is_labels l;
-    if (rt_is_labels_load(path, &l, e)) {
-        *bad = 1;
-        return NULL;
-    }
-    json_t *a = json_array();
-    for (int i = 0; i < l.n; i++)
-        json_array_append_new(a, json_string(l.name[i]));
-    rt_is_labels_free(&l);
-    return a;
-}
-
-/* The transformers class whose names the exported weights have. */
-static const char *architecture(const rundir_run *r, const json_t *intents)
-{
-    if (intents)
-        return "BertForSequenceClassification";
-    if (!strcmp(r->task->name, "qa"))
-        return "BertForQuestionAnswering"; /* qa_outputs.* */
-    if (!strcmp(r->task->name, "pretrain"))
-        return "BertForPreTraining"; /* cls.predictions.*, cls.seq_relationship.* */
-    return "BertModel";
-}
-
-static json_t *config_json(const rundir_run *r, json_t *intents, json_t *slots)
-{
-    const fe_model *m = &r->model;
-    int pad = rt_vocab_special(r->vocab, RT_PAD);
-    json_t *j = json_pack(
-        "{s:[s], s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:f, s:f, s:I, s:I, s:f, s:f, s:I, "
-        "s:s, s:b, s:s, s:s}",
-        "architectures", architecture(r, intents), "model_type", "bert", "vocab_size",
-        (json_int_t)m->vocab_size, "hidden_size", (json_int_t)m->hidden_size,
-        "num_hidden_layers", (json_int_t)m->layers, "num_attention_heads",
-        (json_int_t)m->heads, "intermediate_size", (json_int_t)m->intermediate_size,
-        "hidden_act", m->activation == FE_ACT_GELU ? "gelu" : "gelu_new",
-        "hidden_dropout_prob", m->hidden_dropout, "attention_probs_dropout_prob",
-        m->attention_dropout, "max_position_embeddings", (json_int_t)m->max_position,
-        "type_vocab_size", (json_int_t)m->type_vocab_size, "initializer_range", 0.02,
-        "layer_norm_eps", m->layer_norm_eps, "pad_token_id",
-        (json_int_t)(pad >= 0 ? pad : 0), "position_embedding_type", "absolute",
-        "use_cache", 1, "torch_dtype", "float32", "tokenizer_class", "BertTokenizer");
-    if (!j)
-        return NULL;
-    if (intents) {
-        json_t *id2 = json_object(), *toid = json_object();
-        size_t i;
-        json_t *v;
-        json_array_foreach(intents, i, v)
-        {
-            char k[32];
-            snprintf(k, sizeof k, "%zu", i);
-            json_object_set(id2, k, v);
-            json_object_set_new(toid, json_string_value(v), json_integer((json_int_t)i));
-        }
-        json_object_set_new(j, "id2label", id2);
-        json_object_set_new(j, "label2id", toid);
-        json_object_set_new(j, "problem_type", json_string("single_label_classification"));
-    }
-    if (slots)
-        json_object_set(j, "slot_labels", slots);
-    json_object_set_new(j, "bertcc_task", json_string(r->task->name));
-    return j;
-}
-
-/* The Hugging Face name of one of our tensors. */
-static const char *hf_name(const char *name, int rename_intent, char *buf, size_t len)
-{
-    if (rename_intent && !strncmp(name, "intent.classifier.", 18)) {
-        snprintf(buf, len, "classifier.%s", name + 18);
-        return buf;
-    }
-    return name;
-}
-
-/* safetensors with {"__metadata__": {"format": "pt"}} (runtime/safetensors.c writes no
- * metadata, and transformers rejects a file without it). */
-static int write_safetensors(const char *path, const rt_tensor_list *l, int rename_intent,
-                             ir_err *e)
-{
-    json_t *h = json_object();
-    json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "pt"));
-    size_t off = 0;
-    for (int i = 0; i < l->n; i++) {
-        const rt_tensor *t = &l->t[i];
-        json_t *shape = json_array();
-        for (int k = 0; k < t->rank; k++)
-            json_array_append_new(shape, json_integer(t->shape[k]));
-        char buf[512];
-        json_object_set_new(h, hf_name(t->name, rename_intent, buf, sizeof buf),
-                            json_pack("{s:s, s:o, s:[I, I]}", "dtype",
-                                      rt_dtype_name(t->dtype), "shape", shape,
-                                      "data_offsets", (json_int_t)off,
-                                      (json_int_t)(off + rt_nbytes(t))));
-        off += rt_nbytes(t);
-    }
-    char *hdr = json_dumps(h, JSON_COMPACT);
-    json_decref(h);
-    if (!hdr)
-        return ir_errf(e, "out of memory");
-    size_t n = strlen(hdr), padded = (n + 7) / 8 * 8;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(hdr);
-        return ir_errf(e, "%s: cannot write: %s", path, strerror(errno));
-    }
-    unsigned char len8[8];
-    for (int k = 0; k < 8; k++)
-        len8[k] = (unsigned char)((uint64_t)padded >> (8 * k));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, n, f) == n;
-    for (size_t k = n; ok && k < padded; k++)
-        ok = fputc(' ', f) != EOF;
-    for (int i = 0; ok && i < l->n; i++)
-        ok = fwrite(l->t[i].data, 1, rt_nbytes(&l->t[i]), f) == rt_nbytes(&l->t[i]);
-    free(hdr);
-    if (fclose(f) || !ok)
-        return ir_errf(e, "%s: cannot write", path);
-    return 0;
-}
+static const char about[] =
+    "Writes a Hugging Face model directory: config.json (BertConfig, with\n"
+    "id2label/label2id for an intent head), model.safetensors (the intent\n"
+    "head as BertForSequenceClassification's classifier.*; the slot head\n"
+    "as slot.classifier.*, its labels in config.json's slot_labels),\n"
+    "vocab.txt, tokenizer_config.json and special_tokens_map.json.";
 
 int cmd_export(int argc, char **argv)
 {
-    const char *model = NULL, *out = NULL, *weights = NULL, *threads = NULL,
-               *backend = NULL;
-    const arg_opt opts[] = {
-        {"model", "RUN_DIR", "a run directory made by bertcc train --task (required)",
-         &model},
-        {"o", "DIR", "the Hugging Face directory to write (required)", &out},
-        {"weights", "WHICH", "best (the default: best on dev), last, or a safetensors file",
-         &weights},
-        {"threads", "N", "accepted for uniformity; unused here", &threads},
-        {"backend", "NAME", "accepted for uniformity; unused here", &backend},
-        {NULL, NULL, NULL, NULL},
-    };
     int help;
     const char *pos[1];
-    int npos = args_parse(argc, argv, 2, opts, pos, 0, &help, "export");
-    if (npos < 0)
+    if (args_parse(argc, argv, 2, opts, pos, 0, &help, "export") < 0)
         return 1;
-    if (help) {
-        args_usage("bertcc export --model RUN_DIR -o DIR",
-                   "Writes a Hugging Face model directory: config.json (BertConfig, with\n"
-                   "id2label/label2id for an intent head), model.safetensors (the intent\n"
-                   "head as BertForSequenceClassification's classifier.*; the slot head\n"
-                   "as slot.classifier.*, its labels in config.json's slot_labels),\n"
-                   "vocab.txt, tokenizer_config.json and special_tokens_map.json.",
-                   opts);
-        return 0;
-    }
+    if (help)
+        return args_usage("bertcc export --model RUN_DIR -o DIR", about, opts), 0;
     if (!model || !out)
         return driver_fail("export: --model RUN_DIR and -o DIR are required (see --help)");
     ir_err e;
-    rundir_run run;
-    if (rundir_open(model, &run, &e))
-        return driver_fail(e.msg);
-    rt_tensor_list w;
-    rt_list_init(&w);
-    int rc = 1, bad = 0;
-    char path[4200];
-    struct stat st;
-    if (!weights || !strcmp(weights, "best")) {
-        snprintf(path, sizeof path, "%s/%s", model, RUNDIR_BEST);
-        if (stat(path, &st))
-            snprintf(path, sizeof path, "%s/%s", model, RT_TRAIN_WEIGHTS);
-    } else if (!strcmp(weights, "last")) {
-        snprintf(path, sizeof path, "%s/%s", model, RT_TRAIN_WEIGHTS);
-    } else {
-        snprintf(path, sizeof path, "%s", weights);
-    }
-    json_t *intents = NULL, *slots = NULL, *tokcfg = NULL, *special = NULL, *cfg = NULL;
-    if (rt_st_load(path, &w, &e)) {
-        driver_fail(e.msg);
-        goto done;
-    }
-    intents = labels_json(model, RT_IS_INTENT_LABELS, &e, &bad);
-    slots = bad ? NULL : labels_json(model, RT_IS_SLOT_LABELS, &e, &bad);
-    if (bad) {
-        driver_fail(e.msg);
-        goto done;
-    }
-    if (mkdir(out, 0777) && errno != EEXIST) {
-        fprintf(stderr, "bertcc export: cannot create %s: %s\n", out, strerror(errno));
-        goto done;
-    }
-    int rename_intent = intents != NULL;
-    tokcfg = json_pack(
-        "{s:b, s:o, s:b, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "do_lower_case",
-        run.tok.lowercase != 0, "strip_accents",
-        run.tok.strip_accents < 0 ? json_null() : json_boolean(run.tok.strip_accents),
-        "tokenize_chinese_chars", 1, "tokenizer_class", "BertTokenizer", "model_max_length",
-        (json_int_t)run.model.max_position, "unk_token", "[UNK]", "sep_token", "[SEP]",
-        "pad_token", "[PAD]", "cls_token", "[CLS]", "mask_token", "[MASK]");
-    special =
-        json_pack("{s:s, s:s, s:s, s:s, s:s}", "unk_token", "[UNK]", "sep_token", "[SEP]",
-                  "pad_token", "[PAD]", "cls_token", "[CLS]", "mask_token", "[MASK]");
-    char vpath[4200], vout[4200];
-    snprintf(vpath, sizeof vpath, "%s/%s", model, RUNDIR_VOCAB);
-    snprintf(vout, sizeof vout, "%s/vocab.txt", out);
-    char mpath[4200];
-    snprintf(mpath, sizeof mpath, "%s/model.safetensors", out);
-    int n = rt_vocab_size(run.vocab);
-    const char **toks = malloc(((size_t)n + 1) * sizeof *toks);
-    for (int i = 0; toks && i < n; i++)
-        toks[i] = rt_vocab_token(run.vocab, i);
-    cfg = config_json(&run, intents, slots);
-    if (write_json(out, "config.json", cfg, &e) ||
-        write_json(out, "tokenizer_config.json", tokcfg, &e) ||
-        write_json(out, "special_tokens_map.json", special, &e) ||
-        (toks ? rt_vocab_save(vout, toks, n, &e) : ir_errf(&e, "out of memory")) ||
-        write_safetensors(mpath, &w, rename_intent, &e)) {
-        free(toks);
-        driver_fail(e.msg);
-        goto done;
-    }
-    free(toks);
-    fprintf(stderr, "bertcc export: %s (%d tensors from %s) -> %s\n", model, w.n, path,
-            out);
-    rc = 0;
-done:
-    json_decref(cfg);
-    json_decref(tokcfg);
-    json_decref(special);
-    json_decref(intents);
-    json_decref(slots);
-    rt_list_free(&w);
-    rundir_close(&run);
-    return rc;
+    rundir_export_info info;
+    if (rundir_export(model, weights, out, &info, &e))
+        return fprintf(stderr, "bertcc export: %s\n", e.msg), 1;
+    fprintf(stderr, "bertcc export: %s (%d tensors from %s) -> %s\n", model, info.tensors,
+            info.weights, out);
+    return 0;
 }
