@@ -17,6 +17,8 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "../text/unicode.h"
+
 /* ---- intent + slot ----------------------------------------------------------------- */
 
 static int label_right(const char *gold, const char *pred)
@@ -254,52 +256,6 @@ static int decode(const char *s, cpvec *v, ir_err *e, const char *what)
     return 0;
 }
 
-static int cat_of(int32_t cp)
-{
-    return (int)utf8proc_category(cp);
-}
-
-/* Cased and Case_Ignorable as tokenizer.c derives them for final sigma. */
-static int is_cased(int32_t cp)
-{
-    if (cp == 0xAA || cp == 0xBA || (cp >= 0x1F130 && cp <= 0x1F149) ||
-        (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189))
-        return 1;
-    int c = cat_of(cp);
-    return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL ||
-           c == UTF8PROC_CATEGORY_LT || utf8proc_tolower(cp) != cp ||
-           utf8proc_toupper(cp) != cp;
-}
-
-static int is_case_ignorable(int32_t cp)
-{
-    static const int32_t mid[] = {0x27,   0x2E,   0x3A,   0xB7,   0x387,  0x55F,
-                                  0x5F4,  0x2018, 0x2019, 0x2024, 0x2027, 0xFE13,
-                                  0xFE52, 0xFE55, 0xFF07, 0xFF0E, 0xFF1A};
-    int c = cat_of(cp);
-    if (c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME ||
-        c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK)
-        return 1;
-    for (size_t i = 0; i < sizeof mid / sizeof *mid; i++)
-        if (mid[i] == cp)
-            return 1;
-    return 0;
-}
-
-/* CPython's final-sigma test over the whole string. */
-static int final_sigma(const cpvec *v, size_t k)
-{
-    size_t j = k;
-    while (j > 0 && is_case_ignorable(v->a[j - 1]))
-        j--;
-    if (j == 0 || !is_cased(v->a[j - 1]))
-        return 0;
-    j = k + 1;
-    while (j < v->n && is_case_ignorable(v->a[j]))
-        j++;
-    return j == v->n || !is_cased(v->a[j]);
-}
-
 /* str.lower(); v->a becomes NULL when out of memory. */
 static void py_lower(cpvec *v)
 {
@@ -320,7 +276,7 @@ static void py_lower(cpvec *v)
             out[m++] = 0x69;
             out[m++] = 0x307;
         } else if (cp == 0x3A3) {
-            out[m++] = final_sigma(v, i) ? 0x3C2 : 0x3C3;
+            out[m++] = tx_final_sigma(v->a, 1, 0, v->n, i) ? 0x3C2 : 0x3C3;
         } else {
             out[m++] = utf8proc_tolower(cp);
         }
@@ -340,7 +296,7 @@ static int is_word(int32_t cp)
 {
     if (cp == '_')
         return 1;
-    switch (cat_of(cp)) {
+    switch (tx_category(cp)) {
     case UTF8PROC_CATEGORY_LU:
     case UTF8PROC_CATEGORY_LL:
     case UTF8PROC_CATEGORY_LT:

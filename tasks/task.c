@@ -2,6 +2,7 @@
 #include "task.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,16 @@ int rt_task_real_opt(const char *v, const char *name, double lo, double hi, doub
         return ir_errf(e, "--%s expects a number in [%g, %g], got '%s'", name, lo, hi, v);
     *out = x;
     return 0;
+}
+
+double rt_log_sum_exp(const float *x, int64_t n)
+{
+    double mx = x[0], sum = 0;
+    for (int64_t i = 1; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    for (int64_t i = 0; i < n; i++)
+        sum += exp((double)x[i] - mx);
+    return mx + log(sum);
 }
 
 char *rt_task_abs_path(const char *p)

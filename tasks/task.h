@@ -190,6 +190,9 @@ int rt_task_int_opt(const char *v, const char *name, long long lo, long long hi,
 /* An option's real value in [lo, hi]; the error names --name. */
 int rt_task_real_opt(const char *v, const char *name, double lo, double hi, double *out,
                      ir_err *e);
+/* log(sum exp(x[i])) over x[0..n), n >= 1, in double with the maximum taken out first
+ * (for the probabilities tasks print from logits). */
+double rt_log_sum_exp(const float *x, int64_t n);
 /* A path made absolute (so that a run finds it from anywhere), or a copy as given;
  * NULL when out of memory. */
 char *rt_task_abs_path(const char *p);

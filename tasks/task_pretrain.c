@@ -732,16 +732,6 @@ static const rt_tensor *get_out(const rt_tensor_list *out, const char *name, int
 }
 
 /* log(sum(exp(x[0..n)))) */
-static double log_sum_exp(const float *x, int64_t n)
-{
-    double mx = x[0], sum = 0;
-    for (int64_t i = 1; i < n; i++)
-        mx = x[i] > mx ? x[i] : mx;
-    for (int64_t i = 0; i < n; i++)
-        sum += exp((double)x[i] - mx);
-    return mx + log(sum);
-}
-
 static int64_t argmax(const float *x, int64_t n)
 {
     int64_t best = 0;
@@ -794,7 +784,7 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
                         break;
                     }
                     const float *x = (const float *)ml->data + ((size_t)i * W + p) * V;
-                    mlm_loss += log_sum_exp(x, V) - (double)x[y[p]];
+                    mlm_loss += rt_log_sum_exp(x, V) - (double)x[y[p]];
                     mlm_right += argmax(x, V) == y[p];
                     masked++;
                 }
@@ -805,7 +795,7 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
                                  (long long)(r0 + i), (long long)t);
                     break;
                 }
-                nsp_loss += log_sum_exp(z, 2) - (double)z[t];
+                nsp_loss += rt_log_sum_exp(z, 2) - (double)z[t];
                 nsp_right += (z[1] > z[0]) == (t == 1);
             }
         } else {
@@ -902,7 +892,7 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
         const float *z = nl->data;
         json_object_set_new(j, "pair", json_string(pair));
         json_object_set_new(j, "is_next_probability",
-                            json_real(exp((double)z[0] - log_sum_exp(z, 2))));
+                            json_real(exp((double)z[0] - rt_log_sum_exp(z, 2))));
     }
     /* The text with each [MASK] of segment A replaced by its best token. */
     size_t tl = strlen(text), cap = tl + 1, at = 0, from = 0;
@@ -911,7 +901,7 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
         if (x[p] != msk)
             continue;
         const float *lg = (const float *)ml->data + (size_t)p * V;
-        double lse = log_sum_exp(lg, V);
+        double lse = rt_log_sum_exp(lg, V);
         cand top[5];
         int nt = 0;
         for (int64_t v = 0; v < V; v++) {

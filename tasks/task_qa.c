@@ -428,16 +428,6 @@ static int code_points(const char *p, int n)
 }
 
 /* log(sum(exp(x[0..n)))) */
-static double log_sum_exp(const float *x, int n)
-{
-    double mx = x[0], sum = 0;
-    for (int i = 1; i < n; i++)
-        mx = x[i] > mx ? x[i] : mx;
-    for (int i = 0; i < n; i++)
-        sum += exp((double)x[i] - mx);
-    return mx + log(sum);
-}
-
 static int qa_predict(void *state, const char *text, const char *pair, rt_forward_fn fwd,
                       void *fctx, json_t **out, ir_err *e)
 {
@@ -475,8 +465,8 @@ static int qa_predict(void *state, const char *text, const char *pair, rt_forwar
         const float *ls = start + (size_t)i * s->fo.max_seq_len;
         const float *le = end + (size_t)i * s->fo.max_seq_len;
         /* The softmax runs over all the window's positions, as the loss does. */
-        p = exp((double)ls[sp.start_tok] - log_sum_exp(ls, n) + (double)le[sp.end_tok] -
-                log_sum_exp(le, n));
+        p = exp((double)ls[sp.start_tok] - rt_log_sum_exp(ls, n) + (double)le[sp.end_tok] -
+                rt_log_sum_exp(le, n));
         cs = code_points(pair, sp.start);
         ce = cs + code_points(pair + sp.start, sp.end - sp.start);
     }

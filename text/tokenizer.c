@@ -7,15 +7,14 @@
  *  - utf8proc_tolower is the simple lower-case mapping; str.lower is the full one. The
  *    only unconditional full mapping that differs is U+0130 (İ -> i + U+0307), and the
  *    only context-dependent one Python applies is final sigma; both are done here.
- *    "Cased" and "case-ignorable" (for final sigma), which utf8proc lacks, are derived
- *    from categories and case mappings, plus two short lists: the Word_Break punctuation
- *    that is case-ignorable, and the Other_Lowercase/Other_Uppercase characters that
- *    neither have a case mapping nor are case-ignorable (U+00AA, U+00BA, U+1F130..).
+ *    "Cased" and "case-ignorable" (for final sigma), which utf8proc lacks, come from
+ *    text/unicode.h.
  *  - Canonical decomposition is utf8proc_decompose_char per character, followed by the
  *    canonical reordering of combining marks that NFD does over a string.
  *  - The Unicode version is utf8proc's (15.0 for 2.8); characters assigned later are
  *    "unassigned" here and removed as category Cn, as Python of that version would. */
 #include "tokenizer.h"
+#include "unicode.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -26,17 +25,12 @@
 
 /* ---- character classes (Hugging Face's BasicTokenizer) ---------------------------- */
 
-static int cat_of(int32_t cp)
-{
-    return (int)utf8proc_category(cp);
-}
-
 /* _is_control: category C* except tab, newline and carriage return (whitespace). */
 static int is_control(int32_t cp)
 {
     if (cp == '\t' || cp == '\n' || cp == '\r')
         return 0;
-    int c = cat_of(cp);
+    int c = tx_category(cp);
     return c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF ||
            c == UTF8PROC_CATEGORY_CS || c == UTF8PROC_CATEGORY_CO ||
            c == UTF8PROC_CATEGORY_CN;
@@ -48,7 +42,7 @@ static int is_space(int32_t cp)
 {
     if (cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r')
         return 1;
-    int c = cat_of(cp);
+    int c = tx_category(cp);
     return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL ||
            c == UTF8PROC_CATEGORY_ZP;
 }
@@ -59,7 +53,7 @@ static int is_punct(int32_t cp)
     if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
         (cp >= 123 && cp <= 126))
         return 1;
-    int c = cat_of(cp);
+    int c = tx_category(cp);
     return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
 }
 
@@ -70,35 +64,6 @@ static int is_cjk(int32_t cp)
            (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
            (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B820 && cp <= 0x2CEAF) ||
            (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
-}
-
-/* Cased: Lu, Ll, Lt, anything with a case mapping, and the few Other_Lowercase /
- * Other_Uppercase characters that have neither a mapping nor a case-ignorable category. */
-static int is_cased(int32_t cp)
-{
-    if (cp == 0xAA || cp == 0xBA || (cp >= 0x1F130 && cp <= 0x1F149) ||
-        (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189))
-        return 1;
-    int c = cat_of(cp);
-    return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL ||
-           c == UTF8PROC_CATEGORY_LT || utf8proc_tolower(cp) != cp ||
-           utf8proc_toupper(cp) != cp;
-}
-
-/* Case_Ignorable: Mn, Me, Cf, Lm, Sk, and Word_Break MidLetter/MidNumLet/Single_Quote. */
-static int is_case_ignorable(int32_t cp)
-{
-    static const int32_t mid[] = {0x27,   0x2E,   0x3A,   0xB7,   0x387,  0x55F,
-                                  0x5F4,  0x2018, 0x2019, 0x2024, 0x2027, 0xFE13,
-                                  0xFE52, 0xFE55, 0xFF07, 0xFF0E, 0xFF1A};
-    int c = cat_of(cp);
-    if (c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME ||
-        c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK)
-        return 1;
-    for (size_t i = 0; i < sizeof mid / sizeof *mid; i++)
-        if (mid[i] == cp)
-            return 1;
-    return 0;
 }
 
 /* ---- vocabulary --------------------------------------------------------------------- */
@@ -545,20 +510,6 @@ static int emit(tk *t, const tchar *c, int n)
     return t->fn_rc ? -1 : 0;
 }
 
-/* Python's final-sigma context for capital sigma at k within word c[lo..hi). */
-static int final_sigma(const tchar *c, int lo, int hi, int k)
-{
-    int j = k - 1;
-    while (j >= lo && is_case_ignorable(c[j].cp))
-        j--;
-    if (j < lo || !is_cased(c[j].cp))
-        return 0;
-    j = k + 1;
-    while (j < hi && is_case_ignorable(c[j].cp))
-        j++;
-    return j == hi || !is_cased(c[j].cp);
-}
-
 /* NFD over a word, then every Mn removed. */
 static int strip_accents(tvec *in, tvec *out)
 {
@@ -591,7 +542,7 @@ static int strip_accents(tvec *in, tvec *out)
     /* a mark written as a character of its own is covered by the letter it accents */
     int m = 0;
     for (int i = 0; i < out->n; i++)
-        if (cat_of(out->a[i].cp) != UTF8PROC_CATEGORY_MN)
+        if (tx_category(out->a[i].cp) != UTF8PROC_CATEGORY_MN)
             out->a[m++] = out->a[i];
         else if (m > 0 && out->a[i].end > out->a[m - 1].end)
             out->a[m - 1].end = out->a[i].end;
@@ -614,7 +565,10 @@ static int word(tk *t, int lo, int hi)
                     return -1;
                 cp = 0x307;
             } else if (cp == 0x3A3) {
-                cp = final_sigma(r, lo, hi, k) ? 0x3C2 : 0x3C3;
+                cp = tx_final_sigma(&r->cp, sizeof *r / sizeof r->cp, (size_t)lo,
+                                    (size_t)hi, (size_t)k)
+                         ? 0x3C2
+                         : 0x3C3;
             } else {
                 cp = utf8proc_tolower(cp);
             }
