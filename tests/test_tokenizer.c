@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "text/tokenizer.h"
+#include "text/unicode.h"
 #include "util.h"
 
 #define TINY "tests/fixtures/tokenizer/tiny_vocab.txt"
@@ -764,4 +765,37 @@ Test(cli, vocab_learns_and_writes_a_vocabulary)
     free(out);
     cr_expect_eq(bertcc("vocab --help", &out), 0);
     free(out);
+}
+
+/* ---- text/unicode.h: the case properties str.lower() needs ----------------------------
+ */
+
+Test(unicode, final_sigma_follows_python)
+{
+    /* Python: "ΑΣ".lower() == "ας", "Σ".lower() == "σ", "ΑΣΒ".lower() == "ασβ",
+     * "ΑΣ'".lower() == "ας'" (the apostrophe is case-ignorable), "Α'Σ".lower() == "α'ς". */
+    static const int32_t alone[] = {0x3A3}, end[] = {0x391, 0x3A3},
+                         mid[] = {0x391, 0x3A3, 0x392}, quote[] = {0x391, 0x3A3, 0x27},
+                         before[] = {0x391, 0x27, 0x3A3};
+    cr_expect_eq(tx_final_sigma(alone, 1, 0, 1, 0), 0);
+    cr_expect_eq(tx_final_sigma(end, 1, 0, 2, 1), 1);
+    cr_expect_eq(tx_final_sigma(mid, 1, 0, 3, 1), 0);
+    cr_expect_eq(tx_final_sigma(quote, 1, 0, 3, 1), 1);
+    cr_expect_eq(tx_final_sigma(before, 1, 0, 3, 2), 1);
+    /* Bounds: a word boundary at lo hides the cased letter before it. */
+    cr_expect_eq(tx_final_sigma(end, 1, 1, 2, 1), 0);
+    /* A stride: code points every third int32 (as in a {cp, start, end} array). */
+    static const int32_t strided[] = {0x391, 0, 2, 0x3A3, 2, 4, 0x392, 4, 6};
+    cr_expect_eq(tx_final_sigma(strided, 3, 0, 2, 1), 1);
+    cr_expect_eq(tx_final_sigma(strided, 3, 0, 3, 1), 0);
+}
+
+Test(unicode, cased_and_case_ignorable)
+{
+    cr_expect(tx_is_cased('a') && tx_is_cased('Z') && tx_is_cased(0x3A3));
+    cr_expect(tx_is_cased(0xAA)); /* ª: Other_Lowercase without a mapping */
+    cr_expect_not(tx_is_cased('1') || tx_is_cased(0xAC00) || tx_is_cased(' '));
+    cr_expect(tx_is_case_ignorable('\'') && tx_is_case_ignorable('.') &&
+              tx_is_case_ignorable(0x301)); /* a combining acute accent (Mn) */
+    cr_expect_not(tx_is_case_ignorable('a') || tx_is_case_ignorable(','));
 }
