@@ -1,12 +1,13 @@
-/* task.h: what a training task (intent + slot, QA, pre-training) gives the driver, so
- * that `bertcc train | eval | predict` are written once for every task.
+/* task.h: what a training task (intent + slot, QA, pre-training) gives the trainer and
+ * the run directory code (trainer.h, rundir.h), so that training, evaluation and
+ * prediction are written once for every task.
  *
  * A task turns its data into `run` batch tensors (DESIGN.md §5), says which heads it
  * needs and how large they are, keeps its label lists in a run directory, scores a
  * split and answers raw text. It never runs a model itself: evaluation and prediction
  * take a forward callback (eval mode, no labels, returning at least the task's
- * eval_outputs), so runtime code does not depend on codegen and a test can pass a
- * hand-written model.
+ * eval_outputs: runner.h makes one from an engine), so a task does not depend on
+ * codegen and a test can pass a hand-written model.
  *
  * The lifetime of a task in a run:
  *   train:    open(data, run_dir NULL) -> heads -> save(RUN_DIR) -> data(TRAIN) ->
@@ -14,9 +15,10 @@
  *   resume:   open(data, run_dir RUN_DIR): the label lists come from RUN_DIR
  *   eval:     open(other data, RUN_DIR) -> evaluate(TEST or DEV)
  *   predict:  open(NULL data, RUN_DIR) -> predict(text[, pair]) -> print
- * The driver owns the model, the weights and options.json; the task owns its label
+ * The trainer owns the model, the weights and options.json; the task owns its label
  * files and the meaning of its options. To add a task: implement rt_task_ops in
- * tasks/task_NAME.c and add it to the registry (tasks/rundir.c). */
+ * tasks/task_NAME.c (with its header) and add it to the registry in tasks/task.c; its
+ * options then appear in `bertcc train --help` (README "Adding a task"). */
 #ifndef BERTCC_TASKS_TASK_H
 #define BERTCC_TASKS_TASK_H
 
