@@ -151,11 +151,15 @@ static LLVMValueRef new_function(cg_ctx *c, const char *name, LLVMTypeRef ty)
 static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
 {
     const ir_node *n = &c->g->nodes[p->kernel_node[k]];
-    cg_lower_fn lower = cg_lowerings[n->op];
-    if (!lower)
+    const cg_lowering *row = &cg_lowerings[n->op];
+    if (!row->lower)
         return ir_errf(e, "no code generator for op %s", ir_ops[n->op].name);
     char body[128], units[128];
     cg_kernel_names(c->prefix, k, n, body, units, sizeof body);
+    if (row->check && row->check(c, n, e)) {
+        ir_err_prefix(e, "kernel %s", body);
+        return -1;
+    }
     cg_kernel kk;
     memset(&kk, 0, sizeof kk);
     kk.n = n;
@@ -171,7 +175,6 @@ static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
     kk.uB = LLVMBuildLoad2(c->b, c->t_i64, ud, "B");
     kk.uS = LLVMBuildLoad2(c->b, c->t_i64, cg_gep(c, c->t_i64, ud, cg_i64(c, 1)), "S");
     kk.scratch_out = LLVMGetParam(kk.units, 1);
-    LLVMBasicBlockRef units_entry = LLVMGetInsertBlock(c->b);
     /* body entry */
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, kk.body, "entry"));
     kk.ptrs = LLVMGetParam(kk.body, 0);
@@ -181,14 +184,8 @@ static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
     kk.scratch = LLVMGetParam(kk.body, 4);
     kk.B = LLVMBuildLoad2(c->b, c->t_i64, kk.dims, "B");
     kk.S = LLVMBuildLoad2(c->b, c->t_i64, cg_gep(c, c->t_i64, kk.dims, cg_i64(c, 1)), "S");
-    LLVMBasicBlockRef body_entry = LLVMGetInsertBlock(c->b);
-    (void)units_entry;
-    (void)body_entry;
     /* The lowering positions the builder itself: it starts in the body. */
-    if (lower(c, &kk, e)) {
-        ir_err_prefix(e, "kernel %s", body);
-        return -1;
-    }
+    row->lower(c, &kk);
     return 0;
 }
 
