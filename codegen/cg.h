@@ -15,6 +15,7 @@
 #include <llvm-c/TargetMachine.h>
 
 #include "../ir/ir.h"
+#include "codegen.h"
 
 typedef struct cg_ctx {
     LLVMContextRef ctx;
@@ -52,6 +53,12 @@ typedef struct cg_lowering {
     cg_check_fn check;
 } cg_lowering;
 extern const cg_lowering cg_lowerings[IR_OP_COUNT];
+
+/* An object file of the kernels of plan for a shared library (codegen/aot.c): as
+ * cg_emit_file's "obj" stage, but every kernel has hidden visibility, so that the
+ * library exports its API alone (codegen/module.c). */
+int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                           const char *path, ir_err *e);
 
 /* ---- helpers (codegen/emit.c) ---- */
 

@@ -510,13 +510,25 @@ static void write_kernel_map(FILE *f, const ir_graph *g, const rt_plan *p,
     }
 }
 
-int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                 const char *stage, const char *path, ir_err *e)
+/* Gives every function defined in the module hidden visibility: the kernels of an
+ * object linked into a library are called through its kernel tables, never by name
+ * from outside. Machine code stays the same (no kernel calls another). */
+static void hide_functions(cg_ctx *c)
+{
+    for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f))
+        if (!LLVMIsDeclaration(f))
+            LLVMSetVisibility(f, LLVMHiddenVisibility);
+}
+
+static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                     const char *stage, const char *path, int hidden, ir_err *e)
 {
     double t0 = now();
     LLVMContextRef ctx = LLVMContextCreate();
     cg_ctx c;
     int rc = build(&c, ctx, g, plan, o, e);
+    if (!rc && hidden)
+        hide_functions(&c);
     double t1 = now();
     int raw = !strcmp(stage, "llvm-raw");
     if (!rc && !raw)
@@ -563,4 +575,16 @@ int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
     release(&c);
     LLVMContextDispose(ctx);
     return rc;
+}
+
+int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                 const char *stage, const char *path, ir_err *e)
+{
+    return emit_file(g, plan, o, stage, path, 0, e);
+}
+
+int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                           const char *path, ir_err *e)
+{
+    return emit_file(g, plan, o, "obj", path, 1, e);
 }

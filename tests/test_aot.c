@@ -1,7 +1,7 @@
 /* test_aot.c: shared-library output. A library written by `bertcc MODEL -o bert.so`
  * is used through bert.h alone by examples/aot_demo.c, and must compute what the JIT
- * computes; two libraries load in one process; a CPU without a compiled-for feature is
- * refused. */
+ * computes; two libraries load in one process; a library exports its API alone and
+ * needs no LLVM; a CPU without a compiled-for feature is refused. */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <math.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../codegen/codegen.h"
 #include "../codegen/engine.h"
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
@@ -22,13 +23,14 @@
 static const int64_t ids[] = {2, 5, 7, 11, 3, 0, 36};
 #define S ((int64_t)(sizeof ids / sizeof *ids))
 
-/* Builds DIR/NAME.so (prefix) from the run_tiny model; returns DIR. */
-static const char *build_library(const char *prefix, const char *name)
+/* Builds DIR/NAME.so (prefix) from the run_tiny model, with more options when extra is
+ * not NULL; returns DIR. */
+static const char *build_library(const char *prefix, const char *name, const char *extra)
 {
     const char *dir = tu_tmpdir();
-    char cmd[2048], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s %s -o %s/%s.so --prefix %s", BERTCC_EXE,
-             tu_src(TINY "model.xml"), dir, name, prefix);
+    char cmd[16384], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s %s -o %s/%s.so --prefix %s %s", BERTCC_EXE,
+             tu_src(TINY "model.xml"), dir, name, prefix, extra ? extra : "");
     int rc = tu_run(cmd, &out);
     cr_assert_eq(rc, 0, "%s: %s", cmd, out ? out : "");
     free(out);
@@ -144,7 +146,7 @@ static char *run_demo(const char *dir, int grad)
 
 Test(aot, library_forward_matches_the_jit_through_the_header_alone, .timeout = 120)
 {
-    const char *dir = build_library("bert", "bert");
+    const char *dir = build_library("bert", "bert", NULL);
     char *text = run_demo(dir, 0);
     rt_tensor_list want;
     rt_list_init(&want);
@@ -156,7 +158,7 @@ Test(aot, library_forward_matches_the_jit_through_the_header_alone, .timeout = 1
 
 Test(aot, library_forward_backward_matches_the_jit, .timeout = 120)
 {
-    const char *dir = build_library("bert", "bert");
+    const char *dir = build_library("bert", "bert", NULL);
     char *text = run_demo(dir, 1);
     cr_assert(strstr(text, "grad.bert.embeddings.word_embeddings.weight"));
     rt_tensor_list want;
@@ -169,10 +171,10 @@ Test(aot, library_forward_backward_matches_the_jit, .timeout = 120)
 
 Test(aot, two_libraries_load_in_one_process, .timeout = 120)
 {
-    const char *da = build_library("alpha", "a");
+    const char *da = build_library("alpha", "a", NULL);
     char dir_a[64];
     snprintf(dir_a, sizeof dir_a, "%s", da);
-    const char *db = build_library("beta", "b");
+    const char *db = build_library("beta", "b", NULL);
     void *ha = dlopen(tu_path(dir_a, "a.so"), RTLD_NOW | RTLD_LOCAL);
     void *hb = dlopen(tu_path(db, "b.so"), RTLD_NOW | RTLD_LOCAL);
     cr_assert(ha && hb, "dlopen: %s", dlerror());
@@ -191,6 +193,75 @@ Test(aot, two_libraries_load_in_one_process, .timeout = 120)
     xb(mb);
     dlclose(ha);
     dlclose(hb);
+}
+
+/* Runs cmd and returns its standard output (malloc'd); the command must succeed. */
+static char *command_output(const char *cmd)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "%s", cmd);
+    size_t cap = 1 << 16, len = 0, r;
+    char *buf = malloc(cap);
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0)
+        if ((len += r) + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    buf[len] = 0;
+    cr_assert_eq(pclose(p), 0, "%s failed", cmd);
+    return buf;
+}
+
+/* The API of a library, without its prefix: README.md "Shared libraries" and the
+ * header the library comes with. */
+static const char *const api[] = {
+    "create",  "destroy",          "load",   "init",         "set_threads",
+    "forward", "forward_backward", "output", "output_count", "output_name"};
+#define NAPI (sizeof api / sizeof *api)
+
+Test(aot, a_library_exports_its_documented_api_alone, .timeout = 120)
+{
+    const char *dir = build_library("gamma", "g", NULL);
+    char cmd[1024], name[512], type;
+    char *header = tu_read_file(tu_path(dir, "g.h"), NULL);
+    cr_assert(header);
+    snprintf(cmd, sizeof cmd, "nm -D --defined-only '%s/g.so'", dir);
+    char *syms = command_output(cmd);
+    int seen[NAPI] = {0};
+    for (char *line = strtok(syms, "\n"); line; line = strtok(NULL, "\n")) {
+        cr_assert(sscanf(line, "%*s %c %511s", &type, name) == 2, "nm wrote '%s'", line);
+        size_t i = 0;
+        while (i < NAPI && (strncmp(name, "gamma_", 6) || strcmp(name + 6, api[i])))
+            i++;
+        cr_expect(i < NAPI, "the library exports %s (type %c), which is not in its API",
+                  name, type);
+        if (i < NAPI) {
+            cr_expect_eq(type, 'T', "%s has type %c, not a function", name, type);
+            seen[i]++;
+        }
+    }
+    for (size_t i = 0; i < NAPI; i++) {
+        snprintf(name, sizeof name, "gamma_%s(", api[i]);
+        cr_expect(strstr(header, name), "g.h does not declare %s", name);
+        cr_expect_eq(seen[i], 1, "gamma_%s exported %d times", api[i], seen[i]);
+    }
+    free(syms);
+    free(header);
+}
+
+Test(aot, a_library_needs_neither_llvm_nor_utf8proc, .timeout = 120)
+{
+    const char *dir = build_library("delta", "d", NULL);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "readelf -d '%s/d.so'", dir);
+    char *dyn = command_output(cmd);
+    int needed = 0;
+    for (char *line = strtok(dyn, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strstr(line, "(NEEDED)"))
+            continue;
+        needed++;
+        cr_expect(!strstr(line, "LLVM") && !strstr(line, "utf8proc"), "%s", line);
+    }
+    cr_expect(needed > 0, "readelf -d listed no NEEDED entry");
+    free(dyn);
 }
 
 Test(aot, a_cpu_without_a_compiled_for_feature_is_refused)
