@@ -1,6 +1,7 @@
-/* aot.c: shared-library output. The kernels of both graphs go into object files; a
- * generated C wrapper holds the kernel tables, the graphs' IR text and the prefixed
- * C API; cc links them with the runtime archives of this build into NAME.so. */
+/* aot.c: shared-library output. The kernels of both graphs go into object files, with
+ * hidden visibility; a generated C wrapper holds the kernel tables, the graphs' IR text
+ * and the prefixed C API, the only symbols exported; cc links them with the runtime
+ * archives of this build (their symbols hidden too) into NAME.so. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cg.h"
 #include "codegen.h"
 
 #ifndef BERTCC_LIB_DIR
@@ -246,12 +248,12 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
     if (!rc) {
         snprintf(pre, sizeof pre, "%s_fwd", prefix);
         of.prefix = pre;
-        rc = cg_emit_file(fwd, &pf, &of, "obj", fo, e);
+        rc = cg_emit_library_object(fwd, &pf, &of, fo, e);
     }
     if (!rc) {
         snprintf(pre, sizeof pre, "%s_train", prefix);
         of.prefix = pre;
-        rc = cg_emit_file(train, &pt, &of, "obj", to, e);
+        rc = cg_emit_library_object(train, &pt, &of, to, e);
     }
     if (!rc) {
         cg_target_features(o, features, sizeof features);

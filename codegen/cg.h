@@ -15,6 +15,7 @@
 #include <llvm-c/TargetMachine.h>
 
 #include "../ir/ir.h"
+#include "codegen.h"
 
 typedef struct cg_ctx {
     LLVMContextRef ctx;
@@ -39,10 +40,25 @@ typedef struct cg_kernel {
     LLVMValueRef ptrs, dims, u0, u1, scratch, B, S;
 } cg_kernel;
 
-typedef int (*cg_lower_fn)(cg_ctx *c, cg_kernel *k, ir_err *e);
+/* Emits kernel k: a lowering cannot fail. Whatever a node may hold that its kernel
+ * cannot compute is refused before, by the row's check. */
+typedef void (*cg_lower_fn)(cg_ctx *c, cg_kernel *k);
+/* 0 when the op's kernel can compute node n, else -1 with the reason in e. */
+typedef int (*cg_check_fn)(const cg_ctx *c, const ir_node *n, ir_err *e);
 
-/* One row per op (codegen/lower.c); NULL for ops that need no kernel. */
-extern const cg_lower_fn cg_lowerings[IR_OP_COUNT];
+/* One row per op (codegen/lower.c): lower is NULL for ops that need no kernel, check
+ * NULL where the kernel computes every node the IR verifier accepts. */
+typedef struct cg_lowering {
+    cg_lower_fn lower;
+    cg_check_fn check;
+} cg_lowering;
+extern const cg_lowering cg_lowerings[IR_OP_COUNT];
+
+/* An object file of the kernels of plan for a shared library (codegen/aot.c): as
+ * cg_emit_file's "obj" stage, but every kernel has hidden visibility, so that the
+ * library exports its API alone (codegen/module.c). */
+int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                           const char *path, ir_err *e);
 
 /* ---- helpers (codegen/emit.c) ---- */
 
@@ -50,6 +66,8 @@ LLVMValueRef cg_i64(cg_ctx *c, int64_t v);
 LLVMValueRef cg_f32(cg_ctx *c, double v);
 /* A dimension's value from the sizes B and S (i64). */
 LLVMValueRef cg_dim(cg_ctx *c, ir_dim d, LLVMValueRef B, LLVMValueRef S);
+/* Product of dims [from, to) of t as a dimension; 1 if empty. */
+ir_dim cg_dims(const ir_type *t, int from, int to);
 /* Number of elements of a type (i64). */
 LLVMValueRef cg_numel(cg_ctx *c, const ir_type *t, LLVMValueRef B, LLVMValueRef S);
 /* Product of dims [from, to) of t (i64); 1 if empty. */
@@ -72,6 +90,10 @@ LLVMValueRef cg_mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_div(cg_ctx *c, LLVMValueRef a, LLVMValueRef b); /* signed */
 LLVMValueRef cg_rem(cg_ctx *c, LLVMValueRef a, LLVMValueRef b); /* signed */
 LLVMValueRef cg_min(cg_ctx *c, LLVMValueRef a, LLVMValueRef b); /* signed */
+LLVMValueRef cg_max(cg_ctx *c, LLVMValueRef a, LLVMValueRef b); /* signed */
+
+/* A new basic block at the end of the function being built. */
+LLVMBasicBlockRef cg_block(cg_ctx *c, const char *name);
 
 /* A counted loop: for (iv = from; iv < to; iv++). After cg_for_begin the builder is in
  * the body; cg_for_end closes it and leaves the builder after the loop. Loops nest. */
@@ -82,6 +104,9 @@ typedef struct cg_loop {
 void cg_for_begin(cg_ctx *c, cg_loop *l, LLVMValueRef from, LLVMValueRef to,
                   const char *name);
 void cg_for_end(cg_ctx *c, cg_loop *l);
+/* Marks the loop l (after cg_for_end) as neither to vectorize nor to unroll: it is the
+ * scalar tail of an explicit vector loop, shorter than a vector. */
+void cg_scalar_tail(cg_ctx *c, cg_loop *l);
 
 /* A mutable scalar (an alloca in the entry block, promoted to SSA by mem2reg). */
 LLVMValueRef cg_var(cg_ctx *c, LLVMTypeRef t, LLVMValueRef init, const char *name);
@@ -92,6 +117,12 @@ LLVMValueRef cg_fadd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fsub(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fmul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fdiv(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+/* Plain IEEE f32 arithmetic, without the `contract` flag: whether the backend would
+ * fuse a multiply and an add could differ between a vectorized and a scalar copy of the
+ * same formula, and the bits must not depend on which path an element takes. */
+LLVMValueRef cg_fadd_plain(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fsub_plain(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fmul_plain(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fmax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fma(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc);
 LLVMValueRef cg_sqrt(cg_ctx *c, LLVMValueRef x);
@@ -106,17 +137,34 @@ LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_erf(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x);
 
-/* Vector helpers shared by the lowerings: lanes of ty (0 for a scalar), an f32 constant
- * shaped like ty, a scalar broadcast to ty's lanes, and loads/stores of ty (f32 or a
- * vector of f32) at float index j of base, 4-byte aligned. */
+/* Vector helpers shared by the lowerings: lanes of ty (0 for a scalar); the scalar
+ * constant k repeated over ty's lanes (k itself for a scalar ty), an f32 constant shaped
+ * like ty; a scalar value broadcast to ty's lanes (of the scalar's type); the constant
+ * vector <from, from + 1, ..., from + n - 1> of integer type ity; loads/stores of ty
+ * (f32 or a vector of f32) at float index j of base, 4-byte aligned or `align`. */
 unsigned cg_lanes(LLVMTypeRef ty);
+LLVMValueRef cg_const_splat(LLVMTypeRef ty, LLVMValueRef k);
 LLVMValueRef cg_constf(cg_ctx *c, LLVMTypeRef ty, double v);
 LLVMValueRef cg_splat(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef s);
+LLVMValueRef cg_iota(LLVMTypeRef ity, unsigned from, unsigned n);
 LLVMValueRef cg_vld(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j);
 void cg_vst(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j);
+LLVMValueRef cg_vld_align(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j,
+                          unsigned align);
+void cg_vst_align(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j,
+                  unsigned align);
 
 /* The units function's common case: stores 0 scratch bytes and returns n. Call with
  * the builder at the units entry block. */
 void cg_units_return(cg_ctx *c, cg_kernel *k, LLVMValueRef n, LLVMValueRef scratch_bytes);
+/* Emits the whole units function from the body: n(uB, uS) units (the dimension n, or
+ * its ceiling over `block` when block > 1) and scratch_floats(uB, uS) * 4 bytes of
+ * scratch (none when NULL); the builder is back where it was in the body. */
+void cg_units(cg_ctx *c, cg_kernel *k, ir_dim n, int64_t block,
+              const ir_dim *scratch_floats);
+/* In the body, for units of `block` elements each out of n: the elements [*lo, *hi)
+ * of units [u0, u1). */
+void cg_unit_range(cg_ctx *c, cg_kernel *k, int64_t block, LLVMValueRef n, LLVMValueRef *lo,
+                   LLVMValueRef *hi);
 
 #endif

@@ -31,9 +31,10 @@ int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
 
 /* Writes a shared library at so_path and its C header at header_path: the kernels of
  * the forward graph `fwd` and of the training graph `train` (forward + backward), both
- * graphs' text, and the runtime (statically linked, symbols hidden), so the library
- * needs nothing of LLVM. Its API is prefixed with o->prefix (see the header it writes
- * and README.md). Uses the system C compiler (cc) to compile the wrapper and link. */
+ * graphs' text, and the runtime (statically linked), so the library needs nothing of
+ * LLVM. It exports its API alone, prefixed with o->prefix (see the header it writes and
+ * README.md): the kernels and the runtime are hidden. Uses the system C compiler (cc) to
+ * compile the wrapper and link. */
 int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_options *o,
                      const char *so_path, const char *header_path, ir_err *e);
 

@@ -1,6 +1,8 @@
 /* emit.c: small IR-building helpers shared by the lowerings (see cg.h). */
 #include <string.h>
 
+#include <llvm-c/DebugInfo.h>
+
 #include "cg.h"
 
 LLVMValueRef cg_i64(cg_ctx *c, int64_t v)
@@ -43,6 +45,17 @@ LLVMValueRef cg_min(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, "");
 }
 
+LLVMValueRef cg_max(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, a, b, ""), a, b, "");
+}
+
+LLVMBasicBlockRef cg_block(cg_ctx *c, const char *name)
+{
+    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
+    return LLVMAppendBasicBlockInContext(c->ctx, fn, name);
+}
+
 LLVMValueRef cg_dim(cg_ctx *c, ir_dim d, LLVMValueRef B, LLVMValueRef S)
 {
     LLVMValueRef v = cg_i64(c, d.c);
@@ -53,13 +66,18 @@ LLVMValueRef cg_dim(cg_ctx *c, ir_dim d, LLVMValueRef B, LLVMValueRef S)
     return v;
 }
 
-LLVMValueRef cg_dims_prod(cg_ctx *c, const ir_type *t, int from, int to, LLVMValueRef B,
-                          LLVMValueRef S)
+ir_dim cg_dims(const ir_type *t, int from, int to)
 {
     ir_dim p = ir_dconst(1);
     for (int i = from; i < to; i++)
         p = ir_dim_mul(p, t->dim[i]);
-    return cg_dim(c, p, B, S);
+    return p;
+}
+
+LLVMValueRef cg_dims_prod(cg_ctx *c, const ir_type *t, int from, int to, LLVMValueRef B,
+                          LLVMValueRef S)
+{
+    return cg_dim(c, cg_dims(t, from, to), B, S);
 }
 
 LLVMValueRef cg_numel(cg_ctx *c, const ir_type *t, LLVMValueRef B, LLVMValueRef S)
@@ -104,11 +122,10 @@ void cg_store(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx)
 void cg_for_begin(cg_ctx *c, cg_loop *l, LLVMValueRef from, LLVMValueRef to,
                   const char *name)
 {
-    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
-    l->head = LLVMAppendBasicBlockInContext(c->ctx, fn, name);
-    l->body = LLVMAppendBasicBlockInContext(c->ctx, fn, "body");
-    l->exit = LLVMAppendBasicBlockInContext(c->ctx, fn, "exit");
+    l->head = cg_block(c, name);
+    l->body = cg_block(c, "body");
+    l->exit = cg_block(c, "exit");
     LLVMBuildBr(c->b, l->head);
     LLVMPositionBuilderAtEnd(c->b, l->head);
     l->iv = LLVMBuildPhi(c->b, c->t_i64, name);
@@ -126,6 +143,23 @@ void cg_for_end(cg_ctx *c, cg_loop *l)
     LLVMBuildBr(c->b, l->head);
     LLVMAddIncoming(l->iv, &next, &latch, 1);
     LLVMPositionBuilderAtEnd(c->b, l->exit);
+}
+
+void cg_scalar_tail(cg_ctx *c, cg_loop *l)
+{
+    LLVMBasicBlockRef latch = LLVMGetIncomingBlock(l->iv, 1);
+    LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+    LLVMMetadataRef vec[2] = {
+        LLVMMDStringInContext2(c->ctx, "llvm.loop.vectorize.enable", 26),
+        LLVMValueAsMetadata(LLVMConstInt(c->t_i1, 0, 0))};
+    LLVMMetadataRef unroll = LLVMMDStringInContext2(c->ctx, "llvm.loop.unroll.disable", 24);
+    LLVMMetadataRef ops[3] = {self, LLVMMDNodeInContext2(c->ctx, vec, 2),
+                              LLVMMDNodeInContext2(c->ctx, &unroll, 1)};
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, 3);
+    LLVMMetadataReplaceAllUsesWith(self, loop);
+    LLVMSetMetadata(LLVMGetBasicBlockTerminator(latch),
+                    LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9),
+                    LLVMMetadataAsValue(c->ctx, loop));
 }
 
 LLVMValueRef cg_var(cg_ctx *c, LLVMTypeRef t, LLVMValueRef init, const char *name)
@@ -172,6 +206,21 @@ LLVMValueRef cg_fdiv(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildFDiv(c->b, a, b, "");
 }
 
+LLVMValueRef cg_fadd_plain(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildFAdd(c->b, a, b, "");
+}
+
+LLVMValueRef cg_fsub_plain(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildFSub(c->b, a, b, "");
+}
+
+LLVMValueRef cg_fmul_plain(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildFMul(c->b, a, b, "");
+}
+
 LLVMValueRef cg_intrinsic(cg_ctx *c, const char *name, LLVMTypeRef overload,
                           LLVMValueRef *args, unsigned nargs)
 {
@@ -204,21 +253,47 @@ void cg_units_return(cg_ctx *c, cg_kernel *k, LLVMValueRef n, LLVMValueRef scrat
     LLVMBuildRet(c->b, n);
 }
 
+void cg_units(cg_ctx *c, cg_kernel *k, ir_dim n, int64_t block,
+              const ir_dim *scratch_floats)
+{
+    LLVMBasicBlockRef body = LLVMGetInsertBlock(c->b);
+    LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
+    LLVMValueRef v = cg_dim(c, n, k->uB, k->uS);
+    if (block > 1)
+        v = cg_div(c, cg_add(c, v, cg_i64(c, block - 1)), cg_i64(c, block));
+    LLVMValueRef bytes = NULL;
+    if (scratch_floats)
+        bytes = cg_mul(c, cg_dim(c, *scratch_floats, k->uB, k->uS), cg_i64(c, 4));
+    cg_units_return(c, k, v, bytes);
+    LLVMPositionBuilderAtEnd(c->b, body);
+}
+
+void cg_unit_range(cg_ctx *c, cg_kernel *k, int64_t block, LLVMValueRef n, LLVMValueRef *lo,
+                   LLVMValueRef *hi)
+{
+    *lo = cg_mul(c, k->u0, cg_i64(c, block));
+    *hi = cg_min(c, cg_mul(c, k->u1, cg_i64(c, block)), n);
+}
+
 unsigned cg_lanes(LLVMTypeRef ty)
 {
     return LLVMGetTypeKind(ty) == LLVMVectorTypeKind ? LLVMGetVectorSize(ty) : 0;
 }
 
-LLVMValueRef cg_constf(cg_ctx *c, LLVMTypeRef ty, double v)
+LLVMValueRef cg_const_splat(LLVMTypeRef ty, LLVMValueRef k)
 {
     unsigned n = cg_lanes(ty);
-    LLVMValueRef k = LLVMConstReal(c->t_f32, v);
     if (!n)
         return k;
     LLVMValueRef e[64];
     for (unsigned i = 0; i < n && i < 64; i++)
         e[i] = k;
-    return LLVMConstVector(e, n);
+    return LLVMConstVector(e, n < 64 ? n : 64);
+}
+
+LLVMValueRef cg_constf(cg_ctx *c, LLVMTypeRef ty, double v)
+{
+    return cg_const_splat(ty, LLVMConstReal(c->t_f32, v));
 }
 
 LLVMValueRef cg_splat(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef s)
@@ -233,14 +308,34 @@ LLVMValueRef cg_splat(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef s)
                                   LLVMConstNull(LLVMVectorType(c->t_i32, n)), "");
 }
 
-LLVMValueRef cg_vld(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j)
+LLVMValueRef cg_iota(LLVMTypeRef ity, unsigned from, unsigned n)
+{
+    LLVMValueRef e[64];
+    for (unsigned i = 0; i < n && i < 64; i++)
+        e[i] = LLVMConstInt(ity, from + i, 0);
+    return LLVMConstVector(e, n < 64 ? n : 64);
+}
+
+LLVMValueRef cg_vld_align(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j,
+                          unsigned align)
 {
     LLVMValueRef v = LLVMBuildLoad2(c->b, ty, cg_gep(c, c->t_f32, base, j), "");
-    LLVMSetAlignment(v, 4);
+    LLVMSetAlignment(v, align);
     return v;
+}
+
+void cg_vst_align(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j,
+                  unsigned align)
+{
+    LLVMSetAlignment(LLVMBuildStore(c->b, v, cg_gep(c, c->t_f32, base, j)), align);
+}
+
+LLVMValueRef cg_vld(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j)
+{
+    return cg_vld_align(c, ty, base, j, 4);
 }
 
 void cg_vst(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j)
 {
-    LLVMSetAlignment(LLVMBuildStore(c->b, v, cg_gep(c, c->t_f32, base, j)), 4);
+    cg_vst_align(c, v, base, j, 4);
 }

@@ -1,61 +1,63 @@
-/* lower.c: the lowering table — one row per op, the kernel generator for its nodes.
+/* lower.c: the lowering table — one row per op, the kernel generator for its nodes
+ * and, where the generator cannot serve every node, the check that refuses the others.
  * Params, inputs and reshapes need no kernel (runtime/plan.c binds or aliases them). */
 #include "cg.h"
 
-int cg_lower_matmul(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_gather(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_prefix_rows(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_add(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_mul(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_transpose(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_gelu(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_gelu_tanh(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_tanh(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_scale(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_layernorm(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_attn_softmax(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_select(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_cross_entropy(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_dropout(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_fill(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_reduce_sum(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_scatter_add(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_pad_rows(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_gelu_grad(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_gelu_tanh_grad(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_tanh_grad(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_layernorm_dx(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_layernorm_dgamma(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_softmax_grad(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_select_grad(cg_ctx *c, cg_kernel *k, ir_err *e);
-int cg_lower_cross_entropy_grad(cg_ctx *c, cg_kernel *k, ir_err *e);
+void cg_lower_matmul(cg_ctx *c, cg_kernel *k);
+int cg_check_matmul(const cg_ctx *c, const ir_node *n, ir_err *e);
+void cg_lower_gather(cg_ctx *c, cg_kernel *k);
+void cg_lower_prefix_rows(cg_ctx *c, cg_kernel *k);
+void cg_lower_add(cg_ctx *c, cg_kernel *k);
+void cg_lower_mul(cg_ctx *c, cg_kernel *k);
+void cg_lower_transpose(cg_ctx *c, cg_kernel *k);
+void cg_lower_gelu(cg_ctx *c, cg_kernel *k);
+void cg_lower_gelu_tanh(cg_ctx *c, cg_kernel *k);
+void cg_lower_tanh(cg_ctx *c, cg_kernel *k);
+void cg_lower_scale(cg_ctx *c, cg_kernel *k);
+void cg_lower_layernorm(cg_ctx *c, cg_kernel *k);
+void cg_lower_attn_softmax(cg_ctx *c, cg_kernel *k);
+void cg_lower_select(cg_ctx *c, cg_kernel *k);
+void cg_lower_cross_entropy(cg_ctx *c, cg_kernel *k);
+void cg_lower_dropout(cg_ctx *c, cg_kernel *k);
+void cg_lower_fill(cg_ctx *c, cg_kernel *k);
+void cg_lower_reduce_sum(cg_ctx *c, cg_kernel *k);
+void cg_lower_scatter_add(cg_ctx *c, cg_kernel *k);
+void cg_lower_pad_rows(cg_ctx *c, cg_kernel *k);
+void cg_lower_gelu_grad(cg_ctx *c, cg_kernel *k);
+void cg_lower_gelu_tanh_grad(cg_ctx *c, cg_kernel *k);
+void cg_lower_tanh_grad(cg_ctx *c, cg_kernel *k);
+void cg_lower_layernorm_dx(cg_ctx *c, cg_kernel *k);
+void cg_lower_layernorm_dgamma(cg_ctx *c, cg_kernel *k);
+void cg_lower_softmax_grad(cg_ctx *c, cg_kernel *k);
+void cg_lower_select_grad(cg_ctx *c, cg_kernel *k);
+void cg_lower_cross_entropy_grad(cg_ctx *c, cg_kernel *k);
 
-const cg_lower_fn cg_lowerings[IR_OP_COUNT] = {
-    [IR_OP_GATHER] = cg_lower_gather,
-    [IR_OP_PREFIX_ROWS] = cg_lower_prefix_rows,
-    [IR_OP_ADD] = cg_lower_add,
-    [IR_OP_MUL] = cg_lower_mul,
-    [IR_OP_TRANSPOSE] = cg_lower_transpose,
-    [IR_OP_GELU] = cg_lower_gelu,
-    [IR_OP_GELU_TANH] = cg_lower_gelu_tanh,
-    [IR_OP_TANH] = cg_lower_tanh,
-    [IR_OP_SCALE] = cg_lower_scale,
-    [IR_OP_LAYERNORM] = cg_lower_layernorm,
-    [IR_OP_ATTN_SOFTMAX] = cg_lower_attn_softmax,
-    [IR_OP_SELECT] = cg_lower_select,
-    [IR_OP_CROSS_ENTROPY] = cg_lower_cross_entropy,
-    [IR_OP_DROPOUT] = cg_lower_dropout,
-    [IR_OP_FILL] = cg_lower_fill,
-    [IR_OP_REDUCE_SUM] = cg_lower_reduce_sum,
-    [IR_OP_SCATTER_ADD] = cg_lower_scatter_add,
-    [IR_OP_PAD_ROWS] = cg_lower_pad_rows,
-    [IR_OP_GELU_GRAD] = cg_lower_gelu_grad,
-    [IR_OP_GELU_TANH_GRAD] = cg_lower_gelu_tanh_grad,
-    [IR_OP_TANH_GRAD] = cg_lower_tanh_grad,
-    [IR_OP_LAYERNORM_DX] = cg_lower_layernorm_dx,
-    [IR_OP_LAYERNORM_DGAMMA] = cg_lower_layernorm_dgamma,
-    [IR_OP_SOFTMAX_GRAD] = cg_lower_softmax_grad,
-    [IR_OP_SELECT_GRAD] = cg_lower_select_grad,
-    [IR_OP_CROSS_ENTROPY_GRAD] = cg_lower_cross_entropy_grad,
-    [IR_OP_MATMUL] = cg_lower_matmul,
+const cg_lowering cg_lowerings[IR_OP_COUNT] = {
+    [IR_OP_GATHER] = {cg_lower_gather},
+    [IR_OP_PREFIX_ROWS] = {cg_lower_prefix_rows},
+    [IR_OP_ADD] = {cg_lower_add},
+    [IR_OP_MUL] = {cg_lower_mul},
+    [IR_OP_TRANSPOSE] = {cg_lower_transpose},
+    [IR_OP_GELU] = {cg_lower_gelu},
+    [IR_OP_GELU_TANH] = {cg_lower_gelu_tanh},
+    [IR_OP_TANH] = {cg_lower_tanh},
+    [IR_OP_SCALE] = {cg_lower_scale},
+    [IR_OP_LAYERNORM] = {cg_lower_layernorm},
+    [IR_OP_ATTN_SOFTMAX] = {cg_lower_attn_softmax},
+    [IR_OP_SELECT] = {cg_lower_select},
+    [IR_OP_CROSS_ENTROPY] = {cg_lower_cross_entropy},
+    [IR_OP_DROPOUT] = {cg_lower_dropout},
+    [IR_OP_FILL] = {cg_lower_fill},
+    [IR_OP_REDUCE_SUM] = {cg_lower_reduce_sum},
+    [IR_OP_SCATTER_ADD] = {cg_lower_scatter_add},
+    [IR_OP_PAD_ROWS] = {cg_lower_pad_rows},
+    [IR_OP_GELU_GRAD] = {cg_lower_gelu_grad},
+    [IR_OP_GELU_TANH_GRAD] = {cg_lower_gelu_tanh_grad},
+    [IR_OP_TANH_GRAD] = {cg_lower_tanh_grad},
+    [IR_OP_LAYERNORM_DX] = {cg_lower_layernorm_dx},
+    [IR_OP_LAYERNORM_DGAMMA] = {cg_lower_layernorm_dgamma},
+    [IR_OP_SOFTMAX_GRAD] = {cg_lower_softmax_grad},
+    [IR_OP_SELECT_GRAD] = {cg_lower_select_grad},
+    [IR_OP_CROSS_ENTROPY_GRAD] = {cg_lower_cross_entropy_grad},
+    [IR_OP_MATMUL] = {cg_lower_matmul, cg_check_matmul},
 };

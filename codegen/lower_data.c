@@ -12,27 +12,6 @@ static LLVMTypeRef elem(cg_ctx *c, const ir_type *t)
     return t->dtype == IR_I64 ? c->t_i64 : c->t_f32;
 }
 
-/* Emits the units function returning n(uB, uS) (a product of dims, or its ceiling
- * over `block`), then returns to the body. */
-static void units(cg_ctx *c, cg_kernel *k, ir_dim n, int64_t block)
-{
-    LLVMBasicBlockRef body = LLVMGetInsertBlock(c->b);
-    LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
-    LLVMValueRef v = cg_dim(c, n, k->uB, k->uS);
-    if (block > 1)
-        v = cg_div(c, cg_add(c, v, cg_i64(c, block - 1)), cg_i64(c, block));
-    cg_units_return(c, k, v, NULL);
-    LLVMPositionBuilderAtEnd(c->b, body);
-}
-
-static ir_dim dprod(const ir_type *t, int from, int to)
-{
-    ir_dim p = ir_dconst(1);
-    for (int i = from; i < to; i++)
-        p = ir_dim_mul(p, t->dim[i]);
-    return p;
-}
-
 /* out[o + j] = in[i + j * stride] for j in [0, n) */
 static void copy(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef out, LLVMValueRef o,
                  LLVMValueRef in, LLVMValueRef i, LLVMValueRef stride, LLVMValueRef n)
@@ -54,11 +33,10 @@ static void zero(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef out, LLVMValueRef from,
 }
 
 /* table (v, h) [ids (n)] -> (n, h); unit = one id */
-int cg_lower_gather(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_gather(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *tab = cg_operand_type(c, k, 0), *ids = cg_operand_type(c, k, 1);
-    units(c, k, ir_type_numel(ids), 1);
+    cg_units(c, k, ir_type_numel(ids), 1, NULL);
     LLVMValueRef out = cg_arg(c, k, 0), t = cg_arg(c, k, 1), id = cg_arg(c, k, 2);
     LLVMValueRef h = cg_dim(c, tab->dim[1], k->B, k->S);
     cg_loop i;
@@ -67,63 +45,55 @@ int cg_lower_gather(cg_ctx *c, cg_kernel *k, ir_err *e)
     copy(c, c->t_f32, out, cg_mul(c, i.iv, h), t, cg_mul(c, row, h), cg_i64(c, 1), h);
     cg_for_end(c, &i);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* The first numel(out) elements of x; unit = a block of elements. */
-int cg_lower_prefix_rows(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_prefix_rows(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *t = &k->n->type;
-    units(c, k, ir_type_numel(t), BLOCK);
+    cg_units(c, k, ir_type_numel(t), BLOCK, NULL);
     LLVMValueRef n = cg_numel(c, t, k->B, k->S);
-    LLVMValueRef lo = cg_mul(c, k->u0, cg_i64(c, BLOCK));
-    LLVMValueRef hi = cg_min(c, cg_mul(c, k->u1, cg_i64(c, BLOCK)), n);
+    LLVMValueRef lo, hi;
+    cg_unit_range(c, k, BLOCK, n, &lo, &hi);
     copy(c, elem(c, t), cg_arg(c, k, 0), lo, cg_arg(c, k, 1), lo, cg_i64(c, 1),
          cg_sub(c, hi, lo));
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* x's elements, then zeros; unit = a block of elements. */
-int cg_lower_pad_rows(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_pad_rows(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *t = &k->n->type;
-    units(c, k, ir_type_numel(t), BLOCK);
+    cg_units(c, k, ir_type_numel(t), BLOCK, NULL);
     LLVMValueRef n = cg_numel(c, t, k->B, k->S);
     LLVMValueRef nin = cg_numel(c, cg_operand_type(c, k, 0), k->B, k->S);
-    LLVMValueRef lo = cg_mul(c, k->u0, cg_i64(c, BLOCK));
-    LLVMValueRef hi = cg_min(c, cg_mul(c, k->u1, cg_i64(c, BLOCK)), n);
+    LLVMValueRef lo, hi;
+    cg_unit_range(c, k, BLOCK, n, &lo, &hi);
     LLVMValueRef mid = cg_min(c, hi, nin);
     LLVMValueRef out = cg_arg(c, k, 0);
     /* copy [lo, mid) (empty when lo >= mid), zero [max(lo, mid), hi) */
     LLVMValueRef ncopy = cg_sub(c, mid, lo);
     copy(c, elem(c, t), out, lo, cg_arg(c, k, 1), lo, cg_i64(c, 1), ncopy);
-    LLVMValueRef zlo =
-        LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, lo, mid, ""), lo, mid, "");
-    zero(c, elem(c, t), out, zlo, hi);
+    zero(c, elem(c, t), out, cg_max(c, lo, mid), hi);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* out's dim i is x's dim perm[i]. Unit = one output row along the last axis: its
  * coordinates are decoded once, then the row is read with x's stride of that axis
  * (contiguous when the last axis stays last, as in BERT's head split). */
-int cg_lower_transpose(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_transpose(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *xt = cg_operand_type(c, k, 0), *ot = &k->n->type;
     const int *perm = k->n->a.perm;
     int r = ot->rank;
     if (r == 0) {
-        units(c, k, ir_dconst(1), 1);
+        cg_units(c, k, ir_dconst(1), 1, NULL);
         copy(c, elem(c, ot), cg_arg(c, k, 0), cg_i64(c, 0), cg_arg(c, k, 1), cg_i64(c, 0),
              cg_i64(c, 1), cg_i64(c, 1));
         LLVMBuildRetVoid(c->b);
-        return 0;
+        return;
     }
-    units(c, k, dprod(ot, 0, r - 1), 1);
+    cg_units(c, k, cg_dims(ot, 0, r - 1), 1, NULL);
     LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1);
     LLVMValueRef od[IR_MAX_RANK], xs[IR_MAX_RANK];
     for (int d = 0; d < r; d++) {
@@ -141,16 +111,14 @@ int cg_lower_transpose(cg_ctx *c, cg_kernel *k, ir_err *e)
          od[r - 1]);
     cg_for_end(c, &row);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* x (outer, len, inner) [:, index, :] -> (outer, inner); unit = one outer slice. */
-int cg_lower_select(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_select(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *xt = cg_operand_type(c, k, 0);
     int ax = k->n->a.axis;
-    units(c, k, dprod(xt, 0, ax), 1);
+    cg_units(c, k, cg_dims(xt, 0, ax), 1, NULL);
     LLVMValueRef len = cg_dim(c, xt->dim[ax], k->B, k->S);
     LLVMValueRef inner = cg_dims_prod(c, xt, ax + 1, xt->rank, k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1);
@@ -161,17 +129,15 @@ int cg_lower_select(cg_ctx *c, cg_kernel *k, ir_err *e)
     copy(c, elem(c, xt), out, cg_mul(c, o.iv, inner), x, src, cg_i64(c, 1), inner);
     cg_for_end(c, &o);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* dy (outer, inner) -> dx (outer, len, inner), zero except [:, index, :]; unit = one
  * outer slice. */
-int cg_lower_select_grad(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_select_grad(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *t = &k->n->type;
     int ax = k->n->a.axis;
-    units(c, k, dprod(t, 0, ax), 1);
+    cg_units(c, k, cg_dims(t, 0, ax), 1, NULL);
     LLVMValueRef len = cg_dim(c, t->dim[ax], k->B, k->S);
     LLVMValueRef inner = cg_dims_prod(c, t, ax + 1, t->rank, k->B, k->S);
     LLVMValueRef slice = cg_mul(c, len, inner);
@@ -184,5 +150,4 @@ int cg_lower_select_grad(cg_ctx *c, cg_kernel *k, ir_err *e)
     copy(c, elem(c, t), out, dst, dy, cg_mul(c, o.iv, inner), cg_i64(c, 1), inner);
     cg_for_end(c, &o);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }

@@ -16,31 +16,11 @@
  * layernorm_dgamma, which sum every row into each value, do so in double. */
 #include <math.h>
 
-#include <llvm-c/DebugInfo.h>
-
 #include "cg.h"
 
 #define ROW_MASK_NEG (-10000.0) /* runtime/ref.h RT_MASK_NEG */
 
 /* ---- vector helpers ---- */
-
-/* Plain IEEE f32 arithmetic, without the `contract` flag: whether the backend would fuse
- * a multiply and an add could differ between a vectorized and a scalar copy of the same
- * formula, and the bits must not depend on which path an element takes. */
-static LLVMValueRef fp_add(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
-{
-    return LLVMBuildFAdd(c->b, a, b, "");
-}
-
-static LLVMValueRef fp_sub(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
-{
-    return LLVMBuildFSub(c->b, a, b, "");
-}
-
-static LLVMValueRef fp_mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
-{
-    return LLVMBuildFMul(c->b, a, b, "");
-}
 
 /* i64 values (as many lanes as ty) at index j of base */
 static LLVMValueRef ld_i64(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef j)
@@ -69,13 +49,8 @@ static LLVMValueRef hreduce(cg_ctx *c, int op, LLVMValueRef v)
     unsigned n = cg_lanes(LLVMTypeOf(v));
     while (n > 1) {
         unsigned h = n / 2;
-        LLVMValueRef lo[32], hi[32];
-        for (unsigned i = 0; i < h; i++) {
-            lo[i] = LLVMConstInt(c->t_i32, i, 0);
-            hi[i] = LLVMConstInt(c->t_i32, h + i, 0);
-        }
-        v = combine(c, op, LLVMBuildShuffleVector(c->b, v, v, LLVMConstVector(lo, h), ""),
-                    LLVMBuildShuffleVector(c->b, v, v, LLVMConstVector(hi, h), ""));
+        v = combine(c, op, LLVMBuildShuffleVector(c->b, v, v, cg_iota(c->t_i32, 0, h), ""),
+                    LLVMBuildShuffleVector(c->b, v, v, cg_iota(c->t_i32, h, h), ""));
         n = h;
     }
     return LLVMBuildExtractElement(c->b, v, LLVMConstInt(c->t_i32, 0, 0), "");
@@ -91,25 +66,6 @@ typedef struct row {
 /* Element j (or the vector starting there, ty saying which) of one pass over a row:
  * returns the value to reduce (or NULL), storing whatever the pass writes. */
 typedef LLVMValueRef (*row_fn)(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j);
-
-/* Marks the loop l (after cg_for_end) as neither to vectorize nor to unroll: it is the
- * scalar tail of an explicit vector loop, shorter than a vector. */
-static void scalar_tail(cg_ctx *c, cg_loop *l)
-{
-    LLVMBasicBlockRef latch = LLVMGetIncomingBlock(l->iv, 1);
-    LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
-    LLVMMetadataRef vec[2] = {
-        LLVMMDStringInContext2(c->ctx, "llvm.loop.vectorize.enable", 26),
-        LLVMValueAsMetadata(LLVMConstInt(c->t_i1, 0, 0))};
-    LLVMMetadataRef unroll = LLVMMDStringInContext2(c->ctx, "llvm.loop.unroll.disable", 24);
-    LLVMMetadataRef ops[3] = {self, LLVMMDNodeInContext2(c->ctx, vec, 2),
-                              LLVMMDNodeInContext2(c->ctx, &unroll, 1)};
-    LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, 3);
-    LLVMMetadataReplaceAllUsesWith(self, loop);
-    LLVMSetMetadata(LLVMGetBasicBlockTerminator(latch),
-                    LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9),
-                    LLVMMetadataAsValue(c->ctx, loop));
-}
 
 /* One pass over a row of h elements; returns the sum or max (op) of f's values. */
 static LLVMValueRef row_pass(cg_ctx *c, LLVMValueRef h, row_fn f, const row *r, int op)
@@ -135,39 +91,14 @@ static LLVMValueRef row_pass(cg_ctx *c, LLVMValueRef h, row_fn f, const row *r, 
         LLVMBuildStore(c->b, combine(c, op, LLVMBuildLoad2(c->b, c->t_f32, sacc, ""), v),
                        sacc);
     cg_for_end(c, &t);
-    scalar_tail(c, &t);
+    cg_scalar_tail(c, &t);
     return op ? LLVMBuildLoad2(c->b, c->t_f32, sacc, "") : NULL;
-}
-
-/* Emits the units function: n(uB, uS) units (a product of dims, or its ceiling over
- * `block`) and scratch_elems(uB, uS) * 4 bytes of scratch; then returns to the body. */
-static void units(cg_ctx *c, cg_kernel *k, ir_dim n, int64_t block, const ir_dim *scratch)
-{
-    LLVMBasicBlockRef body = LLVMGetInsertBlock(c->b);
-    LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
-    LLVMValueRef v = cg_dim(c, n, k->uB, k->uS);
-    if (block > 1)
-        v = cg_div(c, cg_add(c, v, cg_i64(c, block - 1)), cg_i64(c, block));
-    cg_units_return(c, k, v,
-                    scratch ? cg_mul(c, cg_dim(c, *scratch, k->uB, k->uS), cg_i64(c, 4))
-                            : NULL);
-    LLVMPositionBuilderAtEnd(c->b, body);
-}
-
-static ir_dim dprod(const ir_type *t, int from, int to)
-{
-    ir_dim p = ir_dconst(1);
-    for (int i = from; i < to; i++)
-        p = ir_dim_mul(p, t->dim[i]);
-    return p;
 }
 
 /* if (cond) { ...then... } : returns the join block; the builder is left in `then`. */
 static LLVMBasicBlockRef if_begin(cg_ctx *c, LLVMValueRef cond)
 {
-    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
-    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, fn, "then");
-    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, fn, "join");
+    LLVMBasicBlockRef then = cg_block(c, "then"), join = cg_block(c, "join");
     LLVMBuildCondBr(c->b, cond, then, join);
     LLVMPositionBuilderAtEnd(c->b, then);
     return join;
@@ -209,15 +140,17 @@ static void row_stats(cg_ctx *c, row *r, LLVMValueRef h, double eps)
 /* xhat = (x - mean) rstd */
 static LLVMValueRef xhat(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    return fp_mul(c, fp_sub(c, cg_vld(c, ty, r->p[0], j), cg_splat(c, ty, r->s[0])),
-                  cg_splat(c, ty, r->s[1]));
+    return cg_fmul_plain(
+        c, cg_fsub_plain(c, cg_vld(c, ty, r->p[0], j), cg_splat(c, ty, r->s[0])),
+        cg_splat(c, ty, r->s[1]));
 }
 
 /* layernorm: p = {x, gamma, beta, out} */
 static LLVMValueRef p_ln_out(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    LLVMValueRef y = fp_add(c, fp_mul(c, xhat(c, r, ty, j), cg_vld(c, ty, r->p[1], j)),
-                            cg_vld(c, ty, r->p[2], j));
+    LLVMValueRef y =
+        cg_fadd_plain(c, cg_fmul_plain(c, xhat(c, r, ty, j), cg_vld(c, ty, r->p[1], j)),
+                      cg_vld(c, ty, r->p[2], j));
     cg_vst(c, y, r->p[3], j);
     return NULL;
 }
@@ -225,19 +158,19 @@ static LLVMValueRef p_ln_out(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueR
 /* layernorm_dx: p = {x, gamma, dy, dx}; s = {mean, rstd, mean(g), mean(g xhat)} */
 static LLVMValueRef p_g(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    return fp_mul(c, cg_vld(c, ty, r->p[2], j), cg_vld(c, ty, r->p[1], j));
+    return cg_fmul_plain(c, cg_vld(c, ty, r->p[2], j), cg_vld(c, ty, r->p[1], j));
 }
 
 static LLVMValueRef p_gx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    return fp_mul(c, p_g(c, r, ty, j), xhat(c, r, ty, j));
+    return cg_fmul_plain(c, p_g(c, r, ty, j), xhat(c, r, ty, j));
 }
 
 static LLVMValueRef p_ln_dx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    LLVMValueRef t = fp_sub(c, p_g(c, r, ty, j), cg_splat(c, ty, r->s[2]));
-    t = fp_sub(c, t, fp_mul(c, xhat(c, r, ty, j), cg_splat(c, ty, r->s[3])));
-    cg_vst(c, fp_mul(c, cg_splat(c, ty, r->s[1]), t), r->p[3], j);
+    LLVMValueRef t = cg_fsub_plain(c, p_g(c, r, ty, j), cg_splat(c, ty, r->s[2]));
+    t = cg_fsub_plain(c, t, cg_fmul_plain(c, xhat(c, r, ty, j), cg_splat(c, ty, r->s[3])));
+    cg_vst(c, cg_fmul_plain(c, cg_splat(c, ty, r->s[1]), t), r->p[3], j);
     return NULL;
 }
 
@@ -256,8 +189,8 @@ static LLVMValueRef p_sm_logit(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValu
     LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(m));
     LLVMValueRef add = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, m, zero, ""),
                                        cg_splat(c, ty, r->s[3]), cg_constf(c, ty, 0.0), "");
-    LLVMValueRef v =
-        fp_add(c, fp_mul(c, cg_splat(c, ty, r->s[0]), cg_vld(c, ty, r->p[0], j)), add);
+    LLVMValueRef v = cg_fadd_plain(
+        c, cg_fmul_plain(c, cg_splat(c, ty, r->s[0]), cg_vld(c, ty, r->p[0], j)), add);
     cg_vst(c, v, r->p[1], j);
     return v;
 }
@@ -274,21 +207,23 @@ static LLVMValueRef p_exp_inplace(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMV
 /* out *= s[2] (1 / sum: one division per row, the result within 1.5 ulp of out / sum) */
 static LLVMValueRef p_scale_inplace(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    cg_vst(c, fp_mul(c, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[2])), r->p[1], j);
+    cg_vst(c, cg_fmul_plain(c, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[2])),
+           r->p[1], j);
     return NULL;
 }
 
 /* softmax_grad: p = {y, dy, dx}; s = {scale, dot} */
 static LLVMValueRef p_dot(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    return fp_mul(c, cg_vld(c, ty, r->p[1], j), cg_vld(c, ty, r->p[0], j));
+    return cg_fmul_plain(c, cg_vld(c, ty, r->p[1], j), cg_vld(c, ty, r->p[0], j));
 }
 
 static LLVMValueRef p_sm_dx(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
     LLVMValueRef y = cg_vld(c, ty, r->p[0], j);
-    LLVMValueRef d = fp_sub(c, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[1]));
-    cg_vst(c, fp_mul(c, fp_mul(c, cg_splat(c, ty, r->s[0]), y), d), r->p[2], j);
+    LLVMValueRef d = cg_fsub_plain(c, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[1]));
+    cg_vst(c, cg_fmul_plain(c, cg_fmul_plain(c, cg_splat(c, ty, r->s[0]), y), d), r->p[2],
+           j);
     return NULL;
 }
 
@@ -309,7 +244,8 @@ static LLVMValueRef p_ce_exp(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueR
 /* out *= s[3] (factor / sum) */
 static LLVMValueRef p_ce_scale(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef j)
 {
-    cg_vst(c, fp_mul(c, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[3])), r->p[1], j);
+    cg_vst(c, cg_fmul_plain(c, cg_vld(c, ty, r->p[1], j), cg_splat(c, ty, r->s[3])),
+           r->p[1], j);
     return NULL;
 }
 
@@ -322,11 +258,10 @@ static LLVMValueRef p_zero(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef
 /* ---- row-wise lowerings ---- */
 
 /* x (rows, h), gamma (h), beta (h) -> (rows, h); unit = one row */
-int cg_lower_layernorm(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_layernorm(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *t = &k->n->type;
-    units(c, k, dprod(t, 0, t->rank - 1), 1, NULL);
+    cg_units(c, k, cg_dims(t, 0, t->rank - 1), 1, NULL);
     LLVMValueRef h = cg_dim(c, t->dim[t->rank - 1], k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1);
     LLVMValueRef gamma = cg_arg(c, k, 2), beta = cg_arg(c, k, 3);
@@ -339,15 +274,13 @@ int cg_lower_layernorm(cg_ctx *c, cg_kernel *k, ir_err *e)
     row_pass(c, h, p_ln_out, &r, R_NONE);
     cg_for_end(c, &i);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* x, gamma, dy -> dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma; unit = row */
-int cg_lower_layernorm_dx(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_layernorm_dx(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *t = &k->n->type;
-    units(c, k, dprod(t, 0, t->rank - 1), 1, NULL);
+    cg_units(c, k, cg_dims(t, 0, t->rank - 1), 1, NULL);
     LLVMValueRef h = cg_dim(c, t->dim[t->rank - 1], k->B, k->S), hf = to_f32(c, h);
     LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1);
     LLVMValueRef gamma = cg_arg(c, k, 2), dy = cg_arg(c, k, 3);
@@ -362,17 +295,15 @@ int cg_lower_layernorm_dx(cg_ctx *c, cg_kernel *k, ir_err *e)
     row_pass(c, h, p_ln_dx, &r, R_NONE);
     cg_for_end(c, &i);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* scores (batch, ..., t), mask (batch, t): softmax over t of scale x + (mask ? 0 : -1e4);
  * unit = one row */
-int cg_lower_attn_softmax(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_attn_softmax(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *xt = cg_operand_type(c, k, 0);
     int rk = xt->rank;
-    units(c, k, dprod(xt, 0, rk - 1), 1, NULL);
+    cg_units(c, k, cg_dims(xt, 0, rk - 1), 1, NULL);
     LLVMValueRef t = cg_dim(c, xt->dim[rk - 1], k->B, k->S);
     LLVMValueRef per_batch = cg_dims_prod(c, xt, 1, rk - 1, k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1), mask = cg_arg(c, k, 2);
@@ -402,15 +333,13 @@ int cg_lower_attn_softmax(cg_ctx *c, cg_kernel *k, ir_err *e)
     LLVMBuildStore(c->b, cg_add(c, bi, LLVMBuildZExt(c->b, wrap, c->t_i64, "")), bvar);
     cg_for_end(c, &i);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* y, dy -> dx = scale y (dy - sum(dy y)); unit = one row */
-int cg_lower_softmax_grad(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_softmax_grad(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *ty = &k->n->type;
-    units(c, k, dprod(ty, 0, ty->rank - 1), 1, NULL);
+    cg_units(c, k, cg_dims(ty, 0, ty->rank - 1), 1, NULL);
     LLVMValueRef t = cg_dim(c, ty->dim[ty->rank - 1], k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), y = cg_arg(c, k, 1), dy = cg_arg(c, k, 2);
     cg_loop i;
@@ -423,17 +352,15 @@ int cg_lower_softmax_grad(cg_ctx *c, cg_kernel *k, ir_err *e)
     row_pass(c, t, p_sm_dx, &r, R_NONE);
     cg_for_end(c, &i);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* logits (n, C), labels (n) -> the mean over labelled rows of max + log(sum exp(x -
  * max)) - x[label], or 0 when none is labelled. One unit: the losses are added in row
  * order (in double). */
-int cg_lower_cross_entropy(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_cross_entropy(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *lt = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
-    units(c, k, ir_dconst(1), 1, NULL);
+    cg_units(c, k, ir_dconst(1), 1, NULL);
     LLVMValueRef C = cg_dim(c, lt->dim[lt->rank - 1], k->B, k->S);
     LLVMValueRef n = cg_numel(c, bt, k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), logits = cg_arg(c, k, 1), labels = cg_arg(c, k, 2);
@@ -465,16 +392,14 @@ int cg_lower_cross_entropy(cg_ctx *c, cg_kernel *k, ir_err *e)
                         LLVMBuildFPTrunc(c->b, mean, c->t_f32, ""), cg_f32(c, 0.0), "");
     cg_store(c, res, out, cg_i64(c, 0));
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* logits (n, C), labels (n), dloss [] -> dlogits = dloss (softmax - onehot) / count on
  * labelled rows, 0 on the others; unit = one row (each call counts the labels first). */
-int cg_lower_cross_entropy_grad(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_cross_entropy_grad(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *lt = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
-    units(c, k, ir_type_numel(bt), 1, NULL);
+    cg_units(c, k, ir_type_numel(bt), 1, NULL);
     LLVMValueRef C = cg_dim(c, lt->dim[lt->rank - 1], k->B, k->S);
     LLVMValueRef n = cg_numel(c, bt, k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), logits = cg_arg(c, k, 1), labels = cg_arg(c, k, 2);
@@ -496,10 +421,8 @@ int cg_lower_cross_entropy_grad(cg_ctx *c, cg_kernel *k, ir_err *e)
     LLVMValueRef off = cg_mul(c, rw.iv, C);
     row r = {.p = {cg_gep(c, c->t_f32, logits, off), cg_gep(c, c->t_f32, out, off)}};
     LLVMValueRef lab = cg_load(c, c->t_i64, labels, rw.iv);
-    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
-    LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(c->ctx, fn, "labelled");
-    LLVMBasicBlockRef no = LLVMAppendBasicBlockInContext(c->ctx, fn, "ignored");
-    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, fn, "join");
+    LLVMBasicBlockRef yes = cg_block(c, "labelled"), no = cg_block(c, "ignored"),
+                      join = cg_block(c, "join");
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, lab, cg_i64(c, -100), ""), no,
                     yes);
     LLVMPositionBuilderAtEnd(c->b, no);
@@ -520,18 +443,9 @@ int cg_lower_cross_entropy_grad(cg_ctx *c, cg_kernel *k, ir_err *e)
     LLVMPositionBuilderAtEnd(c->b, join);
     cg_for_end(c, &rw);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* ---- column-wise lowerings ---- */
-
-/* The unit's output columns [*c0, *c1) of m, units of `cols` columns. */
-static void col_range(cg_ctx *c, cg_kernel *k, LLVMValueRef m, int64_t cols,
-                      LLVMValueRef *c0, LLVMValueRef *c1)
-{
-    *c0 = cg_mul(c, k->u0, cg_i64(c, cols));
-    *c1 = cg_min(c, cg_mul(c, k->u1, cg_i64(c, cols)), m);
-}
 
 static int64_t col_block(cg_ctx *c)
 {
@@ -582,17 +496,16 @@ static void acc_store(cg_ctx *c, LLVMValueRef out, LLVMValueRef acc, LLVMValueRe
 
 /* x (rows, m) -> out (m) summed over rows; unit = a block of columns. The sums run in
  * double (in the scratch: m doubles), in increasing row order. */
-int cg_lower_reduce_sum(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_reduce_sum(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *t = &k->n->type, *xt = cg_operand_type(c, k, 0);
     int64_t cols = col_block(c);
     ir_dim scratch = ir_dim_mul(ir_type_numel(t), ir_dconst(2));
-    units(c, k, ir_type_numel(t), cols, &scratch);
+    cg_units(c, k, ir_type_numel(t), cols, &scratch);
     LLVMValueRef m = cg_numel(c, t, k->B, k->S);
     LLVMValueRef rows = cg_dims_prod(c, xt, 0, xt->rank - t->rank, k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), x = cg_arg(c, k, 1), acc = k->scratch, c0, c1;
-    col_range(c, k, m, cols, &c0, &c1);
+    cg_unit_range(c, k, cols, m, &c0, &c1);
     zero_acc(c, acc, c0, c1);
     cg_loop r, j;
     cg_for_begin(c, &r, cg_i64(c, 0), rows, "r");
@@ -603,19 +516,17 @@ int cg_lower_reduce_sum(cg_ctx *c, cg_kernel *k, ir_err *e)
     cg_for_end(c, &r);
     acc_store(c, out, acc, c0, c1);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* x, dy (rows, h) -> dgamma (h) = sum over rows of dy xhat; unit = a block of columns.
  * The scratch holds the sums (h doubles), then every row's mean and rstd (rows * 2
  * floats), which each call computes first. */
-int cg_lower_layernorm_dgamma(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_layernorm_dgamma(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *xt = cg_operand_type(c, k, 0);
     int64_t cols = col_block(c);
     ir_dim hd = xt->dim[xt->rank - 1];
-    ir_dim scratch = ir_dim_mul(dprod(xt, 0, xt->rank - 1), ir_dconst(2));
+    ir_dim scratch = ir_dim_mul(cg_dims(xt, 0, xt->rank - 1), ir_dconst(2));
     ir_dim sums = ir_dim_mul(hd, ir_dconst(2));
     /* (rows + h) * 2 floats: a sum of monomials, so the units function adds them */
     LLVMBasicBlockRef body = LLVMGetInsertBlock(c->b);
@@ -640,7 +551,7 @@ int cg_lower_layernorm_dgamma(cg_ctx *c, cg_kernel *k, ir_err *e)
     cg_store(c, rr.s[0], stats, si);
     cg_store(c, rr.s[1], stats, cg_add(c, si, cg_i64(c, 1)));
     cg_for_end(c, &r);
-    col_range(c, k, h, cols, &c0, &c1);
+    cg_unit_range(c, k, cols, h, &c0, &c1);
     zero_acc(c, acc, c0, c1);
     cg_for_begin(c, &r, cg_i64(c, 0), rows, "r");
     si = cg_mul(c, r.iv, cg_i64(c, 2));
@@ -649,28 +560,26 @@ int cg_lower_layernorm_dgamma(cg_ctx *c, cg_kernel *k, ir_err *e)
     LLVMValueRef off = cg_mul(c, r.iv, h);
     LLVMValueRef xr = cg_gep(c, c->t_f32, x, off), dyr = cg_gep(c, c->t_f32, dy, off);
     cg_for_begin(c, &j, c0, c1, "j");
-    LLVMValueRef d = fp_mul(c, cg_load(c, c->t_f32, dyr, j.iv),
-                            fp_sub(c, cg_load(c, c->t_f32, xr, j.iv), mean));
-    acc_add(c, acc, c0, j.iv, fp_mul(c, d, rstd));
+    LLVMValueRef d = cg_fmul_plain(c, cg_load(c, c->t_f32, dyr, j.iv),
+                                   cg_fsub_plain(c, cg_load(c, c->t_f32, xr, j.iv), mean));
+    acc_add(c, acc, c0, j.iv, cg_fmul_plain(c, d, rstd));
     cg_for_end(c, &j);
     cg_for_end(c, &r);
     acc_store(c, out, acc, c0, c1);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }
 
 /* ids (n), dy (n, h) -> out (v, h): zero, then row ids[i] += dy[i] in increasing i;
  * unit = a block of columns */
-int cg_lower_scatter_add(cg_ctx *c, cg_kernel *k, ir_err *e)
+void cg_lower_scatter_add(cg_ctx *c, cg_kernel *k)
 {
-    (void)e;
     const ir_type *t = &k->n->type, *it = cg_operand_type(c, k, 0);
     int64_t cols = col_block(c);
-    units(c, k, t->dim[1], cols, NULL);
+    cg_units(c, k, t->dim[1], cols, NULL);
     LLVMValueRef v = cg_dim(c, t->dim[0], k->B, k->S), h = cg_dim(c, t->dim[1], k->B, k->S);
     LLVMValueRef n = cg_numel(c, it, k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), ids = cg_arg(c, k, 1), dy = cg_arg(c, k, 2), c0, c1;
-    col_range(c, k, h, cols, &c0, &c1);
+    cg_unit_range(c, k, cols, h, &c0, &c1);
     zero_cols(c, out, v, h, c0, c1);
     cg_loop i, j;
     cg_for_begin(c, &i, cg_i64(c, 0), n, "i");
@@ -678,11 +587,10 @@ int cg_lower_scatter_add(cg_ctx *c, cg_kernel *k, ir_err *e)
         cg_gep(c, c->t_f32, out, cg_mul(c, cg_load(c, c->t_i64, ids, i.iv), h));
     LLVMValueRef drow = cg_gep(c, c->t_f32, dy, cg_mul(c, i.iv, h));
     cg_for_begin(c, &j, c0, c1, "j");
-    LLVMValueRef s =
-        fp_add(c, cg_load(c, c->t_f32, orow, j.iv), cg_load(c, c->t_f32, drow, j.iv));
+    LLVMValueRef s = cg_fadd_plain(c, cg_load(c, c->t_f32, orow, j.iv),
+                                   cg_load(c, c->t_f32, drow, j.iv));
     cg_store(c, s, orow, j.iv);
     cg_for_end(c, &j);
     cg_for_end(c, &i);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }

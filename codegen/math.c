@@ -14,39 +14,23 @@
 
 #include "cg.h"
 
-/* Not in cg.h yet; the cross-entropy lowering (lower_reduce.c) declares it too. */
-
-static unsigned lanes(LLVMValueRef x)
-{
-    LLVMTypeRef t = LLVMTypeOf(x);
-    return LLVMGetTypeKind(t) == LLVMVectorTypeKind ? LLVMGetVectorSize(t) : 0;
-}
-
-static LLVMValueRef splat_const(LLVMValueRef k, unsigned n)
-{
-    if (!n)
-        return k;
-    LLVMValueRef v[64];
-    for (unsigned i = 0; i < n; i++)
-        v[i] = k;
-    return LLVMConstVector(v, n);
-}
-
 /* f32 constant shaped like x */
 static LLVMValueRef kf(cg_ctx *c, LLVMValueRef x, double v)
 {
-    return splat_const(LLVMConstReal(c->t_f32, v), lanes(x));
+    return cg_constf(c, LLVMTypeOf(x), v);
 }
 
 /* i32 constant shaped like x */
 static LLVMValueRef ki(cg_ctx *c, LLVMValueRef x, int32_t v)
 {
-    return splat_const(LLVMConstInt(c->t_i32, (unsigned long long)(int64_t)v, 1), lanes(x));
+    return cg_const_splat(LLVMTypeOf(x),
+                          LLVMConstInt(c->t_i32, (unsigned long long)(int64_t)v, 1));
 }
 
 static LLVMTypeRef ity(cg_ctx *c, LLVMValueRef x)
 {
-    return lanes(x) ? LLVMVectorType(c->t_i32, lanes(x)) : c->t_i32;
+    unsigned n = cg_lanes(LLVMTypeOf(x));
+    return n ? LLVMVectorType(c->t_i32, n) : c->t_i32;
 }
 
 static LLVMValueRef as_int(cg_ctx *c, LLVMValueRef x)
@@ -56,7 +40,7 @@ static LLVMValueRef as_int(cg_ctx *c, LLVMValueRef x)
 
 static LLVMValueRef as_float(cg_ctx *c, LLVMValueRef i)
 {
-    unsigned n = lanes(i);
+    unsigned n = cg_lanes(LLVMTypeOf(i));
     return LLVMBuildBitCast(c->b, i, n ? LLVMVectorType(c->t_f32, n) : c->t_f32, "");
 }
 

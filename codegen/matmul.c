@@ -121,30 +121,6 @@ static LLVMValueRef ptr_at(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx)
     return cg_gep(c, c->t_f32, base, idx);
 }
 
-/* A load of type t (f32 or a vector of f32) at &base[idx] (in floats). */
-static LLVMValueRef load_at(cg_ctx *c, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef idx,
-                            unsigned align)
-{
-    LLVMValueRef v = LLVMBuildLoad2(c->b, t, ptr_at(c, base, idx), "");
-    LLVMSetAlignment(v, align);
-    return v;
-}
-
-static void store_at(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx,
-                     unsigned align)
-{
-    LLVMSetAlignment(LLVMBuildStore(c->b, v, ptr_at(c, base, idx)), align);
-}
-
-static LLVMValueRef splat(cg_ctx *c, LLVMValueRef x, int n)
-{
-    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), (unsigned)n);
-    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), x,
-                                            LLVMConstInt(c->t_i32, 0, 0), "");
-    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt),
-                                  LLVMConstNull(LLVMVectorType(c->t_i32, (unsigned)n)), "");
-}
-
 static LLVMValueRef shuffle(cg_ctx *c, LLVMValueRef x, LLVMValueRef y, const int *m, int n)
 {
     LLVMValueRef idx[64];
@@ -156,11 +132,9 @@ static LLVMValueRef shuffle(cg_ctx *c, LLVMValueRef x, LLVMValueRef y, const int
 /* Lane mask of an n-lane vector: lane l is on when l < lim (i64, |lim| < 2^31). */
 static LLVMValueRef lane_mask(cg_ctx *c, LLVMValueRef lim, int n)
 {
-    LLVMValueRef iota[64];
-    for (int i = 0; i < n; i++)
-        iota[i] = LLVMConstInt(c->t_i32, (unsigned long long)i, 0);
-    LLVMValueRef l = splat(c, LLVMBuildTrunc(c->b, lim, c->t_i32, ""), n);
-    return LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(iota, (unsigned)n), l, "");
+    LLVMValueRef l = cg_splat(c, LLVMVectorType(c->t_i32, (unsigned)n),
+                              LLVMBuildTrunc(c->b, lim, c->t_i32, ""));
+    return LLVMBuildICmp(c->b, LLVMIntSLT, cg_iota(c->t_i32, 0, (unsigned)n), l, "");
 }
 
 /* &base[idx] without inbounds: a masked access may start past the end of its buffer. */
@@ -186,12 +160,6 @@ static void masked_store(cg_ctx *c, int n, LLVMValueRef v, LLVMValueRef ptr,
     LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, ov, 2);
     LLVMValueRef args[4] = {v, ptr, LLVMConstInt(c->t_i32, 4, 0), mask};
     LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ov, 2), fn, args, 4, "");
-}
-
-static LLVMBasicBlockRef new_block(cg_ctx *c, const char *name)
-{
-    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
-    return LLVMAppendBasicBlockInContext(c->ctx, fn, name);
 }
 
 /* acc + a * b: llvm.fma where the target has it, else a rounded multiply and add. */
@@ -223,8 +191,8 @@ static void pack_copy(cg_ctx *c, const mm_cfg *f, LLVMValueRef dst, int W, LLVMV
     LLVMValueRef s = cg_add(c, srow, wq);
     LLVMValueRef d = cg_add(c, cg_mul(c, lq.iv, cg_i64(c, (int64_t)f->KC * W)), drow);
     LLVMValueRef full = LLVMBuildICmp(c->b, LLVMIntSGE, wv, cg_i64(c, W), "");
-    LLVMBasicBlockRef bf = new_block(c, "pack.full"), be = new_block(c, "pack.edge"),
-                      done = new_block(c, "pack.done");
+    LLVMBasicBlockRef bf = cg_block(c, "pack.full"), be = cg_block(c, "pack.edge"),
+                      done = cg_block(c, "pack.done");
     LLVMBuildCondBr(c->b, full, bf, be);
     for (int edge = 0; edge < 2; edge++) {
         LLVMPositionBuilderAtEnd(c->b, edge ? be : bf);
@@ -234,15 +202,16 @@ static void pack_copy(cg_ctx *c, const mm_cfg *f, LLVMValueRef dst, int W, LLVMV
                 /* the clamped column is always in bounds; zero it past wv */
                 LLVMValueRef in = LLVMBuildICmp(c->b, LLVMIntSLT, cg_i64(c, w), wv, "");
                 sw = cg_add(c, s, cg_min(c, cg_i64(c, w), cg_sub(c, wv, cg_i64(c, 1))));
-                v = LLVMBuildSelect(c->b, in, load_at(c, c->t_f32, src, sw, 4),
+                v = LLVMBuildSelect(c->b, in, cg_vld_align(c, c->t_f32, src, sw, 4),
                                     cg_f32(c, 0), "");
             } else if (edge) {
                 v = masked_load(c, cw, ptr_raw(c, src, sw),
                                 lane_mask(c, cg_sub(c, wv, cg_i64(c, w)), cw));
             } else {
-                v = load_at(c, cw == 1 ? c->t_f32 : vec_t(c, cw), src, sw, 4);
+                v = cg_vld_align(c, cw == 1 ? c->t_f32 : vec_t(c, cw), src, sw, 4);
             }
-            store_at(c, v, dst, cg_add(c, d, cg_i64(c, w)), cw == 1 ? 4 : 4 * (unsigned)cw);
+            cg_vst_align(c, v, dst, cg_add(c, d, cg_i64(c, w)),
+                         cw == 1 ? 4 : 4 * (unsigned)cw);
         }
         LLVMBuildBr(c->b, done);
     }
@@ -289,13 +258,13 @@ static void transpose_block(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src
     for (int t = 0; t < 8; t++) {
         LLVMValueRef at = cg_add(c, row[t], p);
         r[t] = kmask ? masked_load(c, 8, ptr_at(c, src, at), kmask)
-                     : load_at(c, vec_t(c, 8), src, at, 4);
+                     : cg_vld_align(c, vec_t(c, 8), src, at, 4);
     }
     transpose8(c, r);
     for (int t = 0; t < 8; t++) {
         LLVMValueRef v = LLVMBuildSelect(c->b, m, r[t], LLVMConstNull(vec_t(c, 8)), "");
-        store_at(c, v, dst,
-                 cg_add(c, cg_mul(c, cg_add(c, p, cg_i64(c, t)), cg_i64(c, W)), w), 32);
+        cg_vst_align(c, v, dst,
+                     cg_add(c, cg_mul(c, cg_add(c, p, cg_i64(c, t)), cg_i64(c, W)), w), 32);
     }
 }
 
@@ -323,7 +292,7 @@ static void pack_transposed(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src
     cg_for_begin(c, &lq, cg_i64(c, 0), cg_div(c, k8, cg_i64(c, 8)), "p8");
     transpose_block(c, dst, W, src, row, cg_mul(c, lq.iv, cg_i64(c, 8)), g8, m, NULL);
     cg_for_end(c, &lq);
-    LLVMBasicBlockRef bt = new_block(c, "pack.tail"), done = new_block(c, "pack.tail.done");
+    LLVMBasicBlockRef bt = cg_block(c, "pack.tail"), done = cg_block(c, "pack.tail.done");
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, tail, cg_i64(c, 0), ""), bt,
                     done);
     LLVMPositionBuilderAtEnd(c->b, bt);
@@ -351,15 +320,16 @@ static void k_step(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef pb,
 {
     LLVMValueRef bv[8];
     for (int v = 0; v < f->NRV; v++)
-        bv[v] = load_at(c, vec_t(c, f->V), pb,
-                        cg_add(c, cg_mul(c, p, cg_i64(c, f->NR)), cg_i64(c, v * f->V)),
-                        4 * (unsigned)f->V);
+        bv[v] = cg_vld_align(c, vec_t(c, f->V), pb,
+                             cg_add(c, cg_mul(c, p, cg_i64(c, f->NR)), cg_i64(c, v * f->V)),
+                             4 * (unsigned)f->V);
     for (int r = 0; r < f->MR; r++) {
         LLVMValueRef s =
-            a->direct ? load_at(c, c->t_f32, a->rows[r], p, 4)
-                      : load_at(c, c->t_f32, a->pa,
-                                cg_add(c, cg_mul(c, p, cg_i64(c, f->MR)), cg_i64(c, r)), 4);
-        LLVMValueRef sv = splat(c, s, f->V);
+            a->direct
+                ? cg_vld_align(c, c->t_f32, a->rows[r], p, 4)
+                : cg_vld_align(c, c->t_f32, a->pa,
+                               cg_add(c, cg_mul(c, p, cg_i64(c, f->MR)), cg_i64(c, r)), 4);
+        LLVMValueRef sv = cg_splat(c, vec_t(c, f->V), s);
         for (int v = 0; v < f->NRV; v++)
             acc[r * f->NRV + v] = fma_or_muladd(c, sv, bv[v], acc[r * f->NRV + v]);
     }
@@ -373,8 +343,8 @@ static LLVMValueRef k_loop(cg_ctx *c, const mm_cfg *f, int U, LLVMValueRef p0,
 {
     const int NA = f->MR * f->NRV;
     LLVMTypeRef vt = vec_t(c, f->V);
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b), head = new_block(c, "k.head"),
-                      body = new_block(c, "k.body"), exit = new_block(c, "k.exit");
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b), head = cg_block(c, "k.head"),
+                      body = cg_block(c, "k.body"), exit = cg_block(c, "k.exit");
     LLVMBuildBr(c->b, head);
     LLVMPositionBuilderAtEnd(c->b, head);
     LLVMValueRef p = LLVMBuildPhi(c->b, c->t_i64, "p"), ph[MAX_ACC], cur[MAX_ACC];
@@ -416,10 +386,11 @@ static void edge_copy(cg_ctx *c, const mm_cfg *f, int to_c, LLVMValueRef tile,
         LLVMValueRef tv = cg_add(c, trow, cg_i64(c, v * f->V));
         LLVMValueRef m = lane_mask(c, cg_sub(c, nr, cg_i64(c, v * f->V)), f->V);
         if (to_c)
-            masked_store(c, f->V, load_at(c, vec_t(c, f->V), tile, tv, 4 * (unsigned)f->V),
-                         cp, m);
+            masked_store(c, f->V,
+                         cg_vld_align(c, vec_t(c, f->V), tile, tv, 4 * (unsigned)f->V), cp,
+                         m);
         else
-            store_at(c, masked_load(c, f->V, cp, m), tile, tv, 4 * (unsigned)f->V);
+            cg_vst_align(c, masked_load(c, f->V, cp, m), tile, tv, 4 * (unsigned)f->V);
     }
     cg_for_end(c, &lr);
 }
@@ -443,9 +414,9 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
 #define T_AT(r, v) cg_i64(c, (r)*f->NR + (v)*V)
 
     /* accumulators start at 0 (first K block) or at C */
-    LLVMBasicBlockRef b0 = LLVMGetInsertBlock(c->b), bl = new_block(c, "c.load"),
-                      blf = new_block(c, "c.load.full"), ble = new_block(c, "c.load.edge"),
-                      bi = new_block(c, "k.init");
+    LLVMBasicBlockRef b0 = LLVMGetInsertBlock(c->b), bl = cg_block(c, "c.load"),
+                      blf = cg_block(c, "c.load.full"), ble = cg_block(c, "c.load.edge"),
+                      bi = cg_block(c, "k.init");
     LLVMBuildCondBr(c->b, first, bi, bl);
     LLVMPositionBuilderAtEnd(c->b, bl);
     LLVMBuildCondBr(c->b, full, blf, ble);
@@ -453,14 +424,14 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
     LLVMPositionBuilderAtEnd(c->b, blf);
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NRV; v++)
-            accf[r * NRV + v] = load_at(c, vt, cz, C_AT(r, v), 4);
+            accf[r * NRV + v] = cg_vld_align(c, vt, cz, C_AT(r, v), 4);
     LLVMBuildBr(c->b, bi);
     LLVMPositionBuilderAtEnd(c->b, ble);
     /* rows of the tile past mr keep stale values; their results are never stored */
     edge_copy(c, f, 0, tile, cz, ldc, i0, mr, j0, nr);
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NRV; v++)
-            acce[r * NRV + v] = load_at(c, vt, tile, T_AT(r, v), 4 * (unsigned)V);
+            acce[r * NRV + v] = cg_vld_align(c, vt, tile, T_AT(r, v), 4 * (unsigned)V);
     LLVMBasicBlockRef ble_end = LLVMGetInsertBlock(c->b);
     LLVMBuildBr(c->b, bi);
     LLVMPositionBuilderAtEnd(c->b, bi);
@@ -476,18 +447,18 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
         k_loop(c, f, f->U, cg_i64(c, 0), cg_sub(c, kc, cg_i64(c, f->U - 1)), a, pb, acc);
     k_loop(c, f, 1, p, kc, a, pb, acc);
 
-    LLVMBasicBlockRef bsf = new_block(c, "c.store.full"),
-                      bse = new_block(c, "c.store.edge"), bd = new_block(c, "c.done");
+    LLVMBasicBlockRef bsf = cg_block(c, "c.store.full"), bse = cg_block(c, "c.store.edge"),
+                      bd = cg_block(c, "c.done");
     LLVMBuildCondBr(c->b, full, bsf, bse);
     LLVMPositionBuilderAtEnd(c->b, bsf);
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NRV; v++)
-            store_at(c, acc[r * NRV + v], cz, C_AT(r, v), 4);
+            cg_vst_align(c, acc[r * NRV + v], cz, C_AT(r, v), 4);
     LLVMBuildBr(c->b, bd);
     LLVMPositionBuilderAtEnd(c->b, bse);
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NRV; v++)
-            store_at(c, acc[r * NRV + v], tile, T_AT(r, v), 4 * (unsigned)V);
+            cg_vst_align(c, acc[r * NRV + v], tile, T_AT(r, v), 4 * (unsigned)V);
     edge_copy(c, f, 1, tile, cz, ldc, i0, mr, j0, nr);
     LLVMBuildBr(c->b, bd);
     LLVMPositionBuilderAtEnd(c->b, bd);
@@ -497,19 +468,27 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
 
 /* ---- the lowering ---- */
 
-int cg_lower_matmul(cg_ctx *c, cg_kernel *k, ir_err *e)
+/* What the lowering below assumes of the node and of its blocking. */
+int cg_check_matmul(const cg_ctx *c, const ir_node *n, ir_err *e)
 {
-    const ir_type *at = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
-    const int ta = k->n->a.ta, tb = k->n->a.tb;
+    const ir_type *at = &c->g->nodes[n->in[0]].type, *bt = &c->g->nodes[n->in[1]].type;
     if (at->dtype != IR_F32 || bt->dtype != IR_F32)
         return ir_errf(e, "matmul: operands must be f32");
-    if (!b_batched(at, bt) && ta && at->rank > 2)
+    if (!b_batched(at, bt) && n->a.ta && at->rank > 2)
         return ir_errf(e, "matmul: ta needs a batched rhs");
-    const mm_cfg cfg = choose_cfg(c, ta), *f = &cfg;
+    const mm_cfg cfg = choose_cfg(c, n->a.ta), *f = &cfg;
     if (f->MR * f->NRV > MAX_ACC || f->NR % 8 || f->KC % 8 || f->MC % f->MR ||
         f->NC % f->NR)
         return ir_errf(e, "matmul: internal error: bad blocking %dx%d, KC %d, %dx%d", f->MR,
                        f->NR, f->KC, f->MC, f->NC);
+    return 0;
+}
+
+void cg_lower_matmul(cg_ctx *c, cg_kernel *k)
+{
+    const ir_type *at = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
+    const int ta = k->n->a.ta, tb = k->n->a.tb;
+    const mm_cfg cfg = choose_cfg(c, ta), *f = &cfg;
 
     /* units: batch x M blocks x N blocks */
     LLVMBasicBlockRef body_bb = LLVMGetInsertBlock(c->b);
@@ -598,5 +577,4 @@ int cg_lower_matmul(cg_ctx *c, cg_kernel *k, ir_err *e)
     cg_for_end(c, &lk);
     cg_for_end(c, &lu);
     LLVMBuildRetVoid(c->b);
-    return 0;
 }

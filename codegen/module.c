@@ -151,11 +151,15 @@ static LLVMValueRef new_function(cg_ctx *c, const char *name, LLVMTypeRef ty)
 static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
 {
     const ir_node *n = &c->g->nodes[p->kernel_node[k]];
-    cg_lower_fn lower = cg_lowerings[n->op];
-    if (!lower)
+    const cg_lowering *row = &cg_lowerings[n->op];
+    if (!row->lower)
         return ir_errf(e, "no code generator for op %s", ir_ops[n->op].name);
     char body[128], units[128];
     cg_kernel_names(c->prefix, k, n, body, units, sizeof body);
+    if (row->check && row->check(c, n, e)) {
+        ir_err_prefix(e, "kernel %s", body);
+        return -1;
+    }
     cg_kernel kk;
     memset(&kk, 0, sizeof kk);
     kk.n = n;
@@ -171,7 +175,6 @@ static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
     kk.uB = LLVMBuildLoad2(c->b, c->t_i64, ud, "B");
     kk.uS = LLVMBuildLoad2(c->b, c->t_i64, cg_gep(c, c->t_i64, ud, cg_i64(c, 1)), "S");
     kk.scratch_out = LLVMGetParam(kk.units, 1);
-    LLVMBasicBlockRef units_entry = LLVMGetInsertBlock(c->b);
     /* body entry */
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, kk.body, "entry"));
     kk.ptrs = LLVMGetParam(kk.body, 0);
@@ -181,14 +184,8 @@ static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
     kk.scratch = LLVMGetParam(kk.body, 4);
     kk.B = LLVMBuildLoad2(c->b, c->t_i64, kk.dims, "B");
     kk.S = LLVMBuildLoad2(c->b, c->t_i64, cg_gep(c, c->t_i64, kk.dims, cg_i64(c, 1)), "S");
-    LLVMBasicBlockRef body_entry = LLVMGetInsertBlock(c->b);
-    (void)units_entry;
-    (void)body_entry;
     /* The lowering positions the builder itself: it starts in the body. */
-    if (lower(c, &kk, e)) {
-        ir_err_prefix(e, "kernel %s", body);
-        return -1;
-    }
+    row->lower(c, &kk);
     return 0;
 }
 
@@ -513,13 +510,25 @@ static void write_kernel_map(FILE *f, const ir_graph *g, const rt_plan *p,
     }
 }
 
-int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                 const char *stage, const char *path, ir_err *e)
+/* Gives every function defined in the module hidden visibility: the kernels of an
+ * object linked into a library are called through its kernel tables, never by name
+ * from outside. Machine code stays the same (no kernel calls another). */
+static void hide_functions(cg_ctx *c)
+{
+    for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f))
+        if (!LLVMIsDeclaration(f))
+            LLVMSetVisibility(f, LLVMHiddenVisibility);
+}
+
+static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                     const char *stage, const char *path, int hidden, ir_err *e)
 {
     double t0 = now();
     LLVMContextRef ctx = LLVMContextCreate();
     cg_ctx c;
     int rc = build(&c, ctx, g, plan, o, e);
+    if (!rc && hidden)
+        hide_functions(&c);
     double t1 = now();
     int raw = !strcmp(stage, "llvm-raw");
     if (!rc && !raw)
@@ -566,4 +575,16 @@ int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
     release(&c);
     LLVMContextDispose(ctx);
     return rc;
+}
+
+int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                 const char *stage, const char *path, ir_err *e)
+{
+    return emit_file(g, plan, o, stage, path, 0, e);
+}
+
+int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                           const char *path, ir_err *e)
+{
+    return emit_file(g, plan, o, "obj", path, 1, e);
 }

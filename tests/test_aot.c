@@ -1,7 +1,8 @@
 /* test_aot.c: shared-library output. A library written by `bertcc MODEL -o bert.so`
  * is used through bert.h alone by examples/aot_demo.c, and must compute what the JIT
- * computes; two libraries load in one process; a CPU without a compiled-for feature is
- * refused. */
+ * computes; two libraries load in one process; a library exports its API alone and
+ * needs no LLVM; the runtime agrees with LLVM on this CPU's features, and a CPU
+ * without a compiled-for feature is refused. */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <math.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../codegen/codegen.h"
 #include "../codegen/engine.h"
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
@@ -22,13 +24,14 @@
 static const int64_t ids[] = {2, 5, 7, 11, 3, 0, 36};
 #define S ((int64_t)(sizeof ids / sizeof *ids))
 
-/* Builds DIR/NAME.so (prefix) from the run_tiny model; returns DIR. */
-static const char *build_library(const char *prefix, const char *name)
+/* Builds DIR/NAME.so (prefix) from the run_tiny model, with more options when extra is
+ * not NULL; returns DIR. */
+static const char *build_library(const char *prefix, const char *name, const char *extra)
 {
     const char *dir = tu_tmpdir();
-    char cmd[2048], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s %s -o %s/%s.so --prefix %s", BERTCC_EXE,
-             tu_src(TINY "model.xml"), dir, name, prefix);
+    char cmd[16384], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s %s -o %s/%s.so --prefix %s %s", BERTCC_EXE,
+             tu_src(TINY "model.xml"), dir, name, prefix, extra ? extra : "");
     int rc = tu_run(cmd, &out);
     cr_assert_eq(rc, 0, "%s: %s", cmd, out ? out : "");
     free(out);
@@ -144,7 +147,7 @@ static char *run_demo(const char *dir, int grad)
 
 Test(aot, library_forward_matches_the_jit_through_the_header_alone, .timeout = 120)
 {
-    const char *dir = build_library("bert", "bert");
+    const char *dir = build_library("bert", "bert", NULL);
     char *text = run_demo(dir, 0);
     rt_tensor_list want;
     rt_list_init(&want);
@@ -156,7 +159,7 @@ Test(aot, library_forward_matches_the_jit_through_the_header_alone, .timeout = 1
 
 Test(aot, library_forward_backward_matches_the_jit, .timeout = 120)
 {
-    const char *dir = build_library("bert", "bert");
+    const char *dir = build_library("bert", "bert", NULL);
     char *text = run_demo(dir, 1);
     cr_assert(strstr(text, "grad.bert.embeddings.word_embeddings.weight"));
     rt_tensor_list want;
@@ -169,10 +172,10 @@ Test(aot, library_forward_backward_matches_the_jit, .timeout = 120)
 
 Test(aot, two_libraries_load_in_one_process, .timeout = 120)
 {
-    const char *da = build_library("alpha", "a");
+    const char *da = build_library("alpha", "a", NULL);
     char dir_a[64];
     snprintf(dir_a, sizeof dir_a, "%s", da);
-    const char *db = build_library("beta", "b");
+    const char *db = build_library("beta", "b", NULL);
     void *ha = dlopen(tu_path(dir_a, "a.so"), RTLD_NOW | RTLD_LOCAL);
     void *hb = dlopen(tu_path(db, "b.so"), RTLD_NOW | RTLD_LOCAL);
     cr_assert(ha && hb, "dlopen: %s", dlerror());
@@ -193,22 +196,177 @@ Test(aot, two_libraries_load_in_one_process, .timeout = 120)
     dlclose(hb);
 }
 
-Test(aot, a_cpu_without_a_compiled_for_feature_is_refused)
+/* Runs cmd and returns its standard output (malloc'd); the command must succeed. */
+static char *command_output(const char *cmd)
 {
-    ir_err e;
-    cr_assert(rt_cpu_supports("+avx2", &e) == !!__builtin_cpu_supports("avx2"));
-    /* Find a feature this CPU lacks among those the runtime can ask about. */
-    static const char *const feats[] = {"avx512bf16", "avx512vnni", "avx512f", "avx2",
-                                        "fma"};
-    for (size_t i = 0; i < sizeof feats / sizeof *feats; i++) {
-        char list[64];
-        snprintf(list, sizeof list, "+sse4.2,+%s", feats[i]);
-        if (!rt_cpu_supports(list, &e)) {
-            cr_assert(strstr(e.msg, feats[i]), "%s", e.msg);
-            return;
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "%s", cmd);
+    size_t cap = 1 << 16, len = 0, r;
+    char *buf = malloc(cap);
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0)
+        if ((len += r) + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    buf[len] = 0;
+    cr_assert_eq(pclose(p), 0, "%s failed", cmd);
+    return buf;
+}
+
+/* The API of a library, without its prefix: README.md "Shared libraries" and the
+ * header the library comes with. */
+static const char *const api[] = {
+    "create",  "destroy",          "load",   "init",         "set_threads",
+    "forward", "forward_backward", "output", "output_count", "output_name"};
+#define NAPI (sizeof api / sizeof *api)
+
+Test(aot, a_library_exports_its_documented_api_alone, .timeout = 120)
+{
+    const char *dir = build_library("gamma", "g", NULL);
+    char cmd[1024], name[512], type;
+    char *header = tu_read_file(tu_path(dir, "g.h"), NULL);
+    cr_assert(header);
+    snprintf(cmd, sizeof cmd, "nm -D --defined-only '%s/g.so'", dir);
+    char *syms = command_output(cmd);
+    int seen[NAPI] = {0};
+    for (char *line = strtok(syms, "\n"); line; line = strtok(NULL, "\n")) {
+        cr_assert(sscanf(line, "%*s %c %511s", &type, name) == 2, "nm wrote '%s'", line);
+        size_t i = 0;
+        while (i < NAPI && (strncmp(name, "gamma_", 6) || strcmp(name + 6, api[i])))
+            i++;
+        cr_expect(i < NAPI, "the library exports %s (type %c), which is not in its API",
+                  name, type);
+        if (i < NAPI) {
+            cr_expect_eq(type, 'T', "%s has type %c, not a function", name, type);
+            seen[i]++;
         }
     }
-    cr_skip_test("this CPU has every feature the test can ask about");
+    for (size_t i = 0; i < NAPI; i++) {
+        snprintf(name, sizeof name, "gamma_%s(", api[i]);
+        cr_expect(strstr(header, name), "g.h does not declare %s", name);
+        cr_expect_eq(seen[i], 1, "gamma_%s exported %d times", api[i], seen[i]);
+    }
+    free(syms);
+    free(header);
+}
+
+Test(aot, a_library_needs_neither_llvm_nor_utf8proc, .timeout = 120)
+{
+    const char *dir = build_library("delta", "d", NULL);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "readelf -d '%s/d.so'", dir);
+    char *dyn = command_output(cmd);
+    int needed = 0;
+    for (char *line = strtok(dyn, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strstr(line, "(NEEDED)"))
+            continue;
+        needed++;
+        cr_expect(!strstr(line, "LLVM") && !strstr(line, "utf8proc"), "%s", line);
+    }
+    cr_expect(needed > 0, "readelf -d listed no NEEDED entry");
+    free(dyn);
+}
+
+/* The features runtime/model.c can ask this CPU about; it takes any other as present. */
+static const char *const runtime_features[] = {
+    "sse4.2",   "avx",      "avx2",     "fma",      "bmi",        "bmi2",      "avx512f",
+    "avx512bw", "avx512vl", "avx512dq", "avx512cd", "avx512vnni", "avx512bf16"};
+#define NRTF (sizeof runtime_features / sizeof *runtime_features)
+
+/* Whether the LLVM feature string s ("+a,-b,...") lists f with the sign sign. */
+static int lists(const char *s, char sign, const char *f)
+{
+    size_t n = strlen(f);
+    for (const char *p = s; (p = strchr(p, sign)); p++)
+        if ((p == s || p[-1] == ',') && !strncmp(p + 1, f, n) &&
+            (!p[n + 1] || p[n + 1] == ','))
+            return 1;
+    return 0;
+}
+
+/* The features s ("+a,-b,...") lists as present, "+a,..." into buf. */
+static void present(const char *s, char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (const char *p = s; *p;) {
+        size_t w = strcspn(p, ",");
+        if (*p == '+') {
+            cr_assert(n + w + 2 < len, "the host's feature list is too long");
+            n += (size_t)snprintf(buf + n, len - n, "%s%.*s", n ? "," : "", (int)w, p);
+        }
+        p += w + (p[w] == ',');
+    }
+}
+
+/* host: the host's features as LLVM reports them ("+avx2,-avx512f,..."). The runtime
+ * agrees with it on every feature it can ask about, and takes a library compiled for
+ * the host's own features. */
+static void check_host_features(const char *host)
+{
+    char plus[8192];
+    ir_err e;
+    for (size_t i = 0; i < NRTF; i++) {
+        char one[64];
+        snprintf(one, sizeof one, "+%s", runtime_features[i]);
+        cr_expect_eq(rt_cpu_supports(one, &e), lists(host, '+', runtime_features[i]),
+                     "the runtime and LLVM disagree on whether this CPU has %s",
+                     runtime_features[i]);
+    }
+    present(host, plus, sizeof plus);
+    cr_expect(rt_cpu_supports(plus, &e), "%s", e.msg);
+}
+
+/* host as above: a library compiled for the host's features and one it lacks is
+ * refused when it loads, naming that feature. The feature must be one the runtime can
+ * ask about; returns 0 when the host has them all, so nothing can be refused. */
+static int check_refusal(const char *host)
+{
+    const char *lack = NULL;
+    for (size_t i = 0; i < NRTF && !lack; i++)
+        if (lists(host, '-', runtime_features[i]))
+            lack = runtime_features[i];
+    if (!lack)
+        return 0;
+    char plus[8192], opt[8400], want[128], err[512];
+    present(host, plus, sizeof plus);
+    snprintf(opt, sizeof opt, "--target-features '%s,+%s'", plus, lack);
+    const char *dir = build_library("eps", "e", opt);
+    char *header = tu_read_file(tu_path(dir, "e.h"), NULL), *line;
+    cr_assert(header && (line = strstr(header, "features: ")));
+    line[strcspn(line, "\n")] = 0;
+    snprintf(want, sizeof want, "+%s", lack);
+    cr_assert(lists(line + 10, '+', lack), "e.h does not list %s: %s", want, line);
+    free(header);
+    void *h = dlopen(tu_path(dir, "e.so"), RTLD_NOW | RTLD_LOCAL);
+    cr_assert(h, "dlopen: %s", dlerror());
+    void *(*create)(char *, size_t) = (void *(*)(char *, size_t))dlsym(h, "eps_create");
+    void (*destroy)(void *) = (void (*)(void *))dlsym(h, "eps_destroy");
+    cr_assert(create && destroy);
+    err[0] = 0;
+    void *m = create(err, sizeof err);
+    cr_expect_null(m, "a library compiled for %s loaded", want);
+    destroy(m);
+    snprintf(want, sizeof want, "this CPU lacks %s, which", lack);
+    cr_expect(strstr(err, want), "%s", err);
+    dlclose(h);
+    return 1;
+}
+
+Test(aot, the_runtime_agrees_with_llvm_on_the_cpu_features)
+{
+    char cpu[128], host[8192];
+    ir_err e;
+    cr_assert(rt_cpu_supports("+avx2", &e) == !!__builtin_cpu_supports("avx2"));
+    cg_host_target(cpu, sizeof cpu, host, sizeof host);
+    check_host_features(host);
+}
+
+Test(aot, a_cpu_without_a_compiled_for_feature_is_refused, .timeout = 120)
+{
+    char cpu[128], host[8192];
+    cg_host_target(cpu, sizeof cpu, host, sizeof host);
+    if (!check_refusal(host))
+        cr_skip_test("this CPU has every feature runtime/model.c can ask about (it takes "
+                     "the others as present), so no library can be refused here");
 }
 
 Test(aot, bad_output_names_are_refused)

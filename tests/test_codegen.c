@@ -6,13 +6,14 @@
 #include <string.h>
 
 #include "../codegen/cg.h"
+#include "../codegen/codegen.h"
 #include "../codegen/engine.h"
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
-#include "../train/batch.h"
 #include "../runtime/interp.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"
+#include "../train/batch.h"
 #include "tests/util.h"
 
 #define DB IR_DIM_B
@@ -153,9 +154,32 @@ Test(codegen, every_op_computed_by_a_kernel_and_no_other_has_a_lowering)
 {
     /* The op table's code column: params and inputs are bound, reshape is a view. */
     for (int op = 0; op < IR_OP_COUNT; op++)
-        cr_expect_eq(cg_lowerings[op] != NULL, ir_ops[op].code == IR_CODE_KERNEL,
+        cr_expect_eq(cg_lowerings[op].lower != NULL, ir_ops[op].code == IR_CODE_KERNEL,
                      "op %s: lowering %s", ir_ops[op].name,
-                     cg_lowerings[op] ? "present" : "missing");
+                     cg_lowerings[op].lower ? "present" : "missing");
+}
+
+/* A node its kernel cannot compute is refused by the row's check, which names the
+ * kernel. The IR verifier refuses such a matmul when it is built, so the operand's type
+ * is changed afterwards. */
+Test(codegen, a_matmul_on_non_f32_operands_is_refused_naming_the_kernel)
+{
+    ir_graph *g = ir_graph_new("t");
+    ids_input(g);
+    ir_dim da[3] = {DB, DS, DC(4)}, db[2] = {DC(4), DC(3)};
+    int a = ir_input(g, "a", ir_type_make(IR_F32, 3, da));
+    int b = ir_param(g, "w", ir_type_make(IR_F32, 2, db));
+    ir_set_output(g, "y", ir_matmul(g, a, b, 0, 0));
+    cr_assert(!g->failed, "%s", g->err.msg);
+    g->nodes[a].type.dtype = IR_I64;
+    rt_plan plan;
+    ir_err e;
+    cr_assert_eq(rt_plan_build(g, &plan, &e), 0, "%s", e.msg);
+    cg_options o = {.prefix = "chk"};
+    cr_expect_eq(cg_emit_file(g, &plan, &o, "llvm-raw", "/dev/null", &e), -1);
+    cr_expect_str_eq(e.msg, "kernel chk_k0_matmul: matmul: operands must be f32");
+    rt_plan_free(&plan);
+    ir_graph_free(g);
 }
 
 /* ---- elementwise and broadcast ---- */
