@@ -12,6 +12,8 @@
 #include <sys/types.h>
 #include <utf8proc.h>
 
+#include "../runtime/safetensors.h"
+
 /* ---- small helpers ----------------------------------------------------------------- */
 
 /* Grows *p (elements of size sz) to hold at least need; 0, or -1 out of memory. */
@@ -776,6 +778,40 @@ done:
     gen_free(&g);
     set_free(&set);
     rt_pt_masker_free(m);
+    return rc;
+}
+
+/* ---- a data file ------------------------------------------------------------------ */
+
+int rt_pt_write_file(const rt_pt_file_opts *o, const rt_vocab *v, const char *out,
+                     rt_pt_stats *st, ir_err *e)
+{
+    if (o->phase)
+        o->phase(o->ctx, "reading", 0);
+    rt_pt_corpus *c =
+        rt_pt_corpus_load(o->corpus, o->ncorpus, v, &o->tok, o->progress, o->ctx, e);
+    if (!c)
+        return -1;
+    rt_tensor_list batch;
+    rt_list_init(&batch);
+    int rc = -1;
+    if (!rt_pt_corpus_docs(c)) {
+        ir_errf(e, "the corpus has no text (one sentence per line, blank lines between "
+                   "documents)");
+        goto done;
+    }
+    if (o->phase)
+        o->phase(o->ctx, "making instances", rt_pt_corpus_docs(c) * o->pt.dupe_factor);
+    rt_rng r;
+    rt_rng_seed(&r, o->seed);
+    if (rt_pt_create(c, v, &o->pt, &r, &batch, st, o->progress, o->ctx, e))
+        goto done;
+    if (o->phase)
+        o->phase(o->ctx, NULL, 0);
+    rc = rt_st_save(out, &batch, e) ? -1 : 0;
+done:
+    rt_list_free(&batch);
+    rt_pt_corpus_free(c);
     return rc;
 }
 

@@ -165,6 +165,26 @@ int rt_pt_create(const rt_pt_corpus *c, const rt_vocab *v, const rt_pt_opts *o, 
                  rt_tensor_list *out, rt_pt_stats *st, rt_pt_progress_fn progress,
                  void *ctx, ir_err *e);
 
+/* `bertcc pretrain-data`: the corpus files loaded (rt_pt_corpus_load), the instances
+ * made (rt_pt_create, from a generator seeded with seed) and written to a safetensors
+ * file. A corpus without any text is an error, and then nothing is written. */
+typedef struct rt_pt_file_opts {
+    const char *const *corpus; /* the corpus files, in order */
+    int ncorpus;
+    rt_tok_opts tok;
+    rt_pt_opts pt;
+    uint64_t seed;
+    /* Progress (both may be NULL): phase(ctx, name, total) when a phase starts ("reading";
+     * "making instances", with total = documents x dupe_factor to go through) and
+     * phase(ctx, NULL, 0) when the last has ended; progress as above in between. */
+    void (*phase)(void *ctx, const char *name, int64_t total);
+    rt_pt_progress_fn progress;
+    void *ctx;
+} rt_pt_file_opts;
+
+int rt_pt_write_file(const rt_pt_file_opts *o, const rt_vocab *v, const char *out,
+                     rt_pt_stats *st, ir_err *e);
+
 /* ---- streaming --------------------------------------------------------------------- */
 
 /* The same instances made on the fly from files read one document at a time, for a

@@ -166,5 +166,11 @@ int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, ir_err *e);
 int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *n,
                          rt_vocab_learn_stats *stats, ir_err *e);
 void rt_vocab_learner_free(rt_vocab_learner *l);
+/* The whole of `bertcc vocab`: learns from the files paths[0..npaths) in order (as
+ * rt_vocab_learner_add_file reads them) and writes the vocabulary to out
+ * (rt_vocab_save); *ntok receives its size. stats may be NULL. */
+int rt_vocab_learn_files(const rt_vocab_learn_opts *o, const char *const *paths, int npaths,
+                         const char *out, int *ntok, rt_vocab_learn_stats *stats,
+                         ir_err *e);
 
 #endif

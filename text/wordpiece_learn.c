@@ -659,3 +659,26 @@ done:
         *stats = st;
     return 0;
 }
+
+int rt_vocab_learn_files(const rt_vocab_learn_opts *o, const char *const *paths, int npaths,
+                         const char *out, int *ntok, rt_vocab_learn_stats *stats, ir_err *e)
+{
+    rt_vocab_learner *l = rt_vocab_learner_new(o, e);
+    if (!l)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < npaths && !rc; i++)
+        rc = rt_vocab_learner_add_file(l, paths[i], e);
+    char **tokens = NULL;
+    int n = 0;
+    if (!rc)
+        rc = rt_vocab_learner_run(l, &tokens, &n, stats, e);
+    if (!rc)
+        rc = rt_vocab_save(out, (const char *const *)tokens, n, e);
+    for (int i = 0; i < n; i++)
+        free(tokens[i]);
+    free(tokens);
+    rt_vocab_learner_free(l);
+    *ntok = n;
+    return rc ? -1 : 0;
+}

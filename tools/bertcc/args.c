@@ -87,3 +87,15 @@ int args_int(const char *s, const char *opt, long long min, long long max, long 
     *out = v;
     return 0;
 }
+
+int args_unused(const char *threads, const char *backend)
+{
+    long long n;
+    if (threads && args_int(threads, "threads", 1, 1024, &n))
+        return -1;
+    if (backend && strcmp(backend, "jit") && strcmp(backend, "ref")) {
+        fprintf(stderr, "bertcc: --backend must be jit or ref\n");
+        return -1;
+    }
+    return 0;
+}

@@ -22,4 +22,9 @@ void args_usage(const char *usage, const char *about, const arg_opt *opts);
 /* Parses a non-negative integer option; prints an error naming opt and returns -1. */
 int args_int(const char *s, const char *opt, long long min, long long max, long long *out);
 
+/* Checks --threads and --backend of a command that accepts them for uniformity only:
+ * prints an error and returns -1 unless threads is NULL or in [1, 1024] and backend
+ * NULL, "jit" or "ref". */
+int args_unused(const char *threads, const char *backend);
+
 #endif

@@ -47,26 +47,25 @@ static void show_one(const rt_tensor *t, int count)
     free(iv);
 }
 
+static const char *count_s;
+static const arg_opt opts[] = {
+    {"values", "N", "how many leading values to print (default 4)", &count_s},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const char about[] =
+    "Prints each tensor of a safetensors file: dtype, shape, min, mean, max\n"
+    "and its first values.";
+
 int cmd_show(int argc, char **argv)
 {
-    const char *count_s = NULL;
-    const arg_opt opts[] = {
-        {"values", "N", "how many leading values to print (default 4)", &count_s},
-        {NULL, NULL, NULL, NULL},
-    };
     const char *pos[1];
     int help;
     int npos = args_parse(argc, argv, 2, opts, pos, 1, &help, "show");
     if (npos < 0)
         return 1;
-    if (help) {
-        args_usage(
-            "bertcc show FILE.safetensors [--values N]",
-            "Prints each tensor of a safetensors file: dtype, shape, min, mean, max\n"
-            "and its first values.",
-            opts);
-        return 0;
-    }
+    if (help)
+        return args_usage("bertcc show FILE.safetensors [--values N]", about, opts), 0;
     if (npos != 1)
         return driver_fail("show: expected one safetensors file");
     long long count = 4;

@@ -2,6 +2,8 @@
 #ifndef BERTCC_TOOLS_DRIVER_H
 #define BERTCC_TOOLS_DRIVER_H
 
+#include "../../text/tokenizer.h"
+
 int cmd_compile(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_show(int argc, char **argv);
@@ -18,5 +20,17 @@ int cmd_demo_data(int argc, char **argv);
 void driver_note(void *ctx, const char *msg);
 /* Prints "bertcc: MSG" on stderr and returns 1. */
 int driver_fail(const char *msg);
+/* Seconds on a monotonic clock, for the summaries' timings. */
+double driver_now(void);
+
+/* The tokenizer flags of a command (non-NULL: given): lowercase and no_lowercase,
+ * strip_accents and no_strip_accents, with the command's defaults for each pair (see
+ * rt_tok_opts). Prints an error and returns 1 when a pair contradicts itself. */
+int driver_tok_opts(const char *lower, const char *no_lower, const char *strip,
+                    const char *no_strip, int lower_default, int strip_default,
+                    rt_tok_opts *o);
+/* Loads a vocab.txt, with a note when it repeats tokens; prints the error and returns
+ * NULL when it cannot. */
+rt_vocab *driver_vocab_load(const char *path);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../codegen/codegen.h"
 #include "driver.h"
@@ -44,6 +45,13 @@ int driver_fail(const char *msg)
 {
     fprintf(stderr, "bertcc: %s\n", msg);
     return 1;
+}
+
+double driver_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int main(int argc, char **argv)
