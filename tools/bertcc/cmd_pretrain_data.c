@@ -52,7 +52,7 @@ static const char about[] =
     "[N, max-seq] (I64; mlm_labels -100 where not chosen) and nsp_labels [N]\n"
     "(0 = IsNext, 1 = NotNext). Every random choice comes from --seed: the same\n"
     "seed gives the same file. The whole corpus is held in memory (4 bytes a\n"
-    "token); training can instead stream it (runtime/pretrain_data.h).";
+    "token); training can instead stream it (tasks/pretrain_data.h).";
 
 static int parse_prob(const char *s, const char *opt, double *v)
 {
