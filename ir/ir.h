@@ -160,8 +160,8 @@ typedef struct ir_graph ir_graph;
 typedef struct ir_node ir_node;
 
 /* Shape rule: computes the output type of n from its inputs and attributes. Ops whose
- * output shape is not determined by their inputs (param, input, reshape, prefix_rows)
- * check n->type instead and copy it. */
+ * output shape is not determined by their inputs (their row has IR_A_TYPE) check
+ * n->type instead and copy it. */
 typedef int (*ir_shape_fn)(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e);
 
 typedef struct ir_op_info {
@@ -262,8 +262,8 @@ void ir_graph_free(ir_graph *g);
 ir_graph *ir_graph_clone(const ir_graph *g);
 
 /* Appends a node. type may be NULL for ops whose shape rule computes it; it is
- * required for param, input, reshape and prefix_rows. Returns the new value's index,
- * or -1 with g->failed set and g->err filled (and -1 at once if g->failed). */
+ * required for ops whose row has IR_A_TYPE. Returns the new value's index, or -1 with
+ * g->failed set and g->err filled (and -1 at once if g->failed). */
 int ir_add(ir_graph *g, ir_opcode op, const int *in, int nin, const ir_attrs *a,
            const char *name, const ir_type *type);
 int ir_set_output(ir_graph *g, const char *name, int value);

@@ -1,6 +1,6 @@
 /* ops.c: the op table of the IR — one row per op with its name, operand counts,
- * attributes, fusion class and shape rule. The other layers keep their own tables
- * indexed by the same enum (reference kernels, VJP rules, lowerings). */
+ * attributes, role, kind of code, fusion class and shape rule. The other layers keep
+ * their own tables indexed by the same enum (reference kernels, VJP rules, lowerings). */
 #include "ir.h"
 
 #include <math.h>
@@ -18,7 +18,7 @@ static int need_f32(const ir_type *t, const char *what, ir_err *e)
     return 0;
 }
 
-/* param, input, reshape and prefix_rows carry their own type. */
+/* Ops with IR_A_TYPE carry their own type. */
 static int shape_given(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
 {
     (void)g;

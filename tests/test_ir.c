@@ -70,6 +70,30 @@ Test(ir_ops, every_op_has_a_name_shape_rule_and_sane_operand_counts)
     }
 }
 
+Test(ir_ops, roles_and_kinds_of_code_agree)
+{
+    /* Leaves are bound by name to tensors from outside and computed by nothing; a view
+     * (runtime/plan.c aliases it to operand 0) has that one operand and its own type. */
+    for (int op = 0; op < IR_OP_COUNT; op++) {
+        const ir_op_info *info = &ir_ops[op];
+        cr_expect(info->role == IR_ROLE_LEAF || info->role == IR_ROLE_FWD ||
+                      info->role == IR_ROLE_GRAD,
+                  "%s: role %d", info->name, info->role);
+        cr_expect(info->code == IR_CODE_NONE || info->code == IR_CODE_VIEW ||
+                      info->code == IR_CODE_KERNEL,
+                  "%s: code %d", info->name, info->code);
+        int leaf = info->role == IR_ROLE_LEAF;
+        cr_expect_eq(leaf, info->code == IR_CODE_NONE,
+                     "%s: leaves, and only they, are computed by no code", info->name);
+        if (leaf)
+            cr_expect(info->max_in == 0 && (info->attrs & IR_A_NAME),
+                      "%s: a leaf has no operands and a name", info->name);
+        if (info->code == IR_CODE_VIEW)
+            cr_expect(info->min_in == 1 && info->max_in == 1 && (info->attrs & IR_A_TYPE),
+                      "%s: a view has one operand and its own type", info->name);
+    }
+}
+
 /* ---- the attribute table ---- */
 
 Test(ir_attrs, every_attribute_bit_an_op_carries_has_one_row)
