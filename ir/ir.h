@@ -104,7 +104,7 @@ typedef struct ir_attrs {
     /* ids[...], dy[..., H] -> [N, H]: row ids[i] accumulates dy[i] (gather's VJP) */      \
     X(SCATTER_ADD, "scatter_add", 2, 2, IR_A_TYPE, GRAD, KERNEL, OPAQUE, scatter_add)      \
     /* x[n, ...] -> [P, ...] with zero rows after n (prefix_rows' VJP) */                  \
-    X(PAD_ROWS, "pad_rows", 1, 1, IR_A_TYPE, GRAD, KERNEL, INJECTIVE, pad_rows)            \
+    X(PAD_ROWS, "pad_rows", 1, 1, IR_A_TYPE, GRAD, KERNEL, INJECTIVE, other_rows)          \
     /* x, dy -> dx */                                                                      \
     X(GELU_GRAD, "gelu_grad", 2, 2, 0, GRAD, KERNEL, ELEMWISE, same2)                      \
     X(GELU_TANH_GRAD, "gelu_tanh_grad", 2, 2, 0, GRAD, KERNEL, ELEMWISE, same2)            \

@@ -439,7 +439,7 @@ static int parse_attrs(parser *P, ir_opcode op, const int *in, int nin, ir_attrs
     }
 }
 
-static int parse_node_rest(parser *P, int line, char **name)
+static int parse_node(parser *P, int line, char **name)
 {
     ir_graph *g = P->g;
     if (P->t.value != g->n)
@@ -524,15 +524,7 @@ static int parse_node_rest(parser *P, int line, char **name)
     return 0;
 }
 
-static int parse_node(parser *P)
-{
-    char *name = NULL;
-    int rc = parse_node_rest(P, P->t.line, &name);
-    free(name);
-    return rc;
-}
-
-static int parse_output_rest(parser *P, int line, char **name)
+static int parse_output(parser *P, int line, char **name)
 {
     ir_graph *g = P->g;
     if (next(P)) /* 'output' */
@@ -553,10 +545,12 @@ static int parse_output_rest(parser *P, int line, char **name)
     return next(P);
 }
 
-static int parse_output(parser *P)
+/* Reads a statement with parse_node or parse_output, giving it the line the statement
+ * starts on and a place for the name it reads, which is freed whatever happens. */
+static int statement(parser *P, int (*parse)(parser *P, int line, char **name))
 {
     char *name = NULL;
-    int rc = parse_output_rest(P, P->t.line, &name);
+    int rc = parse(P, P->t.line, &name);
     free(name);
     return rc;
 }
@@ -583,9 +577,9 @@ static int parse_file(parser *P)
     while (!is_punct(P, '}')) {
         int rc;
         if (P->t.kind == T_VALUE)
-            rc = parse_node(P);
+            rc = statement(P, parse_node);
         else if (is_ident(P, "output"))
-            rc = parse_output(P);
+            rc = statement(P, parse_output);
         else if (P->t.kind == T_EOF)
             return expected(P, "'}' at the end of the graph");
         else
