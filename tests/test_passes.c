@@ -10,10 +10,10 @@
 
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
-#include "../train/batch.h"
 #include "../runtime/interp.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"
+#include "../train/batch.h"
 #include "util.h"
 
 #define C(n) ir_dconst(n)
@@ -107,6 +107,28 @@ static void interp(const ir_graph *g, const rt_tensor_list *params,
     cr_assert_eq(rt_interp_run(g, params, inputs, &o, out, &e), 0, "%s", e.msg);
 }
 
+/* The interpreter's outputs of g on run_tiny's batch and weights. */
+static void tiny_run(const ir_graph *g, rt_tensor_list *out)
+{
+    rt_tensor_list in, p;
+    tiny_data(g, &in, &p);
+    interp(g, &p, &in, out);
+    rt_list_free(&in);
+    rt_list_free(&p);
+}
+
+/* Runs pipeline on *g and expects the printed graph not to change. */
+static void expect_unchanged_by(ir_graph **g, const char *pipeline)
+{
+    char *before = ir_print_str(*g);
+    run_passes(g, pipeline);
+    char *after = ir_print_str(*g);
+    cr_assert(before && after);
+    cr_expect_str_eq(after, before, "%s changed the graph", pipeline);
+    free(before);
+    free(after);
+}
+
 /* Same names in the same order, same shapes, same bits. */
 static void expect_identical(const rt_tensor_list *a, const rt_tensor_list *b,
                              const char *what)
@@ -149,18 +171,12 @@ Test(dce, removes_the_heads_when_only_the_encoder_outputs_are_kept)
     }
     /* The encoder is all still there: the outputs are those of the full graph. */
     ir_graph *full = tiny_graph(FE_LABEL_ALL);
-    rt_tensor_list in, p, p2, in2, o_full, o_dce;
-    tiny_data(full, &in, &p);
-    tiny_data(g, &in2, &p2);
-    interp(full, &p, &in, &o_full);
-    interp(g, &p2, &in2, &o_dce);
+    rt_tensor_list o_full, o_dce;
+    tiny_run(full, &o_full);
+    tiny_run(g, &o_dce);
     cr_assert_eq(o_dce.n, 2);
     rt_tensor_list first2 = {o_full.t, 2, 2};
     expect_identical(&first2, &o_dce, "encoder outputs after dce");
-    rt_list_free(&in);
-    rt_list_free(&p);
-    rt_list_free(&in2);
-    rt_list_free(&p2);
     rt_list_free(&o_full);
     rt_list_free(&o_dce);
     ir_graph_free(full);
@@ -170,13 +186,7 @@ Test(dce, removes_the_heads_when_only_the_encoder_outputs_are_kept)
 Test(dce, removes_nothing_that_an_output_needs)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
-    char *before = ir_print_str(g);
-    run_passes(&g, "dce");
-    char *after = ir_print_str(g);
-    cr_assert(before && after);
-    cr_expect_str_eq(after, before, "dce changed a graph without dead nodes");
-    free(before);
-    free(after);
+    expect_unchanged_by(&g, "dce");
     ir_graph_free(g);
 }
 
@@ -508,13 +518,7 @@ Test(shape_pass, rejects_a_tampered_dtype_through_the_pipeline)
 Test(shape_pass, keeps_a_correct_graph_as_it_was)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
-    char *before = ir_print_str(g);
-    run_passes(&g, "shape");
-    char *after = ir_print_str(g);
-    cr_assert(before && after);
-    cr_expect_str_eq(after, before);
-    free(before);
-    free(after);
+    expect_unchanged_by(&g, "shape");
     ir_graph_free(g);
 }
 
@@ -584,17 +588,11 @@ Test(pass_manager, default_pipeline_keeps_interpreter_outputs_bit_for_bit)
 {
     ir_graph *raw = tiny_graph(FE_LABEL_ALL), *opt = tiny_graph(FE_LABEL_ALL);
     run_passes(&opt, PASS_DEFAULT_PIPELINE);
-    rt_tensor_list in, p, in2, p2, o_raw, o_opt;
-    tiny_data(raw, &in, &p);
-    tiny_data(opt, &in2, &p2);
-    interp(raw, &p, &in, &o_raw);
-    interp(opt, &p2, &in2, &o_opt);
+    rt_tensor_list o_raw, o_opt;
+    tiny_run(raw, &o_raw);
+    tiny_run(opt, &o_opt);
     cr_expect_eq(o_raw.n, 14);
     expect_identical(&o_raw, &o_opt, "default pipeline");
-    rt_list_free(&in);
-    rt_list_free(&p);
-    rt_list_free(&in2);
-    rt_list_free(&p2);
     rt_list_free(&o_raw);
     rt_list_free(&o_opt);
     ir_graph_free(raw);
@@ -605,12 +603,6 @@ Test(pass_manager, pipeline_is_idempotent_on_bert)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
     run_passes(&g, PASS_DEFAULT_PIPELINE);
-    char *once = ir_print_str(g);
-    run_passes(&g, PASS_DEFAULT_PIPELINE);
-    char *twice = ir_print_str(g);
-    cr_assert(once && twice);
-    cr_expect_str_eq(twice, once);
-    free(once);
-    free(twice);
+    expect_unchanged_by(&g, PASS_DEFAULT_PIPELINE);
     ir_graph_free(g);
 }
