@@ -1,7 +1,8 @@
 /* test_passes.c: the pass manager and the simplifying passes — DCE of unrequested
  * heads, CSE of hand-built duplicates, canonicalize's folds, the shape pass catching a
- * tampered type, pipelines with unknown passes and --print-after-all blocks, and that
- * the default pipeline leaves the interpreter's outputs on run_tiny bit for bit. */
+ * tampered type, pass_install, pipelines with unknown passes and --print-after-all
+ * blocks, and that the default pipeline leaves the interpreter's outputs on run_tiny bit
+ * for bit. */
 #include <criterion/criterion.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -519,6 +520,69 @@ Test(shape_pass, keeps_a_correct_graph_as_it_was)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
     expect_unchanged_by(&g, "shape");
+    ir_graph_free(g);
+}
+
+/* ---- installing a graph built node by node ----------------------------------------- */
+
+/* x, tanh(x) as "y", gelu(x) as "z". */
+static ir_graph *two_heads(void)
+{
+    ir_graph *g = ir_graph_new("two");
+    int x = ir_input(g, "x", f32(2, B, C(8)));
+    ir_set_output(g, "y", ir_unary(g, IR_OP_TANH, x));
+    ir_set_output(g, "z", ir_unary(g, IR_OP_GELU, x));
+    cr_assert(!g->failed, "%s", g->err.msg);
+    return g;
+}
+
+Test(pass_install, gives_the_new_graph_the_outputs_through_the_map)
+{
+    ir_graph *g = two_heads(), *old = g;
+    ir_graph *ng = ir_graph_new("two");
+    int x = ir_input(ng, "x", f32(2, B, C(8)));
+    ir_unary(ng, IR_OP_GELU, x);
+    ir_unary(ng, IR_OP_TANH, x);
+    const int map[3] = {0, 2, 1};
+    ir_err e = {{0}};
+    cr_assert_eq(pass_install(&g, ng, map, &e), 0, "%s", e.msg);
+    cr_expect_eq(g, ng);
+    cr_expect_neq(g, old);
+    cr_expect_eq(g->nout, 2);
+    cr_expect_eq(ir_find_output(g, "y"), 2);
+    cr_expect_eq(ir_find_output(g, "z"), 1);
+    expect_valid(g);
+    ir_graph_free(g);
+}
+
+Test(pass_install, without_a_map_keeps_the_value_numbers)
+{
+    ir_graph *g = two_heads();
+    ir_graph *ng = ir_graph_clone(g);
+    cr_assert_not_null(ng);
+    for (int k = 0; k < ng->nout; k++)
+        free(ng->outs[k].name);
+    ng->nout = 0;
+    ir_err e = {{0}};
+    cr_assert_eq(pass_install(&g, ng, NULL, &e), 0, "%s", e.msg);
+    cr_expect_eq(g, ng);
+    cr_expect_eq(ir_find_output(g, "y"), 1);
+    cr_expect_eq(ir_find_output(g, "z"), 2);
+    ir_graph_free(g);
+}
+
+Test(pass_install, a_failed_build_leaves_the_old_graph_and_reports_its_error)
+{
+    ir_graph *g = two_heads(), *old = g;
+    ir_graph *ng = ir_graph_new("two");
+    int x = ir_input(ng, "x", f32(2, B, C(8)));
+    ir_select(ng, x, 5, 0);
+    cr_assert(ng->failed);
+    ir_err e = {{0}};
+    cr_expect_eq(pass_install(&g, ng, NULL, &e), -1);
+    cr_expect_str_eq(e.msg, "%1 (select): axis 5 out of range for rank 2");
+    cr_expect_eq(g, old);
+    cr_expect_eq(ir_find_output(g, "z"), 2);
     ir_graph_free(g);
 }
 
