@@ -38,6 +38,13 @@ int rt_plan_storage(const rt_plan *p, int v)
     return v;
 }
 
+static void free_sigs(char **sigs, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(sigs[i]);
+    free(sigs);
+}
+
 int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
 {
     memset(p, 0, sizeof *p);
@@ -91,9 +98,7 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
             k++;
         if (k == p->nkernels) {
             if (!(sigs[k] = strdup(sig))) {
-                for (int i = 0; i < p->nkernels; i++)
-                    free(sigs[i]);
-                free(sigs);
+                free_sigs(sigs, p->nkernels);
                 rt_plan_free(p);
                 return ir_errf(e, "out of memory");
             }
@@ -122,8 +127,6 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
             st->first = 0;
         st->last = p->nsteps;
     }
-    for (int i = 0; i < p->nkernels; i++)
-        free(sigs[i]);
-    free(sigs);
+    free_sigs(sigs, p->nkernels);
     return 0;
 }
