@@ -475,26 +475,37 @@ Test(canonicalize, leaves_a_single_transpose_reshape_and_scale_alone)
 
 /* ---- the shape pass ---------------------------------------------------------------- */
 
+/* The first node of op in g. */
+static int first_node(const ir_graph *g, ir_opcode op)
+{
+    for (int j = 0; j < g->n; j++)
+        if (g->nodes[j].op == op)
+            return j;
+    cr_assert_fail("no %s node", ir_ops[op].name);
+    return -1;
+}
+
+static void expect_message_names_node(const ir_err *e, int k, ir_opcode op)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%%%d (%s)", k, ir_ops[op].name);
+    cr_expect(strstr(e->msg, want) != NULL, "message '%s' does not name '%s'", e->msg,
+              want);
+}
+
 Test(shape_pass, rejects_a_tampered_node_type_naming_the_node)
 {
     static const ir_opcode ops[] = {IR_OP_GELU, IR_OP_MATMUL, IR_OP_LAYERNORM,
                                     IR_OP_SELECT};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
         ir_graph *g = tiny_graph(FE_LABEL_ALL);
-        int k = -1;
-        for (int j = 0; j < g->n && k < 0; j++)
-            if (g->nodes[j].op == ops[i])
-                k = j;
-        cr_assert_geq(k, 0, "no %s node", ir_ops[ops[i]].name);
+        int k = first_node(g, ops[i]);
         ir_node *n = &g->nodes[k];
         n->type.dim[n->type.rank - 1].c += 1;
         ir_err e = {{0}};
         cr_expect_eq(pass_shape(&g, &e), -1, "%s: tampered type accepted",
                      ir_ops[ops[i]].name);
-        char want[64];
-        snprintf(want, sizeof want, "%%%d (%s)", k, ir_ops[ops[i]].name);
-        cr_expect(strstr(e.msg, want) != NULL, "message '%s' does not name '%s'", e.msg,
-                  want);
+        expect_message_names_node(&e, k, ops[i]);
         ir_graph_free(g);
     }
 }
@@ -502,17 +513,11 @@ Test(shape_pass, rejects_a_tampered_node_type_naming_the_node)
 Test(shape_pass, rejects_a_tampered_dtype_through_the_pipeline)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
-    int k = -1;
-    for (int j = 0; j < g->n && k < 0; j++)
-        if (g->nodes[j].op == IR_OP_TANH)
-            k = j;
-    cr_assert_geq(k, 0);
+    int k = first_node(g, IR_OP_TANH);
     g->nodes[k].type.dtype = IR_I64;
     ir_err e = {{0}};
     cr_expect_eq(pass_run_pipeline(&g, "shape", NULL, &e), -1);
-    char want[64];
-    snprintf(want, sizeof want, "%%%d (tanh)", k);
-    cr_expect(strstr(e.msg, want) != NULL, "message '%s' does not name '%s'", e.msg, want);
+    expect_message_names_node(&e, k, IR_OP_TANH);
     ir_graph_free(g);
 }
 
