@@ -33,8 +33,10 @@ typedef struct ir_type {
     ir_dim dim[IR_MAX_RANK];
 } ir_type;
 
-/* Attribute kinds. An op's row says which it carries; the printer and parser handle
- * them generically from that mask. */
+/* Attribute bits. An op's row in IR_OPS says which it carries. Each bit that stands for
+ * a value in ir_attrs has a row in ir_attr_table (below), from which the printer, the
+ * parser, CSE and kernel signatures handle it; IR_A_NAME and IR_A_TYPE (IR_A_FLAGS) are
+ * not values and have none. */
 enum {
     IR_A_TA = 1 << 0,    /* matmul: a is stored transposed */
     IR_A_TB = 1 << 1,    /* matmul: b is stored transposed */
@@ -47,6 +49,7 @@ enum {
     IR_A_NAME = 1 << 8,  /* param/input/...: a quoted name after the op */
     IR_A_TYPE = 1 << 9,  /* the result type is given, not derived (checked by the rule) */
 };
+#define IR_A_FLAGS (IR_A_NAME | IR_A_TYPE)
 
 typedef struct ir_attrs {
     int ta, tb;
@@ -101,7 +104,7 @@ typedef struct ir_attrs {
     /* ids[...], dy[..., H] -> [N, H]: row ids[i] accumulates dy[i] (gather's VJP) */      \
     X(SCATTER_ADD, "scatter_add", 2, 2, IR_A_TYPE, GRAD, KERNEL, OPAQUE, scatter_add)      \
     /* x[n, ...] -> [P, ...] with zero rows after n (prefix_rows' VJP) */                  \
-    X(PAD_ROWS, "pad_rows", 1, 1, IR_A_TYPE, GRAD, KERNEL, INJECTIVE, pad_rows)            \
+    X(PAD_ROWS, "pad_rows", 1, 1, IR_A_TYPE, GRAD, KERNEL, INJECTIVE, other_rows)          \
     /* x, dy -> dx */                                                                      \
     X(GELU_GRAD, "gelu_grad", 2, 2, 0, GRAD, KERNEL, ELEMWISE, same2)                      \
     X(GELU_TANH_GRAD, "gelu_tanh_grad", 2, 2, 0, GRAD, KERNEL, ELEMWISE, same2)            \
@@ -157,8 +160,8 @@ typedef struct ir_graph ir_graph;
 typedef struct ir_node ir_node;
 
 /* Shape rule: computes the output type of n from its inputs and attributes. Ops whose
- * output shape is not determined by their inputs (param, input, reshape, prefix_rows)
- * check n->type instead and copy it. */
+ * output shape is not determined by their inputs (their row has IR_A_TYPE) check
+ * n->type instead and copy it. */
 typedef int (*ir_shape_fn)(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e);
 
 typedef struct ir_op_info {
@@ -172,6 +175,44 @@ typedef struct ir_op_info {
 } ir_op_info;
 
 extern const ir_op_info ir_ops[IR_OP_COUNT];
+
+/* ---- attributes (ir/attrs.c) ---- */
+
+/* How an attribute is kept in ir_attrs and written. */
+typedef enum {
+    IR_ATTR_INT,  /* int, "%d" */
+    IR_ATTR_I64,  /* int64_t, "%lld" */
+    IR_ATTR_REAL, /* double, "%.17g" (which reads back to the same bits) */
+    IR_ATTR_PERM, /* int[IR_MAX_RANK], of which the operand's rank are written */
+} ir_attr_kind;
+
+/* One row per valued attribute bit, in increasing bit order: the order in which the
+ * text form and kernel signatures write them. */
+typedef struct ir_attr_info {
+    unsigned bit;
+    const char *name; /* "name=value" in the text form */
+    ir_attr_kind kind;
+    size_t offset; /* of its field in ir_attrs */
+} ir_attr_info;
+
+#define IR_ATTR_COUNT 8
+extern const ir_attr_info ir_attr_table[IR_ATTR_COUNT];
+
+/* The row whose name is name[0..len), or NULL. */
+const ir_attr_info *ir_attr_find(const char *name, size_t len);
+
+/* 1 when a and b agree on every attribute op carries: integers and doubles by ==, perm
+ * on all IR_MAX_RANK entries. */
+int ir_attrs_equal(ir_opcode op, const ir_attrs *a, const ir_attrs *b);
+
+/* The text form of op's attributes, " {ta=0, tb=1}", or "" when op carries none; perm
+ * lists its first `rank` entries. Like snprintf: writes at most len bytes with the NUL
+ * (buf may be NULL when len is 0) and returns the length of the whole text. */
+size_t ir_attrs_print(ir_opcode op, const ir_attrs *a, int rank, char *buf, size_t len);
+
+/* The attributes' part of a kernel signature (runtime/plan.h), "ta=0,tb=1," and for
+ * perm "p0,p2,p1,p3,"; written like ir_attrs_print. */
+size_t ir_attrs_signature(ir_opcode op, const ir_attrs *a, int rank, char *buf, size_t len);
 
 struct ir_node {
     ir_opcode op;
@@ -221,8 +262,8 @@ void ir_graph_free(ir_graph *g);
 ir_graph *ir_graph_clone(const ir_graph *g);
 
 /* Appends a node. type may be NULL for ops whose shape rule computes it; it is
- * required for param, input, reshape and prefix_rows. Returns the new value's index,
- * or -1 with g->failed set and g->err filled (and -1 at once if g->failed). */
+ * required for ops whose row has IR_A_TYPE. Returns the new value's index, or -1 with
+ * g->failed set and g->err filled (and -1 at once if g->failed). */
 int ir_add(ir_graph *g, ir_opcode op, const int *in, int nin, const ir_attrs *a,
            const char *name, const ir_type *type);
 int ir_set_output(ir_graph *g, const char *name, int value);

@@ -1,6 +1,6 @@
 /* ops.c: the op table of the IR — one row per op with its name, operand counts,
- * attributes, fusion class and shape rule. The other layers keep their own tables
- * indexed by the same enum (reference kernels, VJP rules, lowerings). */
+ * attributes, role, kind of code, fusion class and shape rule. The other layers keep
+ * their own tables indexed by the same enum (reference kernels, VJP rules, lowerings). */
 #include "ir.h"
 
 #include <math.h>
@@ -18,7 +18,32 @@ static int need_f32(const ir_type *t, const char *what, ir_err *e)
     return 0;
 }
 
-/* param, input, reshape and prefix_rows carry their own type. */
+static int eps_ok(double eps)
+{
+    return eps > 0 && isfinite(eps);
+}
+
+/* An index along a dim of length len: in range when len is known, at least 0 always. */
+static int check_index(int64_t index, ir_dim len, ir_err *e)
+{
+    if (index < 0 || (ir_dim_is_const(len) && index >= len.c))
+        return ir_errf(e, "index %lld out of range", (long long)index);
+    return 0;
+}
+
+/* Whether suffix's dims are the last of x's. */
+static int is_suffix_of(const ir_type *suffix, const ir_type *x)
+{
+    if (suffix->rank > x->rank)
+        return 0;
+    int off = x->rank - suffix->rank;
+    for (int i = 0; i < suffix->rank; i++)
+        if (!ir_dim_eq(suffix->dim[i], x->dim[off + i]))
+            return 0;
+    return 1;
+}
+
+/* Ops with IR_A_TYPE carry their own type. */
 static int shape_given(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
 {
     (void)g;
@@ -60,7 +85,8 @@ static int shape_gather(const ir_graph *g, const ir_node *n, ir_type *out, ir_er
     return 0;
 }
 
-static int shape_prefix_rows(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+/* The node's own type: the operand's with another dim 0 (pad_rows). */
+static int shape_other_rows(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
     if (shape_given(g, n, out, e))
@@ -70,6 +96,15 @@ static int shape_prefix_rows(const ir_graph *g, const ir_node *n, ir_type *out, 
     for (int i = 1; i < x->rank; i++)
         if (!ir_dim_eq(x->dim[i], out->dim[i]))
             return ir_errf(e, "only dimension 0 may differ from the operand");
+    return 0;
+}
+
+/* Another dim 0, and no more rows than the operand has. */
+static int shape_prefix_rows(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+{
+    const ir_type *x = in_type(g, n, 0);
+    if (shape_other_rows(g, n, out, e))
+        return -1;
     if (ir_dim_is_const(out->dim[0]) && ir_dim_is_const(x->dim[0]) &&
         out->dim[0].c > x->dim[0].c)
         return ir_errf(e, "takes %lld rows of %lld", (long long)out->dim[0].c,
@@ -84,13 +119,11 @@ static int shape_binary(const ir_graph *g, const ir_node *n, ir_type *out, ir_er
         return -1;
     if (b->rank > a->rank)
         return ir_errf(e, "rhs rank %d exceeds lhs rank %d", b->rank, a->rank);
-    int off = a->rank - b->rank;
-    for (int i = 0; i < b->rank; i++)
-        if (!ir_dim_eq(a->dim[off + i], b->dim[i])) {
-            char sa[128], sb[128];
-            return ir_errf(e, "rhs %s is not a suffix of lhs %s",
-                           ir_type_str(b, sb, sizeof sb), ir_type_str(a, sa, sizeof sa));
-        }
+    if (!is_suffix_of(b, a)) {
+        char sa[128], sb[128];
+        return ir_errf(e, "rhs %s is not a suffix of lhs %s", ir_type_str(b, sb, sizeof sb),
+                       ir_type_str(a, sa, sizeof sa));
+    }
     *out = *a;
     return 0;
 }
@@ -189,7 +222,7 @@ static int shape_layernorm(const ir_graph *g, const ir_node *n, ir_type *out, ir
     if (ga->rank != 1 || be->rank != 1 || !ir_dim_eq(ga->dim[0], h) ||
         !ir_dim_eq(be->dim[0], h))
         return ir_errf(e, "gamma and beta must be vectors of x's last dimension");
-    if (!(n->a.eps > 0) || !isfinite(n->a.eps))
+    if (!eps_ok(n->a.eps))
         return ir_errf(e, "eps must be positive");
     *out = *x;
     return 0;
@@ -217,8 +250,8 @@ static int shape_select(const ir_graph *g, const ir_node *n, ir_type *out, ir_er
     int ax = n->a.axis;
     if (ax < 0 || ax >= x->rank)
         return ir_errf(e, "axis %d out of range for rank %d", ax, x->rank);
-    if (n->a.index < 0 || (ir_dim_is_const(x->dim[ax]) && n->a.index >= x->dim[ax].c))
-        return ir_errf(e, "index %lld out of range", (long long)n->a.index);
+    if (check_index(n->a.index, x->dim[ax], e))
+        return -1;
     *out = *x;
     for (int i = ax; i + 1 < x->rank; i++)
         out->dim[i] = x->dim[i + 1];
@@ -259,18 +292,6 @@ static int shape_fill(const ir_graph *g, const ir_node *n, ir_type *out, ir_err 
     return 0;
 }
 
-/* The node's own type must be the last `rank` dims of operand 0's type. */
-static int is_suffix_of(const ir_type *suffix, const ir_type *x)
-{
-    if (suffix->rank > x->rank)
-        return 0;
-    int off = x->rank - suffix->rank;
-    for (int i = 0; i < suffix->rank; i++)
-        if (!ir_dim_eq(suffix->dim[i], x->dim[off + i]))
-            return 0;
-    return 1;
-}
-
 static int shape_reduce_sum(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
@@ -297,19 +318,6 @@ static int shape_scatter_add(const ir_graph *g, const ir_node *n, ir_type *out, 
     return 0;
 }
 
-static int shape_pad_rows(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
-{
-    const ir_type *x = in_type(g, n, 0);
-    if (shape_given(g, n, out, e))
-        return -1;
-    if (x->rank < 1 || out->rank != x->rank || out->dtype != x->dtype)
-        return ir_errf(e, "result must have the operand's rank and dtype");
-    for (int i = 1; i < x->rank; i++)
-        if (!ir_dim_eq(x->dim[i], out->dim[i]))
-            return ir_errf(e, "only dimension 0 may differ from the operand");
-    return 0;
-}
-
 /* Two f32 operands of one type (a forward value and its gradient). */
 static int shape_same2(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
 {
@@ -327,7 +335,7 @@ static int shape_layernorm_dx(const ir_graph *g, const ir_node *n, ir_type *out,
         return ir_errf(e, "x and dy must be f32 of the same type");
     if (ga->rank != 1 || !ir_dim_eq(ga->dim[0], x->dim[x->rank - 1]))
         return ir_errf(e, "gamma must be a vector of x's last dimension");
-    if (!(n->a.eps > 0) || !isfinite(n->a.eps))
+    if (!eps_ok(n->a.eps))
         return ir_errf(e, "eps must be positive");
     *out = *x;
     return 0;
@@ -339,7 +347,7 @@ static int shape_layernorm_dgamma(const ir_graph *g, const ir_node *n, ir_type *
     const ir_type *x = in_type(g, n, 0);
     if (shape_same2(g, n, out, e))
         return -1;
-    if (x->rank < 1 || !(n->a.eps > 0) || !isfinite(n->a.eps))
+    if (x->rank < 1 || !eps_ok(n->a.eps))
         return ir_errf(e, "x must have rank >= 1 and eps be positive");
     *out = ir_type_make(IR_F32, 1, &x->dim[x->rank - 1]);
     return 0;
@@ -356,8 +364,8 @@ static int shape_select_grad(const ir_graph *g, const ir_node *n, ir_type *out, 
     for (int i = 0, j = 0; i < out->rank; i++)
         if (i != ax && !ir_dim_eq(out->dim[i], dy->dim[j++]))
             return ir_errf(e, "the result without axis %d must be dy's type", ax);
-    if (n->a.index < 0 || (ir_dim_is_const(out->dim[ax]) && n->a.index >= out->dim[ax].c))
-        return ir_errf(e, "index %lld out of range", (long long)n->a.index);
+    if (check_index(n->a.index, out->dim[ax], e))
+        return -1;
     return 0;
 }
 

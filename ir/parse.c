@@ -356,15 +356,7 @@ static int parse_type(parser *P, ir_type *out)
 
 /* ---- statements ---- */
 
-static const struct {
-    const char *name;
-    unsigned bit;
-} attr_names[] = {
-    {"ta", IR_A_TA},     {"tb", IR_A_TB},   {"axis", IR_A_AXIS},   {"index", IR_A_INDEX},
-    {"perm", IR_A_PERM}, {"eps", IR_A_EPS}, {"scale", IR_A_SCALE}, {"p", IR_A_P},
-};
-
-static int parse_perm(parser *P, const ir_graph *g, const int *in, int nin, ir_attrs *a)
+static int parse_perm(parser *P, const ir_graph *g, const int *in, int nin, int *perm)
 {
     int n = 0;
     if (expect(P, '[', "'[' to start the perm list"))
@@ -376,7 +368,7 @@ static int parse_perm(parser *P, const ir_graph *g, const int *in, int nin, ir_a
                 return perr(P, P->t.line, "perm has more than %d entries", IR_MAX_RANK);
             if (take_int(P, INT_MIN, INT_MAX, "a perm entry", &v))
                 return -1;
-            a->perm[n++] = (int)v;
+            perm[n++] = (int)v;
             if (!is_punct(P, ','))
                 break;
             if (next(P))
@@ -402,52 +394,40 @@ static int parse_attrs(parser *P, ir_opcode op, const int *in, int nin, ir_attrs
     for (;;) {
         if (P->t.kind != T_IDENT)
             return expected(P, "an attribute name");
-        size_t k = 0, na = sizeof attr_names / sizeof attr_names[0];
-        while (k < na && !(strlen(attr_names[k].name) == P->t.len &&
-                           !memcmp(attr_names[k].name, P->t.s, P->t.len)))
-            k++;
-        if (k == na)
+        const ir_attr_info *ai = ir_attr_find(P->t.s, P->t.len);
+        if (!ai)
             return perr(P, P->t.line, "unknown attribute '%.*s'", tlen(P), P->t.s);
-        const char *name = attr_names[k].name;
-        unsigned bit = attr_names[k].bit;
-        if (!(info->attrs & bit))
-            return perr(P, P->t.line, "%s has no attribute '%s'", info->name, name);
-        if (seen & bit)
-            return perr(P, P->t.line, "attribute '%s' given twice", name);
-        seen |= bit;
+        if (!(info->attrs & ai->bit))
+            return perr(P, P->t.line, "%s has no attribute '%s'", info->name, ai->name);
+        if (seen & ai->bit)
+            return perr(P, P->t.line, "attribute '%s' given twice", ai->name);
+        seen |= ai->bit;
         if (next(P))
             return -1;
         char what[64];
-        snprintf(what, sizeof what, "'=' after '%s'", name);
+        snprintf(what, sizeof what, "'=' after '%s'", ai->name);
         if (expect(P, '=', what))
             return -1;
-        snprintf(what, sizeof what, "'%s'", name);
+        snprintf(what, sizeof what, "'%s'", ai->name);
+        void *field = (char *)a + ai->offset;
         long long v;
         int rc = 0;
-        switch (bit) {
-        case IR_A_TA:
-        case IR_A_TB:
-        case IR_A_AXIS:
+        switch (ai->kind) {
+        case IR_ATTR_INT:
             rc = take_int(P, INT_MIN, INT_MAX, what, &v);
             if (!rc)
-                *(bit == IR_A_TA ? &a->ta : bit == IR_A_TB ? &a->tb : &a->axis) = (int)v;
+                *(int *)field = (int)v;
             break;
-        case IR_A_INDEX:
+        case IR_ATTR_I64:
             rc = take_int(P, INT64_MIN, INT64_MAX, what, &v);
             if (!rc)
-                a->index = v;
+                *(int64_t *)field = v;
             break;
-        case IR_A_PERM:
-            rc = parse_perm(P, P->g, in, nin, a);
+        case IR_ATTR_REAL:
+            rc = take_double(P, what, field);
             break;
-        case IR_A_EPS:
-            rc = take_double(P, what, &a->eps);
-            break;
-        case IR_A_SCALE:
-            rc = take_double(P, what, &a->scale);
-            break;
-        default:
-            rc = take_double(P, what, &a->p);
+        case IR_ATTR_PERM:
+            rc = parse_perm(P, P->g, in, nin, field);
             break;
         }
         if (rc)
@@ -459,7 +439,7 @@ static int parse_attrs(parser *P, ir_opcode op, const int *in, int nin, ir_attrs
     }
 }
 
-static int parse_node_rest(parser *P, int line, char **name)
+static int parse_node(parser *P, int line, char **name)
 {
     ir_graph *g = P->g;
     if (P->t.value != g->n)
@@ -544,15 +524,7 @@ static int parse_node_rest(parser *P, int line, char **name)
     return 0;
 }
 
-static int parse_node(parser *P)
-{
-    char *name = NULL;
-    int rc = parse_node_rest(P, P->t.line, &name);
-    free(name);
-    return rc;
-}
-
-static int parse_output_rest(parser *P, int line, char **name)
+static int parse_output(parser *P, int line, char **name)
 {
     ir_graph *g = P->g;
     if (next(P)) /* 'output' */
@@ -573,10 +545,12 @@ static int parse_output_rest(parser *P, int line, char **name)
     return next(P);
 }
 
-static int parse_output(parser *P)
+/* Reads a statement with parse_node or parse_output, giving it the line the statement
+ * starts on and a place for the name it reads, which is freed whatever happens. */
+static int statement(parser *P, int (*parse)(parser *P, int line, char **name))
 {
     char *name = NULL;
-    int rc = parse_output_rest(P, P->t.line, &name);
+    int rc = parse(P, P->t.line, &name);
     free(name);
     return rc;
 }
@@ -603,9 +577,9 @@ static int parse_file(parser *P)
     while (!is_punct(P, '}')) {
         int rc;
         if (P->t.kind == T_VALUE)
-            rc = parse_node(P);
+            rc = statement(P, parse_node);
         else if (is_ident(P, "output"))
-            rc = parse_output(P);
+            rc = statement(P, parse_output);
         else if (P->t.kind == T_EOF)
             return expected(P, "'}' at the end of the graph");
         else

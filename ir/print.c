@@ -29,9 +29,10 @@
  *   order, and an operand must name an earlier node.
  * - The quoted name follows the op exactly when its row has IR_A_NAME (param, input).
  * - Attributes come from the op's mask in ir_ops[op].attrs, always all of them, in the
- *   order ta, tb, axis, index, perm, eps, scale, p. Doubles are written "%.17g" (which
- *   reads back to the same bits); perm lists as many entries as the operand's rank.
- *   The parser defaults a missing attribute to 0.
+ *   order of ir_attr_table (ta, tb, axis, index, perm, eps, scale, p), each written as
+ *   its row's kind says (ir/attrs.c). Doubles are written "%.17g" (which reads back to
+ *   the same bits); perm lists as many entries as the operand's rank. The parser
+ *   defaults a missing attribute to 0.
  * - Dims print as ir_dim_str writes them (12, B, B*S, 4*S); the parser accepts any
  *   product of factors (S*B, 2*3*B) and normalizes it.
  * - Strings escape '"' and '\' with a backslash and non-printable bytes (below 0x20 and
@@ -52,10 +53,11 @@ typedef struct sbuf {
     int oom;
 } sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t len)
+/* Makes room for len more bytes and a NUL; 0 when there is none. */
+static int sb_reserve(sbuf *b, size_t len)
 {
     if (b->oom)
-        return;
+        return 0;
     if (b->n + len + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (b->n + len + 1 > cap)
@@ -63,11 +65,18 @@ static void sb_put(sbuf *b, const char *s, size_t len)
         char *ns = realloc(b->s, cap);
         if (!ns) {
             b->oom = 1;
-            return;
+            return 0;
         }
         b->s = ns;
         b->cap = cap;
     }
+    return 1;
+}
+
+static void sb_put(sbuf *b, const char *s, size_t len)
+{
+    if (!sb_reserve(b, len))
+        return;
     memcpy(b->s + b->n, s, len);
     b->n += len;
     b->s[b->n] = 0;
@@ -119,65 +128,24 @@ static void put_type(sbuf *b, const ir_type *t)
     sb_puts(b, ir_type_str(t, buf, sizeof buf));
 }
 
-static void put_attrs(sbuf *b, const ir_graph *g, const ir_node *n, unsigned mask)
+/* Perm lists as many entries as the operand's rank (the node's own, for a node without
+ * a defined operand). */
+static void put_attrs(sbuf *b, const ir_graph *g, const ir_node *n)
 {
-    const ir_attrs *a = &n->a;
-    const char *sep = "";
-    /* Only these go in braces; other mask bits (IR_A_NAME, ...) are not values. */
-    const unsigned valued = IR_A_TA | IR_A_TB | IR_A_AXIS | IR_A_INDEX | IR_A_PERM |
-                            IR_A_EPS | IR_A_SCALE | IR_A_P;
-    if (!(mask & valued))
+    int rank = n->type.rank;
+    if (n->nin > 0 && n->in[0] >= 0 && n->in[0] < g->n)
+        rank = g->nodes[n->in[0]].type.rank;
+    size_t len = ir_attrs_print(n->op, &n->a, rank, NULL, 0);
+    if (!sb_reserve(b, len))
         return;
-    sb_puts(b, " {");
-    if (mask & IR_A_TA) {
-        sb_printf(b, "%sta=%d", sep, a->ta);
-        sep = ", ";
-    }
-    if (mask & IR_A_TB) {
-        sb_printf(b, "%stb=%d", sep, a->tb);
-        sep = ", ";
-    }
-    if (mask & IR_A_AXIS) {
-        sb_printf(b, "%saxis=%d", sep, a->axis);
-        sep = ", ";
-    }
-    if (mask & IR_A_INDEX) {
-        sb_printf(b, "%sindex=%lld", sep, (long long)a->index);
-        sep = ", ";
-    }
-    if (mask & IR_A_PERM) {
-        int rank = n->type.rank;
-        if (n->nin > 0 && n->in[0] >= 0 && n->in[0] < g->n)
-            rank = g->nodes[n->in[0]].type.rank;
-        if (rank < 0 || rank > IR_MAX_RANK)
-            rank = 0;
-        sb_printf(b, "%sperm=[", sep);
-        for (int i = 0; i < rank; i++)
-            sb_printf(b, "%s%d", i ? ", " : "", a->perm[i]);
-        sb_puts(b, "]");
-        sep = ", ";
-    }
-    if (mask & IR_A_EPS) {
-        sb_printf(b, "%seps=%.17g", sep, a->eps);
-        sep = ", ";
-    }
-    if (mask & IR_A_SCALE) {
-        sb_printf(b, "%sscale=%.17g", sep, a->scale);
-        sep = ", ";
-    }
-    if (mask & IR_A_P) {
-        sb_printf(b, "%sp=%.17g", sep, a->p);
-        sep = ", ";
-    }
-    sb_puts(b, "}");
+    ir_attrs_print(n->op, &n->a, rank, b->s + b->n, len + 1);
+    b->n += len;
 }
 
 static void put_node(sbuf *b, const ir_graph *g, int i)
 {
     const ir_node *n = &g->nodes[i];
-    int known = (unsigned)n->op < IR_OP_COUNT;
-    unsigned mask = known ? ir_ops[n->op].attrs : 0;
-    if (known)
+    if ((unsigned)n->op < IR_OP_COUNT)
         sb_printf(b, "  %%%d = %s", i, ir_ops[n->op].name);
     else
         sb_printf(b, "  %%%d = <op %d>", i, (int)n->op);
@@ -187,7 +155,7 @@ static void put_node(sbuf *b, const ir_graph *g, int i)
     }
     for (int k = 0; k < n->nin && k < IR_MAX_INPUTS; k++)
         sb_printf(b, "%s%%%d", k ? ", " : " ", n->in[k]);
-    put_attrs(b, g, n, mask);
+    put_attrs(b, g, n);
     sb_puts(b, " : ");
     put_type(b, &n->type);
     sb_puts(b, "\n");

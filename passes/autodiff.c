@@ -189,7 +189,8 @@ static int vjp_dropout(ir_graph *g, const ir_node *n, int v, int k, int dy)
     return ir_add(g, IR_OP_DROPOUT, in, 2, &n->a, NULL, NULL);
 }
 
-/* Ops autodiff introduces have no row: bertcc differentiates once. */
+/* A row for each forward op (ir_ops[op].role == IR_ROLE_FWD) and no other: leaves have
+ * no operands, and the ops autodiff introduces none because bertcc differentiates once. */
 static const vjp_fn vjps[IR_OP_COUNT] = {
     [IR_OP_GATHER] = vjp_gather,
     [IR_OP_PREFIX_ROWS] = vjp_prefix_rows,

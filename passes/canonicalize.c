@@ -75,15 +75,7 @@ int pass_canonicalize(ir_graph **gp, ir_err *e)
             in[k] = map[n->in[k]];
         map[i] = simplify(ng, n, in);
     }
-    for (int k = 0; k < g->nout; k++)
-        ir_set_output(ng, g->outs[k].name, map[g->outs[k].value]);
+    int rc = pass_install(gp, ng, map, e);
     free(map);
-    if (ng->failed) {
-        ir_errf(e, "%s", ng->err.msg);
-        ir_graph_free(ng);
-        return -1;
-    }
-    ir_graph_free(g);
-    *gp = ng;
-    return 0;
+    return rc;
 }

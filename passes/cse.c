@@ -5,29 +5,6 @@
 
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
-
-static int same_attrs(const ir_node *a, const ir_node *b)
-{
-    unsigned m = ir_ops[a->op].attrs;
-    if ((m & IR_A_TA) && a->a.ta != b->a.ta)
-        return 0;
-    if ((m & IR_A_TB) && a->a.tb != b->a.tb)
-        return 0;
-    if ((m & IR_A_AXIS) && a->a.axis != b->a.axis)
-        return 0;
-    if ((m & IR_A_INDEX) && a->a.index != b->a.index)
-        return 0;
-    if ((m & IR_A_PERM) && memcmp(a->a.perm, b->a.perm, sizeof a->a.perm))
-        return 0;
-    if ((m & IR_A_EPS) && a->a.eps != b->a.eps)
-        return 0;
-    if ((m & IR_A_SCALE) && a->a.scale != b->a.scale)
-        return 0;
-    if ((m & IR_A_P) && a->a.p != b->a.p)
-        return 0;
-    return 1;
-}
 
 static uint64_t node_hash(const ir_node *n, const int *repl)
 {
@@ -64,7 +41,8 @@ int pass_cse(ir_graph **gp, ir_err *e)
         for (; table[slot] >= 0; slot = (slot + 1) & (cap - 1)) {
             const ir_node *m = &g->nodes[table[slot]];
             int same = m->op == n->op && m->nin == n->nin &&
-                       ir_type_eq(&m->type, &n->type) && same_attrs(m, n);
+                       ir_type_eq(&m->type, &n->type) &&
+                       ir_attrs_equal(n->op, &m->a, &n->a);
             for (int k = 0; same && k < n->nin; k++)
                 same = repl[m->in[k]] == repl[n->in[k]];
             if (same) {

@@ -61,4 +61,9 @@ ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, ir_
 /* pass_rebuild, then frees *g and puts the new graph in its place. */
 int pass_replace(ir_graph **g, const char *keep, const int *repl, ir_err *e);
 
+/* For a pass that builds its new graph ng from *g node by node: gives ng *g's outputs
+ * (map takes *g's values to ng's; NULL when they kept their numbers), then frees *g and
+ * puts ng in its place; or, when building ng failed, frees ng and returns its error. */
+int pass_install(ir_graph **g, ir_graph *ng, const int *map, ir_err *e);
+
 #endif

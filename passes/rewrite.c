@@ -1,8 +1,17 @@
-/* rewrite.c: rebuilding a graph with nodes dropped or replaced — the one mechanism
- * every simplifying pass uses. */
+/* rewrite.c: rebuilding a graph with nodes dropped or replaced, and installing a graph
+ * a pass built node by node in the old one's place — how every simplifying pass ends. */
 #include "passes.h"
 
 #include <stdlib.h>
+
+/* Gives ng g's outputs; map takes g's values to ng's (NULL: the same numbers). */
+static void copy_outputs(const ir_graph *g, ir_graph *ng, const int *map)
+{
+    for (int k = 0; k < g->nout; k++) {
+        int v = g->outs[k].value;
+        ir_set_output(ng, g->outs[k].name, map ? map[v] : v);
+    }
+}
 
 ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, ir_err *e)
 {
@@ -28,8 +37,7 @@ ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, ir_
             in[k] = map[n->in[k]];
         map[i] = ir_add(ng, n->op, in, n->nin, &n->a, n->name, &n->type);
     }
-    for (int k = 0; k < g->nout; k++)
-        ir_set_output(ng, g->outs[k].name, map[g->outs[k].value]);
+    copy_outputs(g, ng, map);
     free(map);
     if (ng->failed) {
         ir_errf(e, "rebuilding the graph: %s", ng->err.msg);
@@ -45,6 +53,19 @@ int pass_replace(ir_graph **g, const char *keep, const int *repl, ir_err *e)
     ir_graph *ng = pass_rebuild(*g, keep, repl, e);
     if (!ng)
         return -1;
+    ir_graph_free(*g);
+    *g = ng;
+    return 0;
+}
+
+int pass_install(ir_graph **g, ir_graph *ng, const int *map, ir_err *e)
+{
+    copy_outputs(*g, ng, map);
+    if (ng->failed) {
+        ir_errf(e, "%s", ng->err.msg);
+        ir_graph_free(ng);
+        return -1;
+    }
     ir_graph_free(*g);
     *g = ng;
     return 0;

@@ -4,8 +4,6 @@
  * wrong type is caught here with the node named. */
 #include "passes.h"
 
-#include <stdlib.h>
-
 int pass_shape(ir_graph **gp, ir_err *e)
 {
     ir_graph *g = *gp, *ng = ir_graph_new(g->name);
@@ -24,14 +22,5 @@ int pass_shape(ir_graph **gp, ir_err *e)
             return -1;
         }
     }
-    for (int k = 0; k < g->nout; k++)
-        ir_set_output(ng, g->outs[k].name, g->outs[k].value);
-    if (ng->failed) {
-        ir_errf(e, "%s", ng->err.msg);
-        ir_graph_free(ng);
-        return -1;
-    }
-    ir_graph_free(g);
-    *gp = ng;
-    return 0;
+    return pass_install(gp, ng, NULL, e);
 }

@@ -8,26 +8,9 @@
 void rt_kernel_signature(const ir_graph *g, const ir_node *n, char *buf, size_t len)
 {
     size_t k = (size_t)snprintf(buf, len, "%s{", ir_ops[n->op].name);
-    unsigned m = ir_ops[n->op].attrs;
-    const ir_attrs *a = &n->a;
-    if (m & IR_A_TA)
-        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "ta=%d,", a->ta);
-    if (m & IR_A_TB)
-        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "tb=%d,", a->tb);
-    if (m & IR_A_AXIS)
-        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "axis=%d,", a->axis);
-    if (m & IR_A_INDEX)
-        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "index=%lld,",
-                              (long long)a->index);
-    if (m & IR_A_PERM)
-        for (int i = 0; i < n->type.rank; i++)
-            k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "p%d,", a->perm[i]);
-    if (m & IR_A_EPS)
-        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "eps=%.17g,", a->eps);
-    if (m & IR_A_SCALE)
-        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "scale=%.17g,", a->scale);
-    if (m & IR_A_P)
-        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "p=%.17g,", a->p);
+    /* Perm has as many entries as the transpose's own rank (its operand's). */
+    k += ir_attrs_signature(n->op, &n->a, n->type.rank, k < len ? buf + k : NULL,
+                            k < len ? len - k : 0);
     k += (size_t)snprintf(buf + k, k < len ? len - k : 0, "}(");
     for (int i = 0; i < n->nin; i++) {
         char t[160];
@@ -53,6 +36,13 @@ int rt_plan_storage(const rt_plan *p, int v)
     while (p->values[v].kind == RT_VAL_ALIAS)
         v = p->values[v].index;
     return v;
+}
+
+static void free_sigs(char **sigs, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(sigs[i]);
+    free(sigs);
 }
 
 int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
@@ -108,9 +98,7 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
             k++;
         if (k == p->nkernels) {
             if (!(sigs[k] = strdup(sig))) {
-                for (int i = 0; i < p->nkernels; i++)
-                    free(sigs[i]);
-                free(sigs);
+                free_sigs(sigs, p->nkernels);
                 rt_plan_free(p);
                 return ir_errf(e, "out of memory");
             }
@@ -139,8 +127,6 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
             st->first = 0;
         st->last = p->nsteps;
     }
-    for (int i = 0; i < p->nkernels; i++)
-        free(sigs[i]);
-    free(sigs);
+    free_sigs(sigs, p->nkernels);
     return 0;
 }

@@ -1,13 +1,22 @@
-/* ref.c: the reference kernels of ref.h, in double precision. Each op is one plain loop
- * nest, written for obviousness rather than speed: these are the oracle the generated
- * kernels are checked against. Only matmul is threaded, over its output rows, and every
- * output element is still summed in increasing k, so results do not depend on the
- * thread count. */
+/* ref.c: the reference kernels of ref.h, in double precision, each forward kernel next
+ * to its backward kernels. Each op is one plain loop nest, written for obviousness
+ * rather than speed: these are the oracle the generated kernels are checked against.
+ * Only matmul is threaded, over its output rows, and every output element is still
+ * summed in increasing k, so results do not depend on the thread count. */
 #include "ref.h"
 
 #include <math.h>
 
 #include "tensor.h"
+
+static void zero(double *x, int64_t n)
+{
+    // x (n)
+    for (int64_t i = 0; i < n; i++)
+        x[i] = 0.0;
+}
+
+/* ---- gather, scatter_add ---- */
 
 void ref_gather(double *out, const double *table, const int64_t *ids, int64_t n, int64_t h)
 {
@@ -18,6 +27,28 @@ void ref_gather(double *out, const double *table, const int64_t *ids, int64_t n,
             out[i * h + j] = row[j];
     }
 }
+
+void ref_scatter_add(double *out, const int64_t *ids, const double *dy, int64_t n,
+                     int64_t v, int64_t h)
+{
+    // out (v, h), ids (n), dy (n, h)
+    zero(out, v * h);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < h; j++)
+            out[ids[i] * h + j] += dy[i * h + j];
+}
+
+/* ---- pad_rows (prefix_rows' VJP) ---- */
+
+void ref_pad_rows(double *out, const double *x, int64_t rows_in, int64_t rows_out,
+                  int64_t inner)
+{
+    // out (rows_out, inner), x (rows_in, inner)
+    for (int64_t i = 0; i < rows_out * inner; i++)
+        out[i] = i < rows_in * inner ? x[i] : 0.0;
+}
+
+/* ---- add, mul, reduce_sum ---- */
 
 void ref_add(double *out, const double *a, int64_t na, const double *b, int64_t nb)
 {
@@ -32,6 +63,17 @@ void ref_mul(double *out, const double *a, int64_t na, const double *b, int64_t 
     for (int64_t i = 0; i < na; i++)
         out[i] = a[i] * b[i % nb];
 }
+
+void ref_reduce_sum(double *out, const double *x, int64_t n, int64_t m)
+{
+    // out (m), x (n / m, m)
+    zero(out, m);
+    for (int64_t i = 0; i < n / m; i++)
+        for (int64_t j = 0; j < m; j++)
+            out[j] += x[i * m + j];
+}
+
+/* ---- matmul ---- */
 
 void ref_matmul(double *c, const double *a, const double *b, int64_t batch, int64_t m,
                 int64_t n, int64_t k, int ta, int tb, int b_batched)
@@ -56,10 +98,13 @@ void ref_matmul(double *c, const double *a, const double *b, int64_t batch, int6
     }
 }
 
+/* ---- transpose ---- */
+
 void ref_transpose(double *out, const double *x, int rank, const int64_t *shape,
                    const int *perm)
 {
-    // x (shape[0], ..., shape[rank-1]); out (shape[perm[0]], ..., shape[perm[rank-1]])
+    // x (shape[0], ..., shape[rank-1]); out (shape[perm[0]], ..., shape[perm[rank-1]]);
+    // shape (rank), perm (rank)
     int64_t xstride[RT_MAX_RANK]; // element stride of each of x's dims
     int64_t oshape[RT_MAX_RANK];  // out's shape
     int64_t numel = 1;
@@ -81,6 +126,8 @@ void ref_transpose(double *out, const double *x, int rank, const int64_t *shape,
     }
 }
 
+/* ---- gelu, gelu_grad ---- */
+
 void ref_gelu(double *out, const double *x, int64_t n)
 {
     // out (n), x (n)
@@ -88,21 +135,86 @@ void ref_gelu(double *out, const double *x, int64_t n)
         out[i] = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
 }
 
+void ref_gelu_grad(double *dx, const double *x, const double *dy, int64_t n)
+{
+    // dx (n), x (n), dy (n)
+    for (int64_t i = 0; i < n; i++) {
+        double cdf = 0.5 * (1.0 + erf(x[i] / sqrt(2.0)));
+        double pdf = exp(-0.5 * x[i] * x[i]) / sqrt(2.0 * M_PI);
+        dx[i] = dy[i] * (cdf + x[i] * pdf);
+    }
+}
+
+/* ---- gelu_tanh, gelu_tanh_grad ---- */
+
+#define GELU_TANH_C 0.044715
+
+/* tanh(sqrt(2/pi) (v + c v^3)), the term both directions share */
+static double gelu_tanh_t(double v)
+{
+    return tanh(sqrt(2.0 / M_PI) * (v + GELU_TANH_C * v * v * v));
+}
+
 void ref_gelu_tanh(double *out, const double *x, int64_t n)
 {
     // out (n), x (n)
-    const double c = sqrt(2.0 / M_PI);
     for (int64_t i = 0; i < n; i++) {
         double v = x[i];
-        out[i] = 0.5 * v * (1.0 + tanh(c * (v + 0.044715 * v * v * v)));
+        out[i] = 0.5 * v * (1.0 + gelu_tanh_t(v));
     }
 }
+
+void ref_gelu_tanh_grad(double *dx, const double *x, const double *dy, int64_t n)
+{
+    // dx (n), x (n), dy (n)
+    const double k = sqrt(2.0 / M_PI), c = GELU_TANH_C;
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i], t = gelu_tanh_t(v);
+        double d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * c * v * v);
+        dx[i] = dy[i] * d;
+    }
+}
+
+/* ---- tanh, tanh_grad ---- */
 
 void ref_tanh(double *out, const double *x, int64_t n)
 {
     // out (n), x (n)
     for (int64_t i = 0; i < n; i++)
         out[i] = tanh(x[i]);
+}
+
+void ref_tanh_grad(double *dx, const double *y, const double *dy, int64_t n)
+{
+    // dx (n), y (n), dy (n)
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = dy[i] * (1.0 - y[i] * y[i]);
+}
+
+/* ---- scale ---- */
+
+void ref_scale(double *out, const double *x, int64_t n, double factor)
+{
+    // out (n), x (n)
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * factor;
+}
+
+/* ---- layernorm, layernorm_dx, layernorm_dgamma ---- */
+
+/* mean and 1/sqrt(var + eps) of one row, biased variance */
+static void row_stats(const double *x, int64_t h, double eps, double *mean, double *rstd)
+{
+    // x (h)
+    double m = 0.0, v = 0.0;
+    for (int64_t j = 0; j < h; j++)
+        m += x[j];
+    m /= (double)h;
+    for (int64_t j = 0; j < h; j++)
+        v += (x[j] - m) * (x[j] - m);
+    v /= (double)h;
+    *mean = m;
+    *rstd = 1.0 / sqrt(v + eps);
 }
 
 void ref_layernorm(double *out, const double *x, const double *gamma, const double *beta,
@@ -112,21 +224,49 @@ void ref_layernorm(double *out, const double *x, const double *gamma, const doub
     for (int64_t r = 0; r < rows; r++) {
         const double *xr = x + r * h; // (h)
         double *outr = out + r * h;   // (h)
-        double mean = 0.0;
-        for (int64_t j = 0; j < h; j++)
-            mean += xr[j];
-        mean /= (double)h;
-        double var = 0.0;
-        for (int64_t j = 0; j < h; j++) {
-            double d = xr[j] - mean;
-            var += d * d;
-        }
-        var /= (double)h;
-        double rstd = 1.0 / sqrt(var + eps);
+        double mean, rstd;
+        row_stats(xr, h, eps, &mean, &rstd);
         for (int64_t j = 0; j < h; j++)
             outr[j] = (xr[j] - mean) * rstd * gamma[j] + beta[j];
     }
 }
+
+void ref_layernorm_dx(double *dx, const double *x, const double *gamma, const double *dy,
+                      int64_t rows, int64_t h, double eps)
+{
+    // dx (rows, h), x (rows, h), gamma (h), dy (rows, h)
+    for (int64_t r = 0; r < rows; r++) {
+        const double *xr = x + r * h, *dyr = dy + r * h; // (h), (h)
+        double mean, rstd, mg = 0.0, mgx = 0.0;
+        row_stats(xr, h, eps, &mean, &rstd);
+        for (int64_t j = 0; j < h; j++) {
+            double g = dyr[j] * gamma[j], xhat = (xr[j] - mean) * rstd;
+            mg += g;
+            mgx += g * xhat;
+        }
+        mg /= (double)h;
+        mgx /= (double)h;
+        for (int64_t j = 0; j < h; j++) {
+            double g = dyr[j] * gamma[j], xhat = (xr[j] - mean) * rstd;
+            dx[r * h + j] = rstd * (g - mg - xhat * mgx);
+        }
+    }
+}
+
+void ref_layernorm_dgamma(double *dgamma, const double *x, const double *dy, int64_t rows,
+                          int64_t h, double eps)
+{
+    // dgamma (h), x (rows, h), dy (rows, h)
+    zero(dgamma, h);
+    for (int64_t r = 0; r < rows; r++) {
+        double mean, rstd;
+        row_stats(x + r * h, h, eps, &mean, &rstd);
+        for (int64_t j = 0; j < h; j++)
+            dgamma[j] += dy[r * h + j] * (x[r * h + j] - mean) * rstd;
+    }
+}
+
+/* ---- attn_softmax, softmax_grad ---- */
 
 void ref_attn_softmax(double *out, const double *x, const int64_t *mask, int64_t batch,
                       int64_t rows, int64_t t, double scale)
@@ -154,6 +294,21 @@ void ref_attn_softmax(double *out, const double *x, const int64_t *mask, int64_t
     }
 }
 
+void ref_softmax_grad(double *dx, const double *y, const double *dy, int64_t rows,
+                      int64_t t, double scale)
+{
+    // dx (rows, t), y (rows, t), dy (rows, t)
+    for (int64_t r = 0; r < rows; r++) {
+        double dot = 0.0;
+        for (int64_t j = 0; j < t; j++)
+            dot += dy[r * t + j] * y[r * t + j];
+        for (int64_t j = 0; j < t; j++)
+            dx[r * t + j] = scale * y[r * t + j] * (dy[r * t + j] - dot);
+    }
+}
+
+/* ---- select, select_grad ---- */
+
 void ref_select(double *out, const double *x, int64_t outer, int64_t len, int64_t inner,
                 int64_t index)
 {
@@ -161,6 +316,33 @@ void ref_select(double *out, const double *x, int64_t outer, int64_t len, int64_
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++)
             out[o * inner + i] = x[(o * len + index) * inner + i];
+}
+
+void ref_select_grad(double *dx, const double *dy, int64_t outer, int64_t len,
+                     int64_t inner, int64_t index)
+{
+    // dx (outer, len, inner), dy (outer, inner)
+    zero(dx, outer * len * inner);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < inner; j++)
+            dx[(o * len + index) * inner + j] = dy[o * inner + j];
+}
+
+/* ---- cross_entropy, cross_entropy_grad ---- */
+
+/* The row's largest logit, and the sum of exp(logit - largest) into *sum. */
+static double row_max_sumexp(const double *row, int64_t c, double *sum)
+{
+    // row (c)
+    double maxv = row[0];
+    for (int64_t j = 1; j < c; j++)
+        if (row[j] > maxv)
+            maxv = row[j];
+    double s = 0.0;
+    for (int64_t j = 0; j < c; j++)
+        s += exp(row[j] - maxv);
+    *sum = s;
+    return maxv;
 }
 
 double ref_cross_entropy(const double *logits, const int64_t *labels, int64_t n, int64_t c)
@@ -172,24 +354,31 @@ double ref_cross_entropy(const double *logits, const int64_t *labels, int64_t n,
         if (labels[i] == -100)
             continue;
         const double *row = logits + i * c; // (c)
-        double maxv = row[0];
-        for (int64_t j = 1; j < c; j++)
-            if (row[j] > maxv)
-                maxv = row[j];
-        double sum = 0.0;
-        for (int64_t j = 0; j < c; j++)
-            sum += exp(row[j] - maxv);
+        double sum, maxv = row_max_sumexp(row, c, &sum);
         total += maxv + log(sum) - row[labels[i]];
         count++;
     }
     return count ? total / (double)count : 0.0;
 }
 
-/* out (n) = x (n) * factor */
-void ref_scale(double *out, const double *x, int64_t n, double factor)
+void ref_cross_entropy_grad(double *dlogits, const double *logits, const int64_t *labels,
+                            int64_t n, int64_t c, double dloss)
 {
+    // dlogits (n, c), logits (n, c), labels (n)
+    int64_t count = 0;
     for (int64_t i = 0; i < n; i++)
-        out[i] = x[i] * factor;
+        count += labels[i] != -100;
+    for (int64_t i = 0; i < n; i++) {
+        double *d = dlogits + i * c;      // (c)
+        const double *l = logits + i * c; // (c)
+        if (labels[i] == -100) {
+            zero(d, c);
+            continue;
+        }
+        double sum, mx = row_max_sumexp(l, c, &sum);
+        for (int64_t j = 0; j < c; j++)
+            d[j] = dloss * (exp(l[j] - mx) / sum - (j == labels[i])) / (double)count;
+    }
 }
 
 /* ---- dropout ---- */
@@ -197,153 +386,7 @@ void ref_scale(double *out, const double *x, int64_t n, double factor)
 void ref_dropout(double *out, const double *x, int64_t n, double p, uint64_t seed,
                  uint64_t tag)
 {
+    // out (n), x (n)
     for (int64_t i = 0; i < n; i++)
         out[i] = ref_dropout_keep(seed, tag, (uint64_t)i, p) ? x[i] / (1.0 - p) : 0.0;
-}
-
-/* ---- backward kernels ---- */
-
-void ref_reduce_sum(double *out, const double *x, int64_t n, int64_t m)
-{
-    for (int64_t j = 0; j < m; j++)
-        out[j] = 0.0;
-    for (int64_t i = 0; i < n / m; i++)
-        for (int64_t j = 0; j < m; j++)
-            out[j] += x[i * m + j];
-}
-
-void ref_scatter_add(double *out, const int64_t *ids, const double *dy, int64_t n,
-                     int64_t v, int64_t h)
-{
-    for (int64_t i = 0; i < v * h; i++)
-        out[i] = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < h; j++)
-            out[ids[i] * h + j] += dy[i * h + j];
-}
-
-void ref_pad_rows(double *out, const double *x, int64_t rows_in, int64_t rows_out,
-                  int64_t inner)
-{
-    for (int64_t i = 0; i < rows_out * inner; i++)
-        out[i] = i < rows_in * inner ? x[i] : 0.0;
-}
-
-void ref_gelu_grad(double *dx, const double *x, const double *dy, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double cdf = 0.5 * (1.0 + erf(x[i] / sqrt(2.0)));
-        double pdf = exp(-0.5 * x[i] * x[i]) / sqrt(2.0 * M_PI);
-        dx[i] = dy[i] * (cdf + x[i] * pdf);
-    }
-}
-
-void ref_gelu_tanh_grad(double *dx, const double *x, const double *dy, int64_t n)
-{
-    const double k = sqrt(2.0 / M_PI), c = 0.044715;
-    for (int64_t i = 0; i < n; i++) {
-        double v = x[i], t = tanh(k * (v + c * v * v * v));
-        double d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * c * v * v);
-        dx[i] = dy[i] * d;
-    }
-}
-
-void ref_tanh_grad(double *dx, const double *y, const double *dy, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        dx[i] = dy[i] * (1.0 - y[i] * y[i]);
-}
-
-/* mean and 1/sqrt(var + eps) of one row (x (h)) */
-static void row_stats(const double *x, int64_t h, double eps, double *mean, double *rstd)
-{
-    double m = 0.0, v = 0.0;
-    for (int64_t j = 0; j < h; j++)
-        m += x[j];
-    m /= (double)h;
-    for (int64_t j = 0; j < h; j++)
-        v += (x[j] - m) * (x[j] - m);
-    v /= (double)h;
-    *mean = m;
-    *rstd = 1.0 / sqrt(v + eps);
-}
-
-void ref_layernorm_dx(double *dx, const double *x, const double *gamma, const double *dy,
-                      int64_t rows, int64_t h, double eps)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const double *xr = x + r * h, *dyr = dy + r * h;
-        double mean, rstd, mg = 0.0, mgx = 0.0;
-        row_stats(xr, h, eps, &mean, &rstd);
-        for (int64_t j = 0; j < h; j++) {
-            double g = dyr[j] * gamma[j], xhat = (xr[j] - mean) * rstd;
-            mg += g;
-            mgx += g * xhat;
-        }
-        mg /= (double)h;
-        mgx /= (double)h;
-        for (int64_t j = 0; j < h; j++) {
-            double g = dyr[j] * gamma[j], xhat = (xr[j] - mean) * rstd;
-            dx[r * h + j] = rstd * (g - mg - xhat * mgx);
-        }
-    }
-}
-
-void ref_layernorm_dgamma(double *dgamma, const double *x, const double *dy, int64_t rows,
-                          int64_t h, double eps)
-{
-    for (int64_t j = 0; j < h; j++)
-        dgamma[j] = 0.0;
-    for (int64_t r = 0; r < rows; r++) {
-        double mean, rstd;
-        row_stats(x + r * h, h, eps, &mean, &rstd);
-        for (int64_t j = 0; j < h; j++)
-            dgamma[j] += dy[r * h + j] * (x[r * h + j] - mean) * rstd;
-    }
-}
-
-void ref_softmax_grad(double *dx, const double *y, const double *dy, int64_t rows,
-                      int64_t t, double scale)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        double dot = 0.0;
-        for (int64_t j = 0; j < t; j++)
-            dot += dy[r * t + j] * y[r * t + j];
-        for (int64_t j = 0; j < t; j++)
-            dx[r * t + j] = scale * y[r * t + j] * (dy[r * t + j] - dot);
-    }
-}
-
-void ref_select_grad(double *dx, const double *dy, int64_t outer, int64_t len,
-                     int64_t inner, int64_t index)
-{
-    for (int64_t i = 0; i < outer * len * inner; i++)
-        dx[i] = 0.0;
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < inner; j++)
-            dx[(o * len + index) * inner + j] = dy[o * inner + j];
-}
-
-void ref_cross_entropy_grad(double *dlogits, const double *logits, const int64_t *labels,
-                            int64_t n, int64_t c, double dloss)
-{
-    int64_t count = 0;
-    for (int64_t i = 0; i < n; i++)
-        count += labels[i] != -100;
-    for (int64_t i = 0; i < n; i++) {
-        double *d = dlogits + i * c;
-        const double *l = logits + i * c;
-        if (labels[i] == -100) {
-            for (int64_t j = 0; j < c; j++)
-                d[j] = 0.0;
-            continue;
-        }
-        double mx = l[0], sum = 0.0;
-        for (int64_t j = 1; j < c; j++)
-            mx = l[j] > mx ? l[j] : mx;
-        for (int64_t j = 0; j < c; j++)
-            sum += exp(l[j] - mx);
-        for (int64_t j = 0; j < c; j++)
-            d[j] = dloss * (exp(l[j] - mx) / sum - (j == labels[i])) / (double)count;
-    }
 }

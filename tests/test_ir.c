@@ -70,6 +70,170 @@ Test(ir_ops, every_op_has_a_name_shape_rule_and_sane_operand_counts)
     }
 }
 
+Test(ir_ops, roles_and_kinds_of_code_agree)
+{
+    /* Leaves are bound by name to tensors from outside and computed by nothing; a view
+     * (runtime/plan.c aliases it to operand 0) has that one operand and its own type. */
+    for (int op = 0; op < IR_OP_COUNT; op++) {
+        const ir_op_info *info = &ir_ops[op];
+        cr_expect(info->role == IR_ROLE_LEAF || info->role == IR_ROLE_FWD ||
+                      info->role == IR_ROLE_GRAD,
+                  "%s: role %d", info->name, info->role);
+        cr_expect(info->code == IR_CODE_NONE || info->code == IR_CODE_VIEW ||
+                      info->code == IR_CODE_KERNEL,
+                  "%s: code %d", info->name, info->code);
+        int leaf = info->role == IR_ROLE_LEAF;
+        cr_expect_eq(leaf, info->code == IR_CODE_NONE,
+                     "%s: leaves, and only they, are computed by no code", info->name);
+        if (leaf)
+            cr_expect(info->max_in == 0 && (info->attrs & IR_A_NAME),
+                      "%s: a leaf has no operands and a name", info->name);
+        if (info->code == IR_CODE_VIEW)
+            cr_expect(info->min_in == 1 && info->max_in == 1 && (info->attrs & IR_A_TYPE),
+                      "%s: a view has one operand and its own type", info->name);
+    }
+}
+
+/* ---- the attribute table ---- */
+
+Test(ir_attrs, every_attribute_bit_an_op_carries_has_one_row)
+{
+    for (int op = 0; op < IR_OP_COUNT; op++) {
+        unsigned valued = ir_ops[op].attrs & ~(unsigned)IR_A_FLAGS;
+        for (unsigned bit = 1; bit; bit <<= 1) {
+            if (!(valued & bit))
+                continue;
+            int rows = 0;
+            for (int k = 0; k < IR_ATTR_COUNT; k++)
+                rows += ir_attr_table[k].bit == bit;
+            cr_expect_eq(rows, 1, "%s carries attribute bit 0x%x, which has %d rows",
+                         ir_ops[op].name, bit, rows);
+        }
+    }
+}
+
+Test(ir_attrs, rows_are_distinct_bits_in_increasing_order_that_some_op_carries)
+{
+    for (int k = 0; k < IR_ATTR_COUNT; k++) {
+        const ir_attr_info *ai = &ir_attr_table[k];
+        cr_assert_not_null(ai->name, "row %d has no name", k);
+        cr_expect(ai->bit && !(ai->bit & (ai->bit - 1)), "%s: not a single bit", ai->name);
+        cr_expect_not(ai->bit & IR_A_FLAGS, "%s: a flag bit has a row", ai->name);
+        if (k)
+            cr_expect_gt(ai->bit, ir_attr_table[k - 1].bit, "%s is out of order", ai->name);
+        cr_expect_eq(ir_attr_find(ai->name, strlen(ai->name)), ai,
+                     "%s is not found by its name", ai->name);
+        int carried = 0;
+        for (int op = 0; op < IR_OP_COUNT; op++)
+            carried |= !!(ir_ops[op].attrs & ai->bit);
+        cr_expect(carried, "no op carries %s", ai->name);
+    }
+    cr_expect_null(ir_attr_find("per", 3));
+    cr_expect_null(ir_attr_find("tc", 2));
+    cr_expect_null(ir_attr_find("", 0));
+}
+
+/* Gives a's attribute of row ai a value other than the zero a missing one defaults to. */
+static void set_nonzero(const ir_attr_info *ai, ir_attrs *a)
+{
+    void *f = (char *)a + ai->offset;
+    switch (ai->kind) {
+    case IR_ATTR_INT:
+        *(int *)f = 1;
+        break;
+    case IR_ATTR_I64:
+        *(int64_t *)f = -3;
+        break;
+    case IR_ATTR_REAL:
+        *(double *)f = 0.1;
+        break;
+    case IR_ATTR_PERM:
+        ((int *)f)[0] = 1;
+        break;
+    }
+}
+
+Test(ir_attrs, print_equality_and_signature_see_each_carried_attribute_and_no_other)
+{
+    unsigned kinds = 0;
+    for (int k = 0; k < IR_ATTR_COUNT; k++) {
+        const ir_attr_info *ai = &ir_attr_table[k];
+        kinds |= 1u << ai->kind;
+        for (int op = 0; op < IR_OP_COUNT; op++) {
+            ir_attrs a = {0}, b = {0};
+            set_nonzero(ai, &b);
+            char pa[256], pb[256], sa[256], sb[256];
+            ir_attrs_print((ir_opcode)op, &a, 2, pa, sizeof pa);
+            ir_attrs_print((ir_opcode)op, &b, 2, pb, sizeof pb);
+            ir_attrs_signature((ir_opcode)op, &a, 2, sa, sizeof sa);
+            ir_attrs_signature((ir_opcode)op, &b, 2, sb, sizeof sb);
+            int carried = !!(ir_ops[op].attrs & ai->bit);
+            cr_expect(ir_attrs_equal((ir_opcode)op, &b, &b));
+            cr_expect_eq(!ir_attrs_equal((ir_opcode)op, &a, &b), carried,
+                         "%s, %s: equality disagrees with the mask", ir_ops[op].name,
+                         ai->name);
+            cr_expect_eq(!!strcmp(pa, pb), carried, "%s, %s: text %s vs %s",
+                         ir_ops[op].name, ai->name, pa, pb);
+            cr_expect_eq(!!strcmp(sa, sb), carried, "%s, %s: signature %s vs %s",
+                         ir_ops[op].name, ai->name, sa, sb);
+            char named[32];
+            snprintf(named, sizeof named, "%s=", ai->name);
+            if (carried)
+                cr_expect_not_null(strstr(pb, named), "%s: %s", ai->name, pb);
+        }
+    }
+    cr_expect_eq(kinds,
+                 (1u << IR_ATTR_INT) | (1u << IR_ATTR_I64) | (1u << IR_ATTR_REAL) |
+                     (1u << IR_ATTR_PERM),
+                 "a kind no row uses is untested here");
+}
+
+Test(ir_attrs, print_and_signature_write_each_kind_as_before)
+{
+    ir_attrs a = {0};
+    a.tb = 1;
+    a.axis = 2;
+    a.index = -3;
+    memcpy(a.perm, (int[]){0, 2, 1, 3}, sizeof(int[4]));
+    a.eps = 1e-12;
+    a.scale = 0.5;
+    a.p = 0.1;
+    static const struct {
+        ir_opcode op;
+        const char *text, *sig;
+    } want[] = {
+        {IR_OP_MATMUL, " {ta=0, tb=1}", "ta=0,tb=1,"},
+        {IR_OP_TRANSPOSE, " {perm=[0, 2, 1, 3]}", "p0,p2,p1,p3,"},
+        {IR_OP_SELECT, " {axis=2, index=-3}", "axis=2,index=-3,"},
+        {IR_OP_LAYERNORM, " {eps=9.9999999999999998e-13}", "eps=9.9999999999999998e-13,"},
+        {IR_OP_FILL, " {scale=0.5}", "scale=0.5,"},
+        {IR_OP_DROPOUT, " {index=-3, p=0.10000000000000001}",
+         "index=-3,p=0.10000000000000001,"},
+        {IR_OP_GELU, "", ""},
+        {IR_OP_PARAM, "", ""},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char buf[256];
+        cr_expect_eq(ir_attrs_print(want[i].op, &a, 4, buf, sizeof buf),
+                     strlen(want[i].text));
+        cr_expect_str_eq(buf, want[i].text);
+        cr_expect_eq(ir_attrs_signature(want[i].op, &a, 4, buf, sizeof buf),
+                     strlen(want[i].sig));
+        cr_expect_str_eq(buf, want[i].sig);
+    }
+    /* Like snprintf: cut to the buffer, the whole length returned. */
+    char small[6];
+    cr_expect_eq(ir_attrs_print(IR_OP_MATMUL, &a, 4, small, sizeof small), 13);
+    cr_expect_str_eq(small, " {ta=");
+    cr_expect_eq(ir_attrs_signature(IR_OP_TRANSPOSE, &a, 4, small, sizeof small), 12);
+    cr_expect_str_eq(small, "p0,p2");
+    cr_expect_eq(ir_attrs_signature(IR_OP_TRANSPOSE, &a, 4, NULL, 0), 12);
+    /* perm writes as many entries as it is told, none for an impossible rank. */
+    cr_expect_eq(ir_attrs_print(IR_OP_TRANSPOSE, &a, 2, small, sizeof small), 14);
+    cr_expect_eq(ir_attrs_print(IR_OP_TRANSPOSE, &a, IR_MAX_RANK + 1, small, sizeof small),
+                 10);
+}
+
 /* ---- builder rejections ---- */
 
 static void expect_build_error(ir_graph *g, int rc, const char *want)
@@ -434,6 +598,14 @@ Test(ir_parse, round_trips_graphs_using_every_op)
             used[gs[k]->nodes[i].op] = 1;
         ir_graph *h = round_trip(gs[k]);
         expect_same_graph(h, gs[k]);
+        for (int i = 0; i < h->n; i++) {
+            const ir_node *a = &gs[k]->nodes[i], *b = &h->nodes[i];
+            char sa[256], sb[256];
+            ir_attrs_signature(a->op, &a->a, a->type.rank, sa, sizeof sa);
+            ir_attrs_signature(b->op, &b->a, b->type.rank, sb, sizeof sb);
+            cr_expect(ir_attrs_equal(a->op, &a->a, &b->a), "%%%d: attributes differ", i);
+            cr_expect_str_eq(sa, sb, "%%%d", i);
+        }
         ir_graph_free(h);
         ir_graph_free(gs[k]);
     }

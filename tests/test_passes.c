@@ -1,7 +1,8 @@
 /* test_passes.c: the pass manager and the simplifying passes — DCE of unrequested
  * heads, CSE of hand-built duplicates, canonicalize's folds, the shape pass catching a
- * tampered type, pipelines with unknown passes and --print-after-all blocks, and that
- * the default pipeline leaves the interpreter's outputs on run_tiny bit for bit. */
+ * tampered type, pass_install, pipelines with unknown passes and --print-after-all
+ * blocks, and that the default pipeline leaves the interpreter's outputs on run_tiny bit
+ * for bit. */
 #include <criterion/criterion.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,10 +11,10 @@
 
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
-#include "../train/batch.h"
 #include "../runtime/interp.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"
+#include "../train/batch.h"
 #include "util.h"
 
 #define C(n) ir_dconst(n)
@@ -107,6 +108,28 @@ static void interp(const ir_graph *g, const rt_tensor_list *params,
     cr_assert_eq(rt_interp_run(g, params, inputs, &o, out, &e), 0, "%s", e.msg);
 }
 
+/* The interpreter's outputs of g on run_tiny's batch and weights. */
+static void tiny_run(const ir_graph *g, rt_tensor_list *out)
+{
+    rt_tensor_list in, p;
+    tiny_data(g, &in, &p);
+    interp(g, &p, &in, out);
+    rt_list_free(&in);
+    rt_list_free(&p);
+}
+
+/* Runs pipeline on *g and expects the printed graph not to change. */
+static void expect_unchanged_by(ir_graph **g, const char *pipeline)
+{
+    char *before = ir_print_str(*g);
+    run_passes(g, pipeline);
+    char *after = ir_print_str(*g);
+    cr_assert(before && after);
+    cr_expect_str_eq(after, before, "%s changed the graph", pipeline);
+    free(before);
+    free(after);
+}
+
 /* Same names in the same order, same shapes, same bits. */
 static void expect_identical(const rt_tensor_list *a, const rt_tensor_list *b,
                              const char *what)
@@ -149,18 +172,12 @@ Test(dce, removes_the_heads_when_only_the_encoder_outputs_are_kept)
     }
     /* The encoder is all still there: the outputs are those of the full graph. */
     ir_graph *full = tiny_graph(FE_LABEL_ALL);
-    rt_tensor_list in, p, p2, in2, o_full, o_dce;
-    tiny_data(full, &in, &p);
-    tiny_data(g, &in2, &p2);
-    interp(full, &p, &in, &o_full);
-    interp(g, &p2, &in2, &o_dce);
+    rt_tensor_list o_full, o_dce;
+    tiny_run(full, &o_full);
+    tiny_run(g, &o_dce);
     cr_assert_eq(o_dce.n, 2);
     rt_tensor_list first2 = {o_full.t, 2, 2};
     expect_identical(&first2, &o_dce, "encoder outputs after dce");
-    rt_list_free(&in);
-    rt_list_free(&p);
-    rt_list_free(&in2);
-    rt_list_free(&p2);
     rt_list_free(&o_full);
     rt_list_free(&o_dce);
     ir_graph_free(full);
@@ -170,13 +187,7 @@ Test(dce, removes_the_heads_when_only_the_encoder_outputs_are_kept)
 Test(dce, removes_nothing_that_an_output_needs)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
-    char *before = ir_print_str(g);
-    run_passes(&g, "dce");
-    char *after = ir_print_str(g);
-    cr_assert(before && after);
-    cr_expect_str_eq(after, before, "dce changed a graph without dead nodes");
-    free(before);
-    free(after);
+    expect_unchanged_by(&g, "dce");
     ir_graph_free(g);
 }
 
@@ -464,26 +475,37 @@ Test(canonicalize, leaves_a_single_transpose_reshape_and_scale_alone)
 
 /* ---- the shape pass ---------------------------------------------------------------- */
 
+/* The first node of op in g. */
+static int first_node(const ir_graph *g, ir_opcode op)
+{
+    for (int j = 0; j < g->n; j++)
+        if (g->nodes[j].op == op)
+            return j;
+    cr_assert_fail("no %s node", ir_ops[op].name);
+    return -1;
+}
+
+static void expect_message_names_node(const ir_err *e, int k, ir_opcode op)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%%%d (%s)", k, ir_ops[op].name);
+    cr_expect(strstr(e->msg, want) != NULL, "message '%s' does not name '%s'", e->msg,
+              want);
+}
+
 Test(shape_pass, rejects_a_tampered_node_type_naming_the_node)
 {
     static const ir_opcode ops[] = {IR_OP_GELU, IR_OP_MATMUL, IR_OP_LAYERNORM,
                                     IR_OP_SELECT};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
         ir_graph *g = tiny_graph(FE_LABEL_ALL);
-        int k = -1;
-        for (int j = 0; j < g->n && k < 0; j++)
-            if (g->nodes[j].op == ops[i])
-                k = j;
-        cr_assert_geq(k, 0, "no %s node", ir_ops[ops[i]].name);
+        int k = first_node(g, ops[i]);
         ir_node *n = &g->nodes[k];
         n->type.dim[n->type.rank - 1].c += 1;
         ir_err e = {{0}};
         cr_expect_eq(pass_shape(&g, &e), -1, "%s: tampered type accepted",
                      ir_ops[ops[i]].name);
-        char want[64];
-        snprintf(want, sizeof want, "%%%d (%s)", k, ir_ops[ops[i]].name);
-        cr_expect(strstr(e.msg, want) != NULL, "message '%s' does not name '%s'", e.msg,
-                  want);
+        expect_message_names_node(&e, k, ops[i]);
         ir_graph_free(g);
     }
 }
@@ -491,30 +513,81 @@ Test(shape_pass, rejects_a_tampered_node_type_naming_the_node)
 Test(shape_pass, rejects_a_tampered_dtype_through_the_pipeline)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
-    int k = -1;
-    for (int j = 0; j < g->n && k < 0; j++)
-        if (g->nodes[j].op == IR_OP_TANH)
-            k = j;
-    cr_assert_geq(k, 0);
+    int k = first_node(g, IR_OP_TANH);
     g->nodes[k].type.dtype = IR_I64;
     ir_err e = {{0}};
     cr_expect_eq(pass_run_pipeline(&g, "shape", NULL, &e), -1);
-    char want[64];
-    snprintf(want, sizeof want, "%%%d (tanh)", k);
-    cr_expect(strstr(e.msg, want) != NULL, "message '%s' does not name '%s'", e.msg, want);
+    expect_message_names_node(&e, k, IR_OP_TANH);
     ir_graph_free(g);
 }
 
 Test(shape_pass, keeps_a_correct_graph_as_it_was)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
-    char *before = ir_print_str(g);
-    run_passes(&g, "shape");
-    char *after = ir_print_str(g);
-    cr_assert(before && after);
-    cr_expect_str_eq(after, before);
-    free(before);
-    free(after);
+    expect_unchanged_by(&g, "shape");
+    ir_graph_free(g);
+}
+
+/* ---- installing a graph built node by node ----------------------------------------- */
+
+/* x, tanh(x) as "y", gelu(x) as "z". */
+static ir_graph *two_heads(void)
+{
+    ir_graph *g = ir_graph_new("two");
+    int x = ir_input(g, "x", f32(2, B, C(8)));
+    ir_set_output(g, "y", ir_unary(g, IR_OP_TANH, x));
+    ir_set_output(g, "z", ir_unary(g, IR_OP_GELU, x));
+    cr_assert(!g->failed, "%s", g->err.msg);
+    return g;
+}
+
+Test(pass_install, gives_the_new_graph_the_outputs_through_the_map)
+{
+    ir_graph *g = two_heads(), *old = g;
+    ir_graph *ng = ir_graph_new("two");
+    int x = ir_input(ng, "x", f32(2, B, C(8)));
+    ir_unary(ng, IR_OP_GELU, x);
+    ir_unary(ng, IR_OP_TANH, x);
+    const int map[3] = {0, 2, 1};
+    ir_err e = {{0}};
+    cr_assert_eq(pass_install(&g, ng, map, &e), 0, "%s", e.msg);
+    cr_expect_eq(g, ng);
+    cr_expect_neq(g, old);
+    cr_expect_eq(g->nout, 2);
+    cr_expect_eq(ir_find_output(g, "y"), 2);
+    cr_expect_eq(ir_find_output(g, "z"), 1);
+    expect_valid(g);
+    ir_graph_free(g);
+}
+
+Test(pass_install, without_a_map_keeps_the_value_numbers)
+{
+    ir_graph *g = two_heads();
+    ir_graph *ng = ir_graph_clone(g);
+    cr_assert_not_null(ng);
+    for (int k = 0; k < ng->nout; k++)
+        free(ng->outs[k].name);
+    ng->nout = 0;
+    ir_err e = {{0}};
+    cr_assert_eq(pass_install(&g, ng, NULL, &e), 0, "%s", e.msg);
+    cr_expect_eq(g, ng);
+    cr_expect_eq(ir_find_output(g, "y"), 1);
+    cr_expect_eq(ir_find_output(g, "z"), 2);
+    ir_graph_free(g);
+}
+
+Test(pass_install, a_failed_build_leaves_the_old_graph_and_reports_its_error)
+{
+    ir_graph *g = two_heads(), *old = g;
+    ir_graph *ng = ir_graph_new("two");
+    int x = ir_input(ng, "x", f32(2, B, C(8)));
+    ir_select(ng, x, 5, 0);
+    cr_assert(ng->failed);
+    ir_err e = {{0}};
+    cr_expect_eq(pass_install(&g, ng, NULL, &e), -1);
+    cr_expect_str_eq(e.msg, "%1 (select): axis 5 out of range for rank 2");
+    cr_expect_eq(g, old);
+    cr_expect_eq(ir_find_output(g, "z"), 2);
     ir_graph_free(g);
 }
 
@@ -584,17 +657,11 @@ Test(pass_manager, default_pipeline_keeps_interpreter_outputs_bit_for_bit)
 {
     ir_graph *raw = tiny_graph(FE_LABEL_ALL), *opt = tiny_graph(FE_LABEL_ALL);
     run_passes(&opt, PASS_DEFAULT_PIPELINE);
-    rt_tensor_list in, p, in2, p2, o_raw, o_opt;
-    tiny_data(raw, &in, &p);
-    tiny_data(opt, &in2, &p2);
-    interp(raw, &p, &in, &o_raw);
-    interp(opt, &p2, &in2, &o_opt);
+    rt_tensor_list o_raw, o_opt;
+    tiny_run(raw, &o_raw);
+    tiny_run(opt, &o_opt);
     cr_expect_eq(o_raw.n, 14);
     expect_identical(&o_raw, &o_opt, "default pipeline");
-    rt_list_free(&in);
-    rt_list_free(&p);
-    rt_list_free(&in2);
-    rt_list_free(&p2);
     rt_list_free(&o_raw);
     rt_list_free(&o_opt);
     ir_graph_free(raw);
@@ -605,12 +672,6 @@ Test(pass_manager, pipeline_is_idempotent_on_bert)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
     run_passes(&g, PASS_DEFAULT_PIPELINE);
-    char *once = ir_print_str(g);
-    run_passes(&g, PASS_DEFAULT_PIPELINE);
-    char *twice = ir_print_str(g);
-    cr_assert(once && twice);
-    cr_expect_str_eq(twice, once);
-    free(once);
-    free(twice);
+    expect_unchanged_by(&g, PASS_DEFAULT_PIPELINE);
     ir_graph_free(g);
 }
