@@ -122,16 +122,18 @@ static int layout(rt_exec *x, int64_t B, int64_t S, ir_err *e)
 
 /* What a run binds each value to and how it splits each step's work. */
 typedef struct run {
-    int64_t dims[2]; /* B, S */
-    void **ptr;      /* (nvalues) each value's memory */
-    void **owned;    /* (nvalues) dtype-converted copies of params and inputs */
-    int64_t *units;  /* (nsteps) work units of each step */
-    int64_t *next;   /* (nsteps) the first unit no thread has claimed yet */
-    char *scratch;   /* (nth, scratch_bytes) per-thread kernel scratch */
+    int64_t dims[2];         /* B, S */
+    void **ptr;              /* (nvalues) each value's memory */
+    void **owned;            /* (nvalues) dtype-converted copies of params and inputs */
+    unsigned char *in_place; /* (nout) 1: output k is computed in out's tensor */
+    int64_t *units;          /* (nsteps) work units of each step */
+    int64_t *next;           /* (nsteps) the first unit no thread has claimed yet */
+    char *scratch;           /* (nth, scratch_bytes) per-thread kernel scratch */
     int64_t scratch_bytes;
 } run;
 
-static int run_init(run *r, const rt_plan *p, int64_t B, int64_t S, ir_err *e)
+static int run_init(run *r, const rt_plan *p, const ir_graph *g, int64_t B, int64_t S,
+                    ir_err *e)
 {
     memset(r, 0, sizeof *r);
     r->dims[0] = B;
@@ -140,9 +142,10 @@ static int run_init(run *r, const rt_plan *p, int64_t B, int64_t S, ir_err *e)
            ns = (size_t)(p->nsteps ? p->nsteps : 1);
     r->ptr = calloc(nv, sizeof *r->ptr);
     r->owned = calloc(nv, sizeof *r->owned);
+    r->in_place = calloc((size_t)(g->nout ? g->nout : 1), 1);
     r->units = calloc(ns, sizeof *r->units);
     r->next = calloc(ns, sizeof *r->next);
-    if (!r->ptr || !r->owned || !r->units || !r->next)
+    if (!r->ptr || !r->owned || !r->in_place || !r->units || !r->next)
         return ir_errf(e, "out of memory");
     return 0;
 }
@@ -153,6 +156,7 @@ static void run_free(run *r, const rt_plan *p)
         free(r->owned[v]);
     free(r->owned);
     free(r->ptr);
+    free(r->in_place);
     free(r->units);
     free(r->next);
     free(r->scratch);
@@ -217,12 +221,63 @@ static int bind_leaves(const rt_exec *x, run *r, const rt_tensor_list *params,
     return 0;
 }
 
+static int overlap(const void *a, int64_t na, const void *b, int64_t nb)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + (uintptr_t)nb && y < x + (uintptr_t)na;
+}
+
+/* 1 if [data, data + bytes) overlaps the memory of a param, an input or an output
+ * already bound to out: writing there could change what another value reads. */
+static int shares_memory(const rt_exec *x, const run *r, const void *data, int64_t bytes)
+{
+    const rt_plan *p = x->p;
+    for (int v = 0; v < p->nvalues; v++) {
+        rt_val_kind k = p->values[v].kind;
+        if (k == RT_VAL_PARAM || k == RT_VAL_INPUT)
+            if (overlap(data, bytes, r->ptr[v], value_bytes(&p->values[v], x->B, x->S)))
+                return 1;
+    }
+    for (int k = 0; k < x->g->nout; k++) {
+        int v = x->g->outs[k].value;
+        if (r->in_place[k] &&
+            overlap(data, bytes, r->ptr[v], value_bytes(&p->values[v], x->B, x->S)))
+            return 1;
+    }
+    return 0;
+}
+
+/* Outputs computed where the caller wants them: an output that a kernel computes (a
+ * temporary: not a reshape, param or input) is bound to the tensor of its name in out
+ * when that has its dtype and shape and shares memory with nothing else of the run.
+ * Its kernel then writes there, later steps read it there, and collect copies nothing;
+ * the tensor's data pointer stays the same. */
+static void bind_outputs(const rt_exec *x, run *r, rt_tensor_list *out)
+{
+    const ir_graph *g = x->g;
+    for (int k = 0; k < g->nout; k++) {
+        int v = g->outs[k].value, taken = 0;
+        for (int j = 0; j < k; j++) /* a value two outputs name is bound once */
+            taken |= r->in_place[j] && g->outs[j].value == v;
+        const rt_tensor *t = rt_list_cfind(out, g->outs[k].name);
+        const ir_type *ty = &g->nodes[v].type;
+        if (taken || x->p->values[v].kind != RT_VAL_TEMP || !t ||
+            t->dtype != (ty->dtype == IR_I64 ? RT_I64 : RT_F32) ||
+            !same_shape(t, ty, x->B, x->S) || !rt_nbytes(t) ||
+            shares_memory(x, r, t->data, (int64_t)rt_nbytes(t)))
+            continue;
+        r->ptr[v] = t->data;
+        r->in_place[k] = 1;
+    }
+}
+
 static int bind(const rt_exec *x, run *r, const rt_tensor_list *params,
-                const rt_tensor_list *inputs, ir_err *e)
+                const rt_tensor_list *inputs, rt_tensor_list *out, ir_err *e)
 {
     if (bind_leaves(x, r, params, inputs, e))
         return -1;
-    for (int v = 0; v < x->p->nvalues; v++)
+    bind_outputs(x, r, out);
+    for (int v = 0; v < x->p->nvalues; v++) /* after the outputs: a reshape of one too */
         if (x->p->values[v].kind == RT_VAL_ALIAS)
             r->ptr[v] = r->ptr[rt_plan_storage(x->p, v)];
     return 0;
@@ -299,12 +354,14 @@ static int dispatch(const rt_exec *x, run *r, int threads, ir_err *e)
     return 0;
 }
 
-/* ---- collect: copies of the outputs ---- */
+/* ---- collect: copies of the outputs not computed in place ---- */
 
 static int collect(const rt_exec *x, const run *r, rt_tensor_list *out, ir_err *e)
 {
     const ir_graph *g = x->g;
     for (int k = 0; k < g->nout; k++) {
+        if (r->in_place[k])
+            continue;
         int v = g->outs[k].value;
         int64_t shape[IR_MAX_RANK];
         const ir_type *t = &g->nodes[v].type;
@@ -325,9 +382,9 @@ int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *
         ((B != x->B || S != x->S) && layout(x, B, S, e)))
         return -1;
     run r;
-    int rc = run_init(&r, x->p, B, S, e);
+    int rc = run_init(&r, x->p, x->g, B, S, e);
     if (!rc)
-        rc = bind(x, &r, params, inputs, e);
+        rc = bind(x, &r, params, inputs, out, e);
     if (!rc)
         rc = check(x, &r, e);
     if (!rc)
