@@ -242,3 +242,98 @@ Test(exec, training_gradients_are_written_straight_into_one_arena, .timeout = 12
     cg_engine_free(x);
     ir_graph_free(g);
 }
+
+/* ---- index checks: one table, each backend's wording kept ---------------------------- */
+
+/* ids [B, S] into a [4, 3] table plus rows [0, S) of a [5, 3] one; a softmax of scores
+ * [B, S] under mask [B, S]; cross-entropy of logits [B, 3] against labels [B]. */
+static ir_graph *index_graph(void)
+{
+    ir_graph *g = ir_graph_new("indices");
+    ir_dim bs[2] = {IR_DIM_B, IR_DIM_S}, b3[2] = {IR_DIM_B, ir_dconst(3)};
+    ir_dim t4[2] = {ir_dconst(4), ir_dconst(3)}, t5[2] = {ir_dconst(5), ir_dconst(3)};
+    int ids = ir_input(g, "ids", ir_type_make(IR_I64, 2, bs));
+    int mask = ir_input(g, "mask", ir_type_make(IR_I64, 2, bs));
+    int scores = ir_input(g, "scores", ir_type_make(IR_F32, 2, bs));
+    int logits = ir_input(g, "logits", ir_type_make(IR_F32, 2, b3));
+    int labels = ir_input(g, "labels", ir_type_make(IR_I64, 1, bs)); /* [B] */
+    int tab = ir_param(g, "tab", ir_type_make(IR_F32, 2, t4));
+    int pos = ir_param(g, "pos", ir_type_make(IR_F32, 2, t5));
+    ir_set_output(g, "x",
+                  ir_addv(g, ir_gather(g, tab, ids), ir_prefix_rows(g, pos, IR_DIM_S)));
+    ir_set_output(g, "p", ir_attn_softmax(g, scores, mask, 1.0));
+    ir_set_output(g, "loss", ir_cross_entropy(g, logits, labels));
+    cr_assert(!g->failed, "%s", g->err.msg);
+    return g;
+}
+
+/* Inputs for B = 2 and S, all valid; then element `at` of `bad` set to `value`. */
+static void index_inputs(rt_tensor_list *in, int64_t S, const char *bad, int64_t at,
+                         int64_t value)
+{
+    rt_list_init(in);
+    int64_t bs[2] = {2, S}, b3[2] = {2, 3}, b[1] = {2};
+    tu_add_rand_i64(in, "ids", 2, bs, 0, 4, 1);
+    tu_add_rand_i64(in, "mask", 2, bs, 0, 2, 2);
+    tu_add_rand_f32(in, "scores", 2, bs, -1, 1, 3);
+    tu_add_rand_f32(in, "logits", 2, b3, -1, 1, 4);
+    tu_add_rand_i64(in, "labels", 1, b, 0, 3, 5);
+    if (bad)
+        ((int64_t *)rt_list_find(in, bad)->data)[at] = value;
+}
+
+Test(exec, index_errors_read_as_each_backend_always_wrote_them)
+{
+    static const struct {
+        const char *tensor;
+        int64_t S, at, value;
+        const char *jit, *ref;
+    } cases[] = {
+        {"ids", 3, 4, 4, "ids: value 4 at flat index 4 is out of range [0, 4)",
+         "ids: value 4 at flat index 4 is out of range [0, 4)"},
+        {"ids", 3, 0, -1, "ids: value -1 at flat index 0 is out of range [0, 4)",
+         "ids: value -1 at flat index 0 is out of range [0, 4)"},
+        {NULL, 6, 0, 0, "sequence length 6 exceeds the 5 rows of pos (max-position)",
+         "sequence length 6 exceeds the 5 rows of pos (max-position)"},
+        {"mask", 3, 1, 2, "mask: value 2 at flat index 1 is out of range [0, 2)",
+         "mask: value 2 at flat index 1 must be 0 or 1"},
+        {"labels", 3, 1, 3,
+         "labels: value 3 at flat index 1 is out of range [0, 3) (or -100 to ignore)",
+         "labels: label 3 at flat index 1 is out of range [0, 3) (or -100 to ignore)"},
+        {"labels", 3, 0, -2,
+         "labels: value -2 at flat index 0 is out of range [0, 3) (or -100 to ignore)",
+         "labels: label -2 at flat index 0 is out of range [0, 3) (or -100 to ignore)"},
+    };
+    ir_graph *g = index_graph();
+    ir_err e;
+    cg_engine *jit = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
+    cr_assert_not_null(jit, "%s", e.msg);
+    cg_engine *ref = cg_engine_new(g, CG_BACKEND_REF, NULL, &e);
+    cr_assert_not_null(ref, "%s", e.msg);
+    rt_tensor_list p, in, out;
+    rt_list_init(&p);
+    tu_add_rand_f32(&p, "tab", 2, (int64_t[]){4, 3}, -1, 1, 6);
+    tu_add_rand_f32(&p, "pos", 2, (int64_t[]){5, 3}, -1, 1, 7);
+    /* Valid inputs (an ignored label included) run on both. */
+    index_inputs(&in, 3, "labels", 1, -100);
+    rt_list_init(&out);
+    cr_assert_eq(cg_engine_run(jit, &p, &in, 1, &out, &e), 0, "%s", e.msg);
+    cr_assert_eq(cg_engine_run(ref, &p, &in, 1, &out, &e), 0, "%s", e.msg);
+    rt_list_free(&out);
+    rt_list_free(&in);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        index_inputs(&in, cases[i].S, cases[i].tensor, cases[i].at, cases[i].value);
+        rt_list_init(&out);
+        cr_expect_eq(cg_engine_run(jit, &p, &in, 1, &out, &e), -1, "case %zu: accepted", i);
+        cr_expect_str_eq(e.msg, cases[i].jit, "case %zu (jit)", i);
+        cr_expect_eq(out.n, 0, "case %zu: outputs despite the error", i);
+        cr_expect_eq(cg_engine_run(ref, &p, &in, 1, &out, &e), -1, "case %zu: accepted", i);
+        cr_expect_str_eq(e.msg, cases[i].ref, "case %zu (ref)", i);
+        rt_list_free(&out);
+        rt_list_free(&in);
+    }
+    rt_list_free(&p);
+    cg_engine_free(jit);
+    cg_engine_free(ref);
+    ir_graph_free(g);
+}
