@@ -29,8 +29,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "optim.h"
 #include "../runtime/tensor.h"
+#include "optim.h"
 
 /* Computes the loss of one micro-batch and its gradients. batch holds the data tensors
  * sliced to the micro-batch's rows (same names, leading dim = its row count). Fills out
