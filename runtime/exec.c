@@ -7,6 +7,7 @@
 #include <omp.h>
 #endif
 
+#include "check.h"
 #include "interp.h"
 
 struct rt_exec {
@@ -117,74 +118,48 @@ static int layout(rt_exec *x, int64_t B, int64_t S, ir_err *e)
     return 0;
 }
 
-/* ---- argument checks: everything a kernel indexes with is checked here first ---- */
+/* ---- one run ---------------------------------------------------------------------- */
 
-static const char *vname(const ir_graph *g, int v, char *buf, size_t len)
-{
-    if (g->nodes[v].name)
-        snprintf(buf, len, "%s", g->nodes[v].name);
-    else
-        snprintf(buf, len, "%%%d (%s)", v, ir_ops[g->nodes[v].op].name);
-    return buf;
-}
+/* What a run binds each value to and how it splits each step's work. */
+typedef struct run {
+    int64_t dims[2];         /* B, S */
+    void **ptr;              /* (nvalues) each value's memory */
+    void **owned;            /* (nvalues) dtype-converted copies of params and inputs */
+    unsigned char *in_place; /* (nout) 1: output k is computed in out's tensor */
+    int64_t *units;          /* (nsteps) work units of each step */
+    int64_t *next;           /* (nsteps) the first unit no thread has claimed yet */
+    char *scratch;           /* (nth, scratch_bytes) per-thread kernel scratch */
+    int64_t scratch_bytes;
+} run;
 
-static int check_range(const ir_graph *g, int v, const int64_t *data, int64_t n, int64_t lo,
-                       int64_t hi, int allow_ignore, ir_err *e)
+static int run_init(run *r, const rt_plan *p, const ir_graph *g, int64_t B, int64_t S,
+                    ir_err *e)
 {
-    for (int64_t i = 0; i < n; i++) {
-        if (allow_ignore && data[i] == -100)
-            continue;
-        if (data[i] < lo || data[i] >= hi) {
-            char nm[128];
-            return ir_errf(
-                e, "%s: value %lld at flat index %lld is out of range [%lld, %lld)%s",
-                vname(g, v, nm, sizeof nm), (long long)data[i], (long long)i, (long long)lo,
-                (long long)hi, allow_ignore ? " (or -100 to ignore)" : "");
-        }
-    }
+    memset(r, 0, sizeof *r);
+    r->dims[0] = B;
+    r->dims[1] = S;
+    size_t nv = (size_t)(p->nvalues ? p->nvalues : 1),
+           ns = (size_t)(p->nsteps ? p->nsteps : 1);
+    r->ptr = calloc(nv, sizeof *r->ptr);
+    r->owned = calloc(nv, sizeof *r->owned);
+    r->in_place = calloc((size_t)(g->nout ? g->nout : 1), 1);
+    r->units = calloc(ns, sizeof *r->units);
+    r->next = calloc(ns, sizeof *r->next);
+    if (!r->ptr || !r->owned || !r->in_place || !r->units || !r->next)
+        return ir_errf(e, "out of memory");
     return 0;
 }
 
-static int check_step(const rt_exec *x, const rt_step *s, void *const *ptr, ir_err *e)
+static void run_free(run *r, const rt_plan *p)
 {
-    const ir_graph *g = x->g;
-    const ir_node *n = &g->nodes[s->node];
-    int64_t B = x->B, S = x->S;
-    switch (n->op) {
-    case IR_OP_GATHER:
-    case IR_OP_SCATTER_ADD: {
-        int ids = n->op == IR_OP_GATHER ? n->in[1] : n->in[0];
-        int64_t rows =
-            n->op == IR_OP_GATHER ? g->nodes[n->in[0]].type.dim[0].c : n->type.dim[0].c;
-        return check_range(g, ids, ptr[ids],
-                           ir_dim_eval(ir_type_numel(&g->nodes[ids].type), B, S), 0, rows,
-                           0, e);
-    }
-    case IR_OP_ATTN_SOFTMAX: {
-        int m = n->in[1];
-        return check_range(g, m, ptr[m], B * S, 0, 2, 0, e);
-    }
-    case IR_OP_CROSS_ENTROPY: {
-        int lg = n->in[0], lb = n->in[1];
-        const ir_type *t = &g->nodes[lg].type;
-        return check_range(g, lb, ptr[lb],
-                           ir_dim_eval(ir_type_numel(&g->nodes[lb].type), B, S), 0,
-                           ir_dim_eval(t->dim[t->rank - 1], B, S), 1, e);
-    }
-    case IR_OP_PREFIX_ROWS: {
-        int64_t want = ir_dim_eval(n->type.dim[0], B, S);
-        int64_t have = ir_dim_eval(g->nodes[n->in[0]].type.dim[0], B, S);
-        if (want > have) {
-            char nm[128];
-            return ir_errf(
-                e, "sequence length %lld exceeds the %lld rows of %s (max-position)",
-                (long long)want, (long long)have, vname(g, n->in[0], nm, sizeof nm));
-        }
-        return 0;
-    }
-    default:
-        return 0;
-    }
+    for (int v = 0; r->owned && v < p->nvalues; v++)
+        free(r->owned[v]);
+    free(r->owned);
+    free(r->ptr);
+    free(r->in_place);
+    free(r->units);
+    free(r->next);
+    free(r->scratch);
 }
 
 /* ---- binding ---- */
@@ -201,8 +176,8 @@ static int same_shape(const rt_tensor *t, const ir_type *ty, int64_t B, int64_t 
 
 /* Points ptr[v] at the tensor's data, converting into a new buffer (kept in *owned)
  * when the dtype is not the one the kernels use. */
-static int bind(const rt_tensor *t, const ir_node *n, int64_t B, int64_t S, void **ptr,
-                void **owned, ir_err *e)
+static int bind_tensor(const rt_tensor *t, const ir_node *n, int64_t B, int64_t S,
+                       void **ptr, void **owned, ir_err *e)
 {
     if (!same_shape(t, &n->type, B, S)) {
         char s1[128];
@@ -224,48 +199,136 @@ static int bind(const rt_tensor *t, const ir_node *n, int64_t B, int64_t S, void
     return want_int ? rt_to_i64(t, *owned, e) : rt_to_f32(t, *owned, e);
 }
 
-int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *inputs,
-                int threads, rt_tensor_list *out, ir_err *e)
+/* Params and inputs to their tensors, temporaries to their arena slots. */
+static int bind_leaves(const rt_exec *x, run *r, const rt_tensor_list *params,
+                       const rt_tensor_list *inputs, ir_err *e)
 {
     const rt_plan *p = x->p;
-    const ir_graph *g = x->g;
-    int64_t B, S;
-    if (rt_bind_sizes(g, inputs, &B, &S, e))
-        return -1;
-    if ((B != x->B || S != x->S) && layout(x, B, S, e))
-        return -1;
-    size_t nv = (size_t)(p->nvalues ? p->nvalues : 1);
-    void **ptr = calloc(nv, sizeof *ptr);
-    void **owned = calloc(nv, sizeof *owned);
-    int64_t *units = calloc((size_t)(p->nsteps ? p->nsteps : 1), sizeof *units);
-    int64_t *next = calloc((size_t)(p->nsteps ? p->nsteps : 1), sizeof *next);
-    int rc = 0;
-    if (!ptr || !owned || !units || !next)
-        rc = ir_errf(e, "out of memory");
-    for (int v = 0; v < p->nvalues && !rc; v++) {
+    for (int v = 0; v < p->nvalues; v++) {
         const rt_value *val = &p->values[v];
-        const ir_node *n = &g->nodes[v];
-        if (val->kind == RT_VAL_PARAM || val->kind == RT_VAL_INPUT) {
-            const rt_tensor *t =
-                rt_list_cfind(val->kind == RT_VAL_PARAM ? params : inputs, n->name);
-            if (!t)
-                rc = ir_errf(e, "missing %s '%s'",
-                             val->kind == RT_VAL_PARAM ? "parameter" : "input", n->name);
-            else
-                rc = bind(t, n, B, S, &ptr[v], &owned[v], e);
-        } else if (val->kind == RT_VAL_TEMP) {
-            ptr[v] = (char *)x->arena + x->offset[v];
-        }
+        const ir_node *n = &x->g->nodes[v];
+        if (val->kind == RT_VAL_TEMP)
+            r->ptr[v] = (char *)x->arena + x->offset[v];
+        if (val->kind != RT_VAL_PARAM && val->kind != RT_VAL_INPUT)
+            continue;
+        int is_param = val->kind == RT_VAL_PARAM;
+        const rt_tensor *t = rt_list_cfind(is_param ? params : inputs, n->name);
+        if (!t)
+            return ir_errf(e, "missing %s '%s'", is_param ? "parameter" : "input", n->name);
+        if (bind_tensor(t, n, x->B, x->S, &r->ptr[v], &r->owned[v], e))
+            return -1;
     }
-    for (int v = 0; v < p->nvalues && !rc; v++)
-        if (p->values[v].kind == RT_VAL_ALIAS)
-            ptr[v] = ptr[rt_plan_storage(p, v)];
+    return 0;
+}
+
+static int overlap(const void *a, int64_t na, const void *b, int64_t nb)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + (uintptr_t)nb && y < x + (uintptr_t)na;
+}
+
+/* 1 if [data, data + bytes) overlaps the memory of a param, an input or an output
+ * already bound to out: writing there could change what another value reads. */
+static int shares_memory(const rt_exec *x, const run *r, const void *data, int64_t bytes)
+{
+    const rt_plan *p = x->p;
+    for (int v = 0; v < p->nvalues; v++) {
+        rt_val_kind k = p->values[v].kind;
+        if (k == RT_VAL_PARAM || k == RT_VAL_INPUT)
+            if (overlap(data, bytes, r->ptr[v], value_bytes(&p->values[v], x->B, x->S)))
+                return 1;
+    }
+    for (int k = 0; k < x->g->nout; k++) {
+        int v = x->g->outs[k].value;
+        if (r->in_place[k] &&
+            overlap(data, bytes, r->ptr[v], value_bytes(&p->values[v], x->B, x->S)))
+            return 1;
+    }
+    return 0;
+}
+
+/* Outputs computed where the caller wants them: an output that a kernel computes (a
+ * temporary: not a reshape, param or input) is bound to the tensor of its name in out
+ * when that has its dtype and shape and shares memory with nothing else of the run.
+ * Its kernel then writes there, later steps read it there, and collect copies nothing;
+ * the tensor's data pointer stays the same. */
+static void bind_outputs(const rt_exec *x, run *r, rt_tensor_list *out)
+{
+    const ir_graph *g = x->g;
+    for (int k = 0; k < g->nout; k++) {
+        int v = g->outs[k].value, taken = 0;
+        for (int j = 0; j < k; j++) /* a value two outputs name is bound once */
+            taken |= r->in_place[j] && g->outs[j].value == v;
+        const rt_tensor *t = rt_list_cfind(out, g->outs[k].name);
+        const ir_type *ty = &g->nodes[v].type;
+        if (taken || x->p->values[v].kind != RT_VAL_TEMP || !t ||
+            t->dtype != (ty->dtype == IR_I64 ? RT_I64 : RT_F32) ||
+            !same_shape(t, ty, x->B, x->S) || !rt_nbytes(t) ||
+            shares_memory(x, r, t->data, (int64_t)rt_nbytes(t)))
+            continue;
+        r->ptr[v] = t->data;
+        r->in_place[k] = 1;
+    }
+}
+
+static int bind(const rt_exec *x, run *r, const rt_tensor_list *params,
+                const rt_tensor_list *inputs, rt_tensor_list *out, ir_err *e)
+{
+    if (bind_leaves(x, r, params, inputs, e))
+        return -1;
+    bind_outputs(x, r, out);
+    for (int v = 0; v < x->p->nvalues; v++) /* after the outputs: a reshape of one too */
+        if (x->p->values[v].kind == RT_VAL_ALIAS)
+            r->ptr[v] = r->ptr[rt_plan_storage(x->p, v)];
+    return 0;
+}
+
+/* ---- checks: everything a kernel indexes with, before any kernel runs ---- */
+
+static int check(const rt_exec *x, const run *r, ir_err *e)
+{
+    for (int i = 0; i < x->p->nsteps; i++) {
+        int v = x->p->steps[i].node, u = rt_check_operand(x->g, v);
+        if (rt_check_node(x->g, v, u >= 0 ? r->ptr[u] : NULL, x->B, x->S, RT_CHECK_EXEC, e))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- dispatch: one parallel region for all steps ---- */
+
+/* Thread ith of nt: walks the steps, claiming chunks of each step's units from a
+ * shared counter, so a thread that the OS preempts does not hold the others at the
+ * barrier; units are independent, so the bits do not depend on who does which. */
+static void run_steps(const rt_exec *x, run *r, int ith, int nt)
+{
+    const rt_plan *p = x->p;
+    void *scratch = r->scratch ? r->scratch + r->scratch_bytes * ith : NULL;
+    void *args[1 + IR_MAX_INPUTS];
+    for (int i = 0; i < p->nsteps; i++) {
+        const rt_step *s = &p->steps[i];
+        int64_t n = r->units[i], chunk = n / (8 * (int64_t)nt);
+        chunk = chunk < 1 ? 1 : chunk;
+        for (int k = 0; k < s->nptr; k++)
+            args[k] = r->ptr[s->ptr[k]];
+        for (;;) {
+            int64_t u0 = __atomic_fetch_add(&r->next[i], chunk, __ATOMIC_RELAXED);
+            if (u0 >= n)
+                break;
+            x->k[s->kernel].body(args, r->dims, u0, u0 + chunk < n ? u0 + chunk : n,
+                                 scratch);
+        }
+#pragma omp barrier
+    }
+}
+
+static int dispatch(const rt_exec *x, run *r, int threads, ir_err *e)
+{
+    const rt_plan *p = x->p;
     int64_t scratch = 0;
-    const int64_t dims[2] = {B, S};
-    for (int i = 0; i < p->nsteps && !rc; i++) {
+    for (int i = 0; i < p->nsteps; i++) {
         int64_t need = 0;
-        rc = check_step(x, &p->steps[i], ptr, e);
-        units[i] = x->k[p->steps[i].kernel].units(dims, &need);
+        r->units[i] = x->k[p->steps[i].kernel].units(r->dims, &need);
         scratch = need > scratch ? need : scratch;
     }
     int nth = threads;
@@ -275,58 +338,59 @@ int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *
 #else
     nth = 1;
 #endif
-    char *scratch_all = NULL;
-    scratch = (scratch + 63) & ~(int64_t)63;
-    if (!rc && scratch && !(scratch_all = aligned_alloc(64, (size_t)(scratch * nth))))
-        rc = ir_errf(e, "out of memory for kernel scratch");
-    if (!rc) {
+    r->scratch_bytes = (scratch + 63) & ~(int64_t)63;
+    if (r->scratch_bytes &&
+        !(r->scratch = aligned_alloc(64, (size_t)(r->scratch_bytes * nth))))
+        return ir_errf(e, "out of memory for kernel scratch");
 #pragma omp parallel num_threads(nth)
-        {
-            int ith = 0, nt = 1;
+    {
+        int ith = 0, nt = 1;
 #ifdef _OPENMP
-            ith = omp_get_thread_num();
-            nt = omp_get_num_threads();
+        ith = omp_get_thread_num();
+        nt = omp_get_num_threads();
 #endif
-            void *my_scratch = scratch_all ? scratch_all + scratch * ith : NULL;
-            void *args[1 + IR_MAX_INPUTS];
-            for (int i = 0; i < p->nsteps; i++) {
-                const rt_step *s = &p->steps[i];
-                /* Threads claim chunks of units from a shared counter, so a thread that
-                 * the OS preempts does not hold the others at the barrier; units are
-                 * independent, so the bits do not depend on who does which. */
-                int64_t n = units[i], chunk = n / (8 * (int64_t)nt);
-                chunk = chunk < 1 ? 1 : chunk;
-                for (int k = 0; k < s->nptr; k++)
-                    args[k] = ptr[s->ptr[k]];
-                for (;;) {
-                    int64_t u0 = __atomic_fetch_add(&next[i], chunk, __ATOMIC_RELAXED);
-                    if (u0 >= n)
-                        break;
-                    x->k[s->kernel].body(args, dims, u0, u0 + chunk < n ? u0 + chunk : n,
-                                         my_scratch);
-                }
-#pragma omp barrier
-            }
-        }
+        run_steps(x, r, ith, nt);
     }
-    for (int k = 0; k < g->nout && !rc; k++) {
+    return 0;
+}
+
+/* ---- collect: copies of the outputs not computed in place ---- */
+
+static int collect(const rt_exec *x, const run *r, rt_tensor_list *out, ir_err *e)
+{
+    const ir_graph *g = x->g;
+    for (int k = 0; k < g->nout; k++) {
+        if (r->in_place[k])
+            continue;
         int v = g->outs[k].value;
         int64_t shape[IR_MAX_RANK];
         const ir_type *t = &g->nodes[v].type;
         for (int d = 0; d < t->rank; d++)
-            shape[d] = ir_dim_eval(t->dim[d], B, S);
-        rt_tensor *o =
-            rt_list_add(out, g->outs[k].name, t->dtype == IR_I64 ? RT_I64 : RT_F32, t->rank,
-                        shape, ptr[v]);
-        if (!o)
-            rc = ir_errf(e, "out of memory");
+            shape[d] = ir_dim_eval(t->dim[d], x->B, x->S);
+        if (!rt_list_add(out, g->outs[k].name, t->dtype == IR_I64 ? RT_I64 : RT_F32,
+                         t->rank, shape, r->ptr[v]))
+            return ir_errf(e, "out of memory");
     }
-    for (size_t v = 0; owned && v < nv; v++)
-        free(owned[v]);
-    free(owned);
-    free(ptr);
-    free(units);
-    free(next);
-    free(scratch_all);
+    return 0;
+}
+
+int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *inputs,
+                int threads, rt_tensor_list *out, ir_err *e)
+{
+    int64_t B, S;
+    if (rt_bind_sizes(x->g, inputs, &B, &S, e) ||
+        ((B != x->B || S != x->S) && layout(x, B, S, e)))
+        return -1;
+    run r;
+    int rc = run_init(&r, x->p, x->g, B, S, e);
+    if (!rc)
+        rc = bind(x, &r, params, inputs, out, e);
+    if (!rc)
+        rc = check(x, &r, e);
+    if (!rc)
+        rc = dispatch(x, &r, threads, e);
+    if (!rc)
+        rc = collect(x, &r, out, e);
+    run_free(&r, x->p);
     return rc;
 }

@@ -1,7 +1,16 @@
-/* exec.h: runs a plan (plan.h) with a table of generated kernels. One OpenMP parallel
- * region per run: every thread walks the steps, claims chunks of each step's work units
- * from a shared counter, and meets the others at a barrier. Temporaries live in one arena
- * laid out from their live ranges (best fit), recomputed only when B or S changes. */
+/* exec.h: runs a plan (plan.h) with a table of generated kernels. A run binds every
+ * value to memory, checks every index a kernel will use (check.h), dispatches the steps
+ * and collects the outputs. One OpenMP parallel region per run: every thread walks the
+ * steps, claims chunks of each step's work units from a shared counter, and meets the
+ * others at a barrier.
+ *
+ * Memory: params and inputs are read where the caller's tensors hold them (converted
+ * into a copy only when their dtype is not the kernels'). Temporaries live in one arena
+ * laid out from their live ranges (best fit), recomputed only when B or S changes.
+ * Outputs are copied out of the arena into new tensors of `out`, except an output that
+ * a kernel computes when `out` already holds a tensor of its name, dtype and shape that
+ * overlaps no param, input or other such output: that kernel writes the result there
+ * directly (training keeps its gradients so, in one arena: train.h). */
 #ifndef BERTCC_RT_EXEC_H
 #define BERTCC_RT_EXEC_H
 
@@ -17,8 +26,11 @@ void rt_exec_free(rt_exec *x);
 
 /* Same contract as rt_interp_run (interp.h) in F32: binds B and S from the inputs,
  * checks params, inputs and every index a kernel will use (ids, token types, labels,
- * mask values, S against the position table) before any kernel runs, runs, and appends
- * each graph output to out. threads <= 0 means OpenMP's default. */
+ * mask values, S against the position table) before any kernel runs, runs, and puts
+ * each graph output into out: appended (or replacing the tensor of its name), or
+ * computed in place in out's tensor as described above, whose data pointer then stays
+ * the same. An error found before any kernel runs leaves out unchanged. threads <= 0
+ * means OpenMP's default. */
 int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *inputs,
                 int threads, rt_tensor_list *out, ir_err *e);
 

@@ -8,6 +8,7 @@
 #include <omp.h>
 #endif
 
+#include "check.h"
 #include "ref.h"
 
 typedef struct {
@@ -19,17 +20,6 @@ typedef struct {
     double **f;                    /* (n) f32-typed values, in double */
     int64_t **iv;                  /* (n) i64-typed values */
 } ctx;
-
-/* How error messages name a value: inputs by their name, others by number and op. */
-static const char *vname(const ctx *c, int v, char *buf, size_t len)
-{
-    const ir_node *n = &c->g->nodes[v];
-    if (n->name)
-        snprintf(buf, len, "%s", n->name);
-    else
-        snprintf(buf, len, "%%%d (%s)", v, ir_ops[n->op].name);
-    return buf;
-}
 
 static const ir_node *node(const ctx *c, int v)
 {
@@ -91,53 +81,34 @@ static int k_input(ctx *c, int v, ir_err *e)
     return rc;
 }
 
-static int k_gather(ctx *c, int v, ir_err *e)
+/* Kernels that index (gather, prefix_rows, attn_softmax, cross_entropy, scatter_add)
+ * run after rt_check_node has checked their index operands (check.h). */
+
+static void k_gather(ctx *c, int v)
 {
     int tab = node(c, v)->in[0], ids = node(c, v)->in[1];
-    int64_t rows = c->shape[tab][0], h = c->shape[tab][1], n = c->numel[ids];
-    for (int64_t i = 0; i < n; i++)
-        if (c->iv[ids][i] < 0 || c->iv[ids][i] >= rows) {
-            char nm[128];
-            return ir_errf(e, "%s: value %lld at flat index %lld is out of range [0, %lld)",
-                           vname(c, ids, nm, sizeof nm), (long long)c->iv[ids][i],
-                           (long long)i, (long long)rows);
-        }
-    ref_gather(c->f[v], c->f[tab], c->iv[ids], n, h);
-    return 0;
+    ref_gather(c->f[v], c->f[tab], c->iv[ids], c->numel[ids], c->shape[tab][1]);
 }
 
-static int k_prefix_rows(ctx *c, int v, ir_err *e)
+static void k_prefix_rows(ctx *c, int v)
 {
-    int x = node(c, v)->in[0];
-    if (c->shape[v][0] > c->shape[x][0]) {
-        char nm[128];
-        return ir_errf(e, "sequence length %lld exceeds the %lld rows of %s (max-position)",
-                       (long long)c->shape[v][0], (long long)c->shape[x][0],
-                       vname(c, x, nm, sizeof nm));
-    }
-    memcpy(c->f[v], c->f[x], sizeof(double) * (size_t)c->numel[v]);
-    return 0;
+    memcpy(c->f[v], c->f[node(c, v)->in[0]], sizeof(double) * (size_t)c->numel[v]);
 }
 
-static int k_add(ctx *c, int v, ir_err *e)
+static void k_add(ctx *c, int v)
 {
-    (void)e;
     int a = node(c, v)->in[0], b = node(c, v)->in[1];
     ref_add(c->f[v], c->f[a], c->numel[a], c->f[b], c->numel[b]);
-    return 0;
 }
 
-static int k_mul(ctx *c, int v, ir_err *e)
+static void k_mul(ctx *c, int v)
 {
-    (void)e;
     int a = node(c, v)->in[0], b = node(c, v)->in[1];
     ref_mul(c->f[v], c->f[a], c->numel[a], c->f[b], c->numel[b]);
-    return 0;
 }
 
-static int k_matmul(ctx *c, int v, ir_err *e)
+static void k_matmul(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     int a = n->in[0], b = n->in[1], r = rank(c, v);
     int64_t m = c->shape[v][r - 2], nn = c->shape[v][r - 1];
@@ -145,86 +116,62 @@ static int k_matmul(ctx *c, int v, ir_err *e)
     int64_t batch = c->numel[v] / (m * nn > 0 ? m * nn : 1);
     int b_batched = rank(c, b) == r && r > 2;
     ref_matmul(c->f[v], c->f[a], c->f[b], batch, m, nn, k, n->a.ta, n->a.tb, b_batched);
-    return 0;
 }
 
-static int k_transpose(ctx *c, int v, ir_err *e)
+static void k_transpose(ctx *c, int v)
 {
-    (void)e;
     int x = node(c, v)->in[0];
     ref_transpose(c->f[v], c->f[x], rank(c, x), c->shape[x], node(c, v)->a.perm);
-    return 0;
 }
 
-static int k_copy(ctx *c, int v, ir_err *e)
+static void k_copy(ctx *c, int v)
 {
-    (void)e;
     int x = node(c, v)->in[0];
     if (node(c, v)->type.dtype == IR_I64)
         memcpy(c->iv[v], c->iv[x], sizeof(int64_t) * (size_t)c->numel[v]);
     else
         memcpy(c->f[v], c->f[x], sizeof(double) * (size_t)c->numel[v]);
-    return 0;
 }
 
-static int k_gelu(ctx *c, int v, ir_err *e)
+static void k_gelu(ctx *c, int v)
 {
-    (void)e;
     ref_gelu(c->f[v], c->f[node(c, v)->in[0]], c->numel[v]);
-    return 0;
 }
 
-static int k_gelu_tanh(ctx *c, int v, ir_err *e)
+static void k_gelu_tanh(ctx *c, int v)
 {
-    (void)e;
     ref_gelu_tanh(c->f[v], c->f[node(c, v)->in[0]], c->numel[v]);
-    return 0;
 }
 
-static int k_tanh(ctx *c, int v, ir_err *e)
+static void k_tanh(ctx *c, int v)
 {
-    (void)e;
     ref_tanh(c->f[v], c->f[node(c, v)->in[0]], c->numel[v]);
-    return 0;
 }
 
-static int k_scale(ctx *c, int v, ir_err *e)
+static void k_scale(ctx *c, int v)
 {
-    (void)e;
     ref_scale(c->f[v], c->f[node(c, v)->in[0]], c->numel[v], node(c, v)->a.scale);
-    return 0;
 }
 
-static int k_layernorm(ctx *c, int v, ir_err *e)
+static void k_layernorm(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     int64_t h = c->shape[v][rank(c, v) - 1];
     ref_layernorm(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->f[n->in[2]],
                   h ? c->numel[v] / h : 0, h, n->a.eps);
-    return 0;
 }
 
-static int k_attn_softmax(ctx *c, int v, ir_err *e)
+static void k_attn_softmax(ctx *c, int v)
 {
     const ir_node *n = node(c, v);
     int x = n->in[0], mask = n->in[1];
-    for (int64_t i = 0; i < c->numel[mask]; i++)
-        if (c->iv[mask][i] != 0 && c->iv[mask][i] != 1) {
-            char nm[128];
-            return ir_errf(e, "%s: value %lld at flat index %lld must be 0 or 1",
-                           vname(c, mask, nm, sizeof nm), (long long)c->iv[mask][i],
-                           (long long)i);
-        }
     int64_t batch = c->shape[x][0], t = c->shape[x][rank(c, x) - 1];
     int64_t rows = (batch > 0 && t > 0) ? c->numel[x] / (batch * t) : 0;
     ref_attn_softmax(c->f[v], c->f[x], c->iv[mask], batch, rows, t, n->a.scale);
-    return 0;
 }
 
 static int k_select(ctx *c, int v, ir_err *e)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     int x = n->in[0], ax = n->a.axis;
     int64_t outer = 1, inner = 1, len = c->shape[x][ax];
@@ -239,67 +186,41 @@ static int k_select(ctx *c, int v, ir_err *e)
     return 0;
 }
 
-static int k_cross_entropy(ctx *c, int v, ir_err *e)
+static void k_cross_entropy(ctx *c, int v)
 {
     const ir_node *n = node(c, v);
     int lg = n->in[0], lb = n->in[1];
     int64_t cls = c->shape[lg][rank(c, lg) - 1], rows = c->numel[lb];
-    for (int64_t i = 0; i < rows; i++) {
-        int64_t y = c->iv[lb][i];
-        if (y != -100 && (y < 0 || y >= cls)) {
-            char nm[128];
-            return ir_errf(e,
-                           "%s: label %lld at flat index %lld is out of range [0, %lld) "
-                           "(or -100 to ignore)",
-                           vname(c, lb, nm, sizeof nm), (long long)y, (long long)i,
-                           (long long)cls);
-        }
-    }
     c->f[v][0] = ref_cross_entropy(c->f[lg], c->iv[lb], rows, cls);
-    return 0;
 }
 
-static int k_dropout(ctx *c, int v, ir_err *e)
+static void k_dropout(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     uint64_t seed = (uint64_t)c->iv[n->in[1]][0];
     ref_dropout(c->f[v], c->f[n->in[0]], c->numel[v], n->a.p, seed, (uint64_t)n->a.index);
-    return 0;
 }
 
-static int k_fill(ctx *c, int v, ir_err *e)
+static void k_fill(ctx *c, int v)
 {
-    (void)e;
     for (int64_t i = 0; i < c->numel[v]; i++)
         c->f[v][i] = node(c, v)->a.scale;
-    return 0;
 }
 
-static int k_reduce_sum(ctx *c, int v, ir_err *e)
+static void k_reduce_sum(ctx *c, int v)
 {
-    (void)e;
     int x = node(c, v)->in[0];
     if (c->numel[v] == 0)
-        return 0;
+        return;
     ref_reduce_sum(c->f[v], c->f[x], c->numel[x], c->numel[v]);
-    return 0;
 }
 
-static int k_scatter_add(ctx *c, int v, ir_err *e)
+static void k_scatter_add(ctx *c, int v)
 {
     const ir_node *n = node(c, v);
     int ids = n->in[0], dy = n->in[1];
     int64_t rows = c->shape[v][0], h = c->shape[v][1];
-    for (int64_t i = 0; i < c->numel[ids]; i++)
-        if (c->iv[ids][i] < 0 || c->iv[ids][i] >= rows) {
-            char nm[128];
-            return ir_errf(e, "%s: value %lld at flat index %lld is out of range [0, %lld)",
-                           vname(c, ids, nm, sizeof nm), (long long)c->iv[ids][i],
-                           (long long)i, (long long)rows);
-        }
     ref_scatter_add(c->f[v], c->iv[ids], c->f[dy], c->numel[ids], rows, h);
-    return 0;
 }
 
 static int k_pad_rows(ctx *c, int v, ir_err *e)
@@ -313,63 +234,50 @@ static int k_pad_rows(ctx *c, int v, ir_err *e)
     return 0;
 }
 
-static int k_gelu_grad(ctx *c, int v, ir_err *e)
+static void k_gelu_grad(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     ref_gelu_grad(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->numel[v]);
-    return 0;
 }
 
-static int k_gelu_tanh_grad(ctx *c, int v, ir_err *e)
+static void k_gelu_tanh_grad(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     ref_gelu_tanh_grad(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->numel[v]);
-    return 0;
 }
 
-static int k_tanh_grad(ctx *c, int v, ir_err *e)
+static void k_tanh_grad(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     ref_tanh_grad(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->numel[v]);
-    return 0;
 }
 
-static int k_layernorm_dx(ctx *c, int v, ir_err *e)
+static void k_layernorm_dx(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     int64_t h = c->shape[v][rank(c, v) - 1];
     ref_layernorm_dx(c->f[v], c->f[n->in[0]], c->f[n->in[1]], c->f[n->in[2]],
                      h ? c->numel[v] / h : 0, h, n->a.eps);
-    return 0;
 }
 
-static int k_layernorm_dgamma(ctx *c, int v, ir_err *e)
+static void k_layernorm_dgamma(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     int64_t h = c->numel[v];
     ref_layernorm_dgamma(c->f[v], c->f[n->in[0]], c->f[n->in[1]],
                          h ? c->numel[n->in[0]] / h : 0, h, n->a.eps);
-    return 0;
 }
 
-static int k_softmax_grad(ctx *c, int v, ir_err *e)
+static void k_softmax_grad(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     int64_t t = c->shape[v][rank(c, v) - 1];
     ref_softmax_grad(c->f[v], c->f[n->in[0]], c->f[n->in[1]], t ? c->numel[v] / t : 0, t,
                      n->a.scale);
-    return 0;
 }
 
 static int k_select_grad(ctx *c, int v, ir_err *e)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     int ax = n->a.axis;
     int64_t outer = 1, inner = 1, len = c->shape[v][ax];
@@ -384,56 +292,57 @@ static int k_select_grad(ctx *c, int v, ir_err *e)
     return 0;
 }
 
-static int k_cross_entropy_grad(ctx *c, int v, ir_err *e)
+static void k_cross_entropy_grad(ctx *c, int v)
 {
-    (void)e;
     const ir_node *n = node(c, v);
     int lg = n->in[0], lb = n->in[1];
     int64_t cls = c->shape[lg][rank(c, lg) - 1];
     /* Labels were range-checked by the forward cross_entropy that reads them. */
     ref_cross_entropy_grad(c->f[v], c->f[lg], c->iv[lb], c->numel[lb], cls,
                            c->f[n->in[2]][0]);
-    return 0;
 }
 
-typedef int (*kernel_fn)(ctx *c, int v, ir_err *e);
-
-static const kernel_fn kernels[IR_OP_COUNT] = {
-    [IR_OP_PARAM] = k_param,
-    [IR_OP_INPUT] = k_input,
-    [IR_OP_GATHER] = k_gather,
-    [IR_OP_PREFIX_ROWS] = k_prefix_rows,
-    [IR_OP_ADD] = k_add,
-    [IR_OP_MUL] = k_mul,
-    [IR_OP_MATMUL] = k_matmul,
-    [IR_OP_TRANSPOSE] = k_transpose,
-    [IR_OP_RESHAPE] = k_copy,
-    [IR_OP_GELU] = k_gelu,
-    [IR_OP_GELU_TANH] = k_gelu_tanh,
-    [IR_OP_TANH] = k_tanh,
-    [IR_OP_SCALE] = k_scale,
-    [IR_OP_LAYERNORM] = k_layernorm,
-    [IR_OP_ATTN_SOFTMAX] = k_attn_softmax,
-    [IR_OP_SELECT] = k_select,
-    [IR_OP_CROSS_ENTROPY] = k_cross_entropy,
-    [IR_OP_DROPOUT] = k_dropout,
-    [IR_OP_FILL] = k_fill,
-    [IR_OP_REDUCE_SUM] = k_reduce_sum,
-    [IR_OP_SCATTER_ADD] = k_scatter_add,
-    [IR_OP_PAD_ROWS] = k_pad_rows,
-    [IR_OP_GELU_GRAD] = k_gelu_grad,
-    [IR_OP_GELU_TANH_GRAD] = k_gelu_tanh_grad,
-    [IR_OP_TANH_GRAD] = k_tanh_grad,
-    [IR_OP_LAYERNORM_DX] = k_layernorm_dx,
-    [IR_OP_LAYERNORM_DGAMMA] = k_layernorm_dgamma,
-    [IR_OP_SOFTMAX_GRAD] = k_softmax_grad,
-    [IR_OP_SELECT_GRAD] = k_select_grad,
-    [IR_OP_CROSS_ENTROPY_GRAD] = k_cross_entropy_grad,
+/* One row per op: a kernel that cannot fail, or one that can (binding a tensor, an
+ * attribute index past a dimension known only at run time). */
+static const struct {
+    void (*run)(ctx *c, int v);
+    int (*fails)(ctx *c, int v, ir_err *e);
+} kernels[IR_OP_COUNT] = {
+    [IR_OP_PARAM] = {.fails = k_param},
+    [IR_OP_INPUT] = {.fails = k_input},
+    [IR_OP_GATHER] = {k_gather},
+    [IR_OP_PREFIX_ROWS] = {k_prefix_rows},
+    [IR_OP_ADD] = {k_add},
+    [IR_OP_MUL] = {k_mul},
+    [IR_OP_MATMUL] = {k_matmul},
+    [IR_OP_TRANSPOSE] = {k_transpose},
+    [IR_OP_RESHAPE] = {k_copy},
+    [IR_OP_GELU] = {k_gelu},
+    [IR_OP_GELU_TANH] = {k_gelu_tanh},
+    [IR_OP_TANH] = {k_tanh},
+    [IR_OP_SCALE] = {k_scale},
+    [IR_OP_LAYERNORM] = {k_layernorm},
+    [IR_OP_ATTN_SOFTMAX] = {k_attn_softmax},
+    [IR_OP_SELECT] = {.fails = k_select},
+    [IR_OP_CROSS_ENTROPY] = {k_cross_entropy},
+    [IR_OP_DROPOUT] = {k_dropout},
+    [IR_OP_FILL] = {k_fill},
+    [IR_OP_REDUCE_SUM] = {k_reduce_sum},
+    [IR_OP_SCATTER_ADD] = {k_scatter_add},
+    [IR_OP_PAD_ROWS] = {.fails = k_pad_rows},
+    [IR_OP_GELU_GRAD] = {k_gelu_grad},
+    [IR_OP_GELU_TANH_GRAD] = {k_gelu_tanh_grad},
+    [IR_OP_TANH_GRAD] = {k_tanh_grad},
+    [IR_OP_LAYERNORM_DX] = {k_layernorm_dx},
+    [IR_OP_LAYERNORM_DGAMMA] = {k_layernorm_dgamma},
+    [IR_OP_SOFTMAX_GRAD] = {k_softmax_grad},
+    [IR_OP_SELECT_GRAD] = {.fails = k_select_grad},
+    [IR_OP_CROSS_ENTROPY_GRAD] = {k_cross_entropy_grad},
 };
 
 int rt_interp_has_kernel(ir_opcode op)
 {
-    return (unsigned)op < IR_OP_COUNT && kernels[op] != NULL;
+    return (unsigned)op < IR_OP_COUNT && (kernels[op].run || kernels[op].fails);
 }
 
 /* ---- driver ---- */
@@ -530,6 +439,18 @@ static int write_outputs(ctx *c, const rt_interp_opts *o, rt_tensor_list *out, i
     return 0;
 }
 
+/* Checks node v's index operands (check.h), then runs its kernel. */
+static int run_node(ctx *c, int v, ir_err *e)
+{
+    int op = node(c, v)->op, u = rt_check_operand(c->g, v);
+    if (rt_check_node(c->g, v, u >= 0 ? c->iv[u] : NULL, c->B, c->S, RT_CHECK_REF, e))
+        return -1;
+    if (kernels[op].fails)
+        return kernels[op].fails(c, v, e);
+    kernels[op].run(c, v);
+    return 0;
+}
+
 int rt_interp_run(const ir_graph *g, const rt_tensor_list *params,
                   const rt_tensor_list *inputs, const rt_interp_opts *o,
                   rt_tensor_list *out, ir_err *e)
@@ -571,12 +492,12 @@ int rt_interp_run(const ir_graph *g, const rt_tensor_list *params,
             rc = ir_errf(e, "out of memory");
             break;
         }
-        if (!kernels[nd->op]) {
+        if (!rt_interp_has_kernel(nd->op)) {
             rc = ir_errf(e, "%%%d: the reference interpreter has no kernel for %s", v,
                          ir_ops[nd->op].name);
             break;
         }
-        rc = kernels[nd->op](&c, v, e);
+        rc = run_node(&c, v, e);
         if (rc == 0 && !o->f64 && nd->type.dtype == IR_F32)
             for (int64_t i = 0; i < c.numel[v]; i++)
                 c.f[v][i] = (double)(float)c.f[v][i];

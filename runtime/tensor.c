@@ -76,10 +76,28 @@ void rt_list_init(rt_tensor_list *l)
     l->n = l->cap = 0;
 }
 
+static void arena_release(rt_arena *a)
+{
+    if (a && --a->refs == 0)
+        free(a);
+}
+
+/* Frees what the tensor owns of its data: its allocation, or its share of an arena. */
+static void data_free(rt_tensor *t)
+{
+    if (!t->view)
+        free(t->data);
+    else
+        arena_release(t->arena);
+    t->data = NULL;
+    t->view = 0;
+    t->arena = NULL;
+}
+
 static void tensor_free(rt_tensor *t)
 {
     free(t->name);
-    free(t->data);
+    data_free(t);
 }
 
 void rt_list_free(rt_tensor_list *l)
@@ -150,15 +168,11 @@ static int tensor_make(rt_tensor *t, const char *name, rt_dtype dt, int rank,
     return 0;
 }
 
-rt_tensor *rt_list_add(rt_tensor_list *l, const char *name, rt_dtype dt, int rank,
-                       const int64_t *shape, const void *data)
+/* Puts nt into l: in place of the tensor of the same name, or appended. On failure nt
+ * is freed. */
+static rt_tensor *list_put(rt_tensor_list *l, rt_tensor nt)
 {
-    /* Build the new tensor before touching the old one: name or data may point into
-     * the tensor being replaced. */
-    rt_tensor nt;
-    if (tensor_make(&nt, name, dt, rank, shape, data) < 0)
-        return NULL;
-    rt_tensor *old = rt_list_find(l, name);
+    rt_tensor *old = rt_list_find(l, nt.name);
     if (old) {
         tensor_free(old);
         *old = nt;
@@ -170,6 +184,79 @@ rt_tensor *rt_list_add(rt_tensor_list *l, const char *name, rt_dtype dt, int ran
     }
     l->t[l->n] = nt;
     return &l->t[l->n++];
+}
+
+rt_tensor *rt_list_add(rt_tensor_list *l, const char *name, rt_dtype dt, int rank,
+                       const int64_t *shape, const void *data)
+{
+    /* Build the new tensor before touching the old one: name or data may point into
+     * the tensor being replaced. */
+    rt_tensor nt;
+    if (tensor_make(&nt, name, dt, rank, shape, data) < 0)
+        return NULL;
+    return list_put(l, nt);
+}
+
+rt_tensor *rt_list_add_view(rt_tensor_list *l, const char *name, rt_dtype dt, int rank,
+                            const int64_t *shape, void *data)
+{
+    rt_tensor nt;
+    size_t nbytes;
+    if (checked_nbytes(dt, rank, shape, &nbytes) < 0)
+        return NULL;
+    memset(&nt, 0, sizeof nt);
+    if (!(nt.name = strdup(name)))
+        return NULL;
+    nt.dtype = dt;
+    nt.rank = rank;
+    if (rank > 0)
+        memcpy(nt.shape, shape, (size_t)rank * sizeof *shape);
+    nt.data = data;
+    nt.view = 1;
+    return list_put(l, nt);
+}
+
+static size_t align_up(size_t n)
+{
+    return (n + RT_ARENA_ALIGN - 1) & ~(size_t)(RT_ARENA_ALIGN - 1);
+}
+
+int rt_list_pack(rt_tensor_list *l)
+{
+    size_t total = 0;
+    int users = 0;
+    for (int i = 0; i < l->n; i++) {
+        size_t nb = rt_nbytes(&l->t[i]);
+        if (nb && __builtin_add_overflow(total, align_up(nb), &total))
+            return -1;
+        users += nb > 0;
+    }
+    if (!users)
+        return 0;
+    if (total > SIZE_MAX - RT_ARENA_ALIGN)
+        return -1;
+    _Static_assert(sizeof(rt_arena) <= RT_ARENA_ALIGN, "the arena header fits its slot");
+    rt_arena *a = aligned_alloc(RT_ARENA_ALIGN, RT_ARENA_ALIGN + total);
+    if (!a)
+        return -1;
+    a->refs = users;
+    a->bytes = total;
+    a->data = (char *)a + RT_ARENA_ALIGN;
+    size_t at = 0;
+    for (int i = 0; i < l->n; i++) {
+        rt_tensor *t = &l->t[i];
+        size_t nb = rt_nbytes(t);
+        if (!nb)
+            continue;
+        void *dst = (char *)a->data + at;
+        memcpy(dst, t->data, nb);
+        data_free(t);
+        t->data = dst;
+        t->view = 1;
+        t->arena = a;
+        at += align_up(nb);
+    }
+    return 0;
 }
 
 rt_tensor *rt_list_find(const rt_tensor_list *l, const char *name)

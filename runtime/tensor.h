@@ -1,5 +1,14 @@
 /* tensor.h: named host tensors and lists of them. This is the currency of the
- * runtime's I/O: safetensors files, parameter stores, batches and outputs. */
+ * runtime's I/O: safetensors files, parameter stores, batches and outputs.
+ *
+ * Memory: a tensor either owns its data (one allocation per tensor, what rt_list_add
+ * makes) or is a view. Views lie in an arena, or in memory the caller owns
+ * (rt_list_add_view). An arena is one 64-byte-aligned allocation that rt_list_pack
+ * carves into the views of a whole list, as llm.c keeps parameters, gradients and
+ * optimizer moments: tensor i of the list at a 64-byte-aligned offset after tensor
+ * i - 1, in list order. The arena counts the tensors whose data lies in it and is
+ * freed with the last of them (rt_list_free frees it once), so removing, replacing or
+ * moving a view to another list (rt_list_append) stays safe. */
 #ifndef BERTCC_RT_TENSOR_H
 #define BERTCC_RT_TENSOR_H
 
@@ -24,12 +33,24 @@ typedef enum {
     RT_DTYPE_COUNT
 } rt_dtype;
 
+/* One allocation that the data of several tensors lies in (see above). */
+typedef struct rt_arena {
+    int refs;     /* tensors whose data lies in it */
+    size_t bytes; /* of data */
+    void *data;   /* 64-byte aligned, right after this struct: one allocation holds both */
+} rt_arena;
+
+#define RT_ARENA_ALIGN 64
+
 typedef struct rt_tensor {
     char *name;
     rt_dtype dtype;
     int rank;
     int64_t shape[RT_MAX_RANK];
-    void *data; /* owned, numel * rt_dtype_size bytes (may be NULL when numel == 0) */
+    void *data;      /* numel * rt_dtype_size bytes (may be NULL when numel == 0) */
+    int view;        /* 0: data is the tensor's own allocation; 1: it is not (see arena) */
+    rt_arena *arena; /* a view's arena (released with the tensor), or NULL: a view of
+                        memory the caller owns and keeps alive */
 } rt_tensor;
 
 typedef struct rt_tensor_list {
@@ -46,12 +67,24 @@ int64_t rt_numel(const rt_tensor *t);
 size_t rt_nbytes(const rt_tensor *t);
 
 void rt_list_init(rt_tensor_list *l);
-void rt_list_free(rt_tensor_list *l); /* frees every tensor and the array */
+/* Frees every tensor (owned data, and an arena with its last view) and the array. */
+void rt_list_free(rt_tensor_list *l);
 /* Adds a tensor with a copy of name and (if data is non-NULL) of data; data NULL means
  * zero-filled. Returns the new tensor, or NULL on allocation failure. A name already in
  * the list is replaced. */
 rt_tensor *rt_list_add(rt_tensor_list *l, const char *name, rt_dtype dt, int rank,
                        const int64_t *shape, const void *data);
+/* Adds a view: a tensor with a copy of name whose data is `data`, which the caller
+ * owns and keeps alive as long as the tensor (nothing frees it). A name already in the
+ * list is replaced. Returns the new tensor, or NULL on allocation failure. */
+rt_tensor *rt_list_add_view(rt_tensor_list *l, const char *name, rt_dtype dt, int rank,
+                            const int64_t *shape, void *data);
+/* Moves the data of every tensor of l into one new arena (see above): afterwards each
+ * tensor with data is a view into it, in list order, each 64-byte aligned; empty
+ * tensors keep data NULL. Owned data is freed; views keep their old memory's owner
+ * (an older arena is freed with its last view). Returns 0, or -1 on allocation failure
+ * with l unchanged. */
+int rt_list_pack(rt_tensor_list *l);
 rt_tensor *rt_list_find(const rt_tensor_list *l, const char *name);
 const rt_tensor *rt_list_cfind(const rt_tensor_list *l, const char *name);
 int rt_list_remove(rt_tensor_list *l, const char *name); /* 1 removed, 0 absent */

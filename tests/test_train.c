@@ -12,11 +12,11 @@
 
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
-#include "../train/batch.h"
 #include "../runtime/interp.h"
 #include "../runtime/params.h"
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
+#include "../train/batch.h"
 #include "../train/train.h"
 #include "util.h"
 
@@ -312,6 +312,115 @@ Test(train, accumulation_of_two_halves_equals_the_whole_batch)
     rt_list_free(&data);
     rt_list_free(&p1);
     rt_list_free(&p2);
+}
+
+/* ---- memory: arenas and gradients computed in place ------------------------------ */
+
+static const char *const gnames[3] = {"grad.lin.weight", "grad.enc.weight",
+                                      "grad.lin.bias"};
+
+/* lin_step's model, behaving as the executor does: it writes every gradient into the
+ * tensor of its name that out already holds, and records what it found there. */
+typedef struct inplace_model {
+    lin_model m;
+    int64_t calls;
+    void *at[MAXREC][3]; /* the data of each gradient view on entry */
+    int ok[MAXREC];      /* on entry: three F32 views, of their shapes, and no loss */
+} inplace_model;
+
+static int inplace_step(void *ctx, const rt_tensor_list *params,
+                        const rt_tensor_list *batch, uint64_t seed, rt_tensor_list *out,
+                        ir_err *e)
+{
+    inplace_model *I = ctx;
+    int64_t k = I->calls++;
+    int ok = !rt_list_cfind(out, "loss");
+    for (int i = 0; i < 3; i++) {
+        const rt_tensor *t = rt_list_cfind(out, gnames[i]);
+        ok &= t && t->view && t->dtype == RT_F32 && rt_numel(t) == (i == 2 ? 1 : D);
+        if (k < MAXREC)
+            I->at[k][i] = t ? t->data : NULL;
+    }
+    if (k < MAXREC)
+        I->ok[k] = ok;
+    rt_tensor_list mine;
+    rt_list_init(&mine);
+    int rc = lin_step(&I->m, params, batch, seed, &mine, e);
+    for (int i = 0; rc == 0 && i < 3; i++) {
+        const rt_tensor *g = rt_list_cfind(&mine, gnames[i]);
+        rt_tensor *t = rt_list_find(out, gnames[i]);
+        cr_assert(g && t && rt_nbytes(t) == rt_nbytes(g));
+        memcpy(t->data, g->data, rt_nbytes(g));
+    }
+    const rt_tensor *l = rt_list_cfind(&mine, "loss");
+    cr_assert(rc || (l && rt_list_add(out, "loss", RT_F32, 0, NULL, l->data)));
+    rt_list_free(&mine);
+    return rc;
+}
+
+Test(train, gradients_computed_in_place_give_the_bits_of_copied_ones)
+{
+    /* 10 rows, batch 2, accumulation 3: updates of micro-batches (3, 2) per epoch, with
+     * dropout. lin_step hands back new tensors (copied into the accumulator); the
+     * in-place step writes into the views it is given: the first micro-batch of an
+     * update into the accumulator itself, later ones into a second arena that is then
+     * added. Both runs must end with the same bits. */
+    for (int accum = 1; accum <= 3; accum += 2) {
+        static rec R1, R2;
+        static lin_model M;
+        static inplace_model I;
+        memset(&R1, 0, sizeof R1);
+        memset(&R2, 0, sizeof R2);
+        memset(&M, 0, sizeof M);
+        memset(&I, 0, sizeof I);
+        M.dropout = I.m.dropout = 1;
+        rt_tensor_list data, p1, p2;
+        make_data(&data, 10);
+        make_params(&p1);
+        make_params(&p2);
+        rt_train_opts o = base_opts(&R1);
+        o.epochs = 3;
+        o.batch_size = 2;
+        o.accum = accum;
+        ir_err e;
+        cr_assert_eq(rt_train(&o, lin_step, &M, &p1, &data, NULL, NULL, &e), 0, "%s",
+                     e.msg);
+        o.hook_ctx = &R2;
+        cr_assert_eq(rt_train(&o, inplace_step, &I, &p2, &data, NULL, NULL, &e), 0, "%s",
+                     e.msg);
+        assert_same_bits(&p1, &p2);
+        cr_assert_eq(R1.n, R2.n);
+        for (int i = 0; i < R1.n; i++)
+            cr_expect(R1.loss[i] == R2.loss[i] && R1.norm[i] == R2.norm[i],
+                      "accum %d, update %d: loss %.9g vs %.9g", accum, i + 1, R1.loss[i],
+                      R2.loss[i]);
+        /* Where the gradients went: one arena for the first micro-batch of every update,
+         * another for the later ones; three 64-byte slots, in the params' order. */
+        cr_assert_eq(I.calls, 15);
+        for (int64_t k = 0; k < I.calls; k++) {
+            int first = (k % 5) % accum == 0, ref = first ? 0 : 1;
+            cr_expect(I.ok[k], "call %lld: out did not hold the three views", (long long)k);
+            for (int i = 0; i < 3; i++) {
+                cr_expect_eq(I.at[k][i], I.at[ref][i], "call %lld: %s moved", (long long)k,
+                             gnames[i]);
+                cr_expect_eq((char *)I.at[k][i], (char *)I.at[k][0] + 64 * i,
+                             "call %lld: %s is not in its slot", (long long)k, gnames[i]);
+            }
+            cr_expect_eq((uintptr_t)I.at[k][0] % 64, 0);
+        }
+        if (accum > 1)
+            cr_expect_neq(I.at[1][0], I.at[0][0],
+                          "later micro-batches need their own arena");
+        /* The params the engine was given are now one arena too. */
+        const rt_arena *a = p2.t[0].arena;
+        cr_assert_not_null(a);
+        cr_expect_eq(a->refs, 3);
+        for (int i = 0; i < p2.n; i++)
+            cr_expect_eq(p2.t[i].arena, a, "%s is not in the params' arena", p2.t[i].name);
+        rt_list_free(&data);
+        rt_list_free(&p1);
+        rt_list_free(&p2);
+    }
 }
 
 Test(train, frozen_parameters_are_untouched_and_have_no_state)

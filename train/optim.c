@@ -166,6 +166,9 @@ int rt_adamw_init(rt_adamw *a, const rt_adamw_opts *o, const rt_tensor_list *par
         if (!(a->names[k] = strdup(p->name)))
             goto oom;
     }
+    /* Each moment in one allocation, tensors as views into it (tensor.h). */
+    if (rt_list_pack(&a->m) || rt_list_pack(&a->v))
+        goto oom;
     return 0;
 oom:
     rt_adamw_free(a);

@@ -60,12 +60,14 @@ double rt_grad_global_norm(const rt_tensor_list *grads);
 double rt_clip_grad_norm(rt_tensor_list *grads, double max_norm);
 
 /* Optimizer state: the moments of each trainable parameter, F32 and shaped like it,
- * named "adam.m.<param>" and "adam.v.<param>" (so they can be saved as they are). */
+ * named "adam.m.<param>" and "adam.v.<param>" (so they can be saved as they are). Each
+ * moment is one allocation: m's tensors are views into one arena, v's into another
+ * (rt_list_pack in tensor.h). */
 typedef struct rt_adamw {
     rt_adamw_opts o;
     int64_t step;     /* updates applied so far (t of the last update) */
-    rt_tensor_list m; /* adam.m.<name>, in the order of the trainable params */
-    rt_tensor_list v; /* adam.v.<name> */
+    rt_tensor_list m; /* adam.m.<name>, in the order of the trainable params; one arena */
+    rt_tensor_list v; /* adam.v.<name>; one arena */
     char **names;     /* [m.n] parameter names */
 } rt_adamw;
 

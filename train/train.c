@@ -1,7 +1,14 @@
 /* train.c: the training loop (see train.h). One update = `accum` micro-batches whose
  * gradients are summed into one buffer per trainable parameter, averaged, clipped and
  * applied by AdamW. Updates never span epochs: the last update of an epoch takes the
- * micro-batches left, so the position in the run is a function of the update count. */
+ * micro-batches left, so the position in the run is a function of the update count.
+ *
+ * Memory, as llm.c keeps it: the parameters, the summed gradients (acc), the gradients
+ * of the second and later micro-batches of an update (cur) and AdamW's two moments are
+ * each one arena (tensor.h). The step function receives views of acc (first
+ * micro-batch) or cur (later ones) in `out`, so an executor computes the gradients
+ * there and nothing is copied; cur is then added to acc in the order a copy would
+ * have been. */
 #include "train.h"
 
 #include <math.h>
@@ -100,6 +107,8 @@ typedef struct trainer {
     rt_adamw adam;
     char **gname;       /* [adam.m.n] "grad.<param>" */
     rt_tensor_list acc; /* grad.<param>: this update's summed, then averaged, gradients */
+    rt_tensor_list cur; /* grad.<param>: a later micro-batch's gradients (accum > 1) */
+    rt_tensor_list out; /* what the step function fills: views of acc or cur, its loss */
     int64_t *perm;      /* [rows] this epoch's row order */
     int64_t perm_epoch;
     int64_t step; /* updates done */
@@ -116,6 +125,8 @@ static void trainer_free(trainer *T)
     free(T->gname);
     rt_adamw_free(&T->adam);
     rt_list_free(&T->acc);
+    rt_list_free(&T->cur);
+    rt_list_free(&T->out);
     rt_list_free(&T->chunk);
     free(T->perm);
     if (T->log)
@@ -509,8 +520,31 @@ static int64_t real_tokens(const rt_train_opts *o, const rt_tensor_list *batch, 
     return tk ? rt_numel(tk) : n;
 }
 
+/* Readies T->out for a micro-batch: views "grad.<param>" of the memory its gradients
+ * go to (acc for the first micro-batch of an update, else cur), and nothing else but
+ * gradients: the last step's loss is dropped, so a step that gives none is caught. A
+ * view the last step replaced (by a copy) is put back. */
+static int prime_out(trainer *T, int first, ir_err *e)
+{
+    rt_tensor_list *out = &T->out;
+    const rt_tensor_list *to = first ? &T->acc : &T->cur;
+    for (int i = out->n - 1; i >= 0; i--)
+        if (strncmp(out->t[i].name, "grad.", 5))
+            rt_list_remove(out, out->t[i].name);
+    for (int i = 0; i < to->n; i++) {
+        const rt_tensor *d = &to->t[i];
+        rt_tensor *t = rt_list_find(out, d->name);
+        if (t && t->view && !t->arena && t->rank == d->rank &&
+            !memcmp(t->shape, d->shape, (size_t)d->rank * sizeof *d->shape))
+            t->data = d->data;
+        else if (!rt_list_add_view(out, d->name, RT_F32, d->rank, d->shape, d->data))
+            return ir_errf(e, "out of memory for the gradients");
+    }
+    return 0;
+}
+
 /* Runs micro-batch mi of the current epoch and adds its gradients to T->acc (first:
- * they replace it). */
+ * they replace it; computed there in place, they are only checked). */
 static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *loss,
                      int64_t *tokens, ir_err *e)
 {
@@ -518,18 +552,17 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
     int64_t r0 = mi * o->batch_size;
     int64_t n = T->rows - r0 < o->batch_size ? T->rows - r0 : o->batch_size;
     long long stepno = (long long)T->step + 1;
-    rt_tensor_list batch, out;
+    rt_tensor_list batch, *out = &T->out;
     rt_list_init(&batch);
-    rt_list_init(&out);
     int rc = -1;
-    if (slice_rows(T->data, T->perm + r0, n, &batch, e))
+    if (slice_rows(T->data, T->perm + r0, n, &batch, e) || prime_out(T, first, e))
         goto done;
     int64_t micro = epoch * T->nmicro + mi;
-    if (T->fn(T->ctx, T->params, &batch, rt_train_dropout_seed(o->seed, micro), &out, e)) {
+    if (T->fn(T->ctx, T->params, &batch, rt_train_dropout_seed(o->seed, micro), out, e)) {
         ir_err_prefix(e, "step %lld", stepno);
         goto done;
     }
-    const rt_tensor *l = rt_list_cfind(&out, "loss");
+    const rt_tensor *l = rt_list_cfind(out, "loss");
     if (!l || l->dtype != RT_F32 || rt_numel(l) != 1) {
         ir_errf(e, "step %lld: the step function gave no F32 scalar \"loss\"", stepno);
         goto done;
@@ -543,7 +576,7 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
     *loss = lv;
     for (int i = 0; i < T->acc.n; i++) {
         rt_tensor *a = &T->acc.t[i];
-        const rt_tensor *g = rt_list_cfind(&out, T->gname[i]);
+        const rt_tensor *g = rt_list_cfind(out, T->gname[i]);
         if (!g) {
             ir_errf(e, "step %lld: the step function gave no %s", stepno, T->gname[i]);
             goto done;
@@ -557,7 +590,7 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
             goto done;
         }
         float *acc = a->data;      /* [numel] */
-        const float *gd = g->data; /* [numel] */
+        const float *gd = g->data; /* [numel]; acc itself when computed in place */
         int64_t cnt = rt_numel(a), bad = cnt;
 #pragma omp parallel for schedule(static) reduction(min : bad) if (cnt > 65536)
         for (int64_t k = 0; k < cnt; k++) {
@@ -579,7 +612,6 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
     rc = 0;
 done:
     rt_list_free(&batch);
-    rt_list_free(&out);
     return rc;
 }
 
@@ -604,6 +636,8 @@ static int setup(trainer *T, ir_err *e)
     T->upe = rt_train_updates_per_epoch(o, T->rows);
     if (!(T->total = rt_train_total_steps(o, T->rows)))
         return ir_errf(e, "too many epochs");
+    if (rt_list_pack(T->params))
+        return ir_errf(e, "out of memory for the parameters");
     if (rt_adamw_init(&T->adam, &o->adam, T->params, o->frozen, o->nfrozen, e))
         return -1;
     int n = T->adam.m.n;
@@ -617,9 +651,13 @@ static int setup(trainer *T, ir_err *e)
         if (!(T->gname[i] = malloc(len)))
             return ir_errf(e, "out of memory");
         snprintf(T->gname[i], len, "grad.%s", T->adam.names[i]);
-        if (!rt_list_add(&T->acc, T->gname[i], RT_F32, m->rank, m->shape, NULL))
+        if (!rt_list_add(&T->acc, T->gname[i], RT_F32, m->rank, m->shape, NULL) ||
+            (o->accum > 1 &&
+             !rt_list_add(&T->cur, T->gname[i], RT_F32, m->rank, m->shape, NULL)))
             return ir_errf(e, "out of memory for the gradients");
     }
+    if (rt_list_pack(&T->acc) || rt_list_pack(&T->cur))
+        return ir_errf(e, "out of memory for the gradients");
     T->perm_epoch = -1;
     T->tty = o->progress && isatty(fileno(o->progress));
     return 0;
@@ -637,6 +675,8 @@ int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *p
     T.params = params;
     T.data = T.data0 = data;
     rt_list_init(&T.acc);
+    rt_list_init(&T.cur);
+    rt_list_init(&T.out);
     rt_list_init(&T.chunk);
     rt_train_result res = {0, 0, 0, 0, NAN};
     int rc = -1;

@@ -13,7 +13,15 @@
  * rt_train_dropout_seed(seed, k). The checkpoint therefore holds the seed and the
  * position (step, epoch, micro-batch in the epoch) rather than generator states, and
  * a resumed run continues with the same bits as an uninterrupted one (given the same
- * step function and thread count). */
+ * step function and thread count).
+ *
+ * Memory, as llm.c keeps it: rt_train packs the params list it is given into one
+ * 64-byte-aligned arena (rt_list_pack in tensor.h: the same tensors, names and order,
+ * now views; rt_list_free still frees it), and keeps the summed gradients in one arena,
+ * the gradients of an update's later micro-batches (accum > 1) in another, and AdamW's
+ * two moments in one each (optim.h). The step function is handed views of the gradient
+ * memory in `out`, so an executor that computes outputs in place (exec.h) writes the
+ * gradients there and nothing is copied. */
 #ifndef BERTCC_TRAIN_TRAIN_H
 #define BERTCC_TRAIN_TRAIN_H
 
@@ -21,14 +29,20 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "optim.h"
 #include "../runtime/tensor.h"
+#include "optim.h"
 
 /* Computes the loss of one micro-batch and its gradients. batch holds the data tensors
  * sliced to the micro-batch's rows (same names, leading dim = its row count). Fills out
  * with "loss" (F32, one element) and "grad.<name>" (F32, the parameter's shape) for
- * every trainable parameter; other tensors in out are ignored. Returns 0, or -1 with e
- * filled. */
+ * every trainable parameter; other tensors in out are ignored.
+ *
+ * out arrives holding, for every trainable parameter, "grad.<name>": an F32 view of
+ * the parameter's shape into the engine's gradient memory (and no "loss"). The step
+ * function writes each gradient either into that view's data (what generated code does
+ * when out is passed to cg_engine_run) or by replacing the tensor (rt_list_add, as the
+ * reference interpreter does); the engine reads whatever out holds under the name. A
+ * view left as it is counts as written. Returns 0, or -1 with e filled. */
 typedef int (*rt_step_fn)(void *ctx, const rt_tensor_list *params,
                           const rt_tensor_list *batch, uint64_t dropout_seed,
                           rt_tensor_list *out, ir_err *e);
