@@ -74,12 +74,34 @@ static int has(const char *f)
     return 1;
 }
 
-int rt_cpu_supports(const char *features, ir_err *e)
+/* Whether the LLVM feature list host ("+a,-b,...") has feature f: 0 when it lists "-f",
+ * 1 when it lists "+f" or does not mention f. */
+static int listed(const char *f, const void *host)
+{
+    size_t n = strlen(f);
+    for (const char *p = host; *p;) {
+        size_t w = strcspn(p, ",");
+        if (w == n + 1 && (*p == '+' || *p == '-') && !strncmp(p + 1, f, n))
+            return *p == '+';
+        p += w + (p[w] == ',');
+    }
+    return 1;
+}
+
+static int this_cpu(const char *f, const void *ctx)
+{
+    (void)ctx;
+    return has(f);
+}
+
+/* The check of both entry points: has(f, ctx) says whether the CPU has feature f. */
+static int check(const char *features, int (*has_one)(const char *f, const void *ctx),
+                 const void *ctx, ir_err *e)
 {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", features ? features : "");
     for (char *s = NULL, *t = strtok_r(buf, ",", &s); t; t = strtok_r(NULL, ",", &s))
-        if (t[0] == '+' && !has(t + 1)) {
+        if (t[0] == '+' && !has_one(t + 1, ctx)) {
             ir_errf(e,
                     "this CPU lacks %s, which the library was compiled for (rebuild it "
                     "with --target-cpu, e.g. x86-64-v3 for a portable AVX2 build)",
@@ -87,6 +109,16 @@ int rt_cpu_supports(const char *features, ir_err *e)
             return 0;
         }
     return 1;
+}
+
+int rt_cpu_supports(const char *features, ir_err *e)
+{
+    return check(features, this_cpu, NULL, e);
+}
+
+int rt_features_supported(const char *features, const char *host, ir_err *e)
+{
+    return check(features, listed, host ? host : "", e);
 }
 
 rt_model *rt_model_open(const char *fwd_ir, const rt_kernel *fwd_kernels, int fwd_nkernels,

@@ -39,5 +39,9 @@ const rt_tensor *rt_model_output_at(const rt_model *m, int i);
 /* 1 if this CPU has every feature in the list ("+avx2,+fma,..."; unknown ones are
  * assumed present); otherwise 0 with the missing feature named in e. */
 int rt_cpu_supports(const char *features, ir_err *e);
+/* The same check against a CPU described by host, a feature list as LLVM writes it
+ * ("+avx2,-avx512f,..."; a feature host does not mention counts as present), with the
+ * same message: so that the refusal is testable on any machine. */
+int rt_features_supported(const char *features, const char *host, ir_err *e);
 
 #endif
