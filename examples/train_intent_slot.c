@@ -8,11 +8,16 @@
  *
  *   build/train_intent_slot MODEL.xml WORK_DIR [EPOCHS]
  *
+ * WORK_DIR (made if absent) receives data/, vocab.txt and run/; a run already there is
+ * refused, as `bertcc train` refuses it.
+ *
  * Exit status 0 when every step worked and the sentence "아이유 노래 아무거나 틀어줘"
  * got the intent play_song_by_artist with the artist 아이유 (CI runs it). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -77,6 +82,11 @@ int main(int argc, char **argv)
     snprintf(data, sizeof data, "%s/data", argv[2]);
     snprintf(vocab, sizeof vocab, "%s/vocab.txt", argv[2]);
     snprintf(run, sizeof run, "%s/run", argv[2]);
+    if (mkdir(argv[2], 0777) && errno != EEXIST) {
+        fprintf(stderr, "train_intent_slot: cannot create %s: %s\n", argv[2],
+                strerror(errno));
+        return 1;
+    }
     ir_err e;
     rt_demo_data_counts n;
     char train_split[4200];
@@ -87,10 +97,17 @@ int main(int argc, char **argv)
         return fail("vocabulary", &e);
 
     /* Train: the options are `bertcc train`'s, as strings. */
-    rundir_train_args a = {.model = argv[1], .task = "intent-slot", .data = data,
-                           .vocab = vocab, .no_lower = "1", .out = run,
-                           .epochs = argc > 3 ? argv[3] : "6", .batch_size = "16",
-                           .lr = "1e-3", .seed = "0", .note = note};
+    rundir_train_args a = {.model = argv[1],
+                           .task = "intent-slot",
+                           .data = data,
+                           .vocab = vocab,
+                           .no_lower = "1",
+                           .out = run,
+                           .epochs = argc > 3 ? argv[3] : "6",
+                           .batch_size = "16",
+                           .lr = "1e-3",
+                           .seed = "0",
+                           .note = note};
     rundir_train_result r;
     int rc = rundir_train(&a, &r, &e);
     rundir_train_result_free(&r);
@@ -118,7 +135,7 @@ int main(int argc, char **argv)
     json_decref(j);
     rundir_model_close(&m);
     if (!ok)
-        fprintf(stderr, "train_intent_slot: wrong answer: intent '%s', artist '%s'\n", intent,
-                artist);
+        fprintf(stderr, "train_intent_slot: wrong answer: intent '%s', artist '%s'\n",
+                intent, artist);
     return ok ? 0 : 1;
 }
