@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
-#include <utf8proc.h>
 
 #include "../runtime/safetensors.h"
+#include "../text/unicode.h"
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
@@ -87,28 +87,6 @@ struct rt_pt_reader {
     int64_t nseg, cseg;
 };
 
-/* Python's str.isspace for every character (and a line of none): a document break. */
-static int line_is_blank(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        utf8proc_int32_t c;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(n - i), &c);
-        if (k <= 0)
-            return 0; /* invalid UTF-8: the tokenizer reports it */
-        i += (size_t)k;
-        const utf8proc_property_t *p = utf8proc_get_property(c);
-        if (p->category == UTF8PROC_CATEGORY_ZS ||
-            p->bidi_class == UTF8PROC_BIDI_CLASS_WS ||
-            p->bidi_class == UTF8PROC_BIDI_CLASS_B ||
-            p->bidi_class == UTF8PROC_BIDI_CLASS_S)
-            continue;
-        return 0;
-    }
-    return 1;
-}
-
 rt_pt_reader *rt_pt_reader_open(const char *const *paths, int npaths, const rt_vocab *v,
                                 const rt_tok_opts *t, ir_err *e)
 {
@@ -179,7 +157,7 @@ int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, ir_err *e)
         }
         r->lineno++;
         r->lines++;
-        if (line_is_blank(r->line, (size_t)n)) {
+        if (tx_is_blank_line(r->line, (size_t)n)) {
             if (r->nseg) {
                 reader_view(r, doc);
                 return 1;

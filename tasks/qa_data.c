@@ -7,6 +7,7 @@
  * answer's tokens are simply those overlapping its bytes (no _improve_answer_span or
  * get_final_text needed) and a predicted span maps back to the original bytes. */
 #include "qa_data.h"
+#include "../text/unicode.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
@@ -26,20 +26,6 @@ static char *dupn(const char *s, size_t n)
         d[n] = 0;
     }
     return d;
-}
-
-static int valid_utf8(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(n - i), &cp);
-        if (k <= 0)
-            return 0;
-        i += (size_t)k;
-    }
-    return 1;
 }
 
 static void example_free(rt_qa_example *x)
@@ -380,8 +366,8 @@ int rt_qa_set_add(rt_qa_set *s, const char *id, const char *question, const char
     size_t nc = strlen(context);
     if (nc > INT_MAX)
         return ir_errf(e, "QA question %s: context longer than 2^31-1 bytes", id);
-    if (!valid_utf8(id, strlen(id)) || !valid_utf8(question, strlen(question)) ||
-        !valid_utf8(context, nc))
+    if (!tx_valid_utf8(id, strlen(id)) || !tx_valid_utf8(question, strlen(question)) ||
+        !tx_valid_utf8(context, nc))
         return ir_errf(e, "QA question %s: invalid UTF-8", id);
     rt_qa_example x = {0};
     x.id = strdup(id);

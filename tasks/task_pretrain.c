@@ -11,10 +11,10 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <utf8proc.h>
 
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
+#include "../text/unicode.h"
 #include "../train/batch.h"
 #include "pretrain_data.h"
 
@@ -205,42 +205,6 @@ done:
 
 /* ---- rows from a corpus ------------------------------------------------------------- */
 
-/* Python's str.isspace over a whole line, as the corpus reader decides it. */
-static int line_is_blank(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        utf8proc_int32_t c;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(n - i), &c);
-        if (k <= 0)
-            return 0;
-        i += (size_t)k;
-        const utf8proc_property_t *p = utf8proc_get_property(c);
-        if (p->category == UTF8PROC_CATEGORY_ZS ||
-            p->bidi_class == UTF8PROC_BIDI_CLASS_WS ||
-            p->bidi_class == UTF8PROC_BIDI_CLASS_B ||
-            p->bidi_class == UTF8PROC_BIDI_CLASS_S)
-            continue;
-        return 0;
-    }
-    return 1;
-}
-
-static int valid_utf8(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        utf8proc_int32_t c;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(n - i), &c);
-        if (k <= 0)
-            return 0;
-        i += (size_t)k;
-    }
-    return 1;
-}
-
 /* Copies the documents d of path with (d % K == K - 1) == held into a new temporary
  * file (its name into tmp), each followed by a blank line. *docs receives the number of
  * documents copied. Errors name path:LINE. */
@@ -270,11 +234,11 @@ static int split_corpus(const char *path, int K, int held, char *tmp, size_t len
     *docs = 0;
     while ((n = getline(&line, &cap, in)) >= 0) {
         lineno++;
-        if (!valid_utf8(line, (size_t)n)) {
+        if (!tx_valid_utf8(line, (size_t)n)) {
             rc = ir_errf(e, "%s:%lld: invalid UTF-8", path, (long long)lineno);
             break;
         }
-        if (line_is_blank(line, (size_t)n)) {
+        if (tx_is_blank_line(line, (size_t)n)) {
             if (in_doc && keep)
                 ok &= fputc('\n', out) != EOF;
             in_doc = 0;

@@ -799,3 +799,17 @@ Test(unicode, cased_and_case_ignorable)
               tx_is_case_ignorable(0x301)); /* a combining acute accent (Mn) */
     cr_expect_not(tx_is_case_ignorable('a') || tx_is_case_ignorable(','));
 }
+
+Test(unicode, blank_lines_and_valid_utf8)
+{
+    /* Python: " \t\u3000\u00a0\x1c".isspace() is True, "\u200b".isspace() False. */
+    static const char spaces[] = " \t\xe3\x80\x80\xc2\xa0\x1c", zwsp[] = "\xe2\x80\x8b";
+    cr_expect(tx_is_blank_line("", 0));
+    cr_expect(tx_is_blank_line(spaces, sizeof spaces - 1));
+    cr_expect_not(tx_is_blank_line(zwsp, sizeof zwsp - 1));
+    cr_expect_not(tx_is_blank_line(" a ", 3));
+    cr_expect_not(tx_is_blank_line("\xff", 1)); /* invalid: not blank */
+    cr_expect(tx_valid_utf8("\xea\xb0\x80 ok", 6));
+    cr_expect_not(tx_valid_utf8("\xea\xb0", 2)); /* cut in the middle of a character */
+    cr_expect_not(tx_valid_utf8("\xc0\x80", 2)); /* overlong */
+}

@@ -46,3 +46,37 @@ int tx_final_sigma(const int32_t *cp, size_t stride, size_t lo, size_t hi, size_
         j++;
     return j == hi || !tx_is_cased(cp[j * stride]);
 }
+
+int tx_valid_utf8(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                              (utf8proc_ssize_t)(n - i), &c);
+        if (k <= 0)
+            return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+int tx_is_blank_line(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                              (utf8proc_ssize_t)(n - i), &c);
+        if (k <= 0)
+            return 0;
+        i += (size_t)k;
+        const utf8proc_property_t *p = utf8proc_get_property(c);
+        if (p->category != UTF8PROC_CATEGORY_ZS &&
+            p->bidi_class != UTF8PROC_BIDI_CLASS_WS &&
+            p->bidi_class != UTF8PROC_BIDI_CLASS_B &&
+            p->bidi_class != UTF8PROC_BIDI_CLASS_S)
+            return 0;
+    }
+    return 1;
+}

@@ -24,4 +24,11 @@ int tx_is_case_ignorable(int32_t cp);
  * to the next, 1 for a plain array): 1 when it lower-cases to ς, 0 for σ. */
 int tx_final_sigma(const int32_t *cp, size_t stride, size_t lo, size_t hi, size_t k);
 
+/* 1 if s[0..n) is valid UTF-8. */
+int tx_valid_utf8(const char *s, size_t n);
+/* Python's str.isspace over a whole line, or the line is empty: a document break in a
+ * corpus of one sentence per line. Invalid UTF-8 is not blank (the tokenizer reports
+ * it). */
+int tx_is_blank_line(const char *s, size_t n);
+
 #endif
