@@ -49,7 +49,7 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int gen_build(gen_mm *m, const shape *s, int max_threads, ir_err *e)
+static int gen_build(gen_mm *m, const shape *s, int max_threads, bc_err *e)
 {
     memset(m, 0, sizeof *m);
     m->g = ir_graph_new("bench");
@@ -59,18 +59,18 @@ static int gen_build(gen_mm *m, const shape *s, int max_threads, ir_err *e)
     int b = ir_input(m->g, "b", ir_type_make(IR_F32, 2, bd));
     ir_set_output(m->g, "c", ir_matmul(m->g, a, b, s->ta, s->tb));
     if (m->g->failed)
-        return ir_errf(e, "%s", m->g->err.msg);
+        return bc_errf(e, "%s", m->g->err.msg);
     if (rt_plan_build(m->g, &m->plan, e) || !(m->prog = cg_jit(m->g, &m->plan, NULL, e)))
         return -1;
     if (m->plan.nsteps != 1)
-        return ir_errf(e, "expected one kernel, the plan has %d steps", m->plan.nsteps);
+        return bc_errf(e, "expected one kernel, the plan has %d steps", m->plan.nsteps);
     m->k = cg_program_kernels(m->prog)[m->plan.steps[0].kernel];
     const int64_t dims[2] = {1, 1};
     m->units = m->k.units(dims, &m->scratch);
     m->scratch = (m->scratch + 63) & ~(int64_t)63;
     if (m->scratch &&
         !(m->scratch_all = aligned_alloc(64, (size_t)(m->scratch * max_threads))))
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     return 0;
 }
 
@@ -199,7 +199,7 @@ int main(int argc, char **argv)
     for (int si = 0; si < nshapes; si++) {
         const shape *s = &shapes[si];
         gen_mm m;
-        ir_err e;
+        bc_err e;
         if (gen_build(&m, s, max_threads, &e)) {
             fprintf(stderr, "matmul_bench: %s\n", e.msg);
             return 1;

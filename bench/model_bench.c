@@ -42,7 +42,7 @@ static double timed(cg_engine *x, const rt_tensor_list *p, const rt_tensor_list 
 {
     rt_tensor_list out;
     rt_list_init(&out);
-    ir_err e;
+    bc_err e;
     double t0 = now();
     if (cg_engine_run(x, p, in, threads, &out, &e)) {
         fprintf(stderr, "model_bench: %s\n", e.msg);
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
         return 1;
     }
     fe_model m;
-    ir_err e;
+    bc_err e;
     ir_graph *g;
     unsigned labels = grads ? FE_LABEL_ALL : 0;
     if (fe_load(model, &m, &e) || !(g = fe_build_bert(&m, labels, &e)) ||

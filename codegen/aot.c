@@ -115,11 +115,11 @@ static void write_prefixed(FILE *f, const char *text, const char *prefix)
 }
 
 static int write_header(const char *path, const char *prefix, const char *model,
-                        const char *features, ir_err *e)
+                        const char *features, bc_err *e)
 {
     FILE *f = fopen(path, "w");
     if (!f)
-        return ir_errf(e, "cannot write %s: %s", path, strerror(errno));
+        return bc_errf(e, "cannot write %s: %s", path, strerror(errno));
     fprintf(f,
             "/* %s: C API of the compiled BERT model \"%s\", written by bertcc.\n"
             " * Compiled for CPU features: %s\n"
@@ -130,36 +130,36 @@ static int write_header(const char *path, const char *prefix, const char *model,
             path, model, features[0] ? features : "(none)", prefix, prefix);
     write_prefixed(f, api_decl, prefix);
     fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n#endif\n");
-    return fclose(f) ? ir_errf(e, "cannot write %s", path) : 0;
+    return fclose(f) ? bc_errf(e, "cannot write %s", path) : 0;
 }
 
 static const char api_impl[] =
     "struct P_model { rt_model *m; int threads; };\n"
     "#define API __attribute__((visibility(\"default\")))\n"
-    "static void put(char *err, size_t len, const ir_err *e) {\n"
+    "static void put(char *err, size_t len, const bc_err *e) {\n"
     "    if (err && len) snprintf(err, len, \"%s\", e->msg);\n}\n"
     "API P_model *P_create(char *err, size_t errlen) {\n"
-    "    ir_err e;\n"
+    "    bc_err e;\n"
     "    P_model *p = calloc(1, sizeof *p);\n"
-    "    if (!p) { ir_errf(&e, \"out of memory\"); put(err, errlen, &e); return NULL; }\n"
+    "    if (!p) { bc_errf(&e, \"out of memory\"); put(err, errlen, &e); return NULL; }\n"
     "    p->m = rt_model_open(fwd_ir, fwd_kernels, NFWD, train_ir, train_kernels, NTRAIN,\n"
     "                         features, &e);\n"
     "    if (!p->m) { put(err, errlen, &e); free(p); return NULL; }\n"
     "    return p;\n}\n"
     "API void P_destroy(P_model *p) { if (p) { rt_model_close(p->m); free(p); } }\n"
     "API int P_load(P_model *p, const char *path, char *err, size_t errlen) {\n"
-    "    ir_err e; if (rt_model_load(p->m, path, &e)) { put(err, errlen, &e); return -1; "
+    "    bc_err e; if (rt_model_load(p->m, path, &e)) { put(err, errlen, &e); return -1; "
     "}\n"
     "    return 0;\n}\n"
     "API int P_init(P_model *p, uint64_t seed, char *err, size_t errlen) {\n"
-    "    ir_err e; if (rt_model_init(p->m, seed, &e)) { put(err, errlen, &e); return -1; "
+    "    bc_err e; if (rt_model_init(p->m, seed, &e)) { put(err, errlen, &e); return -1; "
     "}\n"
     "    return 0;\n}\n"
     "API void P_set_threads(P_model *p, int threads) { p->threads = threads; }\n"
     "API int P_forward(P_model *p, int64_t B, int64_t S, const int64_t *ids,\n"
     "                  const int64_t *tt, const int64_t *mask, char *err, size_t errlen) "
     "{\n"
-    "    ir_err e;\n"
+    "    bc_err e;\n"
     "    if (rt_model_run(p->m, 0, B, S, ids, tt, mask, NULL, NULL, 0, p->threads, &e)) {\n"
     "        put(err, errlen, &e); return -1; }\n"
     "    return 0;\n}\n"
@@ -173,7 +173,7 @@ static const char api_impl[] =
     "    if (l) { v[0] = l->mlm_labels; v[1] = l->nsp_labels; v[2] = l->intent_labels;\n"
     "             v[3] = l->slot_labels; v[4] = l->start_positions; v[5] = "
     "l->end_positions; }\n"
-    "    ir_err e;\n"
+    "    bc_err e;\n"
     "    if (rt_model_run(p->m, 1, B, S, ids, tt, mask, v, names, 6, p->threads, &e)) {\n"
     "        put(err, errlen, &e); return -1; }\n"
     "    return 0;\n}\n"
@@ -191,11 +191,11 @@ static const char api_impl[] =
 
 static int write_wrapper(const char *path, const char *header, const char *prefix,
                          const ir_graph *fwd, const rt_plan *pf, const ir_graph *train,
-                         const rt_plan *pt, const char *features, ir_err *e)
+                         const rt_plan *pt, const char *features, bc_err *e)
 {
     FILE *f = fopen(path, "w");
     if (!f)
-        return ir_errf(e, "cannot write %s: %s", path, strerror(errno));
+        return bc_errf(e, "cannot write %s: %s", path, strerror(errno));
     char pre_f[96], pre_t[96];
     snprintf(pre_f, sizeof pre_f, "%s_fwd", prefix);
     snprintf(pre_t, sizeof pre_t, "%s_train", prefix);
@@ -218,24 +218,24 @@ static int write_wrapper(const char *path, const char *header, const char *prefi
     free(txt);
     fprintf(f, ";\n\n");
     write_prefixed(f, api_impl, prefix);
-    return fclose(f) ? ir_errf(e, "cannot write %s", path) : 0;
+    return fclose(f) ? bc_errf(e, "cannot write %s", path) : 0;
 }
 
-static int run_cc(const char *cmd, ir_err *e)
+static int run_cc(const char *cmd, bc_err *e)
 {
     int st = system(cmd);
     if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return ir_errf(e, "the C compiler failed: %s", cmd);
+        return bc_errf(e, "the C compiler failed: %s", cmd);
     return 0;
 }
 
 int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_options *o,
-                     const char *so_path, const char *header_path, ir_err *e)
+                     const char *so_path, const char *header_path, bc_err *e)
 {
     const char *prefix = o && o->prefix ? o->prefix : "bertcc";
     char dir[] = "/tmp/bertcc-aot-XXXXXX";
     if (!mkdtemp(dir))
-        return ir_errf(e, "cannot make a temporary directory: %s", strerror(errno));
+        return bc_errf(e, "cannot make a temporary directory: %s", strerror(errno));
     char fo[600], to[600], wc[600], cmd[4096], pre[96], features[4096] = "";
     snprintf(fo, sizeof fo, "%s/fwd.o", dir);
     snprintf(to, sizeof to, "%s/train.o", dir);

@@ -44,7 +44,7 @@ typedef struct cg_kernel {
  * cannot compute is refused before, by the row's check. */
 typedef void (*cg_lower_fn)(cg_ctx *c, cg_kernel *k);
 /* 0 when the op's kernel can compute node n, else -1 with the reason in e. */
-typedef int (*cg_check_fn)(const cg_ctx *c, const ir_node *n, ir_err *e);
+typedef int (*cg_check_fn)(const cg_ctx *c, const ir_node *n, bc_err *e);
 
 /* One row per op (codegen/lower.c): lower is NULL for ops that need no kernel, check
  * NULL where the kernel computes every node the IR verifier accepts. */
@@ -58,7 +58,7 @@ extern const cg_lowering cg_lowerings[IR_OP_COUNT];
  * cg_emit_file's "obj" stage, but every kernel has hidden visibility, so that the
  * library exports its API alone (codegen/module.c). */
 int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                           const char *path, ir_err *e);
+                           const char *path, bc_err *e);
 
 /* ---- helpers (codegen/emit.c) ---- */
 

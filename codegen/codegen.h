@@ -19,7 +19,7 @@ typedef struct cg_options {
 
 /* A JIT-compiled plan: its kernel table stays valid until cg_program_free. */
 typedef struct cg_program cg_program;
-cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, ir_err *e);
+cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, bc_err *e);
 const rt_kernel *cg_program_kernels(const cg_program *p);
 double cg_program_compile_seconds(const cg_program *p);
 void cg_program_free(cg_program *p);
@@ -27,7 +27,7 @@ void cg_program_free(cg_program *p);
 /* Writes one stage of the compiled kernels: "llvm-raw" (before optimization), "llvm",
  * "asm" or "obj", to path ("-" for standard output; not for obj). */
 int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                 const char *stage, const char *path, ir_err *e);
+                 const char *stage, const char *path, bc_err *e);
 
 /* Writes a shared library at so_path and its C header at header_path: the kernels of
  * the forward graph `fwd` and of the training graph `train` (forward + backward), both
@@ -36,7 +36,7 @@ int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
  * README.md): the kernels and the runtime are hidden. Uses the system C compiler (cc) to
  * compile the wrapper and link. */
 int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_options *o,
-                     const char *so_path, const char *header_path, ir_err *e);
+                     const char *so_path, const char *header_path, bc_err *e);
 
 /* The "+feature,..." list of the target o selects (host unless overridden). */
 void cg_target_features(const cg_options *o, char *buf, size_t len);

@@ -28,12 +28,12 @@ int cg_backend_parse(const char *s, cg_backend *out)
 }
 
 cg_engine *cg_engine_new(const ir_graph *g, cg_backend backend, const cg_options *o,
-                         ir_err *e)
+                         bc_err *e)
 {
     cg_engine *x = calloc(1, sizeof *x);
     if (!x || !(x->g = ir_graph_clone(g))) {
         free(x);
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         return NULL;
     }
     x->backend = backend;
@@ -59,7 +59,7 @@ void cg_engine_free(cg_engine *x)
 }
 
 int cg_engine_run(cg_engine *x, const rt_tensor_list *params, const rt_tensor_list *inputs,
-                  int threads, rt_tensor_list *out, ir_err *e)
+                  int threads, rt_tensor_list *out, bc_err *e)
 {
     if (x->backend == CG_BACKEND_REF) {
         rt_interp_opts o = {0, threads};

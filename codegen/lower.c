@@ -4,7 +4,7 @@
 #include "cg.h"
 
 void cg_lower_matmul(cg_ctx *c, cg_kernel *k);
-int cg_check_matmul(const cg_ctx *c, const ir_node *n, ir_err *e);
+int cg_check_matmul(const cg_ctx *c, const ir_node *n, bc_err *e);
 void cg_lower_gather(cg_ctx *c, cg_kernel *k);
 void cg_lower_prefix_rows(cg_ctx *c, cg_kernel *k);
 void cg_lower_add(cg_ctx *c, cg_kernel *k);

@@ -469,17 +469,17 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
 /* ---- the lowering ---- */
 
 /* What the lowering below assumes of the node and of its blocking. */
-int cg_check_matmul(const cg_ctx *c, const ir_node *n, ir_err *e)
+int cg_check_matmul(const cg_ctx *c, const ir_node *n, bc_err *e)
 {
     const ir_type *at = &c->g->nodes[n->in[0]].type, *bt = &c->g->nodes[n->in[1]].type;
     if (at->dtype != IR_F32 || bt->dtype != IR_F32)
-        return ir_errf(e, "matmul: operands must be f32");
+        return bc_errf(e, "matmul: operands must be f32");
     if (!b_batched(at, bt) && n->a.ta && at->rank > 2)
-        return ir_errf(e, "matmul: ta needs a batched rhs");
+        return bc_errf(e, "matmul: ta needs a batched rhs");
     const mm_cfg cfg = choose_cfg(c, n->a.ta), *f = &cfg;
     if (f->MR * f->NRV > MAX_ACC || f->NR % 8 || f->KC % 8 || f->MC % f->MR ||
         f->NC % f->NR)
-        return ir_errf(e, "matmul: internal error: bad blocking %dx%d, KC %d, %dx%d", f->MR,
+        return bc_errf(e, "matmul: internal error: bad blocking %dx%d, KC %d, %dx%d", f->MR,
                        f->NR, f->KC, f->MC, f->NC);
     return 0;
 }

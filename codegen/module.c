@@ -33,7 +33,7 @@ void cg_kernel_names(const char *prefix, int k, const ir_node *n, char *body, ch
 }
 
 /* The target machine for o (host unless overridden). */
-static LLVMTargetMachineRef make_tm(const cg_options *o, ir_err *e)
+static LLVMTargetMachineRef make_tm(const cg_options *o, bc_err *e)
 {
     static int ready;
     if (!ready) {
@@ -50,12 +50,12 @@ static LLVMTargetMachineRef make_tm(const cg_options *o, ir_err *e)
     char *msg = NULL;
     LLVMTargetMachineRef tm = NULL;
     if (LLVMGetTargetFromTriple(triple, &target, &msg))
-        ir_errf(e, "LLVM has no target for %s: %s", triple, msg ? msg : "");
+        bc_errf(e, "LLVM has no target for %s: %s", triple, msg ? msg : "");
     else
         tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive,
                                      LLVMRelocPIC, LLVMCodeModelDefault);
     if (!tm && !msg)
-        ir_errf(e, "cannot create a target machine for cpu '%s'", cpu);
+        bc_errf(e, "cannot create a target machine for cpu '%s'", cpu);
     LLVMDisposeMessage(msg);
     LLVMDisposeMessage(triple);
     if (o && o->cpu)
@@ -71,7 +71,7 @@ static LLVMTargetMachineRef make_tm(const cg_options *o, ir_err *e)
 
 void cg_target_features(const cg_options *o, char *buf, size_t len)
 {
-    ir_err e;
+    bc_err e;
     buf[0] = 0;
     LLVMTargetMachineRef tm = make_tm(o, &e);
     if (!tm)
@@ -148,16 +148,16 @@ static LLVMValueRef new_function(cg_ctx *c, const char *name, LLVMTypeRef ty)
     return fn;
 }
 
-static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
+static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, bc_err *e)
 {
     const ir_node *n = &c->g->nodes[p->kernel_node[k]];
     const cg_lowering *row = &cg_lowerings[n->op];
     if (!row->lower)
-        return ir_errf(e, "no code generator for op %s", ir_ops[n->op].name);
+        return bc_errf(e, "no code generator for op %s", ir_ops[n->op].name);
     char body[128], units[128];
     cg_kernel_names(c->prefix, k, n, body, units, sizeof body);
     if (row->check && row->check(c, n, e)) {
-        ir_err_prefix(e, "kernel %s", body);
+        bc_err_prefix(e, "kernel %s", body);
         return -1;
     }
     cg_kernel kk;
@@ -191,7 +191,7 @@ static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, ir_err *e)
 
 /* Builds the module of every kernel of p in a new context (owned by the caller). */
 static int build(cg_ctx *c, LLVMContextRef ctx, const ir_graph *g, const rt_plan *p,
-                 const cg_options *o, ir_err *e)
+                 const cg_options *o, bc_err *e)
 {
     memset(c, 0, sizeof *c);
     c->ctx = ctx;
@@ -219,7 +219,7 @@ static int build(cg_ctx *c, LLVMContextRef ctx, const ir_graph *g, const rt_plan
             return -1;
     char *msg = NULL;
     if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg)) {
-        ir_errf(e, "internal error: generated LLVM IR does not verify: %.800s", msg);
+        bc_errf(e, "internal error: generated LLVM IR does not verify: %.800s", msg);
         LLVMDisposeMessage(msg);
         return -1;
     }
@@ -237,7 +237,7 @@ static void release(cg_ctx *c)
     c->tm = NULL;
 }
 
-static int optimize(cg_ctx *c, ir_err *e)
+static int optimize(cg_ctx *c, bc_err *e)
 {
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
@@ -247,7 +247,7 @@ static int optimize(cg_ctx *c, ir_err *e)
     LLVMDisposePassBuilderOptions(po);
     if (err) {
         char *m = LLVMGetErrorMessage(err);
-        ir_errf(e, "LLVM optimization failed: %s", m);
+        bc_errf(e, "LLVM optimization failed: %s", m);
         LLVMDisposeErrorMessage(m);
         return -1;
     }
@@ -282,10 +282,10 @@ void cg_program_free(cg_program *p)
     free(p);
 }
 
-static int orc_fail(LLVMErrorRef err, const char *what, ir_err *e)
+static int orc_fail(LLVMErrorRef err, const char *what, bc_err *e)
 {
     char *m = LLVMGetErrorMessage(err);
-    ir_errf(e, "LLVM JIT: %s: %s", what, m);
+    bc_errf(e, "LLVM JIT: %s: %s", what, m);
     LLVMDisposeErrorMessage(m);
     return -1;
 }
@@ -381,7 +381,7 @@ static void write_cached(const char *path, LLVMMemoryBufferRef buf)
  * before (*hit set), else compiled (and cached). */
 static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan,
                                           const cg_options *o, int *hit, double *t_ir,
-                                          double *t_opt, ir_err *e)
+                                          double *t_opt, bc_err *e)
 {
     double t0 = now();
     LLVMContextRef ctx = LLVMContextCreate();
@@ -398,7 +398,7 @@ static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan
         char *msg = NULL;
         if (!rc &&
             LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMObjectFile, &msg, &buf)) {
-            ir_errf(e, "LLVM code generation failed: %s", msg ? msg : "");
+            bc_errf(e, "LLVM code generation failed: %s", msg ? msg : "");
             buf = NULL;
         }
         LLVMDisposeMessage(msg);
@@ -414,7 +414,7 @@ static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan
 
 /* A JIT holding obj (consumed); symbols of the process resolve too. */
 static int make_jit(cg_program *prog, const cg_options *o, LLVMMemoryBufferRef obj,
-                    ir_err *e)
+                    bc_err *e)
 {
     LLVMTargetMachineRef jtm = make_tm(o, e);
     if (!jtm) {
@@ -444,7 +444,7 @@ static int make_jit(cg_program *prog, const cg_options *o, LLVMMemoryBufferRef o
 }
 
 static int lookup_kernels(cg_program *prog, const ir_graph *g, const rt_plan *plan,
-                          const char *prefix, ir_err *e)
+                          const char *prefix, bc_err *e)
 {
     for (int k = 0; k < plan->nkernels; k++) {
         char body[128], units[128];
@@ -462,7 +462,7 @@ static int lookup_kernels(cg_program *prog, const ir_graph *g, const rt_plan *pl
     return 0;
 }
 
-cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, ir_err *e)
+cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, bc_err *e)
 {
     double t0 = now(), t_ir = 0, t_opt = 0;
     const char *prefix = o && o->prefix ? o->prefix : "bertcc";
@@ -470,7 +470,7 @@ cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, 
     if (!prog ||
         !(prog->kernels = calloc((size_t)(plan->nkernels + 1), sizeof(rt_kernel)))) {
         free(prog);
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         return NULL;
     }
     int hit = 0;
@@ -521,7 +521,7 @@ static void hide_functions(cg_ctx *c)
 }
 
 static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                     const char *stage, const char *path, int hidden, ir_err *e)
+                     const char *stage, const char *path, int hidden, bc_err *e)
 {
     double t0 = now();
     LLVMContextRef ctx = LLVMContextCreate();
@@ -538,30 +538,30 @@ static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o
     if (!rc && (raw || !strcmp(stage, "llvm"))) {
         FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
         if (!f) {
-            rc = ir_errf(e, "cannot write %s: %s", path, strerror(errno));
+            rc = bc_errf(e, "cannot write %s: %s", path, strerror(errno));
         } else {
             write_kernel_map(f, g, plan, c.prefix, ";");
             char *s = LLVMPrintModuleToString(c.mod);
             fputs(s, f);
             LLVMDisposeMessage(s);
             if (f != stdout && fclose(f))
-                rc = ir_errf(e, "cannot write %s", path);
+                rc = bc_errf(e, "cannot write %s", path);
         }
     } else if (!rc && (!strcmp(stage, "asm") || !strcmp(stage, "obj"))) {
         LLVMCodeGenFileType ft = stage[0] == 'a' ? LLVMAssemblyFile : LLVMObjectFile;
         if (!strcmp(path, "-")) {
             LLVMMemoryBufferRef buf;
             if (LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, ft, &msg, &buf)) {
-                rc = ir_errf(e, "LLVM code generation failed: %s", msg);
+                rc = bc_errf(e, "LLVM code generation failed: %s", msg);
             } else {
                 fwrite(LLVMGetBufferStart(buf), 1, LLVMGetBufferSize(buf), stdout);
                 LLVMDisposeMemoryBuffer(buf);
             }
         } else if (LLVMTargetMachineEmitToFile(c.tm, c.mod, path, ft, &msg)) {
-            rc = ir_errf(e, "cannot write %s: %s", path, msg);
+            rc = bc_errf(e, "cannot write %s: %s", path, msg);
         }
     } else if (!rc) {
-        rc = ir_errf(e, "unknown stage '%s'", stage);
+        rc = bc_errf(e, "unknown stage '%s'", stage);
     }
     LLVMDisposeMessage(msg);
     if (!rc && o && o->verbose)
@@ -578,13 +578,13 @@ static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o
 }
 
 int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                 const char *stage, const char *path, ir_err *e)
+                 const char *stage, const char *path, bc_err *e)
 {
     return emit_file(g, plan, o, stage, path, 0, e);
 }
 
 int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                           const char *path, ir_err *e)
+                           const char *path, bc_err *e)
 {
     return emit_file(g, plan, o, "obj", path, 1, e);
 }

@@ -26,7 +26,7 @@
 #include "../tasks/trainer.h"
 #include "../text/tokenizer.h"
 
-static int fail(const char *what, const ir_err *e)
+static int fail(const char *what, const bc_err *e)
 {
     fprintf(stderr, "train_intent_slot: %s: %s\n", what, e->msg);
     return 1;
@@ -39,7 +39,7 @@ static void note(void *ctx, const char *msg)
 }
 
 /* A vocabulary of n pieces learned from one file, cased (Hangul stays syllables). */
-static int learn_vocab(const char *corpus, int n, const char *out, ir_err *e)
+static int learn_vocab(const char *corpus, int n, const char *out, bc_err *e)
 {
     rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(n);
     o.tok.lowercase = 0;
@@ -87,7 +87,7 @@ int main(int argc, char **argv)
                 strerror(errno));
         return 1;
     }
-    ir_err e;
+    bc_err e;
     rt_demo_data_counts n;
     char train_split[4200];
     snprintf(train_split, sizeof train_split, "%s/train/seq.in", data);

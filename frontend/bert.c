@@ -118,19 +118,19 @@ static int loss_term(int acc, int term, ir_graph *g)
     return acc < 0 ? term : ir_addv(g, acc, term);
 }
 
-ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e)
+ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, bc_err *e)
 {
     return fe_build_bert_mlm_gather(m, label_mask, 0, e);
 }
 
 ir_graph *fe_build_bert_mlm_gather(const fe_model *m, unsigned label_mask, int64_t P,
-                                   ir_err *e)
+                                   bc_err *e)
 {
     if (fe_model_check(m, e))
         return NULL;
     ir_graph *g = ir_graph_new(m->name);
     if (!g) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         return NULL;
     }
     builder b = {g, m, IR_DIM_B, IR_DIM_S, ir_dconst(m->hidden_size), -1, 0};
@@ -148,7 +148,7 @@ ir_graph *fe_build_bert_mlm_gather(const fe_model *m, unsigned label_mask, int64
         b.seed = ir_input(g, "dropout_seed", ir_type_make(IR_I64, 0, NULL));
     int gather = -1; /* mlm_gather [B, P, S]: one-hot rows of the labelled positions */
     if (P < 0) {
-        ir_errf(e, "mlm gather rows must be >= 0, got %lld", (long long)P);
+        bc_errf(e, "mlm gather rows must be >= 0, got %lld", (long long)P);
         ir_graph_free(g);
         return NULL;
     }
@@ -246,7 +246,7 @@ ir_graph *fe_build_bert_mlm_gather(const fe_model *m, unsigned label_mask, int64
     if (loss >= 0)
         ir_set_output(g, "loss", loss);
     if (g->failed) {
-        ir_errf(e, "building %s: %s", m->name, g->err.msg);
+        bc_errf(e, "building %s: %s", m->name, g->err.msg);
         ir_graph_free(g);
         return NULL;
     }

@@ -37,24 +37,24 @@ void fe_model_defaults(fe_model *m);
 
 /* Checks the sizes (all positive, hidden divisible by heads, head sizes); message
  * without a file position. */
-int fe_model_check(const fe_model *m, ir_err *e);
+int fe_model_check(const fe_model *m, bc_err *e);
 
 /* Parses an XML model description (DESIGN.md §2). Errors are "PATH:LINE: message". */
-int fe_load_xml(const char *path, fe_model *m, ir_err *e);
-int fe_parse_xml(const char *text, size_t len, const char *path, fe_model *m, ir_err *e);
+int fe_load_xml(const char *path, fe_model *m, bc_err *e);
+int fe_parse_xml(const char *text, size_t len, const char *path, fe_model *m, bc_err *e);
 
 /* Reads a Hugging Face config.json (BertConfig keys) for the encoder; no heads. */
-int fe_load_hf_config(const char *path, fe_model *m, ir_err *e);
+int fe_load_hf_config(const char *path, fe_model *m, bc_err *e);
 int fe_parse_hf_config(const char *text, size_t len, const char *path, fe_model *m,
-                       ir_err *e);
+                       bc_err *e);
 
 /* Either of the above, chosen by content (a file whose first non-blank byte is '{' is
  * JSON, else XML); a directory is read as a Hugging Face model directory (its
  * config.json). */
-int fe_load(const char *path, fe_model *m, ir_err *e);
+int fe_load(const char *path, fe_model *m, bc_err *e);
 
 /* Writes m as an XML model description (for run directories). */
-int fe_write_xml(const fe_model *m, const char *path, ir_err *e);
+int fe_write_xml(const fe_model *m, const char *path, bc_err *e);
 
 /* What the built graph computes. */
 enum {
@@ -76,7 +76,7 @@ enum {
  * has; outputs sequence_output, pooled_output, each head's logits, each loss whose
  * labels are present, and "loss" (their sum) when any is. Parameters carry the Hugging
  * Face names of DESIGN.md §3. */
-ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e);
+ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, bc_err *e);
 
 /* As fe_build_bert, but when the MLM loss is built (FE_LABEL_MLM and an MLM head) and
  * P > 0, the MLM head runs only on P rows per sequence: the inputs are "mlm_gather"
@@ -88,6 +88,6 @@ ir_graph *fe_build_bert(const fe_model *m, unsigned label_mask, ir_err *e);
  * Training graphs of the pre-training task use it (rt_batch_mlm_gather makes the
  * inputs). */
 ir_graph *fe_build_bert_mlm_gather(const fe_model *m, unsigned label_mask, int64_t P,
-                                   ir_err *e);
+                                   bc_err *e);
 
 #endif

@@ -96,46 +96,46 @@ void fe_model_defaults(fe_model *m)
     m->attention_dropout = 0.1;
 }
 
-static int check_size(const char *what, int64_t v, ir_err *e)
+static int check_size(const char *what, int64_t v, bc_err *e)
 {
     if (v <= 0)
-        return ir_errf(e, "%s must be positive, got %lld", what, (long long)v);
+        return bc_errf(e, "%s must be positive, got %lld", what, (long long)v);
     if (v > FE_MAX_SIZE)
-        return ir_errf(e, "%s is too large: %lld (max %lld)", what, (long long)v,
+        return bc_errf(e, "%s is too large: %lld (max %lld)", what, (long long)v,
                        (long long)FE_MAX_SIZE);
     return 0;
 }
 
-static int check_eps(const char *what, double v, ir_err *e)
+static int check_eps(const char *what, double v, bc_err *e)
 {
     if (!(v > 0) || !isfinite(v))
-        return ir_errf(e, "%s must be positive and finite, got %g", what, v);
+        return bc_errf(e, "%s must be positive and finite, got %g", what, v);
     return 0;
 }
 
-static int check_dropout(const char *what, double v, ir_err *e)
+static int check_dropout(const char *what, double v, bc_err *e)
 {
     if (!(v >= 0 && v < 1))
-        return ir_errf(e, "%s must be in [0, 1), got %g", what, v);
+        return bc_errf(e, "%s must be in [0, 1), got %g", what, v);
     return 0;
 }
 
-static int check_name(const char *name, size_t cap, ir_err *e)
+static int check_name(const char *name, size_t cap, bc_err *e)
 {
     const char *nul = memchr(name, 0, cap);
     if (!nul)
-        return ir_errf(e, "name is too long (max %zu bytes)", cap - 1);
+        return bc_errf(e, "name is too long (max %zu bytes)", cap - 1);
     if (nul == name)
-        return ir_errf(e, "name is empty");
+        return bc_errf(e, "name is empty");
     size_t n = (size_t)(nul - name);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-            return ir_errf(e, "name contains a control character");
+            return bc_errf(e, "name contains a control character");
     return 0;
 }
 
 /* Checks one field's value under the given name (XML attribute or config.json key). */
-static int check_field(const fe_model *m, const field *f, const char *what, ir_err *e)
+static int check_field(const fe_model *m, const field *f, const char *what, bc_err *e)
 {
     const void *p = (const char *)m + f->off;
     switch (f->kind) {
@@ -147,22 +147,22 @@ static int check_field(const fe_model *m, const field *f, const char *what, ir_e
         return check_dropout(what, *(const double *)p, e);
     case F_ACT:
         if (m->activation != FE_ACT_GELU && m->activation != FE_ACT_GELU_TANH)
-            return ir_errf(e, "%s: unknown activation %d", what, (int)m->activation);
+            return bc_errf(e, "%s: unknown activation %d", what, (int)m->activation);
         return 0;
     }
     return 0;
 }
 
 static int check_divisible(const fe_model *m, const char *hidden, const char *heads,
-                           ir_err *e)
+                           bc_err *e)
 {
     if (m->hidden_size % m->heads != 0)
-        return ir_errf(e, "%s %lld is not divisible by %s %lld", hidden,
+        return bc_errf(e, "%s %lld is not divisible by %s %lld", hidden,
                        (long long)m->hidden_size, heads, (long long)m->heads);
     return 0;
 }
 
-int fe_model_check(const fe_model *m, ir_err *e)
+int fe_model_check(const fe_model *m, bc_err *e)
 {
     if (check_name(m->name, sizeof m->name, e))
         return -1;
@@ -173,7 +173,7 @@ int fe_model_check(const fe_model *m, ir_err *e)
         return -1;
     if (m->head_mask &
         ~(unsigned)(FE_HEAD_MLM | FE_HEAD_NSP | FE_HEAD_INTENT | FE_HEAD_SLOT | FE_HEAD_QA))
-        return ir_errf(e, "unknown head bits 0x%x", m->head_mask);
+        return bc_errf(e, "unknown head bits 0x%x", m->head_mask);
     if ((m->head_mask & FE_HEAD_INTENT) &&
         check_size("intent classes", m->intent_classes, e))
         return -1;
@@ -185,11 +185,11 @@ int fe_model_check(const fe_model *m, ir_err *e)
 /* ------------------------------------------------------------------------------------ */
 /* Files. */
 
-static char *read_all(const char *path, size_t *len, ir_err *e)
+static char *read_all(const char *path, size_t *len, bc_err *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        ir_errf(e, "%s: cannot open: %s", path, strerror(errno));
+        bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 14, n = 0;
@@ -210,12 +210,12 @@ static char *read_all(const char *path, size_t *len, ir_err *e)
     int err = ferror(f) ? errno : 0;
     fclose(f);
     if (!buf) {
-        ir_errf(e, "%s: out of memory", path);
+        bc_errf(e, "%s: out of memory", path);
         return NULL;
     }
     if (err) {
         free(buf);
-        ir_errf(e, "%s: cannot read: %s", path, strerror(err));
+        bc_errf(e, "%s: cannot read: %s", path, strerror(err));
         return NULL;
     }
     buf[n] = 0;
@@ -392,7 +392,7 @@ static long attr_line(xmlAttrPtr a)
 typedef struct xml_reader {
     const char *path;
     xmlDocPtr doc;
-    ir_err *e;
+    bc_err *e;
 } xml_reader;
 
 static int xerr(xml_reader *r, long line, const char *fmt, ...)
@@ -405,7 +405,7 @@ static int xerr(xml_reader *r, long line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return ir_errf(r->e, "%s:%ld: %s", r->path, line, msg);
+    return bc_errf(r->e, "%s:%ld: %s", r->path, line, msg);
 }
 
 static void qname(char *buf, size_t cap, const xmlNs *ns, const xmlChar *name)
@@ -538,7 +538,7 @@ static int xml_size(xml_reader *r, long line, const char *el, const char *attr,
 static int xml_encoder_attr(xml_reader *r, fe_model *m, const field *f, long line,
                             const char *v)
 {
-    ir_err sub;
+    bc_err sub;
     switch (f->kind) {
     case F_SIZE:
         return xml_size(r, line, "encoder", f->xml, v, field_i64(m, f));
@@ -587,7 +587,7 @@ static int xml_encoder(xml_reader *r, xmlNodePtr el, fe_model *m)
     for (size_t i = 0; i < NFIELDS; i++)
         if (fields[i].required && !seen[i])
             return xerr(r, line, "encoder: missing attribute '%s'", fields[i].xml);
-    ir_err sub;
+    bc_err sub;
     if (check_divisible(m, "hidden-size", "heads", &sub))
         return xerr(r, line, "encoder: %s", sub.msg);
     return check_empty(r, el);
@@ -654,7 +654,7 @@ static int xml_head(xml_reader *r, xmlNodePtr el, fe_model *m, long head_lines[N
 static int xml_root(xml_reader *r, xmlNodePtr root, fe_model *m)
 {
     char nm[256];
-    ir_err sub;
+    bc_err sub;
     long line = node_line(root);
     qname(nm, sizeof nm, root->ns, root->name);
     if (root->ns || strcmp((const char *)root->name, "bert") != 0)
@@ -719,16 +719,16 @@ static long doctype_line(const char *text, size_t len)
     return 1;
 }
 
-int fe_parse_xml(const char *text, size_t len, const char *path, fe_model *m, ir_err *e)
+int fe_parse_xml(const char *text, size_t len, const char *path, fe_model *m, bc_err *e)
 {
     if (!path)
         path = "<memory>";
     if (len > INT_MAX)
-        return ir_errf(e, "%s: file too large", path);
+        return bc_errf(e, "%s: file too large", path);
     xml_state st = {0};
     xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
     if (!ctxt)
-        return ir_errf(e, "%s: out of memory", path);
+        return bc_errf(e, "%s: out of memory", path);
     ctxt->_private = &st;
     ctxt->sax->serror = on_xml_error;
     ctxt->sax->startElementNs = on_start_element;
@@ -744,16 +744,16 @@ int fe_parse_xml(const char *text, size_t len, const char *path, fe_model *m, ir
     xmlResetLastError();
     int rc;
     if (!doc || !wellformed || st.have) {
-        rc = st.have ? ir_errf(e, "%s:%ld: %s", path, st.line, st.msg)
-                     : ir_errf(e, "%s:1: malformed XML", path);
+        rc = st.have ? bc_errf(e, "%s:%ld: %s", path, st.line, st.msg)
+                     : bc_errf(e, "%s:1: malformed XML", path);
     } else if (doc->intSubset || doc->extSubset) {
-        rc = ir_errf(e, "%s:%ld: <!DOCTYPE> is not allowed", path, doctype_line(text, len));
+        rc = bc_errf(e, "%s:%ld: <!DOCTYPE> is not allowed", path, doctype_line(text, len));
     } else {
         xmlNodePtr root = xmlDocGetRootElement(doc);
         xml_reader r = {path, doc, e};
         fe_model tmp;
         fe_model_defaults(&tmp);
-        rc = root ? xml_root(&r, root, &tmp) : ir_errf(e, "%s:1: no root element", path);
+        rc = root ? xml_root(&r, root, &tmp) : bc_errf(e, "%s:1: no root element", path);
         if (rc == 0)
             *m = tmp;
     }
@@ -762,7 +762,7 @@ int fe_parse_xml(const char *text, size_t len, const char *path, fe_model *m, ir
     return rc;
 }
 
-int fe_load_xml(const char *path, fe_model *m, ir_err *e)
+int fe_load_xml(const char *path, fe_model *m, bc_err *e)
 {
     size_t len;
     char *text = read_all(path, &len, e);
@@ -812,29 +812,29 @@ static int hf_name(fe_model *m, const char *s)
     return 1;
 }
 
-static int hf_field(const char *path, json_t *v, const field *f, fe_model *m, ir_err *e)
+static int hf_field(const char *path, json_t *v, const field *f, fe_model *m, bc_err *e)
 {
     switch (f->kind) {
     case F_SIZE:
         if (!json_is_integer(v))
-            return ir_errf(e, "%s: %s must be an integer", path, f->hf);
+            return bc_errf(e, "%s: %s must be an integer", path, f->hf);
         *field_i64(m, f) = json_integer_value(v);
         break;
     case F_EPS:
     case F_DROPOUT:
         if (!json_is_number(v))
-            return ir_errf(e, "%s: %s must be a number", path, f->hf);
+            return bc_errf(e, "%s: %s must be a number", path, f->hf);
         *field_f64(m, f) = json_number_value(v);
         break;
     case F_ACT: {
         if (!json_is_string(v))
-            return ir_errf(e, "%s: %s must be a string", path, f->hf);
+            return bc_errf(e, "%s: %s must be a string", path, f->hf);
         const char *s = json_string_value(v);
         size_t k = 0;
         while (k < sizeof hf_acts / sizeof hf_acts[0] && strcmp(s, hf_acts[k].hf) != 0)
             k++;
         if (k == sizeof hf_acts / sizeof hf_acts[0])
-            return ir_errf(e,
+            return bc_errf(e,
                            "%s: %s '%.40s' is not supported (gelu, gelu_python, gelu_new, "
                            "gelu_pytorch_tanh, gelu_fast)",
                            path, f->hf, s);
@@ -843,14 +843,14 @@ static int hf_field(const char *path, json_t *v, const field *f, fe_model *m, ir
     }
     }
     if (check_field(m, f, f->hf, e)) {
-        ir_err_prefix(e, "%s", path);
+        bc_err_prefix(e, "%s", path);
         return -1;
     }
     return 0;
 }
 
 int fe_parse_hf_config(const char *text, size_t len, const char *path, fe_model *m,
-                       ir_err *e)
+                       bc_err *e)
 {
     if (!path)
         path = "<memory>";
@@ -858,21 +858,21 @@ int fe_parse_hf_config(const char *text, size_t len, const char *path, fe_model 
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         if (je.line > 0)
-            return ir_errf(e, "%s:%d: %s", path, je.line, je.text);
-        return ir_errf(e, "%s: %s", path, je.text);
+            return bc_errf(e, "%s:%d: %s", path, je.line, je.text);
+        return bc_errf(e, "%s: %s", path, je.text);
     }
     int rc = 0;
     fe_model tmp;
     fe_model_defaults(&tmp);
     if (!json_is_object(root)) {
-        rc = ir_errf(e, "%s: expected a JSON object", path);
+        rc = bc_errf(e, "%s: expected a JSON object", path);
         goto done;
     }
     for (size_t i = 0; i < NFIELDS; i++) {
         json_t *v = json_object_get(root, fields[i].hf);
         if (!v) {
             if (fields[i].required) {
-                rc = ir_errf(e, "%s: missing key '%s'", path, fields[i].hf);
+                rc = bc_errf(e, "%s: missing key '%s'", path, fields[i].hf);
                 goto done;
             }
             continue;
@@ -881,7 +881,7 @@ int fe_parse_hf_config(const char *text, size_t len, const char *path, fe_model 
             goto done;
     }
     if ((rc = check_divisible(&tmp, "hidden_size", "num_attention_heads", e))) {
-        ir_err_prefix(e, "%s", path);
+        bc_err_prefix(e, "%s", path);
         goto done;
     }
     const char *keys[] = {"_name_or_path", "model_type"};
@@ -891,7 +891,7 @@ int fe_parse_hf_config(const char *text, size_t len, const char *path, fe_model 
             break;
     }
     if ((rc = fe_model_check(&tmp, e))) {
-        ir_err_prefix(e, "%s", path);
+        bc_err_prefix(e, "%s", path);
         goto done;
     }
     *m = tmp;
@@ -900,7 +900,7 @@ done:
     return rc;
 }
 
-int fe_load_hf_config(const char *path, fe_model *m, ir_err *e)
+int fe_load_hf_config(const char *path, fe_model *m, bc_err *e)
 {
     size_t len;
     char *text = read_all(path, &len, e);
@@ -914,7 +914,7 @@ int fe_load_hf_config(const char *path, fe_model *m, ir_err *e)
 /* ------------------------------------------------------------------------------------ */
 /* Dispatch and writing. */
 
-int fe_load(const char *path, fe_model *m, ir_err *e)
+int fe_load(const char *path, fe_model *m, bc_err *e)
 {
     /* A Hugging Face model directory stands for its config.json. */
     struct stat sb;
@@ -925,9 +925,9 @@ int fe_load(const char *path, fe_model *m, ir_err *e)
             n--;
         if ((size_t)snprintf(cfg, sizeof cfg, "%.*s/config.json", (int)n, path) >=
             sizeof cfg)
-            return ir_errf(e, "%s: path too long", path);
+            return bc_errf(e, "%s: path too long", path);
         if (access(cfg, F_OK))
-            return ir_errf(e,
+            return bc_errf(e,
                            "%s: a directory without config.json (expected a model "
                            "description, a config.json, or a Hugging Face model "
                            "directory)",
@@ -983,15 +983,15 @@ static void put_escaped(FILE *f, const char *s)
     }
 }
 
-int fe_write_xml(const fe_model *m, const char *path, ir_err *e)
+int fe_write_xml(const fe_model *m, const char *path, bc_err *e)
 {
     if (fe_model_check(m, e)) {
-        ir_err_prefix(e, "%s: cannot write model", path);
+        bc_err_prefix(e, "%s: cannot write model", path);
         return -1;
     }
     FILE *f = fopen(path, "w");
     if (!f)
-        return ir_errf(e, "%s: cannot open for writing: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot open for writing: %s", path, strerror(errno));
     char eps[32], hd[32], ad[32];
     fmt_real(eps, sizeof eps, m->layer_norm_eps);
     fmt_real(hd, sizeof hd, m->hidden_dropout);
@@ -1029,6 +1029,6 @@ int fe_write_xml(const fe_model *m, const char *path, ir_err *e)
         err = errno;
     }
     if (bad)
-        return ir_errf(e, "%s: cannot write: %s", path, strerror(err));
+        return bc_errf(e, "%s: cannot write: %s", path, strerror(err));
     return 0;
 }

@@ -65,7 +65,7 @@ static int fail(ir_graph *g, const char *fmt, const char *opname, const char *ms
 {
     if (!g->failed) {
         g->failed = 1;
-        ir_errf(&g->err, fmt, g->n, opname, msg);
+        bc_errf(&g->err, fmt, g->n, opname, msg);
     }
     return -1;
 }
@@ -104,7 +104,7 @@ int ir_add(ir_graph *g, ir_opcode op, const int *in, int nin, const ir_attrs *a,
         n->a = *a;
     if (type)
         n->type = *type;
-    ir_err e;
+    bc_err e;
     ir_type t;
     if (ir_infer_type(g, n, &t, &e))
         return fail(g, "%%%d (%s): %s", info->name, e.msg);
@@ -126,7 +126,7 @@ int ir_set_output(ir_graph *g, const char *name, int value)
         return -1;
     if (value < 0 || value >= g->n) {
         g->failed = 1;
-        return ir_errf(&g->err, "output \"%s\": %%%d is not a defined value", name, value);
+        return bc_errf(&g->err, "output \"%s\": %%%d is not a defined value", name, value);
     }
     for (int i = 0; i < g->nout; i++)
         if (!strcmp(g->outs[i].name, name)) {
@@ -138,14 +138,14 @@ int ir_set_output(ir_graph *g, const char *name, int value)
         ir_output *no = realloc(g->outs, sizeof *no * (size_t)cap);
         if (!no) {
             g->failed = 1;
-            return ir_errf(&g->err, "out of memory");
+            return bc_errf(&g->err, "out of memory");
         }
         g->outs = no;
         g->outcap = cap;
     }
     if (!(g->outs[g->nout].name = strdup(name))) {
         g->failed = 1;
-        return ir_errf(&g->err, "out of memory");
+        return bc_errf(&g->err, "out of memory");
     }
     g->outs[g->nout++].value = value;
     return 0;

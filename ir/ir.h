@@ -162,7 +162,7 @@ typedef struct ir_node ir_node;
 /* Shape rule: computes the output type of n from its inputs and attributes. Ops whose
  * output shape is not determined by their inputs (their row has IR_A_TYPE) check
  * n->type instead and copy it. */
-typedef int (*ir_shape_fn)(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e);
+typedef int (*ir_shape_fn)(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e);
 
 typedef struct ir_op_info {
     const char *name;
@@ -235,7 +235,7 @@ struct ir_graph {
     ir_output *outs;
     int nout, outcap;
     int failed; /* builder: set by the first failing call; later calls return -1 */
-    ir_err err; /* builder: the first failure */
+    bc_err err; /* builder: the first failure */
 };
 
 /* ---- dimensions and types (ir/type.c) ---- */
@@ -288,18 +288,18 @@ int ir_select(ir_graph *g, int x, int axis, int64_t index);
 int ir_cross_entropy(ir_graph *g, int logits, int labels);
 
 /* Shape rule of node n (dispatches through ir_ops). */
-int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e);
+int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e);
 
 /* ---- verifier (ir/verify.c) ---- */
 /* Checks structure (topological order, input counts, attributes, names, outputs) and
  * that every node's type equals its shape rule's. Messages name the node: "%12 (add): ...".
  */
-int ir_verify(const ir_graph *g, ir_err *e);
+int ir_verify(const ir_graph *g, bc_err *e);
 
 /* ---- text form (ir/print.c, ir/parse.c) ---- */
 int ir_print(const ir_graph *g, FILE *f);
 char *ir_print_str(const ir_graph *g); /* malloc'd */
 /* Parses the text form; errors are "FILENAME:LINE: message". The result is verified. */
-ir_graph *ir_parse(const char *text, const char *filename, ir_err *e);
+ir_graph *ir_parse(const char *text, const char *filename, bc_err *e);
 
 #endif

@@ -11,10 +11,10 @@ static const ir_type *in_type(const ir_graph *g, const ir_node *n, int i)
     return &g->nodes[n->in[i]].type;
 }
 
-static int need_f32(const ir_type *t, const char *what, ir_err *e)
+static int need_f32(const ir_type *t, const char *what, bc_err *e)
 {
     if (t->dtype != IR_F32)
-        return ir_errf(e, "%s must be f32", what);
+        return bc_errf(e, "%s must be f32", what);
     return 0;
 }
 
@@ -24,10 +24,10 @@ static int eps_ok(double eps)
 }
 
 /* An index along a dim of length len: in range when len is known, at least 0 always. */
-static int check_index(int64_t index, ir_dim len, ir_err *e)
+static int check_index(int64_t index, ir_dim len, bc_err *e)
 {
     if (index < 0 || (ir_dim_is_const(len) && index >= len.c))
-        return ir_errf(e, "index %lld out of range", (long long)index);
+        return bc_errf(e, "index %lld out of range", (long long)index);
     return 0;
 }
 
@@ -44,41 +44,41 @@ static int is_suffix_of(const ir_type *suffix, const ir_type *x)
 }
 
 /* Ops with IR_A_TYPE carry their own type. */
-static int shape_given(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_given(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     (void)g;
     if (n->type.rank < 0 || n->type.rank > IR_MAX_RANK)
-        return ir_errf(e, "rank %d out of range", n->type.rank);
+        return bc_errf(e, "rank %d out of range", n->type.rank);
     for (int i = 0; i < n->type.rank; i++)
         if (n->type.dim[i].c <= 0)
-            return ir_errf(e, "dimension %d is not positive", i);
+            return bc_errf(e, "dimension %d is not positive", i);
     *out = n->type;
     return 0;
 }
 
-static int shape_param(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_param(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     if (shape_given(g, n, out, e))
         return -1;
     if (n->type.dtype != IR_F32)
-        return ir_errf(e, "parameters must be f32");
+        return bc_errf(e, "parameters must be f32");
     for (int i = 0; i < n->type.rank; i++)
         if (!ir_dim_is_const(n->type.dim[i]))
-            return ir_errf(e, "parameter dimensions must be constants");
+            return bc_errf(e, "parameter dimensions must be constants");
     return 0;
 }
 
-static int shape_gather(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_gather(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *tab = in_type(g, n, 0), *ids = in_type(g, n, 1);
     if (need_f32(tab, "table", e))
         return -1;
     if (tab->rank != 2)
-        return ir_errf(e, "table must have rank 2, not %d", tab->rank);
+        return bc_errf(e, "table must have rank 2, not %d", tab->rank);
     if (ids->dtype != IR_I64)
-        return ir_errf(e, "indices must be i64");
+        return bc_errf(e, "indices must be i64");
     if (ids->rank + 1 > IR_MAX_RANK)
-        return ir_errf(e, "indices have too high a rank");
+        return bc_errf(e, "indices have too high a rank");
     *out = *ids;
     out->dtype = IR_F32;
     out->dim[out->rank++] = tab->dim[1];
@@ -86,63 +86,63 @@ static int shape_gather(const ir_graph *g, const ir_node *n, ir_type *out, ir_er
 }
 
 /* The node's own type: the operand's with another dim 0 (pad_rows). */
-static int shape_other_rows(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_other_rows(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
     if (shape_given(g, n, out, e))
         return -1;
     if (x->rank < 1 || out->rank != x->rank || out->dtype != x->dtype)
-        return ir_errf(e, "result must have the operand's rank and dtype");
+        return bc_errf(e, "result must have the operand's rank and dtype");
     for (int i = 1; i < x->rank; i++)
         if (!ir_dim_eq(x->dim[i], out->dim[i]))
-            return ir_errf(e, "only dimension 0 may differ from the operand");
+            return bc_errf(e, "only dimension 0 may differ from the operand");
     return 0;
 }
 
 /* Another dim 0, and no more rows than the operand has. */
-static int shape_prefix_rows(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_prefix_rows(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
     if (shape_other_rows(g, n, out, e))
         return -1;
     if (ir_dim_is_const(out->dim[0]) && ir_dim_is_const(x->dim[0]) &&
         out->dim[0].c > x->dim[0].c)
-        return ir_errf(e, "takes %lld rows of %lld", (long long)out->dim[0].c,
+        return bc_errf(e, "takes %lld rows of %lld", (long long)out->dim[0].c,
                        (long long)x->dim[0].c);
     return 0;
 }
 
-static int shape_binary(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_binary(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *a = in_type(g, n, 0), *b = in_type(g, n, 1);
     if (need_f32(a, "lhs", e) || need_f32(b, "rhs", e))
         return -1;
     if (b->rank > a->rank)
-        return ir_errf(e, "rhs rank %d exceeds lhs rank %d", b->rank, a->rank);
+        return bc_errf(e, "rhs rank %d exceeds lhs rank %d", b->rank, a->rank);
     if (!is_suffix_of(b, a)) {
         char sa[128], sb[128];
-        return ir_errf(e, "rhs %s is not a suffix of lhs %s", ir_type_str(b, sb, sizeof sb),
+        return bc_errf(e, "rhs %s is not a suffix of lhs %s", ir_type_str(b, sb, sizeof sb),
                        ir_type_str(a, sa, sizeof sa));
     }
     *out = *a;
     return 0;
 }
 
-static int shape_matmul(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_matmul(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *a = in_type(g, n, 0), *b = in_type(g, n, 1);
     int ta = n->a.ta, tb = n->a.tb;
     if (need_f32(a, "lhs", e) || need_f32(b, "rhs", e))
         return -1;
     if ((ta != 0 && ta != 1) || (tb != 0 && tb != 1))
-        return ir_errf(e, "ta and tb must be 0 or 1");
+        return bc_errf(e, "ta and tb must be 0 or 1");
     int r = a->rank;
     if (r < 2)
-        return ir_errf(e, "lhs must have rank >= 2");
+        return bc_errf(e, "lhs must have rank >= 2");
     if (b->rank != r && b->rank != 2)
-        return ir_errf(e, "rhs must have rank 2 or the lhs's rank %d", r);
+        return bc_errf(e, "rhs must have rank 2 or the lhs's rank %d", r);
     if (b->rank != r && ta)
-        return ir_errf(e, "ta needs a batched rhs");
+        return bc_errf(e, "ta needs a batched rhs");
     ir_dim m = ta ? a->dim[r - 1] : a->dim[r - 2];
     ir_dim ka = ta ? a->dim[r - 2] : a->dim[r - 1];
     int rb = b->rank;
@@ -150,27 +150,27 @@ static int shape_matmul(const ir_graph *g, const ir_node *n, ir_type *out, ir_er
     ir_dim nn = tb ? b->dim[rb - 2] : b->dim[rb - 1];
     if (!ir_dim_eq(ka, kb)) {
         char s1[64], s2[64];
-        return ir_errf(e, "contraction sizes differ: %s vs %s", ir_dim_str(ka, s1, 64),
+        return bc_errf(e, "contraction sizes differ: %s vs %s", ir_dim_str(ka, s1, 64),
                        ir_dim_str(kb, s2, 64));
     }
     if (rb == r)
         for (int i = 0; i < r - 2; i++)
             if (!ir_dim_eq(a->dim[i], b->dim[i]))
-                return ir_errf(e, "batch dimension %d differs", i);
+                return bc_errf(e, "batch dimension %d differs", i);
     *out = *a;
     out->dim[r - 2] = m;
     out->dim[r - 1] = nn;
     return 0;
 }
 
-static int shape_transpose(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_transpose(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
     int seen[IR_MAX_RANK] = {0};
     for (int i = 0; i < x->rank; i++) {
         int p = n->a.perm[i];
         if (p < 0 || p >= x->rank || seen[p]++)
-            return ir_errf(e, "perm is not a permutation of rank %d", x->rank);
+            return bc_errf(e, "perm is not a permutation of rank %d", x->rank);
     }
     *out = *x;
     for (int i = 0; i < x->rank; i++)
@@ -178,24 +178,24 @@ static int shape_transpose(const ir_graph *g, const ir_node *n, ir_type *out, ir
     return 0;
 }
 
-static int shape_reshape(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_reshape(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
     if (shape_given(g, n, out, e))
         return -1;
     if (out->dtype != x->dtype)
-        return ir_errf(e, "reshape cannot change the dtype");
+        return bc_errf(e, "reshape cannot change the dtype");
     if (ir_type_numel(out).c <= 0 || ir_type_numel(x).c <= 0)
-        return ir_errf(e, "element count too large");
+        return bc_errf(e, "element count too large");
     if (!ir_dim_eq(ir_type_numel(out), ir_type_numel(x))) {
         char s1[128], s2[128];
-        return ir_errf(e, "element counts differ: %s vs %s", ir_type_str(x, s1, 128),
+        return bc_errf(e, "element counts differ: %s vs %s", ir_type_str(x, s1, 128),
                        ir_type_str(out, s2, 128));
     }
     return 0;
 }
 
-static int shape_unary(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_unary(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
     if (need_f32(x, "operand", e))
@@ -204,52 +204,52 @@ static int shape_unary(const ir_graph *g, const ir_node *n, ir_type *out, ir_err
     return 0;
 }
 
-static int shape_scale(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_scale(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     if (!isfinite(n->a.scale))
-        return ir_errf(e, "scale must be finite");
+        return bc_errf(e, "scale must be finite");
     return shape_unary(g, n, out, e);
 }
 
-static int shape_layernorm(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_layernorm(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0), *ga = in_type(g, n, 1), *be = in_type(g, n, 2);
     if (need_f32(x, "x", e) || need_f32(ga, "gamma", e) || need_f32(be, "beta", e))
         return -1;
     if (x->rank < 1)
-        return ir_errf(e, "x must have rank >= 1");
+        return bc_errf(e, "x must have rank >= 1");
     ir_dim h = x->dim[x->rank - 1];
     if (ga->rank != 1 || be->rank != 1 || !ir_dim_eq(ga->dim[0], h) ||
         !ir_dim_eq(be->dim[0], h))
-        return ir_errf(e, "gamma and beta must be vectors of x's last dimension");
+        return bc_errf(e, "gamma and beta must be vectors of x's last dimension");
     if (!eps_ok(n->a.eps))
-        return ir_errf(e, "eps must be positive");
+        return bc_errf(e, "eps must be positive");
     *out = *x;
     return 0;
 }
 
-static int shape_attn_softmax(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_attn_softmax(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0), *m = in_type(g, n, 1);
     if (need_f32(x, "scores", e))
         return -1;
     if (x->rank < 2)
-        return ir_errf(e, "scores must have rank >= 2");
+        return bc_errf(e, "scores must have rank >= 2");
     if (m->dtype != IR_I64 || m->rank != 2 || !ir_dim_eq(m->dim[0], x->dim[0]) ||
         !ir_dim_eq(m->dim[1], x->dim[x->rank - 1]))
-        return ir_errf(e, "mask must be i64 [batch, keys] matching the scores");
+        return bc_errf(e, "mask must be i64 [batch, keys] matching the scores");
     if (!isfinite(n->a.scale) || n->a.scale == 0)
-        return ir_errf(e, "scale must be finite and non-zero");
+        return bc_errf(e, "scale must be finite and non-zero");
     *out = *x;
     return 0;
 }
 
-static int shape_select(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_select(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
     int ax = n->a.axis;
     if (ax < 0 || ax >= x->rank)
-        return ir_errf(e, "axis %d out of range for rank %d", ax, x->rank);
+        return bc_errf(e, "axis %d out of range for rank %d", ax, x->rank);
     if (check_index(n->a.index, x->dim[ax], e))
         return -1;
     *out = *x;
@@ -259,124 +259,124 @@ static int shape_select(const ir_graph *g, const ir_node *n, ir_type *out, ir_er
     return 0;
 }
 
-static int shape_cross_entropy(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_cross_entropy(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *lg = in_type(g, n, 0), *lb = in_type(g, n, 1);
     if (need_f32(lg, "logits", e))
         return -1;
     if (lg->rank < 1 || lb->dtype != IR_I64 || lb->rank != lg->rank - 1)
-        return ir_errf(e, "labels must be i64 with the logits' rank minus one");
+        return bc_errf(e, "labels must be i64 with the logits' rank minus one");
     for (int i = 0; i < lb->rank; i++)
         if (!ir_dim_eq(lb->dim[i], lg->dim[i]))
-            return ir_errf(e, "labels dimension %d differs from the logits'", i);
+            return bc_errf(e, "labels dimension %d differs from the logits'", i);
     *out = ir_type_make(IR_F32, 0, NULL);
     return 0;
 }
 
-static int shape_dropout(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_dropout(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *seed = in_type(g, n, 1);
     if (seed->dtype != IR_I64 || seed->rank != 0)
-        return ir_errf(e, "the seed must be an i64 scalar");
+        return bc_errf(e, "the seed must be an i64 scalar");
     if (!(n->a.p >= 0 && n->a.p < 1))
-        return ir_errf(e, "p must be in [0, 1)");
+        return bc_errf(e, "p must be in [0, 1)");
     return shape_unary(g, n, out, e);
 }
 
-static int shape_fill(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_fill(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     if (shape_given(g, n, out, e))
         return -1;
     if (out->dtype != IR_F32 || !isfinite(n->a.scale))
-        return ir_errf(e, "fill makes a finite f32 constant");
+        return bc_errf(e, "fill makes a finite f32 constant");
     return 0;
 }
 
-static int shape_reduce_sum(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_reduce_sum(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
     if (shape_given(g, n, out, e) || need_f32(x, "operand", e) ||
         need_f32(out, "result", e))
         return -1;
     if (!is_suffix_of(out, x))
-        return ir_errf(e, "the result's shape must be a suffix of the operand's");
+        return bc_errf(e, "the result's shape must be a suffix of the operand's");
     return 0;
 }
 
-static int shape_scatter_add(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_scatter_add(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *ids = in_type(g, n, 0), *dy = in_type(g, n, 1);
     if (shape_param(g, n, out, e))
         return -1;
     if (out->rank != 2 || ids->dtype != IR_I64 || need_f32(dy, "dy", e))
-        return ir_errf(e, "scatter_add takes i64 ids and f32 dy into an f32 [N, H] table");
+        return bc_errf(e, "scatter_add takes i64 ids and f32 dy into an f32 [N, H] table");
     if (dy->rank != ids->rank + 1 || !ir_dim_eq(dy->dim[ids->rank], out->dim[1]))
-        return ir_errf(e, "dy must be [ids..., H]");
+        return bc_errf(e, "dy must be [ids..., H]");
     for (int i = 0; i < ids->rank; i++)
         if (!ir_dim_eq(ids->dim[i], dy->dim[i]))
-            return ir_errf(e, "dy must be [ids..., H]");
+            return bc_errf(e, "dy must be [ids..., H]");
     return 0;
 }
 
 /* Two f32 operands of one type (a forward value and its gradient). */
-static int shape_same2(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_same2(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *a = in_type(g, n, 0), *b = in_type(g, n, 1);
     if (need_f32(a, "operand 0", e) || !ir_type_eq(a, b))
-        return ir_errf(e, "both operands must be f32 of the same type");
+        return bc_errf(e, "both operands must be f32 of the same type");
     *out = *a;
     return 0;
 }
 
-static int shape_layernorm_dx(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_layernorm_dx(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0), *ga = in_type(g, n, 1), *dy = in_type(g, n, 2);
     if (need_f32(x, "x", e) || x->rank < 1 || !ir_type_eq(x, dy))
-        return ir_errf(e, "x and dy must be f32 of the same type");
+        return bc_errf(e, "x and dy must be f32 of the same type");
     if (ga->rank != 1 || !ir_dim_eq(ga->dim[0], x->dim[x->rank - 1]))
-        return ir_errf(e, "gamma must be a vector of x's last dimension");
+        return bc_errf(e, "gamma must be a vector of x's last dimension");
     if (!eps_ok(n->a.eps))
-        return ir_errf(e, "eps must be positive");
+        return bc_errf(e, "eps must be positive");
     *out = *x;
     return 0;
 }
 
 static int shape_layernorm_dgamma(const ir_graph *g, const ir_node *n, ir_type *out,
-                                  ir_err *e)
+                                  bc_err *e)
 {
     const ir_type *x = in_type(g, n, 0);
     if (shape_same2(g, n, out, e))
         return -1;
     if (x->rank < 1 || !eps_ok(n->a.eps))
-        return ir_errf(e, "x must have rank >= 1 and eps be positive");
+        return bc_errf(e, "x must have rank >= 1 and eps be positive");
     *out = ir_type_make(IR_F32, 1, &x->dim[x->rank - 1]);
     return 0;
 }
 
-static int shape_select_grad(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+static int shape_select_grad(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *dy = in_type(g, n, 0);
     if (shape_given(g, n, out, e))
         return -1;
     int ax = n->a.axis;
     if (out->rank != dy->rank + 1 || ax < 0 || ax >= out->rank || out->dtype != dy->dtype)
-        return ir_errf(e, "the result must add axis %d to dy", ax);
+        return bc_errf(e, "the result must add axis %d to dy", ax);
     for (int i = 0, j = 0; i < out->rank; i++)
         if (i != ax && !ir_dim_eq(out->dim[i], dy->dim[j++]))
-            return ir_errf(e, "the result without axis %d must be dy's type", ax);
+            return bc_errf(e, "the result without axis %d must be dy's type", ax);
     if (check_index(n->a.index, out->dim[ax], e))
         return -1;
     return 0;
 }
 
 static int shape_cross_entropy_grad(const ir_graph *g, const ir_node *n, ir_type *out,
-                                    ir_err *e)
+                                    bc_err *e)
 {
     const ir_type *dy = in_type(g, n, 2);
     if (shape_cross_entropy(g, n, out, e))
         return -1;
     if (dy->dtype != IR_F32 || dy->rank != 0)
-        return ir_errf(e, "dloss must be an f32 scalar");
+        return bc_errf(e, "dloss must be an f32 scalar");
     *out = *in_type(g, n, 0);
     return 0;
 }
@@ -389,9 +389,9 @@ const ir_op_info ir_ops[IR_OP_COUNT] = {
 #undef X
 };
 
-int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, ir_err *e)
+int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     if ((unsigned)n->op >= IR_OP_COUNT)
-        return ir_errf(e, "unknown op %d", (int)n->op);
+        return bc_errf(e, "unknown op %d", (int)n->op);
     return ir_ops[n->op].shape(g, n, out, e);
 }

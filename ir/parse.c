@@ -32,7 +32,7 @@ typedef struct parser {
     int line; /* lexer line */
     tok t;    /* the current token */
     int prev_line;
-    ir_err *e;
+    bc_err *e;
     ir_graph *g;
     int *lines; /* source line of each node, for verifier messages */
     int nlines, linecap;
@@ -48,7 +48,7 @@ static int perr(parser *P, int line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return ir_errf(P->e, "%s:%d: %s", P->file, line, msg);
+    return bc_errf(P->e, "%s:%d: %s", P->file, line, msg);
 }
 
 /* "expected ..." errors point at the last token consumed, which is on the line of the
@@ -592,7 +592,7 @@ static int parse_file(parser *P)
         return -1;
     if (P->t.kind != T_EOF)
         return perr(P, P->t.line, "unexpected text after the graph's closing '}'");
-    ir_err ve;
+    bc_err ve;
     if (ir_verify(P->g, &ve)) {
         /* Messages about a node start with "%N"; point at its line. */
         int line = close_line;
@@ -606,9 +606,9 @@ static int parse_file(parser *P)
     return 0;
 }
 
-ir_graph *ir_parse(const char *text, const char *filename, ir_err *e)
+ir_graph *ir_parse(const char *text, const char *filename, bc_err *e)
 {
-    ir_err scratch;
+    bc_err scratch;
     parser P;
     memset(&P, 0, sizeof P);
     P.p = text ? text : "";

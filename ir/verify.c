@@ -4,36 +4,36 @@
 
 #include <string.h>
 
-int ir_verify(const ir_graph *g, ir_err *e)
+int ir_verify(const ir_graph *g, bc_err *e)
 {
     for (int i = 0; i < g->n; i++) {
         const ir_node *n = &g->nodes[i];
         if ((unsigned)n->op >= IR_OP_COUNT)
-            return ir_errf(e, "%%%d: unknown op %d", i, (int)n->op);
+            return bc_errf(e, "%%%d: unknown op %d", i, (int)n->op);
         const ir_op_info *info = &ir_ops[n->op];
         if (n->nin < info->min_in || n->nin > info->max_in)
-            return ir_errf(e, "%%%d (%s): takes %d to %d operands, has %d", i, info->name,
+            return bc_errf(e, "%%%d (%s): takes %d to %d operands, has %d", i, info->name,
                            info->min_in, info->max_in, n->nin);
         for (int k = 0; k < n->nin; k++)
             if (n->in[k] < 0 || n->in[k] >= i)
-                return ir_errf(e, "%%%d (%s): operand %d (%%%d) is not defined before use",
+                return bc_errf(e, "%%%d (%s): operand %d (%%%d) is not defined before use",
                                i, info->name, k, n->in[k]);
         if (!!(info->attrs & IR_A_NAME) != !!n->name)
-            return ir_errf(e, "%%%d (%s): %s", i, info->name,
+            return bc_errf(e, "%%%d (%s): %s", i, info->name,
                            n->name ? "takes no name" : "needs a name");
         if (n->name)
             for (int j = 0; j < i; j++)
                 if (g->nodes[j].op == n->op && g->nodes[j].name &&
                     !strcmp(g->nodes[j].name, n->name))
-                    return ir_errf(e, "%%%d (%s): name \"%s\" already used by %%%d", i,
+                    return bc_errf(e, "%%%d (%s): name \"%s\" already used by %%%d", i,
                                    info->name, n->name, j);
         ir_type t;
-        ir_err sub;
+        bc_err sub;
         if (ir_infer_type(g, n, &t, &sub))
-            return ir_errf(e, "%%%d (%s): %s", i, info->name, sub.msg);
+            return bc_errf(e, "%%%d (%s): %s", i, info->name, sub.msg);
         if (!ir_type_eq(&t, &n->type)) {
             char s1[160], s2[160];
-            return ir_errf(e, "%%%d (%s): type is %s, but the shape rule gives %s", i,
+            return bc_errf(e, "%%%d (%s): type is %s, but the shape rule gives %s", i,
                            info->name, ir_type_str(&n->type, s1, sizeof s1),
                            ir_type_str(&t, s2, sizeof s2));
         }
@@ -41,10 +41,10 @@ int ir_verify(const ir_graph *g, ir_err *e)
     for (int k = 0; k < g->nout; k++) {
         const ir_output *o = &g->outs[k];
         if (o->value < 0 || o->value >= g->n)
-            return ir_errf(e, "output \"%s\": %%%d is not defined", o->name, o->value);
+            return bc_errf(e, "output \"%s\": %%%d is not defined", o->name, o->value);
         for (int j = 0; j < k; j++)
             if (!strcmp(g->outs[j].name, o->name))
-                return ir_errf(e, "output \"%s\" is defined twice", o->name);
+                return bc_errf(e, "output \"%s\" is defined twice", o->name);
     }
     return 0;
 }

@@ -223,17 +223,17 @@ static int frozen(const pass_grad_opts *o, const char *name)
     return 0;
 }
 
-int pass_autodiff(ir_graph **gp, const pass_grad_opts *o, ir_err *e)
+int pass_autodiff(ir_graph **gp, const pass_grad_opts *o, bc_err *e)
 {
     ir_graph *g = *gp;
     const char *loss_name = o && o->loss ? o->loss : "loss";
     int loss = ir_find_output(g, loss_name);
     if (loss < 0)
-        return ir_errf(e,
+        return bc_errf(e,
                        "the graph has no output '%s' to differentiate (are there labels?)",
                        loss_name);
     if (g->nodes[loss].type.rank != 0 || g->nodes[loss].type.dtype != IR_F32)
-        return ir_errf(e, "output '%s' is not an f32 scalar", loss_name);
+        return bc_errf(e, "output '%s' is not an f32 scalar", loss_name);
     int nf = g->n;
     char *dep = calloc((size_t)nf, 1);   /* depends on a trainable parameter */
     char *reach = calloc((size_t)nf, 1); /* the loss depends on it */
@@ -242,7 +242,7 @@ int pass_autodiff(ir_graph **gp, const pass_grad_opts *o, ir_err *e)
         free(dep);
         free(reach);
         free(grad);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     for (int i = 0; i < nf; i++) {
         const ir_node *n = &g->nodes[i];
@@ -267,7 +267,7 @@ int pass_autodiff(ir_graph **gp, const pass_grad_opts *o, ir_err *e)
             continue;
         ir_node n = g->nodes[v]; /* a copy: adding nodes may move g->nodes */
         if (!vjps[n.op]) {
-            rc = ir_errf(e, "%%%d: no gradient rule for %s", v, ir_ops[n.op].name);
+            rc = bc_errf(e, "%%%d: no gradient rule for %s", v, ir_ops[n.op].name);
             break;
         }
         for (int k = 0; k < n.nin; k++) {
@@ -293,7 +293,7 @@ int pass_autodiff(ir_graph **gp, const pass_grad_opts *o, ir_err *e)
         ir_set_output(g, name, gv);
     }
     if (!rc && g->failed)
-        rc = ir_errf(e, "autodiff: %s", g->err.msg);
+        rc = bc_errf(e, "autodiff: %s", g->err.msg);
     free(dep);
     free(reach);
     free(grad);

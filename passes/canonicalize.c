@@ -59,14 +59,14 @@ static int simplify(ir_graph *ng, const ir_node *n, const int *in)
     return ir_add(ng, n->op, in, n->nin, &n->a, n->name, &n->type);
 }
 
-int pass_canonicalize(ir_graph **gp, ir_err *e)
+int pass_canonicalize(ir_graph **gp, bc_err *e)
 {
     ir_graph *g = *gp, *ng = ir_graph_new(g->name);
     int *map = malloc(sizeof *map * (size_t)(g->n ? g->n : 1));
     if (!ng || !map) {
         ir_graph_free(ng);
         free(map);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     for (int i = 0; i < g->n; i++) {
         const ir_node *n = &g->nodes[i];

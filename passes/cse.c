@@ -14,7 +14,7 @@ static uint64_t node_hash(const ir_node *n, const int *repl)
     return h;
 }
 
-int pass_cse(ir_graph **gp, ir_err *e)
+int pass_cse(ir_graph **gp, bc_err *e)
 {
     ir_graph *g = *gp;
     size_t cap = 16;
@@ -27,7 +27,7 @@ int pass_cse(ir_graph **gp, ir_err *e)
         free(table);
         free(repl);
         free(keep);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     for (size_t i = 0; i < cap; i++)
         table[i] = -1;

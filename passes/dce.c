@@ -4,7 +4,7 @@
 
 #include <stdlib.h>
 
-int pass_dce(ir_graph **gp, ir_err *e)
+int pass_dce(ir_graph **gp, bc_err *e)
 {
     ir_graph *g = *gp;
     size_t n = (size_t)(g->n ? g->n : 1);
@@ -13,7 +13,7 @@ int pass_dce(ir_graph **gp, ir_err *e)
     if (!live || !repl) {
         free(live);
         free(repl);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     for (int k = 0; k < g->nout; k++)
         live[g->outs[k].value] = 1;

@@ -21,7 +21,7 @@ const pass_info *pass_find(const char *name)
     return NULL;
 }
 
-int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, ir_err *e)
+int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, bc_err *e)
 {
     char buf[512];
     snprintf(buf, sizeof buf, "%s", pipeline);
@@ -31,13 +31,13 @@ int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, ir_
             tok++;
         const pass_info *p = pass_find(tok);
         if (!p)
-            return ir_errf(e, "unknown pass '%s'", tok);
+            return bc_errf(e, "unknown pass '%s'", tok);
         if (p->run(g, e)) {
-            ir_err_prefix(e, "pass %s", p->name);
+            bc_err_prefix(e, "pass %s", p->name);
             return -1;
         }
         if (ir_verify(*g, e)) {
-            ir_err_prefix(e, "after pass %s", p->name);
+            bc_err_prefix(e, "after pass %s", p->name);
             return -1;
         }
         if (print_after) {
@@ -48,11 +48,11 @@ int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, ir_
     return 0;
 }
 
-int pass_keep_outputs(ir_graph *g, const char *const *names, int n, ir_err *e)
+int pass_keep_outputs(ir_graph *g, const char *const *names, int n, bc_err *e)
 {
     for (int i = 0; i < n; i++)
         if (ir_find_output(g, names[i]) < 0)
-            return ir_errf(e, "the graph has no output '%s'", names[i]);
+            return bc_errf(e, "the graph has no output '%s'", names[i]);
     int w = 0;
     for (int k = 0; k < g->nout; k++) {
         int keep = 0;

@@ -7,7 +7,7 @@
 
 #include "../ir/ir.h"
 
-typedef int (*pass_fn)(ir_graph **g, ir_err *e);
+typedef int (*pass_fn)(ir_graph **g, bc_err *e);
 
 typedef struct pass_info {
     const char *name;
@@ -22,15 +22,15 @@ const pass_info *pass_find(const char *name);
 /* Runs a comma-separated pipeline ("shape,canonicalize,cse,dce"); each pass is
  * followed by the verifier. With print_after, the graph is printed after each pass
  * under a "# after NAME" line. */
-int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, ir_err *e);
+int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, bc_err *e);
 
 /* The pipeline `--emit=opt` and execution use. */
 #define PASS_DEFAULT_PIPELINE "shape,canonicalize,cse,dce"
 
-int pass_shape(ir_graph **g, ir_err *e);        /* re-infers and checks every type */
-int pass_canonicalize(ir_graph **g, ir_err *e); /* folds transposes/reshapes/scales */
-int pass_cse(ir_graph **g, ir_err *e);          /* merges identical nodes */
-int pass_dce(ir_graph **g, ir_err *e);          /* drops what no output needs */
+int pass_shape(ir_graph **g, bc_err *e);        /* re-infers and checks every type */
+int pass_canonicalize(ir_graph **g, bc_err *e); /* folds transposes/reshapes/scales */
+int pass_cse(ir_graph **g, bc_err *e);          /* merges identical nodes */
+int pass_dce(ir_graph **g, bc_err *e);          /* drops what no output needs */
 
 /* Reverse-mode automatic differentiation (passes/autodiff.c). Appends the backward
  * graph of the scalar output `loss` (default "loss") to g and an output
@@ -45,25 +45,25 @@ typedef struct pass_grad_opts {
     const char *const *frozen; /* parameter name prefixes; may be NULL */
     int nfrozen;
 } pass_grad_opts;
-int pass_autodiff(ir_graph **g, const pass_grad_opts *o, ir_err *e);
+int pass_autodiff(ir_graph **g, const pass_grad_opts *o, bc_err *e);
 /* 1 if op has a VJP row (tests check every differentiable op has one). */
 int pass_has_vjp(ir_opcode op);
 
 /* Keeps only the outputs named in names[0..n) (unknown names are an error), so that a
  * following DCE removes everything only the others needed. */
-int pass_keep_outputs(ir_graph *g, const char *const *names, int n, ir_err *e);
+int pass_keep_outputs(ir_graph *g, const char *const *names, int n, bc_err *e);
 
 /* Rebuilds g: node i is dropped when keep[i] == 0, and every use of value i becomes a
  * use of repl[i] (repl[i] < i, or i itself). Outputs are remapped the same way.
  * Returns the new graph (g is left alone), or NULL. */
-ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, ir_err *e);
+ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, bc_err *e);
 
 /* pass_rebuild, then frees *g and puts the new graph in its place. */
-int pass_replace(ir_graph **g, const char *keep, const int *repl, ir_err *e);
+int pass_replace(ir_graph **g, const char *keep, const int *repl, bc_err *e);
 
 /* For a pass that builds its new graph ng from *g node by node: gives ng *g's outputs
  * (map takes *g's values to ng's; NULL when they kept their numbers), then frees *g and
  * puts ng in its place; or, when building ng failed, frees ng and returns its error. */
-int pass_install(ir_graph **g, ir_graph *ng, const int *map, ir_err *e);
+int pass_install(ir_graph **g, ir_graph *ng, const int *map, bc_err *e);
 
 #endif

@@ -13,14 +13,14 @@ static void copy_outputs(const ir_graph *g, ir_graph *ng, const int *map)
     }
 }
 
-ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, ir_err *e)
+ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, bc_err *e)
 {
     ir_graph *ng = ir_graph_new(g->name);
     int *map = malloc(sizeof *map * (size_t)(g->n ? g->n : 1)); /* old value -> new */
     if (!ng || !map) {
         ir_graph_free(ng);
         free(map);
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         return NULL;
     }
     for (int i = 0; i < g->n; i++) {
@@ -40,7 +40,7 @@ ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, ir_
     copy_outputs(g, ng, map);
     free(map);
     if (ng->failed) {
-        ir_errf(e, "rebuilding the graph: %s", ng->err.msg);
+        bc_errf(e, "rebuilding the graph: %s", ng->err.msg);
         ir_graph_free(ng);
         return NULL;
     }
@@ -48,7 +48,7 @@ ir_graph *pass_rebuild(const ir_graph *g, const char *keep, const int *repl, ir_
 }
 
 /* Swaps *g for the rebuilt graph. */
-int pass_replace(ir_graph **g, const char *keep, const int *repl, ir_err *e)
+int pass_replace(ir_graph **g, const char *keep, const int *repl, bc_err *e)
 {
     ir_graph *ng = pass_rebuild(*g, keep, repl, e);
     if (!ng)
@@ -58,11 +58,11 @@ int pass_replace(ir_graph **g, const char *keep, const int *repl, ir_err *e)
     return 0;
 }
 
-int pass_install(ir_graph **g, ir_graph *ng, const int *map, ir_err *e)
+int pass_install(ir_graph **g, ir_graph *ng, const int *map, bc_err *e)
 {
     copy_outputs(*g, ng, map);
     if (ng->failed) {
-        ir_errf(e, "%s", ng->err.msg);
+        bc_errf(e, "%s", ng->err.msg);
         ir_graph_free(ng);
         return -1;
     }

@@ -46,10 +46,10 @@ static int64_t numel(const ir_graph *g, int v, int64_t B, int64_t S)
 
 /* "<name>: <noun> <value> at flat index <i> <what>" */
 static int bad_value(const ir_graph *g, int u, const char *noun, int64_t value, int64_t i,
-                     const char *what, ir_err *e)
+                     const char *what, bc_err *e)
 {
     char nm[128];
-    return ir_errf(e, "%s: %s %lld at flat index %lld %s",
+    return bc_errf(e, "%s: %s %lld at flat index %lld %s",
                    rt_value_name(g, u, nm, sizeof nm), noun, (long long)value, (long long)i,
                    what);
 }
@@ -64,7 +64,7 @@ static int64_t first_outside(const int64_t *idx, int64_t n, int64_t hi, int igno
 }
 
 int rt_check_node(const ir_graph *g, int v, const int64_t *idx, int64_t B, int64_t S,
-                  rt_check_wording w, ir_err *e)
+                  rt_check_wording w, bc_err *e)
 {
     const ir_node *n = &g->nodes[v];
     ix_kind kind = rules[n->op].kind;
@@ -76,7 +76,7 @@ int rt_check_node(const ir_graph *g, int v, const int64_t *idx, int64_t B, int64
         int64_t have = ir_dim_eval(g->nodes[u].type.dim[0], B, S);
         char nm[128];
         if (want > have)
-            return ir_errf(
+            return bc_errf(
                 e, "sequence length %lld exceeds the %lld rows of %s (max-position)",
                 (long long)want, (long long)have, rt_value_name(g, u, nm, sizeof nm));
         return 0;

@@ -26,7 +26,7 @@ int rt_check_operand(const ir_graph *g, int v);
  * rt_check_operand(g, v) (NULL when it is -1). Returns 0, or -1 with an error naming
  * the tensor, the value and its flat index. */
 int rt_check_node(const ir_graph *g, int v, const int64_t *idx, int64_t B, int64_t S,
-                  rt_check_wording w, ir_err *e);
+                  rt_check_wording w, bc_err *e);
 
 /* How errors name value v: by its name, else "%<v> (<op>)". */
 const char *rt_value_name(const ir_graph *g, int v, char *buf, size_t len);

@@ -21,14 +21,14 @@ struct rt_exec {
 };
 
 rt_exec *rt_exec_new(const ir_graph *g, const rt_plan *plan, const rt_kernel *kernels,
-                     ir_err *e)
+                     bc_err *e)
 {
     rt_exec *x = calloc(1, sizeof *x);
     if (x)
         x->offset = calloc((size_t)(plan->nvalues ? plan->nvalues : 1), sizeof *x->offset);
     if (!x || !x->offset) {
         free(x);
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         return NULL;
     }
     x->g = g;
@@ -59,7 +59,7 @@ static int64_t value_bytes(const rt_value *v, int64_t B, int64_t S)
 
 /* Best-fit layout: largest values first, each at the lowest offset (64-byte aligned)
  * free of every placed value whose live range overlaps its own. */
-static int layout(rt_exec *x, int64_t B, int64_t S, ir_err *e)
+static int layout(rt_exec *x, int64_t B, int64_t S, bc_err *e)
 {
     const rt_plan *p = x->p;
     int n = 0;
@@ -68,7 +68,7 @@ static int layout(rt_exec *x, int64_t B, int64_t S, ir_err *e)
     if (!order || !size) {
         free(order);
         free(size);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     for (int v = 0; v < p->nvalues; v++) {
         size[v] = (value_bytes(&p->values[v], B, S) + 63) & ~(int64_t)63;
@@ -109,7 +109,7 @@ static int layout(rt_exec *x, int64_t B, int64_t S, ir_err *e)
         x->arena = aligned_alloc(64, (size_t)(total ? total : 64));
         if (!x->arena) {
             x->arena_bytes = 0;
-            return ir_errf(e, "out of memory for a %lld-byte arena", (long long)total);
+            return bc_errf(e, "out of memory for a %lld-byte arena", (long long)total);
         }
     }
     x->arena_bytes = total;
@@ -133,7 +133,7 @@ typedef struct run {
 } run;
 
 static int run_init(run *r, const rt_plan *p, const ir_graph *g, int64_t B, int64_t S,
-                    ir_err *e)
+                    bc_err *e)
 {
     memset(r, 0, sizeof *r);
     r->dims[0] = B;
@@ -146,7 +146,7 @@ static int run_init(run *r, const rt_plan *p, const ir_graph *g, int64_t B, int6
     r->units = calloc(ns, sizeof *r->units);
     r->next = calloc(ns, sizeof *r->next);
     if (!r->ptr || !r->owned || !r->in_place || !r->units || !r->next)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     return 0;
 }
 
@@ -177,11 +177,11 @@ static int same_shape(const rt_tensor *t, const ir_type *ty, int64_t B, int64_t 
 /* Points ptr[v] at the tensor's data, converting into a new buffer (kept in *owned)
  * when the dtype is not the one the kernels use. */
 static int bind_tensor(const rt_tensor *t, const ir_node *n, int64_t B, int64_t S,
-                       void **ptr, void **owned, ir_err *e)
+                       void **ptr, void **owned, bc_err *e)
 {
     if (!same_shape(t, &n->type, B, S)) {
         char s1[128];
-        return ir_errf(e, "%s '%s' has shape %s, which does not fit %s",
+        return bc_errf(e, "%s '%s' has shape %s, which does not fit %s",
                        n->op == IR_OP_PARAM ? "parameter" : "input", n->name,
                        rt_shape_str(t->rank, t->shape, s1, sizeof s1),
                        ir_type_str(&n->type, (char[160]){0}, 160));
@@ -194,14 +194,14 @@ static int bind_tensor(const rt_tensor *t, const ir_node *n, int64_t B, int64_t 
     int64_t cnt = rt_numel(t);
     *owned = malloc((size_t)(cnt ? cnt : 1) * 8);
     if (!*owned)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     *ptr = *owned;
     return want_int ? rt_to_i64(t, *owned, e) : rt_to_f32(t, *owned, e);
 }
 
 /* Params and inputs to their tensors, temporaries to their arena slots. */
 static int bind_leaves(const rt_exec *x, run *r, const rt_tensor_list *params,
-                       const rt_tensor_list *inputs, ir_err *e)
+                       const rt_tensor_list *inputs, bc_err *e)
 {
     const rt_plan *p = x->p;
     for (int v = 0; v < p->nvalues; v++) {
@@ -214,7 +214,7 @@ static int bind_leaves(const rt_exec *x, run *r, const rt_tensor_list *params,
         int is_param = val->kind == RT_VAL_PARAM;
         const rt_tensor *t = rt_list_cfind(is_param ? params : inputs, n->name);
         if (!t)
-            return ir_errf(e, "missing %s '%s'", is_param ? "parameter" : "input", n->name);
+            return bc_errf(e, "missing %s '%s'", is_param ? "parameter" : "input", n->name);
         if (bind_tensor(t, n, x->B, x->S, &r->ptr[v], &r->owned[v], e))
             return -1;
     }
@@ -272,7 +272,7 @@ static void bind_outputs(const rt_exec *x, run *r, rt_tensor_list *out)
 }
 
 static int bind(const rt_exec *x, run *r, const rt_tensor_list *params,
-                const rt_tensor_list *inputs, rt_tensor_list *out, ir_err *e)
+                const rt_tensor_list *inputs, rt_tensor_list *out, bc_err *e)
 {
     if (bind_leaves(x, r, params, inputs, e))
         return -1;
@@ -285,7 +285,7 @@ static int bind(const rt_exec *x, run *r, const rt_tensor_list *params,
 
 /* ---- checks: everything a kernel indexes with, before any kernel runs ---- */
 
-static int check(const rt_exec *x, const run *r, ir_err *e)
+static int check(const rt_exec *x, const run *r, bc_err *e)
 {
     for (int i = 0; i < x->p->nsteps; i++) {
         int v = x->p->steps[i].node, u = rt_check_operand(x->g, v);
@@ -322,7 +322,7 @@ static void run_steps(const rt_exec *x, run *r, int ith, int nt)
     }
 }
 
-static int dispatch(const rt_exec *x, run *r, int threads, ir_err *e)
+static int dispatch(const rt_exec *x, run *r, int threads, bc_err *e)
 {
     const rt_plan *p = x->p;
     int64_t scratch = 0;
@@ -341,7 +341,7 @@ static int dispatch(const rt_exec *x, run *r, int threads, ir_err *e)
     r->scratch_bytes = (scratch + 63) & ~(int64_t)63;
     if (r->scratch_bytes &&
         !(r->scratch = aligned_alloc(64, (size_t)(r->scratch_bytes * nth))))
-        return ir_errf(e, "out of memory for kernel scratch");
+        return bc_errf(e, "out of memory for kernel scratch");
 #pragma omp parallel num_threads(nth)
     {
         int ith = 0, nt = 1;
@@ -356,7 +356,7 @@ static int dispatch(const rt_exec *x, run *r, int threads, ir_err *e)
 
 /* ---- collect: copies of the outputs not computed in place ---- */
 
-static int collect(const rt_exec *x, const run *r, rt_tensor_list *out, ir_err *e)
+static int collect(const rt_exec *x, const run *r, rt_tensor_list *out, bc_err *e)
 {
     const ir_graph *g = x->g;
     for (int k = 0; k < g->nout; k++) {
@@ -369,13 +369,13 @@ static int collect(const rt_exec *x, const run *r, rt_tensor_list *out, ir_err *
             shape[d] = ir_dim_eval(t->dim[d], x->B, x->S);
         if (!rt_list_add(out, g->outs[k].name, t->dtype == IR_I64 ? RT_I64 : RT_F32,
                          t->rank, shape, r->ptr[v]))
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
     }
     return 0;
 }
 
 int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *inputs,
-                int threads, rt_tensor_list *out, ir_err *e)
+                int threads, rt_tensor_list *out, bc_err *e)
 {
     int64_t B, S;
     if (rt_bind_sizes(x->g, inputs, &B, &S, e) ||

@@ -21,7 +21,7 @@ typedef struct rt_exec rt_exec;
 
 /* kernels has plan->nkernels entries. Neither is copied: both must outlive the exec. */
 rt_exec *rt_exec_new(const ir_graph *g, const rt_plan *plan, const rt_kernel *kernels,
-                     ir_err *e);
+                     bc_err *e);
 void rt_exec_free(rt_exec *x);
 
 /* Same contract as rt_interp_run (interp.h) in F32: binds B and S from the inputs,
@@ -32,7 +32,7 @@ void rt_exec_free(rt_exec *x);
  * the same. An error found before any kernel runs leaves out unchanged. threads <= 0
  * means OpenMP's default. */
 int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *inputs,
-                int threads, rt_tensor_list *out, ir_err *e);
+                int threads, rt_tensor_list *out, bc_err *e);
 
 /* Bytes of arena the last run used (for -v reports and tests of the planner). */
 int64_t rt_exec_arena_bytes(const rt_exec *x);

@@ -33,14 +33,14 @@ static int rank(const ctx *c, int v)
 
 /* ---- kernel rows ---- */
 
-static int k_param(ctx *c, int v, ir_err *e)
+static int k_param(ctx *c, int v, bc_err *e)
 {
     const ir_node *n = node(c, v);
     const rt_tensor *t = rt_list_cfind(c->params, n->name);
     if (!t)
-        return ir_errf(e, "missing parameter '%s'", n->name);
+        return bc_errf(e, "missing parameter '%s'", n->name);
     if (t->rank != n->type.rank || memcmp(t->shape, c->shape[v], sizeof(int64_t) * t->rank))
-        return ir_errf(e, "parameter '%s' has the wrong shape", n->name);
+        return bc_errf(e, "parameter '%s' has the wrong shape", n->name);
     double *out = c->f[v];
     if (t->dtype == RT_F64) {
         memcpy(out, t->data, sizeof(double) * (size_t)c->numel[v]);
@@ -48,7 +48,7 @@ static int k_param(ctx *c, int v, ir_err *e)
     }
     float *tmp = malloc(sizeof(float) * (size_t)(c->numel[v] ? c->numel[v] : 1));
     if (!tmp)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     int rc = rt_to_f32(t, tmp, e);
     for (int64_t i = 0; rc == 0 && i < c->numel[v]; i++)
         out[i] = tmp[i];
@@ -56,16 +56,16 @@ static int k_param(ctx *c, int v, ir_err *e)
     return rc;
 }
 
-static int k_input(ctx *c, int v, ir_err *e)
+static int k_input(ctx *c, int v, bc_err *e)
 {
     const ir_node *n = node(c, v);
     const rt_tensor *t = rt_list_cfind(c->inputs, n->name);
     if (!t)
-        return ir_errf(e, "missing input '%s'", n->name);
+        return bc_errf(e, "missing input '%s'", n->name);
     if (t->rank != n->type.rank ||
         memcmp(t->shape, c->shape[v], sizeof(int64_t) * t->rank)) {
         char s1[128], s2[128];
-        return ir_errf(e, "input '%s' has shape %s, expected %s", n->name,
+        return bc_errf(e, "input '%s' has shape %s, expected %s", n->name,
                        rt_shape_str(t->rank, t->shape, s1, sizeof s1),
                        rt_shape_str(n->type.rank, c->shape[v], s2, sizeof s2));
     }
@@ -73,7 +73,7 @@ static int k_input(ctx *c, int v, ir_err *e)
         return rt_to_i64(t, c->iv[v], e);
     float *tmp = malloc(sizeof(float) * (size_t)(c->numel[v] ? c->numel[v] : 1));
     if (!tmp)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     int rc = rt_to_f32(t, tmp, e);
     for (int64_t i = 0; rc == 0 && i < c->numel[v]; i++)
         c->f[v][i] = tmp[i];
@@ -170,7 +170,7 @@ static void k_attn_softmax(ctx *c, int v)
     ref_attn_softmax(c->f[v], c->f[x], c->iv[mask], batch, rows, t, n->a.scale);
 }
 
-static int k_select(ctx *c, int v, ir_err *e)
+static int k_select(ctx *c, int v, bc_err *e)
 {
     const ir_node *n = node(c, v);
     int x = n->in[0], ax = n->a.axis;
@@ -180,7 +180,7 @@ static int k_select(ctx *c, int v, ir_err *e)
     for (int i = ax + 1; i < rank(c, x); i++)
         inner *= c->shape[x][i];
     if (n->a.index >= len)
-        return ir_errf(e, "%%%d (select): index %lld out of range %lld", v,
+        return bc_errf(e, "%%%d (select): index %lld out of range %lld", v,
                        (long long)n->a.index, (long long)len);
     ref_select(c->f[v], c->f[x], outer, len, inner, n->a.index);
     return 0;
@@ -223,12 +223,12 @@ static void k_scatter_add(ctx *c, int v)
     ref_scatter_add(c->f[v], c->iv[ids], c->f[dy], c->numel[ids], rows, h);
 }
 
-static int k_pad_rows(ctx *c, int v, ir_err *e)
+static int k_pad_rows(ctx *c, int v, bc_err *e)
 {
     int x = node(c, v)->in[0];
     int64_t inner = c->shape[v][0] ? c->numel[v] / c->shape[v][0] : 0;
     if (c->shape[x][0] > c->shape[v][0])
-        return ir_errf(e, "%%%d (pad_rows): %lld rows do not fit in %lld", v,
+        return bc_errf(e, "%%%d (pad_rows): %lld rows do not fit in %lld", v,
                        (long long)c->shape[x][0], (long long)c->shape[v][0]);
     ref_pad_rows(c->f[v], c->f[x], c->shape[x][0], c->shape[v][0], inner);
     return 0;
@@ -276,7 +276,7 @@ static void k_softmax_grad(ctx *c, int v)
                      n->a.scale);
 }
 
-static int k_select_grad(ctx *c, int v, ir_err *e)
+static int k_select_grad(ctx *c, int v, bc_err *e)
 {
     const ir_node *n = node(c, v);
     int ax = n->a.axis;
@@ -286,7 +286,7 @@ static int k_select_grad(ctx *c, int v, ir_err *e)
     for (int i = ax + 1; i < rank(c, v); i++)
         inner *= c->shape[v][i];
     if (n->a.index >= len)
-        return ir_errf(e, "%%%d (select_grad): index %lld out of range %lld", v,
+        return bc_errf(e, "%%%d (select_grad): index %lld out of range %lld", v,
                        (long long)n->a.index, (long long)len);
     ref_select_grad(c->f[v], c->f[n->in[0]], outer, len, inner, n->a.index);
     return 0;
@@ -306,7 +306,7 @@ static void k_cross_entropy_grad(ctx *c, int v)
  * attribute index past a dimension known only at run time). */
 static const struct {
     void (*run)(ctx *c, int v);
-    int (*fails)(ctx *c, int v, ir_err *e);
+    int (*fails)(ctx *c, int v, bc_err *e);
 } kernels[IR_OP_COUNT] = {
     [IR_OP_PARAM] = {.fails = k_param},
     [IR_OP_INPUT] = {.fails = k_input},
@@ -353,7 +353,7 @@ static int is_sym(ir_dim d, int eb, int es)
 }
 
 int rt_bind_sizes(const ir_graph *g, const rt_tensor_list *inputs, int64_t *B, int64_t *S,
-                  ir_err *e)
+                  bc_err *e)
 {
     *B = *S = -1;
     for (int i = 0; i < g->n; i++) {
@@ -362,10 +362,10 @@ int rt_bind_sizes(const ir_graph *g, const rt_tensor_list *inputs, int64_t *B, i
             continue;
         const rt_tensor *t = rt_list_cfind(inputs, n->name);
         if (!t)
-            return ir_errf(e, "missing input '%s'", n->name);
+            return bc_errf(e, "missing input '%s'", n->name);
         if (t->rank != n->type.rank) {
             char s[128];
-            return ir_errf(e, "input '%s' has rank %d (shape %s), expected %d", n->name,
+            return bc_errf(e, "input '%s' has rank %d (shape %s), expected %d", n->name,
                            t->rank, rt_shape_str(t->rank, t->shape, s, sizeof s),
                            n->type.rank);
         }
@@ -382,7 +382,7 @@ int rt_bind_sizes(const ir_graph *g, const rt_tensor_list *inputs, int64_t *B, i
     if (*S < 0)
         *S = 1;
     if (*B < 1 || *S < 1)
-        return ir_errf(e,
+        return bc_errf(e,
                        "batch size and sequence length must be positive (got B=%lld, "
                        "S=%lld)",
                        (long long)*B, (long long)*S);
@@ -417,7 +417,7 @@ static void release(ctx *c, int v)
     c->iv[v] = NULL;
 }
 
-static int write_outputs(ctx *c, const rt_interp_opts *o, rt_tensor_list *out, ir_err *e)
+static int write_outputs(ctx *c, const rt_interp_opts *o, rt_tensor_list *out, bc_err *e)
 {
     for (int k = 0; k < c->g->nout; k++) {
         int v = c->g->outs[k].value;
@@ -426,7 +426,7 @@ static int write_outputs(ctx *c, const rt_interp_opts *o, rt_tensor_list *out, i
         rt_tensor *t =
             rt_list_add(out, c->g->outs[k].name, dt, rank(c, v), c->shape[v], NULL);
         if (!t)
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         for (int64_t i = 0; i < c->numel[v]; i++) {
             if (is_int)
                 ((int64_t *)t->data)[i] = c->iv[v][i];
@@ -440,7 +440,7 @@ static int write_outputs(ctx *c, const rt_interp_opts *o, rt_tensor_list *out, i
 }
 
 /* Checks node v's index operands (check.h), then runs its kernel. */
-static int run_node(ctx *c, int v, ir_err *e)
+static int run_node(ctx *c, int v, bc_err *e)
 {
     int op = node(c, v)->op, u = rt_check_operand(c->g, v);
     if (rt_check_node(c->g, v, u >= 0 ? c->iv[u] : NULL, c->B, c->S, RT_CHECK_REF, e))
@@ -453,7 +453,7 @@ static int run_node(ctx *c, int v, ir_err *e)
 
 int rt_interp_run(const ir_graph *g, const rt_tensor_list *params,
                   const rt_tensor_list *inputs, const rt_interp_opts *o,
-                  rt_tensor_list *out, ir_err *e)
+                  rt_tensor_list *out, bc_err *e)
 {
     ctx c = {g, params, inputs, 0, 0, NULL, NULL, NULL, NULL};
     if (rt_bind_sizes(g, inputs, &c.B, &c.S, e))
@@ -471,7 +471,7 @@ int rt_interp_run(const ir_graph *g, const rt_tensor_list *params,
     if (!c.shape || !c.numel || !c.f || !c.iv || !last) {
         free(last);
         free_ctx(&c);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     for (int v = 0; v < g->n; v++) {
         last[v] = v;
@@ -489,11 +489,11 @@ int rt_interp_run(const ir_graph *g, const rt_tensor_list *params,
             c.numel[v] *= c.shape[v][d];
         }
         if (alloc_value(&c, v)) {
-            rc = ir_errf(e, "out of memory");
+            rc = bc_errf(e, "out of memory");
             break;
         }
         if (!rt_interp_has_kernel(nd->op)) {
-            rc = ir_errf(e, "%%%d: the reference interpreter has no kernel for %s", v,
+            rc = bc_errf(e, "%%%d: the reference interpreter has no kernel for %s", v,
                          ir_ops[nd->op].name);
             break;
         }

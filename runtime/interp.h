@@ -22,13 +22,13 @@ typedef struct rt_interp_opts {
  * table it indexes. */
 int rt_interp_run(const ir_graph *g, const rt_tensor_list *params,
                   const rt_tensor_list *inputs, const rt_interp_opts *o,
-                  rt_tensor_list *out, ir_err *e);
+                  rt_tensor_list *out, bc_err *e);
 
 /* 1 if the interpreter has a kernel row for op (tests check every op has one). */
 int rt_interp_has_kernel(ir_opcode op);
 
 /* Binds B and S from input tensors against g's input declarations. */
 int rt_bind_sizes(const ir_graph *g, const rt_tensor_list *inputs, int64_t *B, int64_t *S,
-                  ir_err *e);
+                  bc_err *e);
 
 #endif

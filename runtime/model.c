@@ -20,12 +20,12 @@ struct rt_model {
 };
 
 static int open_one(compiled *c, const char *text, const char *what, const rt_kernel *k,
-                    int nk, ir_err *e)
+                    int nk, bc_err *e)
 {
     if (!(c->g = ir_parse(text, what, e)) || rt_plan_build(c->g, &c->plan, e))
         return -1;
     if (c->plan.nkernels != nk)
-        return ir_errf(e, "%s: the library holds %d kernels, its graph needs %d", what, nk,
+        return bc_errf(e, "%s: the library holds %d kernels, its graph needs %d", what, nk,
                        c->plan.nkernels);
     return (c->exec = rt_exec_new(c->g, &c->plan, k, e)) ? 0 : -1;
 }
@@ -96,13 +96,13 @@ static int this_cpu(const char *f, const void *ctx)
 
 /* The check of both entry points: has(f, ctx) says whether the CPU has feature f. */
 static int check(const char *features, int (*has_one)(const char *f, const void *ctx),
-                 const void *ctx, ir_err *e)
+                 const void *ctx, bc_err *e)
 {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", features ? features : "");
     for (char *s = NULL, *t = strtok_r(buf, ",", &s); t; t = strtok_r(NULL, ",", &s))
         if (t[0] == '+' && !has_one(t + 1, ctx)) {
-            ir_errf(e,
+            bc_errf(e,
                     "this CPU lacks %s, which the library was compiled for (rebuild it "
                     "with --target-cpu, e.g. x86-64-v3 for a portable AVX2 build)",
                     t + 1);
@@ -111,25 +111,25 @@ static int check(const char *features, int (*has_one)(const char *f, const void 
     return 1;
 }
 
-int rt_cpu_supports(const char *features, ir_err *e)
+int rt_cpu_supports(const char *features, bc_err *e)
 {
     return check(features, this_cpu, NULL, e);
 }
 
-int rt_features_supported(const char *features, const char *host, ir_err *e)
+int rt_features_supported(const char *features, const char *host, bc_err *e)
 {
     return check(features, listed, host ? host : "", e);
 }
 
 rt_model *rt_model_open(const char *fwd_ir, const rt_kernel *fwd_kernels, int fwd_nkernels,
                         const char *train_ir, const rt_kernel *train_kernels,
-                        int train_nkernels, const char *features, ir_err *e)
+                        int train_nkernels, const char *features, bc_err *e)
 {
     if (!rt_cpu_supports(features, e))
         return NULL;
     rt_model *m = calloc(1, sizeof *m);
     if (!m) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         return NULL;
     }
     rt_list_init(&m->params);
@@ -153,7 +153,7 @@ void rt_model_close(rt_model *m)
     free(m);
 }
 
-int rt_model_load(rt_model *m, const char *path, ir_err *e)
+int rt_model_load(rt_model *m, const char *path, bc_err *e)
 {
     rt_tensor_list ck, params;
     rt_list_init(&ck);
@@ -162,7 +162,7 @@ int rt_model_load(rt_model *m, const char *path, ir_err *e)
     int rc = rt_st_load(path, &ck, e);
     if (!rc &&
         (rc = rt_params_from_checkpoint(m->train.g, &ck, 0, 0, &params, NULL, NULL, e)))
-        ir_err_prefix(e, "%s", path);
+        bc_err_prefix(e, "%s", path);
     rt_list_free(&ck);
     if (rc) {
         rt_list_free(&params);
@@ -173,7 +173,7 @@ int rt_model_load(rt_model *m, const char *path, ir_err *e)
     return 0;
 }
 
-int rt_model_init(rt_model *m, uint64_t seed, ir_err *e)
+int rt_model_init(rt_model *m, uint64_t seed, bc_err *e)
 {
     rt_tensor_list params;
     rt_list_init(&params);
@@ -187,11 +187,11 @@ int rt_model_init(rt_model *m, uint64_t seed, ir_err *e)
 }
 
 static int add_i64(rt_tensor_list *l, const char *name, int rank, const int64_t *shape,
-                   const int64_t *data, int64_t fill, ir_err *e)
+                   const int64_t *data, int64_t fill, bc_err *e)
 {
     rt_tensor *t = rt_list_add(l, name, RT_I64, rank, shape, data);
     if (!t)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     for (int64_t i = 0; !data && i < rt_numel(t); i++)
         ((int64_t *)t->data)[i] = fill;
     return 0;
@@ -199,12 +199,12 @@ static int add_i64(rt_tensor_list *l, const char *name, int rank, const int64_t 
 
 int rt_model_run(rt_model *m, int train, int64_t B, int64_t S, const int64_t *ids,
                  const int64_t *types, const int64_t *mask, const int64_t *const *labels,
-                 const char *const *label_names, int nlabels, int threads, ir_err *e)
+                 const char *const *label_names, int nlabels, int threads, bc_err *e)
 {
     if (!m->params.n)
-        return ir_errf(e, "no parameters: load a checkpoint or initialize first");
+        return bc_errf(e, "no parameters: load a checkpoint or initialize first");
     if (B < 1 || S < 1 || !ids)
-        return ir_errf(e, "a batch needs B >= 1, S >= 1 and input ids");
+        return bc_errf(e, "a batch needs B >= 1, S >= 1 and input ids");
     compiled *c = train ? &m->train : &m->fwd;
     rt_tensor_list in;
     rt_list_init(&in);

@@ -15,13 +15,13 @@ typedef struct rt_model rt_model;
  * a CPU that lacks one of them is an error naming it. */
 rt_model *rt_model_open(const char *fwd_ir, const rt_kernel *fwd_kernels, int fwd_nkernels,
                         const char *train_ir, const rt_kernel *train_kernels,
-                        int train_nkernels, const char *features, ir_err *e);
+                        int train_nkernels, const char *features, bc_err *e);
 void rt_model_close(rt_model *m);
 
 /* Parameters: from a safetensors checkpoint (Hugging Face names, older spellings too),
  * or BERT's initialization from a seed. */
-int rt_model_load(rt_model *m, const char *path, ir_err *e);
-int rt_model_init(rt_model *m, uint64_t seed, ir_err *e);
+int rt_model_load(rt_model *m, const char *path, bc_err *e);
+int rt_model_init(rt_model *m, uint64_t seed, bc_err *e);
 
 /* Runs the forward graph (train = 0) or the training graph (train = 1) on a batch given
  * as arrays: ids, token types and mask are (B, S) int64 (types and mask may be NULL for
@@ -31,17 +31,17 @@ int rt_model_init(rt_model *m, uint64_t seed, ir_err *e);
  * rt_model_output until the next run. */
 int rt_model_run(rt_model *m, int train, int64_t B, int64_t S, const int64_t *ids,
                  const int64_t *types, const int64_t *mask, const int64_t *const *labels,
-                 const char *const *label_names, int nlabels, int threads, ir_err *e);
+                 const char *const *label_names, int nlabels, int threads, bc_err *e);
 const rt_tensor *rt_model_output(const rt_model *m, const char *name);
 int rt_model_output_count(const rt_model *m);
 const rt_tensor *rt_model_output_at(const rt_model *m, int i);
 
 /* 1 if this CPU has every feature in the list ("+avx2,+fma,..."; unknown ones are
  * assumed present); otherwise 0 with the missing feature named in e. */
-int rt_cpu_supports(const char *features, ir_err *e);
+int rt_cpu_supports(const char *features, bc_err *e);
 /* The same check against a CPU described by host, a feature list as LLVM writes it
  * ("+avx2,-avx512f,..."; a feature host does not mention counts as present), with the
  * same message: so that the refusal is testable on any machine. */
-int rt_features_supported(const char *features, const char *host, ir_err *e);
+int rt_features_supported(const char *features, const char *host, bc_err *e);
 
 #endif

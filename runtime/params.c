@@ -33,18 +33,18 @@ int rt_param_init_one(rt_tensor *t, uint64_t seed)
     return 0;
 }
 
-static rt_tensor *add_param(const ir_node *p, rt_tensor_list *out, ir_err *e)
+static rt_tensor *add_param(const ir_node *p, rt_tensor_list *out, bc_err *e)
 {
     int64_t shape[IR_MAX_RANK];
     for (int i = 0; i < p->type.rank; i++)
         shape[i] = p->type.dim[i].c;
     rt_tensor *t = rt_list_add(out, p->name, RT_F32, p->type.rank, shape, NULL);
     if (!t)
-        ir_errf(e, "out of memory for parameter %s", p->name);
+        bc_errf(e, "out of memory for parameter %s", p->name);
     return t;
 }
 
-int rt_params_init(const ir_graph *g, uint64_t seed, rt_tensor_list *out, ir_err *e)
+int rt_params_init(const ir_graph *g, uint64_t seed, rt_tensor_list *out, bc_err *e)
 {
     for (int i = 0; i < g->n; i++) {
         if (g->nodes[i].op != IR_OP_PARAM)
@@ -83,7 +83,7 @@ static int same_shape(const rt_tensor *t, const ir_type *ty)
     return 1;
 }
 
-static void notef(rt_note_fn note, void *ctx, const char *fmt, const char *a, const char *b)
+static void notef(bc_note_fn note, void *ctx, const char *fmt, const char *a, const char *b)
 {
     if (!note)
         return;
@@ -108,7 +108,7 @@ static int find_source(const rt_tensor_list *ckpt, const char *name)
 }
 
 static int check_tied_decoder(const rt_tensor_list *ckpt, const rt_tensor_list *out,
-                              ir_err *e)
+                              bc_err *e)
 {
     const rt_tensor *dec = NULL;
     for (int i = 0; i < ckpt->n; i++)
@@ -122,13 +122,13 @@ static int check_tied_decoder(const rt_tensor_list *ckpt, const rt_tensor_list *
     float *tmp = ok ? malloc(sizeof(float) * (size_t)(n ? n : 1)) : NULL;
     if (ok && (!tmp || rt_to_f32(dec, tmp, e))) {
         free(tmp);
-        return tmp ? -1 : ir_errf(e, "out of memory");
+        return tmp ? -1 : bc_errf(e, "out of memory");
     }
     for (int64_t i = 0; ok && i < n; i++)
         ok = tmp[i] == ((const float *)we->data)[i];
     free(tmp);
     if (!ok)
-        return ir_errf(e, "tensor 'cls.predictions.decoder.weight' differs from the word "
+        return bc_errf(e, "tensor 'cls.predictions.decoder.weight' differs from the word "
                           "embeddings; bertcc ties the MLM decoder to them");
     return 0;
 }
@@ -144,7 +144,7 @@ static int used_by_graph(const ir_graph *g, const char *ckpt_name)
 
 int rt_params_from_checkpoint(const ir_graph *g, const rt_tensor_list *ckpt,
                               int init_missing, uint64_t seed, rt_tensor_list *out,
-                              rt_note_fn note, void *note_ctx, ir_err *e)
+                              bc_note_fn note, void *note_ctx, bc_err *e)
 {
     for (int i = 0; i < g->n; i++) {
         const ir_node *p = &g->nodes[i];
@@ -152,7 +152,7 @@ int rt_params_from_checkpoint(const ir_graph *g, const rt_tensor_list *ckpt,
             continue;
         int k = find_source(ckpt, p->name);
         if (k < 0 && !init_missing)
-            return ir_errf(e, "checkpoint lacks tensor '%s'", p->name);
+            return bc_errf(e, "checkpoint lacks tensor '%s'", p->name);
         rt_tensor *t = add_param(p, out, e);
         if (!t)
             return -1;
@@ -168,12 +168,12 @@ int rt_params_from_checkpoint(const ir_graph *g, const rt_tensor_list *ckpt,
             int64_t want[IR_MAX_RANK];
             for (int d = 0; d < p->type.rank; d++)
                 want[d] = p->type.dim[d].c;
-            return ir_errf(e, "tensor '%s' has shape %s, the model needs %s", src->name,
+            return bc_errf(e, "tensor '%s' has shape %s, the model needs %s", src->name,
                            rt_shape_str(src->rank, src->shape, s1, sizeof s1),
                            rt_shape_str(p->type.rank, want, s2, sizeof s2));
         }
         if (rt_dtype_is_int(src->dtype))
-            return ir_errf(e, "tensor '%s' has dtype %s; parameters must be floating point",
+            return bc_errf(e, "tensor '%s' has dtype %s; parameters must be floating point",
                            src->name, rt_dtype_name(src->dtype));
         if (rt_to_f32(src, t->data, e))
             return -1;

@@ -15,7 +15,7 @@
 int rt_param_init_one(rt_tensor *t, uint64_t seed);
 
 /* Adds every param of g to out, initialized. */
-int rt_params_init(const ir_graph *g, uint64_t seed, rt_tensor_list *out, ir_err *e);
+int rt_params_init(const ir_graph *g, uint64_t seed, rt_tensor_list *out, bc_err *e);
 
 /* Hugging Face spelling of a checkpoint name mapped to ours (LayerNorm.gamma/.beta ->
  * .weight/.bias, names without "bert."); writes into buf and returns it. */
@@ -28,6 +28,6 @@ const char *rt_param_canonical_name(const char *name, char *buf, size_t len);
  * init_missing is set: then it is initialized from seed and listed in a note. */
 int rt_params_from_checkpoint(const ir_graph *g, const rt_tensor_list *ckpt,
                               int init_missing, uint64_t seed, rt_tensor_list *out,
-                              rt_note_fn note, void *note_ctx, ir_err *e);
+                              bc_note_fn note, void *note_ctx, bc_err *e);
 
 #endif

@@ -45,7 +45,7 @@ static void free_sigs(char **sigs, int n)
     free(sigs);
 }
 
-int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
+int rt_plan_build(const ir_graph *g, rt_plan *p, bc_err *e)
 {
     memset(p, 0, sizeof *p);
     size_t n = (size_t)(g->n ? g->n : 1);
@@ -59,7 +59,7 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
         !sigs) {
         free(sigs);
         rt_plan_free(p);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     p->nvalues = g->n;
     for (int v = 0; v < g->n; v++) {
@@ -100,7 +100,7 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e)
             if (!(sigs[k] = strdup(sig))) {
                 free_sigs(sigs, p->nkernels);
                 rt_plan_free(p);
-                return ir_errf(e, "out of memory");
+                return bc_errf(e, "out of memory");
             }
             p->kernel_node[p->nkernels++] = v;
         }

@@ -60,7 +60,7 @@ typedef struct rt_plan {
 } rt_plan;
 
 /* Builds the plan of g (which must verify). */
-int rt_plan_build(const ir_graph *g, rt_plan *p, ir_err *e);
+int rt_plan_build(const ir_graph *g, rt_plan *p, bc_err *e);
 void rt_plan_free(rt_plan *p);
 
 /* Writes the kernel signature of node n ("matmul{ta=0,tb=1}(f32[B,S,128],f32[128,128])

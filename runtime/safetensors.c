@@ -35,20 +35,20 @@ typedef struct {
 
 /* "FILE: tensor 'NAME': message" */
 __attribute__((format(printf, 4, 5))) static int
-terr(ir_err *e, const char *file, const char *tname, const char *fmt, ...)
+terr(bc_err *e, const char *file, const char *tname, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    ir_verrf(e, fmt, ap);
+    bc_verrf(e, fmt, ap);
     va_end(ap);
-    ir_err_prefix(e, "%s: tensor '%s'", file, tname);
+    bc_err_prefix(e, "%s: tensor '%s'", file, tname);
     return -1;
 }
 
 /* ---- header entries --------------------------------------------------------------- */
 
 static int parse_dtype(json_t *v, const char *file, const char *tname, rt_dtype *out,
-                       ir_err *e)
+                       bc_err *e)
 {
     if (!v)
         return terr(e, file, tname, "missing 'dtype'");
@@ -60,7 +60,7 @@ static int parse_dtype(json_t *v, const char *file, const char *tname, rt_dtype 
 }
 
 static int parse_shape(json_t *v, const char *file, const char *tname, st_entry *t,
-                       ir_err *e)
+                       bc_err *e)
 {
     if (!v)
         return terr(e, file, tname, "missing 'shape'");
@@ -81,7 +81,7 @@ static int parse_shape(json_t *v, const char *file, const char *tname, st_entry 
 }
 
 static int parse_offsets(json_t *v, const char *file, const char *tname, st_entry *t,
-                         ir_err *e)
+                         bc_err *e)
 {
     if (!v)
         return terr(e, file, tname, "missing 'data_offsets'");
@@ -97,7 +97,7 @@ static int parse_offsets(json_t *v, const char *file, const char *tname, st_entr
 }
 
 /* Checks the entry's byte range against its dtype, shape and the data section. */
-static int check_range(const st_entry *t, uint64_t data_len, const char *file, ir_err *e)
+static int check_range(const st_entry *t, uint64_t data_len, const char *file, bc_err *e)
 {
     char sh[256];
     rt_shape_str(t->rank, t->shape, sh, sizeof sh);
@@ -126,7 +126,7 @@ static int check_range(const st_entry *t, uint64_t data_len, const char *file, i
 }
 
 static int parse_entry(const char *tname, json_t *v, uint64_t data_len, const char *file,
-                       st_entry *t, ir_err *e)
+                       st_entry *t, bc_err *e)
 {
     if (!json_is_object(v))
         return terr(e, file, tname, "entry is not a JSON object");
@@ -139,16 +139,16 @@ static int parse_entry(const char *tname, json_t *v, uint64_t data_len, const ch
 }
 
 /* __metadata__ is free-form, but the format says it maps strings to strings. */
-static int check_metadata(json_t *v, const char *file, ir_err *e)
+static int check_metadata(json_t *v, const char *file, bc_err *e)
 {
     const char *k;
     json_t *x;
     if (!json_is_object(v))
-        return ir_errf(e, "%s: __metadata__ is not a JSON object", file);
+        return bc_errf(e, "%s: __metadata__ is not a JSON object", file);
     json_object_foreach(v, k, x)
     {
         if (!json_is_string(x))
-            return ir_errf(e, "%s: __metadata__ value '%s' is not a string", file, k);
+            return bc_errf(e, "%s: __metadata__ value '%s' is not a string", file, k);
     }
     return 0;
 }
@@ -167,7 +167,7 @@ static int entry_cmp(const void *pa, const void *pb)
 
 /* ts is sorted by range; each must start where the previous one ended. */
 static int check_tiling(const st_entry *ts, int n, uint64_t data_len, const char *file,
-                        ir_err *e)
+                        bc_err *e)
 {
     uint64_t at = 0;
     const st_entry *prev = NULL;
@@ -190,7 +190,7 @@ static int check_tiling(const st_entry *ts, int n, uint64_t data_len, const char
         prev = t;
     }
     if (at != data_len)
-        return ir_errf(e,
+        return bc_errf(e,
                        "%s: tensors cover %llu of the %llu bytes of the data section "
                        "(trailing bytes are not allowed)",
                        file, (unsigned long long)at, (unsigned long long)data_len);
@@ -201,30 +201,30 @@ static int check_tiling(const st_entry *ts, int n, uint64_t data_len, const char
 
 /* Splits buf into its JSON header (parsed into *root) and data section. */
 static int parse_header(const unsigned char *buf, size_t len, const char *file,
-                        json_t **root, size_t *data_at, ir_err *e)
+                        json_t **root, size_t *data_at, bc_err *e)
 {
     if (len < 8)
-        return ir_errf(e, "%s: file is %zu bytes, too short for the 8-byte header length",
+        return bc_errf(e, "%s: file is %zu bytes, too short for the 8-byte header length",
                        file, len);
     uint64_t n;
     memcpy(&n, buf, sizeof n);
     /* Compare against len - 8 (no overflow: len >= 8), never n + 8 against len. */
     if (n > len - 8)
-        return ir_errf(e,
+        return bc_errf(e,
                        "%s: header length %llu runs past the end of the file (%zu bytes)",
                        file, (unsigned long long)n, len);
     if (n > ST_MAX_HEADER)
-        return ir_errf(e, "%s: header length %llu exceeds the limit of %u bytes", file,
+        return bc_errf(e, "%s: header length %llu exceeds the limit of %u bytes", file,
                        (unsigned long long)n, ST_MAX_HEADER);
     json_error_t jerr;
     *root = json_loadb((const char *)buf + 8, (size_t)n,
                        JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!*root)
-        return ir_errf(e, "%s: header is not valid JSON: %s (line %d, column %d)", file,
+        return bc_errf(e, "%s: header is not valid JSON: %s (line %d, column %d)", file,
                        jerr.text, jerr.line, jerr.column);
     if (!json_is_object(*root)) {
         json_decref(*root);
-        return ir_errf(e, "%s: header is not a JSON object", file);
+        return bc_errf(e, "%s: header is not a JSON object", file);
     }
     *data_at = 8 + (size_t)n;
     return 0;
@@ -232,12 +232,12 @@ static int parse_header(const unsigned char *buf, size_t len, const char *file,
 
 /* Checks every entry of the header into ts (sorted by range); returns their count. */
 static int collect_entries(json_t *root, uint64_t data_len, const char *file,
-                           st_entry **out, ir_err *e)
+                           st_entry **out, bc_err *e)
 {
     size_t cap = json_object_size(root);
     st_entry *ts = calloc(cap ? cap : 1, sizeof *ts);
     if (!ts)
-        return ir_errf(e, "%s: out of memory", file);
+        return bc_errf(e, "%s: out of memory", file);
     int n = 0;
     const char *k;
     json_t *v;
@@ -264,11 +264,11 @@ static int collect_entries(json_t *root, uint64_t data_len, const char *file,
  * is filled directly: rt_list_add's name lookup would make a hostile header with
  * millions of entries quadratic. */
 static int copy_tensors(const st_entry *ts, int n, const unsigned char *data,
-                        const char *file, rt_tensor_list *tmp, ir_err *e)
+                        const char *file, rt_tensor_list *tmp, bc_err *e)
 {
     tmp->t = calloc(n ? (size_t)n : 1, sizeof *tmp->t);
     if (!tmp->t)
-        return ir_errf(e, "%s: out of memory", file);
+        return bc_errf(e, "%s: out of memory", file);
     tmp->cap = n;
     for (int i = 0; i < n; i++) {
         const st_entry *t = &ts[i];
@@ -288,7 +288,7 @@ static int copy_tensors(const st_entry *ts, int n, const unsigned char *data,
 }
 
 int rt_st_parse(const void *buf, size_t len, const char *name, rt_tensor_list *out,
-                ir_err *e)
+                bc_err *e)
 {
     json_t *root = NULL;
     size_t data_at = 0;
@@ -304,22 +304,22 @@ int rt_st_parse(const void *buf, size_t len, const char *name, rt_tensor_list *o
     if (rc == 0)
         rc = copy_tensors(ts, n, data, name, &tmp, e);
     if (rc == 0 && rt_list_append(out, &tmp) < 0)
-        rc = ir_errf(e, "%s: out of memory", name);
+        rc = bc_errf(e, "%s: out of memory", name);
     rt_list_free(&tmp);
     free(ts);
     json_decref(root);
     return rc;
 }
 
-int rt_st_load(const char *path, rt_tensor_list *out, ir_err *e)
+int rt_st_load(const char *path, rt_tensor_list *out, bc_err *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return ir_errf(e, "%s: cannot open: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return ir_errf(e, "%s: not a regular file", path);
+        return bc_errf(e, "%s: not a regular file", path);
     }
     size_t len = (size_t)st.st_size;
     if (len < 8) { /* mmap cannot map an empty file; parse gives the message */
@@ -327,13 +327,13 @@ int rt_st_load(const char *path, rt_tensor_list *out, ir_err *e)
         ssize_t r = read(fd, small, len);
         close(fd);
         if (r < 0)
-            return ir_errf(e, "%s: cannot read: %s", path, strerror(errno));
+            return bc_errf(e, "%s: cannot read: %s", path, strerror(errno));
         return rt_st_parse(small, (size_t)r, path, out, e);
     }
     void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
-        return ir_errf(e, "%s: cannot map: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot map: %s", path, strerror(errno));
     int rc = rt_st_parse(map, len, path, out, e);
     munmap(map, len);
     return rc;
@@ -346,24 +346,24 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int check_unique_names(const rt_tensor_list *l, const char *path, ir_err *e)
+static int check_unique_names(const rt_tensor_list *l, const char *path, bc_err *e)
 {
     const char **names = malloc((size_t)(l->n ? l->n : 1) * sizeof *names);
     if (!names)
-        return ir_errf(e, "%s: out of memory", path);
+        return bc_errf(e, "%s: out of memory", path);
     for (int i = 0; i < l->n; i++)
         names[i] = l->t[i].name;
     qsort(names, (size_t)l->n, sizeof *names, name_cmp);
     int rc = 0;
     for (int i = 1; i < l->n && rc == 0; i++) {
         if (strcmp(names[i - 1], names[i]) == 0)
-            rc = ir_errf(e, "%s: tensor '%s' appears more than once", path, names[i]);
+            rc = bc_errf(e, "%s: tensor '%s' appears more than once", path, names[i]);
     }
     free(names);
     return rc;
 }
 
-static int check_tensor(const rt_tensor *t, const char *path, ir_err *e)
+static int check_tensor(const rt_tensor *t, const char *path, bc_err *e)
 {
     if (strcmp(t->name, "__metadata__") == 0)
         return terr(e, path, t->name, "the name is reserved by the format");
@@ -395,7 +395,7 @@ static json_t *entry_json(const rt_tensor *t, uint64_t begin, uint64_t end)
 /* The header as compact JSON, padded with spaces to a multiple of 8 bytes so the data
  * section starts 8-byte aligned. Keys keep list order (jansson keeps insertion order).
  * Tensors are packed back to back: the format allows no gaps between them. */
-static char *header_json(const rt_tensor_list *l, const char *path, size_t *len, ir_err *e)
+static char *header_json(const rt_tensor_list *l, const char *path, size_t *len, bc_err *e)
 {
     json_t *root = json_object();
     /* Hugging Face transformers checks this key when it loads a checkpoint. */
@@ -417,7 +417,7 @@ static char *header_json(const rt_tensor_list *l, const char *path, size_t *len,
     char *out = s ? realloc(s, padded + 1) : NULL;
     if (!out) {
         free(s);
-        ir_errf(e, "%s: out of memory", path);
+        bc_errf(e, "%s: out of memory", path);
         return NULL;
     }
     memset(out + n, ' ', padded - n);
@@ -438,7 +438,7 @@ static int write_all(FILE *f, const rt_tensor_list *l, const char *hdr, size_t h
     return ok && fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -1;
 }
 
-int rt_st_save(const char *path, const rt_tensor_list *l, ir_err *e)
+int rt_st_save(const char *path, const rt_tensor_list *l, bc_err *e)
 {
     for (int i = 0; i < l->n; i++) {
         if (check_tensor(&l->t[i], path, e) < 0)
@@ -454,13 +454,13 @@ int rt_st_save(const char *path, const rt_tensor_list *l, ir_err *e)
     char *tmp = malloc(tlen);
     if (!tmp) {
         free(hdr);
-        return ir_errf(e, "%s: out of memory", path);
+        return bc_errf(e, "%s: out of memory", path);
     }
     snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
     int rc = 0;
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        rc = ir_errf(e, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        rc = bc_errf(e, "%s: cannot create %s: %s", path, tmp, strerror(errno));
     } else {
         errno = 0;
         int werr = write_all(f, l, hdr, hlen) < 0 ? (errno ? errno : EIO) : 0;
@@ -469,7 +469,7 @@ int rt_st_save(const char *path, const rt_tensor_list *l, ir_err *e)
         if (!werr && rename(tmp, path) != 0)
             werr = errno;
         if (werr) {
-            rc = ir_errf(e, "%s: cannot write: %s", path, strerror(werr));
+            rc = bc_errf(e, "%s: cannot write: %s", path, strerror(werr));
             unlink(tmp);
         }
     }

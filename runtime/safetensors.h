@@ -13,15 +13,15 @@
  * data_offsets, unknown dtype, negative or non-integer shape, offsets out of range,
  * reversed, overlapping, not covering the data section exactly (no holes), or whose
  * length differs from numel * dtype size. On error out is left as it was. */
-int rt_st_load(const char *path, rt_tensor_list *out, ir_err *e);
+int rt_st_load(const char *path, rt_tensor_list *out, bc_err *e);
 
 /* Parses an in-memory file image (same checks); name is used in messages. */
 int rt_st_parse(const void *buf, size_t len, const char *name, rt_tensor_list *out,
-                ir_err *e);
+                bc_err *e);
 
 /* Writes l to PATH atomically (PATH.tmp.<pid>, then rename), tensors in list order,
  * header padded with spaces to a multiple of 8 bytes as the reference implementation
  * does. Tensor names must be unique. */
-int rt_st_save(const char *path, const rt_tensor_list *l, ir_err *e);
+int rt_st_save(const char *path, const rt_tensor_list *l, bc_err *e);
 
 #endif

@@ -381,7 +381,7 @@ uint16_t rt_f32_to_bf16(float f)
 
 /* ---- tensor conversions ---------------------------------------------------------- */
 
-int rt_to_f32(const rt_tensor *t, float *dst, ir_err *e)
+int rt_to_f32(const rt_tensor *t, float *dst, bc_err *e)
 {
     int64_t n = rt_numel(t);
     switch (t->dtype) {
@@ -402,13 +402,13 @@ int rt_to_f32(const rt_tensor *t, float *dst, ir_err *e)
             dst[i] = rt_bf16_to_f32(((const uint16_t *)t->data)[i]);
         return 0;
     default:
-        return ir_errf(e,
+        return bc_errf(e,
                        "tensor '%s': dtype %s is not a float dtype (F32, F64, F16, BF16)",
                        t->name, rt_dtype_name(t->dtype));
     }
 }
 
-int rt_to_i64(const rt_tensor *t, int64_t *dst, ir_err *e)
+int rt_to_i64(const rt_tensor *t, int64_t *dst, bc_err *e)
 {
     int64_t n = rt_numel(t);
     switch (t->dtype) {
@@ -437,7 +437,7 @@ int rt_to_i64(const rt_tensor *t, int64_t *dst, ir_err *e)
             dst[i] = ((const uint8_t *)t->data)[i] != 0;
         return 0;
     default:
-        return ir_errf(e, "tensor '%s': dtype %s is not an integer dtype", t->name,
+        return bc_errf(e, "tensor '%s': dtype %s is not an integer dtype", t->name,
                        rt_dtype_name(t->dtype));
     }
 }

@@ -96,8 +96,8 @@ int rt_list_append(rt_tensor_list *dst, rt_tensor_list *src);
 /* Conversions for loading: any float dtype (F32, F64, F16, BF16) to float, any integer
  * dtype to int64. dst has rt_numel(t) elements. Return -1 (error naming the tensor) if
  * the dtype class is wrong. */
-int rt_to_f32(const rt_tensor *t, float *dst, ir_err *e);
-int rt_to_i64(const rt_tensor *t, int64_t *dst, ir_err *e);
+int rt_to_f32(const rt_tensor *t, float *dst, bc_err *e);
+int rt_to_i64(const rt_tensor *t, int64_t *dst, bc_err *e);
 float rt_f16_to_f32(uint16_t h);
 float rt_bf16_to_f32(uint16_t h);
 uint16_t rt_f32_to_f16(float f);  /* round to nearest even */

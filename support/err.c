@@ -1,26 +1,26 @@
-/* err.c: formatting helpers for ir_err. */
+/* err.c: formatting helpers for bc_err. */
 #include "err.h"
 
 #include <stdio.h>
 #include <string.h>
 
-int ir_verrf(ir_err *e, const char *fmt, va_list ap)
+int bc_verrf(bc_err *e, const char *fmt, va_list ap)
 {
     if (e)
         vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     return -1;
 }
 
-int ir_errf(ir_err *e, const char *fmt, ...)
+int bc_errf(bc_err *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    ir_verrf(e, fmt, ap);
+    bc_verrf(e, fmt, ap);
     va_end(ap);
     return -1;
 }
 
-void ir_err_prefix(ir_err *e, const char *fmt, ...)
+void bc_err_prefix(bc_err *e, const char *fmt, ...)
 {
     if (!e)
         return;

@@ -33,11 +33,11 @@ static int stage_of(const char *s)
 
 /* The training graph: every head's loss, differentiated, then optimized. */
 static int make_train_graph(ir_graph **g, const char *pipeline, FILE *print_after,
-                            ir_err *e)
+                            bc_err *e)
 {
     pass_grad_opts go = {"loss", NULL, 0};
     if (ir_find_output(*g, "loss") < 0)
-        return ir_errf(e, "the model has no head, so there is no loss to differentiate");
+        return bc_errf(e, "the model has no head, so there is no loss to differentiate");
     return pass_run_pipeline(g, pipeline, NULL, e) || pass_autodiff(g, &go, e) ||
                    pass_run_pipeline(g, pipeline, print_after, e)
                ? -1
@@ -59,11 +59,11 @@ static const char *default_prefix(const char *name, char *buf, size_t len)
 }
 
 static int write_library(const fe_model *m, const char *so, const cg_options *cg,
-                         tk_compile_info *info, ir_err *e)
+                         tk_compile_info *info, bc_err *e)
 {
     size_t n = strlen(so);
     if (n < 4 || strcmp(so + n - 3, ".so"))
-        return ir_errf(e, "-o without --emit writes a shared library: name it NAME.so");
+        return bc_errf(e, "-o without --emit writes a shared library: name it NAME.so");
     snprintf(info->header, sizeof info->header, "%.*s.h", (int)(n - 3), so);
     double t0 = now();
     ir_graph *fwd = fe_build_bert(m, 0, e), *train = NULL;
@@ -84,7 +84,7 @@ static int write_library(const fe_model *m, const char *so, const cg_options *cg
     return rc ? -1 : 0;
 }
 
-static int keep_outputs(ir_graph *g, const char *list, ir_err *e)
+static int keep_outputs(ir_graph *g, const char *list, bc_err *e)
 {
     char buf[1024], *names[64];
     int n = 0;
@@ -98,7 +98,7 @@ static int keep_outputs(ir_graph *g, const char *list, ir_err *e)
 /* ir, opt and grad: the graph as text on out (with print_after_all, after every pass
  * of opt and grad instead of at the end). */
 static int emit_text(ir_graph **g, int st, const tk_compile_opts *o, const char *pipeline,
-                     FILE *out, ir_err *e)
+                     FILE *out, bc_err *e)
 {
     FILE *pa = o->print_after_all ? out : NULL;
     if (st == ST_OPT && pass_run_pipeline(g, pipeline, pa, e))
@@ -106,7 +106,7 @@ static int emit_text(ir_graph **g, int st, const tk_compile_opts *o, const char 
     if (st == ST_GRAD && make_train_graph(g, pipeline, pa, e))
         return -1;
     if (!(pa && st != ST_IR) && ir_print(*g, out))
-        return ir_errf(e, "cannot write the output");
+        return bc_errf(e, "cannot write the output");
     return 0;
 }
 
@@ -114,7 +114,7 @@ static int emit_text(ir_graph **g, int st, const tk_compile_opts *o, const char 
  * a loss, else the forward graph. */
 static int emit_code(ir_graph **g, const tk_compile_opts *o, const char *pipeline,
                      const cg_options *cg, const char *path, tk_compile_info *info,
-                     ir_err *e)
+                     bc_err *e)
 {
     if (ir_find_output(*g, "loss") >= 0 ? make_train_graph(g, pipeline, NULL, e)
                                         : pass_run_pipeline(g, pipeline, NULL, e))
@@ -130,12 +130,12 @@ static int emit_code(ir_graph **g, const tk_compile_opts *o, const char *pipelin
 }
 
 static int emit(const fe_model *m, const tk_compile_opts *o, const cg_options *cg,
-                tk_compile_info *info, ir_err *e)
+                tk_compile_info *info, bc_err *e)
 {
     const char *pipeline = o->pipeline ? o->pipeline : PASS_DEFAULT_PIPELINE;
     int st = stage_of(o->stage);
     if (st < 0)
-        return ir_errf(e,
+        return bc_errf(e,
                        "unknown stage '%s' (expected ir, opt, grad, llvm-raw, llvm or asm)",
                        o->stage);
     double t0 = now();
@@ -146,23 +146,23 @@ static int emit(const fe_model *m, const tk_compile_opts *o, const cg_options *c
     FILE *out = stdout;
     int to_file = o->out && strcmp(o->out, "-");
     if (!rc && st != ST_CODE && to_file && !(out = fopen(o->out, "w")))
-        rc = ir_errf(e, "cannot open %s for writing", o->out);
+        rc = bc_errf(e, "cannot open %s for writing", o->out);
     if (!rc && st != ST_CODE)
         rc = emit_text(&g, st, o, pipeline, out, e);
     else if (!rc)
         rc = emit_code(&g, o, pipeline, cg, to_file ? o->out : "-", info, e);
     info->seconds = now() - t0;
     if (out && out != stdout && fclose(out) && !rc)
-        rc = ir_errf(e, "cannot write the output file");
+        rc = bc_errf(e, "cannot write the output file");
     ir_graph_free(g);
     return rc ? -1 : 0;
 }
 
-int tk_compile(const tk_compile_opts *o, tk_compile_info *info, ir_err *e)
+int tk_compile(const tk_compile_opts *o, tk_compile_info *info, bc_err *e)
 {
     memset(info, 0, sizeof *info);
     if (!o->stage && !o->out)
-        return ir_errf(e, "nothing to do: give a stage or a shared library to write");
+        return bc_errf(e, "nothing to do: give a stage or a shared library to write");
     fe_model m;
     if (fe_load(o->model, &m, e))
         return -1;

@@ -38,6 +38,6 @@ typedef struct tk_compile_info {
 /* Compiles as the command line does. Errors: the model's (file and line), an unknown
  * stage, a library not named NAME.so, an output not in the graph, a pass, code
  * generation or an output file that cannot be written. */
-int tk_compile(const tk_compile_opts *o, tk_compile_info *info, ir_err *e);
+int tk_compile(const tk_compile_opts *o, tk_compile_info *info, bc_err *e);
 
 #endif

@@ -15,7 +15,7 @@
 /* ---- metrics.csv ------------------------------------------------------------------- */
 
 int rundir_metrics_append(const char *dir, int64_t step, double epoch, double train_loss,
-                          const rt_metrics *m, int best, ir_err *e)
+                          const rt_metrics *m, int best, bc_err *e)
 {
     char path[4200];
     rundir_path(dir, RUNDIR_METRICS, path, sizeof path);
@@ -23,7 +23,7 @@ int rundir_metrics_append(const char *dir, int64_t step, double epoch, double tr
     int fresh = stat(path, &st) != 0 || st.st_size == 0;
     FILE *f = fopen(path, "a");
     if (!f)
-        return ir_errf(e, "%s: cannot write: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot write: %s", path, strerror(errno));
     if (fresh) {
         fputs("step,epoch,train_loss", f);
         for (int i = 0; i < m->n; i++)
@@ -36,7 +36,7 @@ int rundir_metrics_append(const char *dir, int64_t step, double epoch, double tr
         fprintf(f, ",%.17g", m->value[i]);
     fprintf(f, ",%lld,%d\n", (long long)m->examples, best ? 1 : 0);
     if (fclose(f))
-        return ir_errf(e, "%s: cannot write", path);
+        return bc_errf(e, "%s: cannot write", path);
     return 0;
 }
 
@@ -144,7 +144,7 @@ static int is_dev_loss(const char *col)
 }
 
 int rundir_metrics_resume(const char *dir, int64_t step, const rt_task_ops *t,
-                          rt_metrics *best, int *have_best, json_t **keep, ir_err *e)
+                          rt_metrics *best, int *have_best, json_t **keep, bc_err *e)
 {
     char path[4200], tmp[4300];
     rundir_path(dir, RUNDIR_METRICS, path, sizeof path);
@@ -158,7 +158,7 @@ int rundir_metrics_resume(const char *dir, int64_t step, const rt_task_ops *t,
     FILE *out = fopen(tmp, "w");
     if (!out) {
         fclose(in);
-        return ir_errf(e, "%s: cannot write", tmp);
+        return bc_errf(e, "%s: cannot write", tmp);
     }
     char *line = NULL;
     size_t cap = 0;
@@ -175,11 +175,11 @@ int rundir_metrics_resume(const char *dir, int64_t step, const rt_task_ops *t,
     fclose(in);
     if (fclose(out) || !ok || rename(tmp, path)) {
         remove(tmp);
-        return ir_errf(e, "%s: cannot rewrite", path);
+        return bc_errf(e, "%s: cannot rewrite", path);
     }
     csv c;
     if (csv_read(path, &c) < 0)
-        return ir_errf(e, "%s: cannot read", path);
+        return bc_errf(e, "%s: cannot read", path);
     json_t *names = json_array();
     rt_metrics cur;
     for (int r = 0; r < c.nrow; r++) {
@@ -305,7 +305,7 @@ static void put_escaped(FILE *f, const char *s)
             fputc(*s, f);
 }
 
-int rundir_plot(const char *dir, const char *title, ir_err *e)
+int rundir_plot(const char *dir, const char *title, bc_err *e)
 {
     static const char *const colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                          "#9467bd", "#8c564b", "#e377c2", "#17becf"};
@@ -321,7 +321,7 @@ int rundir_plot(const char *dir, const char *title, ir_err *e)
             csv_free(&lg);
         if (has_mt)
             csv_free(&mt);
-        return ir_errf(e, "%s: cannot write", tmp);
+        return bc_errf(e, "%s: cannot write", tmp);
     }
     fputs("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1000\" height=\"420\" "
           "font-family=\"sans-serif\" font-size=\"11\">\n"
@@ -432,7 +432,7 @@ int rundir_plot(const char *dir, const char *title, ir_err *e)
         csv_free(&mt);
     if (fclose(f) || rename(tmp, path)) {
         remove(tmp);
-        return ir_errf(e, "%s: cannot write", path);
+        return bc_errf(e, "%s: cannot write", path);
     }
     return 0;
 }

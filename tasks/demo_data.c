@@ -284,22 +284,22 @@ static void shuffle(sent *s, int n, rt_rng *r)
     }
 }
 
-static int write_split(const char *dir, const char *name, const sent *s, int n, ir_err *e)
+static int write_split(const char *dir, const char *name, const sent *s, int n, bc_err *e)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     if (mkdir(path, 0777) && errno != EEXIST)
-        return ir_errf(e, "cannot create %s: %s", path, strerror(errno));
+        return bc_errf(e, "cannot create %s: %s", path, strerror(errno));
     static const char *const files[] = {"seq.in", "seq.out", "label"};
     for (int k = 0; k < 3; k++) {
         snprintf(path, sizeof path, "%s/%s/%s", dir, name, files[k]);
         FILE *f = fopen(path, "w");
         if (!f)
-            return ir_errf(e, "cannot write %s: %s", path, strerror(errno));
+            return bc_errf(e, "cannot write %s: %s", path, strerror(errno));
         for (int i = 0; i < n; i++)
             fprintf(f, "%s\n", k == 0 ? s[i].in : k == 1 ? s[i].out : s[i].intent);
         if (fclose(f))
-            return ir_errf(e, "cannot write %s", path);
+            return bc_errf(e, "cannot write %s", path);
     }
     return 0;
 }
@@ -369,7 +369,7 @@ static int split_intents(sents *by, int64_t per, rt_rng *r, sents *split)
 }
 
 int rt_demo_data_write(const char *dir, uint64_t seed, int64_t per_intent,
-                       rt_demo_data_counts *counts, ir_err *e)
+                       rt_demo_data_counts *counts, bc_err *e)
 {
     sents by[NINTENT], split[3];
     memset(by, 0, sizeof by);
@@ -378,12 +378,12 @@ int rt_demo_data_write(const char *dir, uint64_t seed, int64_t per_intent,
     rt_rng_seed(&r, seed ^ 0x766f696365ULL);
     int rc = -1;
     if (generate(by) || split_intents(by, per_intent, &r, split)) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     static const char *const names[3] = {"train", "dev", "test"};
     if (mkdir(dir, 0777) && errno != EEXIST) {
-        ir_errf(e, "cannot create %s: %s", dir, strerror(errno));
+        bc_errf(e, "cannot create %s: %s", dir, strerror(errno));
         goto done;
     }
     for (int k = 0; k < 3; k++) {

@@ -18,6 +18,6 @@ typedef struct rt_demo_data_counts {
  * chosen and split by a generator seeded with seed, so the same arguments always give
  * the same files. */
 int rt_demo_data_write(const char *dir, uint64_t seed, int64_t per_intent,
-                       rt_demo_data_counts *counts, ir_err *e);
+                       rt_demo_data_counts *counts, bc_err *e);
 
 #endif

@@ -30,16 +30,16 @@
 #include "rundir.h"
 #include "task_intent_slot.h"
 
-static int write_json(const char *dir, const char *name, json_t *j, ir_err *e)
+static int write_json(const char *dir, const char *name, json_t *j, bc_err *e)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     int rc = j ? json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) : -1;
-    return rc ? ir_errf(e, "%s: cannot write", path) : 0;
+    return rc ? bc_errf(e, "%s: cannot write", path) : 0;
 }
 
 /* A label file as a JSON array, or NULL when the run has none. */
-static json_t *labels_json(const char *dir, const char *name, ir_err *e, int *bad)
+static json_t *labels_json(const char *dir, const char *name, bc_err *e, int *bad)
 {
     char path[4200];
     struct stat st;
@@ -124,7 +124,7 @@ static const char *hf_name(const char *name, int rename_intent, char *buf, size_
 /* safetensors with {"__metadata__": {"format": "pt"}} (runtime/safetensors.c writes no
  * metadata, and transformers rejects a file without it). */
 static int write_safetensors(const char *path, const rt_tensor_list *l, int rename_intent,
-                             ir_err *e)
+                             bc_err *e)
 {
     json_t *h = json_object();
     json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "pt"));
@@ -145,12 +145,12 @@ static int write_safetensors(const char *path, const rt_tensor_list *l, int rena
     char *hdr = json_dumps(h, JSON_COMPACT);
     json_decref(h);
     if (!hdr)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     size_t n = strlen(hdr), padded = (n + 7) / 8 * 8;
     FILE *f = fopen(path, "wb");
     if (!f) {
         free(hdr);
-        return ir_errf(e, "%s: cannot write: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot write: %s", path, strerror(errno));
     }
     unsigned char len8[8];
     for (int k = 0; k < 8; k++)
@@ -162,12 +162,12 @@ static int write_safetensors(const char *path, const rt_tensor_list *l, int rena
         ok = fwrite(l->t[i].data, 1, rt_nbytes(&l->t[i]), f) == rt_nbytes(&l->t[i]);
     free(hdr);
     if (fclose(f) || !ok)
-        return ir_errf(e, "%s: cannot write", path);
+        return bc_errf(e, "%s: cannot write", path);
     return 0;
 }
 
 static int write_all(const char *out, const rundir_run *run, const rt_tensor_list *w,
-                     json_t *intents, json_t *slots, ir_err *e)
+                     json_t *intents, json_t *slots, bc_err *e)
 {
     json_t *tokcfg = json_pack(
         "{s:b, s:o, s:b, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "do_lower_case",
@@ -191,7 +191,7 @@ static int write_all(const char *out, const rundir_run *run, const rt_tensor_lis
         write_json(out, "config.json", cfg, e) ||
                 write_json(out, "tokenizer_config.json", tokcfg, e) ||
                 write_json(out, "special_tokens_map.json", special, e) ||
-                (toks ? rt_vocab_save(vout, toks, n, e) : ir_errf(e, "out of memory")) ||
+                (toks ? rt_vocab_save(vout, toks, n, e) : bc_errf(e, "out of memory")) ||
                 write_safetensors(mpath, w, intents != NULL, e)
             ? -1
             : 0;
@@ -203,7 +203,7 @@ static int write_all(const char *out, const rundir_run *run, const rt_tensor_lis
 }
 
 int rundir_export(const char *run_dir, const char *weights, const char *out,
-                  rundir_export_info *info, ir_err *e)
+                  rundir_export_info *info, bc_err *e)
 {
     rundir_run run;
     if (rundir_open(run_dir, &run, e))
@@ -220,7 +220,7 @@ int rundir_export(const char *run_dir, const char *weights, const char *out,
     if (bad)
         goto done;
     if (mkdir(out, 0777) && errno != EEXIST) {
-        ir_errf(e, "cannot create %s: %s", out, strerror(errno));
+        bc_errf(e, "cannot create %s: %s", out, strerror(errno));
         goto done;
     }
     if (write_all(out, &run, &w, intents, slots, e))

@@ -16,6 +16,6 @@ typedef struct rundir_export_info {
 /* Writes RUN_DIR's weights `weights` ("best" or NULL, "last", or a file, as
  * rundir_load_weights takes them) into the directory out (made if absent). */
 int rundir_export(const char *run_dir, const char *weights, const char *out,
-                  rundir_export_info *info, ir_err *e);
+                  rundir_export_info *info, bc_err *e);
 
 #endif

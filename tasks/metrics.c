@@ -27,14 +27,14 @@ static int label_right(const char *gold, const char *pred)
 }
 
 int rt_intent_accuracy(const char *const *gold, const char *const *pred, int n, double *acc,
-                       ir_err *e)
+                       bc_err *e)
 {
     if (n < 0 || !acc || (n > 0 && (!gold || !pred)))
-        return ir_errf(e, "intent accuracy: bad arguments (n = %d)", n);
+        return bc_errf(e, "intent accuracy: bad arguments (n = %d)", n);
     long long right = 0;
     for (int i = 0; i < n; i++) {
         if (!gold[i] || !pred[i])
-            return ir_errf(e, "intent accuracy: sentence %d: missing label", i);
+            return bc_errf(e, "intent accuracy: sentence %d: missing label", i);
         right += label_right(gold[i], pred[i]);
     }
     *acc = n ? (double)right / n : 0.0;
@@ -164,16 +164,16 @@ static const char *bad_tag(const char *t)
 }
 
 int rt_conll_add(rt_conll *c, const char *const *gold, const char *const *pred, int n,
-                 ir_err *e)
+                 bc_err *e)
 {
     if (!c || n < 0 || (n > 0 && (!gold || !pred)))
-        return ir_errf(e, "conlleval: bad arguments (n = %d)", n);
+        return bc_errf(e, "conlleval: bad arguments (n = %d)", n);
     for (int i = 0; i < n; i++) {
         const char *why = bad_tag(gold[i]);
         if (why)
-            return ir_errf(e, "conlleval: word %d: gold tag %s", i, why);
+            return bc_errf(e, "conlleval: word %d: gold tag %s", i, why);
         if ((why = bad_tag(pred[i])))
-            return ir_errf(e, "conlleval: word %d: predicted tag %s", i, why);
+            return bc_errf(e, "conlleval: word %d: predicted tag %s", i, why);
     }
     /* Every sentence starts as the script's does after an empty line. */
     ctag o = parse_tag("O"), lg = o, lp = o;
@@ -196,18 +196,18 @@ void rt_conll_score(const rt_conll *c, rt_prf *out)
     *out = r;
 }
 
-int rt_intent_slot_eval(const rt_is_example *ex, int n, rt_is_scores *out, ir_err *e)
+int rt_intent_slot_eval(const rt_is_example *ex, int n, rt_is_scores *out, bc_err *e)
 {
     if (n < 0 || !out || (n > 0 && !ex))
-        return ir_errf(e, "intent/slot eval: bad arguments (n = %d)", n);
+        return bc_errf(e, "intent/slot eval: bad arguments (n = %d)", n);
     rt_conll c = RT_CONLL_INIT;
     long long intent_right = 0, frame_right = 0;
     for (int i = 0; i < n; i++) {
         const rt_is_example *x = &ex[i];
         if (!x->gold_intent || !x->pred_intent)
-            return ir_errf(e, "intent/slot eval: sentence %d: missing intent", i);
+            return bc_errf(e, "intent/slot eval: sentence %d: missing intent", i);
         if (rt_conll_add(&c, x->gold_tags, x->pred_tags, x->n_words, e) < 0) {
-            ir_err_prefix(e, "intent/slot eval: sentence %d", i);
+            bc_err_prefix(e, "intent/slot eval: sentence %d", i);
             return -1;
         }
         int right = label_right(x->gold_intent, x->pred_intent);
@@ -233,13 +233,13 @@ typedef struct cpvec {
     size_t n;
 } cpvec;
 
-static int decode(const char *s, cpvec *v, ir_err *e, const char *what)
+static int decode(const char *s, cpvec *v, bc_err *e, const char *what)
 {
     size_t len = strlen(s);
     v->n = 0;
     v->a = malloc((len + 1) * sizeof *v->a);
     if (!v->a)
-        return ir_errf(e, "%s: out of memory", what);
+        return bc_errf(e, "%s: out of memory", what);
     size_t pos = 0;
     while (pos < len) {
         utf8proc_int32_t cp;
@@ -248,7 +248,7 @@ static int decode(const char *s, cpvec *v, ir_err *e, const char *what)
         if (k < 1) {
             free(v->a);
             v->a = NULL;
-            return ir_errf(e, "%s: invalid UTF-8 at byte %zu", what, pos);
+            return bc_errf(e, "%s: invalid UTF-8 at byte %zu", what, pos);
         }
         v->a[v->n++] = cp;
         pos += (size_t)k;
@@ -385,27 +385,27 @@ static void norm_free(norm *x)
     free(x->tok);
 }
 
-static int normalize(const char *s, rt_qa_flavor f, norm *x, ir_err *e)
+static int normalize(const char *s, rt_qa_flavor f, norm *x, bc_err *e)
 {
     memset(x, 0, sizeof *x);
     if (!s)
-        return ir_errf(e, "missing answer text");
+        return bc_errf(e, "missing answer text");
     if (f != RT_QA_SQUAD && f != RT_QA_KORQUAD)
-        return ir_errf(e, "unknown QA metric flavor %d", (int)f);
+        return bc_errf(e, "unknown QA metric flavor %d", (int)f);
     if (decode(s, &x->cp, e, "answer") < 0)
         return -1;
     if (f == RT_QA_KORQUAD)
         korquad_remove(&x->cp);
     py_lower(&x->cp);
     if (!x->cp.a)
-        return ir_errf(e, "answer: out of memory");
+        return bc_errf(e, "answer: out of memory");
     remove_punct(&x->cp);
     if (f == RT_QA_SQUAD)
         remove_articles(&x->cp);
     x->tok = malloc((x->cp.n / 2 + 2) * sizeof *x->tok);
     if (!x->tok) {
         norm_free(x);
-        return ir_errf(e, "answer: out of memory");
+        return bc_errf(e, "answer: out of memory");
     }
     size_t m = 0;
     for (size_t i = 0; i < x->cp.n;) {
@@ -422,17 +422,17 @@ static int normalize(const char *s, rt_qa_flavor f, norm *x, ir_err *e)
     return 0;
 }
 
-int rt_qa_normalize(const char *s, rt_qa_flavor f, char **out, ir_err *e)
+int rt_qa_normalize(const char *s, rt_qa_flavor f, char **out, bc_err *e)
 {
     norm x;
     if (!out)
-        return ir_errf(e, "rt_qa_normalize: no output");
+        return bc_errf(e, "rt_qa_normalize: no output");
     if (normalize(s, f, &x, e) < 0)
         return -1;
     char *buf = malloc(4 * x.cp.n + x.ntok + 1), *p = buf;
     if (!buf) {
         norm_free(&x);
-        return ir_errf(e, "answer: out of memory");
+        return bc_errf(e, "answer: out of memory");
     }
     for (size_t t = 0; t < x.ntok; t++) {
         if (t)
@@ -520,13 +520,13 @@ static int f1_one(const norm *p, const norm *g, rt_qa_flavor f, double *f1)
 }
 
 int rt_qa_score(const char *pred, const char *const *golds, int n_golds, rt_qa_flavor f,
-                double *em, double *f1, ir_err *e)
+                double *em, double *f1, bc_err *e)
 {
     if (n_golds < 1 || !golds)
-        return ir_errf(e, "QA score: no gold answer");
+        return bc_errf(e, "QA score: no gold answer");
     norm p;
     if (normalize(pred, f, &p, e) < 0) {
-        ir_err_prefix(e, "prediction");
+        bc_err_prefix(e, "prediction");
         return -1;
     }
     double best_em = 0, best_f1 = 0;
@@ -534,7 +534,7 @@ int rt_qa_score(const char *pred, const char *const *golds, int n_golds, rt_qa_f
         norm g;
         if (normalize(golds[i], f, &g, e) < 0) {
             norm_free(&p);
-            ir_err_prefix(e, "gold answer %d", i);
+            bc_err_prefix(e, "gold answer %d", i);
             return -1;
         }
         double s;
@@ -544,7 +544,7 @@ int rt_qa_score(const char *pred, const char *const *golds, int n_golds, rt_qa_f
         norm_free(&g);
         if (rc < 0) {
             norm_free(&p);
-            return ir_errf(e, "QA score: out of memory");
+            return bc_errf(e, "QA score: out of memory");
         }
         if (s > best_f1)
             best_f1 = s;
@@ -559,19 +559,19 @@ int rt_qa_score(const char *pred, const char *const *golds, int n_golds, rt_qa_f
 
 int rt_qa_evaluate(const char *const *preds, const char *const *const *golds,
                    const int *n_golds, int n, rt_qa_flavor f, double *em, double *f1,
-                   ir_err *e)
+                   bc_err *e)
 {
     if (n < 0 || !em || !f1 || (n > 0 && (!preds || !golds || !n_golds)))
-        return ir_errf(e, "QA evaluate: bad arguments (n = %d)", n);
+        return bc_errf(e, "QA evaluate: bad arguments (n = %d)", n);
     double sum_em = 0, sum_f1 = 0;
     for (int i = 0; i < n; i++) {
         double a, b;
         if (n_golds[i] < 1)
-            return ir_errf(e, "QA evaluate: question %d: no gold answer", i);
+            return bc_errf(e, "QA evaluate: question %d: no gold answer", i);
         if (!preds[i])
             continue;
         if (rt_qa_score(preds[i], golds[i], n_golds[i], f, &a, &b, e) < 0) {
-            ir_err_prefix(e, "QA evaluate: question %d", i);
+            bc_err_prefix(e, "QA evaluate: question %d", i);
             return -1;
         }
         sum_em += a;
@@ -602,20 +602,20 @@ static int best_indexes(const float *x, int n, int k, int *out)
     return m;
 }
 
-static int check_window(const rt_qa_window *w, int wi, int context_len, ir_err *e)
+static int check_window(const rt_qa_window *w, int wi, int context_len, bc_err *e)
 {
     if (w->n_tokens < 0 ||
         (w->n_tokens > 0 && (!w->start_logits || !w->end_logits || !w->tok_start ||
                              !w->tok_end || !w->max_context)))
-        return ir_errf(e, "QA decode: window %d: missing arrays or n_tokens < 0", wi);
+        return bc_errf(e, "QA decode: window %d: missing arrays or n_tokens < 0", wi);
     for (int i = 0; i < w->n_tokens; i++) {
         if (isnan(w->start_logits[i]) || isnan(w->end_logits[i]))
-            return ir_errf(e, "QA decode: window %d token %d: NaN logit", wi, i);
+            return bc_errf(e, "QA decode: window %d token %d: NaN logit", wi, i);
         int s = w->tok_start[i], t = w->tok_end[i];
         if (s == -1 && t == -1)
             continue;
         if (s < 0 || t < s || t > context_len)
-            return ir_errf(e,
+            return bc_errf(e,
                            "QA decode: window %d token %d: span [%d, %d) not in the "
                            "context (%d bytes)",
                            wi, i, s, t, context_len);
@@ -624,11 +624,11 @@ static int check_window(const rt_qa_window *w, int wi, int context_len, ir_err *
 }
 
 int rt_qa_best_span(const rt_qa_window *w, int n_windows, int n_best, int max_answer_length,
-                    int context_len, rt_qa_span *out, ir_err *e)
+                    int context_len, rt_qa_span *out, bc_err *e)
 {
     if (n_windows < 0 || (n_windows > 0 && !w) || n_best < 1 || max_answer_length < 1 ||
         context_len < 0 || !out)
-        return ir_errf(e,
+        return bc_errf(e,
                        "QA decode: bad arguments (windows %d, n_best %d, max answer "
                        "length %d, context %d bytes)",
                        n_windows, n_best, max_answer_length, context_len);
@@ -637,7 +637,7 @@ int rt_qa_best_span(const rt_qa_window *w, int n_windows, int n_best, int max_an
             return -1;
     int *starts = malloc(2 * (size_t)n_best * sizeof *starts), *ends = starts + n_best;
     if (!starts)
-        return ir_errf(e, "QA decode: out of memory");
+        return bc_errf(e, "QA decode: out of memory");
     rt_qa_span best = {0};
     for (int wi = 0; wi < n_windows; wi++) {
         const rt_qa_window *x = &w[wi];

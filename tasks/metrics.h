@@ -10,7 +10,7 @@
  *
  * Pure functions over plain arrays and NUL-terminated UTF-8 strings; scores are
  * fractions in [0, 1] (the scripts print 100 times these). Errors (NULL arguments,
- * invalid UTF-8, inconsistent offsets) are returned as values through ir_err. */
+ * invalid UTF-8, inconsistent offsets) are returned as values through bc_err. */
 #ifndef BERTCC_TASKS_METRICS_H
 #define BERTCC_TASKS_METRICS_H
 
@@ -26,7 +26,7 @@
  * gold[i] not RT_METRIC_UNK. *acc = 0 when n == 0. Errors: n < 0, a NULL array or
  * string. */
 int rt_intent_accuracy(const char *const *gold, const char *const *pred, int n, double *acc,
-                       ir_err *e);
+                       bc_err *e);
 
 /* conlleval's counters over a corpus fed one sentence at a time. Zero-initialize it
  * (RT_CONLL_INIT), add sentences with rt_conll_add, read it with rt_conll_score. */
@@ -64,7 +64,7 @@ typedef struct rt_conll {
  * Errors: n < 0, a NULL array or tag, an empty tag, a tag holding a space, tab or line
  * break (conlleval's input cannot hold one); *c is unchanged then. */
 int rt_conll_add(rt_conll *c, const char *const *gold, const char *const *pred, int n,
-                 ir_err *e);
+                 bc_err *e);
 
 /* Precision, recall and F1 from conlleval's counters. */
 typedef struct rt_prf {
@@ -98,7 +98,7 @@ typedef struct rt_is_scores {
 
 /* Intent accuracy, slot P/R/F1 and frame accuracy over n sentences (0 for each
  * fraction when n == 0). Errors name the sentence index, as rt_conll_add's. */
-int rt_intent_slot_eval(const rt_is_example *ex, int n, rt_is_scores *out, ir_err *e);
+int rt_intent_slot_eval(const rt_is_example *ex, int n, rt_is_scores *out, bc_err *e);
 
 /* ---- QA answers -------------------------------------------------------------------- */
 
@@ -118,7 +118,7 @@ typedef enum rt_qa_flavor {
 
 /* The normalized answer (malloc'd UTF-8 into *out; the caller frees). Errors: NULL,
  * invalid UTF-8, an unknown flavor. */
-int rt_qa_normalize(const char *s, rt_qa_flavor f, char **out, ir_err *e);
+int rt_qa_normalize(const char *s, rt_qa_flavor f, char **out, bc_err *e);
 
 /* Scores one prediction against its gold answers, as the scripts'
  * metric_max_over_ground_truths: *em is 1 when the normalized prediction equals some
@@ -127,14 +127,14 @@ int rt_qa_normalize(const char *s, rt_qa_flavor f, char **out, ir_err *e);
  * gold only matches by exact match). Either output may be NULL. Errors: n_golds < 1
  * (the script's max() of nothing fails), NULL strings, invalid UTF-8. */
 int rt_qa_score(const char *pred, const char *const *golds, int n_golds, rt_qa_flavor f,
-                double *em, double *f1, ir_err *e);
+                double *em, double *f1, bc_err *e);
 
 /* Dataset averages over n questions: preds[i] (NULL: unanswered, scores 0 as in the
  * script) against golds[i][0..n_golds[i]). *em and *f1 are 0 when n == 0. Errors name
  * the question index. */
 int rt_qa_evaluate(const char *const *preds, const char *const *const *golds,
                    const int *n_golds, int n, rt_qa_flavor f, double *em, double *f1,
-                   ir_err *e);
+                   bc_err *e);
 
 /* ---- QA span decoding -------------------------------------------------------------- */
 
@@ -174,6 +174,6 @@ typedef struct rt_qa_span {
  * a context token whose span is not within [0, context_len] or has end < start, or an
  * offset of -1 on one side only; errors name the window and token. */
 int rt_qa_best_span(const rt_qa_window *w, int n_windows, int n_best, int max_answer_length,
-                    int context_len, rt_qa_span *out, ir_err *e);
+                    int context_len, rt_qa_span *out, bc_err *e);
 
 #endif

@@ -51,20 +51,20 @@ static int64_t randint(rt_rng *r, int64_t a, int64_t b)
 
 /* ---- options ----------------------------------------------------------------------- */
 
-int rt_pt_opts_check(const rt_pt_opts *o, ir_err *e)
+int rt_pt_opts_check(const rt_pt_opts *o, bc_err *e)
 {
     if (o->max_seq < 5 || o->max_seq > RT_PT_MAX_SEQ_LIMIT)
-        return ir_errf(e,
+        return bc_errf(e,
                        "max-seq must be in [5, %d] ([CLS] A [SEP] B [SEP] needs 5), got %d",
                        RT_PT_MAX_SEQ_LIMIT, o->max_seq);
     if (o->max_predictions < 0)
-        return ir_errf(e, "max-predictions must be >= 0, got %d", o->max_predictions);
+        return bc_errf(e, "max-predictions must be >= 0, got %d", o->max_predictions);
     if (!(o->mask_prob >= 0 && o->mask_prob <= 1))
-        return ir_errf(e, "mask-prob must be in [0, 1], got %g", o->mask_prob);
+        return bc_errf(e, "mask-prob must be in [0, 1], got %g", o->mask_prob);
     if (o->dupe_factor < 1)
-        return ir_errf(e, "dupe-factor must be >= 1, got %d", o->dupe_factor);
+        return bc_errf(e, "dupe-factor must be >= 1, got %d", o->dupe_factor);
     if (!(o->short_seq_prob >= 0 && o->short_seq_prob <= 1))
-        return ir_errf(e, "short-seq-prob must be in [0, 1], got %g", o->short_seq_prob);
+        return bc_errf(e, "short-seq-prob must be in [0, 1], got %g", o->short_seq_prob);
     return 0;
 }
 
@@ -88,10 +88,10 @@ struct rt_pt_reader {
 };
 
 rt_pt_reader *rt_pt_reader_open(const char *const *paths, int npaths, const rt_vocab *v,
-                                const rt_tok_opts *t, ir_err *e)
+                                const rt_tok_opts *t, bc_err *e)
 {
     if (npaths < 1) {
-        ir_errf(e, "no corpus files");
+        bc_errf(e, "no corpus files");
         return NULL;
     }
     rt_pt_reader *r = calloc(1, sizeof *r);
@@ -107,14 +107,14 @@ rt_pt_reader *rt_pt_reader_open(const char *const *paths, int npaths, const rt_v
         goto oom;
     /* Open the first file now, so a missing file is reported before any work. */
     if (!(r->f = fopen(r->paths[0], "rb"))) {
-        ir_errf(e, "%s: cannot open: %s", r->paths[0], strerror(errno));
+        bc_errf(e, "%s: cannot open: %s", r->paths[0], strerror(errno));
         rt_pt_reader_free(r);
         return NULL;
     }
     r->file = 1;
     return r;
 oom:
-    ir_errf(e, "out of memory opening the corpus");
+    bc_errf(e, "out of memory opening the corpus");
     rt_pt_reader_free(r);
     return NULL;
 }
@@ -126,7 +126,7 @@ static void reader_view(const rt_pt_reader *r, rt_pt_doc *d)
     d->nseg = (int)r->nseg;
 }
 
-int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, ir_err *e)
+int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, bc_err *e)
 {
     r->nids = 0;
     r->nseg = 0;
@@ -137,7 +137,7 @@ int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, ir_err *e)
                 return 0;
             const char *p = r->paths[r->file];
             if (!(r->f = fopen(p, "rb")))
-                return ir_errf(e, "%s: cannot open: %s", p, strerror(errno));
+                return bc_errf(e, "%s: cannot open: %s", p, strerror(errno));
             r->file++;
             r->lineno = 0;
         }
@@ -148,7 +148,7 @@ int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, ir_err *e)
             fclose(r->f);
             r->f = NULL;
             if (bad)
-                return ir_errf(e, "%s: read error", path);
+                return bc_errf(e, "%s: read error", path);
             if (r->nseg) { /* every file ends its last document */
                 reader_view(r, doc);
                 return 1;
@@ -166,17 +166,17 @@ int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, ir_err *e)
         }
         r->toks.n = 0;
         if (rt_tokenize(r->v, &r->t, r->line, (size_t)n, &r->toks, e)) {
-            ir_err_prefix(e, "%s:%lld", path, (long long)r->lineno);
+            bc_err_prefix(e, "%s:%lld", path, (long long)r->lineno);
             return -1;
         }
         if (!r->toks.n)
             continue; /* BERT skips a line that gives no token */
         if (r->nseg == INT_MAX - 1)
-            return ir_errf(e, "%s:%lld: a document of more than %d sentences", path,
+            return bc_errf(e, "%s:%lld: a document of more than %d sentences", path,
                            (long long)r->lineno, INT_MAX - 2);
         if (grow((void **)&r->ids, &r->cids, r->nids + r->toks.n, sizeof *r->ids) ||
             grow((void **)&r->seg, &r->cseg, r->nseg + 2, sizeof *r->seg))
-            return ir_errf(e, "%s:%lld: out of memory", path, (long long)r->lineno);
+            return bc_errf(e, "%s:%lld: out of memory", path, (long long)r->lineno);
         for (int i = 0; i < r->toks.n; i++)
             r->ids[r->nids++] = r->toks.t[i].id;
         r->seg[++r->nseg] = r->nids;
@@ -219,13 +219,13 @@ struct rt_pt_corpus {
 
 rt_pt_corpus *rt_pt_corpus_load(const char *const *paths, int npaths, const rt_vocab *v,
                                 const rt_tok_opts *t, rt_pt_progress_fn progress, void *ctx,
-                                ir_err *e)
+                                bc_err *e)
 {
     rt_pt_corpus *c = calloc(1, sizeof *c);
     rt_pt_reader *r = NULL;
     if (!c || grow((void **)&c->seg, &c->cseg, 1, sizeof *c->seg) ||
         grow((void **)&c->first, &c->cfirst, 1, sizeof *c->first)) {
-        ir_errf(e, "out of memory loading the corpus");
+        bc_errf(e, "out of memory loading the corpus");
         goto fail;
     }
     c->seg[0] = 0;
@@ -239,7 +239,7 @@ rt_pt_corpus *rt_pt_corpus_load(const char *const *paths, int npaths, const rt_v
         if (grow((void **)&c->ids, &c->cids, c->nids + nt, sizeof *c->ids) ||
             grow((void **)&c->seg, &c->cseg, c->nseg + d.nseg + 1, sizeof *c->seg) ||
             grow((void **)&c->first, &c->cfirst, c->ndocs + 2, sizeof *c->first)) {
-            ir_errf(e, "out of memory loading the corpus (%lld documents so far)",
+            bc_errf(e, "out of memory loading the corpus (%lld documents so far)",
                     (long long)c->ndocs);
             goto fail;
         }
@@ -305,12 +305,12 @@ struct rt_pt_masker {
     int max_predictions, whole_word;
 };
 
-rt_pt_masker *rt_pt_masker_new(const rt_vocab *v, const rt_pt_opts *o, ir_err *e)
+rt_pt_masker *rt_pt_masker_new(const rt_vocab *v, const rt_pt_opts *o, bc_err *e)
 {
     static const rt_special need[] = {RT_CLS, RT_SEP, RT_MASK};
     for (size_t i = 0; i < sizeof need / sizeof *need; i++)
         if (rt_vocab_special(v, need[i]) < 0) {
-            ir_errf(e, "the vocabulary has no %s token, which pre-training data needs",
+            bc_errf(e, "the vocabulary has no %s token, which pre-training data needs",
                     rt_special_name(need[i]));
             return NULL;
         }
@@ -318,7 +318,7 @@ rt_pt_masker *rt_pt_masker_new(const rt_vocab *v, const rt_pt_opts *o, ir_err *e
     int n = rt_vocab_size(v);
     if (!m || !(m->cont = calloc((size_t)n, 1))) {
         free(m);
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         return NULL;
     }
     m->vocab = n;
@@ -433,35 +433,35 @@ void rt_pt_unmask_row(int64_t *ids, const int64_t *labels, int n)
 }
 
 int rt_pt_remask_batch(const rt_pt_masker *m, rt_tensor_list *batch, rt_rng *r,
-                       rt_pt_mask_stats *st, ir_err *e)
+                       rt_pt_mask_stats *st, bc_err *e)
 {
     rt_tensor *ids = rt_list_find(batch, "input_ids");
     if (!ids)
-        return ir_errf(e, "input_ids: missing");
+        return bc_errf(e, "input_ids: missing");
     if (ids->dtype != RT_I64 || ids->rank != 2)
-        return ir_errf(e, "input_ids: expected I64 [B, S], got %s of rank %d",
+        return bc_errf(e, "input_ids: expected I64 [B, S], got %s of rank %d",
                        rt_dtype_name(ids->dtype), ids->rank);
     int64_t B = ids->shape[0], S = ids->shape[1];
     if (S > INT_MAX / 2)
-        return ir_errf(e, "input_ids: rows of %lld tokens are too long", (long long)S);
+        return bc_errf(e, "input_ids: rows of %lld tokens are too long", (long long)S);
     const rt_tensor *am = rt_list_cfind(batch, "attention_mask");
     if (am && (!rt_dtype_is_int(am->dtype) || am->rank != 2 || am->shape[0] != B ||
                am->shape[1] != S))
-        return ir_errf(e,
+        return bc_errf(e,
                        "attention_mask: expected an integer tensor shaped like input_ids");
     rt_tensor *lab = rt_list_find(batch, "mlm_labels");
     if (lab && (lab->dtype != RT_I64 || lab->rank != 2 || lab->shape[0] != B ||
                 lab->shape[1] != S))
-        return ir_errf(e, "mlm_labels: expected I64 [%lld, %lld]", (long long)B,
+        return bc_errf(e, "mlm_labels: expected I64 [%lld, %lld]", (long long)B,
                        (long long)S);
     int64_t *mask = NULL;
     int *scratch = malloc(2 * (size_t)(S > 0 ? S : 1) * sizeof *scratch);
     if (!scratch)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     if (am) {
         int rc = (mask = malloc((size_t)(B * S > 0 ? B * S : 1) * sizeof *mask))
                      ? rt_to_i64(am, mask, e)
-                     : ir_errf(e, "out of memory");
+                     : bc_errf(e, "out of memory");
         if (rc) {
             free(scratch);
             free(mask);
@@ -474,7 +474,7 @@ int rt_pt_remask_batch(const rt_pt_masker *m, rt_tensor_list *batch, rt_rng *r,
         if (!(lab = rt_list_add(batch, "mlm_labels", RT_I64, 2, shape, NULL))) {
             free(scratch);
             free(mask);
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         }
         ids = rt_list_find(batch, "input_ids");
         int64_t *l = lab->data;
@@ -673,14 +673,14 @@ static int from_document(pt_gen *g, const rt_pt_doc *pool, int64_t npool, int64_
 }
 
 /* The five batch tensors [n, S] (nsp_labels [n]) appended to out; their data in t[5]. */
-static int batch_alloc(rt_tensor_list *out, int64_t n, int S, int64_t *t[5], ir_err *e)
+static int batch_alloc(rt_tensor_list *out, int64_t n, int S, int64_t *t[5], bc_err *e)
 {
     static const char *const names[5] = {"input_ids", "token_type_ids", "attention_mask",
                                          "mlm_labels", "nsp_labels"};
     int64_t shape[2] = {n, S};
     for (int k = 0; k < 5; k++)
         if (!rt_list_add(out, names[k], RT_I64, k < 4 ? 2 : 1, shape, NULL))
-            return ir_errf(e, "out of memory for %lld rows of %d", (long long)n, S);
+            return bc_errf(e, "out of memory for %lld rows of %d", (long long)n, S);
     for (int k = 0; k < 5; k++)
         t[k] = rt_list_find(out, names[k])->data;
     return 0;
@@ -703,7 +703,7 @@ static void batch_fill(int64_t *t[5], int64_t i, const pt_set *s, int64_t j, int
 
 int rt_pt_create(const rt_pt_corpus *c, const rt_vocab *v, const rt_pt_opts *o, rt_rng *r,
                  rt_tensor_list *out, rt_pt_stats *st, rt_pt_progress_fn progress,
-                 void *ctx, ir_err *e)
+                 void *ctx, bc_err *e)
 {
     if (rt_pt_opts_check(o, e))
         return -1;
@@ -748,7 +748,7 @@ int rt_pt_create(const rt_pt_corpus *c, const rt_vocab *v, const rt_pt_opts *o, 
     rc = 0;
     goto done;
 oom:
-    ir_errf(e, "out of memory making pre-training instances (%lld so far)",
+    bc_errf(e, "out of memory making pre-training instances (%lld so far)",
             (long long)set.n);
 done:
     free(order);
@@ -762,7 +762,7 @@ done:
 /* ---- a data file ------------------------------------------------------------------ */
 
 int rt_pt_write_file(const rt_pt_file_opts *o, const rt_vocab *v, const char *out,
-                     rt_pt_stats *st, ir_err *e)
+                     rt_pt_stats *st, bc_err *e)
 {
     if (o->phase)
         o->phase(o->ctx, "reading", 0);
@@ -774,7 +774,7 @@ int rt_pt_write_file(const rt_pt_file_opts *o, const rt_vocab *v, const char *ou
     rt_list_init(&batch);
     int rc = -1;
     if (!rt_pt_corpus_docs(c)) {
-        ir_errf(e, "the corpus has no text (one sentence per line, blank lines between "
+        bc_errf(e, "the corpus has no text (one sentence per line, blank lines between "
                    "documents)");
         goto done;
     }
@@ -853,12 +853,12 @@ void rt_pt_stream_free(rt_pt_stream *s)
 
 rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_vocab *v,
                                 const rt_tok_opts *t, const rt_pt_opts *o, int window,
-                                int shuffle, uint64_t seed, ir_err *e)
+                                int shuffle, uint64_t seed, bc_err *e)
 {
     if (rt_pt_opts_check(o, e))
         return NULL;
     if (window < 2 || shuffle < 1) {
-        ir_errf(e,
+        bc_errf(e,
                 "a stream needs a window of >= 2 documents and a shuffle buffer of >= 1 "
                 "rows, got %d and %d",
                 window, shuffle);
@@ -866,7 +866,7 @@ rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_v
     }
     rt_pt_stream *s = calloc(1, sizeof *s);
     if (!s) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         return NULL;
     }
     s->o = *o;
@@ -880,14 +880,14 @@ rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_v
     if (!(s->w = calloc((size_t)window, sizeof *s->w)) ||
         !(s->pool = calloc((size_t)window, sizeof *s->pool)) ||
         gen_init(&s->g, &s->o, s->m, &s->st)) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto fail;
     }
     rt_pt_doc d;
     int rc = 0;
     while (s->nw < window && (rc = rt_pt_reader_next(s->rd, &d, e)) == 1) {
         if (wdoc_set(s, s->nw, &d)) {
-            ir_errf(e, "out of memory");
+            bc_errf(e, "out of memory");
             goto fail;
         }
         s->nw++;
@@ -902,17 +902,17 @@ fail:
 }
 
 /* Makes the instances of a random document of the window and replaces it. */
-static int stream_step(rt_pt_stream *s, ir_err *e)
+static int stream_step(rt_pt_stream *s, bc_err *e)
 {
     int k = (int)rt_rng_below(&s->rng, (uint64_t)s->nw);
     if (from_document(&s->g, s->pool, s->npool, k, &s->rng, &s->buf))
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     rt_pt_doc d;
     int rc = rt_pt_reader_next(s->rd, &d, e);
     if (rc < 0)
         return -1;
     if (rc == 1)
-        return wdoc_set(s, k, &d) ? ir_errf(e, "out of memory") : 0;
+        return wdoc_set(s, k, &d) ? bc_errf(e, "out of memory") : 0;
     /* The corpus is over: document k is done but stays a NotNext source, so the last
      * documents still find others; the last live one takes its slot. */
     s->nw--;
@@ -925,10 +925,10 @@ static int stream_step(rt_pt_stream *s, ir_err *e)
     return 0;
 }
 
-int rt_pt_stream_next(rt_pt_stream *s, int rows, rt_tensor_list *out, ir_err *e)
+int rt_pt_stream_next(rt_pt_stream *s, int rows, rt_tensor_list *out, bc_err *e)
 {
     if (rows < 1)
-        return ir_errf(e, "a batch needs at least one row, got %d", rows);
+        return bc_errf(e, "a batch needs at least one row, got %d", rows);
     rt_list_free(out);
     rt_list_init(out);
     int64_t *t[5];

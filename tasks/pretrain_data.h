@@ -68,7 +68,7 @@ typedef struct rt_pt_opts {
 #define RT_PT_IGNORE (-100) /* mlm_labels at positions not chosen */
 
 /* Checks the ranges above; the error names the option. */
-int rt_pt_opts_check(const rt_pt_opts *o, ir_err *e);
+int rt_pt_opts_check(const rt_pt_opts *o, bc_err *e);
 
 /* Called now and then while documents are read or instances made (for progress). */
 typedef void (*rt_pt_progress_fn)(void *ctx, int64_t documents, int64_t instances);
@@ -88,10 +88,10 @@ typedef struct rt_pt_doc {
 typedef struct rt_pt_reader rt_pt_reader;
 
 rt_pt_reader *rt_pt_reader_open(const char *const *paths, int npaths, const rt_vocab *v,
-                                const rt_tok_opts *t, ir_err *e);
+                                const rt_tok_opts *t, bc_err *e);
 /* The next non-empty document into *doc (valid until the next call): 1; 0 at the end of
  * the last file; -1 on error. */
-int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, ir_err *e);
+int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, bc_err *e);
 /* Lines read so far, over all files. */
 int64_t rt_pt_reader_lines(const rt_pt_reader *r);
 void rt_pt_reader_free(rt_pt_reader *r);
@@ -102,7 +102,7 @@ typedef struct rt_pt_corpus rt_pt_corpus;
 
 rt_pt_corpus *rt_pt_corpus_load(const char *const *paths, int npaths, const rt_vocab *v,
                                 const rt_tok_opts *t, rt_pt_progress_fn progress, void *ctx,
-                                ir_err *e);
+                                bc_err *e);
 int64_t rt_pt_corpus_docs(const rt_pt_corpus *c);
 int64_t rt_pt_corpus_sentences(const rt_pt_corpus *c);
 int64_t rt_pt_corpus_tokens(const rt_pt_corpus *c);
@@ -117,7 +117,7 @@ void rt_pt_corpus_free(rt_pt_corpus *c);
  * threads may share one. Errors: the vocabulary lacks [CLS], [SEP] or [MASK]. */
 typedef struct rt_pt_masker rt_pt_masker;
 
-rt_pt_masker *rt_pt_masker_new(const rt_vocab *v, const rt_pt_opts *o, ir_err *e);
+rt_pt_masker *rt_pt_masker_new(const rt_vocab *v, const rt_pt_opts *o, bc_err *e);
 void rt_pt_masker_free(rt_pt_masker *m);
 int rt_pt_masker_pad(const rt_pt_masker *m); /* the padding id */
 
@@ -144,7 +144,7 @@ void rt_pt_unmask_row(int64_t *ids, const int64_t *labels, int n);
  * Errors name the tensor (missing input_ids, a dtype other than I64, a shape that does
  * not match). */
 int rt_pt_remask_batch(const rt_pt_masker *m, rt_tensor_list *batch, rt_rng *r,
-                       rt_pt_mask_stats *st, ir_err *e);
+                       rt_pt_mask_stats *st, bc_err *e);
 
 /* ---- making the data ----------------------------------------------------------------- */
 
@@ -163,7 +163,7 @@ typedef struct rt_pt_stats {
  * 32 bytes per position (and 8 per row) of the output. */
 int rt_pt_create(const rt_pt_corpus *c, const rt_vocab *v, const rt_pt_opts *o, rt_rng *r,
                  rt_tensor_list *out, rt_pt_stats *st, rt_pt_progress_fn progress,
-                 void *ctx, ir_err *e);
+                 void *ctx, bc_err *e);
 
 /* `bertcc pretrain-data`: the corpus files loaded (rt_pt_corpus_load), the instances
  * made (rt_pt_create, from a generator seeded with seed) and written to a safetensors
@@ -183,7 +183,7 @@ typedef struct rt_pt_file_opts {
 } rt_pt_file_opts;
 
 int rt_pt_write_file(const rt_pt_file_opts *o, const rt_vocab *v, const char *out,
-                     rt_pt_stats *st, ir_err *e);
+                     rt_pt_stats *st, bc_err *e);
 
 /* ---- streaming --------------------------------------------------------------------- */
 
@@ -203,11 +203,11 @@ typedef struct rt_pt_stream rt_pt_stream;
 
 rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_vocab *v,
                                 const rt_tok_opts *t, const rt_pt_opts *o, int window,
-                                int shuffle, uint64_t seed, ir_err *e);
+                                int shuffle, uint64_t seed, bc_err *e);
 /* Replaces out's contents with the next batch of up to `rows` rows (the tensors of
  * rt_pt_create, [n, max_seq]) and returns n: fewer than rows only at the end of the
  * pass, 0 when it is over; -1 on error. */
-int rt_pt_stream_next(rt_pt_stream *s, int rows, rt_tensor_list *out, ir_err *e);
+int rt_pt_stream_next(rt_pt_stream *s, int rows, rt_tensor_list *out, bc_err *e);
 void rt_pt_stream_stats(const rt_pt_stream *s, rt_pt_stats *st);
 void rt_pt_stream_free(rt_pt_stream *s);
 

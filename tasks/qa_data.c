@@ -113,15 +113,15 @@ static const char *where(const jpath *w, char *buf, size_t len)
     return buf;
 }
 
-static int bad(ir_err *e, const jpath *w, const char *member, const char *what)
+static int bad(bc_err *e, const jpath *w, const char *member, const char *what)
 {
     char b[128];
-    return ir_errf(e, "%s: %s%s%s: %s", w->file, where(w, b, sizeof b), member ? "." : "",
+    return bc_errf(e, "%s: %s%s%s: %s", w->file, where(w, b, sizeof b), member ? "." : "",
                    member ? member : "", what);
 }
 
 /* obj[key] as an array, object or string; NULL after an error. */
-static json_t *get(json_t *obj, const char *key, json_type t, const jpath *w, ir_err *e)
+static json_t *get(json_t *obj, const char *key, json_type t, const jpath *w, bc_err *e)
 {
     json_t *v = json_object_get(obj, key);
     static const char *names[] = {[JSON_OBJECT] = "an object",
@@ -155,9 +155,9 @@ static long byte_offset(const char *s, size_t n, long long chars)
     return c == chars ? (long)n : -1;
 }
 
-static void notef(rt_note_fn note, void *ctx, const char *fmt, ...)
+static void notef(bc_note_fn note, void *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void notef(rt_note_fn note, void *ctx, const char *fmt, ...)
+static void notef(bc_note_fn note, void *ctx, const char *fmt, ...)
 {
     if (!note)
         return;
@@ -171,7 +171,7 @@ static void notef(rt_note_fn note, void *ctx, const char *fmt, ...)
 
 /* Reads one qas[] entry of a paragraph into *x (answers validated against ctx). */
 static int read_question(json_t *qa, const char *ctx, size_t nctx, jpath *w, rt_qa_set *s,
-                         rt_qa_example *x, rt_note_fn note, void *note_ctx, ir_err *e)
+                         rt_qa_example *x, bc_note_fn note, void *note_ctx, bc_err *e)
 {
     if (!json_is_object(qa))
         return bad(e, w, NULL, "expected an object");
@@ -195,7 +195,7 @@ static int read_question(json_t *qa, const char *ctx, size_t nctx, jpath *w, rt_
     x->id = strdup(ids);
     x->question = strdup(json_string_value(q));
     if ((na && !x->answers) || !x->id || !x->question)
-        return ir_errf(e, "%s: out of memory", w->file);
+        return bc_errf(e, "%s: out of memory", w->file);
     char b[128];
     for (size_t ai = 0; ai < na; ai++) {
         w->a = (int)ai;
@@ -228,7 +228,7 @@ static int read_question(json_t *qa, const char *ctx, size_t nctx, jpath *w, rt_
         rt_qa_answer *r = &x->answers[x->n_answers];
         r->text = dupn(text, nt);
         if (!r->text)
-            return ir_errf(e, "%s: out of memory", w->file);
+            return bc_errf(e, "%s: out of memory", w->file);
         r->start = (int)bs;
         r->end = (int)(bs + (long)nt);
         r->char_start = (int)cs;
@@ -238,15 +238,15 @@ static int read_question(json_t *qa, const char *ctx, size_t nctx, jpath *w, rt_
     return 0;
 }
 
-static int read_root(json_t *root, const char *name, rt_qa_set *tmp, rt_note_fn note,
-                     void *note_ctx, ir_err *e)
+static int read_root(json_t *root, const char *name, rt_qa_set *tmp, bc_note_fn note,
+                     void *note_ctx, bc_err *e)
 {
     jpath w = {name, -1, -1, -1, -1};
     if (!json_is_object(root))
-        return ir_errf(e, "%s: expected a JSON object with a \"data\" array", name);
+        return bc_errf(e, "%s: expected a JSON object with a \"data\" array", name);
     json_t *data = json_object_get(root, "data");
     if (!data || !json_is_array(data))
-        return ir_errf(e, "%s: %s \"data\" array", name,
+        return bc_errf(e, "%s: %s \"data\" array", name,
                        data ? "expected a" : "missing the");
     char b[128];
     int para = 0;
@@ -294,7 +294,7 @@ static int read_root(json_t *root, const char *name, rt_qa_set *tmp, rt_note_fn 
                 x.context_len = (int)nctx;
                 if (!x.context || set_push(tmp, &x) < 0) {
                     example_free(&x);
-                    return ir_errf(e, "%s: out of memory", name);
+                    return bc_errf(e, "%s: out of memory", name);
                 }
             }
         }
@@ -303,13 +303,13 @@ static int read_root(json_t *root, const char *name, rt_qa_set *tmp, rt_note_fn 
 }
 
 /* Moves tmp's examples and counts onto the end of out. */
-static int set_append(rt_qa_set *out, rt_qa_set *tmp, ir_err *e)
+static int set_append(rt_qa_set *out, rt_qa_set *tmp, bc_err *e)
 {
     if (out->n + tmp->n > out->cap) {
         int cap = out->n + tmp->n;
         rt_qa_example *p = realloc(out->ex, (size_t)(cap ? cap : 1) * sizeof *p);
         if (!p)
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         out->ex = p;
         out->cap = cap;
     }
@@ -324,8 +324,8 @@ static int set_append(rt_qa_set *out, rt_qa_set *tmp, ir_err *e)
     return 0;
 }
 
-static int parse_json(json_t *root, const char *name, rt_qa_set *out, rt_note_fn note,
-                      void *note_ctx, ir_err *e)
+static int parse_json(json_t *root, const char *name, rt_qa_set *out, bc_note_fn note,
+                      void *note_ctx, bc_err *e)
 {
     rt_qa_set tmp = {0};
     int rc = read_root(root, name, &tmp, note, note_ctx, e);
@@ -336,39 +336,39 @@ static int parse_json(json_t *root, const char *name, rt_qa_set *out, rt_note_fn
     return rc;
 }
 
-int rt_qa_load(const char *path, rt_qa_set *out, rt_note_fn note, void *note_ctx, ir_err *e)
+int rt_qa_load(const char *path, rt_qa_set *out, bc_note_fn note, void *note_ctx, bc_err *e)
 {
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
     if (!root) {
         if (je.line < 0)
-            return ir_errf(e, "%s: %s", path, je.text);
-        return ir_errf(e, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
+            return bc_errf(e, "%s: %s", path, je.text);
+        return bc_errf(e, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
     }
     return parse_json(root, path, out, note, note_ctx, e);
 }
 
 int rt_qa_parse(const char *json, size_t len, const char *name, rt_qa_set *out,
-                rt_note_fn note, void *note_ctx, ir_err *e)
+                bc_note_fn note, void *note_ctx, bc_err *e)
 {
     json_error_t je;
     json_t *root = json_loadb(json, len, 0, &je);
     if (!root)
-        return ir_errf(e, "%s:%d:%d: invalid JSON: %s", name, je.line, je.column, je.text);
+        return bc_errf(e, "%s:%d:%d: invalid JSON: %s", name, je.line, je.column, je.text);
     return parse_json(root, name, out, note, note_ctx, e);
 }
 
 int rt_qa_set_add(rt_qa_set *s, const char *id, const char *question, const char *context,
-                  ir_err *e)
+                  bc_err *e)
 {
     if (!s || !id || !question || !context)
-        return ir_errf(e, "QA question: missing id, question or context");
+        return bc_errf(e, "QA question: missing id, question or context");
     size_t nc = strlen(context);
     if (nc > INT_MAX)
-        return ir_errf(e, "QA question %s: context longer than 2^31-1 bytes", id);
+        return bc_errf(e, "QA question %s: context longer than 2^31-1 bytes", id);
     if (!tx_valid_utf8(id, strlen(id)) || !tx_valid_utf8(question, strlen(question)) ||
         !tx_valid_utf8(context, nc))
-        return ir_errf(e, "QA question %s: invalid UTF-8", id);
+        return bc_errf(e, "QA question %s: invalid UTF-8", id);
     rt_qa_example x = {0};
     x.id = strdup(id);
     x.question = strdup(question);
@@ -377,16 +377,16 @@ int rt_qa_set_add(rt_qa_set *s, const char *id, const char *question, const char
     x.article = x.paragraph = -1;
     if (!x.id || !x.question || !x.context || set_push(s, &x) < 0) {
         example_free(&x);
-        return ir_errf(e, "QA question %s: out of memory", id);
+        return bc_errf(e, "QA question %s: out of memory", id);
     }
     return 0;
 }
 
 int rt_qa_split(const rt_qa_set *s, int k, int r, rt_qa_set *rest, rt_qa_set *held,
-                ir_err *e)
+                bc_err *e)
 {
     if (k < 2 || r < 0 || r >= k)
-        return ir_errf(e, "QA split: every %d-th article from %d: need k >= 2, 0 <= r < k",
+        return bc_errf(e, "QA split: every %d-th article from %d: need k >= 2, 0 <= r < k",
                        k, r);
     memset(rest, 0, sizeof *rest);
     memset(held, 0, sizeof *held);
@@ -397,7 +397,7 @@ int rt_qa_split(const rt_qa_set *s, int k, int r, rt_qa_set *rest, rt_qa_set *he
             example_free(&x);
             rt_qa_set_free(rest);
             rt_qa_set_free(held);
-            return ir_errf(e, "QA split: out of memory");
+            return bc_errf(e, "QA split: out of memory");
         }
     }
     rest->n_articles = held->n_articles = s->n_articles;
@@ -405,7 +405,7 @@ int rt_qa_split(const rt_qa_set *s, int k, int r, rt_qa_set *rest, rt_qa_set *he
 }
 
 int rt_qa_set_evaluate(const rt_qa_set *s, const char *const *preds, rt_qa_flavor f,
-                       double *em, double *f1, ir_err *e)
+                       double *em, double *f1, bc_err *e)
 {
     int n = s->n;
     const char **golds = NULL;
@@ -417,7 +417,7 @@ int rt_qa_set_evaluate(const rt_qa_set *s, const char *const *preds, rt_qa_flavo
     golds = malloc((total ? total : 1) * sizeof *golds);
     int rc;
     if (!gp || !ng || !golds) {
-        rc = ir_errf(e, "QA evaluate: out of memory");
+        rc = bc_errf(e, "QA evaluate: out of memory");
         goto done;
     }
     size_t k = 0;
@@ -425,7 +425,7 @@ int rt_qa_set_evaluate(const rt_qa_set *s, const char *const *preds, rt_qa_flavo
         const rt_qa_example *x = &s->ex[i];
         if (x->n_answers < 1) {
             rc =
-                ir_errf(e, "QA evaluate: question %d (id %s) has no gold answer", i, x->id);
+                bc_errf(e, "QA evaluate: question %d (id %s) has no gold answer", i, x->id);
             goto done;
         }
         gp[i] = golds + k;
@@ -493,18 +493,18 @@ static void answer_tokens(const rt_token_list *doc, int bs, int be, int *ts, int
 }
 
 int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts *o,
-                    rt_qa_features *out, ir_err *e)
+                    rt_qa_features *out, bc_err *e)
 {
     memset(out, 0, sizeof *out);
     if (o->max_query_len < 0 || o->doc_stride < 1 || o->max_seq_len < o->max_query_len + 4)
-        return ir_errf(e,
+        return bc_errf(e,
                        "QA features: max_seq_len %d, doc_stride %d, max_query_len %d: need "
                        "max_query_len >= 0, doc_stride >= 1 and max_seq_len >= "
                        "max_query_len + 4",
                        o->max_seq_len, o->doc_stride, o->max_query_len);
     int cls = rt_vocab_special(v, RT_CLS), sep = rt_vocab_special(v, RT_SEP);
     if (cls < 0 || sep < 0)
-        return ir_errf(e, "QA features: the vocabulary has no %s token",
+        return bc_errf(e, "QA features: the vocabulary has no %s token",
                        cls < 0 ? "[CLS]" : "[SEP]");
     int pad = rt_vocab_special(v, RT_PAD);
     rt_qa_features f = {0};
@@ -521,7 +521,7 @@ int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts
     int cap = 0;
     if (!f.first || !f.query || !f.doc_of || !f.docs) {
         rt_qa_features_free(&f);
-        return ir_errf(e, "QA features: out of memory");
+        return bc_errf(e, "QA features: out of memory");
     }
     int bad_i = 0;
     for (int i = 0; i < s->n; i++) {
@@ -563,7 +563,7 @@ int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts
             }
             if (push_feature(&f, &cap, &ft) < 0) {
                 rt_qa_features_free(&f);
-                return ir_errf(e, "QA features: out of memory");
+                return bc_errf(e, "QA features: out of memory");
             }
             if (start + len == doc->n)
                 break;
@@ -574,21 +574,21 @@ int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts
     *out = f;
     return 0;
 fail_tok:
-    ir_err_prefix(e, "QA features: question %d (id %s)", bad_i, s->ex[bad_i].id);
+    bc_err_prefix(e, "QA features: question %d (id %s)", bad_i, s->ex[bad_i].id);
     rt_qa_features_free(&f);
     return -1;
 }
 
 int rt_qa_batch(const rt_qa_features *f, const int *idx, int count, unsigned flags,
-                rt_tensor_list *out, ir_err *e)
+                rt_tensor_list *out, bc_err *e)
 {
     if (count < 1)
-        return ir_errf(e, "QA batch: %d features", count);
+        return bc_errf(e, "QA batch: %d features", count);
     int S = 0;
     for (int b = 0; b < count; b++) {
         int i = idx ? idx[b] : b;
         if (i < 0 || i >= f->n)
-            return ir_errf(e, "QA batch: feature %d out of range (%d features)", i, f->n);
+            return bc_errf(e, "QA batch: feature %d out of range (%d features)", i, f->n);
         if (f->f[i].n_tokens > S)
             S = f->f[i].n_tokens;
     }
@@ -607,7 +607,7 @@ int rt_qa_batch(const rt_qa_features *f, const int *idx, int count, unsigned fla
     }
     if (!ti || !tt || !tm || ((flags & RT_QA_BATCH_LABELS) && (!ts || !te))) {
         rt_list_free(&tmp);
-        return ir_errf(e, "QA batch: out of memory");
+        return bc_errf(e, "QA batch: out of memory");
     }
     for (int b = 0; b < count; b++) {
         const rt_qa_feature *x = &f->f[idx ? idx[b] : b];
@@ -638,7 +638,7 @@ int rt_qa_batch(const rt_qa_features *f, const int *idx, int count, unsigned fla
     }
     if (rt_list_append(out, &tmp) < 0) {
         rt_list_free(&tmp);
-        return ir_errf(e, "QA batch: out of memory");
+        return bc_errf(e, "QA batch: out of memory");
     }
     rt_list_free(&tmp);
     return 0;
@@ -686,14 +686,14 @@ void rt_qa_feature_spans(const rt_qa_features *f, int i, int *tok_start, int *to
 
 int rt_qa_decode(const rt_qa_set *s, const rt_qa_features *f, const float *start_logits,
                  const float *end_logits, int stride, int n_best, int max_answer_length,
-                 char **preds, rt_qa_span *spans, ir_err *e)
+                 char **preds, rt_qa_span *spans, bc_err *e)
 {
     if (s->n != f->n_examples)
-        return ir_errf(e, "QA decode: %d examples but features for %d", s->n,
+        return bc_errf(e, "QA decode: %d examples but features for %d", s->n,
                        f->n_examples);
     for (int i = 0; i < f->n; i++)
         if (f->f[i].n_tokens > stride)
-            return ir_errf(e,
+            return bc_errf(e,
                            "QA decode: feature %d has %d tokens, more than the stride %d",
                            i, f->f[i].n_tokens, stride);
     for (int j = 0; j < s->n; j++)
@@ -708,7 +708,7 @@ int rt_qa_decode(const rt_qa_set *s, const rt_qa_features *f, const float *start
     rt_qa_window *w = malloc((size_t)(most ? most : 1) * sizeof *w);
     int rc = 0;
     if (!ts || !te || !mc || !w) {
-        rc = ir_errf(e, "QA decode: out of memory");
+        rc = bc_errf(e, "QA decode: out of memory");
         goto done;
     }
     for (int j = 0; j < s->n && rc == 0; j++) {
@@ -727,14 +727,14 @@ int rt_qa_decode(const rt_qa_set *s, const rt_qa_features *f, const float *start
         }
         rt_qa_span sp;
         if (rt_qa_best_span(w, nw, n_best, max_answer_length, x->context_len, &sp, e) < 0) {
-            ir_err_prefix(e, "question %d (id %s)", j, x->id);
+            bc_err_prefix(e, "question %d (id %s)", j, x->id);
             rc = -1;
             break;
         }
         preds[j] = sp.found ? dupn(x->context + sp.start, (size_t)(sp.end - sp.start))
                             : dupn("", 0);
         if (!preds[j])
-            rc = ir_errf(e, "QA decode: out of memory");
+            rc = bc_errf(e, "QA decode: out of memory");
         if (spans)
             spans[j] = sp;
     }

@@ -65,17 +65,17 @@ typedef struct rt_qa_set {
  * unreadable file, invalid JSON (with line and column; jansson also rejects invalid
  * UTF-8 and \u0000), a missing or mistyped member (naming the entry: "id" may also be
  * an integer), answer_start negative or past INT_MAX. On error out is left as it was. */
-int rt_qa_load(const char *path, rt_qa_set *out, rt_note_fn note, void *note_ctx,
-               ir_err *e);
+int rt_qa_load(const char *path, rt_qa_set *out, bc_note_fn note, void *note_ctx,
+               bc_err *e);
 
 /* The same from JSON text in memory; name is used in messages. */
 int rt_qa_parse(const char *json, size_t len, const char *name, rt_qa_set *out,
-                rt_note_fn note, void *note_ctx, ir_err *e);
+                bc_note_fn note, void *note_ctx, bc_err *e);
 
 /* Adds one question without answers (for prediction on raw text); article and
  * paragraph are -1. Errors: NULL strings, invalid UTF-8. */
 int rt_qa_set_add(rt_qa_set *s, const char *id, const char *question, const char *context,
-                  ir_err *e);
+                  bc_err *e);
 
 void rt_qa_set_free(rt_qa_set *s);
 
@@ -84,12 +84,12 @@ void rt_qa_set_free(rt_qa_set *s);
  * Both outputs are zero-initialized here (deep copies; s is unchanged) and keep
  * n_articles. Errors: k < 2, r outside [0, k). */
 int rt_qa_split(const rt_qa_set *s, int k, int r, rt_qa_set *rest, rt_qa_set *held,
-                ir_err *e);
+                bc_err *e);
 
 /* Exact match and F1 (metrics.h's rt_qa_evaluate) of preds[i] (NULL: unanswered)
  * against the answer texts of s->ex[i]. Errors: a question without answers. */
 int rt_qa_set_evaluate(const rt_qa_set *s, const char *const *preds, rt_qa_flavor f,
-                       double *em, double *f1, ir_err *e);
+                       double *em, double *f1, bc_err *e);
 
 /* ---- features ---------------------------------------------------------------------- */
 
@@ -139,7 +139,7 @@ typedef struct rt_qa_features {
  * doc_stride < 1, max_query_len < 0, a vocabulary without [CLS] or [SEP], tokenizer
  * errors (naming the example id). On error *out is zeroed. */
 int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts *o,
-                    rt_qa_features *out, ir_err *e);
+                    rt_qa_features *out, bc_err *e);
 
 void rt_qa_features_free(rt_qa_features *f);
 
@@ -156,7 +156,7 @@ enum {
  * RT_QA_BATCH_LABELS start_positions, end_positions [count] I64. Errors: count < 1, an
  * index out of range. */
 int rt_qa_batch(const rt_qa_features *f, const int *idx, int count, unsigned flags,
-                rt_tensor_list *out, ir_err *e);
+                rt_tensor_list *out, bc_err *e);
 
 /* Feature i's token spans: for each of its n_tokens tokens, the byte span [tok_start,
  * tok_end) in its example's context (-1 for [CLS], query and [SEP] tokens) and whether
@@ -175,6 +175,6 @@ void rt_qa_feature_spans(const rt_qa_features *f, int i, int *tok_start, int *to
  * those of rt_qa_best_span. */
 int rt_qa_decode(const rt_qa_set *s, const rt_qa_features *f, const float *start_logits,
                  const float *end_logits, int stride, int n_best, int max_answer_length,
-                 char **preds, rt_qa_span *spans, ir_err *e);
+                 char **preds, rt_qa_span *spans, bc_err *e);
 
 #endif

@@ -27,7 +27,7 @@ static double now(void)
 
 /* The model and the batch's inputs and labels (the groups found into *present). */
 static int load_inputs(const tk_run_opts *o, fe_model *m, rt_tensor_list *inputs,
-                       unsigned *present, tk_run_info *info, ir_err *e)
+                       unsigned *present, tk_run_info *info, bc_err *e)
 {
     rt_tensor_list batch;
     rt_list_init(&batch);
@@ -37,14 +37,14 @@ static int load_inputs(const tk_run_opts *o, fe_model *m, rt_tensor_list *inputs
     int rc = rt_batch_prepare(&batch, m->max_position, m->head_mask & FE_LABEL_ALL, inputs,
                               present, &info->B, &info->S, o->note, o->note_ctx, e);
     if (rc)
-        ir_err_prefix(e, "%s", o->batch);
+        bc_err_prefix(e, "%s", o->batch);
     rt_list_free(&batch);
     return rc ? -1 : 0;
 }
 
 /* The eval-mode graph for the labels present, optimized; with grads, differentiated
  * with respect to every parameter and optimized again. */
-static ir_graph *build_graph(const fe_model *m, unsigned present, int grads, ir_err *e)
+static ir_graph *build_graph(const fe_model *m, unsigned present, int grads, bc_err *e)
 {
     pass_grad_opts go = {"loss", NULL, 0};
     ir_graph *g = fe_build_bert(m, present, e);
@@ -58,7 +58,7 @@ static ir_graph *build_graph(const fe_model *m, unsigned present, int grads, ir_
 }
 
 static int load_params(const tk_run_opts *o, const ir_graph *g, rt_tensor_list *params,
-                       ir_err *e)
+                       bc_err *e)
 {
     if (!o->weights)
         return rt_params_init(g, o->seed, params, e);
@@ -68,7 +68,7 @@ static int load_params(const tk_run_opts *o, const ir_graph *g, rt_tensor_list *
         return -1;
     int rc = rt_params_from_checkpoint(g, &ckpt, 0, 0, params, o->note, o->note_ctx, e);
     if (rc)
-        ir_err_prefix(e, "%s", o->weights);
+        bc_err_prefix(e, "%s", o->weights);
     rt_list_free(&ckpt);
     return rc ? -1 : 0;
 }
@@ -76,7 +76,7 @@ static int load_params(const tk_run_opts *o, const ir_graph *g, rt_tensor_list *
 /* Compiles (or prepares) g on the backend and runs it once. */
 static int execute(const tk_run_opts *o, const ir_graph *g, const rt_tensor_list *params,
                    const rt_tensor_list *inputs, rt_tensor_list *outputs, tk_run_info *info,
-                   ir_err *e)
+                   bc_err *e)
 {
     double t1 = now();
     cg_engine *engine = cg_engine_new(g, o->backend, &o->cg, e);
@@ -85,7 +85,7 @@ static int execute(const tk_run_opts *o, const ir_graph *g, const rt_tensor_list
     double t2 = now();
     int rc = cg_engine_run(engine, params, inputs, o->threads, outputs, e);
     if (rc)
-        ir_err_prefix(e, "%s", o->batch);
+        bc_err_prefix(e, "%s", o->batch);
     info->compile_s = t2 - t1;
     info->run_s = now() - t2;
     cg_engine_free(engine);
@@ -93,7 +93,7 @@ static int execute(const tk_run_opts *o, const ir_graph *g, const rt_tensor_list
 }
 
 int tk_run_batch(const tk_run_opts *o, rt_tensor_list *outputs, tk_run_info *info,
-                 ir_err *e)
+                 bc_err *e)
 {
     fe_model m;
     rt_tensor_list inputs, params;
@@ -107,7 +107,7 @@ int tk_run_batch(const tk_run_opts *o, rt_tensor_list *outputs, tk_run_info *inf
         goto done;
     snprintf(info->model, sizeof info->model, "%s", m.name);
     if (o->grads && !present) {
-        ir_errf(e, "--grads needs labels in the batch: without them there is no loss to "
+        bc_errf(e, "--grads needs labels in the batch: without them there is no loss to "
                    "differentiate");
         goto done;
     }

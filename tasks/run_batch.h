@@ -20,7 +20,7 @@ typedef struct tk_run_opts {
     cg_backend backend; /* CG_BACKEND_JIT or CG_BACKEND_REF */
     cg_options cg;      /* the JIT's target (cpu, features) and verbose; prefix unused */
     int threads;        /* 0: all cores */
-    rt_note_fn note; /* notes (ignored tensors in the batch or checkpoint); may be NULL */
+    bc_note_fn note; /* notes (ignored tensors in the batch or checkpoint); may be NULL */
     void *note_ctx;
 } tk_run_opts;
 
@@ -37,6 +37,6 @@ typedef struct tk_run_info {
  * in the graph's order). Errors that come from the batch or the checkpoint are prefixed
  * with that file's name, so they name the file and the tensor. */
 int tk_run_batch(const tk_run_opts *o, rt_tensor_list *outputs, tk_run_info *info,
-                 ir_err *e);
+                 bc_err *e);
 
 #endif

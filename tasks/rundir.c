@@ -51,34 +51,34 @@ void rundir_close(rundir_run *r)
     memset(r, 0, sizeof *r);
 }
 
-int rundir_open(const char *dir, rundir_run *r, ir_err *e)
+int rundir_open(const char *dir, rundir_run *r, bc_err *e)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     char path[4200];
     struct stat st;
     if (stat(dir, &st) || !S_ISDIR(st.st_mode))
-        return ir_errf(e, "%s: not a run directory (made by bertcc train -o)", dir);
+        return bc_errf(e, "%s: not a run directory (made by bertcc train -o)", dir);
     json_error_t je;
     rundir_path(dir, RUNDIR_OPTIONS, path, sizeof path);
     if (!(r->options = json_load_file(path, 0, &je)) || !json_is_object(r->options)) {
-        ir_errf(e, "%s: %s", path, r->options ? "not a JSON object" : je.text);
+        bc_errf(e, "%s: %s", path, r->options ? "not a JSON object" : je.text);
         goto fail;
     }
     const char *task = json_string_value(json_object_get(r->options, "task"));
     if (!task || !strcmp(task, "batches")) {
-        ir_errf(e,
+        bc_errf(e,
                 "%s was trained on batch files (task %s); eval, predict and export need "
                 "a run of a task (bertcc train --task NAME)",
                 dir, task ? task : "unknown");
         goto fail;
     }
     if (!(r->task = rt_task_find(task))) {
-        ir_errf(e, "%s: unknown task '%s'", path, task);
+        bc_errf(e, "%s: unknown task '%s'", path, task);
         goto fail;
     }
     if (rundir_tok_from_json(json_object_get(r->options, "tokenizer"), &r->tok)) {
-        ir_errf(e,
+        bc_errf(e,
                 "%s: \"tokenizer\" must be {\"lowercase\": bool, \"strip_accents\": "
                 "null or bool}",
                 path);
@@ -86,7 +86,7 @@ int rundir_open(const char *dir, rundir_run *r, ir_err *e)
     }
     int no = rt_task_noptions(r->task);
     if (!(r->task_opt = calloc((size_t)no + 1, sizeof *r->task_opt))) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto fail;
     }
     json_t *to = json_object_get(r->options, "task_options");
@@ -101,7 +101,7 @@ int rundir_open(const char *dir, rundir_run *r, ir_err *e)
         else if (json_is_real(v))
             snprintf(buf, sizeof buf, "%.17g", json_real_value(v)), s = buf;
         if (s && !(r->task_opt[i] = strdup(s))) {
-            ir_errf(e, "out of memory");
+            bc_errf(e, "out of memory");
             goto fail;
         }
     }
@@ -110,7 +110,7 @@ int rundir_open(const char *dir, rundir_run *r, ir_err *e)
     if (!(r->vocab = rt_vocab_load(rundir_path(dir, RUNDIR_VOCAB, path, sizeof path), e)))
         goto fail;
     if (rt_vocab_size(r->vocab) != r->model.vocab_size) {
-        ir_errf(e, "%s has %d tokens but %s/%s says vocab-size %lld", path,
+        bc_errf(e, "%s has %d tokens but %s/%s says vocab-size %lld", path,
                 rt_vocab_size(r->vocab), dir, RUNDIR_MODEL, (long long)r->model.vocab_size);
         goto fail;
     }
@@ -137,7 +137,7 @@ const char *rundir_weights_path(const rundir_run *r, const char *which, char *bu
 }
 
 int rundir_load_weights(const rundir_run *r, const char *which, const ir_graph *g,
-                        rt_tensor_list *params, ir_err *e)
+                        rt_tensor_list *params, bc_err *e)
 {
     char path[4200];
     rundir_weights_path(r, which, path, sizeof path);
@@ -145,13 +145,13 @@ int rundir_load_weights(const rundir_run *r, const char *which, const ir_graph *
     rt_list_init(&ckpt);
     int rc = rt_st_load(path, &ckpt, e);
     if (!rc && (rc = rt_params_from_checkpoint(g, &ckpt, 0, 0, params, NULL, NULL, e)))
-        ir_err_prefix(e, "%s", path);
+        bc_err_prefix(e, "%s", path);
     rt_list_free(&ckpt);
     return rc;
 }
 
-int rundir_task_open(const rundir_run *r, const char *data, rt_note_fn note, void *note_ctx,
-                     rt_task *t, ir_err *e)
+int rundir_task_open(const rundir_run *r, const char *data, bc_note_fn note, void *note_ctx,
+                     rt_task *t, bc_err *e)
 {
     rt_task_config c = {data, r->dir,  r->vocab, r->tok, r->task_opt, r->model.max_position,
                         note, note_ctx};
@@ -163,7 +163,7 @@ int rundir_task_open(const rundir_run *r, const char *data, rt_note_fn note, voi
 /* ---- a trained model: evaluation and prediction ------------------------------------- */
 
 int rundir_model_open(rundir_model *m, const char *dir, const char *data,
-                      const rundir_model_opts *o, ir_err *e)
+                      const rundir_model_opts *o, bc_err *e)
 {
     memset(m, 0, sizeof *m);
     rt_list_init(&m->params);
@@ -194,14 +194,14 @@ void rundir_model_close(rundir_model *m)
 }
 
 int rundir_evaluate(rundir_model *m, rt_split split, int batch_size, rt_metrics *out,
-                    ir_err *e)
+                    bc_err *e)
 {
     return m->task.ops->evaluate(m->task.state, split, batch_size, rundir_forward,
                                  &m->runner, out, e);
 }
 
 int rundir_predict(rundir_model *m, const char *text, const char *text_pair, json_t **out,
-                   ir_err *e)
+                   bc_err *e)
 {
     return m->task.ops->predict(m->task.state, text, text_pair, rundir_forward, &m->runner,
                                 out, e);

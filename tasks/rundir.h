@@ -44,19 +44,19 @@ typedef struct rundir_run {
 } rundir_run;
 
 /* Opens RUN_DIR for eval, predict or export. Errors name the file. */
-int rundir_open(const char *dir, rundir_run *r, ir_err *e);
+int rundir_open(const char *dir, rundir_run *r, bc_err *e);
 void rundir_close(rundir_run *r);
 /* The weights: which is "best" (best.safetensors, or the last weights when there is
  * none), "last", or a file path. */
 int rundir_load_weights(const rundir_run *r, const char *which, const ir_graph *g,
-                        rt_tensor_list *params, ir_err *e);
+                        rt_tensor_list *params, bc_err *e);
 /* The file of the weights `which` names (see rundir_load_weights) into buf. */
 const char *rundir_weights_path(const rundir_run *r, const char *which, char *buf,
                                 size_t len);
 /* Opens r's task on data (may be NULL) with its run's label lists; the task's notes go
  * to note (may be NULL). */
-int rundir_task_open(const rundir_run *r, const char *data, rt_note_fn note, void *note_ctx,
-                     rt_task *t, ir_err *e);
+int rundir_task_open(const rundir_run *r, const char *data, bc_note_fn note, void *note_ctx,
+                     rt_task *t, bc_err *e);
 
 /* ---- a trained model: what `eval` and `predict` use ---------------------------------- */
 
@@ -64,7 +64,7 @@ typedef struct rundir_model_opts {
     const char *weights; /* "best" (NULL too), "last" or a file (rundir_load_weights) */
     cg_backend backend;
     int threads;     /* 0: all cores */
-    rt_note_fn note; /* the task's notes; may be NULL */
+    bc_note_fn note; /* the task's notes; may be NULL */
     void *note_ctx;
 } rundir_model_opts;
 
@@ -81,15 +81,15 @@ typedef struct rundir_model {
 
 /* Opens RUN_DIR with the task reading data (NULL for prediction only). */
 int rundir_model_open(rundir_model *m, const char *dir, const char *data,
-                      const rundir_model_opts *o, ir_err *e);
+                      const rundir_model_opts *o, bc_err *e);
 void rundir_model_close(rundir_model *m);
 /* Scores a split of the data with the task's metrics, in batches of batch_size rows. */
 int rundir_evaluate(rundir_model *m, rt_split split, int batch_size, rt_metrics *out,
-                    ir_err *e);
+                    bc_err *e);
 /* Answers raw text (text_pair: the second segment, e.g. QA's context, or NULL); *out
  * receives the task's JSON answer (the caller decrefs). */
 int rundir_predict(rundir_model *m, const char *text, const char *text_pair, json_t **out,
-                   ir_err *e);
+                   bc_err *e);
 /* Writes an answer for people, e.g. "intent: stop_music (0.98)". */
 int rundir_print_prediction(const rundir_model *m, const json_t *prediction, FILE *f);
 

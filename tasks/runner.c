@@ -10,11 +10,11 @@
 /* ---- graphs ------------------------------------------------------------------------- */
 
 static int keep_outputs(ir_graph **g, int (*want)(const char *name, const void *ctx),
-                        const void *ctx, ir_err *e)
+                        const void *ctx, bc_err *e)
 {
     const char **keep = malloc(sizeof *keep * (size_t)((*g)->nout + 1));
     if (!keep)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     int nk = 0;
     for (int i = 0; i < (*g)->nout; i++)
         if (want((*g)->outs[i].name, ctx))
@@ -40,7 +40,7 @@ static int want_listed(const char *name, const void *ctx)
 }
 
 ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *const *frozen,
-                             int nfrozen, int64_t mlm_gather, ir_err *e)
+                             int nfrozen, int64_t mlm_gather, bc_err *e)
 {
     pass_grad_opts go = {"loss", frozen, nfrozen};
     ir_graph *g = fe_build_bert_mlm_gather(m, labels | FE_BUILD_TRAIN, mlm_gather, e);
@@ -52,7 +52,7 @@ ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *con
     return g;
 }
 
-ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, ir_err *e)
+ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, bc_err *e)
 {
     ir_graph *g = fe_build_bert(m, 0, e);
     if (!g || pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, e) ||
@@ -67,7 +67,7 @@ ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, ir_er
  */
 
 int rundir_runner_init(rundir_runner *r, const ir_graph *g, cg_backend backend, int threads,
-                       ir_err *e)
+                       bc_err *e)
 {
     memset(r, 0, sizeof *r);
     cg_options co = {NULL, NULL, NULL, 0};
@@ -89,7 +89,7 @@ void rundir_runner_free(rundir_runner *r)
 /* Copies batch into out without its trailing columns of padding: every tensor whose
  * second dimension is the attention mask's S keeps the columns up to the last one
  * with a nonzero mask in some row. */
-static int trimmed(const rt_tensor_list *batch, rt_tensor_list *out, ir_err *e)
+static int trimmed(const rt_tensor_list *batch, rt_tensor_list *out, bc_err *e)
 {
     const rt_tensor *m = rt_list_cfind(batch, "attention_mask");
     int64_t S = -1, keep = -1;
@@ -98,7 +98,7 @@ static int trimmed(const rt_tensor_list *batch, rt_tensor_list *out, ir_err *e)
         int64_t n = rt_numel(m);
         int64_t *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v); /* [B, S] */
         if (!v)
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         if (rt_to_i64(m, v, e)) {
             free(v);
             return -1;
@@ -113,7 +113,7 @@ static int trimmed(const rt_tensor_list *batch, rt_tensor_list *out, ir_err *e)
         const rt_tensor *t = &batch->t[i];
         if (keep < 0 || keep == S || t->rank < 2 || t->shape[1] != S) {
             if (!rt_list_add(out, t->name, t->dtype, t->rank, t->shape, t->data))
-                return ir_errf(e, "out of memory");
+                return bc_errf(e, "out of memory");
             continue;
         }
         int64_t shape[RT_MAX_RANK];
@@ -121,7 +121,7 @@ static int trimmed(const rt_tensor_list *batch, rt_tensor_list *out, ir_err *e)
         shape[1] = keep;
         rt_tensor *d = rt_list_add(out, t->name, t->dtype, t->rank, shape, NULL);
         if (!d)
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         size_t inner = rt_dtype_size(t->dtype); /* bytes per column */
         for (int k = 2; k < t->rank; k++)
             inner *= (size_t)t->shape[k];
@@ -134,7 +134,7 @@ static int trimmed(const rt_tensor_list *batch, rt_tensor_list *out, ir_err *e)
 }
 
 int rundir_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *batch,
-                uint64_t dropout_seed, rt_tensor_list *out, ir_err *e)
+                uint64_t dropout_seed, rt_tensor_list *out, bc_err *e)
 {
     rundir_runner *r = ctx;
     rt_tensor_list in;
@@ -149,7 +149,7 @@ int rundir_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *b
     if (r->mlm_gather > 0 && rt_batch_mlm_gather(&in, r->mlm_gather, e))
         goto done;
     if (r->has_seed && !rt_list_add(&in, "dropout_seed", RT_I64, 0, NULL, &seed)) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     rc = cg_engine_run(r->engine, params, &in, r->threads, out, e);
@@ -158,7 +158,7 @@ done:
     return rc;
 }
 
-int rundir_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out, ir_err *e)
+int rundir_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out, bc_err *e)
 {
     rundir_runner *r = ctx;
     rt_tensor_list in;

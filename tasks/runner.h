@@ -15,9 +15,9 @@
  * mlm_gather > 0: the MLM head runs on that many labelled positions per sequence
  * (fe_build_bert_mlm_gather; rundir_step makes its inputs from mlm_labels). */
 ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *const *frozen,
-                             int nfrozen, int64_t mlm_gather, ir_err *e);
+                             int nfrozen, int64_t mlm_gather, bc_err *e);
 /* The eval-mode graph without labels, only outputs[] (NULL-terminated) kept. */
-ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, ir_err *e);
+ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, bc_err *e);
 
 /* What the step and forward callbacks run. */
 typedef struct rundir_runner {
@@ -33,15 +33,15 @@ typedef struct rundir_runner {
 
 /* Prepares a runner for g (the engine keeps its own copy). */
 int rundir_runner_init(rundir_runner *r, const ir_graph *g, cg_backend backend, int threads,
-                       ir_err *e);
+                       bc_err *e);
 void rundir_runner_free(rundir_runner *r);
 
 /* rt_step_fn over a runner: drops the micro-batch's trailing columns where every
  * attention_mask is 0 (one compiled graph serves any S), applies the task's augment
  * hook, adds dropout_seed and runs the engine. */
 int rundir_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *batch,
-                uint64_t dropout_seed, rt_tensor_list *out, ir_err *e);
+                uint64_t dropout_seed, rt_tensor_list *out, bc_err *e);
 /* rt_forward_fn over a runner (its params), with the same trimming. */
-int rundir_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out, ir_err *e);
+int rundir_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out, bc_err *e);
 
 #endif

@@ -12,7 +12,7 @@
 #include "task_pretrain.h"
 #include "task_qa.h"
 
-void rt_task_note(rt_note_fn note, void *ctx, const char *fmt, ...)
+void rt_task_note(bc_note_fn note, void *ctx, const char *fmt, ...)
 {
     if (!note)
         return;
@@ -25,26 +25,26 @@ void rt_task_note(rt_note_fn note, void *ctx, const char *fmt, ...)
 }
 
 int rt_task_int_opt(const char *v, const char *name, long long lo, long long hi,
-                    long long *out, ir_err *e)
+                    long long *out, bc_err *e)
 {
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (errno || end == v || *end || x < lo || x > hi)
-        return ir_errf(e, "--%s expects an integer in [%lld, %lld], got '%s'", name, lo, hi,
+        return bc_errf(e, "--%s expects an integer in [%lld, %lld], got '%s'", name, lo, hi,
                        v);
     *out = x;
     return 0;
 }
 
 int rt_task_real_opt(const char *v, const char *name, double lo, double hi, double *out,
-                     ir_err *e)
+                     bc_err *e)
 {
     char *end;
     errno = 0;
     double x = strtod(v, &end);
     if (errno || end == v || *end || !(x >= lo && x <= hi))
-        return ir_errf(e, "--%s expects a number in [%g, %g], got '%s'", name, lo, hi, v);
+        return bc_errf(e, "--%s expects a number in [%g, %g], got '%s'", name, lo, hi, v);
     *out = x;
     return 0;
 }

@@ -46,7 +46,7 @@ static inline const char *rt_split_name(rt_split s)
  * named as `run` names them (intent_logits [B, C], slot_logits [B, S, L], ...).
  * Returns 0, or -1 with e filled. */
 typedef int (*rt_forward_fn)(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
-                             ir_err *e);
+                             bc_err *e);
 
 /* Named scores of one evaluation, in a fixed order per task. Names are static
  * strings; fractions are in [0, 1]. */
@@ -107,7 +107,7 @@ typedef struct rt_task_config {
     const char *const *opt; /* [number of the task's options]: a value, or NULL for the
                                option's default */
     int64_t max_position;   /* the model's: rows may not be longer (0: unchecked) */
-    rt_note_fn note;        /* notes (truncations, unseen labels, ...); may be NULL */
+    bc_note_fn note;        /* notes (truncations, unseen labels, ...); may be NULL */
     void *note_ctx;
 } rt_task_config;
 
@@ -124,33 +124,33 @@ typedef struct rt_task_ops {
 
     /* Reads what the task needs of c (the data is read lazily or at once, as the task
      * likes). *state receives the task's state. Errors name files and lines. */
-    int (*open)(const rt_task_config *c, void **state, ir_err *e);
+    int (*open)(const rt_task_config *c, void **state, bc_err *e);
     void (*close)(void *state);
     void (*heads)(void *state, rt_task_heads *h);
     /* The value option i (of options[]) has in effect: the one given, or the default as
      * the task applied it. The driver stores it in options.json for eval and predict. */
     void (*option_value)(void *state, int i, char *buf, size_t len);
     /* Writes the task's files (label lists) into a run directory. */
-    int (*save)(void *state, const char *dir, ir_err *e);
+    int (*save)(void *state, const char *dir, bc_err *e);
     /* Appends a split's rows in the run batch format, labels included: I64 tensors with
      * one leading dimension of N rows ([N, S] padded, or [N]); the training engine
      * slices them into micro-batches. A split the data lacks is an error naming it. */
-    int (*data)(void *state, rt_split split, rt_tensor_list *out, ir_err *e);
+    int (*data)(void *state, rt_split split, rt_tensor_list *out, bc_err *e);
     /* Optional (may be NULL): the training rows of epoch e >= 1 when they differ from
      * epoch 0's (those of data), e.g. the next rows of a stream; see rt_train_opts'
      * refill, which the driver points here (1: no refill, epoch 0's rows again). */
-    int (*refill)(void *state, int64_t epoch, rt_tensor_list *out, ir_err *e);
+    int (*refill)(void *state, int64_t epoch, rt_tensor_list *out, bc_err *e);
     /* Optional (may be NULL): changes a training micro-batch in place before its step,
      * e.g. a fresh masking each epoch; seed is the micro-batch's dropout seed. */
-    int (*augment)(void *state, rt_tensor_list *batch, uint64_t seed, ir_err *e);
+    int (*augment)(void *state, rt_tensor_list *batch, uint64_t seed, bc_err *e);
     /* Scores a split: runs forward on batches of at most batch_size rows (padded to
      * their longest row) and fills out. */
     int (*evaluate)(void *state, rt_split split, int batch_size, rt_forward_fn forward,
-                    void *fctx, rt_metrics *out, ir_err *e);
+                    void *fctx, rt_metrics *out, bc_err *e);
     /* Answers raw text (text_pair: a second segment, e.g. QA's context; NULL when the
      * task takes one text). *out receives a JSON object (the caller decrefs). */
     int (*predict)(void *state, const char *text, const char *text_pair,
-                   rt_forward_fn forward, void *fctx, json_t **out, ir_err *e);
+                   rt_forward_fn forward, void *fctx, json_t **out, bc_err *e);
     /* Writes a prediction for people, e.g. "intent: stop_music (0.98)". */
     int (*print)(void *state, const json_t *prediction, FILE *f);
 } rt_task_ops;
@@ -184,14 +184,14 @@ const rt_task_ops *rt_task_find(const char *name);
 /* Helpers the tasks share (task.c). */
 
 /* Formats a note and passes it to note (nothing when note is NULL). */
-void rt_task_note(rt_note_fn note, void *ctx, const char *fmt, ...)
+void rt_task_note(bc_note_fn note, void *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* An option's integer value in [lo, hi]; the error names --name. */
 int rt_task_int_opt(const char *v, const char *name, long long lo, long long hi,
-                    long long *out, ir_err *e);
+                    long long *out, bc_err *e);
 /* An option's real value in [lo, hi]; the error names --name. */
 int rt_task_real_opt(const char *v, const char *name, double lo, double hi, double *out,
-                     ir_err *e);
+                     bc_err *e);
 /* log(sum exp(x[i])) over x[0..n), n >= 1, in double with the maximum taken out first
  * (for the probabilities tasks print from logits). */
 double rt_log_sum_exp(const float *x, int64_t n);

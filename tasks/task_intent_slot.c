@@ -29,7 +29,7 @@ void rt_is_labels_free(rt_is_labels *l)
 }
 
 int rt_is_labels_build(const char *const *seen, int n, int o_first, rt_is_labels *out,
-                       ir_err *e)
+                       bc_err *e)
 {
     out->name = NULL;
     out->n = 0;
@@ -65,7 +65,7 @@ oom_names:
 oom:
     free(s);
     free(names);
-    return ir_errf(e, "out of memory building a label list");
+    return bc_errf(e, "out of memory building a label list");
 }
 
 int rt_is_label_id(const rt_is_labels *l, const char *name)
@@ -84,13 +84,13 @@ static ssize_t chomp(char *line, ssize_t n)
     return n;
 }
 
-int rt_is_labels_load(const char *path, rt_is_labels *out, ir_err *e)
+int rt_is_labels_load(const char *path, rt_is_labels *out, bc_err *e)
 {
     out->name = NULL;
     out->n = 0;
     FILE *f = fopen(path, "r");
     if (!f)
-        return ir_errf(e, "%s: cannot read: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot read: %s", path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -99,24 +99,24 @@ int rt_is_labels_load(const char *path, rt_is_labels *out, ir_err *e)
         len = chomp(line, len);
         int lineno = out->n + 1;
         if (len == 0 || strpbrk(line, " \t")) {
-            rc = ir_errf(e, "%s:%d: expected one label without spaces", path, lineno);
+            rc = bc_errf(e, "%s:%d: expected one label without spaces", path, lineno);
             break;
         }
         if (out->n == 0 && strcmp(line, RT_METRIC_UNK)) {
-            rc = ir_errf(e, "%s:1: the first label must be %s", path, RT_METRIC_UNK);
+            rc = bc_errf(e, "%s:1: the first label must be %s", path, RT_METRIC_UNK);
             break;
         }
         if (out->n == cap_n) {
             cap_n = cap_n ? 2 * cap_n : 64;
             char **nn = realloc(out->name, (size_t)cap_n * sizeof *nn);
             if (!nn) {
-                rc = ir_errf(e, "%s: out of memory", path);
+                rc = bc_errf(e, "%s: out of memory", path);
                 break;
             }
             out->name = nn;
         }
         if (!(out->name[out->n] = strdup(line))) {
-            rc = ir_errf(e, "%s: out of memory", path);
+            rc = bc_errf(e, "%s: out of memory", path);
             break;
         }
         out->n++;
@@ -124,13 +124,13 @@ int rt_is_labels_load(const char *path, rt_is_labels *out, ir_err *e)
     free(line);
     fclose(f);
     if (!rc && out->n < 2)
-        rc = ir_errf(e, "%s: expected %s and at least one label", path, RT_METRIC_UNK);
+        rc = bc_errf(e, "%s: expected %s and at least one label", path, RT_METRIC_UNK);
     if (rc)
         rt_is_labels_free(out);
     return rc;
 }
 
-int rt_is_labels_save(const char *path, const rt_is_labels *l, ir_err *e)
+int rt_is_labels_save(const char *path, const rt_is_labels *l, bc_err *e)
 {
     return rt_vocab_save(path, (const char *const *)l->name, l->n, e);
 }
@@ -210,7 +210,7 @@ void rt_is_data_free(rt_is_data *d)
     d->n = 0;
 }
 
-int rt_is_read(const char *dir, rt_is_data *out, ir_err *e)
+int rt_is_read(const char *dir, rt_is_data *out, bc_err *e)
 {
     static const char *const names[3] = {"seq.in", "seq.out", "label"};
     char path[3][4096];
@@ -223,7 +223,7 @@ int rt_is_read(const char *dir, rt_is_data *out, ir_err *e)
     for (int k = 0; k < 3; k++) {
         snprintf(path[k], sizeof path[k], "%s/%s", dir, names[k]);
         if (!(f[k] = fopen(path[k], "r"))) {
-            ir_errf(e, "%s: cannot read: %s", path[k], strerror(errno));
+            bc_errf(e, "%s: cannot read: %s", path[k], strerror(errno));
             goto done;
         }
     }
@@ -239,7 +239,7 @@ int rt_is_read(const char *dir, rt_is_data *out, ir_err *e)
         if (got < 3) {
             for (int k = 0; k < 3; k++)
                 if (len[k] < 0) {
-                    ir_errf(e, "%s: %d lines, but %s has more", path[k], lineno - 1,
+                    bc_errf(e, "%s: %d lines, but %s has more", path[k], lineno - 1,
                             names[k == 0 ? 1 : 0]);
                     goto done;
                 }
@@ -274,13 +274,13 @@ int rt_is_read(const char *dir, rt_is_data *out, ir_err *e)
             s->n_words = 0;
             free_words(s->words, nw);
             s->words = NULL;
-            ir_errf(e, "%s:%d: %d tags for %d words in %s", path[1], lineno, nt, nw,
+            bc_errf(e, "%s:%d: %d tags for %d words in %s", path[1], lineno, nt, nw,
                     names[0]);
             goto done;
         }
         if (ni != 1) {
             free_words(intent, ni);
-            ir_errf(e, "%s:%d: expected one intent label, got %d words", path[2], lineno,
+            bc_errf(e, "%s:%d: expected one intent label, got %d words", path[2], lineno,
                     ni);
             goto done;
         }
@@ -290,7 +290,7 @@ int rt_is_read(const char *dir, rt_is_data *out, ir_err *e)
     rc = 0;
     goto done;
 oom:
-    ir_errf(e, "%s: out of memory", dir);
+    bc_errf(e, "%s: out of memory", dir);
 done:
     for (int k = 0; k < 3; k++) {
         free(line[k]);
@@ -307,18 +307,18 @@ done:
 
 int rt_is_encode(const rt_vocab *v, const rt_tok_opts *o, const char *const *words,
                  int n_words, const int *tag_ids, int max_seq, int64_t *ids,
-                 int64_t *labels, int *pos, int *truncated, ir_err *e)
+                 int64_t *labels, int *pos, int *truncated, bc_err *e)
 {
     int cls = rt_vocab_special(v, RT_CLS), sep = rt_vocab_special(v, RT_SEP);
     if (max_seq < 2)
-        return ir_errf(e, "max-seq %d leaves no room for [CLS] and [SEP]", max_seq);
+        return bc_errf(e, "max-seq %d leaves no room for [CLS] and [SEP]", max_seq);
     if (cls < 0 || sep < 0)
-        return ir_errf(e, "the vocabulary has no %s token",
+        return bc_errf(e, "the vocabulary has no %s token",
                        cls < 0 ? rt_special_name(RT_CLS) : rt_special_name(RT_SEP));
     rt_token_list tl = {0};
     int *first = malloc(((size_t)n_words + 1) * sizeof *first);
     if (!first)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     if (rt_tokenize_words(v, o, words, n_words, &tl, first, e)) {
         free(first);
         rt_token_list_free(&tl);
@@ -372,7 +372,7 @@ typedef struct is_state {
     int max_seq;
     int bio;            /* --slot-decode bio */
     unsigned char *may; /* [L+1][L]: may[(p+1)*L+j], tag j may follow p (p = -1: start) */
-    rt_note_fn note;
+    bc_note_fn note;
     void *note_ctx;
     rt_is_labels intents, slots;
     rt_is_data split[3];
@@ -443,12 +443,12 @@ static void unseen_str(const unseen *u, char *buf, size_t len)
 }
 
 /* Reads a split once; for dev and test, reports labels the lists lack. */
-static int ensure_split(is_state *s, rt_split sp, ir_err *e)
+static int ensure_split(is_state *s, rt_split sp, bc_err *e)
 {
     if (s->loaded[sp])
         return 0;
     if (!s->data_dir)
-        return ir_errf(e, "intent-slot: no data directory was given");
+        return bc_errf(e, "intent-slot: no data directory was given");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", s->data_dir, rt_split_name(sp));
     if (rt_is_read(dir, &s->split[sp], e))
@@ -473,7 +473,7 @@ static int ensure_split(is_state *s, rt_split sp, ir_err *e)
         affected += bad;
     }
     if (rc)
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
     else if (ui.n || us.n) {
         char a[1024], b[1024];
         unseen_str(&ui, a, sizeof a);
@@ -491,13 +491,13 @@ static int ensure_split(is_state *s, rt_split sp, ir_err *e)
     return rc ? -1 : 0;
 }
 
-static int build_labels(is_state *s, ir_err *e)
+static int build_labels(is_state *s, bc_err *e)
 {
     if (ensure_split(s, RT_SPLIT_TRAIN, e))
         return -1;
     const rt_is_data *d = &s->split[RT_SPLIT_TRAIN];
     if (d->n == 0)
-        return ir_errf(e, "%s/train: no sentences", s->data_dir);
+        return bc_errf(e, "%s/train: no sentences", s->data_dir);
     size_t nt = 0;
     for (int i = 0; i < d->n; i++)
         nt += (size_t)d->s[i].n_words;
@@ -505,7 +505,7 @@ static int build_labels(is_state *s, ir_err *e)
     const char **tg = malloc((nt + 1) * sizeof *tg);
     int rc = -1;
     if (!in || !tg) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     nt = 0;
@@ -524,12 +524,12 @@ done:
     return rc;
 }
 
-static int is_open(const rt_task_config *c, void **state, ir_err *e)
+static int is_open(const rt_task_config *c, void **state, bc_err *e)
 {
     *state = NULL;
     is_state *s = calloc(1, sizeof *s);
     if (!s)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     s->v = c->vocab;
     s->tok = c->tok;
     s->note = c->note;
@@ -541,19 +541,19 @@ static int is_open(const rt_task_config *c, void **state, ir_err *e)
     if (!(c->opt && c->opt[0]) && c->max_position > 0 && v > c->max_position)
         v = c->max_position; /* the default never exceeds the model */
     if (c->max_position > 0 && v > c->max_position) {
-        ir_errf(e, "--max-seq %lld exceeds the model's max-position %lld", v,
+        bc_errf(e, "--max-seq %lld exceeds the model's max-position %lld", v,
                 (long long)c->max_position);
         goto fail;
     }
     s->max_seq = (int)v;
     const char *sd = c->opt && c->opt[1] ? c->opt[1] : is_options[1].def;
     if (strcmp(sd, "bio") && strcmp(sd, "argmax")) {
-        ir_errf(e, "--slot-decode expects bio or argmax, got '%s'", sd);
+        bc_errf(e, "--slot-decode expects bio or argmax, got '%s'", sd);
         goto fail;
     }
     s->bio = !strcmp(sd, "bio");
     if (c->data && !(s->data_dir = strdup(c->data))) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto fail;
     }
     if (c->run_dir) {
@@ -565,7 +565,7 @@ static int is_open(const rt_task_config *c, void **state, ir_err *e)
         if (rt_is_labels_load(path, &s->slots, e))
             goto fail;
     } else if (!s->data_dir) {
-        ir_errf(e, "intent-slot: --data DIR is required to build the label lists");
+        bc_errf(e, "intent-slot: --data DIR is required to build the label lists");
         goto fail;
     } else if (build_labels(s, e)) {
         goto fail;
@@ -596,7 +596,7 @@ static void is_option_value(void *state, int i, char *buf, size_t len)
         snprintf(buf, len, "%s", "");
 }
 
-static int is_save(void *state, const char *dir, ir_err *e)
+static int is_save(void *state, const char *dir, bc_err *e)
 {
     const is_state *s = state;
     char path[4096];
@@ -610,13 +610,13 @@ static int is_save(void *state, const char *dir, ir_err *e)
 /* Encodes one sentence into a row of S positions, padded: ids, mask and (may be NULL)
  * labels; pos[w] receives word w's position (may be NULL); *cut counts truncations. */
 static int encode_row(is_state *s, const rt_is_sentence *x, int S, int64_t *ids,
-                      int64_t *mask, int64_t *labels, int *pos, int *cut, ir_err *e)
+                      int64_t *mask, int64_t *labels, int *pos, int *cut, bc_err *e)
 {
     int *tag_ids = NULL;
     if (labels) {
         tag_ids = malloc(((size_t)x->n_words + 1) * sizeof *tag_ids);
         if (!tag_ids)
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         for (int w = 0; w < x->n_words; w++)
             tag_ids[w] = rt_is_label_id(&s->slots, x->tags[w]);
     }
@@ -624,7 +624,7 @@ static int encode_row(is_state *s, const rt_is_sentence *x, int S, int64_t *ids,
     int64_t *lab = labels ? malloc((size_t)s->max_seq * sizeof *lab) : NULL;
     int len = -1, tr = 0;
     if (!row || (labels && !lab))
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
     else
         len = rt_is_encode(s->v, &s->tok, (const char *const *)x->words, x->n_words,
                            tag_ids, s->max_seq, row, lab, pos, &tr, e);
@@ -645,11 +645,11 @@ static int encode_row(is_state *s, const rt_is_sentence *x, int S, int64_t *ids,
 }
 
 /* The encoded length of every sentence (for the width of the rows). */
-static int encoded_lengths(is_state *s, const rt_is_data *d, int *len, ir_err *e)
+static int encoded_lengths(is_state *s, const rt_is_data *d, int *len, bc_err *e)
 {
     int64_t *row = malloc((size_t)s->max_seq * sizeof *row);
     if (!row)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     for (int i = 0; i < d->n; i++) {
         len[i] = rt_is_encode(s->v, &s->tok, (const char *const *)d->s[i].words,
                               d->s[i].n_words, NULL, s->max_seq, row, NULL, NULL, NULL, e);
@@ -673,17 +673,17 @@ static void note_truncation(is_state *s, rt_split sp, int cut)
     }
 }
 
-static int is_data(void *state, rt_split sp, rt_tensor_list *out, ir_err *e)
+static int is_data(void *state, rt_split sp, rt_tensor_list *out, bc_err *e)
 {
     is_state *s = state;
     if (ensure_split(s, sp, e))
         return -1;
     const rt_is_data *d = &s->split[sp];
     if (d->n == 0)
-        return ir_errf(e, "%s/%s: no sentences", s->data_dir, rt_split_name(sp));
+        return bc_errf(e, "%s/%s: no sentences", s->data_dir, rt_split_name(sp));
     int *len = malloc((size_t)d->n * sizeof *len);
     if (!len)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     int rc = -1, S = 2, cut = 0;
     if (encoded_lengths(s, d, len, e))
         goto done;
@@ -696,7 +696,7 @@ static int is_data(void *state, rt_split sp, rt_tensor_list *out, ir_err *e)
     rt_tensor *il = rt_list_add(out, "intent_labels", RT_I64, 1, shape, NULL);
     rt_tensor *sl = rt_list_add(out, "slot_labels", RT_I64, 2, shape, NULL);
     if (!ids || !tt || !mask || !il || !sl) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     (void)tt; /* token types stay 0 */
@@ -705,7 +705,7 @@ static int is_data(void *state, rt_split sp, rt_tensor_list *out, ir_err *e)
         int64_t *r_mask = (int64_t *)mask->data + (size_t)i * (size_t)S;
         int64_t *r_lab = (int64_t *)sl->data + (size_t)i * (size_t)S;
         if (encode_row(s, &d->s[i], S, r_ids, r_mask, r_lab, NULL, &cut, e)) {
-            ir_err_prefix(e, "%s/%s/seq.in:%d", s->data_dir, rt_split_name(sp), i + 1);
+            bc_err_prefix(e, "%s/%s/seq.in:%d", s->data_dir, rt_split_name(sp), i + 1);
             goto done;
         }
         ((int64_t *)il->data)[i] = rt_is_label_id(&s->intents, d->s[i].intent);
@@ -719,7 +719,7 @@ done:
 
 /* Checks a forward output: F32 of rank `rank` with the given leading dims. */
 static const rt_tensor *get_out(const rt_tensor_list *out, const char *name, int rank,
-                                int64_t d0, int64_t d1, int64_t d2, ir_err *e)
+                                int64_t d0, int64_t d1, int64_t d2, bc_err *e)
 {
     const rt_tensor *t = rt_list_cfind(out, name);
     int64_t want[3] = {d0, d1, d2};
@@ -728,7 +728,7 @@ static const rt_tensor *get_out(const rt_tensor_list *out, const char *name, int
         ok = t->shape[k] == want[k];
     if (!ok) {
         char s1[64], s2[64];
-        ir_errf(e, "the model's %s is %s, expected F32 %s", name,
+        bc_errf(e, "the model's %s is %s, expected F32 %s", name,
                 t ? rt_shape_str(t->rank, t->shape, s1, sizeof s1) : "missing",
                 rt_shape_str(rank, want, s2, sizeof s2));
         return NULL;
@@ -772,13 +772,13 @@ static void log_softmax(const float *logits, int n, double *out)
 
 /* The BIO transitions of the slot labels: I-X may follow only B-X or I-X (and so never
  * starts a sentence); everything else may follow anything. UNK (id 0) is never chosen. */
-static int bio_table(is_state *s, ir_err *e)
+static int bio_table(is_state *s, bc_err *e)
 {
     if (s->may)
         return 0;
     int L = s->slots.n;
     if (!(s->may = calloc((size_t)(L + 1) * (size_t)L, 1)))
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     for (int p = -1; p < L; p++) {
         const char *pt = p >= 0 ? s->slots.name[p] : "O";
         for (int j = 1; j < L; j++) {
@@ -796,7 +796,7 @@ static int bio_table(is_state *s, ir_err *e)
 /* Viterbi over n words: lp[w*L + j] is log p(tag j | word w); writes the most likely
  * sequence allowed by s->may into tags[0..n). A label list with no allowed path (one
  * without O and B- tags) leaves tags as they are. */
-static int bio_decode(const is_state *s, const double *lp, int n, int *tags, ir_err *e)
+static int bio_decode(const is_state *s, const double *lp, int n, int *tags, bc_err *e)
 {
     int L = s->slots.n;
     double *score = malloc((size_t)n * (size_t)L * sizeof *score);
@@ -804,7 +804,7 @@ static int bio_decode(const is_state *s, const double *lp, int n, int *tags, ir_
     if (!score || !back) {
         free(score);
         free(back);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     for (int w = 0; w < n; w++)
         for (int j = 1; j < L; j++) {
@@ -841,12 +841,12 @@ static int bio_decode(const is_state *s, const double *lp, int n, int *tags, ir_
  * (may be NULL) likewise. */
 static int run_batch(is_state *s, const rt_is_sentence *x, int b, rt_forward_fn fwd,
                      void *fctx, int *intent, double *intent_p, int *tags, double *tag_p,
-                     const int *toff, int *cut, ir_err *e)
+                     const int *toff, int *cut, bc_err *e)
 {
     int S = 2; /* the longest row of the batch */
     int *len = malloc((size_t)b * sizeof *len);
     if (!len)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     rt_is_data d = {(rt_is_sentence *)x, b};
     if (encoded_lengths(s, &d, len, e)) {
         free(len);
@@ -867,7 +867,7 @@ static int run_batch(is_state *s, const rt_is_sentence *x, int b, rt_forward_fn 
     rt_tensor *tt = rt_list_add(&in, "token_type_ids", RT_I64, 2, shape, NULL);
     rt_tensor *mask = rt_list_add(&in, "attention_mask", RT_I64, 2, shape, NULL);
     if (!pos || !ids || !tt || !mask) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     for (int i = 0, at = 0; i < b; i++) {
@@ -912,7 +912,7 @@ static int run_batch(is_state *s, const rt_is_sentence *x, int b, rt_forward_fn 
                 continue;
             double *lp = malloc((size_t)n * (size_t)L * sizeof *lp);
             if (!lp) {
-                ir_errf(e, "out of memory");
+                bc_errf(e, "out of memory");
                 goto done;
             }
             for (int w = 0; w < n; w++) {
@@ -945,7 +945,7 @@ static const char *tag_name(const is_state *s, int id)
 }
 
 static int is_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn fwd,
-                       void *fctx, rt_metrics *m, ir_err *e)
+                       void *fctx, rt_metrics *m, bc_err *e)
 {
     is_state *s = state;
     if (ensure_split(s, sp, e))
@@ -972,7 +972,7 @@ static int is_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
         int b = n - i < batch_size ? n - i : batch_size;
         if (run_batch(s, d->s + i, b, fwd, fctx, intent + i, NULL, tags, NULL, toff + i,
                       &cut, e)) {
-            ir_err_prefix(e, "%s/%s, sentences %d-%d", s->data_dir, rt_split_name(sp),
+            bc_err_prefix(e, "%s/%s, sentences %d-%d", s->data_dir, rt_split_name(sp),
                           i + 1, i + b);
             goto done;
         }
@@ -997,7 +997,7 @@ static int is_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
     rc = 0;
     goto done;
 oom:
-    ir_errf(e, "out of memory");
+    bc_errf(e, "out of memory");
 done:
     free(toff);
     free(intent);
@@ -1015,25 +1015,25 @@ static const char *tag_type(const char *tag)
 }
 
 static int is_predict(void *state, const char *text, const char *pair, rt_forward_fn fwd,
-                      void *fctx, json_t **out, ir_err *e)
+                      void *fctx, json_t **out, bc_err *e)
 {
     is_state *s = state;
     *out = NULL;
     if (pair)
-        return ir_errf(e, "intent-slot takes one text, not a pair");
+        return bc_errf(e, "intent-slot takes one text, not a pair");
     rt_is_sentence x = {0};
     int *starts = NULL, rc = -1, cut = 0, intent = 0;
     double ip = 0;
     int nw = split_words(text, &x.words, &starts);
     if (nw < 0)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     x.n_words = nw;
     int *tags = malloc(((size_t)nw + 1) * sizeof *tags);
     double *tp = malloc(((size_t)nw + 1) * sizeof *tp);
     json_t *j = NULL;
     int toff = 0;
     if (!tags || !tp) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     if (run_batch(s, &x, 1, fwd, fctx, &intent, &ip, tags, tp, &toff, &cut, e))
@@ -1046,7 +1046,7 @@ static int is_predict(void *state, const char *text, const char *pair, rt_forwar
                   s->intents.name[intent], "intent_probability", ip, "slots", slots, "tags",
                   tg);
     if (!j) {
-        ir_errf(e, "out of memory (or the text is not valid UTF-8)");
+        bc_errf(e, "out of memory (or the text is not valid UTF-8)");
         goto done;
     }
     /* Chunks as conlleval sees them: B- starts one, I- continues one of its type (and
@@ -1064,7 +1064,7 @@ static int is_predict(void *state, const char *text, const char *pair, rt_forwar
                 json_pack("{s:s, s:s%, s:i, s:i, s:f}", "slot", open_type, "text", text + b,
                           (size_t)(end - b), "start", b, "end", end, "probability", cp);
             if (!c || json_array_append_new(slots, c)) {
-                ir_errf(e, "out of memory");
+                bc_errf(e, "out of memory");
                 goto done;
             }
             open_type = NULL;

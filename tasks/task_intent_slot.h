@@ -48,12 +48,12 @@ typedef struct rt_is_labels {
 /* Builds a list from the labels seen (any order, repeats allowed): UNK, then (with
  * o_first) "O" when seen, then the others sorted. */
 int rt_is_labels_build(const char *const *seen, int n, int o_first, rt_is_labels *out,
-                       ir_err *e);
+                       bc_err *e);
 /* The id of name, or 0 (UNK) when the list lacks it. */
 int rt_is_label_id(const rt_is_labels *l, const char *name);
 /* Reads a label file (one per line; the first must be UNK); errors name FILE:LINE. */
-int rt_is_labels_load(const char *path, rt_is_labels *out, ir_err *e);
-int rt_is_labels_save(const char *path, const rt_is_labels *l, ir_err *e);
+int rt_is_labels_load(const char *path, rt_is_labels *out, bc_err *e);
+int rt_is_labels_save(const char *path, const rt_is_labels *l, bc_err *e);
 void rt_is_labels_free(rt_is_labels *l);
 
 /* ---- sentences ---------------------------------------------------------------------- */
@@ -71,7 +71,7 @@ typedef struct rt_is_data {
 } rt_is_data;
 
 /* Reads DIR/seq.in, DIR/seq.out and DIR/label (DIR is a split's folder). */
-int rt_is_read(const char *dir, rt_is_data *out, ir_err *e);
+int rt_is_read(const char *dir, rt_is_data *out, bc_err *e);
 void rt_is_data_free(rt_is_data *d);
 
 /* Splits a line into words at runs of ASCII whitespace: *words receives n malloc'd
@@ -89,6 +89,6 @@ int rt_is_split_words(const char *line, char ***words);
  * max_seq < 2, a vocabulary without [CLS] or [SEP], tokenizer errors. */
 int rt_is_encode(const rt_vocab *v, const rt_tok_opts *o, const char *const *words,
                  int n_words, const int *tag_ids, int max_seq, int64_t *ids,
-                 int64_t *labels, int *pos, int *truncated, ir_err *e);
+                 int64_t *labels, int *pos, int *truncated, bc_err *e);
 
 #endif

@@ -78,7 +78,7 @@ typedef struct pt_state {
     int64_t max_position;
     char *data, *eval_data; /* NULL: none */
     rt_pt_masker *masker;
-    rt_note_fn note;
+    bc_note_fn note;
     void *note_ctx;
     rt_tensor_list rows[3];
     int have[3];
@@ -128,11 +128,11 @@ int rt_pt_eval_rows(int batch_size, int64_t S, int64_t V)
 
 /* 1 when path starts like a safetensors file (an 8-byte header length, then '{'), 0
  * otherwise (a corpus), -1 when it cannot be read. */
-static int is_safetensors(const char *path, ir_err *e)
+static int is_safetensors(const char *path, bc_err *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ir_errf(e, "%s: cannot read: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot read: %s", path, strerror(errno));
     unsigned char b[9];
     size_t n = fread(b, 1, sizeof b, f);
     fclose(f);
@@ -149,7 +149,7 @@ static int is_safetensors(const char *path, ir_err *e)
 
 /* Copies the rows r of every tensor of in (leading dimension N) with keep(r) into out. */
 static int take_rows(const rt_tensor_list *in, int64_t N, int K, int held,
-                     rt_tensor_list *out, ir_err *e)
+                     rt_tensor_list *out, bc_err *e)
 {
     int64_t n = 0;
     for (int64_t r = 0; r < N; r++)
@@ -161,7 +161,7 @@ static int take_rows(const rt_tensor_list *in, int64_t N, int K, int held,
         shape[0] = n;
         rt_tensor *d = rt_list_add(out, t->name, t->dtype, t->rank, shape, NULL);
         if (!d)
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         size_t row = rt_nbytes(t) / (size_t)(N > 0 ? N : 1);
         int64_t k = 0;
         for (int64_t r = 0; r < N; r++)
@@ -174,7 +174,7 @@ static int take_rows(const rt_tensor_list *in, int64_t N, int K, int held,
 
 /* The rows of a data file: all (K == 0), or those held out (held) or kept. */
 static int file_rows(pt_state *s, const char *path, int K, int held, rt_tensor_list *out,
-                     ir_err *e)
+                     bc_err *e)
 {
     rt_tensor_list raw, prep;
     rt_list_init(&raw);
@@ -186,11 +186,11 @@ static int file_rows(pt_state *s, const char *path, int K, int held, rt_tensor_l
         rt_batch_prepare(&raw, s->max_position > 0 ? s->max_position : RT_PT_MAX_SEQ_LIMIT,
                          RT_LABEL_MLM | RT_LABEL_NSP, &prep, &present, &B, &S, s->note,
                          s->note_ctx, e)) {
-        ir_err_prefix(e, "%s", path);
+        bc_err_prefix(e, "%s", path);
         goto done;
     }
     if ((present & (RT_LABEL_MLM | RT_LABEL_NSP)) != (RT_LABEL_MLM | RT_LABEL_NSP)) {
-        ir_errf(e, "%s: a pre-training data file needs mlm_labels and nsp_labels", path);
+        bc_errf(e, "%s: a pre-training data file needs mlm_labels and nsp_labels", path);
         goto done;
     }
     s->file_seq = (int)S;
@@ -209,13 +209,13 @@ done:
  * file (its name into tmp), each followed by a blank line. *docs receives the number of
  * documents copied. Errors name path:LINE. */
 static int split_corpus(const char *path, int K, int held, char *tmp, size_t len,
-                        int64_t *docs, ir_err *e)
+                        int64_t *docs, bc_err *e)
 {
     const char *dir = getenv("TMPDIR");
     snprintf(tmp, len, "%s/bertcc-corpus-XXXXXX", dir && *dir ? dir : "/tmp");
     FILE *in = fopen(path, "r");
     if (!in)
-        return ir_errf(e, "%s: cannot read: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot read: %s", path, strerror(errno));
     int fd = mkstemp(tmp);
     FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!out) {
@@ -224,7 +224,7 @@ static int split_corpus(const char *path, int K, int held, char *tmp, size_t len
             remove(tmp);
         }
         fclose(in);
-        return ir_errf(e, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
+        return bc_errf(e, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
     }
     char *line = NULL;
     size_t cap = 0;
@@ -235,7 +235,7 @@ static int split_corpus(const char *path, int K, int held, char *tmp, size_t len
     while ((n = getline(&line, &cap, in)) >= 0) {
         lineno++;
         if (!tx_valid_utf8(line, (size_t)n)) {
-            rc = ir_errf(e, "%s:%lld: invalid UTF-8", path, (long long)lineno);
+            rc = bc_errf(e, "%s:%lld: invalid UTF-8", path, (long long)lineno);
             break;
         }
         if (tx_is_blank_line(line, (size_t)n)) {
@@ -257,11 +257,11 @@ static int split_corpus(const char *path, int K, int held, char *tmp, size_t len
     if (!rc && in_doc && keep)
         ok &= fputc('\n', out) != EOF;
     if (!rc && ferror(in))
-        rc = ir_errf(e, "%s: read error", path);
+        rc = bc_errf(e, "%s: read error", path);
     free(line);
     fclose(in);
     if (fclose(out) || !ok)
-        rc = rc ? rc : ir_errf(e, "%s: cannot write", tmp);
+        rc = rc ? rc : bc_errf(e, "%s: cannot write", tmp);
     if (rc)
         remove(tmp);
     return rc;
@@ -279,7 +279,7 @@ static void count_is_next(const rt_tensor_list *rows, int64_t *n, int64_t *is_ne
 /* Instances of a corpus: all its documents (K == 0), or those held out (held) or kept;
  * dupe repetitions, from seed. */
 static int corpus_rows(pt_state *s, const char *path, int K, int held, int dupe,
-                       uint64_t seed, const char *what, rt_tensor_list *out, ir_err *e)
+                       uint64_t seed, const char *what, rt_tensor_list *out, bc_err *e)
 {
     char tmp[4096];
     int64_t docs = 0;
@@ -289,7 +289,7 @@ static int corpus_rows(pt_state *s, const char *path, int K, int held, int dupe,
             return -1;
         if (docs == 0) {
             remove(tmp);
-            return ir_errf(e, "%s: --holdout %d leaves no document %s", path, K,
+            return bc_errf(e, "%s: --holdout %d leaves no document %s", path, K,
                            held ? "for dev (the corpus has fewer than K)" : "to train on");
         }
         from = tmp;
@@ -315,12 +315,12 @@ static int corpus_rows(pt_state *s, const char *path, int K, int held, int dupe,
              st.instances ? 100.0 * (double)st.is_next / (double)st.instances : 0.0,
              (long long)st.truncated, (long long)st.mask.chosen);
         if (st.instances == 0)
-            rc = ir_errf(e,
+            rc = bc_errf(e,
                          "%s: the %s documents give no instance (a document needs a "
                          "sentence with a token)",
                          path, what);
     } else {
-        ir_err_prefix(e, "%s", path);
+        bc_err_prefix(e, "%s", path);
     }
     rt_pt_corpus_free(c);
     return rc;
@@ -329,7 +329,7 @@ static int corpus_rows(pt_state *s, const char *path, int K, int held, int dupe,
 /* ---- rows from a stream ------------------------------------------------------------ */
 
 /* Opens the stream at the start of pass s->stream_pass (each pass its own seed). */
-static int stream_open(pt_state *s, ir_err *e)
+static int stream_open(pt_state *s, bc_err *e)
 {
     rt_pt_stream_free(s->stream);
     uint64_t seed = s->data_seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(s->stream_pass + 1));
@@ -341,7 +341,7 @@ static int stream_open(pt_state *s, ir_err *e)
 /* The rows of epoch `epoch`: rows [epoch * N, (epoch + 1) * N) of the passes over the
  * corpus one after another. The stream moves forward; an epoch before the stream's
  * position (or far ahead, after a resume) reopens it and skips the rows before. */
-static int stream_rows(pt_state *s, int64_t epoch, rt_tensor_list *out, ir_err *e)
+static int stream_rows(pt_state *s, int64_t epoch, rt_tensor_list *out, bc_err *e)
 {
     if (!s->stream || s->stream_epoch > epoch) {
         s->stream_pass = 0;
@@ -367,7 +367,7 @@ static int stream_rows(pt_state *s, int64_t epoch, rt_tensor_list *out, ir_err *
                 goto done;
             if (n == 0) { /* the pass is over: the next one */
                 if (++empty_passes > 1) {
-                    ir_errf(e, "%s: the corpus gives no instance", s->stream_path);
+                    bc_errf(e, "%s: the corpus gives no instance", s->stream_path);
                     goto done;
                 }
                 s->stream_pass++;
@@ -384,7 +384,7 @@ static int stream_rows(pt_state *s, int64_t epoch, rt_tensor_list *out, ir_err *
                     memcpy(shape, t->shape, sizeof shape);
                     shape[0] = N;
                     if (!(d = rt_list_add(dst, t->name, t->dtype, t->rank, shape, NULL))) {
-                        ir_errf(e, "out of memory for %lld streamed rows", (long long)N);
+                        bc_errf(e, "out of memory for %lld streamed rows", (long long)N);
                         goto done;
                     }
                 }
@@ -402,7 +402,7 @@ done:
 }
 
 /* The training split of a streamed corpus: epoch 0's rows. */
-static int stream_start(pt_state *s, const char *path, int K, ir_err *e)
+static int stream_start(pt_state *s, const char *path, int K, bc_err *e)
 {
     s->stream_path = path;
     if (K) {
@@ -412,7 +412,7 @@ static int stream_start(pt_state *s, const char *path, int K, ir_err *e)
             return -1;
         }
         if (docs == 0)
-            return ir_errf(e, "%s: --holdout %d leaves no document to train on", path, K);
+            return bc_errf(e, "%s: --holdout %d leaves no document to train on", path, K);
         s->stream_path = s->stream_tmp;
     }
     if (s->po.dupe_factor != 1)
@@ -426,19 +426,19 @@ static int stream_start(pt_state *s, const char *path, int K, ir_err *e)
     return stream_rows(s, 0, &s->rows[RT_SPLIT_TRAIN], e);
 }
 
-static int pt_refill(void *state, int64_t epoch, rt_tensor_list *out, ir_err *e)
+static int pt_refill(void *state, int64_t epoch, rt_tensor_list *out, bc_err *e)
 {
     pt_state *s = state;
     if (!s->stream_rows)
         return 1; /* every instance was made first: the same rows every epoch */
     if (!s->stream && !s->stream_path)
-        return ir_errf(e, "pretrain: refill before the training data was read");
+        return bc_errf(e, "pretrain: refill before the training data was read");
     return stream_rows(s, epoch, out, e);
 }
 
 /* ---- splits ------------------------------------------------------------------------ */
 
-static int ensure_rows(pt_state *s, rt_split sp, ir_err *e)
+static int ensure_rows(pt_state *s, rt_split sp, bc_err *e)
 {
     if (s->have[sp])
         return 0;
@@ -446,7 +446,7 @@ static int ensure_rows(pt_state *s, rt_split sp, ir_err *e)
     int K = 0, held = 0;
     if (sp == RT_SPLIT_DEV && !s->eval_data) {
         if (!s->holdout)
-            return ir_errf(e,
+            return bc_errf(e,
                            "pretrain: no dev split: give --eval-data PATH or --holdout K");
         K = s->holdout;
         held = 1;
@@ -454,7 +454,7 @@ static int ensure_rows(pt_state *s, rt_split sp, ir_err *e)
         K = s->holdout;
     }
     if (!path)
-        return ir_errf(
+        return bc_errf(
             e, "pretrain: no data was given (--data CORPUS.txt or DATA.safetensors)");
     int kind = is_safetensors(path, e);
     if (kind < 0)
@@ -463,7 +463,7 @@ static int ensure_rows(pt_state *s, rt_split sp, ir_err *e)
     rt_list_init(&s->rows[sp]);
     if (s->stream_rows && sp == RT_SPLIT_TRAIN) {
         if (kind)
-            return ir_errf(e, "%s: --stream-rows streams a text corpus, not a data file",
+            return bc_errf(e, "%s: --stream-rows streams a text corpus, not a data file",
                            path);
         if (stream_start(s, path, K, e))
             return -1;
@@ -483,7 +483,7 @@ static int ensure_rows(pt_state *s, rt_split sp, ir_err *e)
              rt_split_name(sp), (long long)n, s->file_seq, path,
              n ? 100.0 * (double)nx / (double)n : 0.0);
     if (n == 0)
-        return ir_errf(e, "%s: the %s split has no rows%s", path, rt_split_name(sp),
+        return bc_errf(e, "%s: the %s split has no rows%s", path, rt_split_name(sp),
                        K ? " (fewer documents or rows than --holdout?)" : "");
     s->have[sp] = 1;
     return 0;
@@ -491,12 +491,12 @@ static int ensure_rows(pt_state *s, rt_split sp, ir_err *e)
 
 /* ---- the task ------------------------------------------------------------------------ */
 
-static int pt_open(const rt_task_config *c, void **state, ir_err *e)
+static int pt_open(const rt_task_config *c, void **state, bc_err *e)
 {
     *state = NULL;
     pt_state *s = calloc(1, sizeof *s);
     if (!s)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     s->v = c->vocab;
     s->tok = c->tok;
     s->note = c->note;
@@ -526,14 +526,14 @@ static int pt_open(const rt_task_config *c, void **state, ir_err *e)
     s->mlm_gather = (int)gat;
     s->stream_rows = sr;
     if (hold == 1) {
-        ir_errf(e, "--holdout expects 0 (none) or K >= 2 (every K-th document to dev)");
+        bc_errf(e, "--holdout expects 0 (none) or K >= 2 (every K-th document to dev)");
         goto fail;
     }
     int given_seq = c->opt && c->opt[OPT_MAX_SEQ];
     if (!given_seq && c->max_position > 0 && ms > c->max_position)
         ms = c->max_position; /* the default never exceeds the model */
     if (c->max_position > 0 && ms > c->max_position) {
-        ir_errf(e, "--max-seq %lld exceeds the model's max-position %lld", ms,
+        bc_errf(e, "--max-seq %lld exceeds the model's max-position %lld", ms,
                 (long long)c->max_position);
         goto fail;
     }
@@ -546,7 +546,7 @@ static int pt_open(const rt_task_config *c, void **state, ir_err *e)
     s->holdout = (int)hold;
     if (*val[OPT_EVAL]) {
         if (c->opt && c->opt[OPT_HOLDOUT] && hold) {
-            ir_errf(e, "pretrain: give --eval-data or --holdout, not both");
+            bc_errf(e, "pretrain: give --eval-data or --holdout, not both");
             goto fail;
         }
         s->holdout = 0; /* dev comes from --eval-data */
@@ -555,7 +555,7 @@ static int pt_open(const rt_task_config *c, void **state, ir_err *e)
         goto fail;
     if ((c->data && !(s->data = rt_task_abs_path(c->data))) ||
         (*val[OPT_EVAL] && !(s->eval_data = rt_task_abs_path(val[OPT_EVAL])))) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto fail;
     }
     *state = s;
@@ -572,7 +572,7 @@ static void pt_heads(void *state, rt_task_heads *h)
     h->labels = RT_LABEL_MLM | RT_LABEL_NSP;
     /* Rows made here (from a corpus, also with dynamic masking) have at most
      * --max-predictions labels; a data file's rows may have any number. */
-    ir_err e;
+    bc_err e;
     if (s->mlm_gather && s->data && is_safetensors(s->data, &e) == 0)
         h->mlm_predictions = s->po.max_predictions;
 }
@@ -622,7 +622,7 @@ static void pt_option_value(void *state, int i, char *buf, size_t len)
     }
 }
 
-static int pt_save(void *state, const char *dir, ir_err *e)
+static int pt_save(void *state, const char *dir, bc_err *e)
 {
     (void)state; /* nothing beyond options.json */
     (void)dir;
@@ -630,7 +630,7 @@ static int pt_save(void *state, const char *dir, ir_err *e)
     return 0;
 }
 
-static int pt_data(void *state, rt_split sp, rt_tensor_list *out, ir_err *e)
+static int pt_data(void *state, rt_split sp, rt_tensor_list *out, bc_err *e)
 {
     pt_state *s = state;
     if (ensure_rows(s, sp, e))
@@ -639,7 +639,7 @@ static int pt_data(void *state, rt_split sp, rt_tensor_list *out, ir_err *e)
     for (int i = 0; i < r->n; i++)
         if (!rt_list_add(out, r->t[i].name, r->t[i].dtype, r->t[i].rank, r->t[i].shape,
                          r->t[i].data))
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
     if (sp != RT_SPLIT_TRAIN) {
         /* Dev is read once at the start and kept for evaluation; the training rows
          * live on in the engine's copy. */
@@ -651,7 +651,7 @@ static int pt_data(void *state, rt_split sp, rt_tensor_list *out, ir_err *e)
     return 0;
 }
 
-static int pt_augment(void *state, rt_tensor_list *batch, uint64_t seed, ir_err *e)
+static int pt_augment(void *state, rt_tensor_list *batch, uint64_t seed, bc_err *e)
 {
     pt_state *s = state;
     if (!s->dynamic)
@@ -664,23 +664,23 @@ static int pt_augment(void *state, rt_tensor_list *batch, uint64_t seed, ir_err 
 
 /* Copies rows [r0, r0 + b) of the named [N, S] tensor into in. */
 static int slice(const rt_tensor_list *rows, const char *name, int64_t r0, int64_t b,
-                 rt_tensor_list *in, ir_err *e)
+                 rt_tensor_list *in, bc_err *e)
 {
     const rt_tensor *t = rt_list_cfind(rows, name);
     if (!t)
-        return ir_errf(e, "%s: missing", name);
+        return bc_errf(e, "%s: missing", name);
     int64_t shape[RT_MAX_RANK];
     memcpy(shape, t->shape, sizeof shape);
     shape[0] = b;
     size_t row = rt_nbytes(t) / (size_t)(t->shape[0] > 0 ? t->shape[0] : 1);
     if (!rt_list_add(in, name, t->dtype, t->rank, shape,
                      (const char *)t->data + (size_t)r0 * row))
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     return 0;
 }
 
 static const rt_tensor *get_out(const rt_tensor_list *out, const char *name, int rank,
-                                const int64_t *want, ir_err *e)
+                                const int64_t *want, bc_err *e)
 {
     const rt_tensor *t = rt_list_cfind(out, name);
     int ok = t && t->dtype == RT_F32 && t->rank == rank;
@@ -688,7 +688,7 @@ static const rt_tensor *get_out(const rt_tensor_list *out, const char *name, int
         ok = want[k] < 0 ? t->shape[k] >= -want[k] : t->shape[k] == want[k];
     if (!ok) {
         char s1[64];
-        ir_errf(e, "the model's %s is %s, expected F32 of rank %d", name,
+        bc_errf(e, "the model's %s is %s, expected F32 of rank %d", name,
                 t ? rt_shape_str(t->rank, t->shape, s1, sizeof s1) : "missing", rank);
         return NULL;
     }
@@ -706,7 +706,7 @@ static int64_t argmax(const float *x, int64_t n)
 }
 
 static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn fwd,
-                       void *fctx, rt_metrics *m, ir_err *e)
+                       void *fctx, rt_metrics *m, bc_err *e)
 {
     pt_state *s = state;
     if (ensure_rows(s, sp, e))
@@ -716,7 +716,7 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
     const rt_tensor *lab = rt_list_cfind(rows, "mlm_labels");
     const rt_tensor *nsp = rt_list_cfind(rows, "nsp_labels");
     if (!ids || !lab || !nsp)
-        return ir_errf(e, "pretrain: the %s rows lack input_ids, mlm_labels or nsp_labels",
+        return bc_errf(e, "pretrain: the %s rows lack input_ids, mlm_labels or nsp_labels",
                        rt_split_name(sp));
     int64_t N = ids->shape[0], S = ids->shape[1], V = rt_vocab_size(s->v);
     int rows_per = rt_pt_eval_rows(batch_size < 1 ? 64 : batch_size, S, V);
@@ -741,7 +741,7 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
                     if (y[p] == RT_PT_IGNORE)
                         continue;
                     if (p >= W || y[p] < 0 || y[p] >= V) {
-                        rc = ir_errf(e,
+                        rc = bc_errf(e,
                                      "mlm_labels of row %lld: %lld at position %lld is "
                                      "outside the vocabulary or the row",
                                      (long long)(r0 + i), (long long)y[p], (long long)p);
@@ -755,7 +755,7 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
                 const float *z = (const float *)nl->data + (size_t)i * 2;
                 int64_t t = ((const int64_t *)nsp->data)[r0 + i];
                 if (t != 0 && t != 1) {
-                    rc = ir_errf(e, "nsp_labels of row %lld: %lld is not 0 or 1",
+                    rc = bc_errf(e, "nsp_labels of row %lld: %lld is not 0 or 1",
                                  (long long)(r0 + i), (long long)t);
                     break;
                 }
@@ -789,14 +789,14 @@ typedef struct cand {
 } cand;
 
 static int pt_predict(void *state, const char *text, const char *pair, rt_forward_fn fwd,
-                      void *fctx, json_t **out, ir_err *e)
+                      void *fctx, json_t **out, bc_err *e)
 {
     pt_state *s = state;
     *out = NULL;
     int cls = rt_vocab_special(s->v, RT_CLS), sep = rt_vocab_special(s->v, RT_SEP);
     int msk = rt_vocab_special(s->v, RT_MASK);
     if (cls < 0 || sep < 0 || msk < 0)
-        return ir_errf(e, "the vocabulary lacks [CLS], [SEP] or [MASK]");
+        return bc_errf(e, "the vocabulary lacks [CLS], [SEP] or [MASK]");
     rt_token_list a = {0}, b = {0};
     rt_tensor_list in, o;
     rt_list_init(&in);
@@ -822,7 +822,7 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
     rt_tensor *tt = rt_list_add(&in, "token_type_ids", RT_I64, 2, shape, NULL);
     rt_tensor *tm = rt_list_add(&in, "attention_mask", RT_I64, 2, shape, NULL);
     if (!ti || !tt || !tm) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     int64_t *x = ti->data, *ty = tt->data, *mk = tm->data;
@@ -849,7 +849,7 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
     json_t *masks = json_array();
     j = json_pack("{s:s, s:o}", "text", text, "masks", masks);
     if (!j) {
-        ir_errf(e, "out of memory (or the text is not valid UTF-8)");
+        bc_errf(e, "out of memory (or the text is not valid UTF-8)");
         goto done;
     }
     if (pair) {
@@ -911,7 +911,7 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
         }
     }
     if (!filled) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     memcpy(filled + at, text + from, tl - from);

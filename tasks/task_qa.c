@@ -43,7 +43,7 @@ typedef struct qa_state {
     rt_qa_flavor flavor;
     int holdout;
     char *data, *eval_data; /* NULL: none */
-    rt_note_fn note;
+    bc_note_fn note;
     void *note_ctx;
     rt_qa_set set[3];
     int have[3];
@@ -69,7 +69,7 @@ static void qa_close(void *state)
 }
 
 /* Reads a split once. */
-static int ensure_split(qa_state *s, rt_split sp, ir_err *e)
+static int ensure_split(qa_state *s, rt_split sp, bc_err *e)
 {
     if (s->have[sp])
         return 0;
@@ -78,17 +78,17 @@ static int ensure_split(qa_state *s, rt_split sp, ir_err *e)
         if (rt_qa_load(s->eval_data, &s->set[sp], s->note, s->note_ctx, e))
             return -1;
     } else if (sp == RT_SPLIT_DEV && !s->holdout) {
-        return ir_errf(e, "qa: no dev split: give --eval-data FILE.json or --holdout K");
+        return bc_errf(e, "qa: no dev split: give --eval-data FILE.json or --holdout K");
     } else if (sp == RT_SPLIT_TEST || !s->holdout) {
         if (!s->data)
-            return ir_errf(e, "qa: no data file was given (--data FILE.json)");
+            return bc_errf(e, "qa: no data file was given (--data FILE.json)");
         memset(&s->set[sp], 0, sizeof s->set[sp]);
         if (rt_qa_load(s->data, &s->set[sp], s->note, s->note_ctx, e))
             return -1;
     } else {
         /* Both halves of the split are kept: training reads the other one too. */
         if (!s->data)
-            return ir_errf(e, "qa: no data file was given (--data FILE.json)");
+            return bc_errf(e, "qa: no data file was given (--data FILE.json)");
         rt_qa_set all = {0}, rest, held;
         if (rt_qa_load(s->data, &all, s->note, s->note_ctx, e))
             return -1;
@@ -100,7 +100,7 @@ static int ensure_split(qa_state *s, rt_split sp, ir_err *e)
         if (!held.n || !rest.n) {
             rt_qa_set_free(&rest);
             rt_qa_set_free(&held);
-            return ir_errf(e, "%s: --holdout %d leaves %s (the file has %d articles)",
+            return bc_errf(e, "%s: --holdout %d leaves %s (the file has %d articles)",
                            s->data, s->holdout,
                            held.n ? "nothing to train on" : "no question for dev",
                            articles);
@@ -117,7 +117,7 @@ static int ensure_split(qa_state *s, rt_split sp, ir_err *e)
     }
     s->have[sp] = 1;
     if (s->set[sp].n == 0)
-        return ir_errf(e, "%s: no questions with an answer in the %s split",
+        return bc_errf(e, "%s: no questions with an answer in the %s split",
                        sp == RT_SPLIT_DEV && s->eval_data ? s->eval_data : s->data,
                        rt_split_name(sp));
     return 0;
@@ -128,14 +128,14 @@ static const char *split_source(const qa_state *s, rt_split sp)
     return sp == RT_SPLIT_DEV && s->eval_data ? s->eval_data : s->data;
 }
 
-static int ensure_features(qa_state *s, rt_split sp, ir_err *e)
+static int ensure_features(qa_state *s, rt_split sp, bc_err *e)
 {
     if (s->have_feat[sp])
         return 0;
     if (ensure_split(s, sp, e))
         return -1;
     if (rt_qa_featurize(&s->set[sp], s->v, &s->fo, &s->feat[sp], e)) {
-        ir_err_prefix(e, "%s", split_source(s, sp));
+        bc_err_prefix(e, "%s", split_source(s, sp));
         return -1;
     }
     s->have_feat[sp] = 1;
@@ -147,7 +147,7 @@ static int ensure_features(qa_state *s, rt_split sp, ir_err *e)
          f->answers_in_window,
          f->answers_unmapped ? "; some answers cover no token and point at [CLS]" : "");
     if (f->n == 0)
-        return ir_errf(e, "%s: the %s split gives no windows (empty contexts?)",
+        return bc_errf(e, "%s: the %s split gives no windows (empty contexts?)",
                        split_source(s, sp), rt_split_name(sp));
     return 0;
 }
@@ -177,12 +177,12 @@ static rt_qa_flavor guess_flavor(const rt_qa_set *set)
     return hangul > latin ? RT_QA_KORQUAD : RT_QA_SQUAD;
 }
 
-static int qa_open(const rt_task_config *c, void **state, ir_err *e)
+static int qa_open(const rt_task_config *c, void **state, bc_err *e)
 {
     *state = NULL;
     qa_state *s = calloc(1, sizeof *s);
     if (!s)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     s->v = c->vocab;
     s->note = c->note;
     s->note_ctx = c->note_ctx;
@@ -202,7 +202,7 @@ static int qa_open(const rt_task_config *c, void **state, ir_err *e)
     s->fo.max_query_len = (int)query;
     s->holdout = (int)hold;
     if (s->holdout == 1) {
-        ir_errf(e, "--holdout expects 0 (none) or K >= 2 (every K-th article to dev)");
+        bc_errf(e, "--holdout expects 0 (none) or K >= 2 (every K-th article to dev)");
         goto fail;
     }
     s->max_answer = (int)ans;
@@ -210,7 +210,7 @@ static int qa_open(const rt_task_config *c, void **state, ir_err *e)
     if (!given_seq && c->max_position > 0 && ms > c->max_position)
         ms = (int)c->max_position; /* the default never exceeds the model */
     if (c->max_position > 0 && ms > c->max_position) {
-        ir_errf(e, "--max-seq %lld exceeds the model's max-position %lld", ms,
+        bc_errf(e, "--max-seq %lld exceeds the model's max-position %lld", ms,
                 (long long)c->max_position);
         goto fail;
     }
@@ -218,17 +218,17 @@ static int qa_open(const rt_task_config *c, void **state, ir_err *e)
     if (!(c->opt && c->opt[OPT_QUERY]) && s->fo.max_query_len > ms / 2)
         s->fo.max_query_len = (int)(ms / 2); /* the default leaves half of a short row */
     if (s->fo.max_query_len + 4 > ms) {
-        ir_errf(e, "--max-query-length %d leaves no room for the context in --max-seq %lld",
+        bc_errf(e, "--max-query-length %d leaves no room for the context in --max-seq %lld",
                 s->fo.max_query_len, ms);
         goto fail;
     }
     if (*val[OPT_EVAL] && s->holdout) {
-        ir_errf(e, "qa: give --eval-data or --holdout, not both");
+        bc_errf(e, "qa: give --eval-data or --holdout, not both");
         goto fail;
     }
     if ((c->data && !(s->data = rt_task_abs_path(c->data))) ||
         (*val[OPT_EVAL] && !(s->eval_data = rt_task_abs_path(val[OPT_EVAL])))) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto fail;
     }
     const char *m = val[OPT_METRIC];
@@ -249,7 +249,7 @@ static int qa_open(const rt_task_config *c, void **state, ir_err *e)
                  s->flavor == RT_QA_KORQUAD ? "mostly Hangul" : "not mostly Hangul");
         }
     } else {
-        ir_errf(e, "--metric expects squad, korquad or auto, got '%s'", m);
+        bc_errf(e, "--metric expects squad, korquad or auto, got '%s'", m);
         goto fail;
     }
     if (!c->run_dir && s->data && ensure_split(s, RT_SPLIT_TRAIN, e))
@@ -298,7 +298,7 @@ static void qa_option_value(void *state, int i, char *buf, size_t len)
     }
 }
 
-static int qa_save(void *state, const char *dir, ir_err *e)
+static int qa_save(void *state, const char *dir, bc_err *e)
 {
     (void)state; /* no label lists: everything lives in options.json */
     (void)dir;
@@ -306,7 +306,7 @@ static int qa_save(void *state, const char *dir, ir_err *e)
     return 0;
 }
 
-static int qa_data(void *state, rt_split sp, rt_tensor_list *out, ir_err *e)
+static int qa_data(void *state, rt_split sp, rt_tensor_list *out, bc_err *e)
 {
     qa_state *s = state;
     if (ensure_features(s, sp, e))
@@ -317,13 +317,13 @@ static int qa_data(void *state, rt_split sp, rt_tensor_list *out, ir_err *e)
 
 /* start_logits / end_logits of a forward output: F32 [b, W] with W >= need. */
 static const rt_tensor *get_logits(const rt_tensor_list *out, const char *name, int b,
-                                   int need, ir_err *e)
+                                   int need, bc_err *e)
 {
     const rt_tensor *t = rt_list_cfind(out, name);
     if (!t || t->dtype != RT_F32 || t->rank != 2 || t->shape[0] != b ||
         t->shape[1] < need) {
         char s1[64];
-        ir_errf(e, "the model's %s is %s, expected F32 [%d, >= %d]", name,
+        bc_errf(e, "the model's %s is %s, expected F32 [%d, >= %d]", name,
                 t ? rt_shape_str(t->rank, t->shape, s1, sizeof s1) : "missing", b, need);
         return NULL;
     }
@@ -333,14 +333,14 @@ static const rt_tensor *get_logits(const rt_tensor_list *out, const char *name, 
 /* Runs forward over every feature of f and fills start and end ([f->n, stride], stride
  * = max-seq) with their logits. */
 static int run_features(qa_state *s, const rt_qa_features *f, int batch_size,
-                        rt_forward_fn fwd, void *fctx, float *start, float *end, ir_err *e)
+                        rt_forward_fn fwd, void *fctx, float *start, float *end, bc_err *e)
 {
     int stride = s->fo.max_seq_len;
     for (int i = 0; i < f->n; i += batch_size) {
         int b = f->n - i < batch_size ? f->n - i : batch_size, need = 0;
         int *idx = malloc((size_t)b * sizeof *idx);
         if (!idx)
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         for (int k = 0; k < b; k++) {
             idx[k] = i + k;
             need = f->f[i + k].n_tokens > need ? f->f[i + k].n_tokens : need;
@@ -372,7 +372,7 @@ static int run_features(qa_state *s, const rt_qa_features *f, int batch_size,
 }
 
 static int qa_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn fwd,
-                       void *fctx, rt_metrics *m, ir_err *e)
+                       void *fctx, rt_metrics *m, bc_err *e)
 {
     qa_state *s = state;
     if (ensure_features(s, sp, e))
@@ -394,14 +394,14 @@ static int qa_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
     int rc = -1;
     double em = 0, f1 = 0;
     if (!start || !end || !preds) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     if (run_features(s, f, batch_size, fwd, fctx, start, end, e) ||
         rt_qa_decode(set, f, start, end, s->fo.max_seq_len, RT_QA_N_BEST, s->max_answer,
                      preds, NULL, e) ||
         rt_qa_set_evaluate(set, (const char *const *)preds, s->flavor, &em, &f1, e)) {
-        ir_err_prefix(e, "%s (%s)", split_source(s, sp), rt_split_name(sp));
+        bc_err_prefix(e, "%s (%s)", split_source(s, sp), rt_split_name(sp));
         goto done;
     }
     memset(m, 0, sizeof *m);
@@ -429,12 +429,12 @@ static int code_points(const char *p, int n)
 
 /* log(sum(exp(x[0..n)))) */
 static int qa_predict(void *state, const char *text, const char *pair, rt_forward_fn fwd,
-                      void *fctx, json_t **out, ir_err *e)
+                      void *fctx, json_t **out, bc_err *e)
 {
     qa_state *s = state;
     *out = NULL;
     if (!text || !pair)
-        return ir_errf(e, "qa answers a question about a context (predict --question Q "
+        return bc_errf(e, "qa answers a question about a context (predict --question Q "
                           "--context C)");
     rt_qa_set set = {0};
     rt_qa_features f;
@@ -449,7 +449,7 @@ static int qa_predict(void *state, const char *text, const char *pair, rt_forwar
     start = calloc(cells, sizeof *start);
     end = calloc(cells, sizeof *end);
     if (!start || !end) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         goto done;
     }
     rt_qa_span sp;
@@ -474,7 +474,7 @@ static int qa_predict(void *state, const char *text, const char *pair, rt_forwar
                           "context", pair, "answer", pred, "found", sp.found, "start", cs,
                           "end", ce, "score", sp.found ? sp.score : 0.0, "probability", p);
     if (!j) {
-        ir_errf(e, "out of memory (or the text is not valid UTF-8)");
+        bc_errf(e, "out of memory (or the text is not valid UTF-8)");
         goto done;
     }
     if (f.n > 1)

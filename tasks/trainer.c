@@ -149,7 +149,7 @@ static void merge_flags(rundir_train_args *a, json_t *j)
 
 /* Fills the options a left unset from RUN_DIR/options.json. Strings made here are
  * kept in *keep (freed by the caller). */
-static int merge_options(rundir_train_args *a, const char *dir, json_t **keep, ir_err *e)
+static int merge_options(rundir_train_args *a, const char *dir, json_t **keep, bc_err *e)
 {
     char path[4200];
     rundir_path(dir, RUNDIR_OPTIONS, path, sizeof path);
@@ -157,7 +157,7 @@ static int merge_options(rundir_train_args *a, const char *dir, json_t **keep, i
     json_t *j = json_load_file(path, 0, &je);
     if (!j || !json_is_object(j)) {
         json_decref(j);
-        return ir_errf(e, "%s: %s", path, j ? "not a JSON object" : je.text);
+        return bc_errf(e, "%s: %s", path, j ? "not a JSON object" : je.text);
     }
     *keep = j;
     /* The length of the run is one choice: --epochs or --steps given replaces the
@@ -181,7 +181,7 @@ static int merge_options(rundir_train_args *a, const char *dir, json_t **keep, i
 typedef struct trainer {
     rundir_train_args *a;
     rundir_train_result *res;
-    ir_err *e;
+    bc_err *e;
     const rt_task_ops *ops; /* NULL: batch files */
     const char *task_name, *backend_name;
     cg_backend backend;
@@ -230,7 +230,7 @@ static int init_from_dir(trainer *t)
         return 0;
     const char *dir = a->init;
     if (!dir_has(dir, "model.safetensors"))
-        return ir_errf(t->e, "--init %s: no model.safetensors in the directory%s", dir,
+        return bc_errf(t->e, "--init %s: no model.safetensors in the directory%s", dir,
                        dir_has(dir, "pytorch_model.bin")
                            ? " (only pytorch_model.bin: convert it first, e.g. with "
                              "safetensors.torch.save_file(torch.load(...)))"
@@ -246,7 +246,7 @@ static int init_from_dir(trainer *t)
     json_t *tc =
         dir_has(dir, "tokenizer_config.json") ? json_load_file(path, 0, &je) : NULL;
     if (dir_has(dir, "tokenizer_config.json") && !tc)
-        return ir_errf(t->e, "%s:%d: %s", path, je.line, je.text);
+        return bc_errf(t->e, "%s:%d: %s", path, je.line, je.text);
     flag_from_config(a, json_object_get(tc, "do_lower_case"), "lowercase", &a->lower,
                      &a->no_lower, path);
     flag_from_config(a, json_object_get(tc, "strip_accents"), "strip-accents", &a->strip,
@@ -289,7 +289,7 @@ static int task_values(trainer *t)
                 found = 1;
             }
         if (!found && a->topt_value[k])
-            return ir_errf(t->e, "--%s is not an option of --task %s", a->topt_name[k],
+            return bc_errf(t->e, "--%s is not an option of --task %s", a->topt_name[k],
                            t->ops ? t->ops->name : "batches");
     }
     return 0;
@@ -299,7 +299,7 @@ static int engine_opts(trainer *t)
 {
     const rundir_train_args *a = t->a;
     rt_train_opts *o = &t->o;
-    ir_err *e = t->e;
+    bc_err *e = t->e;
     long long v;
     rt_train_defaults(o);
 #define INT_OPT(str, name, lo, hi, dst)                                                    \
@@ -333,9 +333,9 @@ static int engine_opts(trainer *t)
 static int check_options(trainer *t)
 {
     rundir_train_args *a = t->a;
-    ir_err *e = t->e;
+    bc_err *e = t->e;
     if (!a->model || !a->data || !a->out)
-        return ir_errf(e, "a model, --data and -o are required (see bertcc train --help)");
+        return bc_errf(e, "a model, --data and -o are required (see bertcc train --help)");
     t->task_name = a->task ? a->task : "batches";
     if (strcmp(t->task_name, "batches") && !(t->ops = rt_task_find(t->task_name))) {
         char list[512] = "batches";
@@ -343,11 +343,11 @@ static int check_options(trainer *t)
             size_t n = strlen(list);
             snprintf(list + n, sizeof list - n, ", %s", rt_tasks[i]->name);
         }
-        return ir_errf(e, "unknown --task '%s' (%s)", t->task_name, list);
+        return bc_errf(e, "unknown --task '%s' (%s)", t->task_name, list);
     }
     t->backend = CG_BACKEND_DEFAULT;
     if (task_values(t) || (a->backend && cg_backend_parse(a->backend, &t->backend) &&
-                           ir_errf(e, "--backend expects ref or jit")))
+                           bc_errf(e, "--backend expects ref or jit")))
         return -1;
     t->backend_name = t->backend == CG_BACKEND_JIT ? "jit" : "ref";
     t->eval_batch = 64;
@@ -357,9 +357,9 @@ static int check_options(trainer *t)
          rt_task_int_opt(a->eval_batch, "eval-batch-size", 1, 1 << 20, &t->eval_batch, e)))
         return -1;
     if (a->lower && a->no_lower)
-        return ir_errf(e, "--lowercase and --no-lowercase contradict each other");
+        return bc_errf(e, "--lowercase and --no-lowercase contradict each other");
     if (a->strip && a->no_strip)
-        return ir_errf(e, "--strip-accents and --no-strip-accents contradict each other");
+        return bc_errf(e, "--strip-accents and --no-strip-accents contradict each other");
     t->tok = (rt_tok_opts){a->no_lower ? 0 : 1, a->strip ? 1 : a->no_strip ? 0 : -1};
     return 0;
 }
@@ -372,9 +372,9 @@ static int check_options(trainer *t)
 static int task_data(trainer *t)
 {
     rundir_train_args *a = t->a;
-    ir_err *e = t->e;
+    bc_err *e = t->e;
     if (!a->vocab)
-        return ir_errf(e, "--task needs --vocab VOCAB.txt (see bertcc train --help)");
+        return bc_errf(e, "--task needs --vocab VOCAB.txt (see bertcc train --help)");
     if (!(t->vocab = rt_vocab_load(a->vocab, e)))
         return -1;
     rt_task_config tc = {a->data,  a->resume,         t->vocab, t->tok,
@@ -390,7 +390,7 @@ static int task_data(trainer *t)
     t->m.intent_classes = h.labels & FE_HEAD_INTENT ? h.intent_classes : 0;
     t->m.slot_labels = h.labels & FE_HEAD_SLOT ? h.slot_labels : 0;
     if (fe_model_check(&t->m, e)) {
-        ir_err_prefix(e, "%s sized for %s", a->model, t->ops->name);
+        bc_err_prefix(e, "%s sized for %s", a->model, t->ops->name);
         return -1;
     }
     if (t->ops->data(t->task.state, RT_SPLIT_TRAIN, &t->data, e))
@@ -419,19 +419,19 @@ static int task_data(trainer *t)
 static int batch_data(trainer *t)
 {
     rundir_train_args *a = t->a;
-    ir_err *e = t->e;
+    bc_err *e = t->e;
     if (a->vocab || a->no_eval || a->eval_batch)
-        return ir_errf(e, "--vocab, --no-eval and --eval-batch-size go with --task");
+        return bc_errf(e, "--vocab, --no-eval and --eval-batch-size go with --task");
     rt_tensor_list batch;
     rt_list_init(&batch);
     int rc = rt_st_load(a->data, &batch, e);
     if (!rc && (rc = rt_batch_prepare(&batch, t->m.max_position,
                                       t->m.head_mask & FE_LABEL_ALL, &t->data, &t->present,
                                       &t->B, &t->S, a->note, a->note_ctx, e)))
-        ir_err_prefix(e, "%s", a->data);
+        bc_err_prefix(e, "%s", a->data);
     rt_list_free(&batch);
     if (!rc && !t->present)
-        rc = ir_errf(e, "%s has no labels for the heads of %s: nothing to train", a->data,
+        rc = bc_errf(e, "%s has no labels for the heads of %s: nothing to train", a->data,
                      a->model);
     return rc;
 }
@@ -444,7 +444,7 @@ static int batch_data(trainer *t)
 static int resolve_params(trainer *t)
 {
     rundir_train_args *a = t->a;
-    ir_err *e = t->e;
+    bc_err *e = t->e;
     rt_tensor_list ckpt;
     rt_list_init(&ckpt);
     int rc = 0;
@@ -457,13 +457,13 @@ static int resolve_params(trainer *t)
                                             a->note_ctx, e) ||
                   rt_st_load(opath, &t->state, e)) &&
             strncmp(e->msg, a->resume, strlen(a->resume)))
-            ir_err_prefix(e, "%s", a->resume);
+            bc_err_prefix(e, "%s", a->resume);
     } else if (a->init) {
         if ((rc = rt_st_load(a->init, &ckpt, e) ||
                   rt_params_from_checkpoint(t->g, &ckpt, 1, t->o.seed, &t->params, a->note,
                                             a->note_ctx, e)) &&
             strncmp(e->msg, a->init, strlen(a->init)))
-            ir_err_prefix(e, "%s", a->init);
+            bc_err_prefix(e, "%s", a->init);
     } else {
         rc = rt_params_init(t->g, t->o.seed, &t->params, e);
     }
@@ -473,7 +473,7 @@ static int resolve_params(trainer *t)
         for (int k = 0; k < t->params.n; k++)
             hits += rt_param_is_frozen(t->params.t[k].name, &a->frozen[i], 1);
         if (!hits)
-            rc = ir_errf(e, "--freeze %s matches no parameter of %s", a->frozen[i],
+            rc = bc_errf(e, "--freeze %s matches no parameter of %s", a->frozen[i],
                          a->model);
     }
     return rc ? -1 : 0;
@@ -482,15 +482,15 @@ static int resolve_params(trainer *t)
 /* ---- phase 5: the run directory ---------------------------------------------------------
  */
 
-static int copy_file(const char *from, const char *to, ir_err *e)
+static int copy_file(const char *from, const char *to, bc_err *e)
 {
     FILE *in = fopen(from, "rb");
     if (!in)
-        return ir_errf(e, "%s: cannot read: %s", from, strerror(errno));
+        return bc_errf(e, "%s: cannot read: %s", from, strerror(errno));
     FILE *out = fopen(to, "wb");
     if (!out) {
         fclose(in);
-        return ir_errf(e, "%s: cannot write: %s", to, strerror(errno));
+        return bc_errf(e, "%s: cannot write: %s", to, strerror(errno));
     }
     char buf[65536];
     size_t n;
@@ -500,7 +500,7 @@ static int copy_file(const char *from, const char *to, ir_err *e)
     ok &= !ferror(in);
     fclose(in);
     if (fclose(out) || !ok)
-        return ir_errf(e, "%s: cannot write", to);
+        return bc_errf(e, "%s: cannot write", to);
     return 0;
 }
 
@@ -563,13 +563,13 @@ static int write_options(const trainer *t, int64_t total, const char *path)
 static int make_run_dir(trainer *t, int64_t total)
 {
     rundir_train_args *a = t->a;
-    ir_err *e = t->e;
+    bc_err *e = t->e;
     char path[4200];
     if (mkdir(a->out, 0777) && errno != EEXIST)
-        return ir_errf(e, "cannot create %s: %s", a->out, strerror(errno));
+        return bc_errf(e, "cannot create %s: %s", a->out, strerror(errno));
     if (!a->resume &&
         (dir_has(a->out, RT_TRAIN_WEIGHTS) || dir_has(a->out, RT_TRAIN_OPTIM)))
-        return ir_errf(e,
+        return bc_errf(e,
                        "%s already holds a run; continue it with --resume %s or choose "
                        "another directory",
                        a->out, a->out);
@@ -586,7 +586,7 @@ static int make_run_dir(trainer *t, int64_t total)
     }
     rundir_path(a->out, RUNDIR_OPTIONS, path, sizeof path);
     if (write_options(t, total, path))
-        return ir_errf(e, "cannot write %s", path);
+        return bc_errf(e, "cannot write %s", path);
     return 0;
 }
 
@@ -596,7 +596,7 @@ typedef struct eval_hook {
     trainer *t;
     int64_t upe, total;
     int failed;
-    ir_err err;
+    bc_err err;
     int tty;
 } eval_hook;
 
@@ -639,7 +639,7 @@ static void on_step(void *ctx, const rt_train_progress *p)
     int best = -1;
     if (t->ops->evaluate(t->task.state, RT_SPLIT_DEV, (int)t->eval_batch, rundir_forward,
                          &t->eval_runner, &m, &h->err))
-        ir_err_prefix(&h->err, "dev evaluation at step %lld", (long long)p->step);
+        bc_err_prefix(&h->err, "dev evaluation at step %lld", (long long)p->step);
     else
         best = record(h, p, &m);
     if (best < 0) {
@@ -660,7 +660,7 @@ static void on_step(void *ctx, const rt_train_progress *p)
 static int setup_runners(trainer *t, eval_hook *hook, int64_t total)
 {
     rundir_train_args *a = t->a;
-    ir_err *e = t->e;
+    bc_err *e = t->e;
     if (rundir_runner_init(&t->step_runner, t->g, t->backend, (int)t->threads, e))
         return -1;
     t->step_runner.task = t->ops;
@@ -730,19 +730,19 @@ static int run(trainer *t)
                  a->resume ? &t->state : NULL, &t->res->train, t->e))
         return -1;
     if (hook.failed)
-        return ir_errf(t->e,
+        return bc_errf(t->e,
                        "%s (checkpoint at step %lld in %s; --no-eval trains without dev "
                        "evaluation)",
                        hook.err.msg, (long long)t->res->train.step, a->out);
     return t->ops ? rundir_plot(a->out, t->m.name, t->e) : 0;
 }
 
-int rundir_train(rundir_train_args *a, rundir_train_result *r, ir_err *e)
+int rundir_train(rundir_train_args *a, rundir_train_result *r, bc_err *e)
 {
     trainer *t = calloc(1, sizeof *t);
     memset(r, 0, sizeof *r);
     if (!t)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     t->a = a;
     t->stop = a->stop ? a->stop : &t->own_stop;
     t->res = r;

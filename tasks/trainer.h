@@ -48,7 +48,7 @@ typedef struct rundir_train_args {
     const char *topt_value[RUNDIR_MAX_TASK_OPTS];
     int ntopt;
     FILE *progress;       /* progress lines, dev scores and the summary; NULL: quiet */
-    rt_note_fn note;      /* notes (initialized tensors, unseen labels ...); may be NULL */
+    bc_note_fn note;      /* notes (initialized tensors, unseen labels ...); may be NULL */
     void *note_ctx;
     volatile sig_atomic_t *stop; /* set (e.g. by SIGINT): checkpoint and return; may be
                                     NULL. A failed dev evaluation sets it too. */
@@ -67,7 +67,7 @@ typedef struct rundir_train_result {
  * r->train.stopped says so), or -1 with e filled; a dev evaluation that fails after a
  * checkpoint was written says so in e. r->keep must be released with
  * rundir_train_result_free in both cases. */
-int rundir_train(rundir_train_args *a, rundir_train_result *r, ir_err *e);
+int rundir_train(rundir_train_args *a, rundir_train_result *r, bc_err *e);
 void rundir_train_result_free(rundir_train_result *r);
 
 /* Adds to *a the task options of every registered task, each name once (for an option

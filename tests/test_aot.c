@@ -43,7 +43,7 @@ static const char *build_library(const char *prefix, const char *name, const cha
 static void jit_outputs(int train, rt_tensor_list *out)
 {
     fe_model m;
-    ir_err e;
+    bc_err e;
     cr_assert(fe_load(tu_src(TINY "model.xml"), &m, &e) == 0, "%s", e.msg);
     ir_graph *g = fe_build_bert(&m, train ? FE_LABEL_ALL : 0, &e);
     cr_assert(g, "%s", e.msg);
@@ -303,7 +303,7 @@ static void present(const char *s, char *buf, size_t len)
 static void check_host_features(const char *host)
 {
     char plus[8192];
-    ir_err e;
+    bc_err e;
     for (size_t i = 0; i < NRTF; i++) {
         char one[64];
         snprintf(one, sizeof one, "+%s", runtime_features[i]);
@@ -354,7 +354,7 @@ static int check_refusal(const char *host)
 Test(aot, the_runtime_agrees_with_llvm_on_the_cpu_features)
 {
     char cpu[128], host[8192];
-    ir_err e;
+    bc_err e;
     cr_assert(rt_cpu_supports("+avx2", &e) == !!__builtin_cpu_supports("avx2"));
     cg_host_target(cpu, sizeof cpu, host, sizeof host);
     check_host_features(host);
@@ -389,7 +389,7 @@ Test(aot, a_cpu_without_a_compiled_for_feature_is_refused, .timeout = 120)
     cr_assert(header && (line = strstr(header, "features: ")));
     line += 10;
     line[strcspn(line, "\n")] = 0;
-    ir_err e;
+    bc_err e;
     cr_expect(rt_features_supported(line, host, &e), "%s", e.msg);
     int tried = 0;
     for (size_t i = 0; i < NRTF; i++) {

@@ -43,7 +43,7 @@ static void run_graph(const ir_graph *g, const rt_tensor_list *params,
                       const rt_tensor_list *inputs, int f64, int threads,
                       rt_tensor_list *out)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     rt_interp_opts o = {f64, threads};
     rt_list_init(out);
     cr_assert_eq(rt_interp_run(g, params, inputs, &o, out, &e), 0, "running %s: %s",
@@ -67,7 +67,7 @@ static double scalar_out(const rt_tensor_list *out, const char *name)
 /* g's forward part only: the loss, nothing else (so finite differences are cheap). */
 static ir_graph *loss_only(const ir_graph *g)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     ir_graph *f = ir_graph_clone(g);
     cr_assert_not_null(f);
     const char *keep[1] = {"loss"};
@@ -107,7 +107,7 @@ static int count_op(const ir_graph *g, ir_opcode op)
 static ir_graph *differentiate(const ir_graph *g, const char *const *frozen, int nfrozen,
                                int optimize)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(g->failed, 0, "building: %s", g->err.msg);
     ir_graph *d = ir_graph_clone(g);
     cr_assert_not_null(d);
@@ -668,7 +668,7 @@ static void tiny_model(fe_model *m, fe_activation act, double p)
     m->head_mask = FE_HEAD_MLM | FE_HEAD_NSP | FE_HEAD_INTENT | FE_HEAD_SLOT | FE_HEAD_QA;
     m->intent_classes = 3;
     m->slot_labels = 4;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_model_check(m, &e), 0, "%s", e.msg);
 }
 
@@ -726,7 +726,7 @@ static void tiny_params(const ir_graph *g, uint64_t seed, rt_tensor_list *params
 
 static ir_graph *tiny_graph(const fe_model *m, unsigned labels)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     ir_graph *g = fe_build_bert(m, labels, &e);
     cr_assert_not_null(g, "%s", e.msg);
     cr_assert_eq(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
@@ -848,7 +848,7 @@ static void grads_match_pytorch_p(const char *dir, int64_t gather_extra)
 {
     char path[512];
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     rt_tensor_list batch, inputs, ckpt, params, out, want;
     rt_list_init(&batch);
     rt_list_init(&inputs);
@@ -959,7 +959,7 @@ Test(autodiff_pytorch, mlm_head_on_gathered_rows_matches_autograd)
 static ir_graph *fixture_graph(const char *dir, unsigned labels, fe_model *m)
 {
     char path[512];
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     snprintf(path, sizeof path, "%s/model.xml", dir);
     cr_assert_eq(fe_load(tu_src(path), m, &e), 0, "%s", e.msg);
     return tiny_graph(m, labels);
@@ -1092,7 +1092,7 @@ Test(autodiff, a_parameter_the_loss_does_not_use_gets_a_zero_gradient)
 Test(autodiff, a_graph_without_a_loss_is_an_error)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     ir_graph *g = fixture_graph("tests/fixtures/run_tiny", 0, &m); /* no labels: no loss */
     cr_assert(ir_find_output(g, "loss") < 0);
     int n = g->n, nout = g->nout;
@@ -1124,7 +1124,7 @@ Test(autodiff, an_op_without_a_vjp_row_is_an_error_naming_it)
     int s = ir_add(c.g, IR_OP_REDUCE_SUM, &x, 1, NULL, NULL, &scalar);
     ir_set_output(c.g, "loss", ir_unary(c.g, IR_OP_TANH, s));
     cr_assert_eq(c.g->failed, 0, "%s", c.g->err.msg);
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_expect_eq(pass_autodiff(&c.g, NULL, &e), -1);
     cr_expect(strstr(e.msg, "reduce_sum") != NULL, "message: %s", e.msg);
     gc_free(&c);

@@ -151,7 +151,7 @@ Test(cli_tasks, voice_set_fine_tunes_and_answers, .timeout = 300)
     cr_expect_eq(access(tu_path(hf, "tokenizer_config.json"), R_OK), 0);
     rt_tensor_list w;
     rt_list_init(&w);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_load(tu_path(hf, "model.safetensors"), &w, &e), 0, "%s", e.msg);
     const rt_tensor *c = rt_list_cfind(&w, "classifier.weight");
     cr_assert(c && c->rank == 2 && c->shape[0] == 7 && c->shape[1] == 64);
@@ -213,7 +213,7 @@ Test(cli_tasks, hugging_face_directory_fine_tunes, .timeout = 300)
     rt_tensor_list py, run;
     rt_list_init(&py);
     rt_list_init(&run);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_load(tu_path(BERTCC_SOURCE_DIR "/tests/fixtures/hf_bert_tiny",
                                     "model.safetensors"),
                             &py, &e),

@@ -31,7 +31,7 @@ static int ids_input(ir_graph *g)
 static void expect_thread_invariant(const ir_graph *g, const rt_tensor_list *params,
                                     const rt_tensor_list *inputs)
 {
-    ir_err e;
+    bc_err e;
     cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
     cr_assert_not_null(x, "%s", e.msg);
     rt_tensor_list one;
@@ -173,7 +173,7 @@ Test(codegen, a_matmul_on_non_f32_operands_is_refused_naming_the_kernel)
     cr_assert(!g->failed, "%s", g->err.msg);
     g->nodes[a].type.dtype = IR_I64;
     rt_plan plan;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_plan_build(g, &plan, &e), 0, "%s", e.msg);
     cg_options o = {.prefix = "chk"};
     cr_expect_eq(cg_emit_file(g, &plan, &o, "llvm-raw", "/dev/null", &e), -1);
@@ -542,7 +542,7 @@ static const char *fixture(const char *file)
 Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_load(fixture("model.xml"), &m, &e), 0, "%s", e.msg);
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
     cr_assert_not_null(g, "%s", e.msg);

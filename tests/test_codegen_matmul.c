@@ -214,7 +214,7 @@ Test(codegen_matmul, weight_gradient_contracts_over_tokens)
 static void jit_run(const ir_graph *g, const rt_tensor_list *p, const rt_tensor_list *in,
                     int threads, rt_tensor_list *out)
 {
-    ir_err e;
+    bc_err e;
     cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
     cr_assert(x, "%s", e.msg);
     cr_assert(!cg_engine_run(x, p, in, threads, out, &e), "%s", e.msg);
@@ -279,7 +279,7 @@ static void check_target(const cg_options *o, int ar, const ir_dim *ad, int br,
     tu_add_rand_i64(&in, "ids", 2, bs, 0, 1, seed);
     add_rand(&in, "a", ar, ad, B, S, seed + 1);
     add_rand(b_is_param(br, bd) ? &p : &in, "b", br, bd, B, S, seed + 2);
-    ir_err e;
+    bc_err e;
     rt_interp_opts io = {0, 1};
     cr_assert(!rt_interp_run(g, &p, &in, &io, &ref, &e), "%s", e.msg);
     cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, o, &e);

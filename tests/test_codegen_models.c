@@ -53,7 +53,7 @@ static void batch(const ir_graph *g, const fe_model *m, int64_t B, int64_t S,
 static void check_model(const char *path, int grads)
 {
     fe_model m;
-    ir_err e;
+    bc_err e;
     cr_assert(fe_load(path, &m, &e) == 0, "%s", e.msg);
     ir_graph *g = fe_build_bert(&m, grads ? FE_LABEL_ALL : 0, &e);
     cr_assert(g, "%s", e.msg);
@@ -116,7 +116,7 @@ Test(codegen_models, gradients_of_every_small_model_match_the_reference, .timeou
 Test(codegen_models, gathered_mlm_training_graph_matches_the_reference, .timeout = 600)
 {
     fe_model m;
-    ir_err e;
+    bc_err e;
     cr_assert(fe_load(tu_src("models/bert-tiny-all-heads.xml"), &m, &e) == 0, "%s", e.msg);
     unsigned labels = FE_LABEL_MLM | FE_LABEL_NSP;
     ir_graph *full = fe_build_bert(&m, labels | FE_BUILD_TRAIN, &e);

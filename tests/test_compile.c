@@ -26,7 +26,7 @@ static char *compile_text(const char *stage, const char *outputs, const char *pi
                          .outputs = outputs,
                          .pipeline = pipeline,
                          .print_after_all = print_after_all};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(tk_compile(&o, info, &e), 0, "%s: %s", stage, e.msg);
     char *text = tu_read_file(path, NULL);
     cr_assert_not_null(text, "%s: nothing written", stage);
@@ -109,7 +109,7 @@ Test(compile, code_stages_report_the_plan, .timeout = 120)
 static void expect_error(const tk_compile_opts *o, const char *needle, const char *needle2)
 {
     tk_compile_info info;
-    ir_err e;
+    bc_err e;
     cr_assert_neq(tk_compile(o, &info, &e), 0, "no error for '%s'", needle);
     cr_expect(strstr(e.msg, needle) && (!needle2 || strstr(e.msg, needle2)), "%s", e.msg);
 }

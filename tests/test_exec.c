@@ -52,7 +52,7 @@ static void expect_matches(const rt_tensor_list *out, const rt_tensor_list *ref)
 static void reference(const ir_graph *g, const rt_tensor_list *p, const rt_tensor_list *in,
                       rt_tensor_list *ref)
 {
-    ir_err e;
+    bc_err e;
     rt_interp_opts o = {0, 1};
     rt_list_init(ref);
     cr_assert_eq(rt_interp_run(g, p, in, &o, ref, &e), 0, "%s", e.msg);
@@ -61,7 +61,7 @@ static void reference(const ir_graph *g, const rt_tensor_list *p, const rt_tenso
 Test(exec, outputs_are_computed_in_the_callers_tensors_run_after_run)
 {
     ir_graph *g = small_graph();
-    ir_err e;
+    bc_err e;
     cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
     cr_assert_not_null(x, "%s", e.msg);
     rt_tensor_list p, in, out, ref;
@@ -107,7 +107,7 @@ Test(exec, outputs_are_computed_in_the_callers_tensors_run_after_run)
 Test(exec, a_tensor_that_is_not_a_fit_or_overlaps_a_param_is_replaced)
 {
     ir_graph *g = small_graph();
-    ir_err e;
+    bc_err e;
     cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
     cr_assert_not_null(x, "%s", e.msg);
     rt_tensor_list p, in, out, ref;
@@ -152,7 +152,7 @@ static const char *fixture(const char *file)
 static ir_graph *train_graph(rt_tensor_list *params, rt_tensor_list *inputs)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_load(fixture("model.xml"), &m, &e), 0, "%s", e.msg);
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
     cr_assert_not_null(g, "%s", e.msg);
@@ -184,7 +184,7 @@ Test(exec, training_gradients_are_written_straight_into_one_arena, .timeout = 12
 {
     rt_tensor_list params, inputs, copied, grads, out, ref;
     ir_graph *g = train_graph(&params, &inputs);
-    ir_err e;
+    bc_err e;
     cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
     cr_assert_not_null(x, "%s", e.msg);
     /* The copying path: out starts empty. */
@@ -305,7 +305,7 @@ Test(exec, index_errors_read_as_each_backend_always_wrote_them)
          "labels: label -2 at flat index 0 is out of range [0, 3) (or -100 to ignore)"},
     };
     ir_graph *g = index_graph();
-    ir_err e;
+    bc_err e;
     cg_engine *jit = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
     cr_assert_not_null(jit, "%s", e.msg);
     cg_engine *ref = cg_engine_new(g, CG_BACKEND_REF, NULL, &e);

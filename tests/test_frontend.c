@@ -22,7 +22,7 @@ static const char *const enc_attrs[][2] = {
     "<encoder vocab-size=\"100\" hidden-size=\"64\" layers=\"2\" heads=\"4\" "             \
     "intermediate-size=\"256\"/>"
 
-static int parse(const char *xml, fe_model *m, ir_err *e)
+static int parse(const char *xml, fe_model *m, bc_err *e)
 {
     return fe_parse_xml(xml, strlen(xml), "m.xml", m, e);
 }
@@ -31,7 +31,7 @@ static int parse(const char *xml, fe_model *m, ir_err *e)
 static void expect_err_at(const char *xml, long line, const char *needle)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(parse(xml, &m, &e), -1, "accepted:\n%s", xml);
     char pos[64];
     snprintf(pos, sizeof pos, "m.xml:%ld: ", line);
@@ -96,7 +96,7 @@ Test(frontend, parses_every_attribute)
         "</bert>\n"
         "<!-- trailing -->\n";
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(parse(xml, &m, &e), 0, "%s", e.msg);
     cr_assert_str_eq(m.name, "my-bert");
     cr_assert_eq(m.vocab_size, 1000);
@@ -120,7 +120,7 @@ Test(frontend, parses_every_attribute)
 Test(frontend, applies_defaults)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(parse("<bert>" ENC "</bert>", &m, &e), 0, "%s", e.msg);
     cr_assert_str_eq(m.name, "bert");
     cr_assert_eq(m.vocab_size, 100);
@@ -153,12 +153,12 @@ Test(frontend, accepts_gelu_and_each_head_alone)
         char xml[1024];
         snprintf(xml, sizeof xml, "<bert>%s" ENC "</bert>", hs[i].head);
         fe_model m;
-        ir_err e = {{0}};
+        bc_err e = {{0}};
         cr_assert_eq(parse(xml, &m, &e), 0, "%s: %s", xml, e.msg);
         cr_assert_eq(m.head_mask, hs[i].bit);
     }
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(parse(doc_with("activation", "gelu", NULL), &m, &e), 0, "%s", e.msg);
     cr_assert_eq(m.activation, FE_ACT_GELU);
 }
@@ -170,7 +170,7 @@ Test(frontend, accepts_names_up_to_127_bytes_and_escapes)
     name[127] = 0;
     snprintf(xml, sizeof xml, "<bert name=\"%s\">" ENC "</bert>", name);
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(parse(xml, &m, &e), 0, "%s", e.msg);
     cr_assert_str_eq(m.name, name);
     cr_assert_eq(parse("<bert name=\"a&amp;b &lt;c&gt;\">" ENC "</bert>", &m, &e), 0, "%s",
@@ -261,7 +261,7 @@ Test(frontend, rejects_bad_sizes)
             expect_err_at(doc_with(sizes[s], bad[b], NULL), 2, sizes[s]);
     /* The largest size is accepted. */
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(parse(doc_with("vocab-size", "2147483647", NULL), &m, &e), 0, "%s", e.msg);
     cr_assert_eq(m.vocab_size, FE_MAX_SIZE);
     cr_assert_eq(parse(doc_with("layers", "007", NULL), &m, &e), 0, "%s", e.msg);
@@ -282,7 +282,7 @@ Test(frontend, rejects_bad_eps_and_dropouts)
                       "attention-dropout");
     }
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(parse(doc_with("hidden-dropout", "0.999", NULL), &m, &e), 0, "%s", e.msg);
     cr_assert_eq(m.hidden_dropout, 0.999);
 }
@@ -354,7 +354,7 @@ Test(frontend, rejects_text_content)
     expect_err_at(xml, 13, "'oops'");
     /* Blank text, comments and character references to blanks are fine. */
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(
         parse("<bert> \t\r\n<!-- c -->&#32;<![CDATA[  ]]>" ENC "\n</bert>", &m, &e), 0,
         "%s", e.msg);
@@ -387,7 +387,7 @@ Test(frontend, rejects_doctype_and_survives_entity_bombs)
         "]>\n"
         "<bert name=\"&g;\">&g;" ENC "</bert>\n";
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(parse(bomb, &m, &e), -1);
     cr_assert(strncmp(e.msg, "m.xml:", 6) == 0, "%s", e.msg);
     expect_err_at("<!DOCTYPE bert SYSTEM \"http://example.invalid/bert.dtd\">\n<bert>" ENC
@@ -411,7 +411,7 @@ Test(frontend, reports_lines_past_65535)
 Test(frontend, load_xml_reports_missing_file)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_load_xml("/nonexistent/bertcc/x.xml", &m, &e), -1);
     cr_assert(strstr(e.msg, "/nonexistent/bertcc/x.xml") != NULL, "%s", e.msg);
     const char *dir = tu_tmpdir();
@@ -436,7 +436,7 @@ static fe_model valid_model(void)
 
 Test(frontend, model_check_names_the_problem)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     fe_model m = valid_model();
     cr_assert_eq(fe_model_check(&m, &e), 0, "%s", e.msg);
     fe_model d;
@@ -514,7 +514,7 @@ static const char *hf_base = "{\n"
                              "  \"id2label\": {\"0\": \"a\", \"1\": \"b\"}\n"
                              "}\n";
 
-static int hf(const char *json, fe_model *m, ir_err *e)
+static int hf(const char *json, fe_model *m, bc_err *e)
 {
     return fe_parse_hf_config(json, strlen(json), "config.json", m, e);
 }
@@ -535,7 +535,7 @@ static char *hf_with(const char *key, const char *line)
 static void expect_hf_err(const char *json, const char *prefix, const char *needle)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(hf(json, &m, &e), -1, "accepted:\n%s", json);
     cr_assert(strncmp(e.msg, prefix, strlen(prefix)) == 0, "'%s' lacks '%s'", e.msg,
               prefix);
@@ -545,7 +545,7 @@ static void expect_hf_err(const char *json, const char *prefix, const char *need
 Test(frontend, imports_hf_config)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(hf(hf_base, &m, &e), 0, "%s", e.msg);
     cr_assert_str_eq(m.name, "bert_uncased_L-4_H-256_A-4");
     cr_assert_eq(m.vocab_size, 30522);
@@ -565,7 +565,7 @@ Test(frontend, imports_hf_config)
 Test(frontend, hf_config_defaults_names_and_activations)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     const char *minimal =
         "{\"vocab_size\": 10, \"hidden_size\": 8, \"num_hidden_layers\": 1,"
         " \"num_attention_heads\": 2, \"intermediate_size\": 32}";
@@ -649,7 +649,7 @@ Test(frontend, loads_hf_config_files_and_dispatches)
     cr_assert_eq(tu_write_file(xml_path, "\n  <bert name=\"x\">" ENC "</bert>"), 0);
 
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_load_hf_config(json_path, &m, &e), 0, "%s", e.msg);
     cr_assert_eq(m.hidden_size, 256);
     cr_assert_eq(fe_load(json_path, &m, &e), 0, "%s", e.msg);
@@ -717,7 +717,7 @@ Test(frontend, write_then_read_is_identity)
     a.slot_labels = 2147483647;
 
     fe_model b;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_write_xml(&a, path, &e), 0, "%s", e.msg);
     cr_assert_eq(fe_load_xml(path, &b, &e), 0, "%s", e.msg);
     assert_same_model(&a, &b);
@@ -757,7 +757,7 @@ Test(frontend, hf_config_written_as_xml_reads_back)
     char path[1024];
     snprintf(path, sizeof path, "%s", tu_path(dir, "from-hf.xml"));
     fe_model a, b;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(hf(hf_base, &a, &e), 0, "%s", e.msg);
     cr_assert_eq(fe_write_xml(&a, path, &e), 0, "%s", e.msg);
     cr_assert_eq(fe_load_xml(path, &b, &e), 0, "%s", e.msg);
@@ -783,7 +783,7 @@ Test(frontend, every_model_file_parses)
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
         fe_model m;
-        ir_err e = {{0}};
+        bc_err e = {{0}};
         cr_assert_eq(fe_load_xml(path, &m, &e), 0, "%s", e.msg);
         cr_assert_eq(fe_model_check(&m, &e), 0, "%s: %s", path, e.msg);
         cr_assert_eq(strncmp(m.name, ent->d_name, n - 4) == 0 && m.name[n - 4] == 0, 1,
@@ -805,7 +805,7 @@ Test(frontend, model_sizes_are_berts)
         {"models/bert-base.xml", 12, 768, 12}, {"models/bert-large.xml", 24, 1024, 16}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         fe_model m;
-        ir_err e = {{0}};
+        bc_err e = {{0}};
         cr_assert_eq(fe_load(tu_src(sizes[i].file), &m, &e), 0, "%s", e.msg);
         cr_assert_eq(m.layers, sizes[i].layers, "%s", sizes[i].file);
         cr_assert_eq(m.hidden_size, sizes[i].hidden, "%s", sizes[i].file);

@@ -25,7 +25,7 @@ static const char *const toks[] = {
 
 static rt_vocab *small_vocab(void)
 {
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_from_list(toks, NTOK, "test-vocab", &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
@@ -50,7 +50,7 @@ Test(intent_slot, tags_go_on_the_first_subtoken_and_minus_100_elsewhere)
     int tags[] = {7, 2, 2}; /* B-artist, O, O as ids */
     int64_t ids[16], lab[16];
     int pos[3], cut = -1;
-    ir_err e;
+    bc_err e;
     int n = rt_is_encode(v, &o, words, 3, tags, 16, ids, lab, pos, &cut, &e);
     cr_assert_eq(n, 7, "%s", e.msg);
     int64_t want_ids[] = {tok_id("[CLS]"), tok_id("아이"), tok_id("##유"), tok_id("노래"),
@@ -76,7 +76,7 @@ Test(intent_slot, english_lowercased_with_continuations_and_unknown_words)
     int tags[] = {2, 2, 3, 4, 2};
     int64_t ids[16], lab[16];
     int pos[5];
-    ir_err e;
+    bc_err e;
     int n = rt_is_encode(v, &o, words, 5, tags, 16, ids, lab, pos, NULL, &e);
     cr_assert_eq(n, 8, "%s", e.msg);
     int64_t want_lab[] = {-100, 2, -100, 2, 3, 4, 2, -100};
@@ -97,7 +97,7 @@ Test(intent_slot, truncation_cuts_tokens_and_their_words)
     int tags[] = {7, 2, 2};
     int64_t ids[5], lab[5];
     int pos[3], cut = 0;
-    ir_err e;
+    bc_err e;
     /* room for 3 tokens: 아이 ##유 노래 */
     int n = rt_is_encode(v, &o, words, 3, tags, 5, ids, lab, pos, &cut, &e);
     cr_assert_eq(n, 5, "%s", e.msg);
@@ -117,7 +117,7 @@ Test(intent_slot, label_lists_put_unk_first_then_o_then_sorted)
 {
     const char *seen[] = {"I-b", "O", "B-b", "B-a", "O", "B-a", "UNK"};
     rt_is_labels l;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_is_labels_build(seen, 7, 1, &l, &e), 0, "%s", e.msg);
     const char *want[] = {"UNK", "O", "B-a", "B-b", "I-b"};
     cr_assert_eq(l.n, 5);
@@ -173,7 +173,7 @@ Test(intent_slot, reading_refuses_mismatched_files_naming_the_line)
     const char *root = tu_tmpdir();
     write_split(root, "train", "play jazz\nstop it\n", "O B-genre\nO\n", "play\nstop\n");
     rt_is_data d;
-    ir_err e;
+    bc_err e;
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/train", root);
     cr_assert_eq(rt_is_read(dir, &d, &e), -1);
@@ -206,7 +206,7 @@ static rt_task open_task(const char *data, const char *run_dir, const rt_vocab *
 {
     rt_task_config c = {data, run_dir, v, {1, -1}, NULL, 512, collect, nt};
     rt_task t = {&rt_task_intent_slot, NULL};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(t.ops->open(&c, &t.state, &e), 0, "%s", e.msg);
     return t;
 }
@@ -224,7 +224,7 @@ Test(intent_slot, training_rows_are_run_batches_with_labels)
     cr_expect_eq(h.slot_labels, 3);    /* UNK O B-genre */
     rt_tensor_list l;
     rt_list_init(&l);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(t.ops->data(t.state, RT_SPLIT_TRAIN, &l, &e), 0, "%s", e.msg);
     const rt_tensor *ids = rt_list_cfind(&l, "input_ids"),
                     *sl = rt_list_cfind(&l, "slot_labels");
@@ -275,7 +275,7 @@ typedef struct oracle {
 } oracle;
 
 static int oracle_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
-                          ir_err *e)
+                          bc_err *e)
 {
     (void)e;
     oracle *o = ctx;
@@ -305,7 +305,7 @@ Test(intent_slot, evaluation_counts_unseen_labels_as_wrong)
     rt_task t = open_task(root, NULL, v, &nt);
     oracle o = {0, 0};
     rt_metrics m;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(t.ops->evaluate(t.state, RT_SPLIT_TRAIN, 2, oracle_forward, &o, &m, &e), 0,
                  "%s", e.msg);
     cr_expect_eq(o.calls, 2);
@@ -338,7 +338,7 @@ Test(intent_slot, evaluation_counts_unseen_labels_as_wrong)
 
 /* Intent logits with 5 classes for a run with 3. */
 static int wrong_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
-                         ir_err *e)
+                         bc_err *e)
 {
     (void)ctx;
     (void)e;
@@ -355,7 +355,7 @@ Test(intent_slot, labels_come_back_from_a_run_dir_and_predictions_name_spans)
     notes nt = {0};
     rt_task t = open_task(root, NULL, v, &nt);
     const char *run = tu_tmpdir();
-    ir_err e;
+    bc_err e;
     cr_assert_eq(t.ops->save(t.state, run, &e), 0, "%s", e.msg);
     t.ops->close(t.state);
     char *il = tu_read_file(tu_path(run, RT_IS_INTENT_LABELS), NULL);
@@ -417,7 +417,7 @@ Test(intent_slot, max_seq_option_is_checked_against_the_model)
     const char *opt[] = {"600", NULL};
     rt_task_config c = {root, NULL, v, {1, -1}, opt, 512, NULL, NULL};
     void *st = NULL;
-    ir_err e;
+    bc_err e;
     cr_expect_eq(rt_task_intent_slot.open(&c, &st, &e), -1);
     cr_expect(strstr(e.msg, "max-position 512"), "%s", e.msg);
     opt[0] = "x";
@@ -443,7 +443,7 @@ typedef struct fixed_logits {
 } fixed_logits;
 
 static int fixed_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
-                         ir_err *e)
+                         bc_err *e)
 {
     (void)e;
     const fixed_logits *f = ctx;
@@ -469,7 +469,7 @@ static rt_task bio_task(const char *decode, const rt_vocab *v)
     const char *opt[] = {NULL, decode};
     rt_task_config c = {root, NULL, v, {1, -1}, opt, 512, NULL, NULL};
     rt_task t = {&rt_task_intent_slot, NULL};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(t.ops->open(&c, &t.state, &e), 0, "%s", e.msg);
     rt_tensor_list l; /* builds the label lists */
     rt_list_init(&l);
@@ -485,7 +485,7 @@ static void predicted_tags(rt_task *t, const char *text, fixed_logits *f, const 
                            int n)
 {
     json_t *j = NULL;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(t->ops->predict(t->state, text, NULL, fixed_forward, f, &j, &e), 0, "%s",
                  e.msg);
     json_t *tags = json_object_get(j, "tags");
@@ -527,7 +527,7 @@ Test(intent_slot, bio_decoding_takes_the_best_valid_sequence)
     const char *opt[] = {NULL, "crf"};
     rt_task_config c = {NULL, tu_tmpdir(), v, {1, -1}, opt, 512, NULL, NULL};
     void *st = NULL;
-    ir_err e;
+    bc_err e;
     cr_expect_eq(rt_task_intent_slot.open(&c, &st, &e), -1);
     cr_expect(strstr(e.msg, "--slot-decode"), "%s", e.msg);
     rt_vocab_free(v);
@@ -600,7 +600,7 @@ Test(shared_data, atis_label_counts_and_alignment)
              BERTCC_SOURCE_DIR "/../shared/data/bert_vocab/bert-base-uncased-vocab.txt");
     if (access(tu_path(atis, "train/seq.in"), R_OK) || access(vocab, R_OK))
         TU_NEED_SHARED_DATA(0, "atis and bert_vocab");
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_load(vocab, &e);
     cr_assert_not_null(v, "%s", e.msg);
     notes nt = {0};

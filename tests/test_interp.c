@@ -47,7 +47,7 @@ static void add_i64(rt_tensor_list *l, const char *name, int rank, const int64_t
 static void run(const ir_graph *g, const rt_tensor_list *params,
                 const rt_tensor_list *inputs, int f64, rt_tensor_list *out)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     rt_interp_opts o = {f64, 1};
     rt_list_init(out);
     cr_assert_eq(g->failed, 0, "building: %s", g->err.msg);
@@ -58,7 +58,7 @@ static void run(const ir_graph *g, const rt_tensor_list *params,
 static void run_fails(const ir_graph *g, const rt_tensor_list *params,
                       const rt_tensor_list *inputs, const char *needle)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     rt_interp_opts o = {0, 1};
     rt_tensor_list out;
     rt_list_init(&out);
@@ -115,7 +115,7 @@ Test(interp, bind_sizes_takes_b_and_s_from_the_inputs)
     add_i64(&in, "ids", 2, s2, NULL);
     add_i64(&in, "labels", 1, s1, NULL);
     int64_t Bv = 0, Sv = 0;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(rt_bind_sizes(g, &in, &Bv, &Sv, &e), 0, "%s", e.msg);
     cr_expect_eq(Bv, 3);
     cr_expect_eq(Sv, 7);
@@ -134,7 +134,7 @@ Test(interp, bind_sizes_takes_b_and_s_from_the_inputs)
 Test(interp, bind_sizes_on_the_bert_graph)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_load(tu_src("tests/fixtures/run_tiny/model.xml"), &m, &e), 0, "%s",
                  e.msg);
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
@@ -157,7 +157,7 @@ Test(interp, bind_sizes_on_the_bert_graph)
 static void tiny_run(int f64, rt_tensor_list *out)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_load(tu_src("tests/fixtures/run_tiny/model.xml"), &m, &e), 0, "%s",
                  e.msg);
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);

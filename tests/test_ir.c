@@ -31,7 +31,7 @@ static ir_graph *round_trip(const ir_graph *g)
 {
     char *text = ir_print_str(g);
     cr_assert_not_null(text);
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     ir_graph *h = ir_parse(text, "rt.ir", &e);
     cr_assert_not_null(h, "parse failed: %s\n%s", e.msg, text);
     char *again = ir_print_str(h);
@@ -44,7 +44,7 @@ static ir_graph *round_trip(const ir_graph *g)
 
 static void expect_parse_error(const char *text, const char *want)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     ir_graph *g = ir_parse(text, "model.ir", &e);
     cr_expect_null(g, "parsed, but expected: %s", want);
     ir_graph_free(g);
@@ -354,7 +354,7 @@ Test(ir_builder, failure_is_sticky)
 
 static void expect_verify_error(ir_graph *g, const char *want)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_expect_eq(ir_verify(g, &e), -1);
     cr_expect_str_eq(e.msg, want);
     ir_graph_free(g);
@@ -654,7 +654,7 @@ Test(ir_parse, accepts_comments_blank_lines_and_unnormalized_dims)
                        "  output \"y\" = %2\n"
                        "}\n"
                        "# done\n";
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     ir_graph *g = ir_parse(text, "c.ir", &e);
     cr_assert_not_null(g, "%s", e.msg);
     char *out = ir_print_str(g);
@@ -819,7 +819,7 @@ Test(ir_parse, reports_string_and_character_errors)
 
 Test(ir_parse, null_filename_and_null_err_are_allowed)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_expect_null(ir_parse("graph", NULL, &e));
     cr_expect_str_eq(e.msg, "<input>:1: expected the graph's quoted name after 'graph'");
     cr_expect_null(ir_parse("nonsense", "x.ir", NULL));
@@ -830,7 +830,7 @@ Test(ir_parse, null_filename_and_null_err_are_allowed)
 /* Parses text; a success must verify and print stably, a failure must name the file. */
 static void parse_any(const char *text)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     ir_graph *g = ir_parse(text, "fuzz.ir", &e);
     if (!g) {
         cr_assert(!strncmp(e.msg, "fuzz.ir:", 8), "bad message: %s", e.msg);

@@ -32,7 +32,7 @@ static rt_prf conll_of(const char *const *sents, int n, rt_conll *raw)
             gold[k] = w;
             pred[k++] = slash + 1;
         }
-        ir_err e;
+        bc_err e;
         cr_assert_eq(
             rt_conll_add(&c, (const char *const *)gold, (const char *const *)pred, k, &e),
             0, "%s", e.msg);
@@ -186,7 +186,7 @@ Test(conlleval, no_chunks_give_zero_f1)
 Test(conlleval, rejects_bad_tags_and_leaves_counts_alone)
 {
     rt_conll c = RT_CONLL_INIT;
-    ir_err e;
+    bc_err e;
     const char *g1[] = {"B-a", "I-a"}, *p1[] = {"B-a", NULL};
     cr_expect_eq(rt_conll_add(&c, g1, p1, 2, &e), -1);
     cr_expect(strstr(e.msg, "word 1"), "%s", e.msg);
@@ -238,7 +238,7 @@ Test(conlleval, matches_the_perl_script_on_the_fixture)
             ncases++;
             in_case = 0;
         } else if (line[0] == 0) {
-            ir_err e;
+            bc_err e;
             cr_assert_eq(rt_conll_add(&c, (const char *const *)gold,
                                       (const char *const *)pred, nw, &e),
                          0, "%s", e.msg);
@@ -263,7 +263,7 @@ Test(intent_slot, intent_accuracy_counts_unk_gold_as_wrong)
     const char *gold[] = {"play", "stop", RT_METRIC_UNK, "play"};
     const char *pred[] = {"play", "play", RT_METRIC_UNK, "play"};
     double acc;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_intent_accuracy(gold, pred, 4, &acc, &e), 0, "%s", e.msg);
     cr_expect_float_eq(acc, 0.5, EPS);
     cr_assert_eq(rt_intent_accuracy(gold, pred, 0, &acc, &e), 0);
@@ -286,7 +286,7 @@ Test(intent_slot, frame_needs_intent_and_every_tag)
         {"stop", "stop", 2, g4, p4},               /* unseen gold tag: frame wrong */
     };
     rt_is_scores s;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_intent_slot_eval(ex, 5, &s, &e), 0, "%s", e.msg);
     cr_expect_eq(s.n, 5);
     cr_expect_float_eq(s.intent_accuracy, 3.0 / 5, EPS);
@@ -303,7 +303,7 @@ Test(intent_slot, errors_name_the_sentence)
     const char *g[] = {"O"}, *p[] = {"B a"};
     rt_is_example ex[] = {{"x", "x", 1, g, g}, {"x", "x", 1, g, p}};
     rt_is_scores s;
-    ir_err e;
+    bc_err e;
     cr_expect_eq(rt_intent_slot_eval(ex, 2, &s, &e), -1);
     cr_expect(strstr(e.msg, "sentence 1"), "%s", e.msg);
     rt_is_example ex2[] = {{"x", NULL, 1, g, g}};
@@ -319,7 +319,7 @@ static void score(const char *pred, const char *const *golds, int n, rt_qa_flavo
                   double em, double f1)
 {
     double a, b;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_score(pred, golds, n, f, &a, &b, &e), 0, "%s", e.msg);
     cr_expect_float_eq(a, em, EPS, "EM of \"%s\": %g, expected %g", pred, a, em);
     cr_expect_float_eq(b, f1, EPS, "F1 of \"%s\": %.17g, expected %.17g", pred, b, f1);
@@ -328,7 +328,7 @@ static void score(const char *pred, const char *const *golds, int n, rt_qa_flavo
 static void norm_is(const char *s, rt_qa_flavor f, const char *want)
 {
     char *out;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_normalize(s, f, &out, &e), 0, "%s", e.msg);
     cr_expect_str_eq(out, want);
     free(out);
@@ -405,7 +405,7 @@ Test(squad, dataset_average_counts_unanswered_as_zero)
     const int ng[] = {1, 2, 1};
     const char *preds[] = {"denver broncos", "Eiffel", NULL};
     double em, f1;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_evaluate(preds, golds, ng, 3, RT_QA_SQUAD, &em, &f1, &e), 0, "%s",
                  e.msg);
     cr_expect_float_eq(em, 1.0 / 3, EPS);
@@ -418,7 +418,7 @@ Test(squad, errors)
 {
     const char *g[] = {"x"}, *bad[] = {"\xff"};
     double em, f1;
-    ir_err e;
+    bc_err e;
     cr_expect_eq(rt_qa_score("x", g, 0, RT_QA_SQUAD, &em, &f1, &e), -1);
     cr_expect_eq(rt_qa_score("ab\xc3", g, 1, RT_QA_SQUAD, &em, &f1, &e), -1);
     cr_expect(strstr(e.msg, "UTF-8"), "%s", e.msg);
@@ -459,7 +459,7 @@ Test(squad, matches_the_official_scripts_on_the_fixture)
                           *nkey[] = {"norm_squad", "norm_korquad"};
         for (int f = 0; f < 2; f++) {
             double em, f1;
-            ir_err e;
+            bc_err e;
             char *norm;
             cr_assert_eq(rt_qa_normalize(pred, (rt_qa_flavor)f, &norm, &e), 0, "%s", e.msg);
             cr_expect_str_eq(norm, json_string_value(json_object_get(row, nkey[f])),
@@ -527,7 +527,7 @@ static rt_qa_span decode(const win *w, int nw, int n_best, int max_len)
     for (int i = 0; i < nw; i++)
         v[i] = view(&w[i]);
     rt_qa_span s;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_best_span(v, nw, n_best, max_len, CTX_LEN, &s, &e), 0, "%s", e.msg);
     return s;
 }
@@ -649,7 +649,7 @@ Test(qa_decode, rejects_bad_input)
     make_win(&w[1], 2, 4, (int[]){0}, 1);
     rt_qa_window v[2] = {view(&w[0]), view(&w[1])};
     rt_qa_span s;
-    ir_err e;
+    bc_err e;
     w[1].sl[3] = NAN;
     cr_expect_eq(rt_qa_best_span(v, 2, 20, 30, CTX_LEN, &s, &e), -1);
     cr_expect(strstr(e.msg, "window 1 token 3"), "%s", e.msg);

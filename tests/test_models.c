@@ -15,7 +15,7 @@
 static ir_graph *build_file(const char *path, unsigned labels)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_load(path, &m, &e), 0, "%s", e.msg);
     ir_graph *g = fe_build_bert(&m, labels, &e);
     cr_assert_not_null(g, "%s: %s", path, e.msg);
@@ -63,7 +63,7 @@ Test(models, every_model_file_builds_verifies_and_round_trips)
             continue;
         count++;
         ir_graph *g = build_model(de->d_name, FE_LABEL_ALL);
-        ir_err e = {{0}};
+        bc_err e = {{0}};
         cr_expect_eq(ir_verify(g, &e), 0, "%s: %s", de->d_name, e.msg);
         char *text = ir_print_str(g);
         cr_assert_not_null(text, "%s: cannot print", de->d_name);
@@ -146,7 +146,7 @@ static int ln_want(want_param *w, int n, const char *p, long long h)
 Test(models, parameter_names_and_shapes_are_the_hugging_face_ones)
 {
     fe_model m;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(fe_load(tu_src("models/bert-tiny-all-heads.xml"), &m, &e), 0, "%s", e.msg);
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
     cr_assert_not_null(g, "%s", e.msg);
@@ -232,7 +232,7 @@ static int count_op(const ir_graph *g, ir_opcode op)
 Test(models, a_model_without_heads_outputs_sequence_and_pooled_only)
 {
     fe_model m = small_model(0);
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
     cr_assert_not_null(g, "%s", e.msg);
     cr_expect_eq(g->nout, 2, "%d outputs", g->nout);
@@ -267,7 +267,7 @@ Test(models, all_heads_with_all_labels_output_everything_in_design_5)
 {
     fe_model m =
         small_model(FE_HEAD_MLM | FE_HEAD_NSP | FE_HEAD_INTENT | FE_HEAD_SLOT | FE_HEAD_QA);
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
     cr_assert_not_null(g, "%s", e.msg);
     ir_dim B = IR_DIM_B, S = IR_DIM_S;
@@ -302,7 +302,7 @@ Test(models, losses_follow_the_labels_present)
 {
     fe_model m =
         small_model(FE_HEAD_MLM | FE_HEAD_NSP | FE_HEAD_INTENT | FE_HEAD_SLOT | FE_HEAD_QA);
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     /* No labels: logits but no loss. */
     ir_graph *g = fe_build_bert(&m, 0, &e);
     cr_assert_not_null(g, "%s", e.msg);

@@ -175,7 +175,7 @@ Test(optim, adamw_matches_hand_computed_steps)
     add_f32(&p, "w", 2, (float[]){1, 1});
     add_f32(&p, "x.bias", 1, (float[]){0.5f});
     rt_adamw a;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0, "%s", e.msg);
     cr_assert_eq(a.m.n, 2);
     static const float gw[3][2] = {{0.5f, -2}, {0.5f, 1}, {-1, 0}},
@@ -218,7 +218,7 @@ Test(optim, zero_lr_changes_only_the_moments)
     add_f32(&p, "w", 2, (float[]){1, -3});
     add_f32(&g, "grad.w", 2, (float[]){2, 4});
     rt_adamw a;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0);
     cr_assert_eq(rt_adamw_step(&a, &p, &g, 0.0, &e), 0, "%s", e.msg);
     cr_assert_eq(f32(&p, "w")[0], 1.0f);
@@ -241,7 +241,7 @@ Test(optim, frozen_params_have_no_state_and_need_no_gradient)
     add_f32(&g, "grad.head.w", 2, (float[]){1, 1});
     const char *fr[] = {"bert."};
     rt_adamw a;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_adamw_init(&a, &o, &p, fr, 1, &e), 0);
     cr_assert_eq(a.m.n, 1);
     cr_assert_str_eq(a.names[0], "head.w");
@@ -266,7 +266,7 @@ Test(optim, each_moment_is_one_arena_of_views)
     add_f32(&p, "c.bias", 1, (float[]){5});
     const char *fr[] = {"frozen."};
     rt_adamw a;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_adamw_init(&a, &o, &p, fr, 1, &e), 0, "%s", e.msg);
     cr_assert_eq(a.m.n, 3);
     const rt_tensor_list *lists[2] = {&a.m, &a.v};
@@ -299,7 +299,7 @@ Test(optim, missing_or_misshaped_gradient_is_an_error_naming_it)
     add_f32(&p, "b.weight", 1, (float[]){3});
     add_f32(&g, "grad.a.weight", 2, (float[]){1, 1});
     rt_adamw a;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0);
     cr_assert_eq(rt_adamw_step(&a, &p, &g, 0.1, &e), -1);
     cr_assert(strstr(e.msg, "grad.b.weight"), "%s", e.msg);
@@ -325,7 +325,7 @@ Test(optim, state_round_trips_through_a_file)
     add_f32(&p, "w", 2, (float[]){1, 1});
     add_f32(&g, "grad.w", 2, (float[]){0.5f, -2});
     rt_adamw a, b;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0);
     cr_assert_eq(rt_adamw_step(&a, &p, &g, 0.1, &e), 0);
     cr_assert_eq(rt_adamw_save(&a, &saved, &e), 0);
@@ -372,7 +372,7 @@ static void replay_torch_case(const char *key)
     rt_list_init(&fx);
     rt_list_init(&p);
     rt_list_init(&g);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_load(tu_src("tests/fixtures/optim/adamw.safetensors"), &fx, &e), 0,
                  "%s", e.msg);
     char name[256];

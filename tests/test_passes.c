@@ -42,13 +42,13 @@ static int count_op(const ir_graph *g, ir_opcode op)
 
 static void expect_valid(const ir_graph *g)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_expect_eq(ir_verify(g, &e), 0, "%s", e.msg);
 }
 
 static void run_passes(ir_graph **g, const char *pipeline)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(pass_run_pipeline(g, pipeline, NULL, &e), 0, "%s: %s", pipeline, e.msg);
     expect_valid(*g);
 }
@@ -68,7 +68,7 @@ static const char *fx(const char *file)
 static ir_graph *tiny_graph(unsigned labels)
 {
     fe_model m;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(fe_load(fx("model.xml"), &m, &e), 0, "%s", e.msg);
     ir_graph *g = fe_build_bert(&m, labels, &e);
     cr_assert_not_null(g, "%s", e.msg);
@@ -79,7 +79,7 @@ static ir_graph *tiny_graph(unsigned labels)
 static void tiny_data(const ir_graph *g, rt_tensor_list *inputs, rt_tensor_list *params)
 {
     fe_model m;
-    ir_err e;
+    bc_err e;
     rt_tensor_list batch, ckpt;
     rt_list_init(&batch);
     rt_list_init(&ckpt);
@@ -102,7 +102,7 @@ static void tiny_data(const ir_graph *g, rt_tensor_list *inputs, rt_tensor_list 
 static void interp(const ir_graph *g, const rt_tensor_list *params,
                    const rt_tensor_list *inputs, rt_tensor_list *out)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     rt_interp_opts o = {0, 1};
     rt_list_init(out);
     cr_assert_eq(rt_interp_run(g, params, inputs, &o, out, &e), 0, "%s", e.msg);
@@ -150,7 +150,7 @@ static void expect_identical(const rt_tensor_list *a, const rt_tensor_list *b,
 Test(dce, removes_the_heads_when_only_the_encoder_outputs_are_kept)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
-    ir_err e;
+    bc_err e;
     const char *keep[] = {"sequence_output", "pooled_output"};
     cr_assert_eq(pass_keep_outputs(g, keep, 2, &e), 0, "%s", e.msg);
     cr_expect_eq(g->nout, 2);
@@ -216,7 +216,7 @@ Test(dce, keep_outputs_rejects_an_unknown_name_and_changes_nothing)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
     int nout = g->nout;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     const char *keep[] = {"sequence_output", "no_such_output"};
     cr_expect_eq(pass_keep_outputs(g, keep, 2, &e), -1);
     cr_expect(strstr(e.msg, "no_such_output") != NULL, "%s", e.msg);
@@ -485,7 +485,7 @@ static int first_node(const ir_graph *g, ir_opcode op)
     return -1;
 }
 
-static void expect_message_names_node(const ir_err *e, int k, ir_opcode op)
+static void expect_message_names_node(const bc_err *e, int k, ir_opcode op)
 {
     char want[64];
     snprintf(want, sizeof want, "%%%d (%s)", k, ir_ops[op].name);
@@ -502,7 +502,7 @@ Test(shape_pass, rejects_a_tampered_node_type_naming_the_node)
         int k = first_node(g, ops[i]);
         ir_node *n = &g->nodes[k];
         n->type.dim[n->type.rank - 1].c += 1;
-        ir_err e = {{0}};
+        bc_err e = {{0}};
         cr_expect_eq(pass_shape(&g, &e), -1, "%s: tampered type accepted",
                      ir_ops[ops[i]].name);
         expect_message_names_node(&e, k, ops[i]);
@@ -515,7 +515,7 @@ Test(shape_pass, rejects_a_tampered_dtype_through_the_pipeline)
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
     int k = first_node(g, IR_OP_TANH);
     g->nodes[k].type.dtype = IR_I64;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_expect_eq(pass_run_pipeline(&g, "shape", NULL, &e), -1);
     expect_message_names_node(&e, k, IR_OP_TANH);
     ir_graph_free(g);
@@ -549,7 +549,7 @@ Test(pass_install, gives_the_new_graph_the_outputs_through_the_map)
     ir_unary(ng, IR_OP_GELU, x);
     ir_unary(ng, IR_OP_TANH, x);
     const int map[3] = {0, 2, 1};
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(pass_install(&g, ng, map, &e), 0, "%s", e.msg);
     cr_expect_eq(g, ng);
     cr_expect_neq(g, old);
@@ -568,7 +568,7 @@ Test(pass_install, without_a_map_keeps_the_value_numbers)
     for (int k = 0; k < ng->nout; k++)
         free(ng->outs[k].name);
     ng->nout = 0;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(pass_install(&g, ng, NULL, &e), 0, "%s", e.msg);
     cr_expect_eq(g, ng);
     cr_expect_eq(ir_find_output(g, "y"), 1);
@@ -583,7 +583,7 @@ Test(pass_install, a_failed_build_leaves_the_old_graph_and_reports_its_error)
     int x = ir_input(ng, "x", f32(2, B, C(8)));
     ir_select(ng, x, 5, 0);
     cr_assert(ng->failed);
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_expect_eq(pass_install(&g, ng, NULL, &e), -1);
     cr_expect_str_eq(e.msg, "%1 (select): axis 5 out of range for rank 2");
     cr_expect_eq(g, old);
@@ -611,7 +611,7 @@ Test(pass_manager, registry_has_the_default_passes_with_help)
 Test(pass_manager, rejects_an_unknown_pass_by_name)
 {
     ir_graph *g = tiny_graph(FE_LABEL_ALL);
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_expect_eq(pass_run_pipeline(&g, "shape,frobnicate,dce", NULL, &e), -1);
     cr_expect(strstr(e.msg, "frobnicate") != NULL, "message: %s", e.msg);
     cr_assert_not_null(g);
@@ -626,7 +626,7 @@ Test(pass_manager, print_after_prints_one_block_per_pass)
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     cr_assert_not_null(f);
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, f, &e), 0, "%s", e.msg);
     cr_assert_eq(fclose(f), 0);
     static const char *const names[] = {"shape", "canonicalize", "cse", "dce"};

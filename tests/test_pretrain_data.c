@@ -95,7 +95,7 @@ static void fixture_setup(void)
     const char *dir = tu_tmpdir();
     snprintf(fx.corpus, sizeof fx.corpus, "%s/corpus.txt", dir);
     cr_assert_eq(tu_write_file(fx.corpus, text), 0);
-    ir_err e;
+    bc_err e;
     fx.v = rt_vocab_from_list(toks, n + W0, "numbered", &e);
     cr_assert_not_null(fx.v, "%s", e.msg);
     for (int i = 0; i < n; i++)
@@ -116,7 +116,7 @@ static void fixture_teardown(void)
 
 static rt_pt_corpus *load_corpus(void)
 {
-    ir_err e;
+    bc_err e;
     const char *paths[1] = {fx.corpus};
     rt_pt_corpus *c =
         rt_pt_corpus_load(paths, 1, fx.v, &RT_TOK_OPTS_DEFAULT, NULL, NULL, &e);
@@ -129,7 +129,7 @@ static void make(rt_pt_opts o, uint64_t seed, rt_tensor_list *out, rt_pt_stats *
     rt_pt_corpus *c = load_corpus();
     rt_rng r;
     rt_rng_seed(&r, seed);
-    ir_err e;
+    bc_err e;
     rt_list_init(out);
     cr_assert_eq(rt_pt_create(c, fx.v, &o, &r, out, st, NULL, NULL, &e), 0, "%s", e.msg);
     rt_pt_corpus_free(c);
@@ -276,7 +276,7 @@ Test(pretrain_data, documents_split_on_blank_lines_and_files)
     cr_assert_eq(tu_write_file(f1, "w0 w1\nw2\n\x01\n\n  \n\nw3\n\xe3\x80\x80\nw4\nw5"), 0);
     cr_assert_eq(tu_write_file(f2, "w6\n\n\n"), 0);
     const char *paths[2] = {f1, f2};
-    ir_err e;
+    bc_err e;
     rt_pt_reader *r = rt_pt_reader_open(paths, 2, fx.v, &RT_TOK_OPTS_DEFAULT, &e);
     cr_assert_not_null(r, "%s", e.msg);
     const char *want[] = {"0 1|2", "3", "4|5", "6"};
@@ -304,7 +304,7 @@ Test(pretrain_data, reader_errors_name_file_and_line)
     snprintf(f, sizeof f, "%s/bad.txt", dir);
     snprintf(missing, sizeof missing, "%s/missing.txt", dir);
     cr_assert_eq(tu_write_file(f, "w0\nw1 \xff w2\n"), 0);
-    ir_err e;
+    bc_err e;
     const char *p1[1] = {missing};
     cr_assert_null(rt_pt_reader_open(p1, 1, fx.v, &RT_TOK_OPTS_DEFAULT, &e));
     cr_expect(strstr(e.msg, "missing.txt") != NULL, "%s", e.msg);
@@ -333,7 +333,7 @@ Test(pretrain_data, corpus_holds_every_document)
 
 Test(pretrain_data, rejects_bad_options)
 {
-    ir_err e;
+    bc_err e;
     rt_pt_opts o = RT_PT_OPTS_DEFAULT;
     cr_assert_eq(rt_pt_opts_check(&o, &e), 0);
     o.max_seq = 4;
@@ -497,7 +497,7 @@ Test(pretrain_data, same_seed_same_bytes_other_seed_differs)
     for (int k = 0; k < 3; k++) {
         rt_tensor_list b;
         make(o, seeds[k], &b, NULL);
-        ir_err e;
+        bc_err e;
         const char *path = tu_path(dir, k == 0 ? "a.st" : k == 1 ? "b.st" : "c.st");
         cr_assert_eq(rt_st_save(path, &b, &e), 0, "%s", e.msg);
         bytes[k] = tu_read_file(path, &len[k]);
@@ -519,7 +519,7 @@ Test(pretrain_data, mask_row_skips_special_tokens)
     rt_pt_opts o = RT_PT_OPTS_DEFAULT;
     o.mask_prob = 1.0; /* choose everything it may */
     o.max_predictions = 100;
-    ir_err e;
+    bc_err e;
     rt_pt_masker *m = rt_pt_masker_new(fx.v, &o, &e);
     cr_assert_not_null(m, "%s", e.msg);
     cr_expect_eq(rt_pt_masker_pad(m), PAD);
@@ -564,7 +564,7 @@ Test(pretrain_data, dynamic_masking_remasks_a_batch)
         orig[i] = y != -100 ? y : ((int64_t *)ids->data)[i];
         lab0[i] = y;
     }
-    ir_err e;
+    bc_err e;
     rt_pt_masker *m = rt_pt_masker_new(fx.v, &o, &e);
     cr_assert_not_null(m, "%s", e.msg);
     rt_rng r;
@@ -605,7 +605,7 @@ Test(pretrain_data, whole_word_masks_pieces_with_their_word)
 {
     const char *toks[] = {"[PAD]",  "[UNK]", "[CLS]", "[SEP]",  "[MASK]", "un", "##aff",
                           "##able", "cat",   "run",   "##ning", "dog",    "the"};
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_from_list(toks, 13, "pieces", &e);
     cr_assert_not_null(v, "%s", e.msg);
     const char *dir = tu_tmpdir();
@@ -684,7 +684,7 @@ Test(pretrain_data, whole_word_masks_pieces_with_their_word)
 static int64_t stream_all(int window, int shuffle, uint64_t seed, rt_pt_opts o,
                           rt_tensor_list *all, int *docs_seen, rt_pt_stats *st)
 {
-    ir_err e;
+    bc_err e;
     const char *paths[1] = {fx.corpus};
     rt_pt_stream *s = rt_pt_stream_open(paths, 1, fx.v, &RT_TOK_OPTS_DEFAULT, &o, window,
                                         shuffle, seed, &e);
@@ -780,7 +780,7 @@ Test(pretrain_data, stream_is_deterministic_and_seeds_differ)
 Test(pretrain_data, stream_rejects_a_window_of_one)
 {
     rt_pt_opts o = RT_PT_OPTS_DEFAULT;
-    ir_err e;
+    bc_err e;
     const char *paths[1] = {fx.corpus};
     cr_expect_null(
         rt_pt_stream_open(paths, 1, fx.v, &RT_TOK_OPTS_DEFAULT, &o, 1, 8, 0, &e));
@@ -843,7 +843,7 @@ Test(pretrain_data, cli_writes_the_batch_with_a_summary)
         free(bytes[k]);
     rt_tensor_list b;
     rt_list_init(&b);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_load(tu_path(dir, "out0.safetensors"), &b, &e), 0, "%s", e.msg);
     rt_pt_opts o = RT_PT_OPTS_DEFAULT;
     o.max_seq = 40;
@@ -870,7 +870,7 @@ Test(pretrain_data, shared_data_sample_text_with_bert_vocab)
     struct stat sb;
     if (stat(tu_src(SAMPLE_TEXT), &sb) || stat(tu_src(BERT_VOCAB), &sb))
         TU_NEED_SHARED_DATA(0, "bert_sample_text and bert_vocab");
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_load(tu_src(BERT_VOCAB), &e);
     cr_assert_not_null(v, "%s", e.msg);
     const char *paths[1] = {tu_src(SAMPLE_TEXT)};

@@ -44,7 +44,7 @@ static void make_fixture(fixture *f)
     }
     cr_assert_eq(tu_write_file(f->corpus, text), 0);
     cr_assert_eq(tu_write_file(f->vocab, vocab), 0);
-    ir_err e;
+    bc_err e;
     f->v = rt_vocab_load(f->vocab, &e);
     cr_assert_not_null(f->v, "%s", e.msg);
 }
@@ -64,7 +64,7 @@ static rt_pt_file_opts file_opts(const char *const *corpus)
 
 static void load(const char *path, rt_tensor_list *l)
 {
-    ir_err e;
+    bc_err e;
     rt_list_init(l);
     cr_assert_eq(rt_st_load(path, l, &e), 0, "%s", e.msg);
 }
@@ -78,7 +78,7 @@ Test(pretrain_write, the_file_holds_what_load_and_create_make)
     char out[1024];
     snprintf(out, sizeof out, "%s/data.safetensors", f.dir);
     rt_pt_stats st, st2;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_pt_write_file(&o, f.v, out, &st, &e), 0, "%s", e.msg);
     rt_pt_corpus *c = rt_pt_corpus_load(corpus, 1, f.v, &o.tok, NULL, NULL, &e);
     cr_assert_not_null(c, "%s", e.msg);
@@ -114,7 +114,7 @@ Test(pretrain_write, the_executable_writes_the_same_bytes)
     char lib[1024], cli[1024];
     snprintf(lib, sizeof lib, "%s/lib.safetensors", f.dir);
     snprintf(cli, sizeof cli, "%s/cli.safetensors", f.dir);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_pt_write_file(&o, f.v, lib, NULL, &e), 0, "%s", e.msg);
     char *text = NULL;
     int rc = tu_bertcc(&text,
@@ -155,7 +155,7 @@ Test(pretrain_write, phases_come_in_order_with_the_documents_to_go_through)
     phases p = {"", 0};
     o.phase = on_phase;
     o.ctx = &p;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_pt_write_file(&o, f.v, tu_path(f.dir, "d.safetensors"), NULL, &e), 0,
                  "%s", e.msg);
     cr_expect_str_eq(p.seen, "reading;making instances;(end);");
@@ -174,7 +174,7 @@ Test(pretrain_write, an_empty_or_missing_corpus_is_an_error_and_writes_nothing)
     cr_assert_eq(tu_write_file(empty, "\n  \n\n"), 0);
     const char *corpus[1] = {empty};
     rt_pt_file_opts o = file_opts(corpus);
-    ir_err e;
+    bc_err e;
     struct stat sb;
     cr_assert_neq(rt_pt_write_file(&o, f.v, out, NULL, &e), 0);
     cr_expect(strstr(e.msg, "no text"), "%s", e.msg);

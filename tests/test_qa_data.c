@@ -36,7 +36,7 @@ static void collect(void *ctx, const char *msg)
 
 static rt_vocab *tiny_vocab(void)
 {
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_load(tu_src(FIX "vocab.txt"), &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
@@ -44,7 +44,7 @@ static rt_vocab *tiny_vocab(void)
 
 static void load(const char *rel, rt_qa_set *s, notes *n)
 {
-    ir_err e;
+    bc_err e;
     memset(s, 0, sizeof *s);
     cr_assert_eq(rt_qa_load(tu_src(rel), s, collect, n, &e), 0, "%s", e.msg);
 }
@@ -52,7 +52,7 @@ static void load(const char *rel, rt_qa_set *s, notes *n)
 static void featurize(const rt_qa_set *s, const rt_vocab *v, rt_qa_feat_opts o,
                       rt_qa_features *f)
 {
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_featurize(s, v, &o, f, &e), 0, "%s", e.msg);
 }
 
@@ -61,7 +61,7 @@ static char *show_feature(const rt_qa_features *f, const rt_vocab *v, int i)
 {
     rt_tensor_list l;
     rt_list_init(&l);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_batch(f, &i, 1, RT_QA_BATCH_PAD_LONGEST, &l, &e), 0, "%s", e.msg);
     const rt_tensor *ids = rt_list_cfind(&l, "input_ids");
     static char buf[4096];
@@ -174,7 +174,7 @@ Test(qa_data, reads_korean_with_byte_offsets)
 static void expect_parse_error(const char *json, const char *want1, const char *want2)
 {
     rt_qa_set s = {0};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_parse(json, strlen(json), "t.json", &s, NULL, NULL, &e), -1,
                  "parsed: %s", json);
     cr_expect(strstr(e.msg, "t.json") && strstr(e.msg, want1) &&
@@ -210,7 +210,7 @@ Test(qa_data, malformed_files_give_errors_naming_the_entry)
 
     /* From a file: the message names it. */
     rt_qa_set s = {0};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_load(tu_src(FIX "bad_start.json"), &s, NULL, NULL, &e), -1);
     cr_expect(strstr(e.msg, "bad_start.json: data[0].paragraphs[0].qas[0].answers[0]."
                             "answer_start: expected an integer"),
@@ -225,7 +225,7 @@ Test(qa_data, a_failed_load_leaves_the_set_as_it_was)
     rt_qa_set s;
     notes n = {0};
     load(FIX "ko.json", &s, &n);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_load(tu_src(FIX "bad_start.json"), &s, NULL, NULL, &e), -1);
     cr_expect_eq(s.n, 2);
     cr_assert_eq(rt_qa_load(tu_src(FIX "windows.json"), &s, NULL, NULL, &e), 0, "%s",
@@ -242,7 +242,7 @@ Test(qa_data, splits_by_article)
     load(FIX "windows.json", &s, &n);
     cr_assert_eq(s.n, 6);
     cr_assert_eq(s.n_articles, 3);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_split(&s, 2, 1, &rest, &held, &e), 0, "%s", e.msg);
     cr_assert_eq(held.n, 2); /* article 1: x-1 and x-2, from two paragraphs */
     cr_expect_str_eq(held.ex[0].id, "x-1");
@@ -289,7 +289,7 @@ Test(qa_data, korean_features_cover_the_answer_tokens)
     /* The batch: [N, 384] with types, mask and padding. */
     rt_tensor_list l;
     rt_list_init(&l);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_batch(&f, NULL, 2, RT_QA_BATCH_LABELS, &l, &e), 0, "%s", e.msg);
     const rt_tensor *ids = rt_list_cfind(&l, "input_ids");
     const rt_tensor *ty = rt_list_cfind(&l, "token_type_ids");
@@ -488,7 +488,7 @@ Test(qa_data, batches_pick_features_and_pad_to_the_longest)
     int idx[2] = {f.first[3], f.first[5]}; /* "x y" and "the end." */
     rt_tensor_list l;
     rt_list_init(&l);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_batch(&f, idx, 2, RT_QA_BATCH_PAD_LONGEST, &l, &e), 0, "%s", e.msg);
     cr_expect_null(rt_list_cfind(&l, "start_positions"));
     const rt_tensor *ids = rt_list_cfind(&l, "input_ids");
@@ -514,7 +514,7 @@ Test(qa_data, rejects_options_without_room_for_the_document)
     notes n = {0};
     load(FIX "ko.json", &s, &n);
     rt_qa_features f;
-    ir_err e;
+    bc_err e;
     rt_qa_feat_opts o = {67, 128, 64, CASED};
     cr_expect_eq(rt_qa_featurize(&s, v, &o, &f, &e), -1);
     cr_expect(strstr(e.msg, "max_seq_len 67"), "%s", e.msg);
@@ -548,7 +548,7 @@ Test(qa_data, decodes_the_best_max_context_span)
     el[f.first[5] * S + f.f[f.first[5]].end_position] = 3;
     char *preds[6];
     rt_qa_span spans[6];
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_decode(&s, &f, sl, el, S, RT_QA_N_BEST, RT_QA_MAX_ANSWER_LENGTH,
                               preds, spans, &e),
                  0, "%s", e.msg);
@@ -576,7 +576,7 @@ Test(qa_data, raw_questions_have_no_labels)
 {
     rt_vocab *v = tiny_vocab();
     rt_qa_set s = {0};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_qa_set_add(&s, "p1", "이순신은 언제 태어났나요?",
                                "이순신은 1545년 4월 28일 한성에서 태어났다.", &e),
                  0, "%s", e.msg);
@@ -631,7 +631,7 @@ static int labels_cover(const rt_qa_set *s, const rt_qa_features *f, int i, int 
 static void roundtrip(const char *file, const char *vocab, rt_tok_opts tok, int want_n,
                       rt_qa_flavor flavor, double min_exact, double min_em)
 {
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_load(vocab, &e);
     cr_assert_not_null(v, "%s", e.msg);
     rt_qa_set s = {0};

@@ -126,14 +126,14 @@ static void expect_fail(const char *needle, const char *fmt, ...)
 
 static void load(const char *path, rt_tensor_list *l)
 {
-    ir_err e;
+    bc_err e;
     rt_list_init(l);
     cr_assert_eq(rt_st_load(path, l, &e), 0, "%s", e.msg);
 }
 
 static void save(const char *path, const rt_tensor_list *l)
 {
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_save(path, l, &e), 0, "%s", e.msg);
 }
 
@@ -353,7 +353,7 @@ static void api_run(const char *fixture, const char *weights, int threads, int f
                     rt_tensor_list *out)
 {
     fe_model m;
-    ir_err e;
+    bc_err e;
     rt_tensor_list batch, inputs, ckpt, params;
     rt_list_init(&inputs);
     rt_list_init(&params);
@@ -803,7 +803,7 @@ static int ends_with(const char *s, const char *suffix)
 static ir_graph *build(const char *model_rel, unsigned heads_keep, int keep_all)
 {
     fe_model m;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(fe_load(tu_src(model_rel), &m, &e), 0, "%s", e.msg);
     if (!keep_all)
         m.head_mask &= heads_keep;
@@ -816,7 +816,7 @@ Test(run_init, params_follow_bert_initialization)
 {
     ir_graph *g = build("models/bert-tiny-all-heads.xml", 0, 1);
     rt_tensor_list p;
-    ir_err e;
+    bc_err e;
     rt_list_init(&p);
     cr_assert_eq(rt_params_init(g, 42, &p, &e), 0, "%s", e.msg);
     int nparams = 0, nbig = 0;
@@ -871,7 +871,7 @@ Test(run_init, encoder_init_does_not_depend_on_the_heads_and_follows_the_seed)
     ir_graph *all = build("models/bert-tiny-all-heads.xml", 0, 1);
     ir_graph *none = build("models/bert-tiny-all-heads.xml", 0, 0);
     rt_tensor_list a, b, c;
-    ir_err e;
+    bc_err e;
     rt_list_init(&a);
     rt_list_init(&b);
     rt_list_init(&c);

@@ -25,7 +25,7 @@ static const char *fx(const char *fixture, const char *file)
 
 static void load(const char *path, rt_tensor_list *l)
 {
-    ir_err e;
+    bc_err e;
     rt_list_init(l);
     cr_assert_eq(rt_st_load(path, l, &e), 0, "%s", e.msg);
 }
@@ -67,7 +67,7 @@ static void expect_fixture(const char *fixture, cg_backend backend)
     rt_tensor_list out, exp, batch;
     rt_list_init(&out);
     tk_run_info info;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(tk_run_batch(&o, &out, &info, &e), 0, "%s", e.msg);
     load(fx(fixture, "expected.safetensors"), &exp);
     expect_close(&exp, &out, "", 1e-4, 1e-6);
@@ -101,7 +101,7 @@ Test(run_batch, info_names_the_model)
     rt_tensor_list out;
     rt_list_init(&out);
     tk_run_info info;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(tk_run_batch(&o, &out, &info, &e), 0, "%s", e.msg);
     fe_model m;
     cr_assert_eq(fe_load(o.model, &m, &e), 0, "%s", e.msg);
@@ -117,7 +117,7 @@ Test(run_batch, grads_match_pytorch_and_the_executable_bit_for_bit)
     rt_tensor_list out, exp, cli;
     rt_list_init(&out);
     tk_run_info info;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(tk_run_batch(&o, &out, &info, &e), 0, "%s", e.msg);
     load(fx("run_mlm_nsp", "expected_grads.safetensors"), &exp);
     expect_close(&exp, &out, "grad.", 1e-3, 1e-6);
@@ -149,7 +149,7 @@ Test(run_batch, initialization_follows_the_seed_without_weights)
     rt_list_init(&b);
     rt_list_init(&c);
     tk_run_info info;
-    ir_err e;
+    bc_err e;
     tk_run_opts o = fixture_opts("run_tiny", CG_BACKEND_REF);
     o.weights = NULL;
     o.seed = 3;
@@ -190,7 +190,7 @@ static const char *tiny_batch_with(void (*edit)(rt_tensor_list *))
     load(fx("run_tiny", "batch.safetensors"), &l);
     edit(&l);
     const char *p = tu_path(tu_tmpdir(), "batch.safetensors");
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_save(p, &l, &e), 0, "%s", e.msg);
     rt_list_free(&l);
     return p;
@@ -219,7 +219,7 @@ Test(run_batch, notes_go_to_the_callers_function)
     rt_tensor_list out;
     rt_list_init(&out);
     tk_run_info info;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(tk_run_batch(&o, &out, &info, &e), 0, "%s", e.msg);
     cr_expect(s.n >= 1 && strstr(s.text, "my_extra_tensor"), "notes: %s", s.text);
     rt_list_free(&out);
@@ -234,7 +234,7 @@ Test(run_batch, a_batch_error_names_the_file_and_the_tensor)
     rt_tensor_list out;
     rt_list_init(&out);
     tk_run_info info;
-    ir_err e;
+    bc_err e;
     cr_assert_neq(tk_run_batch(&o, &out, &info, &e), 0);
     cr_expect(strstr(e.msg, batch) && strstr(e.msg, "input_ids"), "%s", e.msg);
     cr_expect_eq(out.n, 0);
@@ -247,7 +247,7 @@ Test(run_batch, a_weights_error_names_the_file_and_the_tensor)
     cr_assert_eq(rt_list_remove(&w, "bert.encoder.layer.1.output.dense.bias"), 1);
     char path[1024];
     snprintf(path, sizeof path, "%s", tu_path(tu_tmpdir(), "w.safetensors"));
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_save(path, &w, &e), 0, "%s", e.msg);
     rt_list_free(&w);
     tk_run_opts o = fixture_opts("run_tiny", CG_BACKEND_REF);
@@ -268,7 +268,7 @@ Test(run_batch, grads_without_labels_and_a_missing_model_are_errors)
     rt_tensor_list out;
     rt_list_init(&out);
     tk_run_info info;
-    ir_err e;
+    bc_err e;
     cr_assert_neq(tk_run_batch(&o, &out, &info, &e), 0);
     cr_expect(strstr(e.msg, "labels"), "%s", e.msg);
     o.grads = 0;

@@ -90,7 +90,7 @@ Test(rundir, holds_everything_a_run_needs)
 
     /* The model as sized: the vocabulary's size and exactly the task's heads. */
     fe_model m;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(fe_load(tu_path(run, "model.xml"), &m, &e), 0, "%s", e.msg);
     cr_expect_eq(m.vocab_size, count_lines(tu_path(dir, "vocab.txt")));
     cr_expect_eq(m.head_mask, FE_HEAD_INTENT | FE_HEAD_SLOT);

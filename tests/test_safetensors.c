@@ -61,7 +61,7 @@ static void assert_sentinel_intact(const rt_tensor_list *l)
     cr_assert_eq(*(float *)l->t[0].data, 7.0f);
 }
 
-static void assert_error(int rc, const ir_err *e, const char *file, const char *want1,
+static void assert_error(int rc, const bc_err *e, const char *file, const char *want1,
                          const char *want2)
 {
     cr_assert_eq(rc, -1, "expected an error mentioning '%s'", want1);
@@ -79,7 +79,7 @@ static void expect_rejected(unsigned char *img, size_t len, const char *want1,
                             const char *want2)
 {
     rt_tensor_list l;
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     sentinel_list(&l);
     assert_error(rt_st_parse(img, len, MEM, &l, &e), &e, MEM, want1, want2);
     assert_sentinel_intact(&l);
@@ -108,7 +108,7 @@ static void expect_header_rejected(const char *header, size_t data_len, const ch
 /* Parses an image that must be valid into a fresh list. */
 static void parse_ok(const unsigned char *img, size_t len, rt_tensor_list *l)
 {
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     rt_list_init(l);
     cr_assert_eq(rt_st_parse(img, len, MEM, l, &e), 0, "unexpected error: %s", e.msg);
 }
@@ -226,7 +226,7 @@ Test(convert, to_f32_reads_every_float_dtype)
     uint16_t f16[3] = {0x3c00, 0xc100, 0x0001};
     uint16_t bf16[3] = {0x3f80, 0xc020, 0x7f80};
     float f32[3] = {0.5f, -0.0f, 3.0f}, out[3];
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_to_f32(rt_list_add(&l, "a", RT_F64, 1, s, f64), out, &e), 0);
     cr_assert(out[0] == 1.5f && out[1] == -2.25f && isinf(out[2]));
     cr_assert_eq(rt_to_f32(rt_list_add(&l, "b", RT_F16, 1, s, f16), out, &e), 0);
@@ -244,7 +244,7 @@ Test(convert, to_f32_rejects_integer_tensor_by_name)
     rt_list_init(&l);
     int64_t s[1] = {2};
     float out[2];
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_to_f32(rt_list_add(&l, "input_ids", RT_I32, 1, s, NULL), out, &e), -1);
     cr_assert(strstr(e.msg, "'input_ids'") && strstr(e.msg, "I32"), "%s", e.msg);
     rt_list_free(&l);
@@ -260,7 +260,7 @@ Test(convert, to_i64_reads_every_integer_dtype)
     int16_t i16[3] = {-32768, 5, 32767};
     int8_t i8[3] = {-128, -1, 127};
     uint8_t u8[3] = {0, 128, 255}, b[3] = {1, 0, 1};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_to_i64(rt_list_add(&l, "a", RT_I64, 1, s, i64), out, &e), 0);
     cr_assert(out[0] == INT64_MIN && out[1] == 0 && out[2] == INT64_MAX);
     cr_assert_eq(rt_to_i64(rt_list_add(&l, "b", RT_I32, 1, s, i32), out, &e), 0);
@@ -407,7 +407,7 @@ Test(safetensors, round_trips_every_dtype_rank_zero_and_zero_size_in_list_order)
     const char *dir = tu_tmpdir();
     char path[1024];
     snprintf(path, sizeof path, "%s", tu_path(dir, "all.safetensors"));
-    ir_err e = {{0}};
+    bc_err e = {{0}};
     cr_assert_eq(rt_st_save(path, &l, &e), 0, "%s", e.msg);
     cr_assert_eq(count_dir_entries(dir), 1, "the temporary file was left behind");
     rt_list_init(&back);
@@ -429,7 +429,7 @@ Test(safetensors, writes_padded_header_with_empty_shape_for_scalars)
     const char *dir = tu_tmpdir();
     char path[1024];
     snprintf(path, sizeof path, "%s", tu_path(dir, "h.safetensors"));
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_save(path, &l, &e), 0, "%s", e.msg);
     size_t len;
     char *buf = tu_read_file(path, &len);
@@ -461,7 +461,7 @@ Test(safetensors, saves_and_loads_an_empty_list)
     const char *dir = tu_tmpdir();
     char path[1024];
     snprintf(path, sizeof path, "%s", tu_path(dir, "none.safetensors"));
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_save(path, &l, &e), 0, "%s", e.msg);
     cr_assert_eq(rt_st_load(path, &back, &e), 0, "%s", e.msg);
     assert_sentinel_intact(&back);
@@ -478,7 +478,7 @@ Test(safetensors, load_appends_and_replaces_existing_names)
               "\"new\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[2,3]}}",
               3, &len);
     rt_tensor_list l;
-    ir_err e;
+    bc_err e;
     sentinel_list(&l);
     cr_assert_eq(rt_st_parse(img, len, MEM, &l, &e), 0, "%s", e.msg);
     cr_assert_eq(l.n, 2);
@@ -500,7 +500,7 @@ Test(safetensors, rejects_duplicate_names_on_save)
     const char *dir = tu_tmpdir();
     char path[1024];
     snprintf(path, sizeof path, "%s", tu_path(dir, "dup.safetensors"));
-    ir_err e;
+    bc_err e;
     assert_error(rt_st_save(path, &l, &e), &e, path, "'a'", "more than once");
     cr_assert_eq(count_dir_entries(dir), 0);
     rt_list_free(&l);
@@ -511,7 +511,7 @@ Test(safetensors, save_reports_unwritable_path)
 {
     rt_tensor_list l;
     rt_list_init(&l);
-    ir_err e;
+    bc_err e;
     const char *path = "/nonexistent-dir/x.safetensors";
     assert_error(rt_st_save(path, &l, &e), &e, path, "cannot", NULL);
 }
@@ -519,7 +519,7 @@ Test(safetensors, save_reports_unwritable_path)
 Test(safetensors, load_reports_missing_file)
 {
     rt_tensor_list l;
-    ir_err e;
+    bc_err e;
     sentinel_list(&l);
     const char *path = "/nonexistent-dir/x.safetensors";
     assert_error(rt_st_load(path, &l, &e), &e, path, "cannot open", NULL);
@@ -532,7 +532,7 @@ Test(safetensors, load_reports_missing_file)
 Test(safetensors, reads_file_written_by_python)
 {
     rt_tensor_list l;
-    ir_err e;
+    bc_err e;
     rt_list_init(&l);
     const char *path = tu_src("tests/fixtures/py_written.safetensors");
     cr_assert_eq(rt_st_load(path, &l, &e), 0, "%s", e.msg);
@@ -608,7 +608,7 @@ Test(safetensors, file_we_write_reads_back_in_python)
     const char *dir = tu_tmpdir();
     char path[1024], cmd[2048];
     snprintf(path, sizeof path, "%s", tu_path(dir, "py.safetensors"));
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_save(path, &l, &e), 0, "%s", e.msg);
     snprintf(cmd, sizeof cmd, "%s %s --dump %s", py,
              tu_src("tests/fixtures/make_py_safetensors.py"), path);
@@ -838,7 +838,7 @@ Test(safetensors, rejects_length_that_differs_from_dtype_and_shape)
     size_t len;
     unsigned char *img = image(hdr, 12, &len);
     rt_tensor_list l;
-    ir_err e;
+    bc_err e;
     rt_list_init(&l);
     cr_assert_eq(rt_st_parse(img, len, MEM, &l, &e), -1);
     cr_assert_str_eq(e.msg, "mem.safetensors: tensor 'bert.x': data_offsets [0, 12] do not "
@@ -907,7 +907,7 @@ Test(safetensors, accepts_zero_size_tensors_at_boundaries_in_any_header_order)
 static void parse_anything(const unsigned char *img, size_t len)
 {
     rt_tensor_list l;
-    ir_err e;
+    bc_err e;
     rt_list_init(&l);
     if (rt_st_parse(img, len, MEM, &l, &e) < 0) {
         cr_assert_eq(l.n, 0);
@@ -923,7 +923,7 @@ Test(safetensors, survives_every_truncation_and_single_byte_corruption)
     const char *dir = tu_tmpdir();
     char path[1024];
     snprintf(path, sizeof path, "%s", tu_path(dir, "f.safetensors"));
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_st_save(path, &l, &e), 0, "%s", e.msg);
     size_t len;
     unsigned char *img = (unsigned char *)tu_read_file(path, &len);

@@ -58,7 +58,7 @@ static rt_vocab *corpus_vocab(const char *save_to)
             topic_word(t, k, words[t * TOPIC_WORDS + k]);
             tok[n++] = words[t * TOPIC_WORDS + k];
         }
-    ir_err e;
+    bc_err e;
     if (save_to)
         cr_assert_eq(rt_vocab_save(save_to, tok, n, &e), 0, "%s", e.msg);
     rt_vocab *v = rt_vocab_from_list(tok, n, "corpus", &e);
@@ -120,7 +120,7 @@ static void set_opt(opts *o, const char *name, const char *value)
 }
 
 static int open_task(const char *data, const rt_vocab *v, const opts *o, void **st,
-                     ir_err *e)
+                     bc_err *e)
 {
     rt_task_config c = {data, NULL, v,   RT_TOK_OPTS_DEFAULT, o ? o->v : NULL,
                         64,   NULL, NULL};
@@ -130,7 +130,7 @@ static int open_task(const char *data, const rt_vocab *v, const opts *o, void **
 static void *must_open(const char *data, const rt_vocab *v, const opts *o)
 {
     void *st = NULL;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(open_task(data, v, o, &st, &e), 0, "%s", e.msg);
     return st;
 }
@@ -172,7 +172,7 @@ Test(task_pretrain, dynamic_masking_changes_masks_and_keeps_labels)
     cr_expect_eq(h.labels, 3u, "mlm and nsp");
     rt_tensor_list data;
     rt_list_init(&data);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &data, &e), 0, "%s", e.msg);
     const rt_tensor *ids0 = get(&data, "input_ids");
     int64_t N = ids0->shape[0], S = ids0->shape[1], B = 16;
@@ -280,7 +280,7 @@ Test(task_pretrain, holdout_keeps_documents_whole)
     rt_tensor_list train, dev;
     rt_list_init(&train);
     rt_list_init(&dev);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &train, &e), 0, "%s", e.msg);
     cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_DEV, &dev, &e), 0, "%s", e.msg);
     int seen_train[TOPICS], seen_dev[TOPICS];
@@ -322,7 +322,7 @@ Test(task_pretrain, holdout_keeps_documents_whole)
 static void write_data_file(const char *corpus, const rt_vocab *v, int max_seq,
                             const char *file, rt_tensor_list *rows)
 {
-    ir_err e;
+    bc_err e;
     const char *paths[1] = {corpus};
     rt_tok_opts tok = RT_TOK_OPTS_DEFAULT;
     rt_pt_corpus *c = rt_pt_corpus_load(paths, 1, v, &tok, NULL, NULL, &e);
@@ -370,7 +370,7 @@ Test(task_pretrain, streaming_gives_each_epoch_its_rows_and_repeats_them)
     char buf[32];
     rt_task_pretrain.option_value(st, 10, buf, sizeof buf);
     cr_expect_str_eq(buf, "60");
-    ir_err e;
+    bc_err e;
     rt_tensor_list ep[4], again, fresh;
     for (int i = 0; i < 4; i++)
         rt_list_init(&ep[i]);
@@ -435,7 +435,7 @@ Test(task_pretrain, data_file_rows_are_split_by_row)
     const char *corpus = tu_path(dir, "corpus.txt"), *file = tu_path(dir, "pt.safetensors");
     write_corpus(corpus, TOPICS, 8, 3, TOPICS);
     rt_vocab *v = corpus_vocab(NULL);
-    ir_err e;
+    bc_err e;
     rt_tensor_list rows;
     write_data_file(corpus, v, 24, file, &rows);
     int64_t N = get(&rows, "input_ids")->shape[0];
@@ -485,7 +485,7 @@ Test(task_pretrain, data_file_rows_are_split_by_row)
 
 /* A model whose every logit is 0. */
 static int zero_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
-                        ir_err *e)
+                        bc_err *e)
 {
     (void)e;
     int64_t V = *(const int64_t *)ctx;
@@ -498,7 +498,7 @@ static int zero_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *
 
 /* A model sure of one word everywhere (id in ctx), and that B follows A. */
 static int sure_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
-                        ir_err *e)
+                        bc_err *e)
 {
     const int64_t *c = ctx; /* {V, id} */
     if (zero_forward(ctx, batch, out, e))
@@ -522,7 +522,7 @@ Test(task_pretrain, dev_metrics_of_a_model_without_an_opinion)
     void *st = must_open(corpus, v, &o);
     int64_t V = rt_vocab_size(v);
     rt_metrics m;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_task_pretrain.evaluate(st, RT_SPLIT_DEV, 5, zero_forward, &V, &m, &e),
                  0, "%s", e.msg);
     /* Uniform logits: the loss is log V, the likelihood 1 / V; argmax is id 0 ([PAD]),

@@ -24,7 +24,7 @@ static const rt_tok_opts CASED = {0, -1};
 
 static rt_vocab *fixture_vocab(void)
 {
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_load(tu_src(FIX "vocab.txt"), &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
@@ -46,7 +46,7 @@ static void set_opt(opts *o, const char *name, const char *value)
 }
 
 static int open_task(const char *data, const rt_vocab *v, const opts *o, void **st,
-                     ir_err *e)
+                     bc_err *e)
 {
     rt_task_config c = {data, NULL, v, CASED, o ? o->v : NULL, 128, NULL, NULL};
     return rt_task_qa.open(&c, st, e);
@@ -55,7 +55,7 @@ static int open_task(const char *data, const rt_vocab *v, const opts *o, void **
 static void *must_open(const char *data, const rt_vocab *v, const opts *o)
 {
     void *st = NULL;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(open_task(data, v, o, &st, &e), 0, "%s", e.msg);
     return st;
 }
@@ -80,7 +80,7 @@ typedef struct oracle {
 } oracle;
 
 static int oracle_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
-                          ir_err *e)
+                          bc_err *e)
 {
     oracle *o = ctx;
     o->calls++;
@@ -104,7 +104,7 @@ static int oracle_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list
                 hit = r;
         }
         if (hit < 0)
-            return ir_errf(e, "oracle: unknown row");
+            return bc_errf(e, "oracle: unknown row");
         ((float *)ts->data)[b * S + sp[hit]] = 10;
         ((float *)te->data)[b * S + ep[hit]] = 10;
     }
@@ -113,7 +113,7 @@ static int oracle_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list
 
 /* A model without an opinion: every logit 0. */
 static int zero_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
-                        ir_err *e)
+                        bc_err *e)
 {
     (void)ctx;
     (void)e;
@@ -138,7 +138,7 @@ Test(task_qa, rows_are_windows_with_answer_positions)
     cr_expect_eq(h.labels, 1u << 4); /* RT_LABEL_QA */
     rt_tensor_list rows;
     rt_list_init(&rows);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_task_qa.data(st, RT_SPLIT_TRAIN, &rows, &e), 0, "%s", e.msg);
     static const char *const names[] = {"input_ids", "token_type_ids", "attention_mask",
                                         "start_positions", "end_positions"};
@@ -187,7 +187,7 @@ Test(task_qa, holdout_splits_by_article)
     oracle orc;
     rt_list_init(&orc.rows);
     orc.calls = 0;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_task_qa.data(st, RT_SPLIT_DEV, &orc.rows, &e), 0, "%s", e.msg);
     rt_metrics m;
     cr_assert_eq(rt_task_qa.evaluate(st, RT_SPLIT_DEV, 3, oracle_forward, &orc, &m, &e), 0,
@@ -228,7 +228,7 @@ Test(task_qa, evaluation_decodes_spans_across_windows)
     void *st = must_open(tu_src(FIX "train.json"), v, &o);
     oracle orc;
     rt_list_init(&orc.rows);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_task_qa.data(st, RT_SPLIT_DEV, &orc.rows, &e), 0, "%s", e.msg);
     cr_expect_gt(rt_list_cfind(&orc.rows, "input_ids")->shape[0], 20, "many windows");
     rt_metrics m;
@@ -295,14 +295,14 @@ Test(task_qa, refusals_name_the_option)
         if (bad[i].name2)
             set_opt(&o, bad[i].name2, bad[i].value2);
         void *st = NULL;
-        ir_err e;
+        bc_err e;
         cr_expect_neq(open_task(tu_src(FIX "train.json"), v, &o, &st, &e), 0, "%s",
                       bad[i].name);
         cr_expect(strstr(e.msg, bad[i].want), "'%s' not in: %s", bad[i].want, e.msg);
         cr_expect_null(st);
     }
     void *st = NULL;
-    ir_err e;
+    bc_err e;
     cr_expect_neq(open_task(tu_src(FIX "missing.json"), v, NULL, &st, &e), 0);
     cr_expect(strstr(e.msg, "missing.json"), "%s", e.msg);
     /* Prediction needs a context. */

@@ -26,7 +26,7 @@ static const rt_tok_opts LOWER = {1, -1}, LOWER_KEEP = {1, 0}, CASED = {0, -1};
 
 static rt_vocab *load(const char *rel)
 {
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_load(tu_src(rel), &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
@@ -36,7 +36,7 @@ static rt_vocab *load(const char *rel)
 static char *show(const rt_vocab *v, rt_tok_opts o, const char *text, size_t len)
 {
     rt_token_list l = {0};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_tokenize(v, &o, text, len, &l, &e), 0, "%s", e.msg);
     size_t cap = 64, n = 0;
     char *s = malloc(cap);
@@ -220,7 +220,7 @@ Test(tokenizer, rejects_invalid_utf8_and_leaves_the_list_as_it_was)
 {
     rt_vocab *v = load(TINY);
     rt_token_list l = {0};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_tokenize(v, &LOWER, "the", 3, &l, &e), 0);
     cr_assert_eq(rt_tokenize(v, &LOWER, "the \xff the", 9, &l, &e), -1);
     cr_expect(strstr(e.msg, "invalid UTF-8 at byte 4"), "%s", e.msg);
@@ -238,7 +238,7 @@ Test(tokenizer, pre_split_words_give_first_subtoken_indices)
     const char *words[] = {"unaffable", "the", "\x01", "Wanted", "zzz"};
     int first[6];
     rt_token_list l = {0};
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_tokenize_words(v, &LOWER, words, 5, &l, first, &e), 0, "%s", e.msg);
     int want_first[6] = {0, 3, 4, 5, 7, 8};
     for (int i = 0; i < 6; i++)
@@ -271,7 +271,7 @@ static int stop_at_second(void *ctx, const char *w, size_t len, int32_t s, int32
 Test(tokenizer, basic_tokenizer_alone_gives_normalized_words)
 {
     char buf[256] = "";
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_basic_tokenize(&LOWER, "Ünïcode, [MASK]", 17, collect, buf, &e), 0);
     cr_expect_str_eq(buf, "unicode@0-9 ,@9-10 [@11-12 mask@12-16 ]@16-17");
     int calls = 0;
@@ -281,7 +281,7 @@ Test(tokenizer, basic_tokenizer_alone_gives_normalized_words)
 
 /* ---- vocabulary files ------------------------------------------------------------- */
 
-static rt_vocab *load_text(const char *text, ir_err *e, const char **path)
+static rt_vocab *load_text(const char *text, bc_err *e, const char **path)
 {
     const char *p = tu_path(tu_tmpdir(), "vocab.txt");
     cr_assert_eq(tu_write_file(p, text), 0);
@@ -307,7 +307,7 @@ Test(vocab, loads_ids_by_line_and_special_ids)
 
 Test(vocab, repeated_token_maps_to_its_last_line_as_in_hugging_face)
 {
-    ir_err e;
+    bc_err e;
     rt_vocab *v = load_text("[PAD]\r\n[UNK]\r\nx\r\ny\r\nx\r\n[UNK]", &e, NULL);
     cr_assert_not_null(v, "%s", e.msg);
     cr_expect_eq(rt_vocab_size(v), 6);
@@ -321,7 +321,7 @@ Test(vocab, repeated_token_maps_to_its_last_line_as_in_hugging_face)
 
 Test(vocab, errors_name_the_file_and_line)
 {
-    ir_err e;
+    bc_err e;
     const char *p;
     cr_expect_null(load_text("[UNK]\nok\nbad\xff\n", &e, &p));
     char want[1200];
@@ -337,7 +337,7 @@ Test(vocab, errors_name_the_file_and_line)
 
 Test(vocab, special_tokens_the_vocabulary_lacks_are_plain_text)
 {
-    ir_err e;
+    bc_err e;
     const char *toks[] = {"[UNK]", "[", "##mask", "m", "##a", "##s", "##k", "]"};
     rt_vocab *v = rt_vocab_from_list(toks, 8, "list", &e);
     cr_assert_not_null(v, "%s", e.msg);
@@ -392,7 +392,7 @@ static void check_offsets(const rt_vocab *v, rt_tok_opts o, const char *text, si
             continue;
         }
         char words[4096] = "", piece[512];
-        ir_err e;
+        bc_err e;
         cr_assert_eq(rt_basic_tokenize(&o, text + t->start, (size_t)(t->end - t->start),
                                        collect, words, &e),
                      0);
@@ -419,7 +419,7 @@ static void check_fixture(const char *sentences, const char *vocab, rt_tok_opts 
     cr_assert_geq(ns, 60);
     rt_vocab *v = load(vocab);
     rt_token_list l = {0};
-    ir_err e;
+    bc_err e;
     int bad = 0;
     for (int i = 0; i < ns; i++) {
         l.n = 0;
@@ -485,7 +485,7 @@ Test(tokenizer, shared_data_english_with_cased_krbert_matches_hugging_face)
 static char **learn(const char *corpus, rt_vocab_learn_opts o, int *n,
                     rt_vocab_learn_stats *st)
 {
-    ir_err e;
+    bc_err e;
     rt_vocab_learner *l = rt_vocab_learner_new(&o, &e);
     cr_assert_not_null(l, "%s", e.msg);
     cr_assert_eq(rt_vocab_learner_add_text(l, corpus, strlen(corpus), &e), 0, "%s", e.msg);
@@ -603,7 +603,7 @@ Test(vocab_learn, korean_keeps_syllables_and_learns_multi_syllable_pieces)
     cr_expect_geq(find_token(t, n, "play"), 0, "English is lower-cased");
     cr_expect(st.hangul * 2 > st.letters);
     /* the corpus tokenizes with it (same options) without [UNK] */
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_from_list((const char *const *)t, n, "learned", &e);
     cr_assert_not_null(v, "%s", e.msg);
     rt_token_list l = {0};
@@ -644,7 +644,7 @@ Test(vocab_learn, corpus_errors_name_file_and_line)
     const char *p = tu_path(tu_tmpdir(), "corpus.txt");
     cr_assert_eq(tu_write_file(p, "fine\nbad \xc3\n"), 0);
     rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(50);
-    ir_err e;
+    bc_err e;
     rt_vocab_learner *l = rt_vocab_learner_new(&o, &e);
     cr_assert_eq(rt_vocab_learner_add_file(l, p, &e), -1);
     char want[1200];

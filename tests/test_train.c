@@ -49,14 +49,14 @@ static const float *tensor_f32(const rt_tensor_list *l, const char *name, int64_
 }
 
 static int lin_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *batch,
-                    uint64_t seed, rt_tensor_list *out, ir_err *e)
+                    uint64_t seed, rt_tensor_list *out, bc_err *e)
 {
     lin_model *M = ctx;
     int64_t call = ++M->calls;
     if (M->stop && call == M->stop_at)
         *M->stop = 1;
     if (call == M->fail_at)
-        return ir_errf(e, "simulated failure");
+        return bc_errf(e, "simulated failure");
     const rt_tensor *xt = rt_list_cfind(batch, "x"), *idt = rt_list_cfind(batch, "id");
     cr_assert(xt && idt && xt->rank == 2 && xt->shape[1] == D);
     int64_t n = xt->shape[0];
@@ -167,7 +167,7 @@ static rt_train_opts base_opts(rec *R)
 
 static void load_run(const char *dir, rt_tensor_list *params, rt_tensor_list *state)
 {
-    ir_err e;
+    bc_err e;
     rt_list_init(params);
     rt_list_init(state);
     cr_assert_eq(rt_st_load(tu_path(dir, RT_TRAIN_WEIGHTS), params, &e), 0, "%s", e.msg);
@@ -208,7 +208,7 @@ Test(train, overfits_and_writes_loadable_checkpoints)
     const char *dir = tu_tmpdir();
     o.out_dir = dir;
     rt_train_result res;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &res, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(res.step, 300);
@@ -259,7 +259,7 @@ Test(train, schedule_reaches_the_optimizer)
     rt_train_opts o = base_opts(&R);
     o.steps = 10;
     o.batch_size = 8;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(R.lr[0], 0.0);
@@ -286,7 +286,7 @@ Test(train, accumulation_of_two_halves_equals_the_whole_batch)
     make_params(&p2);
     rt_train_opts o = base_opts(&R1);
     o.epochs = 4;
-    ir_err e;
+    bc_err e;
     rt_train_result r1, r2;
     cr_assert_eq(rt_train(&o, lin_step, &M1, &p1, &data, NULL, &r1, &e), 0, "%s", e.msg);
     o.batch_size = 2;
@@ -330,7 +330,7 @@ typedef struct inplace_model {
 
 static int inplace_step(void *ctx, const rt_tensor_list *params,
                         const rt_tensor_list *batch, uint64_t seed, rt_tensor_list *out,
-                        ir_err *e)
+                        bc_err *e)
 {
     inplace_model *I = ctx;
     int64_t k = I->calls++;
@@ -382,7 +382,7 @@ Test(train, gradients_computed_in_place_give_the_bits_of_copied_ones)
         o.epochs = 3;
         o.batch_size = 2;
         o.accum = accum;
-        ir_err e;
+        bc_err e;
         cr_assert_eq(rt_train(&o, lin_step, &M, &p1, &data, NULL, NULL, &e), 0, "%s",
                      e.msg);
         o.hook_ctx = &R2;
@@ -439,7 +439,7 @@ Test(train, frozen_parameters_are_untouched_and_have_no_state)
     o.adam.weight_decay = 0.5; /* decay would move it too */
     const char *dir = tu_tmpdir();
     o.out_dir = dir;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(memcmp(rt_list_cfind(&params, "enc.weight")->data,
@@ -473,7 +473,7 @@ Test(train, non_finite_loss_stops_naming_the_step)
     rt_train_opts o = base_opts(&R);
     o.steps = 10;
     o.batch_size = 8;
-    ir_err e;
+    bc_err e;
     rt_train_result r;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), -1);
     cr_assert(strstr(e.msg, "step 5") && strstr(e.msg, "loss") && strstr(e.msg, "nan"),
@@ -498,7 +498,7 @@ Test(train, non_finite_gradient_stops_naming_the_tensor)
     o.accum = 2;
     o.out_dir = tu_tmpdir();
     o.save_every = 1;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_assert(strstr(e.msg, "step 3") && strstr(e.msg, "grad.lin.bias") &&
                   strstr(e.msg, "inf"),
@@ -523,7 +523,7 @@ Test(train, step_function_errors_are_prefixed_with_the_step)
     make_params(&params);
     rt_train_opts o = base_opts(&R);
     o.batch_size = 8;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_assert(strstr(e.msg, "step 3: simulated failure"), "%s", e.msg);
     rt_list_free(&data);
@@ -540,7 +540,7 @@ Test(train, data_with_different_row_counts_is_refused)
     int64_t s[1] = {7};
     cr_assert(rt_list_add(&data, "labels", RT_I64, 1, s, NULL));
     rt_train_opts o = base_opts(&R);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_assert(strstr(e.msg, "labels") && strstr(e.msg, "7 rows"), "%s", e.msg);
     cr_assert_eq(M.calls, 0);
@@ -561,7 +561,7 @@ Test(train, every_epoch_sees_every_row_once_in_a_seeded_order)
     rt_train_opts o = base_opts(&R);
     o.batch_size = 3; /* 3, 3, 3, 1 */
     o.epochs = 3;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(M.nids, 30);
@@ -620,7 +620,7 @@ Test(train, group_by_length_sorts_runs_of_micro_batches_and_keeps_every_row)
     o.epochs = 2;
     o.group_by_length = 1;
     o.out_dir = tu_tmpdir();
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(M.nids, 2 * N);
@@ -686,14 +686,14 @@ typedef struct refiller {
     int keep;          /* answer 1: epoch 0's rows again */
 } refiller;
 
-static int refill(void *ctx, int64_t epoch, rt_tensor_list *chunk, ir_err *e)
+static int refill(void *ctx, int64_t epoch, rt_tensor_list *chunk, bc_err *e)
 {
     refiller *F = ctx;
     if (F->calls < 64)
         F->epochs[F->calls] = epoch;
     F->calls++;
     if (F->error)
-        return ir_errf(e, "%s", F->error);
+        return bc_errf(e, "%s", F->error);
     if (F->keep)
         return 1;
     cr_assert_eq(chunk->n, 0, "the engine passes an empty list");
@@ -718,7 +718,7 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     o.refill = refill;
     o.refill_ctx = &F;
     o.out_dir = tu_tmpdir();
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(F.calls, 2);
@@ -823,7 +823,7 @@ static void reference_run(rec *R, rt_tensor_list *params, const rt_tensor_list *
     make_params(params);
     rt_train_opts o = resume_opts(R);
     o.out_dir = tu_tmpdir();
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, params, data, NULL, NULL, &e), 0, "%s", e.msg);
     cr_assert_eq(R->n, 9);
 }
@@ -843,7 +843,7 @@ static void resume_and_compare(const char *dir, int64_t from, const rec *ref,
     rt_train_opts o = resume_opts(&R);
     o.out_dir = dir;
     rt_train_result r;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, data, &st, &r, &e), 0, "%s", e.msg);
     cr_assert_eq(r.start_step, from - 1);
     cr_assert_eq(r.step, 9);
@@ -890,7 +890,7 @@ Test(train, resume_after_a_stop_repeats_the_uninterrupted_bits)
     R.stop = &stop;
     R.stop_after = 4;
     rt_train_result r;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), 0, "%s", e.msg);
     cr_assert(r.stopped);
     cr_assert_eq(r.step, 4);
@@ -921,7 +921,7 @@ Test(train, resume_after_a_stop_inside_an_accumulation)
     o.out_dir = tu_tmpdir();
     o.stop = &stop;
     rt_train_result r;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), 0, "%s", e.msg);
     cr_assert(r.stopped);
     cr_assert_eq(r.step, 5);
@@ -948,7 +948,7 @@ Test(train, resume_after_a_crash_from_the_last_periodic_checkpoint)
     rt_train_opts o = resume_opts(&R);
     o.out_dir = tu_tmpdir();
     o.save_every = 3;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_assert(strstr(e.msg, "step 8"), "%s", e.msg);
     cr_assert_eq(R.n, 7);
@@ -968,7 +968,7 @@ Test(train, resume_refuses_other_settings_and_mismatched_weights)
     rt_train_opts o = resume_opts(&R);
     o.steps = 3;
     o.out_dir = tu_tmpdir();
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     load_run(o.out_dir, &wp, &st);
@@ -1006,7 +1006,7 @@ Test(train, progress_lines_name_step_loss_lr_throughput_and_eta)
     const char *path = tu_path(tu_tmpdir(), "progress.txt");
     o.progress = fopen(path, "w");
     cr_assert(o.progress);
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     fclose(o.progress);
@@ -1034,7 +1034,7 @@ typedef struct real_ctx {
 } real_ctx;
 
 static int real_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *batch,
-                     uint64_t dropout_seed, rt_tensor_list *out, ir_err *e)
+                     uint64_t dropout_seed, rt_tensor_list *out, bc_err *e)
 {
     const real_ctx *c = ctx;
     rt_tensor_list in;
@@ -1057,7 +1057,7 @@ static int real_step(void *ctx, const rt_tensor_list *params, const rt_tensor_li
 static void real_setup(real_ctx *c, rt_tensor_list *data, rt_tensor_list *params)
 {
     fe_model m;
-    ir_err e;
+    bc_err e;
     rt_tensor_list batch;
     rt_list_init(&batch);
     rt_list_init(data);
@@ -1102,7 +1102,7 @@ Test(train, real_bert_overfits_a_fixed_batch)
     o.adam.lr = 3e-2;
     o.batch_size = 3;
     o.steps = 100;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, real_step, &c, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(R.n, 100);
@@ -1123,7 +1123,7 @@ Test(train, real_bert_resume_with_dropout_repeats_the_bits)
     o.adam.lr = 1e-2;
     o.batch_size = 2;
     o.steps = 10;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_train(&o, real_step, &c, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
 

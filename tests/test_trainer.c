@@ -32,7 +32,7 @@ typedef struct setup {
  * training split, and a micro model, all made through the library. */
 static void small_set(setup *s)
 {
-    ir_err e;
+    bc_err e;
     snprintf(s->dir, sizeof s->dir, "%s", tu_tmpdir());
     snprintf(s->data, sizeof s->data, "%s/data", s->dir);
     snprintf(s->vocab, sizeof s->vocab, "%s/vocab.txt", s->dir);
@@ -91,7 +91,7 @@ Test(trainer, trains_evaluates_predicts_and_exports_in_process, .timeout = 300)
     snprintf(run, sizeof run, "%s/run", s.dir);
     rundir_train_args a = train_args(&s, run, "2");
     rundir_train_result r;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rundir_train(&a, &r, &e), 0, "%s", e.msg);
     /* 144 training rows, 16 a micro-batch: 9 updates an epoch. */
     cr_expect_eq(r.train.step, 18);
@@ -170,7 +170,7 @@ Test(trainer, a_stopped_run_resumes_to_the_same_bits, .timeout = 300)
     char a_dir[600], b_dir[600];
     snprintf(a_dir, sizeof a_dir, "%s/a", s.dir);
     snprintf(b_dir, sizeof b_dir, "%s/b", s.dir);
-    ir_err e;
+    bc_err e;
     rundir_train_result r;
     rundir_train_args a = train_args(&s, a_dir, "3");
     cr_assert_eq(rundir_train(&a, &r, &e), 0, "%s", e.msg);
@@ -237,7 +237,7 @@ Test(trainer, errors_come_back_as_values)
             a.ntopt = 1;
         }
         rundir_train_result r;
-        ir_err e = {{0}};
+        bc_err e = {{0}};
         cr_expect_eq(rundir_train(&a, &r, &e), -1, "%s=%s was accepted", bad[i].field,
                      bad[i].value);
         cr_expect(strstr(e.msg, bad[i].want), "%s: '%s' not in '%s'", bad[i].field,
@@ -255,7 +255,7 @@ Test(demo_data, the_same_seed_writes_the_same_files)
     snprintf(b, sizeof b, "%s/b", tu_tmpdir());
     snprintf(c, sizeof c, "%s/c", tu_tmpdir());
     rt_demo_data_counts na, nb, nc;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_demo_data_write(a, 7, 40, &na, &e), 0, "%s", e.msg);
     cr_assert_eq(rt_demo_data_write(b, 7, 40, &nb, &e), 0, "%s", e.msg);
     cr_assert_eq(rt_demo_data_write(c, 8, 40, &nc, &e), 0, "%s", e.msg);
@@ -293,7 +293,7 @@ Test(demo_data, the_same_seed_writes_the_same_files)
 Test(curves, metrics_csv_resumes_at_a_step_and_finds_the_best)
 {
     const char *dir = tu_tmpdir();
-    ir_err e;
+    bc_err e;
     static const char *const best_by[] = {"f1", "acc", NULL};
     rt_task_ops ops = {.name = "x", .best_by = best_by};
     const double f1[] = {0.5, 0.7, 0.7, 0.9}, acc[] = {0.1, 0.2, 0.3, 0.1};

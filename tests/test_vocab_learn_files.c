@@ -45,7 +45,7 @@ Test(vocab_learn_files, writes_what_the_learner_makes_from_the_same_files)
     const char *out = tu_path(f.dir, "vocab.txt");
     int n = 0;
     rt_vocab_learn_stats st, st2;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_vocab_learn_files(&o, files, 2, out, &n, &st, &e), 0, "%s", e.msg);
     rt_vocab_learner *l = rt_vocab_learner_new(&o, &e);
     cr_assert_not_null(l, "%s", e.msg);
@@ -90,7 +90,7 @@ Test(vocab_learn_files, the_executable_writes_the_same_bytes)
     snprintf(lib, sizeof lib, "%s", tu_path(f.dir, "lib.txt"));
     snprintf(cli, sizeof cli, "%s", tu_path(f.dir, "cli.txt"));
     int n;
-    ir_err e;
+    bc_err e;
     cr_assert_eq(rt_vocab_learn_files(&o, files, 2, lib, &n, NULL, &e), 0, "%s", e.msg);
     char *out = NULL;
     int rc = tu_bertcc(&out, "vocab --corpus '%s' '%s' --size 50 --min-frequency 3 -o '%s'",
@@ -117,7 +117,7 @@ Test(vocab_learn_files, a_missing_file_or_a_bad_size_is_an_error_and_writes_noth
     const char *files[2] = {f.a, missing};
     rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(50);
     int n;
-    ir_err e;
+    bc_err e;
     struct stat sb;
     cr_assert_neq(rt_vocab_learn_files(&o, files, 2, out, &n, NULL, &e), 0);
     cr_expect(strstr(e.msg, "missing.txt"), "%s", e.msg);

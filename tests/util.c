@@ -204,7 +204,7 @@ int tu_jit_vs_ref(const ir_graph *g, const rt_tensor_list *params,
     rt_tensor_list ref, jit;
     rt_list_init(&ref);
     rt_list_init(&jit);
-    ir_err e;
+    bc_err e;
     int rc = 0;
     rt_interp_opts o = {0, 1};
     cg_engine *x = NULL;

@@ -175,7 +175,7 @@ static size_t utf8_bad(const char *s, size_t len)
 }
 
 /* Builds the table over n tokens held in pool at off[]; takes ownership of both. */
-static rt_vocab *vocab_build(char *pool, size_t *off, int n, const char *name, ir_err *e)
+static rt_vocab *vocab_build(char *pool, size_t *off, int n, const char *name, bc_err *e)
 {
     rt_vocab *v = calloc(1, sizeof *v);
     size_t cap = 16;
@@ -185,7 +185,7 @@ static rt_vocab *vocab_build(char *pool, size_t *off, int n, const char *name, i
         free(v);
         free(pool);
         free(off);
-        ir_errf(e, "%s: out of memory", name);
+        bc_errf(e, "%s: out of memory", name);
         return NULL;
     }
     v->pool = pool;
@@ -204,14 +204,14 @@ static rt_vocab *vocab_build(char *pool, size_t *off, int n, const char *name, i
     for (int s = 0; s < RT_NSPECIAL; s++)
         v->special[s] = rt_vocab_id(v, special_names[s], strlen(special_names[s]));
     if (v->special[RT_UNK] < 0) {
-        ir_errf(e, "%s: the vocabulary has no [UNK] token", name);
+        bc_errf(e, "%s: the vocabulary has no [UNK] token", name);
         rt_vocab_free(v);
         return NULL;
     }
     return v;
 }
 
-rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name, ir_err *e)
+rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name, bc_err *e)
 {
     size_t total = 0;
     for (int i = 0; i < n; i++)
@@ -221,7 +221,7 @@ rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name,
     if (!pool || !off) {
         free(pool);
         free(off);
-        ir_errf(e, "%s: out of memory", name);
+        bc_errf(e, "%s: out of memory", name);
         return NULL;
     }
     size_t at = 0;
@@ -230,7 +230,7 @@ rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name,
         if (utf8_bad(tokens[i], len) != len) {
             free(pool);
             free(off);
-            ir_errf(e, "%s: token %d is not valid UTF-8", name, i);
+            bc_errf(e, "%s: token %d is not valid UTF-8", name, i);
             return NULL;
         }
         off[i] = at;
@@ -241,11 +241,11 @@ rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name,
     return vocab_build(pool, off, n, name, e);
 }
 
-rt_vocab *rt_vocab_load(const char *path, ir_err *e)
+rt_vocab *rt_vocab_load(const char *path, bc_err *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        ir_errf(e, "%s: cannot open: %s", path, strerror(errno));
+        bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 16, len = 0, r;
@@ -265,12 +265,12 @@ rt_vocab *rt_vocab_load(const char *path, ir_err *e)
     fclose(f);
     if (!buf || rerr) {
         free(buf);
-        ir_errf(e, "%s: %s", path, buf ? "read error" : "out of memory");
+        bc_errf(e, "%s: %s", path, buf ? "read error" : "out of memory");
         return NULL;
     }
     if (!len) {
         free(buf);
-        ir_errf(e, "%s: empty vocabulary", path);
+        bc_errf(e, "%s: empty vocabulary", path);
         return NULL;
     }
     /* Lines end in \n, \r\n or \r (Python's universal newlines); a final line without
@@ -283,7 +283,7 @@ rt_vocab *rt_vocab_load(const char *path, ir_err *e)
         lines++;
     if (lines > 0x7fffffff) {
         free(buf);
-        ir_errf(e, "%s: more than 2^31-1 lines", path);
+        bc_errf(e, "%s: more than 2^31-1 lines", path);
         return NULL;
     }
     size_t *off = malloc((lines + 1) * sizeof *off);
@@ -292,7 +292,7 @@ rt_vocab *rt_vocab_load(const char *path, ir_err *e)
         free(buf);
         free(off);
         free(pool);
-        ir_errf(e, "%s: out of memory", path);
+        bc_errf(e, "%s: out of memory", path);
         return NULL;
     }
     size_t at = 0, i = 0;
@@ -308,7 +308,7 @@ rt_vocab *rt_vocab_load(const char *path, ir_err *e)
             free(buf);
             free(off);
             free(pool);
-            ir_errf(e, "%s:%d: %s", path, n + 1, why);
+            bc_errf(e, "%s:%d: %s", path, n + 1, why);
             return NULL;
         }
         off[n++] = at;
@@ -324,20 +324,20 @@ rt_vocab *rt_vocab_load(const char *path, ir_err *e)
     return vocab_build(pool, off, n, path, e);
 }
 
-int rt_vocab_save(const char *path, const char *const *tokens, int n, ir_err *e)
+int rt_vocab_save(const char *path, const char *const *tokens, int n, bc_err *e)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f)
-        return ir_errf(e, "%s: cannot create: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot create: %s", path, strerror(errno));
     int ok = 1;
     for (int i = 0; i < n && ok; i++)
         ok = fputs(tokens[i], f) >= 0 && fputc('\n', f) != EOF;
     if (fclose(f) || !ok || rename(tmp, path)) {
         int err = errno;
         remove(tmp);
-        return ir_errf(e, "%s: cannot write: %s", path, strerror(err));
+        return bc_errf(e, "%s: cannot write: %s", path, strerror(err));
     }
     return 0;
 }
@@ -597,7 +597,7 @@ static int word(tk *t, int lo, int hi)
 }
 
 /* Cleans text[s..e) (offsets are into the whole text) and tokenizes it. */
-static int stretch(tk *t, const char *text, int32_t s, int32_t e, ir_err *err)
+static int stretch(tk *t, const char *text, int32_t s, int32_t e, bc_err *err)
 {
     t->raw.n = 0;
     for (int32_t i = s; i < e;) {
@@ -609,7 +609,7 @@ static int stretch(tk *t, const char *text, int32_t s, int32_t e, ir_err *err)
         } else {
             k = utf8proc_iterate((const utf8proc_uint8_t *)text + i, e - i, &cp);
             if (k <= 0)
-                return ir_errf(err, "invalid UTF-8 at byte %ld", (long)i);
+                return bc_errf(err, "invalid UTF-8 at byte %ld", (long)i);
         }
         int32_t j = i + (int32_t)k;
         if (cp == 0 || cp == 0xFFFD || is_control(cp)) {
@@ -617,7 +617,7 @@ static int stretch(tk *t, const char *text, int32_t s, int32_t e, ir_err *err)
             continue;
         }
         if (tv_push(&t->raw, is_space(cp) ? ' ' : cp, i, j))
-            return ir_errf(err, "out of memory");
+            return bc_errf(err, "out of memory");
         i = j;
     }
     const tchar *r = t->raw.a;
@@ -633,7 +633,7 @@ static int stretch(tk *t, const char *text, int32_t s, int32_t e, ir_err *err)
                 j++;
         if (word(t, i, j)) {
             if (!t->fn_rc)
-                ir_errf(err, "out of memory");
+                bc_errf(err, "out of memory");
             return -1;
         }
         r = t->raw.a;
@@ -660,10 +660,10 @@ static int special_at(const rt_vocab *v, const char *text, size_t len, size_t i,
 }
 
 int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_t len,
-                rt_token_list *out, ir_err *e)
+                rt_token_list *out, bc_err *e)
 {
     if (len > 0x7fffffff)
-        return ir_errf(e, "text of %zu bytes is too long to tokenize", len);
+        return bc_errf(e, "text of %zu bytes is too long to tokenize", len);
     tk t = {
         .v = v, .lower = o->lowercase != 0, .strip = rt_tok_strip_accents(o), .out = out};
     int first = out->n, rc = 0;
@@ -683,7 +683,7 @@ int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_
         }
         rc = stretch(&t, text, (int32_t)seg, (int32_t)i, e);
         if (!rc && push_token(out, v->special[s], (int32_t)i, (int32_t)(i + sl)))
-            rc = ir_errf(e, "out of memory");
+            rc = bc_errf(e, "out of memory");
         i += sl;
         seg = i;
     }
@@ -696,20 +696,20 @@ int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_
 }
 
 int rt_tokenize_words(const rt_vocab *v, const rt_tok_opts *o, const char *const *words,
-                      int nwords, rt_token_list *out, int *first, ir_err *e)
+                      int nwords, rt_token_list *out, int *first, bc_err *e)
 {
     int start = out->n;
     for (int w = 0; w < nwords; w++) {
         first[w] = out->n;
         size_t len = strlen(words[w]);
         if (rt_tokenize(v, o, words[w], len, out, e)) {
-            ir_err_prefix(e, "word %d", w + 1);
+            bc_err_prefix(e, "word %d", w + 1);
             out->n = start;
             return -1;
         }
         if (out->n == first[w] && push_token(out, v->special[RT_UNK], 0, (int32_t)len)) {
             out->n = start;
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         }
     }
     first[nwords] = out->n;
@@ -717,10 +717,10 @@ int rt_tokenize_words(const rt_vocab *v, const rt_tok_opts *o, const char *const
 }
 
 int rt_basic_tokenize(const rt_tok_opts *o, const char *text, size_t len, rt_word_fn fn,
-                      void *ctx, ir_err *e)
+                      void *ctx, bc_err *e)
 {
     if (len > 0x7fffffff)
-        return ir_errf(e, "text of %zu bytes is too long to tokenize", len);
+        return bc_errf(e, "text of %zu bytes is too long to tokenize", len);
     tk t = {
         .lower = o->lowercase != 0, .strip = rt_tok_strip_accents(o), .fn = fn, .ctx = ctx};
     int rc = stretch(&t, text, 0, (int32_t)len, e);

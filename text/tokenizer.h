@@ -50,10 +50,10 @@ const char *rt_special_name(rt_special s);
  * line (both ids stay valid for rt_vocab_token), and an empty line is a token too.
  * Errors name the file (and line): unreadable, empty, invalid UTF-8, a NUL byte, more
  * than 2^31-1 lines, or no [UNK] token. */
-rt_vocab *rt_vocab_load(const char *path, ir_err *e);
+rt_vocab *rt_vocab_load(const char *path, bc_err *e);
 
 /* The same from a list of n tokens (name is used in messages). */
-rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name, ir_err *e);
+rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name, bc_err *e);
 
 void rt_vocab_free(rt_vocab *v);
 
@@ -68,7 +68,7 @@ int rt_vocab_special(const rt_vocab *v, rt_special s);
 int rt_vocab_duplicates(const rt_vocab *v);
 
 /* Writes tokens one per line (atomically: PATH.tmp.<pid>, then rename). */
-int rt_vocab_save(const char *path, const char *const *tokens, int n, ir_err *e);
+int rt_vocab_save(const char *path, const char *const *tokens, int n, bc_err *e);
 
 /* ---- options ----------------------------------------------------------------------- */
 
@@ -104,7 +104,7 @@ void rt_token_list_free(rt_token_list *l);
  * longer than 2^31-1 bytes, or not valid UTF-8, is an error (out is then as it was).
  * A loaded vocabulary is only read, so threads may tokenize with one at once. */
 int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_t len,
-                rt_token_list *out, ir_err *e);
+                rt_token_list *out, bc_err *e);
 
 /* Tokenizes pre-split words (e.g. seq.in words that carry slot labels), each on its own,
  * and appends the tokens to out; first[i] receives the index in out of word i's first
@@ -113,7 +113,7 @@ int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_
  * the JointBERT recipe does, so every word has a first token. Offsets are into the
  * word. */
 int rt_tokenize_words(const rt_vocab *v, const rt_tok_opts *o, const char *const *words,
-                      int nwords, rt_token_list *out, int *first, ir_err *e);
+                      int nwords, rt_token_list *out, int *first, bc_err *e);
 
 /* The basic tokenizer alone (steps 2 to 5; special tokens are not treated apart): calls
  * fn for every word with its normalized UTF-8 text and its byte span in the original.
@@ -121,7 +121,7 @@ int rt_tokenize_words(const rt_vocab *v, const rt_tok_opts *o, const char *const
 typedef int (*rt_word_fn)(void *ctx, const char *word, size_t len, int32_t start,
                           int32_t end);
 int rt_basic_tokenize(const rt_tok_opts *o, const char *text, size_t len, rt_word_fn fn,
-                      void *ctx, ir_err *e);
+                      void *ctx, bc_err *e);
 
 /* ---- learning a vocabulary (wordpiece_learn.c) -------------------------------------- */
 
@@ -156,21 +156,21 @@ typedef struct rt_vocab_learn_stats {
 
 typedef struct rt_vocab_learner rt_vocab_learner;
 
-rt_vocab_learner *rt_vocab_learner_new(const rt_vocab_learn_opts *o, ir_err *e);
+rt_vocab_learner *rt_vocab_learner_new(const rt_vocab_learn_opts *o, bc_err *e);
 /* Counts the words of a text (valid UTF-8). */
-int rt_vocab_learner_add_text(rt_vocab_learner *l, const char *text, size_t len, ir_err *e);
+int rt_vocab_learner_add_text(rt_vocab_learner *l, const char *text, size_t len, bc_err *e);
 /* Counts the words of a file, line by line; errors name FILE:LINE. */
-int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, ir_err *e);
+int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, bc_err *e);
 /* Learns the vocabulary: *tokens receives n malloc'd strings (free each, then the
  * array). stats may be NULL. */
 int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *n,
-                         rt_vocab_learn_stats *stats, ir_err *e);
+                         rt_vocab_learn_stats *stats, bc_err *e);
 void rt_vocab_learner_free(rt_vocab_learner *l);
 /* The whole of `bertcc vocab`: learns from the files paths[0..npaths) in order (as
  * rt_vocab_learner_add_file reads them) and writes the vocabulary to out
  * (rt_vocab_save); *ntok receives its size. stats may be NULL. */
 int rt_vocab_learn_files(const rt_vocab_learn_opts *o, const char *const *paths, int npaths,
                          const char *out, int *ntok, rt_vocab_learn_stats *stats,
-                         ir_err *e);
+                         bc_err *e);
 
 #endif

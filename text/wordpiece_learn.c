@@ -138,20 +138,20 @@ struct rt_vocab_learner {
     long long total; /* word occurrences */
 };
 
-rt_vocab_learner *rt_vocab_learner_new(const rt_vocab_learn_opts *o, ir_err *e)
+rt_vocab_learner *rt_vocab_learner_new(const rt_vocab_learn_opts *o, bc_err *e)
 {
     if (o->size < RT_NSPECIAL + 1) {
-        ir_errf(e, "vocabulary size %d is too small (at least %d)", o->size,
+        bc_errf(e, "vocabulary size %d is too small (at least %d)", o->size,
                 RT_NSPECIAL + 1);
         return NULL;
     }
     if (o->min_frequency < 1 || o->limit_alphabet < 0) {
-        ir_errf(e, "min_frequency must be at least 1 and limit_alphabet not negative");
+        bc_errf(e, "min_frequency must be at least 1 and limit_alphabet not negative");
         return NULL;
     }
     rt_vocab_learner *l = calloc(1, sizeof *l);
     if (!l) {
-        ir_errf(e, "out of memory");
+        bc_errf(e, "out of memory");
         return NULL;
     }
     l->o = *o;
@@ -191,19 +191,19 @@ static int count_word(void *ctx, const char *w, size_t len, int32_t start, int32
     return 0;
 }
 
-int rt_vocab_learner_add_text(rt_vocab_learner *l, const char *text, size_t len, ir_err *e)
+int rt_vocab_learner_add_text(rt_vocab_learner *l, const char *text, size_t len, bc_err *e)
 {
     int rc = rt_basic_tokenize(&l->o.tok, text, len, count_word, l, e);
     if (rc > 0)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     return rc;
 }
 
-int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, ir_err *e)
+int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, bc_err *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ir_errf(e, "%s: cannot open: %s", path, strerror(errno));
+        return bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -212,12 +212,12 @@ int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, ir_err *e)
     while (!rc && (n = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if (rt_vocab_learner_add_text(l, line, (size_t)n, e)) {
-            ir_err_prefix(e, "%s:%lld", path, lineno);
+            bc_err_prefix(e, "%s:%lld", path, lineno);
             rc = -1;
         }
     }
     if (!rc && ferror(f))
-        rc = ir_errf(e, "%s: read error", path);
+        rc = bc_errf(e, "%s: read error", path);
     free(line);
     fclose(f);
     return rc;
@@ -430,12 +430,12 @@ static int out_push(char ***out, int *n, const char *s)
 
 #define NOMEM()                                                                            \
     do {                                                                                   \
-        rc = ir_errf(e, "out of memory");                                                  \
+        rc = bc_errf(e, "out of memory");                                                  \
         goto done;                                                                         \
     } while (0)
 
 int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *ntok,
-                         rt_vocab_learn_stats *stats, ir_err *e)
+                         rt_vocab_learn_stats *stats, bc_err *e)
 {
     const rt_vocab_learn_opts *o = &l->o;
     rt_vocab_learn_stats st = {.words = l->total, .unique_words = l->words.n};
@@ -661,7 +661,7 @@ done:
 }
 
 int rt_vocab_learn_files(const rt_vocab_learn_opts *o, const char *const *paths, int npaths,
-                         const char *out, int *ntok, rt_vocab_learn_stats *stats, ir_err *e)
+                         const char *out, int *ntok, rt_vocab_learn_stats *stats, bc_err *e)
 {
     rt_vocab_learner *l = rt_vocab_learner_new(o, e);
     if (!l)

@@ -16,7 +16,7 @@ static const struct {
 };
 #define NLABELS ((int)(sizeof labels / sizeof *labels))
 
-static void notef(rt_note_fn note, void *ctx, const char *fmt, const char *a)
+static void notef(bc_note_fn note, void *ctx, const char *fmt, const char *a)
 {
     if (!note)
         return;
@@ -27,32 +27,32 @@ static void notef(rt_note_fn note, void *ctx, const char *fmt, const char *a)
 
 /* Appends t converted to I64 under its own name, after checking dtype and shape. */
 static int take(const rt_tensor *t, int rank, int64_t B, int64_t S, rt_tensor_list *out,
-                ir_err *e)
+                bc_err *e)
 {
     int64_t want[2] = {B, S};
     char s1[96], s2[96];
     if (!rt_dtype_is_int(t->dtype))
-        return ir_errf(e,
+        return bc_errf(e,
                        "batch tensor '%s' has dtype %s; expected an integer dtype (I64 "
                        "or I32)",
                        t->name, rt_dtype_name(t->dtype));
     if (t->rank != rank || memcmp(t->shape, want, sizeof(int64_t) * (size_t)rank))
-        return ir_errf(e, "batch tensor '%s' has shape %s; expected %s", t->name,
+        return bc_errf(e, "batch tensor '%s' has shape %s; expected %s", t->name,
                        rt_shape_str(t->rank, t->shape, s1, sizeof s1),
                        rt_shape_str(rank, want, s2, sizeof s2));
     rt_tensor *o = rt_list_add(out, t->name, RT_I64, rank, want, NULL);
     if (!o)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     return rt_to_i64(t, o->data, e);
 }
 
 static int fill(rt_tensor_list *out, const char *name, int64_t B, int64_t S, int64_t value,
-                ir_err *e)
+                bc_err *e)
 {
     int64_t shape[2] = {B, S};
     rt_tensor *o = rt_list_add(out, name, RT_I64, 2, shape, NULL);
     if (!o)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     for (int64_t i = 0; i < B * S; i++)
         ((int64_t *)o->data)[i] = value;
     return 0;
@@ -71,22 +71,22 @@ static int known(const char *name)
 
 int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned accepted,
                      rt_tensor_list *out, unsigned *present, int64_t *Bp, int64_t *Sp,
-                     rt_note_fn note, void *note_ctx, ir_err *e)
+                     bc_note_fn note, void *note_ctx, bc_err *e)
 {
     const rt_tensor *ids = rt_list_cfind(batch, "input_ids");
     if (!ids)
-        return ir_errf(e, "the batch has no 'input_ids' tensor");
+        return bc_errf(e, "the batch has no 'input_ids' tensor");
     if (ids->rank != 2) {
         char s[96];
-        return ir_errf(e, "batch tensor 'input_ids' has shape %s; expected [B, S]",
+        return bc_errf(e, "batch tensor 'input_ids' has shape %s; expected [B, S]",
                        rt_shape_str(ids->rank, ids->shape, s, sizeof s));
     }
     int64_t B = ids->shape[0], S = ids->shape[1];
     if (B < 1 || S < 1)
-        return ir_errf(e, "batch tensor 'input_ids' is empty (B=%lld, S=%lld)",
+        return bc_errf(e, "batch tensor 'input_ids' is empty (B=%lld, S=%lld)",
                        (long long)B, (long long)S);
     if (S > max_position)
-        return ir_errf(e,
+        return bc_errf(e,
                        "batch tensor 'input_ids': sequence length %lld exceeds the "
                        "model's max-position %lld",
                        (long long)S, (long long)max_position);
@@ -114,7 +114,7 @@ int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned
     }
     if ((*present & RT_LABEL_QA) && (!rt_list_cfind(batch, "start_positions") ||
                                      !rt_list_cfind(batch, "end_positions")))
-        return ir_errf(e,
+        return bc_errf(e,
                        "the batch has only one of 'start_positions' and 'end_positions'");
     for (int i = 0; i < batch->n; i++)
         if (!known(batch->t[i].name))
@@ -125,15 +125,15 @@ int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned
     return 0;
 }
 
-int rt_batch_mlm_gather(rt_tensor_list *batch, int64_t P, ir_err *e)
+int rt_batch_mlm_gather(rt_tensor_list *batch, int64_t P, bc_err *e)
 {
     const rt_tensor *l = rt_list_cfind(batch, "mlm_labels");
     if (!l)
-        return ir_errf(e, "mlm_labels: missing (the MLM head needs them)");
+        return bc_errf(e, "mlm_labels: missing (the MLM head needs them)");
     if (l->dtype != RT_I64 || l->rank != 2)
-        return ir_errf(e, "mlm_labels: expected I64 [B, S]");
+        return bc_errf(e, "mlm_labels: expected I64 [B, S]");
     if (P < 1)
-        return ir_errf(e, "mlm gather rows must be >= 1, got %lld", (long long)P);
+        return bc_errf(e, "mlm gather rows must be >= 1, got %lld", (long long)P);
     int64_t B = l->shape[0], S = l->shape[1];
     int64_t gs[3] = {B, P, S}, ls[2] = {B, P};
     rt_tensor_list add;
@@ -142,7 +142,7 @@ int rt_batch_mlm_gather(rt_tensor_list *batch, int64_t P, ir_err *e)
     rt_tensor *y = rt_list_add(&add, "mlm_gathered_labels", RT_I64, 2, ls, NULL);
     if (!g || !y) {
         rt_list_free(&add);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     const int64_t *lab = l->data; /* [B, S] */
     float *gd = g->data;          /* [B, P, S] */
@@ -156,7 +156,7 @@ int rt_batch_mlm_gather(rt_tensor_list *batch, int64_t P, ir_err *e)
                 continue;
             if (p == P) {
                 rt_list_free(&add);
-                return ir_errf(e,
+                return bc_errf(e,
                                "mlm_labels: sequence %lld has more than %lld labelled "
                                "positions (the training graph gathers %lld)",
                                (long long)b, (long long)P, (long long)P);
@@ -168,7 +168,7 @@ int rt_batch_mlm_gather(rt_tensor_list *batch, int64_t P, ir_err *e)
     rt_list_remove(batch, "mlm_labels");
     if (rt_list_append(batch, &add)) {
         rt_list_free(&add);
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     }
     return 0;
 }

@@ -25,13 +25,13 @@ enum {
  * values are used (ids against the vocabulary, labels against the classes). */
 int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned accepted,
                      rt_tensor_list *out, unsigned *present, int64_t *B, int64_t *S,
-                     rt_note_fn note, void *note_ctx, ir_err *e);
+                     bc_note_fn note, void *note_ctx, bc_err *e);
 
 /* Replaces mlm_labels (I64 [B, S]) in batch by the inputs of a graph whose MLM head runs
  * on P rows per sequence (fe_build_bert_mlm_gather): mlm_gather (F32 [B, P, S], row p
  * one-hot at the p-th position whose label is not -100, in order; zero rows after the
  * last) and mlm_gathered_labels (I64 [B, P], those labels, -100 after). A sequence with
  * more than P labelled positions is an error naming it. */
-int rt_batch_mlm_gather(rt_tensor_list *batch, int64_t P, ir_err *e);
+int rt_batch_mlm_gather(rt_tensor_list *batch, int64_t P, bc_err *e);
 
 #endif

@@ -137,7 +137,7 @@ static int same_shape(const rt_tensor *a, const rt_tensor *b)
 }
 
 int rt_adamw_init(rt_adamw *a, const rt_adamw_opts *o, const rt_tensor_list *params,
-                  const char *const *frozen, int nfrozen, ir_err *e)
+                  const char *const *frozen, int nfrozen, bc_err *e)
 {
     memset(a, 0, sizeof *a);
     a->o = *o;
@@ -145,7 +145,7 @@ int rt_adamw_init(rt_adamw *a, const rt_adamw_opts *o, const rt_tensor_list *par
     rt_list_init(&a->v);
     a->names = calloc((size_t)params->n + 1, sizeof *a->names);
     if (!a->names)
-        return ir_errf(e, "out of memory for the optimizer state");
+        return bc_errf(e, "out of memory for the optimizer state");
     char buf[1024];
     for (int i = 0; i < params->n; i++) {
         const rt_tensor *p = &params->t[i];
@@ -153,7 +153,7 @@ int rt_adamw_init(rt_adamw *a, const rt_adamw_opts *o, const rt_tensor_list *par
             continue;
         if (p->dtype != RT_F32) {
             rt_adamw_free(a);
-            return ir_errf(e, "parameter %s: trainable parameters must be F32, not %s",
+            return bc_errf(e, "parameter %s: trainable parameters must be F32, not %s",
                            p->name, rt_dtype_name(p->dtype));
         }
         int k = a->m.n;
@@ -172,7 +172,7 @@ int rt_adamw_init(rt_adamw *a, const rt_adamw_opts *o, const rt_tensor_list *par
     return 0;
 oom:
     rt_adamw_free(a);
-    return ir_errf(e, "out of memory for the optimizer state");
+    return bc_errf(e, "out of memory for the optimizer state");
 }
 
 /* One parameter's update, in torch.optim.AdamW's order (F32 elementwise; the scalar
@@ -194,7 +194,7 @@ static void adamw_update(float *p, const float *g, float *m, float *v, int64_t n
 }
 
 int rt_adamw_step(rt_adamw *a, rt_tensor_list *params, const rt_tensor_list *grads,
-                  double lr, ir_err *e)
+                  double lr, bc_err *e)
 {
     char buf[1024];
     /* Check everything first, so that an error leaves the state untouched. */
@@ -203,14 +203,14 @@ int rt_adamw_step(rt_adamw *a, rt_tensor_list *params, const rt_tensor_list *gra
         snprintf(buf, sizeof buf, "grad.%s", a->names[i]);
         const rt_tensor *g = rt_list_cfind(grads, buf);
         if (!p || !same_shape(p, &a->m.t[i]) || p->dtype != RT_F32)
-            return ir_errf(e, "parameter %s: missing, or not F32 of its optimizer shape",
+            return bc_errf(e, "parameter %s: missing, or not F32 of its optimizer shape",
                            a->names[i]);
         if (!g)
-            return ir_errf(e, "%s: no gradient for trainable parameter %s", buf,
+            return bc_errf(e, "%s: no gradient for trainable parameter %s", buf,
                            a->names[i]);
         if (g->dtype != RT_F32 || !same_shape(g, p)) {
             char s1[128], s2[128];
-            return ir_errf(e, "%s: expected F32 %s, got %s %s", buf,
+            return bc_errf(e, "%s: expected F32 %s, got %s %s", buf,
                            rt_shape_str(p->rank, p->shape, s1, sizeof s1),
                            rt_dtype_name(g->dtype),
                            rt_shape_str(g->rank, g->shape, s2, sizeof s2));
@@ -235,38 +235,38 @@ int rt_adamw_step(rt_adamw *a, rt_tensor_list *params, const rt_tensor_list *gra
     return 0;
 }
 
-int rt_adamw_save(const rt_adamw *a, rt_tensor_list *out, ir_err *e)
+int rt_adamw_save(const rt_adamw *a, rt_tensor_list *out, bc_err *e)
 {
     for (int i = 0; i < a->m.n; i++) {
         const rt_tensor *m = &a->m.t[i], *v = &a->v.t[i];
         if (!rt_list_add(out, m->name, RT_F32, m->rank, m->shape, m->data) ||
             !rt_list_add(out, v->name, RT_F32, v->rank, v->shape, v->data))
-            return ir_errf(e, "out of memory saving the optimizer state");
+            return bc_errf(e, "out of memory saving the optimizer state");
     }
     int64_t step = a->step;
     if (!rt_list_add(out, "adam.step", RT_I64, 0, NULL, &step))
-        return ir_errf(e, "out of memory saving the optimizer state");
+        return bc_errf(e, "out of memory saving the optimizer state");
     return 0;
 }
 
-int rt_adamw_load(rt_adamw *a, const rt_tensor_list *state, ir_err *e)
+int rt_adamw_load(rt_adamw *a, const rt_tensor_list *state, bc_err *e)
 {
     const rt_tensor *st = rt_list_cfind(state, "adam.step");
     if (!st || st->dtype != RT_I64 || rt_numel(st) != 1)
-        return ir_errf(e, "adam.step: missing, or not an I64 scalar");
+        return bc_errf(e, "adam.step: missing, or not an I64 scalar");
     int64_t step = *(const int64_t *)st->data;
     if (step < 0)
-        return ir_errf(e, "adam.step: negative (%lld)", (long long)step);
+        return bc_errf(e, "adam.step: negative (%lld)", (long long)step);
     for (int pass = 0; pass < 2; pass++) /* check all, then copy all */
         for (int i = 0; i < 2 * a->m.n; i++) {
             rt_tensor *dst = i & 1 ? &a->v.t[i / 2] : &a->m.t[i / 2];
             const rt_tensor *src = rt_list_cfind(state, dst->name);
             if (!pass) {
                 if (!src)
-                    return ir_errf(e, "%s: missing from the optimizer state", dst->name);
+                    return bc_errf(e, "%s: missing from the optimizer state", dst->name);
                 if (src->dtype != RT_F32 || !same_shape(src, dst)) {
                     char s1[128], s2[128];
-                    return ir_errf(e, "%s: expected F32 %s, got %s %s", dst->name,
+                    return bc_errf(e, "%s: expected F32 %s, got %s %s", dst->name,
                                    rt_shape_str(dst->rank, dst->shape, s1, sizeof s1),
                                    rt_dtype_name(src->dtype),
                                    rt_shape_str(src->rank, src->shape, s2, sizeof s2));

@@ -74,19 +74,19 @@ typedef struct rt_adamw {
 /* Zero moments for every F32 parameter of params not matched by a frozen prefix.
  * A trainable parameter that is not F32 is an error naming it. */
 int rt_adamw_init(rt_adamw *a, const rt_adamw_opts *o, const rt_tensor_list *params,
-                  const char *const *frozen, int nfrozen, ir_err *e);
+                  const char *const *frozen, int nfrozen, bc_err *e);
 void rt_adamw_free(rt_adamw *a);
 
 /* One update with learning rate lr. grads holds "grad.<name>" (F32, the parameter's
  * shape) for every trainable parameter; others are ignored. Errors name the tensor. */
 int rt_adamw_step(rt_adamw *a, rt_tensor_list *params, const rt_tensor_list *grads,
-                  double lr, ir_err *e);
+                  double lr, bc_err *e);
 
 /* Appends copies of the state to out: adam.m.*, adam.v.* and "adam.step" (I64 []). */
-int rt_adamw_save(const rt_adamw *a, rt_tensor_list *out, ir_err *e);
+int rt_adamw_save(const rt_adamw *a, rt_tensor_list *out, bc_err *e);
 
 /* Restores the state from a list written by rt_adamw_save (the moments of every
  * trainable parameter must be there with its shape; extra tensors are ignored). */
-int rt_adamw_load(rt_adamw *a, const rt_tensor_list *state, ir_err *e);
+int rt_adamw_load(rt_adamw *a, const rt_tensor_list *state, bc_err *e);
 
 #endif

@@ -133,21 +133,21 @@ static void trainer_free(trainer *T)
         fclose(T->log);
 }
 
-static int check_data(const rt_tensor_list *data, int64_t *rows, ir_err *e)
+static int check_data(const rt_tensor_list *data, int64_t *rows, bc_err *e)
 {
     if (data->n == 0)
-        return ir_errf(e, "training data: no tensors");
+        return bc_errf(e, "training data: no tensors");
     for (int i = 0; i < data->n; i++) {
         const rt_tensor *t = &data->t[i];
         if (t->rank < 1)
-            return ir_errf(e,
+            return bc_errf(e,
                            "training data: %s is a scalar; every tensor needs a leading "
                            "dimension of rows",
                            t->name);
         if (i == 0 && t->shape[0] < 1)
-            return ir_errf(e, "training data: %s has no rows", t->name);
+            return bc_errf(e, "training data: %s has no rows", t->name);
         if (i > 0 && t->shape[0] != data->t[0].shape[0])
-            return ir_errf(e, "training data: %s has %lld rows, %s has %lld", t->name,
+            return bc_errf(e, "training data: %s has %lld rows, %s has %lld", t->name,
                            (long long)t->shape[0], data->t[0].name,
                            (long long)data->t[0].shape[0]);
     }
@@ -157,7 +157,7 @@ static int check_data(const rt_tensor_list *data, int64_t *rows, ir_err *e)
 
 /* Points T->data at epoch's rows: the caller's for epoch 0 (or without o->refill),
  * else a refill, which must match the caller's tensors in names, dtypes and shapes. */
-static int epoch_data(trainer *T, int64_t epoch, ir_err *e)
+static int epoch_data(trainer *T, int64_t epoch, bc_err *e)
 {
     const rt_train_opts *o = T->o;
     if (!o->refill || epoch == 0) {
@@ -169,7 +169,7 @@ static int epoch_data(trainer *T, int64_t epoch, ir_err *e)
     T->data = &T->chunk;
     int rc = o->refill(o->refill_ctx, epoch, &T->chunk, e);
     if (rc < 0) {
-        ir_err_prefix(e, "epoch %lld's data", (long long)epoch + 1);
+        bc_err_prefix(e, "epoch %lld's data", (long long)epoch + 1);
         return -1;
     }
     if (rc > 0) { /* no refill: epoch 0's rows again */
@@ -186,7 +186,7 @@ static int epoch_data(trainer *T, int64_t epoch, ir_err *e)
             a->t[i].rank == b->t[i].rank &&
             !memcmp(a->t[i].shape, b->t[i].shape, (size_t)a->t[i].rank * sizeof(int64_t));
     if (!same)
-        return ir_errf(e,
+        return bc_errf(e,
                        "epoch %lld's data: the refill does not match epoch 1's tensors "
                        "(names, dtypes, %lld rows)",
                        (long long)epoch + 1, (long long)T->rows);
@@ -253,7 +253,7 @@ static void make_perm(trainer *T, int64_t epoch)
 
 /* The rows idx[0..n) of every data tensor, into out. */
 static int slice_rows(const rt_tensor_list *data, const int64_t *idx, int64_t n,
-                      rt_tensor_list *out, ir_err *e)
+                      rt_tensor_list *out, bc_err *e)
 {
     for (int i = 0; i < data->n; i++) {
         const rt_tensor *t = &data->t[i];
@@ -262,7 +262,7 @@ static int slice_rows(const rt_tensor_list *data, const int64_t *idx, int64_t n,
         shape[0] = n;
         rt_tensor *s = rt_list_add(out, t->name, t->dtype, t->rank, shape, NULL);
         if (!s)
-            return ir_errf(e, "out of memory slicing %s", t->name);
+            return bc_errf(e, "out of memory slicing %s", t->name);
         size_t rb = rt_nbytes(t) / (size_t)t->shape[0]; /* bytes per row */
         if (rb)
             for (int64_t r = 0; r < n; r++)
@@ -338,7 +338,7 @@ static const char *join(const char *dir, const char *name, char *buf, size_t len
     return buf;
 }
 
-static int save_checkpoint(trainer *T, ir_err *e)
+static int save_checkpoint(trainer *T, bc_err *e)
 {
     char path[4096];
     if (rt_st_save(join(T->o->out_dir, RT_TRAIN_WEIGHTS, path, sizeof path), T->params, e))
@@ -375,19 +375,19 @@ static int save_checkpoint(trainer *T, ir_err *e)
     return rc;
 oom:
     rt_list_free(&sc);
-    return ir_errf(e, "out of memory writing the optimizer state");
+    return bc_errf(e, "out of memory writing the optimizer state");
 }
 
-static int get_scalar(const rt_tensor_list *l, const char *name, int64_t *v, ir_err *e)
+static int get_scalar(const rt_tensor_list *l, const char *name, int64_t *v, bc_err *e)
 {
     const rt_tensor *t = rt_list_cfind(l, name);
     if (!t || t->dtype != RT_I64 || rt_numel(t) != 1)
-        return ir_errf(e, "optimizer state: %s missing, or not an I64 scalar", name);
+        return bc_errf(e, "optimizer state: %s missing, or not an I64 scalar", name);
     *v = *(const int64_t *)t->data;
     return 0;
 }
 
-static int restore(trainer *T, const rt_tensor_list *st, ir_err *e)
+static int restore(trainer *T, const rt_tensor_list *st, bc_err *e)
 {
     int64_t got[S_COUNT], want[S_COUNT];
     for (int i = 0; i < S_COUNT; i++)
@@ -395,7 +395,7 @@ static int restore(trainer *T, const rt_tensor_list *st, ir_err *e)
             return -1;
     int64_t step = got[S_STEP];
     if (step < 0)
-        return ir_errf(e, "optimizer state: negative step %lld", (long long)step);
+        return bc_errf(e, "optimizer state: negative step %lld", (long long)step);
     position(T, step, want);
     /* Exact resumption needs the same rows in the same micro-batches. */
     static const struct {
@@ -408,7 +408,7 @@ static int restore(trainer *T, const rt_tensor_list *st, ir_err *e)
                 {S_SHUFFLE, "shuffle setting (2: grouped by length)"}};
     for (size_t i = 0; i < sizeof same / sizeof *same; i++)
         if (got[same[i].k] != want[same[i].k])
-            return ir_errf(e,
+            return bc_errf(e,
                            "resume: the checkpoint was written with %s %lld, this run has "
                            "%lld (resuming exactly needs the same data, batch size, "
                            "accumulation and seed)",
@@ -416,13 +416,13 @@ static int restore(trainer *T, const rt_tensor_list *st, ir_err *e)
                            (long long)want[same[i].k]);
     if (got[S_EPOCH] != want[S_EPOCH] || got[S_EPOCH_POS] != want[S_EPOCH_POS] ||
         got[S_MICRO] != want[S_MICRO])
-        return ir_errf(e,
+        return bc_errf(e,
                        "optimizer state: step %lld disagrees with its epoch %lld, "
                        "position %lld and micro-step %lld",
                        (long long)step, (long long)got[S_EPOCH],
                        (long long)got[S_EPOCH_POS], (long long)got[S_MICRO]);
     if ((uint64_t)got[S_HASH] != params_hash(T->params))
-        return ir_errf(e,
+        return bc_errf(e,
                        "resume: the weights are not the ones this optimizer state was "
                        "saved with (step %lld); were the files written at different "
                        "steps?",
@@ -430,7 +430,7 @@ static int restore(trainer *T, const rt_tensor_list *st, ir_err *e)
     if (rt_adamw_load(&T->adam, st, e))
         return -1;
     if (T->adam.step != step)
-        return ir_errf(e, "optimizer state: adam.step %lld differs from step %lld",
+        return bc_errf(e, "optimizer state: adam.step %lld differs from step %lld",
                        (long long)T->adam.step, (long long)step);
     T->step = step;
     return 0;
@@ -441,7 +441,7 @@ static int restore(trainer *T, const rt_tensor_list *st, ir_err *e)
 /* Opens the log for appending. A fresh run starts it over; a resumed one keeps the
  * header and the lines of steps up to its checkpoint (a run that died after its last
  * checkpoint has logged steps that will now be redone). */
-static int open_log(trainer *T, ir_err *e)
+static int open_log(trainer *T, bc_err *e)
 {
     char path[4096], tmp[4200];
     join(T->o->out_dir, RT_TRAIN_LOG, path, sizeof path);
@@ -451,7 +451,7 @@ static int open_log(trainer *T, ir_err *e)
         FILE *f = fopen(tmp, "w");
         if (!f) {
             fclose(old);
-            return ir_errf(e, "%s: cannot write", tmp);
+            return bc_errf(e, "%s: cannot write", tmp);
         }
         char line[1024];
         int ok = 1;
@@ -465,7 +465,7 @@ static int open_log(trainer *T, ir_err *e)
         fclose(old);
         if (fclose(f) || !ok || rename(tmp, path)) {
             remove(tmp);
-            return ir_errf(e, "%s: cannot rewrite", path);
+            return bc_errf(e, "%s: cannot rewrite", path);
         }
         T->log = fopen(path, "a");
     } else {
@@ -474,7 +474,7 @@ static int open_log(trainer *T, ir_err *e)
             fprintf(T->log, "%s\n", RT_TRAIN_LOG_HEADER);
     }
     if (!T->log)
-        return ir_errf(e, "%s: cannot write", path);
+        return bc_errf(e, "%s: cannot write", path);
     return 0;
 }
 
@@ -524,7 +524,7 @@ static int64_t real_tokens(const rt_train_opts *o, const rt_tensor_list *batch, 
  * go to (acc for the first micro-batch of an update, else cur), and nothing else but
  * gradients: the last step's loss is dropped, so a step that gives none is caught. A
  * view the last step replaced (by a copy) is put back. */
-static int prime_out(trainer *T, int first, ir_err *e)
+static int prime_out(trainer *T, int first, bc_err *e)
 {
     rt_tensor_list *out = &T->out;
     const rt_tensor_list *to = first ? &T->acc : &T->cur;
@@ -538,7 +538,7 @@ static int prime_out(trainer *T, int first, ir_err *e)
             !memcmp(t->shape, d->shape, (size_t)d->rank * sizeof *d->shape))
             t->data = d->data;
         else if (!rt_list_add_view(out, d->name, RT_F32, d->rank, d->shape, d->data))
-            return ir_errf(e, "out of memory for the gradients");
+            return bc_errf(e, "out of memory for the gradients");
     }
     return 0;
 }
@@ -546,7 +546,7 @@ static int prime_out(trainer *T, int first, ir_err *e)
 /* Runs micro-batch mi of the current epoch and adds its gradients to T->acc (first:
  * they replace it; computed there in place, they are only checked). */
 static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *loss,
-                     int64_t *tokens, ir_err *e)
+                     int64_t *tokens, bc_err *e)
 {
     const rt_train_opts *o = T->o;
     int64_t r0 = mi * o->batch_size;
@@ -559,17 +559,17 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
         goto done;
     int64_t micro = epoch * T->nmicro + mi;
     if (T->fn(T->ctx, T->params, &batch, rt_train_dropout_seed(o->seed, micro), out, e)) {
-        ir_err_prefix(e, "step %lld", stepno);
+        bc_err_prefix(e, "step %lld", stepno);
         goto done;
     }
     const rt_tensor *l = rt_list_cfind(out, "loss");
     if (!l || l->dtype != RT_F32 || rt_numel(l) != 1) {
-        ir_errf(e, "step %lld: the step function gave no F32 scalar \"loss\"", stepno);
+        bc_errf(e, "step %lld: the step function gave no F32 scalar \"loss\"", stepno);
         goto done;
     }
     float lv = *(const float *)l->data;
     if (!isfinite(lv)) {
-        ir_errf(e, "step %lld (epoch %lld, micro-batch %lld): non-finite loss (%g)", stepno,
+        bc_errf(e, "step %lld (epoch %lld, micro-batch %lld): non-finite loss (%g)", stepno,
                 (long long)epoch + 1, (long long)mi + 1, (double)lv);
         goto done;
     }
@@ -578,13 +578,13 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
         rt_tensor *a = &T->acc.t[i];
         const rt_tensor *g = rt_list_cfind(out, T->gname[i]);
         if (!g) {
-            ir_errf(e, "step %lld: the step function gave no %s", stepno, T->gname[i]);
+            bc_errf(e, "step %lld: the step function gave no %s", stepno, T->gname[i]);
             goto done;
         }
         if (g->dtype != RT_F32 || g->rank != a->rank ||
             memcmp(g->shape, a->shape, (size_t)a->rank * sizeof *a->shape)) {
             char s1[128], s2[128];
-            ir_errf(e, "step %lld: %s is %s %s, expected F32 %s", stepno, T->gname[i],
+            bc_errf(e, "step %lld: %s is %s %s, expected F32 %s", stepno, T->gname[i],
                     rt_dtype_name(g->dtype), rt_shape_str(g->rank, g->shape, s1, sizeof s1),
                     rt_shape_str(a->rank, a->shape, s2, sizeof s2));
             goto done;
@@ -600,7 +600,7 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
             acc[k] = s;
         }
         if (bad < cnt) {
-            ir_errf(e,
+            bc_errf(e,
                     "step %lld (epoch %lld, micro-batch %lld): non-finite gradient %s "
                     "(element %lld is %g)",
                     stepno, (long long)epoch + 1, (long long)mi + 1, T->gname[i],
@@ -617,47 +617,47 @@ done:
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
-static int setup(trainer *T, ir_err *e)
+static int setup(trainer *T, bc_err *e)
 {
     const rt_train_opts *o = T->o;
     if (o->batch_size < 1 || o->accum < 1)
-        return ir_errf(e, "batch size and accumulation must be at least 1");
+        return bc_errf(e, "batch size and accumulation must be at least 1");
     if (o->steps < 0 || (o->steps == 0 && o->epochs < 1))
-        return ir_errf(e, "nothing to train: give a positive number of epochs or steps");
+        return bc_errf(e, "nothing to train: give a positive number of epochs or steps");
     if (!(o->adam.lr >= 0) || !(o->adam.eps > 0) ||
         !(o->adam.beta1 >= 0 && o->adam.beta1 < 1) ||
         !(o->adam.beta2 >= 0 && o->adam.beta2 < 1) || !(o->adam.weight_decay >= 0) ||
         !(o->adam.clip >= 0) || !(o->adam.warmup >= 0 && o->adam.warmup <= 1))
-        return ir_errf(e, "optimizer settings out of range (lr >= 0, eps > 0, betas in "
+        return bc_errf(e, "optimizer settings out of range (lr >= 0, eps > 0, betas in "
                           "[0, 1), weight decay >= 0, clip >= 0, warm-up in [0, 1])");
     if (check_data(T->data, &T->rows, e))
         return -1;
     T->nmicro = rt_train_micro_per_epoch(o, T->rows);
     T->upe = rt_train_updates_per_epoch(o, T->rows);
     if (!(T->total = rt_train_total_steps(o, T->rows)))
-        return ir_errf(e, "too many epochs");
+        return bc_errf(e, "too many epochs");
     if (rt_list_pack(T->params))
-        return ir_errf(e, "out of memory for the parameters");
+        return bc_errf(e, "out of memory for the parameters");
     if (rt_adamw_init(&T->adam, &o->adam, T->params, o->frozen, o->nfrozen, e))
         return -1;
     int n = T->adam.m.n;
     T->gname = calloc((size_t)n + 1, sizeof *T->gname);
     T->perm = malloc((size_t)T->rows * sizeof *T->perm);
     if (!T->gname || !T->perm)
-        return ir_errf(e, "out of memory");
+        return bc_errf(e, "out of memory");
     for (int i = 0; i < n; i++) {
         const rt_tensor *m = &T->adam.m.t[i];
         size_t len = strlen(T->adam.names[i]) + 6;
         if (!(T->gname[i] = malloc(len)))
-            return ir_errf(e, "out of memory");
+            return bc_errf(e, "out of memory");
         snprintf(T->gname[i], len, "grad.%s", T->adam.names[i]);
         if (!rt_list_add(&T->acc, T->gname[i], RT_F32, m->rank, m->shape, NULL) ||
             (o->accum > 1 &&
              !rt_list_add(&T->cur, T->gname[i], RT_F32, m->rank, m->shape, NULL)))
-            return ir_errf(e, "out of memory for the gradients");
+            return bc_errf(e, "out of memory for the gradients");
     }
     if (rt_list_pack(&T->acc) || rt_list_pack(&T->cur))
-        return ir_errf(e, "out of memory for the gradients");
+        return bc_errf(e, "out of memory for the gradients");
     T->perm_epoch = -1;
     T->tty = o->progress && isatty(fileno(o->progress));
     return 0;
@@ -665,7 +665,7 @@ static int setup(trainer *T, ir_err *e)
 
 int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *params,
              const rt_tensor_list *data, const rt_tensor_list *resume, rt_train_result *r,
-             ir_err *e)
+             bc_err *e)
 {
     trainer T;
     memset(&T, 0, sizeof T);
@@ -726,7 +726,7 @@ int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *p
         p.grad_norm = rt_clip_grad_norm(&T.acc, o->adam.clip);
         p.lr = rt_sched_lr(&o->adam, T.step, T.total);
         if (rt_adamw_step(&T.adam, params, &T.acc, p.lr, e)) {
-            ir_err_prefix(e, "step %lld", (long long)T.step + 1);
+            bc_err_prefix(e, "step %lld", (long long)T.step + 1);
             goto done;
         }
         T.step++;

@@ -45,7 +45,7 @@
  * view left as it is counts as written. Returns 0, or -1 with e filled. */
 typedef int (*rt_step_fn)(void *ctx, const rt_tensor_list *params,
                           const rt_tensor_list *batch, uint64_t dropout_seed,
-                          rt_tensor_list *out, ir_err *e);
+                          rt_tensor_list *out, bc_err *e);
 
 /* Files of a run directory. */
 #define RT_TRAIN_WEIGHTS "weights.safetensors" /* params, Hugging Face names */
@@ -95,7 +95,7 @@ typedef struct rt_train_opts {
      * same epoch whenever it is asked (exact resumption relies on it). It returns 0,
      * 1 to leave data serving this epoch, or -1 with e filled. NULL: data serves every
      * epoch. */
-    int (*refill)(void *ctx, int64_t epoch, rt_tensor_list *chunk, ir_err *e);
+    int (*refill)(void *ctx, int64_t epoch, rt_tensor_list *chunk, bc_err *e);
     void *refill_ctx;
     void (*on_step)(void *ctx, const rt_train_progress *p); /* after each update */
     void *hook_ctx;
@@ -131,7 +131,7 @@ uint64_t rt_train_dropout_seed(uint64_t seed, int64_t micro_step);
  * NULL. */
 int rt_train(const rt_train_opts *o, rt_step_fn step, void *ctx, rt_tensor_list *params,
              const rt_tensor_list *data, const rt_tensor_list *resume, rt_train_result *r,
-             ir_err *e);
+             bc_err *e);
 
 /* "step 12/300  loss 2.3456  lr 4.00e-05  1234 tok/s  ETA 0:03:12" into buf. */
 char *rt_train_progress_str(const rt_train_progress *p, char *buf, size_t len);

@@ -54,7 +54,7 @@ int cmd_compile(int argc, char **argv)
                          pall != NULL,
                          {cpu, features, prefix, verbose != NULL}};
     tk_compile_info info;
-    ir_err e;
+    bc_err e;
     if (tk_compile(&o, &info, &e))
         return driver_fail(e.msg);
     if (verbose && !stage)

@@ -44,7 +44,7 @@ int cmd_demo_data(int argc, char **argv)
         return 1;
     if (backend && strcmp(backend, "jit") && strcmp(backend, "ref"))
         return driver_fail("--backend must be jit or ref");
-    ir_err e;
+    bc_err e;
     rt_demo_data_counts n;
     if (rt_demo_data_write(out, (uint64_t)seed, per, &n, &e))
         return fprintf(stderr, "bertcc demo-data: %s\n", e.msg), 1;

@@ -59,7 +59,7 @@ static int print_json(const rundir_model *m, const rt_metrics *r, rt_split sp)
 
 static int evaluate(rt_split sp, const rundir_model_opts *o, int batch_size)
 {
-    ir_err e;
+    bc_err e;
     rundir_model m;
     rt_metrics r;
     if (rundir_model_open(&m, model, data, o, &e))

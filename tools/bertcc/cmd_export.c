@@ -34,7 +34,7 @@ int cmd_export(int argc, char **argv)
         return args_usage("bertcc export --model RUN_DIR -o DIR", about, opts), 0;
     if (!model || !out)
         return driver_fail("export: --model RUN_DIR and -o DIR are required (see --help)");
-    ir_err e;
+    bc_err e;
     rundir_export_info info;
     if (rundir_export(model, weights, out, &info, &e))
         return fprintf(stderr, "bertcc export: %s\n", e.msg), 1;

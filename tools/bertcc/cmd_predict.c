@@ -50,7 +50,7 @@ static const char about[] =
 
 static int answer(rundir_model *m, const char *text, const char *where, int blank_before)
 {
-    ir_err e;
+    bc_err e;
     json_t *out = NULL;
     if (rundir_predict(m, text, context, &out, &e)) {
         fprintf(stderr, "bertcc: %s%s%s\n", where ? where : "", where ? ": " : "", e.msg);
@@ -94,7 +94,7 @@ static int answer_lines(rundir_model *m)
 
 static int predict(const char **texts, int n, const rundir_model_opts *o)
 {
-    ir_err e;
+    bc_err e;
     rundir_model m;
     if (rundir_model_open(&m, model, NULL, o, &e))
         return driver_fail(e.msg);

@@ -177,7 +177,7 @@ static int pretrain_data(const char **files, int nfiles)
     f.progress = quiet ? NULL : on_progress;
     f.phase = on_phase;
     f.ctx = &p;
-    ir_err e;
+    bc_err e;
     rt_pt_stats st;
     int rc = rt_pt_write_file(&f, v, out, &st, &e);
     if (rc)

@@ -42,7 +42,7 @@ static int run(tk_run_opts *o)
     o->seed = (uint64_t)s;
     if (backend && cg_backend_parse(backend, &o->backend))
         return driver_fail("run: --backend expects jit or ref");
-    ir_err e;
+    bc_err e;
     rt_tensor_list outputs;
     tk_run_info info;
     rt_list_init(&outputs);

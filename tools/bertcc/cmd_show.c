@@ -72,7 +72,7 @@ int cmd_show(int argc, char **argv)
     if (count_s && args_int(count_s, "values", 0, 1 << 20, &count))
         return 1;
     rt_tensor_list l;
-    ir_err e;
+    bc_err e;
     rt_list_init(&l);
     if (rt_st_load(pos[0], &l, &e))
         return driver_fail(e.msg);

@@ -25,7 +25,7 @@ int driver_tok_opts(const char *lower, const char *no_lower, const char *strip,
 
 rt_vocab *driver_vocab_load(const char *path)
 {
-    ir_err e;
+    bc_err e;
     rt_vocab *v = rt_vocab_load(path, &e);
     if (!v)
         return driver_fail(e.msg), NULL;
@@ -94,7 +94,7 @@ static int tokenize_args(const rt_vocab *v, const rt_tok_opts *o, const char **p
         return driver_fail("out of memory");
     for (int i = 0; i < npos; i++)
         end += sprintf(end, "%s%s", i ? " " : "", pos[i]);
-    ir_err e;
+    bc_err e;
     rt_token_list l = {0};
     int rc = rt_tokenize(v, o, text, (size_t)(end - text), &l, &e) ? driver_fail(e.msg)
                                                                    : print_tokens(v, &l);
@@ -111,7 +111,7 @@ static int tokenize_lines(const rt_vocab *v, const rt_tok_opts *o)
     ssize_t n;
     long long lineno = 0;
     rt_token_list l = {0};
-    ir_err e;
+    bc_err e;
     int rc = 0;
     while (!rc && (n = getline(&line, &cap, stdin)) >= 0) {
         lineno++;
@@ -273,7 +273,7 @@ int cmd_vocab(int argc, char **argv)
     files[0] = corpus;
     int ntok;
     rt_vocab_learn_stats st;
-    ir_err e;
+    bc_err e;
     if (rt_vocab_learn_files(&o, files, npos + 1, out, &ntok, &st, &e))
         return driver_fail(e.msg);
     learn_notes(&o, ntok, &st, driver_now() - t0);

@@ -136,7 +136,7 @@ static void print_metrics(const rt_metrics *m)
 }
 
 /* The run's outcome on stderr; the exit status. */
-static int report(int failed, const ir_err *e, const rundir_train_result *r)
+static int report(int failed, const bc_err *e, const rundir_train_result *r)
 {
     const rt_train_result *t = &r->train;
     if (failed)
@@ -175,7 +175,7 @@ static int train(void)
     a.stop = &interrupted;
     interrupted = 0;
     void (*old)(int) = signal(SIGINT, on_sigint);
-    ir_err e;
+    bc_err e;
     rundir_train_result r;
     int failed = rundir_train(&a, &r, &e) != 0;
     signal(SIGINT, old == SIG_ERR ? SIG_DFL : old);

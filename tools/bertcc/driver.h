@@ -16,7 +16,7 @@ int cmd_predict(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
 
-/* Prints "bertcc: note: MSG" on stderr (an rt_note_fn). */
+/* Prints "bertcc: note: MSG" on stderr (an bc_note_fn). */
 void driver_note(void *ctx, const char *msg);
 /* Prints "bertcc: MSG" on stderr and returns 1. */
 int driver_fail(const char *msg);
