@@ -41,19 +41,19 @@ static void note(void *ctx, const char *msg)
 /* A vocabulary of n pieces learned from one file, cased (Hangul stays syllables). */
 static int learn_vocab(const char *corpus, int n, const char *out, bc_err *e)
 {
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(n);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(n);
     o.tok.lowercase = 0;
-    rt_vocab_learner *l = rt_vocab_learner_new(&o, e);
+    tx_vocab_learner *l = tx_vocab_learner_new(&o, e);
     char **tokens = NULL;
     int ntok = 0, rc = -1;
-    rt_vocab_learn_stats st;
-    if (l && !rt_vocab_learner_add_file(l, corpus, e) &&
-        !rt_vocab_learner_run(l, &tokens, &ntok, &st, e))
-        rc = rt_vocab_save(out, (const char *const *)tokens, ntok, e);
+    tx_vocab_learn_stats st;
+    if (l && !tx_vocab_learner_add_file(l, corpus, e) &&
+        !tx_vocab_learner_run(l, &tokens, &ntok, &st, e))
+        rc = tx_vocab_save(out, (const char *const *)tokens, ntok, e);
     for (int i = 0; i < ntok; i++)
         free(tokens[i]);
     free(tokens);
-    rt_vocab_learner_free(l);
+    tx_vocab_learner_free(l);
     return rc;
 }
 
@@ -88,10 +88,10 @@ int main(int argc, char **argv)
         return 1;
     }
     bc_err e;
-    rt_demo_data_counts n;
+    tk_demo_data_counts n;
     char train_split[4200];
     snprintf(train_split, sizeof train_split, "%s/train/seq.in", data);
-    if (rt_demo_data_write(data, 0, 200, &n, &e))
+    if (tk_demo_data_write(data, 0, 200, &n, &e))
         return fail("demo data", &e);
     if (learn_vocab(train_split, 600, vocab, &e))
         return fail("vocabulary", &e);
@@ -119,10 +119,10 @@ int main(int argc, char **argv)
     /* Score the test split and answer a sentence with the best weights. */
     rundir_model m;
     rundir_model_opts mo = {"best", CG_BACKEND_JIT, 0, note, NULL};
-    rt_metrics s;
+    tk_metrics s;
     json_t *j = NULL;
     if (rundir_model_open(&m, run, data, &mo, &e) ||
-        rundir_evaluate(&m, RT_SPLIT_TEST, 64, &s, &e))
+        rundir_evaluate(&m, TK_SPLIT_TEST, 64, &s, &e))
         return fail("evaluation", &e);
     for (int i = 0; i < s.n; i++)
         printf("test %s %.4f\n", s.name[i], s.value[i]);

@@ -15,7 +15,7 @@
 /* ---- metrics.csv ------------------------------------------------------------------- */
 
 int rundir_metrics_append(const char *dir, int64_t step, double epoch, double train_loss,
-                          const rt_metrics *m, int best, bc_err *e)
+                          const tk_metrics *m, int best, bc_err *e)
 {
     char path[4200];
     rundir_path(dir, RUNDIR_METRICS, path, sizeof path);
@@ -143,8 +143,8 @@ static int is_dev_loss(const char *col)
     return n > 5 && !strcmp(col + n - 5, "_loss") && strcmp(col, "train_loss");
 }
 
-int rundir_metrics_resume(const char *dir, int64_t step, const rt_task_ops *t,
-                          rt_metrics *best, int *have_best, json_t **keep, bc_err *e)
+int rundir_metrics_resume(const char *dir, int64_t step, const tk_task_ops *t,
+                          tk_metrics *best, int *have_best, json_t **keep, bc_err *e)
 {
     char path[4200], tmp[4300];
     rundir_path(dir, RUNDIR_METRICS, path, sizeof path);
@@ -181,18 +181,18 @@ int rundir_metrics_resume(const char *dir, int64_t step, const rt_task_ops *t,
     if (csv_read(path, &c) < 0)
         return bc_errf(e, "%s: cannot read", path);
     json_t *names = json_array();
-    rt_metrics cur;
+    tk_metrics cur;
     for (int r = 0; r < c.nrow; r++) {
         memset(&cur, 0, sizeof cur);
         for (int k = 0; k < c.ncol; k++)
             if (!is_bookkeeping(c.col[k])) {
                 json_array_append_new(names, json_string(c.col[k]));
-                rt_metrics_add(
+                tk_metrics_add(
                     &cur,
                     json_string_value(json_array_get(names, json_array_size(names) - 1)),
                     c.v[(size_t)r * (size_t)c.ncol + (size_t)k]);
             }
-        if (!*have_best || rt_task_compare(t, &cur, best) > 0) {
+        if (!*have_best || tk_task_compare(t, &cur, best) > 0) {
             *best = cur;
             *have_best = 1;
         }
@@ -206,7 +206,7 @@ double rundir_mean_loss(const char *dir, int64_t from, int64_t to)
 {
     char path[4200];
     csv c;
-    if (csv_read(rundir_path(dir, RT_TRAIN_LOG, path, sizeof path), &c))
+    if (csv_read(rundir_path(dir, TR_TRAIN_LOG, path, sizeof path), &c))
         return NAN;
     int ks = csv_find(&c, "step"), kl = csv_find(&c, "loss");
     double sum = 0;
@@ -311,7 +311,7 @@ int rundir_plot(const char *dir, const char *title, bc_err *e)
                                          "#9467bd", "#8c564b", "#e377c2", "#17becf"};
     char path[4200], tmp[4300];
     csv lg, mt;
-    int has_log = csv_read(rundir_path(dir, RT_TRAIN_LOG, path, sizeof path), &lg) == 0;
+    int has_log = csv_read(rundir_path(dir, TR_TRAIN_LOG, path, sizeof path), &lg) == 0;
     int has_mt = csv_read(rundir_path(dir, RUNDIR_METRICS, path, sizeof path), &mt) == 0;
     rundir_path(dir, RUNDIR_PLOT, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());

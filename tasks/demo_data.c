@@ -368,8 +368,8 @@ static int split_intents(sents *by, int64_t per, rt_rng *r, sents *split)
     return 0;
 }
 
-int rt_demo_data_write(const char *dir, uint64_t seed, int64_t per_intent,
-                       rt_demo_data_counts *counts, bc_err *e)
+int tk_demo_data_write(const char *dir, uint64_t seed, int64_t per_intent,
+                       tk_demo_data_counts *counts, bc_err *e)
 {
     sents by[NINTENT], split[3];
     memset(by, 0, sizeof by);
@@ -391,7 +391,7 @@ int rt_demo_data_write(const char *dir, uint64_t seed, int64_t per_intent,
         if (write_split(dir, names[k], split[k].s, split[k].n, e))
             goto done;
     }
-    *counts = (rt_demo_data_counts){split[0].n, split[1].n, split[2].n, NINTENT};
+    *counts = (tk_demo_data_counts){split[0].n, split[1].n, split[2].n, NINTENT};
     rc = 0;
 done:
     for (int i = 0; i < NINTENT; i++)

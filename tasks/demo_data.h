@@ -9,15 +9,15 @@
 
 #include "../support/err.h"
 
-typedef struct rt_demo_data_counts {
+typedef struct tk_demo_data_counts {
     int train, dev, test; /* sentences */
     int intents;
-} rt_demo_data_counts;
+} tk_demo_data_counts;
 
 /* Writes the set into dir (made if absent): at most per_intent sentences of each intent,
  * chosen and split by a generator seeded with seed, so the same arguments always give
  * the same files. */
-int rt_demo_data_write(const char *dir, uint64_t seed, int64_t per_intent,
-                       rt_demo_data_counts *counts, bc_err *e);
+int tk_demo_data_write(const char *dir, uint64_t seed, int64_t per_intent,
+                       tk_demo_data_counts *counts, bc_err *e);
 
 #endif

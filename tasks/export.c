@@ -46,15 +46,15 @@ static json_t *labels_json(const char *dir, const char *name, bc_err *e, int *ba
     snprintf(path, sizeof path, "%s/%s", dir, name);
     if (stat(path, &st))
         return NULL;
-    rt_is_labels l;
-    if (rt_is_labels_load(path, &l, e)) {
+    tk_is_labels l;
+    if (tk_is_labels_load(path, &l, e)) {
         *bad = 1;
         return NULL;
     }
     json_t *a = json_array();
     for (int i = 0; i < l.n; i++)
         json_array_append_new(a, json_string(l.name[i]));
-    rt_is_labels_free(&l);
+    tk_is_labels_free(&l);
     return a;
 }
 
@@ -73,7 +73,7 @@ static const char *architecture(const rundir_run *r, const json_t *intents)
 static json_t *config_json(const rundir_run *r, json_t *intents, json_t *slots)
 {
     const fe_model *m = &r->model;
-    int pad = rt_vocab_special(r->vocab, RT_PAD);
+    int pad = tx_vocab_special(r->vocab, TX_PAD);
     json_t *j = json_pack(
         "{s:[s], s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:f, s:f, s:I, s:I, s:f, s:f, s:I, "
         "s:s, s:b, s:s, s:s}",
@@ -182,16 +182,16 @@ static int write_all(const char *out, const rundir_run *run, const rt_tensor_lis
     char vout[4200], mpath[4200];
     rundir_path(out, "vocab.txt", vout, sizeof vout);
     rundir_path(out, "model.safetensors", mpath, sizeof mpath);
-    int n = rt_vocab_size(run->vocab);
+    int n = tx_vocab_size(run->vocab);
     const char **toks = malloc(((size_t)n + 1) * sizeof *toks);
     for (int i = 0; toks && i < n; i++)
-        toks[i] = rt_vocab_token(run->vocab, i);
+        toks[i] = tx_vocab_token(run->vocab, i);
     json_t *cfg = config_json(run, intents, slots);
     int rc =
         write_json(out, "config.json", cfg, e) ||
                 write_json(out, "tokenizer_config.json", tokcfg, e) ||
                 write_json(out, "special_tokens_map.json", special, e) ||
-                (toks ? rt_vocab_save(vout, toks, n, e) : bc_errf(e, "out of memory")) ||
+                (toks ? tx_vocab_save(vout, toks, n, e) : bc_errf(e, "out of memory")) ||
                 write_safetensors(mpath, w, intents != NULL, e)
             ? -1
             : 0;
@@ -215,8 +215,8 @@ int rundir_export(const char *run_dir, const char *weights, const char *out,
     rundir_weights_path(&run, weights, info->weights, sizeof info->weights);
     if (rt_st_load(info->weights, &w, e))
         goto done;
-    intents = labels_json(run_dir, RT_IS_INTENT_LABELS, e, &bad);
-    slots = bad ? NULL : labels_json(run_dir, RT_IS_SLOT_LABELS, e, &bad);
+    intents = labels_json(run_dir, TK_IS_INTENT_LABELS, e, &bad);
+    slots = bad ? NULL : labels_json(run_dir, TK_IS_SLOT_LABELS, e, &bad);
     if (bad)
         goto done;
     if (mkdir(out, 0777) && errno != EEXIST) {

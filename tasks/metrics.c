@@ -23,10 +23,10 @@
 
 static int label_right(const char *gold, const char *pred)
 {
-    return strcmp(gold, pred) == 0 && strcmp(gold, RT_METRIC_UNK) != 0;
+    return strcmp(gold, pred) == 0 && strcmp(gold, TK_METRIC_UNK) != 0;
 }
 
-int rt_intent_accuracy(const char *const *gold, const char *const *pred, int n, double *acc,
+int tk_intent_accuracy(const char *const *gold, const char *const *pred, int n, double *acc,
                        bc_err *e)
 {
     if (n < 0 || !acc || (n > 0 && (!gold || !pred)))
@@ -125,7 +125,7 @@ static int start_of_chunk(ctag prev, ctag t)
 
 /* One line of the script's main loop: the word's gold and guessed tags. A sentence
  * boundary (the empty line) is gold "O" with the guess forced to "O". */
-static void conll_step(rt_conll *c, ctag *last_gold, ctag *last_pred, ctag gold, ctag pred,
+static void conll_step(tk_conll *c, ctag *last_gold, ctag *last_pred, ctag gold, ctag pred,
                        int boundary)
 {
     if (c->in_correct) {
@@ -163,7 +163,7 @@ static const char *bad_tag(const char *t)
     return NULL;
 }
 
-int rt_conll_add(rt_conll *c, const char *const *gold, const char *const *pred, int n,
+int tk_conll_add(tk_conll *c, const char *const *gold, const char *const *pred, int n,
                  bc_err *e)
 {
     if (!c || n < 0 || (n > 0 && (!gold || !pred)))
@@ -183,9 +183,9 @@ int rt_conll_add(rt_conll *c, const char *const *gold, const char *const *pred, 
     return 0;
 }
 
-void rt_conll_score(const rt_conll *c, rt_prf *out)
+void tk_conll_score(const tk_conll *c, tk_prf *out)
 {
-    rt_prf r = {
+    tk_prf r = {
         c->gold_chunks, c->pred_chunks, c->correct_chunks + (c->in_correct != 0), 0, 0, 0};
     if (r.pred > 0)
         r.precision = (double)r.correct / (double)r.pred;
@@ -196,17 +196,17 @@ void rt_conll_score(const rt_conll *c, rt_prf *out)
     *out = r;
 }
 
-int rt_intent_slot_eval(const rt_is_example *ex, int n, rt_is_scores *out, bc_err *e)
+int tk_intent_slot_eval(const tk_is_example *ex, int n, tk_is_scores *out, bc_err *e)
 {
     if (n < 0 || !out || (n > 0 && !ex))
         return bc_errf(e, "intent/slot eval: bad arguments (n = %d)", n);
-    rt_conll c = RT_CONLL_INIT;
+    tk_conll c = TK_CONLL_INIT;
     long long intent_right = 0, frame_right = 0;
     for (int i = 0; i < n; i++) {
-        const rt_is_example *x = &ex[i];
+        const tk_is_example *x = &ex[i];
         if (!x->gold_intent || !x->pred_intent)
             return bc_errf(e, "intent/slot eval: sentence %d: missing intent", i);
-        if (rt_conll_add(&c, x->gold_tags, x->pred_tags, x->n_words, e) < 0) {
+        if (tk_conll_add(&c, x->gold_tags, x->pred_tags, x->n_words, e) < 0) {
             bc_err_prefix(e, "intent/slot eval: sentence %d", i);
             return -1;
         }
@@ -216,8 +216,8 @@ int rt_intent_slot_eval(const rt_is_example *ex, int n, rt_is_scores *out, bc_er
             right = label_right(x->gold_tags[k], x->pred_tags[k]);
         frame_right += right;
     }
-    rt_is_scores s = {.n = n, .counts = c};
-    rt_conll_score(&c, &s.slot);
+    tk_is_scores s = {.n = n, .counts = c};
+    tk_conll_score(&c, &s.slot);
     if (n > 0) {
         s.intent_accuracy = (double)intent_right / n;
         s.frame_accuracy = (double)frame_right / n;
@@ -385,22 +385,22 @@ static void norm_free(norm *x)
     free(x->tok);
 }
 
-static int normalize(const char *s, rt_qa_flavor f, norm *x, bc_err *e)
+static int normalize(const char *s, tk_qa_flavor f, norm *x, bc_err *e)
 {
     memset(x, 0, sizeof *x);
     if (!s)
         return bc_errf(e, "missing answer text");
-    if (f != RT_QA_SQUAD && f != RT_QA_KORQUAD)
+    if (f != TK_QA_SQUAD && f != TK_QA_KORQUAD)
         return bc_errf(e, "unknown QA metric flavor %d", (int)f);
     if (decode(s, &x->cp, e, "answer") < 0)
         return -1;
-    if (f == RT_QA_KORQUAD)
+    if (f == TK_QA_KORQUAD)
         korquad_remove(&x->cp);
     py_lower(&x->cp);
     if (!x->cp.a)
         return bc_errf(e, "answer: out of memory");
     remove_punct(&x->cp);
-    if (f == RT_QA_SQUAD)
+    if (f == TK_QA_SQUAD)
         remove_articles(&x->cp);
     x->tok = malloc((x->cp.n / 2 + 2) * sizeof *x->tok);
     if (!x->tok) {
@@ -422,11 +422,11 @@ static int normalize(const char *s, rt_qa_flavor f, norm *x, bc_err *e)
     return 0;
 }
 
-int rt_qa_normalize(const char *s, rt_qa_flavor f, char **out, bc_err *e)
+int tk_qa_normalize(const char *s, tk_qa_flavor f, char **out, bc_err *e)
 {
     norm x;
     if (!out)
-        return bc_errf(e, "rt_qa_normalize: no output");
+        return bc_errf(e, "tk_qa_normalize: no output");
     if (normalize(s, f, &x, e) < 0)
         return -1;
     char *buf = malloc(4 * x.cp.n + x.ntok + 1), *p = buf;
@@ -464,14 +464,14 @@ static int item_cmp(const void *pa, const void *pb)
 
 /* The items F1 counts: tokens (SQuAD) or the characters of the tokens (KorQuAD);
  * sorted, so that Counter & Counter becomes a merge. */
-static item *items_of(const norm *x, rt_qa_flavor f, size_t *n)
+static item *items_of(const norm *x, tk_qa_flavor f, size_t *n)
 {
-    size_t k = f == RT_QA_KORQUAD ? x->cp.n : x->ntok;
+    size_t k = f == TK_QA_KORQUAD ? x->cp.n : x->ntok;
     item *it = malloc((k + 1) * sizeof *it);
     if (!it)
         return NULL;
     for (size_t i = 0; i < k; i++)
-        it[i] = f == RT_QA_KORQUAD ? (item){x->cp.a + i, 1}
+        it[i] = f == TK_QA_KORQUAD ? (item){x->cp.a + i, 1}
                                    : (item){x->cp.a + x->tok[i], x->tok[i + 1] - x->tok[i]};
     qsort(it, k, sizeof *it, item_cmp);
     *n = k;
@@ -486,7 +486,7 @@ static int same_tokens(const norm *a, const norm *b)
 }
 
 /* The scripts' f1_score for one gold answer. */
-static int f1_one(const norm *p, const norm *g, rt_qa_flavor f, double *f1)
+static int f1_one(const norm *p, const norm *g, tk_qa_flavor f, double *f1)
 {
     size_t np, ng;
     item *ip = items_of(p, f, &np), *ig = items_of(g, f, &ng);
@@ -519,7 +519,7 @@ static int f1_one(const norm *p, const norm *g, rt_qa_flavor f, double *f1)
     return 0;
 }
 
-int rt_qa_score(const char *pred, const char *const *golds, int n_golds, rt_qa_flavor f,
+int tk_qa_score(const char *pred, const char *const *golds, int n_golds, tk_qa_flavor f,
                 double *em, double *f1, bc_err *e)
 {
     if (n_golds < 1 || !golds)
@@ -557,8 +557,8 @@ int rt_qa_score(const char *pred, const char *const *golds, int n_golds, rt_qa_f
     return 0;
 }
 
-int rt_qa_evaluate(const char *const *preds, const char *const *const *golds,
-                   const int *n_golds, int n, rt_qa_flavor f, double *em, double *f1,
+int tk_qa_evaluate(const char *const *preds, const char *const *const *golds,
+                   const int *n_golds, int n, tk_qa_flavor f, double *em, double *f1,
                    bc_err *e)
 {
     if (n < 0 || !em || !f1 || (n > 0 && (!preds || !golds || !n_golds)))
@@ -570,7 +570,7 @@ int rt_qa_evaluate(const char *const *preds, const char *const *const *golds,
             return bc_errf(e, "QA evaluate: question %d: no gold answer", i);
         if (!preds[i])
             continue;
-        if (rt_qa_score(preds[i], golds[i], n_golds[i], f, &a, &b, e) < 0) {
+        if (tk_qa_score(preds[i], golds[i], n_golds[i], f, &a, &b, e) < 0) {
             bc_err_prefix(e, "QA evaluate: question %d", i);
             return -1;
         }
@@ -602,7 +602,7 @@ static int best_indexes(const float *x, int n, int k, int *out)
     return m;
 }
 
-static int check_window(const rt_qa_window *w, int wi, int context_len, bc_err *e)
+static int check_window(const tk_qa_window *w, int wi, int context_len, bc_err *e)
 {
     if (w->n_tokens < 0 ||
         (w->n_tokens > 0 && (!w->start_logits || !w->end_logits || !w->tok_start ||
@@ -623,8 +623,8 @@ static int check_window(const rt_qa_window *w, int wi, int context_len, bc_err *
     return 0;
 }
 
-int rt_qa_best_span(const rt_qa_window *w, int n_windows, int n_best, int max_answer_length,
-                    int context_len, rt_qa_span *out, bc_err *e)
+int tk_qa_best_span(const tk_qa_window *w, int n_windows, int n_best, int max_answer_length,
+                    int context_len, tk_qa_span *out, bc_err *e)
 {
     if (n_windows < 0 || (n_windows > 0 && !w) || n_best < 1 || max_answer_length < 1 ||
         context_len < 0 || !out)
@@ -638,9 +638,9 @@ int rt_qa_best_span(const rt_qa_window *w, int n_windows, int n_best, int max_an
     int *starts = malloc(2 * (size_t)n_best * sizeof *starts), *ends = starts + n_best;
     if (!starts)
         return bc_errf(e, "QA decode: out of memory");
-    rt_qa_span best = {0};
+    tk_qa_span best = {0};
     for (int wi = 0; wi < n_windows; wi++) {
-        const rt_qa_window *x = &w[wi];
+        const tk_qa_window *x = &w[wi];
         int ns = best_indexes(x->start_logits, x->n_tokens, n_best, starts);
         int ne = best_indexes(x->end_logits, x->n_tokens, n_best, ends);
         for (int a = 0; a < ns; a++) {
@@ -655,7 +655,7 @@ int rt_qa_best_span(const rt_qa_window *w, int n_windows, int n_best, int max_an
                 double score = (double)x->start_logits[s] + (double)x->end_logits[t];
                 if (best.found && !(score > best.score))
                     continue;
-                best = (rt_qa_span){1, wi, s, t, x->tok_start[s], x->tok_end[t], score};
+                best = (tk_qa_span){1, wi, s, t, x->tok_start[s], x->tok_end[t], score};
             }
         }
     }

@@ -18,29 +18,29 @@
 
 /* The label that an intent or slot tag unseen in training is mapped to. As a gold label
  * it never counts as correct (the unseen label is wrong whatever was predicted). */
-#define RT_METRIC_UNK "UNK"
+#define TK_METRIC_UNK "UNK"
 
 /* ---- intent + slot ----------------------------------------------------------------- */
 
 /* Intent accuracy: the fraction of i < n with strcmp(gold[i], pred[i]) == 0 and
- * gold[i] not RT_METRIC_UNK. *acc = 0 when n == 0. Errors: n < 0, a NULL array or
+ * gold[i] not TK_METRIC_UNK. *acc = 0 when n == 0. Errors: n < 0, a NULL array or
  * string. */
-int rt_intent_accuracy(const char *const *gold, const char *const *pred, int n, double *acc,
+int tk_intent_accuracy(const char *const *gold, const char *const *pred, int n, double *acc,
                        bc_err *e);
 
 /* conlleval's counters over a corpus fed one sentence at a time. Zero-initialize it
- * (RT_CONLL_INIT), add sentences with rt_conll_add, read it with rt_conll_score. */
-typedef struct rt_conll {
+ * (TK_CONLL_INIT), add sentences with tk_conll_add, read it with tk_conll_score. */
+typedef struct tk_conll {
     long long tokens;         /* words seen */
     long long gold_chunks;    /* chunks in the gold tags ("phrases") */
     long long pred_chunks;    /* chunks in the predicted tags ("found") */
     long long correct_chunks; /* chunks with the same start, end and type in both;
-                                 see rt_conll_score for the one still open */
+                                 see tk_conll_score for the one still open */
     long long correct_tags;   /* words whose predicted tag equals the gold one */
     int in_correct;           /* conlleval's $inCorrect, carried between sentences */
-} rt_conll;
+} tk_conll;
 
-#define RT_CONLL_INIT ((rt_conll){0, 0, 0, 0, 0, 0})
+#define TK_CONLL_INIT ((tk_conll){0, 0, 0, 0, 0, 0})
 
 /* Adds one sentence of n words: gold[i] and pred[i] are its tags as written in
  * seq.out ("O", "B-toloc.city_name", "I-artist", ...). The result is what conlleval
@@ -55,70 +55,70 @@ typedef struct rt_conll {
  *    ] and . keep the script's IOE rules; the end of a sentence ends every typed chunk;
  *  - a chunk is correct when gold and prediction start it on the same word with the
  *    same type and end it on the same word.
- * A predicted RT_METRIC_UNK (or any tag without a hyphen) is treated as conlleval
+ * A predicted TK_METRIC_UNK (or any tag without a hyphen) is treated as conlleval
  * treats such a string: it belongs to no typed chunk and ends any open one, so a gold
  * chunk there is missed, and it is a wrong tag for correct_tags. (After a typed word
  * the script counts it as starting an untyped chunk; that chunk never matches a gold
  * one, so it lowers precision, as a wrong tag should.) Pass the gold tags as written,
- * not mapped to RT_METRIC_UNK, or their chunks are lost.
+ * not mapped to TK_METRIC_UNK, or their chunks are lost.
  * Errors: n < 0, a NULL array or tag, an empty tag, a tag holding a space, tab or line
  * break (conlleval's input cannot hold one); *c is unchanged then. */
-int rt_conll_add(rt_conll *c, const char *const *gold, const char *const *pred, int n,
+int tk_conll_add(tk_conll *c, const char *const *gold, const char *const *pred, int n,
                  bc_err *e);
 
 /* Precision, recall and F1 from conlleval's counters. */
-typedef struct rt_prf {
+typedef struct tk_prf {
     long long gold, pred, correct; /* chunks: in gold, predicted, correct */
     double precision;              /* correct / pred, 0 when pred == 0 */
     double recall;                 /* correct / gold, 0 when gold == 0 */
     double f1;                     /* 2PR / (P + R), 0 when P + R == 0 */
-} rt_prf;
+} tk_prf;
 
 /* The overall scores conlleval prints (divided by 100). A chunk that was still open
  * and matching at the last sentence counts as correct, as at the script's end of
  * input. */
-void rt_conll_score(const rt_conll *c, rt_prf *out);
+void tk_conll_score(const tk_conll *c, tk_prf *out);
 
 /* One evaluated sentence. */
-typedef struct rt_is_example {
+typedef struct tk_is_example {
     const char *gold_intent, *pred_intent;
     int n_words;
     const char *const *gold_tags; /* [n_words] */
     const char *const *pred_tags; /* [n_words] */
-} rt_is_example;
+} tk_is_example;
 
-typedef struct rt_is_scores {
+typedef struct tk_is_scores {
     int n;                  /* sentences */
-    double intent_accuracy; /* as rt_intent_accuracy */
-    rt_prf slot;            /* conlleval over all sentences, in order */
+    double intent_accuracy; /* as tk_intent_accuracy */
+    tk_prf slot;            /* conlleval over all sentences, in order */
     double frame_accuracy;  /* intent right and every tag equal to its gold tag, with no
-                               gold RT_METRIC_UNK among them */
-    rt_conll counts;        /* conlleval's raw counters (token accuracy among them) */
-} rt_is_scores;
+                               gold TK_METRIC_UNK among them */
+    tk_conll counts;        /* conlleval's raw counters (token accuracy among them) */
+} tk_is_scores;
 
 /* Intent accuracy, slot P/R/F1 and frame accuracy over n sentences (0 for each
- * fraction when n == 0). Errors name the sentence index, as rt_conll_add's. */
-int rt_intent_slot_eval(const rt_is_example *ex, int n, rt_is_scores *out, bc_err *e);
+ * fraction when n == 0). Errors name the sentence index, as tk_conll_add's. */
+int tk_intent_slot_eval(const tk_is_example *ex, int n, tk_is_scores *out, bc_err *e);
 
 /* ---- QA answers -------------------------------------------------------------------- */
 
-typedef enum rt_qa_flavor {
+typedef enum tk_qa_flavor {
     /* SQuAD v1.1's evaluate-v1.1.py: lower-case (Python's str.lower: full mapping, final
      * sigma), delete every character of Python's string.punctuation (ASCII
      * !"#$%&'()*+,-./:;<=>?@[\]^_`{|}~), replace the whole words a, an, the by a space
      * (re's \b: a word character is a letter, a number or _), split on Python's
      * str.split() whitespace and join with one space. F1 over the multiset of tokens. */
-    RT_QA_SQUAD = 0,
+    TK_QA_SQUAD = 0,
     /* KorQuAD v1.0's evaluate script: first replace each of ' " 《 》 < > 〈 〉 ( ) ‘ ’ by
      * a space, then lower-case, delete string.punctuation and split/join as SQuAD;
      * articles are kept. F1 over the multiset of characters (code points) of the
      * tokens, spaces not counted. */
-    RT_QA_KORQUAD = 1,
-} rt_qa_flavor;
+    TK_QA_KORQUAD = 1,
+} tk_qa_flavor;
 
 /* The normalized answer (malloc'd UTF-8 into *out; the caller frees). Errors: NULL,
  * invalid UTF-8, an unknown flavor. */
-int rt_qa_normalize(const char *s, rt_qa_flavor f, char **out, bc_err *e);
+int tk_qa_normalize(const char *s, tk_qa_flavor f, char **out, bc_err *e);
 
 /* Scores one prediction against its gold answers, as the scripts'
  * metric_max_over_ground_truths: *em is 1 when the normalized prediction equals some
@@ -126,23 +126,23 @@ int rt_qa_normalize(const char *s, rt_qa_flavor f, char **out, bc_err *e);
  * when nothing is shared (so an empty prediction scores 0, and an empty normalized
  * gold only matches by exact match). Either output may be NULL. Errors: n_golds < 1
  * (the script's max() of nothing fails), NULL strings, invalid UTF-8. */
-int rt_qa_score(const char *pred, const char *const *golds, int n_golds, rt_qa_flavor f,
+int tk_qa_score(const char *pred, const char *const *golds, int n_golds, tk_qa_flavor f,
                 double *em, double *f1, bc_err *e);
 
 /* Dataset averages over n questions: preds[i] (NULL: unanswered, scores 0 as in the
  * script) against golds[i][0..n_golds[i]). *em and *f1 are 0 when n == 0. Errors name
  * the question index. */
-int rt_qa_evaluate(const char *const *preds, const char *const *const *golds,
-                   const int *n_golds, int n, rt_qa_flavor f, double *em, double *f1,
+int tk_qa_evaluate(const char *const *preds, const char *const *const *golds,
+                   const int *n_golds, int n, tk_qa_flavor f, double *em, double *f1,
                    bc_err *e);
 
 /* ---- QA span decoding -------------------------------------------------------------- */
 
-#define RT_QA_N_BEST 20            /* run_squad's n_best_size */
-#define RT_QA_MAX_ANSWER_LENGTH 30 /* run_squad's max_answer_length, in tokens */
+#define TK_QA_N_BEST 20            /* run_squad's n_best_size */
+#define TK_QA_MAX_ANSWER_LENGTH 30 /* run_squad's max_answer_length, in tokens */
 
 /* One window (document-stride feature) of an example. */
-typedef struct rt_qa_window {
+typedef struct tk_qa_window {
     int n_tokens;                     /* tokens in the window, [CLS] and [SEP]s included */
     const float *start_logits;        /* [n_tokens] */
     const float *end_logits;          /* [n_tokens] */
@@ -151,15 +151,15 @@ typedef struct rt_qa_window {
                                          special tokens */
     const unsigned char *max_context; /* [n_tokens] run_squad's token_is_max_context
                                          (nonzero: this window is the token's best) */
-} rt_qa_window;
+} tk_qa_window;
 
-typedef struct rt_qa_span {
+typedef struct tk_qa_span {
     int found;              /* 0: no valid span in any window (run_squad's "empty") */
     int window;             /* the window it came from */
     int start_tok, end_tok; /* token indices in that window, inclusive */
     int start, end;         /* byte span [start, end) in the context */
     double score;           /* start_logit + end_logit */
-} rt_qa_span;
+} tk_qa_span;
 
 /* The best answer span of one example, as run_squad's write_predictions picks it: in
  * each window, the n_best highest start logits and the n_best highest end logits (ties:
@@ -173,7 +173,7 @@ typedef struct rt_qa_span {
  * valid. Errors: n_windows < 0, n_best or max_answer_length < 1, a NULL array, a NaN logit,
  * a context token whose span is not within [0, context_len] or has end < start, or an
  * offset of -1 on one side only; errors name the window and token. */
-int rt_qa_best_span(const rt_qa_window *w, int n_windows, int n_best, int max_answer_length,
-                    int context_len, rt_qa_span *out, bc_err *e);
+int tk_qa_best_span(const tk_qa_window *w, int n_windows, int n_best, int max_answer_length,
+                    int context_len, tk_qa_span *out, bc_err *e);
 
 #endif

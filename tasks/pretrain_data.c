@@ -51,12 +51,12 @@ static int64_t randint(rt_rng *r, int64_t a, int64_t b)
 
 /* ---- options ----------------------------------------------------------------------- */
 
-int rt_pt_opts_check(const rt_pt_opts *o, bc_err *e)
+int tk_pt_opts_check(const tk_pt_opts *o, bc_err *e)
 {
-    if (o->max_seq < 5 || o->max_seq > RT_PT_MAX_SEQ_LIMIT)
+    if (o->max_seq < 5 || o->max_seq > TK_PT_MAX_SEQ_LIMIT)
         return bc_errf(e,
                        "max-seq must be in [5, %d] ([CLS] A [SEP] B [SEP] needs 5), got %d",
-                       RT_PT_MAX_SEQ_LIMIT, o->max_seq);
+                       TK_PT_MAX_SEQ_LIMIT, o->max_seq);
     if (o->max_predictions < 0)
         return bc_errf(e, "max-predictions must be >= 0, got %d", o->max_predictions);
     if (!(o->mask_prob >= 0 && o->mask_prob <= 1))
@@ -71,30 +71,30 @@ int rt_pt_opts_check(const rt_pt_opts *o, bc_err *e)
 /* ---- reading documents ----------------------------------------------------------------
  */
 
-struct rt_pt_reader {
-    const rt_vocab *v;
-    rt_tok_opts t;
+struct tk_pt_reader {
+    const tx_vocab *v;
+    tx_tok_opts t;
     char **paths;
     int npaths, file; /* file: the next to open */
     FILE *f;
     int64_t lineno, lines; /* in the open file; over all files */
     char *line;
     size_t line_cap;
-    rt_token_list toks;
+    tx_token_list toks;
     int32_t *ids; /* (cids) the document being read */
     int64_t nids, cids;
     int64_t *seg; /* (cseg) its sentence offsets; nseg + 1 used */
     int64_t nseg, cseg;
 };
 
-rt_pt_reader *rt_pt_reader_open(const char *const *paths, int npaths, const rt_vocab *v,
-                                const rt_tok_opts *t, bc_err *e)
+tk_pt_reader *tk_pt_reader_open(const char *const *paths, int npaths, const tx_vocab *v,
+                                const tx_tok_opts *t, bc_err *e)
 {
     if (npaths < 1) {
         bc_errf(e, "no corpus files");
         return NULL;
     }
-    rt_pt_reader *r = calloc(1, sizeof *r);
+    tk_pt_reader *r = calloc(1, sizeof *r);
     if (!r || !(r->paths = calloc((size_t)npaths, sizeof *r->paths)))
         goto oom;
     r->npaths = npaths;
@@ -108,25 +108,25 @@ rt_pt_reader *rt_pt_reader_open(const char *const *paths, int npaths, const rt_v
     /* Open the first file now, so a missing file is reported before any work. */
     if (!(r->f = fopen(r->paths[0], "rb"))) {
         bc_errf(e, "%s: cannot open: %s", r->paths[0], strerror(errno));
-        rt_pt_reader_free(r);
+        tk_pt_reader_free(r);
         return NULL;
     }
     r->file = 1;
     return r;
 oom:
     bc_errf(e, "out of memory opening the corpus");
-    rt_pt_reader_free(r);
+    tk_pt_reader_free(r);
     return NULL;
 }
 
-static void reader_view(const rt_pt_reader *r, rt_pt_doc *d)
+static void reader_view(const tk_pt_reader *r, tk_pt_doc *d)
 {
     d->ids = r->ids;
     d->seg = r->seg;
     d->nseg = (int)r->nseg;
 }
 
-int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, bc_err *e)
+int tk_pt_reader_next(tk_pt_reader *r, tk_pt_doc *doc, bc_err *e)
 {
     r->nids = 0;
     r->nseg = 0;
@@ -165,7 +165,7 @@ int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, bc_err *e)
             continue;
         }
         r->toks.n = 0;
-        if (rt_tokenize(r->v, &r->t, r->line, (size_t)n, &r->toks, e)) {
+        if (tx_tokenize(r->v, &r->t, r->line, (size_t)n, &r->toks, e)) {
             bc_err_prefix(e, "%s:%lld", path, (long long)r->lineno);
             return -1;
         }
@@ -183,12 +183,12 @@ int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, bc_err *e)
     }
 }
 
-int64_t rt_pt_reader_lines(const rt_pt_reader *r)
+int64_t tk_pt_reader_lines(const tk_pt_reader *r)
 {
     return r->lines;
 }
 
-void rt_pt_reader_free(rt_pt_reader *r)
+void tk_pt_reader_free(tk_pt_reader *r)
 {
     if (!r)
         return;
@@ -199,7 +199,7 @@ void rt_pt_reader_free(rt_pt_reader *r)
             free(r->paths[i]);
     free(r->paths);
     free(r->line);
-    rt_token_list_free(&r->toks);
+    tx_token_list_free(&r->toks);
     free(r->ids);
     free(r->seg);
     free(r);
@@ -208,7 +208,7 @@ void rt_pt_reader_free(rt_pt_reader *r)
 /* ---- the corpus in memory -------------------------------------------------------------
  */
 
-struct rt_pt_corpus {
+struct tk_pt_corpus {
     int32_t *ids; /* (nids) every token, document after document */
     int64_t nids, cids;
     int64_t *seg; /* (nseg + 1) sentence starts into ids, then the end */
@@ -217,12 +217,12 @@ struct rt_pt_corpus {
     int64_t ndocs, cfirst;
 };
 
-rt_pt_corpus *rt_pt_corpus_load(const char *const *paths, int npaths, const rt_vocab *v,
-                                const rt_tok_opts *t, rt_pt_progress_fn progress, void *ctx,
+tk_pt_corpus *tk_pt_corpus_load(const char *const *paths, int npaths, const tx_vocab *v,
+                                const tx_tok_opts *t, tk_pt_progress_fn progress, void *ctx,
                                 bc_err *e)
 {
-    rt_pt_corpus *c = calloc(1, sizeof *c);
-    rt_pt_reader *r = NULL;
+    tk_pt_corpus *c = calloc(1, sizeof *c);
+    tk_pt_reader *r = NULL;
     if (!c || grow((void **)&c->seg, &c->cseg, 1, sizeof *c->seg) ||
         grow((void **)&c->first, &c->cfirst, 1, sizeof *c->first)) {
         bc_errf(e, "out of memory loading the corpus");
@@ -230,11 +230,11 @@ rt_pt_corpus *rt_pt_corpus_load(const char *const *paths, int npaths, const rt_v
     }
     c->seg[0] = 0;
     c->first[0] = 0;
-    if (!(r = rt_pt_reader_open(paths, npaths, v, t, e)))
+    if (!(r = tk_pt_reader_open(paths, npaths, v, t, e)))
         goto fail;
-    rt_pt_doc d;
+    tk_pt_doc d;
     int rc;
-    while ((rc = rt_pt_reader_next(r, &d, e)) == 1) {
+    while ((rc = tk_pt_reader_next(r, &d, e)) == 1) {
         int64_t nt = d.seg[d.nseg];
         if (grow((void **)&c->ids, &c->cids, c->nids + nt, sizeof *c->ids) ||
             grow((void **)&c->seg, &c->cseg, c->nseg + d.nseg + 1, sizeof *c->seg) ||
@@ -254,36 +254,36 @@ rt_pt_corpus *rt_pt_corpus_load(const char *const *paths, int npaths, const rt_v
     }
     if (rc < 0)
         goto fail;
-    rt_pt_reader_free(r);
+    tk_pt_reader_free(r);
     return c;
 fail:
-    rt_pt_reader_free(r);
-    rt_pt_corpus_free(c);
+    tk_pt_reader_free(r);
+    tk_pt_corpus_free(c);
     return NULL;
 }
 
-int64_t rt_pt_corpus_docs(const rt_pt_corpus *c)
+int64_t tk_pt_corpus_docs(const tk_pt_corpus *c)
 {
     return c->ndocs;
 }
 
-int64_t rt_pt_corpus_sentences(const rt_pt_corpus *c)
+int64_t tk_pt_corpus_sentences(const tk_pt_corpus *c)
 {
     return c->nseg;
 }
 
-int64_t rt_pt_corpus_tokens(const rt_pt_corpus *c)
+int64_t tk_pt_corpus_tokens(const tk_pt_corpus *c)
 {
     return c->nids;
 }
 
-rt_pt_doc rt_pt_corpus_doc(const rt_pt_corpus *c, int64_t k)
+tk_pt_doc tk_pt_corpus_doc(const tk_pt_corpus *c, int64_t k)
 {
-    rt_pt_doc d = {c->ids, c->seg + c->first[k], (int)(c->first[k + 1] - c->first[k])};
+    tk_pt_doc d = {c->ids, c->seg + c->first[k], (int)(c->first[k + 1] - c->first[k])};
     return d;
 }
 
-void rt_pt_corpus_free(rt_pt_corpus *c)
+void tk_pt_corpus_free(tk_pt_corpus *c)
 {
     if (!c)
         return;
@@ -295,7 +295,7 @@ void rt_pt_corpus_free(rt_pt_corpus *c)
 
 /* ---- masking ------------------------------------------------------------------------ */
 
-struct rt_pt_masker {
+struct tk_pt_masker {
     int vocab;          /* size: random replacements are uniform in [0, vocab) */
     int cls, sep, mask; /* ids */
     int pad;            /* the padding id: [PAD], or 0 without one */
@@ -305,37 +305,37 @@ struct rt_pt_masker {
     int max_predictions, whole_word;
 };
 
-rt_pt_masker *rt_pt_masker_new(const rt_vocab *v, const rt_pt_opts *o, bc_err *e)
+tk_pt_masker *tk_pt_masker_new(const tx_vocab *v, const tk_pt_opts *o, bc_err *e)
 {
-    static const rt_special need[] = {RT_CLS, RT_SEP, RT_MASK};
+    static const tx_special need[] = {TX_CLS, TX_SEP, TX_MASK};
     for (size_t i = 0; i < sizeof need / sizeof *need; i++)
-        if (rt_vocab_special(v, need[i]) < 0) {
+        if (tx_vocab_special(v, need[i]) < 0) {
             bc_errf(e, "the vocabulary has no %s token, which pre-training data needs",
-                    rt_special_name(need[i]));
+                    tx_special_name(need[i]));
             return NULL;
         }
-    rt_pt_masker *m = calloc(1, sizeof *m);
-    int n = rt_vocab_size(v);
+    tk_pt_masker *m = calloc(1, sizeof *m);
+    int n = tx_vocab_size(v);
     if (!m || !(m->cont = calloc((size_t)n, 1))) {
         free(m);
         bc_errf(e, "out of memory");
         return NULL;
     }
     m->vocab = n;
-    m->cls = rt_vocab_special(v, RT_CLS);
-    m->sep = rt_vocab_special(v, RT_SEP);
-    m->mask = rt_vocab_special(v, RT_MASK);
-    m->pad_special = rt_vocab_special(v, RT_PAD);
+    m->cls = tx_vocab_special(v, TX_CLS);
+    m->sep = tx_vocab_special(v, TX_SEP);
+    m->mask = tx_vocab_special(v, TX_MASK);
+    m->pad_special = tx_vocab_special(v, TX_PAD);
     m->pad = m->pad_special < 0 ? 0 : m->pad_special;
     for (int i = 0; i < n; i++)
-        m->cont[i] = !strncmp(rt_vocab_token(v, i), "##", 2);
+        m->cont[i] = !strncmp(tx_vocab_token(v, i), "##", 2);
     m->mask_prob = o->mask_prob;
     m->max_predictions = o->max_predictions;
     m->whole_word = o->whole_word;
     return m;
 }
 
-void rt_pt_masker_free(rt_pt_masker *m)
+void tk_pt_masker_free(tk_pt_masker *m)
 {
     if (!m)
         return;
@@ -343,20 +343,20 @@ void rt_pt_masker_free(rt_pt_masker *m)
     free(m);
 }
 
-int rt_pt_masker_pad(const rt_pt_masker *m)
+int tk_pt_masker_pad(const tk_pt_masker *m)
 {
     return m->pad;
 }
 
 /* create_masked_lm_predictions on ids[0..n). scratch holds 2n ints: the candidate
  * words' first positions and lengths. */
-static int mask_core(const rt_pt_masker *m, int64_t *ids, int64_t *labels, int n, rt_rng *r,
-                     int *scratch, rt_pt_mask_stats *st)
+static int mask_core(const tk_pt_masker *m, int64_t *ids, int64_t *labels, int n, rt_rng *r,
+                     int *scratch, tk_pt_mask_stats *st)
 {
     int *ws = scratch, *wl = scratch + n, nw = 0, prev = 0;
     int64_t ncand = 0;
     for (int i = 0; i < n; i++) {
-        labels[i] = RT_PT_IGNORE;
+        labels[i] = TK_PT_IGNORE;
         int64_t id = ids[i];
         if (id == m->cls || id == m->sep || id == m->pad_special) {
             prev = 0;
@@ -414,8 +414,8 @@ static int mask_core(const rt_pt_masker *m, int64_t *ids, int64_t *labels, int n
     return (int)chosen;
 }
 
-int rt_pt_mask_row(const rt_pt_masker *m, int64_t *ids, int64_t *labels, int n, rt_rng *r,
-                   rt_pt_mask_stats *st)
+int tk_pt_mask_row(const tk_pt_masker *m, int64_t *ids, int64_t *labels, int n, rt_rng *r,
+                   tk_pt_mask_stats *st)
 {
     int *scratch = malloc(2 * (size_t)(n > 0 ? n : 1) * sizeof *scratch);
     if (!scratch)
@@ -425,15 +425,15 @@ int rt_pt_mask_row(const rt_pt_masker *m, int64_t *ids, int64_t *labels, int n, 
     return k;
 }
 
-void rt_pt_unmask_row(int64_t *ids, const int64_t *labels, int n)
+void tk_pt_unmask_row(int64_t *ids, const int64_t *labels, int n)
 {
     for (int i = 0; i < n; i++)
-        if (labels[i] != RT_PT_IGNORE)
+        if (labels[i] != TK_PT_IGNORE)
             ids[i] = labels[i];
 }
 
-int rt_pt_remask_batch(const rt_pt_masker *m, rt_tensor_list *batch, rt_rng *r,
-                       rt_pt_mask_stats *st, bc_err *e)
+int tk_pt_remask_batch(const tk_pt_masker *m, rt_tensor_list *batch, rt_rng *r,
+                       tk_pt_mask_stats *st, bc_err *e)
 {
     rt_tensor *ids = rt_list_find(batch, "input_ids");
     if (!ids)
@@ -479,7 +479,7 @@ int rt_pt_remask_batch(const rt_pt_masker *m, rt_tensor_list *batch, rt_rng *r,
         ids = rt_list_find(batch, "input_ids");
         int64_t *l = lab->data;
         for (int64_t i = 0; i < B * S; i++)
-            l[i] = RT_PT_IGNORE;
+            l[i] = TK_PT_IGNORE;
     }
     int64_t *x = ids->data, *y = lab->data;
     for (int64_t b = 0; b < B; b++) {
@@ -489,10 +489,10 @@ int rt_pt_remask_batch(const rt_pt_masker *m, rt_tensor_list *batch, rt_rng *r,
             for (int64_t s = 0; s < S; s++)
                 n += mask[b * S + s] != 0;
         }
-        rt_pt_unmask_row(x + b * S, y + b * S, (int)S);
+        tk_pt_unmask_row(x + b * S, y + b * S, (int)S);
         mask_core(m, x + b * S, y + b * S, n, r, scratch, st);
         for (int64_t s = n; s < S; s++)
-            y[b * S + s] = RT_PT_IGNORE;
+            y[b * S + s] = TK_PT_IGNORE;
     }
     free(scratch);
     free(mask);
@@ -562,14 +562,14 @@ static void set_move(pt_set *s, int64_t i, int64_t j)
 
 /* What making instances needs besides the documents. */
 typedef struct pt_gen {
-    const rt_pt_opts *o;
-    const rt_pt_masker *m;
+    const tk_pt_opts *o;
+    const tk_pt_masker *m;
     int64_t *row, *lab; /* (S) scratch: one instance */
     int *scratch;       /* (2S) for mask_core */
-    rt_pt_stats *st;
+    tk_pt_stats *st;
 } pt_gen;
 
-static int gen_init(pt_gen *g, const rt_pt_opts *o, const rt_pt_masker *m, rt_pt_stats *st)
+static int gen_init(pt_gen *g, const tk_pt_opts *o, const tk_pt_masker *m, tk_pt_stats *st)
 {
     g->o = o;
     g->m = m;
@@ -588,10 +588,10 @@ static void gen_free(pt_gen *g)
 }
 
 /* create_instances_from_document for pool[di]; NotNext segments come from the pool. */
-static int from_document(pt_gen *g, const rt_pt_doc *pool, int64_t npool, int64_t di,
+static int from_document(pt_gen *g, const tk_pt_doc *pool, int64_t npool, int64_t di,
                          rt_rng *r, pt_set *out)
 {
-    const rt_pt_doc *d = &pool[di];
+    const tk_pt_doc *d = &pool[di];
     const int max_tok = g->o->max_seq - 3;
     int64_t target = max_tok;
     if (rt_rng_uniform(r) < g->o->short_seq_prob)
@@ -614,7 +614,7 @@ static int from_document(pt_gen *g, const rt_pt_doc *pool, int64_t npool, int64_
             for (int t = 0; t < 10; t++) /* BERT's ten tries at another document */
                 if ((rdi = randint(r, 0, npool - 1)) != di)
                     break;
-            const rt_pt_doc *rd = &pool[rdi];
+            const tk_pt_doc *rd = &pool[rdi];
             int start = (int)randint(r, 0, rd->nseg - 1);
             b = rd->ids;
             b_lo = b_hi = rd->seg[start];
@@ -696,37 +696,37 @@ static void batch_fill(int64_t *t[5], int64_t i, const pt_set *s, int64_t j, int
         x[k] = k < n ? ids[k] : pad;
         tt[k] = k < n && k >= s->na[j];
         am[k] = k < n;
-        y[k] = k < n ? lab[k] : RT_PT_IGNORE;
+        y[k] = k < n ? lab[k] : TK_PT_IGNORE;
     }
     t[4][i] = s->nsp[j];
 }
 
-int rt_pt_create(const rt_pt_corpus *c, const rt_vocab *v, const rt_pt_opts *o, rt_rng *r,
-                 rt_tensor_list *out, rt_pt_stats *st, rt_pt_progress_fn progress,
+int tk_pt_create(const tk_pt_corpus *c, const tx_vocab *v, const tk_pt_opts *o, rt_rng *r,
+                 rt_tensor_list *out, tk_pt_stats *st, tk_pt_progress_fn progress,
                  void *ctx, bc_err *e)
 {
-    if (rt_pt_opts_check(o, e))
+    if (tk_pt_opts_check(o, e))
         return -1;
-    rt_pt_stats local;
+    tk_pt_stats local;
     if (!st)
         st = &local;
     memset(st, 0, sizeof *st);
     st->documents = c->ndocs;
     st->sentences = c->nseg;
     st->tokens = c->nids;
-    rt_pt_masker *m = rt_pt_masker_new(v, o, e);
+    tk_pt_masker *m = tk_pt_masker_new(v, o, e);
     if (!m)
         return -1;
     int rc = -1;
     pt_set set = {.S = o->max_seq};
     pt_gen g = {0};
     int64_t *order = NULL;
-    rt_pt_doc *docs = malloc((size_t)(c->ndocs ? c->ndocs : 1) * sizeof *docs);
+    tk_pt_doc *docs = malloc((size_t)(c->ndocs ? c->ndocs : 1) * sizeof *docs);
     if (!docs || gen_init(&g, o, m, st))
         goto oom;
     for (int64_t k = 0; k < c->ndocs; k++)
-        docs[k] = rt_pt_corpus_doc(c, k);
-    PY_SHUFFLE(rt_pt_doc, docs, c->ndocs, r);
+        docs[k] = tk_pt_corpus_doc(c, k);
+    PY_SHUFFLE(tk_pt_doc, docs, c->ndocs, r);
     for (int dupe = 0; dupe < o->dupe_factor; dupe++)
         for (int64_t k = 0; k < c->ndocs; k++) {
             if (from_document(&g, docs, c->ndocs, k, r, &set))
@@ -755,41 +755,41 @@ done:
     free(docs);
     gen_free(&g);
     set_free(&set);
-    rt_pt_masker_free(m);
+    tk_pt_masker_free(m);
     return rc;
 }
 
 /* ---- a data file ------------------------------------------------------------------ */
 
-int rt_pt_write_file(const rt_pt_file_opts *o, const rt_vocab *v, const char *out,
-                     rt_pt_stats *st, bc_err *e)
+int tk_pt_write_file(const tk_pt_file_opts *o, const tx_vocab *v, const char *out,
+                     tk_pt_stats *st, bc_err *e)
 {
     if (o->phase)
         o->phase(o->ctx, "reading", 0);
-    rt_pt_corpus *c =
-        rt_pt_corpus_load(o->corpus, o->ncorpus, v, &o->tok, o->progress, o->ctx, e);
+    tk_pt_corpus *c =
+        tk_pt_corpus_load(o->corpus, o->ncorpus, v, &o->tok, o->progress, o->ctx, e);
     if (!c)
         return -1;
     rt_tensor_list batch;
     rt_list_init(&batch);
     int rc = -1;
-    if (!rt_pt_corpus_docs(c)) {
+    if (!tk_pt_corpus_docs(c)) {
         bc_errf(e, "the corpus has no text (one sentence per line, blank lines between "
                    "documents)");
         goto done;
     }
     if (o->phase)
-        o->phase(o->ctx, "making instances", rt_pt_corpus_docs(c) * o->pt.dupe_factor);
+        o->phase(o->ctx, "making instances", tk_pt_corpus_docs(c) * o->pt.dupe_factor);
     rt_rng r;
     rt_rng_seed(&r, o->seed);
-    if (rt_pt_create(c, v, &o->pt, &r, &batch, st, o->progress, o->ctx, e))
+    if (tk_pt_create(c, v, &o->pt, &r, &batch, st, o->progress, o->ctx, e))
         goto done;
     if (o->phase)
         o->phase(o->ctx, NULL, 0);
     rc = rt_st_save(out, &batch, e) ? -1 : 0;
 done:
     rt_list_free(&batch);
-    rt_pt_corpus_free(c);
+    tk_pt_corpus_free(c);
     return rc;
 }
 
@@ -801,23 +801,23 @@ typedef struct pt_wdoc { /* a document of the window, owning its arrays */
     int64_t cids, cseg;
 } pt_wdoc;
 
-struct rt_pt_stream {
-    rt_pt_reader *rd;
-    rt_pt_opts o;
-    rt_pt_masker *m;
+struct tk_pt_stream {
+    tk_pt_reader *rd;
+    tk_pt_opts o;
+    tk_pt_masker *m;
     rt_rng rng;
     int window, shuffle;
     pt_wdoc *w;      /* (window) documents; the first nw are live */
-    rt_pt_doc *pool; /* (window) views of them */
+    tk_pt_doc *pool; /* (window) views of them */
     int nw;          /* documents still to make instances of: slots [0, nw) */
     int npool;       /* slots filled; [nw, npool) are done, kept as NotNext sources */
     pt_set buf;      /* the shuffle buffer */
     pt_gen g;
-    rt_pt_stats st;
+    tk_pt_stats st;
 };
 
 /* Copies the reader's document into window slot k. */
-static int wdoc_set(rt_pt_stream *s, int k, const rt_pt_doc *d)
+static int wdoc_set(tk_pt_stream *s, int k, const tk_pt_doc *d)
 {
     pt_wdoc *w = &s->w[k];
     int64_t nt = d->seg[d->nseg];
@@ -826,19 +826,19 @@ static int wdoc_set(rt_pt_stream *s, int k, const rt_pt_doc *d)
         return -1;
     memcpy(w->ids, d->ids, (size_t)nt * sizeof *w->ids);
     memcpy(w->seg, d->seg, (size_t)(d->nseg + 1) * sizeof *w->seg);
-    s->pool[k] = (rt_pt_doc){w->ids, w->seg, d->nseg};
+    s->pool[k] = (tk_pt_doc){w->ids, w->seg, d->nseg};
     s->st.documents++;
     s->st.sentences += d->nseg;
     s->st.tokens += nt;
     return 0;
 }
 
-void rt_pt_stream_free(rt_pt_stream *s)
+void tk_pt_stream_free(tk_pt_stream *s)
 {
     if (!s)
         return;
-    rt_pt_reader_free(s->rd);
-    rt_pt_masker_free(s->m);
+    tk_pt_reader_free(s->rd);
+    tk_pt_masker_free(s->m);
     if (s->w)
         for (int k = 0; k < s->window; k++) {
             free(s->w[k].ids);
@@ -851,11 +851,11 @@ void rt_pt_stream_free(rt_pt_stream *s)
     free(s);
 }
 
-rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_vocab *v,
-                                const rt_tok_opts *t, const rt_pt_opts *o, int window,
+tk_pt_stream *tk_pt_stream_open(const char *const *paths, int npaths, const tx_vocab *v,
+                                const tx_tok_opts *t, const tk_pt_opts *o, int window,
                                 int shuffle, uint64_t seed, bc_err *e)
 {
-    if (rt_pt_opts_check(o, e))
+    if (tk_pt_opts_check(o, e))
         return NULL;
     if (window < 2 || shuffle < 1) {
         bc_errf(e,
@@ -864,7 +864,7 @@ rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_v
                 window, shuffle);
         return NULL;
     }
-    rt_pt_stream *s = calloc(1, sizeof *s);
+    tk_pt_stream *s = calloc(1, sizeof *s);
     if (!s) {
         bc_errf(e, "out of memory");
         return NULL;
@@ -874,8 +874,8 @@ rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_v
     s->shuffle = shuffle;
     s->buf.S = o->max_seq;
     rt_rng_seed(&s->rng, seed);
-    if (!(s->m = rt_pt_masker_new(v, o, e)) ||
-        !(s->rd = rt_pt_reader_open(paths, npaths, v, t, e)))
+    if (!(s->m = tk_pt_masker_new(v, o, e)) ||
+        !(s->rd = tk_pt_reader_open(paths, npaths, v, t, e)))
         goto fail;
     if (!(s->w = calloc((size_t)window, sizeof *s->w)) ||
         !(s->pool = calloc((size_t)window, sizeof *s->pool)) ||
@@ -883,9 +883,9 @@ rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_v
         bc_errf(e, "out of memory");
         goto fail;
     }
-    rt_pt_doc d;
+    tk_pt_doc d;
     int rc = 0;
-    while (s->nw < window && (rc = rt_pt_reader_next(s->rd, &d, e)) == 1) {
+    while (s->nw < window && (rc = tk_pt_reader_next(s->rd, &d, e)) == 1) {
         if (wdoc_set(s, s->nw, &d)) {
             bc_errf(e, "out of memory");
             goto fail;
@@ -897,18 +897,18 @@ rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_v
         goto fail;
     return s;
 fail:
-    rt_pt_stream_free(s);
+    tk_pt_stream_free(s);
     return NULL;
 }
 
 /* Makes the instances of a random document of the window and replaces it. */
-static int stream_step(rt_pt_stream *s, bc_err *e)
+static int stream_step(tk_pt_stream *s, bc_err *e)
 {
     int k = (int)rt_rng_below(&s->rng, (uint64_t)s->nw);
     if (from_document(&s->g, s->pool, s->npool, k, &s->rng, &s->buf))
         return bc_errf(e, "out of memory");
-    rt_pt_doc d;
-    int rc = rt_pt_reader_next(s->rd, &d, e);
+    tk_pt_doc d;
+    int rc = tk_pt_reader_next(s->rd, &d, e);
     if (rc < 0)
         return -1;
     if (rc == 1)
@@ -919,13 +919,13 @@ static int stream_step(rt_pt_stream *s, bc_err *e)
     pt_wdoc t = s->w[k];
     s->w[k] = s->w[s->nw];
     s->w[s->nw] = t;
-    rt_pt_doc v = s->pool[k];
+    tk_pt_doc v = s->pool[k];
     s->pool[k] = s->pool[s->nw];
     s->pool[s->nw] = v;
     return 0;
 }
 
-int rt_pt_stream_next(rt_pt_stream *s, int rows, rt_tensor_list *out, bc_err *e)
+int tk_pt_stream_next(tk_pt_stream *s, int rows, rt_tensor_list *out, bc_err *e)
 {
     if (rows < 1)
         return bc_errf(e, "a batch needs at least one row, got %d", rows);
@@ -952,7 +952,7 @@ int rt_pt_stream_next(rt_pt_stream *s, int rows, rt_tensor_list *out, bc_err *e)
     return n;
 }
 
-void rt_pt_stream_stats(const rt_pt_stream *s, rt_pt_stats *st)
+void tk_pt_stream_stats(const tk_pt_stream *s, tk_pt_stats *st)
 {
     *st = s->st;
 }

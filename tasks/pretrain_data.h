@@ -53,61 +53,61 @@
 
 /* ---- options ----------------------------------------------------------------------- */
 
-typedef struct rt_pt_opts {
+typedef struct tk_pt_opts {
     int max_seq;           /* row length S, [CLS] and two [SEP] included (>= 5) */
     int max_predictions;   /* chosen tokens per row at most (>= 0) */
     double mask_prob;      /* fraction of a row's tokens chosen, in [0, 1] */
     int dupe_factor;       /* repetitions of the corpus, each with fresh choices (>= 1) */
     double short_seq_prob; /* probability of a shorter random target length, in [0, 1] */
     int whole_word;        /* 1: choose whole words ("##" pieces with their word) */
-} rt_pt_opts;
+} tk_pt_opts;
 
 /* BERT's defaults. */
-#define RT_PT_OPTS_DEFAULT ((rt_pt_opts){128, 20, 0.15, 10, 0.1, 0})
-#define RT_PT_MAX_SEQ_LIMIT 65536
-#define RT_PT_IGNORE (-100) /* mlm_labels at positions not chosen */
+#define TK_PT_OPTS_DEFAULT ((tk_pt_opts){128, 20, 0.15, 10, 0.1, 0})
+#define TK_PT_MAX_SEQ_LIMIT 65536
+#define TK_PT_IGNORE (-100) /* mlm_labels at positions not chosen */
 
 /* Checks the ranges above; the error names the option. */
-int rt_pt_opts_check(const rt_pt_opts *o, bc_err *e);
+int tk_pt_opts_check(const tk_pt_opts *o, bc_err *e);
 
 /* Called now and then while documents are read or instances made (for progress). */
-typedef void (*rt_pt_progress_fn)(void *ctx, int64_t documents, int64_t instances);
+typedef void (*tk_pt_progress_fn)(void *ctx, int64_t documents, int64_t instances);
 
 /* ---- documents ----------------------------------------------------------------------- */
 
 /* A document: nseg >= 1 tokenized sentences, each with at least one token. */
-typedef struct rt_pt_doc {
+typedef struct tk_pt_doc {
     const int32_t *ids; /* token ids; sentence i is ids[seg[i] .. seg[i + 1]) */
     const int64_t *seg; /* (nseg + 1) increasing offsets into ids */
     int nseg;
-} rt_pt_doc;
+} tk_pt_doc;
 
 /* Reads documents one at a time from files in order, so memory holds one document (and
  * one line) whatever the corpus size. Errors name FILE:LINE (unreadable file, invalid
  * UTF-8, a document of 2^31 sentences or more). The vocabulary must outlive the reader. */
-typedef struct rt_pt_reader rt_pt_reader;
+typedef struct tk_pt_reader tk_pt_reader;
 
-rt_pt_reader *rt_pt_reader_open(const char *const *paths, int npaths, const rt_vocab *v,
-                                const rt_tok_opts *t, bc_err *e);
+tk_pt_reader *tk_pt_reader_open(const char *const *paths, int npaths, const tx_vocab *v,
+                                const tx_tok_opts *t, bc_err *e);
 /* The next non-empty document into *doc (valid until the next call): 1; 0 at the end of
  * the last file; -1 on error. */
-int rt_pt_reader_next(rt_pt_reader *r, rt_pt_doc *doc, bc_err *e);
+int tk_pt_reader_next(tk_pt_reader *r, tk_pt_doc *doc, bc_err *e);
 /* Lines read so far, over all files. */
-int64_t rt_pt_reader_lines(const rt_pt_reader *r);
-void rt_pt_reader_free(rt_pt_reader *r);
+int64_t tk_pt_reader_lines(const tk_pt_reader *r);
+void tk_pt_reader_free(tk_pt_reader *r);
 
 /* A whole corpus in memory, as create_pretraining_data.py holds it: 4 bytes per token
  * and 8 per sentence. */
-typedef struct rt_pt_corpus rt_pt_corpus;
+typedef struct tk_pt_corpus tk_pt_corpus;
 
-rt_pt_corpus *rt_pt_corpus_load(const char *const *paths, int npaths, const rt_vocab *v,
-                                const rt_tok_opts *t, rt_pt_progress_fn progress, void *ctx,
+tk_pt_corpus *tk_pt_corpus_load(const char *const *paths, int npaths, const tx_vocab *v,
+                                const tx_tok_opts *t, tk_pt_progress_fn progress, void *ctx,
                                 bc_err *e);
-int64_t rt_pt_corpus_docs(const rt_pt_corpus *c);
-int64_t rt_pt_corpus_sentences(const rt_pt_corpus *c);
-int64_t rt_pt_corpus_tokens(const rt_pt_corpus *c);
-rt_pt_doc rt_pt_corpus_doc(const rt_pt_corpus *c, int64_t k); /* k in [0, docs) */
-void rt_pt_corpus_free(rt_pt_corpus *c);
+int64_t tk_pt_corpus_docs(const tk_pt_corpus *c);
+int64_t tk_pt_corpus_sentences(const tk_pt_corpus *c);
+int64_t tk_pt_corpus_tokens(const tk_pt_corpus *c);
+tk_pt_doc tk_pt_corpus_doc(const tk_pt_corpus *c, int64_t k); /* k in [0, docs) */
+void tk_pt_corpus_free(tk_pt_corpus *c);
 
 /* ---- masking (also for dynamic masking during training) ---------------------------- */
 
@@ -115,75 +115,75 @@ void rt_pt_corpus_free(rt_pt_corpus *c);
  * which tokens are "##" pieces) and of the options (mask_prob, max_predictions,
  * whole_word). The vocabulary may be freed afterwards; a masker is only read, so
  * threads may share one. Errors: the vocabulary lacks [CLS], [SEP] or [MASK]. */
-typedef struct rt_pt_masker rt_pt_masker;
+typedef struct tk_pt_masker tk_pt_masker;
 
-rt_pt_masker *rt_pt_masker_new(const rt_vocab *v, const rt_pt_opts *o, bc_err *e);
-void rt_pt_masker_free(rt_pt_masker *m);
-int rt_pt_masker_pad(const rt_pt_masker *m); /* the padding id */
+tk_pt_masker *tk_pt_masker_new(const tx_vocab *v, const tk_pt_opts *o, bc_err *e);
+void tk_pt_masker_free(tk_pt_masker *m);
+int tk_pt_masker_pad(const tk_pt_masker *m); /* the padding id */
 
 /* Counts of masking decisions. */
-typedef struct rt_pt_mask_stats {
+typedef struct tk_pt_mask_stats {
     int64_t candidates; /* tokens that could have been chosen */
     int64_t chosen;     /* tokens chosen (labelled) */
     int64_t to_mask;    /* of which replaced by [MASK] */
     int64_t to_random;  /* replaced by a random id (which may be the same id) */
     int64_t kept;       /* left as they were */
-} rt_pt_mask_stats;
+} tk_pt_mask_stats;
 
 /* Masks one unmasked row in place: ids[0..n) is [CLS] A [SEP] B [SEP] (n counts real
  * tokens only, not padding); labels[0..n) receives the original id at chosen positions
- * and RT_PT_IGNORE elsewhere. Returns the number chosen, or -1 when out of memory.
+ * and TK_PT_IGNORE elsewhere. Returns the number chosen, or -1 when out of memory.
  * st (may be NULL) is added to. */
-int rt_pt_mask_row(const rt_pt_masker *m, int64_t *ids, int64_t *labels, int n, rt_rng *r,
-                   rt_pt_mask_stats *st);
-/* Undoes a masking: ids[i] = labels[i] wherever labels[i] != RT_PT_IGNORE. */
-void rt_pt_unmask_row(int64_t *ids, const int64_t *labels, int n);
+int tk_pt_mask_row(const tk_pt_masker *m, int64_t *ids, int64_t *labels, int n, rt_rng *r,
+                   tk_pt_mask_stats *st);
+/* Undoes a masking: ids[i] = labels[i] wherever labels[i] != TK_PT_IGNORE. */
+void tk_pt_unmask_row(int64_t *ids, const int64_t *labels, int n);
 /* Dynamic masking of a batch in the run format: every row of input_ids [B, S] (I64) is
  * unmasked through mlm_labels (I64, when present; it is added otherwise) and masked
  * afresh. A row's length is its number of attention_mask ones (S without the tensor).
  * Errors name the tensor (missing input_ids, a dtype other than I64, a shape that does
  * not match). */
-int rt_pt_remask_batch(const rt_pt_masker *m, rt_tensor_list *batch, rt_rng *r,
-                       rt_pt_mask_stats *st, bc_err *e);
+int tk_pt_remask_batch(const tk_pt_masker *m, rt_tensor_list *batch, rt_rng *r,
+                       tk_pt_mask_stats *st, bc_err *e);
 
 /* ---- making the data ----------------------------------------------------------------- */
 
-typedef struct rt_pt_stats {
+typedef struct tk_pt_stats {
     int64_t documents, sentences, tokens; /* of the corpus (read so far, streaming) */
     int64_t instances;                    /* rows made */
     int64_t is_next;                      /* rows whose B is the actual next segments */
     int64_t truncated;                    /* rows whose A + B had to be truncated */
-    rt_pt_mask_stats mask;
-} rt_pt_stats;
+    tk_pt_mask_stats mask;
+} tk_pt_stats;
 
 /* Makes every instance of the corpus, as above, from r, and appends to out the batch
  * [N, max_seq] I64 tensors input_ids, token_type_ids, attention_mask, mlm_labels and
  * nsp_labels [N], in that order (N may be 0 for an empty corpus). st may be NULL.
  * Memory: the corpus, plus 8 bytes per row position while instances are made, plus the
  * 32 bytes per position (and 8 per row) of the output. */
-int rt_pt_create(const rt_pt_corpus *c, const rt_vocab *v, const rt_pt_opts *o, rt_rng *r,
-                 rt_tensor_list *out, rt_pt_stats *st, rt_pt_progress_fn progress,
+int tk_pt_create(const tk_pt_corpus *c, const tx_vocab *v, const tk_pt_opts *o, rt_rng *r,
+                 rt_tensor_list *out, tk_pt_stats *st, tk_pt_progress_fn progress,
                  void *ctx, bc_err *e);
 
-/* `bertcc pretrain-data`: the corpus files loaded (rt_pt_corpus_load), the instances
- * made (rt_pt_create, from a generator seeded with seed) and written to a safetensors
+/* `bertcc pretrain-data`: the corpus files loaded (tk_pt_corpus_load), the instances
+ * made (tk_pt_create, from a generator seeded with seed) and written to a safetensors
  * file. A corpus without any text is an error, and then nothing is written. */
-typedef struct rt_pt_file_opts {
+typedef struct tk_pt_file_opts {
     const char *const *corpus; /* the corpus files, in order */
     int ncorpus;
-    rt_tok_opts tok;
-    rt_pt_opts pt;
+    tx_tok_opts tok;
+    tk_pt_opts pt;
     uint64_t seed;
     /* Progress (both may be NULL): phase(ctx, name, total) when a phase starts ("reading";
      * "making instances", with total = documents x dupe_factor to go through) and
      * phase(ctx, NULL, 0) when the last has ended; progress as above in between. */
     void (*phase)(void *ctx, const char *name, int64_t total);
-    rt_pt_progress_fn progress;
+    tk_pt_progress_fn progress;
     void *ctx;
-} rt_pt_file_opts;
+} tk_pt_file_opts;
 
-int rt_pt_write_file(const rt_pt_file_opts *o, const rt_vocab *v, const char *out,
-                     rt_pt_stats *st, bc_err *e);
+int tk_pt_write_file(const tk_pt_file_opts *o, const tx_vocab *v, const char *out,
+                     tk_pt_stats *st, bc_err *e);
 
 /* ---- streaming --------------------------------------------------------------------- */
 
@@ -199,16 +199,16 @@ int rt_pt_write_file(const rt_pt_file_opts *o, const rt_vocab *v, const char *ou
  * is bounded by the window's documents, plus 8 bytes per position for the buffered rows
  * (shuffle rows, plus the instances of one document). dupe_factor is ignored: each
  * pass is one repetition. The vocabulary must outlive the stream. */
-typedef struct rt_pt_stream rt_pt_stream;
+typedef struct tk_pt_stream tk_pt_stream;
 
-rt_pt_stream *rt_pt_stream_open(const char *const *paths, int npaths, const rt_vocab *v,
-                                const rt_tok_opts *t, const rt_pt_opts *o, int window,
+tk_pt_stream *tk_pt_stream_open(const char *const *paths, int npaths, const tx_vocab *v,
+                                const tx_tok_opts *t, const tk_pt_opts *o, int window,
                                 int shuffle, uint64_t seed, bc_err *e);
 /* Replaces out's contents with the next batch of up to `rows` rows (the tensors of
- * rt_pt_create, [n, max_seq]) and returns n: fewer than rows only at the end of the
+ * tk_pt_create, [n, max_seq]) and returns n: fewer than rows only at the end of the
  * pass, 0 when it is over; -1 on error. */
-int rt_pt_stream_next(rt_pt_stream *s, int rows, rt_tensor_list *out, bc_err *e);
-void rt_pt_stream_stats(const rt_pt_stream *s, rt_pt_stats *st);
-void rt_pt_stream_free(rt_pt_stream *s);
+int tk_pt_stream_next(tk_pt_stream *s, int rows, rt_tensor_list *out, bc_err *e);
+void tk_pt_stream_stats(const tk_pt_stream *s, tk_pt_stats *st);
+void tk_pt_stream_free(tk_pt_stream *s);
 
 #endif

@@ -2,7 +2,7 @@
  * qa_data.h).
  *
  * Where this differs from run_squad.py, on purpose: the context is tokenized whole by
- * rt_tokenize (the basic tokenizer splits on whitespace first, so the tokens are those
+ * tx_tokenize (the basic tokenizer splits on whitespace first, so the tokens are those
  * of run_squad's per-word tokenizing) and every token keeps its byte span, so the
  * answer's tokens are simply those overlapping its bytes (no _improve_answer_span or
  * get_final_text needed) and a predicted span maps back to the original bytes. */
@@ -28,7 +28,7 @@ static char *dupn(const char *s, size_t n)
     return d;
 }
 
-static void example_free(rt_qa_example *x)
+static void example_free(tk_qa_example *x)
 {
     free(x->id);
     free(x->question);
@@ -40,11 +40,11 @@ static void example_free(rt_qa_example *x)
 }
 
 /* Appends x (taking ownership) to s. */
-static int set_push(rt_qa_set *s, rt_qa_example *x)
+static int set_push(tk_qa_set *s, tk_qa_example *x)
 {
     if (s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 64;
-        rt_qa_example *p = realloc(s->ex, (size_t)cap * sizeof *p);
+        tk_qa_example *p = realloc(s->ex, (size_t)cap * sizeof *p);
         if (!p)
             return -1;
         s->ex = p;
@@ -55,7 +55,7 @@ static int set_push(rt_qa_set *s, rt_qa_example *x)
     return 0;
 }
 
-static int example_copy(rt_qa_example *d, const rt_qa_example *x)
+static int example_copy(tk_qa_example *d, const tk_qa_example *x)
 {
     memset(d, 0, sizeof *d);
     d->id = strdup(x->id);
@@ -83,7 +83,7 @@ fail:
     return -1;
 }
 
-void rt_qa_set_free(rt_qa_set *s)
+void tk_qa_set_free(tk_qa_set *s)
 {
     if (!s)
         return;
@@ -170,8 +170,8 @@ static void notef(bc_note_fn note, void *ctx, const char *fmt, ...)
 }
 
 /* Reads one qas[] entry of a paragraph into *x (answers validated against ctx). */
-static int read_question(json_t *qa, const char *ctx, size_t nctx, jpath *w, rt_qa_set *s,
-                         rt_qa_example *x, bc_note_fn note, void *note_ctx, bc_err *e)
+static int read_question(json_t *qa, const char *ctx, size_t nctx, jpath *w, tk_qa_set *s,
+                         tk_qa_example *x, bc_note_fn note, void *note_ctx, bc_err *e)
 {
     if (!json_is_object(qa))
         return bad(e, w, NULL, "expected an object");
@@ -225,7 +225,7 @@ static int read_question(json_t *qa, const char *ctx, size_t nctx, jpath *w, rt_
             s->skipped_answers++;
             continue;
         }
-        rt_qa_answer *r = &x->answers[x->n_answers];
+        tk_qa_answer *r = &x->answers[x->n_answers];
         r->text = dupn(text, nt);
         if (!r->text)
             return bc_errf(e, "%s: out of memory", w->file);
@@ -238,7 +238,7 @@ static int read_question(json_t *qa, const char *ctx, size_t nctx, jpath *w, rt_
     return 0;
 }
 
-static int read_root(json_t *root, const char *name, rt_qa_set *tmp, bc_note_fn note,
+static int read_root(json_t *root, const char *name, tk_qa_set *tmp, bc_note_fn note,
                      void *note_ctx, bc_err *e)
 {
     jpath w = {name, -1, -1, -1, -1};
@@ -274,7 +274,7 @@ static int read_root(json_t *root, const char *name, rt_qa_set *tmp, bc_note_fn 
                 return bad(e, &w, "context", "longer than 2^31-1 bytes");
             for (size_t qi = 0; qi < json_array_size(qas); qi++) {
                 w.q = (int)qi;
-                rt_qa_example x = {0};
+                tk_qa_example x = {0};
                 x.article = (int)di;
                 x.paragraph = para;
                 if (read_question(json_array_get(qas, qi), ctx, nctx, &w, tmp, &x, note,
@@ -303,11 +303,11 @@ static int read_root(json_t *root, const char *name, rt_qa_set *tmp, bc_note_fn 
 }
 
 /* Moves tmp's examples and counts onto the end of out. */
-static int set_append(rt_qa_set *out, rt_qa_set *tmp, bc_err *e)
+static int set_append(tk_qa_set *out, tk_qa_set *tmp, bc_err *e)
 {
     if (out->n + tmp->n > out->cap) {
         int cap = out->n + tmp->n;
-        rt_qa_example *p = realloc(out->ex, (size_t)(cap ? cap : 1) * sizeof *p);
+        tk_qa_example *p = realloc(out->ex, (size_t)(cap ? cap : 1) * sizeof *p);
         if (!p)
             return bc_errf(e, "out of memory");
         out->ex = p;
@@ -324,19 +324,19 @@ static int set_append(rt_qa_set *out, rt_qa_set *tmp, bc_err *e)
     return 0;
 }
 
-static int parse_json(json_t *root, const char *name, rt_qa_set *out, bc_note_fn note,
+static int parse_json(json_t *root, const char *name, tk_qa_set *out, bc_note_fn note,
                       void *note_ctx, bc_err *e)
 {
-    rt_qa_set tmp = {0};
+    tk_qa_set tmp = {0};
     int rc = read_root(root, name, &tmp, note, note_ctx, e);
     json_decref(root);
     if (rc == 0)
         rc = set_append(out, &tmp, e);
-    rt_qa_set_free(&tmp);
+    tk_qa_set_free(&tmp);
     return rc;
 }
 
-int rt_qa_load(const char *path, rt_qa_set *out, bc_note_fn note, void *note_ctx, bc_err *e)
+int tk_qa_load(const char *path, tk_qa_set *out, bc_note_fn note, void *note_ctx, bc_err *e)
 {
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
@@ -348,7 +348,7 @@ int rt_qa_load(const char *path, rt_qa_set *out, bc_note_fn note, void *note_ctx
     return parse_json(root, path, out, note, note_ctx, e);
 }
 
-int rt_qa_parse(const char *json, size_t len, const char *name, rt_qa_set *out,
+int tk_qa_parse(const char *json, size_t len, const char *name, tk_qa_set *out,
                 bc_note_fn note, void *note_ctx, bc_err *e)
 {
     json_error_t je;
@@ -358,7 +358,7 @@ int rt_qa_parse(const char *json, size_t len, const char *name, rt_qa_set *out,
     return parse_json(root, name, out, note, note_ctx, e);
 }
 
-int rt_qa_set_add(rt_qa_set *s, const char *id, const char *question, const char *context,
+int tk_qa_set_add(tk_qa_set *s, const char *id, const char *question, const char *context,
                   bc_err *e)
 {
     if (!s || !id || !question || !context)
@@ -369,7 +369,7 @@ int rt_qa_set_add(rt_qa_set *s, const char *id, const char *question, const char
     if (!tx_valid_utf8(id, strlen(id)) || !tx_valid_utf8(question, strlen(question)) ||
         !tx_valid_utf8(context, nc))
         return bc_errf(e, "QA question %s: invalid UTF-8", id);
-    rt_qa_example x = {0};
+    tk_qa_example x = {0};
     x.id = strdup(id);
     x.question = strdup(question);
     x.context = strdup(context);
@@ -382,7 +382,7 @@ int rt_qa_set_add(rt_qa_set *s, const char *id, const char *question, const char
     return 0;
 }
 
-int rt_qa_split(const rt_qa_set *s, int k, int r, rt_qa_set *rest, rt_qa_set *held,
+int tk_qa_split(const tk_qa_set *s, int k, int r, tk_qa_set *rest, tk_qa_set *held,
                 bc_err *e)
 {
     if (k < 2 || r < 0 || r >= k)
@@ -391,12 +391,12 @@ int rt_qa_split(const rt_qa_set *s, int k, int r, rt_qa_set *rest, rt_qa_set *he
     memset(rest, 0, sizeof *rest);
     memset(held, 0, sizeof *held);
     for (int i = 0; i < s->n; i++) {
-        rt_qa_example x;
-        rt_qa_set *d = s->ex[i].article >= 0 && s->ex[i].article % k == r ? held : rest;
+        tk_qa_example x;
+        tk_qa_set *d = s->ex[i].article >= 0 && s->ex[i].article % k == r ? held : rest;
         if (example_copy(&x, &s->ex[i]) < 0 || set_push(d, &x) < 0) {
             example_free(&x);
-            rt_qa_set_free(rest);
-            rt_qa_set_free(held);
+            tk_qa_set_free(rest);
+            tk_qa_set_free(held);
             return bc_errf(e, "QA split: out of memory");
         }
     }
@@ -404,7 +404,7 @@ int rt_qa_split(const rt_qa_set *s, int k, int r, rt_qa_set *rest, rt_qa_set *he
     return 0;
 }
 
-int rt_qa_set_evaluate(const rt_qa_set *s, const char *const *preds, rt_qa_flavor f,
+int tk_qa_set_evaluate(const tk_qa_set *s, const char *const *preds, tk_qa_flavor f,
                        double *em, double *f1, bc_err *e)
 {
     int n = s->n;
@@ -422,7 +422,7 @@ int rt_qa_set_evaluate(const rt_qa_set *s, const char *const *preds, rt_qa_flavo
     }
     size_t k = 0;
     for (int i = 0; i < n; i++) {
-        const rt_qa_example *x = &s->ex[i];
+        const tk_qa_example *x = &s->ex[i];
         if (x->n_answers < 1) {
             rc =
                 bc_errf(e, "QA evaluate: question %d (id %s) has no gold answer", i, x->id);
@@ -433,7 +433,7 @@ int rt_qa_set_evaluate(const rt_qa_set *s, const char *const *preds, rt_qa_flavo
         for (int j = 0; j < x->n_answers; j++)
             golds[k++] = x->answers[j].text;
     }
-    rc = rt_qa_evaluate(preds, gp, ng, n, f, em, f1, e);
+    rc = tk_qa_evaluate(preds, gp, ng, n, f, em, f1, e);
 done:
     free(golds);
     free(gp);
@@ -443,16 +443,16 @@ done:
 
 /* ---- features ---------------------------------------------------------------------- */
 
-void rt_qa_features_free(rt_qa_features *f)
+void tk_qa_features_free(tk_qa_features *f)
 {
     if (!f)
         return;
     if (f->query)
         for (int i = 0; i < f->n_examples; i++)
-            rt_token_list_free(&f->query[i]);
+            tx_token_list_free(&f->query[i]);
     if (f->docs)
         for (int i = 0; i < f->n_docs; i++)
-            rt_token_list_free(&f->docs[i]);
+            tx_token_list_free(&f->docs[i]);
     free(f->query);
     free(f->docs);
     free(f->doc_of);
@@ -461,11 +461,11 @@ void rt_qa_features_free(rt_qa_features *f)
     memset(f, 0, sizeof *f);
 }
 
-static int push_feature(rt_qa_features *f, int *cap, const rt_qa_feature *x)
+static int push_feature(tk_qa_features *f, int *cap, const tk_qa_feature *x)
 {
     if (f->n == *cap) {
         int c = *cap ? 2 * *cap : 256;
-        rt_qa_feature *p = realloc(f->f, (size_t)c * sizeof *p);
+        tk_qa_feature *p = realloc(f->f, (size_t)c * sizeof *p);
         if (!p)
             return -1;
         f->f = p;
@@ -477,7 +477,7 @@ static int push_feature(rt_qa_features *f, int *cap, const rt_qa_feature *x)
 
 /* The answer's first and last tokens in doc (those overlapping bytes [bs, be)), or -1
  * when no token overlaps. */
-static void answer_tokens(const rt_token_list *doc, int bs, int be, int *ts, int *te)
+static void answer_tokens(const tx_token_list *doc, int bs, int be, int *ts, int *te)
 {
     *ts = *te = -1;
     int a = 0;
@@ -492,8 +492,8 @@ static void answer_tokens(const rt_token_list *doc, int bs, int be, int *ts, int
     *te = b;
 }
 
-int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts *o,
-                    rt_qa_features *out, bc_err *e)
+int tk_qa_featurize(const tk_qa_set *s, const tx_vocab *v, const tk_qa_feat_opts *o,
+                    tk_qa_features *out, bc_err *e)
 {
     memset(out, 0, sizeof *out);
     if (o->max_query_len < 0 || o->doc_stride < 1 || o->max_seq_len < o->max_query_len + 4)
@@ -502,12 +502,12 @@ int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts
                        "max_query_len >= 0, doc_stride >= 1 and max_seq_len >= "
                        "max_query_len + 4",
                        o->max_seq_len, o->doc_stride, o->max_query_len);
-    int cls = rt_vocab_special(v, RT_CLS), sep = rt_vocab_special(v, RT_SEP);
+    int cls = tx_vocab_special(v, TX_CLS), sep = tx_vocab_special(v, TX_SEP);
     if (cls < 0 || sep < 0)
         return bc_errf(e, "QA features: the vocabulary has no %s token",
                        cls < 0 ? "[CLS]" : "[SEP]");
-    int pad = rt_vocab_special(v, RT_PAD);
-    rt_qa_features f = {0};
+    int pad = tx_vocab_special(v, TX_PAD);
+    tk_qa_features f = {0};
     f.opts = *o;
     f.cls_id = cls;
     f.sep_id = sep;
@@ -520,31 +520,31 @@ int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts
     f.docs = calloc(ne, sizeof *f.docs);
     int cap = 0;
     if (!f.first || !f.query || !f.doc_of || !f.docs) {
-        rt_qa_features_free(&f);
+        tk_qa_features_free(&f);
         return bc_errf(e, "QA features: out of memory");
     }
     int bad_i = 0;
     for (int i = 0; i < s->n; i++) {
-        const rt_qa_example *x = &s->ex[i];
+        const tk_qa_example *x = &s->ex[i];
         bad_i = i;
         f.first[i] = f.n;
-        rt_token_list *q = &f.query[i];
-        if (rt_tokenize(v, &o->tok, x->question, strlen(x->question), q, e) < 0)
+        tx_token_list *q = &f.query[i];
+        if (tx_tokenize(v, &o->tok, x->question, strlen(x->question), q, e) < 0)
             goto fail_tok;
         if (q->n > o->max_query_len)
             q->n = o->max_query_len;
         /* Questions on one paragraph follow each other: tokenize its context once. */
-        const rt_qa_example *prev = i ? &s->ex[i - 1] : NULL;
+        const tk_qa_example *prev = i ? &s->ex[i - 1] : NULL;
         if (prev && prev->context_len == x->context_len &&
             memcmp(prev->context, x->context, (size_t)x->context_len) == 0) {
             f.doc_of[i] = f.doc_of[i - 1];
         } else {
             f.doc_of[i] = f.n_docs++;
-            if (rt_tokenize(v, &o->tok, x->context, (size_t)x->context_len,
+            if (tx_tokenize(v, &o->tok, x->context, (size_t)x->context_len,
                             &f.docs[f.doc_of[i]], e) < 0)
                 goto fail_tok;
         }
-        const rt_token_list *doc = &f.docs[f.doc_of[i]];
+        const tx_token_list *doc = &f.docs[f.doc_of[i]];
         int ts = -1, te = -1;
         if (x->n_answers > 0) {
             answer_tokens(doc, x->answers[0].start, x->answers[0].end, &ts, &te);
@@ -555,14 +555,14 @@ int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts
         int max_doc = o->max_seq_len - q->n - 3;
         for (int start = 0, w = 0; start < doc->n; w++) {
             int len = doc->n - start < max_doc ? doc->n - start : max_doc;
-            rt_qa_feature ft = {i, w, q->n, start, len, q->n + len + 3, 0, 0};
+            tk_qa_feature ft = {i, w, q->n, start, len, q->n + len + 3, 0, 0};
             if (ts >= 0 && ts >= start && te <= start + len - 1) {
                 ft.start_position = ts - start + q->n + 2;
                 ft.end_position = te - start + q->n + 2;
                 f.answers_in_window++;
             }
             if (push_feature(&f, &cap, &ft) < 0) {
-                rt_qa_features_free(&f);
+                tk_qa_features_free(&f);
                 return bc_errf(e, "QA features: out of memory");
             }
             if (start + len == doc->n)
@@ -575,11 +575,11 @@ int rt_qa_featurize(const rt_qa_set *s, const rt_vocab *v, const rt_qa_feat_opts
     return 0;
 fail_tok:
     bc_err_prefix(e, "QA features: question %d (id %s)", bad_i, s->ex[bad_i].id);
-    rt_qa_features_free(&f);
+    tk_qa_features_free(&f);
     return -1;
 }
 
-int rt_qa_batch(const rt_qa_features *f, const int *idx, int count, unsigned flags,
+int tk_qa_batch(const tk_qa_features *f, const int *idx, int count, unsigned flags,
                 rt_tensor_list *out, bc_err *e)
 {
     if (count < 1)
@@ -592,7 +592,7 @@ int rt_qa_batch(const rt_qa_features *f, const int *idx, int count, unsigned fla
         if (f->f[i].n_tokens > S)
             S = f->f[i].n_tokens;
     }
-    if (!(flags & RT_QA_BATCH_PAD_LONGEST))
+    if (!(flags & TK_QA_BATCH_PAD_LONGEST))
         S = f->opts.max_seq_len;
     int64_t shape[2] = {count, S};
     rt_tensor_list tmp;
@@ -601,18 +601,18 @@ int rt_qa_batch(const rt_qa_features *f, const int *idx, int count, unsigned fla
     rt_tensor *tt = rt_list_add(&tmp, "token_type_ids", RT_I64, 2, shape, NULL);
     rt_tensor *tm = rt_list_add(&tmp, "attention_mask", RT_I64, 2, shape, NULL);
     rt_tensor *ts = NULL, *te = NULL;
-    if (flags & RT_QA_BATCH_LABELS) {
+    if (flags & TK_QA_BATCH_LABELS) {
         ts = rt_list_add(&tmp, "start_positions", RT_I64, 1, shape, NULL);
         te = rt_list_add(&tmp, "end_positions", RT_I64, 1, shape, NULL);
     }
-    if (!ti || !tt || !tm || ((flags & RT_QA_BATCH_LABELS) && (!ts || !te))) {
+    if (!ti || !tt || !tm || ((flags & TK_QA_BATCH_LABELS) && (!ts || !te))) {
         rt_list_free(&tmp);
         return bc_errf(e, "QA batch: out of memory");
     }
     for (int b = 0; b < count; b++) {
-        const rt_qa_feature *x = &f->f[idx ? idx[b] : b];
-        const rt_token_list *q = &f->query[x->example];
-        const rt_token_list *d = &f->docs[f->doc_of[x->example]];
+        const tk_qa_feature *x = &f->f[idx ? idx[b] : b];
+        const tx_token_list *q = &f->query[x->example];
+        const tx_token_list *d = &f->docs[f->doc_of[x->example]];
         int64_t *ids = (int64_t *)ti->data + (size_t)b * S;  /* [S] */
         int64_t *typ = (int64_t *)tt->data + (size_t)b * S;  /* [S] */
         int64_t *mask = (int64_t *)tm->data + (size_t)b * S; /* [S] */
@@ -646,12 +646,12 @@ int rt_qa_batch(const rt_qa_features *f, const int *idx, int count, unsigned fla
 
 /* run_squad's _check_is_max_context: whether window i is the best of its example's
  * windows for document token pos (the score in double, as Python computes it). */
-static int is_max_context(const rt_qa_features *f, int i, int pos)
+static int is_max_context(const tk_qa_features *f, int i, int pos)
 {
     int ex = f->f[i].example, best = -1;
     double best_score = 0;
     for (int w = f->first[ex]; w < f->first[ex + 1]; w++) {
-        const rt_qa_feature *x = &f->f[w];
+        const tk_qa_feature *x = &f->f[w];
         int end = x->doc_start + x->doc_len - 1;
         if (pos < x->doc_start || pos > end)
             continue;
@@ -665,11 +665,11 @@ static int is_max_context(const rt_qa_features *f, int i, int pos)
     return best == i;
 }
 
-void rt_qa_feature_spans(const rt_qa_features *f, int i, int *tok_start, int *tok_end,
+void tk_qa_feature_spans(const tk_qa_features *f, int i, int *tok_start, int *tok_end,
                          unsigned char *max_context)
 {
-    const rt_qa_feature *x = &f->f[i];
-    const rt_token_list *d = &f->docs[f->doc_of[x->example]];
+    const tk_qa_feature *x = &f->f[i];
+    const tx_token_list *d = &f->docs[f->doc_of[x->example]];
     int doc_at = x->query_len + 2;
     for (int j = 0; j < x->n_tokens; j++) {
         int k = j - doc_at;
@@ -684,9 +684,9 @@ void rt_qa_feature_spans(const rt_qa_features *f, int i, int *tok_start, int *to
     }
 }
 
-int rt_qa_decode(const rt_qa_set *s, const rt_qa_features *f, const float *start_logits,
+int tk_qa_decode(const tk_qa_set *s, const tk_qa_features *f, const float *start_logits,
                  const float *end_logits, int stride, int n_best, int max_answer_length,
-                 char **preds, rt_qa_span *spans, bc_err *e)
+                 char **preds, tk_qa_span *spans, bc_err *e)
 {
     if (s->n != f->n_examples)
         return bc_errf(e, "QA decode: %d examples but features for %d", s->n,
@@ -705,28 +705,28 @@ int rt_qa_decode(const rt_qa_set *s, const rt_qa_features *f, const float *start
     size_t cells = (size_t)(most ? most : 1) * (size_t)stride;
     int *ts = malloc(cells * sizeof *ts), *te = malloc(cells * sizeof *te);
     unsigned char *mc = malloc(cells);
-    rt_qa_window *w = malloc((size_t)(most ? most : 1) * sizeof *w);
+    tk_qa_window *w = malloc((size_t)(most ? most : 1) * sizeof *w);
     int rc = 0;
     if (!ts || !te || !mc || !w) {
         rc = bc_errf(e, "QA decode: out of memory");
         goto done;
     }
     for (int j = 0; j < s->n && rc == 0; j++) {
-        const rt_qa_example *x = &s->ex[j];
+        const tk_qa_example *x = &s->ex[j];
         int nw = f->first[j + 1] - f->first[j];
         for (int k = 0; k < nw; k++) {
             int i = f->first[j] + k;
             size_t at = (size_t)k * (size_t)stride;
-            rt_qa_feature_spans(f, i, ts + at, te + at, mc + at);
-            w[k] = (rt_qa_window){f->f[i].n_tokens,
+            tk_qa_feature_spans(f, i, ts + at, te + at, mc + at);
+            w[k] = (tk_qa_window){f->f[i].n_tokens,
                                   start_logits + (size_t)i * stride,
                                   end_logits + (size_t)i * stride,
                                   ts + at,
                                   te + at,
                                   mc + at};
         }
-        rt_qa_span sp;
-        if (rt_qa_best_span(w, nw, n_best, max_answer_length, x->context_len, &sp, e) < 0) {
+        tk_qa_span sp;
+        if (tk_qa_best_span(w, nw, n_best, max_answer_length, x->context_len, &sp, e) < 0) {
             bc_err_prefix(e, "question %d (id %s)", j, x->id);
             rc = -1;
             break;

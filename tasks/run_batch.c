@@ -11,11 +11,11 @@
 #include "../runtime/safetensors.h"
 #include "../train/batch.h"
 
-_Static_assert((int)RT_LABEL_MLM == (int)FE_LABEL_MLM &&
-                   (int)RT_LABEL_NSP == (int)FE_LABEL_NSP &&
-                   (int)RT_LABEL_INTENT == (int)FE_LABEL_INTENT &&
-                   (int)RT_LABEL_SLOT == (int)FE_LABEL_SLOT &&
-                   (int)RT_LABEL_QA == (int)FE_LABEL_QA,
+_Static_assert((int)TR_LABEL_MLM == (int)FE_LABEL_MLM &&
+                   (int)TR_LABEL_NSP == (int)FE_LABEL_NSP &&
+                   (int)TR_LABEL_INTENT == (int)FE_LABEL_INTENT &&
+                   (int)TR_LABEL_SLOT == (int)FE_LABEL_SLOT &&
+                   (int)TR_LABEL_QA == (int)FE_LABEL_QA,
                "runtime and frontend label groups must agree");
 
 static double now(void)
@@ -34,7 +34,7 @@ static int load_inputs(const tk_run_opts *o, fe_model *m, rt_tensor_list *inputs
     if (fe_load(o->model, m, e) || rt_st_load(o->batch, &batch, e))
         return -1;
     /* FE_HEAD_* and FE_LABEL_* use the same bit for the same head. */
-    int rc = rt_batch_prepare(&batch, m->max_position, m->head_mask & FE_LABEL_ALL, inputs,
+    int rc = tr_batch_prepare(&batch, m->max_position, m->head_mask & FE_LABEL_ALL, inputs,
                               present, &info->B, &info->S, o->note, o->note_ctx, e);
     if (rc)
         bc_err_prefix(e, "%s", o->batch);

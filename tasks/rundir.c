@@ -15,13 +15,13 @@
 
 /* ---- tokenizer options in JSON ---------------------------------------------------- */
 
-json_t *rundir_tok_json(const rt_tok_opts *o)
+json_t *rundir_tok_json(const tx_tok_opts *o)
 {
     return json_pack("{s:b, s:o}", "lowercase", o->lowercase != 0, "strip_accents",
                      o->strip_accents < 0 ? json_null() : json_boolean(o->strip_accents));
 }
 
-int rundir_tok_from_json(const json_t *j, rt_tok_opts *o)
+int rundir_tok_from_json(const json_t *j, tx_tok_opts *o)
 {
     json_t *l = json_object_get(j, "lowercase"), *s = json_object_get(j, "strip_accents");
     if (!json_is_object(j) || !json_is_boolean(l) ||
@@ -43,9 +43,9 @@ const char *rundir_path(const char *dir, const char *name, char *buf, size_t len
 void rundir_close(rundir_run *r)
 {
     json_decref(r->options);
-    rt_vocab_free(r->vocab);
+    tx_vocab_free(r->vocab);
     if (r->task_opt && r->task)
-        for (int i = 0; i < rt_task_noptions(r->task); i++)
+        for (int i = 0; i < tk_task_noptions(r->task); i++)
             free((char *)r->task_opt[i]);
     free(r->task_opt);
     memset(r, 0, sizeof *r);
@@ -73,7 +73,7 @@ int rundir_open(const char *dir, rundir_run *r, bc_err *e)
                 dir, task ? task : "unknown");
         goto fail;
     }
-    if (!(r->task = rt_task_find(task))) {
+    if (!(r->task = tk_task_find(task))) {
         bc_errf(e, "%s: unknown task '%s'", path, task);
         goto fail;
     }
@@ -84,7 +84,7 @@ int rundir_open(const char *dir, rundir_run *r, bc_err *e)
                 path);
         goto fail;
     }
-    int no = rt_task_noptions(r->task);
+    int no = tk_task_noptions(r->task);
     if (!(r->task_opt = calloc((size_t)no + 1, sizeof *r->task_opt))) {
         bc_errf(e, "out of memory");
         goto fail;
@@ -107,11 +107,11 @@ int rundir_open(const char *dir, rundir_run *r, bc_err *e)
     }
     if (fe_load(rundir_path(dir, RUNDIR_MODEL, path, sizeof path), &r->model, e))
         goto fail;
-    if (!(r->vocab = rt_vocab_load(rundir_path(dir, RUNDIR_VOCAB, path, sizeof path), e)))
+    if (!(r->vocab = tx_vocab_load(rundir_path(dir, RUNDIR_VOCAB, path, sizeof path), e)))
         goto fail;
-    if (rt_vocab_size(r->vocab) != r->model.vocab_size) {
+    if (tx_vocab_size(r->vocab) != r->model.vocab_size) {
         bc_errf(e, "%s has %d tokens but %s/%s says vocab-size %lld", path,
-                rt_vocab_size(r->vocab), dir, RUNDIR_MODEL, (long long)r->model.vocab_size);
+                tx_vocab_size(r->vocab), dir, RUNDIR_MODEL, (long long)r->model.vocab_size);
         goto fail;
     }
     return 0;
@@ -127,9 +127,9 @@ const char *rundir_weights_path(const rundir_run *r, const char *which, char *bu
     if (!which || !strcmp(which, "best")) {
         rundir_path(r->dir, RUNDIR_BEST, buf, len);
         if (stat(buf, &st))
-            rundir_path(r->dir, RT_TRAIN_WEIGHTS, buf, len);
+            rundir_path(r->dir, TR_TRAIN_WEIGHTS, buf, len);
     } else if (!strcmp(which, "last")) {
-        rundir_path(r->dir, RT_TRAIN_WEIGHTS, buf, len);
+        rundir_path(r->dir, TR_TRAIN_WEIGHTS, buf, len);
     } else {
         snprintf(buf, len, "%s", which);
     }
@@ -151,9 +151,9 @@ int rundir_load_weights(const rundir_run *r, const char *which, const ir_graph *
 }
 
 int rundir_task_open(const rundir_run *r, const char *data, bc_note_fn note, void *note_ctx,
-                     rt_task *t, bc_err *e)
+                     tk_task *t, bc_err *e)
 {
-    rt_task_config c = {data, r->dir,  r->vocab, r->tok, r->task_opt, r->model.max_position,
+    tk_task_config c = {data, r->dir,  r->vocab, r->tok, r->task_opt, r->model.max_position,
                         note, note_ctx};
     t->ops = r->task;
     t->state = NULL;
@@ -193,7 +193,7 @@ void rundir_model_close(rundir_model *m)
     memset(m, 0, sizeof *m);
 }
 
-int rundir_evaluate(rundir_model *m, rt_split split, int batch_size, rt_metrics *out,
+int rundir_evaluate(rundir_model *m, tk_split split, int batch_size, tk_metrics *out,
                     bc_err *e)
 {
     return m->task.ops->evaluate(m->task.state, split, batch_size, rundir_forward,

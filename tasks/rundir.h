@@ -37,9 +37,9 @@ typedef struct rundir_run {
     char dir[4096];
     json_t *options;         /* options.json */
     fe_model model;          /* model.xml */
-    rt_vocab *vocab;         /* vocab.txt */
-    rt_tok_opts tok;         /* from options.json */
-    const rt_task_ops *task; /* options.json's task */
+    tx_vocab *vocab;         /* vocab.txt */
+    tx_tok_opts tok;         /* from options.json */
+    const tk_task_ops *task; /* options.json's task */
     const char **task_opt;   /* [options of the task], values from options.json */
 } rundir_run;
 
@@ -56,7 +56,7 @@ const char *rundir_weights_path(const rundir_run *r, const char *which, char *bu
 /* Opens r's task on data (may be NULL) with its run's label lists; the task's notes go
  * to note (may be NULL). */
 int rundir_task_open(const rundir_run *r, const char *data, bc_note_fn note, void *note_ctx,
-                     rt_task *t, bc_err *e);
+                     tk_task *t, bc_err *e);
 
 /* ---- a trained model: what `eval` and `predict` use ---------------------------------- */
 
@@ -72,7 +72,7 @@ typedef struct rundir_model_opts {
  * weights on an engine, and its task (with data for evaluation, or none). */
 typedef struct rundir_model {
     rundir_run run;
-    rt_task task;
+    tk_task task;
     rundir_runner runner;
     rt_tensor_list params;
     ir_graph *g;
@@ -84,7 +84,7 @@ int rundir_model_open(rundir_model *m, const char *dir, const char *data,
                       const rundir_model_opts *o, bc_err *e);
 void rundir_model_close(rundir_model *m);
 /* Scores a split of the data with the task's metrics, in batches of batch_size rows. */
-int rundir_evaluate(rundir_model *m, rt_split split, int batch_size, rt_metrics *out,
+int rundir_evaluate(rundir_model *m, tk_split split, int batch_size, tk_metrics *out,
                     bc_err *e);
 /* Answers raw text (text_pair: the second segment, e.g. QA's context, or NULL); *out
  * receives the task's JSON answer (the caller decrefs). */
@@ -95,7 +95,7 @@ int rundir_print_prediction(const rundir_model *m, const json_t *prediction, FIL
 
 /* Tokenizer options as stored in options.json ({"lowercase": b, "strip_accents":
  * null | b}). */
-json_t *rundir_tok_json(const rt_tok_opts *o);
-int rundir_tok_from_json(const json_t *j, rt_tok_opts *o);
+json_t *rundir_tok_json(const tx_tok_opts *o);
+int rundir_tok_from_json(const json_t *j, tx_tok_opts *o);
 
 #endif

@@ -10,7 +10,7 @@
 #include "../frontend/frontend.h"
 #include "task.h"
 
-/* The training graph: m with the labels of `labels` (RT_LABEL_* bits) in training mode,
+/* The training graph: m with the labels of `labels` (TK_LABEL_* bits) in training mode,
  * differentiated (frozen prefixes get no gradient), only "loss" and the gradients kept.
  * mlm_gather > 0: the MLM head runs on that many labelled positions per sequence
  * (fe_build_bert_mlm_gather; rundir_step makes its inputs from mlm_labels). */
@@ -27,7 +27,7 @@ typedef struct rundir_runner {
     int has_seed;                 /* the graph takes "dropout_seed" */
     int64_t mlm_gather;           /* the graph's MLM head runs on this many rows per
                                      sequence (mlm_gather input), 0: on every position */
-    const rt_task_ops *task;      /* its augment hook, or NULL */
+    const tk_task_ops *task;      /* its augment hook, or NULL */
     void *task_state;
 } rundir_runner;
 
@@ -36,12 +36,12 @@ int rundir_runner_init(rundir_runner *r, const ir_graph *g, cg_backend backend, 
                        bc_err *e);
 void rundir_runner_free(rundir_runner *r);
 
-/* rt_step_fn over a runner: drops the micro-batch's trailing columns where every
+/* tr_step_fn over a runner: drops the micro-batch's trailing columns where every
  * attention_mask is 0 (one compiled graph serves any S), applies the task's augment
  * hook, adds dropout_seed and runs the engine. */
 int rundir_step(void *ctx, const rt_tensor_list *params, const rt_tensor_list *batch,
                 uint64_t dropout_seed, rt_tensor_list *out, bc_err *e);
-/* rt_forward_fn over a runner (its params), with the same trimming. */
+/* tk_forward_fn over a runner (its params), with the same trimming. */
 int rundir_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out, bc_err *e);
 
 #endif

@@ -12,7 +12,7 @@
 #include "task_pretrain.h"
 #include "task_qa.h"
 
-void rt_task_note(bc_note_fn note, void *ctx, const char *fmt, ...)
+void tk_task_note(bc_note_fn note, void *ctx, const char *fmt, ...)
 {
     if (!note)
         return;
@@ -24,7 +24,7 @@ void rt_task_note(bc_note_fn note, void *ctx, const char *fmt, ...)
     note(ctx, msg);
 }
 
-int rt_task_int_opt(const char *v, const char *name, long long lo, long long hi,
+int tk_task_int_opt(const char *v, const char *name, long long lo, long long hi,
                     long long *out, bc_err *e)
 {
     char *end;
@@ -37,7 +37,7 @@ int rt_task_int_opt(const char *v, const char *name, long long lo, long long hi,
     return 0;
 }
 
-int rt_task_real_opt(const char *v, const char *name, double lo, double hi, double *out,
+int tk_task_real_opt(const char *v, const char *name, double lo, double hi, double *out,
                      bc_err *e)
 {
     char *end;
@@ -49,7 +49,7 @@ int rt_task_real_opt(const char *v, const char *name, double lo, double hi, doub
     return 0;
 }
 
-double rt_log_sum_exp(const float *x, int64_t n)
+double tk_log_sum_exp(const float *x, int64_t n)
 {
     double mx = x[0], sum = 0;
     for (int64_t i = 1; i < n; i++)
@@ -59,7 +59,7 @@ double rt_log_sum_exp(const float *x, int64_t n)
     return mx + log(sum);
 }
 
-char *rt_task_abs_path(const char *p)
+char *tk_task_abs_path(const char *p)
 {
     char *r = realpath(p, NULL);
     return r ? r : strdup(p);
@@ -68,13 +68,13 @@ char *rt_task_abs_path(const char *p)
 /* ---- tasks -------------------------------------------------------------------------- */
 
 /* Every task, in the order --help lists them. Add a task here. */
-const rt_task_ops *const rt_tasks[] = {&rt_task_intent_slot, &rt_task_qa, &rt_task_pretrain,
+const tk_task_ops *const tk_tasks[] = {&tk_task_intent_slot, &tk_task_qa, &tk_task_pretrain,
                                        NULL};
 
-const rt_task_ops *rt_task_find(const char *name)
+const tk_task_ops *tk_task_find(const char *name)
 {
-    for (int i = 0; rt_tasks[i]; i++)
-        if (!strcmp(rt_tasks[i]->name, name))
-            return rt_tasks[i];
+    for (int i = 0; tk_tasks[i]; i++)
+        if (!strcmp(tk_tasks[i]->name, name))
+            return tk_tasks[i];
     return NULL;
 }

@@ -16,7 +16,7 @@
  *   eval:     open(other data, RUN_DIR) -> evaluate(TEST or DEV)
  *   predict:  open(NULL data, RUN_DIR) -> predict(text[, pair]) -> print
  * The trainer owns the model, the weights and options.json; the task owns its label
- * files and the meaning of its options. To add a task: implement rt_task_ops in
+ * files and the meaning of its options. To add a task: implement tk_task_ops in
  * tasks/task_NAME.c (with its header) and add it to the registry in tasks/task.c; its
  * options then appear in `bertcc train --help` (README "Adding a task"). */
 #ifndef BERTCC_TASKS_TASK_H
@@ -34,41 +34,41 @@
 #include "../support/err.h"
 #include "../text/tokenizer.h"
 
-typedef enum rt_split { RT_SPLIT_TRAIN, RT_SPLIT_DEV, RT_SPLIT_TEST } rt_split;
+typedef enum tk_split { TK_SPLIT_TRAIN, TK_SPLIT_DEV, TK_SPLIT_TEST } tk_split;
 
-static inline const char *rt_split_name(rt_split s)
+static inline const char *tk_split_name(tk_split s)
 {
-    return s == RT_SPLIT_TRAIN ? "train" : s == RT_SPLIT_DEV ? "dev" : "test";
+    return s == TK_SPLIT_TRAIN ? "train" : s == TK_SPLIT_DEV ? "dev" : "test";
 }
 
 /* An eval-mode forward pass: batch holds input_ids, token_type_ids, attention_mask
  * ([B, S], I64, any B and S up to the model's max-position); out receives F32 outputs
  * named as `run` names them (intent_logits [B, C], slot_logits [B, S, L], ...).
  * Returns 0, or -1 with e filled. */
-typedef int (*rt_forward_fn)(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
+typedef int (*tk_forward_fn)(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
                              bc_err *e);
 
 /* Named scores of one evaluation, in a fixed order per task. Names are static
  * strings; fractions are in [0, 1]. */
-#define RT_TASK_MAX_METRICS 12
-typedef struct rt_metrics {
+#define TK_TASK_MAX_METRICS 12
+typedef struct tk_metrics {
     int n;
-    const char *name[RT_TASK_MAX_METRICS];
-    double value[RT_TASK_MAX_METRICS];
+    const char *name[TK_TASK_MAX_METRICS];
+    double value[TK_TASK_MAX_METRICS];
     int64_t examples; /* examples scored */
-} rt_metrics;
+} tk_metrics;
 
-/* Appends a score (ignored past RT_TASK_MAX_METRICS). */
-static inline void rt_metrics_add(rt_metrics *m, const char *name, double value)
+/* Appends a score (ignored past TK_TASK_MAX_METRICS). */
+static inline void tk_metrics_add(tk_metrics *m, const char *name, double value)
 {
-    if (m->n < RT_TASK_MAX_METRICS) {
+    if (m->n < TK_TASK_MAX_METRICS) {
         m->name[m->n] = name;
         m->value[m->n++] = value;
     }
 }
 
 /* The score named name, or NaN. */
-static inline double rt_metrics_get(const rt_metrics *m, const char *name)
+static inline double tk_metrics_get(const tk_metrics *m, const char *name)
 {
     for (int i = 0; i < m->n; i++)
         if (!strcmp(m->name[i], name))
@@ -78,43 +78,43 @@ static inline double rt_metrics_get(const rt_metrics *m, const char *name)
 
 /* A task's own command-line option (`--max-seq 64`), shown in --help and stored in the
  * run's options.json. Values are strings: the task parses and checks them in open. */
-typedef struct rt_task_option {
+typedef struct tk_task_option {
     const char *name;  /* without "--" */
     const char *value; /* metavariable, e.g. "N" */
     const char *help;
     const char *def; /* the default, as a string */
-} rt_task_option;
+} tk_task_option;
 
-/* The heads a task trains and their sizes. labels uses the RT_LABEL_* bits of batch.h
+/* The heads a task trains and their sizes. labels uses the TK_LABEL_* bits of batch.h
  * (the same bits as the frontend's FE_HEAD_* and FE_LABEL_*); the driver rewrites the
  * model description to have exactly these heads, with these sizes. */
-typedef struct rt_task_heads {
+typedef struct tk_task_heads {
     unsigned labels;
-    int64_t intent_classes;  /* with RT_LABEL_INTENT */
-    int64_t slot_labels;     /* with RT_LABEL_SLOT */
-    int64_t mlm_predictions; /* with RT_LABEL_MLM: no row of the training data has more
+    int64_t intent_classes;  /* with TR_LABEL_INTENT */
+    int64_t slot_labels;     /* with TR_LABEL_SLOT */
+    int64_t mlm_predictions; /* with TR_LABEL_MLM: no row of the training data has more
                                 labelled positions, so the training graph computes MLM
                                 logits on this many rows only (0: on every position) */
-} rt_task_heads;
+} tk_task_heads;
 
-typedef struct rt_task_config {
+typedef struct tk_task_config {
     const char *data;       /* --data: a directory or a file, as the task reads it; NULL
                                for prediction only */
     const char *run_dir;    /* NULL: a new run (label lists are built from the training
                                data); else the label lists are read from this run */
-    const rt_vocab *vocab;  /* outlives the task */
-    rt_tok_opts tok;        /* the tokenizer options of the run */
+    const tx_vocab *vocab;  /* outlives the task */
+    tx_tok_opts tok;        /* the tokenizer options of the run */
     const char *const *opt; /* [number of the task's options]: a value, or NULL for the
                                option's default */
     int64_t max_position;   /* the model's: rows may not be longer (0: unchecked) */
     bc_note_fn note;        /* notes (truncations, unseen labels, ...); may be NULL */
     void *note_ctx;
-} rt_task_config;
+} tk_task_config;
 
-typedef struct rt_task_ops {
+typedef struct tk_task_ops {
     const char *name;                /* as in --task */
     const char *about;               /* one line for --help */
-    const rt_task_option *options;   /* terminated by a NULL name */
+    const tk_task_option *options;   /* terminated by a NULL name */
     const char *const *best_by;      /* the scores that pick best.safetensors on dev,
                                         compared in this order (higher is better; the
                                         first that differs decides; a full tie keeps
@@ -124,9 +124,9 @@ typedef struct rt_task_ops {
 
     /* Reads what the task needs of c (the data is read lazily or at once, as the task
      * likes). *state receives the task's state. Errors name files and lines. */
-    int (*open)(const rt_task_config *c, void **state, bc_err *e);
+    int (*open)(const tk_task_config *c, void **state, bc_err *e);
     void (*close)(void *state);
-    void (*heads)(void *state, rt_task_heads *h);
+    void (*heads)(void *state, tk_task_heads *h);
     /* The value option i (of options[]) has in effect: the one given, or the default as
      * the task applied it. The driver stores it in options.json for eval and predict. */
     void (*option_value)(void *state, int i, char *buf, size_t len);
@@ -135,9 +135,9 @@ typedef struct rt_task_ops {
     /* Appends a split's rows in the run batch format, labels included: I64 tensors with
      * one leading dimension of N rows ([N, S] padded, or [N]); the training engine
      * slices them into micro-batches. A split the data lacks is an error naming it. */
-    int (*data)(void *state, rt_split split, rt_tensor_list *out, bc_err *e);
+    int (*data)(void *state, tk_split split, rt_tensor_list *out, bc_err *e);
     /* Optional (may be NULL): the training rows of epoch e >= 1 when they differ from
-     * epoch 0's (those of data), e.g. the next rows of a stream; see rt_train_opts'
+     * epoch 0's (those of data), e.g. the next rows of a stream; see tr_train_opts'
      * refill, which the driver points here (1: no refill, epoch 0's rows again). */
     int (*refill)(void *state, int64_t epoch, rt_tensor_list *out, bc_err *e);
     /* Optional (may be NULL): changes a training micro-batch in place before its step,
@@ -145,29 +145,29 @@ typedef struct rt_task_ops {
     int (*augment)(void *state, rt_tensor_list *batch, uint64_t seed, bc_err *e);
     /* Scores a split: runs forward on batches of at most batch_size rows (padded to
      * their longest row) and fills out. */
-    int (*evaluate)(void *state, rt_split split, int batch_size, rt_forward_fn forward,
-                    void *fctx, rt_metrics *out, bc_err *e);
+    int (*evaluate)(void *state, tk_split split, int batch_size, tk_forward_fn forward,
+                    void *fctx, tk_metrics *out, bc_err *e);
     /* Answers raw text (text_pair: a second segment, e.g. QA's context; NULL when the
      * task takes one text). *out receives a JSON object (the caller decrefs). */
     int (*predict)(void *state, const char *text, const char *text_pair,
-                   rt_forward_fn forward, void *fctx, json_t **out, bc_err *e);
+                   tk_forward_fn forward, void *fctx, json_t **out, bc_err *e);
     /* Writes a prediction for people, e.g. "intent: stop_music (0.98)". */
     int (*print)(void *state, const json_t *prediction, FILE *f);
-} rt_task_ops;
+} tk_task_ops;
 
 /* An opened task. */
-typedef struct rt_task {
-    const rt_task_ops *ops;
+typedef struct tk_task {
+    const tk_task_ops *ops;
     void *state;
-} rt_task;
+} tk_task;
 
 /* Compares two evaluations by t->best_by: > 0 when a is better, < 0 when b is, 0 on
  * a tie. A NaN score loses to any number. */
-static inline int rt_task_compare(const struct rt_task_ops *t, const rt_metrics *a,
-                                  const rt_metrics *b)
+static inline int tk_task_compare(const struct tk_task_ops *t, const tk_metrics *a,
+                                  const tk_metrics *b)
 {
     for (int i = 0; t->best_by && t->best_by[i]; i++) {
-        double x = rt_metrics_get(a, t->best_by[i]), y = rt_metrics_get(b, t->best_by[i]);
+        double x = tk_metrics_get(a, t->best_by[i]), y = tk_metrics_get(b, t->best_by[i]);
         if (x > y || (!isnan(x) && isnan(y)))
             return 1;
         if (x < y || (isnan(x) && !isnan(y)))
@@ -177,30 +177,30 @@ static inline int rt_task_compare(const struct rt_task_ops *t, const rt_metrics 
 }
 
 /* Every task, NULL-terminated (task.c: adding a task adds a line there). */
-extern const rt_task_ops *const rt_tasks[];
+extern const tk_task_ops *const tk_tasks[];
 /* The task named name, or NULL. */
-const rt_task_ops *rt_task_find(const char *name);
+const tk_task_ops *tk_task_find(const char *name);
 
 /* Helpers the tasks share (task.c). */
 
 /* Formats a note and passes it to note (nothing when note is NULL). */
-void rt_task_note(bc_note_fn note, void *ctx, const char *fmt, ...)
+void tk_task_note(bc_note_fn note, void *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* An option's integer value in [lo, hi]; the error names --name. */
-int rt_task_int_opt(const char *v, const char *name, long long lo, long long hi,
+int tk_task_int_opt(const char *v, const char *name, long long lo, long long hi,
                     long long *out, bc_err *e);
 /* An option's real value in [lo, hi]; the error names --name. */
-int rt_task_real_opt(const char *v, const char *name, double lo, double hi, double *out,
+int tk_task_real_opt(const char *v, const char *name, double lo, double hi, double *out,
                      bc_err *e);
 /* log(sum exp(x[i])) over x[0..n), n >= 1, in double with the maximum taken out first
  * (for the probabilities tasks print from logits). */
-double rt_log_sum_exp(const float *x, int64_t n);
+double tk_log_sum_exp(const float *x, int64_t n);
 /* A path made absolute (so that a run finds it from anywhere), or a copy as given;
  * NULL when out of memory. */
-char *rt_task_abs_path(const char *p);
+char *tk_task_abs_path(const char *p);
 
 /* The number of options of a task. */
-static inline int rt_task_noptions(const rt_task_ops *t)
+static inline int tk_task_noptions(const tk_task_ops *t)
 {
     int n = 0;
     while (t->options && t->options[n].name)

@@ -19,7 +19,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-void rt_is_labels_free(rt_is_labels *l)
+void tk_is_labels_free(tk_is_labels *l)
 {
     for (int i = 0; l->name && i < l->n; i++)
         free(l->name[i]);
@@ -28,7 +28,7 @@ void rt_is_labels_free(rt_is_labels *l)
     l->n = 0;
 }
 
-int rt_is_labels_build(const char *const *seen, int n, int o_first, rt_is_labels *out,
+int tk_is_labels_build(const char *const *seen, int n, int o_first, tk_is_labels *out,
                        bc_err *e)
 {
     out->name = NULL;
@@ -39,11 +39,11 @@ int rt_is_labels_build(const char *const *seen, int n, int o_first, rt_is_labels
         goto oom;
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (strcmp(seen[i], RT_METRIC_UNK))
+        if (strcmp(seen[i], TK_METRIC_UNK))
             s[k++] = seen[i];
     qsort(s, (size_t)k, sizeof *s, cmp_str);
     int m = 0, has_o = 0;
-    if (!(names[m++] = strdup(RT_METRIC_UNK)))
+    if (!(names[m++] = strdup(TK_METRIC_UNK)))
         goto oom_names;
     for (int i = 0; i < k; i++)
         has_o |= !strcmp(s[i], "O");
@@ -68,7 +68,7 @@ oom:
     return bc_errf(e, "out of memory building a label list");
 }
 
-int rt_is_label_id(const rt_is_labels *l, const char *name)
+int tk_is_label_id(const tk_is_labels *l, const char *name)
 {
     for (int i = 1; i < l->n; i++)
         if (!strcmp(l->name[i], name))
@@ -84,7 +84,7 @@ static ssize_t chomp(char *line, ssize_t n)
     return n;
 }
 
-int rt_is_labels_load(const char *path, rt_is_labels *out, bc_err *e)
+int tk_is_labels_load(const char *path, tk_is_labels *out, bc_err *e)
 {
     out->name = NULL;
     out->n = 0;
@@ -102,8 +102,8 @@ int rt_is_labels_load(const char *path, rt_is_labels *out, bc_err *e)
             rc = bc_errf(e, "%s:%d: expected one label without spaces", path, lineno);
             break;
         }
-        if (out->n == 0 && strcmp(line, RT_METRIC_UNK)) {
-            rc = bc_errf(e, "%s:1: the first label must be %s", path, RT_METRIC_UNK);
+        if (out->n == 0 && strcmp(line, TK_METRIC_UNK)) {
+            rc = bc_errf(e, "%s:1: the first label must be %s", path, TK_METRIC_UNK);
             break;
         }
         if (out->n == cap_n) {
@@ -124,15 +124,15 @@ int rt_is_labels_load(const char *path, rt_is_labels *out, bc_err *e)
     free(line);
     fclose(f);
     if (!rc && out->n < 2)
-        rc = bc_errf(e, "%s: expected %s and at least one label", path, RT_METRIC_UNK);
+        rc = bc_errf(e, "%s: expected %s and at least one label", path, TK_METRIC_UNK);
     if (rc)
-        rt_is_labels_free(out);
+        tk_is_labels_free(out);
     return rc;
 }
 
-int rt_is_labels_save(const char *path, const rt_is_labels *l, bc_err *e)
+int tk_is_labels_save(const char *path, const tk_is_labels *l, bc_err *e)
 {
-    return rt_vocab_save(path, (const char *const *)l->name, l->n, e);
+    return tx_vocab_save(path, (const char *const *)l->name, l->n, e);
 }
 
 /* ---- sentences ---------------------------------------------------------------------- */
@@ -186,7 +186,7 @@ oom:
     return -1;
 }
 
-int rt_is_split_words(const char *line, char ***words)
+int tk_is_split_words(const char *line, char ***words)
 {
     return split_words(line, words, NULL);
 }
@@ -198,7 +198,7 @@ static void free_words(char **w, int n)
     free(w);
 }
 
-void rt_is_data_free(rt_is_data *d)
+void tk_is_data_free(tk_is_data *d)
 {
     for (int i = 0; d->s && i < d->n; i++) {
         free_words(d->s[i].words, d->s[i].n_words);
@@ -210,7 +210,7 @@ void rt_is_data_free(rt_is_data *d)
     d->n = 0;
 }
 
-int rt_is_read(const char *dir, rt_is_data *out, bc_err *e)
+int tk_is_read(const char *dir, tk_is_data *out, bc_err *e)
 {
     static const char *const names[3] = {"seq.in", "seq.out", "label"};
     char path[3][4096];
@@ -248,12 +248,12 @@ int rt_is_read(const char *dir, rt_is_data *out, bc_err *e)
             chomp(line[k], len[k]);
         if (out->n == cap_n) {
             cap_n = cap_n ? 2 * cap_n : 1024;
-            rt_is_sentence *ns = realloc(out->s, (size_t)cap_n * sizeof *ns);
+            tk_is_sentence *ns = realloc(out->s, (size_t)cap_n * sizeof *ns);
             if (!ns)
                 goto oom;
             out->s = ns;
         }
-        rt_is_sentence *s = &out->s[out->n];
+        tk_is_sentence *s = &out->s[out->n];
         memset(s, 0, sizeof *s);
         char **tags = NULL, **intent = NULL;
         int nw = split_words(line[0], &s->words, NULL);
@@ -266,7 +266,7 @@ int rt_is_read(const char *dir, rt_is_data *out, bc_err *e)
         }
         s->n_words = nw;
         s->tags = tags;
-        out->n++; /* owned by out from here on (rt_is_data_free) */
+        out->n++; /* owned by out from here on (tk_is_data_free) */
         if (nt != nw) {
             free_words(intent, ni);
             free_words(tags, nt);
@@ -298,30 +298,30 @@ done:
             fclose(f[k]);
     }
     if (rc)
-        rt_is_data_free(out);
+        tk_is_data_free(out);
     return rc;
 }
 
 /* ---- alignment ------------------------------------------------------------------------
  */
 
-int rt_is_encode(const rt_vocab *v, const rt_tok_opts *o, const char *const *words,
+int tk_is_encode(const tx_vocab *v, const tx_tok_opts *o, const char *const *words,
                  int n_words, const int *tag_ids, int max_seq, int64_t *ids,
                  int64_t *labels, int *pos, int *truncated, bc_err *e)
 {
-    int cls = rt_vocab_special(v, RT_CLS), sep = rt_vocab_special(v, RT_SEP);
+    int cls = tx_vocab_special(v, TX_CLS), sep = tx_vocab_special(v, TX_SEP);
     if (max_seq < 2)
         return bc_errf(e, "max-seq %d leaves no room for [CLS] and [SEP]", max_seq);
     if (cls < 0 || sep < 0)
         return bc_errf(e, "the vocabulary has no %s token",
-                       cls < 0 ? rt_special_name(RT_CLS) : rt_special_name(RT_SEP));
-    rt_token_list tl = {0};
+                       cls < 0 ? tx_special_name(TX_CLS) : tx_special_name(TX_SEP));
+    tx_token_list tl = {0};
     int *first = malloc(((size_t)n_words + 1) * sizeof *first);
     if (!first)
         return bc_errf(e, "out of memory");
-    if (rt_tokenize_words(v, o, words, n_words, &tl, first, e)) {
+    if (tx_tokenize_words(v, o, words, n_words, &tl, first, e)) {
         free(first);
-        rt_token_list_free(&tl);
+        tx_token_list_free(&tl);
         return -1;
     }
     int room = max_seq - 2, ntok = tl.n < room ? tl.n : room;
@@ -334,7 +334,7 @@ int rt_is_encode(const rt_vocab *v, const rt_tok_opts *o, const char *const *wor
     int len = ntok + 2;
     if (labels)
         for (int k = 0; k < len; k++)
-            labels[k] = RT_IS_IGNORE;
+            labels[k] = TK_IS_IGNORE;
     for (int w = 0; w < n_words; w++) {
         int p = first[w] < ntok ? 1 + first[w] : -1;
         if (pos)
@@ -343,14 +343,14 @@ int rt_is_encode(const rt_vocab *v, const rt_tok_opts *o, const char *const *wor
             labels[p] = tag_ids[w];
     }
     free(first);
-    rt_token_list_free(&tl);
+    tx_token_list_free(&tl);
     return len;
 }
 
 /* ---- the task -------------------------------------------------------------------------
  */
 
-static const rt_task_option is_options[] = {
+static const tk_task_option is_options[] = {
     {"max-seq", "N",
      "tokens per row with [CLS] and [SEP]; longer sentences are truncated (default 64)",
      "64"},
@@ -367,20 +367,20 @@ static const char *const is_best_by[] = {"frame_accuracy", "slot_f1", "intent_ac
 
 typedef struct is_state {
     char *data_dir; /* NULL: prediction only */
-    const rt_vocab *v;
-    rt_tok_opts tok;
+    const tx_vocab *v;
+    tx_tok_opts tok;
     int max_seq;
     int bio;            /* --slot-decode bio */
     unsigned char *may; /* [L+1][L]: may[(p+1)*L+j], tag j may follow p (p = -1: start) */
     bc_note_fn note;
     void *note_ctx;
-    rt_is_labels intents, slots;
-    rt_is_data split[3];
+    tk_is_labels intents, slots;
+    tk_is_data split[3];
     int loaded[3];
     int noted_truncation[3];
 } is_state;
 
-#define note(s, ...) rt_task_note((s)->note, (s)->note_ctx, __VA_ARGS__)
+#define note(s, ...) tk_task_note((s)->note, (s)->note_ctx, __VA_ARGS__)
 
 static void is_close(void *state)
 {
@@ -389,10 +389,10 @@ static void is_close(void *state)
         return;
     free(s->data_dir);
     free(s->may);
-    rt_is_labels_free(&s->intents);
-    rt_is_labels_free(&s->slots);
+    tk_is_labels_free(&s->intents);
+    tk_is_labels_free(&s->slots);
     for (int i = 0; i < 3; i++)
-        rt_is_data_free(&s->split[i]);
+        tk_is_data_free(&s->split[i]);
     free(s);
 }
 
@@ -443,30 +443,30 @@ static void unseen_str(const unseen *u, char *buf, size_t len)
 }
 
 /* Reads a split once; for dev and test, reports labels the lists lack. */
-static int ensure_split(is_state *s, rt_split sp, bc_err *e)
+static int ensure_split(is_state *s, tk_split sp, bc_err *e)
 {
     if (s->loaded[sp])
         return 0;
     if (!s->data_dir)
         return bc_errf(e, "intent-slot: no data directory was given");
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s", s->data_dir, rt_split_name(sp));
-    if (rt_is_read(dir, &s->split[sp], e))
+    snprintf(dir, sizeof dir, "%s/%s", s->data_dir, tk_split_name(sp));
+    if (tk_is_read(dir, &s->split[sp], e))
         return -1;
     s->loaded[sp] = 1;
     if (!s->intents.n)
         return 0; /* the lists are being built from this split */
     unseen ui = {0}, us = {0};
     int affected = 0, rc = 0;
-    const rt_is_data *d = &s->split[sp];
+    const tk_is_data *d = &s->split[sp];
     for (int i = 0; i < d->n && !rc; i++) {
         int bad = 0;
-        if (!rt_is_label_id(&s->intents, d->s[i].intent)) {
+        if (!tk_is_label_id(&s->intents, d->s[i].intent)) {
             rc |= unseen_add(&ui, d->s[i].intent);
             bad = 1;
         }
         for (int w = 0; w < d->s[i].n_words; w++)
-            if (!rt_is_label_id(&s->slots, d->s[i].tags[w])) {
+            if (!tk_is_label_id(&s->slots, d->s[i].tags[w])) {
                 rc |= unseen_add(&us, d->s[i].tags[w]);
                 bad = 1;
             }
@@ -481,7 +481,7 @@ static int ensure_split(is_state *s, rt_split sp, bc_err *e)
         note(s,
              "%s: labels unseen in training map to %s and count as wrong (%d of %d "
              "sentences): %s%s%s%s%s",
-             dir, RT_METRIC_UNK, affected, d->n, ui.n ? "intents " : "", a,
+             dir, TK_METRIC_UNK, affected, d->n, ui.n ? "intents " : "", a,
              ui.n && us.n ? "; " : "", us.n ? "slot tags " : "", b);
     }
     free(ui.name);
@@ -493,9 +493,9 @@ static int ensure_split(is_state *s, rt_split sp, bc_err *e)
 
 static int build_labels(is_state *s, bc_err *e)
 {
-    if (ensure_split(s, RT_SPLIT_TRAIN, e))
+    if (ensure_split(s, TK_SPLIT_TRAIN, e))
         return -1;
-    const rt_is_data *d = &s->split[RT_SPLIT_TRAIN];
+    const tk_is_data *d = &s->split[TK_SPLIT_TRAIN];
     if (d->n == 0)
         return bc_errf(e, "%s/train: no sentences", s->data_dir);
     size_t nt = 0;
@@ -514,8 +514,8 @@ static int build_labels(is_state *s, bc_err *e)
         for (int w = 0; w < d->s[i].n_words; w++)
             tg[nt++] = d->s[i].tags[w];
     }
-    if (rt_is_labels_build(in, d->n, 0, &s->intents, e) ||
-        rt_is_labels_build(tg, (int)nt, 1, &s->slots, e))
+    if (tk_is_labels_build(in, d->n, 0, &s->intents, e) ||
+        tk_is_labels_build(tg, (int)nt, 1, &s->slots, e))
         goto done;
     rc = 0;
 done:
@@ -524,7 +524,7 @@ done:
     return rc;
 }
 
-static int is_open(const rt_task_config *c, void **state, bc_err *e)
+static int is_open(const tk_task_config *c, void **state, bc_err *e)
 {
     *state = NULL;
     is_state *s = calloc(1, sizeof *s);
@@ -536,7 +536,7 @@ static int is_open(const rt_task_config *c, void **state, bc_err *e)
     s->note_ctx = c->note_ctx;
     const char *ms = c->opt && c->opt[0] ? c->opt[0] : is_options[0].def;
     long long v;
-    if (rt_task_int_opt(ms, "max-seq", 3, 65536, &v, e))
+    if (tk_task_int_opt(ms, "max-seq", 3, 65536, &v, e))
         goto fail;
     if (!(c->opt && c->opt[0]) && c->max_position > 0 && v > c->max_position)
         v = c->max_position; /* the default never exceeds the model */
@@ -558,11 +558,11 @@ static int is_open(const rt_task_config *c, void **state, bc_err *e)
     }
     if (c->run_dir) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", c->run_dir, RT_IS_INTENT_LABELS);
-        if (rt_is_labels_load(path, &s->intents, e))
+        snprintf(path, sizeof path, "%s/%s", c->run_dir, TK_IS_INTENT_LABELS);
+        if (tk_is_labels_load(path, &s->intents, e))
             goto fail;
-        snprintf(path, sizeof path, "%s/%s", c->run_dir, RT_IS_SLOT_LABELS);
-        if (rt_is_labels_load(path, &s->slots, e))
+        snprintf(path, sizeof path, "%s/%s", c->run_dir, TK_IS_SLOT_LABELS);
+        if (tk_is_labels_load(path, &s->slots, e))
             goto fail;
     } else if (!s->data_dir) {
         bc_errf(e, "intent-slot: --data DIR is required to build the label lists");
@@ -577,10 +577,10 @@ fail:
     return -1;
 }
 
-static void is_heads(void *state, rt_task_heads *h)
+static void is_heads(void *state, tk_task_heads *h)
 {
     const is_state *s = state;
-    h->labels = RT_LABEL_INTENT | RT_LABEL_SLOT;
+    h->labels = TR_LABEL_INTENT | TR_LABEL_SLOT;
     h->intent_classes = s->intents.n;
     h->slot_labels = s->slots.n;
 }
@@ -600,16 +600,16 @@ static int is_save(void *state, const char *dir, bc_err *e)
 {
     const is_state *s = state;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, RT_IS_INTENT_LABELS);
-    if (rt_is_labels_save(path, &s->intents, e))
+    snprintf(path, sizeof path, "%s/%s", dir, TK_IS_INTENT_LABELS);
+    if (tk_is_labels_save(path, &s->intents, e))
         return -1;
-    snprintf(path, sizeof path, "%s/%s", dir, RT_IS_SLOT_LABELS);
-    return rt_is_labels_save(path, &s->slots, e);
+    snprintf(path, sizeof path, "%s/%s", dir, TK_IS_SLOT_LABELS);
+    return tk_is_labels_save(path, &s->slots, e);
 }
 
 /* Encodes one sentence into a row of S positions, padded: ids, mask and (may be NULL)
  * labels; pos[w] receives word w's position (may be NULL); *cut counts truncations. */
-static int encode_row(is_state *s, const rt_is_sentence *x, int S, int64_t *ids,
+static int encode_row(is_state *s, const tk_is_sentence *x, int S, int64_t *ids,
                       int64_t *mask, int64_t *labels, int *pos, int *cut, bc_err *e)
 {
     int *tag_ids = NULL;
@@ -618,7 +618,7 @@ static int encode_row(is_state *s, const rt_is_sentence *x, int S, int64_t *ids,
         if (!tag_ids)
             return bc_errf(e, "out of memory");
         for (int w = 0; w < x->n_words; w++)
-            tag_ids[w] = rt_is_label_id(&s->slots, x->tags[w]);
+            tag_ids[w] = tk_is_label_id(&s->slots, x->tags[w]);
     }
     int64_t *row = malloc((size_t)s->max_seq * sizeof *row);
     int64_t *lab = labels ? malloc((size_t)s->max_seq * sizeof *lab) : NULL;
@@ -626,15 +626,15 @@ static int encode_row(is_state *s, const rt_is_sentence *x, int S, int64_t *ids,
     if (!row || (labels && !lab))
         bc_errf(e, "out of memory");
     else
-        len = rt_is_encode(s->v, &s->tok, (const char *const *)x->words, x->n_words,
+        len = tk_is_encode(s->v, &s->tok, (const char *const *)x->words, x->n_words,
                            tag_ids, s->max_seq, row, lab, pos, &tr, e);
     if (len >= 0) {
-        int pad = rt_vocab_special(s->v, RT_PAD);
+        int pad = tx_vocab_special(s->v, TX_PAD);
         for (int k = 0; k < S; k++) {
             ids[k] = k < len ? row[k] : (pad >= 0 ? pad : 0);
             mask[k] = k < len;
             if (labels)
-                labels[k] = k < len ? lab[k] : RT_IS_IGNORE;
+                labels[k] = k < len ? lab[k] : TK_IS_IGNORE;
         }
         *cut += tr;
     }
@@ -645,13 +645,13 @@ static int encode_row(is_state *s, const rt_is_sentence *x, int S, int64_t *ids,
 }
 
 /* The encoded length of every sentence (for the width of the rows). */
-static int encoded_lengths(is_state *s, const rt_is_data *d, int *len, bc_err *e)
+static int encoded_lengths(is_state *s, const tk_is_data *d, int *len, bc_err *e)
 {
     int64_t *row = malloc((size_t)s->max_seq * sizeof *row);
     if (!row)
         return bc_errf(e, "out of memory");
     for (int i = 0; i < d->n; i++) {
-        len[i] = rt_is_encode(s->v, &s->tok, (const char *const *)d->s[i].words,
+        len[i] = tk_is_encode(s->v, &s->tok, (const char *const *)d->s[i].words,
                               d->s[i].n_words, NULL, s->max_seq, row, NULL, NULL, NULL, e);
         if (len[i] < 0) {
             free(row);
@@ -662,25 +662,25 @@ static int encoded_lengths(is_state *s, const rt_is_data *d, int *len, bc_err *e
     return 0;
 }
 
-static void note_truncation(is_state *s, rt_split sp, int cut)
+static void note_truncation(is_state *s, tk_split sp, int cut)
 {
     if (cut && !s->noted_truncation[sp]) {
         s->noted_truncation[sp] = 1;
         note(s,
              "%s/%s: %d sentence%s longer than --max-seq %d tokens were truncated (the "
              "words cut off get no label)",
-             s->data_dir, rt_split_name(sp), cut, cut == 1 ? "" : "s", s->max_seq);
+             s->data_dir, tk_split_name(sp), cut, cut == 1 ? "" : "s", s->max_seq);
     }
 }
 
-static int is_data(void *state, rt_split sp, rt_tensor_list *out, bc_err *e)
+static int is_data(void *state, tk_split sp, rt_tensor_list *out, bc_err *e)
 {
     is_state *s = state;
     if (ensure_split(s, sp, e))
         return -1;
-    const rt_is_data *d = &s->split[sp];
+    const tk_is_data *d = &s->split[sp];
     if (d->n == 0)
-        return bc_errf(e, "%s/%s: no sentences", s->data_dir, rt_split_name(sp));
+        return bc_errf(e, "%s/%s: no sentences", s->data_dir, tk_split_name(sp));
     int *len = malloc((size_t)d->n * sizeof *len);
     if (!len)
         return bc_errf(e, "out of memory");
@@ -705,10 +705,10 @@ static int is_data(void *state, rt_split sp, rt_tensor_list *out, bc_err *e)
         int64_t *r_mask = (int64_t *)mask->data + (size_t)i * (size_t)S;
         int64_t *r_lab = (int64_t *)sl->data + (size_t)i * (size_t)S;
         if (encode_row(s, &d->s[i], S, r_ids, r_mask, r_lab, NULL, &cut, e)) {
-            bc_err_prefix(e, "%s/%s/seq.in:%d", s->data_dir, rt_split_name(sp), i + 1);
+            bc_err_prefix(e, "%s/%s/seq.in:%d", s->data_dir, tk_split_name(sp), i + 1);
             goto done;
         }
-        ((int64_t *)il->data)[i] = rt_is_label_id(&s->intents, d->s[i].intent);
+        ((int64_t *)il->data)[i] = tk_is_label_id(&s->intents, d->s[i].intent);
     }
     note_truncation(s, sp, cut);
     rc = 0;
@@ -839,7 +839,7 @@ static int bio_decode(const is_state *s, const double *lp, int n, int *tags, bc_
 /* Runs forward on sentences x[0..b) and writes each one's intent id, and the tag id of
  * every word (-1 for words cut off) into tags (sentence i's at toff[i]). Probabilities
  * (may be NULL) likewise. */
-static int run_batch(is_state *s, const rt_is_sentence *x, int b, rt_forward_fn fwd,
+static int run_batch(is_state *s, const tk_is_sentence *x, int b, tk_forward_fn fwd,
                      void *fctx, int *intent, double *intent_p, int *tags, double *tag_p,
                      const int *toff, int *cut, bc_err *e)
 {
@@ -847,7 +847,7 @@ static int run_batch(is_state *s, const rt_is_sentence *x, int b, rt_forward_fn 
     int *len = malloc((size_t)b * sizeof *len);
     if (!len)
         return bc_errf(e, "out of memory");
-    rt_is_data d = {(rt_is_sentence *)x, b};
+    tk_is_data d = {(tk_is_sentence *)x, b};
     if (encoded_lengths(s, &d, len, e)) {
         free(len);
         return -1;
@@ -944,19 +944,19 @@ static const char *tag_name(const is_state *s, int id)
     return id < 0 ? "O" : s->slots.name[id];
 }
 
-static int is_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn fwd,
-                       void *fctx, rt_metrics *m, bc_err *e)
+static int is_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn fwd,
+                       void *fctx, tk_metrics *m, bc_err *e)
 {
     is_state *s = state;
     if (ensure_split(s, sp, e))
         return -1;
-    const rt_is_data *d = &s->split[sp];
+    const tk_is_data *d = &s->split[sp];
     if (batch_size < 1)
         batch_size = 32;
     int n = d->n, rc = -1, cut = 0;
     int *toff = malloc(((size_t)n + 1) * sizeof *toff);
     int *intent = malloc(((size_t)n + 1) * sizeof *intent);
-    rt_is_example *ex = malloc(((size_t)n + 1) * sizeof *ex);
+    tk_is_example *ex = malloc(((size_t)n + 1) * sizeof *ex);
     int *tags = NULL;
     const char **pred = NULL;
     if (!toff || !intent || !ex)
@@ -972,7 +972,7 @@ static int is_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
         int b = n - i < batch_size ? n - i : batch_size;
         if (run_batch(s, d->s + i, b, fwd, fctx, intent + i, NULL, tags, NULL, toff + i,
                       &cut, e)) {
-            bc_err_prefix(e, "%s/%s, sentences %d-%d", s->data_dir, rt_split_name(sp),
+            bc_err_prefix(e, "%s/%s, sentences %d-%d", s->data_dir, tk_split_name(sp),
                           i + 1, i + b);
             goto done;
         }
@@ -981,18 +981,18 @@ static int is_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
     for (int i = 0; i < n; i++) {
         for (int w = 0; w < d->s[i].n_words; w++)
             pred[toff[i] + w] = tag_name(s, tags[toff[i] + w]);
-        ex[i] = (rt_is_example){d->s[i].intent, s->intents.name[intent[i]], d->s[i].n_words,
+        ex[i] = (tk_is_example){d->s[i].intent, s->intents.name[intent[i]], d->s[i].n_words,
                                 (const char *const *)d->s[i].tags, pred + toff[i]};
     }
-    rt_is_scores sc;
-    if (rt_intent_slot_eval(ex, n, &sc, e))
+    tk_is_scores sc;
+    if (tk_intent_slot_eval(ex, n, &sc, e))
         goto done;
     memset(m, 0, sizeof *m);
-    rt_metrics_add(m, "intent_accuracy", sc.intent_accuracy);
-    rt_metrics_add(m, "slot_precision", sc.slot.precision);
-    rt_metrics_add(m, "slot_recall", sc.slot.recall);
-    rt_metrics_add(m, "slot_f1", sc.slot.f1);
-    rt_metrics_add(m, "frame_accuracy", sc.frame_accuracy);
+    tk_metrics_add(m, "intent_accuracy", sc.intent_accuracy);
+    tk_metrics_add(m, "slot_precision", sc.slot.precision);
+    tk_metrics_add(m, "slot_recall", sc.slot.recall);
+    tk_metrics_add(m, "slot_f1", sc.slot.f1);
+    tk_metrics_add(m, "frame_accuracy", sc.frame_accuracy);
     m->examples = n;
     rc = 0;
     goto done;
@@ -1014,14 +1014,14 @@ static const char *tag_type(const char *tag)
     return h && h[1] ? h + 1 : NULL;
 }
 
-static int is_predict(void *state, const char *text, const char *pair, rt_forward_fn fwd,
+static int is_predict(void *state, const char *text, const char *pair, tk_forward_fn fwd,
                       void *fctx, json_t **out, bc_err *e)
 {
     is_state *s = state;
     *out = NULL;
     if (pair)
         return bc_errf(e, "intent-slot takes one text, not a pair");
-    rt_is_sentence x = {0};
+    tk_is_sentence x = {0};
     int *starts = NULL, rc = -1, cut = 0, intent = 0;
     double ip = 0;
     int nw = split_words(text, &x.words, &starts);
@@ -1107,7 +1107,7 @@ static int is_print(void *state, const json_t *p, FILE *f)
     return ferror(f) ? -1 : 0;
 }
 
-const rt_task_ops rt_task_intent_slot = {
+const tk_task_ops tk_task_intent_slot = {
     .name = "intent-slot",
     .about = "joint intent classification and BIO slot tagging "
              "(DIR/{train,dev,test}/{seq.in,seq.out,label})",

@@ -34,7 +34,7 @@ enum {
     OPT_N
 };
 
-static const rt_task_option pt_options[] = {
+static const tk_task_option pt_options[] = {
     {"max-seq", "N", "row length of the instances made from a corpus (default 128)", "128"},
     {"max-predictions", "N", "masked tokens per row at most (default 20)", "20"},
     {"mask-prob", "X", "fraction of a row's tokens masked (default 0.15)", "0.15"},
@@ -69,15 +69,15 @@ static const char *const pt_outputs[] = {"mlm_logits", "nsp_logits", NULL};
 static const char *const pt_best_by[] = {"mlm_likelihood", "nsp_accuracy", NULL};
 
 typedef struct pt_state {
-    const rt_vocab *v;
-    rt_tok_opts tok;
-    rt_pt_opts po;
+    const tx_vocab *v;
+    tx_tok_opts tok;
+    tk_pt_opts po;
     int dynamic;
     uint64_t data_seed;
     int holdout;
     int64_t max_position;
     char *data, *eval_data; /* NULL: none */
-    rt_pt_masker *masker;
+    tk_pt_masker *masker;
     bc_note_fn note;
     void *note_ctx;
     rt_tensor_list rows[3];
@@ -88,7 +88,7 @@ typedef struct pt_state {
     int64_t stream_rows;   /* rows per epoch (0: off) */
     char stream_tmp[4096]; /* the training documents of a --holdout split ("": none) */
     const char *stream_path;
-    rt_pt_stream *stream;
+    tk_pt_stream *stream;
     int64_t stream_epoch; /* the epoch the stream's next rows belong to */
     int64_t stream_pass;  /* the pass over the corpus the stream is in */
 } pt_state;
@@ -97,7 +97,7 @@ typedef struct pt_state {
 #define PT_STREAM_WINDOW 256
 #define PT_STREAM_SHUFFLE 1024
 
-#define note(s, ...) rt_task_note((s)->note, (s)->note_ctx, __VA_ARGS__)
+#define note(s, ...) tk_task_note((s)->note, (s)->note_ctx, __VA_ARGS__)
 
 static void pt_close(void *state)
 {
@@ -106,16 +106,16 @@ static void pt_close(void *state)
         return;
     free(s->data);
     free(s->eval_data);
-    rt_pt_stream_free(s->stream);
+    tk_pt_stream_free(s->stream);
     if (s->stream_tmp[0])
         remove(s->stream_tmp);
-    rt_pt_masker_free(s->masker);
+    tk_pt_masker_free(s->masker);
     for (int i = 0; i < 3; i++)
         rt_list_free(&s->rows[i]);
     free(s);
 }
 
-int rt_pt_eval_rows(int batch_size, int64_t S, int64_t V)
+int tk_pt_eval_rows(int batch_size, int64_t S, int64_t V)
 {
     int64_t per_row = (S > 0 ? S : 1) * (V > 0 ? V : 1) * (int64_t)sizeof(float);
     int64_t rows = ((int64_t)256 << 20) / per_row;
@@ -183,13 +183,13 @@ static int file_rows(pt_state *s, const char *path, int K, int held, rt_tensor_l
     int64_t B = 0, S = 0;
     int rc = -1;
     if (rt_st_load(path, &raw, e) ||
-        rt_batch_prepare(&raw, s->max_position > 0 ? s->max_position : RT_PT_MAX_SEQ_LIMIT,
-                         RT_LABEL_MLM | RT_LABEL_NSP, &prep, &present, &B, &S, s->note,
+        tr_batch_prepare(&raw, s->max_position > 0 ? s->max_position : TK_PT_MAX_SEQ_LIMIT,
+                         TR_LABEL_MLM | TR_LABEL_NSP, &prep, &present, &B, &S, s->note,
                          s->note_ctx, e)) {
         bc_err_prefix(e, "%s", path);
         goto done;
     }
-    if ((present & (RT_LABEL_MLM | RT_LABEL_NSP)) != (RT_LABEL_MLM | RT_LABEL_NSP)) {
+    if ((present & (TR_LABEL_MLM | TR_LABEL_NSP)) != (TR_LABEL_MLM | TR_LABEL_NSP)) {
         bc_errf(e, "%s: a pre-training data file needs mlm_labels and nsp_labels", path);
         goto done;
     }
@@ -294,24 +294,24 @@ static int corpus_rows(pt_state *s, const char *path, int K, int held, int dupe,
         }
         from = tmp;
     }
-    rt_pt_corpus *c = rt_pt_corpus_load(&from, 1, s->v, &s->tok, NULL, NULL, e);
+    tk_pt_corpus *c = tk_pt_corpus_load(&from, 1, s->v, &s->tok, NULL, NULL, e);
     if (K)
         remove(tmp);
     if (!c)
         return -1;
-    rt_pt_opts po = s->po;
+    tk_pt_opts po = s->po;
     po.dupe_factor = dupe;
     rt_rng r;
     rt_rng_seed(&r, seed);
-    rt_pt_stats st;
+    tk_pt_stats st;
     memset(&st, 0, sizeof st);
-    int rc = rt_pt_create(c, s->v, &po, &r, out, &st, NULL, NULL, e);
+    int rc = tk_pt_create(c, s->v, &po, &r, out, &st, NULL, NULL, e);
     if (!rc) {
         note(s,
              "pretrain %s: %lld documents, %lld sentences, %lld tokens of %s -> %lld rows "
              "of %d tokens (%.0f%% IsNext, %lld truncated, %lld tokens masked)",
-             what, (long long)rt_pt_corpus_docs(c), (long long)rt_pt_corpus_sentences(c),
-             (long long)rt_pt_corpus_tokens(c), path, (long long)st.instances, po.max_seq,
+             what, (long long)tk_pt_corpus_docs(c), (long long)tk_pt_corpus_sentences(c),
+             (long long)tk_pt_corpus_tokens(c), path, (long long)st.instances, po.max_seq,
              st.instances ? 100.0 * (double)st.is_next / (double)st.instances : 0.0,
              (long long)st.truncated, (long long)st.mask.chosen);
         if (st.instances == 0)
@@ -322,7 +322,7 @@ static int corpus_rows(pt_state *s, const char *path, int K, int held, int dupe,
     } else {
         bc_err_prefix(e, "%s", path);
     }
-    rt_pt_corpus_free(c);
+    tk_pt_corpus_free(c);
     return rc;
 }
 
@@ -331,9 +331,9 @@ static int corpus_rows(pt_state *s, const char *path, int K, int held, int dupe,
 /* Opens the stream at the start of pass s->stream_pass (each pass its own seed). */
 static int stream_open(pt_state *s, bc_err *e)
 {
-    rt_pt_stream_free(s->stream);
+    tk_pt_stream_free(s->stream);
     uint64_t seed = s->data_seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(s->stream_pass + 1));
-    s->stream = rt_pt_stream_open(&s->stream_path, 1, s->v, &s->tok, &s->po,
+    s->stream = tk_pt_stream_open(&s->stream_path, 1, s->v, &s->tok, &s->po,
                                   PT_STREAM_WINDOW, PT_STREAM_SHUFFLE, seed, e);
     return s->stream ? 0 : -1;
 }
@@ -362,7 +362,7 @@ static int stream_rows(pt_state *s, int64_t epoch, rt_tensor_list *out, bc_err *
         int empty_passes = 0;
         while (have < N) {
             int want = N - have < 4096 ? (int)(N - have) : 4096;
-            int n = rt_pt_stream_next(s->stream, want, &got, e);
+            int n = tk_pt_stream_next(s->stream, want, &got, e);
             if (n < 0)
                 goto done;
             if (n == 0) { /* the pass is over: the next one */
@@ -423,7 +423,7 @@ static int stream_start(pt_state *s, const char *path, int K, bc_err *e)
          "documents, shuffle buffer of %d rows)",
          path, (long long)s->stream_rows, s->po.max_seq, PT_STREAM_WINDOW,
          PT_STREAM_SHUFFLE);
-    return stream_rows(s, 0, &s->rows[RT_SPLIT_TRAIN], e);
+    return stream_rows(s, 0, &s->rows[TK_SPLIT_TRAIN], e);
 }
 
 static int pt_refill(void *state, int64_t epoch, rt_tensor_list *out, bc_err *e)
@@ -438,19 +438,19 @@ static int pt_refill(void *state, int64_t epoch, rt_tensor_list *out, bc_err *e)
 
 /* ---- splits ------------------------------------------------------------------------ */
 
-static int ensure_rows(pt_state *s, rt_split sp, bc_err *e)
+static int ensure_rows(pt_state *s, tk_split sp, bc_err *e)
 {
     if (s->have[sp])
         return 0;
-    const char *path = sp == RT_SPLIT_DEV && s->eval_data ? s->eval_data : s->data;
+    const char *path = sp == TK_SPLIT_DEV && s->eval_data ? s->eval_data : s->data;
     int K = 0, held = 0;
-    if (sp == RT_SPLIT_DEV && !s->eval_data) {
+    if (sp == TK_SPLIT_DEV && !s->eval_data) {
         if (!s->holdout)
             return bc_errf(e,
                            "pretrain: no dev split: give --eval-data PATH or --holdout K");
         K = s->holdout;
         held = 1;
-    } else if (sp == RT_SPLIT_TRAIN) {
+    } else if (sp == TK_SPLIT_TRAIN) {
         K = s->holdout;
     }
     if (!path)
@@ -461,7 +461,7 @@ static int ensure_rows(pt_state *s, rt_split sp, bc_err *e)
         return -1;
     rt_list_free(&s->rows[sp]);
     rt_list_init(&s->rows[sp]);
-    if (s->stream_rows && sp == RT_SPLIT_TRAIN) {
+    if (s->stream_rows && sp == TK_SPLIT_TRAIN) {
         if (kind)
             return bc_errf(e, "%s: --stream-rows streams a text corpus, not a data file",
                            path);
@@ -472,18 +472,18 @@ static int ensure_rows(pt_state *s, rt_split sp, bc_err *e)
     }
     int rc =
         kind ? file_rows(s, path, K, held, &s->rows[sp], e)
-             : corpus_rows(s, path, K, held, sp == RT_SPLIT_TRAIN ? s->po.dupe_factor : 1,
-                           s->data_seed + (uint64_t)sp, rt_split_name(sp), &s->rows[sp], e);
+             : corpus_rows(s, path, K, held, sp == TK_SPLIT_TRAIN ? s->po.dupe_factor : 1,
+                           s->data_seed + (uint64_t)sp, tk_split_name(sp), &s->rows[sp], e);
     if (rc)
         return -1;
     int64_t n, nx;
     count_is_next(&s->rows[sp], &n, &nx);
     if (kind)
         note(s, "pretrain %s: %lld rows of %d tokens from %s (%.0f%% IsNext)",
-             rt_split_name(sp), (long long)n, s->file_seq, path,
+             tk_split_name(sp), (long long)n, s->file_seq, path,
              n ? 100.0 * (double)nx / (double)n : 0.0);
     if (n == 0)
-        return bc_errf(e, "%s: the %s split has no rows%s", path, rt_split_name(sp),
+        return bc_errf(e, "%s: the %s split has no rows%s", path, tk_split_name(sp),
                        K ? " (fewer documents or rows than --holdout?)" : "");
     s->have[sp] = 1;
     return 0;
@@ -491,7 +491,7 @@ static int ensure_rows(pt_state *s, rt_split sp, bc_err *e)
 
 /* ---- the task ------------------------------------------------------------------------ */
 
-static int pt_open(const rt_task_config *c, void **state, bc_err *e)
+static int pt_open(const tk_task_config *c, void **state, bc_err *e)
 {
     *state = NULL;
     pt_state *s = calloc(1, sizeof *s);
@@ -509,19 +509,19 @@ static int pt_open(const rt_task_config *c, void **state, bc_err *e)
         val[i] = c->opt && c->opt[i] ? c->opt[i] : pt_options[i].def;
     long long ms = 0, mp = 0, dupe = 0, wwm = 0, dyn = 0, seed = 0, hold = 0, sr = 0,
               gat = 0;
-    s->po = RT_PT_OPTS_DEFAULT;
-    if (rt_task_int_opt(val[OPT_MAX_SEQ], "max-seq", 5, RT_PT_MAX_SEQ_LIMIT, &ms, e) ||
-        rt_task_int_opt(val[OPT_MAX_PRED], "max-predictions", 0, 1 << 20, &mp, e) ||
-        rt_task_real_opt(val[OPT_MASK_PROB], "mask-prob", 0, 1, &s->po.mask_prob, e) ||
-        rt_task_real_opt(val[OPT_SHORT], "short-seq-prob", 0, 1, &s->po.short_seq_prob,
+    s->po = TK_PT_OPTS_DEFAULT;
+    if (tk_task_int_opt(val[OPT_MAX_SEQ], "max-seq", 5, TK_PT_MAX_SEQ_LIMIT, &ms, e) ||
+        tk_task_int_opt(val[OPT_MAX_PRED], "max-predictions", 0, 1 << 20, &mp, e) ||
+        tk_task_real_opt(val[OPT_MASK_PROB], "mask-prob", 0, 1, &s->po.mask_prob, e) ||
+        tk_task_real_opt(val[OPT_SHORT], "short-seq-prob", 0, 1, &s->po.short_seq_prob,
                          e) ||
-        rt_task_int_opt(val[OPT_DUPE], "dupe-factor", 1, 1000, &dupe, e) ||
-        rt_task_int_opt(val[OPT_WWM], "whole-word", 0, 1, &wwm, e) ||
-        rt_task_int_opt(val[OPT_DYNAMIC], "dynamic-mask", 0, 1, &dyn, e) ||
-        rt_task_int_opt(val[OPT_SEED], "data-seed", 0, LLONG_MAX, &seed, e) ||
-        rt_task_int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e) ||
-        rt_task_int_opt(val[OPT_STREAM], "stream-rows", 0, (long long)1 << 40, &sr, e) ||
-        rt_task_int_opt(val[OPT_GATHER], "mlm-gather", 0, 1, &gat, e))
+        tk_task_int_opt(val[OPT_DUPE], "dupe-factor", 1, 1000, &dupe, e) ||
+        tk_task_int_opt(val[OPT_WWM], "whole-word", 0, 1, &wwm, e) ||
+        tk_task_int_opt(val[OPT_DYNAMIC], "dynamic-mask", 0, 1, &dyn, e) ||
+        tk_task_int_opt(val[OPT_SEED], "data-seed", 0, LLONG_MAX, &seed, e) ||
+        tk_task_int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e) ||
+        tk_task_int_opt(val[OPT_STREAM], "stream-rows", 0, (long long)1 << 40, &sr, e) ||
+        tk_task_int_opt(val[OPT_GATHER], "mlm-gather", 0, 1, &gat, e))
         goto fail;
     s->mlm_gather = (int)gat;
     s->stream_rows = sr;
@@ -551,10 +551,10 @@ static int pt_open(const rt_task_config *c, void **state, bc_err *e)
         }
         s->holdout = 0; /* dev comes from --eval-data */
     }
-    if (rt_pt_opts_check(&s->po, e) || !(s->masker = rt_pt_masker_new(s->v, &s->po, e)))
+    if (tk_pt_opts_check(&s->po, e) || !(s->masker = tk_pt_masker_new(s->v, &s->po, e)))
         goto fail;
-    if ((c->data && !(s->data = rt_task_abs_path(c->data))) ||
-        (*val[OPT_EVAL] && !(s->eval_data = rt_task_abs_path(val[OPT_EVAL])))) {
+    if ((c->data && !(s->data = tk_task_abs_path(c->data))) ||
+        (*val[OPT_EVAL] && !(s->eval_data = tk_task_abs_path(val[OPT_EVAL])))) {
         bc_errf(e, "out of memory");
         goto fail;
     }
@@ -565,11 +565,11 @@ fail:
     return -1;
 }
 
-static void pt_heads(void *state, rt_task_heads *h)
+static void pt_heads(void *state, tk_task_heads *h)
 {
     const pt_state *s = state;
     memset(h, 0, sizeof *h);
-    h->labels = RT_LABEL_MLM | RT_LABEL_NSP;
+    h->labels = TR_LABEL_MLM | TR_LABEL_NSP;
     /* Rows made here (from a corpus, also with dynamic masking) have at most
      * --max-predictions labels; a data file's rows may have any number. */
     bc_err e;
@@ -630,7 +630,7 @@ static int pt_save(void *state, const char *dir, bc_err *e)
     return 0;
 }
 
-static int pt_data(void *state, rt_split sp, rt_tensor_list *out, bc_err *e)
+static int pt_data(void *state, tk_split sp, rt_tensor_list *out, bc_err *e)
 {
     pt_state *s = state;
     if (ensure_rows(s, sp, e))
@@ -640,7 +640,7 @@ static int pt_data(void *state, rt_split sp, rt_tensor_list *out, bc_err *e)
         if (!rt_list_add(out, r->t[i].name, r->t[i].dtype, r->t[i].rank, r->t[i].shape,
                          r->t[i].data))
             return bc_errf(e, "out of memory");
-    if (sp != RT_SPLIT_TRAIN) {
+    if (sp != TK_SPLIT_TRAIN) {
         /* Dev is read once at the start and kept for evaluation; the training rows
          * live on in the engine's copy. */
     } else {
@@ -659,7 +659,7 @@ static int pt_augment(void *state, rt_tensor_list *batch, uint64_t seed, bc_err 
     rt_rng r;
     /* Its own stream: the dropout seed also drives dropout in the graph. */
     rt_rng_seed(&r, seed ^ 0x6d61736b696e6721ULL);
-    return rt_pt_remask_batch(s->masker, batch, &r, NULL, e);
+    return tk_pt_remask_batch(s->masker, batch, &r, NULL, e);
 }
 
 /* Copies rows [r0, r0 + b) of the named [N, S] tensor into in. */
@@ -705,8 +705,8 @@ static int64_t argmax(const float *x, int64_t n)
     return best;
 }
 
-static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn fwd,
-                       void *fctx, rt_metrics *m, bc_err *e)
+static int pt_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn fwd,
+                       void *fctx, tk_metrics *m, bc_err *e)
 {
     pt_state *s = state;
     if (ensure_rows(s, sp, e))
@@ -717,9 +717,9 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
     const rt_tensor *nsp = rt_list_cfind(rows, "nsp_labels");
     if (!ids || !lab || !nsp)
         return bc_errf(e, "pretrain: the %s rows lack input_ids, mlm_labels or nsp_labels",
-                       rt_split_name(sp));
-    int64_t N = ids->shape[0], S = ids->shape[1], V = rt_vocab_size(s->v);
-    int rows_per = rt_pt_eval_rows(batch_size < 1 ? 64 : batch_size, S, V);
+                       tk_split_name(sp));
+    int64_t N = ids->shape[0], S = ids->shape[1], V = tx_vocab_size(s->v);
+    int rows_per = tk_pt_eval_rows(batch_size < 1 ? 64 : batch_size, S, V);
     double mlm_loss = 0, nsp_loss = 0;
     int64_t masked = 0, mlm_right = 0, nsp_right = 0;
     for (int64_t r0 = 0; r0 < N; r0 += rows_per) {
@@ -738,7 +738,7 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
             for (int64_t i = 0; i < b; i++) {
                 const int64_t *y = (const int64_t *)lab->data + (size_t)(r0 + i) * S;
                 for (int64_t p = 0; p < S; p++) {
-                    if (y[p] == RT_PT_IGNORE)
+                    if (y[p] == TK_PT_IGNORE)
                         continue;
                     if (p >= W || y[p] < 0 || y[p] >= V) {
                         rc = bc_errf(e,
@@ -748,7 +748,7 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
                         break;
                     }
                     const float *x = (const float *)ml->data + ((size_t)i * W + p) * V;
-                    mlm_loss += rt_log_sum_exp(x, V) - (double)x[y[p]];
+                    mlm_loss += tk_log_sum_exp(x, V) - (double)x[y[p]];
                     mlm_right += argmax(x, V) == y[p];
                     masked++;
                 }
@@ -759,7 +759,7 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
                                  (long long)(r0 + i), (long long)t);
                     break;
                 }
-                nsp_loss += rt_log_sum_exp(z, 2) - (double)z[t];
+                nsp_loss += tk_log_sum_exp(z, 2) - (double)z[t];
                 nsp_right += (z[1] > z[0]) == (t == 1);
             }
         } else {
@@ -771,11 +771,11 @@ static int pt_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
             return -1;
     }
     memset(m, 0, sizeof *m);
-    rt_metrics_add(m, "mlm_accuracy", masked ? (double)mlm_right / (double)masked : 0);
-    rt_metrics_add(m, "nsp_accuracy", N ? (double)nsp_right / (double)N : 0);
-    rt_metrics_add(m, "mlm_likelihood", masked ? exp(-mlm_loss / (double)masked) : 0);
-    rt_metrics_add(m, "mlm_loss", masked ? mlm_loss / (double)masked : 0);
-    rt_metrics_add(m, "nsp_loss", N ? nsp_loss / (double)N : 0);
+    tk_metrics_add(m, "mlm_accuracy", masked ? (double)mlm_right / (double)masked : 0);
+    tk_metrics_add(m, "nsp_accuracy", N ? (double)nsp_right / (double)N : 0);
+    tk_metrics_add(m, "mlm_likelihood", masked ? exp(-mlm_loss / (double)masked) : 0);
+    tk_metrics_add(m, "mlm_loss", masked ? mlm_loss / (double)masked : 0);
+    tk_metrics_add(m, "nsp_loss", N ? nsp_loss / (double)N : 0);
     m->examples = N;
     return 0;
 }
@@ -788,24 +788,24 @@ typedef struct cand {
     double p;
 } cand;
 
-static int pt_predict(void *state, const char *text, const char *pair, rt_forward_fn fwd,
+static int pt_predict(void *state, const char *text, const char *pair, tk_forward_fn fwd,
                       void *fctx, json_t **out, bc_err *e)
 {
     pt_state *s = state;
     *out = NULL;
-    int cls = rt_vocab_special(s->v, RT_CLS), sep = rt_vocab_special(s->v, RT_SEP);
-    int msk = rt_vocab_special(s->v, RT_MASK);
+    int cls = tx_vocab_special(s->v, TX_CLS), sep = tx_vocab_special(s->v, TX_SEP);
+    int msk = tx_vocab_special(s->v, TX_MASK);
     if (cls < 0 || sep < 0 || msk < 0)
         return bc_errf(e, "the vocabulary lacks [CLS], [SEP] or [MASK]");
-    rt_token_list a = {0}, b = {0};
+    tx_token_list a = {0}, b = {0};
     rt_tensor_list in, o;
     rt_list_init(&in);
     rt_list_init(&o);
     json_t *j = NULL;
     char *filled = NULL;
     int rc = -1;
-    if (rt_tokenize(s->v, &s->tok, text, strlen(text), &a, e) ||
-        (pair && rt_tokenize(s->v, &s->tok, pair, strlen(pair), &b, e)))
+    if (tx_tokenize(s->v, &s->tok, text, strlen(text), &a, e) ||
+        (pair && tx_tokenize(s->v, &s->tok, pair, strlen(pair), &b, e)))
         goto done;
     int room = s->po.max_seq - (pair ? 3 : 2), na = a.n, nb = pair ? b.n : 0;
     while (na + nb > room) { /* truncate the longer, from its end */
@@ -841,7 +841,7 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
     }
     if (fwd(fctx, &in, &o, e))
         goto done;
-    int64_t V = rt_vocab_size(s->v), want_m[3] = {1, S, V}, want_n[2] = {1, 2};
+    int64_t V = tx_vocab_size(s->v), want_m[3] = {1, S, V}, want_n[2] = {1, 2};
     const rt_tensor *ml = get_out(&o, "mlm_logits", 3, want_m, e);
     const rt_tensor *nl = ml ? get_out(&o, "nsp_logits", 2, want_n, e) : NULL;
     if (!nl)
@@ -856,7 +856,7 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
         const float *z = nl->data;
         json_object_set_new(j, "pair", json_string(pair));
         json_object_set_new(j, "is_next_probability",
-                            json_real(exp((double)z[0] - rt_log_sum_exp(z, 2))));
+                            json_real(exp((double)z[0] - tk_log_sum_exp(z, 2))));
     }
     /* The text with each [MASK] of segment A replaced by its best token. */
     size_t tl = strlen(text), cap = tl + 1, at = 0, from = 0;
@@ -865,7 +865,7 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
         if (x[p] != msk)
             continue;
         const float *lg = (const float *)ml->data + (size_t)p * V;
-        double lse = rt_log_sum_exp(lg, V);
+        double lse = tk_log_sum_exp(lg, V);
         cand top[5];
         int nt = 0;
         for (int64_t v = 0; v < V; v++) {
@@ -882,13 +882,13 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
         json_t *preds = json_array();
         for (int q = 0; q < nt; q++)
             json_array_append_new(preds, json_pack("{s:s, s:f}", "token",
-                                                   rt_vocab_token(s->v, top[q].id),
+                                                   tx_vocab_token(s->v, top[q].id),
                                                    "probability", top[q].p));
         json_array_append_new(masks, json_pack("{s:I, s:o}", "position", (json_int_t)p,
                                                "predictions", preds));
         if (p >= 1 && p <= na) {
-            const rt_token *t = &a.t[p - 1];
-            const char *w = rt_vocab_token(s->v, top[0].id);
+            const tx_token *t = &a.t[p - 1];
+            const char *w = tx_vocab_token(s->v, top[0].id);
             if (!strncmp(w, "##", 2))
                 w += 2;
             size_t need =
@@ -923,8 +923,8 @@ static int pt_predict(void *state, const char *text, const char *pair, rt_forwar
 done:
     json_decref(j);
     free(filled);
-    rt_token_list_free(&a);
-    rt_token_list_free(&b);
+    tx_token_list_free(&a);
+    tx_token_list_free(&b);
     rt_list_free(&in);
     rt_list_free(&o);
     return rc;
@@ -953,7 +953,7 @@ static int pt_print(void *state, const json_t *p, FILE *f)
     return ferror(f) ? -1 : 0;
 }
 
-const rt_task_ops rt_task_pretrain = {
+const tk_task_ops tk_task_pretrain = {
     .name = "pretrain",
     .about = "BERT pre-training: masked LM + next-sentence prediction (a corpus, or a "
              "pretrain-data file)",

@@ -9,7 +9,7 @@
  *    `bertcc pretrain-data`): input_ids, token_type_ids, attention_mask, mlm_labels
  *    [N, S] and nsp_labels [N]; its rows are used as they are;
  *  - a plain-text corpus as BERT reads it (one sentence per line, a blank line between
- *    documents): instances are made once at the start with rt_pt_create
+ *    documents): instances are made once at the start with tk_pt_create
  *    (tasks/pretrain_data.h) from --max-seq, --max-predictions, --mask-prob,
  *    --short-seq-prob, --dupe-factor, --whole-word and --data-seed (the dev and test
  *    rows with seeds data-seed + 1 and + 2, dupe factor 1).
@@ -23,7 +23,7 @@
  * other documents) for a clean dev score.
  *
  * Dynamic masking (--dynamic-mask 1, the default): every training micro-batch is
- * unmasked through its mlm_labels and masked afresh (rt_pt_remask_batch, with
+ * unmasked through its mlm_labels and masked afresh (tk_pt_remask_batch, with
  * --mask-prob, --max-predictions and --whole-word) from the micro-batch's dropout seed,
  * so each epoch sees new masks of the same pairs, and a resumed run the same masks as
  * an uninterrupted one. Dev and test keep the masks they were made with.
@@ -44,10 +44,10 @@
 
 #include "task.h"
 
-extern const rt_task_ops rt_task_pretrain;
+extern const tk_task_ops tk_task_pretrain;
 
 /* Rows per forward pass that keep mlm_logits ([rows, S, V] F32) under about 256 MiB,
  * at least 1 and at most batch_size. */
-int rt_pt_eval_rows(int batch_size, int64_t S, int64_t V);
+int tk_pt_eval_rows(int batch_size, int64_t S, int64_t V);
 
 #endif

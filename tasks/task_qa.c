@@ -15,7 +15,7 @@
 
 enum { OPT_MAX_SEQ, OPT_STRIDE, OPT_QUERY, OPT_ANSWER, OPT_METRIC, OPT_EVAL, OPT_HOLDOUT };
 
-static const rt_task_option qa_options[] = {
+static const tk_task_option qa_options[] = {
     {"max-seq", "N", "tokens per window with [CLS], question and [SEP]s (default 384)",
      "384"},
     {"doc-stride", "N", "tokens between the starts of a context's windows (default 128)",
@@ -37,22 +37,22 @@ static const char *const qa_outputs[] = {"start_logits", "end_logits", NULL};
 static const char *const qa_best_by[] = {"f1", "exact_match", NULL};
 
 typedef struct qa_state {
-    const rt_vocab *v;
-    rt_qa_feat_opts fo;
+    const tx_vocab *v;
+    tk_qa_feat_opts fo;
     int max_answer;
-    rt_qa_flavor flavor;
+    tk_qa_flavor flavor;
     int holdout;
     char *data, *eval_data; /* NULL: none */
     bc_note_fn note;
     void *note_ctx;
-    rt_qa_set set[3];
+    tk_qa_set set[3];
     int have[3];
-    rt_qa_features feat[3];
+    tk_qa_features feat[3];
     int have_feat[3];
     int noted_test;
 } qa_state;
 
-#define note(s, ...) rt_task_note((s)->note, (s)->note_ctx, __VA_ARGS__)
+#define note(s, ...) tk_task_note((s)->note, (s)->note_ctx, __VA_ARGS__)
 
 static void qa_close(void *state)
 {
@@ -62,104 +62,104 @@ static void qa_close(void *state)
     free(s->data);
     free(s->eval_data);
     for (int i = 0; i < 3; i++) {
-        rt_qa_set_free(&s->set[i]);
-        rt_qa_features_free(&s->feat[i]);
+        tk_qa_set_free(&s->set[i]);
+        tk_qa_features_free(&s->feat[i]);
     }
     free(s);
 }
 
 /* Reads a split once. */
-static int ensure_split(qa_state *s, rt_split sp, bc_err *e)
+static int ensure_split(qa_state *s, tk_split sp, bc_err *e)
 {
     if (s->have[sp])
         return 0;
-    if (sp == RT_SPLIT_DEV && s->eval_data) {
+    if (sp == TK_SPLIT_DEV && s->eval_data) {
         memset(&s->set[sp], 0, sizeof s->set[sp]);
-        if (rt_qa_load(s->eval_data, &s->set[sp], s->note, s->note_ctx, e))
+        if (tk_qa_load(s->eval_data, &s->set[sp], s->note, s->note_ctx, e))
             return -1;
-    } else if (sp == RT_SPLIT_DEV && !s->holdout) {
+    } else if (sp == TK_SPLIT_DEV && !s->holdout) {
         return bc_errf(e, "qa: no dev split: give --eval-data FILE.json or --holdout K");
-    } else if (sp == RT_SPLIT_TEST || !s->holdout) {
+    } else if (sp == TK_SPLIT_TEST || !s->holdout) {
         if (!s->data)
             return bc_errf(e, "qa: no data file was given (--data FILE.json)");
         memset(&s->set[sp], 0, sizeof s->set[sp]);
-        if (rt_qa_load(s->data, &s->set[sp], s->note, s->note_ctx, e))
+        if (tk_qa_load(s->data, &s->set[sp], s->note, s->note_ctx, e))
             return -1;
     } else {
         /* Both halves of the split are kept: training reads the other one too. */
         if (!s->data)
             return bc_errf(e, "qa: no data file was given (--data FILE.json)");
-        rt_qa_set all = {0}, rest, held;
-        if (rt_qa_load(s->data, &all, s->note, s->note_ctx, e))
+        tk_qa_set all = {0}, rest, held;
+        if (tk_qa_load(s->data, &all, s->note, s->note_ctx, e))
             return -1;
-        int rc = rt_qa_split(&all, s->holdout, s->holdout - 1, &rest, &held, e);
+        int rc = tk_qa_split(&all, s->holdout, s->holdout - 1, &rest, &held, e);
         int articles = all.n_articles;
-        rt_qa_set_free(&all);
+        tk_qa_set_free(&all);
         if (rc)
             return -1;
         if (!held.n || !rest.n) {
-            rt_qa_set_free(&rest);
-            rt_qa_set_free(&held);
+            tk_qa_set_free(&rest);
+            tk_qa_set_free(&held);
             return bc_errf(e, "%s: --holdout %d leaves %s (the file has %d articles)",
                            s->data, s->holdout,
                            held.n ? "nothing to train on" : "no question for dev",
                            articles);
         }
-        rt_split other = sp == RT_SPLIT_TRAIN ? RT_SPLIT_DEV : RT_SPLIT_TRAIN;
-        s->set[sp] = sp == RT_SPLIT_TRAIN ? rest : held;
-        rt_qa_set *theirs = sp == RT_SPLIT_TRAIN ? &held : &rest;
-        if (!s->have[other] && !(other == RT_SPLIT_DEV && s->eval_data)) {
+        tk_split other = sp == TK_SPLIT_TRAIN ? TK_SPLIT_DEV : TK_SPLIT_TRAIN;
+        s->set[sp] = sp == TK_SPLIT_TRAIN ? rest : held;
+        tk_qa_set *theirs = sp == TK_SPLIT_TRAIN ? &held : &rest;
+        if (!s->have[other] && !(other == TK_SPLIT_DEV && s->eval_data)) {
             s->set[other] = *theirs;
             s->have[other] = 1;
         } else {
-            rt_qa_set_free(theirs);
+            tk_qa_set_free(theirs);
         }
     }
     s->have[sp] = 1;
     if (s->set[sp].n == 0)
         return bc_errf(e, "%s: no questions with an answer in the %s split",
-                       sp == RT_SPLIT_DEV && s->eval_data ? s->eval_data : s->data,
-                       rt_split_name(sp));
+                       sp == TK_SPLIT_DEV && s->eval_data ? s->eval_data : s->data,
+                       tk_split_name(sp));
     return 0;
 }
 
-static const char *split_source(const qa_state *s, rt_split sp)
+static const char *split_source(const qa_state *s, tk_split sp)
 {
-    return sp == RT_SPLIT_DEV && s->eval_data ? s->eval_data : s->data;
+    return sp == TK_SPLIT_DEV && s->eval_data ? s->eval_data : s->data;
 }
 
-static int ensure_features(qa_state *s, rt_split sp, bc_err *e)
+static int ensure_features(qa_state *s, tk_split sp, bc_err *e)
 {
     if (s->have_feat[sp])
         return 0;
     if (ensure_split(s, sp, e))
         return -1;
-    if (rt_qa_featurize(&s->set[sp], s->v, &s->fo, &s->feat[sp], e)) {
+    if (tk_qa_featurize(&s->set[sp], s->v, &s->fo, &s->feat[sp], e)) {
         bc_err_prefix(e, "%s", split_source(s, sp));
         return -1;
     }
     s->have_feat[sp] = 1;
-    const rt_qa_features *f = &s->feat[sp];
+    const tk_qa_features *f = &s->feat[sp];
     note(s,
          "qa %s: %d questions of %s, %d windows of at most %d tokens (%d with the answer "
          "inside)%s",
-         rt_split_name(sp), s->set[sp].n, split_source(s, sp), f->n, s->fo.max_seq_len,
+         tk_split_name(sp), s->set[sp].n, split_source(s, sp), f->n, s->fo.max_seq_len,
          f->answers_in_window,
          f->answers_unmapped ? "; some answers cover no token and point at [CLS]" : "");
     if (f->n == 0)
         return bc_errf(e, "%s: the %s split gives no windows (empty contexts?)",
-                       split_source(s, sp), rt_split_name(sp));
+                       split_source(s, sp), tk_split_name(sp));
     return 0;
 }
 
 /* The rule of --metric auto: korquad when the contexts of set hold more Hangul
  * syllables than ASCII letters (each paragraph counted once). */
-static rt_qa_flavor guess_flavor(const rt_qa_set *set)
+static tk_qa_flavor guess_flavor(const tk_qa_set *set)
 {
     long long hangul = 0, latin = 0;
     int last = INT_MIN;
     for (int i = 0; i < set->n; i++) {
-        const rt_qa_example *x = &set->ex[i];
+        const tk_qa_example *x = &set->ex[i];
         if (x->paragraph == last && x->paragraph >= 0)
             continue;
         last = x->paragraph;
@@ -174,10 +174,10 @@ static rt_qa_flavor guess_flavor(const rt_qa_set *set)
             }
         }
     }
-    return hangul > latin ? RT_QA_KORQUAD : RT_QA_SQUAD;
+    return hangul > latin ? TK_QA_KORQUAD : TK_QA_SQUAD;
 }
 
-static int qa_open(const rt_task_config *c, void **state, bc_err *e)
+static int qa_open(const tk_task_config *c, void **state, bc_err *e)
 {
     *state = NULL;
     qa_state *s = calloc(1, sizeof *s);
@@ -186,17 +186,17 @@ static int qa_open(const rt_task_config *c, void **state, bc_err *e)
     s->v = c->vocab;
     s->note = c->note;
     s->note_ctx = c->note_ctx;
-    s->fo = RT_QA_FEAT_OPTS_DEFAULT;
+    s->fo = TK_QA_FEAT_OPTS_DEFAULT;
     s->fo.tok = c->tok;
     const char *val[7];
     for (int i = 0; i < 7; i++)
         val[i] = c->opt && c->opt[i] ? c->opt[i] : qa_options[i].def;
     long long ms = 0, ans = 0, stride = 0, query = 0, hold = 0;
-    if (rt_task_int_opt(val[OPT_MAX_SEQ], "max-seq", 8, 65536, &ms, e) ||
-        rt_task_int_opt(val[OPT_STRIDE], "doc-stride", 1, 65536, &stride, e) ||
-        rt_task_int_opt(val[OPT_QUERY], "max-query-length", 1, 65536, &query, e) ||
-        rt_task_int_opt(val[OPT_ANSWER], "max-answer-length", 1, 65536, &ans, e) ||
-        rt_task_int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e))
+    if (tk_task_int_opt(val[OPT_MAX_SEQ], "max-seq", 8, 65536, &ms, e) ||
+        tk_task_int_opt(val[OPT_STRIDE], "doc-stride", 1, 65536, &stride, e) ||
+        tk_task_int_opt(val[OPT_QUERY], "max-query-length", 1, 65536, &query, e) ||
+        tk_task_int_opt(val[OPT_ANSWER], "max-answer-length", 1, 65536, &ans, e) ||
+        tk_task_int_opt(val[OPT_HOLDOUT], "holdout", 0, INT_MAX, &hold, e))
         goto fail;
     s->fo.doc_stride = (int)stride;
     s->fo.max_query_len = (int)query;
@@ -226,33 +226,33 @@ static int qa_open(const rt_task_config *c, void **state, bc_err *e)
         bc_errf(e, "qa: give --eval-data or --holdout, not both");
         goto fail;
     }
-    if ((c->data && !(s->data = rt_task_abs_path(c->data))) ||
-        (*val[OPT_EVAL] && !(s->eval_data = rt_task_abs_path(val[OPT_EVAL])))) {
+    if ((c->data && !(s->data = tk_task_abs_path(c->data))) ||
+        (*val[OPT_EVAL] && !(s->eval_data = tk_task_abs_path(val[OPT_EVAL])))) {
         bc_errf(e, "out of memory");
         goto fail;
     }
     const char *m = val[OPT_METRIC];
     if (!strcmp(m, "squad"))
-        s->flavor = RT_QA_SQUAD;
+        s->flavor = TK_QA_SQUAD;
     else if (!strcmp(m, "korquad"))
-        s->flavor = RT_QA_KORQUAD;
+        s->flavor = TK_QA_KORQUAD;
     else if (!strcmp(m, "auto")) {
         /* Decided from the training data: a new run always has it; a stored run has
          * the decided name in options.json. */
-        s->flavor = RT_QA_SQUAD;
+        s->flavor = TK_QA_SQUAD;
         if (s->data) {
-            if (ensure_split(s, RT_SPLIT_TRAIN, e))
+            if (ensure_split(s, TK_SPLIT_TRAIN, e))
                 goto fail;
-            s->flavor = guess_flavor(&s->set[RT_SPLIT_TRAIN]);
+            s->flavor = guess_flavor(&s->set[TK_SPLIT_TRAIN]);
             note(s, "qa: --metric auto chose %s (the training contexts are %s)",
-                 s->flavor == RT_QA_KORQUAD ? "korquad" : "squad",
-                 s->flavor == RT_QA_KORQUAD ? "mostly Hangul" : "not mostly Hangul");
+                 s->flavor == TK_QA_KORQUAD ? "korquad" : "squad",
+                 s->flavor == TK_QA_KORQUAD ? "mostly Hangul" : "not mostly Hangul");
         }
     } else {
         bc_errf(e, "--metric expects squad, korquad or auto, got '%s'", m);
         goto fail;
     }
-    if (!c->run_dir && s->data && ensure_split(s, RT_SPLIT_TRAIN, e))
+    if (!c->run_dir && s->data && ensure_split(s, TK_SPLIT_TRAIN, e))
         goto fail;
     *state = s;
     return 0;
@@ -261,11 +261,11 @@ fail:
     return -1;
 }
 
-static void qa_heads(void *state, rt_task_heads *h)
+static void qa_heads(void *state, tk_task_heads *h)
 {
     (void)state;
     memset(h, 0, sizeof *h);
-    h->labels = RT_LABEL_QA;
+    h->labels = TR_LABEL_QA;
 }
 
 static void qa_option_value(void *state, int i, char *buf, size_t len)
@@ -285,7 +285,7 @@ static void qa_option_value(void *state, int i, char *buf, size_t len)
         snprintf(buf, len, "%d", s->max_answer);
         break;
     case OPT_METRIC:
-        snprintf(buf, len, "%s", s->flavor == RT_QA_KORQUAD ? "korquad" : "squad");
+        snprintf(buf, len, "%s", s->flavor == TK_QA_KORQUAD ? "korquad" : "squad");
         break;
     case OPT_EVAL:
         snprintf(buf, len, "%s", s->eval_data ? s->eval_data : "");
@@ -306,13 +306,13 @@ static int qa_save(void *state, const char *dir, bc_err *e)
     return 0;
 }
 
-static int qa_data(void *state, rt_split sp, rt_tensor_list *out, bc_err *e)
+static int qa_data(void *state, tk_split sp, rt_tensor_list *out, bc_err *e)
 {
     qa_state *s = state;
     if (ensure_features(s, sp, e))
         return -1;
-    return rt_qa_batch(&s->feat[sp], NULL, s->feat[sp].n,
-                       RT_QA_BATCH_LABELS | RT_QA_BATCH_PAD_LONGEST, out, e);
+    return tk_qa_batch(&s->feat[sp], NULL, s->feat[sp].n,
+                       TK_QA_BATCH_LABELS | TK_QA_BATCH_PAD_LONGEST, out, e);
 }
 
 /* start_logits / end_logits of a forward output: F32 [b, W] with W >= need. */
@@ -332,8 +332,8 @@ static const rt_tensor *get_logits(const rt_tensor_list *out, const char *name, 
 
 /* Runs forward over every feature of f and fills start and end ([f->n, stride], stride
  * = max-seq) with their logits. */
-static int run_features(qa_state *s, const rt_qa_features *f, int batch_size,
-                        rt_forward_fn fwd, void *fctx, float *start, float *end, bc_err *e)
+static int run_features(qa_state *s, const tk_qa_features *f, int batch_size,
+                        tk_forward_fn fwd, void *fctx, float *start, float *end, bc_err *e)
 {
     int stride = s->fo.max_seq_len;
     for (int i = 0; i < f->n; i += batch_size) {
@@ -348,7 +348,7 @@ static int run_features(qa_state *s, const rt_qa_features *f, int batch_size,
         rt_tensor_list in, out;
         rt_list_init(&in);
         rt_list_init(&out);
-        int rc = rt_qa_batch(f, idx, b, RT_QA_BATCH_PAD_LONGEST, &in, e);
+        int rc = tk_qa_batch(f, idx, b, TK_QA_BATCH_PAD_LONGEST, &in, e);
         free(idx);
         if (!rc)
             rc = fwd(fctx, &in, &out, e);
@@ -371,13 +371,13 @@ static int run_features(qa_state *s, const rt_qa_features *f, int batch_size,
     return 0;
 }
 
-static int qa_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn fwd,
-                       void *fctx, rt_metrics *m, bc_err *e)
+static int qa_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn fwd,
+                       void *fctx, tk_metrics *m, bc_err *e)
 {
     qa_state *s = state;
     if (ensure_features(s, sp, e))
         return -1;
-    if (sp == RT_SPLIT_TEST && s->holdout && !s->noted_test) {
+    if (sp == TK_SPLIT_TEST && s->holdout && !s->noted_test) {
         s->noted_test = 1;
         note(s,
              "qa: scoring every article of %s; this run held out every %d-th article of "
@@ -386,8 +386,8 @@ static int qa_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
     }
     if (batch_size < 1)
         batch_size = 32;
-    const rt_qa_set *set = &s->set[sp];
-    const rt_qa_features *f = &s->feat[sp];
+    const tk_qa_set *set = &s->set[sp];
+    const tk_qa_features *f = &s->feat[sp];
     size_t cells = (size_t)f->n * (size_t)s->fo.max_seq_len;
     float *start = calloc(cells, sizeof *start), *end = calloc(cells, sizeof *end);
     char **preds = calloc((size_t)set->n + 1, sizeof *preds);
@@ -398,15 +398,15 @@ static int qa_evaluate(void *state, rt_split sp, int batch_size, rt_forward_fn f
         goto done;
     }
     if (run_features(s, f, batch_size, fwd, fctx, start, end, e) ||
-        rt_qa_decode(set, f, start, end, s->fo.max_seq_len, RT_QA_N_BEST, s->max_answer,
+        tk_qa_decode(set, f, start, end, s->fo.max_seq_len, TK_QA_N_BEST, s->max_answer,
                      preds, NULL, e) ||
-        rt_qa_set_evaluate(set, (const char *const *)preds, s->flavor, &em, &f1, e)) {
-        bc_err_prefix(e, "%s (%s)", split_source(s, sp), rt_split_name(sp));
+        tk_qa_set_evaluate(set, (const char *const *)preds, s->flavor, &em, &f1, e)) {
+        bc_err_prefix(e, "%s (%s)", split_source(s, sp), tk_split_name(sp));
         goto done;
     }
     memset(m, 0, sizeof *m);
-    rt_metrics_add(m, "exact_match", em);
-    rt_metrics_add(m, "f1", f1);
+    tk_metrics_add(m, "exact_match", em);
+    tk_metrics_add(m, "f1", f1);
     m->examples = set->n;
     rc = 0;
 done:
@@ -428,7 +428,7 @@ static int code_points(const char *p, int n)
 }
 
 /* log(sum(exp(x[0..n)))) */
-static int qa_predict(void *state, const char *text, const char *pair, rt_forward_fn fwd,
+static int qa_predict(void *state, const char *text, const char *pair, tk_forward_fn fwd,
                       void *fctx, json_t **out, bc_err *e)
 {
     qa_state *s = state;
@@ -436,14 +436,14 @@ static int qa_predict(void *state, const char *text, const char *pair, rt_forwar
     if (!text || !pair)
         return bc_errf(e, "qa answers a question about a context (predict --question Q "
                           "--context C)");
-    rt_qa_set set = {0};
-    rt_qa_features f;
+    tk_qa_set set = {0};
+    tk_qa_features f;
     memset(&f, 0, sizeof f);
     char *pred = NULL;
     float *start = NULL, *end = NULL;
     int rc = -1;
-    if (rt_qa_set_add(&set, "0", text, pair, e) ||
-        rt_qa_featurize(&set, s->v, &s->fo, &f, e))
+    if (tk_qa_set_add(&set, "0", text, pair, e) ||
+        tk_qa_featurize(&set, s->v, &s->fo, &f, e))
         goto done;
     size_t cells = (size_t)(f.n ? f.n : 1) * (size_t)s->fo.max_seq_len;
     start = calloc(cells, sizeof *start);
@@ -452,10 +452,10 @@ static int qa_predict(void *state, const char *text, const char *pair, rt_forwar
         bc_errf(e, "out of memory");
         goto done;
     }
-    rt_qa_span sp;
+    tk_qa_span sp;
     memset(&sp, 0, sizeof sp);
     if (run_features(s, &f, 16, fwd, fctx, start, end, e) ||
-        rt_qa_decode(&set, &f, start, end, s->fo.max_seq_len, RT_QA_N_BEST, s->max_answer,
+        tk_qa_decode(&set, &f, start, end, s->fo.max_seq_len, TK_QA_N_BEST, s->max_answer,
                      &pred, &sp, e))
         goto done;
     double p = 0;
@@ -465,8 +465,8 @@ static int qa_predict(void *state, const char *text, const char *pair, rt_forwar
         const float *ls = start + (size_t)i * s->fo.max_seq_len;
         const float *le = end + (size_t)i * s->fo.max_seq_len;
         /* The softmax runs over all the window's positions, as the loss does. */
-        p = exp((double)ls[sp.start_tok] - rt_log_sum_exp(ls, n) + (double)le[sp.end_tok] -
-                rt_log_sum_exp(le, n));
+        p = exp((double)ls[sp.start_tok] - tk_log_sum_exp(ls, n) + (double)le[sp.end_tok] -
+                tk_log_sum_exp(le, n));
         cs = code_points(pair, sp.start);
         ce = cs + code_points(pair + sp.start, sp.end - sp.start);
     }
@@ -486,8 +486,8 @@ done:
     free(pred);
     free(start);
     free(end);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&set);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&set);
     return rc;
 }
 
@@ -504,7 +504,7 @@ static int qa_print(void *state, const json_t *p, FILE *f)
     return ferror(f) ? -1 : 0;
 }
 
-const rt_task_ops rt_task_qa = {
+const tk_task_ops tk_task_qa = {
     .name = "qa",
     .about = "extractive question answering (SQuAD v1.1 JSON: SQuAD, KorQuAD, XQuAD)",
     .options = qa_options,

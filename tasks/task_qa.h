@@ -34,6 +34,6 @@
 
 #include "task.h"
 
-extern const rt_task_ops rt_task_qa;
+extern const tk_task_ops tk_task_qa;
 
 #endif

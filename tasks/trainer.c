@@ -137,7 +137,7 @@ static void merge_flags(rundir_train_args *a, json_t *j)
         }
     }
     json_t *tok = json_object_get(j, "tokenizer");
-    rt_tok_opts t;
+    tx_tok_opts t;
     if (tok && !a->lower && !a->no_lower && !a->strip && !a->no_strip &&
         !rundir_tok_from_json(tok, &t)) {
         a->lower = t.lowercase ? "1" : NULL;
@@ -182,16 +182,16 @@ typedef struct trainer {
     rundir_train_args *a;
     rundir_train_result *res;
     bc_err *e;
-    const rt_task_ops *ops; /* NULL: batch files */
+    const tk_task_ops *ops; /* NULL: batch files */
     const char *task_name, *backend_name;
     cg_backend backend;
-    rt_train_opts o;
+    tr_train_opts o;
     long long threads, eval_batch;
-    rt_tok_opts tok;
+    tx_tok_opts tok;
     const char *tvals[RUNDIR_MAX_TASK_OPTS];
     fe_model m;
-    rt_vocab *vocab;
-    rt_task task;
+    tx_vocab *vocab;
+    tk_task task;
     unsigned present;      /* label groups trained */
     int64_t B, S;          /* rows and their length */
     int64_t mlm_gather;    /* the MLM head's rows per sequence (0: every position) */
@@ -298,13 +298,13 @@ static int task_values(trainer *t)
 static int engine_opts(trainer *t)
 {
     const rundir_train_args *a = t->a;
-    rt_train_opts *o = &t->o;
+    tr_train_opts *o = &t->o;
     bc_err *e = t->e;
     long long v;
-    rt_train_defaults(o);
+    tr_train_defaults(o);
 #define INT_OPT(str, name, lo, hi, dst)                                                    \
     if (str) {                                                                             \
-        if (rt_task_int_opt(str, name, lo, hi, &v, e))                                     \
+        if (tk_task_int_opt(str, name, lo, hi, &v, e))                                     \
             return -1;                                                                     \
         dst = v;                                                                           \
     }
@@ -316,12 +316,12 @@ static int engine_opts(trainer *t)
     INT_OPT(a->save_every, "save-every", 0, (long long)1 << 40, o->save_every)
     INT_OPT(a->log_every, "log-every", 1, (long long)1 << 40, o->progress_every)
 #undef INT_OPT
-    if ((a->lr && rt_task_real_opt(a->lr, "lr", 0, 10, &o->adam.lr, e)) ||
-        (a->warmup && rt_task_real_opt(a->warmup, "warmup", 0, 1, &o->adam.warmup, e)) ||
-        (a->weight_decay && rt_task_real_opt(a->weight_decay, "weight-decay", 0, 10,
+    if ((a->lr && tk_task_real_opt(a->lr, "lr", 0, 10, &o->adam.lr, e)) ||
+        (a->warmup && tk_task_real_opt(a->warmup, "warmup", 0, 1, &o->adam.warmup, e)) ||
+        (a->weight_decay && tk_task_real_opt(a->weight_decay, "weight-decay", 0, 10,
                                              &o->adam.weight_decay, e)) ||
-        (a->clip && rt_task_real_opt(a->clip, "clip", 0, 1e30, &o->adam.clip, e)) ||
-        (a->eps && rt_task_real_opt(a->eps, "eps", 1e-30, 1, &o->adam.eps, e)))
+        (a->clip && tk_task_real_opt(a->clip, "clip", 0, 1e30, &o->adam.clip, e)) ||
+        (a->eps && tk_task_real_opt(a->eps, "eps", 1e-30, 1, &o->adam.eps, e)))
         return -1;
     o->frozen = a->frozen;
     o->nfrozen = a->nfrozen;
@@ -337,11 +337,11 @@ static int check_options(trainer *t)
     if (!a->model || !a->data || !a->out)
         return bc_errf(e, "a model, --data and -o are required (see bertcc train --help)");
     t->task_name = a->task ? a->task : "batches";
-    if (strcmp(t->task_name, "batches") && !(t->ops = rt_task_find(t->task_name))) {
+    if (strcmp(t->task_name, "batches") && !(t->ops = tk_task_find(t->task_name))) {
         char list[512] = "batches";
-        for (int i = 0; rt_tasks[i]; i++) {
+        for (int i = 0; tk_tasks[i]; i++) {
             size_t n = strlen(list);
-            snprintf(list + n, sizeof list - n, ", %s", rt_tasks[i]->name);
+            snprintf(list + n, sizeof list - n, ", %s", tk_tasks[i]->name);
         }
         return bc_errf(e, "unknown --task '%s' (%s)", t->task_name, list);
     }
@@ -352,15 +352,15 @@ static int check_options(trainer *t)
     t->backend_name = t->backend == CG_BACKEND_JIT ? "jit" : "ref";
     t->eval_batch = 64;
     if (engine_opts(t) ||
-        (a->threads && rt_task_int_opt(a->threads, "threads", 1, 1024, &t->threads, e)) ||
+        (a->threads && tk_task_int_opt(a->threads, "threads", 1, 1024, &t->threads, e)) ||
         (a->eval_batch &&
-         rt_task_int_opt(a->eval_batch, "eval-batch-size", 1, 1 << 20, &t->eval_batch, e)))
+         tk_task_int_opt(a->eval_batch, "eval-batch-size", 1, 1 << 20, &t->eval_batch, e)))
         return -1;
     if (a->lower && a->no_lower)
         return bc_errf(e, "--lowercase and --no-lowercase contradict each other");
     if (a->strip && a->no_strip)
         return bc_errf(e, "--strip-accents and --no-strip-accents contradict each other");
-    t->tok = (rt_tok_opts){a->no_lower ? 0 : 1, a->strip ? 1 : a->no_strip ? 0 : -1};
+    t->tok = (tx_tok_opts){a->no_lower ? 0 : 1, a->strip ? 1 : a->no_strip ? 0 : -1};
     return 0;
 }
 
@@ -375,17 +375,17 @@ static int task_data(trainer *t)
     bc_err *e = t->e;
     if (!a->vocab)
         return bc_errf(e, "--task needs --vocab VOCAB.txt (see bertcc train --help)");
-    if (!(t->vocab = rt_vocab_load(a->vocab, e)))
+    if (!(t->vocab = tx_vocab_load(a->vocab, e)))
         return -1;
-    rt_task_config tc = {a->data,  a->resume,         t->vocab, t->tok,
+    tk_task_config tc = {a->data,  a->resume,         t->vocab, t->tok,
                          t->tvals, t->m.max_position, a->note,  a->note_ctx};
     t->task.ops = t->ops;
     if (t->ops->open(&tc, &t->task.state, e))
         return -1;
-    rt_task_heads h = {0};
+    tk_task_heads h = {0};
     t->ops->heads(t->task.state, &h);
-    t->mlm_gather = h.labels & RT_LABEL_MLM ? h.mlm_predictions : 0;
-    t->m.vocab_size = rt_vocab_size(t->vocab);
+    t->mlm_gather = h.labels & TR_LABEL_MLM ? h.mlm_predictions : 0;
+    t->m.vocab_size = tx_vocab_size(t->vocab);
     t->m.head_mask = h.labels;
     t->m.intent_classes = h.labels & FE_HEAD_INTENT ? h.intent_classes : 0;
     t->m.slot_labels = h.labels & FE_HEAD_SLOT ? h.slot_labels : 0;
@@ -393,14 +393,14 @@ static int task_data(trainer *t)
         bc_err_prefix(e, "%s sized for %s", a->model, t->ops->name);
         return -1;
     }
-    if (t->ops->data(t->task.state, RT_SPLIT_TRAIN, &t->data, e))
+    if (t->ops->data(t->task.state, TK_SPLIT_TRAIN, &t->data, e))
         return -1;
     if (!a->no_eval) {
         /* Dev is read now, so that a missing split (or its unseen labels) shows before
          * the first epoch rather than after it. */
         rt_tensor_list dev;
         rt_list_init(&dev);
-        int bad = t->ops->data(t->task.state, RT_SPLIT_DEV, &dev, e);
+        int bad = t->ops->data(t->task.state, TK_SPLIT_DEV, &dev, e);
         rt_list_free(&dev);
         if (bad) {
             size_t n = strlen(e->msg);
@@ -425,7 +425,7 @@ static int batch_data(trainer *t)
     rt_tensor_list batch;
     rt_list_init(&batch);
     int rc = rt_st_load(a->data, &batch, e);
-    if (!rc && (rc = rt_batch_prepare(&batch, t->m.max_position,
+    if (!rc && (rc = tr_batch_prepare(&batch, t->m.max_position,
                                       t->m.head_mask & FE_LABEL_ALL, &t->data, &t->present,
                                       &t->B, &t->S, a->note, a->note_ctx, e)))
         bc_err_prefix(e, "%s", a->data);
@@ -450,8 +450,8 @@ static int resolve_params(trainer *t)
     int rc = 0;
     if (a->resume) {
         char path[4200], opath[4200];
-        rundir_path(a->resume, RT_TRAIN_WEIGHTS, path, sizeof path);
-        rundir_path(a->resume, RT_TRAIN_OPTIM, opath, sizeof opath);
+        rundir_path(a->resume, TR_TRAIN_WEIGHTS, path, sizeof path);
+        rundir_path(a->resume, TR_TRAIN_OPTIM, opath, sizeof opath);
         if ((rc = rt_st_load(path, &ckpt, e) ||
                   rt_params_from_checkpoint(t->g, &ckpt, 0, 0, &t->params, a->note,
                                             a->note_ctx, e) ||
@@ -471,7 +471,7 @@ static int resolve_params(trainer *t)
     for (int i = 0; !rc && i < a->nfrozen; i++) {
         int hits = 0;
         for (int k = 0; k < t->params.n; k++)
-            hits += rt_param_is_frozen(t->params.t[k].name, &a->frozen[i], 1);
+            hits += tr_param_is_frozen(t->params.t[k].name, &a->frozen[i], 1);
         if (!hits)
             rc = bc_errf(e, "--freeze %s matches no parameter of %s", a->frozen[i],
                          a->model);
@@ -527,7 +527,7 @@ static void task_options_json(const trainer *t, json_t *j)
 static int write_options(const trainer *t, int64_t total, const char *path)
 {
     const rundir_train_args *a = t->a;
-    const rt_train_opts *o = &t->o;
+    const tr_train_opts *o = &t->o;
     /* Absolute paths, so that a resumed run finds them from anywhere. */
     char *model = realpath(a->model, NULL), *data = realpath(a->data, NULL);
     char *init = a->init ? realpath(a->init, NULL) : NULL;
@@ -568,7 +568,7 @@ static int make_run_dir(trainer *t, int64_t total)
     if (mkdir(a->out, 0777) && errno != EEXIST)
         return bc_errf(e, "cannot create %s: %s", a->out, strerror(errno));
     if (!a->resume &&
-        (dir_has(a->out, RT_TRAIN_WEIGHTS) || dir_has(a->out, RT_TRAIN_OPTIM)))
+        (dir_has(a->out, TR_TRAIN_WEIGHTS) || dir_has(a->out, TR_TRAIN_OPTIM)))
         return bc_errf(e,
                        "%s already holds a run; continue it with --resume %s or choose "
                        "another directory",
@@ -600,7 +600,7 @@ typedef struct eval_hook {
     int tty;
 } eval_hook;
 
-static void print_metrics(FILE *f, const rt_metrics *m)
+static void print_metrics(FILE *f, const tk_metrics *m)
 {
     for (int i = 0; i < m->n; i++)
         fprintf(f, "%s%s %.4f", i ? "  " : "", m->name[i], m->value[i]);
@@ -608,11 +608,11 @@ static void print_metrics(FILE *f, const rt_metrics *m)
 
 /* Keeps m as the run's best when it beats the best so far: best.safetensors, and a
  * line of metrics.csv either way. Returns 1 when it became the best, -1 on error. */
-static int record(eval_hook *h, const rt_train_progress *p, const rt_metrics *m)
+static int record(eval_hook *h, const tr_train_progress *p, const tk_metrics *m)
 {
     trainer *t = h->t;
     rundir_train_result *r = t->res;
-    int best = !r->have_best || rt_task_compare(t->ops, m, &r->best) > 0;
+    int best = !r->have_best || tk_task_compare(t->ops, m, &r->best) > 0;
     char path[4200];
     rundir_path(t->a->out, RUNDIR_BEST, path, sizeof path);
     int64_t from = (p->step - 1) / h->upe * h->upe;
@@ -628,16 +628,16 @@ static int record(eval_hook *h, const rt_train_progress *p, const rt_metrics *m)
     return best;
 }
 
-static void on_step(void *ctx, const rt_train_progress *p)
+static void on_step(void *ctx, const tr_train_progress *p)
 {
     eval_hook *h = ctx;
     trainer *t = h->t;
     if (h->failed || (p->step % h->upe && p->step != h->total))
         return;
     double t0 = now();
-    rt_metrics m;
+    tk_metrics m;
     int best = -1;
-    if (t->ops->evaluate(t->task.state, RT_SPLIT_DEV, (int)t->eval_batch, rundir_forward,
+    if (t->ops->evaluate(t->task.state, TK_SPLIT_DEV, (int)t->eval_batch, rundir_forward,
                          &t->eval_runner, &m, &h->err))
         bc_err_prefix(&h->err, "dev evaluation at step %lld", (long long)p->step);
     else
@@ -672,7 +672,7 @@ static int setup_runners(trainer *t, eval_hook *hook, int64_t total)
         return -1;
     t->eval_runner.params = &t->params;
     hook->t = t;
-    hook->upe = rt_train_updates_per_epoch(&t->o, t->B);
+    hook->upe = tr_train_updates_per_epoch(&t->o, t->B);
     hook->total = total;
     hook->tty = a->progress && isatty(fileno(a->progress));
     if (a->resume) {
@@ -711,7 +711,7 @@ static int run(trainer *t)
     memset(&hook, 0, sizeof hook);
     if (load(t))
         return -1;
-    int64_t total = rt_train_total_steps(&t->o, t->B);
+    int64_t total = tr_train_total_steps(&t->o, t->B);
     if (make_run_dir(t, total) || setup_runners(t, &hook, total))
         return -1;
     if (t->ops && t->ops->refill) {
@@ -726,7 +726,7 @@ static int run(trainer *t)
                 "%lld per update, %lld updates, backend %s\n",
                 t->m.name, (long long)t->B, (long long)t->S, (long long)t->o.batch_size,
                 (long long)t->o.accum, (long long)total, t->backend_name);
-    if (rt_train(&t->o, rundir_step, &t->step_runner, &t->params, &t->data,
+    if (tr_train(&t->o, rundir_step, &t->step_runner, &t->params, &t->data,
                  a->resume ? &t->state : NULL, &t->res->train, t->e))
         return -1;
     if (hook.failed)
@@ -757,7 +757,7 @@ int rundir_train(rundir_train_args *a, rundir_train_result *r, bc_err *e)
     rundir_runner_free(&t->eval_runner);
     if (t->task.ops)
         t->task.ops->close(t->task.state);
-    rt_vocab_free(t->vocab);
+    tx_vocab_free(t->vocab);
     ir_graph_free(t->g);
     ir_graph_free(t->eg);
     json_decref(t->kept);
@@ -776,15 +776,15 @@ void rundir_train_result_free(rundir_train_result *r)
 
 void rundir_train_task_options(rundir_train_args *a, const char **meta, char help[][1024])
 {
-    for (int t = 0; rt_tasks[t]; t++)
-        for (const rt_task_option *to = rt_tasks[t]->options; to && to->name; to++) {
+    for (int t = 0; tk_tasks[t]; t++)
+        for (const tk_task_option *to = tk_tasks[t]->options; to && to->name; to++) {
             int dup = -1;
             for (int k = 0; k < a->ntopt; k++)
                 if (!strcmp(a->topt_name[k], to->name))
                     dup = k;
             if (dup >= 0) {
                 size_t at = strlen(help[dup]);
-                snprintf(help[dup] + at, 1024 - at, "; (%s) %s", rt_tasks[t]->name,
+                snprintf(help[dup] + at, 1024 - at, "; (%s) %s", tk_tasks[t]->name,
                          to->help);
                 continue;
             }
@@ -792,7 +792,7 @@ void rundir_train_task_options(rundir_train_args *a, const char **meta, char hel
                 continue;
             a->topt_name[a->ntopt] = to->name;
             meta[a->ntopt] = to->value;
-            snprintf(help[a->ntopt], 1024, "(%s) %s", rt_tasks[t]->name, to->help);
+            snprintf(help[a->ntopt], 1024, "(%s) %s", tk_tasks[t]->name, to->help);
             a->ntopt++;
         }
 }

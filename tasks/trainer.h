@@ -55,9 +55,9 @@ typedef struct rundir_train_args {
 } rundir_train_args;
 
 typedef struct rundir_train_result {
-    rt_train_result train; /* steps done, planned, stopped, last loss */
+    tr_train_result train; /* steps done, planned, stopped, last loss */
     int have_best;         /* dev was evaluated: best holds the best scores */
-    rt_metrics best;       /* names are static strings of the task (or of the run's
+    tk_metrics best;       /* names are static strings of the task (or of the run's
                               metrics.csv, kept until rundir_train_result_free) */
     char out[4096];        /* the run directory */
     void *keep;            /* what best's names point into (internal) */

@@ -861,7 +861,7 @@ static void grads_match_pytorch_p(const char *dir, int64_t gather_extra)
     cr_assert_eq(rt_st_load(tu_src(path), &batch, &e), 0, "%s", e.msg);
     unsigned present = 0;
     int64_t Bv, Sv;
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL,
+    cr_assert_eq(tr_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL,
                                   &inputs, &present, &Bv, &Sv, NULL, NULL, &e),
                  0, "%s", e.msg);
     cr_assert_neq(present, 0u, "%s has no labels", dir);

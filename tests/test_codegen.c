@@ -558,7 +558,7 @@ Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
     cr_assert_eq(rt_st_load(fixture("batch.safetensors"), &batch, &e), 0, "%s", e.msg);
     unsigned present;
     int64_t Bv, Sv;
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, &inputs, &present,
+    cr_assert_eq(tr_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, &inputs, &present,
                                   &Bv, &Sv, NULL, NULL, &e),
                  0, "%s", e.msg);
     cr_assert_eq(rt_st_load(fixture("weights.safetensors"), &ckpt, &e), 0, "%s", e.msg);

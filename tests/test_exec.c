@@ -168,7 +168,7 @@ static ir_graph *train_graph(rt_tensor_list *params, rt_tensor_list *inputs)
     cr_assert_eq(rt_st_load(fixture("batch.safetensors"), &batch, &e), 0, "%s", e.msg);
     unsigned present;
     int64_t B, S;
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, inputs, &present,
+    cr_assert_eq(tr_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, inputs, &present,
                                   &B, &S, NULL, NULL, &e),
                  0, "%s", e.msg);
     cr_assert_eq(rt_st_load(fixture("weights.safetensors"), &ckpt, &e), 0, "%s", e.msg);

@@ -23,10 +23,10 @@ static const char *const toks[] = {
     "그만",  "play",  "some",  "jazz",  "stop",   "new",  "york", "to",   "fly",  "##ing"};
 #define NTOK ((int)(sizeof toks / sizeof *toks))
 
-static rt_vocab *small_vocab(void)
+static tx_vocab *small_vocab(void)
 {
     bc_err e;
-    rt_vocab *v = rt_vocab_from_list(toks, NTOK, "test-vocab", &e);
+    tx_vocab *v = tx_vocab_from_list(toks, NTOK, "test-vocab", &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
 }
@@ -44,14 +44,14 @@ static int tok_id(const char *t)
 
 Test(intent_slot, tags_go_on_the_first_subtoken_and_minus_100_elsewhere)
 {
-    rt_vocab *v = small_vocab();
-    rt_tok_opts o = {0, 0};
+    tx_vocab *v = small_vocab();
+    tx_tok_opts o = {0, 0};
     const char *words[] = {"아이유", "노래", "틀어줘"};
     int tags[] = {7, 2, 2}; /* B-artist, O, O as ids */
     int64_t ids[16], lab[16];
     int pos[3], cut = -1;
     bc_err e;
-    int n = rt_is_encode(v, &o, words, 3, tags, 16, ids, lab, pos, &cut, &e);
+    int n = tk_is_encode(v, &o, words, 3, tags, 16, ids, lab, pos, &cut, &e);
     cr_assert_eq(n, 7, "%s", e.msg);
     int64_t want_ids[] = {tok_id("[CLS]"), tok_id("아이"), tok_id("##유"), tok_id("노래"),
                           tok_id("틀어"),  tok_id("##줘"), tok_id("[SEP]")};
@@ -64,20 +64,20 @@ Test(intent_slot, tags_go_on_the_first_subtoken_and_minus_100_elsewhere)
     cr_expect_eq(pos[1], 3);
     cr_expect_eq(pos[2], 4);
     cr_expect_eq(cut, 0);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(intent_slot, english_lowercased_with_continuations_and_unknown_words)
 {
-    rt_vocab *v = small_vocab();
-    rt_tok_opts o = RT_TOK_OPTS_DEFAULT;
+    tx_vocab *v = small_vocab();
+    tx_tok_opts o = TX_TOK_OPTS_DEFAULT;
     /* "Flying" -> fly ##ing; "zzz" -> [UNK]; "New York" is B/I on two words. */
     const char *words[] = {"Flying", "to", "New", "York", "zzz"};
     int tags[] = {2, 2, 3, 4, 2};
     int64_t ids[16], lab[16];
     int pos[5];
     bc_err e;
-    int n = rt_is_encode(v, &o, words, 5, tags, 16, ids, lab, pos, NULL, &e);
+    int n = tk_is_encode(v, &o, words, 5, tags, 16, ids, lab, pos, NULL, &e);
     cr_assert_eq(n, 8, "%s", e.msg);
     int64_t want_lab[] = {-100, 2, -100, 2, 3, 4, 2, -100};
     for (int k = 0; k < n; k++)
@@ -86,20 +86,20 @@ Test(intent_slot, english_lowercased_with_continuations_and_unknown_words)
     int want_pos[] = {1, 3, 4, 5, 6};
     for (int w = 0; w < 5; w++)
         cr_expect_eq(pos[w], want_pos[w], "word %d at %d", w, pos[w]);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(intent_slot, truncation_cuts_tokens_and_their_words)
 {
-    rt_vocab *v = small_vocab();
-    rt_tok_opts o = {0, 0};
+    tx_vocab *v = small_vocab();
+    tx_tok_opts o = {0, 0};
     const char *words[] = {"아이유", "노래", "틀어줘"};
     int tags[] = {7, 2, 2};
     int64_t ids[5], lab[5];
     int pos[3], cut = 0;
     bc_err e;
     /* room for 3 tokens: 아이 ##유 노래 */
-    int n = rt_is_encode(v, &o, words, 3, tags, 5, ids, lab, pos, &cut, &e);
+    int n = tk_is_encode(v, &o, words, 3, tags, 5, ids, lab, pos, &cut, &e);
     cr_assert_eq(n, 5, "%s", e.msg);
     cr_expect_eq(cut, 1);
     cr_expect_eq(ids[4], tok_id("[SEP]"));
@@ -107,8 +107,8 @@ Test(intent_slot, truncation_cuts_tokens_and_their_words)
     cr_expect_eq(pos[2], -1);
     cr_expect_eq(lab[3], 2);
     cr_expect_eq(lab[4], -100);
-    cr_expect_eq(rt_is_encode(v, &o, words, 3, tags, 1, ids, lab, pos, &cut, &e), -1);
-    rt_vocab_free(v);
+    cr_expect_eq(tk_is_encode(v, &o, words, 3, tags, 1, ids, lab, pos, &cut, &e), -1);
+    tx_vocab_free(v);
 }
 
 /* ---- label lists ------------------------------------------------------------------ */
@@ -116,30 +116,30 @@ Test(intent_slot, truncation_cuts_tokens_and_their_words)
 Test(intent_slot, label_lists_put_unk_first_then_o_then_sorted)
 {
     const char *seen[] = {"I-b", "O", "B-b", "B-a", "O", "B-a", "UNK"};
-    rt_is_labels l;
+    tk_is_labels l;
     bc_err e;
-    cr_assert_eq(rt_is_labels_build(seen, 7, 1, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_is_labels_build(seen, 7, 1, &l, &e), 0, "%s", e.msg);
     const char *want[] = {"UNK", "O", "B-a", "B-b", "I-b"};
     cr_assert_eq(l.n, 5);
     for (int i = 0; i < 5; i++)
         cr_expect_str_eq(l.name[i], want[i]);
-    cr_expect_eq(rt_is_label_id(&l, "B-b"), 3);
-    cr_expect_eq(rt_is_label_id(&l, "I-never-seen"), 0);
-    cr_expect_eq(rt_is_label_id(&l, "UNK"), 0);
+    cr_expect_eq(tk_is_label_id(&l, "B-b"), 3);
+    cr_expect_eq(tk_is_label_id(&l, "I-never-seen"), 0);
+    cr_expect_eq(tk_is_label_id(&l, "UNK"), 0);
 
     /* Saved and loaded as it was; a file not starting with UNK is refused. */
     const char *dir = tu_tmpdir();
     const char *p = tu_path(dir, "labels.txt");
-    cr_assert_eq(rt_is_labels_save(p, &l, &e), 0, "%s", e.msg);
-    rt_is_labels r;
-    cr_assert_eq(rt_is_labels_load(p, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_is_labels_save(p, &l, &e), 0, "%s", e.msg);
+    tk_is_labels r;
+    cr_assert_eq(tk_is_labels_load(p, &r, &e), 0, "%s", e.msg);
     cr_assert_eq(r.n, l.n);
     for (int i = 0; i < l.n; i++)
         cr_expect_str_eq(r.name[i], l.name[i]);
-    rt_is_labels_free(&r);
-    rt_is_labels_free(&l);
+    tk_is_labels_free(&r);
+    tk_is_labels_free(&l);
     cr_assert_eq(tu_write_file(p, "O\nB-a\n"), 0);
-    cr_assert_eq(rt_is_labels_load(p, &r, &e), -1);
+    cr_assert_eq(tk_is_labels_load(p, &r, &e), -1);
     cr_expect(strstr(e.msg, "labels.txt:1") && strstr(e.msg, "UNK"), "%s", e.msg);
 }
 
@@ -172,20 +172,20 @@ Test(intent_slot, reading_refuses_mismatched_files_naming_the_line)
 {
     const char *root = tu_tmpdir();
     write_split(root, "train", "play jazz\nstop it\n", "O B-genre\nO\n", "play\nstop\n");
-    rt_is_data d;
+    tk_is_data d;
     bc_err e;
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/train", root);
-    cr_assert_eq(rt_is_read(dir, &d, &e), -1);
+    cr_assert_eq(tk_is_read(dir, &d, &e), -1);
     cr_expect(strstr(e.msg, "seq.out:2") && strstr(e.msg, "1 tags for 2 words"), "%s",
               e.msg);
     write_split(root, "train", "play jazz\nstop\n", "O B-genre\nO\n", "play\n");
-    cr_assert_eq(rt_is_read(dir, &d, &e), -1);
+    cr_assert_eq(tk_is_read(dir, &d, &e), -1);
     cr_expect(strstr(e.msg, "label") && strstr(e.msg, "1 lines"), "%s", e.msg);
     write_split(root, "train", "play jazz\n", "O B-genre\n", "play music\n");
-    cr_assert_eq(rt_is_read(dir, &d, &e), -1);
+    cr_assert_eq(tk_is_read(dir, &d, &e), -1);
     cr_expect(strstr(e.msg, "label:1"), "%s", e.msg);
-    cr_assert_eq(rt_is_read("/nonexistent-dir", &d, &e), -1);
+    cr_assert_eq(tk_is_read("/nonexistent-dir", &d, &e), -1);
     cr_expect(strstr(e.msg, "/nonexistent-dir/seq.in"), "%s", e.msg);
 }
 
@@ -201,11 +201,11 @@ static void collect(void *ctx, const char *msg)
     snprintf(n->last, sizeof n->last, "%s", msg);
 }
 
-static rt_task open_task(const char *data, const char *run_dir, const rt_vocab *v,
+static tk_task open_task(const char *data, const char *run_dir, const tx_vocab *v,
                          notes *nt)
 {
-    rt_task_config c = {data, run_dir, v, {1, -1}, NULL, 512, collect, nt};
-    rt_task t = {&rt_task_intent_slot, NULL};
+    tk_task_config c = {data, run_dir, v, {1, -1}, NULL, 512, collect, nt};
+    tk_task t = {&tk_task_intent_slot, NULL};
     bc_err e;
     cr_assert_eq(t.ops->open(&c, &t.state, &e), 0, "%s", e.msg);
     return t;
@@ -214,18 +214,18 @@ static rt_task open_task(const char *data, const char *run_dir, const rt_vocab *
 Test(intent_slot, training_rows_are_run_batches_with_labels)
 {
     const char *root = make_data();
-    rt_vocab *v = small_vocab();
+    tx_vocab *v = small_vocab();
     notes nt = {0};
-    rt_task t = open_task(root, NULL, v, &nt);
-    rt_task_heads h;
+    tk_task t = open_task(root, NULL, v, &nt);
+    tk_task_heads h;
     t.ops->heads(t.state, &h);
-    cr_expect_eq(h.labels, RT_LABEL_INTENT | RT_LABEL_SLOT);
+    cr_expect_eq(h.labels, TR_LABEL_INTENT | TR_LABEL_SLOT);
     cr_expect_eq(h.intent_classes, 3); /* UNK play stop */
     cr_expect_eq(h.slot_labels, 3);    /* UNK O B-genre */
     rt_tensor_list l;
     rt_list_init(&l);
     bc_err e;
-    cr_assert_eq(t.ops->data(t.state, RT_SPLIT_TRAIN, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(t.ops->data(t.state, TK_SPLIT_TRAIN, &l, &e), 0, "%s", e.msg);
     const rt_tensor *ids = rt_list_cfind(&l, "input_ids"),
                     *sl = rt_list_cfind(&l, "slot_labels");
     const rt_tensor *il = rt_list_cfind(&l, "intent_labels"),
@@ -249,7 +249,7 @@ Test(intent_slot, training_rows_are_run_batches_with_labels)
     /* Dev: the unseen intent and tag map to UNK (0), reported once. */
     rt_list_free(&l);
     rt_list_init(&l);
-    cr_assert_eq(t.ops->data(t.state, RT_SPLIT_DEV, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(t.ops->data(t.state, TK_SPLIT_DEV, &l, &e), 0, "%s", e.msg);
     cr_expect_eq(((int64_t *)rt_list_cfind(&l, "intent_labels")->data)[1], 0);
     cr_expect_eq(nt.n, 1);
     cr_expect(strstr(nt.last, "halt (1)") && strstr(nt.last, "B-mood (1)") &&
@@ -257,14 +257,14 @@ Test(intent_slot, training_rows_are_run_batches_with_labels)
               "%s", nt.last);
     rt_tensor_list l2;
     rt_list_init(&l2);
-    cr_assert_eq(t.ops->data(t.state, RT_SPLIT_DEV, &l2, &e), 0, "%s", e.msg);
+    cr_assert_eq(t.ops->data(t.state, TK_SPLIT_DEV, &l2, &e), 0, "%s", e.msg);
     cr_expect_eq(nt.n, 1, "reported twice: %s", nt.last);
-    cr_assert_eq(t.ops->data(t.state, RT_SPLIT_TEST, &l2, &e), -1);
+    cr_assert_eq(t.ops->data(t.state, TK_SPLIT_TEST, &l2, &e), -1);
     cr_expect(strstr(e.msg, "test/seq.in"), "%s", e.msg);
     rt_list_free(&l);
     rt_list_free(&l2);
     t.ops->close(t.state);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 /* A forward pass that "knows" the answers: intent from the first word (play or stop),
@@ -300,40 +300,40 @@ static int oracle_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list
 Test(intent_slot, evaluation_counts_unseen_labels_as_wrong)
 {
     const char *root = make_data();
-    rt_vocab *v = small_vocab();
+    tx_vocab *v = small_vocab();
     notes nt = {0};
-    rt_task t = open_task(root, NULL, v, &nt);
+    tk_task t = open_task(root, NULL, v, &nt);
     oracle o = {0, 0};
-    rt_metrics m;
+    tk_metrics m;
     bc_err e;
-    cr_assert_eq(t.ops->evaluate(t.state, RT_SPLIT_TRAIN, 2, oracle_forward, &o, &m, &e), 0,
+    cr_assert_eq(t.ops->evaluate(t.state, TK_SPLIT_TRAIN, 2, oracle_forward, &o, &m, &e), 0,
                  "%s", e.msg);
     cr_expect_eq(o.calls, 2);
     cr_expect_eq(o.max_b, 2);
     cr_expect_eq(m.examples, 3);
-    cr_expect_float_eq(rt_metrics_get(&m, "intent_accuracy"), 1.0, 1e-12);
-    cr_expect_float_eq(rt_metrics_get(&m, "slot_f1"), 1.0, 1e-12);
-    cr_expect_float_eq(rt_metrics_get(&m, "frame_accuracy"), 1.0, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "intent_accuracy"), 1.0, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "slot_f1"), 1.0, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "frame_accuracy"), 1.0, 1e-12);
     /* Dev: "halt" is unseen (intent wrong), "B-mood" on "some" is unseen (its chunk
      * missed): intents 2/3, frames 1/3, chunks: gold 3 (genre, genre, mood), predicted
      * 2, correct 2. */
-    cr_assert_eq(t.ops->evaluate(t.state, RT_SPLIT_DEV, 64, oracle_forward, &o, &m, &e), 0,
+    cr_assert_eq(t.ops->evaluate(t.state, TK_SPLIT_DEV, 64, oracle_forward, &o, &m, &e), 0,
                  "%s", e.msg);
-    cr_expect_float_eq(rt_metrics_get(&m, "intent_accuracy"), 2.0 / 3, 1e-12);
-    cr_expect_float_eq(rt_metrics_get(&m, "frame_accuracy"), 1.0 / 3, 1e-12);
-    cr_expect_float_eq(rt_metrics_get(&m, "slot_precision"), 1.0, 1e-12);
-    cr_expect_float_eq(rt_metrics_get(&m, "slot_recall"), 2.0 / 3, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "intent_accuracy"), 2.0 / 3, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "frame_accuracy"), 1.0 / 3, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "slot_precision"), 1.0, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "slot_recall"), 2.0 / 3, 1e-12);
     cr_expect_eq(nt.n, 1);
     /* The task's choice of the best evaluation: frame accuracy first. */
-    rt_metrics a = {0}, b = {0};
-    rt_metrics_add(&a, "frame_accuracy", 0.5);
-    rt_metrics_add(&a, "slot_f1", 0.1);
-    rt_metrics_add(&b, "frame_accuracy", 0.5);
-    rt_metrics_add(&b, "slot_f1", 0.2);
-    cr_expect_lt(rt_task_compare(t.ops, &a, &b), 0);
-    cr_expect_eq(rt_task_compare(t.ops, &a, &a), 0);
+    tk_metrics a = {0}, b = {0};
+    tk_metrics_add(&a, "frame_accuracy", 0.5);
+    tk_metrics_add(&a, "slot_f1", 0.1);
+    tk_metrics_add(&b, "frame_accuracy", 0.5);
+    tk_metrics_add(&b, "slot_f1", 0.2);
+    cr_expect_lt(tk_task_compare(t.ops, &a, &b), 0);
+    cr_expect_eq(tk_task_compare(t.ops, &a, &a), 0);
     t.ops->close(t.state);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 /* Intent logits with 5 classes for a run with 3. */
@@ -351,22 +351,22 @@ static int wrong_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list 
 Test(intent_slot, labels_come_back_from_a_run_dir_and_predictions_name_spans)
 {
     const char *root = make_data();
-    rt_vocab *v = small_vocab();
+    tx_vocab *v = small_vocab();
     notes nt = {0};
-    rt_task t = open_task(root, NULL, v, &nt);
+    tk_task t = open_task(root, NULL, v, &nt);
     const char *run = tu_tmpdir();
     bc_err e;
     cr_assert_eq(t.ops->save(t.state, run, &e), 0, "%s", e.msg);
     t.ops->close(t.state);
-    char *il = tu_read_file(tu_path(run, RT_IS_INTENT_LABELS), NULL);
-    char *sl = tu_read_file(tu_path(run, RT_IS_SLOT_LABELS), NULL);
+    char *il = tu_read_file(tu_path(run, TK_IS_INTENT_LABELS), NULL);
+    char *sl = tu_read_file(tu_path(run, TK_IS_SLOT_LABELS), NULL);
     cr_expect_str_eq(il, "UNK\nplay\nstop\n");
     cr_expect_str_eq(sl, "UNK\nO\nB-genre\n");
     free(il);
     free(sl);
 
     /* Prediction only: no data, labels from the run. */
-    rt_task p = open_task(NULL, run, v, &nt);
+    tk_task p = open_task(NULL, run, v, &nt);
     oracle o = {0, 0};
     json_t *j = NULL;
     cr_assert_eq(
@@ -397,41 +397,41 @@ Test(intent_slot, labels_come_back_from_a_run_dir_and_predictions_name_spans)
     cr_expect_eq(json_array_size(json_object_get(j, "slots")), 0);
     json_decref(j);
     /* Evaluating needs data. */
-    rt_metrics m;
-    cr_expect_eq(p.ops->evaluate(p.state, RT_SPLIT_DEV, 8, oracle_forward, &o, &m, &e), -1);
+    tk_metrics m;
+    cr_expect_eq(p.ops->evaluate(p.state, TK_SPLIT_DEV, 8, oracle_forward, &o, &m, &e), -1);
     p.ops->close(p.state);
 
     /* A model whose head does not match the labels is an error, not a crash. */
-    rt_task q = open_task(root, NULL, v, &nt);
-    cr_assert_eq(q.ops->evaluate(q.state, RT_SPLIT_TRAIN, 8, wrong_forward, NULL, &m, &e),
+    tk_task q = open_task(root, NULL, v, &nt);
+    cr_assert_eq(q.ops->evaluate(q.state, TK_SPLIT_TRAIN, 8, wrong_forward, NULL, &m, &e),
                  -1);
     cr_expect(strstr(e.msg, "intent_logits") && strstr(e.msg, "[3, 3]"), "%s", e.msg);
     q.ops->close(q.state);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(intent_slot, max_seq_option_is_checked_against_the_model)
 {
     const char *root = make_data();
-    rt_vocab *v = small_vocab();
+    tx_vocab *v = small_vocab();
     const char *opt[] = {"600", NULL};
-    rt_task_config c = {root, NULL, v, {1, -1}, opt, 512, NULL, NULL};
+    tk_task_config c = {root, NULL, v, {1, -1}, opt, 512, NULL, NULL};
     void *st = NULL;
     bc_err e;
-    cr_expect_eq(rt_task_intent_slot.open(&c, &st, &e), -1);
+    cr_expect_eq(tk_task_intent_slot.open(&c, &st, &e), -1);
     cr_expect(strstr(e.msg, "max-position 512"), "%s", e.msg);
     opt[0] = "x";
-    cr_expect_eq(rt_task_intent_slot.open(&c, &st, &e), -1);
+    cr_expect_eq(tk_task_intent_slot.open(&c, &st, &e), -1);
     cr_expect(strstr(e.msg, "--max-seq"), "%s", e.msg);
     /* Without the option the default (64) shrinks to a smaller model's max-position. */
     c.opt = NULL;
     c.max_position = 16;
-    cr_assert_eq(rt_task_intent_slot.open(&c, &st, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_intent_slot.open(&c, &st, &e), 0, "%s", e.msg);
     char buf[32];
-    rt_task_intent_slot.option_value(st, 0, buf, sizeof buf);
+    tk_task_intent_slot.option_value(st, 0, buf, sizeof buf);
     cr_expect_str_eq(buf, "16");
-    rt_task_intent_slot.close(st);
-    rt_vocab_free(v);
+    tk_task_intent_slot.close(st);
+    tx_vocab_free(v);
 }
 
 /* ---- BIO decoding ------------------------------------------------------------------ */
@@ -461,27 +461,27 @@ static int fixed_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list 
     return 0;
 }
 
-static rt_task bio_task(const char *decode, const rt_vocab *v)
+static tk_task bio_task(const char *decode, const tx_vocab *v)
 {
     const char *root = tu_tmpdir();
     write_split(root, "train", "fly to new york\nplay some jazz\n",
                 "O O B-city I-city\nO O B-genre\n", "fly\nplay\n");
     const char *opt[] = {NULL, decode};
-    rt_task_config c = {root, NULL, v, {1, -1}, opt, 512, NULL, NULL};
-    rt_task t = {&rt_task_intent_slot, NULL};
+    tk_task_config c = {root, NULL, v, {1, -1}, opt, 512, NULL, NULL};
+    tk_task t = {&tk_task_intent_slot, NULL};
     bc_err e;
     cr_assert_eq(t.ops->open(&c, &t.state, &e), 0, "%s", e.msg);
     rt_tensor_list l; /* builds the label lists */
     rt_list_init(&l);
-    cr_assert_eq(t.ops->data(t.state, RT_SPLIT_TRAIN, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(t.ops->data(t.state, TK_SPLIT_TRAIN, &l, &e), 0, "%s", e.msg);
     rt_list_free(&l);
-    rt_task_heads h;
+    tk_task_heads h;
     t.ops->heads(t.state, &h);
     cr_assert_eq(h.slot_labels, 5);
     return t;
 }
 
-static void predicted_tags(rt_task *t, const char *text, fixed_logits *f, const char **want,
+static void predicted_tags(tk_task *t, const char *text, fixed_logits *f, const char **want,
                            int n)
 {
     json_t *j = NULL;
@@ -503,10 +503,10 @@ static const char *const bio_names[5] = {"UNK", "O", "B-city", "B-genre", "I-cit
  * sequence is B-city I-city (1 + 5 > 3 + 0). I-city never starts a sentence. */
 Test(intent_slot, bio_decoding_takes_the_best_valid_sequence)
 {
-    rt_vocab *v = small_vocab();
+    tx_vocab *v = small_vocab();
     static const float lg[] = {0, 3, 1, 0, 0, /* new */ 0, 0, 0, 0, 5 /* york */};
     fixed_logits f = {lg};
-    rt_task bio = bio_task(NULL, v), am = bio_task("argmax", v);
+    tk_task bio = bio_task(NULL, v), am = bio_task("argmax", v);
     const char *want_bio[] = {"B-city", "I-city"}, *want_am[] = {"O", "I-city"};
     predicted_tags(&bio, "new york", &f, want_bio, 2);
     predicted_tags(&am, "new york", &f, want_am, 2);
@@ -525,12 +525,12 @@ Test(intent_slot, bio_decoding_takes_the_best_valid_sequence)
     am.ops->close(am.state);
     /* A bad value is refused by name. */
     const char *opt[] = {NULL, "crf"};
-    rt_task_config c = {NULL, tu_tmpdir(), v, {1, -1}, opt, 512, NULL, NULL};
+    tk_task_config c = {NULL, tu_tmpdir(), v, {1, -1}, opt, 512, NULL, NULL};
     void *st = NULL;
     bc_err e;
-    cr_expect_eq(rt_task_intent_slot.open(&c, &st, &e), -1);
+    cr_expect_eq(tk_task_intent_slot.open(&c, &st, &e), -1);
     cr_expect(strstr(e.msg, "--slot-decode"), "%s", e.msg);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 /* Against brute force: for random logits over 1..6 words, the decoded sequence is the
@@ -538,8 +538,8 @@ Test(intent_slot, bio_decoding_takes_the_best_valid_sequence)
  * log-softmax scores, found by trying all 4^n sequences. */
 Test(intent_slot, bio_decoding_agrees_with_brute_force)
 {
-    rt_vocab *v = small_vocab();
-    rt_task t = bio_task(NULL, v);
+    tx_vocab *v = small_vocab();
+    tk_task t = bio_task(NULL, v);
     static const char *const words[] = {"fly", "to", "new", "york", "play", "jazz"};
     uint64_t seed = 12345;
     for (int trial = 0; trial < 300; trial++) {
@@ -587,7 +587,7 @@ Test(intent_slot, bio_decoding_agrees_with_brute_force)
         predicted_tags(&t, text, &f, want, n);
     }
     t.ops->close(t.state);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 /* ---- the real ATIS files (../shared/data/atis) ------------------------------------- */
@@ -601,32 +601,32 @@ Test(shared_data, atis_label_counts_and_alignment)
     if (access(tu_path(atis, "train/seq.in"), R_OK) || access(vocab, R_OK))
         TU_NEED_SHARED_DATA(0, "atis and bert_vocab");
     bc_err e;
-    rt_vocab *v = rt_vocab_load(vocab, &e);
+    tx_vocab *v = tx_vocab_load(vocab, &e);
     cr_assert_not_null(v, "%s", e.msg);
     notes nt = {0};
-    rt_task t = open_task(atis, NULL, v, &nt);
-    rt_task_heads h;
+    tk_task t = open_task(atis, NULL, v, &nt);
+    tk_task_heads h;
     t.ops->heads(t.state, &h);
     /* SOURCE.md: 21 intents and 120 slot labels seen in train, plus our UNK. */
     cr_expect_eq(h.intent_classes, 22);
     cr_expect_eq(h.slot_labels, 121);
     rt_tensor_list l;
     rt_list_init(&l);
-    cr_assert_eq(t.ops->data(t.state, RT_SPLIT_TRAIN, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(t.ops->data(t.state, TK_SPLIT_TRAIN, &l, &e), 0, "%s", e.msg);
     const rt_tensor *sl = rt_list_cfind(&l, "slot_labels");
     cr_assert_eq(sl->shape[0], 4478);
     int64_t S = sl->shape[1];
     cr_expect_leq(S, 64);
     /* Every word's tag lands on exactly one position, in order. */
-    rt_is_data d;
+    tk_is_data d;
     char dir[1100];
     snprintf(dir, sizeof dir, "%s/train", atis);
-    cr_assert_eq(rt_is_read(dir, &d, &e), 0, "%s", e.msg);
-    rt_is_labels slots;
+    cr_assert_eq(tk_is_read(dir, &d, &e), 0, "%s", e.msg);
+    tk_is_labels slots;
     char run[1100];
     snprintf(run, sizeof run, "%s", tu_tmpdir());
     cr_assert_eq(t.ops->save(t.state, run, &e), 0, "%s", e.msg);
-    cr_assert_eq(rt_is_labels_load(tu_path(run, RT_IS_SLOT_LABELS), &slots, &e), 0, "%s",
+    cr_assert_eq(tk_is_labels_load(tu_path(run, TK_IS_SLOT_LABELS), &slots, &e), 0, "%s",
                  e.msg);
     long long words = 0, labelled = 0;
     for (int i = 0; i < d.n; i++) {
@@ -648,14 +648,14 @@ Test(shared_data, atis_label_counts_and_alignment)
     /* Dev: one unseen intent and one unseen tag, reported (SOURCE.md's caveats). */
     rt_tensor_list dl;
     rt_list_init(&dl);
-    cr_assert_eq(t.ops->data(t.state, RT_SPLIT_DEV, &dl, &e), 0, "%s", e.msg);
+    cr_assert_eq(t.ops->data(t.state, TK_SPLIT_DEV, &dl, &e), 0, "%s", e.msg);
     cr_expect(strstr(nt.last, "atis_airfare#atis_flight_time") &&
                   strstr(nt.last, "I-return_date.day_number"),
               "%s", nt.last);
     rt_list_free(&dl);
-    rt_is_labels_free(&slots);
-    rt_is_data_free(&d);
+    tk_is_labels_free(&slots);
+    tk_is_data_free(&d);
     rt_list_free(&l);
     t.ops->close(t.state);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }

@@ -172,7 +172,7 @@ static void tiny_run(int f64, rt_tensor_list *out)
         "%s", e.msg);
     unsigned present;
     int64_t Bv, Sv;
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, &inputs, &present,
+    cr_assert_eq(tr_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, &inputs, &present,
                                   &Bv, &Sv, NULL, NULL, &e),
                  0, "%s", e.msg);
     cr_assert_eq(

@@ -35,10 +35,10 @@ static void assert_near(double got, double want, double tol, const char *what)
               want, tol);
 }
 
-static rt_adamw_opts hand_opts(void)
+static tr_adamw_opts hand_opts(void)
 {
-    rt_adamw_opts o;
-    rt_adamw_defaults(&o);
+    tr_adamw_opts o;
+    tr_adamw_defaults(&o);
     o.lr = 0.1;
     return o;
 }
@@ -47,20 +47,20 @@ static rt_adamw_opts hand_opts(void)
 
 Test(optim, decay_excludes_biases_and_layernorm)
 {
-    cr_assert(rt_param_decays("bert.encoder.layer.0.attention.self.query.weight"));
-    cr_assert(rt_param_decays("bert.embeddings.word_embeddings.weight"));
-    cr_assert(rt_param_decays("cls.seq_relationship.weight"));
-    cr_assert(!rt_param_decays("bert.encoder.layer.0.attention.self.query.bias"));
-    cr_assert(!rt_param_decays("cls.predictions.bias"));
-    cr_assert(!rt_param_decays("bert.embeddings.LayerNorm.weight"));
-    cr_assert(!rt_param_decays("bert.encoder.layer.1.output.LayerNorm.bias"));
-    cr_assert(!rt_param_decays("cls.predictions.transform.LayerNorm.weight"));
+    cr_assert(tr_param_decays("bert.encoder.layer.0.attention.self.query.weight"));
+    cr_assert(tr_param_decays("bert.embeddings.word_embeddings.weight"));
+    cr_assert(tr_param_decays("cls.seq_relationship.weight"));
+    cr_assert(!tr_param_decays("bert.encoder.layer.0.attention.self.query.bias"));
+    cr_assert(!tr_param_decays("cls.predictions.bias"));
+    cr_assert(!tr_param_decays("bert.embeddings.LayerNorm.weight"));
+    cr_assert(!tr_param_decays("bert.encoder.layer.1.output.LayerNorm.bias"));
+    cr_assert(!tr_param_decays("cls.predictions.transform.LayerNorm.weight"));
 }
 
 Test(optim, defaults_are_bert_finetuning)
 {
-    rt_adamw_opts o;
-    rt_adamw_defaults(&o);
+    tr_adamw_opts o;
+    tr_adamw_defaults(&o);
     cr_assert_eq(o.beta1, 0.9);
     cr_assert_eq(o.beta2, 0.999);
     cr_assert_eq(o.eps, 1e-6);
@@ -72,35 +72,35 @@ Test(optim, defaults_are_bert_finetuning)
 Test(optim, frozen_matches_prefixes)
 {
     const char *fr[] = {"bert.encoder.", "bert.embeddings."};
-    cr_assert(rt_param_is_frozen("bert.encoder.layer.0.output.dense.weight", fr, 2));
-    cr_assert(rt_param_is_frozen("bert.embeddings.LayerNorm.bias", fr, 2));
-    cr_assert(!rt_param_is_frozen("bert.pooler.dense.weight", fr, 2));
-    cr_assert(!rt_param_is_frozen("intent.classifier.weight", fr, 2));
-    cr_assert(!rt_param_is_frozen("bert.encoder.layer.0.output.dense.weight", NULL, 0));
+    cr_assert(tr_param_is_frozen("bert.encoder.layer.0.output.dense.weight", fr, 2));
+    cr_assert(tr_param_is_frozen("bert.embeddings.LayerNorm.bias", fr, 2));
+    cr_assert(!tr_param_is_frozen("bert.pooler.dense.weight", fr, 2));
+    cr_assert(!tr_param_is_frozen("intent.classifier.weight", fr, 2));
+    cr_assert(!tr_param_is_frozen("bert.encoder.layer.0.output.dense.weight", NULL, 0));
 }
 
 Test(optim, schedule_warms_up_then_decays_to_zero)
 {
-    rt_adamw_opts o;
-    rt_adamw_defaults(&o);
+    tr_adamw_opts o;
+    tr_adamw_defaults(&o);
     o.lr = 1.0;
     /* 10% of 20 = 2 warm-up updates: 0, 1/2, then (20 - s) / 18. */
-    cr_assert_eq(rt_sched_warmup_steps(0.1, 20), 2);
-    assert_near(rt_sched_lr(&o, 0, 20), 0.0, 0, "lr(0)");
-    assert_near(rt_sched_lr(&o, 1, 20), 0.5, 1e-15, "lr(1)");
-    assert_near(rt_sched_lr(&o, 2, 20), 1.0, 1e-15, "lr(2)");
-    assert_near(rt_sched_lr(&o, 11, 20), 0.5, 1e-15, "lr(11)");
-    assert_near(rt_sched_lr(&o, 19, 20), 1.0 / 18, 1e-15, "lr(19)");
-    assert_near(rt_sched_lr(&o, 20, 20), 0.0, 0, "lr(20)");
-    assert_near(rt_sched_lr(&o, 25, 20), 0.0, 0, "lr(25)");
+    cr_assert_eq(tr_sched_warmup_steps(0.1, 20), 2);
+    assert_near(tr_sched_lr(&o, 0, 20), 0.0, 0, "lr(0)");
+    assert_near(tr_sched_lr(&o, 1, 20), 0.5, 1e-15, "lr(1)");
+    assert_near(tr_sched_lr(&o, 2, 20), 1.0, 1e-15, "lr(2)");
+    assert_near(tr_sched_lr(&o, 11, 20), 0.5, 1e-15, "lr(11)");
+    assert_near(tr_sched_lr(&o, 19, 20), 1.0 / 18, 1e-15, "lr(19)");
+    assert_near(tr_sched_lr(&o, 20, 20), 0.0, 0, "lr(20)");
+    assert_near(tr_sched_lr(&o, 25, 20), 0.0, 0, "lr(25)");
     /* ceil, as the Trainer's warmup_ratio: 30% of 7 = 2.1 -> 3. */
-    cr_assert_eq(rt_sched_warmup_steps(0.3, 7), 3);
-    cr_assert_eq(rt_sched_warmup_steps(0.0, 7), 0);
-    cr_assert_eq(rt_sched_warmup_steps(1.0, 7), 7);
+    cr_assert_eq(tr_sched_warmup_steps(0.3, 7), 3);
+    cr_assert_eq(tr_sched_warmup_steps(0.0, 7), 0);
+    cr_assert_eq(tr_sched_warmup_steps(1.0, 7), 7);
     /* No warm-up: full rate first, decaying to 1/total at the last update. */
     o.warmup = 0;
-    assert_near(rt_sched_lr(&o, 0, 4), 1.0, 0, "no warm-up lr(0)");
-    assert_near(rt_sched_lr(&o, 3, 4), 0.25, 0, "no warm-up lr(3)");
+    assert_near(tr_sched_lr(&o, 0, 4), 1.0, 0, "no warm-up lr(0)");
+    assert_near(tr_sched_lr(&o, 3, 4), 0.25, 0, "no warm-up lr(3)");
 }
 
 /* ---- clipping ---------------------------------------------------------------------- */
@@ -112,19 +112,19 @@ Test(optim, clip_scales_to_the_global_norm)
     /* Two tensors [3] and [4, 0]: global norm sqrt(9 + 16) = 5. */
     add_f32(&g, "grad.a", 1, (float[]){3});
     add_f32(&g, "grad.b", 2, (float[]){4, 0});
-    assert_near(rt_grad_global_norm(&g), 5.0, 0, "norm");
+    assert_near(tr_grad_global_norm(&g), 5.0, 0, "norm");
     /* Max norm 10 > 5: untouched. */
-    cr_assert_eq(rt_clip_grad_norm(&g, 10.0), 5.0);
+    cr_assert_eq(tr_clip_grad_norm(&g, 10.0), 5.0);
     cr_assert_eq(f32(&g, "grad.a")[0], 3.0f);
     /* Max norm 0: only measured. */
-    cr_assert_eq(rt_clip_grad_norm(&g, 0.0), 5.0);
+    cr_assert_eq(tr_clip_grad_norm(&g, 0.0), 5.0);
     cr_assert_eq(f32(&g, "grad.b")[0], 4.0f);
     /* Max norm 1: scaled by 1 / (5 + 1e-6) -> [0.59999988], [0.79999984, 0]. */
-    cr_assert_eq(rt_clip_grad_norm(&g, 1.0), 5.0);
+    cr_assert_eq(tr_clip_grad_norm(&g, 1.0), 5.0);
     assert_near(f32(&g, "grad.a")[0], 3.0 / (5.0 + 1e-6), 1e-7, "clipped a");
     assert_near(f32(&g, "grad.b")[0], 4.0 / (5.0 + 1e-6), 1e-7, "clipped b");
     cr_assert_eq(f32(&g, "grad.b")[1], 0.0f);
-    assert_near(rt_grad_global_norm(&g), 1.0, 1e-6, "norm after clipping");
+    assert_near(tr_grad_global_norm(&g), 1.0, 1e-6, "norm after clipping");
     rt_list_free(&g);
 }
 
@@ -139,7 +139,7 @@ Test(optim, global_norm_of_large_tensors_is_exact_and_ordered)
     float *d = t->data;
     for (int64_t i = 0; i < n; i++)
         d[i] = 0.5f;
-    cr_assert_eq(rt_grad_global_norm(&g), sqrt(75000.25));
+    cr_assert_eq(tr_grad_global_norm(&g), sqrt(75000.25));
     rt_list_free(&g);
 }
 
@@ -168,15 +168,15 @@ Test(optim, global_norm_of_large_tensors_is_exact_and_ordered)
  *   v_b = 1.873125625e-4 -> w = [0.80486822, 1.14399802], b = 0.37168434 */
 Test(optim, adamw_matches_hand_computed_steps)
 {
-    rt_adamw_opts o = hand_opts();
+    tr_adamw_opts o = hand_opts();
     rt_tensor_list p, g;
     rt_list_init(&p);
     rt_list_init(&g);
     add_f32(&p, "w", 2, (float[]){1, 1});
     add_f32(&p, "x.bias", 1, (float[]){0.5f});
-    rt_adamw a;
+    tr_adamw a;
     bc_err e;
-    cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_adamw_init(&a, &o, &p, NULL, 0, &e), 0, "%s", e.msg);
     cr_assert_eq(a.m.n, 2);
     static const float gw[3][2] = {{0.5f, -2}, {0.5f, 1}, {-1, 0}},
                        gb[3] = {0.25f, -0.25f, 0.25f};
@@ -191,7 +191,7 @@ Test(optim, adamw_matches_hand_computed_steps)
     for (int s = 0; s < 3; s++) {
         add_f32(&g, "grad.w", 2, gw[s]);
         add_f32(&g, "grad.x.bias", 1, &gb[s]);
-        cr_assert_eq(rt_adamw_step(&a, &p, &g, 0.1, &e), 0, "%s", e.msg);
+        cr_assert_eq(tr_adamw_step(&a, &p, &g, 0.1, &e), 0, "%s", e.msg);
         cr_assert_eq(a.step, s + 1);
         char what[64];
         for (int i = 0; i < 2; i++) {
@@ -203,7 +203,7 @@ Test(optim, adamw_matches_hand_computed_steps)
         snprintf(what, sizeof what, "update %d x.bias", s + 1);
         assert_near(f32(&p, "x.bias")[0], want_b[s], 3e-7, what);
     }
-    rt_adamw_free(&a);
+    tr_adamw_free(&a);
     rt_list_free(&p);
     rt_list_free(&g);
 }
@@ -211,28 +211,28 @@ Test(optim, adamw_matches_hand_computed_steps)
 Test(optim, zero_lr_changes_only_the_moments)
 {
     /* The first warm-up update has lr 0: no decay, no step, but m and v move. */
-    rt_adamw_opts o = hand_opts();
+    tr_adamw_opts o = hand_opts();
     rt_tensor_list p, g;
     rt_list_init(&p);
     rt_list_init(&g);
     add_f32(&p, "w", 2, (float[]){1, -3});
     add_f32(&g, "grad.w", 2, (float[]){2, 4});
-    rt_adamw a;
+    tr_adamw a;
     bc_err e;
-    cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0);
-    cr_assert_eq(rt_adamw_step(&a, &p, &g, 0.0, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_adamw_init(&a, &o, &p, NULL, 0, &e), 0);
+    cr_assert_eq(tr_adamw_step(&a, &p, &g, 0.0, &e), 0, "%s", e.msg);
     cr_assert_eq(f32(&p, "w")[0], 1.0f);
     cr_assert_eq(f32(&p, "w")[1], -3.0f);
     assert_near(f32(&a.m, "adam.m.w")[1], 0.4, 1e-7, "m");
     assert_near(f32(&a.v, "adam.v.w")[1], 0.016, 1e-9, "v");
-    rt_adamw_free(&a);
+    tr_adamw_free(&a);
     rt_list_free(&p);
     rt_list_free(&g);
 }
 
 Test(optim, frozen_params_have_no_state_and_need_no_gradient)
 {
-    rt_adamw_opts o = hand_opts();
+    tr_adamw_opts o = hand_opts();
     rt_tensor_list p, g;
     rt_list_init(&p);
     rt_list_init(&g);
@@ -240,24 +240,24 @@ Test(optim, frozen_params_have_no_state_and_need_no_gradient)
     add_f32(&p, "head.w", 2, (float[]){3, 4});
     add_f32(&g, "grad.head.w", 2, (float[]){1, 1});
     const char *fr[] = {"bert."};
-    rt_adamw a;
+    tr_adamw a;
     bc_err e;
-    cr_assert_eq(rt_adamw_init(&a, &o, &p, fr, 1, &e), 0);
+    cr_assert_eq(tr_adamw_init(&a, &o, &p, fr, 1, &e), 0);
     cr_assert_eq(a.m.n, 1);
     cr_assert_str_eq(a.names[0], "head.w");
     cr_assert_not(rt_list_cfind(&a.m, "adam.m.bert.encoder.w"));
-    cr_assert_eq(rt_adamw_step(&a, &p, &g, 0.1, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_adamw_step(&a, &p, &g, 0.1, &e), 0, "%s", e.msg);
     cr_assert_eq(f32(&p, "bert.encoder.w")[0], 1.0f);
     cr_assert_eq(f32(&p, "bert.encoder.w")[1], 2.0f);
     cr_assert(f32(&p, "head.w")[0] < 3.0f);
-    rt_adamw_free(&a);
+    tr_adamw_free(&a);
     rt_list_free(&p);
     rt_list_free(&g);
 }
 
 Test(optim, each_moment_is_one_arena_of_views)
 {
-    rt_adamw_opts o = hand_opts();
+    tr_adamw_opts o = hand_opts();
     rt_tensor_list p;
     rt_list_init(&p);
     add_f32(&p, "a.w", 3, (float[]){1, 2, 3});
@@ -265,9 +265,9 @@ Test(optim, each_moment_is_one_arena_of_views)
     add_f32(&p, "b.w", 20, NULL);
     add_f32(&p, "c.bias", 1, (float[]){5});
     const char *fr[] = {"frozen."};
-    rt_adamw a;
+    tr_adamw a;
     bc_err e;
-    cr_assert_eq(rt_adamw_init(&a, &o, &p, fr, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_adamw_init(&a, &o, &p, fr, 1, &e), 0, "%s", e.msg);
     cr_assert_eq(a.m.n, 3);
     const rt_tensor_list *lists[2] = {&a.m, &a.v};
     for (int k = 0; k < 2; k++) {
@@ -285,38 +285,38 @@ Test(optim, each_moment_is_one_arena_of_views)
         }
     }
     cr_expect_neq(a.m.t[0].arena, a.v.t[0].arena);
-    rt_adamw_free(&a); /* each arena freed once: ASan reports a double free or a leak */
+    tr_adamw_free(&a); /* each arena freed once: ASan reports a double free or a leak */
     rt_list_free(&p);
 }
 
 Test(optim, missing_or_misshaped_gradient_is_an_error_naming_it)
 {
-    rt_adamw_opts o = hand_opts();
+    tr_adamw_opts o = hand_opts();
     rt_tensor_list p, g;
     rt_list_init(&p);
     rt_list_init(&g);
     add_f32(&p, "a.weight", 2, (float[]){1, 2});
     add_f32(&p, "b.weight", 1, (float[]){3});
     add_f32(&g, "grad.a.weight", 2, (float[]){1, 1});
-    rt_adamw a;
+    tr_adamw a;
     bc_err e;
-    cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0);
-    cr_assert_eq(rt_adamw_step(&a, &p, &g, 0.1, &e), -1);
+    cr_assert_eq(tr_adamw_init(&a, &o, &p, NULL, 0, &e), 0);
+    cr_assert_eq(tr_adamw_step(&a, &p, &g, 0.1, &e), -1);
     cr_assert(strstr(e.msg, "grad.b.weight"), "%s", e.msg);
     /* Nothing was applied, not even to a.weight. */
     cr_assert_eq(f32(&p, "a.weight")[0], 1.0f);
     cr_assert_eq(a.step, 0);
     add_f32(&g, "grad.b.weight", 2, (float[]){1, 1});
-    cr_assert_eq(rt_adamw_step(&a, &p, &g, 0.1, &e), -1);
+    cr_assert_eq(tr_adamw_step(&a, &p, &g, 0.1, &e), -1);
     cr_assert(strstr(e.msg, "grad.b.weight") && strstr(e.msg, "[1]"), "%s", e.msg);
-    rt_adamw_free(&a);
+    tr_adamw_free(&a);
     rt_list_free(&p);
     rt_list_free(&g);
 }
 
 Test(optim, state_round_trips_through_a_file)
 {
-    rt_adamw_opts o = hand_opts();
+    tr_adamw_opts o = hand_opts();
     rt_tensor_list p, g, saved, loaded;
     rt_list_init(&p);
     rt_list_init(&g);
@@ -324,25 +324,25 @@ Test(optim, state_round_trips_through_a_file)
     rt_list_init(&loaded);
     add_f32(&p, "w", 2, (float[]){1, 1});
     add_f32(&g, "grad.w", 2, (float[]){0.5f, -2});
-    rt_adamw a, b;
+    tr_adamw a, b;
     bc_err e;
-    cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0);
-    cr_assert_eq(rt_adamw_step(&a, &p, &g, 0.1, &e), 0);
-    cr_assert_eq(rt_adamw_save(&a, &saved, &e), 0);
+    cr_assert_eq(tr_adamw_init(&a, &o, &p, NULL, 0, &e), 0);
+    cr_assert_eq(tr_adamw_step(&a, &p, &g, 0.1, &e), 0);
+    cr_assert_eq(tr_adamw_save(&a, &saved, &e), 0);
     const char *path = tu_path(tu_tmpdir(), "adam.safetensors");
     cr_assert_eq(rt_st_save(path, &saved, &e), 0, "%s", e.msg);
     cr_assert_eq(rt_st_load(path, &loaded, &e), 0, "%s", e.msg);
-    cr_assert_eq(rt_adamw_init(&b, &o, &p, NULL, 0, &e), 0);
-    cr_assert_eq(rt_adamw_load(&b, &loaded, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_adamw_init(&b, &o, &p, NULL, 0, &e), 0);
+    cr_assert_eq(tr_adamw_load(&b, &loaded, &e), 0, "%s", e.msg);
     cr_assert_eq(b.step, 1);
     cr_assert_eq(memcmp(a.m.t[0].data, b.m.t[0].data, 8), 0);
     cr_assert_eq(memcmp(a.v.t[0].data, b.v.t[0].data, 8), 0);
     /* A state without this parameter's moments is refused, naming them. */
     rt_list_remove(&loaded, "adam.v.w");
-    cr_assert_eq(rt_adamw_load(&b, &loaded, &e), -1);
+    cr_assert_eq(tr_adamw_load(&b, &loaded, &e), -1);
     cr_assert(strstr(e.msg, "adam.v.w"), "%s", e.msg);
-    rt_adamw_free(&a);
-    rt_adamw_free(&b);
+    tr_adamw_free(&a);
+    tr_adamw_free(&b);
     rt_list_free(&p);
     rt_list_free(&g);
     rt_list_free(&saved);
@@ -378,8 +378,8 @@ static void replay_torch_case(const char *key)
     char name[256];
     snprintf(name, sizeof name, "%s.hparams", key);
     const double *hp = f64(&fx, name);
-    rt_adamw_opts o;
-    rt_adamw_defaults(&o);
+    tr_adamw_opts o;
+    tr_adamw_defaults(&o);
     o.lr = hp[0];
     o.eps = hp[1];
     o.weight_decay = hp[2];
@@ -396,8 +396,8 @@ static void replay_torch_case(const char *key)
         cr_assert(t, "%s missing", name);
         cr_assert(rt_list_add(&p, torch_names[i], RT_F32, t->rank, t->shape, t->data));
     }
-    rt_adamw a;
-    cr_assert_eq(rt_adamw_init(&a, &o, &p, NULL, 0, &e), 0, "%s", e.msg);
+    tr_adamw a;
+    cr_assert_eq(tr_adamw_init(&a, &o, &p, NULL, 0, &e), 0, "%s", e.msg);
     for (int64_t s = 0; s < steps; s++) {
         for (int i = 0; i < NTORCH; i++) {
             snprintf(name, sizeof name, "%s.grad.%lld.%s", key, (long long)s,
@@ -408,11 +408,11 @@ static void replay_torch_case(const char *key)
             snprintf(gname, sizeof gname, "grad.%s", torch_names[i]);
             cr_assert(rt_list_add(&g, gname, RT_F32, t->rank, t->shape, t->data));
         }
-        double norm = rt_clip_grad_norm(&g, o.clip);
+        double norm = tr_clip_grad_norm(&g, o.clip);
         assert_near(norm, norms[s], 1e-6 * norms[s], "gradient norm");
-        double lr = rt_sched_lr(&o, s, steps);
+        double lr = tr_sched_lr(&o, s, steps);
         assert_near(lr, lrs[s], 1e-15, "learning rate");
-        cr_assert_eq(rt_adamw_step(&a, &p, &g, lr, &e), 0, "%s", e.msg);
+        cr_assert_eq(tr_adamw_step(&a, &p, &g, lr, &e), 0, "%s", e.msg);
         for (int i = 0; i < NTORCH; i++) {
             snprintf(name, sizeof name, "%s.param.%lld.%s", key, (long long)s,
                      torch_names[i]);
@@ -431,7 +431,7 @@ static void replay_torch_case(const char *key)
                       (long long)s, torch_names[i], err, mx);
         }
     }
-    rt_adamw_free(&a);
+    tr_adamw_free(&a);
     rt_list_free(&fx);
     rt_list_free(&p);
     rt_list_free(&g);

@@ -89,7 +89,7 @@ static void tiny_data(const ir_graph *g, rt_tensor_list *inputs, rt_tensor_list 
     cr_assert_eq(rt_st_load(fx("batch.safetensors"), &batch, &e), 0, "%s", e.msg);
     unsigned present;
     int64_t Bv, Sv;
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, inputs, &present,
+    cr_assert_eq(tr_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, inputs, &present,
                                   &Bv, &Sv, NULL, NULL, &e),
                  0, "%s", e.msg);
     cr_assert_eq(rt_st_load(fx("weights.safetensors"), &ckpt, &e), 0, "%s", e.msg);

@@ -28,7 +28,7 @@ enum { PAD = 0, UNK = 1, CLS = 2, SEP = 3, MASK = 4, W0 = 5 };
 
 typedef struct fixture {
     char corpus[1024];
-    rt_vocab *v;
+    tx_vocab *v;
     int nwords;  /* words w0 .. w{nwords-1}, id W0 + k */
     int *doc;    /* (nwords) document of word k */
     int *sent;   /* (nwords) sentence (within its document) */
@@ -96,7 +96,7 @@ static void fixture_setup(void)
     snprintf(fx.corpus, sizeof fx.corpus, "%s/corpus.txt", dir);
     cr_assert_eq(tu_write_file(fx.corpus, text), 0);
     bc_err e;
-    fx.v = rt_vocab_from_list(toks, n + W0, "numbered", &e);
+    fx.v = tx_vocab_from_list(toks, n + W0, "numbered", &e);
     cr_assert_not_null(fx.v, "%s", e.msg);
     for (int i = 0; i < n; i++)
         free(names[i]);
@@ -107,32 +107,32 @@ static void fixture_setup(void)
 
 static void fixture_teardown(void)
 {
-    rt_vocab_free(fx.v);
+    tx_vocab_free(fx.v);
     free(fx.doc);
     free(fx.sent);
     free(fx.starts);
     free(fx.ends);
 }
 
-static rt_pt_corpus *load_corpus(void)
+static tk_pt_corpus *load_corpus(void)
 {
     bc_err e;
     const char *paths[1] = {fx.corpus};
-    rt_pt_corpus *c =
-        rt_pt_corpus_load(paths, 1, fx.v, &RT_TOK_OPTS_DEFAULT, NULL, NULL, &e);
+    tk_pt_corpus *c =
+        tk_pt_corpus_load(paths, 1, fx.v, &TX_TOK_OPTS_DEFAULT, NULL, NULL, &e);
     cr_assert_not_null(c, "%s", e.msg);
     return c;
 }
 
-static void make(rt_pt_opts o, uint64_t seed, rt_tensor_list *out, rt_pt_stats *st)
+static void make(tk_pt_opts o, uint64_t seed, rt_tensor_list *out, tk_pt_stats *st)
 {
-    rt_pt_corpus *c = load_corpus();
+    tk_pt_corpus *c = load_corpus();
     rt_rng r;
     rt_rng_seed(&r, seed);
     bc_err e;
     rt_list_init(out);
-    cr_assert_eq(rt_pt_create(c, fx.v, &o, &r, out, st, NULL, NULL, &e), 0, "%s", e.msg);
-    rt_pt_corpus_free(c);
+    cr_assert_eq(tk_pt_create(c, fx.v, &o, &r, out, st, NULL, NULL, &e), 0, "%s", e.msg);
+    tk_pt_corpus_free(c);
 }
 
 /* ---- checking rows ------------------------------------------------------------------ */
@@ -141,7 +141,7 @@ typedef struct tally {
     int64_t rows, not_next, chosen, candidates, to_mask, same, other;
 } tally;
 
-static int64_t num_to_predict(int n, const rt_pt_opts *o)
+static int64_t num_to_predict(int n, const tk_pt_opts *o)
 {
     double want = nearbyint((double)n * o->mask_prob);
     int64_t k = want < 1 ? 1 : (int64_t)want;
@@ -155,7 +155,7 @@ static int word(int64_t id)
 
 /* Checks every row of a batch over the numbered corpus and adds up its statistics.
  * exact_count: each row chose exactly num_to_predict tokens (no whole-word skipping). */
-static void check_batch(const rt_tensor_list *b, const rt_pt_opts *o, int exact_count,
+static void check_batch(const rt_tensor_list *b, const tk_pt_opts *o, int exact_count,
                         tally *t)
 {
     static const char *const names[5] = {"input_ids", "token_type_ids", "attention_mask",
@@ -173,7 +173,7 @@ static void check_batch(const rt_tensor_list *b, const rt_pt_opts *o, int exact_
     int64_t N = ts[0]->shape[0], S = o->max_seq, max_tok = S - 3;
     const int64_t *ids = ts[0]->data, *tt = ts[1]->data, *am = ts[2]->data,
                   *lab = ts[3]->data, *nsp = ts[4]->data;
-    int V = rt_vocab_size(fx.v);
+    int V = tx_vocab_size(fx.v);
     int64_t *orig = malloc((size_t)S * sizeof *orig);
     for (int64_t r = 0; r < N; r++) {
         const int64_t *x = ids + r * S, *y = lab + r * S, *ty = tt + r * S, *m = am + r * S;
@@ -277,12 +277,12 @@ Test(pretrain_data, documents_split_on_blank_lines_and_files)
     cr_assert_eq(tu_write_file(f2, "w6\n\n\n"), 0);
     const char *paths[2] = {f1, f2};
     bc_err e;
-    rt_pt_reader *r = rt_pt_reader_open(paths, 2, fx.v, &RT_TOK_OPTS_DEFAULT, &e);
+    tk_pt_reader *r = tk_pt_reader_open(paths, 2, fx.v, &TX_TOK_OPTS_DEFAULT, &e);
     cr_assert_not_null(r, "%s", e.msg);
     const char *want[] = {"0 1|2", "3", "4|5", "6"};
-    rt_pt_doc d;
+    tk_pt_doc d;
     for (int k = 0; k < 4; k++) {
-        cr_assert_eq(rt_pt_reader_next(r, &d, &e), 1, "document %d: %s", k, e.msg);
+        cr_assert_eq(tk_pt_reader_next(r, &d, &e), 1, "document %d: %s", k, e.msg);
         char got[256] = "";
         size_t n = 0;
         for (int s = 0; s < d.nseg; s++)
@@ -291,10 +291,10 @@ Test(pretrain_data, documents_split_on_blank_lines_and_files)
                                       i == d.seg[s] ? (s ? "|" : "") : " ", d.ids[i] - W0);
         cr_expect_str_eq(got, want[k]);
     }
-    cr_assert_eq(rt_pt_reader_next(r, &d, &e), 0);
-    cr_assert_eq(rt_pt_reader_next(r, &d, &e), 0);
-    cr_expect_eq(rt_pt_reader_lines(r), 13);
-    rt_pt_reader_free(r);
+    cr_assert_eq(tk_pt_reader_next(r, &d, &e), 0);
+    cr_assert_eq(tk_pt_reader_next(r, &d, &e), 0);
+    cr_expect_eq(tk_pt_reader_lines(r), 13);
+    tk_pt_reader_free(r);
 }
 
 Test(pretrain_data, reader_errors_name_file_and_line)
@@ -306,27 +306,27 @@ Test(pretrain_data, reader_errors_name_file_and_line)
     cr_assert_eq(tu_write_file(f, "w0\nw1 \xff w2\n"), 0);
     bc_err e;
     const char *p1[1] = {missing};
-    cr_assert_null(rt_pt_reader_open(p1, 1, fx.v, &RT_TOK_OPTS_DEFAULT, &e));
+    cr_assert_null(tk_pt_reader_open(p1, 1, fx.v, &TX_TOK_OPTS_DEFAULT, &e));
     cr_expect(strstr(e.msg, "missing.txt") != NULL, "%s", e.msg);
     const char *p2[1] = {f};
-    cr_assert_null(rt_pt_corpus_load(p2, 1, fx.v, &RT_TOK_OPTS_DEFAULT, NULL, NULL, &e));
+    cr_assert_null(tk_pt_corpus_load(p2, 1, fx.v, &TX_TOK_OPTS_DEFAULT, NULL, NULL, &e));
     cr_expect(strstr(e.msg, "bad.txt:2") != NULL, "%s", e.msg);
 }
 
 Test(pretrain_data, corpus_holds_every_document)
 {
-    rt_pt_corpus *c = load_corpus();
-    cr_assert_eq(rt_pt_corpus_docs(c), NDOCS);
-    cr_assert_eq(rt_pt_corpus_tokens(c), fx.nwords);
+    tk_pt_corpus *c = load_corpus();
+    cr_assert_eq(tk_pt_corpus_docs(c), NDOCS);
+    cr_assert_eq(tk_pt_corpus_tokens(c), fx.nwords);
     int64_t sents = 0;
     for (int d = 0; d < NDOCS; d++) {
-        rt_pt_doc doc = rt_pt_corpus_doc(c, d);
+        tk_pt_doc doc = tk_pt_corpus_doc(c, d);
         cr_assert_eq(doc.nseg, fx.nsent[d]);
         cr_assert_eq(fx.doc[word(doc.ids[doc.seg[0]])], d);
         sents += doc.nseg;
     }
-    cr_assert_eq(rt_pt_corpus_sentences(c), sents);
-    rt_pt_corpus_free(c);
+    cr_assert_eq(tk_pt_corpus_sentences(c), sents);
+    tk_pt_corpus_free(c);
 }
 
 /* ---- options ------------------------------------------------------------------------ */
@@ -334,45 +334,45 @@ Test(pretrain_data, corpus_holds_every_document)
 Test(pretrain_data, rejects_bad_options)
 {
     bc_err e;
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
-    cr_assert_eq(rt_pt_opts_check(&o, &e), 0);
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
+    cr_assert_eq(tk_pt_opts_check(&o, &e), 0);
     o.max_seq = 4;
-    cr_expect_eq(rt_pt_opts_check(&o, &e), -1);
+    cr_expect_eq(tk_pt_opts_check(&o, &e), -1);
     cr_expect(strstr(e.msg, "max-seq") != NULL, "%s", e.msg);
-    o = RT_PT_OPTS_DEFAULT;
+    o = TK_PT_OPTS_DEFAULT;
     o.mask_prob = 1.5;
-    cr_expect_eq(rt_pt_opts_check(&o, &e), -1);
-    o = RT_PT_OPTS_DEFAULT;
+    cr_expect_eq(tk_pt_opts_check(&o, &e), -1);
+    o = TK_PT_OPTS_DEFAULT;
     o.mask_prob = NAN;
-    cr_expect_eq(rt_pt_opts_check(&o, &e), -1);
-    o = RT_PT_OPTS_DEFAULT;
+    cr_expect_eq(tk_pt_opts_check(&o, &e), -1);
+    o = TK_PT_OPTS_DEFAULT;
     o.dupe_factor = 0;
-    cr_expect_eq(rt_pt_opts_check(&o, &e), -1);
-    o = RT_PT_OPTS_DEFAULT;
+    cr_expect_eq(tk_pt_opts_check(&o, &e), -1);
+    o = TK_PT_OPTS_DEFAULT;
     o.short_seq_prob = -0.1;
-    cr_expect_eq(rt_pt_opts_check(&o, &e), -1);
-    o = RT_PT_OPTS_DEFAULT;
+    cr_expect_eq(tk_pt_opts_check(&o, &e), -1);
+    o = TK_PT_OPTS_DEFAULT;
     o.max_predictions = -1;
-    cr_expect_eq(rt_pt_opts_check(&o, &e), -1);
+    cr_expect_eq(tk_pt_opts_check(&o, &e), -1);
     /* A vocabulary without [MASK] cannot mask. */
     const char *toks[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"};
-    rt_vocab *v = rt_vocab_from_list(toks, 5, "nomask", &e);
+    tx_vocab *v = tx_vocab_from_list(toks, 5, "nomask", &e);
     cr_assert_not_null(v);
-    o = RT_PT_OPTS_DEFAULT;
-    cr_expect_null(rt_pt_masker_new(v, &o, &e));
+    o = TK_PT_OPTS_DEFAULT;
+    cr_expect_null(tk_pt_masker_new(v, &o, &e));
     cr_expect(strstr(e.msg, "[MASK]") != NULL, "%s", e.msg);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 /* ---- instances ---------------------------------------------------------------------- */
 
 Test(pretrain_data, shapes_padding_token_types_and_segments)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 32;
     o.dupe_factor = 3;
     rt_tensor_list b;
-    rt_pt_stats st;
+    tk_pt_stats st;
     make(o, 1, &b, &st);
     cr_assert_eq(b.n, 5);
     static const char *const order[5] = {"input_ids", "token_type_ids", "attention_mask",
@@ -396,12 +396,12 @@ Test(pretrain_data, every_sentence_is_used_in_each_pass)
 {
     /* With max_seq large enough that nothing is truncated, one pass (dupe 1) puts every
      * sentence of every document in some A or IsNext B. */
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 512;
     o.dupe_factor = 1;
     o.short_seq_prob = 0.5;
     rt_tensor_list b;
-    rt_pt_stats st;
+    tk_pt_stats st;
     make(o, 3, &b, &st);
     cr_assert_eq(st.truncated, 0);
     tally t = {0};
@@ -430,11 +430,11 @@ Test(pretrain_data, every_sentence_is_used_in_each_pass)
 
 Test(pretrain_data, nsp_is_balanced)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 48;
     o.dupe_factor = 100;
     rt_tensor_list b;
-    rt_pt_stats st;
+    tk_pt_stats st;
     make(o, 2, &b, &st);
     tally t = {0};
     check_batch(&b, &o, 1, &t);
@@ -448,11 +448,11 @@ Test(pretrain_data, nsp_is_balanced)
 
 Test(pretrain_data, masking_statistics)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 64;
     o.dupe_factor = 100;
     rt_tensor_list b;
-    rt_pt_stats st;
+    tk_pt_stats st;
     make(o, 4, &b, &st);
     tally t = {0};
     check_batch(&b, &o, 1, &t);
@@ -472,7 +472,7 @@ Test(pretrain_data, masking_statistics)
 
 Test(pretrain_data, max_predictions_respected)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 64;
     o.max_predictions = 3;
     o.dupe_factor = 5;
@@ -487,7 +487,7 @@ Test(pretrain_data, max_predictions_respected)
 
 Test(pretrain_data, same_seed_same_bytes_other_seed_differs)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 40;
     o.dupe_factor = 2;
     const char *dir = tu_tmpdir();
@@ -516,20 +516,20 @@ Test(pretrain_data, same_seed_same_bytes_other_seed_differs)
 
 Test(pretrain_data, mask_row_skips_special_tokens)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.mask_prob = 1.0; /* choose everything it may */
     o.max_predictions = 100;
     bc_err e;
-    rt_pt_masker *m = rt_pt_masker_new(fx.v, &o, &e);
+    tk_pt_masker *m = tk_pt_masker_new(fx.v, &o, &e);
     cr_assert_not_null(m, "%s", e.msg);
-    cr_expect_eq(rt_pt_masker_pad(m), PAD);
+    cr_expect_eq(tk_pt_masker_pad(m), PAD);
     rt_rng r;
     rt_rng_seed(&r, 9);
     /* [CLS] w0 w1 [SEP] w2 [PAD] w3 [SEP]: "[PAD]" written in the text stays special. */
     int64_t row[8] = {CLS, W0, W0 + 1, SEP, W0 + 2, PAD, W0 + 3, SEP}, lab[8], orig[8];
     memcpy(orig, row, sizeof row);
-    rt_pt_mask_stats st = {0};
-    cr_assert_eq(rt_pt_mask_row(m, row, lab, 8, &r, &st), 4);
+    tk_pt_mask_stats st = {0};
+    cr_assert_eq(tk_pt_mask_row(m, row, lab, 8, &r, &st), 4);
     cr_expect_eq(st.candidates, 4);
     for (int i = 0; i < 8; i++) {
         int special = orig[i] < W0;
@@ -539,17 +539,17 @@ Test(pretrain_data, mask_row_skips_special_tokens)
         else
             cr_expect_eq(lab[i], orig[i]);
     }
-    rt_pt_unmask_row(row, lab, 8);
+    tk_pt_unmask_row(row, lab, 8);
     cr_expect(!memcmp(row, orig, sizeof row));
     /* An empty row of specials chooses nothing. */
     int64_t row2[2] = {CLS, SEP}, lab2[2];
-    cr_expect_eq(rt_pt_mask_row(m, row2, lab2, 2, &r, NULL), 0);
-    rt_pt_masker_free(m);
+    cr_expect_eq(tk_pt_mask_row(m, row2, lab2, 2, &r, NULL), 0);
+    tk_pt_masker_free(m);
 }
 
 Test(pretrain_data, dynamic_masking_remasks_a_batch)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 48;
     o.dupe_factor = 2;
     rt_tensor_list b;
@@ -565,12 +565,12 @@ Test(pretrain_data, dynamic_masking_remasks_a_batch)
         lab0[i] = y;
     }
     bc_err e;
-    rt_pt_masker *m = rt_pt_masker_new(fx.v, &o, &e);
+    tk_pt_masker *m = tk_pt_masker_new(fx.v, &o, &e);
     cr_assert_not_null(m, "%s", e.msg);
     rt_rng r;
     rt_rng_seed(&r, 1234);
-    rt_pt_mask_stats st = {0};
-    cr_assert_eq(rt_pt_remask_batch(m, &b, &r, &st, &e), 0, "%s", e.msg);
+    tk_pt_mask_stats st = {0};
+    cr_assert_eq(tk_pt_remask_batch(m, &b, &r, &st, &e), 0, "%s", e.msg);
     ids = rt_list_cfind(&b, "input_ids");
     lab = rt_list_cfind(&b, "mlm_labels");
     int64_t moved = 0;
@@ -586,15 +586,15 @@ Test(pretrain_data, dynamic_masking_remasks_a_batch)
     cr_expect_eq(t.chosen, st.chosen);
     /* A batch without mlm_labels gets them. */
     rt_list_remove(&b, "mlm_labels");
-    cr_assert_eq(rt_pt_remask_batch(m, &b, &r, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_pt_remask_batch(m, &b, &r, NULL, &e), 0, "%s", e.msg);
     cr_expect_not_null(rt_list_cfind(&b, "mlm_labels"));
     /* A wrong dtype is an error naming the tensor. */
     rt_list_remove(&b, "input_ids");
     int64_t shape[2] = {1, 4};
     rt_list_add(&b, "input_ids", RT_I32, 2, shape, NULL);
-    cr_expect_eq(rt_pt_remask_batch(m, &b, &r, NULL, &e), -1);
+    cr_expect_eq(tk_pt_remask_batch(m, &b, &r, NULL, &e), -1);
     cr_expect(strstr(e.msg, "input_ids") != NULL, "%s", e.msg);
-    rt_pt_masker_free(m);
+    tk_pt_masker_free(m);
     free(orig);
     free(lab0);
     rt_list_free(&b);
@@ -606,7 +606,7 @@ Test(pretrain_data, whole_word_masks_pieces_with_their_word)
     const char *toks[] = {"[PAD]",  "[UNK]", "[CLS]", "[SEP]",  "[MASK]", "un", "##aff",
                           "##able", "cat",   "run",   "##ning", "dog",    "the"};
     bc_err e;
-    rt_vocab *v = rt_vocab_from_list(toks, 13, "pieces", &e);
+    tx_vocab *v = tx_vocab_from_list(toks, 13, "pieces", &e);
     cr_assert_not_null(v, "%s", e.msg);
     const char *dir = tu_tmpdir();
     char path[1024];
@@ -625,10 +625,10 @@ Test(pretrain_data, whole_word_masks_pieces_with_their_word)
     }
     cr_assert_eq(tu_write_file(path, text), 0);
     const char *paths[1] = {path};
-    rt_pt_corpus *c = rt_pt_corpus_load(paths, 1, v, &RT_TOK_OPTS_DEFAULT, NULL, NULL, &e);
+    tk_pt_corpus *c = tk_pt_corpus_load(paths, 1, v, &TX_TOK_OPTS_DEFAULT, NULL, NULL, &e);
     cr_assert_not_null(c, "%s", e.msg);
     for (int whole = 0; whole < 2; whole++) {
-        rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+        tk_pt_opts o = TK_PT_OPTS_DEFAULT;
         o.max_seq = 24;
         o.dupe_factor = 30;
         o.whole_word = whole;
@@ -636,8 +636,8 @@ Test(pretrain_data, whole_word_masks_pieces_with_their_word)
         rt_rng_seed(&r, 11);
         rt_tensor_list b;
         rt_list_init(&b);
-        rt_pt_stats st;
-        cr_assert_eq(rt_pt_create(c, v, &o, &r, &b, &st, NULL, NULL, &e), 0, "%s", e.msg);
+        tk_pt_stats st;
+        cr_assert_eq(tk_pt_create(c, v, &o, &r, &b, &st, NULL, NULL, &e), 0, "%s", e.msg);
         const rt_tensor *ids = rt_list_cfind(&b, "input_ids"),
                         *lab = rt_list_cfind(&b, "mlm_labels");
         int64_t N = ids->shape[0], S = o.max_seq, split = 0, whole_words = 0;
@@ -674,19 +674,19 @@ Test(pretrain_data, whole_word_masks_pieces_with_their_word)
         }
         rt_list_free(&b);
     }
-    rt_pt_corpus_free(c);
-    rt_vocab_free(v);
+    tk_pt_corpus_free(c);
+    tx_vocab_free(v);
 }
 
 /* ---- streaming ------------------------------------------------------------------------
  */
 
-static int64_t stream_all(int window, int shuffle, uint64_t seed, rt_pt_opts o,
-                          rt_tensor_list *all, int *docs_seen, rt_pt_stats *st)
+static int64_t stream_all(int window, int shuffle, uint64_t seed, tk_pt_opts o,
+                          rt_tensor_list *all, int *docs_seen, tk_pt_stats *st)
 {
     bc_err e;
     const char *paths[1] = {fx.corpus};
-    rt_pt_stream *s = rt_pt_stream_open(paths, 1, fx.v, &RT_TOK_OPTS_DEFAULT, &o, window,
+    tk_pt_stream *s = tk_pt_stream_open(paths, 1, fx.v, &TX_TOK_OPTS_DEFAULT, &o, window,
                                         shuffle, seed, &e);
     cr_assert_not_null(s, "%s", e.msg);
     int64_t rows = 0, S = o.max_seq;
@@ -697,7 +697,7 @@ static int64_t stream_all(int window, int shuffle, uint64_t seed, rt_pt_opts o,
     rt_tensor_list b;
     rt_list_init(&b);
     int n;
-    while ((n = rt_pt_stream_next(s, 16, &b, &e)) > 0) {
+    while ((n = tk_pt_stream_next(s, 16, &b, &e)) > 0) {
         cr_assert(rows + n <= cap);
         cr_assert_eq(rt_list_cfind(&b, "input_ids")->shape[0], n);
         memcpy(ids + rows * S, rt_list_cfind(&b, "input_ids")->data, (size_t)(n * S) * 8);
@@ -710,9 +710,9 @@ static int64_t stream_all(int window, int shuffle, uint64_t seed, rt_pt_opts o,
         rows += n;
     }
     cr_assert_eq(n, 0, "%s", e.msg);
-    cr_assert_eq(rt_pt_stream_next(s, 16, &b, &e), 0); /* stays over */
-    rt_pt_stream_stats(s, st);
-    rt_pt_stream_free(s);
+    cr_assert_eq(tk_pt_stream_next(s, 16, &b, &e), 0); /* stays over */
+    tk_pt_stream_stats(s, st);
+    tk_pt_stream_free(s);
     rt_list_free(&b);
     rt_list_init(all);
     int64_t shape[2] = {rows, S};
@@ -738,12 +738,12 @@ static int64_t stream_all(int window, int shuffle, uint64_t seed, rt_pt_opts o,
 
 Test(pretrain_data, stream_yields_well_formed_instances_of_every_document)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 32;
     for (int window = 2; window <= 16; window *= 2) {
         rt_tensor_list all;
         int seen[NDOCS] = {0};
-        rt_pt_stats st;
+        tk_pt_stats st;
         int64_t rows = stream_all(window, 8, 21, o, &all, seen, &st);
         cr_assert(rows > NDOCS);
         cr_expect_eq(st.instances, rows);
@@ -759,11 +759,11 @@ Test(pretrain_data, stream_yields_well_formed_instances_of_every_document)
 
 Test(pretrain_data, stream_is_deterministic_and_seeds_differ)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 32;
     rt_tensor_list a, b, c;
     int seen[NDOCS];
-    rt_pt_stats st;
+    tk_pt_stats st;
     stream_all(4, 32, 5, o, &a, seen, &st);
     stream_all(4, 32, 5, o, &b, seen, &st);
     stream_all(4, 32, 6, o, &c, seen, &st);
@@ -779,11 +779,11 @@ Test(pretrain_data, stream_is_deterministic_and_seeds_differ)
 
 Test(pretrain_data, stream_rejects_a_window_of_one)
 {
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     bc_err e;
     const char *paths[1] = {fx.corpus};
     cr_expect_null(
-        rt_pt_stream_open(paths, 1, fx.v, &RT_TOK_OPTS_DEFAULT, &o, 1, 8, 0, &e));
+        tk_pt_stream_open(paths, 1, fx.v, &TX_TOK_OPTS_DEFAULT, &o, 1, 8, 0, &e));
     cr_expect(strstr(e.msg, "window") != NULL, "%s", e.msg);
 }
 
@@ -814,8 +814,8 @@ Test(pretrain_data, cli_writes_the_batch_with_a_summary)
     char vocab[1024], args[4096];
     snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
     FILE *f = fopen(vocab, "w");
-    for (int i = 0; i < rt_vocab_size(fx.v); i++)
-        fprintf(f, "%s\n", rt_vocab_token(fx.v, i));
+    for (int i = 0; i < tx_vocab_size(fx.v); i++)
+        fprintf(f, "%s\n", tx_vocab_token(fx.v, i));
     fclose(f);
     char *bytes[3];
     size_t len[3];
@@ -845,7 +845,7 @@ Test(pretrain_data, cli_writes_the_batch_with_a_summary)
     rt_list_init(&b);
     bc_err e;
     cr_assert_eq(rt_st_load(tu_path(dir, "out0.safetensors"), &b, &e), 0, "%s", e.msg);
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT;
     o.max_seq = 40;
     tally t = {0};
     check_batch(&b, &o, 1, &t);
@@ -871,13 +871,13 @@ Test(pretrain_data, shared_data_sample_text_with_bert_vocab)
     if (stat(tu_src(SAMPLE_TEXT), &sb) || stat(tu_src(BERT_VOCAB), &sb))
         TU_NEED_SHARED_DATA(0, "bert_sample_text and bert_vocab");
     bc_err e;
-    rt_vocab *v = rt_vocab_load(tu_src(BERT_VOCAB), &e);
+    tx_vocab *v = tx_vocab_load(tu_src(BERT_VOCAB), &e);
     cr_assert_not_null(v, "%s", e.msg);
     const char *paths[1] = {tu_src(SAMPLE_TEXT)};
-    rt_pt_corpus *c = rt_pt_corpus_load(paths, 1, v, &RT_TOK_OPTS_DEFAULT, NULL, NULL, &e);
+    tk_pt_corpus *c = tk_pt_corpus_load(paths, 1, v, &TX_TOK_OPTS_DEFAULT, NULL, NULL, &e);
     cr_assert_not_null(c, "%s", e.msg);
-    cr_expect(rt_pt_corpus_docs(c) >= 3, "%lld documents", (long long)rt_pt_corpus_docs(c));
-    rt_pt_opts o = RT_PT_OPTS_DEFAULT; /* BERT's README: max_seq 128, 20 predictions */
+    cr_expect(tk_pt_corpus_docs(c) >= 3, "%lld documents", (long long)tk_pt_corpus_docs(c));
+    tk_pt_opts o = TK_PT_OPTS_DEFAULT; /* BERT's README: max_seq 128, 20 predictions */
     o.dupe_factor = 5;
     for (int whole = 0; whole < 2; whole++) {
         o.whole_word = whole;
@@ -885,8 +885,8 @@ Test(pretrain_data, shared_data_sample_text_with_bert_vocab)
         rt_rng_seed(&r, 12345);
         rt_tensor_list b;
         rt_list_init(&b);
-        rt_pt_stats st;
-        cr_assert_eq(rt_pt_create(c, v, &o, &r, &b, &st, NULL, NULL, &e), 0, "%s", e.msg);
+        tk_pt_stats st;
+        cr_assert_eq(tk_pt_create(c, v, &o, &r, &b, &st, NULL, NULL, &e), 0, "%s", e.msg);
         const rt_tensor *ids = rt_list_cfind(&b, "input_ids"),
                         *tt = rt_list_cfind(&b, "token_type_ids"),
                         *am = rt_list_cfind(&b, "attention_mask"),
@@ -894,7 +894,7 @@ Test(pretrain_data, shared_data_sample_text_with_bert_vocab)
         int64_t N = ids->shape[0], S = o.max_seq;
         cr_assert(N > 10 && N == st.instances, "%lld rows", (long long)N);
         cr_assert_eq(ids->shape[1], 128);
-        int cls = rt_vocab_special(v, RT_CLS), sep = rt_vocab_special(v, RT_SEP);
+        int cls = tx_vocab_special(v, TX_CLS), sep = tx_vocab_special(v, TX_SEP);
         for (int64_t row = 0; row < N; row++) {
             const int64_t *x = (int64_t *)ids->data + row * S,
                           *y = (int64_t *)lab->data + row * S,
@@ -931,6 +931,6 @@ Test(pretrain_data, shared_data_sample_text_with_bert_vocab)
         cr_expect(fabs((double)st.mask.to_mask / (double)st.mask.chosen - 0.8) < 0.04);
         rt_list_free(&b);
     }
-    rt_pt_corpus_free(c);
-    rt_vocab_free(v);
+    tk_pt_corpus_free(c);
+    tx_vocab_free(v);
 }

@@ -1,6 +1,6 @@
-/* test_pretrain_write.c: rt_pt_write_file (tasks/pretrain_data.h), `bertcc
- * pretrain-data` as a library call: the file holds what rt_pt_corpus_load and
- * rt_pt_create make from the same seed, the executable writes the same bytes, progress
+/* test_pretrain_write.c: tk_pt_write_file (tasks/pretrain_data.h), `bertcc
+ * pretrain-data` as a library call: the file holds what tk_pt_corpus_load and
+ * tk_pt_create make from the same seed, the executable writes the same bytes, progress
  * phases come in order, and an empty or missing corpus is an error that writes
  * nothing. */
 #include <criterion/criterion.h>
@@ -20,7 +20,7 @@ static const char *const tokens[] = {
 
 typedef struct fixture {
     char dir[256], corpus[512], vocab[512];
-    rt_vocab *v;
+    tx_vocab *v;
 } fixture;
 
 static void make_fixture(fixture *f)
@@ -45,16 +45,16 @@ static void make_fixture(fixture *f)
     cr_assert_eq(tu_write_file(f->corpus, text), 0);
     cr_assert_eq(tu_write_file(f->vocab, vocab), 0);
     bc_err e;
-    f->v = rt_vocab_load(f->vocab, &e);
+    f->v = tx_vocab_load(f->vocab, &e);
     cr_assert_not_null(f->v, "%s", e.msg);
 }
 
-static rt_pt_file_opts file_opts(const char *const *corpus)
+static tk_pt_file_opts file_opts(const char *const *corpus)
 {
-    rt_pt_file_opts o = {.corpus = corpus,
+    tk_pt_file_opts o = {.corpus = corpus,
                          .ncorpus = 1,
-                         .tok = RT_TOK_OPTS_DEFAULT,
-                         .pt = RT_PT_OPTS_DEFAULT,
+                         .tok = TX_TOK_OPTS_DEFAULT,
+                         .pt = TK_PT_OPTS_DEFAULT,
                          .seed = 7};
     o.pt.max_seq = 16;
     o.pt.max_predictions = 3;
@@ -74,19 +74,19 @@ Test(pretrain_write, the_file_holds_what_load_and_create_make)
     fixture f;
     make_fixture(&f);
     const char *corpus[1] = {f.corpus};
-    rt_pt_file_opts o = file_opts(corpus);
+    tk_pt_file_opts o = file_opts(corpus);
     char out[1024];
     snprintf(out, sizeof out, "%s/data.safetensors", f.dir);
-    rt_pt_stats st, st2;
+    tk_pt_stats st, st2;
     bc_err e;
-    cr_assert_eq(rt_pt_write_file(&o, f.v, out, &st, &e), 0, "%s", e.msg);
-    rt_pt_corpus *c = rt_pt_corpus_load(corpus, 1, f.v, &o.tok, NULL, NULL, &e);
+    cr_assert_eq(tk_pt_write_file(&o, f.v, out, &st, &e), 0, "%s", e.msg);
+    tk_pt_corpus *c = tk_pt_corpus_load(corpus, 1, f.v, &o.tok, NULL, NULL, &e);
     cr_assert_not_null(c, "%s", e.msg);
     rt_rng r;
     rt_rng_seed(&r, 7);
     rt_tensor_list want, got;
     rt_list_init(&want);
-    cr_assert_eq(rt_pt_create(c, f.v, &o.pt, &r, &want, &st2, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tk_pt_create(c, f.v, &o.pt, &r, &want, &st2, NULL, NULL, &e), 0, "%s",
                  e.msg);
     load(out, &got);
     cr_assert_eq(got.n, want.n);
@@ -101,8 +101,8 @@ Test(pretrain_write, the_file_holds_what_load_and_create_make)
     cr_expect_gt(st.instances, 0);
     rt_list_free(&want);
     rt_list_free(&got);
-    rt_pt_corpus_free(c);
-    rt_vocab_free(f.v);
+    tk_pt_corpus_free(c);
+    tx_vocab_free(f.v);
 }
 
 Test(pretrain_write, the_executable_writes_the_same_bytes)
@@ -110,12 +110,12 @@ Test(pretrain_write, the_executable_writes_the_same_bytes)
     fixture f;
     make_fixture(&f);
     const char *corpus[1] = {f.corpus};
-    rt_pt_file_opts o = file_opts(corpus);
+    tk_pt_file_opts o = file_opts(corpus);
     char lib[1024], cli[1024];
     snprintf(lib, sizeof lib, "%s/lib.safetensors", f.dir);
     snprintf(cli, sizeof cli, "%s/cli.safetensors", f.dir);
     bc_err e;
-    cr_assert_eq(rt_pt_write_file(&o, f.v, lib, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_pt_write_file(&o, f.v, lib, NULL, &e), 0, "%s", e.msg);
     char *text = NULL;
     int rc = tu_bertcc(&text,
                        "pretrain-data --corpus '%s' --vocab '%s' -o '%s' --max-seq 16 "
@@ -129,7 +129,7 @@ Test(pretrain_write, the_executable_writes_the_same_bytes)
     cr_expect(n1 == n2 && !memcmp(a, b, n1), "the files differ");
     free(a);
     free(b);
-    rt_vocab_free(f.v);
+    tx_vocab_free(f.v);
 }
 
 typedef struct phases {
@@ -151,16 +151,16 @@ Test(pretrain_write, phases_come_in_order_with_the_documents_to_go_through)
     fixture f;
     make_fixture(&f);
     const char *corpus[1] = {f.corpus};
-    rt_pt_file_opts o = file_opts(corpus);
+    tk_pt_file_opts o = file_opts(corpus);
     phases p = {"", 0};
     o.phase = on_phase;
     o.ctx = &p;
     bc_err e;
-    cr_assert_eq(rt_pt_write_file(&o, f.v, tu_path(f.dir, "d.safetensors"), NULL, &e), 0,
+    cr_assert_eq(tk_pt_write_file(&o, f.v, tu_path(f.dir, "d.safetensors"), NULL, &e), 0,
                  "%s", e.msg);
     cr_expect_str_eq(p.seen, "reading;making instances;(end);");
     cr_expect_eq(p.total, 8 * 3);
-    rt_vocab_free(f.v);
+    tx_vocab_free(f.v);
 }
 
 Test(pretrain_write, an_empty_or_missing_corpus_is_an_error_and_writes_nothing)
@@ -173,15 +173,15 @@ Test(pretrain_write, an_empty_or_missing_corpus_is_an_error_and_writes_nothing)
     snprintf(out, sizeof out, "%s/out.safetensors", f.dir);
     cr_assert_eq(tu_write_file(empty, "\n  \n\n"), 0);
     const char *corpus[1] = {empty};
-    rt_pt_file_opts o = file_opts(corpus);
+    tk_pt_file_opts o = file_opts(corpus);
     bc_err e;
     struct stat sb;
-    cr_assert_neq(rt_pt_write_file(&o, f.v, out, NULL, &e), 0);
+    cr_assert_neq(tk_pt_write_file(&o, f.v, out, NULL, &e), 0);
     cr_expect(strstr(e.msg, "no text"), "%s", e.msg);
     cr_expect_neq(stat(out, &sb), 0, "an empty corpus wrote %s", out);
     corpus[0] = missing;
-    cr_assert_neq(rt_pt_write_file(&o, f.v, out, NULL, &e), 0);
+    cr_assert_neq(tk_pt_write_file(&o, f.v, out, NULL, &e), 0);
     cr_expect(strstr(e.msg, missing), "%s", e.msg);
     cr_expect_neq(stat(out, &sb), 0, "a missing corpus wrote %s", out);
-    rt_vocab_free(f.v);
+    tx_vocab_free(f.v);
 }

@@ -18,7 +18,7 @@
 #define FIX "tests/fixtures/qa/"
 #define SHARED BERTCC_SOURCE_DIR "/../shared/data"
 
-static const rt_tok_opts CASED = {0, -1};
+static const tx_tok_opts CASED = {0, -1};
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
@@ -34,42 +34,42 @@ static void collect(void *ctx, const char *msg)
     snprintf(s->last, sizeof s->last, "%s", msg);
 }
 
-static rt_vocab *tiny_vocab(void)
+static tx_vocab *tiny_vocab(void)
 {
     bc_err e;
-    rt_vocab *v = rt_vocab_load(tu_src(FIX "vocab.txt"), &e);
+    tx_vocab *v = tx_vocab_load(tu_src(FIX "vocab.txt"), &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
 }
 
-static void load(const char *rel, rt_qa_set *s, notes *n)
+static void load(const char *rel, tk_qa_set *s, notes *n)
 {
     bc_err e;
     memset(s, 0, sizeof *s);
-    cr_assert_eq(rt_qa_load(tu_src(rel), s, collect, n, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_qa_load(tu_src(rel), s, collect, n, &e), 0, "%s", e.msg);
 }
 
-static void featurize(const rt_qa_set *s, const rt_vocab *v, rt_qa_feat_opts o,
-                      rt_qa_features *f)
+static void featurize(const tk_qa_set *s, const tx_vocab *v, tk_qa_feat_opts o,
+                      tk_qa_features *f)
 {
     bc_err e;
-    cr_assert_eq(rt_qa_featurize(s, v, &o, f, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_qa_featurize(s, v, &o, f, &e), 0, "%s", e.msg);
 }
 
 /* The tokens of feature i as "tok tok ..." (from a batch of that one feature). */
-static char *show_feature(const rt_qa_features *f, const rt_vocab *v, int i)
+static char *show_feature(const tk_qa_features *f, const tx_vocab *v, int i)
 {
     rt_tensor_list l;
     rt_list_init(&l);
     bc_err e;
-    cr_assert_eq(rt_qa_batch(f, &i, 1, RT_QA_BATCH_PAD_LONGEST, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_qa_batch(f, &i, 1, TK_QA_BATCH_PAD_LONGEST, &l, &e), 0, "%s", e.msg);
     const rt_tensor *ids = rt_list_cfind(&l, "input_ids");
     static char buf[4096];
     buf[0] = 0;
     for (int64_t j = 0; j < ids->shape[1]; j++) {
         if (j)
             strcat(buf, " ");
-        strcat(buf, rt_vocab_token(v, (int)((int64_t *)ids->data)[j]));
+        strcat(buf, tx_vocab_token(v, (int)((int64_t *)ids->data)[j]));
     }
     rt_list_free(&l);
     return buf;
@@ -77,15 +77,15 @@ static char *show_feature(const rt_qa_features *f, const rt_vocab *v, int i)
 
 /* The context bytes that feature i's labelled positions cover (malloc'd), or NULL when
  * its positions are 0. */
-static char *labelled_text(const rt_qa_set *s, const rt_qa_features *f, int i)
+static char *labelled_text(const tk_qa_set *s, const tk_qa_features *f, int i)
 {
-    const rt_qa_feature *x = &f->f[i];
+    const tk_qa_feature *x = &f->f[i];
     if (x->start_position == 0)
         return NULL;
     int *ts = malloc((size_t)x->n_tokens * sizeof *ts);
     int *te = malloc((size_t)x->n_tokens * sizeof *te);
     unsigned char *mc = malloc((size_t)x->n_tokens);
-    rt_qa_feature_spans(f, i, ts, te, mc);
+    tk_qa_feature_spans(f, i, ts, te, mc);
     cr_assert_geq(ts[x->start_position], 0);
     cr_assert_geq(te[x->end_position], ts[x->start_position]);
     const char *c = s->ex[x->example].context;
@@ -99,7 +99,7 @@ static char *labelled_text(const rt_qa_set *s, const rt_qa_features *f, int i)
     return out;
 }
 
-static int feature_of(const rt_qa_features *f, int example, int window)
+static int feature_of(const tk_qa_features *f, int example, int window)
 {
     cr_assert_lt(window, f->first[example + 1] - f->first[example]);
     return f->first[example] + window;
@@ -109,14 +109,14 @@ static int feature_of(const rt_qa_features *f, int example, int window)
 
 Test(qa_data, converts_code_point_offsets_to_byte_offsets)
 {
-    rt_qa_set s;
+    tk_qa_set s;
     notes n = {0};
     load(FIX "multibyte.json", &s, &n);
     cr_assert_eq(s.n, 2);
     /* "café 𝄞 naïve x y": é and ï are 2 bytes, 𝄞 (a surrogate pair in the JSON) 4. */
     cr_expect_str_eq(s.ex[0].context, "caf\xc3\xa9 \xf0\x9d\x84\x9e na\xc3\xafve x y");
     cr_expect_eq(s.ex[0].context_len, 21);
-    const rt_qa_answer *a = &s.ex[0].answers[0];
+    const tk_qa_answer *a = &s.ex[0].answers[0];
     cr_expect_eq(a->char_start, 7);
     cr_expect_eq(a->start, 11);
     cr_expect_eq(a->end, 17);
@@ -129,15 +129,15 @@ Test(qa_data, converts_code_point_offsets_to_byte_offsets)
     cr_expect_eq(s.ex[1].answers[1].end, 21);
     for (int i = 0; i < s.n; i++)
         for (int j = 0; j < s.ex[i].n_answers; j++) {
-            const rt_qa_answer *x = &s.ex[i].answers[j];
+            const tk_qa_answer *x = &s.ex[i].answers[j];
             cr_expect_eq(memcmp(s.ex[i].context + x->start, x->text, strlen(x->text)), 0);
         }
-    rt_qa_set_free(&s);
+    tk_qa_set_free(&s);
 }
 
 Test(qa_data, skips_answers_not_at_their_offset_with_a_note)
 {
-    rt_qa_set s;
+    tk_qa_set s;
     notes n = {0};
     load(FIX "multibyte.json", &s, &n);
     cr_expect_eq(s.skipped_answers, 2);   /* mb-2's "x", mb-3's "x" past the end */
@@ -148,17 +148,17 @@ Test(qa_data, skips_answers_not_at_their_offset_with_a_note)
               "%s", n.last);
     cr_expect_str_eq(s.ex[0].id, "mb-1");
     cr_expect_str_eq(s.ex[1].id, "mb-2");
-    rt_qa_set_free(&s);
+    tk_qa_set_free(&s);
 }
 
 Test(qa_data, reads_korean_with_byte_offsets)
 {
-    rt_qa_set s;
+    tk_qa_set s;
     notes n = {0};
     load(FIX "ko.json", &s, &n);
     cr_assert_eq(s.n, 2);
     cr_expect_eq(n.n, 0);
-    const rt_qa_answer *a = &s.ex[0].answers[0];
+    const tk_qa_answer *a = &s.ex[0].answers[0];
     cr_expect_eq(a->char_start, 5);
     cr_expect_eq(a->start, 13); /* "이순신은 " is 4 syllables of 3 bytes and a space */
     cr_expect_eq(a->end, 13 + (int)strlen("1545년 4월 28일"));
@@ -168,20 +168,20 @@ Test(qa_data, reads_korean_with_byte_offsets)
     cr_expect_eq(s.ex[1].answers[1].end, 32 + (int)strlen("한성에서"));
     cr_expect_eq(s.ex[0].article, 0);
     cr_expect_eq(s.ex[1].paragraph, 0);
-    rt_qa_set_free(&s);
+    tk_qa_set_free(&s);
 }
 
 static void expect_parse_error(const char *json, const char *want1, const char *want2)
 {
-    rt_qa_set s = {0};
+    tk_qa_set s = {0};
     bc_err e;
-    cr_assert_eq(rt_qa_parse(json, strlen(json), "t.json", &s, NULL, NULL, &e), -1,
+    cr_assert_eq(tk_qa_parse(json, strlen(json), "t.json", &s, NULL, NULL, &e), -1,
                  "parsed: %s", json);
     cr_expect(strstr(e.msg, "t.json") && strstr(e.msg, want1) &&
                   (!want2 || strstr(e.msg, want2)),
               "message \"%s\" lacks \"%s\" / \"%s\"", e.msg, want1, want2 ? want2 : "");
     cr_expect_eq(s.n, 0);
-    rt_qa_set_free(&s);
+    tk_qa_set_free(&s);
 }
 
 Test(qa_data, malformed_files_give_errors_naming_the_entry)
@@ -209,41 +209,41 @@ Test(qa_data, malformed_files_give_errors_naming_the_entry)
         "invalid JSON", "not allowed");
 
     /* From a file: the message names it. */
-    rt_qa_set s = {0};
+    tk_qa_set s = {0};
     bc_err e;
-    cr_assert_eq(rt_qa_load(tu_src(FIX "bad_start.json"), &s, NULL, NULL, &e), -1);
+    cr_assert_eq(tk_qa_load(tu_src(FIX "bad_start.json"), &s, NULL, NULL, &e), -1);
     cr_expect(strstr(e.msg, "bad_start.json: data[0].paragraphs[0].qas[0].answers[0]."
                             "answer_start: expected an integer"),
               "%s", e.msg);
-    cr_assert_eq(rt_qa_load("/nonexistent/squad.json", &s, NULL, NULL, &e), -1);
+    cr_assert_eq(tk_qa_load("/nonexistent/squad.json", &s, NULL, NULL, &e), -1);
     cr_expect(strstr(e.msg, "/nonexistent/squad.json"), "%s", e.msg);
     cr_expect_eq(s.n, 0);
 }
 
 Test(qa_data, a_failed_load_leaves_the_set_as_it_was)
 {
-    rt_qa_set s;
+    tk_qa_set s;
     notes n = {0};
     load(FIX "ko.json", &s, &n);
     bc_err e;
-    cr_assert_eq(rt_qa_load(tu_src(FIX "bad_start.json"), &s, NULL, NULL, &e), -1);
+    cr_assert_eq(tk_qa_load(tu_src(FIX "bad_start.json"), &s, NULL, NULL, &e), -1);
     cr_expect_eq(s.n, 2);
-    cr_assert_eq(rt_qa_load(tu_src(FIX "windows.json"), &s, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tk_qa_load(tu_src(FIX "windows.json"), &s, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_expect_eq(s.n, 8); /* appended */
     cr_expect_eq(s.n_articles, 4);
-    rt_qa_set_free(&s);
+    tk_qa_set_free(&s);
 }
 
 Test(qa_data, splits_by_article)
 {
-    rt_qa_set s, rest, held;
+    tk_qa_set s, rest, held;
     notes n = {0};
     load(FIX "windows.json", &s, &n);
     cr_assert_eq(s.n, 6);
     cr_assert_eq(s.n_articles, 3);
     bc_err e;
-    cr_assert_eq(rt_qa_split(&s, 2, 1, &rest, &held, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_qa_split(&s, 2, 1, &rest, &held, &e), 0, "%s", e.msg);
     cr_assert_eq(held.n, 2); /* article 1: x-1 and x-2, from two paragraphs */
     cr_expect_str_eq(held.ex[0].id, "x-1");
     cr_expect_str_eq(held.ex[1].id, "x-2");
@@ -251,25 +251,25 @@ Test(qa_data, splits_by_article)
     cr_expect_str_eq(rest.ex[3].id, "t-1");
     cr_expect_str_eq(rest.ex[3].answers[0].text, "end");
     cr_expect_eq(rest.n_articles, 3);
-    cr_expect_eq(rt_qa_split(&s, 1, 0, &rest, &held, &e), -1);
+    cr_expect_eq(tk_qa_split(&s, 1, 0, &rest, &held, &e), -1);
     cr_expect_eq(held.n, 2); /* untouched by the failed call */
-    rt_qa_set_free(&s);      /* the copies are deep */
+    tk_qa_set_free(&s);      /* the copies are deep */
     cr_expect_str_eq(held.ex[1].context, "y x");
-    rt_qa_set_free(&rest);
-    rt_qa_set_free(&held);
+    tk_qa_set_free(&rest);
+    tk_qa_set_free(&held);
 }
 
 /* ---- features --------------------------------------------------------------------- */
 
 Test(qa_data, korean_features_cover_the_answer_tokens)
 {
-    rt_vocab *v = tiny_vocab();
-    rt_qa_set s;
+    tx_vocab *v = tiny_vocab();
+    tk_qa_set s;
     notes n = {0};
     load(FIX "ko.json", &s, &n);
-    rt_qa_feat_opts o = RT_QA_FEAT_OPTS_DEFAULT;
+    tk_qa_feat_opts o = TK_QA_FEAT_OPTS_DEFAULT;
     o.tok = CASED;
-    rt_qa_features f;
+    tk_qa_features f;
     featurize(&s, v, o, &f);
     cr_assert_eq(f.n, 2); /* one window each */
     cr_expect_str_eq(show_feature(&f, v, 0),
@@ -290,7 +290,7 @@ Test(qa_data, korean_features_cover_the_answer_tokens)
     rt_tensor_list l;
     rt_list_init(&l);
     bc_err e;
-    cr_assert_eq(rt_qa_batch(&f, NULL, 2, RT_QA_BATCH_LABELS, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_qa_batch(&f, NULL, 2, TK_QA_BATCH_LABELS, &l, &e), 0, "%s", e.msg);
     const rt_tensor *ids = rt_list_cfind(&l, "input_ids");
     const rt_tensor *ty = rt_list_cfind(&l, "token_type_ids");
     const rt_tensor *m = rt_list_cfind(&l, "attention_mask");
@@ -315,20 +315,20 @@ Test(qa_data, korean_features_cover_the_answer_tokens)
     cr_expect_eq(((int64_t *)sp->data)[0], 12);
     cr_expect_eq(((int64_t *)ep->data)[1], 19); /* a 9-token question */
     rt_list_free(&l);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 Test(qa_data, multibyte_answers_decode_back)
 {
-    rt_vocab *v = tiny_vocab();
-    rt_qa_set s;
+    tx_vocab *v = tiny_vocab();
+    tk_qa_set s;
     notes n = {0};
     load(FIX "multibyte.json", &s, &n);
-    rt_qa_feat_opts o = RT_QA_FEAT_OPTS_DEFAULT;
+    tk_qa_feat_opts o = TK_QA_FEAT_OPTS_DEFAULT;
     o.tok = CASED;
-    rt_qa_features f;
+    tk_qa_features f;
     featurize(&s, v, o, &f);
     cr_assert_eq(f.n, 2);
     char *t = labelled_text(&s, &f, 0);
@@ -337,25 +337,25 @@ Test(qa_data, multibyte_answers_decode_back)
     t = labelled_text(&s, &f, 1);
     cr_expect_str_eq(t, "\xf0\x9d\x84\x9e");
     free(t);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 /* windows.json's first paragraph, "a b c d e f g h i j", one token per letter. With
  * S = 8 and a one-token question a window holds 4 document tokens. */
 Test(qa_data, windows_follow_the_stride_and_label_the_answer_or_cls)
 {
-    rt_vocab *v = tiny_vocab();
-    rt_qa_set s;
+    tx_vocab *v = tiny_vocab();
+    tk_qa_set s;
     notes n = {0};
     load(FIX "windows.json", &s, &n);
-    rt_qa_features f;
-    featurize(&s, v, (rt_qa_feat_opts){8, 2, 3, CASED}, &f);
+    tk_qa_features f;
+    featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
     /* w-de: windows [0,4) [2,6) [4,8) [6,10). */
     cr_assert_eq(f.first[1] - f.first[0], 4);
     for (int w = 0; w < 4; w++) {
-        const rt_qa_feature *x = &f.f[feature_of(&f, 0, w)];
+        const tk_qa_feature *x = &f.f[feature_of(&f, 0, w)];
         cr_expect_eq(x->example, 0);
         cr_expect_eq(x->window, w);
         cr_expect_eq(x->doc_start, 2 * w);
@@ -385,8 +385,8 @@ Test(qa_data, windows_follow_the_stride_and_label_the_answer_or_cls)
     cr_expect_eq(f.n_docs, 4);
 
     /* doc_stride 3: [0,4) [3,7) [6,10), the last one ends the document. */
-    rt_qa_features g;
-    featurize(&s, v, (rt_qa_feat_opts){8, 3, 3, CASED}, &g);
+    tk_qa_features g;
+    featurize(&s, v, (tk_qa_feat_opts){8, 3, 3, CASED}, &g);
     cr_assert_eq(g.first[1] - g.first[0], 3);
     cr_expect_eq(g.f[2].doc_start, 6);
     cr_expect_eq(g.f[2].doc_len, 4);
@@ -394,27 +394,27 @@ Test(qa_data, windows_follow_the_stride_and_label_the_answer_or_cls)
     cr_expect_eq(g.f[0].start_position, 0);     /* "e" is past window 0 */
     /* S = 9 gives 5 document tokens per window: [0,5) [3,8), and a shorter last one,
      * [6,10). */
-    rt_qa_features h;
-    featurize(&s, v, (rt_qa_feat_opts){9, 3, 3, CASED}, &h);
+    tk_qa_features h;
+    featurize(&s, v, (tk_qa_feat_opts){9, 3, 3, CASED}, &h);
     cr_assert_eq(h.first[1] - h.first[0], 3);
     cr_expect_eq(h.f[2].doc_start, 6);
     cr_expect_eq(h.f[2].doc_len, 4);
     cr_expect_eq(h.f[2].n_tokens, 8);
-    rt_qa_features_free(&h);
-    rt_qa_features_free(&g);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    tk_qa_features_free(&h);
+    tk_qa_features_free(&g);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 Test(qa_data, truncates_the_query)
 {
-    rt_vocab *v = tiny_vocab();
-    rt_qa_set s;
+    tx_vocab *v = tiny_vocab();
+    tk_qa_set s;
     notes n = {0};
     load(FIX "windows.json", &s, &n);
-    rt_qa_features f;
-    featurize(&s, v, (rt_qa_feat_opts){8, 2, 3, CASED}, &f);
+    tk_qa_features f;
+    featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
     /* w-long: "a b c d e" keeps 3 tokens, leaving 2 per window: 5 windows; "j" is the
      * last window's second document token. */
     int ex = 2;
@@ -426,19 +426,19 @@ Test(qa_data, truncates_the_query)
     cr_expect_eq(f.f[last].end_position, 6);
     for (int w = 0; w < 4; w++)
         cr_expect_eq(f.f[feature_of(&f, ex, w)].start_position, 0);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 Test(qa_data, max_context_flags_match_run_squad)
 {
-    rt_vocab *v = tiny_vocab();
-    rt_qa_set s;
+    tx_vocab *v = tiny_vocab();
+    tk_qa_set s;
     notes n = {0};
     load(FIX "windows.json", &s, &n);
-    rt_qa_features f;
-    featurize(&s, v, (rt_qa_feat_opts){8, 2, 3, CASED}, &f);
+    tk_qa_features f;
+    featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
     /* Windows [0,4) [2,6) [4,8) [6,10); score = min(left, right) + 0.01 * length. Token
      * 2: window 0 (min(2,1) = 1) beats window 1 (min(0,3) = 0); token 3: window 1
      * (min(1,2)) beats window 0 (min(3,0)); and so on. Positions 3..6 hold the document
@@ -451,7 +451,7 @@ Test(qa_data, max_context_flags_match_run_squad)
     for (int w = 0; w < 4; w++) {
         int ts[8], te[8];
         unsigned char mc[8];
-        rt_qa_feature_spans(&f, feature_of(&f, 0, w), ts, te, mc);
+        tk_qa_feature_spans(&f, feature_of(&f, 0, w), ts, te, mc);
         for (int j = 0; j < 8; j++) {
             cr_expect_eq(mc[j], want[w][j], "window %d token %d", w, j);
             if (w == 0) {
@@ -462,34 +462,34 @@ Test(qa_data, max_context_flags_match_run_squad)
     }
     /* A tie (stride 3: token 3 ends window 0 and starts window 1, 0.04 each) goes to the
      * earlier window. */
-    rt_qa_features g;
-    featurize(&s, v, (rt_qa_feat_opts){8, 3, 3, CASED}, &g);
+    tk_qa_features g;
+    featurize(&s, v, (tk_qa_feat_opts){8, 3, 3, CASED}, &g);
     int ts[8], te[8];
     unsigned char mc[8];
-    rt_qa_feature_spans(&g, 0, ts, te, mc);
+    tk_qa_feature_spans(&g, 0, ts, te, mc);
     cr_expect_eq(mc[6], 1);
-    rt_qa_feature_spans(&g, 1, ts, te, mc);
+    tk_qa_feature_spans(&g, 1, ts, te, mc);
     cr_expect_eq(mc[3], 0);
     cr_expect_eq(mc[4], 1);
-    rt_qa_features_free(&g);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    tk_qa_features_free(&g);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 Test(qa_data, batches_pick_features_and_pad_to_the_longest)
 {
-    rt_vocab *v = tiny_vocab();
-    rt_qa_set s;
+    tx_vocab *v = tiny_vocab();
+    tk_qa_set s;
     notes n = {0};
     load(FIX "windows.json", &s, &n);
-    rt_qa_features f;
-    featurize(&s, v, (rt_qa_feat_opts){8, 2, 3, CASED}, &f);
+    tk_qa_features f;
+    featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
     int idx[2] = {f.first[3], f.first[5]}; /* "x y" and "the end." */
     rt_tensor_list l;
     rt_list_init(&l);
     bc_err e;
-    cr_assert_eq(rt_qa_batch(&f, idx, 2, RT_QA_BATCH_PAD_LONGEST, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_qa_batch(&f, idx, 2, TK_QA_BATCH_PAD_LONGEST, &l, &e), 0, "%s", e.msg);
     cr_expect_null(rt_list_cfind(&l, "start_positions"));
     const rt_tensor *ids = rt_list_cfind(&l, "input_ids");
     cr_expect_eq(ids->shape[0], 2);
@@ -499,41 +499,41 @@ Test(qa_data, batches_pick_features_and_pad_to_the_longest)
     cr_expect_eq(m[6], 0);
     cr_expect_eq(m[7 + 6], 1);
     int bad = f.n;
-    cr_expect_eq(rt_qa_batch(&f, &bad, 1, 0, &l, &e), -1);
+    cr_expect_eq(tk_qa_batch(&f, &bad, 1, 0, &l, &e), -1);
     cr_expect(strstr(e.msg, "out of range"), "%s", e.msg);
     rt_list_free(&l);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 Test(qa_data, rejects_options_without_room_for_the_document)
 {
-    rt_vocab *v = tiny_vocab();
-    rt_qa_set s;
+    tx_vocab *v = tiny_vocab();
+    tk_qa_set s;
     notes n = {0};
     load(FIX "ko.json", &s, &n);
-    rt_qa_features f;
+    tk_qa_features f;
     bc_err e;
-    rt_qa_feat_opts o = {67, 128, 64, CASED};
-    cr_expect_eq(rt_qa_featurize(&s, v, &o, &f, &e), -1);
+    tk_qa_feat_opts o = {67, 128, 64, CASED};
+    cr_expect_eq(tk_qa_featurize(&s, v, &o, &f, &e), -1);
     cr_expect(strstr(e.msg, "max_seq_len 67"), "%s", e.msg);
-    o = (rt_qa_feat_opts){384, 0, 64, CASED};
-    cr_expect_eq(rt_qa_featurize(&s, v, &o, &f, &e), -1);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    o = (tk_qa_feat_opts){384, 0, 64, CASED};
+    cr_expect_eq(tk_qa_featurize(&s, v, &o, &f, &e), -1);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 /* ---- decoding --------------------------------------------------------------------- */
 
 Test(qa_data, decodes_the_best_max_context_span)
 {
-    rt_vocab *v = tiny_vocab();
-    rt_qa_set s;
+    tx_vocab *v = tiny_vocab();
+    tk_qa_set s;
     notes n = {0};
     load(FIX "windows.json", &s, &n);
-    rt_qa_features f;
-    featurize(&s, v, (rt_qa_feat_opts){8, 2, 3, CASED}, &f);
+    tk_qa_features f;
+    featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
     int S = 8;
     float *sl = calloc((size_t)f.n * S, sizeof *sl),
           *el = calloc((size_t)f.n * S, sizeof *el);
@@ -547,9 +547,9 @@ Test(qa_data, decodes_the_best_max_context_span)
     sl[f.first[5] * S + f.f[f.first[5]].start_position] = 3;
     el[f.first[5] * S + f.f[f.first[5]].end_position] = 3;
     char *preds[6];
-    rt_qa_span spans[6];
+    tk_qa_span spans[6];
     bc_err e;
-    cr_assert_eq(rt_qa_decode(&s, &f, sl, el, S, RT_QA_N_BEST, RT_QA_MAX_ANSWER_LENGTH,
+    cr_assert_eq(tk_qa_decode(&s, &f, sl, el, S, TK_QA_N_BEST, TK_QA_MAX_ANSWER_LENGTH,
                               preds, spans, &e),
                  0, "%s", e.msg);
     cr_expect_str_eq(preds[0], "d e");
@@ -559,38 +559,38 @@ Test(qa_data, decodes_the_best_max_context_span)
     cr_expect_str_eq(preds[5], "end");
     double em, f1;
     cr_assert_eq(
-        rt_qa_set_evaluate(&s, (const char *const *)preds, RT_QA_SQUAD, &em, &f1, &e), 0,
+        tk_qa_set_evaluate(&s, (const char *const *)preds, TK_QA_SQUAD, &em, &f1, &e), 0,
         "%s", e.msg);
     cr_expect_geq(em, 2.0 / 6 - 1e-9); /* d e, end; the others are whatever ties give */
     for (int i = 0; i < 6; i++)
         free(preds[i]);
-    cr_expect_eq(rt_qa_decode(&s, &f, sl, el, 7, 20, 30, preds, NULL, &e), -1);
+    cr_expect_eq(tk_qa_decode(&s, &f, sl, el, 7, 20, 30, preds, NULL, &e), -1);
     free(sl);
     free(el);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 Test(qa_data, raw_questions_have_no_labels)
 {
-    rt_vocab *v = tiny_vocab();
-    rt_qa_set s = {0};
+    tx_vocab *v = tiny_vocab();
+    tk_qa_set s = {0};
     bc_err e;
-    cr_assert_eq(rt_qa_set_add(&s, "p1", "이순신은 언제 태어났나요?",
+    cr_assert_eq(tk_qa_set_add(&s, "p1", "이순신은 언제 태어났나요?",
                                "이순신은 1545년 4월 28일 한성에서 태어났다.", &e),
                  0, "%s", e.msg);
-    cr_expect_eq(rt_qa_set_add(&s, "p2", "q", "\xff", &e), -1);
+    cr_expect_eq(tk_qa_set_add(&s, "p2", "q", "\xff", &e), -1);
     cr_assert_eq(s.n, 1);
-    rt_qa_features f;
-    featurize(&s, v, (rt_qa_feat_opts){384, 128, 64, CASED}, &f);
+    tk_qa_features f;
+    featurize(&s, v, (tk_qa_feat_opts){384, 128, 64, CASED}, &f);
     cr_assert_eq(f.n, 1);
     cr_expect_eq(f.f[0].start_position, 0);
     cr_expect_eq(f.answers_in_window, 0);
-    cr_expect_eq(rt_qa_set_evaluate(&s, NULL, RT_QA_SQUAD, NULL, NULL, &e), -1);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    cr_expect_eq(tk_qa_set_evaluate(&s, NULL, TK_QA_SQUAD, NULL, NULL, &e), -1);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 /* ---- the real files ----------------------------------------------------------------- */
@@ -603,17 +603,17 @@ static int exists(const char *p)
 
 /* Whether feature i's labels are the answer's tokens: the first overlaps the answer's
  * first byte, the last its last byte. *exact: their bytes are the answer's text. */
-static int labels_cover(const rt_qa_set *s, const rt_qa_features *f, int i, int *exact)
+static int labels_cover(const tk_qa_set *s, const tk_qa_features *f, int i, int *exact)
 {
-    const rt_qa_feature *x = &f->f[i];
-    const rt_qa_answer *a = &s->ex[x->example].answers[0];
+    const tk_qa_feature *x = &f->f[i];
+    const tk_qa_answer *a = &s->ex[x->example].answers[0];
     *exact = 0;
     if (x->start_position == 0)
         return 0;
     int *ts = malloc((size_t)x->n_tokens * sizeof *ts);
     int *te = malloc((size_t)x->n_tokens * sizeof *te);
     unsigned char *mc = malloc((size_t)x->n_tokens);
-    rt_qa_feature_spans(f, i, ts, te, mc);
+    tk_qa_feature_spans(f, i, ts, te, mc);
     int sp = x->start_position, ep = x->end_position;
     int ok = ts[sp] >= 0 && ts[sp] <= a->start && a->start < te[sp] && ts[ep] < a->end &&
              a->end <= te[ep];
@@ -628,19 +628,19 @@ static int labels_cover(const rt_qa_set *s, const rt_qa_features *f, int i, int 
  * answers are labelled by their own tokens in some window, that at least min_exact of
  * them are exactly those tokens' bytes, and that decoding logits made from the labels
  * scores EM >= min_em (and F1 >= 0.98). */
-static void roundtrip(const char *file, const char *vocab, rt_tok_opts tok, int want_n,
-                      rt_qa_flavor flavor, double min_exact, double min_em)
+static void roundtrip(const char *file, const char *vocab, tx_tok_opts tok, int want_n,
+                      tk_qa_flavor flavor, double min_exact, double min_em)
 {
     bc_err e;
-    rt_vocab *v = rt_vocab_load(vocab, &e);
+    tx_vocab *v = tx_vocab_load(vocab, &e);
     cr_assert_not_null(v, "%s", e.msg);
-    rt_qa_set s = {0};
+    tk_qa_set s = {0};
     notes n = {0};
-    cr_assert_eq(rt_qa_load(file, &s, collect, &n, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_qa_load(file, &s, collect, &n, &e), 0, "%s", e.msg);
     cr_expect_eq(s.n, want_n, "%s", file);
     cr_expect_eq(n.n, 0, "%s: %s", file, n.last);
-    rt_qa_features f;
-    rt_qa_feat_opts o = RT_QA_FEAT_OPTS_DEFAULT;
+    tk_qa_features f;
+    tk_qa_feat_opts o = TK_QA_FEAT_OPTS_DEFAULT;
     o.tok = tok;
     featurize(&s, v, o, &f);
     int covered = 0, exact = 0;
@@ -664,11 +664,11 @@ static void roundtrip(const char *file, const char *vocab, rt_tok_opts tok, int 
             el[(size_t)i * S + f.f[i].end_position] = 10;
         }
     char **preds = calloc((size_t)s.n, sizeof *preds);
-    cr_assert_eq(rt_qa_decode(&s, &f, sl, el, S, RT_QA_N_BEST, RT_QA_MAX_ANSWER_LENGTH,
+    cr_assert_eq(tk_qa_decode(&s, &f, sl, el, S, TK_QA_N_BEST, TK_QA_MAX_ANSWER_LENGTH,
                               preds, NULL, &e),
                  0, "%s", e.msg);
     double em, f1;
-    cr_assert_eq(rt_qa_set_evaluate(&s, (const char *const *)preds, flavor, &em, &f1, &e),
+    cr_assert_eq(tk_qa_set_evaluate(&s, (const char *const *)preds, flavor, &em, &f1, &e),
                  0, "%s", e.msg);
     cr_log_info("%s: %d questions, %d features; answers labelled by their tokens %d, "
                 "exactly %d; decoded from the labels EM %.4f F1 %.4f",
@@ -682,9 +682,9 @@ static void roundtrip(const char *file, const char *vocab, rt_tok_opts tok, int 
     free(preds);
     free(sl);
     free(el);
-    rt_qa_features_free(&f);
-    rt_qa_set_free(&s);
-    rt_vocab_free(v);
+    tk_qa_features_free(&f);
+    tk_qa_set_free(&s);
+    tx_vocab_free(v);
 }
 
 /* XQuAD-en with bert-base-uncased: 99% of answers come back exactly. KorQuAD with
@@ -699,6 +699,6 @@ Test(qa_data, shared_data_korquad_and_xquad_map_back, .timeout = 600)
     const char *ev = SHARED "/bert_vocab/bert-base-uncased-vocab.txt";
     if (!exists(ko) || !exists(en) || !exists(kv) || !exists(ev))
         TU_NEED_SHARED_DATA(0, "korquad1, squad_xquad_en and the vocabs");
-    roundtrip(ko, kv, CASED, 5774, RT_QA_KORQUAD, 0.85, 0.85);
-    roundtrip(en, ev, RT_TOK_OPTS_DEFAULT, 1190, RT_QA_SQUAD, 0.99, 0.99);
+    roundtrip(ko, kv, CASED, 5774, TK_QA_KORQUAD, 0.85, 0.85);
+    roundtrip(en, ev, TX_TOK_OPTS_DEFAULT, 1190, TK_QA_SQUAD, 0.99, 0.99);
 }

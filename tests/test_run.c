@@ -361,7 +361,7 @@ static void api_run(const char *fixture, const char *weights, int threads, int f
     load(fx(fixture, "batch.safetensors"), &batch);
     unsigned present = 0;
     int64_t B = 0, S = 0;
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL,
+    cr_assert_eq(tr_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL,
                                   &inputs, &present, &B, &S, NULL, NULL, &e),
                  0, "%s", e.msg);
     const rt_tensor *ids = rt_list_cfind(&batch, "input_ids");

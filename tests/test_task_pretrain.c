@@ -43,7 +43,7 @@ static void topic_word(int t, int k, char *buf)
 
 /* [PAD] [UNK] [CLS] [SEP] [MASK], the common words, then the topic words (topic t's
  * word k has id 5 + NCOMMON + t * TOPIC_WORDS + k). */
-static rt_vocab *corpus_vocab(const char *save_to)
+static tx_vocab *corpus_vocab(const char *save_to)
 {
     const char *tok[5 + NCOMMON + TOPICS * TOPIC_WORDS];
     static char words[TOPICS * TOPIC_WORDS][4];
@@ -60,8 +60,8 @@ static rt_vocab *corpus_vocab(const char *save_to)
         }
     bc_err e;
     if (save_to)
-        cr_assert_eq(rt_vocab_save(save_to, tok, n, &e), 0, "%s", e.msg);
-    rt_vocab *v = rt_vocab_from_list(tok, n, "corpus", &e);
+        cr_assert_eq(tx_vocab_save(save_to, tok, n, &e), 0, "%s", e.msg);
+    tx_vocab *v = tx_vocab_from_list(tok, n, "corpus", &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
 }
@@ -111,23 +111,23 @@ typedef struct opts {
 
 static void set_opt(opts *o, const char *name, const char *value)
 {
-    for (int i = 0; rt_task_pretrain.options[i].name; i++)
-        if (!strcmp(rt_task_pretrain.options[i].name, name)) {
+    for (int i = 0; tk_task_pretrain.options[i].name; i++)
+        if (!strcmp(tk_task_pretrain.options[i].name, name)) {
             o->v[i] = value;
             return;
         }
     cr_assert_fail("no option %s", name);
 }
 
-static int open_task(const char *data, const rt_vocab *v, const opts *o, void **st,
+static int open_task(const char *data, const tx_vocab *v, const opts *o, void **st,
                      bc_err *e)
 {
-    rt_task_config c = {data, NULL, v,   RT_TOK_OPTS_DEFAULT, o ? o->v : NULL,
+    tk_task_config c = {data, NULL, v,   TX_TOK_OPTS_DEFAULT, o ? o->v : NULL,
                         64,   NULL, NULL};
-    return rt_task_pretrain.open(&c, st, e);
+    return tk_task_pretrain.open(&c, st, e);
 }
 
-static void *must_open(const char *data, const rt_vocab *v, const opts *o)
+static void *must_open(const char *data, const tx_vocab *v, const opts *o)
 {
     void *st = NULL;
     bc_err e;
@@ -163,17 +163,17 @@ Test(task_pretrain, dynamic_masking_changes_masks_and_keeps_labels)
     const char *dir = tu_tmpdir();
     const char *corpus = tu_path(dir, "corpus.txt");
     write_corpus(corpus, TOPICS, 12, 1, TOPICS);
-    rt_vocab *v = corpus_vocab(NULL);
+    tx_vocab *v = corpus_vocab(NULL);
     opts o = {0};
     set_opt(&o, "max-seq", "32");
     void *st = must_open(corpus, v, &o);
-    rt_task_heads h;
-    rt_task_pretrain.heads(st, &h);
+    tk_task_heads h;
+    tk_task_pretrain.heads(st, &h);
     cr_expect_eq(h.labels, 3u, "mlm and nsp");
     rt_tensor_list data;
     rt_list_init(&data);
     bc_err e;
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &data, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_TRAIN, &data, &e), 0, "%s", e.msg);
     const rt_tensor *ids0 = get(&data, "input_ids");
     int64_t N = ids0->shape[0], S = ids0->shape[1], B = 16;
     cr_assert_eq(S, 32);
@@ -183,20 +183,20 @@ Test(task_pretrain, dynamic_masking_changes_masks_and_keeps_labels)
     int64_t *orig = malloc((size_t)(B * S) * sizeof *orig);
     const int64_t *l0 = get(&data, "mlm_labels")->data;
     for (int64_t i = 0; i < B * S; i++)
-        orig[i] = l0[i] != RT_PT_IGNORE ? l0[i] : ((const int64_t *)ids0->data)[i];
+        orig[i] = l0[i] != TK_PT_IGNORE ? l0[i] : ((const int64_t *)ids0->data)[i];
     int64_t *masked_at[2];
     for (int k = 0; k < 2; k++) {
         rt_tensor_list mb;
         rt_list_init(&mb);
         rows_of(&data, 0, B, &mb);
-        cr_assert_eq(rt_task_pretrain.augment(st, &mb, 1000 + (uint64_t)k, &e), 0, "%s",
+        cr_assert_eq(tk_task_pretrain.augment(st, &mb, 1000 + (uint64_t)k, &e), 0, "%s",
                      e.msg);
         const int64_t *x = get(&mb, "input_ids")->data, *y = get(&mb, "mlm_labels")->data;
         const int64_t *am = get(&mb, "attention_mask")->data;
         masked_at[k] = calloc((size_t)(B * S), sizeof(int64_t));
         int64_t chosen = 0, real = 0;
         for (int64_t i = 0; i < B * S; i++) {
-            if (y[i] != RT_PT_IGNORE) {
+            if (y[i] != TK_PT_IGNORE) {
                 cr_expect_eq(y[i], orig[i], "a label is the original token");
                 cr_expect(am[i], "no label on padding");
                 masked_at[k][i] = 1;
@@ -220,8 +220,8 @@ Test(task_pretrain, dynamic_masking_changes_masks_and_keeps_labels)
     rt_list_init(&b);
     rows_of(&data, 0, B, &a);
     rows_of(&data, 0, B, &b);
-    cr_assert_eq(rt_task_pretrain.augment(st, &a, 7, &e), 0, "%s", e.msg);
-    cr_assert_eq(rt_task_pretrain.augment(st, &b, 7, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.augment(st, &a, 7, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.augment(st, &b, 7, &e), 0, "%s", e.msg);
     cr_expect_eq(memcmp(get(&a, "input_ids")->data, get(&b, "input_ids")->data,
                         (size_t)(B * S) * sizeof(int64_t)),
                  0);
@@ -231,23 +231,23 @@ Test(task_pretrain, dynamic_masking_changes_masks_and_keeps_labels)
     free(masked_at[1]);
     free(orig);
     rt_list_free(&data);
-    rt_task_pretrain.close(st);
+    tk_task_pretrain.close(st);
 
     /* --dynamic-mask 0 leaves batches alone. */
     set_opt(&o, "dynamic-mask", "0");
     st = must_open(corpus, v, &o);
     rt_list_init(&data);
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &data, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_TRAIN, &data, &e), 0, "%s", e.msg);
     rt_list_init(&a);
     rows_of(&data, 0, 4, &a);
-    cr_assert_eq(rt_task_pretrain.augment(st, &a, 7, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.augment(st, &a, 7, &e), 0, "%s", e.msg);
     cr_expect_eq(memcmp(get(&a, "input_ids")->data, get(&data, "input_ids")->data,
                         (size_t)(4 * S) * sizeof(int64_t)),
                  0);
     rt_list_free(&a);
     rt_list_free(&data);
-    rt_task_pretrain.close(st);
-    rt_vocab_free(v);
+    tk_task_pretrain.close(st);
+    tx_vocab_free(v);
 }
 
 /* ---- splits -------------------------------------------------------------------------- */
@@ -260,7 +260,7 @@ static void topics_in(const rt_tensor_list *rows, int *seen)
     for (int t = 0; t < TOPICS; t++)
         seen[t] = 0;
     for (int64_t i = 0; i < rt_numel(ids); i++) {
-        int t = topic_of(y[i] != RT_PT_IGNORE ? y[i] : x[i]);
+        int t = topic_of(y[i] != TK_PT_IGNORE ? y[i] : x[i]);
         if (t >= 0)
             seen[t]++;
     }
@@ -271,7 +271,7 @@ Test(task_pretrain, holdout_keeps_documents_whole)
     const char *dir = tu_tmpdir();
     const char *corpus = tu_path(dir, "corpus.txt");
     write_corpus(corpus, TOPICS, 10, 2, TOPICS);
-    rt_vocab *v = corpus_vocab(NULL);
+    tx_vocab *v = corpus_vocab(NULL);
     opts o = {0};
     set_opt(&o, "max-seq", "32");
     set_opt(&o, "holdout", "6");
@@ -281,8 +281,8 @@ Test(task_pretrain, holdout_keeps_documents_whole)
     rt_list_init(&train);
     rt_list_init(&dev);
     bc_err e;
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &train, &e), 0, "%s", e.msg);
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_DEV, &dev, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_TRAIN, &train, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_DEV, &dev, &e), 0, "%s", e.msg);
     int seen_train[TOPICS], seen_dev[TOPICS];
     topics_in(&train, seen_train);
     topics_in(&dev, seen_dev);
@@ -298,43 +298,43 @@ Test(task_pretrain, holdout_keeps_documents_whole)
               (long long)nd);
     rt_list_free(&train);
     rt_list_free(&dev);
-    rt_task_pretrain.close(st);
+    tk_task_pretrain.close(st);
 
     /* Too few documents for K: an error that says so. */
     set_opt(&o, "holdout", "40");
     st = must_open(corpus, v, &o);
     rt_list_init(&dev);
-    cr_expect_neq(rt_task_pretrain.data(st, RT_SPLIT_DEV, &dev, &e), 0);
+    cr_expect_neq(tk_task_pretrain.data(st, TK_SPLIT_DEV, &dev, &e), 0);
     cr_expect(strstr(e.msg, "holdout"), "%s", e.msg);
     rt_list_free(&dev);
-    rt_task_pretrain.close(st);
+    tk_task_pretrain.close(st);
     /* --eval-data with an explicit --holdout is refused; alone, it replaces it. */
     set_opt(&o, "holdout", "5");
     set_opt(&o, "eval-data", corpus);
     void *bad = NULL;
     cr_expect_neq(open_task(corpus, v, &o, &bad, &e), 0);
     cr_expect(strstr(e.msg, "not both"), "%s", e.msg);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 /* Makes a pretrain-data file of corpus (rows of max_seq, one repetition, seed 5), and
  * leaves its rows in rows. */
-static void write_data_file(const char *corpus, const rt_vocab *v, int max_seq,
+static void write_data_file(const char *corpus, const tx_vocab *v, int max_seq,
                             const char *file, rt_tensor_list *rows)
 {
     bc_err e;
     const char *paths[1] = {corpus};
-    rt_tok_opts tok = RT_TOK_OPTS_DEFAULT;
-    rt_pt_corpus *c = rt_pt_corpus_load(paths, 1, v, &tok, NULL, NULL, &e);
+    tx_tok_opts tok = TX_TOK_OPTS_DEFAULT;
+    tk_pt_corpus *c = tk_pt_corpus_load(paths, 1, v, &tok, NULL, NULL, &e);
     cr_assert_not_null(c, "%s", e.msg);
-    rt_pt_opts po = RT_PT_OPTS_DEFAULT;
+    tk_pt_opts po = TK_PT_OPTS_DEFAULT;
     po.max_seq = max_seq;
     po.dupe_factor = 1;
     rt_rng r;
     rt_rng_seed(&r, 5);
     rt_list_init(rows);
-    cr_assert_eq(rt_pt_create(c, v, &po, &r, rows, NULL, NULL, NULL, &e), 0, "%s", e.msg);
-    rt_pt_corpus_free(c);
+    cr_assert_eq(tk_pt_create(c, v, &po, &r, rows, NULL, NULL, NULL, &e), 0, "%s", e.msg);
+    tk_pt_corpus_free(c);
     cr_assert_eq(rt_st_save(file, rows, &e), 0, "%s", e.msg);
 }
 
@@ -361,14 +361,14 @@ Test(task_pretrain, streaming_gives_each_epoch_its_rows_and_repeats_them)
     const char *dir = tu_tmpdir();
     const char *corpus = tu_path(dir, "corpus.txt");
     write_corpus(corpus, 12, 6, 5, 12); /* document d: topic d */
-    rt_vocab *v = corpus_vocab(NULL);
+    tx_vocab *v = corpus_vocab(NULL);
     opts o = {0};
     set_opt(&o, "stream-rows", "60");
     set_opt(&o, "max-seq", "32");
     set_opt(&o, "holdout", "4"); /* documents 3, 7, 11 are dev */
     void *st = must_open(corpus, v, &o);
     char buf[32];
-    rt_task_pretrain.option_value(st, 10, buf, sizeof buf);
+    tk_task_pretrain.option_value(st, 10, buf, sizeof buf);
     cr_expect_str_eq(buf, "60");
     bc_err e;
     rt_tensor_list ep[4], again, fresh;
@@ -376,9 +376,9 @@ Test(task_pretrain, streaming_gives_each_epoch_its_rows_and_repeats_them)
         rt_list_init(&ep[i]);
     rt_list_init(&again);
     rt_list_init(&fresh);
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &ep[0], &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_TRAIN, &ep[0], &e), 0, "%s", e.msg);
     for (int k = 1; k < 4; k++)
-        cr_assert_eq(rt_task_pretrain.refill(st, k, &ep[k], &e), 0, "%s", e.msg);
+        cr_assert_eq(tk_task_pretrain.refill(st, k, &ep[k], &e), 0, "%s", e.msg);
     for (int k = 0; k < 4; k++) {
         const rt_tensor *ids = get(&ep[k], "input_ids"), *lab = get(&ep[k], "mlm_labels");
         const rt_tensor *nsp = get(&ep[k], "nsp_labels");
@@ -389,7 +389,7 @@ Test(task_pretrain, streaming_gives_each_epoch_its_rows_and_repeats_them)
             cr_assert_eq(x[r * 32], 2, "row %lld starts with [CLS]", (long long)r);
             cr_assert(z[r] == 0 || z[r] == 1);
             for (int64_t j = 0; j < 32; j++) {
-                int64_t id = y[r * 32 + j] != RT_PT_IGNORE ? y[r * 32 + j] : x[r * 32 + j];
+                int64_t id = y[r * 32 + j] != TK_PT_IGNORE ? y[r * 32 + j] : x[r * 32 + j];
                 int t = topic_of(id);
                 cr_assert(t < 0 || t % 4 != 3, "epoch %d row %lld: a dev document's word",
                           k, (long long)r);
@@ -398,18 +398,18 @@ Test(task_pretrain, streaming_gives_each_epoch_its_rows_and_repeats_them)
         if (k)
             cr_expect_not(same_rows(&ep[k], &ep[k - 1]), "epochs %d and %d", k - 1, k);
     }
-    cr_assert_eq(rt_task_pretrain.refill(st, 2, &again, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.refill(st, 2, &again, &e), 0, "%s", e.msg);
     cr_expect(same_rows(&again, &ep[2]), "epoch 2 asked again");
-    rt_task_pretrain.close(st);
+    tk_task_pretrain.close(st);
     st = must_open(corpus, v, &o);
-    cr_assert_eq(rt_task_pretrain.refill(st, 3, &fresh, &e), -1, "refill before data");
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &fresh, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.refill(st, 3, &fresh, &e), -1, "refill before data");
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_TRAIN, &fresh, &e), 0, "%s", e.msg);
     cr_expect(same_rows(&fresh, &ep[0]));
     rt_list_free(&fresh);
     rt_list_init(&fresh);
-    cr_assert_eq(rt_task_pretrain.refill(st, 3, &fresh, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.refill(st, 3, &fresh, &e), 0, "%s", e.msg);
     cr_expect(same_rows(&fresh, &ep[3]), "epoch 3 from a fresh task");
-    rt_task_pretrain.close(st);
+    tk_task_pretrain.close(st);
     for (int i = 0; i < 4; i++)
         rt_list_free(&ep[i]);
     rt_list_free(&again);
@@ -422,11 +422,11 @@ Test(task_pretrain, streaming_gives_each_epoch_its_rows_and_repeats_them)
     rt_list_free(&rows);
     st = must_open(file, v, &o);
     rt_list_init(&rows);
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &rows, &e), -1);
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_TRAIN, &rows, &e), -1);
     cr_expect(strstr(e.msg, "--stream-rows"), "%s", e.msg);
     rt_list_free(&rows);
-    rt_task_pretrain.close(st);
-    rt_vocab_free(v);
+    tk_task_pretrain.close(st);
+    tx_vocab_free(v);
 }
 
 Test(task_pretrain, data_file_rows_are_split_by_row)
@@ -434,7 +434,7 @@ Test(task_pretrain, data_file_rows_are_split_by_row)
     const char *dir = tu_tmpdir();
     const char *corpus = tu_path(dir, "corpus.txt"), *file = tu_path(dir, "pt.safetensors");
     write_corpus(corpus, TOPICS, 8, 3, TOPICS);
-    rt_vocab *v = corpus_vocab(NULL);
+    tx_vocab *v = corpus_vocab(NULL);
     bc_err e;
     rt_tensor_list rows;
     write_data_file(corpus, v, 24, file, &rows);
@@ -447,8 +447,8 @@ Test(task_pretrain, data_file_rows_are_split_by_row)
     rt_tensor_list train, dev;
     rt_list_init(&train);
     rt_list_init(&dev);
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &train, &e), 0, "%s", e.msg);
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_DEV, &dev, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_TRAIN, &train, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_DEV, &dev, &e), 0, "%s", e.msg);
     int64_t nd = get(&dev, "input_ids")->shape[0];
     cr_expect_eq(nd, N / 4);
     cr_expect_eq(get(&train, "input_ids")->shape[0], N - N / 4);
@@ -461,23 +461,23 @@ Test(task_pretrain, data_file_rows_are_split_by_row)
                    24 * sizeof(int64_t)),
             0, "dev row %lld", (long long)i);
     char buf[64];
-    rt_task_pretrain.option_value(st, 0, buf, sizeof buf);
+    tk_task_pretrain.option_value(st, 0, buf, sizeof buf);
     cr_expect_str_eq(buf, "24", "max-seq is the file's");
     rt_list_free(&train);
     rt_list_free(&dev);
-    rt_task_pretrain.close(st);
+    tk_task_pretrain.close(st);
 
     /* A file without nsp_labels is not pre-training data. */
     rt_list_remove(&rows, "nsp_labels");
     cr_assert_eq(rt_st_save(file, &rows, &e), 0, "%s", e.msg);
     st = must_open(file, v, &o);
     rt_list_init(&train);
-    cr_expect_neq(rt_task_pretrain.data(st, RT_SPLIT_TRAIN, &train, &e), 0);
+    cr_expect_neq(tk_task_pretrain.data(st, TK_SPLIT_TRAIN, &train, &e), 0);
     cr_expect(strstr(e.msg, "nsp_labels"), "%s", e.msg);
     rt_list_free(&train);
-    rt_task_pretrain.close(st);
+    tk_task_pretrain.close(st);
     rt_list_free(&rows);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 /* ---- evaluation and prediction ----------------------------------------------------------
@@ -515,42 +515,42 @@ Test(task_pretrain, dev_metrics_of_a_model_without_an_opinion)
     const char *dir = tu_tmpdir();
     const char *corpus = tu_path(dir, "corpus.txt");
     write_corpus(corpus, TOPICS, 10, 4, TOPICS);
-    rt_vocab *v = corpus_vocab(NULL);
+    tx_vocab *v = corpus_vocab(NULL);
     opts o = {0};
     set_opt(&o, "max-seq", "32");
     set_opt(&o, "holdout", "4");
     void *st = must_open(corpus, v, &o);
-    int64_t V = rt_vocab_size(v);
-    rt_metrics m;
+    int64_t V = tx_vocab_size(v);
+    tk_metrics m;
     bc_err e;
-    cr_assert_eq(rt_task_pretrain.evaluate(st, RT_SPLIT_DEV, 5, zero_forward, &V, &m, &e),
+    cr_assert_eq(tk_task_pretrain.evaluate(st, TK_SPLIT_DEV, 5, zero_forward, &V, &m, &e),
                  0, "%s", e.msg);
     /* Uniform logits: the loss is log V, the likelihood 1 / V; argmax is id 0 ([PAD]),
      * never a label; NSP predicts IsNext (ties go to class 0), right on IsNext rows. */
-    cr_expect_float_eq(rt_metrics_get(&m, "mlm_loss"), log((double)V), 1e-9);
-    cr_expect_float_eq(rt_metrics_get(&m, "mlm_likelihood"), 1.0 / (double)V, 1e-9);
-    cr_expect_float_eq(rt_metrics_get(&m, "nsp_loss"), log(2.0), 1e-9);
-    cr_expect_eq(rt_metrics_get(&m, "mlm_accuracy"), 0);
+    cr_expect_float_eq(tk_metrics_get(&m, "mlm_loss"), log((double)V), 1e-9);
+    cr_expect_float_eq(tk_metrics_get(&m, "mlm_likelihood"), 1.0 / (double)V, 1e-9);
+    cr_expect_float_eq(tk_metrics_get(&m, "nsp_loss"), log(2.0), 1e-9);
+    cr_expect_eq(tk_metrics_get(&m, "mlm_accuracy"), 0);
     rt_tensor_list dev;
     rt_list_init(&dev);
-    cr_assert_eq(rt_task_pretrain.data(st, RT_SPLIT_DEV, &dev, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_pretrain.data(st, TK_SPLIT_DEV, &dev, &e), 0, "%s", e.msg);
     const rt_tensor *nsp = get(&dev, "nsp_labels");
     int64_t is_next = 0;
     for (int64_t i = 0; i < nsp->shape[0]; i++)
         is_next += ((const int64_t *)nsp->data)[i] == 0;
     cr_expect_eq(m.examples, nsp->shape[0]);
-    cr_expect_float_eq(rt_metrics_get(&m, "nsp_accuracy"),
+    cr_expect_float_eq(tk_metrics_get(&m, "nsp_accuracy"),
                        (double)is_next / (double)nsp->shape[0], 1e-12);
     cr_expect(is_next > 0 && is_next < nsp->shape[0], "both kinds of pairs");
     rt_list_free(&dev);
-    cr_expect_leq(rt_pt_eval_rows(64, 128, 30522), 17, "mlm_logits kept under 256 MiB");
-    cr_expect_eq(rt_pt_eval_rows(64, 32, 100), 64);
-    cr_expect_eq(rt_pt_eval_rows(4, 1 << 20, 1 << 20), 1);
+    cr_expect_leq(tk_pt_eval_rows(64, 128, 30522), 17, "mlm_logits kept under 256 MiB");
+    cr_expect_eq(tk_pt_eval_rows(64, 32, 100), 64);
+    cr_expect_eq(tk_pt_eval_rows(4, 1 << 20, 1 << 20), 1);
 
     /* predict: each [MASK] filled with the model's word, and IsNext for a pair. */
     int64_t ctx[2] = {V, 5 + NCOMMON + 3}; /* "kad" */
     json_t *p = NULL;
-    cr_assert_eq(rt_task_pretrain.predict(st, "kaa [MASK] kab [MASK] .", "the kac",
+    cr_assert_eq(tk_task_pretrain.predict(st, "kaa [MASK] kab [MASK] .", "the kac",
                                           sure_forward, ctx, &p, &e),
                  0, "%s", e.msg);
     cr_expect_str_eq(json_string_value(json_object_get(p, "filled")), "kaa kad kab kad .");
@@ -564,8 +564,8 @@ Test(task_pretrain, dev_metrics_of_a_model_without_an_opinion)
                  4);
     cr_expect_gt(json_real_value(json_object_get(p, "is_next_probability")), 0.9);
     json_decref(p);
-    rt_task_pretrain.close(st);
-    rt_vocab_free(v);
+    tk_task_pretrain.close(st);
+    tx_vocab_free(v);
 }
 
 /* ---- end to end ------------------------------------------------------------------------
@@ -620,7 +620,7 @@ Test(task_pretrain, mlm_loss_falls_nsp_rises_and_the_checkpoint_fine_tunes, .tim
     char d[1024];
     snprintf(d, sizeof d, "%s", dir);
     write_corpus(tu_path(d, "corpus.txt"), 60, 16, 6, 12);
-    rt_vocab_free(corpus_vocab(tu_path(d, "vocab.txt")));
+    tx_vocab_free(corpus_vocab(tu_path(d, "vocab.txt")));
     cr_assert_eq(tu_write_file(tu_path(d, "model.xml"), tiny_xml), 0);
     char *out = NULL;
     const char *train = "train %s/model.xml --task pretrain --data %s/corpus.txt --vocab "
@@ -704,7 +704,7 @@ Test(task_pretrain, cli_streams_a_corpus, .timeout = 300)
     char d[1024];
     snprintf(d, sizeof d, "%s", dir);
     write_corpus(tu_path(d, "corpus.txt"), 20, 8, 6, 12);
-    rt_vocab_free(corpus_vocab(tu_path(d, "vocab.txt")));
+    tx_vocab_free(corpus_vocab(tu_path(d, "vocab.txt")));
     cr_assert_eq(tu_write_file(tu_path(d, "model.xml"), tiny_xml), 0);
     char *out = NULL;
     cr_assert_eq(
@@ -740,7 +740,7 @@ Test(task_pretrain, mlm_gather_rows_follow_the_data_and_the_option)
     const char *dir = tu_tmpdir();
     const char *corpus = tu_path(dir, "corpus.txt"), *file = tu_path(dir, "pt.safetensors");
     write_corpus(corpus, 6, 4, 5, 6);
-    rt_vocab *v = corpus_vocab(NULL);
+    tx_vocab *v = corpus_vocab(NULL);
     rt_tensor_list rows;
     write_data_file(corpus, v, 24, file, &rows);
     rt_list_free(&rows);
@@ -758,11 +758,11 @@ Test(task_pretrain, mlm_gather_rows_follow_the_data_and_the_option)
         if (cases[i].maxp)
             set_opt(&o, "max-predictions", cases[i].maxp);
         void *st = must_open(!strcmp(cases[i].data, "file") ? file : corpus, v, &o);
-        rt_task_heads h;
-        rt_task_pretrain.heads(st, &h);
+        tk_task_heads h;
+        tk_task_pretrain.heads(st, &h);
         cr_expect_eq(h.mlm_predictions, cases[i].want, "case %zu: %lld", i,
                      (long long)h.mlm_predictions);
-        rt_task_pretrain.close(st);
+        tk_task_pretrain.close(st);
     }
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }

@@ -18,14 +18,14 @@
 
 #define FIX "tests/fixtures/qa_task/"
 
-static const rt_tok_opts CASED = {0, -1};
+static const tx_tok_opts CASED = {0, -1};
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
-static rt_vocab *fixture_vocab(void)
+static tx_vocab *fixture_vocab(void)
 {
     bc_err e;
-    rt_vocab *v = rt_vocab_load(tu_src(FIX "vocab.txt"), &e);
+    tx_vocab *v = tx_vocab_load(tu_src(FIX "vocab.txt"), &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
 }
@@ -37,22 +37,22 @@ typedef struct opts {
 
 static void set_opt(opts *o, const char *name, const char *value)
 {
-    for (int i = 0; rt_task_qa.options[i].name; i++)
-        if (!strcmp(rt_task_qa.options[i].name, name)) {
+    for (int i = 0; tk_task_qa.options[i].name; i++)
+        if (!strcmp(tk_task_qa.options[i].name, name)) {
             o->v[i] = value;
             return;
         }
     cr_assert_fail("no option %s", name);
 }
 
-static int open_task(const char *data, const rt_vocab *v, const opts *o, void **st,
+static int open_task(const char *data, const tx_vocab *v, const opts *o, void **st,
                      bc_err *e)
 {
-    rt_task_config c = {data, NULL, v, CASED, o ? o->v : NULL, 128, NULL, NULL};
-    return rt_task_qa.open(&c, st, e);
+    tk_task_config c = {data, NULL, v, CASED, o ? o->v : NULL, 128, NULL, NULL};
+    return tk_task_qa.open(&c, st, e);
 }
 
-static void *must_open(const char *data, const rt_vocab *v, const opts *o)
+static void *must_open(const char *data, const tx_vocab *v, const opts *o)
 {
     void *st = NULL;
     bc_err e;
@@ -63,9 +63,9 @@ static void *must_open(const char *data, const rt_vocab *v, const opts *o)
 static char *option(void *st, const char *name)
 {
     static char buf[4096];
-    for (int i = 0; rt_task_qa.options[i].name; i++)
-        if (!strcmp(rt_task_qa.options[i].name, name)) {
-            rt_task_qa.option_value(st, i, buf, sizeof buf);
+    for (int i = 0; tk_task_qa.options[i].name; i++)
+        if (!strcmp(tk_task_qa.options[i].name, name)) {
+            tk_task_qa.option_value(st, i, buf, sizeof buf);
             return buf;
         }
     cr_assert_fail("no option %s", name);
@@ -127,19 +127,19 @@ static int zero_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *
 
 Test(task_qa, rows_are_windows_with_answer_positions)
 {
-    rt_vocab *v = fixture_vocab();
+    tx_vocab *v = fixture_vocab();
     opts o = {0};
     set_opt(&o, "max-seq", "40");
     set_opt(&o, "doc-stride", "16");
     set_opt(&o, "eval-data", tu_src(FIX "train.json"));
     void *st = must_open(tu_src(FIX "train.json"), v, &o);
-    rt_task_heads h;
-    rt_task_qa.heads(st, &h);
-    cr_expect_eq(h.labels, 1u << 4); /* RT_LABEL_QA */
+    tk_task_heads h;
+    tk_task_qa.heads(st, &h);
+    cr_expect_eq(h.labels, 1u << 4); /* TR_LABEL_QA */
     rt_tensor_list rows;
     rt_list_init(&rows);
     bc_err e;
-    cr_assert_eq(rt_task_qa.data(st, RT_SPLIT_TRAIN, &rows, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_qa.data(st, TK_SPLIT_TRAIN, &rows, &e), 0, "%s", e.msg);
     static const char *const names[] = {"input_ids", "token_type_ids", "attention_mask",
                                         "start_positions", "end_positions"};
     for (int i = 0; i < 5; i++) {
@@ -153,11 +153,11 @@ Test(task_qa, rows_are_windows_with_answer_positions)
     cr_expect_leq(S, 40);
     const int64_t *sp = rt_list_cfind(&rows, "start_positions")->data;
     const int64_t *ep = rt_list_cfind(&rows, "end_positions")->data;
-    int with_answer = 0, sep = rt_vocab_special(v, RT_SEP);
+    int with_answer = 0, sep = tx_vocab_special(v, TX_SEP);
     for (int64_t r = 0; r < N; r++) {
         const int64_t *x = (const int64_t *)ids->data + r * S;
         const int64_t *y = (const int64_t *)tt->data + r * S;
-        cr_expect_eq(x[0], rt_vocab_special(v, RT_CLS));
+        cr_expect_eq(x[0], tx_vocab_special(v, TX_CLS));
         int64_t first_sep = 1;
         while (x[first_sep] != sep)
             first_sep++;
@@ -173,13 +173,13 @@ Test(task_qa, rows_are_windows_with_answer_positions)
     cr_expect_str_eq(option(st, "max-seq"), "40");
     cr_expect_str_eq(option(st, "max-query-length"), "20", "default: half of max-seq");
     rt_list_free(&rows);
-    rt_task_qa.close(st);
-    rt_vocab_free(v);
+    tk_task_qa.close(st);
+    tx_vocab_free(v);
 }
 
 Test(task_qa, holdout_splits_by_article)
 {
-    rt_vocab *v = fixture_vocab();
+    tx_vocab *v = fixture_vocab();
     opts o = {0};
     set_opt(&o, "holdout", "2");
     void *st = must_open(tu_src(FIX "train.json"), v, &o);
@@ -188,39 +188,39 @@ Test(task_qa, holdout_splits_by_article)
     rt_list_init(&orc.rows);
     orc.calls = 0;
     bc_err e;
-    cr_assert_eq(rt_task_qa.data(st, RT_SPLIT_DEV, &orc.rows, &e), 0, "%s", e.msg);
-    rt_metrics m;
-    cr_assert_eq(rt_task_qa.evaluate(st, RT_SPLIT_DEV, 3, oracle_forward, &orc, &m, &e), 0,
+    cr_assert_eq(tk_task_qa.data(st, TK_SPLIT_DEV, &orc.rows, &e), 0, "%s", e.msg);
+    tk_metrics m;
+    cr_assert_eq(tk_task_qa.evaluate(st, TK_SPLIT_DEV, 3, oracle_forward, &orc, &m, &e), 0,
                  "%s", e.msg);
     cr_expect_eq(m.examples, 4);
-    cr_expect_float_eq(rt_metrics_get(&m, "exact_match"), 1.0, 1e-12);
-    cr_expect_float_eq(rt_metrics_get(&m, "f1"), 1.0, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "exact_match"), 1.0, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "f1"), 1.0, 1e-12);
     cr_expect_geq(orc.calls, 2, "batches of at most 3 rows");
-    rt_metrics t;
-    cr_assert_eq(rt_task_qa.evaluate(st, RT_SPLIT_TRAIN, 8, zero_forward, NULL, &t, &e), 0,
+    tk_metrics t;
+    cr_assert_eq(tk_task_qa.evaluate(st, TK_SPLIT_TRAIN, 8, zero_forward, NULL, &t, &e), 0,
                  "%s", e.msg);
     cr_expect_eq(t.examples, 5);
     rt_list_free(&orc.rows);
-    rt_task_qa.close(st);
+    tk_task_qa.close(st);
 
     /* Without a dev source there is no dev split; K must leave both sides non-empty. */
     st = must_open(tu_src(FIX "train.json"), v, NULL);
     rt_tensor_list l;
     rt_list_init(&l);
-    cr_expect_neq(rt_task_qa.data(st, RT_SPLIT_DEV, &l, &e), 0);
+    cr_expect_neq(tk_task_qa.data(st, TK_SPLIT_DEV, &l, &e), 0);
     cr_expect(strstr(e.msg, "--eval-data") && strstr(e.msg, "--holdout"), "%s", e.msg);
     rt_list_free(&l);
-    rt_task_qa.close(st);
+    tk_task_qa.close(st);
     set_opt(&o, "holdout", "9");
     void *bad = NULL;
     cr_expect_neq(open_task(tu_src(FIX "train.json"), v, &o, &bad, &e), 0);
     cr_expect(strstr(e.msg, "--holdout 9"), "%s", e.msg);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(task_qa, evaluation_decodes_spans_across_windows)
 {
-    rt_vocab *v = fixture_vocab();
+    tx_vocab *v = fixture_vocab();
     opts o = {0};
     set_opt(&o, "max-seq", "32");
     set_opt(&o, "doc-stride", "8");
@@ -229,41 +229,41 @@ Test(task_qa, evaluation_decodes_spans_across_windows)
     oracle orc;
     rt_list_init(&orc.rows);
     bc_err e;
-    cr_assert_eq(rt_task_qa.data(st, RT_SPLIT_DEV, &orc.rows, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_task_qa.data(st, TK_SPLIT_DEV, &orc.rows, &e), 0, "%s", e.msg);
     cr_expect_gt(rt_list_cfind(&orc.rows, "input_ids")->shape[0], 20, "many windows");
-    rt_metrics m;
-    cr_assert_eq(rt_task_qa.evaluate(st, RT_SPLIT_DEV, 5, oracle_forward, &orc, &m, &e), 0,
+    tk_metrics m;
+    cr_assert_eq(tk_task_qa.evaluate(st, TK_SPLIT_DEV, 5, oracle_forward, &orc, &m, &e), 0,
                  "%s", e.msg);
     cr_expect_eq(m.examples, 9);
-    cr_expect_float_eq(rt_metrics_get(&m, "exact_match"), 1.0, 1e-12, "EM %g",
-                       rt_metrics_get(&m, "exact_match"));
-    cr_expect_float_eq(rt_metrics_get(&m, "f1"), 1.0, 1e-12);
+    cr_expect_float_eq(tk_metrics_get(&m, "exact_match"), 1.0, 1e-12, "EM %g",
+                       tk_metrics_get(&m, "exact_match"));
+    cr_expect_float_eq(tk_metrics_get(&m, "f1"), 1.0, 1e-12);
     cr_expect_str_eq(m.name[0], "exact_match");
     cr_expect_str_eq(m.name[1], "f1");
     /* No opinion: the first valid span of the first window, rarely the answer. */
-    cr_assert_eq(rt_task_qa.evaluate(st, RT_SPLIT_DEV, 5, zero_forward, NULL, &m, &e), 0,
+    cr_assert_eq(tk_task_qa.evaluate(st, TK_SPLIT_DEV, 5, zero_forward, NULL, &m, &e), 0,
                  "%s", e.msg);
-    cr_expect_lt(rt_metrics_get(&m, "exact_match"), 0.5);
+    cr_expect_lt(tk_metrics_get(&m, "exact_match"), 0.5);
     rt_list_free(&orc.rows);
-    rt_task_qa.close(st);
-    rt_vocab_free(v);
+    tk_task_qa.close(st);
+    tx_vocab_free(v);
 }
 
 /* ---- options ------------------------------------------------------------------------ */
 
 Test(task_qa, metric_auto_follows_the_script_of_the_contexts)
 {
-    rt_vocab *v = fixture_vocab();
+    tx_vocab *v = fixture_vocab();
     void *st = must_open(tu_src("tests/fixtures/qa/ko.json"), v, NULL);
     cr_expect_str_eq(option(st, "metric"), "korquad");
-    rt_task_qa.close(st);
+    tk_task_qa.close(st);
     st = must_open(tu_src("tests/fixtures/qa/windows.json"), v, NULL);
     cr_expect_str_eq(option(st, "metric"), "squad");
-    rt_task_qa.close(st);
+    tk_task_qa.close(st);
     /* Half Korean, half English: more ASCII letters than Hangul syllables. */
     st = must_open(tu_src(FIX "train.json"), v, NULL);
     cr_expect_str_eq(option(st, "metric"), "squad");
-    rt_task_qa.close(st);
+    tk_task_qa.close(st);
     opts o = {0};
     set_opt(&o, "metric", "korquad");
     st = must_open(tu_src(FIX "train.json"), v, &o);
@@ -271,13 +271,13 @@ Test(task_qa, metric_auto_follows_the_script_of_the_contexts)
     cr_expect_str_eq(option(st, "max-seq"), "128", "the default stops at max-position");
     cr_expect_str_eq(option(st, "holdout"), "0");
     cr_expect_str_eq(option(st, "eval-data"), "");
-    rt_task_qa.close(st);
-    rt_vocab_free(v);
+    tk_task_qa.close(st);
+    tx_vocab_free(v);
 }
 
 Test(task_qa, refusals_name_the_option)
 {
-    rt_vocab *v = fixture_vocab();
+    tx_vocab *v = fixture_vocab();
     static const struct {
         const char *name, *value, *name2, *value2, *want;
     } bad[] = {
@@ -308,12 +308,12 @@ Test(task_qa, refusals_name_the_option)
     /* Prediction needs a context. */
     st = must_open(NULL, v, NULL);
     json_t *out = NULL;
-    cr_expect_neq(rt_task_qa.predict(st, "question?", NULL, zero_forward, NULL, &out, &e),
+    cr_expect_neq(tk_task_qa.predict(st, "question?", NULL, zero_forward, NULL, &out, &e),
                   0);
     cr_expect(strstr(e.msg, "--context"), "%s", e.msg);
     cr_expect_null(out);
-    rt_task_qa.close(st);
-    rt_vocab_free(v);
+    tk_task_qa.close(st);
+    tx_vocab_free(v);
 }
 
 /* ---- end to end -------------------------------------------------------------------- */

@@ -20,41 +20,41 @@
 #define BERT_VOCAB SHARED "/bert_vocab/bert-base-uncased-vocab.txt"
 #define KRBERT_VOCAB SHARED "/krbert_vocab/vocab_char_16424.txt"
 
-static const rt_tok_opts LOWER = {1, -1}, LOWER_KEEP = {1, 0}, CASED = {0, -1};
+static const tx_tok_opts LOWER = {1, -1}, LOWER_KEEP = {1, 0}, CASED = {0, -1};
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
-static rt_vocab *load(const char *rel)
+static tx_vocab *load(const char *rel)
 {
     bc_err e;
-    rt_vocab *v = rt_vocab_load(tu_src(rel), &e);
+    tx_vocab *v = tx_vocab_load(tu_src(rel), &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
 }
 
 /* "token@start-end token@start-end ..." for text under o. */
-static char *show(const rt_vocab *v, rt_tok_opts o, const char *text, size_t len)
+static char *show(const tx_vocab *v, tx_tok_opts o, const char *text, size_t len)
 {
-    rt_token_list l = {0};
+    tx_token_list l = {0};
     bc_err e;
-    cr_assert_eq(rt_tokenize(v, &o, text, len, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(tx_tokenize(v, &o, text, len, &l, &e), 0, "%s", e.msg);
     size_t cap = 64, n = 0;
     char *s = malloc(cap);
     s[0] = 0;
     for (int i = 0; i < l.n; i++) {
         char item[512];
         int k = snprintf(item, sizeof item, "%s%s@%d-%d", i ? " " : "",
-                         rt_vocab_token(v, l.t[i].id), l.t[i].start, l.t[i].end);
+                         tx_vocab_token(v, l.t[i].id), l.t[i].start, l.t[i].end);
         while (n + (size_t)k + 1 > cap)
             s = realloc(s, cap *= 2);
         memcpy(s + n, item, (size_t)k + 1);
         n += (size_t)k;
     }
-    rt_token_list_free(&l);
+    tx_token_list_free(&l);
     return s;
 }
 
-static void expect_tokens(const rt_vocab *v, rt_tok_opts o, const char *text,
+static void expect_tokens(const tx_vocab *v, tx_tok_opts o, const char *text,
                           const char *want)
 {
     char *got = show(v, o, text, strlen(text));
@@ -77,32 +77,32 @@ static int have_shared_data(void)
 
 Test(tokenizer, splits_punctuation_with_offsets)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     expect_tokens(v, LOWER, "Hello, world!", "hello@0-5 ,@5-6 world@7-12 !@12-13");
     expect_tokens(v, LOWER, "hello...", "hello@0-5 .@5-6 .@6-7 .@7-8");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, continues_words_with_double_hash)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     expect_tokens(v, LOWER, "unaffable", "un@0-2 ##aff@2-5 ##able@5-9");
     expect_tokens(v, LOWER, "Wanted running", "want@0-4 ##ed@4-6 runn@7-11 ##ing@11-14");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, unknown_word_is_one_unk_over_the_whole_word)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     /* "unaff" has no "##x" to go on with: the whole word, not a prefix, becomes [UNK] */
     expect_tokens(v, LOWER, "the unaffx", "the@0-3 [UNK]@4-10");
     expect_tokens(v, LOWER, "zzz.", "[UNK]@0-3 .@3-4");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, words_over_100_characters_are_unk)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     char text[256];
     memset(text, 'a', 100);
     text[100] = 0;
@@ -124,12 +124,12 @@ Test(tokenizer, words_over_100_characters_are_unk)
     got = show(v, LOWER, ko, strlen(ko));
     cr_expect_str_eq(got, "[UNK]@0-180");
     free(got);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, offsets_follow_accents_back_to_the_original_bytes)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     /* É is two bytes; a combining accent written apart is covered by its letter */
     expect_tokens(v, LOWER, "CAFÉS", "cafe@0-5 ##s@5-6");
     expect_tokens(v, LOWER, "cafe\xcc\x81s", "cafe@0-6 ##s@6-7");
@@ -137,21 +137,21 @@ Test(tokenizer, offsets_follow_accents_back_to_the_original_bytes)
     /* without accent stripping the accented word is looked up as it is */
     expect_tokens(v, LOWER_KEEP, "Café", "café@0-5");
     expect_tokens(v, CASED, "Café", "[UNK]@0-5");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, lowercased_korean_becomes_jamo_with_syllable_offsets)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     expect_tokens(v, LOWER, "한국", "ᄒ@0-3 ##ᅡ@0-3 ##ᆫ@0-3 ##ᄀ@3-6 ##ᅮ@3-6 ##ᆨ@3-6");
     expect_tokens(v, LOWER_KEEP, "한국어", "한국@0-6 ##어@6-9");
     expect_tokens(v, CASED, "한국어 어", "한국@0-6 ##어@6-9 어@10-13");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, special_tokens_in_text_stay_whole)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     expect_tokens(v, LOWER, "the [MASK].", "the@0-3 [MASK]@4-10 .@10-11");
     expect_tokens(v, LOWER, "the[MASK][SEP]the", "the@0-3 [MASK]@3-9 [SEP]@9-14 the@14-17");
     expect_tokens(v, LOWER, "[CLS] a [SEP] [PAD] [UNK]",
@@ -161,12 +161,12 @@ Test(tokenizer, special_tokens_in_text_stay_whole)
     expect_tokens(v, LOWER, "[mask] [Mask]",
                   "[@0-1 mask@1-5 ]@5-6 [@7-8 mask@8-12 ]@12-13");
     expect_tokens(v, LOWER, "[MASK [[MASK]]", "[@0-1 mask@1-5 [@6-7 [MASK]@7-13 ]@13-14");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, cleans_control_characters_and_odd_whitespace)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     /* NUL, U+FFFD, controls and format characters vanish (joining what they split);
      * tabs, no-break and ideographic spaces, line separators separate */
     expect_tokens(v, LOWER,
@@ -188,12 +188,12 @@ Test(tokenizer, cleans_control_characters_and_odd_whitespace)
     expect_tokens(v, LOWER, "\tthe\xc2\xa0the\xe3\x80\x80the\xe2\x80\xa8the\r\n",
                   "the@1-4 the@6-9 the@12-15 the@18-21");
     expect_tokens(v, LOWER, "  \t\x7f\n ", "");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, cjk_ideographs_are_words_of_their_own)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     expect_tokens(v, LOWER, "中文", "中@0-3 文@3-6");
     expect_tokens(v, LOWER, "a中a", "a@0-1 中@1-4 a@4-5");
     /* Extension B ideographs too (Python's ranges; Tokenizers.js misses them) */
@@ -201,54 +201,54 @@ Test(tokenizer, cjk_ideographs_are_words_of_their_own)
                   "a\xf0\xa0\x80\x80"
                   "a",
                   "a@0-1 [UNK]@1-5 a@5-6");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, lowercases_as_python_does)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     /* final sigma: ς at the end of a word, σ elsewhere and alone */
     expect_tokens(v, LOWER, "ΟΔΟΣ", "ο@0-2 ##δ@2-4 ##ος@4-8");
     expect_tokens(v, LOWER, "Σ", "σ@0-2");
     /* İ lower-cases to i + combining dot: kept without stripping, gone with it */
     expect_tokens(v, LOWER, "İstanbul", "i@0-2 ##stanbul@2-9");
     expect_tokens(v, LOWER_KEEP, "İstanbul", "i̇@0-2 ##stanbul@2-9");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, rejects_invalid_utf8_and_leaves_the_list_as_it_was)
 {
-    rt_vocab *v = load(TINY);
-    rt_token_list l = {0};
+    tx_vocab *v = load(TINY);
+    tx_token_list l = {0};
     bc_err e;
-    cr_assert_eq(rt_tokenize(v, &LOWER, "the", 3, &l, &e), 0);
-    cr_assert_eq(rt_tokenize(v, &LOWER, "the \xff the", 9, &l, &e), -1);
+    cr_assert_eq(tx_tokenize(v, &LOWER, "the", 3, &l, &e), 0);
+    cr_assert_eq(tx_tokenize(v, &LOWER, "the \xff the", 9, &l, &e), -1);
     cr_expect(strstr(e.msg, "invalid UTF-8 at byte 4"), "%s", e.msg);
     cr_expect_eq(l.n, 1);
-    cr_assert_eq(rt_tokenize(v, &LOWER, "\xed\xa0\x80", 3, &l, &e), -1, "a surrogate");
-    cr_assert_eq(rt_tokenize(v, &LOWER, "\xc0\xaf", 2, &l, &e), -1, "an overlong form");
+    cr_assert_eq(tx_tokenize(v, &LOWER, "\xed\xa0\x80", 3, &l, &e), -1, "a surrogate");
+    cr_assert_eq(tx_tokenize(v, &LOWER, "\xc0\xaf", 2, &l, &e), -1, "an overlong form");
     cr_expect_eq(l.n, 1);
-    rt_token_list_free(&l);
-    rt_vocab_free(v);
+    tx_token_list_free(&l);
+    tx_vocab_free(v);
 }
 
 Test(tokenizer, pre_split_words_give_first_subtoken_indices)
 {
-    rt_vocab *v = load(TINY);
+    tx_vocab *v = load(TINY);
     const char *words[] = {"unaffable", "the", "\x01", "Wanted", "zzz"};
     int first[6];
-    rt_token_list l = {0};
+    tx_token_list l = {0};
     bc_err e;
-    cr_assert_eq(rt_tokenize_words(v, &LOWER, words, 5, &l, first, &e), 0, "%s", e.msg);
+    cr_assert_eq(tx_tokenize_words(v, &LOWER, words, 5, &l, first, &e), 0, "%s", e.msg);
     int want_first[6] = {0, 3, 4, 5, 7, 8};
     for (int i = 0; i < 6; i++)
         cr_expect_eq(first[i], want_first[i], "first[%d] = %d", i, first[i]);
     /* a word that gives nothing still has one token, [UNK]; offsets are into each word */
-    cr_expect_eq(l.t[4].id, rt_vocab_special(v, RT_UNK));
+    cr_expect_eq(l.t[4].id, tx_vocab_special(v, TX_UNK));
     cr_expect_eq(l.t[6].start, 4);
     cr_expect_eq(l.t[6].end, 6);
-    rt_token_list_free(&l);
-    rt_vocab_free(v);
+    tx_token_list_free(&l);
+    tx_vocab_free(v);
 }
 
 static int collect(void *ctx, const char *w, size_t len, int32_t s, int32_t e)
@@ -272,51 +272,51 @@ Test(tokenizer, basic_tokenizer_alone_gives_normalized_words)
 {
     char buf[256] = "";
     bc_err e;
-    cr_assert_eq(rt_basic_tokenize(&LOWER, "Ünïcode, [MASK]", 17, collect, buf, &e), 0);
+    cr_assert_eq(tx_basic_tokenize(&LOWER, "Ünïcode, [MASK]", 17, collect, buf, &e), 0);
     cr_expect_str_eq(buf, "unicode@0-9 ,@9-10 [@11-12 mask@12-16 ]@16-17");
     int calls = 0;
-    cr_expect_eq(rt_basic_tokenize(&LOWER, "a b c", 5, stop_at_second, &calls, &e), 7);
+    cr_expect_eq(tx_basic_tokenize(&LOWER, "a b c", 5, stop_at_second, &calls, &e), 7);
     cr_expect_eq(calls, 2);
 }
 
 /* ---- vocabulary files ------------------------------------------------------------- */
 
-static rt_vocab *load_text(const char *text, bc_err *e, const char **path)
+static tx_vocab *load_text(const char *text, bc_err *e, const char **path)
 {
     const char *p = tu_path(tu_tmpdir(), "vocab.txt");
     cr_assert_eq(tu_write_file(p, text), 0);
     if (path)
         *path = p;
-    return rt_vocab_load(p, e);
+    return tx_vocab_load(p, e);
 }
 
 Test(vocab, loads_ids_by_line_and_special_ids)
 {
-    rt_vocab *v = load(TINY);
-    cr_expect_eq(rt_vocab_size(v), 48);
-    cr_expect_eq(rt_vocab_special(v, RT_PAD), 0);
-    cr_expect_eq(rt_vocab_special(v, RT_MASK), 4);
-    cr_expect_eq(rt_vocab_id(v, "##aff", 5), 7);
-    cr_expect_eq(rt_vocab_id(v, "##af", 4), -1);
-    cr_expect_str_eq(rt_vocab_token(v, 5), "the");
-    cr_expect_null(rt_vocab_token(v, 48));
-    cr_expect_null(rt_vocab_token(v, -1));
-    cr_expect_eq(rt_vocab_duplicates(v), 0);
-    rt_vocab_free(v);
+    tx_vocab *v = load(TINY);
+    cr_expect_eq(tx_vocab_size(v), 48);
+    cr_expect_eq(tx_vocab_special(v, TX_PAD), 0);
+    cr_expect_eq(tx_vocab_special(v, TX_MASK), 4);
+    cr_expect_eq(tx_vocab_id(v, "##aff", 5), 7);
+    cr_expect_eq(tx_vocab_id(v, "##af", 4), -1);
+    cr_expect_str_eq(tx_vocab_token(v, 5), "the");
+    cr_expect_null(tx_vocab_token(v, 48));
+    cr_expect_null(tx_vocab_token(v, -1));
+    cr_expect_eq(tx_vocab_duplicates(v), 0);
+    tx_vocab_free(v);
 }
 
 Test(vocab, repeated_token_maps_to_its_last_line_as_in_hugging_face)
 {
     bc_err e;
-    rt_vocab *v = load_text("[PAD]\r\n[UNK]\r\nx\r\ny\r\nx\r\n[UNK]", &e, NULL);
+    tx_vocab *v = load_text("[PAD]\r\n[UNK]\r\nx\r\ny\r\nx\r\n[UNK]", &e, NULL);
     cr_assert_not_null(v, "%s", e.msg);
-    cr_expect_eq(rt_vocab_size(v), 6);
-    cr_expect_eq(rt_vocab_id(v, "x", 1), 4);
-    cr_expect_eq(rt_vocab_special(v, RT_UNK), 5);
-    cr_expect_str_eq(rt_vocab_token(v, 2), "x");
-    cr_expect_eq(rt_vocab_duplicates(v), 2);
-    cr_expect_eq(rt_vocab_special(v, RT_MASK), -1);
-    rt_vocab_free(v);
+    cr_expect_eq(tx_vocab_size(v), 6);
+    cr_expect_eq(tx_vocab_id(v, "x", 1), 4);
+    cr_expect_eq(tx_vocab_special(v, TX_UNK), 5);
+    cr_expect_str_eq(tx_vocab_token(v, 2), "x");
+    cr_expect_eq(tx_vocab_duplicates(v), 2);
+    cr_expect_eq(tx_vocab_special(v, TX_MASK), -1);
+    tx_vocab_free(v);
 }
 
 Test(vocab, errors_name_the_file_and_line)
@@ -331,7 +331,7 @@ Test(vocab, errors_name_the_file_and_line)
     cr_expect(strstr(e.msg, "no [UNK]") && strstr(e.msg, p), "%s", e.msg);
     cr_expect_null(load_text("", &e, &p));
     cr_expect(strstr(e.msg, "empty"), "%s", e.msg);
-    cr_expect_null(rt_vocab_load("/nonexistent/vocab.txt", &e));
+    cr_expect_null(tx_vocab_load("/nonexistent/vocab.txt", &e));
     cr_expect(strstr(e.msg, "/nonexistent/vocab.txt: cannot open"), "%s", e.msg);
 }
 
@@ -339,11 +339,11 @@ Test(vocab, special_tokens_the_vocabulary_lacks_are_plain_text)
 {
     bc_err e;
     const char *toks[] = {"[UNK]", "[", "##mask", "m", "##a", "##s", "##k", "]"};
-    rt_vocab *v = rt_vocab_from_list(toks, 8, "list", &e);
+    tx_vocab *v = tx_vocab_from_list(toks, 8, "list", &e);
     cr_assert_not_null(v, "%s", e.msg);
     expect_tokens(v, CASED, "[mask]", "[@0-1 m@1-2 ##a@2-3 ##s@3-4 ##k@4-5 ]@5-6");
     expect_tokens(v, CASED, "[MASK]", "[@0-1 [UNK]@1-5 ]@5-6");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
 }
 
 /* ---- Hugging Face's ids for the committed sentences -------------------------------- */
@@ -372,28 +372,28 @@ static void fold_sigma(char *s)
         p[1] = '\x83';
 }
 
-static void check_offsets(const rt_vocab *v, rt_tok_opts o, const char *text, size_t len,
-                          const rt_token_list *l, int lineno)
+static void check_offsets(const tx_vocab *v, tx_tok_opts o, const char *text, size_t len,
+                          const tx_token_list *l, int lineno)
 {
     int32_t prev = 0;
     for (int i = 0; i < l->n; i++) {
-        const rt_token *t = &l->t[i];
+        const tx_token *t = &l->t[i];
         cr_assert(t->start >= prev && t->start < t->end && (size_t)t->end <= len,
                   "line %d token %d: offsets %d-%d", lineno, i, t->start, t->end);
         prev = t->start;
-        const char *tok = rt_vocab_token(v, t->id);
+        const char *tok = tx_vocab_token(v, t->id);
         int special = 0;
-        for (int s = 0; s < RT_NSPECIAL; s++)
-            special |= t->id == rt_vocab_special(v, (rt_special)s);
+        for (int s = 0; s < TX_NSPECIAL; s++)
+            special |= t->id == tx_vocab_special(v, (tx_special)s);
         if (special) {
-            if (t->id != rt_vocab_special(v, RT_UNK))
+            if (t->id != tx_vocab_special(v, TX_UNK))
                 cr_expect(!strncmp(text + t->start, tok, strlen(tok)), "line %d token %d",
                           lineno, i);
             continue;
         }
         char words[4096] = "", piece[512];
         bc_err e;
-        cr_assert_eq(rt_basic_tokenize(&o, text + t->start, (size_t)(t->end - t->start),
+        cr_assert_eq(tx_basic_tokenize(&o, text + t->start, (size_t)(t->end - t->start),
                                        collect, words, &e),
                      0);
         snprintf(piece, sizeof piece, "%s", tok + (strncmp(tok, "##", 2) ? 0 : 2));
@@ -404,7 +404,7 @@ static void check_offsets(const rt_vocab *v, rt_tok_opts o, const char *text, si
     }
 }
 
-static void check_fixture(const char *sentences, const char *vocab, rt_tok_opts o,
+static void check_fixture(const char *sentences, const char *vocab, tx_tok_opts o,
                           const char *ids)
 {
     size_t slen, ilen;
@@ -417,13 +417,13 @@ static void check_fixture(const char *sentences, const char *vocab, rt_tok_opts 
     int ni = split_lines(itext, ilen, il, ill, 1000);
     cr_assert_eq(ns, ni, "%d sentences, %d lines of ids", ns, ni);
     cr_assert_geq(ns, 60);
-    rt_vocab *v = load(vocab);
-    rt_token_list l = {0};
+    tx_vocab *v = load(vocab);
+    tx_token_list l = {0};
     bc_err e;
     int bad = 0;
     for (int i = 0; i < ns; i++) {
         l.n = 0;
-        cr_assert_eq(rt_tokenize(v, &o, sl[i], sll[i], &l, &e), 0, "line %d: %s", i + 1,
+        cr_assert_eq(tx_tokenize(v, &o, sl[i], sll[i], &l, &e), 0, "line %d: %s", i + 1,
                      e.msg);
         char got[8192] = "";
         size_t n = 0;
@@ -437,8 +437,8 @@ static void check_fixture(const char *sentences, const char *vocab, rt_tok_opts 
         check_offsets(v, o, sl[i], sll[i], &l, i + 1);
     }
     cr_expect_eq(bad, 0, "%d of %d sentences differ from Hugging Face", bad, ns);
-    rt_token_list_free(&l);
-    rt_vocab_free(v);
+    tx_token_list_free(&l);
+    tx_vocab_free(v);
     free(stext);
     free(itext);
 }
@@ -482,16 +482,16 @@ Test(tokenizer, shared_data_english_with_cased_krbert_matches_hugging_face)
 
 /* ---- learning a vocabulary --------------------------------------------------------- */
 
-static char **learn(const char *corpus, rt_vocab_learn_opts o, int *n,
-                    rt_vocab_learn_stats *st)
+static char **learn(const char *corpus, tx_vocab_learn_opts o, int *n,
+                    tx_vocab_learn_stats *st)
 {
     bc_err e;
-    rt_vocab_learner *l = rt_vocab_learner_new(&o, &e);
+    tx_vocab_learner *l = tx_vocab_learner_new(&o, &e);
     cr_assert_not_null(l, "%s", e.msg);
-    cr_assert_eq(rt_vocab_learner_add_text(l, corpus, strlen(corpus), &e), 0, "%s", e.msg);
+    cr_assert_eq(tx_vocab_learner_add_text(l, corpus, strlen(corpus), &e), 0, "%s", e.msg);
     char **toks;
-    cr_assert_eq(rt_vocab_learner_run(l, &toks, n, st, &e), 0, "%s", e.msg);
-    rt_vocab_learner_free(l);
+    cr_assert_eq(tx_vocab_learner_run(l, &toks, n, st, &e), 0, "%s", e.msg);
+    tx_vocab_learner_free(l);
     return toks;
 }
 
@@ -512,11 +512,11 @@ static int find_token(char **t, int n, const char *s)
 
 Test(vocab_learn, specials_then_alphabet_then_merges_ties_by_string)
 {
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(11);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(11);
     o.min_frequency = 1;
     o.limit_alphabet = 4; /* the default, half of 6, would leave out a character */
     int n;
-    rt_vocab_learn_stats st;
+    tx_vocab_learn_stats st;
     char **t = learn("cd ab CD ab", o, &n, &st);
     const char *want[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "##b",
                           "##d",   "a",     "c",     "ab",    "cd"};
@@ -531,16 +531,16 @@ Test(vocab_learn, specials_then_alphabet_then_merges_ties_by_string)
 
 Test(vocab_learn, merges_the_most_frequent_pair_first)
 {
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(30);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(30);
     int n;
     char **t = learn("hug hug hug hug pug pug pun pun pun bun bun hugs", o, &n, NULL);
     /* alphabet: ##u 12, ##g 7, ##n h p 5, b 2, ##s 1; merges: ##u ##g -> ##ug (7), then
      * ##u ##n -> ##un and h ##ug -> hug (5 each: "##un" < "hug"), pun 3, then pug, bun */
     const char *want[] = {"##u",  "##g",  "##n", "h",   "p",   "b",  "##s",
                           "##ug", "##un", "hug", "pun", "bun", "pug"};
-    cr_assert_eq(n, RT_NSPECIAL + 13);
+    cr_assert_eq(n, TX_NSPECIAL + 13);
     for (int i = 0; i < 13; i++)
-        cr_expect_str_eq(t[RT_NSPECIAL + i], want[i], "token %d", RT_NSPECIAL + i);
+        cr_expect_str_eq(t[TX_NSPECIAL + i], want[i], "token %d", TX_NSPECIAL + i);
     cr_expect_str_eq(t[5], "##u");
     /* min_frequency 2: "hugs" (seen once) is never merged whole */
     cr_expect_eq(find_token(t, n, "hugs"), -1);
@@ -552,7 +552,7 @@ Test(vocab_learn, is_deterministic_and_independent_of_line_order)
 {
     const char *a = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog\n";
     const char *b = "a cat and a dog\nthe dog sat on the log\nthe cat sat on the mat\n";
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(40);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(40);
     o.min_frequency = 1;
     int n1, n2, n3;
     char **t1 = learn(a, o, &n1, NULL), **t2 = learn(a, o, &n2, NULL),
@@ -593,8 +593,8 @@ Test(vocab_learn, korean_keeps_syllables_and_learns_multi_syllable_pieces)
             strcat(corpus, "\n");
         }
     int n;
-    rt_vocab_learn_stats st;
-    char **t = learn(corpus, RT_VOCAB_LEARN_OPTS_DEFAULT(120), &n, &st);
+    tx_vocab_learn_stats st;
+    char **t = learn(corpus, TX_VOCAB_LEARN_OPTS_DEFAULT(120), &n, &st);
     for (int i = 0; i < n; i++)
         cr_expect(!has_jamo(t[i]), "token %d '%s' is jamo", i, t[i]);
     cr_expect_geq(find_token(t, n, "노래"), 0, "노래 is learned whole");
@@ -604,30 +604,30 @@ Test(vocab_learn, korean_keeps_syllables_and_learns_multi_syllable_pieces)
     cr_expect(st.hangul * 2 > st.letters);
     /* the corpus tokenizes with it (same options) without [UNK] */
     bc_err e;
-    rt_vocab *v = rt_vocab_from_list((const char *const *)t, n, "learned", &e);
+    tx_vocab *v = tx_vocab_from_list((const char *const *)t, n, "learned", &e);
     cr_assert_not_null(v, "%s", e.msg);
-    rt_token_list l = {0};
-    rt_tok_opts keep = {1, 0};
-    cr_assert_eq(rt_tokenize(v, &keep, corpus, strlen(corpus), &l, &e), 0);
+    tx_token_list l = {0};
+    tx_tok_opts keep = {1, 0};
+    cr_assert_eq(tx_tokenize(v, &keep, corpus, strlen(corpus), &l, &e), 0);
     for (int i = 0; i < l.n; i++)
-        cr_expect_neq(l.t[i].id, rt_vocab_special(v, RT_UNK), "token %d is [UNK]", i);
-    rt_token_list_free(&l);
-    rt_vocab_free(v);
+        cr_expect_neq(l.t[i].id, tx_vocab_special(v, TX_UNK), "token %d is [UNK]", i);
+    tx_token_list_free(&l);
+    tx_vocab_free(v);
     free_tokens(t, n);
     /* with Hugging Face's accent stripping it would be jamo */
-    rt_vocab_learn_opts strip = RT_VOCAB_LEARN_OPTS_DEFAULT(120);
+    tx_vocab_learn_opts strip = TX_VOCAB_LEARN_OPTS_DEFAULT(120);
     strip.tok.strip_accents = 1;
     t = learn(corpus, strip, &n, NULL);
-    cr_expect(has_jamo(t[RT_NSPECIAL]), "'%s'", t[RT_NSPECIAL]);
+    cr_expect(has_jamo(t[TX_NSPECIAL]), "'%s'", t[TX_NSPECIAL]);
     free_tokens(t, n);
 }
 
 Test(vocab_learn, alphabet_limit_keeps_the_most_frequent_forms)
 {
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(100);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(100);
     o.limit_alphabet = 3;
     int n;
-    rt_vocab_learn_stats st;
+    tx_vocab_learn_stats st;
     char **t = learn("aab aab aab ac x", o, &n, &st);
     /* forms: a 4, ##a 3, ##b 3, ##c 1, x 1 */
     cr_expect_str_eq(t[5], "a");
@@ -643,16 +643,16 @@ Test(vocab_learn, corpus_errors_name_file_and_line)
 {
     const char *p = tu_path(tu_tmpdir(), "corpus.txt");
     cr_assert_eq(tu_write_file(p, "fine\nbad \xc3\n"), 0);
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(50);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(50);
     bc_err e;
-    rt_vocab_learner *l = rt_vocab_learner_new(&o, &e);
-    cr_assert_eq(rt_vocab_learner_add_file(l, p, &e), -1);
+    tx_vocab_learner *l = tx_vocab_learner_new(&o, &e);
+    cr_assert_eq(tx_vocab_learner_add_file(l, p, &e), -1);
     char want[1200];
     snprintf(want, sizeof want, "%s:2: invalid UTF-8 at byte 4", p);
     cr_expect_str_eq(e.msg, want);
-    rt_vocab_learner_free(l);
+    tx_vocab_learner_free(l);
     o.size = 5;
-    cr_expect_null(rt_vocab_learner_new(&o, &e));
+    cr_expect_null(tx_vocab_learner_new(&o, &e));
 }
 
 /* ---- the commands -------------------------------------------------------------------- */

@@ -140,7 +140,7 @@ typedef struct rec {
     int64_t stop_after; /* sets *stop after this update */
 } rec;
 
-static void on_step(void *ctx, const rt_train_progress *p)
+static void on_step(void *ctx, const tr_train_progress *p)
 {
     rec *R = ctx;
     if (R->n < MAXREC) {
@@ -153,10 +153,10 @@ static void on_step(void *ctx, const rt_train_progress *p)
         *R->stop = 1;
 }
 
-static rt_train_opts base_opts(rec *R)
+static tr_train_opts base_opts(rec *R)
 {
-    rt_train_opts o;
-    rt_train_defaults(&o);
+    tr_train_opts o;
+    tr_train_defaults(&o);
     o.adam.lr = 0.05;
     o.batch_size = 4;
     o.seed = 7;
@@ -170,8 +170,8 @@ static void load_run(const char *dir, rt_tensor_list *params, rt_tensor_list *st
     bc_err e;
     rt_list_init(params);
     rt_list_init(state);
-    cr_assert_eq(rt_st_load(tu_path(dir, RT_TRAIN_WEIGHTS), params, &e), 0, "%s", e.msg);
-    cr_assert_eq(rt_st_load(tu_path(dir, RT_TRAIN_OPTIM), state, &e), 0, "%s", e.msg);
+    cr_assert_eq(rt_st_load(tu_path(dir, TR_TRAIN_WEIGHTS), params, &e), 0, "%s", e.msg);
+    cr_assert_eq(rt_st_load(tu_path(dir, TR_TRAIN_OPTIM), state, &e), 0, "%s", e.msg);
 }
 
 static int64_t scalar(const rt_tensor_list *l, const char *name)
@@ -202,14 +202,14 @@ Test(train, overfits_and_writes_loadable_checkpoints)
     rt_tensor_list data, params, wp, st;
     make_data(&data, 16);
     make_params(&params);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.adam.lr = 0.1;
     o.steps = 300;
     const char *dir = tu_tmpdir();
     o.out_dir = dir;
-    rt_train_result res;
+    tr_train_result res;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &res, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, &res, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(res.step, 300);
     cr_assert_eq(res.total, 300);
@@ -229,10 +229,10 @@ Test(train, overfits_and_writes_loadable_checkpoints)
     cr_assert_eq(scalar(&st, "epoch"), 75); /* 4 updates per epoch */
     cr_assert_eq(scalar(&st, "epoch_pos"), 0);
     cr_assert_eq(scalar(&st, "seed"), 7);
-    char *log = tu_read_file(tu_path(dir, RT_TRAIN_LOG), NULL);
+    char *log = tu_read_file(tu_path(dir, TR_TRAIN_LOG), NULL);
     cr_assert(log);
     cr_assert(
-        !strncmp(log, RT_TRAIN_LOG_HEADER "\n1,0.25,", strlen(RT_TRAIN_LOG_HEADER) + 8),
+        !strncmp(log, TR_TRAIN_LOG_HEADER "\n1,0.25,", strlen(TR_TRAIN_LOG_HEADER) + 8),
         "log starts: %.80s", log);
     int lines = 0;
     for (char *c = log; *c; c++)
@@ -256,11 +256,11 @@ Test(train, schedule_reaches_the_optimizer)
     rt_tensor_list data, params;
     make_data(&data, 8);
     make_params(&params);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.steps = 10;
     o.batch_size = 8;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(R.lr[0], 0.0);
     cr_assert(fabs(R.lr[1] - 0.05) < 1e-15);
@@ -284,15 +284,15 @@ Test(train, accumulation_of_two_halves_equals_the_whole_batch)
     make_data(&data, 10);
     make_params(&p1);
     make_params(&p2);
-    rt_train_opts o = base_opts(&R1);
+    tr_train_opts o = base_opts(&R1);
     o.epochs = 4;
     bc_err e;
-    rt_train_result r1, r2;
-    cr_assert_eq(rt_train(&o, lin_step, &M1, &p1, &data, NULL, &r1, &e), 0, "%s", e.msg);
+    tr_train_result r1, r2;
+    cr_assert_eq(tr_train(&o, lin_step, &M1, &p1, &data, NULL, &r1, &e), 0, "%s", e.msg);
     o.batch_size = 2;
     o.accum = 2;
     o.hook_ctx = &R2;
-    cr_assert_eq(rt_train(&o, lin_step, &M2, &p2, &data, NULL, &r2, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_train(&o, lin_step, &M2, &p2, &data, NULL, &r2, &e), 0, "%s", e.msg);
     cr_assert_eq(r1.total, 12);
     cr_assert_eq(r2.total, 12);
     cr_assert_eq(M1.calls, 12);
@@ -378,15 +378,15 @@ Test(train, gradients_computed_in_place_give_the_bits_of_copied_ones)
         make_data(&data, 10);
         make_params(&p1);
         make_params(&p2);
-        rt_train_opts o = base_opts(&R1);
+        tr_train_opts o = base_opts(&R1);
         o.epochs = 3;
         o.batch_size = 2;
         o.accum = accum;
         bc_err e;
-        cr_assert_eq(rt_train(&o, lin_step, &M, &p1, &data, NULL, NULL, &e), 0, "%s",
+        cr_assert_eq(tr_train(&o, lin_step, &M, &p1, &data, NULL, NULL, &e), 0, "%s",
                      e.msg);
         o.hook_ctx = &R2;
-        cr_assert_eq(rt_train(&o, inplace_step, &I, &p2, &data, NULL, NULL, &e), 0, "%s",
+        cr_assert_eq(tr_train(&o, inplace_step, &I, &p2, &data, NULL, NULL, &e), 0, "%s",
                      e.msg);
         assert_same_bits(&p1, &p2);
         cr_assert_eq(R1.n, R2.n);
@@ -431,7 +431,7 @@ Test(train, frozen_parameters_are_untouched_and_have_no_state)
     make_data(&data, 8);
     make_params(&params);
     make_params(&before);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     const char *frozen[] = {"enc."};
     o.frozen = frozen;
     o.nfrozen = 1;
@@ -440,7 +440,7 @@ Test(train, frozen_parameters_are_untouched_and_have_no_state)
     const char *dir = tu_tmpdir();
     o.out_dir = dir;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(memcmp(rt_list_cfind(&params, "enc.weight")->data,
                         rt_list_cfind(&before, "enc.weight")->data, D * sizeof(float)),
@@ -470,12 +470,12 @@ Test(train, non_finite_loss_stops_naming_the_step)
     rt_tensor_list data, params;
     make_data(&data, 8);
     make_params(&params);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.steps = 10;
     o.batch_size = 8;
     bc_err e;
-    rt_train_result r;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), -1);
+    tr_train_result r;
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), -1);
     cr_assert(strstr(e.msg, "step 5") && strstr(e.msg, "loss") && strstr(e.msg, "nan"),
               "%s", e.msg);
     cr_assert_eq(r.step, 4);
@@ -492,14 +492,14 @@ Test(train, non_finite_gradient_stops_naming_the_tensor)
     rt_tensor_list data, params;
     make_data(&data, 8);
     make_params(&params);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.steps = 10;
     o.batch_size = 2;
     o.accum = 2;
     o.out_dir = tu_tmpdir();
     o.save_every = 1;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_assert(strstr(e.msg, "step 3") && strstr(e.msg, "grad.lin.bias") &&
                   strstr(e.msg, "inf"),
               "%s", e.msg);
@@ -521,10 +521,10 @@ Test(train, step_function_errors_are_prefixed_with_the_step)
     rt_tensor_list data, params;
     make_data(&data, 8);
     make_params(&params);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.batch_size = 8;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_assert(strstr(e.msg, "step 3: simulated failure"), "%s", e.msg);
     rt_list_free(&data);
     rt_list_free(&params);
@@ -539,9 +539,9 @@ Test(train, data_with_different_row_counts_is_refused)
     make_params(&params);
     int64_t s[1] = {7};
     cr_assert(rt_list_add(&data, "labels", RT_I64, 1, s, NULL));
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_assert(strstr(e.msg, "labels") && strstr(e.msg, "7 rows"), "%s", e.msg);
     cr_assert_eq(M.calls, 0);
     rt_list_free(&data);
@@ -558,11 +558,11 @@ Test(train, every_epoch_sees_every_row_once_in_a_seeded_order)
     rt_tensor_list data, params;
     make_data(&data, 10);
     make_params(&params);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.batch_size = 3; /* 3, 3, 3, 1 */
     o.epochs = 3;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(M.nids, 30);
     cr_assert_eq(M.calls, 12);
@@ -577,7 +577,7 @@ Test(train, every_epoch_sees_every_row_once_in_a_seeded_order)
     cr_assert_neq(memcmp(M.ids, M.ids + 10, 10 * sizeof *M.ids), 0,
                   "epochs should be shuffled differently");
     for (int k = 0; k < 12; k++) {
-        cr_assert_eq(M.seeds[k], rt_train_dropout_seed(7, k));
+        cr_assert_eq(M.seeds[k], tr_train_dropout_seed(7, k));
         cr_assert((int64_t)M.seeds[k] >= 0);
         for (int j = 0; j < k; j++)
             cr_assert_neq(M.seeds[k], M.seeds[j]);
@@ -586,11 +586,11 @@ Test(train, every_epoch_sees_every_row_once_in_a_seeded_order)
     rt_list_free(&params);
     make_params(&params);
     o.seed = 8;
-    cr_assert_eq(rt_train(&o, lin_step, &M2, &params, &data, NULL, NULL, &e), 0);
+    cr_assert_eq(tr_train(&o, lin_step, &M2, &params, &data, NULL, NULL, &e), 0);
     cr_assert_neq(memcmp(M.ids, M2.ids, 30 * sizeof *M.ids), 0);
     memset(&M2, 0, sizeof M2);
     o.shuffle = 0;
-    cr_assert_eq(rt_train(&o, lin_step, &M2, &params, &data, NULL, NULL, &e), 0);
+    cr_assert_eq(tr_train(&o, lin_step, &M2, &params, &data, NULL, NULL, &e), 0);
     for (int i = 0; i < 30; i++)
         cr_assert_eq(M2.ids[i], i % 10);
     rt_list_free(&data);
@@ -615,13 +615,13 @@ Test(train, group_by_length_sorts_runs_of_micro_batches_and_keeps_every_row)
         for (int64_t j = 0; j <= r % 7; j++)
             ((int64_t *)mask->data)[r * S + j] = 1;
     make_params(&params);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.batch_size = 4; /* runs of 200 rows */
     o.epochs = 2;
     o.group_by_length = 1;
     o.out_dir = tu_tmpdir();
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(M.nids, 2 * N);
     int64_t padded = 0, padded_plain = 0;
@@ -652,10 +652,10 @@ Test(train, group_by_length_sorts_runs_of_micro_batches_and_keeps_every_row)
     /* Without grouping: more padding. */
     rt_tensor_list p2;
     make_params(&p2);
-    rt_train_opts o2 = o;
+    tr_train_opts o2 = o;
     o2.group_by_length = 0;
     o2.out_dir = NULL;
-    cr_assert_eq(rt_train(&o2, lin_step, &M2, &p2, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_train(&o2, lin_step, &M2, &p2, &data, NULL, NULL, &e), 0, "%s", e.msg);
     for (int64_t b = 0; b < 2 * N / 4; b++) {
         int64_t mx = 0;
         for (int k = 0; k < 4; k++)
@@ -670,7 +670,7 @@ Test(train, group_by_length_sorts_runs_of_micro_batches_and_keeps_every_row)
     load_run(o.out_dir, &p2, &st);
     o2.out_dir = o.out_dir;
     o2.epochs = 3;
-    cr_assert_eq(rt_train(&o2, lin_step, &M2, &p2, &data, &st, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o2, lin_step, &M2, &p2, &data, &st, NULL, &e), -1);
     cr_expect(strstr(e.msg, "shuffle setting"), "%s", e.msg);
     rt_list_free(&p2);
     rt_list_free(&st);
@@ -712,14 +712,14 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     make_data(&data, 10);
     make_params(&params);
     refiller F = {0, {0}, 10, NULL, 0};
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.batch_size = 3;
     o.epochs = 3;
     o.refill = refill;
     o.refill_ctx = &F;
     o.out_dir = tu_tmpdir();
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(F.calls, 2);
     cr_assert_eq(F.epochs[0], 1);
@@ -744,7 +744,7 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     rt_tensor_list p2, st;
     make_params(&p2);
     refiller F2 = {0, {0}, 10, NULL, 0};
-    rt_train_opts o2 = base_opts(&R2);
+    tr_train_opts o2 = base_opts(&R2);
     o2.batch_size = 3;
     o2.epochs = 3;
     o2.refill = refill;
@@ -753,8 +753,8 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     o2.stop = &stop;
     R2.stop = &stop;
     R2.stop_after = 6;
-    rt_train_result r;
-    cr_assert_eq(rt_train(&o2, lin_step, &M2, &p2, &data, NULL, &r, &e), 0, "%s", e.msg);
+    tr_train_result r;
+    cr_assert_eq(tr_train(&o2, lin_step, &M2, &p2, &data, NULL, &r, &e), 0, "%s", e.msg);
     cr_assert(r.stopped);
     cr_assert_eq(r.step, 6);
     rt_list_free(&p2);
@@ -762,7 +762,7 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     F2.calls = 0;
     stop = 0;
     R2.stop = NULL;
-    cr_assert_eq(rt_train(&o2, lin_step, &M2, &p2, &data, &st, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_train(&o2, lin_step, &M2, &p2, &data, &st, &r, &e), 0, "%s", e.msg);
     cr_assert_eq(r.step, 12);
     cr_assert_eq(F2.calls, 2);
     cr_assert_eq(F2.epochs[0], 1, "the resumed epoch's rows are asked for again");
@@ -777,7 +777,7 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     make_params(&params);
     F.keep = 1;
     F.calls = 0;
-    cr_assert_eq(rt_train(&o, lin_step, &M3, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, lin_step, &M3, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(F.calls, 2);
     cr_assert_eq(M3.nids, 30);
@@ -789,11 +789,11 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
     rt_list_free(&params);
     make_params(&params);
     F.rows = 9;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_expect(strstr(e.msg, "epoch 2's data") && strstr(e.msg, "10 rows"), "%s", e.msg);
     F.rows = 10;
     F.error = "the corpus went away";
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_expect(strstr(e.msg, "epoch 2's data") && strstr(e.msg, "the corpus went away"),
               "%s", e.msg);
     rt_list_free(&data);
@@ -805,9 +805,9 @@ Test(train, refill_gives_each_epoch_its_own_rows_and_resumes_exactly)
 
 /* 10 rows, batch 3 (3, 3, 3, 1), accum 2: 2 updates per epoch; 9 updates cross epochs
  * and end mid-epoch. Dropout on, so the seeds matter too. */
-static rt_train_opts resume_opts(rec *R)
+static tr_train_opts resume_opts(rec *R)
 {
-    rt_train_opts o = base_opts(R);
+    tr_train_opts o = base_opts(R);
     o.batch_size = 3;
     o.accum = 2;
     o.steps = 9;
@@ -821,10 +821,10 @@ static void reference_run(rec *R, rt_tensor_list *params, const rt_tensor_list *
     memset(&M, 0, sizeof M);
     M.dropout = 1;
     make_params(params);
-    rt_train_opts o = resume_opts(R);
+    tr_train_opts o = resume_opts(R);
     o.out_dir = tu_tmpdir();
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, params, data, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_train(&o, lin_step, &M, params, data, NULL, NULL, &e), 0, "%s", e.msg);
     cr_assert_eq(R->n, 9);
 }
 
@@ -840,11 +840,11 @@ static void resume_and_compare(const char *dir, int64_t from, const rec *ref,
     rt_tensor_list params, st;
     load_run(dir, &params, &st);
     cr_assert_eq(scalar(&st, "step"), from - 1);
-    rt_train_opts o = resume_opts(&R);
+    tr_train_opts o = resume_opts(&R);
     o.out_dir = dir;
-    rt_train_result r;
+    tr_train_result r;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, data, &st, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, data, &st, &r, &e), 0, "%s", e.msg);
     cr_assert_eq(r.start_step, from - 1);
     cr_assert_eq(r.step, 9);
     cr_assert_eq(R.n, 10 - from);
@@ -856,7 +856,7 @@ static void resume_and_compare(const char *dir, int64_t from, const rec *ref,
     }
     assert_same_bits(ref_params, &params);
     /* The log holds every update once. */
-    char *log = tu_read_file(tu_path(dir, RT_TRAIN_LOG), NULL);
+    char *log = tu_read_file(tu_path(dir, TR_TRAIN_LOG), NULL);
     cr_assert(log);
     int lines = 0;
     for (char *c = log; *c; c++)
@@ -884,14 +884,14 @@ Test(train, resume_after_a_stop_repeats_the_uninterrupted_bits)
     volatile sig_atomic_t stop = 0;
     M.dropout = 1;
     make_params(&params);
-    rt_train_opts o = resume_opts(&R);
+    tr_train_opts o = resume_opts(&R);
     o.out_dir = tu_tmpdir();
     o.stop = &stop;
     R.stop = &stop;
     R.stop_after = 4;
-    rt_train_result r;
+    tr_train_result r;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), 0, "%s", e.msg);
     cr_assert(r.stopped);
     cr_assert_eq(r.step, 4);
     for (int i = 0; i < 4; i++)
@@ -917,12 +917,12 @@ Test(train, resume_after_a_stop_inside_an_accumulation)
     M.stop = &stop;
     M.stop_at = 11;
     make_params(&params);
-    rt_train_opts o = resume_opts(&R);
+    tr_train_opts o = resume_opts(&R);
     o.out_dir = tu_tmpdir();
     o.stop = &stop;
-    rt_train_result r;
+    tr_train_result r;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), 0, "%s", e.msg);
     cr_assert(r.stopped);
     cr_assert_eq(r.step, 5);
     cr_assert_eq(M.calls, 11);
@@ -945,11 +945,11 @@ Test(train, resume_after_a_crash_from_the_last_periodic_checkpoint)
     M.dropout = 1;
     M.fail_at = 15;
     make_params(&params);
-    rt_train_opts o = resume_opts(&R);
+    tr_train_opts o = resume_opts(&R);
     o.out_dir = tu_tmpdir();
     o.save_every = 3;
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), -1);
     cr_assert(strstr(e.msg, "step 8"), "%s", e.msg);
     cr_assert_eq(R.n, 7);
     resume_and_compare(o.out_dir, 7, &ref, &ref_params, &data);
@@ -965,24 +965,24 @@ Test(train, resume_refuses_other_settings_and_mismatched_weights)
     rt_tensor_list data, params, wp, st;
     make_data(&data, 10);
     make_params(&params);
-    rt_train_opts o = resume_opts(&R);
+    tr_train_opts o = resume_opts(&R);
     o.steps = 3;
     o.out_dir = tu_tmpdir();
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     load_run(o.out_dir, &wp, &st);
     o.steps = 9;
     o.batch_size = 2;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &wp, &data, &st, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &wp, &data, &st, NULL, &e), -1);
     cr_assert(strstr(e.msg, "batch size 3") && strstr(e.msg, "has 2"), "%s", e.msg);
     o.batch_size = 3;
     o.seed = 1;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &wp, &data, &st, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &wp, &data, &st, NULL, &e), -1);
     cr_assert(strstr(e.msg, "seed"), "%s", e.msg);
     o.seed = 7;
     ((float *)rt_list_find(&wp, "lin.bias")->data)[0] += 1.0f;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &wp, &data, &st, NULL, &e), -1);
+    cr_assert_eq(tr_train(&o, lin_step, &M, &wp, &data, &st, NULL, &e), -1);
     cr_assert(strstr(e.msg, "weights are not the ones"), "%s", e.msg);
     rt_list_free(&data);
     rt_list_free(&params);
@@ -1000,14 +1000,14 @@ Test(train, progress_lines_name_step_loss_lr_throughput_and_eta)
     rt_tensor_list data, params;
     make_data(&data, 8);
     make_params(&params);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.steps = 6;
     o.progress_every = 2;
     const char *path = tu_path(tu_tmpdir(), "progress.txt");
     o.progress = fopen(path, "w");
     cr_assert(o.progress);
     bc_err e;
-    cr_assert_eq(rt_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     fclose(o.progress);
     char *txt = tu_read_file(path, NULL);
@@ -1069,7 +1069,7 @@ static void real_setup(real_ctx *c, rt_tensor_list *data, rt_tensor_list *params
     cr_assert_eq(
         rt_st_load(tu_src("tests/fixtures/run_tiny/batch.safetensors"), &batch, &e), 0,
         "%s", e.msg);
-    cr_assert_eq(rt_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL, data,
+    cr_assert_eq(tr_batch_prepare(&batch, m.max_position, m.head_mask & FE_LABEL_ALL, data,
                                   &present, &B, &S, NULL, NULL, &e),
                  0, "%s", e.msg);
     cr_assert_eq(present, FE_LABEL_ALL);
@@ -1098,12 +1098,12 @@ Test(train, real_bert_overfits_a_fixed_batch)
     real_ctx c;
     rt_tensor_list data, params;
     real_setup(&c, &data, &params);
-    rt_train_opts o = base_opts(&R);
+    tr_train_opts o = base_opts(&R);
     o.adam.lr = 3e-2;
     o.batch_size = 3;
     o.steps = 100;
     bc_err e;
-    cr_assert_eq(rt_train(&o, real_step, &c, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, real_step, &c, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(R.n, 100);
     cr_assert(R.loss[99] < 0.01 * R.loss[0], "loss %g -> %g", R.loss[0], R.loss[99]);
@@ -1119,12 +1119,12 @@ Test(train, real_bert_resume_with_dropout_repeats_the_bits)
     real_ctx c;
     rt_tensor_list data, params, p2;
     real_setup(&c, &data, &params);
-    rt_train_opts o = base_opts(&ref);
+    tr_train_opts o = base_opts(&ref);
     o.adam.lr = 1e-2;
     o.batch_size = 2;
     o.steps = 10;
     bc_err e;
-    cr_assert_eq(rt_train(&o, real_step, &c, &params, &data, NULL, NULL, &e), 0, "%s",
+    cr_assert_eq(tr_train(&o, real_step, &c, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
 
     rt_list_init(&p2);
@@ -1135,14 +1135,14 @@ Test(train, real_bert_resume_with_dropout_repeats_the_bits)
     o.stop = &stop;
     R1.stop = &stop;
     R1.stop_after = 5;
-    rt_train_result r;
-    cr_assert_eq(rt_train(&o, real_step, &c, &p2, &data, NULL, &r, &e), 0, "%s", e.msg);
+    tr_train_result r;
+    cr_assert_eq(tr_train(&o, real_step, &c, &p2, &data, NULL, &r, &e), 0, "%s", e.msg);
     cr_assert(r.stopped && r.step == 5);
     rt_tensor_list wp, st;
     load_run(o.out_dir, &wp, &st);
     o.hook_ctx = &R2;
     o.stop = NULL;
-    cr_assert_eq(rt_train(&o, real_step, &c, &wp, &data, &st, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_train(&o, real_step, &c, &wp, &data, &st, &r, &e), 0, "%s", e.msg);
     cr_assert_eq(R2.n, 5);
     for (int i = 0; i < 5; i++) {
         cr_assert(R1.loss[i] == ref.loss[i], "update %d", i + 1);
@@ -1230,11 +1230,11 @@ Test(train, cli_trains_resumes_and_refuses_clearly)
     cr_assert_eq(run_cli(args, &out), 0, "%s", out);
     cr_assert(strstr(out, "step 12/12") && strstr(out, "final loss"), "%s", out);
     free(out);
-    static const char *const files[] = {"model.xml", "options.json", RT_TRAIN_WEIGHTS,
-                                        RT_TRAIN_OPTIM, RT_TRAIN_LOG};
+    static const char *const files[] = {"model.xml", "options.json", TR_TRAIN_WEIGHTS,
+                                        TR_TRAIN_OPTIM, TR_TRAIN_LOG};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         cr_assert(access(tu_path(run, files[i]), R_OK) == 0, "%s missing", files[i]);
-    cr_assert_eq(count_lines(tu_path(run, RT_TRAIN_LOG)), 13);
+    cr_assert_eq(count_lines(tu_path(run, TR_TRAIN_LOG)), 13);
     rt_tensor_list wp, st;
     load_run(run, &wp, &st);
     cr_assert(rt_list_cfind(&wp, "bert.embeddings.word_embeddings.weight"));
@@ -1255,7 +1255,7 @@ Test(train, cli_trains_resumes_and_refuses_clearly)
     snprintf(args, sizeof args, "--resume %s --steps 15 --quiet", run);
     cr_assert_eq(run_cli(args, &out), 0, "%s", out);
     free(out);
-    cr_assert_eq(count_lines(tu_path(run, RT_TRAIN_LOG)), 16);
+    cr_assert_eq(count_lines(tu_path(run, TR_TRAIN_LOG)), 16);
 
     /* Refusals. */
     static const struct {
@@ -1310,7 +1310,7 @@ Test(train, cli_ctrl_c_checkpoints_and_resume_repeats_the_run)
         _exit(98);
     }
     /* Interrupt once a few updates are logged. */
-    const char *log = tu_path(b, RT_TRAIN_LOG);
+    const char *log = tu_path(b, TR_TRAIN_LOG);
     for (int i = 0; i < 6000 && count_lines(log) < 4; i++)
         nanosleep(&(struct timespec){0, 5000000}, NULL);
     kill(pid, SIGINT);
@@ -1335,14 +1335,14 @@ Test(train, cli_ctrl_c_checkpoints_and_resume_repeats_the_run)
     snprintf(args, sizeof args, "--resume %s --quiet", b);
     cr_assert_eq(run_cli(args, &out), 0, "%s", out);
     free(out);
-    char *la = log_without_speed(tu_path(a, RT_TRAIN_LOG));
-    char *lb = log_without_speed(tu_path(b, RT_TRAIN_LOG));
+    char *la = log_without_speed(tu_path(a, TR_TRAIN_LOG));
+    char *lb = log_without_speed(tu_path(b, TR_TRAIN_LOG));
     cr_assert_str_eq(lb, la);
     free(la);
     free(lb);
     size_t na, nb;
-    char *wa = tu_read_file(tu_path(a, RT_TRAIN_WEIGHTS), &na);
-    char *wb = tu_read_file(tu_path(b, RT_TRAIN_WEIGHTS), &nb);
+    char *wa = tu_read_file(tu_path(a, TR_TRAIN_WEIGHTS), &na);
+    char *wb = tu_read_file(tu_path(b, TR_TRAIN_WEIGHTS), &nb);
     cr_assert(wa && wb && na == nb && !memcmp(wa, wb, na), "final weights differ");
     free(wa);
     free(wb);

@@ -37,24 +37,24 @@ static void small_set(setup *s)
     snprintf(s->data, sizeof s->data, "%s/data", s->dir);
     snprintf(s->vocab, sizeof s->vocab, "%s/vocab.txt", s->dir);
     snprintf(s->model, sizeof s->model, "%s/model.xml", s->dir);
-    rt_demo_data_counts n;
-    cr_assert_eq(rt_demo_data_write(s->data, 0, 30, &n, &e), 0, "%s", e.msg);
+    tk_demo_data_counts n;
+    cr_assert_eq(tk_demo_data_write(s->data, 0, 30, &n, &e), 0, "%s", e.msg);
     cr_assert_eq(n.train + n.dev + n.test, 6 * 30);
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(500);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(500);
     o.tok.lowercase = 0;
-    rt_vocab_learner *l = rt_vocab_learner_new(&o, &e);
+    tx_vocab_learner *l = tx_vocab_learner_new(&o, &e);
     char **tokens = NULL, path[600];
     int ntok = 0;
-    rt_vocab_learn_stats st;
+    tx_vocab_learn_stats st;
     snprintf(path, sizeof path, "%s/train/seq.in", s->data);
-    cr_assert(l && !rt_vocab_learner_add_file(l, path, &e) &&
-                  !rt_vocab_learner_run(l, &tokens, &ntok, &st, &e) &&
-                  !rt_vocab_save(s->vocab, (const char *const *)tokens, ntok, &e),
+    cr_assert(l && !tx_vocab_learner_add_file(l, path, &e) &&
+                  !tx_vocab_learner_run(l, &tokens, &ntok, &st, &e) &&
+                  !tx_vocab_save(s->vocab, (const char *const *)tokens, ntok, &e),
               "%s", e.msg);
     for (int i = 0; i < ntok; i++)
         free(tokens[i]);
     free(tokens);
-    rt_vocab_learner_free(l);
+    tx_vocab_learner_free(l);
     cr_assert_eq(tu_write_file(s->model, micro_xml), 0);
 }
 
@@ -98,7 +98,7 @@ Test(trainer, trains_evaluates_predicts_and_exports_in_process, .timeout = 300)
     cr_expect_eq(r.train.total, 18);
     cr_expect_not(r.train.stopped);
     cr_assert(r.have_best);
-    double best_intent = rt_metrics_get(&r.best, "intent_accuracy");
+    double best_intent = tk_metrics_get(&r.best, "intent_accuracy");
     rundir_train_result_free(&r);
     cr_expect_eq(access(tu_path(run, "best.safetensors"), R_OK), 0);
 
@@ -106,9 +106,9 @@ Test(trainer, trains_evaluates_predicts_and_exports_in_process, .timeout = 300)
     rundir_model m;
     rundir_model_opts mo = {"best", CG_BACKEND_REF, 1, NULL, NULL};
     cr_assert_eq(rundir_model_open(&m, run, s.data, &mo, &e), 0, "%s", e.msg);
-    rt_metrics dev;
-    cr_assert_eq(rundir_evaluate(&m, RT_SPLIT_DEV, 64, &dev, &e), 0, "%s", e.msg);
-    cr_expect_eq(rt_metrics_get(&dev, "intent_accuracy"), best_intent);
+    tk_metrics dev;
+    cr_assert_eq(rundir_evaluate(&m, TK_SPLIT_DEV, 64, &dev, &e), 0, "%s", e.msg);
+    cr_expect_eq(tk_metrics_get(&dev, "intent_accuracy"), best_intent);
     cr_expect_eq(dev.examples, 18); /* 3 of each intent's 30 */
     json_t *j = NULL;
     cr_assert_eq(rundir_predict(&m, "아이유 노래 틀어줘", NULL, &j, &e), 0, "%s", e.msg);
@@ -254,11 +254,11 @@ Test(demo_data, the_same_seed_writes_the_same_files)
     snprintf(a, sizeof a, "%s/a", tu_tmpdir());
     snprintf(b, sizeof b, "%s/b", tu_tmpdir());
     snprintf(c, sizeof c, "%s/c", tu_tmpdir());
-    rt_demo_data_counts na, nb, nc;
+    tk_demo_data_counts na, nb, nc;
     bc_err e;
-    cr_assert_eq(rt_demo_data_write(a, 7, 40, &na, &e), 0, "%s", e.msg);
-    cr_assert_eq(rt_demo_data_write(b, 7, 40, &nb, &e), 0, "%s", e.msg);
-    cr_assert_eq(rt_demo_data_write(c, 8, 40, &nc, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_demo_data_write(a, 7, 40, &na, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_demo_data_write(b, 7, 40, &nb, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_demo_data_write(c, 8, 40, &nc, &e), 0, "%s", e.msg);
     /* 40 of each of 6 intents, split 32/4/4 per intent. */
     cr_expect_eq(na.intents, 6);
     cr_expect_eq(na.train, 6 * 32);
@@ -295,12 +295,12 @@ Test(curves, metrics_csv_resumes_at_a_step_and_finds_the_best)
     const char *dir = tu_tmpdir();
     bc_err e;
     static const char *const best_by[] = {"f1", "acc", NULL};
-    rt_task_ops ops = {.name = "x", .best_by = best_by};
+    tk_task_ops ops = {.name = "x", .best_by = best_by};
     const double f1[] = {0.5, 0.7, 0.7, 0.9}, acc[] = {0.1, 0.2, 0.3, 0.1};
     for (int i = 0; i < 4; i++) {
-        rt_metrics m = {0};
-        rt_metrics_add(&m, "acc", acc[i]);
-        rt_metrics_add(&m, "f1", f1[i]);
+        tk_metrics m = {0};
+        tk_metrics_add(&m, "acc", acc[i]);
+        tk_metrics_add(&m, "f1", f1[i]);
         m.examples = 10;
         cr_assert_eq(
             rundir_metrics_append(dir, 10 * (i + 1), i + 1, 1.0 / (i + 1), &m, 0, &e), 0,
@@ -308,14 +308,14 @@ Test(curves, metrics_csv_resumes_at_a_step_and_finds_the_best)
     }
     /* Resuming at step 30 drops the line of step 40, and the best kept is step 30's
      * (f1 ties with step 20's, acc decides). */
-    rt_metrics best;
+    tk_metrics best;
     int have = 0;
     json_t *keep = NULL;
     cr_assert_eq(rundir_metrics_resume(dir, 30, &ops, &best, &have, &keep, &e), 0, "%s",
                  e.msg);
     cr_assert(have);
-    cr_expect_eq(rt_metrics_get(&best, "f1"), 0.7);
-    cr_expect_eq(rt_metrics_get(&best, "acc"), 0.3);
+    cr_expect_eq(tk_metrics_get(&best, "f1"), 0.7);
+    cr_expect_eq(tk_metrics_get(&best, "acc"), 0.3);
     json_decref(keep);
     char *csv = tu_read_file(tu_path(dir, "metrics.csv"), NULL);
     cr_assert_not_null(csv);

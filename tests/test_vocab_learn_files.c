@@ -1,4 +1,4 @@
-/* test_vocab_learn_files.c: rt_vocab_learn_files (text/tokenizer.h), `bertcc vocab` as
+/* test_vocab_learn_files.c: tx_vocab_learn_files (text/tokenizer.h), `bertcc vocab` as
  * a library call: the file holds what the learner makes from the same files, the
  * executable writes the same bytes, and a missing file or a bad size is an error that
  * writes nothing. */
@@ -41,19 +41,19 @@ Test(vocab_learn_files, writes_what_the_learner_makes_from_the_same_files)
     fixture f;
     make_fixture(&f);
     const char *files[2] = {f.a, f.b};
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(60);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(60);
     const char *out = tu_path(f.dir, "vocab.txt");
     int n = 0;
-    rt_vocab_learn_stats st, st2;
+    tx_vocab_learn_stats st, st2;
     bc_err e;
-    cr_assert_eq(rt_vocab_learn_files(&o, files, 2, out, &n, &st, &e), 0, "%s", e.msg);
-    rt_vocab_learner *l = rt_vocab_learner_new(&o, &e);
+    cr_assert_eq(tx_vocab_learn_files(&o, files, 2, out, &n, &st, &e), 0, "%s", e.msg);
+    tx_vocab_learner *l = tx_vocab_learner_new(&o, &e);
     cr_assert_not_null(l, "%s", e.msg);
     for (int i = 0; i < 2; i++)
-        cr_assert_eq(rt_vocab_learner_add_file(l, files[i], &e), 0, "%s", e.msg);
+        cr_assert_eq(tx_vocab_learner_add_file(l, files[i], &e), 0, "%s", e.msg);
     char **tokens = NULL;
     int m = 0;
-    cr_assert_eq(rt_vocab_learner_run(l, &tokens, &m, &st2, &e), 0, "%s", e.msg);
+    cr_assert_eq(tx_vocab_learner_run(l, &tokens, &m, &st2, &e), 0, "%s", e.msg);
     cr_expect_eq(n, m);
     cr_expect(st.words == st2.words && st.unique_words == st2.unique_words &&
                   st.letters == st2.letters && st.hangul == st2.hangul &&
@@ -76,7 +76,7 @@ Test(vocab_learn_files, writes_what_the_learner_makes_from_the_same_files)
     cr_expect(!strncmp(text, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", 30), "%s", text);
     free(text);
     free(want);
-    rt_vocab_learner_free(l);
+    tx_vocab_learner_free(l);
 }
 
 Test(vocab_learn_files, the_executable_writes_the_same_bytes)
@@ -84,14 +84,14 @@ Test(vocab_learn_files, the_executable_writes_the_same_bytes)
     fixture f;
     make_fixture(&f);
     const char *files[2] = {f.a, f.b};
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(50);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(50);
     o.min_frequency = 3;
     char lib[1024], cli[1024];
     snprintf(lib, sizeof lib, "%s", tu_path(f.dir, "lib.txt"));
     snprintf(cli, sizeof cli, "%s", tu_path(f.dir, "cli.txt"));
     int n;
     bc_err e;
-    cr_assert_eq(rt_vocab_learn_files(&o, files, 2, lib, &n, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(tx_vocab_learn_files(&o, files, 2, lib, &n, NULL, &e), 0, "%s", e.msg);
     char *out = NULL;
     int rc = tu_bertcc(&out, "vocab --corpus '%s' '%s' --size 50 --min-frequency 3 -o '%s'",
                        f.a, f.b, cli);
@@ -115,14 +115,14 @@ Test(vocab_learn_files, a_missing_file_or_a_bad_size_is_an_error_and_writes_noth
     snprintf(missing, sizeof missing, "%s", tu_path(f.dir, "missing.txt"));
     snprintf(out, sizeof out, "%s", tu_path(f.dir, "vocab.txt"));
     const char *files[2] = {f.a, missing};
-    rt_vocab_learn_opts o = RT_VOCAB_LEARN_OPTS_DEFAULT(50);
+    tx_vocab_learn_opts o = TX_VOCAB_LEARN_OPTS_DEFAULT(50);
     int n;
     bc_err e;
     struct stat sb;
-    cr_assert_neq(rt_vocab_learn_files(&o, files, 2, out, &n, NULL, &e), 0);
+    cr_assert_neq(tx_vocab_learn_files(&o, files, 2, out, &n, NULL, &e), 0);
     cr_expect(strstr(e.msg, "missing.txt"), "%s", e.msg);
     cr_expect_neq(stat(out, &sb), 0, "a missing file wrote %s", out);
     o.size = 3;
-    cr_assert_neq(rt_vocab_learn_files(&o, files, 1, out, &n, NULL, &e), 0);
+    cr_assert_neq(tx_vocab_learn_files(&o, files, 1, out, &n, NULL, &e), 0);
     cr_expect_neq(stat(out, &sb), 0, "a bad size wrote %s", out);
 }

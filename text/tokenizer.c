@@ -68,23 +68,23 @@ static int is_cjk(int32_t cp)
 
 /* ---- vocabulary --------------------------------------------------------------------- */
 
-struct rt_vocab {
+struct tx_vocab {
     int n;          /* ids */
     char *pool;     /* the tokens, each NUL-terminated */
     size_t *off;    /* (n + 1): token i is pool[off[i] .. off[i+1] - 1) */
     int32_t *slots; /* open addressing: id + 1, or 0 for empty */
     size_t mask;
-    int special[RT_NSPECIAL];
+    int special[TX_NSPECIAL];
     int dups;
     size_t max_len; /* longest token, in bytes */
 };
 
-static const char *const special_names[RT_NSPECIAL] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
+static const char *const special_names[TX_NSPECIAL] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
                                                        "[MASK]"};
 
-const char *rt_special_name(rt_special s)
+const char *tx_special_name(tx_special s)
 {
-    return (unsigned)s < RT_NSPECIAL ? special_names[s] : "?";
+    return (unsigned)s < TX_NSPECIAL ? special_names[s] : "?";
 }
 
 static uint64_t hash_bytes(const char *s, size_t len)
@@ -97,13 +97,13 @@ static uint64_t hash_bytes(const char *s, size_t len)
     return h;
 }
 
-static size_t tok_len(const rt_vocab *v, int id)
+static size_t tok_len(const tx_vocab *v, int id)
 {
     return v->off[id + 1] - v->off[id] - 1;
 }
 
 /* The slot holding tok, or the empty slot where it would go. */
-static size_t find_slot(const rt_vocab *v, const char *tok, size_t len)
+static size_t find_slot(const tx_vocab *v, const char *tok, size_t len)
 {
     size_t i = (size_t)hash_bytes(tok, len) & v->mask;
     for (;; i = (i + 1) & v->mask) {
@@ -116,7 +116,7 @@ static size_t find_slot(const rt_vocab *v, const char *tok, size_t len)
     }
 }
 
-int rt_vocab_id(const rt_vocab *v, const char *tok, size_t len)
+int tx_vocab_id(const tx_vocab *v, const char *tok, size_t len)
 {
     if (len > v->max_len)
         return -1;
@@ -124,27 +124,27 @@ int rt_vocab_id(const rt_vocab *v, const char *tok, size_t len)
     return s ? s - 1 : -1;
 }
 
-int rt_vocab_size(const rt_vocab *v)
+int tx_vocab_size(const tx_vocab *v)
 {
     return v->n;
 }
 
-const char *rt_vocab_token(const rt_vocab *v, int id)
+const char *tx_vocab_token(const tx_vocab *v, int id)
 {
     return id >= 0 && id < v->n ? v->pool + v->off[id] : NULL;
 }
 
-int rt_vocab_special(const rt_vocab *v, rt_special s)
+int tx_vocab_special(const tx_vocab *v, tx_special s)
 {
-    return (unsigned)s < RT_NSPECIAL ? v->special[s] : -1;
+    return (unsigned)s < TX_NSPECIAL ? v->special[s] : -1;
 }
 
-int rt_vocab_duplicates(const rt_vocab *v)
+int tx_vocab_duplicates(const tx_vocab *v)
 {
     return v->dups;
 }
 
-void rt_vocab_free(rt_vocab *v)
+void tx_vocab_free(tx_vocab *v)
 {
     if (!v)
         return;
@@ -175,9 +175,9 @@ static size_t utf8_bad(const char *s, size_t len)
 }
 
 /* Builds the table over n tokens held in pool at off[]; takes ownership of both. */
-static rt_vocab *vocab_build(char *pool, size_t *off, int n, const char *name, bc_err *e)
+static tx_vocab *vocab_build(char *pool, size_t *off, int n, const char *name, bc_err *e)
 {
-    rt_vocab *v = calloc(1, sizeof *v);
+    tx_vocab *v = calloc(1, sizeof *v);
     size_t cap = 16;
     while (cap < (size_t)n * 2)
         cap *= 2;
@@ -201,17 +201,17 @@ static rt_vocab *vocab_build(char *pool, size_t *off, int n, const char *name, b
             v->dups++; /* the later line wins, as in transformers' load_vocab */
         v->slots[s] = i + 1;
     }
-    for (int s = 0; s < RT_NSPECIAL; s++)
-        v->special[s] = rt_vocab_id(v, special_names[s], strlen(special_names[s]));
-    if (v->special[RT_UNK] < 0) {
+    for (int s = 0; s < TX_NSPECIAL; s++)
+        v->special[s] = tx_vocab_id(v, special_names[s], strlen(special_names[s]));
+    if (v->special[TX_UNK] < 0) {
         bc_errf(e, "%s: the vocabulary has no [UNK] token", name);
-        rt_vocab_free(v);
+        tx_vocab_free(v);
         return NULL;
     }
     return v;
 }
 
-rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name, bc_err *e)
+tx_vocab *tx_vocab_from_list(const char *const *tokens, int n, const char *name, bc_err *e)
 {
     size_t total = 0;
     for (int i = 0; i < n; i++)
@@ -241,7 +241,7 @@ rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name,
     return vocab_build(pool, off, n, name, e);
 }
 
-rt_vocab *rt_vocab_load(const char *path, bc_err *e)
+tx_vocab *tx_vocab_load(const char *path, bc_err *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -324,7 +324,7 @@ rt_vocab *rt_vocab_load(const char *path, bc_err *e)
     return vocab_build(pool, off, n, path, e);
 }
 
-int rt_vocab_save(const char *path, const char *const *tokens, int n, bc_err *e)
+int tx_vocab_save(const char *path, const char *const *tokens, int n, bc_err *e)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -344,29 +344,29 @@ int rt_vocab_save(const char *path, const char *const *tokens, int n, bc_err *e)
 
 /* ---- tokenizing --------------------------------------------------------------------- */
 
-int rt_tok_strip_accents(const rt_tok_opts *o)
+int tx_tok_strip_accents(const tx_tok_opts *o)
 {
     return o->strip_accents < 0 ? o->lowercase != 0 : o->strip_accents != 0;
 }
 
-void rt_token_list_free(rt_token_list *l)
+void tx_token_list_free(tx_token_list *l)
 {
     free(l->t);
     l->t = NULL;
     l->n = l->cap = 0;
 }
 
-static int push_token(rt_token_list *l, int32_t id, int32_t start, int32_t end)
+static int push_token(tx_token_list *l, int32_t id, int32_t start, int32_t end)
 {
     if (l->n == l->cap) {
         int cap = l->cap ? l->cap * 2 : 64;
-        rt_token *t = realloc(l->t, (size_t)cap * sizeof *t);
+        tx_token *t = realloc(l->t, (size_t)cap * sizeof *t);
         if (!t)
             return -1;
         l->t = t;
         l->cap = cap;
     }
-    l->t[l->n++] = (rt_token){id, start, end};
+    l->t[l->n++] = (tx_token){id, start, end};
     return 0;
 }
 
@@ -396,7 +396,7 @@ static int tv_push(tvec *v, int32_t cp, int32_t start, int32_t end)
 
 /* The state of one call: options, scratch buffers, and where words go. */
 typedef struct tk {
-    const rt_vocab *v; /* NULL: basic tokenizer only, words go to fn */
+    const tx_vocab *v; /* NULL: basic tokenizer only, words go to fn */
     int lower, strip;
     tvec raw;  /* cleaned characters of the current stretch of text */
     tvec low;  /* one word, lower-cased */
@@ -404,8 +404,8 @@ typedef struct tk {
     char *buf; /* UTF-8 of one basic token, from byte 2 ("##" room) */
     int *bpos; /* (chars + 1) byte positions in buf */
     size_t bcap;
-    rt_token_list *out;
-    rt_word_fn fn;
+    tx_token_list *out;
+    tx_word_fn fn;
     void *ctx;
     int fn_rc;
 } tk;
@@ -459,11 +459,11 @@ static void span(const tchar *c, int n, int32_t *start, int32_t *end)
 /* WordPiece on one basic token: greedy longest match first, "##" continuations. */
 static int wordpiece(tk *t, const tchar *c, int n)
 {
-    const rt_vocab *v = t->v;
+    const tx_vocab *v = t->v;
     int32_t s, e;
     span(c, n, &s, &e);
-    int unk = v->special[RT_UNK];
-    if (n > RT_TOK_MAX_WORD_CHARS)
+    int unk = v->special[TX_UNK];
+    if (n > TX_TOK_MAX_WORD_CHARS)
         return push_token(t->out, unk, s, e);
     if (encode(t, c, n) < 0)
         return -1;
@@ -479,7 +479,7 @@ static int wordpiece(tk *t, const tchar *c, int n)
         while (end > start && (size_t)(t->bpos[end] - from) > v->max_len)
             end--;
         for (; end > start; end--)
-            if ((id = rt_vocab_id(v, t->buf + from, (size_t)(t->bpos[end] - from))) >= 0)
+            if ((id = tx_vocab_id(v, t->buf + from, (size_t)(t->bpos[end] - from))) >= 0)
                 break;
         if (id < 0) {
             t->out->n = first;
@@ -643,12 +643,12 @@ static int stretch(tk *t, const char *text, int32_t s, int32_t e, bc_err *err)
 }
 
 /* The longest special token that starts at text[i], or -1. */
-static int special_at(const rt_vocab *v, const char *text, size_t len, size_t i,
+static int special_at(const tx_vocab *v, const char *text, size_t len, size_t i,
                       size_t *slen)
 {
     int best = -1;
     *slen = 0;
-    for (int s = 0; s < RT_NSPECIAL; s++) {
+    for (int s = 0; s < TX_NSPECIAL; s++) {
         size_t l = strlen(special_names[s]);
         if (v->special[s] >= 0 && l > *slen && l <= len - i &&
             !memcmp(text + i, special_names[s], l)) {
@@ -659,13 +659,13 @@ static int special_at(const rt_vocab *v, const char *text, size_t len, size_t i,
     return best;
 }
 
-int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_t len,
-                rt_token_list *out, bc_err *e)
+int tx_tokenize(const tx_vocab *v, const tx_tok_opts *o, const char *text, size_t len,
+                tx_token_list *out, bc_err *e)
 {
     if (len > 0x7fffffff)
         return bc_errf(e, "text of %zu bytes is too long to tokenize", len);
     tk t = {
-        .v = v, .lower = o->lowercase != 0, .strip = rt_tok_strip_accents(o), .out = out};
+        .v = v, .lower = o->lowercase != 0, .strip = tx_tok_strip_accents(o), .out = out};
     int first = out->n, rc = 0;
     size_t seg = 0, i = 0;
     while (i < len && !rc) {
@@ -695,19 +695,19 @@ int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_
     return rc;
 }
 
-int rt_tokenize_words(const rt_vocab *v, const rt_tok_opts *o, const char *const *words,
-                      int nwords, rt_token_list *out, int *first, bc_err *e)
+int tx_tokenize_words(const tx_vocab *v, const tx_tok_opts *o, const char *const *words,
+                      int nwords, tx_token_list *out, int *first, bc_err *e)
 {
     int start = out->n;
     for (int w = 0; w < nwords; w++) {
         first[w] = out->n;
         size_t len = strlen(words[w]);
-        if (rt_tokenize(v, o, words[w], len, out, e)) {
+        if (tx_tokenize(v, o, words[w], len, out, e)) {
             bc_err_prefix(e, "word %d", w + 1);
             out->n = start;
             return -1;
         }
-        if (out->n == first[w] && push_token(out, v->special[RT_UNK], 0, (int32_t)len)) {
+        if (out->n == first[w] && push_token(out, v->special[TX_UNK], 0, (int32_t)len)) {
             out->n = start;
             return bc_errf(e, "out of memory");
         }
@@ -716,13 +716,13 @@ int rt_tokenize_words(const rt_vocab *v, const rt_tok_opts *o, const char *const
     return 0;
 }
 
-int rt_basic_tokenize(const rt_tok_opts *o, const char *text, size_t len, rt_word_fn fn,
+int tx_basic_tokenize(const tx_tok_opts *o, const char *text, size_t len, tx_word_fn fn,
                       void *ctx, bc_err *e)
 {
     if (len > 0x7fffffff)
         return bc_errf(e, "text of %zu bytes is too long to tokenize", len);
     tk t = {
-        .lower = o->lowercase != 0, .strip = rt_tok_strip_accents(o), .fn = fn, .ctx = ctx};
+        .lower = o->lowercase != 0, .strip = tx_tok_strip_accents(o), .fn = fn, .ctx = ctx};
     int rc = stretch(&t, text, 0, (int32_t)len, e);
     tk_free(&t);
     return rc && t.fn_rc ? t.fn_rc : rc;

@@ -38,73 +38,73 @@
 
 /* ---- vocabulary ------------------------------------------------------------------ */
 
-typedef struct rt_vocab rt_vocab;
+typedef struct tx_vocab tx_vocab;
 
-typedef enum rt_special { RT_PAD, RT_UNK, RT_CLS, RT_SEP, RT_MASK, RT_NSPECIAL } rt_special;
+typedef enum tx_special { TX_PAD, TX_UNK, TX_CLS, TX_SEP, TX_MASK, TX_NSPECIAL } tx_special;
 
 /* "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]". */
-const char *rt_special_name(rt_special s);
+const char *tx_special_name(tx_special s);
 
 /* Loads a vocab.txt: one token per line, id = line number (from 0); lines end in \n,
  * \r\n or \r. As transformers' load_vocab: a token that appears twice maps to its later
- * line (both ids stay valid for rt_vocab_token), and an empty line is a token too.
+ * line (both ids stay valid for tx_vocab_token), and an empty line is a token too.
  * Errors name the file (and line): unreadable, empty, invalid UTF-8, a NUL byte, more
  * than 2^31-1 lines, or no [UNK] token. */
-rt_vocab *rt_vocab_load(const char *path, bc_err *e);
+tx_vocab *tx_vocab_load(const char *path, bc_err *e);
 
 /* The same from a list of n tokens (name is used in messages). */
-rt_vocab *rt_vocab_from_list(const char *const *tokens, int n, const char *name, bc_err *e);
+tx_vocab *tx_vocab_from_list(const char *const *tokens, int n, const char *name, bc_err *e);
 
-void rt_vocab_free(rt_vocab *v);
+void tx_vocab_free(tx_vocab *v);
 
-int rt_vocab_size(const rt_vocab *v);
+int tx_vocab_size(const tx_vocab *v);
 /* The id of a token, or -1. */
-int rt_vocab_id(const rt_vocab *v, const char *tok, size_t len);
+int tx_vocab_id(const tx_vocab *v, const char *tok, size_t len);
 /* The token of an id, or NULL when id is out of range. */
-const char *rt_vocab_token(const rt_vocab *v, int id);
+const char *tx_vocab_token(const tx_vocab *v, int id);
 /* The id of a special token, or -1 when the vocabulary lacks it ([UNK] never does). */
-int rt_vocab_special(const rt_vocab *v, rt_special s);
+int tx_vocab_special(const tx_vocab *v, tx_special s);
 /* How many lines repeated an earlier token (0 for a well-formed vocabulary). */
-int rt_vocab_duplicates(const rt_vocab *v);
+int tx_vocab_duplicates(const tx_vocab *v);
 
 /* Writes tokens one per line (atomically: PATH.tmp.<pid>, then rename). */
-int rt_vocab_save(const char *path, const char *const *tokens, int n, bc_err *e);
+int tx_vocab_save(const char *path, const char *const *tokens, int n, bc_err *e);
 
 /* ---- options ----------------------------------------------------------------------- */
 
 /* Hugging Face's BertTokenizer options (do_lower_case, strip_accents). */
-typedef struct rt_tok_opts {
+typedef struct tx_tok_opts {
     int lowercase;     /* 1: lower-case (the default); 0: keep case */
     int strip_accents; /* -1: follow lowercase (Hugging Face's None); 0: keep; 1: strip */
-} rt_tok_opts;
+} tx_tok_opts;
 
-#define RT_TOK_OPTS_DEFAULT ((rt_tok_opts){1, -1})
+#define TX_TOK_OPTS_DEFAULT ((tx_tok_opts){1, -1})
 /* Words longer than this many characters (after normalization) become [UNK]. */
-#define RT_TOK_MAX_WORD_CHARS 100
+#define TX_TOK_MAX_WORD_CHARS 100
 
 /* Whether o strips accents. */
-int rt_tok_strip_accents(const rt_tok_opts *o);
+int tx_tok_strip_accents(const tx_tok_opts *o);
 
 /* ---- tokenizing -------------------------------------------------------------------- */
 
-typedef struct rt_token {
+typedef struct tx_token {
     int32_t id;         /* vocabulary id */
     int32_t start, end; /* byte offsets [start, end) into the original text */
-} rt_token;
+} tx_token;
 
-/* A growable list of tokens; zero-initialize, free with rt_token_list_free. */
-typedef struct rt_token_list {
-    rt_token *t;
+/* A growable list of tokens; zero-initialize, free with tx_token_list_free. */
+typedef struct tx_token_list {
+    tx_token *t;
     int n, cap;
-} rt_token_list;
+} tx_token_list;
 
-void rt_token_list_free(rt_token_list *l);
+void tx_token_list_free(tx_token_list *l);
 
 /* Tokenizes text[0..len) (no [CLS]/[SEP] added) and appends the tokens to out. Text
  * longer than 2^31-1 bytes, or not valid UTF-8, is an error (out is then as it was).
  * A loaded vocabulary is only read, so threads may tokenize with one at once. */
-int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_t len,
-                rt_token_list *out, bc_err *e);
+int tx_tokenize(const tx_vocab *v, const tx_tok_opts *o, const char *text, size_t len,
+                tx_token_list *out, bc_err *e);
 
 /* Tokenizes pre-split words (e.g. seq.in words that carry slot labels), each on its own,
  * and appends the tokens to out; first[i] receives the index in out of word i's first
@@ -112,15 +112,15 @@ int rt_tokenize(const rt_vocab *v, const rt_tok_opts *o, const char *text, size_
  * word that gives no token at all (only control characters, say) gives one [UNK], as
  * the JointBERT recipe does, so every word has a first token. Offsets are into the
  * word. */
-int rt_tokenize_words(const rt_vocab *v, const rt_tok_opts *o, const char *const *words,
-                      int nwords, rt_token_list *out, int *first, bc_err *e);
+int tx_tokenize_words(const tx_vocab *v, const tx_tok_opts *o, const char *const *words,
+                      int nwords, tx_token_list *out, int *first, bc_err *e);
 
 /* The basic tokenizer alone (steps 2 to 5; special tokens are not treated apart): calls
  * fn for every word with its normalized UTF-8 text and its byte span in the original.
  * A callback that returns nonzero stops the walk, and that value is returned. */
-typedef int (*rt_word_fn)(void *ctx, const char *word, size_t len, int32_t start,
+typedef int (*tx_word_fn)(void *ctx, const char *word, size_t len, int32_t start,
                           int32_t end);
-int rt_basic_tokenize(const rt_tok_opts *o, const char *text, size_t len, rt_word_fn fn,
+int tx_basic_tokenize(const tx_tok_opts *o, const char *text, size_t len, tx_word_fn fn,
                       void *ctx, bc_err *e);
 
 /* ---- learning a vocabulary (wordpiece_learn.c) -------------------------------------- */
@@ -133,18 +133,18 @@ int rt_basic_tokenize(const rt_tok_opts *o, const char *text, size_t len, rt_wor
  * frequent over the corpus (ties: the smaller merged string, then the smaller left
  * piece, in byte order), so the result is deterministic. A word holding a character
  * form left out of the alphabet would be [UNK] anyway, and is not learned from. */
-typedef struct rt_vocab_learn_opts {
+typedef struct tx_vocab_learn_opts {
     int size;           /* target vocabulary size, special tokens included (>= 6) */
     int min_frequency;  /* pairs seen fewer times are never merged (default 2) */
     int limit_alphabet; /* at most this many alphabet tokens; 0: half the vocabulary */
-    rt_tok_opts tok;    /* the basic tokenizer's options on the corpus */
-} rt_vocab_learn_opts;
+    tx_tok_opts tok;    /* the basic tokenizer's options on the corpus */
+} tx_vocab_learn_opts;
 
 /* Defaults: min_frequency 2, alphabet at most half of size, lower-case but keep accents
  * (so Korean keeps its syllables; see wordpiece_learn.c). */
-#define RT_VOCAB_LEARN_OPTS_DEFAULT(n) ((rt_vocab_learn_opts){(n), 2, 0, {1, 0}})
+#define TX_VOCAB_LEARN_OPTS_DEFAULT(n) ((tx_vocab_learn_opts){(n), 2, 0, {1, 0}})
 
-typedef struct rt_vocab_learn_stats {
+typedef struct tx_vocab_learn_stats {
     long long words;        /* basic-tokenized words in the corpus */
     long long unique_words; /* distinct words */
     long long letters;      /* characters of category L* in the words */
@@ -152,25 +152,25 @@ typedef struct rt_vocab_learn_stats {
     int alphabet;           /* single-character tokens kept */
     int alphabet_dropped;   /* single-character forms left out by limit_alphabet */
     int merges;             /* merge steps made */
-} rt_vocab_learn_stats;
+} tx_vocab_learn_stats;
 
-typedef struct rt_vocab_learner rt_vocab_learner;
+typedef struct tx_vocab_learner tx_vocab_learner;
 
-rt_vocab_learner *rt_vocab_learner_new(const rt_vocab_learn_opts *o, bc_err *e);
+tx_vocab_learner *tx_vocab_learner_new(const tx_vocab_learn_opts *o, bc_err *e);
 /* Counts the words of a text (valid UTF-8). */
-int rt_vocab_learner_add_text(rt_vocab_learner *l, const char *text, size_t len, bc_err *e);
+int tx_vocab_learner_add_text(tx_vocab_learner *l, const char *text, size_t len, bc_err *e);
 /* Counts the words of a file, line by line; errors name FILE:LINE. */
-int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, bc_err *e);
+int tx_vocab_learner_add_file(tx_vocab_learner *l, const char *path, bc_err *e);
 /* Learns the vocabulary: *tokens receives n malloc'd strings (free each, then the
  * array). stats may be NULL. */
-int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *n,
-                         rt_vocab_learn_stats *stats, bc_err *e);
-void rt_vocab_learner_free(rt_vocab_learner *l);
+int tx_vocab_learner_run(tx_vocab_learner *l, char ***tokens, int *n,
+                         tx_vocab_learn_stats *stats, bc_err *e);
+void tx_vocab_learner_free(tx_vocab_learner *l);
 /* The whole of `bertcc vocab`: learns from the files paths[0..npaths) in order (as
- * rt_vocab_learner_add_file reads them) and writes the vocabulary to out
- * (rt_vocab_save); *ntok receives its size. stats may be NULL. */
-int rt_vocab_learn_files(const rt_vocab_learn_opts *o, const char *const *paths, int npaths,
-                         const char *out, int *ntok, rt_vocab_learn_stats *stats,
+ * tx_vocab_learner_add_file reads them) and writes the vocabulary to out
+ * (tx_vocab_save); *ntok receives its size. stats may be NULL. */
+int tx_vocab_learn_files(const tx_vocab_learn_opts *o, const char *const *paths, int npaths,
+                         const char *out, int *ntok, tx_vocab_learn_stats *stats,
                          bc_err *e);
 
 #endif

@@ -130,26 +130,26 @@ static int sm_intern(strmap *m, const char *s, size_t len, int *added)
 
 /* ---- the learner --------------------------------------------------------------------- */
 
-struct rt_vocab_learner {
-    rt_vocab_learn_opts o;
+struct tx_vocab_learner {
+    tx_vocab_learn_opts o;
     strmap words;      /* distinct words */
     long long *wcount; /* (words.n) occurrences */
     int wcap;
     long long total; /* word occurrences */
 };
 
-rt_vocab_learner *rt_vocab_learner_new(const rt_vocab_learn_opts *o, bc_err *e)
+tx_vocab_learner *tx_vocab_learner_new(const tx_vocab_learn_opts *o, bc_err *e)
 {
-    if (o->size < RT_NSPECIAL + 1) {
+    if (o->size < TX_NSPECIAL + 1) {
         bc_errf(e, "vocabulary size %d is too small (at least %d)", o->size,
-                RT_NSPECIAL + 1);
+                TX_NSPECIAL + 1);
         return NULL;
     }
     if (o->min_frequency < 1 || o->limit_alphabet < 0) {
         bc_errf(e, "min_frequency must be at least 1 and limit_alphabet not negative");
         return NULL;
     }
-    rt_vocab_learner *l = calloc(1, sizeof *l);
+    tx_vocab_learner *l = calloc(1, sizeof *l);
     if (!l) {
         bc_errf(e, "out of memory");
         return NULL;
@@ -158,7 +158,7 @@ rt_vocab_learner *rt_vocab_learner_new(const rt_vocab_learn_opts *o, bc_err *e)
     return l;
 }
 
-void rt_vocab_learner_free(rt_vocab_learner *l)
+void tx_vocab_learner_free(tx_vocab_learner *l)
 {
     if (!l)
         return;
@@ -171,7 +171,7 @@ static int count_word(void *ctx, const char *w, size_t len, int32_t start, int32
 {
     (void)start;
     (void)end;
-    rt_vocab_learner *l = ctx;
+    tx_vocab_learner *l = ctx;
     int added;
     int k = sm_intern(&l->words, w, len, &added);
     if (k < 0)
@@ -191,15 +191,15 @@ static int count_word(void *ctx, const char *w, size_t len, int32_t start, int32
     return 0;
 }
 
-int rt_vocab_learner_add_text(rt_vocab_learner *l, const char *text, size_t len, bc_err *e)
+int tx_vocab_learner_add_text(tx_vocab_learner *l, const char *text, size_t len, bc_err *e)
 {
-    int rc = rt_basic_tokenize(&l->o.tok, text, len, count_word, l, e);
+    int rc = tx_basic_tokenize(&l->o.tok, text, len, count_word, l, e);
     if (rc > 0)
         return bc_errf(e, "out of memory");
     return rc;
 }
 
-int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, bc_err *e)
+int tx_vocab_learner_add_file(tx_vocab_learner *l, const char *path, bc_err *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -211,7 +211,7 @@ int rt_vocab_learner_add_file(rt_vocab_learner *l, const char *path, bc_err *e)
     int rc = 0;
     while (!rc && (n = getline(&line, &cap, f)) >= 0) {
         lineno++;
-        if (rt_vocab_learner_add_text(l, line, (size_t)n, e)) {
+        if (tx_vocab_learner_add_text(l, line, (size_t)n, e)) {
             bc_err_prefix(e, "%s:%lld", path, lineno);
             rc = -1;
         }
@@ -434,11 +434,11 @@ static int out_push(char ***out, int *n, const char *s)
         goto done;                                                                         \
     } while (0)
 
-int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *ntok,
-                         rt_vocab_learn_stats *stats, bc_err *e)
+int tx_vocab_learner_run(tx_vocab_learner *l, char ***tokens, int *ntok,
+                         tx_vocab_learn_stats *stats, bc_err *e)
 {
-    const rt_vocab_learn_opts *o = &l->o;
-    rt_vocab_learn_stats st = {.words = l->total, .unique_words = l->words.n};
+    const tx_vocab_learn_opts *o = &l->o;
+    tx_vocab_learn_stats st = {.words = l->total, .unique_words = l->words.n};
     bpe m = {0};
     form *forms = NULL;
     uint32_t *syms = NULL, *stamp = NULL;
@@ -450,8 +450,8 @@ int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *ntok,
     int nout = 0;
     size_t maxlen = 8;
 
-    for (int s = 0; s < RT_NSPECIAL; s++)
-        if (out_push(&out, &nout, rt_special_name((rt_special)s)))
+    for (int s = 0; s < TX_NSPECIAL; s++)
+        if (out_push(&out, &nout, tx_special_name((tx_special)s)))
             NOMEM();
 
     /* 1. character forms and their counts; the words as symbol sequences */
@@ -513,9 +513,9 @@ int rt_vocab_learner_run(rt_vocab_learner *l, char ***tokens, int *ntok,
 
     /* 2. the alphabet: most frequent forms first, as many as allowed */
     int nforms = m.sym.n;
-    int limit = o->limit_alphabet ? o->limit_alphabet : (o->size - RT_NSPECIAL) / 2;
-    if (limit > o->size - RT_NSPECIAL)
-        limit = o->size - RT_NSPECIAL;
+    int limit = o->limit_alphabet ? o->limit_alphabet : (o->size - TX_NSPECIAL) / 2;
+    if (limit > o->size - TX_NSPECIAL)
+        limit = o->size - TX_NSPECIAL;
     if (!(forms = malloc(((size_t)nforms + 1) * sizeof *forms)) ||
         !(keep = calloc((size_t)nforms + 1, sizeof *keep)))
         NOMEM();
@@ -660,25 +660,25 @@ done:
     return 0;
 }
 
-int rt_vocab_learn_files(const rt_vocab_learn_opts *o, const char *const *paths, int npaths,
-                         const char *out, int *ntok, rt_vocab_learn_stats *stats, bc_err *e)
+int tx_vocab_learn_files(const tx_vocab_learn_opts *o, const char *const *paths, int npaths,
+                         const char *out, int *ntok, tx_vocab_learn_stats *stats, bc_err *e)
 {
-    rt_vocab_learner *l = rt_vocab_learner_new(o, e);
+    tx_vocab_learner *l = tx_vocab_learner_new(o, e);
     if (!l)
         return -1;
     int rc = 0;
     for (int i = 0; i < npaths && !rc; i++)
-        rc = rt_vocab_learner_add_file(l, paths[i], e);
+        rc = tx_vocab_learner_add_file(l, paths[i], e);
     char **tokens = NULL;
     int n = 0;
     if (!rc)
-        rc = rt_vocab_learner_run(l, &tokens, &n, stats, e);
+        rc = tx_vocab_learner_run(l, &tokens, &n, stats, e);
     if (!rc)
-        rc = rt_vocab_save(out, (const char *const *)tokens, n, e);
+        rc = tx_vocab_save(out, (const char *const *)tokens, n, e);
     for (int i = 0; i < n; i++)
         free(tokens[i]);
     free(tokens);
-    rt_vocab_learner_free(l);
+    tx_vocab_learner_free(l);
     *ntok = n;
     return rc ? -1 : 0;
 }

@@ -10,9 +10,9 @@ static const struct {
     unsigned group;
     int per_token; /* [B, S] rather than [B] */
 } labels[] = {
-    {"mlm_labels", RT_LABEL_MLM, 1},       {"nsp_labels", RT_LABEL_NSP, 0},
-    {"intent_labels", RT_LABEL_INTENT, 0}, {"slot_labels", RT_LABEL_SLOT, 1},
-    {"start_positions", RT_LABEL_QA, 0},   {"end_positions", RT_LABEL_QA, 0},
+    {"mlm_labels", TR_LABEL_MLM, 1},       {"nsp_labels", TR_LABEL_NSP, 0},
+    {"intent_labels", TR_LABEL_INTENT, 0}, {"slot_labels", TR_LABEL_SLOT, 1},
+    {"start_positions", TR_LABEL_QA, 0},   {"end_positions", TR_LABEL_QA, 0},
 };
 #define NLABELS ((int)(sizeof labels / sizeof *labels))
 
@@ -69,7 +69,7 @@ static int known(const char *name)
     return 0;
 }
 
-int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned accepted,
+int tr_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned accepted,
                      rt_tensor_list *out, unsigned *present, int64_t *Bp, int64_t *Sp,
                      bc_note_fn note, void *note_ctx, bc_err *e)
 {
@@ -112,7 +112,7 @@ int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned
             return -1;
         *present |= labels[i].group;
     }
-    if ((*present & RT_LABEL_QA) && (!rt_list_cfind(batch, "start_positions") ||
+    if ((*present & TR_LABEL_QA) && (!rt_list_cfind(batch, "start_positions") ||
                                      !rt_list_cfind(batch, "end_positions")))
         return bc_errf(e,
                        "the batch has only one of 'start_positions' and 'end_positions'");

@@ -9,11 +9,11 @@
 
 /* Label groups; the same bits as the frontend's FE_LABEL_* (checked by the driver). */
 enum {
-    RT_LABEL_MLM = 1 << 0,    /* mlm_labels [B, S] */
-    RT_LABEL_NSP = 1 << 1,    /* nsp_labels [B] */
-    RT_LABEL_INTENT = 1 << 2, /* intent_labels [B] */
-    RT_LABEL_SLOT = 1 << 3,   /* slot_labels [B, S] */
-    RT_LABEL_QA = 1 << 4,     /* start_positions, end_positions [B] */
+    TR_LABEL_MLM = 1 << 0,    /* mlm_labels [B, S] */
+    TR_LABEL_NSP = 1 << 1,    /* nsp_labels [B] */
+    TR_LABEL_INTENT = 1 << 2, /* intent_labels [B] */
+    TR_LABEL_SLOT = 1 << 3,   /* slot_labels [B, S] */
+    TR_LABEL_QA = 1 << 4,     /* start_positions, end_positions [B] */
 };
 
 /* Checks batch and appends I64 inputs to out: input_ids, token_type_ids (zeros when
@@ -23,7 +23,7 @@ enum {
  * missing input_ids, non-integer dtype, wrong rank or shape, S > max_position, an
  * empty batch, only one of start/end positions. Value ranges are checked where the
  * values are used (ids against the vocabulary, labels against the classes). */
-int rt_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned accepted,
+int tr_batch_prepare(const rt_tensor_list *batch, int64_t max_position, unsigned accepted,
                      rt_tensor_list *out, unsigned *present, int64_t *B, int64_t *S,
                      bc_note_fn note, void *note_ctx, bc_err *e);
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void rt_adamw_defaults(rt_adamw_opts *o)
+void tr_adamw_defaults(tr_adamw_opts *o)
 {
     o->lr = 5e-5;
     o->beta1 = 0.9;
@@ -18,7 +18,7 @@ void rt_adamw_defaults(rt_adamw_opts *o)
     o->warmup = 0.1;
 }
 
-int rt_param_decays(const char *name)
+int tr_param_decays(const char *name)
 {
     size_t n = strlen(name);
     if (n >= 4 && !strcmp(name + n - 4, "bias"))
@@ -26,7 +26,7 @@ int rt_param_decays(const char *name)
     return strstr(name, "LayerNorm") == NULL;
 }
 
-int rt_param_is_frozen(const char *name, const char *const *prefixes, int n)
+int tr_param_is_frozen(const char *name, const char *const *prefixes, int n)
 {
     for (int i = 0; i < n; i++)
         if (prefixes[i] && !strncmp(name, prefixes[i], strlen(prefixes[i])))
@@ -34,7 +34,7 @@ int rt_param_is_frozen(const char *name, const char *const *prefixes, int n)
     return 0;
 }
 
-int64_t rt_sched_warmup_steps(double warmup, int64_t total)
+int64_t tr_sched_warmup_steps(double warmup, int64_t total)
 {
     if (!(warmup > 0) || total <= 0)
         return 0;
@@ -42,9 +42,9 @@ int64_t rt_sched_warmup_steps(double warmup, int64_t total)
     return w >= (double)total ? total : (int64_t)w;
 }
 
-double rt_sched_lr(const rt_adamw_opts *o, int64_t step, int64_t total)
+double tr_sched_lr(const tr_adamw_opts *o, int64_t step, int64_t total)
 {
-    int64_t warm = rt_sched_warmup_steps(o->warmup, total);
+    int64_t warm = tr_sched_warmup_steps(o->warmup, total);
     if (step < warm)
         return o->lr * ((double)step / (double)(warm > 1 ? warm : 1));
     int64_t rest = total - warm;
@@ -85,7 +85,7 @@ static double sum_squares(const float *x, int64_t n)
     return total;
 }
 
-double rt_grad_global_norm(const rt_tensor_list *grads)
+double tr_grad_global_norm(const rt_tensor_list *grads)
 {
     double total = 0;
     for (int i = 0; i < grads->n; i++)
@@ -94,9 +94,9 @@ double rt_grad_global_norm(const rt_tensor_list *grads)
     return sqrt(total);
 }
 
-double rt_clip_grad_norm(rt_tensor_list *grads, double max_norm)
+double tr_clip_grad_norm(rt_tensor_list *grads, double max_norm)
 {
-    double norm = rt_grad_global_norm(grads);
+    double norm = tr_grad_global_norm(grads);
     if (!(max_norm > 0))
         return norm;
     double coef = max_norm / (norm + 1e-6);
@@ -115,7 +115,7 @@ double rt_clip_grad_norm(rt_tensor_list *grads, double max_norm)
     return norm;
 }
 
-void rt_adamw_free(rt_adamw *a)
+void tr_adamw_free(tr_adamw *a)
 {
     if (a->names)
         for (int i = 0; i < a->m.n; i++)
@@ -136,7 +136,7 @@ static int same_shape(const rt_tensor *a, const rt_tensor *b)
     return 1;
 }
 
-int rt_adamw_init(rt_adamw *a, const rt_adamw_opts *o, const rt_tensor_list *params,
+int tr_adamw_init(tr_adamw *a, const tr_adamw_opts *o, const rt_tensor_list *params,
                   const char *const *frozen, int nfrozen, bc_err *e)
 {
     memset(a, 0, sizeof *a);
@@ -149,10 +149,10 @@ int rt_adamw_init(rt_adamw *a, const rt_adamw_opts *o, const rt_tensor_list *par
     char buf[1024];
     for (int i = 0; i < params->n; i++) {
         const rt_tensor *p = &params->t[i];
-        if (rt_param_is_frozen(p->name, frozen, nfrozen))
+        if (tr_param_is_frozen(p->name, frozen, nfrozen))
             continue;
         if (p->dtype != RT_F32) {
-            rt_adamw_free(a);
+            tr_adamw_free(a);
             return bc_errf(e, "parameter %s: trainable parameters must be F32, not %s",
                            p->name, rt_dtype_name(p->dtype));
         }
@@ -171,7 +171,7 @@ int rt_adamw_init(rt_adamw *a, const rt_adamw_opts *o, const rt_tensor_list *par
         goto oom;
     return 0;
 oom:
-    rt_adamw_free(a);
+    tr_adamw_free(a);
     return bc_errf(e, "out of memory for the optimizer state");
 }
 
@@ -193,7 +193,7 @@ static void adamw_update(float *p, const float *g, float *m, float *v, int64_t n
     }
 }
 
-int rt_adamw_step(rt_adamw *a, rt_tensor_list *params, const rt_tensor_list *grads,
+int tr_adamw_step(tr_adamw *a, rt_tensor_list *params, const rt_tensor_list *grads,
                   double lr, bc_err *e)
 {
     char buf[1024];
@@ -226,7 +226,7 @@ int rt_adamw_step(rt_adamw *a, rt_tensor_list *params, const rt_tensor_list *gra
         snprintf(buf, sizeof buf, "grad.%s", a->names[i]);
         const rt_tensor *g = rt_list_cfind(grads, buf);
         float decay =
-            rt_param_decays(a->names[i]) ? (float)(1.0 - lr * a->o.weight_decay) : 1.0f;
+            tr_param_decays(a->names[i]) ? (float)(1.0 - lr * a->o.weight_decay) : 1.0f;
         adamw_update(p->data, g->data, a->m.t[i].data, a->v.t[i].data, rt_numel(p), decay,
                      (float)a->o.beta1, (float)(1.0 - a->o.beta1), (float)a->o.beta2,
                      (float)(1.0 - a->o.beta2), bc2s, step_size, (float)a->o.eps);
@@ -235,7 +235,7 @@ int rt_adamw_step(rt_adamw *a, rt_tensor_list *params, const rt_tensor_list *gra
     return 0;
 }
 
-int rt_adamw_save(const rt_adamw *a, rt_tensor_list *out, bc_err *e)
+int tr_adamw_save(const tr_adamw *a, rt_tensor_list *out, bc_err *e)
 {
     for (int i = 0; i < a->m.n; i++) {
         const rt_tensor *m = &a->m.t[i], *v = &a->v.t[i];
@@ -249,7 +249,7 @@ int rt_adamw_save(const rt_adamw *a, rt_tensor_list *out, bc_err *e)
     return 0;
 }
 
-int rt_adamw_load(rt_adamw *a, const rt_tensor_list *state, bc_err *e)
+int tr_adamw_load(tr_adamw *a, const rt_tensor_list *state, bc_err *e)
 {
     const rt_tensor *st = rt_list_cfind(state, "adam.step");
     if (!st || st->dtype != RT_I64 || rt_numel(st) != 1)

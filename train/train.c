@@ -20,10 +20,10 @@
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
 
-void rt_train_defaults(rt_train_opts *o)
+void tr_train_defaults(tr_train_opts *o)
 {
     memset(o, 0, sizeof *o);
-    rt_adamw_defaults(&o->adam);
+    tr_adamw_defaults(&o->adam);
     o->batch_size = 8;
     o->accum = 1;
     o->epochs = 3;
@@ -31,23 +31,23 @@ void rt_train_defaults(rt_train_opts *o)
     o->tokens_from = "input_ids";
 }
 
-int64_t rt_train_micro_per_epoch(const rt_train_opts *o, int64_t rows)
+int64_t tr_train_micro_per_epoch(const tr_train_opts *o, int64_t rows)
 {
     int64_t bs = o->batch_size > 0 ? o->batch_size : 1;
     return rows > 0 ? (rows + bs - 1) / bs : 0;
 }
 
-int64_t rt_train_updates_per_epoch(const rt_train_opts *o, int64_t rows)
+int64_t tr_train_updates_per_epoch(const tr_train_opts *o, int64_t rows)
 {
     int64_t acc = o->accum > 0 ? o->accum : 1;
-    return (rt_train_micro_per_epoch(o, rows) + acc - 1) / acc;
+    return (tr_train_micro_per_epoch(o, rows) + acc - 1) / acc;
 }
 
-int64_t rt_train_total_steps(const rt_train_opts *o, int64_t rows)
+int64_t tr_train_total_steps(const tr_train_opts *o, int64_t rows)
 {
     if (o->steps > 0)
         return o->steps;
-    int64_t upe = rt_train_updates_per_epoch(o, rows), total;
+    int64_t upe = tr_train_updates_per_epoch(o, rows), total;
     if (o->epochs <= 0 || __builtin_mul_overflow(o->epochs, upe, &total))
         return 0;
     return total;
@@ -61,7 +61,7 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-uint64_t rt_train_dropout_seed(uint64_t seed, int64_t micro_step)
+uint64_t tr_train_dropout_seed(uint64_t seed, int64_t micro_step)
 {
     return mix64(mix64(seed ^ 0x6a09e667f3bcc909ULL) + (uint64_t)micro_step) >> 1;
 }
@@ -78,7 +78,7 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-char *rt_train_progress_str(const rt_train_progress *p, char *buf, size_t len)
+char *tr_train_progress_str(const tr_train_progress *p, char *buf, size_t len)
 {
     char eta[32] = "?";
     if (isfinite(p->eta_s) && p->eta_s >= 0 && p->eta_s < 1e8) {
@@ -95,8 +95,8 @@ char *rt_train_progress_str(const rt_train_progress *p, char *buf, size_t len)
 /* ---- the run's state ------------------------------------------------------------- */
 
 typedef struct trainer {
-    const rt_train_opts *o;
-    rt_step_fn fn;
+    const tr_train_opts *o;
+    tr_step_fn fn;
     void *ctx;
     rt_tensor_list *params;
     const rt_tensor_list *data;  /* this epoch's rows: the caller's, or chunk */
@@ -104,7 +104,7 @@ typedef struct trainer {
     rt_tensor_list chunk;        /* o->refill's rows for the current epoch */
     int64_t rows, nmicro, upe, total;
     int64_t tokens_per_row;
-    rt_adamw adam;
+    tr_adamw adam;
     char **gname;       /* [adam.m.n] "grad.<param>" */
     rt_tensor_list acc; /* grad.<param>: this update's summed, then averaged, gradients */
     rt_tensor_list cur; /* grad.<param>: a later micro-batch's gradients (accum > 1) */
@@ -123,7 +123,7 @@ static void trainer_free(trainer *T)
         for (int i = 0; i < T->adam.m.n; i++)
             free(T->gname[i]);
     free(T->gname);
-    rt_adamw_free(&T->adam);
+    tr_adamw_free(&T->adam);
     rt_list_free(&T->acc);
     rt_list_free(&T->cur);
     rt_list_free(&T->out);
@@ -159,7 +159,7 @@ static int check_data(const rt_tensor_list *data, int64_t *rows, bc_err *e)
  * else a refill, which must match the caller's tensors in names, dtypes and shapes. */
 static int epoch_data(trainer *T, int64_t epoch, bc_err *e)
 {
-    const rt_train_opts *o = T->o;
+    const tr_train_opts *o = T->o;
     if (!o->refill || epoch == 0) {
         T->data = T->data0;
         return 0;
@@ -318,7 +318,7 @@ enum {
 
 static void position(const trainer *T, int64_t step, int64_t v[S_COUNT])
 {
-    const rt_train_opts *o = T->o;
+    const tr_train_opts *o = T->o;
     v[S_STEP] = step;
     v[S_EPOCH] = step / T->upe;
     v[S_EPOCH_POS] = step % T->upe * o->accum; /* micro-batches of the epoch consumed */
@@ -341,7 +341,7 @@ static const char *join(const char *dir, const char *name, char *buf, size_t len
 static int save_checkpoint(trainer *T, bc_err *e)
 {
     char path[4096];
-    if (rt_st_save(join(T->o->out_dir, RT_TRAIN_WEIGHTS, path, sizeof path), T->params, e))
+    if (rt_st_save(join(T->o->out_dir, TR_TRAIN_WEIGHTS, path, sizeof path), T->params, e))
         return -1;
     int64_t v[S_COUNT];
     position(T, T->step, v);
@@ -369,7 +369,7 @@ static int save_checkpoint(trainer *T, bc_err *e)
     for (int i = 0; i < sc.n; i++)
         all.t[all.n++] = sc.t[i];
     all.cap = all.n;
-    rc = rt_st_save(join(T->o->out_dir, RT_TRAIN_OPTIM, path, sizeof path), &all, e);
+    rc = rt_st_save(join(T->o->out_dir, TR_TRAIN_OPTIM, path, sizeof path), &all, e);
     free(all.t);
     rt_list_free(&sc);
     return rc;
@@ -427,7 +427,7 @@ static int restore(trainer *T, const rt_tensor_list *st, bc_err *e)
                        "saved with (step %lld); were the files written at different "
                        "steps?",
                        (long long)step);
-    if (rt_adamw_load(&T->adam, st, e))
+    if (tr_adamw_load(&T->adam, st, e))
         return -1;
     if (T->adam.step != step)
         return bc_errf(e, "optimizer state: adam.step %lld differs from step %lld",
@@ -444,7 +444,7 @@ static int restore(trainer *T, const rt_tensor_list *st, bc_err *e)
 static int open_log(trainer *T, bc_err *e)
 {
     char path[4096], tmp[4200];
-    join(T->o->out_dir, RT_TRAIN_LOG, path, sizeof path);
+    join(T->o->out_dir, TR_TRAIN_LOG, path, sizeof path);
     FILE *old = T->step > 0 ? fopen(path, "r") : NULL;
     if (old) {
         snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -455,7 +455,7 @@ static int open_log(trainer *T, bc_err *e)
         }
         char line[1024];
         int ok = 1;
-        fprintf(f, "%s\n", RT_TRAIN_LOG_HEADER);
+        fprintf(f, "%s\n", TR_TRAIN_LOG_HEADER);
         while (fgets(line, sizeof line, old)) {
             char *end;
             long long s = strtoll(line, &end, 10);
@@ -471,19 +471,19 @@ static int open_log(trainer *T, bc_err *e)
     } else {
         T->log = fopen(path, "w");
         if (T->log)
-            fprintf(T->log, "%s\n", RT_TRAIN_LOG_HEADER);
+            fprintf(T->log, "%s\n", TR_TRAIN_LOG_HEADER);
     }
     if (!T->log)
         return bc_errf(e, "%s: cannot write", path);
     return 0;
 }
 
-static void report(trainer *T, const rt_train_progress *p, int64_t start)
+static void report(trainer *T, const tr_train_progress *p, int64_t start)
 {
-    const rt_train_opts *o = T->o;
+    const tr_train_opts *o = T->o;
     if (o->progress) {
         char buf[256];
-        rt_train_progress_str(p, buf, sizeof buf);
+        tr_train_progress_str(p, buf, sizeof buf);
         int64_t every = o->progress_every > 0 ? o->progress_every : (T->total + 49) / 50;
         if (T->tty) {
             fprintf(o->progress, "\r%s\033[K", buf);
@@ -506,7 +506,7 @@ static void report(trainer *T, const rt_train_progress *p, int64_t start)
 
 /* The tokens of a micro-batch of n rows that are not padding: the ones of its integer
  * attention_mask when it has one, else every element of o->tokens_from, else n. */
-static int64_t real_tokens(const rt_train_opts *o, const rt_tensor_list *batch, int64_t n)
+static int64_t real_tokens(const tr_train_opts *o, const rt_tensor_list *batch, int64_t n)
 {
     const rt_tensor *m = rt_list_cfind(batch, "attention_mask");
     if (m && (m->dtype == RT_I64 || m->dtype == RT_I32)) {
@@ -548,7 +548,7 @@ static int prime_out(trainer *T, int first, bc_err *e)
 static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *loss,
                      int64_t *tokens, bc_err *e)
 {
-    const rt_train_opts *o = T->o;
+    const tr_train_opts *o = T->o;
     int64_t r0 = mi * o->batch_size;
     int64_t n = T->rows - r0 < o->batch_size ? T->rows - r0 : o->batch_size;
     long long stepno = (long long)T->step + 1;
@@ -558,7 +558,7 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
     if (slice_rows(T->data, T->perm + r0, n, &batch, e) || prime_out(T, first, e))
         goto done;
     int64_t micro = epoch * T->nmicro + mi;
-    if (T->fn(T->ctx, T->params, &batch, rt_train_dropout_seed(o->seed, micro), out, e)) {
+    if (T->fn(T->ctx, T->params, &batch, tr_train_dropout_seed(o->seed, micro), out, e)) {
         bc_err_prefix(e, "step %lld", stepno);
         goto done;
     }
@@ -619,7 +619,7 @@ done:
 
 static int setup(trainer *T, bc_err *e)
 {
-    const rt_train_opts *o = T->o;
+    const tr_train_opts *o = T->o;
     if (o->batch_size < 1 || o->accum < 1)
         return bc_errf(e, "batch size and accumulation must be at least 1");
     if (o->steps < 0 || (o->steps == 0 && o->epochs < 1))
@@ -632,13 +632,13 @@ static int setup(trainer *T, bc_err *e)
                           "[0, 1), weight decay >= 0, clip >= 0, warm-up in [0, 1])");
     if (check_data(T->data, &T->rows, e))
         return -1;
-    T->nmicro = rt_train_micro_per_epoch(o, T->rows);
-    T->upe = rt_train_updates_per_epoch(o, T->rows);
-    if (!(T->total = rt_train_total_steps(o, T->rows)))
+    T->nmicro = tr_train_micro_per_epoch(o, T->rows);
+    T->upe = tr_train_updates_per_epoch(o, T->rows);
+    if (!(T->total = tr_train_total_steps(o, T->rows)))
         return bc_errf(e, "too many epochs");
     if (rt_list_pack(T->params))
         return bc_errf(e, "out of memory for the parameters");
-    if (rt_adamw_init(&T->adam, &o->adam, T->params, o->frozen, o->nfrozen, e))
+    if (tr_adamw_init(&T->adam, &o->adam, T->params, o->frozen, o->nfrozen, e))
         return -1;
     int n = T->adam.m.n;
     T->gname = calloc((size_t)n + 1, sizeof *T->gname);
@@ -663,8 +663,8 @@ static int setup(trainer *T, bc_err *e)
     return 0;
 }
 
-int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *params,
-             const rt_tensor_list *data, const rt_tensor_list *resume, rt_train_result *r,
+int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *params,
+             const rt_tensor_list *data, const rt_tensor_list *resume, tr_train_result *r,
              bc_err *e)
 {
     trainer T;
@@ -678,7 +678,7 @@ int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *p
     rt_list_init(&T.cur);
     rt_list_init(&T.out);
     rt_list_init(&T.chunk);
-    rt_train_result res = {0, 0, 0, 0, NAN};
+    tr_train_result res = {0, 0, 0, 0, NAN};
     int rc = -1;
     if (setup(&T, e) || (resume && restore(&T, resume, e)))
         goto done;
@@ -722,10 +722,10 @@ int rt_train(const rt_train_opts *o, rt_step_fn fn, void *ctx, rt_tensor_list *p
                 for (int64_t j = 0; j < cnt; j++)
                     a[j] /= inv;
             }
-        rt_train_progress p;
-        p.grad_norm = rt_clip_grad_norm(&T.acc, o->adam.clip);
-        p.lr = rt_sched_lr(&o->adam, T.step, T.total);
-        if (rt_adamw_step(&T.adam, params, &T.acc, p.lr, e)) {
+        tr_train_progress p;
+        p.grad_norm = tr_clip_grad_norm(&T.acc, o->adam.clip);
+        p.lr = tr_sched_lr(&o->adam, T.step, T.total);
+        if (tr_adamw_step(&T.adam, params, &T.acc, p.lr, e)) {
             bc_err_prefix(e, "step %lld", (long long)T.step + 1);
             goto done;
         }

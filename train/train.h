@@ -10,12 +10,12 @@
  * Randomness is a pure function of the seed: epoch e's row order is a Fisher-Yates
  * shuffle drawn from a generator seeded with (seed, e), and micro-batch number k of the
  * whole run (counted from 0 across epochs) gets the dropout seed
- * rt_train_dropout_seed(seed, k). The checkpoint therefore holds the seed and the
+ * tr_train_dropout_seed(seed, k). The checkpoint therefore holds the seed and the
  * position (step, epoch, micro-batch in the epoch) rather than generator states, and
  * a resumed run continues with the same bits as an uninterrupted one (given the same
  * step function and thread count).
  *
- * Memory, as llm.c keeps it: rt_train packs the params list it is given into one
+ * Memory, as llm.c keeps it: tr_train packs the params list it is given into one
  * 64-byte-aligned arena (rt_list_pack in tensor.h: the same tensors, names and order,
  * now views; rt_list_free still frees it), and keeps the summed gradients in one arena,
  * the gradients of an update's later micro-batches (accum > 1) in another, and AdamW's
@@ -43,18 +43,18 @@
  * when out is passed to cg_engine_run) or by replacing the tensor (rt_list_add, as the
  * reference interpreter does); the engine reads whatever out holds under the name. A
  * view left as it is counts as written. Returns 0, or -1 with e filled. */
-typedef int (*rt_step_fn)(void *ctx, const rt_tensor_list *params,
+typedef int (*tr_step_fn)(void *ctx, const rt_tensor_list *params,
                           const rt_tensor_list *batch, uint64_t dropout_seed,
                           rt_tensor_list *out, bc_err *e);
 
 /* Files of a run directory. */
-#define RT_TRAIN_WEIGHTS "weights.safetensors" /* params, Hugging Face names */
-#define RT_TRAIN_OPTIM "optimizer.safetensors" /* optimizer state and position */
-#define RT_TRAIN_LOG "train_log.csv"           /* one line per update */
-#define RT_TRAIN_LOG_HEADER "step,epoch,loss,lr,grad_norm,tokens_per_s"
+#define TR_TRAIN_WEIGHTS "weights.safetensors" /* params, Hugging Face names */
+#define TR_TRAIN_OPTIM "optimizer.safetensors" /* optimizer state and position */
+#define TR_TRAIN_LOG "train_log.csv"           /* one line per update */
+#define TR_TRAIN_LOG_HEADER "step,epoch,loss,lr,grad_norm,tokens_per_s"
 
 /* What one update did, for the progress line, the log and the on_step hook. */
-typedef struct rt_train_progress {
+typedef struct tr_train_progress {
     int64_t step;        /* updates done, including this one (1-based) */
     int64_t total;       /* updates planned */
     double epoch;        /* epochs done, fractional (step / updates per epoch) */
@@ -63,10 +63,10 @@ typedef struct rt_train_progress {
     double grad_norm;    /* global gradient norm before clipping */
     double tokens_per_s; /* this update's throughput */
     double eta_s;        /* estimated seconds left */
-} rt_train_progress;
+} tr_train_progress;
 
-typedef struct rt_train_opts {
-    rt_adamw_opts adam;
+typedef struct tr_train_opts {
+    tr_adamw_opts adam;
     int64_t batch_size; /* rows per micro-batch (8); the last of an epoch may be smaller */
     int64_t accum;      /* micro-batches per update (1); gradients are averaged */
     int64_t epochs;     /* passes over the data (3), when steps is 0 */
@@ -97,43 +97,43 @@ typedef struct rt_train_opts {
      * epoch. */
     int (*refill)(void *ctx, int64_t epoch, rt_tensor_list *chunk, bc_err *e);
     void *refill_ctx;
-    void (*on_step)(void *ctx, const rt_train_progress *p); /* after each update */
+    void (*on_step)(void *ctx, const tr_train_progress *p); /* after each update */
     void *hook_ctx;
-} rt_train_opts;
+} tr_train_opts;
 
-typedef struct rt_train_result {
+typedef struct tr_train_result {
     int64_t start_step; /* updates done before this call (resumed runs) */
     int64_t step;       /* updates done at return */
     int64_t total;      /* updates planned */
     int stopped;        /* 1 if *stop ended the run early */
     double last_loss;   /* the last update's loss (NaN if none) */
-} rt_train_result;
+} tr_train_result;
 
-void rt_train_defaults(rt_train_opts *o);
+void tr_train_defaults(tr_train_opts *o);
 
 /* Micro-batches and updates per epoch for rows rows. */
-int64_t rt_train_micro_per_epoch(const rt_train_opts *o, int64_t rows);
-int64_t rt_train_updates_per_epoch(const rt_train_opts *o, int64_t rows);
+int64_t tr_train_micro_per_epoch(const tr_train_opts *o, int64_t rows);
+int64_t tr_train_updates_per_epoch(const tr_train_opts *o, int64_t rows);
 /* Total updates the run makes: o->steps, or epochs * updates per epoch. */
-int64_t rt_train_total_steps(const rt_train_opts *o, int64_t rows);
+int64_t tr_train_total_steps(const tr_train_opts *o, int64_t rows);
 
 /* The dropout seed of micro-batch number micro_step of a run seeded with seed
  * (non-negative as an int64). */
-uint64_t rt_train_dropout_seed(uint64_t seed, int64_t micro_step);
+uint64_t tr_train_dropout_seed(uint64_t seed, int64_t micro_step);
 
 /* Trains params (updated in place) on data: tensors with the same leading dimension N
  * (the rows), any dtype. resume: the contents of an optimizer.safetensors written by a
  * previous run (params must then be that run's weights.safetensors), or NULL to start.
- * With out_dir, writes RT_TRAIN_WEIGHTS and RT_TRAIN_OPTIM there every save_every
- * updates, at the end and when stopped, and appends to RT_TRAIN_LOG (a resumed run
+ * With out_dir, writes TR_TRAIN_WEIGHTS and TR_TRAIN_OPTIM there every save_every
+ * updates, at the end and when stopped, and appends to TR_TRAIN_LOG (a resumed run
  * first drops log lines past its checkpoint). Stops with an error naming the step and
  * the tensor on a non-finite loss or gradient (the last checkpoint is kept). r may be
  * NULL. */
-int rt_train(const rt_train_opts *o, rt_step_fn step, void *ctx, rt_tensor_list *params,
-             const rt_tensor_list *data, const rt_tensor_list *resume, rt_train_result *r,
+int tr_train(const tr_train_opts *o, tr_step_fn step, void *ctx, rt_tensor_list *params,
+             const rt_tensor_list *data, const rt_tensor_list *resume, tr_train_result *r,
              bc_err *e);
 
 /* "step 12/300  loss 2.3456  lr 4.00e-05  1234 tok/s  ETA 0:03:12" into buf. */
-char *rt_train_progress_str(const rt_train_progress *p, char *buf, size_t len);
+char *tr_train_progress_str(const tr_train_progress *p, char *buf, size_t len);
 
 #endif

@@ -45,8 +45,8 @@ int cmd_demo_data(int argc, char **argv)
     if (backend && strcmp(backend, "jit") && strcmp(backend, "ref"))
         return driver_fail("--backend must be jit or ref");
     bc_err e;
-    rt_demo_data_counts n;
-    if (rt_demo_data_write(out, (uint64_t)seed, per, &n, &e))
+    tk_demo_data_counts n;
+    if (tk_demo_data_write(out, (uint64_t)seed, per, &n, &e))
         return fprintf(stderr, "bertcc demo-data: %s\n", e.msg), 1;
     fprintf(stderr,
             "bertcc demo-data: %s: train %d, dev %d, test %d sentences, %d intents\n", out,

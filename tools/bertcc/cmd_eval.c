@@ -40,13 +40,13 @@ static const char about[] =
     "exact_match and f1 (the run's --metric: squad or korquad answer\n"
     "normalization). For pretrain: MLM and NSP accuracy and loss.";
 
-static int print_json(const rundir_model *m, const rt_metrics *r, rt_split sp)
+static int print_json(const rundir_model *m, const tk_metrics *r, tk_split sp)
 {
     json_t *j = json_object();
     for (int i = 0; i < r->n; i++)
         json_object_set_new(j, r->name[i], json_real(r->value[i]));
     json_object_set_new(j, "examples", json_integer(r->examples));
-    json_object_set_new(j, "split", json_string(rt_split_name(sp)));
+    json_object_set_new(j, "split", json_string(tk_split_name(sp)));
     json_object_set_new(j, "task", json_string(m->run.task->name));
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(j);
@@ -57,18 +57,18 @@ static int print_json(const rundir_model *m, const rt_metrics *r, rt_split sp)
     return 0;
 }
 
-static int evaluate(rt_split sp, const rundir_model_opts *o, int batch_size)
+static int evaluate(tk_split sp, const rundir_model_opts *o, int batch_size)
 {
     bc_err e;
     rundir_model m;
-    rt_metrics r;
+    tk_metrics r;
     if (rundir_model_open(&m, model, data, o, &e))
         return driver_fail(e.msg);
     int rc = rundir_evaluate(&m, sp, batch_size, &r, &e) ? driver_fail(e.msg) : 0;
     if (!rc && json) {
         rc = print_json(&m, &r, sp);
     } else if (!rc) {
-        printf("%s %s, %lld examples (%s)\n", m.run.task->name, rt_split_name(sp),
+        printf("%s %s, %lld examples (%s)\n", m.run.task->name, tk_split_name(sp),
                (long long)r.examples, data);
         for (int i = 0; i < r.n; i++)
             printf("  %-18s %.4f\n", r.name[i], r.value[i]);
@@ -93,11 +93,11 @@ int cmd_eval(int argc, char **argv)
     if (!model || !data)
         return driver_fail(
             "eval: --model RUN_DIR and --data PATH are required (see --help)");
-    rt_split sp = RT_SPLIT_TEST;
+    tk_split sp = TK_SPLIT_TEST;
     if (split && !strcmp(split, "dev"))
-        sp = RT_SPLIT_DEV;
+        sp = TK_SPLIT_DEV;
     else if (split && !strcmp(split, "train"))
-        sp = RT_SPLIT_TRAIN;
+        sp = TK_SPLIT_TRAIN;
     else if (split && strcmp(split, "test"))
         return driver_fail("eval: --split expects test, dev or train");
     long long nthreads = 0, bs = 64;

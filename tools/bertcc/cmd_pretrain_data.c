@@ -1,6 +1,6 @@
 /* cmd_pretrain_data.c: `bertcc pretrain-data`, masked-LM + next-sentence pre-training
  * data from plain text, as BERT's create_pretraining_data.py makes it, written in the
- * `run` batch format. Thin: the work is rt_pt_write_file (tasks/pretrain_data.h). */
+ * `run` batch format. Thin: the work is tk_pt_write_file (tasks/pretrain_data.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,18 +105,18 @@ static void on_phase(void *ctx, const char *name, int64_t total)
 }
 
 /* The options after --corpus, --vocab and -o into *f; 1 after an error. */
-static int parse_opts(rt_pt_file_opts *f)
+static int parse_opts(tk_pt_file_opts *f)
 {
-    rt_pt_opts *o = &f->pt;
+    tk_pt_opts *o = &f->pt;
     long long x, s = 0;
-    *o = RT_PT_OPTS_DEFAULT;
+    *o = TK_PT_OPTS_DEFAULT;
     if (max_seq) {
-        if (args_int(max_seq, "max-seq", 5, RT_PT_MAX_SEQ_LIMIT, &x))
+        if (args_int(max_seq, "max-seq", 5, TK_PT_MAX_SEQ_LIMIT, &x))
             return 1;
         o->max_seq = (int)x;
     }
     if (max_pred) {
-        if (args_int(max_pred, "max-predictions", 0, RT_PT_MAX_SEQ_LIMIT, &x))
+        if (args_int(max_pred, "max-predictions", 0, TK_PT_MAX_SEQ_LIMIT, &x))
             return 1;
         o->max_predictions = (int)x;
     }
@@ -141,7 +141,7 @@ static double pct(int64_t a, int64_t b)
     return b ? 100.0 * (double)a / (double)b : 0.0;
 }
 
-static void summary(const rt_pt_stats *st, const rt_pt_opts *o, double secs)
+static void summary(const tk_pt_stats *st, const tk_pt_opts *o, double secs)
 {
     struct stat sb;
     double mb = stat(out, &sb) ? 0.0 : (double)sb.st_size / 1e6;
@@ -166,11 +166,11 @@ static void summary(const rt_pt_stats *st, const rt_pt_opts *o, double secs)
 
 static int pretrain_data(const char **files, int nfiles)
 {
-    rt_pt_file_opts f = {.corpus = files, .ncorpus = nfiles};
+    tk_pt_file_opts f = {.corpus = files, .ncorpus = nfiles};
     if (parse_opts(&f))
         return 1;
     double t0 = driver_now();
-    rt_vocab *v = driver_vocab_load(vocab);
+    tx_vocab *v = driver_vocab_load(vocab);
     if (!v)
         return 1;
     progress p = {t0, t0, isatty(2), 0, "reading", 0};
@@ -178,13 +178,13 @@ static int pretrain_data(const char **files, int nfiles)
     f.phase = on_phase;
     f.ctx = &p;
     bc_err e;
-    rt_pt_stats st;
-    int rc = rt_pt_write_file(&f, v, out, &st, &e);
+    tk_pt_stats st;
+    int rc = tk_pt_write_file(&f, v, out, &st, &e);
     if (rc)
         fprintf(stderr, "bertcc pretrain-data: %s\n", e.msg);
     else if (!quiet)
         summary(&st, &f.pt, driver_now() - t0);
-    rt_vocab_free(v);
+    tx_vocab_free(v);
     return rc ? 1 : 0;
 }
 

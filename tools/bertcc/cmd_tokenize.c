@@ -12,7 +12,7 @@
 
 int driver_tok_opts(const char *lower, const char *no_lower, const char *strip,
                     const char *no_strip, int lower_default, int strip_default,
-                    rt_tok_opts *o)
+                    tx_tok_opts *o)
 {
     if (lower && no_lower)
         return driver_fail("--lowercase and --no-lowercase contradict each other");
@@ -23,17 +23,17 @@ int driver_tok_opts(const char *lower, const char *no_lower, const char *strip,
     return 0;
 }
 
-rt_vocab *driver_vocab_load(const char *path)
+tx_vocab *driver_vocab_load(const char *path)
 {
     bc_err e;
-    rt_vocab *v = rt_vocab_load(path, &e);
+    tx_vocab *v = tx_vocab_load(path, &e);
     if (!v)
         return driver_fail(e.msg), NULL;
-    if (rt_vocab_duplicates(v)) {
+    if (tx_vocab_duplicates(v)) {
         char msg[512];
         snprintf(msg, sizeof msg,
                  "%s: %d repeated tokens; each maps to its last line, as in Hugging Face",
-                 path, rt_vocab_duplicates(v));
+                 path, tx_vocab_duplicates(v));
         driver_note(NULL, msg);
     }
     return v;
@@ -68,14 +68,14 @@ static const char tokenize_about[] =
     "Korean becomes jamo as in Hugging Face: use --no-lowercase (or\n"
     "--no-strip-accents) with a vocabulary of Hangul syllables.";
 
-static int print_tokens(const rt_vocab *v, const rt_token_list *l)
+static int print_tokens(const tx_vocab *v, const tx_token_list *l)
 {
     for (int i = 0; i < l->n; i++) {
-        const rt_token *t = &l->t[i];
+        const tx_token *t = &l->t[i];
         if (ids)
             printf(i > 0 ? " %d" : "%d", t->id);
         else
-            printf("%d\t%s\t%d-%d\n", t->id, rt_vocab_token(v, t->id), t->start, t->end);
+            printf("%d\t%s\t%d-%d\n", t->id, tx_vocab_token(v, t->id), t->start, t->end);
     }
     if (ids)
         putchar('\n');
@@ -83,7 +83,7 @@ static int print_tokens(const rt_vocab *v, const rt_token_list *l)
 }
 
 /* The TEXT arguments, joined with single spaces, as one text. */
-static int tokenize_args(const rt_vocab *v, const rt_tok_opts *o, const char **pos,
+static int tokenize_args(const tx_vocab *v, const tx_tok_opts *o, const char **pos,
                          int npos)
 {
     size_t len = 0;
@@ -95,22 +95,22 @@ static int tokenize_args(const rt_vocab *v, const rt_tok_opts *o, const char **p
     for (int i = 0; i < npos; i++)
         end += sprintf(end, "%s%s", i ? " " : "", pos[i]);
     bc_err e;
-    rt_token_list l = {0};
-    int rc = rt_tokenize(v, o, text, (size_t)(end - text), &l, &e) ? driver_fail(e.msg)
+    tx_token_list l = {0};
+    int rc = tx_tokenize(v, o, text, (size_t)(end - text), &l, &e) ? driver_fail(e.msg)
                                                                    : print_tokens(v, &l);
-    rt_token_list_free(&l);
+    tx_token_list_free(&l);
     free(text);
     return rc;
 }
 
 /* Each line of standard input on its own. */
-static int tokenize_lines(const rt_vocab *v, const rt_tok_opts *o)
+static int tokenize_lines(const tx_vocab *v, const tx_tok_opts *o)
 {
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     long long lineno = 0;
-    rt_token_list l = {0};
+    tx_token_list l = {0};
     bc_err e;
     int rc = 0;
     while (!rc && (n = getline(&line, &cap, stdin)) >= 0) {
@@ -118,7 +118,7 @@ static int tokenize_lines(const rt_vocab *v, const rt_tok_opts *o)
         if (n > 0 && line[n - 1] == '\n')
             n--;
         l.n = 0;
-        if (rt_tokenize(v, o, line, (size_t)n, &l, &e)) {
+        if (tx_tokenize(v, o, line, (size_t)n, &l, &e)) {
             fprintf(stderr, "bertcc: stdin:%lld: %s\n", lineno, e.msg);
             rc = 1;
         } else {
@@ -131,7 +131,7 @@ static int tokenize_lines(const rt_vocab *v, const rt_tok_opts *o)
             rc = driver_fail("cannot write to standard output");
     }
     free(line);
-    rt_token_list_free(&l);
+    tx_token_list_free(&l);
     return rc;
 }
 
@@ -148,17 +148,17 @@ int cmd_tokenize(int argc, char **argv)
                0;
     if (!vocab)
         return driver_fail("tokenize: --vocab FILE is required (see --help)");
-    rt_tok_opts o;
+    tx_tok_opts o;
     if (driver_tok_opts(lower, no_lower, strip, no_strip, 1, -1, &o) ||
         args_unused(threads, backend))
         return 1;
-    rt_vocab *v = driver_vocab_load(vocab);
+    tx_vocab *v = driver_vocab_load(vocab);
     if (!v)
         return 1;
     int rc = npos > 0 ? tokenize_args(v, &o, pos, npos) : tokenize_lines(v, &o);
     if (fflush(stdout))
         rc = driver_fail("cannot write to standard output");
-    rt_vocab_free(v);
+    tx_vocab_free(v);
     return rc;
 }
 
@@ -198,11 +198,11 @@ static const char vocab_about[] =
     "a cased vocabulary).";
 
 /* The options after --corpus, --size and -o into *o; 1 after an error. */
-static int learn_opts(rt_vocab_learn_opts *o)
+static int learn_opts(tx_vocab_learn_opts *o)
 {
     long long n, k;
-    *o = RT_VOCAB_LEARN_OPTS_DEFAULT(0);
-    if (args_int(size, "size", RT_NSPECIAL + 1, 0x7fffffff, &n))
+    *o = TX_VOCAB_LEARN_OPTS_DEFAULT(0);
+    if (args_int(size, "size", TX_NSPECIAL + 1, 0x7fffffff, &n))
         return 1;
     o->size = (int)n;
     if (min_freq) {
@@ -222,14 +222,14 @@ static int learn_opts(rt_vocab_learn_opts *o)
 }
 
 /* What was learned, and what to watch out for. */
-static void learn_notes(const rt_vocab_learn_opts *o, int ntok,
-                        const rt_vocab_learn_stats *st, double secs)
+static void learn_notes(const tx_vocab_learn_opts *o, int ntok,
+                        const tx_vocab_learn_stats *st, double secs)
 {
     char msg[1024];
     snprintf(msg, sizeof msg,
              "%s: %d tokens (5 special, %d characters, %d merges) from %lld words "
              "(%lld distinct) in %.1f s",
-             out, ntok, st->alphabet, ntok - RT_NSPECIAL - st->alphabet, st->words,
+             out, ntok, st->alphabet, ntok - TX_NSPECIAL - st->alphabet, st->words,
              st->unique_words, secs);
     driver_note(NULL, msg);
     if (ntok < o->size) {
@@ -246,7 +246,7 @@ static void learn_notes(const rt_vocab_learn_opts *o, int ntok,
         driver_note(NULL, msg);
     }
     if (st->hangul && st->hangul * 20 >= st->letters)
-        driver_note(NULL, rt_tok_strip_accents(&o->tok)
+        driver_note(NULL, tx_tok_strip_accents(&o->tok)
                               ? "Korean text learned with accent stripping: Hangul became "
                                 "jamo (--no-strip-accents keeps syllables)"
                               : "Korean text: tokenize and train with --no-strip-accents "
@@ -266,15 +266,15 @@ int cmd_vocab(int argc, char **argv)
                0;
     if (!corpus || !size || !out)
         return driver_fail("vocab: --corpus, --size and -o are required (see --help)");
-    rt_vocab_learn_opts o;
+    tx_vocab_learn_opts o;
     if (learn_opts(&o))
         return 1;
     double t0 = driver_now();
     files[0] = corpus;
     int ntok;
-    rt_vocab_learn_stats st;
+    tx_vocab_learn_stats st;
     bc_err e;
-    if (rt_vocab_learn_files(&o, files, npos + 1, out, &ntok, &st, &e))
+    if (tx_vocab_learn_files(&o, files, npos + 1, out, &ntok, &st, &e))
         return driver_fail(e.msg);
     learn_notes(&o, ntok, &st, driver_now() - t0);
     return 0;

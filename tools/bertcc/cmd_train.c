@@ -129,7 +129,7 @@ static int collect_freeze(int argc, char **argv, char **copies)
     return 0;
 }
 
-static void print_metrics(const rt_metrics *m)
+static void print_metrics(const tk_metrics *m)
 {
     for (int i = 0; i < m->n; i++)
         fprintf(stderr, "%s%s %.4f", i ? "  " : "", m->name[i], m->value[i]);
@@ -138,7 +138,7 @@ static void print_metrics(const rt_metrics *m)
 /* The run's outcome on stderr; the exit status. */
 static int report(int failed, const bc_err *e, const rundir_train_result *r)
 {
-    const rt_train_result *t = &r->train;
+    const tr_train_result *t = &r->train;
     if (failed)
         return fprintf(stderr, "bertcc train: %s\n", e->msg), 1;
     if (t->stopped) {
@@ -159,7 +159,7 @@ static int report(int failed, const bc_err *e, const rundir_train_result *r)
         fprintf(stderr,
                 "bertcc train: %lld/%lld steps, final loss %.6g; weights in %s/%s\n",
                 (long long)t->step, (long long)t->total, t->last_loss, r->out,
-                RT_TRAIN_WEIGHTS);
+                TR_TRAIN_WEIGHTS);
     if (r->have_best) {
         fprintf(stderr, "bertcc train: best on dev (best.safetensors): ");
         print_metrics(&r->best);

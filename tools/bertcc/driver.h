@@ -25,12 +25,12 @@ double driver_now(void);
 
 /* The tokenizer flags of a command (non-NULL: given): lowercase and no_lowercase,
  * strip_accents and no_strip_accents, with the command's defaults for each pair (see
- * rt_tok_opts). Prints an error and returns 1 when a pair contradicts itself. */
+ * tx_tok_opts). Prints an error and returns 1 when a pair contradicts itself. */
 int driver_tok_opts(const char *lower, const char *no_lower, const char *strip,
                     const char *no_strip, int lower_default, int strip_default,
-                    rt_tok_opts *o);
+                    tx_tok_opts *o);
 /* Loads a vocab.txt, with a note when it repeats tokens; prints the error and returns
  * NULL when it cannot. */
-rt_vocab *driver_vocab_load(const char *path);
+tx_vocab *driver_vocab_load(const char *path);
 
 #endif
