@@ -86,7 +86,7 @@ typedef struct tk_task_option {
 } tk_task_option;
 
 /* The heads a task trains and their sizes. labels uses the TK_LABEL_* bits of batch.h
- * (the same bits as the frontend's FE_HEAD_* and FE_LABEL_*); the driver rewrites the
+ * (the same bits as the frontend's FE_HEAD_* and FE_LABEL_*); the trainer rewrites the
  * model description to have exactly these heads, with these sizes. */
 typedef struct tk_task_heads {
     unsigned labels;
@@ -128,7 +128,7 @@ typedef struct tk_task_ops {
     void (*close)(void *state);
     void (*heads)(void *state, tk_task_heads *h);
     /* The value option i (of options[]) has in effect: the one given, or the default as
-     * the task applied it. The driver stores it in options.json for eval and predict. */
+     * the task applied it. The trainer stores it in options.json for eval and predict. */
     void (*option_value)(void *state, int i, char *buf, size_t len);
     /* Writes the task's files (label lists) into a run directory. */
     int (*save)(void *state, const char *dir, bc_err *e);
@@ -138,7 +138,7 @@ typedef struct tk_task_ops {
     int (*data)(void *state, tk_split split, rt_tensor_list *out, bc_err *e);
     /* Optional (may be NULL): the training rows of epoch e >= 1 when they differ from
      * epoch 0's (those of data), e.g. the next rows of a stream; see tr_train_opts'
-     * refill, which the driver points here (1: no refill, epoch 0's rows again). */
+     * refill, which the trainer points here (1: no refill, epoch 0's rows again). */
     int (*refill)(void *state, int64_t epoch, rt_tensor_list *out, bc_err *e);
     /* Optional (may be NULL): changes a training micro-batch in place before its step,
      * e.g. a fresh masking each epoch; seed is the micro-batch's dropout seed. */

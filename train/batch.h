@@ -7,7 +7,7 @@
 #include "../runtime/params.h"
 #include "../runtime/tensor.h"
 
-/* Label groups; the same bits as the frontend's FE_LABEL_* (checked by the driver). */
+/* Label groups; the same bits as the frontend's FE_LABEL_* (checked in tasks/run_batch.c). */
 enum {
     TR_LABEL_MLM = 1 << 0,    /* mlm_labels [B, S] */
     TR_LABEL_NSP = 1 << 1,    /* nsp_labels [B] */
