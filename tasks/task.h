@@ -130,7 +130,8 @@ typedef struct tk_task_ops {
     /* The value option i (of options[]) has in effect: the one given, or the default as
      * the task applied it. The trainer stores it in options.json for eval and predict. */
     void (*option_value)(void *state, int i, char *buf, size_t len);
-    /* Writes the task's files (label lists) into a run directory. */
+    /* Optional (may be NULL: nothing beyond options.json): writes the task's files
+     * (label lists) into a run directory. */
     int (*save)(void *state, const char *dir, bc_err *e);
     /* Appends a split's rows in the run batch format, labels included: I64 tensors with
      * one leading dimension of N rows ([N, S] padded, or [N]); the training engine

@@ -11,7 +11,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
 #include "../text/unicode.h"
@@ -622,14 +621,6 @@ static void pt_option_value(void *state, int i, char *buf, size_t len)
     }
 }
 
-static int pt_save(void *state, const char *dir, bc_err *e)
-{
-    (void)state; /* nothing beyond options.json */
-    (void)dir;
-    (void)e;
-    return 0;
-}
-
 static int pt_data(void *state, tk_split sp, rt_tensor_list *out, bc_err *e)
 {
     pt_state *s = state;
@@ -964,7 +955,7 @@ const tk_task_ops tk_task_pretrain = {
     .close = pt_close,
     .heads = pt_heads,
     .option_value = pt_option_value,
-    .save = pt_save,
+    .save = NULL, /* no label lists: everything lives in options.json */
     .data = pt_data,
     .refill = pt_refill,
     .augment = pt_augment,

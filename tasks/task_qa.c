@@ -298,14 +298,6 @@ static void qa_option_value(void *state, int i, char *buf, size_t len)
     }
 }
 
-static int qa_save(void *state, const char *dir, bc_err *e)
-{
-    (void)state; /* no label lists: everything lives in options.json */
-    (void)dir;
-    (void)e;
-    return 0;
-}
-
 static int qa_data(void *state, tk_split sp, rt_tensor_list *out, bc_err *e)
 {
     qa_state *s = state;
@@ -514,7 +506,7 @@ const tk_task_ops tk_task_qa = {
     .close = qa_close,
     .heads = qa_heads,
     .option_value = qa_option_value,
-    .save = qa_save,
+    .save = NULL, /* no label lists: everything lives in options.json */
     .data = qa_data,
     .augment = NULL,
     .evaluate = qa_evaluate,

@@ -581,7 +581,8 @@ static int make_run_dir(trainer *t, int64_t total)
         for (size_t i = 0; i < sizeof stale / sizeof *stale; i++)
             remove(rundir_path(a->out, stale[i], path, sizeof path));
         rundir_path(a->out, RUNDIR_VOCAB, path, sizeof path);
-        if (copy_file(a->vocab, path, e) || t->ops->save(t->task.state, a->out, e))
+        if (copy_file(a->vocab, path, e) ||
+            (t->ops->save && t->ops->save(t->task.state, a->out, e)))
             return -1;
     }
     rundir_path(a->out, RUNDIR_OPTIONS, path, sizeof path);
