@@ -143,7 +143,7 @@ static int is_dev_loss(const char *col)
     return n > 5 && !strcmp(col + n - 5, "_loss") && strcmp(col, "train_loss");
 }
 
-int rundir_metrics_resume(const char *dir, int64_t step, const tk_task_ops *t,
+int rundir_metrics_resume(const char *dir, int64_t step, const char *const *best_by,
                           tk_metrics *best, int *have_best, json_t **keep, bc_err *e)
 {
     char path[4200], tmp[4300];
@@ -192,7 +192,7 @@ int rundir_metrics_resume(const char *dir, int64_t step, const tk_task_ops *t,
                     json_string_value(json_array_get(names, json_array_size(names) - 1)),
                     c.v[(size_t)r * (size_t)c.ncol + (size_t)k]);
             }
-        if (!*have_best || tk_task_compare(t, &cur, best) > 0) {
+        if (!*have_best || tk_task_compare(best_by, &cur, best) > 0) {
             *best = cur;
             *have_best = 1;
         }

@@ -663,3 +663,65 @@ int tk_qa_best_span(const tk_qa_window *w, int n_windows, int n_best, int max_an
     *out = best;
     return 0;
 }
+
+/* ---- sentence classification --------------------------------------------------------- */
+
+void tk_cls_scores_free(tk_cls_scores *s)
+{
+    free(s->cls);
+    free(s->confusion);
+    memset(s, 0, sizeof *s);
+}
+
+static double ratio(int64_t a, int64_t b)
+{
+    return b ? (double)a / (double)b : 0.0;
+}
+
+int tk_cls_score(const int *gold, const int *pred, int64_t n, int nclass,
+                 tk_cls_scores *out, bc_err *e)
+{
+    memset(out, 0, sizeof *out);
+    if (n < 0 || nclass < 1 || (n > 0 && (!gold || !pred)))
+        return bc_errf(e, "classification scores: bad arguments");
+    for (int64_t i = 0; i < n; i++)
+        if (gold[i] < 0 || gold[i] >= nclass || pred[i] < 0 || pred[i] >= nclass)
+            return bc_errf(e,
+                           "classification scores: example %lld has a class out of [0, %d)",
+                           (long long)i, nclass);
+    out->cls = calloc((size_t)nclass, sizeof *out->cls);
+    out->confusion = calloc((size_t)nclass * (size_t)nclass, sizeof *out->confusion);
+    if (!out->cls || !out->confusion) {
+        tk_cls_scores_free(out);
+        return bc_errf(e, "out of memory");
+    }
+    out->n = n;
+    out->nclass = nclass;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n; i++) {
+        out->cls[gold[i]].support++;
+        out->cls[pred[i]].predicted++;
+        out->confusion[(size_t)gold[i] * (size_t)nclass + (size_t)pred[i]]++;
+        if (gold[i] == pred[i]) {
+            out->cls[gold[i]].correct++;
+            correct++;
+        }
+    }
+    out->accuracy = ratio(correct, n);
+    double sum = 0;
+    int used = 0;
+    for (int c = 0; c < nclass; c++) {
+        tk_cls_class *k = &out->cls[c];
+        k->precision = ratio(k->correct, k->predicted);
+        k->recall = ratio(k->correct, k->support);
+        k->f1 = k->precision + k->recall > 0
+                    ? 2 * k->precision * k->recall / (k->precision + k->recall)
+                    : 0.0;
+        if (k->support || k->predicted) {
+            sum += k->f1;
+            used++;
+        }
+    }
+    out->macro_f1 = used ? sum / used : 0.0;
+    return 0;
+}

@@ -7,12 +7,16 @@
  *  - QA: exact match and F1 of the official SQuAD v1.1 evaluation script, or of
  *    KorQuAD v1.0's (character F1), with the scripts' answer normalization.
  *  - QA decoding: the best answer span over the windows of one example.
+ *  - Sentence classification: accuracy, per-class precision/recall/F1, macro F1 and the
+ *    confusion matrix, as scikit-learn's classification_report computes them.
  *
  * Pure functions over plain arrays and NUL-terminated UTF-8 strings; scores are
  * fractions in [0, 1] (the scripts print 100 times these). Errors (NULL arguments,
  * invalid UTF-8, inconsistent offsets) are returned as values through bc_err. */
 #ifndef BERTCC_TASKS_METRICS_H
 #define BERTCC_TASKS_METRICS_H
+
+#include <stdint.h>
 
 #include "../support/err.h"
 
@@ -175,5 +179,34 @@ typedef struct tk_qa_span {
  * offset of -1 on one side only; errors name the window and token. */
 int tk_qa_best_span(const tk_qa_window *w, int n_windows, int n_best, int max_answer_length,
                     int context_len, tk_qa_span *out, bc_err *e);
+
+/* ---- sentence classification --------------------------------------------------------- */
+
+/* One class's counts and scores; a score whose denominator is 0 is 0 (scikit-learn's
+ * zero_division=0). */
+typedef struct tk_cls_class {
+    int64_t support;   /* gold examples of the class */
+    int64_t predicted; /* examples predicted as the class */
+    int64_t correct;   /* both */
+    double precision, recall, f1;
+} tk_cls_class;
+
+typedef struct tk_cls_scores {
+    int64_t n;       /* examples */
+    double accuracy; /* correct / n (0 when n == 0) */
+    double macro_f1; /* the mean F1 over the classes that occur as a gold label or a
+                        prediction (scikit-learn's average='macro'); 0 when none */
+    int nclass;
+    tk_cls_class *cls;  /* [nclass] */
+    int64_t *confusion; /* [nclass, nclass]: row = gold class, column = predicted class */
+} tk_cls_scores;
+
+/* Scores n predictions of class ids in [0, nclass): gold[i] against pred[i]. A gold id
+ * that stands for labels unseen in training (TK_METRIC_UNK, which is never predicted)
+ * is a class like the others, so it counts as wrong and, when present, lowers the macro
+ * F1. Errors: n < 0, nclass < 1, an id out of range. */
+int tk_cls_score(const int *gold, const int *pred, int64_t n, int nclass,
+                 tk_cls_scores *out, bc_err *e);
+void tk_cls_scores_free(tk_cls_scores *s);
 
 #endif

@@ -151,10 +151,17 @@ int rundir_load_weights(const rundir_run *r, const char *which, const ir_graph *
 }
 
 int rundir_task_open(const rundir_run *r, const char *data, bc_note_fn note, void *note_ctx,
-                     tk_task *t, bc_err *e)
+                     int top_k, tk_task *t, bc_err *e)
 {
-    tk_task_config c = {data, r->dir,  r->vocab, r->tok, r->task_opt, r->model.max_position,
-                        note, note_ctx};
+    tk_task_config c = {.data = data,
+                        .run_dir = r->dir,
+                        .vocab = r->vocab,
+                        .tok = r->tok,
+                        .opt = r->task_opt,
+                        .max_position = r->model.max_position,
+                        .note = note,
+                        .note_ctx = note_ctx,
+                        .top_k = top_k};
     t->ops = r->task;
     t->state = NULL;
     return r->task->open(&c, &t->state, e);
@@ -172,7 +179,7 @@ int rundir_model_open(rundir_model *m, const char *dir, const char *data,
     m->opened = 1;
     if (!(m->g = rundir_eval_graph(&m->run.model, m->run.task->eval_outputs, e)) ||
         rundir_load_weights(&m->run, o->weights, m->g, &m->params, e) ||
-        rundir_task_open(&m->run, data, o->note, o->note_ctx, &m->task, e) ||
+        rundir_task_open(&m->run, data, o->note, o->note_ctx, o->top_k, &m->task, e) ||
         rundir_runner_init(&m->runner, m->g, o->backend, o->threads, e)) {
         rundir_model_close(m);
         return -1;
@@ -210,4 +217,16 @@ int rundir_predict(rundir_model *m, const char *text, const char *text_pair, jso
 int rundir_print_prediction(const rundir_model *m, const json_t *prediction, FILE *f)
 {
     return m->task.ops->print(m->task.state, prediction, f);
+}
+
+json_t *rundir_eval_details(const rundir_model *m)
+{
+    return m->task.ops->details ? m->task.ops->details(m->task.state) : NULL;
+}
+
+int rundir_print_eval_details(const rundir_model *m, const json_t *details, FILE *f)
+{
+    return m->task.ops->print_details && details
+               ? m->task.ops->print_details(m->task.state, details, f)
+               : 0;
 }

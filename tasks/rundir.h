@@ -54,9 +54,9 @@ int rundir_load_weights(const rundir_run *r, const char *which, const ir_graph *
 const char *rundir_weights_path(const rundir_run *r, const char *which, char *buf,
                                 size_t len);
 /* Opens r's task on data (may be NULL) with its run's label lists; the task's notes go
- * to note (may be NULL). */
+ * to note (may be NULL); top_k: tk_task_config's. */
 int rundir_task_open(const rundir_run *r, const char *data, bc_note_fn note, void *note_ctx,
-                     tk_task *t, bc_err *e);
+                     int top_k, tk_task *t, bc_err *e);
 
 /* ---- a trained model: what `eval` and `predict` use ---------------------------------- */
 
@@ -66,6 +66,7 @@ typedef struct rundir_model_opts {
     int threads;     /* 0: all cores */
     bc_note_fn note; /* the task's notes; may be NULL */
     void *note_ctx;
+    int top_k; /* labels an answer lists, where the task ranks them (0: its default) */
 } rundir_model_opts;
 
 /* A run opened for evaluation and prediction: its eval-mode graph with the chosen
@@ -92,6 +93,11 @@ int rundir_predict(rundir_model *m, const char *text, const char *text_pair, jso
                    bc_err *e);
 /* Writes an answer for people, e.g. "intent: stop_music (0.98)". */
 int rundir_print_prediction(const rundir_model *m, const json_t *prediction, FILE *f);
+/* What the last rundir_evaluate found beyond its scores (per-class scores, a confusion
+ * matrix: tk_task_ops' details), or NULL when the task reports nothing more; and how
+ * it reads for people (nothing for NULL). */
+json_t *rundir_eval_details(const rundir_model *m);
+int rundir_print_eval_details(const rundir_model *m, const json_t *details, FILE *f);
 
 /* Tokenizer options as stored in options.json ({"lowercase": b, "strip_accents":
  * null | b}). */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "task_classify.h"
 #include "task_intent_slot.h"
 #include "task_pretrain.h"
 #include "task_qa.h"
@@ -69,7 +70,7 @@ char *tk_task_abs_path(const char *p)
 
 /* Every task, in the order --help lists them. Add a task here. */
 const tk_task_ops *const tk_tasks[] = {&tk_task_intent_slot, &tk_task_qa, &tk_task_pretrain,
-                                       NULL};
+                                       &tk_task_classify, NULL};
 
 const tk_task_ops *tk_task_find(const char *name)
 {

@@ -95,6 +95,9 @@ typedef struct tk_task_heads {
     int64_t mlm_predictions; /* with TR_LABEL_MLM: no row of the training data has more
                                 labelled positions, so the training graph computes MLM
                                 logits on this many rows only (0: on every position) */
+    int intent_class_weights; /* with TR_LABEL_INTENT: the training loss weighs each
+                                 class (augment adds the input "intent_class_weights",
+                                 F32 [intent_classes], to every micro-batch) */
 } tk_task_heads;
 
 typedef struct tk_task_config {
@@ -109,6 +112,8 @@ typedef struct tk_task_config {
     int64_t max_position;   /* the model's: rows may not be longer (0: unchecked) */
     bc_note_fn note;        /* notes (truncations, unseen labels, ...); may be NULL */
     void *note_ctx;
+    int top_k; /* predict: how many labels an answer lists, where the task
+                  ranks labels (0: its default) */
 } tk_task_config;
 
 typedef struct tk_task_ops {
@@ -154,6 +159,17 @@ typedef struct tk_task_ops {
                    tk_forward_fn forward, void *fctx, json_t **out, bc_err *e);
     /* Writes a prediction for people, e.g. "intent: stop_music (0.98)". */
     int (*print)(void *state, const json_t *prediction, FILE *f);
+    /* 1 when print writes one line per answer, so that answers to many texts are not
+     * separated by blank lines (one output line per input line). */
+    int one_line;
+    /* Optional: the scores that pick best.safetensors when they depend on the task's
+     * options (e.g. classify's --select); NULL: best_by. */
+    const char *const *(*select)(void *state);
+    /* Optional: what the last evaluate found beyond its scores (per-class scores, a
+     * confusion matrix) as a JSON object (the caller decrefs; NULL when out of memory),
+     * and how it reads for people. `eval --json` merges the object's keys into its own. */
+    json_t *(*details)(void *state);
+    int (*print_details)(void *state, const json_t *details, FILE *f);
 } tk_task_ops;
 
 /* An opened task. */
@@ -162,13 +178,19 @@ typedef struct tk_task {
     void *state;
 } tk_task;
 
-/* Compares two evaluations by t->best_by: > 0 when a is better, < 0 when b is, 0 on
- * a tie. A NaN score loses to any number. */
-static inline int tk_task_compare(const struct tk_task_ops *t, const tk_metrics *a,
+/* The scores that pick an opened task's best checkpoint (ops->select, or best_by). */
+static inline const char *const *tk_task_best_by(const tk_task *t)
+{
+    return t->ops->select ? t->ops->select(t->state) : t->ops->best_by;
+}
+
+/* Compares two evaluations by best_by (NULL-terminated): > 0 when a is better, < 0 when
+ * b is, 0 on a tie. A NaN score loses to any number. */
+static inline int tk_task_compare(const char *const *best_by, const tk_metrics *a,
                                   const tk_metrics *b)
 {
-    for (int i = 0; t->best_by && t->best_by[i]; i++) {
-        double x = tk_metrics_get(a, t->best_by[i]), y = tk_metrics_get(b, t->best_by[i]);
+    for (int i = 0; best_by && best_by[i]; i++) {
+        double x = tk_metrics_get(a, best_by[i]), y = tk_metrics_get(b, best_by[i]);
         if (x > y || (!isnan(x) && isnan(y)))
             return 1;
         if (x < y || (isnan(x) && !isnan(y)))

@@ -377,14 +377,16 @@ static int task_data(trainer *t)
         return bc_errf(e, "--task needs --vocab VOCAB.txt (see bertcc train --help)");
     if (!(t->vocab = tx_vocab_load(a->vocab, e)))
         return -1;
-    tk_task_config tc = {a->data,  a->resume,         t->vocab, t->tok,
-                         t->tvals, t->m.max_position, a->note,  a->note_ctx};
+    tk_task_config tc = {a->data,           a->resume, t->vocab,    t->tok, t->tvals,
+                         t->m.max_position, a->note,   a->note_ctx, 0};
     t->task.ops = t->ops;
     if (t->ops->open(&tc, &t->task.state, e))
         return -1;
     tk_task_heads h = {0};
     t->ops->heads(t->task.state, &h);
     t->mlm_gather = h.labels & TR_LABEL_MLM ? h.mlm_predictions : 0;
+    if (h.intent_class_weights)
+        return bc_errf(e, "%s: class weights are not available yet", t->ops->name);
     t->m.vocab_size = tx_vocab_size(t->vocab);
     t->m.head_mask = h.labels;
     t->m.intent_classes = h.labels & FE_HEAD_INTENT ? h.intent_classes : 0;
@@ -613,7 +615,7 @@ static int record(eval_hook *h, const tr_train_progress *p, const tk_metrics *m)
 {
     trainer *t = h->t;
     rundir_train_result *r = t->res;
-    int best = !r->have_best || tk_task_compare(t->ops, m, &r->best) > 0;
+    int best = !r->have_best || tk_task_compare(tk_task_best_by(&t->task), m, &r->best) > 0;
     char path[4200];
     rundir_path(t->a->out, RUNDIR_BEST, path, sizeof path);
     int64_t from = (p->step - 1) / h->upe * h->upe;
@@ -680,7 +682,7 @@ static int setup_runners(trainer *t, eval_hook *hook, int64_t total)
         const rt_tensor *st = rt_list_cfind(&t->state, "step");
         int64_t at = st && st->dtype == RT_I64 ? *(const int64_t *)st->data : 0;
         json_t *names = NULL;
-        int rc = rundir_metrics_resume(a->out, at, t->ops, &t->res->best,
+        int rc = rundir_metrics_resume(a->out, at, tk_task_best_by(&t->task), &t->res->best,
                                        &t->res->have_best, &names, e);
         t->res->keep = names;
         if (rc)

@@ -47,8 +47,8 @@ typedef struct rundir_train_args {
     const char *topt_name[RUNDIR_MAX_TASK_OPTS];
     const char *topt_value[RUNDIR_MAX_TASK_OPTS];
     int ntopt;
-    FILE *progress;       /* progress lines, dev scores and the summary; NULL: quiet */
-    bc_note_fn note;      /* notes (initialized tensors, unseen labels ...); may be NULL */
+    FILE *progress;  /* progress lines, dev scores and the summary; NULL: quiet */
+    bc_note_fn note; /* notes (initialized tensors, unseen labels ...); may be NULL */
     void *note_ctx;
     volatile sig_atomic_t *stop; /* set (e.g. by SIGINT): checkpoint and return; may be
                                     NULL. A failed dev evaluation sets it too. */

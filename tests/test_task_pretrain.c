@@ -17,9 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tasks/pretrain_data.h"
 #include "runtime/rng.h"
 #include "runtime/safetensors.h"
+#include "tasks/pretrain_data.h"
 #include "tasks/task_pretrain.h"
 #include "util.h"
 
@@ -122,8 +122,8 @@ static void set_opt(opts *o, const char *name, const char *value)
 static int open_task(const char *data, const tx_vocab *v, const opts *o, void **st,
                      bc_err *e)
 {
-    tk_task_config c = {data, NULL, v,   TX_TOK_OPTS_DEFAULT, o ? o->v : NULL,
-                        64,   NULL, NULL};
+    tk_task_config c = {data, NULL, v, TX_TOK_OPTS_DEFAULT, o ? o->v : NULL, 64,
+                        NULL, NULL, 0};
     return tk_task_pretrain.open(&c, st, e);
 }
 

@@ -48,7 +48,7 @@ static void set_opt(opts *o, const char *name, const char *value)
 static int open_task(const char *data, const tx_vocab *v, const opts *o, void **st,
                      bc_err *e)
 {
-    tk_task_config c = {data, NULL, v, CASED, o ? o->v : NULL, 128, NULL, NULL};
+    tk_task_config c = {data, NULL, v, CASED, o ? o->v : NULL, 128, NULL, NULL, 0};
     return tk_task_qa.open(&c, st, e);
 }
 

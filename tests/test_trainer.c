@@ -104,7 +104,7 @@ Test(trainer, trains_evaluates_predicts_and_exports_in_process, .timeout = 300)
 
     /* The best weights score on dev what training recorded for them. */
     rundir_model m;
-    rundir_model_opts mo = {"best", CG_BACKEND_REF, 1, NULL, NULL};
+    rundir_model_opts mo = {"best", CG_BACKEND_REF, 1, NULL, NULL, 0};
     cr_assert_eq(rundir_model_open(&m, run, s.data, &mo, &e), 0, "%s", e.msg);
     tk_metrics dev;
     cr_assert_eq(rundir_evaluate(&m, TK_SPLIT_DEV, 64, &dev, &e), 0, "%s", e.msg);
@@ -212,7 +212,7 @@ Test(trainer, errors_come_back_as_values)
         const char *field, *value, *want;
     } bad[] = {
         {"task", "nonsense",
-         "unknown --task 'nonsense' (batches, intent-slot, qa, pretrain)"},
+         "unknown --task 'nonsense' (batches, intent-slot, qa, pretrain, classify)"},
         {"lr", "x", "--lr expects a number in [0, 10], got 'x'"},
         {"data", "/nonexistent", "/nonexistent"},
         {"freeze", "nothing.like.this", "--freeze nothing.like.this matches no parameter"},
@@ -295,7 +295,6 @@ Test(curves, metrics_csv_resumes_at_a_step_and_finds_the_best)
     const char *dir = tu_tmpdir();
     bc_err e;
     static const char *const best_by[] = {"f1", "acc", NULL};
-    tk_task_ops ops = {.name = "x", .best_by = best_by};
     const double f1[] = {0.5, 0.7, 0.7, 0.9}, acc[] = {0.1, 0.2, 0.3, 0.1};
     for (int i = 0; i < 4; i++) {
         tk_metrics m = {0};
@@ -311,7 +310,7 @@ Test(curves, metrics_csv_resumes_at_a_step_and_finds_the_best)
     tk_metrics best;
     int have = 0;
     json_t *keep = NULL;
-    cr_assert_eq(rundir_metrics_resume(dir, 30, &ops, &best, &have, &keep, &e), 0, "%s",
+    cr_assert_eq(rundir_metrics_resume(dir, 30, best_by, &best, &have, &keep, &e), 0, "%s",
                  e.msg);
     cr_assert(have);
     cr_expect_eq(tk_metrics_get(&best, "f1"), 0.7);

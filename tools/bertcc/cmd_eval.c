@@ -16,7 +16,9 @@ static const arg_opt opts[] = {
     {"model", "RUN_DIR", "a run directory made by bertcc train --task (required)", &model},
     {"data", "PATH",
      "the task's data (intent-slot: DIR/{train,dev,test}; qa: a SQuAD v1.1 JSON file; "
-     "pretrain: a corpus or a pretrain-data file; required)",
+     "pretrain: a corpus or a pretrain-data file; classify: DIR/{train,dev,test}.EXT or "
+     "one "
+     "file, scored whole; required)",
      &data},
     {"split", "NAME",
      "test (the default; qa and pretrain: all of PATH), dev (qa and pretrain: the "
@@ -38,11 +40,15 @@ static const char about[] =
     "intent accuracy, slot precision/recall/F1 (conlleval chunks) and\n"
     "frame accuracy; labels unseen in training count as wrong. For qa:\n"
     "exact_match and f1 (the run's --metric: squad or korquad answer\n"
-    "normalization). For pretrain: MLM and NSP accuracy and loss.";
+    "normalization). For pretrain: MLM and NSP accuracy and loss. For\n"
+    "classify: accuracy and macro F1, then per-class precision, recall, F1\n"
+    "and support, and the confusion matrix (--json: per_class, confusion).";
 
 static int print_json(const rundir_model *m, const tk_metrics *r, tk_split sp)
 {
-    json_t *j = json_object();
+    json_t *j = rundir_eval_details(m);
+    if (!j)
+        j = json_object();
     for (int i = 0; i < r->n; i++)
         json_object_set_new(j, r->name[i], json_real(r->value[i]));
     json_object_set_new(j, "examples", json_integer(r->examples));
@@ -72,6 +78,9 @@ static int evaluate(tk_split sp, const rundir_model_opts *o, int batch_size)
                (long long)r.examples, data);
         for (int i = 0; i < r.n; i++)
             printf("  %-18s %.4f\n", r.name[i], r.value[i]);
+        json_t *d = rundir_eval_details(&m);
+        rc = rundir_print_eval_details(&m, d, stdout) ? driver_fail("cannot write") : 0;
+        json_decref(d);
     }
     if (!rc && fflush(stdout))
         rc = driver_fail("cannot write to standard output");
@@ -104,7 +113,8 @@ int cmd_eval(int argc, char **argv)
     if ((threads && args_int(threads, "threads", 1, 1024, &nthreads)) ||
         (batch && args_int(batch, "batch-size", 1, 1 << 20, &bs)))
         return 1;
-    rundir_model_opts o = {weights, CG_BACKEND_DEFAULT, (int)nthreads, driver_note, NULL};
+    rundir_model_opts o = {weights, CG_BACKEND_DEFAULT, (int)nthreads, driver_note, NULL,
+                           0};
     if (backend && cg_backend_parse(backend, &o.backend))
         return driver_fail("eval: --backend expects ref or jit");
     return evaluate(sp, &o, (int)bs);

@@ -18,7 +18,7 @@
 #include "args.h"
 #include "driver.h"
 
-static const char *model, *json, *weights, *threads, *backend, *question, *context;
+static const char *model, *json, *weights, *threads, *backend, *question, *context, *top;
 static const arg_opt opts[] = {
     {"model", "RUN_DIR", "a run directory made by bertcc train --task (required)", &model},
     {"question", "Q", "qa: the question (with --context; or give questions as TEXT)",
@@ -28,6 +28,7 @@ static const arg_opt opts[] = {
      "probability)",
      &context},
     {"json", NULL, "one JSON object per text (JSON Lines)", &json},
+    {"top", "K", "classify: the K most likely labels of each text (default 1)", &top},
     {"weights", "WHICH", "best (the default: best on dev), last, or a safetensors file",
      &weights},
     {"threads", "N", "number of threads (default: all cores)", &threads},
@@ -46,7 +47,11 @@ static const char about[] =
     "qa: the answer span in C with its score (start + end logit) and\n"
     "probability, e.g. `answer: 1545년 (score 9.12, p 0.83)`.\n"
     "pretrain: the TEXT with each [MASK] filled, the 5 best tokens of each,\n"
-    "and with --context the probability that C follows TEXT.";
+    "and with --context the probability that C follows TEXT.\n"
+    "classify: the label with its probability, one line per text, e.g.\n"
+    "  command (0.93)\n"
+    "(--top K: the K most likely, `command (0.93), question (0.05)`; --context C:\n"
+    "C is the second text of a pair).";
 
 static int answer(rundir_model *m, const char *text, const char *where, int blank_before)
 {
@@ -62,7 +67,7 @@ static int answer(rundir_model *m, const char *text, const char *where, int blan
         rc = s ? (puts(s) < 0 ? -1 : 0) : -1;
         free(s);
     } else {
-        if (blank_before)
+        if (blank_before && !m->task.ops->one_line)
             putchar('\n');
         rc = rundir_print_prediction(m, out, stdout);
     }
@@ -125,10 +130,12 @@ int cmd_predict(int argc, char **argv)
     if (question && !context)
         return driver_fail("predict: --question goes with --context");
     pos[0] = question; /* asked first, then the TEXTs */
-    long long nthreads = 0;
-    if (threads && args_int(threads, "threads", 1, 1024, &nthreads))
+    long long nthreads = 0, k = 0;
+    if ((threads && args_int(threads, "threads", 1, 1024, &nthreads)) ||
+        (top && args_int(top, "top", 1, 1000, &k)))
         return 1;
-    rundir_model_opts o = {weights, CG_BACKEND_DEFAULT, (int)nthreads, driver_note, NULL};
+    rundir_model_opts o = {weights, CG_BACKEND_DEFAULT, (int)nthreads, driver_note, NULL,
+                           (int)k};
     if (backend && cg_backend_parse(backend, &o.backend))
         return driver_fail("predict: --backend expects ref or jit");
     return question ? predict(pos, npos + 1, &o) : predict(pos + 1, npos, &o);

@@ -20,10 +20,11 @@ static arg_opt opts[BASE_OPTS + RUNDIR_MAX_TASK_OPTS + 1] = {
      "a batch file (the run batch format, N rows), or the task's data "
      "(intent-slot: DIR/{train,dev,test}/{seq.in,seq.out,label}; qa: a SQuAD v1.1 "
      "JSON file; pretrain: a corpus, one sentence per line and a blank line between "
-     "documents, or a pretrain-data file)",
+     "documents, or a pretrain-data file; classify: DIR/{train,dev,test}.{tsv,csv,jsonl} "
+     "or one such file)",
      &a.data},
     {"o", "RUN_DIR", "run directory (weights, optimizer state, logs, options)", &a.out},
-    {"task", "NAME", "batches (default), intent-slot, qa or pretrain", &a.task},
+    {"task", "NAME", "batches (default), intent-slot, qa, pretrain or classify", &a.task},
     {"vocab", "VOCAB.txt", "the vocabulary (with --task; sets the model's vocab-size)",
      &a.vocab},
     {"lowercase", NULL, "lower-case the text (the default)", &a.lower},
@@ -83,6 +84,8 @@ static const char usage[] =
     "       bertcc train MODEL.xml --task pretrain --data "
     "CORPUS.txt|DATA.safetensors "
     "--vocab V -o RUN_DIR\n"
+    "       bertcc train MODEL.xml --task classify --data DIR|FILE [--holdout K] --vocab V "
+    "-o RUN_DIR\n"
     "       bertcc train --resume RUN_DIR [options]";
 
 static const char about[] =
