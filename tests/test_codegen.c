@@ -479,6 +479,46 @@ Test(codegen, cross_entropy_and_its_gradient)
             }
 }
 
+/* As above with class weights w[C] in [0, 2): about a third of the labels ignored, every
+ * label ignored, or every weight 0 (loss 0, gradient 0); C = 1, primes, and 16 ± 1 (not
+ * multiples of the vector width). */
+Test(codegen, class_weighted_cross_entropy_and_its_gradient)
+{
+    static const int64_t cs[] = {1, 3, 15, 17, 101};
+    for (size_t c = 0; c < NSHAPES; c++)
+        for (size_t k = 0; k < sizeof cs / sizeof *cs; k++)
+            for (int mode = 0; mode <= 2; mode++) {
+                fx f;
+                fx_init(&f, shapes[c][0], shapes[c][1]);
+                int64_t C = cs[k];
+                ir_dim d3[3] = {DB, DS, DC(C)}, bs[2] = {DB, DS}, bc[2] = {DB, DC(C)};
+                ir_dim dc[1] = {DC(C)};
+                int lg = fx_f32(&f, "logits", 3, d3, -5, 5),
+                    lg2 = fx_f32(&f, "l2", 2, bc, -5, 5);
+                int w = fx_f32(&f, "w", 1, dc, 0, 2);
+                int64_t *lab, n, *lab2, n2;
+                int lb = fx_i64(&f, "labels", 2, bs, 0, C, &lab, &n);
+                int lb2 = fx_i64(&f, "lab2", 1, bs, 0, C, &lab2, &n2);
+                for (int64_t i = 0; i < n; i++)
+                    if (mode == 1 || i % 3 == 1)
+                        lab[i] = -100;
+                for (int64_t i = 0; i < n2; i++)
+                    if (mode == 1)
+                        lab2[i] = -100;
+                if (mode == 2)
+                    memset(rt_list_find(&f.in, "w")->data, 0, sizeof(float) * (size_t)C);
+                int dloss = fx_f32(&f, "dloss", 0, NULL, 0.5, 2);
+                ir_set_output(f.g, "loss", ir_cross_entropy_weighted(f.g, lg, lb, w));
+                ir_set_output(f.g, "loss2", ir_cross_entropy_weighted(f.g, lg2, lb2, w));
+                int in[4] = {lg, lb, dloss, w}, in2[4] = {lg2, lb2, dloss, w};
+                ir_set_output(f.g, "dl",
+                              node(&f, IR_OP_CROSS_ENTROPY_GRAD, in, 4, NULL, NULL));
+                ir_set_output(f.g, "dl2",
+                              node(&f, IR_OP_CROSS_ENTROPY_GRAD, in2, 4, NULL, NULL));
+                fx_check(&f, 1e-5);
+            }
+}
+
 /* ---- column reductions ---- */
 
 /* [B, S, H] -> [H], [S, H] and [] */
