@@ -579,12 +579,12 @@ static const char *fixture(const char *file)
  * executes): JIT against the reference interpreter with the outside check's tolerances
  * (forward rtol 1e-4, gradients 1e-3, atol 1e-6), and the same bits for 1, 2 and 3
  * threads. */
-Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
+static void run_tiny_case(unsigned build, const float *intent_weights)
 {
     fe_model m;
     bc_err e = {{0}};
     cr_assert_eq(fe_load(fixture("model.xml"), &m, &e), 0, "%s", e.msg);
-    ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
+    ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL | build, &e);
     cr_assert_not_null(g, "%s", e.msg);
     pass_grad_opts go = {0};
     cr_assert_eq(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
@@ -601,6 +601,9 @@ Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
     cr_assert_eq(tr_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, &inputs, &present,
                                   &Bv, &Sv, NULL, NULL, &e),
                  0, "%s", e.msg);
+    if (intent_weights)
+        cr_assert_not_null(rt_list_add(&inputs, "intent_class_weights", RT_F32, 1,
+                                       (int64_t[]){m.intent_classes}, intent_weights));
     cr_assert_eq(rt_st_load(fixture("weights.safetensors"), &ckpt, &e), 0, "%s", e.msg);
     cr_assert_eq(rt_params_from_checkpoint(g, &ckpt, 0, 0, &params, NULL, NULL, &e), 0,
                  "%s", e.msg);
@@ -636,4 +639,16 @@ Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
     rt_list_free(&ckpt);
     rt_list_free(&params);
     ir_graph_free(g);
+}
+
+Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
+{
+    run_tiny_case(0, NULL);
+}
+
+/* The same with the class-weighted intent loss (FE_BUILD_INTENT_WEIGHTS). */
+Test(codegen, run_tiny_with_intent_class_weights_matches_the_reference, .timeout = 120)
+{
+    static const float w[5] = {2.0f, 0.5f, 1.0f, 3.0f, 0.25f};
+    run_tiny_case(FE_BUILD_INTENT_WEIGHTS, w);
 }
