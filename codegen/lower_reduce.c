@@ -8,7 +8,8 @@
  * bits do not depend on the thread split.
  *
  * cross_entropy writes one scalar, so it is one unit: rows in order, each row's loss
- * vectorized as above, the mean accumulated in double.
+ * vectorized as above, the mean (or the class-weighted mean and its weights' sum)
+ * accumulated in double.
  *
  * Column-wise (unit = a block of 4 vectors of output columns): reduce_sum,
  * layernorm_dgamma, scatter_add. Each unit owns its output columns and sums over all
@@ -354,18 +355,52 @@ void cg_lower_softmax_grad(cg_ctx *c, cg_kernel *k)
     LLVMBuildRetVoid(c->b);
 }
 
-/* logits (n, C), labels (n) -> the mean over labelled rows of max + log(sum exp(x -
- * max)) - x[label], or 0 when none is labelled. One unit: the losses are added in row
- * order (in double). */
+static LLVMValueRef f64_load(cg_ctx *c, LLVMValueRef var)
+{
+    return LLVMBuildLoad2(c->b, c->t_f64, var, "");
+}
+
+/* f32 x widened to double */
+static LLVMValueRef ext(cg_ctx *c, LLVMValueRef x)
+{
+    return LLVMBuildFPExt(c->b, x, c->t_f64, "");
+}
+
+/* The class weights' sum over labelled rows, in double in row order: weights (C),
+ * labels (n). */
+static LLVMValueRef weight_sum(cg_ctx *c, LLVMValueRef weights, LLVMValueRef labels,
+                               LLVMValueRef n)
+{
+    LLVMValueRef wsum = cg_var(c, c->t_f64, LLVMConstReal(c->t_f64, 0.0), "wsum");
+    cg_loop i;
+    cg_for_begin(c, &i, cg_i64(c, 0), n, "w");
+    LLVMValueRef lab = cg_load(c, c->t_i64, labels, i.iv);
+    LLVMBasicBlockRef join =
+        if_begin(c, LLVMBuildICmp(c->b, LLVMIntNE, lab, cg_i64(c, -100), ""));
+    LLVMValueRef w = ext(c, cg_load(c, c->t_f32, weights, lab));
+    LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, f64_load(c, wsum), w, ""), wsum);
+    if_end(c, join);
+    cg_for_end(c, &i);
+    return f64_load(c, wsum);
+}
+
+/* logits (n, C), labels (n) [, weights (C)] -> the mean over labelled rows of max +
+ * log(sum exp(x - max)) - x[label], or 0 when none is labelled; with weights, the
+ * weighted mean sum(w[label] loss) / sum(w[label]), 0 when the weights sum to 0. One
+ * unit: the losses (and weights) are added in row order, in double. */
 void cg_lower_cross_entropy(cg_ctx *c, cg_kernel *k)
 {
     const ir_type *lt = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
+    int weighted = k->n->nin > 2;
     cg_units(c, k, ir_dconst(1), 1, NULL);
     LLVMValueRef C = cg_dim(c, lt->dim[lt->rank - 1], k->B, k->S);
     LLVMValueRef n = cg_numel(c, bt, k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), logits = cg_arg(c, k, 1), labels = cg_arg(c, k, 2);
+    LLVMValueRef weights = weighted ? cg_arg(c, k, 3) : NULL;
     LLVMValueRef total = cg_var(c, c->t_f64, LLVMConstReal(c->t_f64, 0.0), "total");
     LLVMValueRef count = cg_var(c, c->t_i64, cg_i64(c, 0), "count");
+    LLVMValueRef wsum =
+        weighted ? cg_var(c, c->t_f64, LLVMConstReal(c->t_f64, 0.0), "wsum") : NULL;
     cg_loop i;
     cg_for_begin(c, &i, cg_i64(c, 0), n, "row");
     LLVMValueRef lab = cg_load(c, c->t_i64, labels, i.iv);
@@ -376,46 +411,70 @@ void cg_lower_cross_entropy(cg_ctx *c, cg_kernel *k)
     LLVMValueRef sum = row_pass(c, C, p_expdev, &r, R_SUM);
     LLVMValueRef loss = LLVMBuildFSub(c->b, r.s[0], cg_load(c, c->t_f32, r.p[0], lab), "");
     loss = LLVMBuildFAdd(c->b, loss, cg_log(c, sum), "loss");
-    LLVMBuildStore(c->b,
-                   LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->t_f64, total, ""),
-                                 LLVMBuildFPExt(c->b, loss, c->t_f64, ""), ""),
-                   total);
+    if (weighted) {
+        LLVMValueRef w = ext(c, cg_load(c, c->t_f32, weights, lab));
+        LLVMValueRef wl = LLVMBuildFMul(c->b, w, ext(c, loss), "");
+        LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, f64_load(c, total), wl, ""), total);
+        LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, f64_load(c, wsum), w, ""), wsum);
+    } else {
+        LLVMBuildStore(c->b,
+                       LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->t_f64, total, ""),
+                                     LLVMBuildFPExt(c->b, loss, c->t_f64, ""), ""),
+                       total);
+    }
     LLVMBuildStore(c->b, cg_add(c, LLVMBuildLoad2(c->b, c->t_i64, count, ""), cg_i64(c, 1)),
                    count);
     if_end(c, join);
     cg_for_end(c, &i);
-    LLVMValueRef cnt = LLVMBuildLoad2(c->b, c->t_i64, count, "");
-    LLVMValueRef mean = LLVMBuildFDiv(c->b, LLVMBuildLoad2(c->b, c->t_f64, total, ""),
-                                      LLVMBuildSIToFP(c->b, cnt, c->t_f64, ""), "");
-    LLVMValueRef res =
-        LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, cnt, cg_i64(c, 0), ""),
-                        LLVMBuildFPTrunc(c->b, mean, c->t_f32, ""), cg_f32(c, 0.0), "");
+    LLVMValueRef res;
+    if (weighted) {
+        LLVMValueRef ws = f64_load(c, wsum);
+        LLVMValueRef mean = LLVMBuildFDiv(c->b, f64_load(c, total), ws, "");
+        res = LLVMBuildSelect(
+            c->b, LLVMBuildFCmp(c->b, LLVMRealUNE, ws, LLVMConstReal(c->t_f64, 0.0), ""),
+            LLVMBuildFPTrunc(c->b, mean, c->t_f32, ""), cg_f32(c, 0.0), "");
+    } else {
+        LLVMValueRef cnt = LLVMBuildLoad2(c->b, c->t_i64, count, "");
+        LLVMValueRef mean = LLVMBuildFDiv(c->b, LLVMBuildLoad2(c->b, c->t_f64, total, ""),
+                                          LLVMBuildSIToFP(c->b, cnt, c->t_f64, ""), "");
+        res =
+            LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, cnt, cg_i64(c, 0), ""),
+                            LLVMBuildFPTrunc(c->b, mean, c->t_f32, ""), cg_f32(c, 0.0), "");
+    }
     cg_store(c, res, out, cg_i64(c, 0));
     LLVMBuildRetVoid(c->b);
 }
 
-/* logits (n, C), labels (n), dloss [] -> dlogits = dloss (softmax - onehot) / count on
- * labelled rows, 0 on the others; unit = one row (each call counts the labels first). */
+/* logits (n, C), labels (n), dloss [] [, weights (C)] -> dlogits = factor (softmax -
+ * onehot) on labelled rows, 0 on the others; factor = dloss / count, or with weights
+ * dloss w[label] / sum(w[label]) (0 rows when that sum is 0). Unit = one row; each call
+ * first counts the labels (sums the weights, in double in row order). */
 void cg_lower_cross_entropy_grad(cg_ctx *c, cg_kernel *k)
 {
     const ir_type *lt = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
+    int weighted = k->n->nin > 3;
     cg_units(c, k, ir_type_numel(bt), 1, NULL);
     LLVMValueRef C = cg_dim(c, lt->dim[lt->rank - 1], k->B, k->S);
     LLVMValueRef n = cg_numel(c, bt, k->B, k->S);
     LLVMValueRef out = cg_arg(c, k, 0), logits = cg_arg(c, k, 1), labels = cg_arg(c, k, 2);
     LLVMValueRef dloss = cg_load(c, c->t_f32, cg_arg(c, k, 3), cg_i64(c, 0));
-    LLVMValueRef count = cg_var(c, c->t_i64, cg_i64(c, 0), "count");
-    cg_loop i;
-    cg_for_begin(c, &i, cg_i64(c, 0), n, "i");
-    LLVMValueRef has = LLVMBuildICmp(c->b, LLVMIntNE, cg_load(c, c->t_i64, labels, i.iv),
-                                     cg_i64(c, -100), "");
-    LLVMBuildStore(c->b,
-                   cg_add(c, LLVMBuildLoad2(c->b, c->t_i64, count, ""),
-                          LLVMBuildZExt(c->b, has, c->t_i64, "")),
-                   count);
-    cg_for_end(c, &i);
-    LLVMValueRef factor = LLVMBuildFDiv(
-        c->b, dloss, to_f32(c, LLVMBuildLoad2(c->b, c->t_i64, count, "")), "factor");
+    LLVMValueRef weights = weighted ? cg_arg(c, k, 4) : NULL, factor = NULL, wsum = NULL;
+    if (weighted) {
+        wsum = weight_sum(c, weights, labels, n);
+    } else {
+        LLVMValueRef count = cg_var(c, c->t_i64, cg_i64(c, 0), "count");
+        cg_loop i;
+        cg_for_begin(c, &i, cg_i64(c, 0), n, "i");
+        LLVMValueRef has = LLVMBuildICmp(
+            c->b, LLVMIntNE, cg_load(c, c->t_i64, labels, i.iv), cg_i64(c, -100), "");
+        LLVMBuildStore(c->b,
+                       cg_add(c, LLVMBuildLoad2(c->b, c->t_i64, count, ""),
+                              LLVMBuildZExt(c->b, has, c->t_i64, "")),
+                       count);
+        cg_for_end(c, &i);
+        factor = LLVMBuildFDiv(
+            c->b, dloss, to_f32(c, LLVMBuildLoad2(c->b, c->t_i64, count, "")), "factor");
+    }
     cg_loop rw;
     cg_for_begin(c, &rw, k->u0, k->u1, "row");
     LLVMValueRef off = cg_mul(c, rw.iv, C);
@@ -423,12 +482,22 @@ void cg_lower_cross_entropy_grad(cg_ctx *c, cg_kernel *k)
     LLVMValueRef lab = cg_load(c, c->t_i64, labels, rw.iv);
     LLVMBasicBlockRef yes = cg_block(c, "labelled"), no = cg_block(c, "ignored"),
                       join = cg_block(c, "join");
-    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, lab, cg_i64(c, -100), ""), no,
-                    yes);
+    LLVMValueRef skip = LLVMBuildICmp(c->b, LLVMIntEQ, lab, cg_i64(c, -100), "");
+    if (weighted)
+        skip = LLVMBuildOr(
+            c->b, skip,
+            LLVMBuildFCmp(c->b, LLVMRealOEQ, wsum, LLVMConstReal(c->t_f64, 0.0), ""), "");
+    LLVMBuildCondBr(c->b, skip, no, yes);
     LLVMPositionBuilderAtEnd(c->b, no);
     row_pass(c, C, p_zero, &r, R_NONE);
     LLVMBuildBr(c->b, join);
     LLVMPositionBuilderAtEnd(c->b, yes);
+    if (weighted) {
+        LLVMValueRef w = ext(c, cg_load(c, c->t_f32, weights, lab));
+        LLVMValueRef f =
+            LLVMBuildFDiv(c->b, LLVMBuildFMul(c->b, ext(c, dloss), w, ""), wsum, "");
+        factor = LLVMBuildFPTrunc(c->b, f, c->t_f32, "factor");
+    }
     r.s[0] = row_pass(c, C, p_x, &r, R_MAX);
     r.s[1] = row_pass(c, C, p_ce_exp, &r, R_SUM);
     r.s[2] = factor;

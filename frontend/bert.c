@@ -163,6 +163,9 @@ ir_graph *fe_build_bert_mlm_gather(const fe_model *m, unsigned label_mask, int64
         l_nsp = ir_input(g, "nsp_labels", vec_t);
     if ((heads & FE_HEAD_INTENT) && (label_mask & FE_LABEL_INTENT))
         l_int = ir_input(g, "intent_labels", vec_t);
+    int w_int = -1; /* intent_class_weights [C] */
+    if (l_int >= 0 && (label_mask & FE_BUILD_INTENT_WEIGHTS))
+        w_int = ir_input(g, "intent_class_weights", f32(1, ir_dconst(m->intent_classes)));
     if ((heads & FE_HEAD_SLOT) && (label_mask & FE_LABEL_SLOT))
         l_slot = ir_input(g, "slot_labels", ids_t);
     if ((heads & FE_HEAD_QA) && (label_mask & FE_LABEL_QA)) {
@@ -215,7 +218,8 @@ ir_graph *fe_build_bert_mlm_gather(const fe_model *m, unsigned label_mask, int64
                             m->intent_classes, H);
         ir_set_output(g, "intent_logits", logits);
         if (l_int >= 0) {
-            int l = ir_cross_entropy(g, logits, l_int);
+            int l = w_int >= 0 ? ir_cross_entropy_weighted(g, logits, l_int, w_int)
+                               : ir_cross_entropy(g, logits, l_int);
             ir_set_output(g, "intent_loss", l);
             loss = loss_term(loss, l, g);
         }

@@ -69,6 +69,16 @@ enum {
      * projection, before the intent and slot classifiers), driven by an extra input
      * "dropout_seed" (i64 scalar) so that a step's masks are reproducible. */
     FE_BUILD_TRAIN = 1 << 8,
+    /* Not a label: a class-weighted intent loss (issue 13, skewed data sets). When the
+     * intent loss is built (an intent head and FE_LABEL_INTENT), the graph gets the input
+     * "intent_class_weights" (f32 [C], C = intent_classes, right after intent_labels)
+     * and intent_loss = sum_i w[y_i] CE_i / sum_i w[y_i] over the rows whose label is not
+     * -100, as PyTorch's CrossEntropyLoss(weight=w); 0 when no row is labelled or their
+     * weights sum to 0. The weights are data, not parameters: they get no gradient, and
+     * nothing checks their values (negative ones are the caller's business). Without an
+     * intent loss the flag changes nothing; other losses are never weighted. Combines
+     * with FE_BUILD_TRAIN and with fe_build_bert_mlm_gather. */
+    FE_BUILD_INTENT_WEIGHTS = 1 << 9,
 };
 
 /* Expands m into the BERT forward graph: inputs input_ids, token_type_ids,

@@ -283,3 +283,9 @@ int ir_cross_entropy(ir_graph *g, int logits, int labels)
     int in[2] = {logits, labels};
     return ir_add(g, IR_OP_CROSS_ENTROPY, in, 2, NULL, NULL, NULL);
 }
+
+int ir_cross_entropy_weighted(ir_graph *g, int logits, int labels, int weights)
+{
+    int in[3] = {logits, labels, weights};
+    return ir_add(g, IR_OP_CROSS_ENTROPY, in, 3, NULL, NULL, NULL);
+}

@@ -92,8 +92,9 @@ typedef struct ir_attrs {
     X(ATTN_SOFTMAX, "attn_softmax", 2, 2, IR_A_SCALE, FWD, KERNEL, REDUCE, attn_softmax)   \
     /* drops the axis, taking one index of it */                                           \
     X(SELECT, "select", 1, 1, IR_A_AXIS | IR_A_INDEX, FWD, KERNEL, INJECTIVE, select)      \
-    /* logits[..., C], labels[...] -> mean CE over labels != -100, f32[] */                \
-    X(CROSS_ENTROPY, "cross_entropy", 2, 2, 0, FWD, KERNEL, OPAQUE, cross_entropy)         \
+    /* logits[..., C], labels[...] -> mean CE over labels != -100, f32[]; with a 3rd */    \
+    /* operand weights[C]: sum(w[y] CE) / sum(w[y]), as PyTorch's weight= */               \
+    X(CROSS_ENTROPY, "cross_entropy", 2, 3, 0, FWD, KERNEL, OPAQUE, cross_entropy)         \
     /* x, seed i64[] -> x * keep / (1 - p); keep drawn from (seed, index, element) */      \
     X(DROPOUT, "dropout", 2, 2, IR_A_P | IR_A_INDEX, FWD, KERNEL, ELEMWISE, dropout)       \
     /* ---- ops that autodiff introduces ---- */                                           \
@@ -120,8 +121,8 @@ typedef struct ir_attrs {
     /* dy -> zeros of the node's type with dy placed at index along axis */                \
     X(SELECT_GRAD, "select_grad", 1, 1, IR_A_AXIS | IR_A_INDEX | IR_A_TYPE, GRAD, KERNEL,  \
       INJECTIVE, select_grad)                                                              \
-    /* logits, labels, dloss[] -> dlogits */                                               \
-    X(CROSS_ENTROPY_GRAD, "cross_entropy_grad", 3, 3, 0, GRAD, KERNEL, OPAQUE,             \
+    /* logits, labels, dloss[] [, weights[C]] -> dlogits */                                \
+    X(CROSS_ENTROPY_GRAD, "cross_entropy_grad", 3, 4, 0, GRAD, KERNEL, OPAQUE,             \
       cross_entropy_grad)
 
 typedef enum {
@@ -286,6 +287,10 @@ int ir_layernorm(ir_graph *g, int x, int gamma, int beta, double eps);
 int ir_attn_softmax(ir_graph *g, int scores, int mask, double scale);
 int ir_select(ir_graph *g, int x, int axis, int64_t index);
 int ir_cross_entropy(ir_graph *g, int logits, int labels);
+/* Class-weighted: weights f32[C], C the logits' last dimension. Rows with label -100 do
+ * not count; the loss is 0 when no row counts or their weights sum to 0. Negative
+ * weights are the caller's business (nothing checks them). */
+int ir_cross_entropy_weighted(ir_graph *g, int logits, int labels, int weights);
 
 /* Shape rule of node n (dispatches through ir_ops). */
 int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e);

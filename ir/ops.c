@@ -259,7 +259,8 @@ static int shape_select(const ir_graph *g, const ir_node *n, ir_type *out, bc_er
     return 0;
 }
 
-static int shape_cross_entropy(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
+/* logits[..., C] and labels[...]: a scalar loss. */
+static int shape_ce_labels(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *lg = in_type(g, n, 0), *lb = in_type(g, n, 1);
     if (need_f32(lg, "logits", e))
@@ -271,6 +272,24 @@ static int shape_cross_entropy(const ir_graph *g, const ir_node *n, ir_type *out
             return bc_errf(e, "labels dimension %d differs from the logits'", i);
     *out = ir_type_make(IR_F32, 0, NULL);
     return 0;
+}
+
+/* The optional class weights, operand k: f32[C] for the logits' C classes. */
+static int check_class_weights(const ir_graph *g, const ir_node *n, int k, bc_err *e)
+{
+    if (n->nin <= k)
+        return 0;
+    const ir_type *lg = in_type(g, n, 0), *w = in_type(g, n, k);
+    if (w->dtype != IR_F32 || w->rank != 1 || !ir_dim_eq(w->dim[0], lg->dim[lg->rank - 1]))
+        return bc_errf(e, "weights must be f32 [C], C the logits' last dimension");
+    return 0;
+}
+
+static int shape_cross_entropy(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
+{
+    if (shape_ce_labels(g, n, out, e))
+        return -1;
+    return check_class_weights(g, n, 2, e);
 }
 
 static int shape_dropout(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
@@ -373,10 +392,12 @@ static int shape_cross_entropy_grad(const ir_graph *g, const ir_node *n, ir_type
                                     bc_err *e)
 {
     const ir_type *dy = in_type(g, n, 2);
-    if (shape_cross_entropy(g, n, out, e))
+    if (shape_ce_labels(g, n, out, e))
         return -1;
     if (dy->dtype != IR_F32 || dy->rank != 0)
         return bc_errf(e, "dloss must be an f32 scalar");
+    if (check_class_weights(g, n, 3, e))
+        return -1;
     *out = *in_type(g, n, 0);
     return 0;
 }

@@ -173,12 +173,24 @@ static int vjp_select(ir_graph *g, const ir_node *n, int v, int k, int dy)
     return given(g, IR_OP_SELECT_GRAD, &dy, 1, &n->a, &t);
 }
 
+/* The logits' gradient; labels are integers, and class weights (operand 2) have none
+ * (as in PyTorch, where the derivative for `weight` is not implemented): weights that
+ * depend on a trainable parameter are an error rather than a silently wrong gradient. */
 static int vjp_cross_entropy(ir_graph *g, const ir_node *n, int v, int k, int dy)
 {
-    (void)v;
-    (void)k;
-    int in[3] = {n->in[0], n->in[1], dy};
-    return ir_add(g, IR_OP_CROSS_ENTROPY_GRAD, in, 3, NULL, NULL, NULL);
+    if (k == 2) {
+        if (!g->failed) {
+            g->failed = 1;
+            bc_errf(
+                &g->err,
+                "%%%d (cross_entropy): the class weights have no gradient; they must not "
+                "depend on a trainable parameter",
+                v);
+        }
+        return -1;
+    }
+    int in[4] = {n->in[0], n->in[1], dy, n->nin > 2 ? n->in[2] : -1};
+    return ir_add(g, IR_OP_CROSS_ENTROPY_GRAD, in, n->nin + 1, NULL, NULL, NULL);
 }
 
 static int vjp_dropout(ir_graph *g, const ir_node *n, int v, int k, int dy)

@@ -5,7 +5,10 @@
  *     gather           ids in [0, rows of the table)
  *     scatter_add      ids in [0, rows of the result)
  *     attn_softmax     mask values 0 or 1
- *     cross_entropy    labels in [0, classes) or -100 (ignored)
+ *     cross_entropy    labels in [0, classes) or -100 (ignored); class weights, which
+ *                      the labels index, have the classes' length by the shape rule
+ *                      and their values are not checked (negative ones are the
+ *                      caller's business)
  *     prefix_rows      S (the rows taken) at most the rows of the table */
 #ifndef BERTCC_RT_CHECK_H
 #define BERTCC_RT_CHECK_H

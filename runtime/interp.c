@@ -191,7 +191,11 @@ static void k_cross_entropy(ctx *c, int v)
     const ir_node *n = node(c, v);
     int lg = n->in[0], lb = n->in[1];
     int64_t cls = c->shape[lg][rank(c, lg) - 1], rows = c->numel[lb];
-    c->f[v][0] = ref_cross_entropy(c->f[lg], c->iv[lb], rows, cls);
+    if (n->nin > 2)
+        c->f[v][0] =
+            ref_cross_entropy_weighted(c->f[lg], c->iv[lb], c->f[n->in[2]], rows, cls);
+    else
+        c->f[v][0] = ref_cross_entropy(c->f[lg], c->iv[lb], rows, cls);
 }
 
 static void k_dropout(ctx *c, int v)
@@ -298,8 +302,12 @@ static void k_cross_entropy_grad(ctx *c, int v)
     int lg = n->in[0], lb = n->in[1];
     int64_t cls = c->shape[lg][rank(c, lg) - 1];
     /* Labels were range-checked by the forward cross_entropy that reads them. */
-    ref_cross_entropy_grad(c->f[v], c->f[lg], c->iv[lb], c->numel[lb], cls,
-                           c->f[n->in[2]][0]);
+    if (n->nin > 3)
+        ref_cross_entropy_weighted_grad(c->f[v], c->f[lg], c->iv[lb], c->f[n->in[3]],
+                                        c->numel[lb], cls, c->f[n->in[2]][0]);
+    else
+        ref_cross_entropy_grad(c->f[v], c->f[lg], c->iv[lb], c->numel[lb], cls,
+                               c->f[n->in[2]][0]);
 }
 
 /* One row per op: a kernel that cannot fail, or one that can (binding a tensor, an

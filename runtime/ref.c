@@ -381,6 +381,46 @@ void ref_cross_entropy_grad(double *dlogits, const double *logits, const int64_t
     }
 }
 
+double ref_cross_entropy_weighted(const double *logits, const int64_t *labels,
+                                  const double *weights, int64_t n, int64_t c)
+{
+    // logits (n, c), labels (n), weights (c)
+    double total = 0.0, wsum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (labels[i] == -100)
+            continue;
+        const double *row = logits + i * c; // (c)
+        double sum, maxv = row_max_sumexp(row, c, &sum);
+        double w = weights[labels[i]];
+        total += w * (maxv + log(sum) - row[labels[i]]);
+        wsum += w;
+    }
+    return wsum != 0.0 ? total / wsum : 0.0;
+}
+
+void ref_cross_entropy_weighted_grad(double *dlogits, const double *logits,
+                                     const int64_t *labels, const double *weights,
+                                     int64_t n, int64_t c, double dloss)
+{
+    // dlogits (n, c), logits (n, c), labels (n), weights (c)
+    double wsum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] != -100)
+            wsum += weights[labels[i]];
+    for (int64_t i = 0; i < n; i++) {
+        double *d = dlogits + i * c;      // (c)
+        const double *l = logits + i * c; // (c)
+        if (labels[i] == -100 || wsum == 0.0) {
+            zero(d, c);
+            continue;
+        }
+        double sum, mx = row_max_sumexp(l, c, &sum);
+        double f = dloss * weights[labels[i]] / wsum;
+        for (int64_t j = 0; j < c; j++)
+            d[j] = f * (exp(l[j] - mx) / sum - (j == labels[i]));
+    }
+}
+
 /* ---- dropout ---- */
 
 void ref_dropout(double *out, const double *x, int64_t n, double p, uint64_t seed,

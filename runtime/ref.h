@@ -152,6 +152,22 @@ double ref_cross_entropy(const double *logits, const int64_t *labels, int64_t n,
 void ref_cross_entropy_grad(double *dlogits, const double *logits, const int64_t *labels,
                             int64_t n, int64_t c, double dloss);
 
+/* Class-weighted (PyTorch's weight=): sum of weights[labels[i]] * -log
+ * softmax(logits[i])[labels[i]] over rows with a label, divided by the sum of their
+ * weights; 0 when no row has a label or their weights sum to 0. Weights are not
+ * checked (negative ones are the caller's business).
+ *   logits (n, c), labels (n) each -100 or in [0, c), weights (c) */
+double ref_cross_entropy_weighted(const double *logits, const int64_t *labels,
+                                  const double *weights, int64_t n, int64_t c);
+
+/* dlogits = dloss * weights[label] * (softmax(logits) - onehot(label)) / wsum for rows
+ * with a label (wsum = the sum of their weights), 0 for ignored rows and everywhere
+ * when wsum is 0.
+ *   dlogits (n, c), logits (n, c), labels (n) each -100 or in [0, c), weights (c) */
+void ref_cross_entropy_weighted_grad(double *dlogits, const double *logits,
+                                     const int64_t *labels, const double *weights,
+                                     int64_t n, int64_t c, double dloss);
+
 /* ---- dropout (its VJP is dropout with the same mask) ---- */
 
 /* Whether element i of dropout stream `tag` survives under `seed`: a counter-based

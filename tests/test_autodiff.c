@@ -12,10 +12,10 @@
 
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
-#include "../train/batch.h"
 #include "../runtime/interp.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"
+#include "../train/batch.h"
 #include "util.h"
 
 /* A shape literal: SH(3, 5, 7). */
@@ -583,6 +583,107 @@ Test(autodiff_vjp, cross_entropy_with_every_label_ignored_has_zero_gradient)
     rt_list_free(&out);
     ir_graph_free(d);
     gc_free(&c);
+}
+
+/* An f32 input (not differentiated) of the given shape and values. */
+static int gc_input_f32(gcase *c, const char *name, int rank, const int64_t *shape,
+                        const double *vals)
+{
+    int v = ir_input(c->g, name, const_type(IR_F32, rank, shape));
+    cr_assert_not_null(rt_list_add(&c->inputs, name, RT_F64, rank, shape, vals));
+    return v;
+}
+
+/* Class weights (values exact in f32) as an input, as the frontend gives them. */
+static void wce_case(int rank, const int64_t *shape, const int64_t *labels,
+                     const double *weights, uint64_t seed)
+{
+    gcase c;
+    gc_init(&c, "cross_entropy_weighted", seed);
+    int x = gc_param(&c, "logits", rank, shape, -3, 3);
+    int l = gc_input(&c, "labels", rank - 1, shape, labels);
+    int w = gc_input_f32(&c, "class_weights", 1, &shape[rank - 1], weights);
+    gc_loss(&c, ir_cross_entropy_weighted(c.g, x, l, w));
+    gc_check(&c);
+    /* The gradient op takes the weights as its 4th operand. */
+    ir_graph *d = differentiate(c.g, NULL, 0, 0);
+    int found = 0;
+    for (int i = 0; i < d->n; i++)
+        if (d->nodes[i].op == IR_OP_CROSS_ENTROPY_GRAD) {
+            cr_expect_eq(d->nodes[i].nin, 4);
+            cr_expect_eq(d->nodes[i].in[3], w);
+            found++;
+        }
+    cr_expect_eq(found, 1);
+    ir_graph_free(d);
+    gc_free(&c);
+}
+
+Test(autodiff_vjp, cross_entropy_with_class_weights_and_ignored_labels)
+{
+    static const double w7[7] = {2.0, 0.5, 0.0, 1.25, 3.0, 1.0, 0.75};
+    wce_case(2, SH(5, 7), (const int64_t[]){3, -100, 0, 6, 2}, w7, 93);
+    wce_case(3, SH(3, 5, 7),
+             (const int64_t[]){1, 2, -100, 4, 5, 6, 0, -100, -100, -100, 6, 6, 0, 3, -100},
+             w7, 94);
+    static const double w1[1] = {1.5};
+    wce_case(2, SH(3, 1), (const int64_t[]){0, -100, 0}, w1, 96);
+}
+
+/* Labelled rows whose weights sum to 0: a zero loss and a zero gradient (not 0 / 0). */
+Test(autodiff_vjp, cross_entropy_with_zero_class_weights_has_zero_gradient)
+{
+    gcase c;
+    gc_init(&c, "cross_entropy_weighted", 97);
+    int x = gc_param(&c, "logits", 2, SH(3, 5), -3, 3);
+    int l = gc_input(&c, "labels", 1, SH(3), (const int64_t[]){1, -100, 3});
+    int w = gc_input_f32(&c, "class_weights", 1, SH(5), (const double[]){1, 0, 1, 0, 1});
+    gc_loss(&c, ir_cross_entropy_weighted(c.g, x, l, w));
+    ir_graph *d = differentiate(c.g, NULL, 0, 0);
+    rt_tensor_list out;
+    run_graph(d, &c.params, &c.inputs, 1, 1, &out);
+    cr_expect_eq(scalar_out(&out, "loss"), 0.0);
+    const rt_tensor *gt = rt_list_cfind(&out, "grad.logits");
+    cr_assert_not_null(gt);
+    for (int i = 0; i < 15; i++)
+        cr_expect_eq(((const double *)gt->data)[i], 0.0, "grad.logits[%d]", i);
+    rt_list_free(&out);
+    ir_graph_free(d);
+    gc_free(&c);
+}
+
+/* Class weights have no gradient (as in PyTorch): weights computed from a trainable
+ * parameter are refused by name, not differentiated wrongly; a frozen one is fine. */
+Test(autodiff_vjp, class_weights_from_a_trainable_parameter_are_an_error)
+{
+    for (int freeze = 0; freeze <= 1; freeze++) {
+        gcase c;
+        gc_init(&c, "cross_entropy_weighted", 98);
+        int x = gc_param(&c, "logits", 2, SH(3, 5), -3, 3);
+        int l = gc_input(&c, "labels", 1, SH(3), (const int64_t[]){1, -100, 3});
+        int w = gc_param(&c, "cw", 1, SH(5), 0.5, 2);
+        int ce = ir_cross_entropy_weighted(c.g, x, l, ir_scale(c.g, w, 2.0));
+        ir_set_output(c.g, "loss", ce);
+        cr_assert_eq(c.g->failed, 0, "%s", c.g->err.msg);
+        ir_graph *d = ir_graph_clone(c.g);
+        const char *frozen[1] = {"cw"};
+        pass_grad_opts o = {"loss", frozen, freeze};
+        bc_err e = {{0}};
+        int rc = pass_autodiff(&d, &o, &e);
+        if (freeze) {
+            cr_expect_eq(rc, 0, "%s", e.msg);
+        } else {
+            cr_expect_eq(rc, -1);
+            char want[200];
+            snprintf(want, sizeof want,
+                     "autodiff: %%%d (cross_entropy): the class weights have no gradient; "
+                     "they must not depend on a trainable parameter",
+                     ce);
+            cr_expect_str_eq(e.msg, want);
+        }
+        ir_graph_free(d);
+        gc_free(&c);
+    }
 }
 
 Test(autodiff_vjp, dropout_with_a_fixed_seed)

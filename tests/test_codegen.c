@@ -479,6 +479,46 @@ Test(codegen, cross_entropy_and_its_gradient)
             }
 }
 
+/* As above with class weights w[C] in [0, 2): about a third of the labels ignored, every
+ * label ignored, or every weight 0 (loss 0, gradient 0); C = 1, primes, and 16 ± 1 (not
+ * multiples of the vector width). */
+Test(codegen, class_weighted_cross_entropy_and_its_gradient)
+{
+    static const int64_t cs[] = {1, 3, 15, 17, 101};
+    for (size_t c = 0; c < NSHAPES; c++)
+        for (size_t k = 0; k < sizeof cs / sizeof *cs; k++)
+            for (int mode = 0; mode <= 2; mode++) {
+                fx f;
+                fx_init(&f, shapes[c][0], shapes[c][1]);
+                int64_t C = cs[k];
+                ir_dim d3[3] = {DB, DS, DC(C)}, bs[2] = {DB, DS}, bc[2] = {DB, DC(C)};
+                ir_dim dc[1] = {DC(C)};
+                int lg = fx_f32(&f, "logits", 3, d3, -5, 5),
+                    lg2 = fx_f32(&f, "l2", 2, bc, -5, 5);
+                int w = fx_f32(&f, "w", 1, dc, 0, 2);
+                int64_t *lab, n, *lab2, n2;
+                int lb = fx_i64(&f, "labels", 2, bs, 0, C, &lab, &n);
+                int lb2 = fx_i64(&f, "lab2", 1, bs, 0, C, &lab2, &n2);
+                for (int64_t i = 0; i < n; i++)
+                    if (mode == 1 || i % 3 == 1)
+                        lab[i] = -100;
+                for (int64_t i = 0; i < n2; i++)
+                    if (mode == 1)
+                        lab2[i] = -100;
+                if (mode == 2)
+                    memset(rt_list_find(&f.in, "w")->data, 0, sizeof(float) * (size_t)C);
+                int dloss = fx_f32(&f, "dloss", 0, NULL, 0.5, 2);
+                ir_set_output(f.g, "loss", ir_cross_entropy_weighted(f.g, lg, lb, w));
+                ir_set_output(f.g, "loss2", ir_cross_entropy_weighted(f.g, lg2, lb2, w));
+                int in[4] = {lg, lb, dloss, w}, in2[4] = {lg2, lb2, dloss, w};
+                ir_set_output(f.g, "dl",
+                              node(&f, IR_OP_CROSS_ENTROPY_GRAD, in, 4, NULL, NULL));
+                ir_set_output(f.g, "dl2",
+                              node(&f, IR_OP_CROSS_ENTROPY_GRAD, in2, 4, NULL, NULL));
+                fx_check(&f, 1e-5);
+            }
+}
+
 /* ---- column reductions ---- */
 
 /* [B, S, H] -> [H], [S, H] and [] */
@@ -539,12 +579,12 @@ static const char *fixture(const char *file)
  * executes): JIT against the reference interpreter with the outside check's tolerances
  * (forward rtol 1e-4, gradients 1e-3, atol 1e-6), and the same bits for 1, 2 and 3
  * threads. */
-Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
+static void run_tiny_case(unsigned build, const float *intent_weights)
 {
     fe_model m;
     bc_err e = {{0}};
     cr_assert_eq(fe_load(fixture("model.xml"), &m, &e), 0, "%s", e.msg);
-    ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL, &e);
+    ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL | build, &e);
     cr_assert_not_null(g, "%s", e.msg);
     pass_grad_opts go = {0};
     cr_assert_eq(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
@@ -561,6 +601,9 @@ Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
     cr_assert_eq(tr_batch_prepare(&batch, m.max_position, FE_LABEL_ALL, &inputs, &present,
                                   &Bv, &Sv, NULL, NULL, &e),
                  0, "%s", e.msg);
+    if (intent_weights)
+        cr_assert_not_null(rt_list_add(&inputs, "intent_class_weights", RT_F32, 1,
+                                       (int64_t[]){m.intent_classes}, intent_weights));
     cr_assert_eq(rt_st_load(fixture("weights.safetensors"), &ckpt, &e), 0, "%s", e.msg);
     cr_assert_eq(rt_params_from_checkpoint(g, &ckpt, 0, 0, &params, NULL, NULL, &e), 0,
                  "%s", e.msg);
@@ -596,4 +639,16 @@ Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
     rt_list_free(&ckpt);
     rt_list_free(&params);
     ir_graph_free(g);
+}
+
+Test(codegen, run_tiny_forward_and_backward_match_the_reference, .timeout = 120)
+{
+    run_tiny_case(0, NULL);
+}
+
+/* The same with the class-weighted intent loss (FE_BUILD_INTENT_WEIGHTS). */
+Test(codegen, run_tiny_with_intent_class_weights_matches_the_reference, .timeout = 120)
+{
+    static const float w[5] = {2.0f, 0.5f, 1.0f, 3.0f, 0.25f};
+    run_tiny_case(FE_BUILD_INTENT_WEIGHTS, w);
 }

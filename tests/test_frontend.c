@@ -1,5 +1,6 @@
 /* test_frontend.c: model descriptions: XML parsing and its errors, config.json import,
- * writing and reading back, and the model files in models/. */
+ * writing and reading back, and the model files in models/; the class-weighted intent
+ * loss the builder makes with FE_BUILD_INTENT_WEIGHTS. */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
@@ -10,6 +11,10 @@
 #include <unistd.h>
 
 #include "../frontend/frontend.h"
+#include "../passes/passes.h"
+#include "../runtime/interp.h"
+#include "../runtime/params.h"
+#include "../train/batch.h"
 #include "util.h"
 
 /* A valid encoder on one line, and the same with one attribute left out or replaced. */
@@ -816,4 +821,260 @@ Test(frontend, model_sizes_are_berts)
         cr_assert_eq(m.head_mask, (unsigned)(FE_HEAD_MLM | FE_HEAD_NSP), "%s",
                      sizes[i].file);
     }
+}
+
+/* ---- the class-weighted intent loss (FE_BUILD_INTENT_WEIGHTS) ----------------------- */
+
+/* An MLM, intent (5 classes: odd) and slot model, small enough to run in double. */
+static void weighted_model(fe_model *m)
+{
+    static const char xml[] =
+        "<bert name=\"wce\"><encoder vocab-size=\"50\" hidden-size=\"16\" layers=\"1\" "
+        "heads=\"2\" intermediate-size=\"32\" max-position=\"16\"/><head type=\"mlm\"/>"
+        "<head type=\"intent\" classes=\"5\"/><head type=\"slot\" labels=\"3\"/></bert>";
+    bc_err e = {{0}};
+    cr_assert_eq(parse(xml, m, &e), 0, "%s", e.msg);
+}
+
+#define WCE_LABELS (FE_LABEL_MLM | FE_LABEL_INTENT | FE_LABEL_SLOT)
+
+static ir_graph *build_wce(const fe_model *m, unsigned labels, int gather)
+{
+    bc_err e = {{0}};
+    ir_graph *g =
+        gather ? fe_build_bert_mlm_gather(m, labels, 2, &e) : fe_build_bert(m, labels, &e);
+    cr_assert_not_null(g, "%s", e.msg);
+    return g;
+}
+
+static int count_ce(const ir_graph *g, int nin)
+{
+    int n = 0;
+    for (int i = 0; i < g->n; i++)
+        n += g->nodes[i].op == IR_OP_CROSS_ENTROPY && g->nodes[i].nin == nin;
+    return n;
+}
+
+Test(frontend_build, intent_weights_add_one_input_and_weight_only_the_intent_loss)
+{
+    fe_model m;
+    weighted_model(&m);
+    for (int gather = 0; gather <= 1; gather++)
+        for (int train = 0; train <= 1; train++) {
+            unsigned labels = WCE_LABELS | (train ? FE_BUILD_TRAIN : 0);
+            ir_graph *g0 = build_wce(&m, labels, gather);
+            ir_graph *g1 = build_wce(&m, labels | FE_BUILD_INTENT_WEIGHTS, gather);
+            int w = ir_find_named(g1, IR_OP_INPUT, "intent_class_weights");
+            cr_assert_geq(w, 0, "gather %d train %d: no input", gather, train);
+            ir_type want = ir_type_make(IR_F32, 1, (ir_dim[]){ir_dconst(5)});
+            cr_expect(ir_type_eq(&g1->nodes[w].type, &want));
+            cr_expect_eq(w, ir_find_named(g1, IR_OP_INPUT, "intent_labels") + 1);
+            cr_expect_lt(ir_find_named(g0, IR_OP_INPUT, "intent_class_weights"), 0);
+            cr_expect_eq(g1->n, g0->n + 1, "one node more: the input");
+            int l = ir_find_output(g1, "intent_loss");
+            cr_assert_geq(l, 0);
+            cr_expect_eq(g1->nodes[l].op, IR_OP_CROSS_ENTROPY);
+            cr_expect_eq(g1->nodes[l].nin, 3);
+            cr_expect_eq(g1->nodes[l].in[2], w);
+            /* MLM and slot keep their unweighted losses. */
+            cr_expect_eq(count_ce(g1, 3), 1);
+            cr_expect_eq(count_ce(g1, 2), count_ce(g0, 2) - 1);
+            cr_expect_eq(count_ce(g0, 3), 0);
+            cr_expect_eq(ir_find_named(g1, IR_OP_INPUT, "dropout_seed") >= 0, train);
+            cr_expect_eq(ir_find_named(g1, IR_OP_INPUT, "mlm_gather") >= 0, gather);
+            ir_graph_free(g0);
+            ir_graph_free(g1);
+        }
+    /* Without an intent loss (no intent labels, or no intent head) the flag changes
+     * nothing. */
+    fe_model noint = m;
+    noint.head_mask &= ~(unsigned)FE_HEAD_INTENT;
+    const struct {
+        const fe_model *m;
+        unsigned labels;
+    } same[] = {{&m, FE_LABEL_MLM | FE_LABEL_SLOT}, {&m, 0}, {&noint, WCE_LABELS}};
+    for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
+        ir_graph *a = build_wce(same[k].m, same[k].labels, 0);
+        ir_graph *b = build_wce(same[k].m, same[k].labels | FE_BUILD_INTENT_WEIGHTS, 0);
+        char *ta = ir_print_str(a), *tb = ir_print_str(b);
+        cr_expect_str_eq(tb, ta, "case %zu", k);
+        free(ta);
+        free(tb);
+        ir_graph_free(a);
+        ir_graph_free(b);
+    }
+}
+
+/* A batch of B = 4, S = 6 for the model above: intent labels 3, -100, 0, 0; at most two
+ * MLM labels per row (mlm_gather's P = 2); a padded key in row 2. */
+static void wce_batch(rt_tensor_list *in, int train, int gather, const double *weights)
+{
+    static const int64_t mask[24] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                     1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1};
+    static const int64_t mlm[24] = {-100, 7,    -100, -100, -100, -100, -100, -100,
+                                    -100, -100, -100, -100, 3,    -100, -100, 49,
+                                    -100, -100, -100, -100, -100, -100, 0,    -100};
+    static const int64_t intent[4] = {3, -100, 0, 0};
+    int64_t bs[2] = {4, 6}, b[1] = {4}, c[1] = {5};
+    rt_list_init(in);
+    tu_add_rand_i64(in, "input_ids", 2, bs, 0, 50, 11);
+    tu_add_rand_i64(in, "token_type_ids", 2, bs, 0, 2, 12);
+    tu_add_rand_i64(in, "slot_labels", 2, bs, 0, 3, 13);
+    cr_assert_not_null(rt_list_add(in, "attention_mask", RT_I64, 2, bs, mask));
+    cr_assert_not_null(rt_list_add(in, "mlm_labels", RT_I64, 2, bs, mlm));
+    cr_assert_not_null(rt_list_add(in, "intent_labels", RT_I64, 1, b, intent));
+    if (weights)
+        cr_assert_not_null(rt_list_add(in, "intent_class_weights", RT_F64, 1, c, weights));
+    if (train) {
+        int64_t seed = 12345;
+        cr_assert_not_null(rt_list_add(in, "dropout_seed", RT_I64, 0, NULL, &seed));
+    }
+    bc_err e = {{0}};
+    if (gather)
+        cr_assert_eq(rt_batch_mlm_gather(in, 2, &e), 0, "%s", e.msg);
+}
+
+/* The training graph of g (loss and every gradient), run in double. */
+static void run_grads(const ir_graph *g, const rt_tensor_list *params,
+                      const rt_tensor_list *in, rt_tensor_list *out)
+{
+    bc_err e = {{0}};
+    ir_graph *d = ir_graph_clone(g);
+    cr_assert_not_null(d);
+    pass_grad_opts o = {"loss", NULL, 0};
+    cr_assert_eq(pass_autodiff(&d, &o, &e), 0, "%s", e.msg);
+    rt_interp_opts io = {1, 1};
+    rt_list_init(out);
+    cr_assert_eq(rt_interp_run(d, params, in, &io, out, &e), 0, "%s", e.msg);
+    ir_graph_free(d);
+}
+
+static double out_at(const rt_tensor_list *out, const char *name, int64_t i)
+{
+    const rt_tensor *t = rt_list_cfind(out, name);
+    cr_assert_not_null(t, "no output %s", name);
+    cr_assert_eq(t->dtype, RT_F64);
+    cr_assert_lt(i, rt_numel(t));
+    return ((const double *)t->data)[i];
+}
+
+/* max |a - b| over two F64 tensors of one size (infinite when they differ in size or
+ * where one is NaN), and max |b| into *max_ref. */
+static double max_err_f64(const rt_tensor *a, const rt_tensor *b, double *max_ref)
+{
+    cr_assert_eq(a->dtype, RT_F64, "%s", a->name);
+    cr_assert_eq(b->dtype, RT_F64, "%s", b->name);
+    if (rt_numel(a) != rt_numel(b))
+        return INFINITY;
+    double err = 0, mr = 0;
+    for (int64_t i = 0; i < rt_numel(a); i++) {
+        double x = ((const double *)a->data)[i], y = ((const double *)b->data)[i];
+        double d = fabs(x - y);
+        err = isnan(d) ? INFINITY : fmax(err, d);
+        mr = fmax(mr, fabs(y));
+    }
+    *max_ref = mr;
+    return err;
+}
+
+/* With every weight 1 the weighted graph gives the unweighted one's losses bit for bit
+ * and its gradients (to rounding), in eval and training mode, with and without
+ * mlm_gather. */
+Test(frontend_build, intent_weights_of_one_give_the_unweighted_loss_and_gradients)
+{
+    fe_model m;
+    weighted_model(&m);
+    static const double ones[5] = {1, 1, 1, 1, 1};
+    for (int gather = 0; gather <= 1; gather++)
+        for (int train = 0; train <= 1; train++) {
+            unsigned labels = WCE_LABELS | (train ? FE_BUILD_TRAIN : 0);
+            ir_graph *g0 = build_wce(&m, labels, gather);
+            ir_graph *g1 = build_wce(&m, labels | FE_BUILD_INTENT_WEIGHTS, gather);
+            rt_tensor_list params, in, o0, o1;
+            bc_err e = {{0}};
+            rt_list_init(&params);
+            cr_assert_eq(rt_params_init(g0, 3, &params, &e), 0, "%s", e.msg);
+            wce_batch(&in, train, gather, ones);
+            run_grads(g0, &params, &in, &o0);
+            run_grads(g1, &params, &in, &o1);
+            cr_expect_eq(out_at(&o1, "intent_loss", 0), out_at(&o0, "intent_loss", 0),
+                         "gather %d train %d", gather, train);
+            cr_expect_eq(out_at(&o1, "loss", 0), out_at(&o0, "loss", 0));
+            cr_expect_gt(out_at(&o0, "intent_loss", 0), 0.1);
+            int ngrad = 0;
+            for (int i = 0; i < o0.n; i++) {
+                const rt_tensor *a = &o0.t[i], *b = rt_list_cfind(&o1, a->name);
+                cr_assert_not_null(b, "%s", a->name);
+                double mr = 0, err = max_err_f64(b, a, &mr);
+                cr_expect(err <= 1e-12 * mr + 1e-15,
+                          "gather %d train %d: %s differs by %g (max %g)", gather, train,
+                          a->name, err, mr);
+                ngrad += !strncmp(a->name, "grad.", 5);
+            }
+            cr_expect_eq(o1.n, o0.n);
+            cr_expect_gt(ngrad, 10);
+            rt_list_free(&o0);
+            rt_list_free(&o1);
+            rt_list_free(&in);
+            rt_list_free(&params);
+            ir_graph_free(g0);
+            ir_graph_free(g1);
+        }
+}
+
+/* With weights (2, 1, 1, 1, 1) the intent loss is sum w[y] CE / sum w[y] over the
+ * labelled rows, and the classifier bias's gradient sum w[y] (softmax - onehot) /
+ * sum w[y], both computed here from the intent logits the graph outputs. */
+Test(frontend_build, intent_weights_2_1_1_match_a_hand_computation)
+{
+    fe_model m;
+    weighted_model(&m);
+    static const double w[5] = {2, 1, 1, 1, 1};
+    static const int64_t intent[4] = {3, -100, 0, 0};
+    for (int gather = 0; gather <= 1; gather++)
+        for (int train = 0; train <= 1; train++) {
+            unsigned labels = WCE_LABELS | (train ? FE_BUILD_TRAIN : 0);
+            ir_graph *g = build_wce(&m, labels | FE_BUILD_INTENT_WEIGHTS, gather);
+            rt_tensor_list params, in, out;
+            bc_err e = {{0}};
+            rt_list_init(&params);
+            cr_assert_eq(rt_params_init(g, 4, &params, &e), 0, "%s", e.msg);
+            wce_batch(&in, train, gather, w);
+            run_grads(g, &params, &in, &out);
+            double total = 0, wsum = 0, count = 0, plain = 0, dbias[5] = {0};
+            for (int i = 0; i < 4; i++) {
+                if (intent[i] == -100)
+                    continue;
+                double x[5], mx = -INFINITY, z = 0;
+                for (int j = 0; j < 5; j++) {
+                    x[j] = out_at(&out, "intent_logits", i * 5 + j);
+                    mx = fmax(mx, x[j]);
+                }
+                for (int j = 0; j < 5; j++)
+                    z += exp(x[j] - mx);
+                double ce = mx + log(z) - x[intent[i]], wi = w[intent[i]];
+                total += wi * ce;
+                wsum += wi;
+                plain += ce;
+                count++;
+                for (int j = 0; j < 5; j++)
+                    dbias[j] += wi * (exp(x[j] - mx) / z - (j == intent[i]));
+            }
+            double want = total / wsum, got = out_at(&out, "intent_loss", 0);
+            cr_expect(fabs(got - want) <= 1e-13 * want,
+                      "gather %d train %d: %.17g vs %.17g", gather, train, got, want);
+            cr_expect_gt(fabs(want - plain / count), 1e-4, "the weights change the loss");
+            for (int j = 0; j < 5; j++) {
+                double gb = out_at(&out, "grad.intent.classifier.bias", j);
+                cr_expect(fabs(gb - dbias[j] / wsum) <= 1e-13,
+                          "gather %d train %d: dbias[%d] %.17g vs %.17g", gather, train, j,
+                          gb, dbias[j] / wsum);
+            }
+            double sum = out_at(&out, "mlm_loss", 0) + got + out_at(&out, "slot_loss", 0);
+            cr_expect(fabs(out_at(&out, "loss", 0) - sum) <= 1e-13 * sum);
+            rt_list_free(&out);
+            rt_list_free(&in);
+            rt_list_free(&params);
+            ir_graph_free(g);
+        }
 }

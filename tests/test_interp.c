@@ -10,10 +10,10 @@
 
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
-#include "../train/batch.h"
 #include "../runtime/interp.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"
+#include "../train/batch.h"
 #include "util.h"
 
 #define C(n) ir_dconst(n)
@@ -374,6 +374,74 @@ Test(interp, cross_entropy_means_over_counted_rows)
     run_fails(g, &p, &in, "labels");
     add_i64(&in, "labels", 1, ys, neg);
     run_fails(g, &p, &in, "labels");
+    rt_list_free(&in);
+    ir_graph_free(g);
+}
+
+/* The rows of the test above with class weights (0.5, 2, 1.5): each counted row's loss
+ * times its label's weight, over the sum of those weights; the gradient node with the
+ * weights as its 4th operand; labels are still checked. */
+Test(interp, cross_entropy_with_class_weights_by_hand)
+{
+    ir_graph *g = ir_graph_new("wce");
+    int lg = ir_input(g, "logits", ty(IR_F32, 2, B, C(3)));
+    int lb = ir_input(g, "labels", ty(IR_I64, 1, B));
+    int w = ir_input(g, "class_weights", ty(IR_F32, 1, C(3)));
+    int dl = ir_input(g, "dloss", ty(IR_F32, 0));
+    ir_set_output(g, "loss", ir_cross_entropy_weighted(g, lg, lb, w));
+    ir_set_output(
+        g, "dlogits",
+        ir_add(g, IR_OP_CROSS_ENTROPY_GRAD, (int[]){lg, lb, dl, w}, 4, NULL, NULL, NULL));
+    static const float lv[4 * 3] = {0, 0, 0, 1, 0, 0, 100, -100, 3, 0, 1, 2};
+    static const float wv[3] = {0.5f, 2.0f, 1.5f}, dv[1] = {2.0f};
+    static const int64_t yv[4] = {1, 0, -100, 2};
+    double e1 = exp(1.0);
+    double rl[4] = {log(3.0), log(e1 + 2) - 1, 0, log(1 + e1 + e1 * e1) - 2};
+    double wsum = 2.0 + 0.5 + 1.5;
+    double mean = (2.0 * rl[0] + 0.5 * rl[1] + 1.5 * rl[3]) / wsum;
+    double dwant[12] = {0};
+    for (int i = 0; i < 4; i++) {
+        if (yv[i] == -100)
+            continue;
+        double z = 0;
+        for (int j = 0; j < 3; j++)
+            z += exp(lv[i * 3 + j]);
+        for (int j = 0; j < 3; j++)
+            dwant[i * 3 + j] =
+                2.0 * wv[yv[i]] / wsum * (exp(lv[i * 3 + j]) / z - (j == yv[i]));
+    }
+    int64_t ls[2] = {4, 3}, ys[1] = {4}, ws[1] = {3}, scalar[1] = {0};
+    rt_tensor_list in, p, out;
+    rt_list_init(&in);
+    rt_list_init(&p);
+    add_f32(&in, "logits", 2, ls, lv);
+    add_i64(&in, "labels", 1, ys, yv);
+    add_f32(&in, "class_weights", 1, ws, wv);
+    add_f32(&in, "dloss", 0, NULL, dv);
+    run(g, &p, &in, 1, &out);
+    expect_values(&out, "loss", 0, scalar, &mean, 1e-12);
+    expect_values(&out, "dlogits", 2, ls, dwant, 1e-12);
+    rt_list_free(&out);
+    /* Every row ignored: 0, and a zero gradient. */
+    int64_t none[4] = {-100, -100, -100, -100};
+    add_i64(&in, "labels", 1, ys, none);
+    double zeros[12] = {0};
+    run(g, &p, &in, 0, &out);
+    expect_values(&out, "loss", 0, scalar, zeros, 0);
+    expect_values(&out, "dlogits", 2, ls, zeros, 0);
+    rt_list_free(&out);
+    /* Labels out of range are errors naming the tensor, with weights as without. */
+    int64_t bad[4] = {1, 3, 0, 0}, neg[4] = {1, -1, 0, 0};
+    add_i64(&in, "labels", 1, ys, bad);
+    run_fails(g, &p, &in, "labels: label 3 at flat index 1");
+    add_i64(&in, "labels", 1, ys, neg);
+    run_fails(g, &p, &in, "labels: label -1 at flat index 1");
+    /* Weights of another length than the classes: the input's shape is wrong. */
+    add_i64(&in, "labels", 1, ys, yv);
+    int64_t ws4[1] = {4};
+    static const float wv4[4] = {1, 1, 1, 1};
+    add_f32(&in, "class_weights", 1, ws4, wv4);
+    run_fails(g, &p, &in, "input 'class_weights' has shape");
     rt_list_free(&in);
     ir_graph_free(g);
 }

@@ -3,6 +3,7 @@
  * parse errors with their line numbers, and the parser's robustness on damaged text. */
 #include <criterion/criterion.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,6 +320,57 @@ Test(ir_builder, rejects_cross_entropy_labels_of_the_wrong_rank)
         "%2 (cross_entropy): labels must be i64 with the logits' rank minus one");
 }
 
+Test(ir_builder, rejects_class_weights_of_the_wrong_type_or_length)
+{
+    static const struct {
+        ir_type w;
+        const char *why;
+    } bad[] = {
+        {{IR_I64, 1, {{10, 0, 0}}}, "i64"},
+        {{IR_F32, 2, {{1, 0, 0}, {10, 0, 0}}}, "rank 2"},
+        {{IR_F32, 1, {{9, 0, 0}}}, "9 classes of 10"},
+        {{IR_F32, 1, {{1, 1, 0}}}, "B classes"},
+        {{IR_F32, 0, {{0, 0, 0}}}, "a scalar"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++)
+        for (int grad = 0; grad <= 1; grad++) {
+            ir_graph *g = ir_graph_new("t");
+            int lg = ir_input(g, "logits", ty(IR_F32, 3, B, S, C(10)));
+            int lb = ir_input(g, "labels", ty(IR_I64, 2, B, S));
+            int dl = ir_input(g, "dloss", ty(IR_F32, 0));
+            int w = ir_input(g, "w", bad[k].w);
+            int rc = grad ? ir_add(g, IR_OP_CROSS_ENTROPY_GRAD, (int[]){lg, lb, dl, w}, 4,
+                                   NULL, NULL, NULL)
+                          : ir_cross_entropy_weighted(g, lg, lb, w);
+            cr_expect_eq(rc, -1, "%s accepted (grad %d)", bad[k].why, grad);
+            char want[160];
+            snprintf(want, sizeof want,
+                     "%%4 (%s): weights must be f32 [C], C the logits' last dimension",
+                     grad ? "cross_entropy_grad" : "cross_entropy");
+            cr_expect_str_eq(g->err.msg, want, "%s", bad[k].why);
+            ir_graph_free(g);
+        }
+}
+
+Test(ir_builder, takes_class_weights_only_as_the_last_operand)
+{
+    ir_graph *g = ir_graph_new("t");
+    int lg = ir_input(g, "logits", ty(IR_F32, 2, B, C(7)));
+    int lb = ir_input(g, "labels", ty(IR_I64, 1, B));
+    int w = ir_input(g, "w", ty(IR_F32, 1, C(7)));
+    expect_build_error(
+        g, ir_add(g, IR_OP_CROSS_ENTROPY, (int[]){lg, lb, w, w}, 4, NULL, NULL, NULL),
+        "%3 (cross_entropy): wrong number of operands");
+    g = ir_graph_new("t");
+    lg = ir_input(g, "logits", ty(IR_F32, 2, B, C(7)));
+    lb = ir_input(g, "labels", ty(IR_I64, 1, B));
+    w = ir_input(g, "w", ty(IR_F32, 1, C(7)));
+    /* the weights where dloss belongs */
+    expect_build_error(
+        g, ir_add(g, IR_OP_CROSS_ENTROPY_GRAD, (int[]){lg, lb, w}, 3, NULL, NULL, NULL),
+        "%3 (cross_entropy_grad): dloss must be an f32 scalar");
+}
+
 Test(ir_builder, rejects_reshape_changing_the_element_count)
 {
     ir_graph *g = ir_graph_new("t");
@@ -569,6 +621,18 @@ static ir_graph *gradient_ops_graph(void)
     return g;
 }
 
+/* Every field of ir_attrs equal (doubles bit for bit, every perm entry). Not memcmp of
+ * the whole struct: its padding (after axis) is whatever the builder's caller left in
+ * the copy it passed, and differs from run to run. */
+_Static_assert(sizeof(ir_attrs) == offsetof(ir_attrs, p) + sizeof(double),
+               "a field after p: compare it in attrs_same");
+static int attrs_same(const ir_attrs *a, const ir_attrs *b)
+{
+    return a->ta == b->ta && a->tb == b->tb && a->axis == b->axis && a->index == b->index &&
+           !memcmp(a->perm, b->perm, sizeof a->perm) && !memcmp(&a->eps, &b->eps, 8) &&
+           !memcmp(&a->scale, &b->scale, 8) && !memcmp(&a->p, &b->p, 8);
+}
+
 static void expect_same_graph(const ir_graph *h, const ir_graph *g)
 {
     cr_assert_eq(h->n, g->n);
@@ -580,7 +644,7 @@ static void expect_same_graph(const ir_graph *h, const ir_graph *g)
         cr_expect_eq(b->nin, a->nin);
         cr_expect(!memcmp(b->in, a->in, sizeof a->in[0] * (size_t)a->nin), "%%%d", i);
         cr_expect(ir_type_eq(&b->type, &a->type), "%%%d", i);
-        cr_expect(!memcmp(&b->a, &a->a, sizeof a->a), "%%%d attributes differ", i);
+        cr_expect(attrs_same(&b->a, &a->a), "%%%d attributes differ", i);
         cr_expect((!a->name && !b->name) || !strcmp(a->name, b->name), "%%%d", i);
     }
     for (int k = 0; k < g->nout; k++) {
@@ -612,6 +676,68 @@ Test(ir_parse, round_trips_graphs_using_every_op)
     for (int op = 0; op < IR_OP_COUNT; op++)
         cr_expect(used[op], "no round-trip graph uses %s; add it to gradient_ops_graph",
                   ir_ops[op].name);
+}
+
+static const char weighted_ce_text[] =
+    "graph \"weighted\" {\n"
+    "  %0 = input \"logits\" : f32[B, S, 7]\n"
+    "  %1 = input \"labels\" : i64[B, S]\n"
+    "  %2 = input \"class_weights\" : f32[7]\n"
+    "  %3 = cross_entropy %0, %1, %2 : f32[]\n"
+    "  %4 = input \"dloss\" : f32[]\n"
+    "  %5 = cross_entropy_grad %0, %1, %4, %2 : f32[B, S, 7]\n"
+    "  %6 = cross_entropy %0, %1 : f32[]\n"
+    "  %7 = cross_entropy_grad %0, %1, %4 : f32[B, S, 7]\n"
+    "  output \"loss\" = %3\n"
+    "  output \"dlogits\" = %5\n"
+    "  output \"plain\" = %6\n"
+    "  output \"dplain\" = %7\n"
+    "}\n";
+
+/* The class weights are an ordinary operand: printed after the others, parsed back. */
+Test(ir_parse, round_trips_class_weighted_cross_entropy_and_its_gradient)
+{
+    ir_graph *g = ir_graph_new("weighted");
+    int lg = ir_input(g, "logits", ty(IR_F32, 3, B, S, C(7)));
+    int lb = ir_input(g, "labels", ty(IR_I64, 2, B, S));
+    int w = ir_input(g, "class_weights", ty(IR_F32, 1, C(7)));
+    int loss = ir_cross_entropy_weighted(g, lg, lb, w);
+    int dl = ir_input(g, "dloss", ty(IR_F32, 0));
+    int d =
+        add(g, IR_OP_CROSS_ENTROPY_GRAD, 4, (int[]){lg, lb, dl, w}, (ir_attrs){0}, NULL);
+    int plain = ir_cross_entropy(g, lg, lb);
+    int dp = add(g, IR_OP_CROSS_ENTROPY_GRAD, 3, (int[]){lg, lb, dl}, (ir_attrs){0}, NULL);
+    ir_set_output(g, "loss", loss);
+    ir_set_output(g, "dlogits", d);
+    ir_set_output(g, "plain", plain);
+    ir_set_output(g, "dplain", dp);
+    cr_assert(!g->failed, "%s", g->err.msg);
+    char *text = ir_print_str(g);
+    cr_expect_str_eq(text, weighted_ce_text);
+    free(text);
+    ir_graph *h = round_trip(g);
+    expect_same_graph(h, g);
+    cr_expect_eq(h->nodes[3].nin, 3);
+    cr_expect_eq(h->nodes[5].nin, 4);
+    cr_expect_eq(h->nodes[6].nin, 2);
+    ir_graph_free(h);
+    ir_graph_free(g);
+    /* A fifth operand of the gradient, or a fourth of the loss, is refused by count. */
+    expect_parse_error("graph \"g\" {\n"
+                       "  %0 = input \"x\" : f32[B, 7]\n"
+                       "  %1 = input \"y\" : i64[B]\n"
+                       "  %2 = input \"w\" : f32[7]\n"
+                       "  %3 = cross_entropy %0, %1, %2, %2 : f32[]\n"
+                       "}\n",
+                       "model.ir:5: cross_entropy takes 2 to 3 operands, not 4");
+    expect_parse_error("graph \"g\" {\n"
+                       "  %0 = input \"x\" : f32[B, 7]\n"
+                       "  %1 = input \"y\" : i64[B]\n"
+                       "  %2 = input \"w\" : f32[5]\n"
+                       "  %3 = cross_entropy %0, %1, %2 : f32[]\n"
+                       "}\n",
+                       "model.ir:5: %3 (cross_entropy): weights must be f32 [C], C the "
+                       "logits' last dimension");
 }
 
 Test(ir_parse, round_trips_awkward_doubles_and_dims)

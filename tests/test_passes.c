@@ -328,6 +328,27 @@ Test(cse, never_merges_distinct_params_or_differently_shaped_reshapes)
     ir_graph_free(g);
 }
 
+/* Cross-entropy with class weights is another value than without, and than with other
+ * weights; the same weights twice are one value. */
+Test(cse, keeps_weighted_and_unweighted_cross_entropy_apart)
+{
+    ir_graph *g = ir_graph_new("ce");
+    int lg = ir_input(g, "logits", f32(2, B, C(5)));
+    int lb = ir_input(g, "labels", ir_type_make(IR_I64, 1, (ir_dim[]){B}));
+    int w = ir_input(g, "w", f32(1, C(5))), w2 = ir_input(g, "w2", f32(1, C(5)));
+    ir_set_output(g, "plain", ir_cross_entropy(g, lg, lb));
+    ir_set_output(g, "w", ir_cross_entropy_weighted(g, lg, lb, w));
+    ir_set_output(g, "w_again", ir_cross_entropy_weighted(g, lg, lb, w));
+    ir_set_output(g, "w2", ir_cross_entropy_weighted(g, lg, lb, w2));
+    cr_assert_eq(g->failed, 0, "%s", g->err.msg);
+    run_passes(&g, "cse,dce");
+    cr_expect_eq(count_op(g, IR_OP_CROSS_ENTROPY), 3);
+    cr_expect_eq(g->outs[1].value, g->outs[2].value);
+    cr_expect_neq(g->outs[0].value, g->outs[1].value);
+    cr_expect_neq(g->outs[1].value, g->outs[3].value);
+    ir_graph_free(g);
+}
+
 /* ---- canonicalize ------------------------------------------------------------------ */
 
 /* One output "y" of a graph whose first node is param "x". Checks that canonicalize

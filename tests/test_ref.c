@@ -575,3 +575,120 @@ Test(ref, cross_entropy_means_over_counted_rows_only)
                 1);
     free(logits);
 }
+
+/* ---- class-weighted cross-entropy (PyTorch's weight=) ---- */
+
+/* Three classes (odd C), an ignored row between two labelled ones:
+ *   row 0: [0, 0, 0], label 2    -> loss ln 3,      weight w[2] = 0.5
+ *   row 1: ignored (any values)
+ *   row 2: [0, ln 2, ln 3], label 0 -> loss ln 6,   weight w[0] = 2
+ * weighted mean = (0.5 ln 3 + 2 ln 6) / 2.5 */
+Test(ref, cross_entropy_weighted_hand_three_classes)
+{
+    const double logits[3 * 3] = {0, 0, 0, 7, -7, 1e300, 0, log(2.0), log(3.0)}; // (3, 3)
+    const int64_t labels[3] = {2, -100, 0};
+    const double w[3] = {2.0, 1.0, 0.5}; // (3)
+    double want = (0.5 * log(3.0) + 2.0 * log(6.0)) / 2.5;
+    expect_near(ref_cross_entropy_weighted(logits, labels, w, 3, 3), want, 1e-15, "wce", 0);
+    // the unweighted mean differs, so the weights are used
+    cr_expect(fabs(ref_cross_entropy(logits, labels, 3, 3) - want) > 1e-3);
+    // one labelled row alone: its own loss, whatever its weight
+    const int64_t one[3] = {-100, -100, 0};
+    expect_near(ref_cross_entropy_weighted(logits, one, w, 3, 3), log(6.0), 1e-15, "wce",
+                1);
+
+    /* dlogits = dloss w[y] (softmax - onehot) / 2.5; dloss = 3:
+     *   row 0: 3 * 0.5 / 2.5 * ([1/3, 1/3, 1/3] - [0, 0, 1])
+     *   row 2: 3 * 2 / 2.5 * ([1/6, 2/6, 3/6] - [1, 0, 0]) */
+    double d[9];
+    ref_cross_entropy_weighted_grad(d, logits, labels, w, 3, 3, 3.0);
+    const double f0 = 3.0 * 0.5 / 2.5, f2 = 3.0 * 2.0 / 2.5;
+    const double want_d[9] = {f0 / 3,    f0 / 3, f0 * (1.0 / 3 - 1), 0,
+                              0,         0,      f2 * (1.0 / 6 - 1), f2 * 2 / 6,
+                              f2 * 3 / 6};
+    for (int i = 0; i < 9; i++)
+        expect_near(d[i], want_d[i], 1e-15, "dwce", i);
+}
+
+/* All weights 1 give the unweighted loss, bit for bit (1 * loss, and a weight sum that
+ * counts exactly); scaling every weight by 3 changes nothing but rounding. */
+Test(ref, cross_entropy_weighted_by_ones_is_the_unweighted_and_scale_free)
+{
+    const int64_t n = 11, c = 7;
+    double *logits = alloc(n * c), *w = alloc(c), *w3 = alloc(c); // (n, c), (c), (c)
+    double *d = alloc(n * c), *d1 = alloc(n * c);                 // (n, c)
+    fill(logits, n * c, 5);
+    const int64_t labels[11] = {6, 0, -100, 3, 3, -100, 1, 5, 2, -100, 4};
+    for (int64_t j = 0; j < c; j++)
+        w[j] = 1.0;
+    cr_expect_eq(ref_cross_entropy_weighted(logits, labels, w, n, c),
+                 ref_cross_entropy(logits, labels, n, c));
+    ref_cross_entropy_weighted_grad(d, logits, labels, w, n, c, 0.7);
+    ref_cross_entropy_grad(d1, logits, labels, n, c, 0.7);
+    for (int64_t i = 0; i < n * c; i++)
+        expect_near(d[i], d1[i], 1e-16, "grad by ones", i);
+    fill(w, c, 6);
+    for (int64_t j = 0; j < c; j++) {
+        w[j] = 1.5 + w[j]; // in [0.5, 2.5)
+        w3[j] = 3 * w[j];
+    }
+    double l = ref_cross_entropy_weighted(logits, labels, w, n, c);
+    expect_near(ref_cross_entropy_weighted(logits, labels, w3, n, c), l, 1e-14, "scaled",
+                0);
+    cr_expect(fabs(l - ref_cross_entropy(logits, labels, n, c)) > 1e-6);
+    free(logits);
+    free(w);
+    free(w3);
+    free(d);
+    free(d1);
+}
+
+/* No labelled row, or labelled rows whose weights sum to 0: loss 0 and gradient 0 (where
+ * PyTorch would divide 0 by 0). A zero weight drops its rows from the mean. */
+Test(ref, cross_entropy_weighted_zero_cases)
+{
+    const int64_t c = 5;
+    double logits[3 * 5]; // (3, 5)
+    fill(logits, 15, 9);
+    const double w[5] = {0.0, 2.0, 0.0, 1.0, 0.25};
+    const int64_t ignored[3] = {-100, -100, -100}, zero_w[3] = {0, -100, 2};
+    double d[15];
+    for (int k = 0; k < 2; k++) {
+        const int64_t *lab = k ? zero_w : ignored;
+        cr_expect_eq(ref_cross_entropy_weighted(logits, lab, w, 3, c), 0.0, "case %d", k);
+        for (int i = 0; i < 15; i++)
+            d[i] = 1.0;
+        ref_cross_entropy_weighted_grad(d, logits, lab, w, 3, c, 1.0);
+        for (int i = 0; i < 15; i++)
+            cr_expect_eq(d[i], 0.0, "case %d: d[%d] = %g", k, i, d[i]);
+    }
+    cr_expect_eq(ref_cross_entropy_weighted(logits, ignored, w, 0, c), 0.0);
+    // rows 0 (class 0, weight 0) and 2 (class 3) count; row 0 adds nothing
+    const int64_t mixed[3] = {0, -100, 3}, only2[3] = {-100, -100, 3};
+    expect_near(ref_cross_entropy_weighted(logits, mixed, w, 3, c),
+                ref_cross_entropy(logits, only2, 3, c), 1e-15, "zero weight", 0);
+    ref_cross_entropy_weighted_grad(d, logits, mixed, w, 3, c, 1.0);
+    for (int i = 0; i < 10; i++)
+        cr_expect_eq(d[i], 0.0, "d[%d] = %g", i, d[i]);
+    cr_expect_neq(d[10], 0.0);
+}
+
+/* The weighted gradient is the derivative of the weighted loss (central differences). */
+Test(ref, cross_entropy_weighted_grad_is_the_derivative)
+{
+    const int64_t n = 5, c = 3;
+    double logits[15], d[15];
+    fill(logits, 15, 13);
+    const int64_t labels[5] = {1, -100, 2, 0, 2};
+    const double w[3] = {0.3, 1.7, 2.9};
+    ref_cross_entropy_weighted_grad(d, logits, labels, w, n, c, 1.25);
+    for (int i = 0; i < 15; i++) {
+        double x0 = logits[i], h = 1e-6;
+        logits[i] = x0 + h;
+        double lp = ref_cross_entropy_weighted(logits, labels, w, n, c);
+        logits[i] = x0 - h;
+        double lm = ref_cross_entropy_weighted(logits, labels, w, n, c);
+        logits[i] = x0;
+        expect_near(d[i], 1.25 * (lp - lm) / (2 * h), 1e-9, "fd", i);
+    }
+}
