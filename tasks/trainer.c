@@ -193,6 +193,7 @@ typedef struct trainer {
     tx_vocab *vocab;
     tk_task task;
     unsigned present;      /* label groups trained */
+    unsigned build;        /* more FE_BUILD_* flags for the training graph */
     int64_t B, S;          /* rows and their length */
     int64_t mlm_gather;    /* the MLM head's rows per sequence (0: every position) */
     rt_tensor_list data;   /* the training rows */
@@ -386,7 +387,7 @@ static int task_data(trainer *t)
     t->ops->heads(t->task.state, &h);
     t->mlm_gather = h.labels & TR_LABEL_MLM ? h.mlm_predictions : 0;
     if (h.intent_class_weights)
-        return bc_errf(e, "%s: class weights are not available yet", t->ops->name);
+        t->build |= FE_BUILD_INTENT_WEIGHTS; /* augment adds the weights */
     t->m.vocab_size = tx_vocab_size(t->vocab);
     t->m.head_mask = h.labels;
     t->m.intent_classes = h.labels & FE_HEAD_INTENT ? h.intent_classes : 0;
@@ -701,8 +702,8 @@ static int load(trainer *t)
     if (take_stored(t) || check_options(t) || fe_load(a->model, &t->m, t->e) ||
         (t->ops ? task_data(t) : batch_data(t)))
         return -1;
-    if (!(t->g = rundir_train_graph(&t->m, t->present, a->frozen, a->nfrozen, t->mlm_gather,
-                                    t->e)))
+    if (!(t->g = rundir_train_graph(&t->m, t->present | t->build, a->frozen, a->nfrozen,
+                                    t->mlm_gather, t->e)))
         return -1;
     return resolve_params(t);
 }

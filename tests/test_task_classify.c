@@ -429,3 +429,85 @@ Test(classify_task, one_file_with_holdout_and_unseen_labels, .timeout = 300)
     cr_expect(strstr(e.msg, "--select expects macro_f1 or accuracy"), "%s", e.msg);
     rundir_train_result_free(&r);
 }
+
+Test(classify_task, balanced_class_weights_follow_the_training_counts)
+{
+    /* 6 examples: a x3, b x2, c x1 -> n / (classes * n_c) = 6/9, 6/6, 6/3; UNK 0. */
+    const char *p = file("skew.tsv", "a\tx\na\ty\na\tz\nb\tx\nb\ty\nc\tz\n");
+    const char *vp = file("vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nx\ny\nz\n");
+    bc_err e;
+    tx_vocab *v = tx_vocab_load(vp, &e);
+    cr_assert_not_null(v, "%s", e.msg);
+    const char *opt[4] = {NULL, NULL, NULL, "balanced"};
+    tk_task_config c = {.data = p, .vocab = v, .tok = TX_TOK_OPTS_DEFAULT, .opt = opt};
+    void *st = NULL;
+    cr_assert_eq(tk_task_classify.open(&c, &st, &e), 0, "%s", e.msg);
+    tk_task_heads h = {0};
+    tk_task_classify.heads(st, &h);
+    cr_expect_eq(h.intent_classes, 4);
+    cr_expect(h.intent_class_weights);
+    rt_tensor_list b;
+    rt_list_init(&b);
+    cr_assert_eq(tk_task_classify.augment(st, &b, 0, &e), 0, "%s", e.msg);
+    const rt_tensor *w = rt_list_cfind(&b, "intent_class_weights");
+    cr_assert(w && w->dtype == RT_F32 && w->rank == 1 && w->shape[0] == 4);
+    const float want[4] = {0.0f, (float)(6.0 / 9), 1.0f, 2.0f};
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(((const float *)w->data)[i], want[i], "class %d: %g", i,
+                     ((const float *)w->data)[i]);
+    rt_list_free(&b);
+    tk_task_classify.close(st);
+
+    /* Without the option: no weights, no input. */
+    opt[3] = NULL;
+    cr_assert_eq(tk_task_classify.open(&c, &st, &e), 0, "%s", e.msg);
+    tk_task_classify.heads(st, &h);
+    cr_expect_not(h.intent_class_weights);
+    rt_list_init(&b);
+    cr_assert_eq(tk_task_classify.augment(st, &b, 0, &e), 0, "%s", e.msg);
+    cr_expect_eq(b.n, 0);
+    tk_task_classify.close(st);
+    opt[3] = "heavy";
+    cr_expect_eq(tk_task_classify.open(&c, &st, &e), -1);
+    cr_expect(strstr(e.msg, "--class-weights expects none or balanced"), "%s", e.msg);
+    tx_vocab_free(v);
+}
+
+Test(classify_task, weighted_training_runs_and_differs_from_unweighted, .timeout = 300)
+{
+    char dir[256], run[600], model[600], vocab[600];
+    voice_set(dir, sizeof dir);
+    snprintf(model, sizeof model, "%s", tu_path(dir, "model.xml"));
+    snprintf(vocab, sizeof vocab, "%s", tu_path(dir, "vocab.txt"));
+    /* The training split made skewed: every sentence of one intent four times. */
+    char cmd[2000];
+    snprintf(
+        cmd, sizeof cmd,
+        "cd %s && grep '^stop_music' train.tsv > more && cat more more more >> train.tsv",
+        dir);
+    cr_assert_eq(tu_run(cmd, NULL), 0);
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        snprintf(run, sizeof run, "%s/run%d", dir, k);
+        rundir_train_args a = {.model = model,
+                               .task = "classify",
+                               .data = dir,
+                               .vocab = vocab,
+                               .no_lower = "1",
+                               .out = run,
+                               .steps = "3",
+                               .no_eval = "1",
+                               .threads = "1",
+                               .backend = "ref"};
+        a.topt_name[0] = "class-weights";
+        a.topt_value[0] = "balanced";
+        a.ntopt = k;
+        rundir_train_result r;
+        bc_err e;
+        cr_assert_eq(rundir_train(&a, &r, &e), 0, "%s", e.msg);
+        loss[k] = r.train.last_loss;
+        rundir_train_result_free(&r);
+        cr_expect(isfinite(loss[k]));
+    }
+    cr_expect_neq(loss[0], loss[1], "the weights changed nothing");
+}
