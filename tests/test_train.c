@@ -598,9 +598,11 @@ Test(train, every_epoch_sees_every_row_once_in_a_seeded_order)
 }
 
 /* group_by_length: every epoch still sees every row once, in a seeded order; each run
- * of 50 micro-batches comes longest first, so that the padding a micro-batch is trimmed
- * to shrinks; a resume with another grouping is refused. Row r's length is 1 + r % 7
- * (attention_mask ones, then zeros). */
+ * of 50 micro-batches is sorted by length and cut into micro-batches of near-equal
+ * lengths, so that the padding a micro-batch is trimmed to shrinks, and the run's
+ * micro-batches then come in shuffled order (not longest first: where length goes with
+ * the label, that order made training fail); a resume with another grouping is refused.
+ * Row r's length is 1 + r % 7 (attention_mask ones, then zeros). */
 Test(train, group_by_length_sorts_runs_of_micro_batches_and_keeps_every_row)
 {
     static rec R;
@@ -624,16 +626,25 @@ Test(train, group_by_length_sorts_runs_of_micro_batches_and_keeps_every_row)
     cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s",
                  e.msg);
     cr_assert_eq(M.nids, 2 * N);
-    int64_t padded = 0, padded_plain = 0;
+    int64_t padded = 0, padded_plain = 0, rises = 0;
     for (int ep = 0; ep < 2; ep++) {
         static int seen[1000];
         memset(seen, 0, sizeof seen);
-        for (int64_t i = 0; i < N; i++) {
-            int64_t id = M.ids[ep * N + i];
-            seen[id]++;
-            if (i % 200 > 0) /* longest first within a run */
-                cr_assert_geq(1 + M.ids[ep * N + i - 1] % 7, 1 + id % 7,
-                              "epoch %d row %lld", ep, (long long)i);
+        for (int64_t i = 0; i < N; i++)
+            seen[M.ids[ep * N + i]]++;
+        /* A micro-batch is a slice of its sorted run: at most two adjacent lengths. */
+        for (int64_t b = 0; b < N / 4; b++) {
+            int64_t lo = 8, hi = 0;
+            for (int k = 0; k < 4; k++) {
+                int64_t len = 1 + M.ids[ep * N + b * 4 + k] % 7;
+                lo = len < lo ? len : lo;
+                hi = len > hi ? len : hi;
+            }
+            cr_assert_leq(hi - lo, 1, "epoch %d micro-batch %lld: lengths %lld to %lld", ep,
+                          (long long)b, (long long)lo, (long long)hi);
+            if (b % 50 > 0 &&
+                1 + M.ids[ep * N + b * 4] % 7 > 1 + M.ids[ep * N + b * 4 - 4] % 7)
+                rises++;
         }
         for (int64_t i = 0; i < N; i++)
             cr_assert_eq(seen[i], 1, "epoch %d saw row %lld %d times", ep, (long long)i,
@@ -649,6 +660,7 @@ Test(train, group_by_length_sorts_runs_of_micro_batches_and_keeps_every_row)
     }
     cr_assert_neq(memcmp(M.ids, M.ids + N, (size_t)N * sizeof *M.ids), 0,
                   "epochs are shuffled differently");
+    cr_expect_gt(rises, 10, "the micro-batches of a run came longest first");
     /* Without grouping: more padding. */
     rt_tensor_list p2;
     make_params(&p2);

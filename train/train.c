@@ -206,31 +206,47 @@ static int by_length(const void *a, const void *b)
 }
 
 /* Sorts each run of 50 micro-batches' rows of T->perm by length, longest first (ties
- * keep their shuffled order). Lengths are the rows' attention_mask ones; without an
- * integer attention_mask the order stays as it is. */
-static void group_by_length(trainer *T)
+ * keep their shuffled order), then shuffles the order of the run's full micro-batches
+ * with r, so that consecutive updates do not go from the longest rows to the shortest:
+ * where length goes with the label (short utterances are fragments, say), sorted
+ * micro-batches in sorted order made every update see one kind of example and training
+ * failed. Lengths are the rows' attention_mask ones; without an integer attention_mask
+ * the order stays as it is. */
+static void group_by_length(trainer *T, rt_rng *r)
 {
     const rt_tensor *m = rt_list_cfind(T->data, "attention_mask");
     if (!m || (m->dtype != RT_I64 && m->dtype != RT_I32) || m->rank != 2)
         return;
-    int64_t S = m->shape[1], mega = T->o->batch_size * 50;
+    int64_t S = m->shape[1], bs = T->o->batch_size, mega = bs * 50;
     len_pos *lp = malloc((size_t)(mega < T->rows ? mega : T->rows) * sizeof *lp);
-    if (!lp)
+    int64_t *block = malloc((size_t)bs * sizeof *block);
+    if (!lp || !block) {
+        free(lp);
+        free(block);
         return; /* an unsorted epoch is still a correct one */
+    }
     for (int64_t s0 = 0; s0 < T->rows; s0 += mega) {
         int64_t n = T->rows - s0 < mega ? T->rows - s0 : mega;
         for (int64_t k = 0; k < n; k++) {
-            int64_t r = T->perm[s0 + k], len = 0;
+            int64_t row = T->perm[s0 + k], len = 0;
             for (int64_t j = 0; j < S; j++)
-                len += m->dtype == RT_I64 ? ((const int64_t *)m->data)[r * S + j] != 0
-                                          : ((const int32_t *)m->data)[r * S + j] != 0;
-            lp[k] = (len_pos){len, k, r};
+                len += m->dtype == RT_I64 ? ((const int64_t *)m->data)[row * S + j] != 0
+                                          : ((const int32_t *)m->data)[row * S + j] != 0;
+            lp[k] = (len_pos){len, k, row};
         }
         qsort(lp, (size_t)n, sizeof *lp, by_length);
         for (int64_t k = 0; k < n; k++)
             T->perm[s0 + k] = lp[k].row;
+        int64_t *p = T->perm + s0; /* Fisher-Yates over the run's full micro-batches */
+        for (int64_t i = n / bs - 1; i > 0; i--) {
+            int64_t j = (int64_t)rt_rng_below(r, (uint64_t)i + 1);
+            memcpy(block, p + i * bs, (size_t)bs * sizeof *block);
+            memmove(p + i * bs, p + j * bs, (size_t)bs * sizeof *block);
+            memcpy(p + j * bs, block, (size_t)bs * sizeof *block);
+        }
     }
     free(lp);
+    free(block);
 }
 
 static void make_perm(trainer *T, int64_t epoch)
@@ -246,7 +262,7 @@ static void make_perm(trainer *T, int64_t epoch)
             T->perm[j] = t;
         }
         if (T->o->group_by_length)
-            group_by_length(T);
+            group_by_length(T, &r);
     }
     T->perm_epoch = epoch;
 }

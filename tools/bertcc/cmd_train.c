@@ -68,7 +68,8 @@ static arg_opt opts[BASE_OPTS + RUNDIR_MAX_TASK_OPTS + 1] = {
     {"no-eval", NULL, "with --task: no dev evaluation after each epoch", &a.no_eval},
     {"group-by-length", NULL,
      "micro-batches of rows of similar length (sorted within runs of 50 "
-     "micro-batches after shuffling): less padding, faster epochs",
+     "micro-batches after shuffling, the micro-batches then in random order): less "
+     "padding, faster epochs",
      &a.group},
     {"eval-batch-size", "N", "with --task: rows per dev batch (default 64)", &a.eval_batch},
     {"quiet", NULL, "no progress or summary on stderr", &quiet},
