@@ -15,8 +15,8 @@
 #   SEEDS     (default "0 1 2"), THREADS (default 2)
 #   SPLIT     test (the default: fci_test.txt) or dev (the held-out tenth, for tuning)
 #   KEEP=1    keep the runs already finished in OUT_DIR and train only the missing ones
-#   EPOCHS, BATCH, LR, WARMUP, VOCAB_SIZE, MAX_SEQ, EXTRA: override the recipe below
-#             (EXTRA: more train options, e.g. "--class-weights balanced")
+#   EPOCHS, BATCH, ACCUM, LR, WARMUP, WEIGHT_DECAY, VOCAB_SIZE, MAX_SEQ, EXTRA: override
+#             the recipe below (EXTRA: more train options, e.g. "--class-weights balanced")
 # Each training must take at most 15 minutes of wall time; a run over that is flagged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,10 +32,13 @@ bench_need "$data/fci_train_val.txt" "$data/fci_test.txt"
 bertcc=$(bench_bertcc)
 
 # The recipe (chosen on dev: bench/RESULTS-classify.md).
-epochs=${EPOCHS:-6}
-batch=${BATCH:-32}
+# Updates of 256 rows (micro-batches of 64 rows of similar length, 4 per update).
+epochs=${EPOCHS:-10}
+batch=${BATCH:-64}
+accum=${ACCUM:-4}
 lr=${LR:-1e-3}
 warmup=${WARMUP:-0.1}
+wd=${WEIGHT_DECAY:-0.1}
 vsize=${VOCAB_SIZE:-8000}
 max_seq=${MAX_SEQ:-64}
 extra=${EXTRA:-}
@@ -61,11 +64,11 @@ for seed in $seeds; do
     cmd=("$bertcc" train models/bert-mini.xml --task classify
       --data "$data/fci_train_val.txt" --holdout 10 --vocab "$vocab" --no-strip-accents
       -o "$run" --epochs "$epochs" --batch-size "$batch" --lr "$lr" --warmup "$warmup"
-      --max-seq "$max_seq" --seed "$seed" --backend jit --threads "$threads"
-      --log-every 200 $extra)
+      --accum "$accum" --group-by-length --weight-decay "$wd" --max-seq "$max_seq"
+      --seed "$seed" --backend jit --threads "$threads" --log-every 200 $extra)
     echo "== ${cmd[*]}" >&2
     t0=$(date +%s.%N)
-    "${cmd[@]}" 2>"$run.log"
+    "${cmd[@]}" 2>"$run.log" || { tail -20 "$run.log" >&2; exit 1; }
     t1=$(date +%s.%N)
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f\n", b - a }' >"$run.wall"
     grep -v '^step ' "$run.log" >&2 || true
