@@ -27,6 +27,8 @@
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 
+#include "../support/file.h"
+
 /* ------------------------------------------------------------------------------------ */
 /* The fields of the encoder, shared by both formats and by fe_model_check. */
 
@@ -180,47 +182,6 @@ int fe_model_check(const fe_model *m, bc_err *e)
     if ((m->head_mask & FE_HEAD_SLOT) && check_size("slot labels", m->slot_labels, e))
         return -1;
     return 0;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* Files. */
-
-static char *read_all(const char *path, size_t *len, bc_err *e)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 14, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    int err = ferror(f) ? errno : 0;
-    fclose(f);
-    if (!buf) {
-        bc_errf(e, "%s: out of memory", path);
-        return NULL;
-    }
-    if (err) {
-        free(buf);
-        bc_errf(e, "%s: cannot read: %s", path, strerror(err));
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -765,7 +726,7 @@ int fe_parse_xml(const char *text, size_t len, const char *path, fe_model *m, bc
 int fe_load_xml(const char *path, fe_model *m, bc_err *e)
 {
     size_t len;
-    char *text = read_all(path, &len, e);
+    char *text = bc_read_file(path, &len, e);
     if (!text)
         return -1;
     int rc = fe_parse_xml(text, len, path, m, e);
@@ -903,7 +864,7 @@ done:
 int fe_load_hf_config(const char *path, fe_model *m, bc_err *e)
 {
     size_t len;
-    char *text = read_all(path, &len, e);
+    char *text = bc_read_file(path, &len, e);
     if (!text)
         return -1;
     int rc = fe_parse_hf_config(text, len, path, m, e);
@@ -935,7 +896,7 @@ int fe_load(const char *path, fe_model *m, bc_err *e)
         path = cfg;
     }
     size_t len;
-    char *text = read_all(path, &len, e);
+    char *text = bc_read_file(path, &len, e);
     if (!text)
         return -1;
     size_t i = 0;

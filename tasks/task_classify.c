@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "../support/file.h"
 #include "../text/unicode.h"
 #include "../train/batch.h"
 #include "metrics.h"
@@ -70,35 +71,11 @@ static int field_add(record *r, const char *s, size_t len)
 /* The whole file, NUL-terminated, without a UTF-8 byte order mark. */
 static char *read_all(const char *path, size_t *len, bc_err *e)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
+    char *buf = bc_read_file(path, len, e);
+    if (buf && *len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3)) {
+        memmove(buf, buf + 3, *len - 2);
+        *len -= 3;
     }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (size_t k; buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += k;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb)
-                free(buf);
-            buf = nb;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        bc_errf(e, bad ? "%s: cannot read" : "%s: out of memory", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    if (n >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3)) {
-        memmove(buf, buf + 3, n - 2);
-        n -= 3;
-    }
-    *len = n;
     return buf;
 }
 
