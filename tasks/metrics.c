@@ -183,17 +183,22 @@ int tk_conll_add(tk_conll *c, const char *const *gold, const char *const *pred, 
     return 0;
 }
 
-void tk_conll_score(const tk_conll *c, tk_prf *out)
+tk_prf tk_prf_of(long long gold, long long pred, long long correct)
 {
-    tk_prf r = {
-        c->gold_chunks, c->pred_chunks, c->correct_chunks + (c->in_correct != 0), 0, 0, 0};
+    tk_prf r = {gold, pred, correct, 0, 0, 0};
     if (r.pred > 0)
         r.precision = (double)r.correct / (double)r.pred;
     if (r.gold > 0)
         r.recall = (double)r.correct / (double)r.gold;
     if (r.precision + r.recall > 0)
         r.f1 = 2 * r.precision * r.recall / (r.precision + r.recall);
-    *out = r;
+    return r;
+}
+
+void tk_conll_score(const tk_conll *c, tk_prf *out)
+{
+    *out = tk_prf_of(c->gold_chunks, c->pred_chunks,
+                     c->correct_chunks + (c->in_correct != 0));
 }
 
 int tk_intent_slot_eval(const tk_is_example *ex, int n, tk_is_scores *out, bc_err *e)
@@ -673,11 +678,6 @@ void tk_cls_scores_free(tk_cls_scores *s)
     memset(s, 0, sizeof *s);
 }
 
-static double ratio(int64_t a, int64_t b)
-{
-    return b ? (double)a / (double)b : 0.0;
-}
-
 int tk_cls_score(const int *gold, const int *pred, int64_t n, int nclass,
                  tk_cls_scores *out, bc_err *e)
 {
@@ -707,16 +707,15 @@ int tk_cls_score(const int *gold, const int *pred, int64_t n, int nclass,
             correct++;
         }
     }
-    out->accuracy = ratio(correct, n);
+    out->accuracy = n ? (double)correct / (double)n : 0.0;
     double sum = 0;
     int used = 0;
     for (int c = 0; c < nclass; c++) {
         tk_cls_class *k = &out->cls[c];
-        k->precision = ratio(k->correct, k->predicted);
-        k->recall = ratio(k->correct, k->support);
-        k->f1 = k->precision + k->recall > 0
-                    ? 2 * k->precision * k->recall / (k->precision + k->recall)
-                    : 0.0;
+        tk_prf prf = tk_prf_of(k->support, k->predicted, k->correct);
+        k->precision = prf.precision;
+        k->recall = prf.recall;
+        k->f1 = prf.f1;
         if (k->support || k->predicted) {
             sum += k->f1;
             used++;

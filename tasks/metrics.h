@@ -78,6 +78,9 @@ typedef struct tk_prf {
     double f1;                     /* 2PR / (P + R), 0 when P + R == 0 */
 } tk_prf;
 
+/* The scores of those counts (any kind of item: chunks, a class's examples). */
+tk_prf tk_prf_of(long long gold, long long pred, long long correct);
+
 /* The overall scores conlleval prints (divided by 100). A chunk that was still open
  * and matching at the last sentence counts as correct, as at the script's end of
  * input. */
