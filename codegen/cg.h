@@ -60,6 +60,24 @@ extern const cg_lowering cg_lowerings[IR_OP_COUNT];
 int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_options *o,
                            const char *path, bc_err *e);
 
+/* ---- elementwise formulas (codegen/lower_elementwise.c) ---- */
+
+/* What a formula may need besides its operands' values. */
+typedef struct cg_map_env {
+    const ir_node *n;
+    LLVMValueRef seed; /* dropout: the i64 seed */
+} cg_map_env;
+
+/* One element (ty = f32) or one vector of them (ty = <vec x float>) of the result from
+ * the operands' values x[]; idx is the flat element index (i64 or <vec x i64>). */
+typedef LLVMValueRef (*cg_map_fn)(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty,
+                               LLVMValueRef *x, LLVMValueRef idx);
+
+/* The formula of an elementwise or broadcast op (the one its own kernel uses, so a
+ * fused region computes the same bits), or NULL. Dropout's operand 1 (the seed) is
+ * env->seed, not x[1]. */
+cg_map_fn cg_map_formula(ir_opcode op);
+
 /* ---- helpers (codegen/emit.c) ---- */
 
 LLVMValueRef cg_i64(cg_ctx *c, int64_t v);

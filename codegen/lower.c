@@ -5,6 +5,8 @@
 
 void cg_lower_matmul(cg_ctx *c, cg_kernel *k);
 int cg_check_matmul(const cg_ctx *c, const ir_node *n, bc_err *e);
+void cg_lower_fused(cg_ctx *c, cg_kernel *k);
+int cg_check_fused(const cg_ctx *c, const ir_node *n, bc_err *e);
 void cg_lower_gather(cg_ctx *c, cg_kernel *k);
 void cg_lower_prefix_rows(cg_ctx *c, cg_kernel *k);
 void cg_lower_add(cg_ctx *c, cg_kernel *k);
@@ -60,4 +62,5 @@ const cg_lowering cg_lowerings[IR_OP_COUNT] = {
     [IR_OP_SELECT_GRAD] = {cg_lower_select_grad},
     [IR_OP_CROSS_ENTROPY_GRAD] = {cg_lower_cross_entropy_grad},
     [IR_OP_MATMUL] = {cg_lower_matmul, cg_check_matmul},
+    [IR_OP_FUSED] = {cg_lower_fused, cg_check_fused},
 };

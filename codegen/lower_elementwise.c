@@ -10,16 +10,6 @@
 
 #define BLOCK 4096 /* elements per work unit */
 
-/* What a formula may need besides its operands' values. */
-typedef struct map_env {
-    const ir_node *n;
-    LLVMValueRef seed; /* dropout: the i64 seed */
-} map_env;
-
-/* One element (ty = f32) or one vector of them (ty = <vec x float>) of the result from
- * the operands' values x[]; idx is the flat element index (i64 or <vec x i64>). */
-typedef LLVMValueRef (*map_fn)(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
-                               LLVMValueRef *x, LLVMValueRef idx);
 
 static LLVMValueRef ki64(cg_ctx *c, LLVMTypeRef ty, uint64_t v)
 {
@@ -27,7 +17,7 @@ static LLVMValueRef ki64(cg_ctx *c, LLVMTypeRef ty, uint64_t v)
 }
 
 /* out[i] = f(in[0][i], ...) for i in [0, n); element i has flat index first + i. */
-static void emit_map(cg_ctx *c, const map_env *env, map_fn f, LLVMValueRef out,
+static void emit_map(cg_ctx *c, const cg_map_env *env, cg_map_fn f, LLVMValueRef out,
                      LLVMValueRef *in, int nin, LLVMValueRef first, LLVMValueRef n)
 {
     LLVMTypeRef vt = LLVMVectorType(c->t_f32, (unsigned)c->vec);
@@ -59,11 +49,11 @@ static void block_range(cg_ctx *c, cg_kernel *k, LLVMValueRef *lo, LLVMValueRef 
 }
 
 /* The common lowering: the first nin operands are f32 tensors of the result's shape. */
-static void lower_map(cg_ctx *c, cg_kernel *k, int nin, map_fn f)
+static void lower_map(cg_ctx *c, cg_kernel *k, int nin, cg_map_fn f)
 {
     LLVMValueRef lo, hi, in[IR_MAX_INPUTS];
     block_range(c, k, &lo, &hi);
-    map_env env = {k->n, NULL};
+    cg_map_env env = {k->n, NULL};
     if (k->n->op == IR_OP_DROPOUT)
         env.seed = LLVMBuildLoad2(c->b, c->t_i64, cg_arg(c, k, 2), "seed");
     for (int i = 0; i < nin; i++)
@@ -75,35 +65,35 @@ static void lower_map(cg_ctx *c, cg_kernel *k, int nin, map_fn f)
 
 /* ---- formulas ---- */
 
-static LLVMValueRef f_add(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
+static LLVMValueRef f_add(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
                           LLVMValueRef idx)
 {
     (void)env, (void)ty, (void)idx;
     return cg_fadd_plain(c, x[0], x[1]);
 }
 
-static LLVMValueRef f_mul(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
+static LLVMValueRef f_mul(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
                           LLVMValueRef idx)
 {
     (void)env, (void)ty, (void)idx;
     return cg_fmul_plain(c, x[0], x[1]);
 }
 
-static LLVMValueRef f_scale(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
+static LLVMValueRef f_scale(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
                             LLVMValueRef idx)
 {
     (void)idx;
     return cg_fmul_plain(c, x[0], cg_constf(c, ty, env->n->a.scale));
 }
 
-static LLVMValueRef f_fill(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
+static LLVMValueRef f_fill(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
                            LLVMValueRef idx)
 {
     (void)x, (void)idx;
     return cg_constf(c, ty, env->n->a.scale);
 }
 
-static LLVMValueRef f_tanh(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
+static LLVMValueRef f_tanh(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
                            LLVMValueRef idx)
 {
     (void)env, (void)ty, (void)idx;
@@ -119,7 +109,7 @@ static LLVMValueRef gauss_cdf(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef x)
                          cg_fmul_plain(c, cg_constf(c, ty, 0.5), e));
 }
 
-static LLVMValueRef f_gelu(cg_ctx *c, const map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
+static LLVMValueRef f_gelu(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty, LLVMValueRef *x,
                            LLVMValueRef idx)
 {
     (void)env, (void)idx;
@@ -134,7 +124,7 @@ static LLVMValueRef gelu_tanh_t(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef x)
     return cg_tanh(c, cg_fmul_plain(c, cg_constf(c, ty, 0.79788456080286535588), in));
 }
 
-static LLVMValueRef f_gelu_tanh(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
+static LLVMValueRef f_gelu_tanh(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty,
                                 LLVMValueRef *x, LLVMValueRef idx)
 {
     (void)env, (void)idx;
@@ -144,7 +134,7 @@ static LLVMValueRef f_gelu_tanh(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
 }
 
 /* dy (Phi(x) + x phi(x)) */
-static LLVMValueRef f_gelu_grad(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
+static LLVMValueRef f_gelu_grad(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty,
                                 LLVMValueRef *x, LLVMValueRef idx)
 {
     (void)env, (void)idx;
@@ -157,7 +147,7 @@ static LLVMValueRef f_gelu_grad(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
 }
 
 /* dy (0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)) */
-static LLVMValueRef f_gelu_tanh_grad(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
+static LLVMValueRef f_gelu_tanh_grad(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty,
                                      LLVMValueRef *x, LLVMValueRef idx)
 {
     (void)env, (void)idx;
@@ -174,7 +164,7 @@ static LLVMValueRef f_gelu_tanh_grad(cg_ctx *c, const map_env *env, LLVMTypeRef 
 }
 
 /* y = tanh(x): dy (1 - y^2) */
-static LLVMValueRef f_tanh_grad(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
+static LLVMValueRef f_tanh_grad(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty,
                                 LLVMValueRef *x, LLVMValueRef idx)
 {
     (void)env, (void)idx;
@@ -184,7 +174,7 @@ static LLVMValueRef f_tanh_grad(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
 
 /* ref_dropout_keep's hash, on i64 lanes; keep iff (z >> 40) * 2^-24 >= p, which for the
  * 24-bit integer z >> 40 is (z >> 40) >= ceil(p 2^24) exactly. */
-static LLVMValueRef f_dropout(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
+static LLVMValueRef f_dropout(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty,
                               LLVMValueRef *x, LLVMValueRef idx)
 {
     double p = env->n->a.p;
@@ -213,7 +203,7 @@ static LLVMValueRef f_dropout(cg_ctx *c, const map_env *env, LLVMTypeRef ty,
 
 /* a (na) op b (nb) [i % nb]: the block is cut at multiples of nb so that the inner loop
  * reads b contiguously. */
-static void lower_broadcast(cg_ctx *c, cg_kernel *k, map_fn f)
+static void lower_broadcast(cg_ctx *c, cg_kernel *k, cg_map_fn f)
 {
     const ir_type *ta = cg_operand_type(c, k, 0), *tb = cg_operand_type(c, k, 1);
     if (ir_type_eq(ta, tb)) {
@@ -222,7 +212,7 @@ static void lower_broadcast(cg_ctx *c, cg_kernel *k, map_fn f)
     }
     LLVMValueRef lo, hi;
     block_range(c, k, &lo, &hi);
-    map_env env = {k->n, NULL};
+    cg_map_env env = {k->n, NULL};
     LLVMValueRef out = cg_arg(c, k, 0), a = cg_arg(c, k, 1), b = cg_arg(c, k, 2);
     LLVMValueRef nb = cg_numel(c, tb, k->B, k->S);
     LLVMValueRef r0 = cg_div(c, lo, nb);
@@ -291,4 +281,23 @@ void cg_lower_tanh_grad(cg_ctx *c, cg_kernel *k)
 void cg_lower_dropout(cg_ctx *c, cg_kernel *k)
 {
     lower_map(c, k, 1, f_dropout);
+}
+
+/* ---- the formulas, for fused regions ---- */
+
+cg_map_fn cg_map_formula(ir_opcode op)
+{
+    switch (op) {
+    case IR_OP_ADD: return f_add;
+    case IR_OP_MUL: return f_mul;
+    case IR_OP_SCALE: return f_scale;
+    case IR_OP_GELU: return f_gelu;
+    case IR_OP_GELU_TANH: return f_gelu_tanh;
+    case IR_OP_TANH: return f_tanh;
+    case IR_OP_GELU_GRAD: return f_gelu_grad;
+    case IR_OP_GELU_TANH_GRAD: return f_gelu_tanh_grad;
+    case IR_OP_TANH_GRAD: return f_tanh_grad;
+    case IR_OP_DROPOUT: return f_dropout;
+    default: return NULL;
+    }
 }

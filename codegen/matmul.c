@@ -29,6 +29,7 @@
  * units are split over threads. Without FMA the chain is c = c + a[k] * b[k], rounded
  * twice, equally fixed. */
 #include <stdint.h>
+#include <string.h>
 
 #include "cg.h"
 
@@ -90,16 +91,23 @@ static int b_batched(const ir_type *a, const ir_type *b)
     return b->rank == a->rank && a->rank > 2;
 }
 
-static void mm_sizes(cg_ctx *c, cg_kernel *k, const mm_cfg *f, LLVMValueRef B,
+/* The matmul a kernel computes: its node (for ta, tb), its operand and result types, and
+ * which kernel arguments hold A and B (ptrs[a_arg], ptrs[b_arg]; C is ptrs[0]). */
+typedef struct mm_node {
+    const ir_node *n;
+    const ir_type *a, *b, *o;
+    int a_arg, b_arg;
+} mm_node;
+
+static void mm_sizes(cg_ctx *c, const mm_node *mn, const mm_cfg *f, LLVMValueRef B,
                      LLVMValueRef S, mm_dims *d)
 {
-    const ir_type *a = cg_operand_type(c, k, 0), *b = cg_operand_type(c, k, 1);
-    const ir_type *o = cg_operand_type(c, k, -1);
+    const ir_type *a = mn->a, *b = mn->b, *o = mn->o;
     int r = a->rank;
     d->batch = cg_dims_prod(c, a, 0, r - 2, B, S);
     d->M = cg_dim(c, o->dim[r - 2], B, S);
     d->N = cg_dim(c, o->dim[r - 1], B, S);
-    d->K = cg_dim(c, k->n->a.ta ? a->dim[r - 2] : a->dim[r - 1], B, S);
+    d->K = cg_dim(c, mn->n->a.ta ? a->dim[r - 2] : a->dim[r - 1], B, S);
     if (!b_batched(a, b)) {
         d->M = cg_mul(c, d->M, d->batch);
         d->batch = cg_i64(c, 1);
@@ -395,14 +403,77 @@ static void edge_copy(cg_ctx *c, const mm_cfg *f, int to_c, LLVMValueRef tile,
     cg_for_end(c, &lr);
 }
 
+/* ---- the epilogue of a fused region ---- */
+
+/* How an epilogue op reads an operand that is not the chain's value. */
+typedef enum { EPI_CHAIN, EPI_FULL, EPI_SUFFIX, EPI_SCALAR, EPI_SEED } epi_kind;
+
+typedef struct epi_step {
+    const ir_node *n; /* in the region graph */
+    cg_map_fn f;
+    epi_kind kind[IR_MAX_INPUTS];
+    int arg[IR_MAX_INPUTS];           /* the kernel argument it reads */
+    const ir_type *type[IR_MAX_INPUTS];
+    LLVMValueRef base[IR_MAX_INPUTS]; /* in the body: its pointer */
+    LLVMValueRef nb[IR_MAX_INPUTS];   /* EPI_SUFFIX: its element count */
+    LLVMValueRef seed;                /* EPI_SEED: the loaded seed */
+} epi_step;
+
+/* The elementwise ops applied to each element of C as the last K block stores it, in
+ * order; each reads the previous one's value (the matmul's, first). */
+typedef struct mm_epi {
+    int n;
+    epi_step s[16];
+} mm_epi;
+
+/* v (V lanes of C, flat element indices flat .. flat + V - 1 of the result) through
+ * the epilogue. mask: the lanes inside C (NULL: all), for the operands' loads. */
+static LLVMValueRef epi_apply(cg_ctx *c, const mm_cfg *f, const mm_epi *epi, LLVMValueRef v,
+                              LLVMValueRef flat, LLVMValueRef mask)
+{
+    LLVMTypeRef vt = vec_t(c, f->V);
+    LLVMValueRef idx = LLVMBuildAdd(c->b, cg_splat(c, LLVMVectorType(c->t_i64, (unsigned)f->V), flat),
+                                    cg_iota(c->t_i64, 0, (unsigned)f->V), "");
+    for (int i = 0; i < epi->n; i++) {
+        const epi_step *st = &epi->s[i];
+        LLVMValueRef x[IR_MAX_INPUTS];
+        for (int k = 0; k < st->n->nin; k++) {
+            LLVMValueRef at = flat;
+            switch (st->kind[k]) {
+            case EPI_CHAIN:
+                x[k] = v;
+                continue;
+            case EPI_SEED:
+                x[k] = NULL;
+                continue;
+            case EPI_SCALAR:
+                x[k] = cg_splat(c, vt, cg_vld_align(c, c->t_f32, st->base[k], cg_i64(c, 0), 4));
+                continue;
+            case EPI_SUFFIX:
+                at = cg_rem(c, flat, st->nb[k]);
+                break;
+            case EPI_FULL:
+                break;
+            }
+            x[k] = mask ? masked_load(c, f->V, ptr_raw(c, st->base[k], at), mask)
+                        : cg_vld_align(c, vt, st->base[k], at, 4);
+        }
+        cg_map_env env = {st->n, st->seed};
+        v = st->f(c, &env, vt, x, idx);
+    }
+    return v;
+}
+
 /* The MR x NR tile of C at rows i0.., columns j0.. (mr x nr of it inside C):
  * C = (first ? 0 : C) + sum over p < kc of A(:, p) B(p, :), pb being B's packed
  * micro-panel (kc, NR). Full tiles load and store C directly; edge tiles go through
- * `tile`, an (MR, NR) stack buffer. */
+ * `tile`, an (MR, NR) stack buffer. With an epilogue, the last K block (`last`) stores
+ * epilogue(C) instead; zoff is the flat index of C's batch entry in the result. */
 static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef pb,
                          LLVMValueRef kc, LLVMValueRef cz, LLVMValueRef ldc,
                          LLVMValueRef i0, LLVMValueRef mr, LLVMValueRef j0, LLVMValueRef nr,
-                         LLVMValueRef first, LLVMValueRef tile)
+                         LLVMValueRef first, LLVMValueRef tile, const mm_epi *epi,
+                         LLVMValueRef last, LLVMValueRef zoff)
 {
     const int MR = f->MR, NRV = f->NRV, V = f->V, NA = MR * NRV;
     LLVMTypeRef vt = vec_t(c, V);
@@ -449,6 +520,43 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
 
     LLVMBasicBlockRef bsf = cg_block(c, "c.store.full"), bse = cg_block(c, "c.store.edge"),
                       bd = cg_block(c, "c.done");
+    if (epi) {
+        LLVMBasicBlockRef bef = cg_block(c, "c.epi.full"), bee = cg_block(c, "c.epi.edge"),
+                          bplain = cg_block(c, "c.plain");
+        LLVMBuildCondBr(c->b, last, bef, bplain);
+        LLVMPositionBuilderAtEnd(c->b, bef);
+        LLVMBasicBlockRef befull = cg_block(c, "c.epi.full.do");
+        LLVMBuildCondBr(c->b, full, befull, bee);
+        LLVMPositionBuilderAtEnd(c->b, befull);
+        LLVMValueRef rowflat = cg_add(c, zoff, c0);
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NRV; v++) {
+                LLVMValueRef off = cg_add(c, cg_mul(c, cg_i64(c, r), ldc), cg_i64(c, v * V));
+                LLVMValueRef y = epi_apply(c, f, epi, acc[r * NRV + v], cg_add(c, rowflat, off), NULL);
+                cg_vst_align(c, y, cz, C_AT(r, v), 4);
+            }
+        LLVMBuildBr(c->b, bd);
+        /* edge: through the tile, row by row, with masked operand loads */
+        LLVMPositionBuilderAtEnd(c->b, bee);
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NRV; v++)
+                cg_vst_align(c, acc[r * NRV + v], tile, T_AT(r, v), 4 * (unsigned)V);
+        cg_loop lr;
+        cg_for_begin(c, &lr, cg_i64(c, 0), mr, "epi.r");
+        LLVMValueRef crow = cg_add(c, cg_mul(c, cg_add(c, i0, lr.iv), ldc), j0);
+        LLVMValueRef trow = cg_mul(c, lr.iv, cg_i64(c, f->NR));
+        for (int v = 0; v < NRV; v++) {
+            LLVMValueRef cv = cg_add(c, crow, cg_i64(c, v * V));
+            LLVMValueRef m = lane_mask(c, cg_sub(c, nr, cg_i64(c, v * V)), V);
+            LLVMValueRef t = cg_vld_align(c, vt, tile, cg_add(c, trow, cg_i64(c, v * V)),
+                                          4 * (unsigned)V);
+            LLVMValueRef y = epi_apply(c, f, epi, t, cg_add(c, zoff, cv), m);
+            masked_store(c, V, y, ptr_raw(c, cz, cv), m);
+        }
+        cg_for_end(c, &lr);
+        LLVMBuildBr(c->b, bd);
+        LLVMPositionBuilderAtEnd(c->b, bplain);
+    }
     LLVMBuildCondBr(c->b, full, bsf, bse);
     LLVMPositionBuilderAtEnd(c->b, bsf);
     for (int r = 0; r < MR; r++)
@@ -468,10 +576,10 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
 
 /* ---- the lowering ---- */
 
-/* What the lowering below assumes of the node and of its blocking. */
-int cg_check_matmul(const cg_ctx *c, const ir_node *n, bc_err *e)
+/* What the lowering below assumes of a matmul with operands of types at, bt. */
+static int check_mm(const cg_ctx *c, const ir_node *n, const ir_type *at, const ir_type *bt,
+                    bc_err *e)
 {
-    const ir_type *at = &c->g->nodes[n->in[0]].type, *bt = &c->g->nodes[n->in[1]].type;
     if (at->dtype != IR_F32 || bt->dtype != IR_F32)
         return bc_errf(e, "matmul: operands must be f32");
     if (!b_batched(at, bt) && n->a.ta && at->rank > 2)
@@ -484,22 +592,39 @@ int cg_check_matmul(const cg_ctx *c, const ir_node *n, bc_err *e)
     return 0;
 }
 
-void cg_lower_matmul(cg_ctx *c, cg_kernel *k)
+int cg_check_matmul(const cg_ctx *c, const ir_node *n, bc_err *e)
 {
-    const ir_type *at = cg_operand_type(c, k, 0), *bt = cg_operand_type(c, k, 1);
-    const int ta = k->n->a.ta, tb = k->n->a.tb;
+    return check_mm(c, n, &c->g->nodes[n->in[0]].type, &c->g->nodes[n->in[1]].type, e);
+}
+
+static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
+{
+    const ir_type *at = mn->a, *bt = mn->b;
+    const int ta = mn->n->a.ta, tb = mn->n->a.tb;
     const mm_cfg cfg = choose_cfg(c, ta), *f = &cfg;
 
     /* units: batch x M blocks x N blocks */
     LLVMBasicBlockRef body_bb = LLVMGetInsertBlock(c->b);
     LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
     mm_dims d;
-    mm_sizes(c, k, f, k->uB, k->uS, &d);
+    mm_sizes(c, mn, f, k->uB, k->uS, &d);
     cg_units_return(c, k, d.units, cg_i64(c, scratch_bytes(f)));
     LLVMPositionBuilderAtEnd(c->b, body_bb);
 
-    mm_sizes(c, k, f, k->B, k->S, &d);
-    LLVMValueRef C = cg_arg(c, k, 0), A = cg_arg(c, k, 1), Bm = cg_arg(c, k, 2);
+    mm_sizes(c, mn, f, k->B, k->S, &d);
+    LLVMValueRef C = cg_arg(c, k, 0), A = cg_arg(c, k, mn->a_arg), Bm = cg_arg(c, k, mn->b_arg);
+    for (int i = 0; epi && i < epi->n; i++) {
+        epi_step *st = &epi->s[i];
+        for (int j = 0; j < st->n->nin; j++) {
+            if (st->kind[j] == EPI_CHAIN)
+                continue;
+            st->base[j] = cg_arg(c, k, st->arg[j]);
+            if (st->kind[j] == EPI_SEED)
+                st->seed = LLVMBuildLoad2(c->b, c->t_i64, st->base[j], "seed");
+            if (st->kind[j] == EPI_SUFFIX)
+                st->nb[j] = cg_numel(c, st->type[j], k->B, k->S);
+        }
+    }
     LLVMValueRef pb = k->scratch; /* (NC/NR, KC, NR) */
     LLVMValueRef pa =
         ptr_at(c, k->scratch, cg_i64(c, scratch_floats_b(f))); /* (MC/MR, KC, MR) */
@@ -570,11 +695,110 @@ void cg_lower_matmul(cg_ctx *c, cg_kernel *k)
     LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj.iv, cg_i64(c, f->NR)));
     LLVMValueRef nr = cg_min(c, cg_i64(c, f->NR), cg_sub(c, d.N, j0));
     LLVMValueRef pbj = ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
-    micro_kernel(c, f, &a, pbj, kc, cz, d.N, i0, mr, j0, nr, first, tile);
+    LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_sub(c, npc, one), "last");
+    micro_kernel(c, f, &a, pbj, kc, cz, d.N, i0, mr, j0, nr, first, tile, epi, last,
+                 cg_mul(c, z, MN));
     cg_for_end(c, &lj);
     cg_for_end(c, &li);
 
     cg_for_end(c, &lk);
     cg_for_end(c, &lu);
     LLVMBuildRetVoid(c->b);
+}
+
+void cg_lower_matmul(cg_ctx *c, cg_kernel *k)
+{
+    mm_node mn = {k->n, cg_operand_type(c, k, 0), cg_operand_type(c, k, 1), &k->n->type, 1, 2};
+    lower_mm(c, k, &mn, NULL);
+}
+
+/* ---- fused regions: a matmul and its epilogue ---- */
+
+/* Reads the region of fused node n (region graph r) as a matmul and an epilogue, or
+ * says why it is not one. */
+static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_node *mn,
+                       mm_epi *epi, bc_err *e)
+{
+    int k0 = n->nin; /* the body's first node */
+    const ir_node *m = &r->nodes[k0];
+    if (m->op != IR_OP_MATMUL)
+        return bc_errf(e, "fused: the code generator lowers a matmul and the elementwise "
+                          "ops that follow it; this body starts with %s",
+                       ir_ops[m->op].name);
+    *mn = (mm_node){m, &r->nodes[m->in[0]].type, &r->nodes[m->in[1]].type, &m->type,
+                    1 + m->in[0], 1 + m->in[1]};
+    if (check_mm(c, m, mn->a, mn->b, e))
+        return -1;
+    epi->n = 0;
+    for (int i = k0 + 1; i < r->n; i++) {
+        const ir_node *u = &r->nodes[i];
+        epi_step *st = &epi->s[epi->n];
+        if (epi->n == (int)(sizeof epi->s / sizeof epi->s[0]))
+            return bc_errf(e, "fused: more than %d ops after the matmul", epi->n);
+        memset(st, 0, sizeof *st);
+        st->n = u;
+        st->f = cg_map_formula(u->op);
+        if (!st->f || !ir_type_eq(&u->type, &m->type))
+            return bc_errf(e, "fused: body statement %d (%s) is not an elementwise op of the "
+                              "matmul's shape",
+                           i - k0 + 1, ir_ops[u->op].name);
+        int chained = 0;
+        for (int j = 0; j < u->nin; j++) {
+            int x = u->in[j];
+            const ir_type *xt = &r->nodes[x].type;
+            st->arg[j] = 1 + x;
+            st->type[j] = xt;
+            if (x == i - 1) {
+                st->kind[j] = EPI_CHAIN;
+                chained = 1;
+            } else if (x >= k0) {
+                return bc_errf(e, "fused: body statement %d reads %%%d, not the value before it",
+                               i - k0 + 1, x);
+            } else if (u->op == IR_OP_DROPOUT && j == 1) {
+                st->kind[j] = EPI_SEED;
+            } else if (xt->dtype != IR_F32) {
+                return bc_errf(e, "fused: body statement %d reads an i64 operand",
+                               i - k0 + 1);
+            } else if (ir_type_eq(xt, &m->type)) {
+                st->kind[j] = EPI_FULL;
+            } else if (xt->rank == 0) {
+                st->kind[j] = EPI_SCALAR;
+            } else {
+                st->kind[j] = EPI_SUFFIX; /* a suffix of the shape (the shape rule) */
+                if (j != 1 || !ir_dim_eq(xt->dim[xt->rank - 1], m->type.dim[m->type.rank - 1]))
+                    return bc_errf(e, "fused: body statement %d broadcasts an operand that "
+                                      "is not a suffix of the matmul's shape",
+                                   i - k0 + 1);
+            }
+        }
+        if (!chained)
+            return bc_errf(e, "fused: body statement %d does not read the value before it",
+                           i - k0 + 1);
+        epi->n++;
+    }
+    return 0;
+}
+
+int cg_check_fused(const cg_ctx *c, const ir_node *n, bc_err *e)
+{
+    bc_err re;
+    ir_graph *r = ir_region_graph(c->g, n, &re);
+    if (!r)
+        return bc_errf(e, "fused: %s", re.msg);
+    mm_node mn;
+    mm_epi epi;
+    int rc = read_region(c, n, r, &mn, &epi, e);
+    ir_graph_free(r);
+    return rc;
+}
+
+void cg_lower_fused(cg_ctx *c, cg_kernel *k)
+{
+    bc_err e;
+    ir_graph *r = ir_region_graph(c->g, k->n, &e); /* cg_check_fused accepted it */
+    mm_node mn;
+    mm_epi epi;
+    if (r && read_region(c, k->n, r, &mn, &epi, &e) == 0)
+        lower_mm(c, k, &mn, &epi);
+    ir_graph_free(r);
 }

@@ -104,19 +104,26 @@ int ir_add(ir_graph *g, ir_opcode op, const int *in, int nin, const ir_attrs *a,
         n->a = *a;
     if (type)
         n->type = *type;
+    /* the shape rule may read the name (a fused node's body) */
+    if (name && !(n->name = strdup(name)))
+        return fail(g, "%%%d (%s): %s", info->name, "out of memory");
     bc_err e;
     ir_type t;
-    if (ir_infer_type(g, n, &t, &e))
-        return fail(g, "%%%d (%s): %s", info->name, e.msg);
-    if (type && !ir_type_eq(&t, type)) {
-        char s1[160], s2[160], msg[400];
+    char msg[400];
+    msg[0] = 0;
+    if (ir_infer_type(g, n, &t, &e)) {
+        snprintf(msg, sizeof msg, "%s", e.msg);
+    } else if (type && !ir_type_eq(&t, type)) {
+        char s1[160], s2[160];
         snprintf(msg, sizeof msg, "declared type %s, but the shape rule gives %s",
                  ir_type_str(type, s1, sizeof s1), ir_type_str(&t, s2, sizeof s2));
+    }
+    if (msg[0]) {
+        free(n->name);
+        n->name = NULL;
         return fail(g, "%%%d (%s): %s", info->name, msg);
     }
     n->type = t;
-    if (name && !(n->name = strdup(name)))
-        return fail(g, "%%%d (%s): %s", info->name, "out of memory");
     return g->n++;
 }
 

@@ -17,7 +17,7 @@
 #include "../support/err.h"
 
 #define IR_MAX_RANK 6
-#define IR_MAX_INPUTS 4
+#define IR_MAX_INPUTS 8
 
 typedef enum { IR_F32, IR_I64 } ir_dtype;
 
@@ -123,7 +123,10 @@ typedef struct ir_attrs {
       INJECTIVE, select_grad)                                                              \
     /* logits, labels, dloss[] [, weights[C]] -> dlogits */                                \
     X(CROSS_ENTROPY_GRAD, "cross_entropy_grad", 3, 4, 0, GRAD, KERNEL, OPAQUE,             \
-      cross_entropy_grad)
+      cross_entropy_grad)                                                                  \
+    /* ---- the op the fusion pass introduces ---- */                                      \
+    /* one kernel for a region of ops: the quoted body lists them (see ir_region_graph) */ \
+    X(FUSED, "fused", 1, IR_MAX_INPUTS, IR_A_NAME | IR_A_TYPE, REGION, KERNEL, OPAQUE, fused)
 
 typedef enum {
 #define X(e, s, lo, hi, am, role, code, fc, rule) IR_OP_##e,
@@ -137,8 +140,10 @@ typedef enum {
  *   forward   an op the frontend builds: a VJP rule (passes/autodiff.c), a reference
  *             kernel (runtime/interp.c) and, unless a view, a lowering (codegen/lower.c);
  *   gradient  an op only autodiff introduces: a reference kernel and a lowering, no
- *             VJP rule (nothing differentiates a backward graph). */
-typedef enum { IR_ROLE_LEAF, IR_ROLE_FWD, IR_ROLE_GRAD } ir_op_role;
+ *             VJP rule (nothing differentiates a backward graph);
+ *   region    fused, which the fusion pass introduces: a reference kernel (its ops in
+ *             turn) and a lowering; autodiff expands it back into its ops first. */
+typedef enum { IR_ROLE_LEAF, IR_ROLE_FWD, IR_ROLE_GRAD, IR_ROLE_REGION } ir_op_role;
 
 /* How an op's value comes to be in compiled code. */
 typedef enum {
@@ -294,6 +299,30 @@ int ir_cross_entropy_weighted(ir_graph *g, int logits, int labels, int weights);
 
 /* Shape rule of node n (dispatches through ir_ops). */
 int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e);
+
+/* ---- fused regions (ir/region.c) ----
+ * A fused node stands for a region: ops the code generator emits as one kernel. Its
+ * quoted body lists them as statements in the text form, separated by "; ", numbered
+ * on from the node's operands (%0 .. %k-1 are the operands), the last being the result:
+ *   %5 = fused "%3 = matmul %0, %1 {ta=0, tb=1} : f32[B, S, 512]; %4 = add %3, %2 :
+ *               f32[B, S, 512]; %5 = gelu %4 : f32[B, S, 512]" %46, %47, %48 : ...
+ * A body holds matmuls and elementwise ops (ir_region_op_ok), nothing else. */
+
+/* 1 when op may appear in a region's body. */
+int ir_region_op_ok(ir_opcode op);
+
+/* The region of fused node n of g as a graph of its own: one input per operand
+ * (named "0", "1", ..., typed as the operands), the body's nodes, and the output
+ * "out", the last of them. Checks the body (parsed and verified; its result has n's
+ * type). The caller frees it. */
+ir_graph *ir_region_graph(const ir_graph *g, const ir_node *n, bc_err *e);
+
+/* The body of a region made of nodes[0..nn) of g (in topological order; the last is
+ * the result), whose values from outside the region are operands[0..nop) in that
+ * order (every operand of a member that is not a member must be listed). malloc'd;
+ * NULL when out of memory. */
+char *ir_region_body(const ir_graph *g, const int *nodes, int nn, const int *operands,
+                     int nop);
 
 /* ---- verifier (ir/verify.c) ---- */
 /* Checks structure (topological order, input counts, attributes, names, outputs) and

@@ -402,6 +402,24 @@ static int shape_cross_entropy_grad(const ir_graph *g, const ir_node *n, ir_type
     return 0;
 }
 
+/* The region's result has the node's type (the region graph checks the body). */
+static int shape_fused(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
+{
+    if (shape_given(g, n, out, e))
+        return -1;
+    ir_graph *r = ir_region_graph(g, n, e);
+    if (!r)
+        return -1;
+    const ir_type *rt = &r->nodes[r->n - 1].type;
+    int same = ir_type_eq(rt, out);
+    char s1[160], s2[160];
+    if (!same)
+        bc_errf(e, "the body's result is %s, not the node's %s", ir_type_str(rt, s1, 160),
+                ir_type_str(out, s2, 160));
+    ir_graph_free(r);
+    return same ? 0 : -1;
+}
+
 const ir_op_info ir_ops[IR_OP_COUNT] = {
 #define X(e, s, lo, hi, am, role, code, fc, rule)                                          \
     [IR_OP_##                                                                              \

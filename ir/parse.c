@@ -504,7 +504,7 @@ static int parse_node(parser *P, int line, char **name)
     ir_type t;
     if (parse_type(P, &t))
         return -1;
-    if (*name) {
+    if (*name && info->role == IR_ROLE_LEAF) {
         int prev = ir_find_named(g, (ir_opcode)op, *name);
         if (prev >= 0)
             return perr(P, line, "%%%d (%s): name \"%s\" already used by %%%d", g->n,

@@ -21,7 +21,7 @@ int ir_verify(const ir_graph *g, bc_err *e)
         if (!!(info->attrs & IR_A_NAME) != !!n->name)
             return bc_errf(e, "%%%d (%s): %s", i, info->name,
                            n->name ? "takes no name" : "needs a name");
-        if (n->name)
+        if (n->name && info->role == IR_ROLE_LEAF) /* leaves are known by name */
             for (int j = 0; j < i; j++)
                 if (g->nodes[j].op == n->op && g->nodes[j].name &&
                     !strcmp(g->nodes[j].name, n->name))

@@ -237,15 +237,19 @@ static int frozen(const pass_grad_opts *o, const char *name)
 
 int pass_autodiff(ir_graph **gp, const pass_grad_opts *o, bc_err *e)
 {
-    ir_graph *g = *gp;
     const char *loss_name = o && o->loss ? o->loss : "loss";
-    int loss = ir_find_output(g, loss_name);
+    int loss = ir_find_output(*gp, loss_name);
     if (loss < 0)
         return bc_errf(e,
                        "the graph has no output '%s' to differentiate (are there labels?)",
                        loss_name);
-    if (g->nodes[loss].type.rank != 0 || g->nodes[loss].type.dtype != IR_F32)
+    if ((*gp)->nodes[loss].type.rank != 0 || (*gp)->nodes[loss].type.dtype != IR_F32)
         return bc_errf(e, "output '%s' is not an f32 scalar", loss_name);
+    /* regions have no VJP rule: their ops do */
+    if (pass_unfuse(gp, e))
+        return -1;
+    ir_graph *g = *gp;
+    loss = ir_find_output(g, loss_name);
     int nf = g->n;
     char *dep = calloc((size_t)nf, 1);   /* depends on a trainable parameter */
     char *reach = calloc((size_t)nf, 1); /* the loss depends on it */

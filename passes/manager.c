@@ -4,12 +4,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Registry entries: the passes without an argument, and fuse. */
+#define NO_ARG(fn)                                                                         \
+    static int run_##fn(ir_graph **g, const char *arg, bc_err *e)                          \
+    {                                                                                      \
+        if (arg)                                                                           \
+            return bc_errf(e, "takes no argument");                                        \
+        return pass_##fn(g, e);                                                            \
+    }
+NO_ARG(shape)
+NO_ARG(canonicalize)
+NO_ARG(cse)
+NO_ARG(dce)
+NO_ARG(unfuse)
+#undef NO_ARG
+
+static int run_fuse(ir_graph **g, const char *arg, bc_err *e)
+{
+    unsigned rules;
+    return pass_fuse_parse(arg, &rules, e) || pass_fuse(g, rules, e) ? -1 : 0;
+}
+
 const pass_info pass_registry[] = {
-    {"shape", "re-infer every type from the op's shape rule and check it", pass_shape},
+    {"shape", "re-infer every type from the op's shape rule and check it", run_shape},
     {"canonicalize", "fold transpose/reshape chains, identity ops, unit scales",
-     pass_canonicalize},
-    {"cse", "merge nodes with the same op, operands and attributes", pass_cse},
-    {"dce", "remove nodes that no output depends on", pass_dce},
+     run_canonicalize},
+    {"cse", "merge nodes with the same op, operands and attributes", run_cse},
+    {"dce", "remove nodes that no output depends on", run_dce},
+    {"fuse", "group nodes into regions, each one kernel (fuse=RULE+RULE: only those)",
+     run_fuse},
+    {"unfuse", "expand fused regions back into their ops", run_unfuse},
     {NULL, NULL, NULL},
 };
 
@@ -29,10 +53,13 @@ int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, bc_
          tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ')
             tok++;
+        char *arg = strchr(tok, '=');
+        if (arg)
+            *arg++ = 0;
         const pass_info *p = pass_find(tok);
         if (!p)
             return bc_errf(e, "unknown pass '%s'", tok);
-        if (p->run(g, e)) {
+        if (p->run(g, arg, e)) {
             bc_err_prefix(e, "pass %s", p->name);
             return -1;
         }

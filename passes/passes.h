@@ -3,29 +3,51 @@
 #ifndef BERTCC_PASSES_H
 #define BERTCC_PASSES_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include "../ir/ir.h"
 
 typedef int (*pass_fn)(ir_graph **g, bc_err *e);
 
+/* A pipeline entry is NAME or NAME=ARG; arg is NULL without one. Passes that take no
+ * argument refuse one. */
 typedef struct pass_info {
     const char *name;
     const char *help;
-    pass_fn run;
+    int (*run)(ir_graph **g, const char *arg, bc_err *e);
 } pass_info;
 
 /* Every registered pass, NULL-terminated. */
 extern const pass_info pass_registry[];
 const pass_info *pass_find(const char *name);
 
-/* Runs a comma-separated pipeline ("shape,canonicalize,cse,dce"); each pass is
- * followed by the verifier. With print_after, the graph is printed after each pass
- * under a "# after NAME" line. */
+/* Runs a comma-separated pipeline ("shape,canonicalize,cse,dce,fuse=epilogue"); each
+ * pass is followed by the verifier. With print_after, the graph is printed after each
+ * pass under a "# after NAME" line. */
 int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, bc_err *e);
 
-/* The pipeline `--emit=opt` and execution use. */
-#define PASS_DEFAULT_PIPELINE "shape,canonicalize,cse,dce"
+/* The pipeline `--emit=opt` and execution use: the simplifying passes, then fusion with
+ * every rule (`--fuse=all`). PASS_BASE_PIPELINE is the same without fusion. */
+#define PASS_BASE_PIPELINE "shape,canonicalize,cse,dce"
+#define PASS_DEFAULT_PIPELINE PASS_BASE_PIPELINE ",fuse"
+
+/* ---- fusion (passes/fuse.c) ---- */
+
+/* The fusion rules, by name in `--fuse` and in the pipeline entry fuse=RULE+RULE. */
+enum {
+    PASS_FUSE_EPILOGUE = 1 << 0, /* elementwise consumers into the producing matmul */
+};
+#define PASS_FUSE_ALL PASS_FUSE_EPILOGUE
+
+/* Reads a fusion spec: "all" (or NULL), "none", or rule names separated by ',' or '+'. */
+int pass_fuse_parse(const char *spec, unsigned *rules, bc_err *e);
+/* The default pipeline with the fusion rules of spec (pass_fuse_parse), into buf. */
+int pass_default_pipeline(const char *fuse_spec, char *buf, size_t len, bc_err *e);
+/* Groups nodes into fused regions by the given rules (see fuse.c). */
+int pass_fuse(ir_graph **g, unsigned rules, bc_err *e);
+/* Expands every fused node back into the ops of its body. */
+int pass_unfuse(ir_graph **g, bc_err *e);
 
 int pass_shape(ir_graph **g, bc_err *e);        /* re-infers and checks every type */
 int pass_canonicalize(ir_graph **g, bc_err *e); /* folds transposes/reshapes/scales */
@@ -37,7 +59,7 @@ int pass_dce(ir_graph **g, bc_err *e);          /* drops what no output needs */
  * "grad.<param name>" for every parameter whose name does not start with one of the
  * frozen prefixes; a parameter the loss does not depend on gets a zero gradient.
  * Gradients of a value used several times are summed (the tied word embeddings get
- * both uses). Only values on a path from a trainable parameter to the loss are
+ * both uses). Fused nodes are expanded first (pass_unfuse). Only values on a path from a trainable parameter to the loss are
  * differentiated. Each op's vector-Jacobian rule is one row of a table indexed by
  * ir_opcode; an op without a row is an error naming it. */
 typedef struct pass_grad_opts {

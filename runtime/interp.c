@@ -19,7 +19,10 @@ typedef struct {
     int64_t *numel;                /* (n) */
     double **f;                    /* (n) f32-typed values, in double */
     int64_t **iv;                  /* (n) i64-typed values */
+    int f64;                       /* keep doubles (else round each f32 result) */
 } ctx;
+
+static int run_region(ctx *c, int v, bc_err *e);
 
 static const ir_node *node(const ctx *c, int v)
 {
@@ -346,6 +349,7 @@ static const struct {
     [IR_OP_SOFTMAX_GRAD] = {k_softmax_grad},
     [IR_OP_SELECT_GRAD] = {.fails = k_select_grad},
     [IR_OP_CROSS_ENTROPY_GRAD] = {k_cross_entropy_grad},
+    [IR_OP_FUSED] = {.fails = run_region},
 };
 
 int rt_interp_has_kernel(ir_opcode op)
@@ -459,11 +463,70 @@ static int run_node(ctx *c, int v, bc_err *e)
     return 0;
 }
 
+/* Computes value v: its shape, its memory, its kernel, and (unless f64) the rounding
+ * of an f32 result to float. */
+static int eval_node(ctx *c, int v, bc_err *e)
+{
+    const ir_node *nd = node(c, v);
+    c->numel[v] = 1;
+    for (int d = 0; d < nd->type.rank; d++) {
+        c->shape[v][d] = ir_dim_eval(nd->type.dim[d], c->B, c->S);
+        c->numel[v] *= c->shape[v][d];
+    }
+    if (alloc_value(c, v))
+        return bc_errf(e, "out of memory");
+    if (!rt_interp_has_kernel(nd->op))
+        return bc_errf(e, "%%%d: the reference interpreter has no kernel for %s", v,
+                       ir_ops[nd->op].name);
+    if (run_node(c, v, e))
+        return -1;
+    if (!c->f64 && nd->type.dtype == IR_F32)
+        for (int64_t i = 0; i < c->numel[v]; i++)
+            c->f[v][i] = (double)(float)c->f[v][i];
+    return 0;
+}
+
+/* A fused node: the ops of its body in turn, each as if it stood alone in the graph,
+ * on the node's operands (borrowed, not copied); the last one's value is the node's. */
+static int run_region(ctx *c, int v, bc_err *e)
+{
+    const ir_node *nd = node(c, v);
+    bc_err re;
+    ir_graph *r = ir_region_graph(c->g, nd, &re);
+    if (!r)
+        return bc_errf(e, "%%%d (fused): %s", v, re.msg);
+    size_t n = (size_t)r->n;
+    ctx s = {r, c->params, c->inputs, c->B, c->S, calloc(n, sizeof *s.shape),
+             calloc(n, sizeof *s.numel), calloc(n, sizeof *s.f), calloc(n, sizeof *s.iv),
+             c->f64};
+    int rc = !s.shape || !s.numel || !s.f || !s.iv ? bc_errf(e, "out of memory") : 0;
+    for (int i = 0; rc == 0 && i < nd->nin; i++) {
+        int x = nd->in[i];
+        memcpy(s.shape[i], c->shape[x], sizeof s.shape[i]);
+        s.numel[i] = c->numel[x];
+        s.f[i] = c->f[x];
+        s.iv[i] = c->iv[x];
+    }
+    for (int i = nd->nin; rc == 0 && i < r->n; i++)
+        rc = eval_node(&s, i, e);
+    if (rc == 0) {
+        double *res = s.f[r->n - 1];
+        s.f[r->n - 1] = NULL;
+        free(c->f[v]);
+        c->f[v] = res;
+    }
+    for (int i = 0; s.f && s.iv && i < nd->nin; i++)
+        s.f[i] = NULL, s.iv[i] = NULL;
+    free_ctx(&s);
+    ir_graph_free(r);
+    return rc;
+}
+
 int rt_interp_run(const ir_graph *g, const rt_tensor_list *params,
                   const rt_tensor_list *inputs, const rt_interp_opts *o,
                   rt_tensor_list *out, bc_err *e)
 {
-    ctx c = {g, params, inputs, 0, 0, NULL, NULL, NULL, NULL};
+    ctx c = {g, params, inputs, 0, 0, NULL, NULL, NULL, NULL, o->f64};
     if (rt_bind_sizes(g, inputs, &c.B, &c.S, e))
         return -1;
 #ifdef _OPENMP
@@ -491,24 +554,7 @@ int rt_interp_run(const ir_graph *g, const rt_tensor_list *params,
     int rc = 0;
     for (int v = 0; v < g->n && rc == 0; v++) {
         const ir_node *nd = &g->nodes[v];
-        c.numel[v] = 1;
-        for (int d = 0; d < nd->type.rank; d++) {
-            c.shape[v][d] = ir_dim_eval(nd->type.dim[d], c.B, c.S);
-            c.numel[v] *= c.shape[v][d];
-        }
-        if (alloc_value(&c, v)) {
-            rc = bc_errf(e, "out of memory");
-            break;
-        }
-        if (!rt_interp_has_kernel(nd->op)) {
-            rc = bc_errf(e, "%%%d: the reference interpreter has no kernel for %s", v,
-                         ir_ops[nd->op].name);
-            break;
-        }
-        rc = run_node(&c, v, e);
-        if (rc == 0 && !o->f64 && nd->type.dtype == IR_F32)
-            for (int64_t i = 0; i < c.numel[v]; i++)
-                c.f[v][i] = (double)(float)c.f[v][i];
+        rc = eval_node(&c, v, e);
         for (int k = 0; k < nd->nin; k++)
             if (last[nd->in[k]] == v)
                 release(&c, nd->in[k]);

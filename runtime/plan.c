@@ -7,7 +7,10 @@
 
 void rt_kernel_signature(const ir_graph *g, const ir_node *n, char *buf, size_t len)
 {
-    size_t k = (size_t)snprintf(buf, len, "%s{", ir_ops[n->op].name);
+    /* a fused node's kernel is its body's */
+    size_t k = (size_t)snprintf(buf, len, "%s%s%s{", ir_ops[n->op].name,
+                                n->op == IR_OP_FUSED ? ":" : "",
+                                n->op == IR_OP_FUSED ? n->name : "");
     /* Perm has as many entries as the transpose's own rank (its operand's). */
     k += ir_attrs_signature(n->op, &n->a, n->type.rank, k < len ? buf + k : NULL,
                             k < len ? len - k : 0);
@@ -87,7 +90,7 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, bc_err *e)
         int v = g->outs[k].value;
         p->values[v].output = k;
     }
-    char sig[1024];
+    char sig[8192];
     for (int v = 0; v < g->n; v++) {
         const ir_node *nd = &g->nodes[v];
         if (ir_ops[nd->op].code != IR_CODE_KERNEL)

@@ -49,7 +49,7 @@ static void expect_parse_error(const char *text, const char *want)
     ir_graph *g = ir_parse(text, "model.ir", &e);
     cr_expect_null(g, "parsed, but expected: %s", want);
     ir_graph_free(g);
-    cr_expect_str_eq(e.msg, want, "input:\n%s", text);
+    cr_expect_str_eq(e.msg, want, "input:\n%sgot: %s", text, e.msg);
 }
 
 /* ---- the op table ---- */
@@ -78,7 +78,7 @@ Test(ir_ops, roles_and_kinds_of_code_agree)
     for (int op = 0; op < IR_OP_COUNT; op++) {
         const ir_op_info *info = &ir_ops[op];
         cr_expect(info->role == IR_ROLE_LEAF || info->role == IR_ROLE_FWD ||
-                      info->role == IR_ROLE_GRAD,
+                      info->role == IR_ROLE_GRAD || info->role == IR_ROLE_REGION,
                   "%s: role %d", info->name, info->role);
         cr_expect(info->code == IR_CODE_NONE || info->code == IR_CODE_VIEW ||
                       info->code == IR_CODE_KERNEL,
@@ -617,6 +617,15 @@ static ir_graph *gradient_ops_graph(void)
     int dl = add(g, IR_OP_CROSS_ENTROPY_GRAD, 3, (int[]){logits, ids, dloss}, (ir_attrs){0},
                  NULL);
     ir_set_output(g, "dlogits", dl);
+    /* a region: matmul, bias, gelu, dropout */
+    int w = ir_param(g, "w", ty(IR_F32, 2, C(8), C(8)));
+    ir_type hh = ty(IR_F32, 3, B, S, C(8));
+    int fu = ir_add(g, IR_OP_FUSED, (int[]){x, w, ga, seed}, 4, NULL,
+                    "%4 = matmul %0, %1 {ta=0, tb=1} : f32[B, S, 8]; "
+                    "%5 = add %4, %2 : f32[B, S, 8]; %6 = gelu %5 : f32[B, S, 8]; "
+                    "%7 = dropout %6, %3 {index=2, p=0.25} : f32[B, S, 8]",
+                    &hh);
+    ir_set_output(g, "fused", fu);
     cr_assert(!g->failed, "%s", g->err.msg);
     return g;
 }
@@ -831,7 +840,7 @@ Test(ir_parse, reports_errors_with_file_and_line)
                        "model.ir:3: tanh takes 1 operand, not 2");
     expect_parse_error(HEAD "  %1 = add %0 : f32[B, S, 128]\n}\n",
                        "model.ir:3: add takes 2 operands, not 1");
-    expect_parse_error(HEAD "  %1 = add %0, %0, %0, %0, %0 : f32[B, S, 128]\n}\n",
+    expect_parse_error(HEAD "  %1 = add %0, %0, %0, %0, %0, %0, %0, %0, %0 : f32[B, S, 128]\n}\n",
                        "model.ir:3: add takes at most 2 operands");
     expect_parse_error(HEAD "  %1 = add %0, : f32[B, S, 128]\n}\n",
                        "model.ir:3: expected an operand after ','");
@@ -1046,4 +1055,79 @@ Test(ir_parse, survives_random_mutations)
     free(buf);
     free(text);
     ir_graph_free(g);
+}
+
+/* ---- fused regions ---- */
+
+#define FHEAD                                                                              \
+    "graph \"g\" {\n  %0 = input \"x\" : f32[B, S, 8]\n  %1 = param \"w\" : f32[4, 8]\n"   \
+    "  %2 = param \"b\" : f32[4]\n"
+
+Test(ir_region, the_region_graph_has_one_input_per_operand_and_the_body)
+{
+    bc_err e = {{0}};
+    ir_graph *g = ir_parse(FHEAD "  %3 = fused \"%3 = matmul %0, %1 {ta=0, tb=1} : f32[B, S, "
+                                 "4]; %4 = add %3, %2 : f32[B, S, 4]; %5 = tanh %4 : f32[B, S, "
+                                 "4]\" %0, %1, %2 : f32[B, S, 4]\n"
+                                 "  %4 = fused \"%3 = matmul %0, %1 {ta=0, tb=1} : f32[B, S, "
+                                 "4]; %4 = add %3, %2 : f32[B, S, 4]; %5 = tanh %4 : f32[B, S, "
+                                 "4]\" %0, %1, %2 : f32[B, S, 4]\n"
+                                 "  output \"y\" = %4\n}\n",
+                           "f.ir", &e);
+    cr_assert_not_null(g, "%s", e.msg); /* two equal bodies: names of leaves only are unique */
+    ir_graph *r = ir_region_graph(g, &g->nodes[3], &e);
+    cr_assert_not_null(r, "%s", e.msg);
+    cr_expect_eq(r->n, 6);
+    static const ir_opcode want[] = {IR_OP_INPUT, IR_OP_INPUT, IR_OP_INPUT,
+                                     IR_OP_MATMUL, IR_OP_ADD, IR_OP_TANH};
+    for (int i = 0; i < 6; i++)
+        cr_expect_eq(r->nodes[i].op, want[i], "%%%d", i);
+    for (int i = 0; i < 3; i++)
+        cr_expect(ir_type_eq(&r->nodes[i].type, &g->nodes[i].type), "%%%d", i);
+    cr_expect_eq(ir_find_output(r, "out"), 5);
+    /* and the body a pass would write for those nodes reads back the same */
+    ir_graph_free(r);
+    ir_graph_free(g);
+}
+
+Test(ir_region, ir_region_body_writes_statements_the_parser_reads)
+{
+    ir_graph *g = ir_graph_new("g");
+    int x = ir_input(g, "x", ty(IR_F32, 3, B, S, C(8)));
+    int w = ir_param(g, "w", ty(IR_F32, 2, C(4), C(8)));
+    int b = ir_param(g, "b", ty(IR_F32, 1, C(4)));
+    int m = ir_matmul(g, x, w, 0, 1), a = ir_addv(g, m, b), t = ir_scale(g, a, 0.5);
+    cr_assert(!g->failed, "%s", g->err.msg);
+    char *body = ir_region_body(g, (int[]){m, a, t}, 3, (int[]){x, w, b}, 3);
+    cr_assert_not_null(body);
+    cr_expect_str_eq(body, "%3 = matmul %0, %1 {ta=0, tb=1} : f32[B, S, 4]; "
+                           "%4 = add %3, %2 : f32[B, S, 4]; "
+                           "%5 = scale %4 {scale=0.5} : f32[B, S, 4]");
+    int f = ir_add(g, IR_OP_FUSED, (int[]){x, w, b}, 3, NULL, body,
+                   &g->nodes[t].type);
+    cr_expect_geq(f, 0, "%s", g->err.msg);
+    free(body);
+    ir_graph_free(g);
+}
+
+Test(ir_region, bad_bodies_are_errors_naming_the_statement)
+{
+    expect_parse_error(FHEAD "  %3 = fused \"%2 = matmul %0, %1 {ta=0, tb=1} : f32[B, S, 4]; "
+                             "%3 = frob %2 : f32[B, S, 4]\" %0, %1 : f32[B, S, 4]\n}\n",
+                       "model.ir:5: %3 (fused): body statement 2: unknown op 'frob'");
+    expect_parse_error(FHEAD "  %3 = fused \"%2 = matmul %0, %1 {ta=0, tb=1} : f32[B, S, 4]\" "
+                             "%0, %1 : f32[B, S, 5]\n}\n",
+                       "model.ir:5: %3 (fused): the body's result is f32[B, S, 4], not the "
+                       "node's f32[B, S, 5]");
+    expect_parse_error(FHEAD "  %3 = fused \"%3 = tanh %0 : f32[B, S, 8]\" %0, %1 : f32[B, S, "
+                             "8]\n}\n",
+                       "model.ir:5: %3 (fused): body statement 1: expected %2 here, not %3 "
+                       "(values are numbered in order)");
+    expect_parse_error(FHEAD "  %3 = fused \"%1 = transpose %0 {perm=[0, 2, 1]} : f32[B, 8, "
+                             "S]\" %0 : f32[B, 8, S]\n}\n",
+                       "model.ir:5: %3 (fused): body statement 1: transpose cannot be fused");
+    expect_parse_error(FHEAD "  %3 = fused \"\" %0 : f32[B, S, 8]\n}\n",
+                       "model.ir:5: %3 (fused): a fused node needs a body");
+    expect_parse_error(FHEAD "  %3 = fused \"%1 = tanh %0 : f32[B, S, 8]\" : f32[B, S, 8]\n}\n",
+                       "model.ir:5: fused takes 1 to 8 operands, not 0");
 }

@@ -1,0 +1,110 @@
+/* region.c: the bodies of fused nodes (see ir.h). A body is written in the text form's
+ * own statement syntax, so one parser reads graphs and regions alike: the region graph
+ * is the body wrapped in a graph whose inputs stand for the fused node's operands. */
+#define _GNU_SOURCE /* open_memstream */
+#include "ir.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The ops the fusion rules group: matmuls and elementwise ops. None of them indexes
+ * memory with an operand's values, so a region needs no range checks (runtime/check.h). */
+int ir_region_op_ok(ir_opcode op)
+{
+    if ((unsigned)op >= IR_OP_COUNT || ir_ops[op].code != IR_CODE_KERNEL ||
+        ir_ops[op].role == IR_ROLE_REGION)
+        return 0;
+    ir_fuse_class fc = ir_ops[op].fuse;
+    return fc == IR_FUSE_ELEMWISE || fc == IR_FUSE_BROADCAST || fc == IR_FUSE_OUT_ELEMWISE;
+}
+
+ir_graph *ir_region_graph(const ir_graph *g, const ir_node *n, bc_err *e)
+{
+    if (!n->name || !*n->name)
+        return bc_errf(e, "a fused node needs a body"), NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return bc_errf(e, "out of memory"), NULL;
+    fputs("graph \"region\" {\n", f);
+    for (int i = 0; i < n->nin; i++) {
+        char t[1024];
+        fprintf(f, "%%%d = input \"%d\" : %s\n", i, i,
+                ir_type_str(&g->nodes[n->in[i]].type, t, sizeof t));
+    }
+    /* statements are separated by ';', which the text form uses nowhere else */
+    int last = -1;
+    for (const char *s = n->name; *s; s++)
+        fputc(*s == ';' ? '\n' : *s, f);
+    fputs("\n}\n", f);
+    fclose(f);
+    if (!text)
+        return bc_errf(e, "out of memory"), NULL;
+    bc_err pe;
+    ir_graph *r = ir_parse(text, "body", &pe);
+    if (r && r->n <= n->nin) {
+        ir_graph_free(r);
+        r = NULL;
+        bc_errf(&pe, "the body computes nothing");
+    }
+    if (!r) {
+        /* "body:LINE: msg": the body's statement k is on line n->nin + 1 + k */
+        const char *m = pe.msg;
+        long line = strncmp(m, "body:", 5) ? 0 : strtol(m + 5, NULL, 10);
+        const char *colon = line ? strchr(m + 5, ':') : NULL;
+        if (colon && line > n->nin + 1)
+            bc_errf(e, "body statement %ld: %s", line - n->nin - 1, colon + 2);
+        else
+            bc_errf(e, "body: %s", colon ? colon + 2 : m);
+        free(text);
+        return NULL;
+    }
+    free(text);
+    last = r->n - 1;
+    for (int i = n->nin; i < r->n; i++)
+        if (!ir_region_op_ok(r->nodes[i].op)) {
+            bc_errf(e, "body statement %d: %s cannot be fused", i - n->nin + 1,
+                    ir_ops[r->nodes[i].op].name);
+            ir_graph_free(r);
+            return NULL;
+        }
+    if (ir_set_output(r, "out", last)) {
+        *e = r->err;
+        ir_graph_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+char *ir_region_body(const ir_graph *g, const int *nodes, int nn, const int *operands,
+                     int nop)
+{
+    int *num = malloc(sizeof *num * (size_t)(g->n ? g->n : 1));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = num ? open_memstream(&text, &len) : NULL;
+    if (!f) {
+        free(num);
+        return NULL;
+    }
+    for (int i = 0; i < g->n; i++)
+        num[i] = -1;
+    for (int i = 0; i < nop; i++)
+        num[operands[i]] = i;
+    for (int j = 0; j < nn; j++) {
+        const ir_node *m = &g->nodes[nodes[j]];
+        num[nodes[j]] = nop + j;
+        fprintf(f, "%s%%%d = %s", j ? "; " : "", nop + j, ir_ops[m->op].name);
+        for (int k = 0; k < m->nin; k++)
+            fprintf(f, "%s%%%d", k ? ", " : " ", num[m->in[k]]);
+        int rank = m->nin ? g->nodes[m->in[0]].type.rank : m->type.rank;
+        char a[512], t[1024];
+        ir_attrs_print(m->op, &m->a, rank, a, sizeof a);
+        fprintf(f, "%s : %s", a, ir_type_str(&m->type, t, sizeof t));
+    }
+    fclose(f);
+    free(num);
+    return text;
+}

@@ -1,0 +1,299 @@
+/* fuse.c: the fusion pass. It groups nodes into regions that the code generator emits
+ * as one kernel and the plan runs as one step: each region becomes a fused node whose
+ * body lists the ops (ir.h). Which nodes may join a region is decided by the op table's
+ * fusion class (after TVM's TOpPattern), rule by rule; the code generator then lowers
+ * every region a rule makes.
+ *
+ * epilogue: a matmul (class out_elemwise) takes the chain of elementwise and broadcast
+ *   ops (classes elemwise, broadcast) that consume its result — bias, GELU (erf and
+ *   tanh), tanh, scale, residual add, dropout, and in backward graphs gelu_grad and
+ *   tanh_grad — as long as each link's value has no other use (nor is an output), so
+ *   nothing but the chain's end is ever written. Each link keeps the chain's shape;
+ *   its other operands are tensors of that shape, suffixes of it (a bias) or scalars
+ *   (a dropout seed).
+ *
+ * Regions compute exactly what their ops computed one by one (the same f32 operations
+ * in the same order), so fused and unfused code give the same bits. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes.h"
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} rules[] = {
+    {"epilogue", PASS_FUSE_EPILOGUE},
+};
+#define NRULES (int)(sizeof rules / sizeof rules[0])
+
+int pass_fuse_parse(const char *spec, unsigned *out, bc_err *e)
+{
+    *out = 0;
+    if (!spec || !strcmp(spec, "all")) {
+        *out = PASS_FUSE_ALL;
+        return 0;
+    }
+    if (!strcmp(spec, "none"))
+        return 0;
+    const char *s = spec;
+    while (*s) {
+        size_t len = strcspn(s, ",+");
+        int k = 0;
+        while (k < NRULES && !(strlen(rules[k].name) == len && !strncmp(rules[k].name, s, len)))
+            k++;
+        if (k == NRULES) {
+            char known[256] = "";
+            for (int j = 0; j < NRULES; j++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), ", %s",
+                         rules[j].name);
+            return bc_errf(e, "unknown fusion rule '%.*s' (all, none%s)", (int)len, s, known);
+        }
+        *out |= rules[k].bit;
+        s += len;
+        if (*s)
+            s++;
+    }
+    return 0;
+}
+
+int pass_default_pipeline(const char *fuse, char *buf, size_t len, bc_err *e)
+{
+    unsigned rules_on;
+    if (pass_fuse_parse(fuse, &rules_on, e))
+        return -1;
+    if (!rules_on)
+        snprintf(buf, len, "%s", PASS_BASE_PIPELINE);
+    else if (rules_on == PASS_FUSE_ALL)
+        snprintf(buf, len, "%s,fuse", PASS_BASE_PIPELINE);
+    else {
+        int n = snprintf(buf, len, "%s,fuse=", PASS_BASE_PIPELINE);
+        for (int k = 0; k < NRULES; k++)
+            if (rules_on & rules[k].bit && n >= 0 && (size_t)n < len)
+                n += snprintf(buf + n, len - (size_t)n, "%s%s",
+                              buf[n - 1] == '=' ? "" : "+", rules[k].name);
+    }
+    return 0;
+}
+
+/* ---- building regions ---- */
+
+typedef struct fuser {
+    const ir_graph *g;
+    int *uses;   /* (n) readers of each value, outputs included */
+    int *region; /* (n) the region a node joined (its last member), or -1 */
+} fuser;
+
+static int is_elementwise(ir_opcode op)
+{
+    ir_fuse_class fc = ir_ops[op].fuse;
+    return fc == IR_FUSE_ELEMWISE || fc == IR_FUSE_BROADCAST;
+}
+
+/* Whether u may extend a chain whose value is v, of type t: u reads v, keeps t, and
+ * reads nothing else but tensors of type t, suffixes of t and scalars. */
+static int extends_chain(const fuser *f, const ir_node *u, int v, const ir_type *t)
+{
+    if (!is_elementwise(u->op) || !ir_type_eq(&u->type, t))
+        return 0;
+    for (int k = 0; k < u->nin; k++) {
+        const ir_type *x = &f->g->nodes[u->in[k]].type;
+        if (u->in[k] == v || ir_type_eq(x, t) || x->rank == 0)
+            continue;
+        int suffix = x->rank <= t->rank && x->dtype == IR_F32;
+        for (int d = 0; suffix && d < x->rank; d++)
+            suffix = ir_dim_eq(x->dim[d], t->dim[t->rank - x->rank + d]);
+        if (!suffix)
+            return 0;
+    }
+    return 1;
+}
+
+/* The node that reads v, when exactly one node reads it once (and it is no output). */
+static int single_reader(const fuser *f, int v)
+{
+    if (f->uses[v] != 1)
+        return -1;
+    for (int u = v + 1; u < f->g->n; u++)
+        for (int k = 0; k < f->g->nodes[u].nin; k++)
+            if (f->g->nodes[u].in[k] == v)
+                return u;
+    return -1;
+}
+
+/* Operands of members[0..nm) from outside, in order of first use; -1 if too many. */
+static int region_operands(const fuser *f, const int *members, int nm, int *ops)
+{
+    int nop = 0;
+    for (int j = 0; j < nm; j++) {
+        const ir_node *m = &f->g->nodes[members[j]];
+        for (int k = 0; k < m->nin; k++) {
+            int x = m->in[k], inside = 0, seen = 0;
+            for (int i = 0; i < j; i++)
+                inside |= members[i] == x;
+            for (int i = 0; i < nop; i++)
+                seen |= ops[i] == x;
+            if (inside || seen)
+                continue;
+            if (nop == IR_MAX_INPUTS)
+                return -1;
+            ops[nop++] = x;
+        }
+    }
+    return nop;
+}
+
+#define MAX_MEMBERS 16
+
+/* The epilogue rule from matmul node i: its members (i first), or 1 when none joins. */
+static int epilogue_members(const fuser *f, int i, int *members)
+{
+    const ir_type *t = &f->g->nodes[i].type;
+    int nm = 1, ops[IR_MAX_INPUTS];
+    members[0] = i;
+    for (int v = i, u; nm < MAX_MEMBERS && (u = single_reader(f, v)) >= 0; v = u) {
+        if (f->region[u] >= 0 || !extends_chain(f, &f->g->nodes[u], v, t))
+            break;
+        members[nm] = u;
+        if (region_operands(f, members, nm + 1, ops) < 0)
+            break;
+        nm++;
+    }
+    return nm;
+}
+
+int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
+{
+    const ir_graph *g = *gp;
+    size_t n = (size_t)(g->n ? g->n : 1);
+    fuser f = {g, calloc(n, sizeof(int)), malloc(n * sizeof(int))};
+    int *map = malloc(n * sizeof(int));
+    int **mem = calloc(n, sizeof *mem); /* members of the region ending at a node */
+    int *nmem = calloc(n, sizeof(int));
+    int rc = 0;
+    if (!f.uses || !f.region || !map || !mem || !nmem) {
+        rc = bc_errf(e, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < g->n; i++) {
+        f.region[i] = -1;
+        for (int k = 0; k < g->nodes[i].nin; k++)
+            f.uses[g->nodes[i].in[k]]++;
+    }
+    for (int k = 0; k < g->nout; k++)
+        f.uses[g->outs[k].value]++;
+
+    for (int i = 0; i < g->n && (rules_on & PASS_FUSE_EPILOGUE); i++) {
+        if (ir_ops[g->nodes[i].op].fuse != IR_FUSE_OUT_ELEMWISE || f.region[i] >= 0)
+            continue;
+        int members[MAX_MEMBERS], nm = epilogue_members(&f, i, members);
+        if (nm < 2)
+            continue;
+        int last = members[nm - 1];
+        if (!(mem[last] = malloc(sizeof(int) * (size_t)nm))) {
+            rc = bc_errf(e, "out of memory");
+            goto done;
+        }
+        memcpy(mem[last], members, sizeof(int) * (size_t)nm);
+        nmem[last] = nm;
+        for (int j = 0; j < nm; j++)
+            f.region[members[j]] = last;
+    }
+
+    ir_graph *ng = ir_graph_new(g->name);
+    if (!ng) {
+        rc = bc_errf(e, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < g->n; i++) {
+        const ir_node *nd = &g->nodes[i];
+        int in[IR_MAX_INPUTS];
+        map[i] = -1;
+        if (f.region[i] >= 0 && f.region[i] != i)
+            continue; /* an inner member: computed inside its region's kernel */
+        if (f.region[i] < 0) {
+            for (int k = 0; k < nd->nin; k++)
+                in[k] = map[nd->in[k]];
+            map[i] = ir_add(ng, nd->op, in, nd->nin, &nd->a, nd->name, &nd->type);
+            continue;
+        }
+        int ops[IR_MAX_INPUTS], nop = region_operands(&f, mem[i], nmem[i], ops);
+        char *body = ir_region_body(g, mem[i], nmem[i], ops, nop);
+        if (!body) {
+            ir_graph_free(ng);
+            rc = bc_errf(e, "out of memory");
+            goto done;
+        }
+        for (int k = 0; k < nop; k++)
+            in[k] = map[ops[k]];
+        map[i] = ir_add(ng, IR_OP_FUSED, in, nop, NULL, body, &nd->type);
+        free(body);
+    }
+    rc = pass_install(gp, ng, map, e);
+done:
+    for (size_t i = 0; mem && i < n; i++)
+        free(mem[i]);
+    free(mem);
+    free(nmem);
+    free(map);
+    free(f.uses);
+    free(f.region);
+    return rc;
+}
+
+int pass_unfuse(ir_graph **gp, bc_err *e)
+{
+    const ir_graph *g = *gp;
+    int fused = 0;
+    for (int i = 0; i < g->n; i++)
+        fused |= g->nodes[i].op == IR_OP_FUSED;
+    if (!fused)
+        return 0;
+    int *map = malloc(sizeof *map * (size_t)g->n);
+    ir_graph *ng = ir_graph_new(g->name);
+    if (!map || !ng) {
+        free(map);
+        ir_graph_free(ng);
+        return bc_errf(e, "out of memory");
+    }
+    for (int i = 0; i < g->n && !ng->failed; i++) {
+        const ir_node *nd = &g->nodes[i];
+        int in[IR_MAX_INPUTS];
+        if (nd->op != IR_OP_FUSED) {
+            for (int k = 0; k < nd->nin; k++)
+                in[k] = map[nd->in[k]];
+            map[i] = ir_add(ng, nd->op, in, nd->nin, &nd->a, nd->name, &nd->type);
+            continue;
+        }
+        bc_err re;
+        ir_graph *r = ir_region_graph(g, nd, &re);
+        if (!r) {
+            ir_graph_free(ng);
+            free(map);
+            return bc_errf(e, "%%%d (fused): %s", i, re.msg);
+        }
+        int *rmap = malloc(sizeof *rmap * (size_t)r->n);
+        if (!rmap) {
+            ir_graph_free(r);
+            ir_graph_free(ng);
+            free(map);
+            return bc_errf(e, "out of memory");
+        }
+        for (int j = 0; j < r->n; j++) {
+            const ir_node *m = &r->nodes[j];
+            if (j < nd->nin) {
+                rmap[j] = map[nd->in[j]];
+                continue;
+            }
+            for (int k = 0; k < m->nin; k++)
+                in[k] = rmap[m->in[k]];
+            rmap[j] = ir_add(ng, m->op, in, m->nin, &m->a, NULL, &m->type);
+        }
+        map[i] = rmap[r->n - 1];
+        free(rmap);
+        ir_graph_free(r);
+    }
+    int rc = pass_install(gp, ng, map, e);
+    free(map);
+    return rc;
+}

@@ -1,0 +1,317 @@
+/* test_codegen_fuse.c: the fusion pass and the kernels of its regions. Each case builds
+ * a matmul followed by a chain of elementwise ops, on odd shapes (1, primes, sizes one
+ * off the register tile, K past one cache block so that the epilogue must wait for the
+ * last one), and checks
+ *   - that `fuse` makes one region of the whole chain (and `--fuse=none` none);
+ *   - the fused kernel against the reference interpreter on the unfused graph, 1 and 2
+ *     threads;
+ *   - the fused kernel bit for bit against the unfused kernels (a region computes the
+ *     same f32 operations in the same order), and for 1, 2 and 3 threads. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "../codegen/engine.h"
+#include "../passes/passes.h"
+#include "../runtime/interp.h"
+#include "tests/util.h"
+
+#define DB IR_DIM_B
+#define DS IR_DIM_S
+#define DC(c) ir_dconst(c)
+
+/* The epilogues tried: what follows y = matmul(...), with b a bias [N], r a tensor of
+ * y's shape, s an f32 scalar and seed the dropout seed. */
+typedef enum {
+    E_BIAS,           /* y + b */
+    E_BIAS_GELU,      /* gelu(y + b) */
+    E_BIAS_GELU_TANH, /* gelu_tanh(y + b) */
+    E_BIAS_TANH,      /* tanh(y + b) */
+    E_SCALE_RESIDUAL, /* r + 0.125 y */
+    E_BIAS_DROP_RES,  /* dropout(y + b) + r */
+    E_GELU_GRAD,      /* gelu_grad(r, y) */
+    E_GELU_TANH_GRAD, /* gelu_tanh_grad(r, y) */
+    E_TANH_GRAD,      /* tanh_grad(r, y), r in (-1, 1) */
+    E_MUL_SCALAR,     /* y * s */
+    E_COUNT
+} epi_case;
+
+static const int chain_len[E_COUNT] = {1, 2, 2, 2, 2, 3, 1, 1, 1, 1};
+
+typedef struct built {
+    ir_graph *g;
+    rt_tensor_list p, in;
+} built;
+
+static void add_f32(built *b, const char *name, int rank, const ir_dim *d, int64_t B,
+                    int64_t S, double lo, double hi, uint64_t seed, int param)
+{
+    int64_t shape[IR_MAX_RANK];
+    for (int i = 0; i < rank; i++)
+        shape[i] = ir_dim_eval(d[i], B, S);
+    tu_add_rand_f32(param ? &b->p : &b->in, name, rank, shape, lo, hi, seed);
+}
+
+/* x [B, S, K] (or [B, K, S] with ta, then b is [B, K, N] batched), w [N, K] (tb) or
+ * [K, N]; the epilogue on y = matmul(x, w) of shape [B, S, N] (or [B, S, N] with ta). */
+static built build(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int tb, epi_case ec)
+{
+    built b;
+    b.g = ir_graph_new("fuse");
+    rt_list_init(&b.p);
+    rt_list_init(&b.in);
+    ir_graph *g = b.g;
+    ir_dim dids[2] = {DB, DS};
+    ir_input(g, "ids", ir_type_make(IR_I64, 2, dids));
+    tu_add_rand_i64(&b.in, "ids", 2, (int64_t[]){B, S}, 0, 1, 1);
+    ir_dim dx[3] = {DB, ta ? DC(K) : DS, ta ? DS : DC(K)};
+    int x = ir_input(g, "x", ir_type_make(IR_F32, 3, dx));
+    add_f32(&b, "x", 3, dx, B, S, -1, 1, 2, 0);
+    int w;
+    if (ta) {
+        ir_dim dw[3] = {DB, DC(K), DC(N)};
+        w = ir_input(g, "w", ir_type_make(IR_F32, 3, dw));
+        add_f32(&b, "w", 3, dw, B, S, -1, 1, 3, 0);
+    } else {
+        ir_dim dw[2] = {tb ? DC(N) : DC(K), tb ? DC(K) : DC(N)};
+        w = ir_param(g, "w", ir_type_make(IR_F32, 2, dw));
+        add_f32(&b, "w", 2, dw, B, S, -1, 1, 3, 1);
+    }
+    int y = ir_matmul(g, x, w, ta, ta ? 0 : tb);
+    ir_dim dn[1] = {DC(N)}, dy[3] = {DB, DS, DC(N)};
+    int bias = ir_param(g, "b", ir_type_make(IR_F32, 1, dn));
+    add_f32(&b, "b", 1, dn, B, S, -1, 1, 4, 1);
+    int r = ir_input(g, "r", ir_type_make(IR_F32, 3, dy));
+    add_f32(&b, "r", 3, dy, B, S, ec == E_TANH_GRAD ? -0.9 : -3, ec == E_TANH_GRAD ? 0.9 : 3,
+            5, 0);
+    int s = ir_input(g, "s", ir_type_make(IR_F32, 0, NULL));
+    add_f32(&b, "s", 0, NULL, B, S, 0.5, 2, 6, 0);
+    int seed = ir_input(g, "seed", ir_type_make(IR_I64, 0, NULL));
+    tu_add_rand_i64(&b.in, "seed", 0, NULL, 0, INT64_MAX, 7);
+    int out = -1;
+    switch (ec) {
+    case E_BIAS:
+        out = ir_addv(g, y, bias);
+        break;
+    case E_BIAS_GELU:
+        out = ir_unary(g, IR_OP_GELU, ir_addv(g, y, bias));
+        break;
+    case E_BIAS_GELU_TANH:
+        out = ir_unary(g, IR_OP_GELU_TANH, ir_addv(g, y, bias));
+        break;
+    case E_BIAS_TANH:
+        out = ir_unary(g, IR_OP_TANH, ir_addv(g, y, bias));
+        break;
+    case E_SCALE_RESIDUAL:
+        out = ir_addv(g, r, ir_scale(g, y, 0.125));
+        break;
+    case E_BIAS_DROP_RES: {
+        ir_attrs a = {0};
+        a.p = 0.3;
+        a.index = 5;
+        int d = ir_add(g, IR_OP_DROPOUT, (int[]){ir_addv(g, y, bias), seed}, 2, &a, NULL, NULL);
+        out = ir_addv(g, d, r);
+        break;
+    }
+    case E_GELU_GRAD:
+    case E_GELU_TANH_GRAD:
+    case E_TANH_GRAD: {
+        ir_opcode op = ec == E_GELU_GRAD        ? IR_OP_GELU_GRAD
+                       : ec == E_GELU_TANH_GRAD ? IR_OP_GELU_TANH_GRAD
+                                                : IR_OP_TANH_GRAD;
+        out = ir_add(g, op, (int[]){r, y}, 2, NULL, NULL, NULL);
+        break;
+    }
+    case E_MUL_SCALAR:
+        out = ir_mul(g, y, s);
+        break;
+    case E_COUNT:
+        break;
+    }
+    ir_set_output(g, "y", out);
+    cr_assert(!g->failed, "%s", g->err.msg);
+    return b;
+}
+
+static void free_built(built *b)
+{
+    ir_graph_free(b->g);
+    rt_list_free(&b->p);
+    rt_list_free(&b->in);
+}
+
+static int count_op(const ir_graph *g, ir_opcode op)
+{
+    int n = 0;
+    for (int i = 0; i < g->n; i++)
+        n += g->nodes[i].op == op;
+    return n;
+}
+
+static void run_jit(const ir_graph *g, const built *b, int threads, rt_tensor_list *out)
+{
+    bc_err e;
+    cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
+    cr_assert_not_null(x, "%s", e.msg);
+    rt_list_init(out);
+    cr_assert_eq(cg_engine_run(x, &b->p, &b->in, threads, out, &e), 0, "%s", e.msg);
+    cg_engine_free(x);
+}
+
+static void expect_same_bits(const rt_tensor_list *a, const rt_tensor_list *b,
+                             const char *what)
+{
+    const rt_tensor *ta = rt_list_cfind(a, "y"), *tb = rt_list_cfind(b, "y");
+    cr_assert(ta && tb);
+    cr_expect(rt_nbytes(ta) == rt_nbytes(tb) && !memcmp(ta->data, tb->data, rt_nbytes(ta)),
+              "%s", what);
+}
+
+static void check_case(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int tb,
+                       epi_case ec)
+{
+    char what[160];
+    snprintf(what, sizeof what, "case %d, B=%lld S=%lld K=%lld N=%lld ta=%d tb=%d", (int)ec,
+             (long long)B, (long long)S, (long long)K, (long long)N, ta, tb);
+    built b = build(B, S, K, N, ta, tb, ec);
+    bc_err e = {{0}};
+    ir_graph *unfused = ir_graph_clone(b.g), *fused = ir_graph_clone(b.g);
+    cr_assert_eq(pass_run_pipeline(&unfused, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(pass_run_pipeline(&fused, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    /* one region: the matmul and its whole chain */
+    cr_expect_eq(count_op(unfused, IR_OP_FUSED), 0, "%s", what);
+    cr_expect_eq(count_op(fused, IR_OP_FUSED), 1, "%s", what);
+    cr_expect_eq(count_op(fused, IR_OP_MATMUL), 0, "%s", what);
+    cr_expect_eq(unfused->n - fused->n, chain_len[ec], "%s: nodes %d -> %d", what,
+                 unfused->n, fused->n);
+    /* against the reference (which runs the region's ops in turn) */
+    char msg[512];
+    for (int threads = 1; threads <= 2; threads++)
+        cr_expect(tu_jit_vs_ref(fused, &b.p, &b.in, threads, 1e-5, 1e-5, msg, sizeof msg) == 0,
+                  "%s, %d threads: %s", what, threads, msg);
+    /* and the reference on the fused graph gives the unfused graph's numbers */
+    rt_interp_opts io = {0, 1};
+    rt_tensor_list r1, r2;
+    rt_list_init(&r1);
+    rt_list_init(&r2);
+    cr_assert_eq(rt_interp_run(fused, &b.p, &b.in, &io, &r1, &e), 0, "%s", e.msg);
+    cr_assert_eq(rt_interp_run(unfused, &b.p, &b.in, &io, &r2, &e), 0, "%s", e.msg);
+    expect_same_bits(&r1, &r2, what);
+    rt_list_free(&r1);
+    rt_list_free(&r2);
+    /* bit for bit: fused = unfused, any thread count */
+    rt_tensor_list base;
+    run_jit(unfused, &b, 1, &base);
+    for (int threads = 1; threads <= 3; threads++) {
+        rt_tensor_list f;
+        run_jit(fused, &b, threads, &f);
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s: fused with %d threads differs from unfused", what,
+                 threads);
+        expect_same_bits(&f, &base, w2);
+        rt_list_free(&f);
+    }
+    rt_list_free(&base);
+    ir_graph_free(unfused);
+    ir_graph_free(fused);
+    free_built(&b);
+}
+
+/* B, S, K, N: ones, primes, one off the 8 x 48 register tile, K past the 256 block */
+static const int64_t sizes[][4] = {{1, 1, 1, 1},   {2, 3, 5, 7},     {1, 9, 17, 47},
+                                   {3, 7, 13, 49}, {1, 17, 257, 97}, {2, 33, 300, 131}};
+#define NSIZES (sizeof sizes / sizeof *sizes)
+
+Test(codegen_fuse, every_epilogue_on_a_linear_layer, .timeout = 300)
+{
+    for (int ec = 0; ec < E_COUNT; ec++)
+        for (size_t c = 0; c < NSIZES; c += (ec % 2 ? 2 : 1))
+            check_case(sizes[c][0], sizes[c][1], sizes[c][2], sizes[c][3], 0, 1,
+                       (epi_case)ec);
+}
+
+Test(codegen_fuse, untransposed_and_batched_transposed_operands, .timeout = 300)
+{
+    for (size_t c = 0; c < NSIZES; c++) {
+        check_case(sizes[c][0], sizes[c][1], sizes[c][2], sizes[c][3], 0, 0, E_BIAS_GELU);
+        check_case(sizes[c][0], sizes[c][1], sizes[c][2], sizes[c][3], 1, 0,
+                   E_BIAS_DROP_RES);
+    }
+}
+
+/* A value with a second reader, or an output, is written: the chain stops before it. */
+Test(codegen_fuse, a_link_read_twice_or_an_output_ends_the_chain)
+{
+    built b = build(2, 3, 5, 7, 0, 1, E_BIAS_GELU);
+    ir_graph *g = b.g;
+    int pre = g->nodes[g->outs[0].value].in[0]; /* y + b */
+    ir_set_output(g, "pre", pre);
+    bc_err e = {{0}};
+    cr_assert_eq(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    b.g = g;
+    cr_expect_eq(count_op(g, IR_OP_FUSED), 1);
+    cr_expect_eq(count_op(g, IR_OP_GELU), 1, "gelu reads an output: not fused");
+    int v = ir_find_output(g, "pre");
+    cr_assert_eq(g->nodes[v].op, IR_OP_FUSED);
+    cr_expect(strstr(g->nodes[v].name, "add") && !strstr(g->nodes[v].name, "gelu"), "%s",
+              g->nodes[v].name);
+    char msg[512];
+    cr_expect(tu_jit_vs_ref(g, &b.p, &b.in, 2, 1e-5, 1e-5, msg, sizeof msg) == 0, "%s", msg);
+    free_built(&b);
+}
+
+/* Rules are chosen by name; unknown names are errors listing the known ones. */
+Test(codegen_fuse, fusion_specs)
+{
+    unsigned r;
+    bc_err e = {{0}};
+    cr_expect_eq(pass_fuse_parse("all", &r, &e), 0);
+    cr_expect_eq(r, (unsigned)PASS_FUSE_ALL);
+    cr_expect_eq(pass_fuse_parse("none", &r, &e), 0);
+    cr_expect_eq(r, 0u);
+    cr_expect_eq(pass_fuse_parse("epilogue", &r, &e), 0);
+    cr_expect_eq(r, (unsigned)PASS_FUSE_EPILOGUE);
+    cr_expect_eq(pass_fuse_parse("epilogue,frob", &r, &e), -1);
+    cr_expect_str_eq(e.msg, "unknown fusion rule 'frob' (all, none, epilogue)");
+    char buf[256];
+    cr_expect_eq(pass_default_pipeline("none", buf, sizeof buf, &e), 0);
+    cr_expect_str_eq(buf, PASS_BASE_PIPELINE);
+    cr_expect_eq(pass_default_pipeline(NULL, buf, sizeof buf, &e), 0);
+    cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
+    cr_expect_eq(pass_default_pipeline("epilogue", buf, sizeof buf, &e), 0);
+    /* one rule today: epilogue is all of them */
+    cr_expect_str_eq(buf, PASS_FUSE_EPILOGUE == PASS_FUSE_ALL ? PASS_DEFAULT_PIPELINE
+                                                              : PASS_BASE_PIPELINE
+                          ",fuse=epilogue");
+    ir_graph *g = ir_graph_new("g");
+    cr_expect_eq(pass_run_pipeline(&g, "fuse=frob", NULL, &e), -1);
+    cr_expect_eq(pass_run_pipeline(&g, "dce=1", NULL, &e), -1);
+    cr_expect(strstr(e.msg, "takes no argument"), "%s", e.msg);
+    ir_graph_free(g);
+}
+
+/* unfuse gives back the ops (autodiff runs it first): the same ops, the same numbers. */
+Test(codegen_fuse, unfuse_restores_the_unfused_graph)
+{
+    built b = build(3, 7, 13, 49, 0, 1, E_BIAS_DROP_RES);
+    bc_err e = {{0}};
+    ir_graph *u = ir_graph_clone(b.g), *f = ir_graph_clone(b.g);
+    cr_assert_eq(pass_run_pipeline(&u, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(pass_run_pipeline(&f, PASS_DEFAULT_PIPELINE ",unfuse", NULL, &e), 0, "%s",
+                 e.msg);
+    cr_expect_eq(f->n, u->n);
+    for (int op = 0; op < IR_OP_COUNT; op++)
+        cr_expect_eq(count_op(f, (ir_opcode)op), count_op(u, (ir_opcode)op), "%s",
+                     ir_ops[op].name);
+    rt_interp_opts io = {0, 1};
+    rt_tensor_list r1, r2;
+    rt_list_init(&r1);
+    rt_list_init(&r2);
+    cr_assert_eq(rt_interp_run(f, &b.p, &b.in, &io, &r1, &e), 0, "%s", e.msg);
+    cr_assert_eq(rt_interp_run(u, &b.p, &b.in, &io, &r2, &e), 0, "%s", e.msg);
+    expect_same_bits(&r1, &r2, "unfused again");
+    rt_list_free(&r1);
+    rt_list_free(&r2);
+    ir_graph_free(u);
+    ir_graph_free(f);
+    free_built(&b);
+}
