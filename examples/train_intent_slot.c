@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 
     /* Score the test split and answer a sentence with the best weights. */
     rundir_model m;
-    rundir_model_opts mo = {"best", CG_BACKEND_JIT, 0, note, NULL, 0};
+    rundir_model_opts mo = {"best", CG_BACKEND_JIT, 0, note, NULL, 0, NULL};
     tk_metrics s;
     json_t *j = NULL;
     if (rundir_model_open(&m, run, data, &mo, &e) ||

@@ -58,8 +58,8 @@ static const char *default_prefix(const char *name, char *buf, size_t len)
     return n ? buf : "bertcc";
 }
 
-static int write_library(const fe_model *m, const char *so, const cg_options *cg,
-                         tk_compile_info *info, bc_err *e)
+static int write_library(const fe_model *m, const char *so, const char *pipeline,
+                         const cg_options *cg, tk_compile_info *info, bc_err *e)
 {
     size_t n = strlen(so);
     if (n < 4 || strcmp(so + n - 3, ".so"))
@@ -67,10 +67,10 @@ static int write_library(const fe_model *m, const char *so, const cg_options *cg
     snprintf(info->header, sizeof info->header, "%.*s.h", (int)(n - 3), so);
     double t0 = now();
     ir_graph *fwd = fe_build_bert(m, 0, e), *train = NULL;
-    int rc = !fwd || pass_run_pipeline(&fwd, PASS_DEFAULT_PIPELINE, NULL, e);
+    int rc = !fwd || pass_run_pipeline(&fwd, pipeline, NULL, e);
     if (!rc && m->head_mask) {
         train = fe_build_bert(m, FE_LABEL_ALL, e);
-        rc = !train || make_train_graph(&train, PASS_DEFAULT_PIPELINE, NULL, e);
+        rc = !train || make_train_graph(&train, pipeline, NULL, e);
     } else if (!rc) {
         /* No head, no loss: the "training" graph is the forward graph. */
         train = ir_graph_clone(fwd);
@@ -129,10 +129,9 @@ static int emit_code(ir_graph **g, const tk_compile_opts *o, const char *pipelin
     return rc ? -1 : 0;
 }
 
-static int emit(const fe_model *m, const tk_compile_opts *o, const cg_options *cg,
-                tk_compile_info *info, bc_err *e)
+static int emit(const fe_model *m, const tk_compile_opts *o, const char *pipeline,
+                const cg_options *cg, tk_compile_info *info, bc_err *e)
 {
-    const char *pipeline = o->pipeline ? o->pipeline : PASS_DEFAULT_PIPELINE;
     int st = stage_of(o->stage);
     if (st < 0)
         return bc_errf(e,
@@ -163,6 +162,16 @@ int tk_compile(const tk_compile_opts *o, tk_compile_info *info, bc_err *e)
     memset(info, 0, sizeof *info);
     if (!o->stage && !o->out)
         return bc_errf(e, "nothing to do: give a stage or a shared library to write");
+    char pipeline[256];
+    if (o->pipeline && o->fuse)
+        return bc_errf(e, "--fuse chooses the fusion rules of the default pipeline; with "
+                          "--pipeline, name them there (fuse=RULE+RULE)");
+    if (pass_default_pipeline(o->fuse, pipeline, sizeof pipeline, e))
+        return bc_err_prefix(e, "--fuse"), -1;
+    if (o->pipeline)
+        snprintf(pipeline, sizeof pipeline, "%s", o->pipeline);
+    if (o->pipeline && strlen(o->pipeline) >= sizeof pipeline)
+        return bc_errf(e, "--pipeline is too long");
     fe_model m;
     if (fe_load(o->model, &m, e))
         return -1;
@@ -171,5 +180,6 @@ int tk_compile(const tk_compile_opts *o, tk_compile_info *info, bc_err *e)
     cg_options cg = o->cg;
     if (!cg.prefix)
         cg.prefix = default_prefix(m.name, prefix, sizeof prefix);
-    return o->stage ? emit(&m, o, &cg, info, e) : write_library(&m, o->out, &cg, info, e);
+    return o->stage ? emit(&m, o, pipeline, &cg, info, e)
+                    : write_library(&m, o->out, pipeline, &cg, info, e);
 }

@@ -21,7 +21,9 @@ typedef struct tk_compile_opts {
                              without: the library NAME.so (NAME.h is written beside it) */
     const char *outputs;  /* with a stage: keep only these outputs (comma-separated, at
                              most 64; NULL: all) */
-    const char *pipeline; /* with a stage: the passes (NULL: PASS_DEFAULT_PIPELINE) */
+    const char *pipeline; /* with a stage: the passes (NULL: the default pipeline with
+                             the fuse rules) */
+    const char *fuse;     /* the fusion rules (pass_fuse_parse; NULL: all) */
     int print_after_all;  /* with a stage: print the graph after every pass instead */
     cg_options cg;        /* the target and verbose; prefix NULL: the model's name, made
                              a C identifier */

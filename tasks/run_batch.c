@@ -44,13 +44,18 @@ static int load_inputs(const tk_run_opts *o, fe_model *m, rt_tensor_list *inputs
 
 /* The eval-mode graph for the labels present, optimized; with grads, differentiated
  * with respect to every parameter and optimized again. */
-static ir_graph *build_graph(const fe_model *m, unsigned present, int grads, bc_err *e)
+static ir_graph *build_graph(const fe_model *m, unsigned present, int grads,
+                             const char *fuse, bc_err *e)
 {
     pass_grad_opts go = {"loss", NULL, 0};
+    char pipeline[256];
+    if (pass_default_pipeline(fuse, pipeline, sizeof pipeline, e))
+        return bc_err_prefix(e, "--fuse"), NULL;
     ir_graph *g = fe_build_bert(m, present, e);
-    if (g && (pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, e) ||
+    /* fusion last: after autodiff when there is a backward */
+    if (g && (pass_run_pipeline(&g, grads ? PASS_BASE_PIPELINE : pipeline, NULL, e) ||
               (grads && (pass_autodiff(&g, &go, e) ||
-                         pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, e))))) {
+                         pass_run_pipeline(&g, pipeline, NULL, e))))) {
         ir_graph_free(g);
         return NULL;
     }
@@ -111,7 +116,7 @@ int tk_run_batch(const tk_run_opts *o, rt_tensor_list *outputs, tk_run_info *inf
                    "differentiate");
         goto done;
     }
-    if ((g = build_graph(&m, present, o->grads, e)) && !load_params(o, g, &params, e))
+    if ((g = build_graph(&m, present, o->grads, o->fuse, e)) && !load_params(o, g, &params, e))
         rc = execute(o, g, &params, &inputs, outputs, info, e);
 done:
     ir_graph_free(g);

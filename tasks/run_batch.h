@@ -20,6 +20,7 @@ typedef struct tk_run_opts {
     cg_backend backend; /* CG_BACKEND_JIT or CG_BACKEND_REF */
     cg_options cg;      /* the JIT's target (cpu, features) and verbose; prefix unused */
     int threads;        /* 0: all cores */
+    const char *fuse;   /* the fusion rules (pass_fuse_parse; NULL: all) */
     bc_note_fn note; /* notes (ignored tensors in the batch or checkpoint); may be NULL */
     void *note_ctx;
 } tk_run_opts;

@@ -67,6 +67,7 @@ typedef struct rundir_model_opts {
     bc_note_fn note; /* the task's notes; may be NULL */
     void *note_ctx;
     int top_k; /* labels an answer lists, where the task ranks them (0: its default) */
+    const char *fuse; /* fusion rules (pass_fuse_parse); NULL: the run's (options.json) */
 } rundir_model_opts;
 
 /* A run opened for evaluation and prediction: its eval-mode graph with the chosen

@@ -10,8 +10,11 @@
 /* ---- graphs ------------------------------------------------------------------------- */
 
 static int keep_outputs(ir_graph **g, int (*want)(const char *name, const void *ctx),
-                        const void *ctx, bc_err *e)
+                        const void *ctx, const char *fuse, bc_err *e)
 {
+    char pipeline[256];
+    if (pass_default_pipeline(fuse, pipeline, sizeof pipeline, e))
+        return -1;
     const char **keep = malloc(sizeof *keep * (size_t)((*g)->nout + 1));
     if (!keep)
         return bc_errf(e, "out of memory");
@@ -19,8 +22,7 @@ static int keep_outputs(ir_graph **g, int (*want)(const char *name, const void *
     for (int i = 0; i < (*g)->nout; i++)
         if (want((*g)->outs[i].name, ctx))
             keep[nk++] = (*g)->outs[i].name;
-    int rc = pass_keep_outputs(*g, keep, nk, e) ||
-             pass_run_pipeline(g, PASS_DEFAULT_PIPELINE, NULL, e);
+    int rc = pass_keep_outputs(*g, keep, nk, e) || pass_run_pipeline(g, pipeline, NULL, e);
     free(keep);
     return rc ? -1 : 0;
 }
@@ -40,23 +42,25 @@ static int want_listed(const char *name, const void *ctx)
 }
 
 ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *const *frozen,
-                             int nfrozen, int64_t mlm_gather, bc_err *e)
+                             int nfrozen, int64_t mlm_gather, const char *fuse, bc_err *e)
 {
     pass_grad_opts go = {"loss", frozen, nfrozen};
     ir_graph *g = fe_build_bert_mlm_gather(m, labels | FE_BUILD_TRAIN, mlm_gather, e);
-    if (!g || pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, e) ||
-        pass_autodiff(&g, &go, e) || keep_outputs(&g, want_train, NULL, e)) {
+    /* fusion comes after autodiff, on the whole training graph */
+    if (!g || pass_run_pipeline(&g, PASS_BASE_PIPELINE, NULL, e) ||
+        pass_autodiff(&g, &go, e) || keep_outputs(&g, want_train, NULL, fuse, e)) {
         ir_graph_free(g);
         return NULL;
     }
     return g;
 }
 
-ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, bc_err *e)
+ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, const char *fuse,
+                            bc_err *e)
 {
     ir_graph *g = fe_build_bert(m, 0, e);
-    if (!g || pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, e) ||
-        keep_outputs(&g, want_listed, outputs, e)) {
+    if (!g || pass_run_pipeline(&g, PASS_BASE_PIPELINE, NULL, e) ||
+        keep_outputs(&g, want_listed, outputs, fuse, e)) {
         ir_graph_free(g);
         return NULL;
     }

@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "../passes/passes.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"
 #include "../train/batch.h"
@@ -79,6 +80,7 @@ static const persisted persist[] = {
     P("seed", seed),
     P("threads", threads),
     P("backend", backend),
+    P("fuse", fuse),
     P("save-every", save_every),
     P("init", init),
     P("log-every", log_every),
@@ -351,6 +353,9 @@ static int check_options(trainer *t)
                            bc_errf(e, "--backend expects ref or jit")))
         return -1;
     t->backend_name = t->backend == CG_BACKEND_JIT ? "jit" : "ref";
+    unsigned rules;
+    if (pass_fuse_parse(a->fuse, &rules, e))
+        return bc_err_prefix(e, "--fuse"), -1;
     t->eval_batch = 64;
     if (engine_opts(t) ||
         (a->threads && tk_task_int_opt(a->threads, "threads", 1, 1024, &t->threads, e)) ||
@@ -553,8 +558,10 @@ static int write_options(const trainer *t, int64_t total, const char *path)
         "total_steps", (json_int_t)total, "beta1", o->adam.beta1, "beta2", o->adam.beta2);
     if (j && t->ops)
         task_options_json(t, j);
-    if (j)
+    if (j) {
         json_object_set_new(j, "group-by-length", json_boolean(a->group != NULL));
+        json_object_set_new(j, "fuse", json_string(a->fuse ? a->fuse : "all"));
+    }
     int rc = j ? json_dump_file(j, path, JSON_INDENT(2)) : -1;
     json_decref(j);
     free(model);
@@ -671,7 +678,7 @@ static int setup_runners(trainer *t, eval_hook *hook, int64_t total)
     t->step_runner.task_state = t->task.state;
     if (!t->ops || a->no_eval)
         return 0;
-    if (!(t->eg = rundir_eval_graph(&t->m, t->ops->eval_outputs, e)) ||
+    if (!(t->eg = rundir_eval_graph(&t->m, t->ops->eval_outputs, t->a->fuse, e)) ||
         rundir_runner_init(&t->eval_runner, t->eg, t->backend, (int)t->threads, e))
         return -1;
     t->eval_runner.params = &t->params;
@@ -703,7 +710,7 @@ static int load(trainer *t)
         (t->ops ? task_data(t) : batch_data(t)))
         return -1;
     if (!(t->g = rundir_train_graph(&t->m, t->present | t->build, a->frozen, a->nfrozen,
-                                    t->mlm_gather, t->e)))
+                                    t->mlm_gather, a->fuse, t->e)))
         return -1;
     return resolve_params(t);
 }

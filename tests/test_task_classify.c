@@ -298,7 +298,7 @@ Test(classify_task, trains_evaluates_predicts_and_exports, .timeout = 300)
 
     /* Dev, scored again from the run: the best checkpoint's numbers, and the details. */
     rundir_model m;
-    rundir_model_opts mo = {"best", CG_BACKEND_REF, 1, NULL, NULL, 3};
+    rundir_model_opts mo = {"best", CG_BACKEND_REF, 1, NULL, NULL, 3, NULL};
     cr_assert_eq(rundir_model_open(&m, run, dir, &mo, &e), 0, "%s", e.msg);
     tk_metrics dev;
     cr_assert_eq(rundir_evaluate(&m, TK_SPLIT_DEV, 64, &dev, &e), 0, "%s", e.msg);
@@ -400,7 +400,7 @@ Test(classify_task, one_file_with_holdout_and_unseen_labels, .timeout = 300)
     /* Dev is every 4th record of the 144; a file with a label training never saw scores
      * it as UNK, which counts as wrong. */
     rundir_model m;
-    rundir_model_opts mo = {NULL, CG_BACKEND_REF, 1, NULL, NULL, 0};
+    rundir_model_opts mo = {NULL, CG_BACKEND_REF, 1, NULL, NULL, 0, NULL};
     cr_assert_eq(rundir_model_open(&m, run, one, &mo, &e), 0, "%s", e.msg);
     tk_metrics s;
     cr_assert_eq(rundir_evaluate(&m, TK_SPLIT_DEV, 64, &s, &e), 0, "%s", e.msg);

@@ -104,7 +104,7 @@ Test(trainer, trains_evaluates_predicts_and_exports_in_process, .timeout = 300)
 
     /* The best weights score on dev what training recorded for them. */
     rundir_model m;
-    rundir_model_opts mo = {"best", CG_BACKEND_REF, 1, NULL, NULL, 0};
+    rundir_model_opts mo = {"best", CG_BACKEND_REF, 1, NULL, NULL, 0, NULL};
     cr_assert_eq(rundir_model_open(&m, run, s.data, &mo, &e), 0, "%s", e.msg);
     tk_metrics dev;
     cr_assert_eq(rundir_evaluate(&m, TK_SPLIT_DEV, 64, &dev, &e), 0, "%s", e.msg);

@@ -8,13 +8,14 @@
 #include "driver.h"
 
 static const char *stage, *out, *outputs, *pipeline, *pall, *verbose, *cpu, *features,
-    *prefix, *backend, *threads;
+    *prefix, *backend, *threads, *fuse;
 static const arg_opt opts[] = {
     {"emit", "STAGE", "ir | opt | grad | llvm-raw | llvm | asm", &stage},
     {"o", "FILE", "output file; without --emit, a shared library NAME.so (+ NAME.h)", &out},
     {"outputs", "LIST", "keep only these graph outputs (comma-separated)", &outputs},
     {"pipeline", "PASSES", "passes (default " PASS_DEFAULT_PIPELINE ")", &pipeline},
     {"print-after-all", NULL, "print the graph after every pass", &pall},
+    {"fuse", "RULES", FUSE_HELP, &fuse},
     {"target-cpu", "CPU", "LLVM CPU name (default: this machine's; x86-64-v3 = AVX2)",
      &cpu},
     {"target-features", "LIST", "LLVM features, e.g. +avx2,+fma (default: the CPU's)",
@@ -51,6 +52,7 @@ int cmd_compile(int argc, char **argv)
                          out,
                          outputs,
                          pipeline,
+                         fuse,
                          pall != NULL,
                          {cpu, features, prefix, verbose != NULL}};
     tk_compile_info info;

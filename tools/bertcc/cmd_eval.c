@@ -11,7 +11,7 @@
 #include "args.h"
 #include "driver.h"
 
-static const char *model, *data, *split, *json, *weights, *batch, *threads, *backend;
+static const char *model, *data, *split, *json, *weights, *batch, *threads, *backend, *fuse;
 static const arg_opt opts[] = {
     {"model", "RUN_DIR", "a run directory made by bertcc train --task (required)", &model},
     {"data", "PATH",
@@ -32,6 +32,7 @@ static const arg_opt opts[] = {
     {"threads", "N", "number of threads (default: all cores)", &threads},
     {"backend", "NAME",
      "jit (generated code, the default) or ref (the reference interpreter)", &backend},
+    {"fuse", "RULES", FUSE_HELP " (default: the run's)", &fuse},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -114,7 +115,7 @@ int cmd_eval(int argc, char **argv)
         (batch && args_int(batch, "batch-size", 1, 1 << 20, &bs)))
         return 1;
     rundir_model_opts o = {weights, CG_BACKEND_DEFAULT, (int)nthreads, driver_note, NULL,
-                           0};
+                           0, fuse};
     if (backend && cg_backend_parse(backend, &o.backend))
         return driver_fail("eval: --backend expects ref or jit");
     return evaluate(sp, &o, (int)bs);

@@ -18,7 +18,8 @@
 #include "args.h"
 #include "driver.h"
 
-static const char *model, *json, *weights, *threads, *backend, *question, *context, *top;
+static const char *model, *json, *weights, *threads, *backend, *question, *context, *top,
+    *fuse;
 static const arg_opt opts[] = {
     {"model", "RUN_DIR", "a run directory made by bertcc train --task (required)", &model},
     {"question", "Q", "qa: the question (with --context; or give questions as TEXT)",
@@ -34,6 +35,7 @@ static const arg_opt opts[] = {
     {"threads", "N", "number of threads (default: all cores)", &threads},
     {"backend", "NAME",
      "jit (generated code, the default) or ref (the reference interpreter)", &backend},
+    {"fuse", "RULES", FUSE_HELP " (default: the run's)", &fuse},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -135,7 +137,7 @@ int cmd_predict(int argc, char **argv)
         (top && args_int(top, "top", 1, 1000, &k)))
         return 1;
     rundir_model_opts o = {weights, CG_BACKEND_DEFAULT, (int)nthreads, driver_note, NULL,
-                           (int)k};
+                           (int)k, fuse};
     if (backend && cg_backend_parse(backend, &o.backend))
         return driver_fail("predict: --backend expects ref or jit");
     return question ? predict(pos, npos + 1, &o) : predict(pos + 1, npos, &o);

@@ -9,7 +9,7 @@
 #include "driver.h"
 
 static const char *weights, *batch, *out, *grads, *threads, *seed, *backend, *cpu,
-    *features, *verbose, *quiet;
+    *features, *verbose, *quiet, *fuse;
 static const arg_opt opts[] = {
     {"weights", "W.safetensors", "parameters (Hugging Face names); default: BERT init",
      &weights},
@@ -20,6 +20,7 @@ static const arg_opt opts[] = {
     {"seed", "N", "seed for initialization without --weights (default 0)", &seed},
     {"backend", "NAME", "jit (generated code) or ref (the reference interpreter)",
      &backend},
+    {"fuse", "RULES", FUSE_HELP, &fuse},
     {"target-cpu", "CPU", "LLVM CPU for the JIT (default: this machine's)", &cpu},
     {"target-features", "LIST", "LLVM features for the JIT", &features},
     {"v", NULL, "report compile time", &verbose},
@@ -81,6 +82,7 @@ int cmd_run(int argc, char **argv)
                      .weights = weights,
                      .grads = grads != NULL,
                      .backend = CG_BACKEND_DEFAULT,
+                     .fuse = fuse,
                      .cg = {cpu, features, NULL, verbose != NULL},
                      .note = driver_note};
     return run(&o);

@@ -61,6 +61,7 @@ static arg_opt opts[BASE_OPTS + RUNDIR_MAX_TASK_OPTS + 1] = {
     {"threads", "N", "number of threads (default: all cores)", &a.threads},
     {"backend", "NAME",
      "jit (generated code, the default) or ref (the reference interpreter)", &a.backend},
+    {"fuse", "RULES", FUSE_HELP " (kept by --resume)", &a.fuse},
     {"save-every", "N", "also checkpoint every N updates (default: at the end)",
      &a.save_every},
     {"log-every", "N", "progress line every N updates when stderr is not a terminal",

@@ -16,6 +16,9 @@ int cmd_predict(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
 
+/* The help line of --fuse, which every compiling command takes. */
+#define FUSE_HELP "fusion rules: all (default), none, or a list of: epilogue"
+
 /* Prints "bertcc: note: MSG" on stderr (an bc_note_fn). */
 void driver_note(void *ctx, const char *msg);
 /* Prints "bertcc: MSG" on stderr and returns 1. */
