@@ -177,7 +177,7 @@ int rundir_model_open(rundir_model *m, const char *dir, const char *data,
     if (rundir_open(dir, &m->run, e))
         return -1;
     m->opened = 1;
-    if (!(m->g = rundir_eval_graph(&m->run.model, m->run.task->eval_outputs, e)) ||
+    if (!(m->g = rundir_eval_graph(&m->run.model, m->run.task->eval_outputs, NULL, e)) ||
         rundir_load_weights(&m->run, o->weights, m->g, &m->params, e) ||
         rundir_task_open(&m->run, data, o->note, o->note_ctx, o->top_k, &m->task, e) ||
         rundir_runner_init(&m->runner, m->g, o->backend, o->threads, e)) {

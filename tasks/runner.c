@@ -10,7 +10,7 @@
 /* ---- graphs ------------------------------------------------------------------------- */
 
 static int keep_outputs(ir_graph **g, int (*want)(const char *name, const void *ctx),
-                        const void *ctx, bc_err *e)
+                        const void *ctx, const char *pipeline, bc_err *e)
 {
     const char **keep = malloc(sizeof *keep * (size_t)((*g)->nout + 1));
     if (!keep)
@@ -19,8 +19,7 @@ static int keep_outputs(ir_graph **g, int (*want)(const char *name, const void *
     for (int i = 0; i < (*g)->nout; i++)
         if (want((*g)->outs[i].name, ctx))
             keep[nk++] = (*g)->outs[i].name;
-    int rc = pass_keep_outputs(*g, keep, nk, e) ||
-             pass_run_pipeline(g, PASS_DEFAULT_PIPELINE, NULL, e);
+    int rc = pass_keep_outputs(*g, keep, nk, e) || pass_run_pipeline(g, pipeline, NULL, e);
     free(keep);
     return rc ? -1 : 0;
 }
@@ -33,6 +32,8 @@ static int want_train(const char *name, const void *ctx)
 
 static int want_listed(const char *name, const void *ctx)
 {
+    if (!ctx)
+        return 1;
     for (const char *const *o = ctx; *o; o++)
         if (!strcmp(*o, name))
             return 1;
@@ -40,23 +41,27 @@ static int want_listed(const char *name, const void *ctx)
 }
 
 ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *const *frozen,
-                             int nfrozen, int64_t mlm_gather, bc_err *e)
+                             int nfrozen, int64_t mlm_gather, const char *pipeline,
+                             bc_err *e)
 {
     pass_grad_opts go = {"loss", frozen, nfrozen};
+    const char *p = pipeline ? pipeline : PASS_DEFAULT_PIPELINE;
     ir_graph *g = fe_build_bert_mlm_gather(m, labels | FE_BUILD_TRAIN, mlm_gather, e);
-    if (!g || pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, e) ||
-        pass_autodiff(&g, &go, e) || keep_outputs(&g, want_train, NULL, e)) {
+    if (!g || pass_run_pipeline(&g, p, NULL, e) || pass_autodiff(&g, &go, e) ||
+        keep_outputs(&g, want_train, NULL, p, e)) {
         ir_graph_free(g);
         return NULL;
     }
     return g;
 }
 
-ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, bc_err *e)
+ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs,
+                            const char *pipeline, bc_err *e)
 {
+    const char *p = pipeline ? pipeline : PASS_DEFAULT_PIPELINE;
     ir_graph *g = fe_build_bert(m, 0, e);
-    if (!g || pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, e) ||
-        keep_outputs(&g, want_listed, outputs, e)) {
+    if (!g || pass_run_pipeline(&g, p, NULL, e) ||
+        keep_outputs(&g, want_listed, outputs, p, e)) {
         ir_graph_free(g);
         return NULL;
     }

@@ -14,11 +14,15 @@
  * differentiated (frozen prefixes get no gradient), only "loss" and the gradients kept.
  * mlm_gather > 0: the MLM head runs on that many labelled positions per sequence
  * (fe_build_bert_mlm_gather; rundir_step makes its inputs from mlm_labels). */
-/* labels may carry FE_BUILD_* flags too (e.g. FE_BUILD_INTENT_WEIGHTS). */
+/* labels may carry FE_BUILD_* flags too (e.g. FE_BUILD_INTENT_WEIGHTS). pipeline: the
+ * passes run before and after autodiff (NULL: PASS_DEFAULT_PIPELINE). */
 ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *const *frozen,
-                             int nfrozen, int64_t mlm_gather, bc_err *e);
-/* The eval-mode graph without labels, only outputs[] (NULL-terminated) kept. */
-ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, bc_err *e);
+                             int nfrozen, int64_t mlm_gather, const char *pipeline,
+                             bc_err *e);
+/* The eval-mode graph without labels, only outputs[] (NULL-terminated; NULL: every
+ * output) kept, through pipeline (NULL: PASS_DEFAULT_PIPELINE). */
+ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs,
+                            const char *pipeline, bc_err *e);
 
 /* What the step and forward callbacks run. */
 typedef struct rundir_runner {

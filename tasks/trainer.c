@@ -671,7 +671,7 @@ static int setup_runners(trainer *t, eval_hook *hook, int64_t total)
     t->step_runner.task_state = t->task.state;
     if (!t->ops || a->no_eval)
         return 0;
-    if (!(t->eg = rundir_eval_graph(&t->m, t->ops->eval_outputs, e)) ||
+    if (!(t->eg = rundir_eval_graph(&t->m, t->ops->eval_outputs, NULL, e)) ||
         rundir_runner_init(&t->eval_runner, t->eg, t->backend, (int)t->threads, e))
         return -1;
     t->eval_runner.params = &t->params;
@@ -703,7 +703,7 @@ static int load(trainer *t)
         (t->ops ? task_data(t) : batch_data(t)))
         return -1;
     if (!(t->g = rundir_train_graph(&t->m, t->present | t->build, a->frozen, a->nfrozen,
-                                    t->mlm_gather, t->e)))
+                                    t->mlm_gather, NULL, t->e)))
         return -1;
     return resolve_params(t);
 }
