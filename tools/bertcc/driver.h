@@ -15,6 +15,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Prints "bertcc: note: MSG" on stderr (an bc_note_fn). */
 void driver_note(void *ctx, const char *msg);
