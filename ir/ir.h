@@ -336,4 +336,11 @@ char *ir_print_str(const ir_graph *g); /* malloc'd */
 /* Parses the text form; errors are "FILENAME:LINE: message". The result is verified. */
 ir_graph *ir_parse(const char *text, const char *filename, bc_err *e);
 
+/* ---- cost (ir/flops.c) ---- */
+/* The floating-point operations of g's matmuls at batch size B and sequence length S:
+ * 2 * M * N * K (a multiply and an add per term) times the batch dimensions, summed over
+ * every matmul node; other ops are not counted (they are O(elements), matmuls are what
+ * GFLOP/s figures of BERT count). In double: exact below 2^53, never overflowing. */
+double ir_matmul_flops(const ir_graph *g, int64_t B, int64_t S);
+
 #endif

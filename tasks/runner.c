@@ -35,6 +35,8 @@ static int want_train(const char *name, const void *ctx)
 
 static int want_listed(const char *name, const void *ctx)
 {
+    if (!ctx)
+        return 1;
     for (const char *const *o = ctx; *o; o++)
         if (!strcmp(*o, name))
             return 1;

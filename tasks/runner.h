@@ -18,7 +18,8 @@
 /* fuse: the fusion rules (pass_fuse_parse: "all", "none", "epilogue,..."; NULL: all). */
 ir_graph *rundir_train_graph(const fe_model *m, unsigned labels, const char *const *frozen,
                              int nfrozen, int64_t mlm_gather, const char *fuse, bc_err *e);
-/* The eval-mode graph without labels, only outputs[] (NULL-terminated) kept. */
+/* The eval-mode graph without labels, only outputs[] (NULL-terminated; NULL: every
+ * output) kept. */
 ir_graph *rundir_eval_graph(const fe_model *m, const char *const *outputs, const char *fuse,
                             bc_err *e);
 

@@ -183,6 +183,9 @@ static void check_case(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int t
     cr_expect_eq(count_op(fused, IR_OP_MATMUL), 0, "%s", what);
     cr_expect_eq(unfused->n - fused->n, chain_len[ec], "%s: nodes %d -> %d", what,
                  unfused->n, fused->n);
+    /* benchmarks count the matmuls inside regions too */
+    cr_expect_eq(ir_matmul_flops(fused, B, S), ir_matmul_flops(unfused, B, S), "%s", what);
+    cr_expect_gt(ir_matmul_flops(fused, B, S), 0.0, "%s", what);
     /* against the reference (which runs the region's ops in turn) */
     char msg[512];
     for (int threads = 1; threads <= 2; threads++)

@@ -1131,3 +1131,32 @@ Test(ir_region, bad_bodies_are_errors_naming_the_statement)
     expect_parse_error(FHEAD "  %3 = fused \"%1 = tanh %0 : f32[B, S, 8]\" : f32[B, S, 8]\n}\n",
                        "model.ir:5: fused takes 1 to 8 operands, not 0");
 }
+
+/* ---- cost ---- */
+
+Test(ir_flops, counts_2mnk_of_every_matmul_form_and_nothing_else)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 3, B, S, C(4)));
+    int w = ir_param(g, "w", ty(IR_F32, 2, C(4), C(3)));
+    int q = ir_input(g, "q", ty(IR_F32, 4, B, C(2), S, C(5)));
+    int v = ir_input(g, "v", ty(IR_F32, 3, B, S, C(6)));
+    int y = ir_matmul(g, x, w, 0, 0); /* [B,S,4] x [4,3]: M=B*S (shared rhs), N=3, K=4 */
+    int s = ir_matmul(g, q, q, 0, 1); /* [B,2,S,5] x [B,2,S,5]^T: [B,2,S,S], K=5 */
+    int t = ir_matmul(g, y, v, 1, 0); /* [B,S,3]^T x [B,S,6]: [B,3,6], K=S */
+    int z = ir_addv(g, y, y);         /* not a matmul: not counted */
+    int u = ir_unary(g, IR_OP_TANH, s);
+    cr_assert(z >= 0 && u >= 0 && t >= 0, "%s", g->err.msg);
+    for (int64_t b = 1; b <= 3; b += 2)
+        for (int64_t n = 1; n <= 7; n += 3) {
+            double want =
+                2.0 * b * n * 3 * 4 + 2.0 * b * 2 * n * n * 5 + 2.0 * b * 3 * 6 * n;
+            cr_expect_eq(ir_matmul_flops(g, b, n), want,
+                         "B=%lld S=%lld: %.17g, expected %.17g", (long long)b, (long long)n,
+                         ir_matmul_flops(g, b, n), want);
+        }
+    ir_graph_free(g);
+    ir_graph *empty = ir_graph_new("e");
+    cr_expect_eq(ir_matmul_flops(empty, 8, 128), 0.0);
+    ir_graph_free(empty);
+}

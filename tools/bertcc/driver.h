@@ -15,6 +15,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* The help line of --fuse, which every compiling command takes. */
 #define FUSE_HELP "fusion rules: all (default), none, or a list of: epilogue"

@@ -16,6 +16,7 @@ static const char usage[] =
     "       bertcc train MODEL.xml --task intent-slot --data DIR --vocab V -o RUN_DIR\n"
     "       bertcc eval --model RUN_DIR --data DIR [--split test|dev] [--json]\n"
     "       bertcc predict --model RUN_DIR [--json] [TEXT...]\n"
+    "       bertcc bench MODEL.xml --mode infer|train [--batch-size B] [--json]\n"
     "       bertcc COMMAND --help                      help on one command\n"
     "\n"
     "commands:\n"
@@ -30,7 +31,7 @@ static const char usage[] =
     "  tokenize        BERT tokenization of text with a vocab.txt\n"
     "  vocab           learn a WordPiece vocabulary from a corpus\n"
     "  pretrain-data   BERT's MLM/NSP pre-training instances from plain text\n"
-    "  bench           (not implemented yet: a later issue)\n"
+    "  bench           time a model's forward pass or training step on random ids\n"
     "\n"
     "MODEL is an XML model description (see README.md) or a Hugging Face config.json.\n"
     "Every command takes --backend=ref|jit and --threads N.\n";
@@ -93,11 +94,7 @@ int main(int argc, char **argv)
         return cmd_export(argc, argv);
     if (!strcmp(argv[1], "demo-data"))
         return cmd_demo_data(argc, argv);
-    static const char *const later[] = {"bench"};
-    for (size_t i = 0; i < sizeof later / sizeof *later; i++)
-        if (!strcmp(argv[1], later[i])) {
-            fprintf(stderr, "bertcc %s: not implemented yet\n", later[i]);
-            return 1;
-        }
+    if (!strcmp(argv[1], "bench"))
+        return cmd_bench(argc, argv);
     return cmd_compile(argc, argv);
 }
