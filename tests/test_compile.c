@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../ir/ir.h"
 #include "../tasks/compile.h"
 #include "util.h"
 
@@ -137,4 +138,41 @@ Test(compile, errors_name_the_stage_the_output_the_model_and_the_library)
     expect_error(&o, "NAME.so", NULL);
     o.out = NULL;
     expect_error(&o, "nothing to do", NULL);
+}
+
+static int count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* The default pipeline fuses (forward and training graph), --fuse=none does not, and
+ * the printed graph with its regions reads back through the parser as the same text. */
+Test(compile, fuse_all_and_none_and_the_fused_text_parses_back)
+{
+    static const char *const stages[] = {"opt", "grad"};
+    for (int s = 0; s < 2; s++) {
+        char *fused = cli_text(s ? "--emit=grad" : "--emit=opt");
+        char *plain = cli_text(s ? "--emit=grad --fuse=none" : "--emit=opt --fuse=none");
+        cr_expect_gt(count(fused, "= fused \""), 10, "%s", stages[s]);
+        cr_expect_eq(count(plain, "= fused"), 0, "%s", stages[s]);
+        bc_err e;
+        ir_graph *g = ir_parse(fused, "fused.ir", &e);
+        cr_assert_not_null(g, "%s: %s", stages[s], e.msg);
+        char *again = ir_print_str(g);
+        cr_expect_str_eq(again, fused);
+        free(again);
+        ir_graph_free(g);
+        free(fused);
+        free(plain);
+    }
+    char *out = NULL;
+    cr_expect_eq(tu_bertcc(&out, "%s --emit=opt --fuse=epilogue,frob", MODEL), 1);
+    cr_expect(out && strstr(out, "unknown fusion rule 'frob'"), "%s", out ? out : "");
+    free(out);
+    cr_expect_eq(tu_bertcc(&out, "%s --emit=opt --fuse=none --pipeline=dce", MODEL), 1);
+    cr_expect(out && strstr(out, "--pipeline"), "%s", out ? out : "");
+    free(out);
 }

@@ -142,6 +142,40 @@ Test(run_batch, grads_match_pytorch_and_the_executable_bit_for_bit)
     rt_list_free(&cli);
 }
 
+/* Fusion changes which kernels run, never a bit of what they compute: forward, every
+ * loss and every gradient with --fuse=none equal the default's (all rules). */
+Test(run_batch, fusion_off_gives_the_bits_of_fusion_on)
+{
+    const char *fixtures[] = {"run_mlm_nsp", "run_tiny"};
+    for (int f = 0; f < 2; f++) {
+        rt_tensor_list on, off;
+        rt_list_init(&on);
+        rt_list_init(&off);
+        tk_run_info info;
+        bc_err e;
+        tk_run_opts o = fixture_opts(fixtures[f], CG_BACKEND_JIT);
+        o.grads = 1;
+        o.threads = 2;
+        cr_assert_eq(tk_run_batch(&o, &on, &info, &e), 0, "%s", e.msg);
+        o.fuse = "none";
+        cr_assert_eq(tk_run_batch(&o, &off, &info, &e), 0, "%s", e.msg);
+        cr_expect_eq(on.n, off.n);
+        for (int i = 0; i < on.n; i++) {
+            const rt_tensor *a = &on.t[i], *b = rt_list_cfind(&off, a->name);
+            cr_expect(b && rt_nbytes(a) == rt_nbytes(b) &&
+                          !memcmp(a->data, b->data, rt_nbytes(a)),
+                      "%s: '%s' differs between --fuse=all and --fuse=none", fixtures[f],
+                      a->name);
+        }
+        rt_list_free(&on);
+        rt_list_free(&off);
+        o.fuse = "epilogue,frob";
+        cr_expect_eq(tk_run_batch(&o, &off, &info, &e), -1);
+        cr_expect(strstr(e.msg, "unknown fusion rule 'frob'"), "%s", e.msg);
+        rt_list_free(&off);
+    }
+}
+
 Test(run_batch, initialization_follows_the_seed_without_weights)
 {
     rt_tensor_list a, b, c;

@@ -1287,6 +1287,8 @@ Test(train, cli_trains_resumes_and_refuses_clearly)
         {TINY "model.xml --data tests/fixtures/run_tanh_noheads/batch.safetensors -o %s/x",
          "nothing to train"},
         {TINY "model.xml -o %s/x", "--data"},
+        {TINY "model.xml --data " TINY "batch.safetensors -o %s/x --fuse=frob",
+         "unknown fusion rule 'frob'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(args, sizeof args, bad[i].args, dir);
@@ -1294,6 +1296,53 @@ Test(train, cli_trains_resumes_and_refuses_clearly)
         cr_assert(strstr(out, bad[i].want), "%s: '%s' not in: %s", args, bad[i].want, out);
         free(out);
     }
+}
+
+/* --fuse: recorded in options.json, kept by --resume; fused and unfused training give
+ * the same weights, bit for bit. */
+Test(train, cli_fuse_is_recorded_kept_by_resume_and_changes_no_bit)
+{
+    const char *dir = tu_tmpdir();
+    char args[2048], on[512], off[512];
+    char *out = NULL;
+    snprintf(on, sizeof on, "%s/on", dir);
+    snprintf(off, sizeof off, "%s/off", dir);
+    const char *common = TINY "model.xml --data " TINY
+                              "batch.safetensors --steps 4 --batch-size 2 --lr 1e-2 "
+                              "--threads 2 --quiet";
+    snprintf(args, sizeof args, "%s -o %s", common, on);
+    cr_assert_eq(run_cli(args, &out), 0, "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "%s -o %s --fuse=none", common, off);
+    cr_assert_eq(run_cli(args, &out), 0, "%s", out);
+    free(out);
+    char *opt_on = tu_read_file(tu_path(on, "options.json"), NULL);
+    char *opt_off = tu_read_file(tu_path(off, "options.json"), NULL);
+    cr_assert(opt_on && opt_off);
+    cr_expect(strstr(opt_on, "\"fuse\": \"all\""), "%s", opt_on);
+    cr_expect(strstr(opt_off, "\"fuse\": \"none\""), "%s", opt_off);
+    free(opt_on);
+    free(opt_off);
+    rt_tensor_list w1, s1, w2, s2;
+    load_run(on, &w1, &s1);
+    load_run(off, &w2, &s2);
+    cr_assert_eq(w1.n, w2.n);
+    for (int i = 0; i < w1.n; i++) {
+        const rt_tensor *a = &w1.t[i], *b = rt_list_cfind(&w2, a->name);
+        cr_expect(b && rt_nbytes(a) == rt_nbytes(b) && !memcmp(a->data, b->data, rt_nbytes(a)),
+                  "%s differs between fused and unfused training", a->name);
+    }
+    rt_list_free(&w1);
+    rt_list_free(&s1);
+    rt_list_free(&w2);
+    rt_list_free(&s2);
+    snprintf(args, sizeof args, "--resume %s --steps 6 --quiet", off);
+    cr_assert_eq(run_cli(args, &out), 0, "%s", out);
+    free(out);
+    opt_off = tu_read_file(tu_path(off, "options.json"), NULL);
+    cr_assert_not_null(opt_off);
+    cr_expect(strstr(opt_off, "\"fuse\": \"none\""), "resume changed it: %s", opt_off);
+    free(opt_off);
 }
 
 Test(train, cli_ctrl_c_checkpoints_and_resume_repeats_the_run)
