@@ -172,6 +172,23 @@ LLVMValueRef cg_vld_align(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base, LLVMValu
 void cg_vst_align(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j,
                   unsigned align);
 
+/* Masked vector access and the matmuls' multiply-add: an n-lane mask with lanes l < lim
+ * on (i64 lim, |lim| < 2^31); &base[idx] of f32 without inbounds (a masked access may
+ * start past its buffer's end); masked load (off lanes 0) and store of n f32 lanes;
+ * acc + a b as llvm.fma where the target has FMA, else a rounded multiply and add (the
+ * one chain every matmul element is, so fused kernels reproduce its bits). */
+LLVMValueRef cg_lane_mask(cg_ctx *c, LLVMValueRef lim, int n);
+LLVMValueRef cg_ptr_raw(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx);
+LLVMValueRef cg_masked_load(cg_ctx *c, int n, LLVMValueRef ptr, LLVMValueRef mask);
+void cg_masked_store(cg_ctx *c, int n, LLVMValueRef v, LLVMValueRef ptr, LLVMValueRef mask);
+LLVMValueRef cg_fma_or_muladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc);
+
+/* One row of attn_softmax as its own kernel computes it (codegen/lower_reduce.c):
+ * out[0..t) = softmax(scale x + (mask ? 0 : -1e4)) with mask the row's i64 keys; out may
+ * be x. Fused attention calls it so that its probabilities have the same bits. */
+void cg_attn_softmax_row(cg_ctx *c, LLVMValueRef x, LLVMValueRef out, LLVMValueRef mask,
+                         LLVMValueRef t, double scale);
+
 /* The units function's common case: stores 0 scratch bytes and returns n. Call with
  * the builder at the units entry block. */
 void cg_units_return(cg_ctx *c, cg_kernel *k, LLVMValueRef n, LLVMValueRef scratch_bytes);

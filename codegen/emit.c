@@ -339,3 +339,48 @@ void cg_vst(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j)
 {
     cg_vst_align(c, v, base, j, 4);
 }
+
+/* ---- masked vectors and the multiply-add of the matmuls (shared by matmul.c and attention.c) ---- */
+
+/* Lane mask of an n-lane vector: lane l is on when l < lim (i64, |lim| < 2^31). */
+LLVMValueRef cg_lane_mask(cg_ctx *c, LLVMValueRef lim, int n)
+{
+    LLVMValueRef l = cg_splat(c, LLVMVectorType(c->t_i32, (unsigned)n),
+                              LLVMBuildTrunc(c->b, lim, c->t_i32, ""));
+    return LLVMBuildICmp(c->b, LLVMIntSLT, cg_iota(c->t_i32, 0, (unsigned)n), l, "");
+}
+
+/* &base[idx] without inbounds: a masked access may start past the end of its buffer. */
+LLVMValueRef cg_ptr_raw(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx)
+{
+    return LLVMBuildGEP2(c->b, c->t_f32, base, &idx, 1, "");
+}
+
+LLVMValueRef cg_masked_load(cg_ctx *c, int n, LLVMValueRef ptr, LLVMValueRef mask)
+{
+    LLVMTypeRef vt = LLVMVectorType(c->t_f32, (unsigned)n), ov[2] = {vt, c->t_ptr};
+    unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, ov, 2);
+    LLVMValueRef args[4] = {ptr, LLVMConstInt(c->t_i32, 4, 0), mask, LLVMConstNull(vt)};
+    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ov, 2), fn, args, 4, "");
+}
+
+void cg_masked_store(cg_ctx *c, int n, LLVMValueRef v, LLVMValueRef ptr,
+                         LLVMValueRef mask)
+{
+    LLVMTypeRef ov[2] = {LLVMVectorType(c->t_f32, (unsigned)n), c->t_ptr};
+    unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, ov, 2);
+    LLVMValueRef args[4] = {v, ptr, LLVMConstInt(c->t_i32, 4, 0), mask};
+    LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ov, 2), fn, args, 4, "");
+}
+
+/* acc + a * b: llvm.fma where the target has it, else a rounded multiply and add. */
+LLVMValueRef cg_fma_or_muladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b,
+                                  LLVMValueRef acc)
+{
+    if (c->fma)
+        return cg_fma(c, a, b, acc);
+    return LLVMBuildFAdd(c->b, acc, LLVMBuildFMul(c->b, a, b, ""), "");
+}
+

@@ -5,8 +5,42 @@
 
 void cg_lower_matmul(cg_ctx *c, cg_kernel *k);
 int cg_check_matmul(const cg_ctx *c, const ir_node *n, bc_err *e);
-void cg_lower_fused(cg_ctx *c, cg_kernel *k);
-int cg_check_fused(const cg_ctx *c, const ir_node *n, bc_err *e);
+int cg_check_mm_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e);
+void cg_lower_mm_region(cg_ctx *c, cg_kernel *k, const ir_graph *r);
+int cg_check_attention(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e);
+void cg_lower_attention(cg_ctx *c, cg_kernel *k, const ir_graph *r);
+
+/* A fused node: the kernel of the rule that made its region — attention when the body
+ * holds a softmax, else a matmul and its epilogue (each refuses what it cannot lower). */
+static int is_attention(const ir_graph *r)
+{
+    for (int i = 0; i < r->n; i++)
+        if (r->nodes[i].op == IR_OP_ATTN_SOFTMAX)
+            return 1;
+    return 0;
+}
+
+static int cg_check_fused(const cg_ctx *c, const ir_node *n, bc_err *e)
+{
+    bc_err re;
+    ir_graph *r = ir_region_graph(c->g, n, &re);
+    if (!r)
+        return bc_errf(e, "fused: %s", re.msg);
+    int rc = is_attention(r) ? cg_check_attention(c, n, r, e) : cg_check_mm_region(c, n, r, e);
+    ir_graph_free(r);
+    return rc;
+}
+
+static void cg_lower_fused(cg_ctx *c, cg_kernel *k)
+{
+    bc_err e;
+    ir_graph *r = ir_region_graph(c->g, k->n, &e); /* cg_check_fused accepted it */
+    if (r && is_attention(r))
+        cg_lower_attention(c, k, r);
+    else if (r)
+        cg_lower_mm_region(c, k, r);
+    ir_graph_free(r);
+}
 void cg_lower_gather(cg_ctx *c, cg_kernel *k);
 void cg_lower_prefix_rows(cg_ctx *c, cg_kernel *k);
 void cg_lower_add(cg_ctx *c, cg_kernel *k);

@@ -298,6 +298,25 @@ void cg_lower_layernorm_dx(cg_ctx *c, cg_kernel *k)
     LLVMBuildRetVoid(c->b);
 }
 
+void cg_attn_softmax_row(cg_ctx *c, LLVMValueRef x, LLVMValueRef out, LLVMValueRef mask,
+                         LLVMValueRef t, double scale)
+{
+    row r = {.p = {x, out}};
+    r.mask = mask;
+    r.s[0] = cg_f32(c, scale);
+    /* Softmax does not change when every logit moves by the same amount, so a row whose
+     * keys are all masked is the softmax of scale x alone: adding -1e4 there in f32 would
+     * round away the low bits of every logit. */
+    LLVMValueRef any = row_pass(c, t, p_sm_any, &r, R_MAX);
+    r.s[3] =
+        LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, any, cg_f32(c, 0.0), ""),
+                        cg_f32(c, ROW_MASK_NEG), cg_f32(c, 0.0), "neg");
+    r.s[1] = row_pass(c, t, p_sm_logit, &r, R_MAX);
+    r.s[2] = LLVMBuildFDiv(c->b, cg_f32(c, 1.0), row_pass(c, t, p_exp_inplace, &r, R_SUM),
+                           "inv");
+    row_pass(c, t, p_scale_inplace, &r, R_NONE);
+}
+
 /* scores (batch, ..., t), mask (batch, t): softmax over t of scale x + (mask ? 0 : -1e4);
  * unit = one row */
 void cg_lower_attn_softmax(cg_ctx *c, cg_kernel *k)
@@ -314,20 +333,8 @@ void cg_lower_attn_softmax(cg_ctx *c, cg_kernel *k)
     cg_loop i;
     cg_for_begin(c, &i, k->u0, k->u1, "row");
     LLVMValueRef off = cg_mul(c, i.iv, t), bi = LLVMBuildLoad2(c->b, c->t_i64, bvar, "");
-    row r = {.p = {cg_gep(c, c->t_f32, x, off), cg_gep(c, c->t_f32, out, off)}};
-    r.mask = cg_gep(c, c->t_i64, mask, cg_mul(c, bi, t));
-    r.s[0] = cg_f32(c, k->n->a.scale);
-    /* Softmax does not change when every logit moves by the same amount, so a row whose
-     * keys are all masked is the softmax of scale x alone: adding -1e4 there in f32 would
-     * round away the low bits of every logit. */
-    LLVMValueRef any = row_pass(c, t, p_sm_any, &r, R_MAX);
-    r.s[3] =
-        LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, any, cg_f32(c, 0.0), ""),
-                        cg_f32(c, ROW_MASK_NEG), cg_f32(c, 0.0), "neg");
-    r.s[1] = row_pass(c, t, p_sm_logit, &r, R_MAX);
-    r.s[2] = LLVMBuildFDiv(c->b, cg_f32(c, 1.0), row_pass(c, t, p_exp_inplace, &r, R_SUM),
-                           "inv");
-    row_pass(c, t, p_scale_inplace, &r, R_NONE);
+    cg_attn_softmax_row(c, cg_gep(c, c->t_f32, x, off), cg_gep(c, c->t_f32, out, off),
+                        cg_gep(c, c->t_i64, mask, cg_mul(c, bi, t)), t, k->n->a.scale);
     LLVMValueRef rb = cg_add(c, LLVMBuildLoad2(c->b, c->t_i64, rvar, ""), cg_i64(c, 1));
     LLVMValueRef wrap = LLVMBuildICmp(c->b, LLVMIntEQ, rb, per_batch, "");
     LLVMBuildStore(c->b, LLVMBuildSelect(c->b, wrap, cg_i64(c, 0), rb, ""), rvar);

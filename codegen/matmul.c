@@ -137,48 +137,6 @@ static LLVMValueRef shuffle(cg_ctx *c, LLVMValueRef x, LLVMValueRef y, const int
     return LLVMBuildShuffleVector(c->b, x, y, LLVMConstVector(idx, (unsigned)n), "");
 }
 
-/* Lane mask of an n-lane vector: lane l is on when l < lim (i64, |lim| < 2^31). */
-static LLVMValueRef lane_mask(cg_ctx *c, LLVMValueRef lim, int n)
-{
-    LLVMValueRef l = cg_splat(c, LLVMVectorType(c->t_i32, (unsigned)n),
-                              LLVMBuildTrunc(c->b, lim, c->t_i32, ""));
-    return LLVMBuildICmp(c->b, LLVMIntSLT, cg_iota(c->t_i32, 0, (unsigned)n), l, "");
-}
-
-/* &base[idx] without inbounds: a masked access may start past the end of its buffer. */
-static LLVMValueRef ptr_raw(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx)
-{
-    return LLVMBuildGEP2(c->b, c->t_f32, base, &idx, 1, "");
-}
-
-static LLVMValueRef masked_load(cg_ctx *c, int n, LLVMValueRef ptr, LLVMValueRef mask)
-{
-    LLVMTypeRef vt = vec_t(c, n), ov[2] = {vt, c->t_ptr};
-    unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, ov, 2);
-    LLVMValueRef args[4] = {ptr, LLVMConstInt(c->t_i32, 4, 0), mask, LLVMConstNull(vt)};
-    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ov, 2), fn, args, 4, "");
-}
-
-static void masked_store(cg_ctx *c, int n, LLVMValueRef v, LLVMValueRef ptr,
-                         LLVMValueRef mask)
-{
-    LLVMTypeRef ov[2] = {vec_t(c, n), c->t_ptr};
-    unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, ov, 2);
-    LLVMValueRef args[4] = {v, ptr, LLVMConstInt(c->t_i32, 4, 0), mask};
-    LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ov, 2), fn, args, 4, "");
-}
-
-/* acc + a * b: llvm.fma where the target has it, else a rounded multiply and add. */
-static LLVMValueRef fma_or_muladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b,
-                                  LLVMValueRef acc)
-{
-    if (c->fma)
-        return cg_fma(c, a, b, acc);
-    return LLVMBuildFAdd(c->b, acc, LLVMBuildFMul(c->b, a, b, ""), "");
-}
-
 /* ---- packing: dst (KC, W) from rows w0 .. w0 + wv - 1 of op(src), zero past wv ---- */
 
 /* src is contiguous along W: micro-panel q of dst, (kc, W) at dst + q * KC * W, gets
@@ -213,8 +171,8 @@ static void pack_copy(cg_ctx *c, const mm_cfg *f, LLVMValueRef dst, int W, LLVMV
                 v = LLVMBuildSelect(c->b, in, cg_vld_align(c, c->t_f32, src, sw, 4),
                                     cg_f32(c, 0), "");
             } else if (edge) {
-                v = masked_load(c, cw, ptr_raw(c, src, sw),
-                                lane_mask(c, cg_sub(c, wv, cg_i64(c, w)), cw));
+                v = cg_masked_load(c, cw, cg_ptr_raw(c, src, sw),
+                                cg_lane_mask(c, cg_sub(c, wv, cg_i64(c, w)), cw));
             } else {
                 v = cg_vld_align(c, cw == 1 ? c->t_f32 : vec_t(c, cw), src, sw, 4);
             }
@@ -265,7 +223,7 @@ static void transpose_block(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src
     LLVMValueRef r[8];
     for (int t = 0; t < 8; t++) {
         LLVMValueRef at = cg_add(c, row[t], p);
-        r[t] = kmask ? masked_load(c, 8, ptr_at(c, src, at), kmask)
+        r[t] = kmask ? cg_masked_load(c, 8, ptr_at(c, src, at), kmask)
                      : cg_vld_align(c, vec_t(c, 8), src, at, 4);
     }
     transpose8(c, r);
@@ -296,7 +254,7 @@ static void pack_transposed(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src
         row[t] = cg_add(c, cg_mul(c, cg_add(c, w0, w), ld), pc);
     }
     /* lane t of every column vector comes from row 8g + t */
-    LLVMValueRef m = lane_mask(c, cg_sub(c, wv, g8), 8);
+    LLVMValueRef m = cg_lane_mask(c, cg_sub(c, wv, g8), 8);
     cg_for_begin(c, &lq, cg_i64(c, 0), cg_div(c, k8, cg_i64(c, 8)), "p8");
     transpose_block(c, dst, W, src, row, cg_mul(c, lq.iv, cg_i64(c, 8)), g8, m, NULL);
     cg_for_end(c, &lq);
@@ -304,7 +262,7 @@ static void pack_transposed(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, tail, cg_i64(c, 0), ""), bt,
                     done);
     LLVMPositionBuilderAtEnd(c->b, bt);
-    transpose_block(c, dst, W, src, row, k8, g8, m, lane_mask(c, tail, 8));
+    transpose_block(c, dst, W, src, row, k8, g8, m, cg_lane_mask(c, tail, 8));
     LLVMBuildBr(c->b, done);
     LLVMPositionBuilderAtEnd(c->b, done);
     cg_for_end(c, &lg);
@@ -339,7 +297,7 @@ static void k_step(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef pb,
                                cg_add(c, cg_mul(c, p, cg_i64(c, f->MR)), cg_i64(c, r)), 4);
         LLVMValueRef sv = cg_splat(c, vec_t(c, f->V), s);
         for (int v = 0; v < f->NRV; v++)
-            acc[r * f->NRV + v] = fma_or_muladd(c, sv, bv[v], acc[r * f->NRV + v]);
+            acc[r * f->NRV + v] = cg_fma_or_muladd(c, sv, bv[v], acc[r * f->NRV + v]);
     }
 }
 
@@ -390,15 +348,15 @@ static void edge_copy(cg_ctx *c, const mm_cfg *f, int to_c, LLVMValueRef tile,
     LLVMValueRef crow = cg_add(c, cg_mul(c, cg_add(c, i0, lr.iv), ldc), j0);
     LLVMValueRef trow = cg_mul(c, lr.iv, cg_i64(c, f->NR));
     for (int v = 0; v < f->NRV; v++) {
-        LLVMValueRef cp = ptr_raw(c, cz, cg_add(c, crow, cg_i64(c, v * f->V)));
+        LLVMValueRef cp = cg_ptr_raw(c, cz, cg_add(c, crow, cg_i64(c, v * f->V)));
         LLVMValueRef tv = cg_add(c, trow, cg_i64(c, v * f->V));
-        LLVMValueRef m = lane_mask(c, cg_sub(c, nr, cg_i64(c, v * f->V)), f->V);
+        LLVMValueRef m = cg_lane_mask(c, cg_sub(c, nr, cg_i64(c, v * f->V)), f->V);
         if (to_c)
-            masked_store(c, f->V,
+            cg_masked_store(c, f->V,
                          cg_vld_align(c, vec_t(c, f->V), tile, tv, 4 * (unsigned)f->V), cp,
                          m);
         else
-            cg_vst_align(c, masked_load(c, f->V, cp, m), tile, tv, 4 * (unsigned)f->V);
+            cg_vst_align(c, cg_masked_load(c, f->V, cp, m), tile, tv, 4 * (unsigned)f->V);
     }
     cg_for_end(c, &lr);
 }
@@ -455,7 +413,7 @@ static LLVMValueRef epi_apply(cg_ctx *c, const mm_cfg *f, const mm_epi *epi, LLV
             case EPI_FULL:
                 break;
             }
-            x[k] = mask ? masked_load(c, f->V, ptr_raw(c, st->base[k], at), mask)
+            x[k] = mask ? cg_masked_load(c, f->V, cg_ptr_raw(c, st->base[k], at), mask)
                         : cg_vld_align(c, vt, st->base[k], at, 4);
         }
         cg_map_env env = {st->n, st->seed};
@@ -547,11 +505,11 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
         LLVMValueRef trow = cg_mul(c, lr.iv, cg_i64(c, f->NR));
         for (int v = 0; v < NRV; v++) {
             LLVMValueRef cv = cg_add(c, crow, cg_i64(c, v * V));
-            LLVMValueRef m = lane_mask(c, cg_sub(c, nr, cg_i64(c, v * V)), V);
+            LLVMValueRef m = cg_lane_mask(c, cg_sub(c, nr, cg_i64(c, v * V)), V);
             LLVMValueRef t = cg_vld_align(c, vt, tile, cg_add(c, trow, cg_i64(c, v * V)),
                                           4 * (unsigned)V);
             LLVMValueRef y = epi_apply(c, f, epi, t, cg_add(c, zoff, cv), m);
-            masked_store(c, V, y, ptr_raw(c, cz, cv), m);
+            cg_masked_store(c, V, y, cg_ptr_raw(c, cz, cv), m);
         }
         cg_for_end(c, &lr);
         LLVMBuildBr(c->b, bd);
@@ -779,26 +737,18 @@ static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_
     return 0;
 }
 
-int cg_check_fused(const cg_ctx *c, const ir_node *n, bc_err *e)
+int cg_check_mm_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e)
 {
-    bc_err re;
-    ir_graph *r = ir_region_graph(c->g, n, &re);
-    if (!r)
-        return bc_errf(e, "fused: %s", re.msg);
     mm_node mn;
     mm_epi epi;
-    int rc = read_region(c, n, r, &mn, &epi, e);
-    ir_graph_free(r);
-    return rc;
+    return read_region(c, n, r, &mn, &epi, e);
 }
 
-void cg_lower_fused(cg_ctx *c, cg_kernel *k)
+void cg_lower_mm_region(cg_ctx *c, cg_kernel *k, const ir_graph *r)
 {
     bc_err e;
-    ir_graph *r = ir_region_graph(c->g, k->n, &e); /* cg_check_fused accepted it */
     mm_node mn;
     mm_epi epi;
-    if (r && read_region(c, k->n, r, &mn, &epi, &e) == 0)
+    if (read_region(c, k->n, r, &mn, &epi, &e) == 0) /* cg_check_mm_region accepted it */
         lower_mm(c, k, &mn, &epi);
-    ir_graph_free(r);
 }

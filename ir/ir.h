@@ -306,7 +306,7 @@ int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e);
  * on from the node's operands (%0 .. %k-1 are the operands), the last being the result:
  *   %5 = fused "%3 = matmul %0, %1 {ta=0, tb=1} : f32[B, S, 512]; %4 = add %3, %2 :
  *               f32[B, S, 512]; %5 = gelu %4 : f32[B, S, 512]" %46, %47, %48 : ...
- * A body holds matmuls and elementwise ops (ir_region_op_ok), nothing else. */
+ * A body holds no leaves, no fused node and no opaque op (ir_region_op_ok). */
 
 /* 1 when op may appear in a region's body. */
 int ir_region_op_ok(ir_opcode op);

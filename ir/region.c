@@ -8,15 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The ops the fusion rules group: matmuls and elementwise ops. None of them indexes
- * memory with an operand's values, so a region needs no range checks (runtime/check.h). */
+/* Every op a kernel computes, or a view, except the opaque ones (the fusion class
+ * says they never fuse) and fused itself. */
 int ir_region_op_ok(ir_opcode op)
 {
-    if ((unsigned)op >= IR_OP_COUNT || ir_ops[op].code != IR_CODE_KERNEL ||
+    if ((unsigned)op >= IR_OP_COUNT || ir_ops[op].code == IR_CODE_NONE ||
         ir_ops[op].role == IR_ROLE_REGION)
         return 0;
-    ir_fuse_class fc = ir_ops[op].fuse;
-    return fc == IR_FUSE_ELEMWISE || fc == IR_FUSE_BROADCAST || fc == IR_FUSE_OUT_ELEMWISE;
+    return ir_ops[op].fuse != IR_FUSE_OPAQUE;
 }
 
 ir_graph *ir_region_graph(const ir_graph *g, const ir_node *n, bc_err *e)

@@ -12,8 +12,18 @@
  *   its other operands are tensors of that shape, suffixes of it (a bias) or scalars
  *   (a dropout seed).
  *
- * Regions compute exactly what their ops computed one by one (the same f32 operations
- * in the same order), so fused and unfused code give the same bits. */
+ * attention: one head's attention as one kernel, from the [B, S, H] projections to the
+ *   [B, S, H] context: the reshape and transpose of Q, K and V into heads, QK^T, the
+ *   scaled and masked softmax, the product with V and the transpose and reshape back.
+ *   Neither the head-major copies of Q, K, V and the context nor the [B, heads, S, S]
+ *   scores and probabilities are ever written. It applies where the probabilities have
+ *   no other reader: inference. A training graph's backward reads them (softmax_grad,
+ *   dV), so there they are stored as before (not recomputed; see README).
+ *
+ * Epilogue regions compute exactly what their ops computed one by one (the same f32
+ * operations in the same order), so fused and unfused code give the same bits; an
+ * attention region computes the same formulas in another order (within rounding of the
+ * reference; the same bits for any thread count). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +34,7 @@ static const struct {
     unsigned bit;
 } rules[] = {
     {"epilogue", PASS_FUSE_EPILOGUE},
+    {"attention", PASS_FUSE_ATTENTION},
 };
 #define NRULES (int)(sizeof rules / sizeof rules[0])
 
@@ -162,6 +173,74 @@ static int epilogue_members(const fuser *f, int i, int *members)
     return nm;
 }
 
+/* v = transpose(reshape(x)) with perm [0, 2, 1, 3], reshape [B, S, H] -> [B, S, nh, D],
+ * both single-reader: x through *x, the two nodes into m. */
+static int split_heads_of(const fuser *f, int v, int *x, int *m)
+{
+    const ir_graph *g = f->g;
+    const ir_node *t = &g->nodes[v];
+    static const int perm[4] = {0, 2, 1, 3};
+    if (t->op != IR_OP_TRANSPOSE || t->type.rank != 4 || memcmp(t->a.perm, perm, sizeof perm) ||
+        f->uses[v] != 1 || f->region[v] >= 0)
+        return 0;
+    int r = t->in[0];
+    const ir_node *rs = &g->nodes[r];
+    if (rs->op != IR_OP_RESHAPE || f->uses[r] != 1 || f->region[r] >= 0)
+        return 0;
+    const ir_type *xt = &g->nodes[rs->in[0]].type;
+    if (xt->rank != 3 || xt->dtype != IR_F32 || !ir_dim_eq(xt->dim[0], rs->type.dim[0]) ||
+        !ir_dim_eq(xt->dim[1], rs->type.dim[1]) || !ir_dim_is_const(rs->type.dim[2]) ||
+        !ir_dim_is_const(rs->type.dim[3]))
+        return 0;
+    *x = rs->in[0];
+    m[0] = r;
+    m[1] = v;
+    return 1;
+}
+
+static int by_index(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+/* The attention rule from attn_softmax node p: its members in order, or 0. */
+static int attention_members(const fuser *f, int p, int *members)
+{
+    const ir_graph *g = f->g;
+    const ir_node *sm = &g->nodes[p];
+    int s = sm->in[0], c = single_reader(f, p), x[3], nm = 0;
+    if (c < 0 || f->region[s] >= 0 || f->uses[s] != 1)
+        return 0;
+    const ir_node *qk = &g->nodes[s], *pv = &g->nodes[c];
+    if (qk->op != IR_OP_MATMUL || qk->a.ta || !qk->a.tb || pv->op != IR_OP_MATMUL ||
+        pv->a.ta || pv->a.tb || pv->in[0] != p || pv->in[1] == p)
+        return 0;
+    if (!split_heads_of(f, qk->in[0], &x[0], members) ||
+        !split_heads_of(f, qk->in[1], &x[1], members + 2) ||
+        !split_heads_of(f, pv->in[1], &x[2], members + 4))
+        return 0;
+    nm = 6;
+    members[nm++] = s;
+    members[nm++] = p;
+    members[nm++] = c;
+    /* the context back to [B, S, H] */
+    int t = single_reader(f, c), r = t >= 0 ? single_reader(f, t) : -1;
+    static const int perm[4] = {0, 2, 1, 3};
+    if (r < 0 || g->nodes[t].op != IR_OP_TRANSPOSE ||
+        memcmp(g->nodes[t].a.perm, perm, sizeof perm) || g->nodes[r].op != IR_OP_RESHAPE ||
+        !ir_type_eq(&g->nodes[r].type, &g->nodes[x[0]].type) || f->region[t] >= 0 ||
+        f->region[r] >= 0)
+        return 0;
+    members[nm++] = t;
+    members[nm++] = r;
+    /* q, k and v of one shape; the mask [B, S] of the keys */
+    if (!ir_type_eq(&g->nodes[x[1]].type, &g->nodes[x[0]].type) ||
+        !ir_type_eq(&g->nodes[x[2]].type, &g->nodes[x[0]].type))
+        return 0;
+    qsort(members, (size_t)nm, sizeof *members, by_index);
+    return nm;
+}
+
 int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
 {
     const ir_graph *g = *gp;
@@ -183,6 +262,23 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
     for (int k = 0; k < g->nout; k++)
         f.uses[g->outs[k].value]++;
 
+    /* attention first: its projections' bias adds then end their own epilogues */
+    for (int i = 0; i < g->n && (rules_on & PASS_FUSE_ATTENTION); i++) {
+        if (g->nodes[i].op != IR_OP_ATTN_SOFTMAX)
+            continue;
+        int members[MAX_MEMBERS], nm = attention_members(&f, i, members);
+        if (!nm)
+            continue;
+        int last = members[nm - 1];
+        if (!(mem[last] = malloc(sizeof(int) * (size_t)nm))) {
+            rc = bc_errf(e, "out of memory");
+            goto done;
+        }
+        memcpy(mem[last], members, sizeof(int) * (size_t)nm);
+        nmem[last] = nm;
+        for (int j = 0; j < nm; j++)
+            f.region[members[j]] = last;
+    }
     for (int i = 0; i < g->n && (rules_on & PASS_FUSE_EPILOGUE); i++) {
         if (ir_ops[g->nodes[i].op].fuse != IR_FUSE_OUT_ELEMWISE || f.region[i] >= 0)
             continue;

@@ -36,9 +36,10 @@ int pass_run_pipeline(ir_graph **g, const char *pipeline, FILE *print_after, bc_
 
 /* The fusion rules, by name in `--fuse` and in the pipeline entry fuse=RULE+RULE. */
 enum {
-    PASS_FUSE_EPILOGUE = 1 << 0, /* elementwise consumers into the producing matmul */
+    PASS_FUSE_EPILOGUE = 1 << 0,  /* elementwise consumers into the producing matmul */
+    PASS_FUSE_ATTENTION = 1 << 1, /* one kernel from Q, K, V to the context (inference) */
 };
-#define PASS_FUSE_ALL PASS_FUSE_EPILOGUE
+#define PASS_FUSE_ALL (PASS_FUSE_EPILOGUE | PASS_FUSE_ATTENTION)
 
 /* Reads a fusion spec: "all" (or NULL), "none", or rule names separated by ',' or '+'. */
 int pass_fuse_parse(const char *spec, unsigned *rules, bc_err *e);

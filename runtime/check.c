@@ -2,6 +2,8 @@
 #include "check.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef enum {
     IX_NONE,
@@ -32,9 +34,48 @@ const char *rt_value_name(const ir_graph *g, int v, char *buf, size_t len)
     return buf;
 }
 
+/* A fused node's region when its body holds an op with a rule (found by name first,
+ * so that most regions are never parsed here), with *inner set to that op's node and
+ * its inputs named as the values they stand for; NULL otherwise. One such op per region
+ * (the fusion rules make no more). */
+static ir_graph *checked_region(const ir_graph *g, const ir_node *n, int *inner)
+{
+    int any = 0;
+    for (int op = 0; op < IR_OP_COUNT && !any; op++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, " = %s ", ir_ops[op].name);
+        any = rules[op].kind != IX_NONE && strstr(n->name, pat);
+    }
+    bc_err e;
+    ir_graph *r = any ? ir_region_graph(g, n, &e) : NULL;
+    if (!r)
+        return NULL;
+    *inner = -1;
+    for (int j = n->nin; j < r->n && *inner < 0; j++)
+        if (rules[r->nodes[j].op].kind != IX_NONE)
+            *inner = j;
+    for (int i = 0; i < n->nin; i++) {
+        char nm[128];
+        char *s = strdup(rt_value_name(g, n->in[i], nm, sizeof nm));
+        if (s) {
+            free(r->nodes[i].name);
+            r->nodes[i].name = s;
+        }
+    }
+    return r;
+}
+
 int rt_check_operand(const ir_graph *g, int v)
 {
     const ir_node *n = &g->nodes[v];
+    if (n->op == IR_OP_FUSED) {
+        int j, u = -1;
+        ir_graph *r = checked_region(g, n, &j);
+        if (r && j >= 0)
+            u = rt_check_operand(r, j);
+        ir_graph_free(r);
+        return u >= 0 && u < n->nin ? n->in[u] : -1; /* a region input: the operand */
+    }
     ix_kind k = rules[n->op].kind;
     return k == IX_NONE || k == IX_PREFIX ? -1 : n->in[rules[n->op].operand];
 }
@@ -67,6 +108,14 @@ int rt_check_node(const ir_graph *g, int v, const int64_t *idx, int64_t B, int64
                   rt_check_wording w, bc_err *e)
 {
     const ir_node *n = &g->nodes[v];
+    if (n->op == IR_OP_FUSED) {
+        int j, rc = 0;
+        ir_graph *r = checked_region(g, n, &j);
+        if (r && j >= 0)
+            rc = rt_check_node(r, j, idx, B, S, w, e);
+        ir_graph_free(r);
+        return rc;
+    }
     ix_kind kind = rules[n->op].kind;
     if (kind == IX_NONE)
         return 0;

@@ -12,6 +12,7 @@
 
 #include "../codegen/engine.h"
 #include "../passes/passes.h"
+#include "../runtime/tensor.h"
 #include "../runtime/interp.h"
 #include "tests/util.h"
 
@@ -274,17 +275,18 @@ Test(codegen_fuse, fusion_specs)
     cr_expect_eq(pass_fuse_parse("epilogue", &r, &e), 0);
     cr_expect_eq(r, (unsigned)PASS_FUSE_EPILOGUE);
     cr_expect_eq(pass_fuse_parse("epilogue,frob", &r, &e), -1);
-    cr_expect_str_eq(e.msg, "unknown fusion rule 'frob' (all, none, epilogue)");
+    cr_expect_str_eq(e.msg, "unknown fusion rule 'frob' (all, none, epilogue, attention)");
+    cr_expect_eq(pass_fuse_parse("attention+epilogue", &r, &e), 0);
+    cr_expect_eq(r, (unsigned)PASS_FUSE_ALL);
     char buf[256];
     cr_expect_eq(pass_default_pipeline("none", buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_BASE_PIPELINE);
     cr_expect_eq(pass_default_pipeline(NULL, buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
     cr_expect_eq(pass_default_pipeline("epilogue", buf, sizeof buf, &e), 0);
-    /* one rule today: epilogue is all of them */
-    cr_expect_str_eq(buf, PASS_FUSE_EPILOGUE == PASS_FUSE_ALL ? PASS_DEFAULT_PIPELINE
-                                                              : PASS_BASE_PIPELINE
-                          ",fuse=epilogue");
+    cr_expect_str_eq(buf, PASS_BASE_PIPELINE ",fuse=epilogue");
+    cr_expect_eq(pass_default_pipeline("attention,epilogue", buf, sizeof buf, &e), 0);
+    cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
     ir_graph *g = ir_graph_new("g");
     cr_expect_eq(pass_run_pipeline(&g, "fuse=frob", NULL, &e), -1);
     cr_expect_eq(pass_run_pipeline(&g, "dce=1", NULL, &e), -1);
@@ -316,5 +318,130 @@ Test(codegen_fuse, unfuse_restores_the_unfused_graph)
     rt_list_free(&r2);
     ir_graph_free(u);
     ir_graph_free(f);
+    free_built(&b);
+}
+
+/* ---- attention ---- */
+
+/* q, k, v [B, S, nh D] through BERT's self-attention (split heads, QK^T, softmax with
+ * the key mask, PV, merge heads); mask rows of batch entry `masked_b` all 0. */
+static built build_attention(int64_t B, int64_t S, int64_t nh, int64_t D, int mask_kind,
+                             int probs_out)
+{
+    built b;
+    b.g = ir_graph_new("attn");
+    rt_list_init(&b.p);
+    rt_list_init(&b.in);
+    ir_graph *g = b.g;
+    ir_dim dx[3] = {DB, DS, DC(nh * D)}, dm[2] = {DB, DS};
+    int x[3];
+    static const char *const names[3] = {"q", "k", "v"};
+    for (int i = 0; i < 3; i++) {
+        x[i] = ir_input(g, names[i], ir_type_make(IR_F32, 3, dx));
+        add_f32(&b, names[i], 3, dx, B, S, -2, 2, 10 + (uint64_t)i, 0);
+    }
+    int mask = ir_input(g, "attention_mask", ir_type_make(IR_I64, 2, dm));
+    tu_add_rand_i64(&b.in, "attention_mask", 2, (int64_t[]){B, S}, 0, 2, 20);
+    rt_tensor *mt = rt_list_find(&b.in, "attention_mask");
+    int64_t *m = mt->data;
+    for (int64_t j = 0; j < B * S; j++) {
+        if (mask_kind == 1)
+            m[j] = 1;
+        if (mask_kind == 2 && j < S) /* batch entry 0: every key masked */
+            m[j] = 0;
+    }
+    ir_dim dh[4] = {DB, DS, DC(nh), DC(D)};
+    int perm[4] = {0, 2, 1, 3}, hd[3];
+    for (int i = 0; i < 3; i++)
+        hd[i] = ir_transpose(g, ir_reshape(g, x[i], 4, dh), perm);
+    int p = ir_attn_softmax(g, ir_matmul(g, hd[0], hd[1], 0, 1), mask, 1.0 / (double)(D + 1));
+    int ctx = ir_reshape(g, ir_transpose(g, ir_matmul(g, p, hd[2], 0, 0), perm), 3, dx);
+    ir_set_output(g, "y", ctx);
+    if (probs_out)
+        ir_set_output(g, "probs", p);
+    cr_assert(!g->failed, "%s", g->err.msg);
+    return b;
+}
+
+static void check_attention(int64_t B, int64_t S, int64_t nh, int64_t D, int mask_kind)
+{
+    char what[160];
+    snprintf(what, sizeof what, "attention B=%lld S=%lld heads=%lld D=%lld mask %d",
+             (long long)B, (long long)S, (long long)nh, (long long)D, mask_kind);
+    built b = build_attention(B, S, nh, D, mask_kind, 0);
+    bc_err e = {{0}};
+    ir_graph *unfused = ir_graph_clone(b.g), *fused = ir_graph_clone(b.g);
+    cr_assert_eq(pass_run_pipeline(&unfused, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(pass_run_pipeline(&fused, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_expect_eq(count_op(fused, IR_OP_FUSED), 1, "%s", what);
+    cr_expect_eq(count_op(fused, IR_OP_ATTN_SOFTMAX) + count_op(fused, IR_OP_TRANSPOSE) +
+                     count_op(fused, IR_OP_MATMUL),
+                 0, "%s: everything inside the region", what);
+    cr_expect_eq(ir_matmul_flops(fused, B, S), ir_matmul_flops(unfused, B, S), "%s", what);
+    char msg[512];
+    for (int threads = 1; threads <= 2; threads++)
+        cr_expect(tu_jit_vs_ref(fused, &b.p, &b.in, threads, 1e-5, 1e-6, msg, sizeof msg) == 0,
+                  "%s, %d threads: %s", what, threads, msg);
+    rt_tensor_list base;
+    run_jit(unfused, &b, 1, &base);
+    for (int threads = 1; threads <= 3; threads++) {
+        rt_tensor_list f;
+        run_jit(fused, &b, threads, &f);
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s: fused with %d threads differs from unfused", what,
+                 threads);
+        expect_same_bits(&f, &base, w2);
+        rt_list_free(&f);
+    }
+    rt_list_free(&base);
+    ir_graph_free(unfused);
+    ir_graph_free(fused);
+    free_built(&b);
+}
+
+Test(codegen_fuse, attention_on_odd_shapes_gives_the_unfused_bits, .timeout = 300)
+{
+    /* B, S, heads, D: S 1 and primes, S past one vector and past 8 of them (the key
+     * groups), D not a multiple of the vector width and past 4 vectors (D slices) */
+    static const int64_t cases[][4] = {{1, 1, 1, 1},  {2, 3, 2, 5},   {1, 7, 3, 17},
+                                       {3, 17, 2, 8}, {2, 33, 1, 64}, {1, 131, 2, 33},
+                                       {2, 20, 1, 67}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int mk = 0; mk < 3; mk++)
+            check_attention(cases[c][0], cases[c][1], cases[c][2], cases[c][3], mk);
+}
+
+/* The probabilities read elsewhere (a training graph's backward does): no region. */
+Test(codegen_fuse, attention_whose_probabilities_are_read_stays_unfused)
+{
+    built b = build_attention(2, 5, 2, 3, 0, 1);
+    bc_err e = {{0}};
+    cr_assert_eq(pass_run_pipeline(&b.g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_expect_eq(count_op(b.g, IR_OP_ATTN_SOFTMAX), 1);
+    cr_expect_eq(count_op(b.g, IR_OP_FUSED), 0);
+    free_built(&b);
+}
+
+/* The mask's values are checked inside a region as outside: 2 is an error naming it. */
+Test(codegen_fuse, a_bad_mask_value_inside_a_region_is_refused)
+{
+    built b = build_attention(2, 5, 2, 3, 1, 0);
+    bc_err e = {{0}};
+    cr_assert_eq(pass_run_pipeline(&b.g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(count_op(b.g, IR_OP_FUSED), 1);
+    ((int64_t *)rt_list_find(&b.in, "attention_mask")->data)[7] = 2;
+    cg_engine *x = cg_engine_new(b.g, CG_BACKEND_JIT, NULL, &e);
+    cr_assert_not_null(x, "%s", e.msg);
+    rt_tensor_list out;
+    rt_list_init(&out);
+    cr_expect_eq(cg_engine_run(x, &b.p, &b.in, 1, &out, &e), -1);
+    cr_expect(strstr(e.msg, "attention_mask") && strstr(e.msg, "value 2 at flat index 7"),
+              "%s", e.msg);
+    rt_list_free(&out);
+    cg_engine_free(x);
+    rt_interp_opts io = {0, 1};
+    cr_expect_eq(rt_interp_run(b.g, &b.p, &b.in, &io, &out, &e), -1);
+    cr_expect(strstr(e.msg, "value 2 at flat index 7"), "%s", e.msg);
+    rt_list_free(&out);
     free_built(&b);
 }

@@ -1123,9 +1123,9 @@ Test(ir_region, bad_bodies_are_errors_naming_the_statement)
                              "8]\n}\n",
                        "model.ir:5: %3 (fused): body statement 1: expected %2 here, not %3 "
                        "(values are numbered in order)");
-    expect_parse_error(FHEAD "  %3 = fused \"%1 = transpose %0 {perm=[0, 2, 1]} : f32[B, 8, "
-                             "S]\" %0 : f32[B, 8, S]\n}\n",
-                       "model.ir:5: %3 (fused): body statement 1: transpose cannot be fused");
+    expect_parse_error(FHEAD "  %3 = fused \"%1 = fill {scale=1} : f32[B, S, 8]\" %0 : f32[B, S, "
+                             "8]\n}\n",
+                       "model.ir:5: %3 (fused): body statement 1: fill cannot be fused");
     expect_parse_error(FHEAD "  %3 = fused \"\" %0 : f32[B, S, 8]\n}\n",
                        "model.ir:5: %3 (fused): a fused node needs a body");
     expect_parse_error(FHEAD "  %3 = fused \"%1 = tanh %0 : f32[B, S, 8]\" : f32[B, S, 8]\n}\n",
