@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # peers.sh: bertcc against ONNX Runtime and PyTorch on the same BERT workloads, in one
-# run. Rounds interleave the sides (round r: for each workload, bertcc, ORT opset 12,
-# ORT opset 14, PyTorch), each run a fresh process that prints the median ms of ITERS
+# run. Rounds interleave the sides (round r: OpenBLAS sgemm, then for each workload
+# bertcc, ORT opset 12, ORT opset 14, PyTorch), each run a fresh process that prints the median ms of ITERS
 # iterations after its warm-up; the table gives the median over rounds, ratios peer /
 # bertcc, bertcc's GFLOP/s against the best OpenBLAS sgemm rate of this machine
 # (bench/matmul_bench at the BERT shapes), and peak RSS. Setup and results:
@@ -70,19 +70,22 @@ rm -f "$out"/runs/*.json
 base_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 torch_env=("${base_env[@]}" OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS="$threads")
 
-# The limit: the best OpenBLAS sgemm GFLOP/s over the BERT shapes at $threads threads
-# (table.py reads it from matmul_bench's table).
+# The limit, measured in every round: the best OpenBLAS sgemm GFLOP/s over the BERT
+# shapes at $threads threads (table.py reads it from matmul_bench's tables).
 if [ ! -x "$build/bench/matmul_bench" ]; then
   echo "== building matmul_bench (Release, -DBERTCC_BENCH=ON) into $build/" >&2
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DBERTCC_BENCH=ON >/dev/null
   cmake --build "$build" -j"$(nproc)" --target matmul_bench >/dev/null
 fi
-echo "== sgemm limit: bench/run_matmul.sh $build -r 5 -t $threads" >&2
-bench/run_matmul.sh "$build" -r 5 -t "$threads" >"$out/sgemm.md"
+rm -f "$out"/sgemm-r*.md
+
+vocab_of() { sed -n 's/.*[[:space:]]vocab-size="\([0-9]*\)".*/\1/p' "$1"; }
 
 # ONNX models (inference only), named by a hash of what made them, so a changed model or
 # exporter makes new ones.
 declare -A onnx=()
+ops=$out/ort-ops.tsv
+: >"$ops"
 for w in $workloads; do
   read -r model mode _ _ <<<"${spec[$w]}"
   [ "$mode" = infer ] || continue
@@ -96,6 +99,13 @@ for w in $workloads; do
       "${base_env[@]}" $py $peers/export_onnx.py "$model" --opset "$opset" -o "$f"
     fi
     onnx[$key]=$f
+    # What ONNX Runtime fuses: the node types of the graph it runs (written by an
+    # untimed session, so that every timed run is alike) that the export lacks.
+    "${base_env[@]}" node $peers/ort_bench.js "$f" --batch-size 1 --seq-len 8 \
+      --threads "$threads" --iters 1 --warmup 0 --vocab "$(vocab_of "$model")" \
+      --optimized-out "${f%.onnx}.optimized.onnx" >/dev/null || die "ONNX Runtime failed on $f"
+    fused=$($py $peers/ort_ops.py "${f%.onnx}.optimized.onnx" --not-in "$f")
+    printf '%s\t%s\t%s\n' "$(basename "$model" .xml)" "$opset" "$fused" >>"$ops"
   done
 done
 
@@ -114,8 +124,11 @@ side() {
     die "$s gave no usable result on $w (round $r)"
 }
 
-declare -A optimized=()
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq 1 "$rounds"); do
+  echo "== round $r: sgemm: bench/run_matmul.sh $build -r 5 -t $threads" >&2
+  bench/run_matmul.sh "$build" -r 5 -t "$threads" >"$out/sgemm-r$r.md" ||
+    die "matmul_bench failed (round $r)"
   for w in $workloads; do
     read -r model mode B S <<<"${spec[$w]}"
     shape=(--batch-size "$B" --seq-len "$S" --threads "$threads" --iters "$iters")
@@ -125,15 +138,8 @@ for r in $(seq 1 "$rounds"); do
     fi
     if [ "$mode" = infer ]; then
       for opset in 12 14; do
-        f=${onnx[$model:$opset]}
-        opt=()
-        if [ -z "${optimized[$f]:-}" ]; then # once per model: the graph ORT runs
-          optimized[$f]=${f%.onnx}.optimized.onnx
-          opt=(--optimized-out "${optimized[$f]}")
-        fi
-        vocab=$(sed -n 's/.*[[:space:]]vocab-size="\([0-9]*\)".*/\1/p' "$model")
-        side "$w" "$r" "ort$opset" "${base_env[@]}" node $peers/ort_bench.js "$f" \
-          "${shape[@]}" --vocab "$vocab" "${opt[@]}" --json
+        side "$w" "$r" "ort$opset" "${base_env[@]}" node $peers/ort_bench.js \
+          "${onnx[$model:$opset]}" "${shape[@]}" --vocab "$(vocab_of "$model")" --json
       done
     fi
     side "$w" "$r" pytorch "${torch_env[@]}" $py $peers/torch_bench.py "$model" \
@@ -141,18 +147,10 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-# What ONNX Runtime fused: the node types its optimized graph has and the export lacks.
-ops=$out/ort-ops.tsv
-: >"$ops"
-for key in "${!onnx[@]}"; do
-  f=${onnx[$key]}
-  fused=$($py $peers/ort_ops.py "${optimized[$f]}" --not-in "$f")
-  printf '%s\t%s\t%s\n' "$(basename "${key%:*}" .xml)" "${key#*:}" "$fused" >>"$ops"
-done
-
 cpu=$(lscpu | sed -n 's/^Model name: *//p')
 versions="onnxruntime-node $(node -p "require('./$peers/node_modules/onnxruntime-node/package.json').version")"
 versions+=", python3-torch $(dpkg-query -W -f '${Version}' python3-torch)"
-$py $peers/table.py "$results" --sgemm "$out/sgemm.md" --ops "$ops" --cpu "$cpu" \
-  --versions "$versions" --threads "$threads" --rounds "$rounds" --iters "$iters" |
-  tee "$out/table.md"
+load="$load_before / $(cut -d' ' -f1-3 /proc/loadavg)"
+$py $peers/table.py "$results" --sgemm "$out"/sgemm-r*.md --ops "$ops" --cpu "$cpu" \
+  --versions "$versions" --load "$load" --threads "$threads" --rounds "$rounds" \
+  --iters "$iters" | tee "$out/table.md"

@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """table.py: bench/peers.sh's markdown tables from its results.tsv.
 
-  table.py RESULTS.tsv --sgemm SGEMM.md --ops OPS.tsv --cpu NAME --versions TEXT
-           --threads N --rounds R --iters K
+  table.py RESULTS.tsv --sgemm SGEMM.md... --ops OPS.tsv --cpu NAME --versions TEXT
+           --load TEXT --threads N --rounds R --iters K
 
 Each side's number is the median over rounds of its runs' medians; ORT takes the faster
-opset. Fails (status 1) when a run is missing, rather than print a table with holes.
+opset. The sgemm limit is the median over rounds (one matmul_bench table each) of the
+best OpenBLAS rate of the round. Fails (status 1) when a run is missing, rather than print a table with holes.
 """
 import sys
 sys.dont_write_bytecode = True
@@ -40,7 +41,8 @@ def sgemm_limit(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results")
-    for k in ("--sgemm", "--ops", "--cpu", "--versions"):
+    ap.add_argument("--sgemm", nargs="+", required=True)
+    for k in ("--ops", "--cpu", "--versions", "--load"):
         ap.add_argument(k, required=True)
     for k in ("--threads", "--rounds", "--iters"):
         ap.add_argument(k, type=int, required=True)
@@ -70,14 +72,20 @@ def main():
     def peak(w, s):
         return max(float(r["peak_rss_mb"]) for r in runs[(w, s)])
 
-    limit, limit_shape, blas = sgemm_limit(a.sgemm)
+    if len(a.sgemm) != a.rounds:
+        fail(f"{len(a.sgemm)} sgemm tables, expected {a.rounds}")
+    per_round = [sgemm_limit(f) for f in a.sgemm]
+    limit = statistics.median(g for g, _, _ in per_round)
+    blas = per_round[0][2]
     print(f"Host: {a.cpu}, {a.threads} threads. Each number is the median over {a.rounds} "
           f"rounds of one process's median of {a.iters} iterations; rounds interleave the "
           "sides. Ratios are peer ms / bertcc ms (above 1: bertcc is faster). Peak RSS: the "
           "largest over rounds, one process per run.")
+    print(f"Load average (1, 5, 15 min) before / after the rounds: {a.load}.")
     print(f"Versions: {a.versions}. {blas}")
-    print(f"sgemm limit: {limit:.1f} GFLOP/s, OpenBLAS's best over the BERT shapes at "
-          f"{a.threads} threads ({limit_shape}).")
+    print(f"sgemm limit: {limit:.1f} GFLOP/s, the median over rounds of OpenBLAS's best "
+          f"rate over the BERT shapes at {a.threads} threads; per round: "
+          + "; ".join(f"{g:.1f} ({shape})" for g, shape, _ in per_round) + ".")
     if not with_bertcc:
         print("bertcc: skipped (--no-bertcc).")
     print()
