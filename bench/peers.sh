@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # peers.sh: bertcc against ONNX Runtime and PyTorch on the same BERT workloads, in one
 # run. Rounds interleave the sides (round r: OpenBLAS sgemm, then for each workload
-# bertcc, ORT opset 12, ORT opset 14, PyTorch), each run a fresh process that prints the median ms of ITERS
-# iterations after its warm-up; the table gives the median over rounds, ratios peer /
-# bertcc, bertcc's GFLOP/s against the best OpenBLAS sgemm rate of this machine
-# (bench/matmul_bench at the BERT shapes), and peak RSS. Setup and results:
-# bench/README.md, "Peers".
+# bertcc, ORT opset 12, ORT opset 14, PyTorch), each run a fresh process that prints
+# the median ms of ITERS iterations after its warm-up; the table gives the median over
+# rounds, ratios peer / bertcc, bertcc's GFLOP/s against the best OpenBLAS sgemm rate
+# of this machine (bench/matmul_bench at the BERT shapes), and peak RSS. Setup and
+# results: bench/README.md, "Peers".
 #
 #   bench/peers.sh [--no-bertcc]
 # --no-bertcc measures only the peers and the sgemm limit (bertcc's columns say
@@ -14,7 +14,8 @@
 # Environment:
 #   THREADS (default 2), ROUNDS (default 3, at least 3), ITERS (default 5)
 #   WORKLOADS a subset of: base-b1 base-b8 mini-b32 base-train-b8 mini-train-b32 (all)
-#   OUT_DIR   ONNX models, every run's JSON, results.tsv, table.md (default /tmp/bertcc-peers)
+#   OUT_DIR   ONNX models, every run's JSON, results.tsv, table.md
+#             (default /tmp/bertcc-peers)
 #   BERTCC    a bertcc binary to use; without it, bertcc is built (Release) in BUILD_DIR
 #   BUILD_DIR (default build; matmul_bench is built there with -DBERTCC_BENCH=ON)
 set -euo pipefail
