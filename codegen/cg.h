@@ -66,6 +66,7 @@ int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_opti
 typedef struct cg_map_env {
     const ir_node *n;
     LLVMValueRef seed; /* dropout: the i64 seed */
+    LLVMValueRef tag;  /* dropout: its stream index as an i64 value (NULL: n's own) */
 } cg_map_env;
 
 /* One element (ty = f32) or one vector of them (ty = <vec x float>) of the result from

@@ -53,7 +53,7 @@ static void lower_map(cg_ctx *c, cg_kernel *k, int nin, cg_map_fn f)
 {
     LLVMValueRef lo, hi, in[IR_MAX_INPUTS];
     block_range(c, k, &lo, &hi);
-    cg_map_env env = {k->n, NULL};
+    cg_map_env env = {k->n, NULL, NULL};
     if (k->n->op == IR_OP_DROPOUT)
         env.seed = LLVMBuildLoad2(c->b, c->t_i64, cg_arg(c, k, 2), "seed");
     for (int i = 0; i < nin; i++)
@@ -179,8 +179,12 @@ static LLVMValueRef f_dropout(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty,
 {
     double p = env->n->a.p;
     uint64_t tag = (uint64_t)env->n->a.index;
-    LLVMValueRef z = LLVMBuildXor(c->b, cg_splat(c, ty, env->seed),
-                                  ki64(c, ty, tag * 0x9e3779b97f4a7c15ULL), "");
+    LLVMValueRef mix = ki64(c, ty, tag * 0x9e3779b97f4a7c15ULL);
+    if (env->tag) /* the stream index at run time (a fused kernel shared by layers) */
+        mix = cg_splat(c, ty, LLVMBuildMul(c->b, env->tag,
+                                           LLVMConstInt(c->t_i64, 0x9e3779b97f4a7c15ULL, 0),
+                                           ""));
+    LLVMValueRef z = LLVMBuildXor(c->b, cg_splat(c, ty, env->seed), mix, "");
     z = LLVMBuildXor(c->b, z,
                      LLVMBuildMul(c->b, idx, ki64(c, ty, 0xd1b54a32d192ed03ULL), ""), "");
     z = LLVMBuildMul(c->b,
@@ -212,7 +216,7 @@ static void lower_broadcast(cg_ctx *c, cg_kernel *k, cg_map_fn f)
     }
     LLVMValueRef lo, hi;
     block_range(c, k, &lo, &hi);
-    cg_map_env env = {k->n, NULL};
+    cg_map_env env = {k->n, NULL, NULL};
     LLVMValueRef out = cg_arg(c, k, 0), a = cg_arg(c, k, 1), b = cg_arg(c, k, 2);
     LLVMValueRef nb = cg_numel(c, tb, k->B, k->S);
     LLVMValueRef r0 = cg_div(c, lo, nb);

@@ -375,6 +375,7 @@ typedef struct epi_step {
     LLVMValueRef base[IR_MAX_INPUTS]; /* in the body: its pointer */
     LLVMValueRef nb[IR_MAX_INPUTS];   /* EPI_SUFFIX: its element count */
     LLVMValueRef seed;                /* EPI_SEED: the loaded seed */
+    LLVMValueRef tag;                 /* the first dropout: its stream index, dims[2] */
 } epi_step;
 
 /* The elementwise ops applied to each element of C as the last K block stores it, in
@@ -416,7 +417,7 @@ static LLVMValueRef epi_apply(cg_ctx *c, const mm_cfg *f, const mm_epi *epi, LLV
             x[k] = mask ? cg_masked_load(c, f->V, cg_ptr_raw(c, st->base[k], at), mask)
                         : cg_vld_align(c, vt, st->base[k], at, 4);
         }
-        cg_map_env env = {st->n, st->seed};
+        cg_map_env env = {st->n, st->seed, st->tag};
         v = st->f(c, &env, vt, x, idx);
     }
     return v;
@@ -571,8 +572,15 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
 
     mm_sizes(c, mn, f, k->B, k->S, &d);
     LLVMValueRef C = cg_arg(c, k, 0), A = cg_arg(c, k, mn->a_arg), Bm = cg_arg(c, k, mn->b_arg);
+    int dropouts = 0;
     for (int i = 0; epi && i < epi->n; i++) {
         epi_step *st = &epi->s[i];
+        /* the plan passes the first dropout's stream index (rt_step.imm) */
+        if (st->n->op == IR_OP_DROPOUT && !dropouts++)
+            st->tag = LLVMBuildLoad2(c->b, c->t_i64,
+                                     LLVMBuildGEP2(c->b, c->t_i64, k->dims,
+                                                   (LLVMValueRef[]){cg_i64(c, 2)}, 1, ""),
+                                     "tag");
         for (int j = 0; j < st->n->nin; j++) {
             if (st->kind[j] == EPI_CHAIN)
                 continue;

@@ -324,6 +324,14 @@ ir_graph *ir_region_graph(const ir_graph *g, const ir_node *n, bc_err *e);
 char *ir_region_body(const ir_graph *g, const int *nodes, int nn, const int *operands,
                      int nop);
 
+/* A fused node's kernel with its first dropout's stream index taken out, so that the
+ * same region of every layer is one kernel (the index comes at run time): into buf
+ * (len bytes) the body with that index written as 0, and *index the index; or 0 with
+ * buf holding the body as it is when the body has no dropout. -1 when out of memory
+ * or the body does not read. */
+int ir_region_kernel_body(const ir_graph *g, const ir_node *n, char *buf, size_t len,
+                          int64_t *index);
+
 /* ---- verifier (ir/verify.c) ---- */
 /* Checks structure (topological order, input counts, attributes, names, outputs) and
  * that every node's type equals its shape rule's. Messages name the node: "%12 (add): ...".

@@ -107,3 +107,37 @@ char *ir_region_body(const ir_graph *g, const int *nodes, int nn, const int *ope
     free(num);
     return text;
 }
+
+int ir_region_kernel_body(const ir_graph *g, const ir_node *n, char *buf, size_t len,
+                          int64_t *index)
+{
+    *index = 0;
+    if (!strstr(n->name, " = dropout ")) {
+        snprintf(buf, len, "%s", n->name);
+        return 0;
+    }
+    bc_err e;
+    ir_graph *r = ir_region_graph(g, n, &e);
+    if (!r)
+        return -1;
+    for (int i = n->nin; i < r->n; i++)
+        if (r->nodes[i].op == IR_OP_DROPOUT) {
+            *index = r->nodes[i].a.index;
+            r->nodes[i].a.index = 0;
+            break;
+        }
+    int nb = r->n - n->nin, *ids = malloc(sizeof *ids * (size_t)(r->n));
+    char *body = NULL;
+    if (ids) {
+        for (int i = 0; i < r->n; i++)
+            ids[i] = i;
+        body = ir_region_body(r, ids + n->nin, nb, ids, n->nin);
+    }
+    free(ids);
+    ir_graph_free(r);
+    if (!body)
+        return -1;
+    snprintf(buf, len, "%s", body);
+    free(body);
+    return 0;
+}

@@ -307,6 +307,7 @@ static void run_steps(const rt_exec *x, run *r, int ith, int nt)
     void *args[1 + IR_MAX_INPUTS];
     for (int i = 0; i < p->nsteps; i++) {
         const rt_step *s = &p->steps[i];
+        const int64_t dims[3] = {r->dims[0], r->dims[1], s->imm};
         int64_t n = r->units[i], chunk = n / (8 * (int64_t)nt);
         chunk = chunk < 1 ? 1 : chunk;
         for (int k = 0; k < s->nptr; k++)
@@ -315,8 +316,7 @@ static void run_steps(const rt_exec *x, run *r, int ith, int nt)
             int64_t u0 = __atomic_fetch_add(&r->next[i], chunk, __ATOMIC_RELAXED);
             if (u0 >= n)
                 break;
-            x->k[s->kernel].body(args, r->dims, u0, u0 + chunk < n ? u0 + chunk : n,
-                                 scratch);
+            x->k[s->kernel].body(args, dims, u0, u0 + chunk < n ? u0 + chunk : n, scratch);
         }
 #pragma omp barrier
     }
@@ -328,7 +328,8 @@ static int dispatch(const rt_exec *x, run *r, int threads, bc_err *e)
     int64_t scratch = 0;
     for (int i = 0; i < p->nsteps; i++) {
         int64_t need = 0;
-        r->units[i] = x->k[p->steps[i].kernel].units(r->dims, &need);
+        const int64_t dims[3] = {r->dims[0], r->dims[1], p->steps[i].imm};
+        r->units[i] = x->k[p->steps[i].kernel].units(dims, &need);
         scratch = need > scratch ? need : scratch;
     }
     int nth = threads;

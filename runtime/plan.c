@@ -7,10 +7,13 @@
 
 void rt_kernel_signature(const ir_graph *g, const ir_node *n, char *buf, size_t len)
 {
-    /* a fused node's kernel is its body's */
+    /* a fused node's kernel is its body's, the first dropout's stream index aside */
+    char body[6144] = "";
+    int64_t tag;
+    if (n->op == IR_OP_FUSED && ir_region_kernel_body(g, n, body, sizeof body, &tag))
+        snprintf(body, sizeof body, "%s", n->name);
     size_t k = (size_t)snprintf(buf, len, "%s%s%s{", ir_ops[n->op].name,
-                                n->op == IR_OP_FUSED ? ":" : "",
-                                n->op == IR_OP_FUSED ? n->name : "");
+                                n->op == IR_OP_FUSED ? ":" : "", body);
     /* Perm has as many entries as the transpose's own rank (its operand's). */
     k += ir_attrs_signature(n->op, &n->a, n->type.rank, k < len ? buf + k : NULL,
                             k < len ? len - k : 0);
@@ -110,6 +113,12 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, bc_err *e)
         rt_step *s = &p->steps[p->nsteps];
         s->node = v;
         s->kernel = k;
+        s->imm = 0;
+        if (nd->op == IR_OP_FUSED && ir_region_kernel_body(g, nd, sig, sizeof sig, &s->imm)) {
+            free_sigs(sigs, p->nkernels);
+            rt_plan_free(p);
+            return bc_errf(e, "%%%d (fused): its body does not read", v);
+        }
         s->nptr = 1 + nd->nin;
         s->ptr[0] = v;
         for (int i = 0; i < nd->nin; i++)

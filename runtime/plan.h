@@ -14,7 +14,8 @@
 #include "../ir/ir.h"
 
 /* A generated kernel: `units` says how many independent work units it has for the
- * given sizes (dims = {B, S}) and how much per-thread scratch it needs; `body` does
+ * given sizes (dims = {B, S, imm}, imm the step's) and how much per-thread scratch it
+ * needs; `body` does
  * units [u0, u1). ptrs[0] is the result, ptrs[1..] the operands, in node order. Any
  * split of the units over threads gives the same bits. */
 typedef int64_t (*rt_units_fn)(const int64_t *dims, int64_t *scratch_bytes);
@@ -42,8 +43,10 @@ typedef struct rt_value {
 } rt_value;
 
 typedef struct rt_step {
-    int node;   /* the graph node it computes */
-    int kernel; /* index into the kernel table */
+    int node;    /* the graph node it computes */
+    int kernel;  /* index into the kernel table */
+    int64_t imm; /* the kernel's dims[2]: a fused body's first dropout's stream index
+                    (ir_region_kernel_body), else 0 */
     int nptr;
     int ptr[1 + IR_MAX_INPUTS]; /* value numbers: result, then operands */
 } rt_step;

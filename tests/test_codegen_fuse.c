@@ -12,6 +12,7 @@
 
 #include "../codegen/engine.h"
 #include "../passes/passes.h"
+#include "../runtime/plan.h"
 #include "../runtime/tensor.h"
 #include "../runtime/interp.h"
 #include "tests/util.h"
@@ -443,5 +444,55 @@ Test(codegen_fuse, a_bad_mask_value_inside_a_region_is_refused)
     cr_expect_eq(rt_interp_run(b.g, &b.p, &b.in, &io, &out, &e), -1);
     cr_expect(strstr(e.msg, "value 2 at flat index 7"), "%s", e.msg);
     rt_list_free(&out);
+    free_built(&b);
+}
+
+/* Two layers' regions that differ only in their dropout stream share one kernel (the
+ * index comes at run time), and each keeps its own stream: the unfused bits. */
+Test(codegen_fuse, regions_differing_in_the_dropout_stream_share_a_kernel)
+{
+    built b = build(2, 9, 33, 33, 0, 1, E_BIAS_DROP_RES); /* K = N: the same shapes */
+    ir_graph *g = b.g;
+    int y = g->outs[0].value;
+    /* a second layer on the first one's output, with its own stream */
+    ir_dim dw[2] = {DC(33), DC(33)};
+    int w2 = ir_param(g, "w2", ir_type_make(IR_F32, 2, dw));
+    add_f32(&b, "w2", 2, dw, 2, 9, -1, 1, 30, 1);
+    int bias2 = ir_param(g, "b2", ir_type_make(IR_F32, 1, (ir_dim[]){DC(33)}));
+    add_f32(&b, "b2", 1, (ir_dim[]){DC(33)}, 2, 9, -1, 1, 31, 1);
+    ir_attrs a = {0};
+    a.p = 0.3;
+    a.index = 9;
+    int seed = ir_find_named(g, IR_OP_INPUT, "seed");
+    int d = ir_add(g, IR_OP_DROPOUT, (int[]){ir_addv(g, ir_matmul(g, y, w2, 0, 1), bias2), seed},
+                   2, &a, NULL, NULL);
+    ir_set_output(g, "y", ir_addv(g, d, ir_find_named(g, IR_OP_INPUT, "r")));
+    cr_assert(!g->failed, "%s", g->err.msg);
+    bc_err e = {{0}};
+    ir_graph *unfused = ir_graph_clone(g), *fused = ir_graph_clone(g);
+    cr_assert_eq(pass_run_pipeline(&unfused, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(pass_run_pipeline(&fused, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(count_op(fused, IR_OP_FUSED), 2);
+    rt_plan plan;
+    cr_assert_eq(rt_plan_build(fused, &plan, &e), 0, "%s", e.msg);
+    int k[2], nk = 0;
+    int64_t imm[2];
+    for (int i = 0; i < plan.nsteps; i++)
+        if (fused->nodes[plan.steps[i].node].op == IR_OP_FUSED && nk < 2) {
+            k[nk] = plan.steps[i].kernel;
+            imm[nk++] = plan.steps[i].imm;
+        }
+    cr_expect_eq(k[0], k[1], "one kernel for both regions");
+    cr_expect(imm[0] == 5 && imm[1] == 9, "streams %lld, %lld", (long long)imm[0],
+              (long long)imm[1]);
+    rt_plan_free(&plan);
+    rt_tensor_list base, f;
+    run_jit(unfused, &b, 1, &base);
+    run_jit(fused, &b, 2, &f);
+    expect_same_bits(&f, &base, "two layers with their own dropout streams");
+    rt_list_free(&base);
+    rt_list_free(&f);
+    ir_graph_free(unfused);
+    ir_graph_free(fused);
     free_built(&b);
 }
