@@ -426,8 +426,8 @@ static LLVMValueRef epi_apply(cg_ctx *c, const mm_cfg *f, const mm_epi *epi, LLV
 /* The MR x NR tile of C at rows i0.., columns j0.. (mr x nr of it inside C):
  * C = (first ? 0 : C) + sum over p < kc of A(:, p) B(p, :), pb being B's packed
  * micro-panel (kc, NR). Full tiles load and store C directly; edge tiles go through
- * `tile`, an (MR, NR) stack buffer. With an epilogue, the last K block (`last`) stores
- * epilogue(C) instead; zoff is the flat index of C's batch entry in the result. */
+ * `tile`, an (MR, NR) stack buffer. With an epilogue, the last K block (`last`) then
+ * applies it to the tile in C; zoff is the flat index of C's batch entry in the result. */
 static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef pb,
                          LLVMValueRef kc, LLVMValueRef cz, LLVMValueRef ldc,
                          LLVMValueRef i0, LLVMValueRef mr, LLVMValueRef j0, LLVMValueRef nr,
@@ -479,43 +479,6 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
 
     LLVMBasicBlockRef bsf = cg_block(c, "c.store.full"), bse = cg_block(c, "c.store.edge"),
                       bd = cg_block(c, "c.done");
-    if (epi) {
-        LLVMBasicBlockRef bef = cg_block(c, "c.epi.full"), bee = cg_block(c, "c.epi.edge"),
-                          bplain = cg_block(c, "c.plain");
-        LLVMBuildCondBr(c->b, last, bef, bplain);
-        LLVMPositionBuilderAtEnd(c->b, bef);
-        LLVMBasicBlockRef befull = cg_block(c, "c.epi.full.do");
-        LLVMBuildCondBr(c->b, full, befull, bee);
-        LLVMPositionBuilderAtEnd(c->b, befull);
-        LLVMValueRef rowflat = cg_add(c, zoff, c0);
-        for (int r = 0; r < MR; r++)
-            for (int v = 0; v < NRV; v++) {
-                LLVMValueRef off = cg_add(c, cg_mul(c, cg_i64(c, r), ldc), cg_i64(c, v * V));
-                LLVMValueRef y = epi_apply(c, f, epi, acc[r * NRV + v], cg_add(c, rowflat, off), NULL);
-                cg_vst_align(c, y, cz, C_AT(r, v), 4);
-            }
-        LLVMBuildBr(c->b, bd);
-        /* edge: through the tile, row by row, with masked operand loads */
-        LLVMPositionBuilderAtEnd(c->b, bee);
-        for (int r = 0; r < MR; r++)
-            for (int v = 0; v < NRV; v++)
-                cg_vst_align(c, acc[r * NRV + v], tile, T_AT(r, v), 4 * (unsigned)V);
-        cg_loop lr;
-        cg_for_begin(c, &lr, cg_i64(c, 0), mr, "epi.r");
-        LLVMValueRef crow = cg_add(c, cg_mul(c, cg_add(c, i0, lr.iv), ldc), j0);
-        LLVMValueRef trow = cg_mul(c, lr.iv, cg_i64(c, f->NR));
-        for (int v = 0; v < NRV; v++) {
-            LLVMValueRef cv = cg_add(c, crow, cg_i64(c, v * V));
-            LLVMValueRef m = cg_lane_mask(c, cg_sub(c, nr, cg_i64(c, v * V)), V);
-            LLVMValueRef t = cg_vld_align(c, vt, tile, cg_add(c, trow, cg_i64(c, v * V)),
-                                          4 * (unsigned)V);
-            LLVMValueRef y = epi_apply(c, f, epi, t, cg_add(c, zoff, cv), m);
-            cg_masked_store(c, V, y, cg_ptr_raw(c, cz, cv), m);
-        }
-        cg_for_end(c, &lr);
-        LLVMBuildBr(c->b, bd);
-        LLVMPositionBuilderAtEnd(c->b, bplain);
-    }
     LLVMBuildCondBr(c->b, full, bsf, bse);
     LLVMPositionBuilderAtEnd(c->b, bsf);
     for (int r = 0; r < MR; r++)
@@ -529,6 +492,29 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
     edge_copy(c, f, 1, tile, cz, ldc, i0, mr, j0, nr);
     LLVMBuildBr(c->b, bd);
     LLVMPositionBuilderAtEnd(c->b, bd);
+    if (epi) {
+        /* after the last K block: the epilogue on the tile just stored, row by row while
+         * it is in L1 (one copy of the chain per vector of a row keeps the kernel small;
+         * an f32 store and reload is exact, so the bits are those of registers) */
+        LLVMBasicBlockRef be = cg_block(c, "c.epi"), bdone = cg_block(c, "c.epi.done");
+        LLVMBuildCondBr(c->b, last, be, bdone);
+        LLVMPositionBuilderAtEnd(c->b, be);
+        LLVMValueRef m[4];
+        for (int v = 0; v < NRV; v++)
+            m[v] = cg_lane_mask(c, cg_sub(c, nr, cg_i64(c, v * V)), V);
+        cg_loop lr;
+        cg_for_begin(c, &lr, cg_i64(c, 0), mr, "epi.r");
+        LLVMValueRef crow = cg_add(c, cg_mul(c, cg_add(c, i0, lr.iv), ldc), j0);
+        for (int v = 0; v < NRV; v++) {
+            LLVMValueRef cv = cg_add(c, crow, cg_i64(c, v * V));
+            LLVMValueRef x = cg_masked_load(c, V, cg_ptr_raw(c, cz, cv), m[v]);
+            LLVMValueRef y = epi_apply(c, f, epi, x, cg_add(c, zoff, cv), m[v]);
+            cg_masked_store(c, V, y, cg_ptr_raw(c, cz, cv), m[v]);
+        }
+        cg_for_end(c, &lr);
+        LLVMBuildBr(c->b, bdone);
+        LLVMPositionBuilderAtEnd(c->b, bdone);
+    }
 #undef C_AT
 #undef T_AT
 }
@@ -544,8 +530,8 @@ static int check_mm(const cg_ctx *c, const ir_node *n, const ir_type *at, const 
     if (!b_batched(at, bt) && n->a.ta && at->rank > 2)
         return bc_errf(e, "matmul: ta needs a batched rhs");
     const mm_cfg cfg = choose_cfg(c, n->a.ta), *f = &cfg;
-    if (f->MR * f->NRV > MAX_ACC || f->NR % 8 || f->KC % 8 || f->MC % f->MR ||
-        f->NC % f->NR)
+    if (f->MR * f->NRV > MAX_ACC || f->NRV > 4 || f->NR % 8 || f->KC % 8 ||
+        f->MC % f->MR || f->NC % f->NR)
         return bc_errf(e, "matmul: internal error: bad blocking %dx%d, KC %d, %dx%d", f->MR,
                        f->NR, f->KC, f->MC, f->NC);
     return 0;

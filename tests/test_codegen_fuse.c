@@ -496,3 +496,36 @@ Test(codegen_fuse, regions_differing_in_the_dropout_stream_share_a_kernel)
     ir_graph_free(fused);
     free_built(&b);
 }
+
+/* The epilogue and attention kernels on AVX2 (6 x 16 tiles, 8 lanes) and SSE (4 lanes):
+ * the fused graph against the unfused one on the same target, bit for bit. */
+Test(codegen_fuse, avx2_and_sse_targets_give_the_unfused_bits, .timeout = 300)
+{
+    const cg_options targets[2] = {{"x86-64-v3", "+avx,+avx2,+fma,+f16c", NULL, 0},
+                                   {"x86-64", "+sse2", NULL, 0}};
+    for (int t = 0; t < 2; t++)
+        for (int c = 0; c < 2; c++) {
+            built b = c ? build_attention(2, 13, 2, 11, 2, 0)
+                        : build(2, 7, 300, 23, 0, 1, E_BIAS_DROP_RES);
+            bc_err e = {{0}};
+            ir_graph *u = ir_graph_clone(b.g), *f = ir_graph_clone(b.g);
+            cr_assert_eq(pass_run_pipeline(&u, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
+            cr_assert_eq(pass_run_pipeline(&f, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s",
+                         e.msg);
+            cr_assert_eq(count_op(f, IR_OP_FUSED), 1);
+            rt_tensor_list out[2];
+            for (int k = 0; k < 2; k++) {
+                cg_engine *x = cg_engine_new(k ? f : u, CG_BACKEND_JIT, &targets[t], &e);
+                cr_assert_not_null(x, "%s", e.msg);
+                rt_list_init(&out[k]);
+                cr_assert_eq(cg_engine_run(x, &b.p, &b.in, 2, &out[k], &e), 0, "%s", e.msg);
+                cg_engine_free(x);
+            }
+            expect_same_bits(&out[1], &out[0], targets[t].cpu);
+            rt_list_free(&out[0]);
+            rt_list_free(&out[1]);
+            ir_graph_free(u);
+            ir_graph_free(f);
+            free_built(&b);
+        }
+}
