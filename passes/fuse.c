@@ -241,6 +241,19 @@ static int attention_members(const fuser *f, int p, int *members)
     return nm;
 }
 
+/* Records a region: its members under its last one, and every member's region. */
+static int add_region(fuser *f, int **mem, int *nmem, const int *members, int nm)
+{
+    int last = members[nm - 1];
+    if (!(mem[last] = malloc(sizeof(int) * (size_t)nm)))
+        return -1;
+    memcpy(mem[last], members, sizeof(int) * (size_t)nm);
+    nmem[last] = nm;
+    for (int j = 0; j < nm; j++)
+        f->region[members[j]] = last;
+    return 0;
+}
+
 int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
 {
     const ir_graph *g = *gp;
@@ -267,33 +280,19 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         if (g->nodes[i].op != IR_OP_ATTN_SOFTMAX)
             continue;
         int members[MAX_MEMBERS], nm = attention_members(&f, i, members);
-        if (!nm)
-            continue;
-        int last = members[nm - 1];
-        if (!(mem[last] = malloc(sizeof(int) * (size_t)nm))) {
+        if (nm && add_region(&f, mem, nmem, members, nm)) {
             rc = bc_errf(e, "out of memory");
             goto done;
         }
-        memcpy(mem[last], members, sizeof(int) * (size_t)nm);
-        nmem[last] = nm;
-        for (int j = 0; j < nm; j++)
-            f.region[members[j]] = last;
     }
     for (int i = 0; i < g->n && (rules_on & PASS_FUSE_EPILOGUE); i++) {
         if (ir_ops[g->nodes[i].op].fuse != IR_FUSE_OUT_ELEMWISE || f.region[i] >= 0)
             continue;
         int members[MAX_MEMBERS], nm = epilogue_members(&f, i, members);
-        if (nm < 2)
-            continue;
-        int last = members[nm - 1];
-        if (!(mem[last] = malloc(sizeof(int) * (size_t)nm))) {
+        if (nm >= 2 && add_region(&f, mem, nmem, members, nm)) {
             rc = bc_errf(e, "out of memory");
             goto done;
         }
-        memcpy(mem[last], members, sizeof(int) * (size_t)nm);
-        nmem[last] = nm;
-        for (int j = 0; j < nm; j++)
-            f.region[members[j]] = last;
     }
 
     ir_graph *ng = ir_graph_new(g->name);
