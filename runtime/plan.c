@@ -5,13 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-void rt_kernel_signature(const ir_graph *g, const ir_node *n, char *buf, size_t len)
+/* The signature, and the step's immediate (rt_step.imm): a fused node's kernel is its
+ * body's, the first dropout's stream index aside, which the step passes instead. -1
+ * when a fused body cannot be read (out of memory: g verifies). */
+static int signature(const ir_graph *g, const ir_node *n, char *buf, size_t len,
+                     int64_t *imm)
 {
-    /* a fused node's kernel is its body's, the first dropout's stream index aside */
     char body[6144] = "";
-    int64_t tag;
-    if (n->op == IR_OP_FUSED && ir_region_kernel_body(g, n, body, sizeof body, &tag))
-        snprintf(body, sizeof body, "%s", n->name);
+    *imm = 0;
+    int rc = n->op == IR_OP_FUSED ? ir_region_kernel_body(g, n, body, sizeof body, imm) : 0;
     size_t k = (size_t)snprintf(buf, len, "%s%s%s{", ir_ops[n->op].name,
                                 n->op == IR_OP_FUSED ? ":" : "", body);
     /* Perm has as many entries as the transpose's own rank (its operand's). */
@@ -25,6 +27,13 @@ void rt_kernel_signature(const ir_graph *g, const ir_node *n, char *buf, size_t 
     }
     char t[160];
     snprintf(buf + k, k < len ? len - k : 0, ")->%s", ir_type_str(&n->type, t, sizeof t));
+    return rc;
+}
+
+void rt_kernel_signature(const ir_graph *g, const ir_node *n, char *buf, size_t len)
+{
+    int64_t imm;
+    signature(g, n, buf, len, &imm);
 }
 
 void rt_plan_free(rt_plan *p)
@@ -98,7 +107,12 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, bc_err *e)
         const ir_node *nd = &g->nodes[v];
         if (ir_ops[nd->op].code != IR_CODE_KERNEL)
             continue;
-        rt_kernel_signature(g, nd, sig, sizeof sig);
+        int64_t imm;
+        if (signature(g, nd, sig, sizeof sig, &imm)) {
+            free_sigs(sigs, p->nkernels);
+            rt_plan_free(p);
+            return bc_errf(e, "%%%d (fused): out of memory reading its body", v);
+        }
         int k = 0;
         while (k < p->nkernels && strcmp(sigs[k], sig))
             k++;
@@ -113,12 +127,7 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, bc_err *e)
         rt_step *s = &p->steps[p->nsteps];
         s->node = v;
         s->kernel = k;
-        s->imm = 0;
-        if (nd->op == IR_OP_FUSED && ir_region_kernel_body(g, nd, sig, sizeof sig, &s->imm)) {
-            free_sigs(sigs, p->nkernels);
-            rt_plan_free(p);
-            return bc_errf(e, "%%%d (fused): its body does not read", v);
-        }
+        s->imm = imm;
         s->nptr = 1 + nd->nin;
         s->ptr[0] = v;
         for (int i = 0; i < nd->nin; i++)

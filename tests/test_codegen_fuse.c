@@ -168,6 +168,24 @@ static void expect_same_bits(const rt_tensor_list *a, const rt_tensor_list *b,
               "%s", what);
 }
 
+/* The fused graph with 1, 2 and 3 threads gives the unfused graph's bits. */
+static void expect_fused_bits(const ir_graph *unfused, const ir_graph *fused, const built *b,
+                              const char *what)
+{
+    rt_tensor_list base;
+    run_jit(unfused, b, 1, &base);
+    for (int threads = 1; threads <= 3; threads++) {
+        rt_tensor_list f;
+        run_jit(fused, b, threads, &f);
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s: fused with %d threads differs from unfused", what,
+                 threads);
+        expect_same_bits(&f, &base, w2);
+        rt_list_free(&f);
+    }
+    rt_list_free(&base);
+}
+
 static void check_case(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int tb,
                        epi_case ec)
 {
@@ -204,18 +222,7 @@ static void check_case(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int t
     rt_list_free(&r1);
     rt_list_free(&r2);
     /* bit for bit: fused = unfused, any thread count */
-    rt_tensor_list base;
-    run_jit(unfused, &b, 1, &base);
-    for (int threads = 1; threads <= 3; threads++) {
-        rt_tensor_list f;
-        run_jit(fused, &b, threads, &f);
-        char w2[200];
-        snprintf(w2, sizeof w2, "%s: fused with %d threads differs from unfused", what,
-                 threads);
-        expect_same_bits(&f, &base, w2);
-        rt_list_free(&f);
-    }
-    rt_list_free(&base);
+    expect_fused_bits(unfused, fused, &b, what);
     ir_graph_free(unfused);
     ir_graph_free(fused);
     free_built(&b);
@@ -383,18 +390,7 @@ static void check_attention(int64_t B, int64_t S, int64_t nh, int64_t D, int mas
     for (int threads = 1; threads <= 2; threads++)
         cr_expect(tu_jit_vs_ref(fused, &b.p, &b.in, threads, 1e-5, 1e-6, msg, sizeof msg) == 0,
                   "%s, %d threads: %s", what, threads, msg);
-    rt_tensor_list base;
-    run_jit(unfused, &b, 1, &base);
-    for (int threads = 1; threads <= 3; threads++) {
-        rt_tensor_list f;
-        run_jit(fused, &b, threads, &f);
-        char w2[200];
-        snprintf(w2, sizeof w2, "%s: fused with %d threads differs from unfused", what,
-                 threads);
-        expect_same_bits(&f, &base, w2);
-        rt_list_free(&f);
-    }
-    rt_list_free(&base);
+    expect_fused_bits(unfused, fused, &b, what);
     ir_graph_free(unfused);
     ir_graph_free(fused);
     free_built(&b);
