@@ -4,17 +4,23 @@
  * [B, nh, S, S] scores and probabilities.
  *
  * A work unit is one (batch entry, head). It packs the head's K^T as (D, Sp) into
- * per-thread scratch (Sp: S rounded up to the vector width, zero past S), then, two
- * query rows at a time:
- *   - the row's S scores into scratch, each computed as the matmul QK^T computes it: one
- *     chain acc = fma(q[d], k[d], acc) over d = 0..D-1 from 0, 8 vectors of keys side by
- *     side (8 independent chains);
- *   - its softmax by attn_softmax's own row code (cg_attn_softmax_row), in place;
+ * per-thread scratch by 8 x 8 register transposes (Sp: S rounded up to whole vectors
+ * and to 8, zero past S) and the keys' mask addends as one row, then takes the query
+ * rows in blocks of BLOCK (so K^T, then V, stays in L1 across a block), up to 4 rows
+ * side by side:
+ *   - each row's S logits, each score computed as the matmul QK^T computes it (one
+ *     chain acc = fma(q[d], k[d], acc) over d = 0..D-1 from 0; the rows share each K^T
+ *     load), then scale acc + addend as attn_softmax makes it, and the row's maximum,
+ *     while the scores are still in registers; then attn_softmax's own exp and scaling
+ *     passes (cg_softmax_finish);
  *   - the context rows as the matmul PV computes them: one chain over keys j = 0..S-1
- *     from 0 per element, the two rows' chains side by side.
+ *     from 0 per element, the rows' chains side by side.
  * A row of S scores stays in L1 (S <= max-position), so the softmax needs no online
  * rescaling. The region thus gives the bits of its ops run one by one (with the same
- * matmul and softmax kernels), for any thread count. */
+ * matmul and softmax kernels), for any thread count. Measured on bert-mini B=32 (`bertcc
+ * bench --profile`, znver5, 2 threads): 145 GFLOP/s with scalar K^T packing, one row at
+ * a time and four softmax passes; 230-260 GFLOP/s so. */
+#include <math.h>
 #include <string.h>
 
 #include "cg.h"
@@ -88,49 +94,105 @@ int cg_check_attention(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_
     return read_attention(r, n->nin, &a, e);
 }
 
-#define GROUP 8 /* vectors of keys whose score chains run side by side */
+/* Score chains run side by side: GROUP vectors of keys for one query row, or half as
+ * many for each of two rows where the target has only 16 vector registers. */
+#define GROUP 8
 
-/* buf[g V .. (g + G) V) = scores of query row q against keys g V ..: per key one chain
- * over d (kt: K^T as (D, Sp)). */
-static void scores(cg_ctx *c, int G, LLVMValueRef qrow, LLVMValueRef kt, LLVMValueRef Sp,
-                   int64_t D, LLVMValueRef g, LLVMValueRef buf)
+/* The logits of query rows qrow[r] (r < R) against keys g V .. (g + G) V: per key one
+ * chain over d (kt: K^T as (D, Sp)), the R rows sharing each K^T load; then scale acc +
+ * add[j] (add: the keys' mask addends, -inf past S) into buf[r], their maximum into
+ * mx[r] (vectors). */
+static void scores(cg_ctx *c, int R, int G, LLVMValueRef *qrow, LLVMValueRef kt,
+                   LLVMValueRef Sp, const attn_ops *a, LLVMValueRef add, LLVMValueRef g,
+                   LLVMValueRef *buf, LLVMValueRef *mx)
 {
     LLVMTypeRef vt = LLVMVectorType(c->t_f32, (unsigned)c->vec);
     unsigned al = 4 * (unsigned)c->vec;
-    LLVMValueRef acc[GROUP];
-    for (int t = 0; t < G; t++)
-        acc[t] = cg_var(c, vt, LLVMConstNull(vt), "acc");
+    LLVMValueRef acc[4][GROUP];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < G; t++)
+            acc[r][t] = cg_var(c, vt, LLVMConstNull(vt), "acc");
     LLVMValueRef j0 = cg_mul(c, g, cg_i64(c, c->vec));
     cg_loop ld;
-    cg_for_begin(c, &ld, cg_i64(c, 0), cg_i64(c, D), "d");
-    LLVMValueRef qd = cg_splat(c, vt, cg_vld_align(c, c->t_f32, qrow, ld.iv, 4));
+    cg_for_begin(c, &ld, cg_i64(c, 0), cg_i64(c, a->D), "d");
+    LLVMValueRef qd[4];
+    for (int r = 0; r < R; r++)
+        qd[r] = cg_splat(c, vt, cg_vld_align(c, c->t_f32, qrow[r], ld.iv, 4));
     LLVMValueRef krow = cg_add(c, cg_mul(c, ld.iv, Sp), j0);
     for (int t = 0; t < G; t++) {
         LLVMValueRef kv = cg_vld_align(c, vt, kt, cg_add(c, krow, cg_i64(c, t * c->vec)), al);
-        LLVMBuildStore(c->b,
-                       cg_fma_or_muladd(c, qd, kv, LLVMBuildLoad2(c->b, vt, acc[t], "")),
-                       acc[t]);
+        for (int r = 0; r < R; r++)
+            LLVMBuildStore(
+                c->b, cg_fma_or_muladd(c, qd[r], kv, LLVMBuildLoad2(c->b, vt, acc[r][t], "")),
+                acc[r][t]);
     }
     cg_for_end(c, &ld);
-    for (int t = 0; t < G; t++)
-        cg_vst_align(c, LLVMBuildLoad2(c->b, vt, acc[t], ""), buf,
-                     cg_add(c, j0, cg_i64(c, t * c->vec)), al);
+    LLVMValueRef scale = cg_splat(c, vt, cg_f32(c, a->scale));
+    for (int t = 0; t < G; t++) {
+        LLVMValueRef j = cg_add(c, j0, cg_i64(c, t * c->vec));
+        LLVMValueRef addv = cg_vld_align(c, vt, add, j, al);
+        for (int r = 0; r < R; r++) {
+            /* attn_softmax's logit: scale x + addend, a rounded product and sum */
+            LLVMValueRef v = cg_fadd_plain(
+                c, cg_fmul_plain(c, scale, LLVMBuildLoad2(c->b, vt, acc[r][t], "")), addv);
+            cg_vst_align(c, v, buf[r], j, al);
+            LLVMBuildStore(c->b, cg_fmax(c, LLVMBuildLoad2(c->b, vt, mx[r], ""), v), mx[r]);
+        }
+    }
 }
 
-/* The S scores of query row qrow into buf, then their softmax in place. */
-static void score_row(cg_ctx *c, const attn_ops *a, LLVMValueRef qrow, LLVMValueRef kt,
-                      LLVMValueRef S, LLVMValueRef Sp, LLVMValueRef mrow, LLVMValueRef buf)
+/* The softmax rows of query rows qrow[r] (r < R) into buf[r]: the logits and their
+ * maximum as attn_softmax makes them (the padding keys past S add -inf, so they do not
+ * count), then its exp and scaling passes. */
+static void score_rows(cg_ctx *c, int R, const attn_ops *a, LLVMValueRef *qrow,
+                       LLVMValueRef kt, LLVMValueRef S, LLVMValueRef Sp, LLVMValueRef add,
+                       LLVMValueRef *buf)
 {
+    LLVMTypeRef vt = LLVMVectorType(c->t_f32, (unsigned)c->vec);
+    int G = R * GROUP > (c->vec >= 16 ? 16 : 8) ? GROUP / 2 : GROUP;
+    LLVMValueRef mx[4];
+    for (int r = 0; r < R; r++)
+        mx[r] = cg_var(c, vt, cg_splat(c, vt, cg_f32(c, -INFINITY)), "max");
     LLVMValueRef nch = cg_div(c, Sp, cg_i64(c, c->vec));
-    LLVMValueRef ng = cg_div(c, nch, cg_i64(c, GROUP));
+    LLVMValueRef ng = cg_div(c, nch, cg_i64(c, G));
     cg_loop lg, l1;
     cg_for_begin(c, &lg, cg_i64(c, 0), ng, "kg");
-    scores(c, GROUP, qrow, kt, Sp, a->D, cg_mul(c, lg.iv, cg_i64(c, GROUP)), buf);
+    scores(c, R, G, qrow, kt, Sp, a, add, cg_mul(c, lg.iv, cg_i64(c, G)), buf, mx);
     cg_for_end(c, &lg);
-    cg_for_begin(c, &l1, cg_mul(c, ng, cg_i64(c, GROUP)), nch, "k1");
-    scores(c, 1, qrow, kt, Sp, a->D, l1.iv, buf);
+    cg_for_begin(c, &l1, cg_mul(c, ng, cg_i64(c, G)), nch, "k1");
+    scores(c, R, 1, qrow, kt, Sp, a, add, l1.iv, buf, mx);
     cg_for_end(c, &l1);
-    cg_attn_softmax_row(c, buf, buf, mrow, S, a->scale);
+    for (int r = 0; r < R; r++)
+        cg_softmax_finish(c, buf[r], S, cg_hmax(c, LLVMBuildLoad2(c->b, vt, mx[r], "")));
+}
+
+/* add[j] = the addend of key j's logit as attn_softmax gives it (0 kept, CG_MASK_NEG
+ * masked, 0 for all when every key is masked), -inf for the padding j in [S, Sp). */
+static void mask_addends(cg_ctx *c, LLVMValueRef mrow, LLVMValueRef S, LLVMValueRef Sp,
+                         LLVMValueRef add)
+{
+    LLVMValueRef any = cg_var(c, c->t_i64, cg_i64(c, 0), "any");
+    cg_loop lj, lk;
+    cg_for_begin(c, &lj, cg_i64(c, 0), S, "any.j");
+    LLVMValueRef nz = LLVMBuildICmp(c->b, LLVMIntNE, cg_load(c, c->t_i64, mrow, lj.iv),
+                                    cg_i64(c, 0), "");
+    LLVMBuildStore(c->b,
+                   LLVMBuildOr(c->b, LLVMBuildLoad2(c->b, c->t_i64, any, ""),
+                               LLVMBuildZExt(c->b, nz, c->t_i64, ""), ""),
+                   any);
+    cg_for_end(c, &lj);
+    LLVMValueRef neg = LLVMBuildSelect(
+        c->b, LLVMBuildICmp(c->b, LLVMIntNE, LLVMBuildLoad2(c->b, c->t_i64, any, ""),
+                            cg_i64(c, 0), ""),
+        cg_f32(c, CG_MASK_NEG), cg_f32(c, 0.0), "neg");
+    cg_for_begin(c, &lk, cg_i64(c, 0), Sp, "add.j");
+    LLVMValueRef in = LLVMBuildICmp(c->b, LLVMIntSLT, lk.iv, S, "");
+    LLVMValueRef jc = cg_min(c, lk.iv, cg_sub(c, S, cg_i64(c, 1)));
+    LLVMValueRef kept = LLVMBuildICmp(c->b, LLVMIntNE, cg_load(c, c->t_i64, mrow, jc),
+                                      cg_i64(c, 0), "");
+    LLVMValueRef v = LLVMBuildSelect(c->b, kept, cg_f32(c, 0.0), neg, "");
+    cg_store(c, LLVMBuildSelect(c->b, in, v, cg_f32(c, -INFINITY), ""), add, lk.iv);
+    cg_for_end(c, &lk);
 }
 
 /* Context rows orow[r] (r < R) = sum over keys j of p[r][j] v[j]: per element one chain
@@ -146,7 +208,7 @@ static void context_rows(cg_ctx *c, int R, const attn_ops *a, LLVMValueRef *p,
         nv = nv > 4 ? 4 : nv;
         int tail = (int)((a->D - d0) - (int64_t)(nv - 1) * V); /* lanes of the last */
         tail = tail > V ? V : tail;
-        LLVMValueRef acc[2][4], m = cg_lane_mask(c, cg_i64(c, tail), V);
+        LLVMValueRef acc[4][4], m = cg_lane_mask(c, cg_i64(c, tail), V);
         for (int r = 0; r < R; r++)
             for (int t = 0; t < nv; t++)
                 acc[r][t] = cg_var(c, vt, LLVMConstNull(vt), "ctx");
@@ -181,6 +243,32 @@ static void context_rows(cg_ctx *c, int R, const attn_ops *a, LLVMValueRef *p,
     }
 }
 
+/* Where one unit's rows are: the head's q, context, v (row stride H) and packed K^T,
+ * the block's score rows (stride Sp), the batch entry's mask row. */
+typedef struct attn_head {
+    LLVMValueRef q, o, v, kt, buf, S, Sp, H, add;
+} attn_head;
+
+#define BLOCK 8 /* query rows whose scores are made before their contexts */
+
+/* Rows i .. i + R - 1 (R = 1, 2) of the head, whose scores are rows slot .. of the
+ * block's buffer: their scores and softmax (ctx = 0), or their context (ctx = 1). */
+static void row_step(cg_ctx *c, int R, int ctx, const attn_ops *a, const attn_head *h,
+                     LLVMValueRef i, LLVMValueRef slot)
+{
+    LLVMValueRef q[4], o[4], p[4];
+    for (int t = 0; t < R; t++) {
+        LLVMValueRef row = cg_add(c, i, cg_i64(c, t)), off = cg_mul(c, row, h->H);
+        q[t] = cg_gep(c, c->t_f32, h->q, off);
+        o[t] = cg_gep(c, c->t_f32, h->o, off);
+        p[t] = cg_gep(c, c->t_f32, h->buf, cg_mul(c, cg_add(c, slot, cg_i64(c, t)), h->Sp));
+    }
+    if (ctx)
+        context_rows(c, R, a, p, h->v, h->H, h->S, o);
+    else
+        score_rows(c, R, a, q, h->kt, h->S, h->Sp, h->add, p);
+}
+
 void cg_lower_attention(cg_ctx *c, cg_kernel *k, const ir_graph *r)
 {
     attn_ops a;
@@ -190,25 +278,27 @@ void cg_lower_attention(cg_ctx *c, cg_kernel *k, const ir_graph *r)
     const ir_type *qt = &r->nodes[a.q].type;
     const int64_t V = c->vec, D = a.D, H = a.nh * a.D;
 
-    /* units: batch entries x heads; scratch: K^T (D, Sp) and two score rows */
+    /* units: batch entries x heads; scratch: K^T (D8, Sp) and BLOCK score rows, Sp being S
+     * rounded up to whole vectors and to 8 (the transposes' block), D8 D to 8 */
+    const int64_t W = V > 8 ? V : 8, D8 = (D + 7) / 8 * 8;
     LLVMBasicBlockRef body_bb = LLVMGetInsertBlock(c->b);
     LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
     LLVMValueRef uS = cg_dim(c, qt->dim[1], k->uB, k->uS);
-    LLVMValueRef uSp = cg_mul(c, cg_div(c, cg_add(c, uS, cg_i64(c, V - 1)), cg_i64(c, V)),
-                              cg_i64(c, V));
+    LLVMValueRef uSp = cg_mul(c, cg_div(c, cg_add(c, uS, cg_i64(c, W - 1)), cg_i64(c, W)),
+                              cg_i64(c, W));
     cg_units_return(c, k, cg_mul(c, cg_dim(c, qt->dim[0], k->uB, k->uS), cg_i64(c, a.nh)),
-                    cg_mul(c, cg_i64(c, 4 * (D + 2)), uSp));
+                    cg_mul(c, cg_i64(c, 4 * (D8 + BLOCK + 1)), uSp));
     LLVMPositionBuilderAtEnd(c->b, body_bb);
 
     LLVMValueRef S = cg_dim(c, qt->dim[1], k->B, k->S);
     LLVMValueRef Sp =
-        cg_mul(c, cg_div(c, cg_add(c, S, cg_i64(c, V - 1)), cg_i64(c, V)), cg_i64(c, V));
-    LLVMValueRef Hv = cg_i64(c, H), one = cg_i64(c, 1);
+        cg_mul(c, cg_div(c, cg_add(c, S, cg_i64(c, W - 1)), cg_i64(c, W)), cg_i64(c, W));
+    LLVMValueRef Hv = cg_i64(c, H);
     LLVMValueRef O = cg_arg(c, k, 0), Q = cg_arg(c, k, 1 + a.q), K = cg_arg(c, k, 1 + a.k),
                  Vm = cg_arg(c, k, 1 + a.v), M = cg_arg(c, k, 1 + a.mask);
     LLVMValueRef kt = k->scratch;
-    LLVMValueRef buf[2] = {cg_gep(c, c->t_f32, kt, cg_mul(c, cg_i64(c, D), Sp)), NULL};
-    buf[1] = cg_gep(c, c->t_f32, buf[0], Sp);
+    LLVMValueRef buf0 = cg_gep(c, c->t_f32, kt, cg_mul(c, cg_i64(c, D8), Sp));
+    LLVMValueRef add = cg_gep(c, c->t_f32, buf0, cg_mul(c, cg_i64(c, BLOCK), Sp));
 
     cg_loop lu;
     cg_for_begin(c, &lu, k->u0, k->u1, "unit");
@@ -219,39 +309,30 @@ void cg_lower_attention(cg_ctx *c, cg_kernel *k, const ir_graph *r)
     LLVMValueRef mrow = cg_gep(c, c->t_i64, M, cg_mul(c, b, S));
 
     /* K^T of the head, zero past S */
-    cg_loop lj, ld;
-    cg_for_begin(c, &lj, cg_i64(c, 0), Sp, "pack.j");
-    LLVMValueRef in = LLVMBuildICmp(c->b, LLVMIntSLT, lj.iv, S, "");
-    LLVMValueRef jc = cg_min(c, lj.iv, cg_sub(c, S, one)); /* in bounds; zeroed past S */
-    cg_for_begin(c, &ld, cg_i64(c, 0), cg_i64(c, D), "pack.d");
-    LLVMValueRef x = cg_vld_align(c, c->t_f32, kb, cg_add(c, cg_mul(c, jc, Hv), ld.iv), 4);
-    cg_vst_align(c, LLVMBuildSelect(c->b, in, x, cg_f32(c, 0.0), ""), kt,
-                 cg_add(c, cg_mul(c, ld.iv, Sp), lj.iv), 4);
-    cg_for_end(c, &ld);
-    cg_for_end(c, &lj);
+    cg_pack_transposed(c, kt, Sp, kb, Hv, cg_i64(c, 0), S, cg_i64(c, 0), cg_i64(c, D));
 
-    /* query rows in pairs, then the odd one */
-    cg_loop li;
-    cg_for_begin(c, &li, cg_i64(c, 0), cg_div(c, S, cg_i64(c, 2)), "pair");
-    LLVMValueRef i0 = cg_mul(c, li.iv, cg_i64(c, 2)), orow[2];
-    for (int t = 0; t < 2; t++) {
-        LLVMValueRef off = cg_mul(c, cg_add(c, i0, cg_i64(c, t)), Hv);
-        score_row(c, &a, cg_gep(c, c->t_f32, qb, off), kt, S, Sp, mrow, buf[t]);
-        orow[t] = cg_gep(c, c->t_f32, ob, off);
+    /* query rows in blocks of BLOCK: first every row's scores and softmax (K^T stays in
+     * L1 across the block), then every row's context (V does) */
+    mask_addends(c, mrow, S, Sp, add);
+    attn_head hd = {qb, ob, vb, kt, buf0, S, Sp, Hv, add};
+    cg_loop lb;
+    LLVMValueRef nblk = cg_div(c, cg_add(c, S, cg_i64(c, BLOCK - 1)), cg_i64(c, BLOCK));
+    cg_for_begin(c, &lb, cg_i64(c, 0), nblk, "block");
+    LLVMValueRef i0 = cg_mul(c, lb.iv, cg_i64(c, BLOCK));
+    LLVMValueRef nr = cg_min(c, cg_i64(c, BLOCK), cg_sub(c, S, i0));
+    const int RM = c->vec >= 16 ? 4 : 2; /* rows side by side (registers allowing) */
+    for (int ctx = 0; ctx < 2; ctx++) {
+        cg_loop lp, l1;
+        LLVMValueRef nm = cg_div(c, nr, cg_i64(c, RM));
+        cg_for_begin(c, &lp, cg_i64(c, 0), nm, "rows");
+        LLVMValueRef slot = cg_mul(c, lp.iv, cg_i64(c, RM));
+        row_step(c, RM, ctx, &a, &hd, cg_add(c, i0, slot), slot);
+        cg_for_end(c, &lp);
+        cg_for_begin(c, &l1, cg_mul(c, nm, cg_i64(c, RM)), nr, "row1");
+        row_step(c, 1, ctx, &a, &hd, cg_add(c, i0, l1.iv), l1.iv);
+        cg_for_end(c, &l1);
     }
-    context_rows(c, 2, &a, buf, vb, Hv, S, orow);
-    cg_for_end(c, &li);
-    LLVMBasicBlockRef odd = cg_block(c, "odd"), done = cg_block(c, "odd.done");
-    LLVMBuildCondBr(c->b,
-                    LLVMBuildICmp(c->b, LLVMIntEQ, cg_rem(c, S, cg_i64(c, 2)), one, ""), odd,
-                    done);
-    LLVMPositionBuilderAtEnd(c->b, odd);
-    LLVMValueRef off = cg_mul(c, cg_sub(c, S, one), Hv);
-    score_row(c, &a, cg_gep(c, c->t_f32, qb, off), kt, S, Sp, mrow, buf[0]);
-    orow[0] = cg_gep(c, c->t_f32, ob, off);
-    context_rows(c, 1, &a, buf, vb, Hv, S, orow);
-    LLVMBuildBr(c->b, done);
-    LLVMPositionBuilderAtEnd(c->b, done);
+    cg_for_end(c, &lb);
     cg_for_end(c, &lu);
     LLVMBuildRetVoid(c->b);
 }

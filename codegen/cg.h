@@ -72,7 +72,7 @@ typedef struct cg_map_env {
 /* One element (ty = f32) or one vector of them (ty = <vec x float>) of the result from
  * the operands' values x[]; idx is the flat element index (i64 or <vec x i64>). */
 typedef LLVMValueRef (*cg_map_fn)(cg_ctx *c, const cg_map_env *env, LLVMTypeRef ty,
-                               LLVMValueRef *x, LLVMValueRef idx);
+                                  LLVMValueRef *x, LLVMValueRef idx);
 
 /* The formula of an elementwise or broadcast op (the one its own kernel uses, so a
  * fused region computes the same bits), or NULL. Dropout's operand 1 (the seed) is
@@ -184,11 +184,26 @@ LLVMValueRef cg_masked_load(cg_ctx *c, int n, LLVMValueRef ptr, LLVMValueRef mas
 void cg_masked_store(cg_ctx *c, int n, LLVMValueRef v, LLVMValueRef ptr, LLVMValueRef mask);
 LLVMValueRef cg_fma_or_muladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc);
 
+/* Packs a transposed block (codegen/matmul.c): dst[p][w] (row stride W, a multiple of
+ * 8; dst 32-byte aligned) = src[(w0 + w) * ld + pc + p] for p < kc, w < W, zero for w >=
+ * wv, in 8 x 8 register transposes. Rows p from kc up to kc rounded up to 8 are written
+ * too (with what the masked loads give), so dst needs that many rows. */
+void cg_pack_transposed(cg_ctx *c, LLVMValueRef dst, LLVMValueRef W, LLVMValueRef src,
+                        LLVMValueRef ld, LLVMValueRef w0, LLVMValueRef wv, LLVMValueRef pc,
+                        LLVMValueRef kc);
+
 /* One row of attn_softmax as its own kernel computes it (codegen/lower_reduce.c):
  * out[0..t) = softmax(scale x + (mask ? 0 : -1e4)) with mask the row's i64 keys; out may
  * be x. Fused attention calls it so that its probabilities have the same bits. */
 void cg_attn_softmax_row(cg_ctx *c, LLVMValueRef x, LLVMValueRef out, LLVMValueRef mask,
                          LLVMValueRef t, double scale);
+/* Its end, once out[0..t) holds the logits scale x + addend (the addend: 0 for a kept
+ * key, CG_MASK_NEG for a masked one, or 0 for every key of a row whose keys are all
+ * masked) and max is their maximum: out = exp(out - max) / their sum, by the same
+ * passes. cg_hmax: the maximum of a vector's lanes. */
+#define CG_MASK_NEG (-10000.0) /* runtime/ref.h RT_MASK_NEG */
+void cg_softmax_finish(cg_ctx *c, LLVMValueRef out, LLVMValueRef t, LLVMValueRef max);
+LLVMValueRef cg_hmax(cg_ctx *c, LLVMValueRef v);
 
 /* The units function's common case: stores 0 scratch bytes and returns n. Call with
  * the builder at the units entry block. */

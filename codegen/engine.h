@@ -26,4 +26,23 @@ int cg_engine_run(cg_engine *x, const rt_tensor_list *params, const rt_tensor_li
 
 const ir_graph *cg_engine_graph(const cg_engine *x);
 
+/* ---- profiling: where a compiled graph's time goes ----
+ * Switching it on (which clears it) makes every following run time each step
+ * (rt_exec_profile); cg_engine_profile_rows sums the steps by kernel. The reference
+ * backend has no steps: -1 with a message. */
+int cg_engine_profile(cg_engine *x, int on, bc_err *e);
+
+typedef struct cg_profile_row {
+    int kernel;     /* index in the plan's kernel table */
+    char what[200]; /* "fused(matmul+add+gelu) f32[B,S,3072]": the op(s) and result type */
+    int steps;      /* steps of one run that use the kernel */
+    double seconds; /* their wall time per run (mean over the profiled runs) */
+    double flops;   /* their matmul floating-point operations per run at (B, S) */
+} cg_profile_row;
+
+/* The profile since it was switched on, one row per kernel that ran, slowest first
+ * (*rows: malloc'd, the caller frees), over *runs runs; flops at (B, S). */
+int cg_engine_profile_rows(const cg_engine *x, int64_t B, int64_t S, cg_profile_row **rows,
+                           int *nrows, int64_t *runs, bc_err *e);
+
 #endif

@@ -19,7 +19,7 @@
 
 #include "cg.h"
 
-#define ROW_MASK_NEG (-10000.0) /* runtime/ref.h RT_MASK_NEG */
+#define ROW_MASK_NEG CG_MASK_NEG
 
 /* ---- vector helpers ---- */
 
@@ -311,10 +311,21 @@ void cg_attn_softmax_row(cg_ctx *c, LLVMValueRef x, LLVMValueRef out, LLVMValueR
     r.s[3] =
         LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, any, cg_f32(c, 0.0), ""),
                         cg_f32(c, ROW_MASK_NEG), cg_f32(c, 0.0), "neg");
-    r.s[1] = row_pass(c, t, p_sm_logit, &r, R_MAX);
+    cg_softmax_finish(c, out, t, row_pass(c, t, p_sm_logit, &r, R_MAX));
+}
+
+void cg_softmax_finish(cg_ctx *c, LLVMValueRef out, LLVMValueRef t, LLVMValueRef max)
+{
+    row r = {.p = {out, out}};
+    r.s[1] = max;
     r.s[2] = LLVMBuildFDiv(c->b, cg_f32(c, 1.0), row_pass(c, t, p_exp_inplace, &r, R_SUM),
                            "inv");
     row_pass(c, t, p_scale_inplace, &r, R_NONE);
+}
+
+LLVMValueRef cg_hmax(cg_ctx *c, LLVMValueRef v)
+{
+    return hreduce(c, R_MAX, v);
 }
 
 /* scores (batch, ..., t), mask (batch, t): softmax over t of scale x + (mask ? 0 : -1e4);

@@ -216,7 +216,7 @@ static void transpose8(cg_ctx *c, LLVMValueRef *r)
 /* One 8 x 8 block of pack_transposed: k p .. p + 7 of the 8 rows at src + row[t],
  * stored as 8 column vectors at dst + (p + t) * W + w; lanes off in `m` are zeroed.
  * kmask (NULL: all) masks the loads to the k inside the block. */
-static void transpose_block(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src,
+static void transpose_block(cg_ctx *c, LLVMValueRef dst, LLVMValueRef W, LLVMValueRef src,
                             const LLVMValueRef *row, LLVMValueRef p, LLVMValueRef w,
                             LLVMValueRef m, LLVMValueRef kmask)
 {
@@ -230,24 +230,19 @@ static void transpose_block(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src
     for (int t = 0; t < 8; t++) {
         LLVMValueRef v = LLVMBuildSelect(c->b, m, r[t], LLVMConstNull(vec_t(c, 8)), "");
         cg_vst_align(c, v, dst,
-                     cg_add(c, cg_mul(c, cg_add(c, p, cg_i64(c, t)), cg_i64(c, W)), w), 32);
+                     cg_add(c, cg_mul(c, cg_add(c, p, cg_i64(c, t)), W), w), 32);
     }
 }
 
-/* src is contiguous along K: dst[p][w] = src[(w0 + w) * ld + pc + p], zero for w >= wv.
- * Blocks of 8 rows by 8 k are transposed in registers, row group by row group; rows
- * past wv are read clamped and zeroed. W and KC are multiples of 8, so the last,
- * partial block of k (its loads masked) still fits in dst; the k past kc it writes
- * are never read. */
-static void pack_transposed(cg_ctx *c, LLVMValueRef dst, int W, LLVMValueRef src,
-                            LLVMValueRef ld, LLVMValueRef w0, LLVMValueRef wv,
-                            LLVMValueRef pc, LLVMValueRef kc)
+void cg_pack_transposed(cg_ctx *c, LLVMValueRef dst, LLVMValueRef W, LLVMValueRef src,
+                        LLVMValueRef ld, LLVMValueRef w0, LLVMValueRef wv, LLVMValueRef pc,
+                        LLVMValueRef kc)
 {
     LLVMValueRef last = cg_sub(c, wv, cg_i64(c, 1));
     LLVMValueRef k8 = LLVMBuildAnd(c->b, kc, cg_i64(c, ~(int64_t)7), "");
     LLVMValueRef tail = cg_sub(c, kc, k8);
     cg_loop lg, lq;
-    cg_for_begin(c, &lg, cg_i64(c, 0), cg_i64(c, W / 8), "g");
+    cg_for_begin(c, &lg, cg_i64(c, 0), cg_div(c, W, cg_i64(c, 8)), "g");
     LLVMValueRef g8 = cg_mul(c, lg.iv, cg_i64(c, 8)), row[8];
     for (int t = 0; t < 8; t++) {
         LLVMValueRef w = cg_min(c, cg_add(c, g8, cg_i64(c, t)), last);
@@ -615,7 +610,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
         LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj.iv, cg_i64(c, f->NR)));
         LLVMValueRef dst =
             ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
-        pack_transposed(c, dst, f->NR, bz, d.K, j0, cg_sub(c, nend, j0), pc, kc);
+        cg_pack_transposed(c, dst, cg_i64(c, f->NR), bz, d.K, j0, cg_sub(c, nend, j0), pc, kc);
         cg_for_end(c, &lj);
     } else {
         pack_copy(c, f, pb, f->NR, njp, bz, d.N, n0, nend, pc, kc);

@@ -126,7 +126,8 @@ typedef struct ir_attrs {
       cross_entropy_grad)                                                                  \
     /* ---- the op the fusion pass introduces ---- */                                      \
     /* one kernel for a region of ops: the quoted body lists them (see ir_region_graph) */ \
-    X(FUSED, "fused", 1, IR_MAX_INPUTS, IR_A_NAME | IR_A_TYPE, REGION, KERNEL, OPAQUE, fused)
+    X(FUSED, "fused", 1, IR_MAX_INPUTS, IR_A_NAME | IR_A_TYPE, REGION, KERNEL, OPAQUE,     \
+      fused)
 
 typedef enum {
 #define X(e, s, lo, hi, am, role, code, fc, rule) IR_OP_##e,
@@ -350,5 +351,7 @@ ir_graph *ir_parse(const char *text, const char *filename, bc_err *e);
  * every matmul node; other ops are not counted (they are O(elements), matmuls are what
  * GFLOP/s figures of BERT count). In double: exact below 2^53, never overflowing. */
 double ir_matmul_flops(const ir_graph *g, int64_t B, int64_t S);
+/* The same for one node of g: a matmul's, a fused region's matmuls', else 0. */
+double ir_node_matmul_flops(const ir_graph *g, const ir_node *n, int64_t B, int64_t S);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -18,6 +19,8 @@ struct rt_exec {
     int64_t *offset;     /* (nvalues) arena offset of each temp storage value */
     int64_t arena_bytes; /* total */
     void *arena;
+    double *prof;      /* (nsteps) seconds per step summed over profiled runs, or NULL */
+    int64_t prof_runs; /* runs since profiling was switched on */
 };
 
 rt_exec *rt_exec_new(const ir_graph *g, const rt_plan *plan, const rt_kernel *kernels,
@@ -43,12 +46,30 @@ void rt_exec_free(rt_exec *x)
         return;
     free(x->offset);
     free(x->arena);
+    free(x->prof);
     free(x);
 }
 
 int64_t rt_exec_arena_bytes(const rt_exec *x)
 {
     return x->arena_bytes;
+}
+
+int rt_exec_profile(rt_exec *x, int on)
+{
+    free(x->prof);
+    x->prof = NULL;
+    x->prof_runs = 0;
+    if (on &&
+        !(x->prof = calloc((size_t)(x->p->nsteps ? x->p->nsteps : 1), sizeof *x->prof)))
+        return -1;
+    return 0;
+}
+
+const double *rt_exec_profile_seconds(const rt_exec *x, int64_t *runs)
+{
+    *runs = x->prof_runs;
+    return x->prof;
 }
 
 static int64_t value_bytes(const rt_value *v, int64_t B, int64_t S)
@@ -297,6 +318,17 @@ static int check(const rt_exec *x, const run *r, bc_err *e)
 
 /* ---- dispatch: one parallel region for all steps ---- */
 
+static double now(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#endif
+}
+
 /* Thread ith of nt: walks the steps, claiming chunks of each step's units from a
  * shared counter, so a thread that the OS preempts does not hold the others at the
  * barrier; units are independent, so the bits do not depend on who does which. */
@@ -305,6 +337,7 @@ static void run_steps(const rt_exec *x, run *r, int ith, int nt)
     const rt_plan *p = x->p;
     void *scratch = r->scratch ? r->scratch + r->scratch_bytes * ith : NULL;
     void *args[1 + IR_MAX_INPUTS];
+    double *prof = ith == 0 ? x->prof : NULL, t = prof ? now() : 0;
     for (int i = 0; i < p->nsteps; i++) {
         const rt_step *s = &p->steps[i];
         const int64_t dims[3] = {r->dims[0], r->dims[1], s->imm};
@@ -319,10 +352,15 @@ static void run_steps(const rt_exec *x, run *r, int ith, int nt)
             x->k[s->kernel].body(args, dims, u0, u0 + chunk < n ? u0 + chunk : n, scratch);
         }
 #pragma omp barrier
+        if (prof) { /* after the barrier: the step's time is its slowest thread's */
+            double t1 = now();
+            prof[i] += t1 - t;
+            t = t1;
+        }
     }
 }
 
-static int dispatch(const rt_exec *x, run *r, int threads, bc_err *e)
+static int dispatch(rt_exec *x, run *r, int threads, bc_err *e)
 {
     const rt_plan *p = x->p;
     int64_t scratch = 0;
@@ -352,6 +390,7 @@ static int dispatch(const rt_exec *x, run *r, int threads, bc_err *e)
 #endif
         run_steps(x, r, ith, nt);
     }
+    x->prof_runs += x->prof != NULL;
     return 0;
 }
 

@@ -37,4 +37,11 @@ int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *
 /* Bytes of arena the last run used (for -v reports and tests of the planner). */
 int64_t rt_exec_arena_bytes(const rt_exec *x);
 
+/* Profiling, off by default. Switched on (which clears it), thread 0 reads the clock
+ * after every step's barrier, so each plan step's wall time — its slowest thread's,
+ * the barrier included — adds up over the runs that follow. -1: out of memory. */
+int rt_exec_profile(rt_exec *x, int on);
+/* [plan->nsteps] seconds per step summed over *runs runs; NULL while off. */
+const double *rt_exec_profile_seconds(const rt_exec *x, int64_t *runs);
+
 #endif

@@ -118,14 +118,24 @@ typedef struct clock_log {
     double start;
     double *t; /* [n] */
     int64_t n, cap;
+    cg_engine *profile; /* switched to profiling once `warmup` iterations have ended */
+    int64_t warmup;
+    int profile_failed;
 } clock_log;
+
+static void tick(clock_log *c)
+{
+    c->t[c->n++] = now();
+    if (c->profile && c->n == c->warmup && cg_engine_profile(c->profile, 1, NULL))
+        c->profile_failed = 1;
+}
 
 static void on_step(void *ctx, const tr_train_progress *p)
 {
     (void)p;
     clock_log *c = ctx;
     if (c->n < c->cap)
-        c->t[c->n++] = now();
+        tick(c);
 }
 
 /* Full training steps through the training engine, as `bertcc train` runs them: one
@@ -157,7 +167,7 @@ static int time_infer(rundir_runner *run, const rt_tensor_list *params,
     c->start = now();
     while (!rc && c->n < c->cap) {
         rc = rundir_forward(run, in, &out, e);
-        c->t[c->n++] = now();
+        tick(c);
     }
     rt_list_free(&out);
     return rc;
@@ -216,6 +226,34 @@ static void describe(const tk_bench_opts *o, const fe_model *m, tk_bench_result 
     snprintf(r->fuse, sizeof r->fuse, "%s", o->fuse ? o->fuse : "all");
 }
 
+/* The rows of the timed iterations' profile, and the time outside them. */
+static int profile(const clock_log *c, const tk_bench_opts *o, tk_bench_result *r,
+                   bc_err *e)
+{
+    int64_t runs;
+    if (c->profile_failed)
+        return bc_errf(e, "out of memory for the profile");
+    if (cg_engine_profile_rows(c->profile, o->batch_size, o->seq_len, &r->prof, &r->nprof,
+                               &runs, e))
+        return -1;
+    double start = o->warmup ? c->t[o->warmup - 1] : c->start, sum = 0;
+    r->prof_ms_mean = 1e3 * (c->t[c->n - 1] - start) / (double)o->iters;
+    for (int i = 0; i < r->nprof; i++) {
+        /* per graph run -> per iteration (a training step runs its graph once) */
+        r->prof[i].seconds *= (double)runs / (double)o->iters;
+        sum += r->prof[i].seconds;
+    }
+    r->prof_ms_outside = r->prof_ms_mean - 1e3 * sum;
+    return 0;
+}
+
+void tk_bench_result_free(tk_bench_result *r)
+{
+    free(r->prof);
+    r->prof = NULL;
+    r->nprof = 0;
+}
+
 int tk_bench(const tk_bench_opts *o, tk_bench_result *r, bc_err *e)
 {
     fe_model m;
@@ -224,7 +262,7 @@ int tk_bench(const tk_bench_opts *o, tk_bench_result *r, bc_err *e)
     rt_list_init(&in);
     rundir_runner run;
     memset(&run, 0, sizeof run);
-    clock_log c = {0, NULL, 0, o->warmup + o->iters};
+    clock_log c = {0, NULL, 0, o->warmup + o->iters, NULL, o->warmup, 0};
     ir_graph *g = NULL;
     int rc = -1;
     if (fe_load(o->model, &m, e) || check_opts(o, &m, e))
@@ -242,10 +280,17 @@ int tk_bench(const tk_bench_opts *o, tk_bench_result *r, bc_err *e)
         bc_errf(e, "out of memory");
         goto done;
     }
+    if (o->profile) {
+        c.profile = run.engine;
+        if (cg_engine_profile(c.profile, !o->warmup, e)) /* no warm-up: from the start */
+            goto done;
+    }
     if (o->mode == TK_BENCH_TRAIN ? time_train(&run, &params, &in, o, &c, e)
                                   : time_infer(&run, &params, &in, &c, e))
         goto done;
     if (summarize(&c, o->warmup, r, e))
+        goto done;
+    if (o->profile && profile(&c, o, r, e))
         goto done;
     double s = r->ms_per_iter / 1e3;
     r->tokens_per_s = (double)(o->batch_size * o->seq_len) / s;
@@ -284,7 +329,7 @@ char *tk_bench_line(const tk_bench_result *r, char *buf, size_t len)
     return buf;
 }
 
-json_t *tk_bench_json(const tk_bench_result *r)
+static json_t *bench_json(const tk_bench_result *r)
 {
     return json_pack("{s:f, s:f, s:f, s:f, s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:f, "
                      "s:s, s:f, s:f, s:f, s:s}",
@@ -297,3 +342,48 @@ json_t *tk_bench_json(const tk_bench_result *r)
                      r->compile_s, "cpu", r->cpu, "gflop_per_iter", r->gflop_per_iter,
                      "ms_min", r->ms_min, "ms_max", r->ms_max, "fuse", r->fuse);
 }
+
+static json_t *profile_json(const tk_bench_result *r)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < r->nprof; i++) {
+        const cg_profile_row *p = &r->prof[i];
+        if (json_array_append_new(
+                a, json_pack("{s:s, s:i, s:f, s:f, s:f}", "kernel", p->what, "steps",
+                             p->steps, "ms_per_iter", 1e3 * p->seconds, "share",
+                             r->prof_ms_mean > 0 ? 1e3 * p->seconds / r->prof_ms_mean : 0,
+                             "gflop_per_s", p->seconds > 0 ? p->flops / p->seconds / 1e9 : 0)))
+            return json_decref(a), NULL;
+    }
+    return a;
+}
+
+json_t *tk_bench_json(const tk_bench_result *r)
+{
+    json_t *j = bench_json(r);
+    if (j && r->prof) {
+        json_t *p = profile_json(r);
+        if (!p || json_object_set_new(j, "profile", p) ||
+            json_object_set_new(j, "profile_ms_outside", json_real(r->prof_ms_outside)))
+            return json_decref(j), NULL;
+    }
+    return j;
+}
+
+void tk_bench_profile_print(const tk_bench_result *r, FILE *f)
+{
+    fprintf(f, "%9s %6s %8s %5s  %s\n", "ms/iter", "share", "GFLOP/s", "steps", "kernel");
+    for (int i = 0; i < r->nprof; i++) {
+        const cg_profile_row *p = &r->prof[i];
+        char gf[16] = "-";
+        if (p->flops > 0 && p->seconds > 0)
+            snprintf(gf, sizeof gf, "%.1f", p->flops / p->seconds / 1e9);
+        fprintf(f, "%9.3f %5.1f%% %8s %5d  %s\n", 1e3 * p->seconds,
+                r->prof_ms_mean > 0 ? 100 * 1e3 * p->seconds / r->prof_ms_mean : 0, gf,
+                p->steps, p->what);
+    }
+    fprintf(f, "%9.3f %5.1f%% %8s %5s  (outside the graph's steps%s)\n", r->prof_ms_outside,
+            r->prof_ms_mean > 0 ? 100 * r->prof_ms_outside / r->prof_ms_mean : 0, "-", "-",
+            r->mode == TK_BENCH_TRAIN ? ": clipping, AdamW, batching" : ": inputs, outputs");
+}
+

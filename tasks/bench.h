@@ -19,6 +19,7 @@
 #define BERTCC_TASKS_BENCH_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -39,6 +40,7 @@ typedef struct tk_bench_opts {
     uint64_t seed;        /* parameters, ids, labels, dropout (0) */
     cg_backend backend;   /* (CG_BACKEND_DEFAULT) */
     const char *fuse;     /* the fusion rules (pass_fuse_parse; NULL: all) */
+    int profile;          /* time every step of the timed iterations (jit only) */
 } tk_bench_opts;
 
 typedef struct tk_bench_result {
@@ -57,7 +59,16 @@ typedef struct tk_bench_result {
     double gflop_per_s;    /* gflop_per_iter / median */
     double peak_rss_mb;    /* ru_maxrss in MiB */
     char fuse[64];         /* the fusion rules (o->fuse, "all" for NULL) */
+    /* With o->profile: the timed iterations' steps summed by kernel, slowest first
+     * (cg_engine_profile_rows; seconds per iteration, their mean), and the mean
+     * iteration's time outside them (in training: gradient clipping, AdamW, batching).
+     * tk_bench_result_free releases them. */
+    cg_profile_row *prof;
+    int nprof;
+    double prof_ms_mean, prof_ms_outside;
 } tk_bench_result;
+
+void tk_bench_result_free(tk_bench_result *r);
 
 void tk_bench_defaults(tk_bench_opts *o);
 
@@ -85,5 +96,10 @@ char *tk_bench_line(const tk_bench_result *r, char *buf, size_t len);
  * model, mode, backend, batch_size, seq_len, threads, iters, warmup, compile_s, cpu,
  * gflop_per_iter, ms_min, ms_max. NULL when out of memory. */
 json_t *tk_bench_json(const tk_bench_result *r);
+
+/* With a profile: the table `bertcc bench --profile` prints after its line, one kernel
+ * per row (ms per iteration, share of the mean iteration, GFLOP/s of its matmuls, steps,
+ * what it computes), then the time outside the graph. */
+void tk_bench_profile_print(const tk_bench_result *r, FILE *f);
 
 #endif

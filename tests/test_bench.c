@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/plan.h"
 #include "tasks/bench.h"
 #include "util.h"
 
@@ -154,6 +155,105 @@ Test(bench, infer_counts_the_graph_it_runs)
     cr_expect_eq(r.gflop_per_iter * 1e9, forward_flops(&m, 3, 17));
 }
 
+/* bench with --profile: every step of the graph in exactly one row, the rows' matmul
+ * FLOPs adding up to the graph's, their time within the iterations' time. */
+static tk_bench_result profiled(const char *rel, tk_bench_mode mode, const char *fuse,
+                                int64_t B, int64_t S)
+{
+    tk_bench_opts o;
+    tk_bench_defaults(&o);
+    o.model = tu_src(rel);
+    o.mode = mode;
+    o.batch_size = B;
+    o.seq_len = S;
+    o.iters = 2;
+    o.threads = 2;
+    o.fuse = fuse;
+    o.profile = 1;
+    tk_bench_result r;
+    bc_err e = {{0}};
+    cr_assert_eq(tk_bench(&o, &r, &e), 0, "%s", e.msg);
+    return r;
+}
+
+static void expect_profile(const tk_bench_result *r, const ir_graph *g, double flops)
+{
+    rt_plan p;
+    bc_err e;
+    cr_assert_eq(rt_plan_build(g, &p, &e), 0, "%s", e.msg);
+    int steps = 0;
+    double f = 0, ms = 0;
+    cr_assert(r->nprof > 0 && r->nprof <= p.nkernels, "%d rows, %d kernels", r->nprof,
+              p.nkernels);
+    for (int i = 0; i < r->nprof; i++) {
+        const cg_profile_row *row = &r->prof[i];
+        cr_expect(row->steps > 0 && row->seconds >= 0 && row->what[0], "row %d: %s", i,
+                  row->what);
+        cr_expect(i == 0 || r->prof[i - 1].seconds >= row->seconds, "not slowest first");
+        steps += row->steps;
+        f += row->flops;
+        ms += 1e3 * row->seconds;
+    }
+    cr_expect_eq(steps, p.nsteps);
+    cr_expect(fabs(f - flops) <= 1e-12 * flops, "rows' FLOPs %.17g, the graph's %.17g", f,
+              flops);
+    cr_expect(ms <= r->prof_ms_mean * (1 + 1e-9) && ms > 0,
+              "steps %g ms of a %g ms iteration", ms, r->prof_ms_mean);
+    cr_expect(fabs(ms + r->prof_ms_outside - r->prof_ms_mean) <= 1e-9 * r->prof_ms_mean);
+    rt_plan_free(&p);
+}
+
+static int has_row(const tk_bench_result *r, const char *prefix)
+{
+    for (int i = 0; i < r->nprof; i++)
+        if (!strncmp(r->prof[i].what, prefix, strlen(prefix)))
+            return 1;
+    return 0;
+}
+
+Test(bench, profile_shows_each_kernel_once_and_every_step, .timeout = 300)
+{
+    fe_model m = load("models/bert-tiny.xml");
+    bc_err e;
+    for (int fused = 0; fused < 2; fused++) {
+        const char *fuse = fused ? "all" : "none";
+        tk_bench_result r = profiled("models/bert-tiny.xml", TK_BENCH_INFER, fuse, 3, 17);
+        ir_graph *g = tk_bench_graph(&m, TK_BENCH_INFER, fuse, &e);
+        cr_assert_not_null(g, "%s", e.msg);
+        expect_profile(&r, g, forward_flops(&m, 3, 17));
+        cr_expect_eq(has_row(&r, "fused(matmul+add) f32[B, S, 128]"), fused, "%s", fuse);
+        cr_expect_eq(has_row(&r, "fused(matmul+attn_softmax) f32[B, S, 128]"), fused);
+        cr_expect_eq(has_row(&r, "matmul f32["), !fused, "%s", fuse);
+        cr_expect(has_row(&r, "layernorm f32[B, S, 128]"));
+        ir_graph_free(g);
+        tk_bench_result_free(&r);
+        cr_expect(!r.prof && !r.nprof);
+    }
+    /* a training step: forward and backward, with the optimizer outside the steps */
+    tk_bench_result r = profiled("models/bert-tiny.xml", TK_BENCH_TRAIN, NULL, 2, 8);
+    ir_graph *g = tk_bench_graph(&m, TK_BENCH_TRAIN, NULL, &e);
+    cr_assert_not_null(g, "%s", e.msg);
+    expect_profile(&r, g, 3 * forward_flops(&m, 2, 8));
+    ir_graph_free(g);
+    tk_bench_result_free(&r);
+}
+
+Test(bench, profiling_the_reference_interpreter_is_refused)
+{
+    tk_bench_opts o;
+    tk_bench_defaults(&o);
+    o.model = tu_src("models/bert-tiny.xml");
+    o.backend = CG_BACKEND_REF;
+    o.batch_size = 1;
+    o.seq_len = 4;
+    o.iters = 1;
+    o.profile = 1;
+    tk_bench_result r;
+    bc_err e = {{0}};
+    cr_expect_eq(tk_bench(&o, &r, &e), -1);
+    cr_expect(strstr(e.msg, "profiling needs the jit backend"), "%s", e.msg);
+}
+
 Test(bench, refuses_bad_sizes_and_training_without_heads)
 {
     tk_bench_opts o;
@@ -270,6 +370,38 @@ Test(bench_cli, prints_one_line_without_json, .timeout = 300)
     char *nl = strchr(out, '\n');
     cr_expect(nl && !nl[1], "not one line: %s", out);
     free(out);
+}
+
+Test(bench_cli, profile_prints_a_table_after_the_line, .timeout = 300)
+{
+    char *out = NULL;
+    cr_assert_eq(tu_bertcc(&out, "bench models/bert-tiny.xml --mode infer --iters 1 "
+                                 "--batch-size 2 --seq-len 9 --threads 1 --profile"),
+                 0, "%s", out);
+    char *l2 = strchr(out, '\n');
+    cr_assert(l2, "%s", out);
+    cr_expect(!strncmp(out, "bert-tiny infer B=2 S=9: ", 25), "%s", out);
+    cr_expect(strstr(l2, "ms/iter") && strstr(l2, "share") && strstr(l2, "GFLOP/s") &&
+                  strstr(l2, "kernel\n") &&
+                  strstr(l2, "fused(matmul+add+gelu) f32[B, S, 512]") &&
+                  strstr(l2, "(outside the graph's steps: inputs, outputs)\n"),
+              "%s", out);
+    free(out);
+    json_t *j = bench_json("models/bert-tiny.xml --mode infer --iters 1 --batch-size 2 "
+                           "--seq-len 9 --threads 1 --profile");
+    json_t *a = json_object_get(j, "profile");
+    cr_assert(json_is_array(a) && json_array_size(a) > 0);
+    double share = 0;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        json_t *row = json_array_get(a, i);
+        cr_expect(json_string_value(json_object_get(row, "kernel")) &&
+                  num(row, "steps") >= 1 && num(row, "ms_per_iter") >= 0 &&
+                  num(row, "gflop_per_s") >= 0);
+        share += num(row, "share");
+    }
+    cr_expect(share > 0.5 && share <= 1 + 1e-9, "shares add up to %g", share);
+    cr_expect(json_is_number(json_object_get(j, "profile_ms_outside")));
+    json_decref(j);
 }
 
 /* One message on stderr (nothing on stdout) and exit status 1. */

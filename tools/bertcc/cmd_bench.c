@@ -9,7 +9,8 @@
 #include "args.h"
 #include "driver.h"
 
-static const char *mode, *batch, *seq, *threads, *iters, *json, *backend, *seed, *fuse;
+static const char *mode, *batch, *seq, *threads, *iters, *json, *backend, *seed, *fuse,
+    *prof;
 static const arg_opt opts[] = {
     {"mode", "MODE",
      "infer (the eval-mode forward) or train (a full training step: forward, backward, "
@@ -27,6 +28,12 @@ static const arg_opt opts[] = {
      "jit (generated code, the default) or ref (the reference interpreter)", &backend},
     {"seed", "N", "parameters, random ids and labels, dropout (default 0)", &seed},
     {"fuse", "RULES", FUSE_HELP, &fuse},
+    {"profile", NULL,
+     "after the line, where the timed iterations' time went: one row per generated "
+     "kernel (ms per iteration, share, GFLOP/s of its matmuls, steps, what it computes), "
+     "slowest first, and the time outside the graph; with --json a \"profile\" array "
+     "(jit only)",
+     &prof},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -53,6 +60,8 @@ static int report(const tk_bench_result *r)
     } else {
         char line[512];
         puts(tk_bench_line(r, line, sizeof line));
+        if (r->prof)
+            tk_bench_profile_print(r, stdout);
     }
     return fflush(stdout) ? driver_fail("cannot write to standard output") : 0;
 }
@@ -66,7 +75,8 @@ int cmd_bench(int argc, char **argv)
         return 1;
     if (help)
         return args_usage("bertcc bench MODEL.xml --mode infer|train [--batch-size B] "
-                          "[--seq-len S] [--iters K] [--threads N] [--fuse RULES] [--json]",
+                          "[--seq-len S] [--iters K] [--threads N] [--fuse RULES] "
+                          "[--profile] [--json]",
                           about, opts),
                0;
     if (npos != 1)
@@ -76,6 +86,7 @@ int cmd_bench(int argc, char **argv)
     tk_bench_defaults(&o);
     o.model = pos[0];
     o.fuse = fuse;
+    o.profile = prof != NULL;
     if (!mode)
         return driver_fail("bench: --mode infer|train is required");
     if (tk_bench_mode_parse(mode, &o.mode))
@@ -98,5 +109,7 @@ int cmd_bench(int argc, char **argv)
     tk_bench_result r;
     if (tk_bench(&o, &r, &e))
         return driver_fail(e.msg);
-    return report(&r);
+    int rc = report(&r);
+    tk_bench_result_free(&r);
+    return rc;
 }
