@@ -19,7 +19,10 @@
  *
  * Blocking (AVX-512): 8 x 48 register tile (24 zmm accumulators), KC = 256, units of
  * 256 x 384: B's packed panel (384 KB) stays in L2, A's micro-panel (8 KB) in L1, and
- * BERT's shapes give an even number of units (2 threads balance). Measured against 12 x
+ * BERT's shapes give an even number of units (2 threads balance). A constant N that 64
+ * divides and 48 does not (head size 64, S = 128) takes a 6 x 64 tile (MC 240) instead;
+ * a shape with an odd number of units below 8 has its MC halved (up to twice), so that
+ * bert-mini's [256, 256] weight gradients are not one unit. Measured against 12 x
  * 32, 14 x 32, 6 x 64, KC 128 / 384 and larger units in bench/README.md's setting; all
  * within noise of this one or below it.
  *
@@ -43,14 +46,24 @@ typedef struct mm_cfg {
 /* Sizes of one matmul (i64 values): batch entries with their own A, B and C, and M,
  * N, K after folding a shared b's batch into M. */
 typedef struct mm_dims {
-    LLVMValueRef batch, M, N, K, mb, nb, units;
+    LLVMValueRef batch, M, N, K, mc, mb, nb, units;
 } mm_dims;
 
-static mm_cfg choose_cfg(const cg_ctx *c, int ta)
+/* o: the result type; a constant N that 64 divides but 48 does not (attention's head
+ * size 64 and S = 128 in training) gets the 6 x 64 tile, which wastes no lanes there
+ * (8 x 48 computes 96 columns for 64). */
+static mm_cfg choose_cfg(const cg_ctx *c, int ta, const ir_type *o)
 {
     mm_cfg f;
     f.V = c->vec;
-    if (c->vec >= 16) {
+    ir_dim n = o->dim[o->rank - 1];
+    if (c->vec >= 16 && ir_dim_is_const(n) && n.c % 64 == 0 && n.c % 48) {
+        f.MR = 6;
+        f.NRV = 4;
+        f.KC = 256;
+        f.MC = 240;
+        f.NC = 384;
+    } else if (c->vec >= 16) {
         /* 32 zmm registers: 24 accumulators, 3 B vectors, 1 broadcast. The unit tile
          * keeps B's packed panel (KC x NC, 384 KB) in L2 and an A micro-panel (8 KB)
          * in L1. */
@@ -112,8 +125,21 @@ static void mm_sizes(cg_ctx *c, const mm_node *mn, const mm_cfg *f, LLVMValueRef
         d->M = cg_mul(c, d->M, d->batch);
         d->batch = cg_i64(c, 1);
     }
-    d->mb = cg_div(c, cg_add(c, d->M, cg_i64(c, f->MC - 1)), cg_i64(c, f->MC));
     d->nb = cg_div(c, cg_add(c, d->N, cg_i64(c, f->NC - 1)), cg_i64(c, f->NC));
+    /* MC rows per unit, halved (twice at most) while that leaves an odd number of
+     * units below 8: a weight gradient [256, 256] is otherwise one unit, which one
+     * thread computes while the others wait (measured: half the GEMM rate on 2
+     * threads). Tiles do not change the bits. */
+    d->mc = cg_i64(c, f->MC);
+    for (int h = f->MC / 2; h >= f->MC / 4 && h % f->MR == 0; h /= 2) {
+        LLVMValueRef mb = cg_div(c, cg_add(c, d->M, cg_sub(c, d->mc, cg_i64(c, 1))), d->mc);
+        LLVMValueRef u = cg_mul(c, d->batch, cg_mul(c, mb, d->nb));
+        LLVMValueRef odd_few =
+            LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, u, cg_i64(c, 8), ""),
+                         LLVMBuildTrunc(c->b, u, LLVMInt1TypeInContext(c->ctx), ""), "");
+        d->mc = LLVMBuildSelect(c->b, odd_few, cg_i64(c, h), d->mc, "mc");
+    }
+    d->mb = cg_div(c, cg_add(c, d->M, cg_sub(c, d->mc, cg_i64(c, 1))), d->mc);
     d->units = cg_mul(c, d->batch, cg_mul(c, d->mb, d->nb));
 }
 
@@ -524,7 +550,7 @@ static int check_mm(const cg_ctx *c, const ir_node *n, const ir_type *at, const 
         return bc_errf(e, "matmul: operands must be f32");
     if (!b_batched(at, bt) && n->a.ta && at->rank > 2)
         return bc_errf(e, "matmul: ta needs a batched rhs");
-    const mm_cfg cfg = choose_cfg(c, n->a.ta), *f = &cfg;
+    const mm_cfg cfg = choose_cfg(c, n->a.ta, &n->type), *f = &cfg;
     if (f->MR * f->NRV > MAX_ACC || f->NRV > 4 || f->NR % 8 || f->KC % 8 ||
         f->MC % f->MR || f->NC % f->NR)
         return bc_errf(e, "matmul: internal error: bad blocking %dx%d, KC %d, %dx%d", f->MR,
@@ -541,7 +567,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
 {
     const ir_type *at = mn->a, *bt = mn->b;
     const int ta = mn->n->a.ta, tb = mn->n->a.tb;
-    const mm_cfg cfg = choose_cfg(c, ta), *f = &cfg;
+    const mm_cfg cfg = choose_cfg(c, ta, mn->o), *f = &cfg;
 
     /* units: batch x M blocks x N blocks */
     LLVMBasicBlockRef body_bb = LLVMGetInsertBlock(c->b);
@@ -587,9 +613,9 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     cg_loop lu;
     cg_for_begin(c, &lu, k->u0, k->u1, "unit");
     LLVMValueRef z = cg_div(c, lu.iv, mbnb), t = cg_rem(c, lu.iv, mbnb);
-    LLVMValueRef m0 = cg_mul(c, cg_div(c, t, d.nb), cg_i64(c, f->MC));
+    LLVMValueRef m0 = cg_mul(c, cg_div(c, t, d.nb), d.mc);
     LLVMValueRef n0 = cg_mul(c, cg_rem(c, t, d.nb), cg_i64(c, f->NC));
-    LLVMValueRef mc = cg_min(c, cg_i64(c, f->MC), cg_sub(c, d.M, m0));
+    LLVMValueRef mc = cg_min(c, d.mc, cg_sub(c, d.M, m0));
     LLVMValueRef nc = cg_min(c, cg_i64(c, f->NC), cg_sub(c, d.N, n0));
     LLVMValueRef nip = cg_div(c, cg_add(c, mc, cg_i64(c, f->MR - 1)), cg_i64(c, f->MR));
     LLVMValueRef njp = cg_div(c, cg_add(c, nc, cg_i64(c, f->NR - 1)), cg_i64(c, f->NR));

@@ -197,8 +197,11 @@ Test(codegen_matmul, weight_gradient_contracts_over_tokens)
 {
     /* dW [N, K] = dy [B*S, N]^T x x [B*S, K] (ta = 1), and dx [B*S, K] = dy [B*S, N] x
      * W [N, K] */
-    static const int64_t cases[][4] = {
-        {1, 1, 1, 1}, {3, 5, 7, 13}, {2, 37, NR + 1, 31}, {2, 129, 97, 37}, {3, 43, 9, 49}};
+    /* [256, 256] and [256, 1024] (bert-mini's): one and three units of MC rows, which
+     * the kernel splits into two and six */
+    static const int64_t cases[][4] = {{1, 1, 1, 1},    {3, 5, 7, 13},    {2, 37, NR + 1, 31},
+                                       {2, 129, 97, 37}, {3, 43, 9, 49},  {2, 37, 256, 256},
+                                       {1, 19, 256, 1024}};
     ir_dim T = {1, 1, 1}; /* B*S */
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int64_t B = cases[i][0], S = cases[i][1], N = cases[i][2], K = cases[i][3];
@@ -206,6 +209,23 @@ Test(codegen_matmul, weight_gradient_contracts_over_tokens)
         check_mm(2, dy, 2, x, 1, 0, B, S, B * S, 600 + 10 * i);
         check_mm(2, dy, 2, w, 0, 0, B, S, N, 600 + 10 * i + 1);
     }
+}
+
+/* N a multiple of 64 but not of 48 (attention's head size, S = 128): the 6 x 64 tile,
+ * with M across its MC of 240 and K across KC. */
+Test(codegen_matmul, the_6x64_tile_where_64_divides_n_and_48_does_not)
+{
+    static const int64_t shapes[][3] = {{1, 64, 5}, {7, 128, 13}, {241, 64, 3},
+                                        {13, 320, KC + 1}, {6, 64, 64}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int t = 0; t < 4; t++)
+            check_2d(shapes[s][0], shapes[s][1], shapes[s][2], t >> 1, t & 1,
+                     800 + 10 * s + t);
+    /* the context of 2 heads of 64 (PV) and a weight gradient onto [64, 64] */
+    ir_dim p[4] = {dB, dc(2), dS, dS}, v[4] = {dB, dc(2), dS, dc(64)};
+    check_mm(4, p, 4, v, 0, 0, 2, 37, 37, 850);
+    ir_dim T = {1, 1, 1}, dy[2] = {T, dc(64)};
+    check_mm(2, dy, 2, dy, 1, 0, 3, 29, 87, 851);
 }
 
 /* ---- determinism ---- */
@@ -232,6 +252,11 @@ Test(codegen_matmul, one_and_two_threads_give_identical_bits)
         {3, 2, 0, 1, {dB, dS, dc(2 * KC + 5)}, {dc(NC + 7), dc(2 * KC + 5)}, 3, MC / 2 + 1},
         {3, 3, 1, 0, {dB, dS, dc(MC + 9)}, {dB, dS, dc(NC + 1)}, 3, KC + 3},
         {4, 4, 0, 0, {dB, dc(3), dS, dS}, {dB, dc(3), dS, dc(NR + 3)}, 2, 67},
+        /* one unit of MC rows split in two, then three in six */
+        {2, 2, 1, 0, {{1, 1, 1}, dc(256)}, {{1, 1, 1}, dc(256)}, 2, 37},
+        {2, 2, 1, 0, {{1, 1, 1}, dc(256)}, {{1, 1, 1}, dc(1024)}, 1, 19},
+        /* the 6 x 64 tile */
+        {4, 4, 0, 0, {dB, dc(2), dS, dS}, {dB, dc(2), dS, dc(64)}, 3, 41},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         ir_graph *g = mm_graph(cases[i].ar, cases[i].a, cases[i].br, cases[i].b,
