@@ -116,7 +116,7 @@ int main(int argc, char **argv)
                                           : (int64_t)rt_rng_below(&r, (uint64_t)hi);
     }
     (void)bs;
-    cg_options o = {NULL, NULL, NULL, 0};
+    cg_options o = {NULL, NULL, NULL, 0, 0};
     double t0 = now();
     cg_engine *jit = cg_engine_new(g, CG_BACKEND_JIT, &o, &e);
     double tc = now() - t0;

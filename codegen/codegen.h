@@ -15,6 +15,8 @@ typedef struct cg_options {
     const char *features; /* NULL: the host's (LLVMGetHostCPUFeatures) when cpu is NULL */
     const char *prefix;   /* symbol prefix, default "bertcc" */
     int verbose;          /* report timings on stderr */
+    int compile_parts;    /* JIT: kernels compiled in this many parts side by side, one
+                             thread each (0: one part per core, at most 8) */
 } cg_options;
 
 /* A JIT-compiled plan: its kernel table stays valid until cg_program_free. */

@@ -14,9 +14,23 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "cg.h"
 #include "codegen.h"
+
+static LLVMTargetMachineRef make_tm(const cg_options *o, bc_err *e);
+
+/* 1 when a target machine for o can be made (which initializes LLVM's targets). */
+static int make_tm_ready(const cg_options *o, bc_err *e)
+{
+    LLVMTargetMachineRef tm = make_tm(o, e);
+    if (tm)
+        LLVMDisposeTargetMachine(tm);
+    return tm != NULL;
+}
 
 static double now(void)
 {
@@ -32,7 +46,8 @@ void cg_kernel_names(const char *prefix, int k, const ir_node *n, char *body, ch
     snprintf(units, len, "%s_k%d_%s_units", prefix, k, ir_ops[n->op].name);
 }
 
-/* The target machine for o (host unless overridden). */
+/* The target machine for o (host unless overridden). The first call initializes
+ * LLVM's native target, so make it before any thread does (make_tm_ready). */
 static LLVMTargetMachineRef make_tm(const cg_options *o, bc_err *e)
 {
     static int ready;
@@ -190,8 +205,10 @@ static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, bc_err *e)
 }
 
 /* Builds the module of every kernel of p in a new context (owned by the caller). */
-static int build(cg_ctx *c, LLVMContextRef ctx, const ir_graph *g, const rt_plan *p,
-                 const cg_options *o, bc_err *e)
+/* Builds the module of the kernels k with part_of[k] == part (every kernel when
+ * part_of is NULL). */
+static int build_part(cg_ctx *c, LLVMContextRef ctx, const ir_graph *g, const rt_plan *p,
+                      const cg_options *o, const int *part_of, int part, bc_err *e)
 {
     memset(c, 0, sizeof *c);
     c->ctx = ctx;
@@ -215,7 +232,7 @@ static int build(cg_ctx *c, LLVMContextRef ctx, const ir_graph *g, const rt_plan
     LLVMDisposeTargetData(td);
     c->b = LLVMCreateBuilderInContext(ctx);
     for (int k = 0; k < p->nkernels; k++)
-        if (emit_kernel(c, p, k, e))
+        if ((!part_of || part_of[k] == part) && emit_kernel(c, p, k, e))
             return -1;
     char *msg = NULL;
     if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg)) {
@@ -225,6 +242,12 @@ static int build(cg_ctx *c, LLVMContextRef ctx, const ir_graph *g, const rt_plan
     }
     LLVMDisposeMessage(msg);
     return 0;
+}
+
+static int build(cg_ctx *c, LLVMContextRef ctx, const ir_graph *g, const rt_plan *p,
+                 const cg_options *o, bc_err *e)
+{
+    return build_part(c, ctx, g, p, o, NULL, 0, e);
 }
 
 static void release(cg_ctx *c)
@@ -377,16 +400,17 @@ static void write_cached(const char *path, LLVMMemoryBufferRef buf)
         unlink(tmp);
 }
 
-/* g's kernels as an object in memory: from the cache when the same module was compiled
- * before (*hit set), else compiled (and cached). */
+/* One part's kernels as an object in memory: from the cache when the same module was
+ * compiled before (*hit set), else compiled (and cached). Each part has its own LLVM
+ * context, so parts compile on threads of their own. */
 static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan,
-                                          const cg_options *o, int *hit, double *t_ir,
-                                          double *t_opt, bc_err *e)
+                                          const cg_options *o, const int *part_of, int part,
+                                          int *hit, double *t_ir, double *t_opt, bc_err *e)
 {
     double t0 = now();
     LLVMContextRef ctx = LLVMContextCreate();
     cg_ctx c;
-    int rc = build(&c, ctx, g, plan, o, e);
+    int rc = build_part(&c, ctx, g, plan, o, part_of, part, e);
     *t_ir = now() - t0;
     char path[1200];
     int cached = !rc && cache_path(&c, path, sizeof path) == 0;
@@ -412,13 +436,81 @@ static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan
     return buf;
 }
 
-/* A JIT holding obj (consumed); symbols of the process resolve too. */
-static int make_jit(cg_program *prog, const cg_options *o, LLVMMemoryBufferRef obj,
+/* ---- parallel compilation ----
+ * The kernels are split into parts of about equal work, compiled side by side (bert-base
+ * training's 170-odd kernels: 3.3 s on one thread, see README "Performance"). A
+ * kernel's code does not depend on its part: kernels never call one another. */
+#define MAX_PARTS 8
+
+/* A guess at the optimizer's work for kernel k: a GEMM (alone or with its epilogue) or
+ * an attention region is far the largest; other kernels grow with their ops. */
+static int kernel_weight(const ir_graph *g, const rt_plan *plan, int k)
+{
+    const ir_node *n = &g->nodes[plan->kernel_node[k]];
+    if (n->op == IR_OP_MATMUL)
+        return 12;
+    if (n->op != IR_OP_FUSED)
+        return 2;
+    bc_err e;
+    ir_graph *r = ir_region_graph(g, n, &e);
+    int w = 2;
+    for (int i = 0; r && i < r->n; i++)
+        w += r->nodes[i].op == IR_OP_MATMUL ? 12 : r->nodes[i].op != IR_OP_INPUT;
+    ir_graph_free(r);
+    return w;
+}
+
+/* part_of[k] for every kernel: heaviest first, each to the lightest part so far. */
+static void partition(const ir_graph *g, const rt_plan *plan, int nparts, int *part_of,
+                      int *weight)
+{
+    int load[MAX_PARTS] = {0};
+    for (int k = 0; k < plan->nkernels; k++)
+        weight[k] = kernel_weight(g, plan, k), part_of[k] = -1;
+    for (int done = 0; done < plan->nkernels; done++) {
+        int best = -1;
+        for (int k = 0; k < plan->nkernels; k++)
+            if (part_of[k] < 0 && (best < 0 || weight[k] > weight[best]))
+                best = k;
+        int light = 0;
+        for (int q = 1; q < nparts; q++)
+            if (load[q] < load[light])
+                light = q;
+        part_of[best] = light;
+        load[light] += weight[best];
+    }
+}
+
+/* How many parts: o's, or one per core (at most MAX_PARTS); one for a handful of
+ * kernels. */
+static int count_parts(const rt_plan *plan, const cg_options *o)
+{
+    int n = 1;
+#ifdef _OPENMP
+    n = omp_get_num_procs();
+#endif
+    if (o && o->compile_parts > 0)
+        n = o->compile_parts;
+    else if (plan->nkernels < 8)
+        n = 1;
+    n = n > MAX_PARTS ? MAX_PARTS : n < 1 ? 1 : n;
+    return n > plan->nkernels ? (plan->nkernels > 0 ? plan->nkernels : 1) : n;
+}
+
+static void dispose_objects(LLVMMemoryBufferRef *obj, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (obj[i])
+            LLVMDisposeMemoryBuffer(obj[i]);
+}
+
+/* A JIT holding obj[0..n) (consumed); symbols of the process resolve too. */
+static int make_jit(cg_program *prog, const cg_options *o, LLVMMemoryBufferRef *obj, int n,
                     bc_err *e)
 {
     LLVMTargetMachineRef jtm = make_tm(o, e);
     if (!jtm) {
-        LLVMDisposeMemoryBuffer(obj);
+        dispose_objects(obj, n);
         return -1;
     }
     LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
@@ -426,7 +518,7 @@ static int make_jit(cg_program *prog, const cg_options *o, LLVMMemoryBufferRef o
         jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
     LLVMErrorRef err = LLVMOrcCreateLLJIT(&prog->jit, jb);
     if (err) {
-        LLVMDisposeMemoryBuffer(obj);
+        dispose_objects(obj, n);
         return orc_fail(err, "creating the JIT", e);
     }
     LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(prog->jit);
@@ -434,12 +526,18 @@ static int make_jit(cg_program *prog, const cg_options *o, LLVMMemoryBufferRef o
     err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
         &gen, LLVMOrcLLJITGetGlobalPrefix(prog->jit), NULL, NULL);
     if (err) {
-        LLVMDisposeMemoryBuffer(obj);
+        dispose_objects(obj, n);
         return orc_fail(err, "process symbols", e);
     }
     LLVMOrcJITDylibAddGenerator(jd, gen);
-    if ((err = LLVMOrcLLJITAddObjectFile(prog->jit, jd, obj)))
-        return orc_fail(err, "adding the object", e);
+    for (int i = 0; i < n; i++) {
+        LLVMMemoryBufferRef b = obj[i];
+        obj[i] = NULL;
+        if ((err = LLVMOrcLLJITAddObjectFile(prog->jit, jd, b))) {
+            dispose_objects(obj, n);
+            return orc_fail(err, "adding an object", e);
+        }
+    }
     return 0;
 }
 
@@ -473,15 +571,37 @@ cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, 
         bc_errf(e, "out of memory");
         return NULL;
     }
-    int hit = 0;
-    LLVMMemoryBufferRef obj = compile_object(g, plan, o, &hit, &t_ir, &t_opt, e);
-    int rc =
-        obj ? make_jit(prog, o, obj, e) || lookup_kernels(prog, g, plan, prefix, e) : -1;
+    int nparts = count_parts(plan, o), part_of[plan->nkernels + 1], weight[plan->nkernels + 1];
+    partition(g, plan, nparts, part_of, weight);
+    LLVMMemoryBufferRef obj[MAX_PARTS] = {0};
+    int hit[MAX_PARTS] = {0};
+    double t_irs[MAX_PARTS] = {0}, t_opts[MAX_PARTS] = {0};
+    bc_err pe[MAX_PARTS];
+    if (!make_tm_ready(o, e)) { /* LLVM's targets initialized before the threads */
+        cg_program_free(prog);
+        return NULL;
+    }
+#pragma omp parallel for num_threads(nparts) schedule(dynamic, 1) if (nparts > 1)
+    for (int q = 0; q < nparts; q++)
+        obj[q] = compile_object(g, plan, o, part_of, q, &hit[q], &t_irs[q], &t_opts[q], &pe[q]);
+    int rc = 0, hits = 0;
+    for (int q = 0; q < nparts; q++) {
+        if (!obj[q] && !rc)
+            rc = -1, *e = pe[q];
+        hits += hit[q];
+        t_ir = t_irs[q] > t_ir ? t_irs[q] : t_ir;
+        t_opt = t_opts[q] > t_opt ? t_opts[q] : t_opt;
+    }
+    if (rc)
+        dispose_objects(obj, nparts);
+    else
+        rc = make_jit(prog, o, obj, nparts, e) || lookup_kernels(prog, g, plan, prefix, e);
     prog->seconds = now() - t0;
     if (!rc && o && o->verbose)
         fprintf(stderr,
-                "bertcc: %d kernels for %d steps: %s in %.3f s (IR %.3f s, O3 %.3f s)\n",
-                plan->nkernels, plan->nsteps, hit ? "loaded from the cache" : "compiled",
+                "bertcc: %d kernels for %d steps in %d part%s, %d from the cache: %.3f s "
+                "(slowest part: IR %.3f s, O3 %.3f s)\n",
+                plan->nkernels, plan->nsteps, nparts, nparts == 1 ? "" : "s", hits,
                 prog->seconds, t_ir, t_opt);
     if (rc) {
         cg_program_free(prog);

@@ -76,7 +76,7 @@ int rundir_runner_init(rundir_runner *r, const ir_graph *g, cg_backend backend, 
                        bc_err *e)
 {
     memset(r, 0, sizeof *r);
-    cg_options co = {NULL, NULL, NULL, 0};
+    cg_options co = {NULL, NULL, NULL, 0, 0};
     if (!(r->engine = cg_engine_new(g, backend, &co, e)))
         return -1;
     r->threads = threads;

@@ -497,8 +497,8 @@ Test(codegen_fuse, regions_differing_in_the_dropout_stream_share_a_kernel)
  * the fused graph against the unfused one on the same target, bit for bit. */
 Test(codegen_fuse, avx2_and_sse_targets_give_the_unfused_bits, .timeout = 300)
 {
-    const cg_options targets[2] = {{"x86-64-v3", "+avx,+avx2,+fma,+f16c", NULL, 0},
-                                   {"x86-64", "+sse2", NULL, 0}};
+    const cg_options targets[2] = {{"x86-64-v3", "+avx,+avx2,+fma,+f16c", NULL, 0, 0},
+                                   {"x86-64", "+sse2", NULL, 0, 0}};
     for (int t = 0; t < 2; t++)
         for (int c = 0; c < 2; c++) {
             built b = c ? build_attention(2, 13, 2, 11, 2, 0)

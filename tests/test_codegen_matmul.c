@@ -327,8 +327,8 @@ static void check_target(const cg_options *o, int ar, const ir_dim *ad, int br,
 
 Test(codegen_matmul, avx2_and_sse_targets)
 {
-    const cg_options targets[2] = {{"x86-64-v3", "+avx,+avx2,+fma,+f16c", NULL, 0},
-                                   {"x86-64", "+sse2", NULL, 0}};
+    const cg_options targets[2] = {{"x86-64-v3", "+avx,+avx2,+fma,+f16c", NULL, 0, 0},
+                                   {"x86-64", "+sse2", NULL, 0, 0}};
     for (int t = 0; t < 2; t++)
         for (int tt = 0; tt < 4; tt++) {
             int ta = tt >> 1, tb = tt & 1;

@@ -10,6 +10,7 @@
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "../train/batch.h"
+#include "../codegen/engine.h"
 #include "../runtime/params.h"
 #include "../runtime/rng.h"
 #include "tests/util.h"
@@ -108,6 +109,54 @@ Test(codegen_models, forward_of_every_small_model_matches_the_reference, .timeou
 Test(codegen_models, gradients_of_every_small_model_match_the_reference, .timeout = 600)
 {
     cr_assert_geq(each_small_model(check_model, 1), 5);
+}
+
+/* The JIT compiles its kernels in parts, side by side: one part or several give the
+ * same bits (a kernel's code does not depend on the part it is in). */
+Test(codegen_models, kernels_compiled_in_parts_give_the_same_bits, .timeout = 600)
+{
+    fe_model m;
+    bc_err e;
+    cr_assert(fe_load(tu_src("models/bert-tiny-all-heads.xml"), &m, &e) == 0, "%s", e.msg);
+    ir_graph *g = fe_build_bert(&m, FE_LABEL_ALL | FE_BUILD_TRAIN, &e);
+    cr_assert(g, "%s", e.msg);
+    pass_grad_opts go = {"loss", NULL, 0};
+    cr_assert(pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e) == 0 &&
+                  pass_autodiff(&g, &go, &e) == 0 &&
+                  pass_run_pipeline(&g, PASS_DEFAULT_PIPELINE, NULL, &e) == 0,
+              "%s", e.msg);
+    rt_tensor_list params, in, out[3];
+    rt_list_init(&params);
+    rt_list_init(&in);
+    cr_assert(rt_params_init(g, 5, &params, &e) == 0, "%s", e.msg);
+    batch(g, &m, 2, 9, &in); /* dropout_seed comes out as a [2, 9] tensor: replace */
+    rt_list_remove(&in, "dropout_seed");
+    int64_t seed = 42;
+    cr_assert(rt_list_add(&in, "dropout_seed", RT_I64, 0, NULL, &seed));
+    static const int parts[3] = {1, 3, 8};
+    for (int i = 0; i < 3; i++) {
+        cg_options o = {0};
+        o.compile_parts = parts[i];
+        o.prefix = "parts"; /* its own cache entries: not the other tests' objects */
+        cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, &o, &e);
+        cr_assert(x, "%d parts: %s", parts[i], e.msg);
+        rt_list_init(&out[i]);
+        cr_assert(cg_engine_run(x, &params, &in, 2, &out[i], &e) == 0, "%s", e.msg);
+        cg_engine_free(x);
+    }
+    cr_assert(out[0].n == g->nout && out[0].n > 10);
+    for (int i = 1; i < 3; i++)
+        for (int k = 0; k < out[0].n; k++) {
+            const rt_tensor *a = &out[0].t[k], *b = rt_list_cfind(&out[i], a->name);
+            cr_assert(b && rt_numel(a) == rt_numel(b), "%s", a->name);
+            cr_expect(!memcmp(a->data, b->data, (size_t)rt_numel(a) * 4),
+                      "%s differs between 1 and %d parts", a->name, parts[i]);
+        }
+    for (int i = 0; i < 3; i++)
+        rt_list_free(&out[i]);
+    rt_list_free(&params);
+    rt_list_free(&in);
+    ir_graph_free(g);
 }
 
 /* Pre-training's graph with the MLM head on gathered rows (fe_build_bert_mlm_gather, in

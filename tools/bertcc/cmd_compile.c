@@ -54,7 +54,7 @@ int cmd_compile(int argc, char **argv)
                          pipeline,
                          fuse,
                          pall != NULL,
-                         {cpu, features, prefix, verbose != NULL}};
+                         {cpu, features, prefix, verbose != NULL, 0}};
     tk_compile_info info;
     bc_err e;
     if (tk_compile(&o, &info, &e))
