@@ -383,7 +383,7 @@ Test(codegen, select_and_select_grad_on_every_axis)
 
 /* ---- row reductions ---- */
 
-static const int64_t hs[] = {1, 7, 17, 100, 129};
+static const int64_t hs[] = {1, 7, 17, 100, 129, 257, 768}; /* 257, 768: dgamma units wider than 64 */
 #define NHS (sizeof hs / sizeof *hs)
 
 Test(codegen, layernorm_and_its_gradients)
