@@ -20,9 +20,12 @@
  * Blocking (AVX-512): 8 x 48 register tile (24 zmm accumulators), KC = 256, units of
  * 256 x 384: B's packed panel (384 KB) stays in L2, A's micro-panel (8 KB) in L1, and
  * BERT's shapes give an even number of units (2 threads balance). A constant N that 64
- * divides and 48 does not (head size 64, S = 128) takes a 6 x 64 tile (MC 240) instead;
- * a shape with an odd number of units below 8 has its MC halved (up to twice), so that
- * bert-mini's [256, 256] weight gradients are not one unit. Measured against 12 x
+ * divides and 48 does not (head size 64, S = 128) takes a 6 x 64 tile (MC 240) instead,
+ * except in a weight gradient; a weight gradient (ta = 1, 2-D: A is packed too) takes
+ * units of 192 (or 128) x 768. A shape with an odd number of units below 8 has its MC
+ * halved (up to twice), so that bert-mini's [256, 256] weight gradients are not one
+ * unit; then the M and N blocks are made of equal size (whole register tiles), so that
+ * no unit is a sliver. Measured against 12 x
  * 32, 14 x 32, 6 x 64, KC 128 / 384 and larger units in bench/README.md's setting; all
  * within noise of this one or below it.
  *
@@ -46,18 +49,34 @@ typedef struct mm_cfg {
 /* Sizes of one matmul (i64 values): batch entries with their own A, B and C, and M,
  * N, K after folding a shared b's batch into M. */
 typedef struct mm_dims {
-    LLVMValueRef batch, M, N, K, mc, mb, nb, units;
+    LLVMValueRef batch, M, N, K, mc, nc, mb, nb, units;
 } mm_dims;
+
+/* x rounded up to a multiple of m (i64 values) */
+static LLVMValueRef round_up(cg_ctx *c, LLVMValueRef x, int64_t m)
+{
+    return cg_mul(c, cg_div(c, cg_add(c, x, cg_i64(c, m - 1)), cg_i64(c, m)), cg_i64(c, m));
+}
 
 /* o: the result type; a constant N that 64 divides but 48 does not (attention's head
  * size 64 and S = 128 in training) gets the 6 x 64 tile, which wastes no lanes there
  * (8 x 48 computes 96 columns for 64). */
+#define WG_NC 768
+/* A weight gradient's MC: 192, or 128 where that divides M and 192 does not (M = 1024:
+ * 0.98x sgemm with 8 units of 128, 0.71-0.80x with 6 of 176). */
+static int wg_mc(const ir_type *o)
+{
+    ir_dim m = o->dim[0];
+    return ir_dim_is_const(m) && m.c % 192 && m.c % 128 == 0 ? 128 : 192;
+}
+
 static mm_cfg choose_cfg(const cg_ctx *c, int ta, const ir_type *o)
 {
     mm_cfg f;
     f.V = c->vec;
     ir_dim n = o->dim[o->rank - 1];
-    if (c->vec >= 16 && ir_dim_is_const(n) && n.c % 64 == 0 && n.c % 48) {
+    int weight_grad = ta && o->rank == 2;
+    if (c->vec >= 16 && ir_dim_is_const(n) && n.c % 64 == 0 && n.c % 48 && !weight_grad) {
         f.MR = 6;
         f.NRV = 4;
         f.KC = 256;
@@ -66,12 +85,14 @@ static mm_cfg choose_cfg(const cg_ctx *c, int ta, const ir_type *o)
     } else if (c->vec >= 16) {
         /* 32 zmm registers: 24 accumulators, 3 B vectors, 1 broadcast. The unit tile
          * keeps B's packed panel (KC x NC, 384 KB) in L2 and an A micro-panel (8 KB)
-         * in L1. */
+         * in L1. A weight gradient (A packed too) takes tiles twice as wide: measured
+         * 0.82x sgemm at 256 x 384, 0.97-1.08x at 192 x 768 (bench/run_matmul.sh, 2
+         * threads, [768, 768] and [768, 3072] over K = 1024; wg_mc). */
         f.MR = 8;
         f.NRV = 3;
         f.KC = 256;
-        f.MC = 256;
-        f.NC = 384;
+        f.MC = weight_grad ? wg_mc(o) : 256;
+        f.NC = weight_grad ? WG_NC : 384;
     } else {
         /* 16 registers (AVX2, SSE): the 6 x 2-vector tile, 12 accumulators. */
         f.MR = 6;
@@ -126,6 +147,10 @@ static void mm_sizes(cg_ctx *c, const mm_node *mn, const mm_cfg *f, LLVMValueRef
         d->batch = cg_i64(c, 1);
     }
     d->nb = cg_div(c, cg_add(c, d->N, cg_i64(c, f->NC - 1)), cg_i64(c, f->NC));
+    /* the nb blocks of equal width (whole micro-panels): 1024 in two blocks of 528 and
+     * 496, not 768 and 256 */
+    d->nc = round_up(c, cg_div(c, cg_add(c, d->N, cg_sub(c, d->nb, cg_i64(c, 1))), d->nb),
+                     f->NR);
     /* MC rows per unit, halved (twice at most) while that leaves an odd number of
      * units below 8: a weight gradient [256, 256] is otherwise one unit, which one
      * thread computes while the others wait (measured: half the GEMM rate on 2
@@ -140,6 +165,8 @@ static void mm_sizes(cg_ctx *c, const mm_node *mn, const mm_cfg *f, LLVMValueRef
         d->mc = LLVMBuildSelect(c->b, odd_few, cg_i64(c, h), d->mc, "mc");
     }
     d->mb = cg_div(c, cg_add(c, d->M, cg_sub(c, d->mc, cg_i64(c, 1))), d->mc);
+    d->mc = round_up(c, cg_div(c, cg_add(c, d->M, cg_sub(c, d->mb, cg_i64(c, 1))), d->mb),
+                     f->MR); /* equal heights too */
     d->units = cg_mul(c, d->batch, cg_mul(c, d->mb, d->nb));
 }
 
@@ -614,9 +641,9 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     cg_for_begin(c, &lu, k->u0, k->u1, "unit");
     LLVMValueRef z = cg_div(c, lu.iv, mbnb), t = cg_rem(c, lu.iv, mbnb);
     LLVMValueRef m0 = cg_mul(c, cg_div(c, t, d.nb), d.mc);
-    LLVMValueRef n0 = cg_mul(c, cg_rem(c, t, d.nb), cg_i64(c, f->NC));
+    LLVMValueRef n0 = cg_mul(c, cg_rem(c, t, d.nb), d.nc);
     LLVMValueRef mc = cg_min(c, d.mc, cg_sub(c, d.M, m0));
-    LLVMValueRef nc = cg_min(c, cg_i64(c, f->NC), cg_sub(c, d.N, n0));
+    LLVMValueRef nc = cg_min(c, d.nc, cg_sub(c, d.N, n0));
     LLVMValueRef nip = cg_div(c, cg_add(c, mc, cg_i64(c, f->MR - 1)), cg_i64(c, f->MR));
     LLVMValueRef njp = cg_div(c, cg_add(c, nc, cg_i64(c, f->NR - 1)), cg_i64(c, f->NR));
     LLVMValueRef az = ptr_at(c, A, cg_mul(c, z, MK)), cz = ptr_at(c, C, cg_mul(c, z, MN));

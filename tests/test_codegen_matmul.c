@@ -198,10 +198,11 @@ Test(codegen_matmul, weight_gradient_contracts_over_tokens)
     /* dW [N, K] = dy [B*S, N]^T x x [B*S, K] (ta = 1), and dx [B*S, K] = dy [B*S, N] x
      * W [N, K] */
     /* [256, 256] and [256, 1024] (bert-mini's): one and three units of MC rows, which
-     * the kernel splits into two and six */
+     * the kernel splits into two and six; [768, 77]: MC 192; [50, 1000]: two blocks of
+     * the weight gradients' NC, of equal width */
     static const int64_t cases[][4] = {{1, 1, 1, 1},    {3, 5, 7, 13},    {2, 37, NR + 1, 31},
                                        {2, 129, 97, 37}, {3, 43, 9, 49},  {2, 37, 256, 256},
-                                       {1, 19, 256, 1024}};
+                                       {1, 19, 256, 1024}, {1, 23, 768, 77}, {1, 13, 50, 1000}};
     ir_dim T = {1, 1, 1}; /* B*S */
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int64_t B = cases[i][0], S = cases[i][1], N = cases[i][2], K = cases[i][3];
