@@ -204,9 +204,8 @@ static int emit_kernel(cg_ctx *c, const rt_plan *p, int k, bc_err *e)
     return 0;
 }
 
-/* Builds the module of every kernel of p in a new context (owned by the caller). */
-/* Builds the module of the kernels k with part_of[k] == part (every kernel when
- * part_of is NULL). */
+/* Builds, in a new context (owned by the caller), the module of the kernels k of p with
+ * part_of[k] == part, or of every kernel when part_of is NULL. */
 static int build_part(cg_ctx *c, LLVMContextRef ctx, const ir_graph *g, const rt_plan *p,
                       const cg_options *o, const int *part_of, int part, bc_err *e)
 {
