@@ -133,7 +133,29 @@ typedef struct mm_node {
     const ir_node *n;
     const ir_type *a, *b, *o;
     int a_arg, b_arg;
+    /* the layout rule: an operand read through a head view, or the result written
+     * through a head merge, is stored as [B, S, nh D] while the matmul sees [B, nh, S,
+     * D] (its type here): a_view, b_view, c_view say so */
+    int a_view, b_view, c_view;
 } mm_node;
+
+/* Where batch entry z = (b, h) of a [B, nh, S, D] view (type t) starts in its [B, S,
+ * nh D] storage, and its row stride (nh D); or z rows x cols in after another
+ * (contiguous, view = 0). */
+static LLVMValueRef entry_offset(cg_ctx *c, const ir_type *t, int view, LLVMValueRef z,
+                                 LLVMValueRef B, LLVMValueRef S, LLVMValueRef *ld)
+{
+    LLVMValueRef rows = cg_dim(c, t->dim[t->rank - 2], B, S);
+    LLVMValueRef cols = cg_dim(c, t->dim[t->rank - 1], B, S);
+    if (!view) {
+        *ld = cols;
+        return cg_mul(c, z, cg_mul(c, rows, cols));
+    }
+    LLVMValueRef nh = cg_dim(c, t->dim[1], B, S);
+    *ld = cg_mul(c, nh, cols);
+    LLVMValueRef b = cg_div(c, z, nh), h = cg_rem(c, z, nh);
+    return cg_add(c, cg_mul(c, b, cg_mul(c, rows, *ld)), cg_mul(c, h, cols));
+}
 
 static void mm_sizes(cg_ctx *c, const mm_node *mn, const mm_cfg *f, LLVMValueRef B,
                      LLVMValueRef S, mm_dims *d)
@@ -633,8 +655,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     LLVMValueRef tile = cg_var(c, LLVMArrayType(c->t_f32, (unsigned)(f->MR * f->NR)), NULL,
                                "tile"); /* (MR, NR): edge tiles of C */
     LLVMSetAlignment(tile, 64);
-    LLVMValueRef one = cg_i64(c, 1), MK = cg_mul(c, d.M, d.K), KN = cg_mul(c, d.K, d.N),
-                 MN = cg_mul(c, d.M, d.N), mbnb = cg_mul(c, d.mb, d.nb);
+    LLVMValueRef one = cg_i64(c, 1), MN = cg_mul(c, d.M, d.N), mbnb = cg_mul(c, d.mb, d.nb);
     LLVMValueRef npc = cg_div(c, cg_add(c, d.K, cg_i64(c, f->KC - 1)), cg_i64(c, f->KC));
     npc = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, npc, one, ""), one, npc,
                           "npc");
@@ -648,8 +669,14 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     LLVMValueRef nc = cg_min(c, d.nc, cg_sub(c, d.N, n0));
     LLVMValueRef nip = cg_div(c, cg_add(c, mc, cg_i64(c, f->MR - 1)), cg_i64(c, f->MR));
     LLVMValueRef njp = cg_div(c, cg_add(c, nc, cg_i64(c, f->NR - 1)), cg_i64(c, f->NR));
-    LLVMValueRef az = ptr_at(c, A, cg_mul(c, z, MK)), cz = ptr_at(c, C, cg_mul(c, z, MN));
-    LLVMValueRef bz = b_batched(at, bt) ? ptr_at(c, Bm, cg_mul(c, z, KN)) : Bm;
+    LLVMValueRef lda, ldb, ldc;
+    LLVMValueRef az = ptr_at(c, A, entry_offset(c, at, mn->a_view, z, k->B, k->S, &lda));
+    LLVMValueRef cz = ptr_at(c, C, entry_offset(c, mn->o, mn->c_view, z, k->B, k->S, &ldc));
+    LLVMValueRef bz = Bm;
+    if (b_batched(at, bt))
+        bz = ptr_at(c, Bm, entry_offset(c, bt, mn->b_view, z, k->B, k->S, &ldb));
+    else
+        ldb = cg_dim(c, bt->dim[1], k->B, k->S);
 
     cg_loop lk;
     cg_for_begin(c, &lk, cg_i64(c, 0), npc, "kblock");
@@ -665,15 +692,15 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
         LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj.iv, cg_i64(c, f->NR)));
         LLVMValueRef dst =
             ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
-        cg_pack_transposed(c, dst, cg_i64(c, f->NR), bz, d.K, j0, cg_sub(c, nend, j0), pc, kc);
+        cg_pack_transposed(c, dst, cg_i64(c, f->NR), bz, ldb, j0, cg_sub(c, nend, j0), pc, kc);
         cg_for_end(c, &lj);
     } else {
-        pack_copy(c, f, pb, f->NR, njp, bz, d.N, n0, nend, pc, kc);
+        pack_copy(c, f, pb, f->NR, njp, bz, ldb, n0, nend, pc, kc);
     }
 
     /* pack A's block unless its rows are read in place */
     if (!f->a_direct)
-        pack_copy(c, f, pa, f->MR, nip, az, d.M, m0, cg_add(c, m0, mc), pc, kc);
+        pack_copy(c, f, pa, f->MR, nip, az, lda, m0, cg_add(c, m0, mc), pc, kc);
 
     /* the register tiles: an A micro-panel against every B micro-panel */
     cg_loop li;
@@ -687,7 +714,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
         LLVMValueRef last = cg_sub(c, d.M, one);
         for (int r = 0; r < f->MR; r++) {
             LLVMValueRef row = cg_min(c, cg_add(c, i0, cg_i64(c, r)), last);
-            a.rows[r] = ptr_at(c, az, cg_add(c, cg_mul(c, row, d.K), pc));
+            a.rows[r] = ptr_at(c, az, cg_add(c, cg_mul(c, row, lda), pc));
         }
     } else {
         a.pa = ptr_at(c, pa, cg_mul(c, li.iv, cg_i64(c, (int64_t)f->KC * f->MR)));
@@ -698,7 +725,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     LLVMValueRef nr = cg_min(c, cg_i64(c, f->NR), cg_sub(c, d.N, j0));
     LLVMValueRef pbj = ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
     LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_sub(c, npc, one), "last");
-    micro_kernel(c, f, &a, pbj, kc, cz, d.N, i0, mr, j0, nr, first, tile, epi, last,
+    micro_kernel(c, f, &a, pbj, kc, cz, ldc, i0, mr, j0, nr, first, tile, epi, last,
                  cg_mul(c, z, MN));
     cg_for_end(c, &lj);
     cg_for_end(c, &li);
@@ -710,29 +737,79 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
 
 void cg_lower_matmul(cg_ctx *c, cg_kernel *k)
 {
-    mm_node mn = {k->n, cg_operand_type(c, k, 0), cg_operand_type(c, k, 1), &k->n->type, 1, 2};
+    mm_node mn = {k->n,      cg_operand_type(c, k, 0), cg_operand_type(c, k, 1),
+                  &k->n->type, 1, 2, 0, 0, 0};
     lower_mm(c, k, &mn, NULL);
 }
 
 /* ---- fused regions: a matmul and its epilogue ---- */
 
-/* Reads the region of fused node n (region graph r) as a matmul and an epilogue, or
- * says why it is not one. */
+static const int view_perm[4] = {0, 2, 1, 3};
+
+/* Region node v is a head view: transpose [0, 2, 1, 3] of a reshape [B, S, H] -> [B, S,
+ * nh, D] of region input x (< nin): x, else -1. */
+static int view_source(const ir_graph *r, int nin, int v)
+{
+    const ir_node *t = &r->nodes[v];
+    if (v < nin || t->op != IR_OP_TRANSPOSE || t->type.rank != 4 ||
+        memcmp(t->a.perm, view_perm, sizeof view_perm))
+        return -1;
+    const ir_node *rs = &r->nodes[t->in[0]];
+    if (rs->op != IR_OP_RESHAPE || rs->in[0] >= nin)
+        return -1;
+    const ir_type *xt = &r->nodes[rs->in[0]].type;
+    if (xt->rank != 3 || !ir_dim_eq(xt->dim[0], rs->type.dim[0]) ||
+        !ir_dim_eq(xt->dim[1], rs->type.dim[1]) || !ir_dim_is_const(rs->type.dim[2]) ||
+        !ir_dim_is_const(rs->type.dim[3]))
+        return -1;
+    return rs->in[0];
+}
+
+/* Reads the region of fused node n (region graph r) as a matmul (its operands possibly
+ * through head views) and an epilogue or a head merge, or says why it is not one. */
 static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_node *mn,
                        mm_epi *epi, bc_err *e)
 {
-    int k0 = n->nin; /* the body's first node */
-    const ir_node *m = &r->nodes[k0];
-    if (m->op != IR_OP_MATMUL)
-        return bc_errf(e, "fused: the code generator lowers a matmul and the elementwise "
-                          "ops that follow it; this body starts with %s",
-                       ir_ops[m->op].name);
-    *mn = (mm_node){m, &r->nodes[m->in[0]].type, &r->nodes[m->in[1]].type, &m->type,
-                    1 + m->in[0], 1 + m->in[1]};
+    int k0 = n->nin, km = k0; /* the body's first node; the matmul */
+    while (km < r->n && (r->nodes[km].op == IR_OP_RESHAPE || r->nodes[km].op == IR_OP_TRANSPOSE))
+        km++;
+    const ir_node *m = km < r->n ? &r->nodes[km] : NULL;
+    if (!m || m->op != IR_OP_MATMUL)
+        return bc_errf(e, "fused: the code generator lowers a matmul, with head views of "
+                          "its operands and the elementwise ops or the head merge that "
+                          "follow it; this body has %s where the matmul should be",
+                       m ? ir_ops[m->op].name : "nothing");
+    int xa = m->in[0] < k0 ? -1 : view_source(r, k0, m->in[0]);
+    int xb = m->in[1] < k0 ? -1 : view_source(r, k0, m->in[1]);
+    int views = (xa >= 0) + (xb >= 0 && m->in[1] != m->in[0]);
+    if ((m->in[0] >= k0 && xa < 0) || (m->in[1] >= k0 && xb < 0) || km - k0 != 2 * views)
+        return bc_errf(e, "fused: the statements before the matmul are not head views "
+                          "(reshape [B, S, H] -> [B, S, nh, D], transpose [0, 2, 1, 3]) of "
+                          "its operands");
+    *mn = (mm_node){m,
+                    &r->nodes[m->in[0]].type,
+                    &r->nodes[m->in[1]].type,
+                    &m->type,
+                    1 + (xa >= 0 ? xa : m->in[0]),
+                    1 + (xb >= 0 ? xb : m->in[1]),
+                    xa >= 0,
+                    xb >= 0,
+                    0};
     if (check_mm(c, m, mn->a, mn->b, e))
         return -1;
     epi->n = 0;
-    for (int i = k0 + 1; i < r->n; i++) {
+    /* the result merged back from heads: transpose [0, 2, 1, 3], reshape to [B, S, H] (or
+     * [B S, H]: the same storage) */
+    if (r->n == km + 3 && r->nodes[km + 1].op == IR_OP_TRANSPOSE &&
+        r->nodes[km + 1].in[0] == km &&
+        !memcmp(r->nodes[km + 1].a.perm, view_perm, sizeof view_perm) &&
+        r->nodes[km + 2].op == IR_OP_RESHAPE && r->nodes[km + 2].in[0] == km + 1 &&
+        (r->nodes[km + 2].type.rank == 3 || r->nodes[km + 2].type.rank == 2) &&
+        m->type.rank == 4) {
+        mn->c_view = 1;
+        return 0;
+    }
+    for (int i = km + 1; i < r->n; i++) {
         const ir_node *u = &r->nodes[i];
         epi_step *st = &epi->s[epi->n];
         if (epi->n == (int)(sizeof epi->s / sizeof epi->s[0]))

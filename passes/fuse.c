@@ -20,7 +20,14 @@
  *   no other reader: inference. A training graph's backward reads them (softmax_grad,
  *   dV), so there they are stored as before (not recomputed; see README).
  *
- * Epilogue regions compute exactly what their ops computed one by one (the same f32
+ * layout: a batched matmul [B, nh, S, *] takes the head views of its operands
+ *   (reshape [B, S, H] -> [B, S, nh, D], transpose [0, 2, 1, 3]) and the merge of its
+ *   result back to [B, S, H] (transpose, then reshapes), which the kernel turns into
+ *   strides: no head-major copy is written. Without a merge, the epilogue rule may
+ *   still extend the region. A view may have several readers (training's Q, K, V
+ *   heads do): each region copies it, and dce drops the original once none is left.
+ *
+ * Epilogue and layout regions compute exactly what their ops computed one by one (the same f32
  * operations in the same order), so fused and unfused code give the same bits; an
  * attention region computes the same formulas in another order (within rounding of the
  * reference; the same bits for any thread count). */
@@ -35,6 +42,7 @@ static const struct {
 } rules[] = {
     {"epilogue", PASS_FUSE_EPILOGUE},
     {"attention", PASS_FUSE_ATTENTION},
+    {"layout", PASS_FUSE_LAYOUT},
 };
 #define NRULES (int)(sizeof rules / sizeof rules[0])
 
@@ -156,12 +164,12 @@ static int region_operands(const fuser *f, const int *members, int nm, int *ops)
 
 #define MAX_MEMBERS 16
 
-/* The epilogue rule from matmul node i: its members (i first), or 1 when none joins. */
-static int epilogue_members(const fuser *f, int i, int *members)
+/* The epilogue rule from matmul node i, whose region already has members[0..nm) (i
+ * last): the chain that joins it appended; the new count. */
+static int epilogue_members(const fuser *f, int i, int *members, int nm)
 {
     const ir_type *t = &f->g->nodes[i].type;
-    int nm = 1, ops[IR_MAX_INPUTS];
-    members[0] = i;
+    int ops[IR_MAX_INPUTS];
     for (int v = i, u; nm < MAX_MEMBERS && (u = single_reader(f, v)) >= 0; v = u) {
         if (f->region[u] >= 0 || !extends_chain(f, &f->g->nodes[u], v, t))
             break;
@@ -173,28 +181,92 @@ static int epilogue_members(const fuser *f, int i, int *members)
     return nm;
 }
 
-/* v = transpose(reshape(x)) with perm [0, 2, 1, 3], reshape [B, S, H] -> [B, S, nh, D],
- * both single-reader: x through *x, the two nodes into m. */
-static int split_heads_of(const fuser *f, int v, int *x, int *m)
+static const int head_perm[4] = {0, 2, 1, 3};
+
+/* v = transpose(reshape(x)) splitting x [B, S, H] into heads [B, nh, S, D] (perm [0, 2,
+ * 1, 3]), neither in a region: the two nodes into m, 1. Readers other than the one
+ * asking do not matter: such views are copied into every region that reads them (the
+ * layout rule), and dce drops them when none is left. */
+static int head_view(const fuser *f, int v, int *m)
 {
     const ir_graph *g = f->g;
     const ir_node *t = &g->nodes[v];
-    static const int perm[4] = {0, 2, 1, 3};
-    if (t->op != IR_OP_TRANSPOSE || t->type.rank != 4 || memcmp(t->a.perm, perm, sizeof perm) ||
-        f->uses[v] != 1 || f->region[v] >= 0)
+    if (t->op != IR_OP_TRANSPOSE || t->type.rank != 4 ||
+        memcmp(t->a.perm, head_perm, sizeof head_perm) || f->region[v] >= 0)
         return 0;
     int r = t->in[0];
     const ir_node *rs = &g->nodes[r];
-    if (rs->op != IR_OP_RESHAPE || f->uses[r] != 1 || f->region[r] >= 0)
+    if (rs->op != IR_OP_RESHAPE || f->region[r] >= 0)
         return 0;
     const ir_type *xt = &g->nodes[rs->in[0]].type;
     if (xt->rank != 3 || xt->dtype != IR_F32 || !ir_dim_eq(xt->dim[0], rs->type.dim[0]) ||
         !ir_dim_eq(xt->dim[1], rs->type.dim[1]) || !ir_dim_is_const(rs->type.dim[2]) ||
         !ir_dim_is_const(rs->type.dim[3]))
         return 0;
-    *x = rs->in[0];
     m[0] = r;
     m[1] = v;
+    return 1;
+}
+
+/* The matmul i's result merged back from heads: its single reader a transpose [B, nh,
+ * S, D] -> [B, S, nh, D] read only by reshapes (to [B, S, nh D], or [B S, nh D] for a
+ * weight gradient): the transpose and its first reshape into m, 1. The other reshapes
+ * read the region's result instead (pass_fuse). */
+static int head_merge(const fuser *f, int i, int *m)
+{
+    const ir_graph *g = f->g;
+    int t = single_reader(f, i), r = -1, readers = 0;
+    if (t < 0 || g->nodes[t].op != IR_OP_TRANSPOSE ||
+        memcmp(g->nodes[t].a.perm, head_perm, sizeof head_perm) || f->region[t] >= 0)
+        return 0;
+    for (int u = t + 1; u < g->n; u++)
+        for (int k = 0; k < g->nodes[u].nin; k++) {
+            if (g->nodes[u].in[k] != t)
+                continue;
+            if (g->nodes[u].op != IR_OP_RESHAPE || f->region[u] >= 0)
+                return 0;
+            r = r < 0 ? u : r;
+            readers++;
+        }
+    if (r < 0 || readers != f->uses[t]) /* an output, or read by something else */
+        return 0;
+    m[0] = t;
+    m[1] = r;
+    return 1;
+}
+
+/* The layout rule from matmul node i (batched, rank 4): the head views of its operands
+ * before it in members, i, then the merge of its result after it. *nviews: how many
+ * members are shared views. The count, or 0 when no view joins. */
+static int layout_members(const fuser *f, int i, int *members, int *nviews, int *merged)
+{
+    const ir_node *m = &f->g->nodes[i];
+    int nm = 0;
+    *nviews = *merged = 0;
+    if (m->op != IR_OP_MATMUL || m->type.rank != 4)
+        return 0;
+    for (int k = 0; k < 2; k++)
+        if ((k == 0 || m->in[1] != m->in[0]) && head_view(f, m->in[k], members + nm))
+            nm += 2;
+    *nviews = nm;
+    members[nm++] = i;
+    if (head_merge(f, i, members + nm)) {
+        nm += 2;
+        *merged = 1;
+    }
+    int ops[IR_MAX_INPUTS];
+    if (region_operands(f, members, nm, ops) < 0)
+        return 0;
+    return nm > 1 ? nm : 0;
+}
+
+/* v = transpose(reshape(x)) with perm [0, 2, 1, 3], reshape [B, S, H] -> [B, S, nh, D],
+ * both single-reader: x through *x, the two nodes into m. */
+static int split_heads_of(const fuser *f, int v, int *x, int *m)
+{
+    if (f->uses[v] != 1 || !head_view(f, v, m) || f->uses[m[0]] != 1)
+        return 0;
+    *x = f->g->nodes[m[0]].in[0];
     return 1;
 }
 
@@ -241,16 +313,20 @@ static int attention_members(const fuser *f, int p, int *members)
     return nm;
 }
 
-/* Records a region: its members under its last one, and every member's region. */
-static int add_region(fuser *f, int **mem, int *nmem, const int *members, int nm)
+/* Records a region: its members (in order) under its last one, and every member's
+ * region but the first nshared (views that other regions may copy too). */
+static int add_region(fuser *f, int **mem, int *nmem, int *members, int nm, int nshared)
 {
+    for (int j = 0; j < nshared; j++)
+        f->region[members[j]] = -2; /* mark, so as to tell them after sorting */
+    qsort(members, (size_t)nm, sizeof *members, by_index);
     int last = members[nm - 1];
     if (!(mem[last] = malloc(sizeof(int) * (size_t)nm)))
         return -1;
     memcpy(mem[last], members, sizeof(int) * (size_t)nm);
     nmem[last] = nm;
     for (int j = 0; j < nm; j++)
-        f->region[members[j]] = last;
+        f->region[members[j]] = f->region[members[j]] == -2 ? -1 : last;
     return 0;
 }
 
@@ -261,14 +337,15 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
     fuser f = {g, calloc(n, sizeof(int)), malloc(n * sizeof(int))};
     int *map = malloc(n * sizeof(int));
     int **mem = calloc(n, sizeof *mem); /* members of the region ending at a node */
+    int *alias = malloc(n * sizeof(int)); /* a merge's transpose -> its region's result */
     int *nmem = calloc(n, sizeof(int));
     int rc = 0;
-    if (!f.uses || !f.region || !map || !mem || !nmem) {
+    if (!f.uses || !f.region || !map || !mem || !nmem || !alias) {
         rc = bc_errf(e, "out of memory");
         goto done;
     }
     for (int i = 0; i < g->n; i++) {
-        f.region[i] = -1;
+        f.region[i] = alias[i] = -1;
         for (int k = 0; k < g->nodes[i].nin; k++)
             f.uses[g->nodes[i].in[k]]++;
     }
@@ -280,16 +357,26 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         if (g->nodes[i].op != IR_OP_ATTN_SOFTMAX)
             continue;
         int members[MAX_MEMBERS], nm = attention_members(&f, i, members);
-        if (nm && add_region(&f, mem, nmem, members, nm)) {
+        if (nm && add_region(&f, mem, nmem, members, nm, 0)) {
             rc = bc_errf(e, "out of memory");
             goto done;
         }
     }
-    for (int i = 0; i < g->n && (rules_on & PASS_FUSE_EPILOGUE); i++) {
+    /* a matmul with its operands' head views and its result's merge (layout), or else
+     * its elementwise consumers (epilogue) */
+    for (int i = 0; i < g->n && (rules_on & (PASS_FUSE_EPILOGUE | PASS_FUSE_LAYOUT)); i++) {
         if (ir_ops[g->nodes[i].op].fuse != IR_FUSE_OUT_ELEMWISE || f.region[i] >= 0)
             continue;
-        int members[MAX_MEMBERS], nm = epilogue_members(&f, i, members);
-        if (nm >= 2 && add_region(&f, mem, nmem, members, nm)) {
+        int members[MAX_MEMBERS], nv = 0, merged = 0, nm = 0;
+        if (rules_on & PASS_FUSE_LAYOUT)
+            nm = layout_members(&f, i, members, &nv, &merged);
+        if (!nm)
+            members[nm++] = i, nv = 0;
+        if ((rules_on & PASS_FUSE_EPILOGUE) && !merged)
+            nm = epilogue_members(&f, i, members, nm);
+        if (merged) /* the merge's transpose and first reshape end the members */
+            alias[members[nm - 2]] = members[nm - 1];
+        if (nm >= 2 && add_region(&f, mem, nmem, members, nm, nv)) {
             rc = bc_errf(e, "out of memory");
             goto done;
         }
@@ -307,8 +394,9 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         if (f.region[i] >= 0 && f.region[i] != i)
             continue; /* an inner member: computed inside its region's kernel */
         if (f.region[i] < 0) {
+            /* a further reshape of a merge reads the merge's region */
             for (int k = 0; k < nd->nin; k++)
-                in[k] = map[nd->in[k]];
+                in[k] = map[alias[nd->in[k]] >= 0 ? alias[nd->in[k]] : nd->in[k]];
             map[i] = ir_add(ng, nd->op, in, nd->nin, &nd->a, nd->name, &nd->type);
             continue;
         }
@@ -325,11 +413,14 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         free(body);
     }
     rc = pass_install(gp, ng, map, e);
+    if (!rc && (rules_on & PASS_FUSE_LAYOUT))
+        rc = pass_dce(gp, e); /* the views every reader of which copied them */
 done:
     for (size_t i = 0; mem && i < n; i++)
         free(mem[i]);
     free(mem);
     free(nmem);
+    free(alias);
     free(map);
     free(f.uses);
     free(f.region);

@@ -283,9 +283,12 @@ Test(codegen_fuse, fusion_specs)
     cr_expect_eq(pass_fuse_parse("epilogue", &r, &e), 0);
     cr_expect_eq(r, (unsigned)PASS_FUSE_EPILOGUE);
     cr_expect_eq(pass_fuse_parse("epilogue,frob", &r, &e), -1);
-    cr_expect_str_eq(e.msg, "unknown fusion rule 'frob' (all, none, epilogue, attention)");
-    cr_expect_eq(pass_fuse_parse("attention+epilogue", &r, &e), 0);
+    cr_expect_str_eq(e.msg,
+                     "unknown fusion rule 'frob' (all, none, epilogue, attention, layout)");
+    cr_expect_eq(pass_fuse_parse("attention+epilogue+layout", &r, &e), 0);
     cr_expect_eq(r, (unsigned)PASS_FUSE_ALL);
+    cr_expect_eq(pass_fuse_parse("layout", &r, &e), 0);
+    cr_expect_eq(r, (unsigned)PASS_FUSE_LAYOUT);
     char buf[256];
     cr_expect_eq(pass_default_pipeline("none", buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_BASE_PIPELINE);
@@ -293,8 +296,10 @@ Test(codegen_fuse, fusion_specs)
     cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
     cr_expect_eq(pass_default_pipeline("epilogue", buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_BASE_PIPELINE ",fuse=epilogue");
-    cr_expect_eq(pass_default_pipeline("attention,epilogue", buf, sizeof buf, &e), 0);
+    cr_expect_eq(pass_default_pipeline("attention,epilogue,layout", buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
+    cr_expect_eq(pass_default_pipeline("layout,attention", buf, sizeof buf, &e), 0);
+    cr_expect_str_eq(buf, PASS_BASE_PIPELINE ",fuse=attention+layout");
     ir_graph *g = ir_graph_new("g");
     cr_expect_eq(pass_run_pipeline(&g, "fuse=frob", NULL, &e), -1);
     cr_expect_eq(pass_run_pipeline(&g, "dce=1", NULL, &e), -1);
@@ -408,15 +413,119 @@ Test(codegen_fuse, attention_on_odd_shapes_gives_the_unfused_bits, .timeout = 30
             check_attention(cases[c][0], cases[c][1], cases[c][2], cases[c][3], mk);
 }
 
-/* The probabilities read elsewhere (a training graph's backward does): no region. */
+/* The probabilities read elsewhere (a training graph's backward does): no attention
+ * region; the layout rule still takes the head views into the two matmuls. */
 Test(codegen_fuse, attention_whose_probabilities_are_read_stays_unfused)
 {
     built b = build_attention(2, 5, 2, 3, 0, 1);
     bc_err e = {{0}};
+    ir_graph *g = ir_graph_clone(b.g);
+    cr_assert_eq(pass_run_pipeline(&g, PASS_BASE_PIPELINE ",fuse=attention+epilogue", NULL, &e),
+                 0, "%s", e.msg);
+    cr_expect_eq(count_op(g, IR_OP_ATTN_SOFTMAX), 1);
+    cr_expect_eq(count_op(g, IR_OP_FUSED), 0);
+    ir_graph_free(g);
     cr_assert_eq(pass_run_pipeline(&b.g, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
     cr_expect_eq(count_op(b.g, IR_OP_ATTN_SOFTMAX), 1);
-    cr_expect_eq(count_op(b.g, IR_OP_FUSED), 0);
+    cr_expect_eq(count_op(b.g, IR_OP_FUSED), 2);
+    cr_expect_eq(count_op(b.g, IR_OP_TRANSPOSE), 0);
     free_built(&b);
+}
+
+/* ---- layout: head views as strided operands ---- */
+
+/* q, k, v, g [B, S, nh D] and p [B, nh, S, S], as attention's forward and backward use
+ * them: scores = q_h k_h^T (two views), ctx = merge(p v_h) (a view and the merge),
+ * dk = merge(p^T q_h) (ta = 1; q_h shared with scores), dp = dropout(g_h v_h^T) (views
+ * and an epilogue; v_h shared with ctx). */
+static built build_layout(int64_t B, int64_t S, int64_t nh, int64_t D)
+{
+    built b;
+    b.g = ir_graph_new("layout");
+    rt_list_init(&b.p);
+    rt_list_init(&b.in);
+    ir_graph *g = b.g;
+    ir_dim dx[3] = {DB, DS, DC(nh * D)}, dp[4] = {DB, DC(nh), DS, DS};
+    ir_dim dh[4] = {DB, DS, DC(nh), DC(D)};
+    int perm[4] = {0, 2, 1, 3}, h[4];
+    static const char *const names[4] = {"q", "k", "v", "g"};
+    for (int i = 0; i < 4; i++) {
+        int x = ir_input(g, names[i], ir_type_make(IR_F32, 3, dx));
+        add_f32(&b, names[i], 3, dx, B, S, -2, 2, 30 + (uint64_t)i, 0);
+        h[i] = ir_transpose(g, ir_reshape(g, x, 4, dh), perm);
+    }
+    int p = ir_input(g, "p", ir_type_make(IR_F32, 4, dp));
+    add_f32(&b, "p", 4, dp, B, S, 0, 1, 40, 0);
+    int seed = ir_input(g, "seed", ir_type_make(IR_I64, 0, NULL));
+    tu_add_rand_i64(&b.in, "seed", 0, NULL, 0, INT64_MAX, 41);
+    ir_set_output(g, "scores", ir_matmul(g, h[0], h[1], 0, 1));
+    ir_set_output(g, "ctx", ir_reshape(g, ir_transpose(g, ir_matmul(g, p, h[2], 0, 0), perm),
+                                       3, dx));
+    ir_set_output(g, "dk", ir_reshape(g, ir_transpose(g, ir_matmul(g, p, h[0], 1, 0), perm),
+                                      3, dx));
+    ir_attrs a = {0};
+    a.p = 0.25;
+    a.index = 3;
+    ir_set_output(g, "dp",
+                  ir_add(g, IR_OP_DROPOUT, (int[]){ir_matmul(g, h[3], h[2], 0, 1), seed}, 2,
+                         &a, NULL, NULL));
+    cr_assert(!g->failed, "%s", g->err.msg);
+    return b;
+}
+
+/* Every output of the fused graph, any thread count, bit for bit the unfused graph's. */
+static void expect_all_outputs_same(const ir_graph *unfused, const ir_graph *fused,
+                                    const built *b, const char *what)
+{
+    rt_tensor_list base;
+    run_jit(unfused, b, 1, &base);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        rt_tensor_list f;
+        run_jit(fused, b, threads, &f);
+        cr_assert_eq(f.n, base.n);
+        for (int k = 0; k < base.n; k++) {
+            const rt_tensor *x = &base.t[k], *y = rt_list_cfind(&f, x->name);
+            cr_expect(y && rt_nbytes(x) == rt_nbytes(y) &&
+                          !memcmp(x->data, y->data, rt_nbytes(x)),
+                      "%s: %s differs with %d threads", what, x->name, threads);
+        }
+        rt_list_free(&f);
+    }
+    rt_list_free(&base);
+}
+
+Test(codegen_fuse, layout_views_as_strided_operands_give_the_unfused_bits, .timeout = 300)
+{
+    /* B, S, heads, D: ones, primes, S and D across the register tiles (8 x 48, 6 x 64) */
+    static const int64_t cases[][4] = {{1, 1, 1, 1},  {2, 3, 2, 5},   {1, 7, 3, 17},
+                                       {3, 17, 2, 8}, {2, 33, 1, 64}, {1, 131, 2, 33},
+                                       {2, 49, 2, 64}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        int64_t B = cases[c][0], S = cases[c][1], nh = cases[c][2], D = cases[c][3];
+        char what[160];
+        snprintf(what, sizeof what, "layout B=%lld S=%lld heads=%lld D=%lld", (long long)B,
+                 (long long)S, (long long)nh, (long long)D);
+        built b = build_layout(B, S, nh, D);
+        bc_err e = {{0}};
+        ir_graph *unfused = ir_graph_clone(b.g), *fused = ir_graph_clone(b.g);
+        cr_assert_eq(pass_run_pipeline(&unfused, PASS_BASE_PIPELINE, NULL, &e), 0, "%s",
+                     e.msg);
+        cr_assert_eq(pass_run_pipeline(&fused, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s",
+                     e.msg);
+        /* four regions; the shared views copied into each, none left outside */
+        cr_expect_eq(count_op(fused, IR_OP_FUSED), 4, "%s", what);
+        cr_expect_eq(count_op(fused, IR_OP_TRANSPOSE) + count_op(fused, IR_OP_RESHAPE) +
+                         count_op(fused, IR_OP_MATMUL),
+                     0, "%s", what);
+        cr_expect_eq(ir_matmul_flops(fused, B, S), ir_matmul_flops(unfused, B, S), "%s", what);
+        char msg[512];
+        cr_expect(tu_jit_vs_ref(fused, &b.p, &b.in, 2, 1e-5, 1e-6, msg, sizeof msg) == 0,
+                  "%s: %s", what, msg);
+        expect_all_outputs_same(unfused, fused, &b, what);
+        ir_graph_free(unfused);
+        ir_graph_free(fused);
+        free_built(&b);
+    }
 }
 
 /* The mask's values are checked inside a region as outside: 2 is an error naming it. */
@@ -493,22 +602,23 @@ Test(codegen_fuse, regions_differing_in_the_dropout_stream_share_a_kernel)
     free_built(&b);
 }
 
-/* The epilogue and attention kernels on AVX2 (6 x 16 tiles, 8 lanes) and SSE (4 lanes):
+/* The epilogue, attention and layout kernels on AVX2 (6 x 16 tiles, 8 lanes) and SSE (4 lanes):
  * the fused graph against the unfused one on the same target, bit for bit. */
 Test(codegen_fuse, avx2_and_sse_targets_give_the_unfused_bits, .timeout = 300)
 {
     const cg_options targets[2] = {{"x86-64-v3", "+avx,+avx2,+fma,+f16c", NULL, 0, 0},
                                    {"x86-64", "+sse2", NULL, 0, 0}};
     for (int t = 0; t < 2; t++)
-        for (int c = 0; c < 2; c++) {
-            built b = c ? build_attention(2, 13, 2, 11, 2, 0)
-                        : build(2, 7, 300, 23, 0, 1, E_BIAS_DROP_RES);
+        for (int c = 0; c < 3; c++) {
+            built b = c == 2   ? build_layout(2, 13, 2, 11)
+                      : c == 1 ? build_attention(2, 13, 2, 11, 2, 0)
+                               : build(2, 7, 300, 23, 0, 1, E_BIAS_DROP_RES);
             bc_err e = {{0}};
             ir_graph *u = ir_graph_clone(b.g), *f = ir_graph_clone(b.g);
             cr_assert_eq(pass_run_pipeline(&u, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
             cr_assert_eq(pass_run_pipeline(&f, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s",
                          e.msg);
-            cr_assert_eq(count_op(f, IR_OP_FUSED), 1);
+            cr_assert_eq(count_op(f, IR_OP_FUSED), c == 2 ? 4 : 1);
             rt_tensor_list out[2];
             for (int k = 0; k < 2; k++) {
                 cg_engine *x = cg_engine_new(k ? f : u, CG_BACKEND_JIT, &targets[t], &e);
@@ -517,7 +627,13 @@ Test(codegen_fuse, avx2_and_sse_targets_give_the_unfused_bits, .timeout = 300)
                 cr_assert_eq(cg_engine_run(x, &b.p, &b.in, 2, &out[k], &e), 0, "%s", e.msg);
                 cg_engine_free(x);
             }
-            expect_same_bits(&out[1], &out[0], targets[t].cpu);
+            cr_assert_eq(out[0].n, out[1].n);
+            for (int o = 0; o < out[0].n; o++) {
+                const rt_tensor *x = &out[0].t[o], *y = rt_list_cfind(&out[1], x->name);
+                cr_expect(y && rt_nbytes(x) == rt_nbytes(y) &&
+                              !memcmp(x->data, y->data, rt_nbytes(x)),
+                          "%s: %s", targets[t].cpu, x->name);
+            }
             rt_list_free(&out[0]);
             rt_list_free(&out[1]);
             ir_graph_free(u);
