@@ -104,6 +104,33 @@ static int64_t first_outside(const int64_t *idx, int64_t n, int64_t hi, int igno
     return n;
 }
 
+int rt_check_resolve(const ir_graph *g, int v, ir_graph **cg, int *cv, int *operand)
+{
+    const ir_node *n = &g->nodes[v];
+    *cg = NULL;
+    *cv = -1;
+    *operand = -1;
+    if (n->op != IR_OP_FUSED) {
+        if (rules[n->op].kind == IX_NONE)
+            return 0;
+        *cg = (ir_graph *)g; /* the caller's: not to be freed */
+        *cv = v;
+        *operand = rt_check_operand(g, v);
+        return 1;
+    }
+    int j;
+    ir_graph *r = checked_region(g, n, &j);
+    if (!r || j < 0) {
+        ir_graph_free(r);
+        return 0;
+    }
+    int u = rt_check_operand(r, j);
+    *cg = r;
+    *cv = j;
+    *operand = u >= 0 && u < n->nin ? n->in[u] : -1;
+    return 1;
+}
+
 int rt_check_node(const ir_graph *g, int v, const int64_t *idx, int64_t B, int64_t S,
                   rt_check_wording w, bc_err *e)
 {

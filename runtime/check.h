@@ -31,6 +31,13 @@ int rt_check_operand(const ir_graph *g, int v);
 int rt_check_node(const ir_graph *g, int v, const int64_t *idx, int64_t B, int64_t S,
                   rt_check_wording w, bc_err *e);
 
+/* What checking node v takes, resolved once (a fused node's region is parsed here, not
+ * on every run): the graph and node to pass to rt_check_node (*cg and *cv: g and v, or
+ * for a region its own graph, which the caller frees with ir_graph_free when it is not
+ * g, and the checked op in it) and the operand of v in g that holds the indices (or
+ * -1). Returns 0 when the node has nothing to check (*cg NULL), 1 when it has. */
+int rt_check_resolve(const ir_graph *g, int v, ir_graph **cg, int *cv, int *operand);
+
 /* How errors name value v: by its name, else "%<v> (<op>)". */
 const char *rt_value_name(const ir_graph *g, int v, char *buf, size_t len);
 

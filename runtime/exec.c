@@ -19,6 +19,9 @@ struct rt_exec {
     int64_t *offset;     /* (nvalues) arena offset of each temp storage value */
     int64_t arena_bytes; /* total */
     void *arena;
+    ir_graph **chk_g;  /* (nsteps) what each step's check takes (rt_check_resolve): a */
+    int *chk_v;        /* graph (g, or a region's own), the node in it, and the */
+    int *chk_u;        /* value of g holding the indices; chk_g[i] NULL: nothing */
     double *prof;      /* (nsteps) seconds per step summed over profiled runs, or NULL */
     int64_t prof_runs; /* runs since profiling was switched on */
 };
@@ -27,16 +30,23 @@ rt_exec *rt_exec_new(const ir_graph *g, const rt_plan *plan, const rt_kernel *ke
                      bc_err *e)
 {
     rt_exec *x = calloc(1, sizeof *x);
-    if (x)
+    size_t ns = (size_t)(plan->nsteps ? plan->nsteps : 1);
+    if (x) {
+        x->g = g;
+        x->p = plan;
+        x->k = kernels;
         x->offset = calloc((size_t)(plan->nvalues ? plan->nvalues : 1), sizeof *x->offset);
-    if (!x || !x->offset) {
-        free(x);
+        x->chk_g = calloc(ns, sizeof *x->chk_g);
+        x->chk_v = calloc(ns, sizeof *x->chk_v);
+        x->chk_u = calloc(ns, sizeof *x->chk_u);
+    }
+    if (!x || !x->offset || !x->chk_g || !x->chk_v || !x->chk_u) {
+        rt_exec_free(x);
         bc_errf(e, "out of memory");
         return NULL;
     }
-    x->g = g;
-    x->p = plan;
-    x->k = kernels;
+    for (int i = 0; i < plan->nsteps; i++)
+        rt_check_resolve(g, plan->steps[i].node, &x->chk_g[i], &x->chk_v[i], &x->chk_u[i]);
     return x;
 }
 
@@ -44,6 +54,12 @@ void rt_exec_free(rt_exec *x)
 {
     if (!x)
         return;
+    for (int i = 0; x->chk_g && i < x->p->nsteps; i++)
+        if (x->chk_g[i] != x->g)
+            ir_graph_free(x->chk_g[i]);
+    free(x->chk_g);
+    free(x->chk_v);
+    free(x->chk_u);
     free(x->offset);
     free(x->arena);
     free(x->prof);
@@ -309,8 +325,9 @@ static int bind(const rt_exec *x, run *r, const rt_tensor_list *params,
 static int check(const rt_exec *x, const run *r, bc_err *e)
 {
     for (int i = 0; i < x->p->nsteps; i++) {
-        int v = x->p->steps[i].node, u = rt_check_operand(x->g, v);
-        if (rt_check_node(x->g, v, u >= 0 ? r->ptr[u] : NULL, x->B, x->S, RT_CHECK_EXEC, e))
+        int u = x->chk_u[i];
+        if (x->chk_g[i] && rt_check_node(x->chk_g[i], x->chk_v[i], u >= 0 ? r->ptr[u] : NULL,
+                                         x->B, x->S, RT_CHECK_EXEC, e))
             return -1;
     }
     return 0;
