@@ -31,23 +31,14 @@ typedef struct attn_ops {
     double scale;
 } attn_ops;
 
-/* Region node v is transpose(reshape(input x)) splitting [B, S, H] into [B, nh, S, D]. */
+/* Region node v is the head split (ir_head_split) of region input x. */
 static int head_input(const ir_graph *r, int nin, int v, int *x, int64_t *nh, int64_t *D)
 {
-    static const int perm[4] = {0, 2, 1, 3};
-    const ir_node *t = &r->nodes[v];
-    if (t->op != IR_OP_TRANSPOSE || t->type.rank != 4 || memcmp(t->a.perm, perm, sizeof perm))
+    int rs;
+    if (!ir_head_split(r, v, &rs, x) || *x >= nin)
         return -1;
-    const ir_node *rs = &r->nodes[t->in[0]];
-    if (rs->op != IR_OP_RESHAPE || rs->in[0] >= nin)
-        return -1;
-    const ir_type *xt = &r->nodes[rs->in[0]].type;
-    if (xt->rank != 3 || !ir_dim_is_const(rs->type.dim[2]) || !ir_dim_is_const(rs->type.dim[3]) ||
-        !ir_dim_eq(xt->dim[0], rs->type.dim[0]) || !ir_dim_eq(xt->dim[1], rs->type.dim[1]))
-        return -1;
-    *x = rs->in[0];
-    *nh = rs->type.dim[2].c;
-    *D = rs->type.dim[3].c;
+    *nh = r->nodes[rs].type.dim[2].c;
+    *D = r->nodes[rs].type.dim[3].c;
     return 0;
 }
 
@@ -73,10 +64,8 @@ static int read_attention(const ir_graph *r, int nin, attn_ops *a, bc_err *e)
          ir_dim_eq(r->nodes[sm->in[1]].type.dim[1], qt->dim[1]);
     /* the last two statements: the context back to [B, S, H] */
     const ir_node *last = &r->nodes[r->n - 1], *t = &r->nodes[last->in[0]];
-    static const int perm[4] = {0, 2, 1, 3};
     ok = ok && last->op == IR_OP_RESHAPE && ir_type_eq(&last->type, qt) &&
-         t->op == IR_OP_TRANSPOSE && !memcmp(t->a.perm, perm, sizeof perm) &&
-         t->in[0] == c && r->n == nin + 11;
+         ir_is_head_transpose(t) && t->in[0] == c && r->n == nin + 11;
     if (!ok)
         return bc_errf(e, "fused: the code generator lowers an attention region as the "
                           "attention rule makes it; this body is not one");

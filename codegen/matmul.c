@@ -744,25 +744,12 @@ void cg_lower_matmul(cg_ctx *c, cg_kernel *k)
 
 /* ---- fused regions: a matmul and its epilogue ---- */
 
-static const int view_perm[4] = {0, 2, 1, 3};
-
-/* Region node v is a head view: transpose [0, 2, 1, 3] of a reshape [B, S, H] -> [B, S,
- * nh, D] of region input x (< nin): x, else -1. */
+/* Region node v is the head split (ir_head_split) of region input x (< nin): x, else
+ * -1. */
 static int view_source(const ir_graph *r, int nin, int v)
 {
-    const ir_node *t = &r->nodes[v];
-    if (v < nin || t->op != IR_OP_TRANSPOSE || t->type.rank != 4 ||
-        memcmp(t->a.perm, view_perm, sizeof view_perm))
-        return -1;
-    const ir_node *rs = &r->nodes[t->in[0]];
-    if (rs->op != IR_OP_RESHAPE || rs->in[0] >= nin)
-        return -1;
-    const ir_type *xt = &r->nodes[rs->in[0]].type;
-    if (xt->rank != 3 || !ir_dim_eq(xt->dim[0], rs->type.dim[0]) ||
-        !ir_dim_eq(xt->dim[1], rs->type.dim[1]) || !ir_dim_is_const(rs->type.dim[2]) ||
-        !ir_dim_is_const(rs->type.dim[3]))
-        return -1;
-    return rs->in[0];
+    int rs, x;
+    return v >= nin && ir_head_split(r, v, &rs, &x) && x < nin ? x : -1;
 }
 
 /* Reads the region of fused node n (region graph r) as a matmul (its operands possibly
@@ -800,9 +787,8 @@ static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_
     epi->n = 0;
     /* the result merged back from heads: transpose [0, 2, 1, 3], reshape to [B, S, H] (or
      * [B S, H]: the same storage) */
-    if (r->n == km + 3 && r->nodes[km + 1].op == IR_OP_TRANSPOSE &&
+    if (r->n == km + 3 && ir_is_head_transpose(&r->nodes[km + 1]) &&
         r->nodes[km + 1].in[0] == km &&
-        !memcmp(r->nodes[km + 1].a.perm, view_perm, sizeof view_perm) &&
         r->nodes[km + 2].op == IR_OP_RESHAPE && r->nodes[km + 2].in[0] == km + 1 &&
         (r->nodes[km + 2].type.rank == 3 || r->nodes[km + 2].type.rank == 2) &&
         m->type.rank == 4) {

@@ -460,10 +460,9 @@ static int kernel_weight(const ir_graph *g, const rt_plan *plan, int k)
 }
 
 /* part_of[k] for every kernel: heaviest first, each to the lightest part so far. */
-static void partition(const ir_graph *g, const rt_plan *plan, int nparts, int *part_of,
-                      int *weight)
+static void partition(const ir_graph *g, const rt_plan *plan, int nparts, int *part_of)
 {
-    int load[MAX_PARTS] = {0};
+    int load[MAX_PARTS] = {0}, weight[plan->nkernels + 1];
     for (int k = 0; k < plan->nkernels; k++)
         weight[k] = kernel_weight(g, plan, k), part_of[k] = -1;
     for (int done = 0; done < plan->nkernels; done++) {
@@ -570,8 +569,8 @@ cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, 
         bc_errf(e, "out of memory");
         return NULL;
     }
-    int nparts = count_parts(plan, o), part_of[plan->nkernels + 1], weight[plan->nkernels + 1];
-    partition(g, plan, nparts, part_of, weight);
+    int nparts = count_parts(plan, o), part_of[plan->nkernels + 1];
+    partition(g, plan, nparts, part_of);
     LLVMMemoryBufferRef obj[MAX_PARTS] = {0};
     int hit[MAX_PARTS] = {0};
     double t_irs[MAX_PARTS] = {0}, t_opts[MAX_PARTS] = {0};

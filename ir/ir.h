@@ -325,6 +325,16 @@ ir_graph *ir_region_graph(const ir_graph *g, const ir_node *n, bc_err *e);
 char *ir_region_body(const ir_graph *g, const int *nodes, int nn, const int *operands,
                      int nop);
 
+/* Multi-head attention's layout, which the fusion rules and their kernels match:
+ * ir_head_perm is the transpose between [B, S, nh, D] and [B, nh, S, D];
+ * ir_head_split says whether v is the head split of a value, transpose ir_head_perm of
+ * a reshape of a rank-3 f32 x [B, S, nh D] into [B, S, nh, D] (nh, D constant): 1 with
+ * *reshape and *x set, else 0; ir_is_head_transpose whether node n is a rank-4
+ * transpose by ir_head_perm (the first step of merging heads back). */
+extern const int ir_head_perm[4];
+int ir_head_split(const ir_graph *g, int v, int *reshape, int *x);
+int ir_is_head_transpose(const ir_node *n);
+
 /* A fused node's kernel with its first dropout's stream index taken out, so that the
  * same region of every layer is one kernel (the index comes at run time): into buf
  * (len bytes) the body with that index written as 0, and *index the index; or 0 with

@@ -141,3 +141,31 @@ int ir_region_kernel_body(const ir_graph *g, const ir_node *n, char *buf, size_t
     free(body);
     return 0;
 }
+
+/* ---- multi-head attention's layout ---- */
+
+const int ir_head_perm[4] = {0, 2, 1, 3};
+
+int ir_is_head_transpose(const ir_node *n)
+{
+    return n->op == IR_OP_TRANSPOSE && n->type.rank == 4 &&
+           !memcmp(n->a.perm, ir_head_perm, sizeof ir_head_perm);
+}
+
+int ir_head_split(const ir_graph *g, int v, int *reshape, int *x)
+{
+    if (!ir_is_head_transpose(&g->nodes[v]))
+        return 0;
+    int r = g->nodes[v].in[0];
+    const ir_node *rs = &g->nodes[r];
+    if (rs->op != IR_OP_RESHAPE)
+        return 0;
+    const ir_type *xt = &g->nodes[rs->in[0]].type;
+    if (xt->rank != 3 || xt->dtype != IR_F32 || !ir_dim_eq(xt->dim[0], rs->type.dim[0]) ||
+        !ir_dim_eq(xt->dim[1], rs->type.dim[1]) || !ir_dim_is_const(rs->type.dim[2]) ||
+        !ir_dim_is_const(rs->type.dim[3]))
+        return 0;
+    *reshape = r;
+    *x = rs->in[0];
+    return 1;
+}

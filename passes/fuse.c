@@ -181,27 +181,14 @@ static int epilogue_members(const fuser *f, int i, int *members, int nm)
     return nm;
 }
 
-static const int head_perm[4] = {0, 2, 1, 3};
-
-/* v = transpose(reshape(x)) splitting x [B, S, H] into heads [B, nh, S, D] (perm [0, 2,
- * 1, 3]), neither in a region: the two nodes into m, 1. Readers other than the one
- * asking do not matter: such views are copied into every region that reads them (the
- * layout rule), and dce drops them when none is left. */
+/* v is a head split (ir_head_split) with neither node in a region: the two nodes into
+ * m, 1. Readers other than the one asking do not matter: such views are copied into
+ * every region that reads them (the layout rule), and dce drops them when none is
+ * left. */
 static int head_view(const fuser *f, int v, int *m)
 {
-    const ir_graph *g = f->g;
-    const ir_node *t = &g->nodes[v];
-    if (t->op != IR_OP_TRANSPOSE || t->type.rank != 4 ||
-        memcmp(t->a.perm, head_perm, sizeof head_perm) || f->region[v] >= 0)
-        return 0;
-    int r = t->in[0];
-    const ir_node *rs = &g->nodes[r];
-    if (rs->op != IR_OP_RESHAPE || f->region[r] >= 0)
-        return 0;
-    const ir_type *xt = &g->nodes[rs->in[0]].type;
-    if (xt->rank != 3 || xt->dtype != IR_F32 || !ir_dim_eq(xt->dim[0], rs->type.dim[0]) ||
-        !ir_dim_eq(xt->dim[1], rs->type.dim[1]) || !ir_dim_is_const(rs->type.dim[2]) ||
-        !ir_dim_is_const(rs->type.dim[3]))
+    int r, x;
+    if (!ir_head_split(f->g, v, &r, &x) || f->region[v] >= 0 || f->region[r] >= 0)
         return 0;
     m[0] = r;
     m[1] = v;
@@ -216,8 +203,7 @@ static int head_merge(const fuser *f, int i, int *m)
 {
     const ir_graph *g = f->g;
     int t = single_reader(f, i), r = -1, readers = 0;
-    if (t < 0 || g->nodes[t].op != IR_OP_TRANSPOSE ||
-        memcmp(g->nodes[t].a.perm, head_perm, sizeof head_perm) || f->region[t] >= 0)
+    if (t < 0 || !ir_is_head_transpose(&g->nodes[t]) || f->region[t] >= 0)
         return 0;
     for (int u = t + 1; u < g->n; u++)
         for (int k = 0; k < g->nodes[u].nin; k++) {
@@ -297,9 +283,7 @@ static int attention_members(const fuser *f, int p, int *members)
     members[nm++] = c;
     /* the context back to [B, S, H] */
     int t = single_reader(f, c), r = t >= 0 ? single_reader(f, t) : -1;
-    static const int perm[4] = {0, 2, 1, 3};
-    if (r < 0 || g->nodes[t].op != IR_OP_TRANSPOSE ||
-        memcmp(g->nodes[t].a.perm, perm, sizeof perm) || g->nodes[r].op != IR_OP_RESHAPE ||
+    if (r < 0 || !ir_is_head_transpose(&g->nodes[t]) || g->nodes[r].op != IR_OP_RESHAPE ||
         !ir_type_eq(&g->nodes[r].type, &g->nodes[x[0]].type) || f->region[t] >= 0 ||
         f->region[r] >= 0)
         return 0;

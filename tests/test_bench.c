@@ -98,22 +98,34 @@ Test(bench_flops, bert_tiny_at_two_sizes_in_numbers)
 
 /* ---- in process ---- */
 
-static tk_bench_result bench(const char *rel, tk_bench_mode mode, cg_backend backend,
-                             int64_t B, int64_t S, int64_t iters)
+/* The options of a bench of rel (a path in the source tree) at B, S. */
+static tk_bench_opts opts_for(const char *rel, tk_bench_mode mode, int64_t B, int64_t S)
 {
     tk_bench_opts o;
     tk_bench_defaults(&o);
     o.model = tu_src(rel);
     o.mode = mode;
-    o.backend = backend;
     o.batch_size = B;
     o.seq_len = S;
-    o.iters = iters;
-    o.threads = 1;
+    return o;
+}
+
+static tk_bench_result run_bench(const tk_bench_opts *o)
+{
     tk_bench_result r;
     bc_err e = {{0}};
-    cr_assert_eq(tk_bench(&o, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_bench(o, &r, &e), 0, "%s", e.msg);
     return r;
+}
+
+static tk_bench_result bench(const char *rel, tk_bench_mode mode, cg_backend backend,
+                             int64_t B, int64_t S, int64_t iters)
+{
+    tk_bench_opts o = opts_for(rel, mode, B, S);
+    o.backend = backend;
+    o.iters = iters;
+    o.threads = 1;
+    return run_bench(&o);
 }
 
 static void expect_consistent(const tk_bench_result *r, const char *what)
@@ -160,20 +172,12 @@ Test(bench, infer_counts_the_graph_it_runs)
 static tk_bench_result profiled(const char *rel, tk_bench_mode mode, const char *fuse,
                                 int64_t B, int64_t S)
 {
-    tk_bench_opts o;
-    tk_bench_defaults(&o);
-    o.model = tu_src(rel);
-    o.mode = mode;
-    o.batch_size = B;
-    o.seq_len = S;
+    tk_bench_opts o = opts_for(rel, mode, B, S);
     o.iters = 2;
     o.threads = 2;
     o.fuse = fuse;
     o.profile = 1;
-    tk_bench_result r;
-    bc_err e = {{0}};
-    cr_assert_eq(tk_bench(&o, &r, &e), 0, "%s", e.msg);
-    return r;
+    return run_bench(&o);
 }
 
 static void expect_profile(const tk_bench_result *r, const ir_graph *g, double flops)
@@ -240,12 +244,8 @@ Test(bench, profile_shows_each_kernel_once_and_every_step, .timeout = 300)
 
 Test(bench, profiling_the_reference_interpreter_is_refused)
 {
-    tk_bench_opts o;
-    tk_bench_defaults(&o);
-    o.model = tu_src("models/bert-tiny.xml");
+    tk_bench_opts o = opts_for("models/bert-tiny.xml", TK_BENCH_INFER, 1, 4);
     o.backend = CG_BACKEND_REF;
-    o.batch_size = 1;
-    o.seq_len = 4;
     o.iters = 1;
     o.profile = 1;
     tk_bench_result r;

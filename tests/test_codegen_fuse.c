@@ -186,6 +186,28 @@ static void expect_fused_bits(const ir_graph *unfused, const ir_graph *fused, co
     rt_list_free(&base);
 }
 
+/* The graph of b through the base pipeline (unfused) and the default one (fused). */
+static void both_pipelines(const built *b, ir_graph **unfused, ir_graph **fused)
+{
+    bc_err e = {{0}};
+    *unfused = ir_graph_clone(b->g);
+    *fused = ir_graph_clone(b->g);
+    cr_assert_eq(pass_run_pipeline(unfused, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(pass_run_pipeline(fused, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+}
+
+/* Every tensor of a also in b, with the same bytes. */
+static void expect_same_outputs(const rt_tensor_list *a, const rt_tensor_list *b,
+                                const char *what)
+{
+    cr_assert_eq(a->n, b->n, "%s", what);
+    for (int k = 0; k < a->n; k++) {
+        const rt_tensor *x = &a->t[k], *y = rt_list_cfind(b, x->name);
+        cr_expect(y && rt_nbytes(x) == rt_nbytes(y) && !memcmp(x->data, y->data, rt_nbytes(x)),
+                  "%s: %s differs", what, x->name);
+    }
+}
+
 static void check_case(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int tb,
                        epi_case ec)
 {
@@ -194,9 +216,8 @@ static void check_case(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int t
              (long long)B, (long long)S, (long long)K, (long long)N, ta, tb);
     built b = build(B, S, K, N, ta, tb, ec);
     bc_err e = {{0}};
-    ir_graph *unfused = ir_graph_clone(b.g), *fused = ir_graph_clone(b.g);
-    cr_assert_eq(pass_run_pipeline(&unfused, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
-    cr_assert_eq(pass_run_pipeline(&fused, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    ir_graph *unfused, *fused;
+    both_pipelines(&b, &unfused, &fused);
     /* one region: the matmul and its whole chain */
     cr_expect_eq(count_op(unfused, IR_OP_FUSED), 0, "%s", what);
     cr_expect_eq(count_op(fused, IR_OP_FUSED), 1, "%s", what);
@@ -382,10 +403,8 @@ static void check_attention(int64_t B, int64_t S, int64_t nh, int64_t D, int mas
     snprintf(what, sizeof what, "attention B=%lld S=%lld heads=%lld D=%lld mask %d",
              (long long)B, (long long)S, (long long)nh, (long long)D, mask_kind);
     built b = build_attention(B, S, nh, D, mask_kind, 0);
-    bc_err e = {{0}};
-    ir_graph *unfused = ir_graph_clone(b.g), *fused = ir_graph_clone(b.g);
-    cr_assert_eq(pass_run_pipeline(&unfused, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
-    cr_assert_eq(pass_run_pipeline(&fused, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s", e.msg);
+    ir_graph *unfused, *fused;
+    both_pipelines(&b, &unfused, &fused);
     cr_expect_eq(count_op(fused, IR_OP_FUSED), 1, "%s", what);
     cr_expect_eq(count_op(fused, IR_OP_ATTN_SOFTMAX) + count_op(fused, IR_OP_TRANSPOSE) +
                      count_op(fused, IR_OP_MATMUL),
@@ -482,13 +501,9 @@ static void expect_all_outputs_same(const ir_graph *unfused, const ir_graph *fus
     for (int threads = 1; threads <= 3; threads += 2) {
         rt_tensor_list f;
         run_jit(fused, b, threads, &f);
-        cr_assert_eq(f.n, base.n);
-        for (int k = 0; k < base.n; k++) {
-            const rt_tensor *x = &base.t[k], *y = rt_list_cfind(&f, x->name);
-            cr_expect(y && rt_nbytes(x) == rt_nbytes(y) &&
-                          !memcmp(x->data, y->data, rt_nbytes(x)),
-                      "%s: %s differs with %d threads", what, x->name, threads);
-        }
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s, %d threads", what, threads);
+        expect_same_outputs(&base, &f, w2);
         rt_list_free(&f);
     }
     rt_list_free(&base);
@@ -506,12 +521,8 @@ Test(codegen_fuse, layout_views_as_strided_operands_give_the_unfused_bits, .time
         snprintf(what, sizeof what, "layout B=%lld S=%lld heads=%lld D=%lld", (long long)B,
                  (long long)S, (long long)nh, (long long)D);
         built b = build_layout(B, S, nh, D);
-        bc_err e = {{0}};
-        ir_graph *unfused = ir_graph_clone(b.g), *fused = ir_graph_clone(b.g);
-        cr_assert_eq(pass_run_pipeline(&unfused, PASS_BASE_PIPELINE, NULL, &e), 0, "%s",
-                     e.msg);
-        cr_assert_eq(pass_run_pipeline(&fused, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s",
-                     e.msg);
+        ir_graph *unfused, *fused;
+        both_pipelines(&b, &unfused, &fused);
         /* four regions; the shared views copied into each, none left outside */
         cr_expect_eq(count_op(fused, IR_OP_FUSED), 4, "%s", what);
         cr_expect_eq(count_op(fused, IR_OP_TRANSPOSE) + count_op(fused, IR_OP_RESHAPE) +
@@ -614,10 +625,8 @@ Test(codegen_fuse, avx2_and_sse_targets_give_the_unfused_bits, .timeout = 300)
                       : c == 1 ? build_attention(2, 13, 2, 11, 2, 0)
                                : build(2, 7, 300, 23, 0, 1, E_BIAS_DROP_RES);
             bc_err e = {{0}};
-            ir_graph *u = ir_graph_clone(b.g), *f = ir_graph_clone(b.g);
-            cr_assert_eq(pass_run_pipeline(&u, PASS_BASE_PIPELINE, NULL, &e), 0, "%s", e.msg);
-            cr_assert_eq(pass_run_pipeline(&f, PASS_DEFAULT_PIPELINE, NULL, &e), 0, "%s",
-                         e.msg);
+            ir_graph *u, *f;
+            both_pipelines(&b, &u, &f);
             cr_assert_eq(count_op(f, IR_OP_FUSED), c == 2 ? 4 : 1);
             rt_tensor_list out[2];
             for (int k = 0; k < 2; k++) {
@@ -627,13 +636,7 @@ Test(codegen_fuse, avx2_and_sse_targets_give_the_unfused_bits, .timeout = 300)
                 cr_assert_eq(cg_engine_run(x, &b.p, &b.in, 2, &out[k], &e), 0, "%s", e.msg);
                 cg_engine_free(x);
             }
-            cr_assert_eq(out[0].n, out[1].n);
-            for (int o = 0; o < out[0].n; o++) {
-                const rt_tensor *x = &out[0].t[o], *y = rt_list_cfind(&out[1], x->name);
-                cr_expect(y && rt_nbytes(x) == rt_nbytes(y) &&
-                              !memcmp(x->data, y->data, rt_nbytes(x)),
-                          "%s: %s", targets[t].cpu, x->name);
-            }
+            expect_same_outputs(&out[0], &out[1], targets[t].cpu);
             rt_list_free(&out[0]);
             rt_list_free(&out[1]);
             ir_graph_free(u);

@@ -51,6 +51,16 @@ static void batch(const ir_graph *g, const fe_model *m, int64_t B, int64_t S,
     }
 }
 
+/* batch() for a training graph: its dropout_seed the scalar seed (batch() makes every
+ * input a [B, S] tensor). */
+static void train_batch(const ir_graph *g, const fe_model *m, int64_t B, int64_t S,
+                        int64_t seed, rt_tensor_list *in)
+{
+    batch(g, m, B, S, in);
+    rt_list_remove(in, "dropout_seed");
+    cr_assert(rt_list_add(in, "dropout_seed", RT_I64, 0, NULL, &seed));
+}
+
 static void check_model(const char *path, int grads)
 {
     fe_model m;
@@ -129,10 +139,7 @@ Test(codegen_models, kernels_compiled_in_parts_give_the_same_bits, .timeout = 60
     rt_list_init(&params);
     rt_list_init(&in);
     cr_assert(rt_params_init(g, 5, &params, &e) == 0, "%s", e.msg);
-    batch(g, &m, 2, 9, &in); /* dropout_seed comes out as a [2, 9] tensor: replace */
-    rt_list_remove(&in, "dropout_seed");
-    int64_t seed = 42;
-    cr_assert(rt_list_add(&in, "dropout_seed", RT_I64, 0, NULL, &seed));
+    train_batch(g, &m, 2, 9, 42, &in);
     static const int parts[3] = {1, 3, 8};
     for (int i = 0; i < 3; i++) {
         cg_options o = {0};
@@ -181,10 +188,7 @@ Test(codegen_models, gathered_mlm_training_graph_matches_the_reference, .timeout
     rt_list_init(&params);
     rt_list_init(&in);
     cr_assert(rt_params_init(g, 5, &params, &e) == 0, "%s", e.msg);
-    batch(full, &m, 2, 9, &in); /* dropout_seed comes out as a [2, 9] tensor: replace */
-    rt_list_remove(&in, "dropout_seed");
-    int64_t seed = 3;
-    cr_assert(rt_list_add(&in, "dropout_seed", RT_I64, 0, NULL, &seed));
+    train_batch(full, &m, 2, 9, 3, &in);
     cr_assert(rt_batch_mlm_gather(&in, 7, &e) == 0, "%s", e.msg);
     char msg[512];
     for (int threads = 1; threads <= 2; threads++)
