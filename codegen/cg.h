@@ -181,6 +181,7 @@ void cg_vst_align(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef j,
 LLVMValueRef cg_lane_mask(cg_ctx *c, LLVMValueRef lim, int n);
 LLVMValueRef cg_ptr_raw(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx);
 LLVMValueRef cg_masked_load(cg_ctx *c, int n, LLVMValueRef ptr, LLVMValueRef mask);
+void cg_prefetch(cg_ctx *c, LLVMValueRef ptr);
 void cg_masked_store(cg_ctx *c, int n, LLVMValueRef v, LLVMValueRef ptr, LLVMValueRef mask);
 LLVMValueRef cg_fma_or_muladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc);
 

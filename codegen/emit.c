@@ -230,6 +230,15 @@ LLVMValueRef cg_intrinsic(cg_ctx *c, const char *name, LLVMTypeRef overload,
     return LLVMBuildCall2(c->b, ft, f, args, nargs, "");
 }
 
+/* A hint to bring the cache line at ptr into L1 for reading (llvm.prefetch; never
+ * faults, so ptr may be past a buffer's end). */
+void cg_prefetch(cg_ctx *c, LLVMValueRef ptr)
+{
+    LLVMValueRef args[4] = {ptr, LLVMConstInt(c->t_i32, 0, 0), LLVMConstInt(c->t_i32, 3, 0),
+                            LLVMConstInt(c->t_i32, 1, 0)};
+    cg_intrinsic(c, "llvm.prefetch", c->t_ptr, args, 4);
+}
+
 LLVMValueRef cg_fmax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b)
 {
     LLVMValueRef args[2] = {a, b};

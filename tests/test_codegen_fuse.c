@@ -249,9 +249,12 @@ static void check_case(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int t
     free_built(&b);
 }
 
-/* B, S, K, N: ones, primes, one off the 8 x 48 register tile, K past the 256 block */
-static const int64_t sizes[][4] = {{1, 1, 1, 1},   {2, 3, 5, 7},     {1, 9, 17, 47},
-                                   {3, 7, 13, 49}, {1, 17, 257, 97}, {2, 33, 300, 131}};
+/* B, S, K, N: ones, primes, one off the 8 x 48 register tile, K past the 256 block, and
+ * N = 128 (the 6 x 64 tile) over 26 rows (full tiles, whose epilogue runs on the
+ * accumulators, and an edge row block, whose epilogue runs on the stored tile) */
+static const int64_t sizes[][4] = {{1, 1, 1, 1},     {2, 3, 5, 7},      {1, 9, 17, 47},
+                                   {3, 7, 13, 49},   {1, 17, 257, 97},  {2, 33, 300, 131},
+                                   {2, 13, 19, 128}};
 #define NSIZES (sizeof sizes / sizeof *sizes)
 
 Test(codegen_fuse, every_epilogue_on_a_linear_layer, .timeout = 300)
