@@ -143,7 +143,79 @@ Test(optim, global_norm_of_large_tensors_is_exact_and_ordered)
     rt_list_free(&g);
 }
 
+Test(optim, global_norm_of_varied_values_matches_a_long_double_sum)
+{
+    /* 131101 elements (two full chunks and a part, not a multiple of the 16 running
+     * sums), of magnitudes from 1e-3 to 1e3: the norm within double rounding of a long
+     * double sum in index order */
+    rt_tensor_list g;
+    rt_list_init(&g);
+    int64_t n = 131101;
+    float *d = add_f32(&g, "grad.big", n, NULL)->data;
+    long double want = 0;
+    uint32_t s = 12345;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        d[i] = (float)((double)(s >> 8) / (1 << 24) - 0.5) * (i % 7 == 0 ? 1e3f : 1e-3f);
+        want += (long double)d[i] * d[i];
+    }
+    double got = tr_grad_global_norm(&g);
+    cr_assert(fabs(got - sqrt((double)want)) <= 1e-12 * sqrt((double)want), "%.17g vs %.17g",
+              got, sqrt((double)want));
+    rt_list_free(&g);
+}
+
 /* ---- AdamW by hand ------------------------------------------------------------------- */
+
+/* The update of a long tensor (several chunks and threads, a length that no vector width
+ * divides) gives every element the bits of the scalar formula, one rounding per
+ * operation in torch.optim.AdamW's order, over three steps of random gradients. */
+Test(optim, adamw_on_a_long_tensor_gives_the_scalar_formulas_bits)
+{
+    tr_adamw_opts o = hand_opts();
+    rt_tensor_list p, g;
+    rt_list_init(&p);
+    rt_list_init(&g);
+    int64_t n = 70001;
+    float *w = add_f32(&p, "w", n, NULL)->data, *gw = add_f32(&g, "grad.w", n, NULL)->data;
+    float *rw = calloc((size_t)n * 3, sizeof(float)), *rm = rw + n, *rv = rm + n;
+    cr_assert(rw);
+    uint32_t s = 777;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        w[i] = rw[i] = (float)((double)(s >> 8) / (1 << 24)) * 2.0f - 1.0f;
+    }
+    tr_adamw a;
+    bc_err e;
+    cr_assert_eq(tr_adamw_init(&a, &o, &p, NULL, 0, &e), 0, "%s", e.msg);
+    float decay = (float)(1.0 - 0.1 * o.weight_decay), b1 = (float)o.beta1,
+          b1c = (float)(1.0 - o.beta1), b2 = (float)o.beta2, b2c = (float)(1.0 - o.beta2);
+    for (int t = 1; t <= 3; t++) {
+        for (int64_t i = 0; i < n; i++) {
+            s = s * 1664525u + 1013904223u;
+            gw[i] = (float)((double)(s >> 8) / (1 << 24) - 0.5) * (i % 5 ? 1e-2f : 3.0f);
+        }
+        float step_size = (float)(0.1 / (1.0 - pow(o.beta1, t)));
+        float bc2s = (float)sqrt(1.0 - pow(o.beta2, t));
+        for (int64_t i = 0; i < n; i++) {
+            volatile float pi = rw[i] * decay, m1 = rm[i] * b1, m2 = b1c * gw[i];
+            volatile float mi = m1 + m2, v1 = rv[i] * b2, v2 = b2c * gw[i], v3 = v2 * gw[i];
+            volatile float vi = v1 + v3, r = sqrtf(vi), q = r / bc2s, den = q + (float)o.eps;
+            volatile float u = mi / den, su = step_size * u;
+            rm[i] = mi;
+            rv[i] = vi;
+            rw[i] = pi - su;
+        }
+        cr_assert_eq(tr_adamw_step(&a, &p, &g, 0.1, &e), 0, "%s", e.msg);
+        for (int64_t i = 0; i < n; i++)
+            cr_assert(!memcmp(&w[i], &rw[i], sizeof(float)), "step %d: w[%lld] = %.9g, want %.9g",
+                      t, (long long)i, w[i], rw[i]);
+    }
+    free(rw);
+    tr_adamw_free(&a);
+    rt_list_free(&p);
+    rt_list_free(&g);
+}
 
 /* lr 0.1, weight decay 0.01, eps 1e-6, betas 0.9/0.999, no schedule, no clipping.
  * w [2] = [1, 1] decays; x.bias [1] = [0.5] does not.
