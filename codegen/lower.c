@@ -9,15 +9,20 @@ int cg_check_mm_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_
 void cg_lower_mm_region(cg_ctx *c, cg_kernel *k, const ir_graph *r);
 int cg_check_attention(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e);
 void cg_lower_attention(cg_ctx *c, cg_kernel *k, const ir_graph *r);
+int cg_check_ln_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e);
+void cg_lower_ln_region(cg_ctx *c, cg_kernel *k, const ir_graph *r);
 
 /* A fused node: the kernel of the rule that made its region — attention when the body
- * holds a softmax, else a matmul and its epilogue (each refuses what it cannot lower). */
-static int is_attention(const ir_graph *r)
+ * holds a softmax, a layernorm region when it ends in a layernorm, else a matmul and its
+ * epilogue (each refuses what it cannot lower). */
+enum { REGION_MM, REGION_ATTENTION, REGION_LAYERNORM };
+
+static int region_kind(const ir_graph *r)
 {
     for (int i = 0; i < r->n; i++)
         if (r->nodes[i].op == IR_OP_ATTN_SOFTMAX)
-            return 1;
-    return 0;
+            return REGION_ATTENTION;
+    return r->n && r->nodes[r->n - 1].op == IR_OP_LAYERNORM ? REGION_LAYERNORM : REGION_MM;
 }
 
 static int cg_check_fused(const cg_ctx *c, const ir_node *n, bc_err *e)
@@ -26,7 +31,10 @@ static int cg_check_fused(const cg_ctx *c, const ir_node *n, bc_err *e)
     ir_graph *r = ir_region_graph(c->g, n, &re);
     if (!r)
         return bc_errf(e, "fused: %s", re.msg);
-    int rc = is_attention(r) ? cg_check_attention(c, n, r, e) : cg_check_mm_region(c, n, r, e);
+    int kind = region_kind(r);
+    int rc = kind == REGION_ATTENTION   ? cg_check_attention(c, n, r, e)
+             : kind == REGION_LAYERNORM ? cg_check_ln_region(c, n, r, e)
+                                        : cg_check_mm_region(c, n, r, e);
     ir_graph_free(r);
     return rc;
 }
@@ -35,9 +43,14 @@ static void cg_lower_fused(cg_ctx *c, cg_kernel *k)
 {
     bc_err e;
     ir_graph *r = ir_region_graph(c->g, k->n, &e); /* cg_check_fused accepted it */
-    if (r && is_attention(r))
+    if (!r)
+        return;
+    int kind = region_kind(r);
+    if (kind == REGION_ATTENTION)
         cg_lower_attention(c, k, r);
-    else if (r)
+    else if (kind == REGION_LAYERNORM)
+        cg_lower_ln_region(c, k, r);
+    else
         cg_lower_mm_region(c, k, r);
     ir_graph_free(r);
 }

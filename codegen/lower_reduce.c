@@ -20,6 +20,7 @@
 #include "cg.h"
 
 #define ROW_MASK_NEG CG_MASK_NEG
+#define LR_MAX_NODES 40 /* a layernorm region's inputs and statements */
 
 /* ---- vector helpers ---- */
 
@@ -62,6 +63,7 @@ typedef struct row {
     LLVMValueRef p[4]; /* f32 row pointers (op-specific) */
     LLVMValueRef mask; /* i64 mask row (attn_softmax) */
     LLVMValueRef s[4]; /* f32 scalars (op-specific) */
+    const struct ln_region *region; /* a layernorm region's prologue */
 } row;
 
 /* Element j (or the vector starting there, ty saying which) of one pass over a row:
@@ -254,6 +256,130 @@ static LLVMValueRef p_zero(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef
 {
     cg_vst(c, cg_constf(c, ty, 0.0), r->p[1], j);
     return NULL;
+}
+
+/* ---- the layernorm rule's region: elementwise ops, then the layernorm of their result ---- */
+
+/* How a prologue op reads one operand. */
+typedef enum { LR_BODY, LR_FULL, LR_SUFFIX, LR_SCALAR } lr_kind;
+
+typedef struct ln_region {
+    const ir_graph *r; /* the region graph: inputs 0..nin-1, the ops, the layernorm last */
+    int nin;
+    lr_kind kind[LR_MAX_NODES][IR_MAX_INPUTS];
+    LLVMValueRef base[IR_MAX_INPUTS]; /* in the body: each input's pointer */
+    LLVMValueRef nb[IR_MAX_INPUTS];   /* LR_SUFFIX: the input's element count */
+    LLVMValueRef off;                 /* the current row's flat offset */
+} ln_region;
+
+/* Reads region graph r as elementwise ops of the layernorm's shape (no dropout: its
+ * stream index is a matmul epilogue's business) whose operands are earlier ops, tensors
+ * of that shape, suffixes of it or scalars, then a layernorm of the last op's value with
+ * gamma and beta from outside; or says why it is not one. */
+static int read_ln_region(const ir_node *n, const ir_graph *r, ln_region *lr, bc_err *e)
+{
+    int nin = n->nin, last = r->n - 1;
+    const ir_node *ln = &r->nodes[last];
+    const ir_type *t = &ln->type;
+    lr->r = r;
+    lr->nin = nin;
+    if (ln->op != IR_OP_LAYERNORM || last - nin < 1 || last >= LR_MAX_NODES ||
+        ln->in[0] != last - 1 || ln->in[1] >= nin || ln->in[2] >= nin)
+        return bc_errf(e, "fused: a layernorm region is elementwise ops (at most %d) and the "
+                          "layernorm of the last one's value, gamma and beta from outside",
+                       LR_MAX_NODES - 2);
+    for (int i = nin; i < last; i++) {
+        const ir_node *u = &r->nodes[i];
+        if (!cg_map_formula(u->op) || u->op == IR_OP_DROPOUT || !ir_type_eq(&u->type, t))
+            return bc_errf(e, "fused: body statement %d (%s) is not an elementwise op of the "
+                              "layernorm's shape",
+                           i - nin + 1, ir_ops[u->op].name);
+        for (int k = 0; k < u->nin; k++) {
+            const ir_type *x = &r->nodes[u->in[k]].type;
+            int suffix = x->rank >= 1 && x->rank <= t->rank && x->dtype == IR_F32;
+            for (int d = 0; suffix && d < x->rank; d++)
+                suffix = ir_dim_eq(x->dim[d], t->dim[t->rank - x->rank + d]);
+            if (u->in[k] >= nin)
+                lr->kind[i][k] = LR_BODY;
+            else if (x->dtype == IR_F32 && ir_type_eq(x, t))
+                lr->kind[i][k] = LR_FULL;
+            else if (x->dtype == IR_F32 && x->rank == 0)
+                lr->kind[i][k] = LR_SCALAR;
+            else if (suffix)
+                lr->kind[i][k] = LR_SUFFIX;
+            else
+                return bc_errf(e, "fused: body statement %d reads an operand that is neither "
+                                  "of the layernorm's shape, a suffix of it nor an f32 scalar",
+                               i - nin + 1);
+        }
+    }
+    return 0;
+}
+
+int cg_check_ln_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e)
+{
+    (void)c;
+    ln_region lr;
+    return read_ln_region(n, r, &lr, e);
+}
+
+/* The ops' value at column j of the current row (ty: one element or a vector), stored
+ * into p[0] (the output row, which the layernorm then reads and overwrites in place). */
+static LLVMValueRef p_prologue(cg_ctx *c, const row *rw, LLVMTypeRef ty, LLVMValueRef j)
+{
+    const ln_region *lr = rw->region;
+    const ir_graph *r = lr->r;
+    LLVMValueRef val[LR_MAX_NODES], x[IR_MAX_INPUTS];
+    int last = r->n - 1;
+    for (int i = lr->nin; i < last; i++) {
+        const ir_node *u = &r->nodes[i];
+        for (int k = 0; k < u->nin; k++) {
+            int a = u->in[k];
+            switch (lr->kind[i][k]) {
+            case LR_BODY: x[k] = val[a]; break;
+            case LR_FULL: x[k] = cg_vld(c, ty, lr->base[a], cg_add(c, lr->off, j)); break;
+            case LR_SUFFIX:
+                x[k] = cg_vld(c, ty, lr->base[a], cg_add(c, cg_rem(c, lr->off, lr->nb[a]), j));
+                break;
+            case LR_SCALAR:
+                x[k] = cg_splat(c, ty, cg_vld(c, c->t_f32, lr->base[a], cg_i64(c, 0)));
+                break;
+            }
+        }
+        cg_map_env env = {u, NULL, NULL};
+        val[i] = cg_map_formula(u->op)(c, &env, ty, x, NULL);
+    }
+    cg_vst(c, val[last - 1], rw->p[0], j);
+    return NULL;
+}
+
+/* unit = one row: the ops' values into the output row, then the layernorm in place (the
+ * same passes and so the same bits as the layernorm kernel on the ops' result) */
+void cg_lower_ln_region(cg_ctx *c, cg_kernel *k, const ir_graph *r)
+{
+    ln_region lr;
+    bc_err e;
+    if (read_ln_region(k->n, r, &lr, &e)) /* cg_check_ln_region accepted it */
+        return;
+    const ir_type *t = &k->n->type;
+    const ir_node *ln = &r->nodes[r->n - 1];
+    cg_units(c, k, cg_dims(t, 0, t->rank - 1), 1, NULL);
+    LLVMValueRef h = cg_dim(c, t->dim[t->rank - 1], k->B, k->S), out = cg_arg(c, k, 0);
+    for (int a = 0; a < lr.nin; a++) {
+        lr.base[a] = cg_arg(c, k, 1 + a);
+        lr.nb[a] = cg_numel(c, &r->nodes[a].type, k->B, k->S);
+    }
+    cg_loop i;
+    cg_for_begin(c, &i, k->u0, k->u1, "row");
+    lr.off = cg_mul(c, i.iv, h);
+    LLVMValueRef orow = cg_gep(c, c->t_f32, out, lr.off);
+    row rw = {.p = {orow}, .region = &lr};
+    row_pass(c, h, p_prologue, &rw, R_NONE);
+    rw = (row){.p = {orow, lr.base[ln->in[1]], lr.base[ln->in[2]], orow}};
+    row_stats(c, &rw, h, ln->a.eps);
+    row_pass(c, h, p_ln_out, &rw, R_NONE);
+    cg_for_end(c, &i);
+    LLVMBuildRetVoid(c->b);
 }
 
 /* ---- row-wise lowerings ---- */

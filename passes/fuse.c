@@ -27,7 +27,15 @@
  *   still extend the region. A view may have several readers (training's Q, K, V
  *   heads do): each region copies it, and dce drops the original once none is left.
  *
- * Epilogue and layout regions compute exactly what their ops computed one by one (the same f32
+ * layernorm: a layernorm takes the elementwise and broadcast ops that produce its input
+ *   (a residual add, the embeddings' sum) when only the region reads their values: the
+ *   kernel computes them row by row into the output row and normalizes it in place, so
+ *   the sum is never written. The rule runs after epilogue, which takes a residual add
+ *   into the matmul before it (the same traffic: one write of the sum either way), so
+ *   with every rule on it fuses what no matmul took: the embeddings' adds in inference.
+ *   In training the sum is kept for backward (layernorm_dx reads it), so nothing joins.
+ *
+ * Epilogue, layout and layernorm regions compute exactly what their ops computed one by one (the same f32
  * operations in the same order), so fused and unfused code give the same bits; an
  * attention region computes the same formulas in another order (within rounding of the
  * reference; the same bits for any thread count). */
@@ -43,6 +51,7 @@ static const struct {
     {"epilogue", PASS_FUSE_EPILOGUE},
     {"attention", PASS_FUSE_ATTENTION},
     {"layout", PASS_FUSE_LAYOUT},
+    {"layernorm", PASS_FUSE_LAYERNORM},
 };
 #define NRULES (int)(sizeof rules / sizeof rules[0])
 
@@ -297,6 +306,48 @@ static int attention_members(const fuser *f, int p, int *members)
     return nm;
 }
 
+/* Whether u may join the prologue of a layernorm of type t: an elementwise op (no
+ * dropout) of type t, in no region, read only inside the region, whose operands are
+ * tensors of type t, suffixes of it or scalars. */
+static int prologue_op(const fuser *f, int u, const ir_type *t)
+{
+    const ir_node *n = &f->g->nodes[u];
+    return f->region[u] < 0 && f->uses[u] == 1 && n->op != IR_OP_DROPOUT &&
+           extends_chain(f, n, -1, t);
+}
+
+/* The layernorm rule from layernorm node i: the ops that produce its input, found from
+ * it backwards (each read once, by a member), then i; the count, or 0. */
+static int layernorm_members(const fuser *f, int i, int *members)
+{
+    const ir_graph *g = f->g;
+    const ir_type *t = &g->nodes[i].type;
+    int nm = 0, todo[MAX_MEMBERS], ntodo = 0, ops[IR_MAX_INPUTS];
+    if (f->region[i] >= 0 || !prologue_op(f, g->nodes[i].in[0], t))
+        return 0;
+    todo[ntodo++] = g->nodes[i].in[0];
+    while (ntodo && nm < MAX_MEMBERS - 1) {
+        int u = todo[--ntodo];
+        members[nm++] = u;
+        for (int k = 0; k < g->nodes[u].nin; k++) {
+            int x = g->nodes[u].in[k], seen = 0;
+            for (int j = 0; j < nm; j++)
+                seen |= members[j] == x;
+            for (int j = 0; j < ntodo; j++)
+                seen |= todo[j] == x;
+            if (!seen && ntodo < MAX_MEMBERS && prologue_op(f, x, t))
+                todo[ntodo++] = x;
+        }
+    }
+    if (ntodo) /* more than a region holds: the nearest ones are taken, the rest stay */
+        return 0;
+    members[nm++] = i;
+    qsort(members, (size_t)nm, sizeof *members, by_index);
+    /* operands: the layernorm's gamma and beta, the ops' own; a member whose value leaves
+     * the region other than through the layernorm cannot be (uses == 1 says so) */
+    return region_operands(f, members, nm, ops) < 0 ? 0 : nm;
+}
+
 /* Records a region: its members (in order) under its last one, and every member's
  * region but the first nshared (views that other regions may copy too). */
 static int add_region(fuser *f, int **mem, int *nmem, int *members, int nm, int nshared)
@@ -361,6 +412,17 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         if (merged) /* the merge's transpose and first reshape end the members */
             alias[members[nm - 2]] = members[nm - 1];
         if (nm >= 2 && add_region(&f, mem, nmem, members, nm, nv)) {
+            rc = bc_errf(e, "out of memory");
+            goto done;
+        }
+    }
+
+    /* the ops no matmul took before a layernorm (layernorm) */
+    for (int i = 0; i < g->n && (rules_on & PASS_FUSE_LAYERNORM); i++) {
+        if (g->nodes[i].op != IR_OP_LAYERNORM)
+            continue;
+        int members[MAX_MEMBERS], nm = layernorm_members(&f, i, members);
+        if (nm && add_region(&f, mem, nmem, members, nm, 0)) {
             rc = bc_errf(e, "out of memory");
             goto done;
         }

@@ -39,8 +39,10 @@ enum {
     PASS_FUSE_EPILOGUE = 1 << 0,  /* elementwise consumers into the producing matmul */
     PASS_FUSE_ATTENTION = 1 << 1, /* one kernel from Q, K, V to the context (inference) */
     PASS_FUSE_LAYOUT = 1 << 2,    /* head split/merge views as strided matmul operands */
+    PASS_FUSE_LAYERNORM = 1 << 3, /* the elementwise ops before a layernorm into it */
 };
-#define PASS_FUSE_ALL (PASS_FUSE_EPILOGUE | PASS_FUSE_ATTENTION | PASS_FUSE_LAYOUT)
+#define PASS_FUSE_ALL                                                                      \
+    (PASS_FUSE_EPILOGUE | PASS_FUSE_ATTENTION | PASS_FUSE_LAYOUT | PASS_FUSE_LAYERNORM)
 
 /* Reads a fusion spec: "all" (or NULL), "none", or rule names separated by ',' or '+'. */
 int pass_fuse_parse(const char *spec, unsigned *rules, bc_err *e);

@@ -308,8 +308,11 @@ Test(codegen_fuse, fusion_specs)
     cr_expect_eq(r, (unsigned)PASS_FUSE_EPILOGUE);
     cr_expect_eq(pass_fuse_parse("epilogue,frob", &r, &e), -1);
     cr_expect_str_eq(e.msg,
-                     "unknown fusion rule 'frob' (all, none, epilogue, attention, layout)");
+                     "unknown fusion rule 'frob' (all, none, epilogue, attention, layout, "
+                     "layernorm)");
     cr_expect_eq(pass_fuse_parse("attention+epilogue+layout", &r, &e), 0);
+    cr_expect_eq(r, (unsigned)(PASS_FUSE_ALL & ~PASS_FUSE_LAYERNORM));
+    cr_expect_eq(pass_fuse_parse("layernorm+attention+epilogue+layout", &r, &e), 0);
     cr_expect_eq(r, (unsigned)PASS_FUSE_ALL);
     cr_expect_eq(pass_fuse_parse("layout", &r, &e), 0);
     cr_expect_eq(r, (unsigned)PASS_FUSE_LAYOUT);
@@ -320,8 +323,11 @@ Test(codegen_fuse, fusion_specs)
     cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
     cr_expect_eq(pass_default_pipeline("epilogue", buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_BASE_PIPELINE ",fuse=epilogue");
-    cr_expect_eq(pass_default_pipeline("attention,epilogue,layout", buf, sizeof buf, &e), 0);
+    cr_expect_eq(pass_default_pipeline("attention,epilogue,layout,layernorm", buf, sizeof buf,
+                                       &e), 0);
     cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
+    cr_expect_eq(pass_default_pipeline("layernorm", buf, sizeof buf, &e), 0);
+    cr_expect_str_eq(buf, PASS_BASE_PIPELINE ",fuse=layernorm");
     cr_expect_eq(pass_default_pipeline("layout,attention", buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_BASE_PIPELINE ",fuse=attention+layout");
     ir_graph *g = ir_graph_new("g");
@@ -543,6 +549,102 @@ Test(codegen_fuse, layout_views_as_strided_operands_give_the_unfused_bits, .time
 }
 
 /* The mask's values are checked inside a region as outside: 2 is an error naming it. */
+/* ---- the layernorm rule ---- */
+
+/* y = layernorm(gelu((x + pos + r + bias) * s)) with pos [S, H] (a suffix of two dims),
+ * bias [H], s a scalar; with `keep`, x + pos + r is an output too, so only what follows
+ * it may join the layernorm. */
+static built build_ln(int64_t B, int64_t S, int64_t H, int keep)
+{
+    built b;
+    b.g = ir_graph_new("fuse_ln");
+    rt_list_init(&b.p);
+    rt_list_init(&b.in);
+    ir_graph *g = b.g;
+    ir_dim dx[3] = {DB, DS, DC(H)}, dp[2] = {DS, DC(H)}, dh[1] = {DC(H)};
+    int x = ir_input(g, "x", ir_type_make(IR_F32, 3, dx));
+    add_f32(&b, "x", 3, dx, B, S, -2, 2, 11, 0);
+    int r = ir_input(g, "r", ir_type_make(IR_F32, 3, dx));
+    add_f32(&b, "r", 3, dx, B, S, -2, 2, 12, 0);
+    int pos = ir_input(g, "pos", ir_type_make(IR_F32, 2, dp));
+    add_f32(&b, "pos", 2, dp, B, S, -1, 1, 13, 0);
+    int s = ir_input(g, "s", ir_type_make(IR_F32, 0, NULL));
+    add_f32(&b, "s", 0, NULL, B, S, 0.5, 2, 14, 0);
+    int bias = ir_param(g, "b", ir_type_make(IR_F32, 1, dh));
+    add_f32(&b, "b", 1, dh, B, S, -1, 1, 15, 1);
+    int gamma = ir_param(g, "gamma", ir_type_make(IR_F32, 1, dh));
+    add_f32(&b, "gamma", 1, dh, B, S, 0.5, 1.5, 16, 1);
+    int beta = ir_param(g, "beta", ir_type_make(IR_F32, 1, dh));
+    add_f32(&b, "beta", 1, dh, B, S, -1, 1, 17, 1);
+    int sum = ir_addv(g, ir_addv(g, x, pos), r);
+    if (keep)
+        ir_set_output(g, "sum", sum);
+    int v = ir_unary(g, IR_OP_GELU, ir_mul(g, ir_addv(g, sum, bias), s));
+    ir_set_output(g, "y", ir_layernorm(g, v, gamma, beta, 1e-12));
+    return b;
+}
+
+Test(codegen_fuse, layernorm_takes_the_ops_before_it_on_odd_shapes, .timeout = 300)
+{
+    /* B, S, H: ones, primes, rows shorter and longer than a vector, BERT's 768 */
+    static const int64_t cases[][3] = {{1, 1, 1}, {2, 3, 5}, {3, 7, 17}, {2, 5, 131},
+                                       {1, 9, 768}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int keep = 0; keep <= 1; keep++) {
+            int64_t B = cases[c][0], S = cases[c][1], H = cases[c][2];
+            char what[160];
+            snprintf(what, sizeof what, "layernorm region B=%lld S=%lld H=%lld keep=%d",
+                     (long long)B, (long long)S, (long long)H, keep);
+            built b = build_ln(B, S, H, keep);
+            ir_graph *unfused, *fused;
+            both_pipelines(&b, &unfused, &fused);
+            /* one region; the sum stays outside when it is an output */
+            cr_expect_eq(count_op(fused, IR_OP_FUSED), 1, "%s", what);
+            cr_expect_eq(count_op(fused, IR_OP_LAYERNORM), 0, "%s", what);
+            cr_expect_eq(count_op(fused, IR_OP_ADD), keep ? 2 : 0, "%s", what);
+            cr_expect_eq(count_op(fused, IR_OP_GELU), 0, "%s", what);
+            char msg[512];
+            for (int threads = 1; threads <= 2; threads++)
+                cr_expect(tu_jit_vs_ref(fused, &b.p, &b.in, threads, 1e-5, 1e-5, msg,
+                                        sizeof msg) == 0,
+                          "%s, %d threads: %s", what, threads, msg);
+            expect_fused_bits(unfused, fused, &b, what);
+            if (keep) {
+                rt_tensor_list u, f;
+                run_jit(unfused, &b, 1, &u);
+                run_jit(fused, &b, 2, &f);
+                expect_same_outputs(&f, &u, what);
+                rt_list_free(&u);
+                rt_list_free(&f);
+            }
+            ir_graph_free(unfused);
+            ir_graph_free(fused);
+            free_built(&b);
+        }
+}
+
+/* A region that is not elementwise ops before a layernorm is refused with a reason. */
+Test(codegen_fuse, a_layernorm_region_reading_a_non_elementwise_op_is_refused)
+{
+    ir_graph *g = ir_graph_new("bad_ln");
+    ir_dim dx[2] = {DS, DC(8)}, dh[1] = {DC(8)};
+    int x = ir_input(g, "x", ir_type_make(IR_F32, 2, dx));
+    int gamma = ir_param(g, "gamma", ir_type_make(IR_F32, 1, dh));
+    int beta = ir_param(g, "beta", ir_type_make(IR_F32, 1, dh));
+    char body[] = "%3 = transpose %0 {perm=[1, 0]} : f32[8, S]; %4 = reshape %3 : f32[S, 8]; "
+                  "%5 = layernorm %4, %1, %2 {eps=1e-12} : f32[S, 8]";
+    int in[3] = {x, gamma, beta};
+    ir_type t = ir_type_make(IR_F32, 2, dx);
+    ir_set_output(g, "y", ir_add(g, IR_OP_FUSED, in, 3, NULL, body, &t));
+    cr_assert(!g->failed);
+    bc_err e = {{0}};
+    cg_engine *eng = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
+    cr_expect(!eng && strstr(e.msg, "(transpose) is not an elementwise op of the layernorm"),
+              "%s", e.msg);
+    cg_engine_free(eng);
+    ir_graph_free(g);
+}
+
 Test(codegen_fuse, a_bad_mask_value_inside_a_region_is_refused)
 {
     built b = build_attention(2, 5, 2, 3, 1, 0);
