@@ -35,10 +35,10 @@
  *   with every rule on it fuses what no matmul took: the embeddings' adds in inference.
  *   In training the sum is kept for backward (layernorm_dx reads it), so nothing joins.
  *
- * Epilogue, layout and layernorm regions compute exactly what their ops computed one by one (the same f32
- * operations in the same order), so fused and unfused code give the same bits; an
- * attention region computes the same formulas in another order (within rounding of the
- * reference; the same bits for any thread count). */
+ * Epilogue, layout and layernorm regions compute exactly what their ops computed one by
+ * one (the same f32 operations in the same order), so fused and unfused code give the
+ * same bits; an attention region computes the same formulas in another order (within
+ * rounding of the reference; the same bits for any thread count). */
 #include <stdlib.h>
 #include <string.h>
 

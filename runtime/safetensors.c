@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/file.h"
+
 /* The header length field and the data are little-endian; we read them in place. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "bertcc assumes a little-endian host");
@@ -434,8 +436,9 @@ static int write_all(FILE *f, const rt_tensor_list *l, const char *hdr, size_t h
         size_t nb = rt_nbytes(&l->t[i]);
         ok = nb == 0 || fwrite(l->t[i].data, 1, nb, f) == nb;
     }
-    /* fsync so that a crash after the rename cannot leave a truncated file. */
-    return ok && fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -1;
+    /* bc_atomic_commit fsyncs before the rename, so a crash cannot leave a truncated
+     * file under the final name */
+    return ok ? 0 : -1;
 }
 
 int rt_st_save(const char *path, const rt_tensor_list *l, bc_err *e)
@@ -450,30 +453,22 @@ int rt_st_save(const char *path, const rt_tensor_list *l, bc_err *e)
     char *hdr = header_json(l, path, &hlen, e);
     if (!hdr)
         return -1;
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp) {
-        free(hdr);
-        return bc_errf(e, "%s: out of memory", path);
-    }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    /* temp + fsync + rename + fsync of the directory (support/file.h) */
+    char tmp[4200];
     int rc = 0;
-    FILE *f = fopen(tmp, "wb");
+    FILE *f = bc_atomic_open(path, tmp, sizeof tmp, e);
     if (!f) {
-        rc = bc_errf(e, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        rc = -1;
     } else {
         errno = 0;
-        int werr = write_all(f, l, hdr, hlen) < 0 ? (errno ? errno : EIO) : 0;
-        if (fclose(f) != 0 && !werr)
-            werr = errno ? errno : EIO;
-        if (!werr && rename(tmp, path) != 0)
-            werr = errno;
-        if (werr) {
+        if (write_all(f, l, hdr, hlen) < 0) {
+            int werr = errno ? errno : EIO;
+            bc_atomic_abort(f, tmp);
             rc = bc_errf(e, "%s: cannot write: %s", path, strerror(werr));
-            unlink(tmp);
+        } else {
+            rc = bc_atomic_commit(f, tmp, path, e);
         }
     }
-    free(tmp);
     free(hdr);
     return rc;
 }

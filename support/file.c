@@ -2,9 +2,13 @@
 #include "file.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 char *bc_read_file(const char *path, size_t *len, bc_err *e)
 {
@@ -42,4 +46,152 @@ char *bc_read_file(const char *path, size_t *len, bc_err *e)
     buf[n] = 0;
     *len = n;
     return buf;
+}
+
+/* ---- durable, atomic writes ---- */
+
+static long fault_count;
+
+static void report_faults(void)
+{
+    fprintf(stderr, "bertcc: fault points: %ld\n", fault_count);
+}
+
+void bc_fault_point(void)
+{
+    static long at = -2;
+    if (at == -2) {
+        const char *s = getenv("BERTCC_FAULT_AT");
+        at = s && *s ? strtol(s, NULL, 10) : 0;
+        if (at == -1)
+            atexit(report_faults);
+    }
+    if (at && ++fault_count == at)
+        kill(getpid(), SIGKILL);
+}
+
+int bc_fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    bc_fault_point();
+    int rc = fsync(fd);
+    /* a directory on a filesystem that cannot sync one (EINVAL) is as durable as it gets */
+    if (rc && errno == EINVAL)
+        rc = 0;
+    close(fd);
+    return rc;
+}
+
+int bc_fsync_parent(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return bc_fsync_path(".");
+    size_t n = (size_t)(slash - path);
+    if (n >= sizeof dir)
+        return errno = ENAMETOOLONG, -1;
+    memcpy(dir, path, n);
+    dir[n ? n : 1] = 0;
+    if (!n)
+        dir[0] = '/';
+    return bc_fsync_path(dir);
+}
+
+FILE *bc_atomic_open(const char *path, char *tmp, size_t tmplen, bc_err *e)
+{
+    if ((size_t)snprintf(tmp, tmplen, "%s.tmp.%ld", path, (long)getpid()) >= tmplen) {
+        bc_errf(e, "%s: path too long", path);
+        return NULL;
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        bc_errf(e, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    return f;
+}
+
+void bc_atomic_abort(FILE *f, const char *tmp)
+{
+    if (f)
+        fclose(f);
+    unlink(tmp);
+}
+
+int bc_atomic_commit(FILE *f, const char *tmp, const char *path, bc_err *e)
+{
+    int err = 0;
+    if (ferror(f) || fflush(f))
+        err = errno ? errno : EIO;
+    bc_fault_point();
+    if (!err && fsync(fileno(f)))
+        err = errno;
+    if (fclose(f) && !err)
+        err = errno ? errno : EIO;
+    bc_fault_point();
+    if (!err && rename(tmp, path))
+        err = errno;
+    if (err) {
+        unlink(tmp);
+        return bc_errf(e, "%s: cannot write: %s", path, strerror(err));
+    }
+    if (bc_fsync_parent(path))
+        return bc_errf(e, "%s: cannot sync its directory: %s", path, strerror(errno));
+    return 0;
+}
+
+int bc_is_stale_tmp(const char *name)
+{
+    const char *t = strstr(name, ".tmp.");
+    if (!t || t == name)
+        return 0;
+    while (strstr(t + 1, ".tmp."))
+        t = strstr(t + 1, ".tmp.");
+    const char *d = t + 5;
+    if (!*d)
+        return 0;
+    char *end;
+    long pid = strtol(d, &end, 10);
+    if (*end || pid <= 0)
+        return 0;
+    if (pid == (long)getpid())
+        return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int bc_file_hash(const char *path, uint64_t *hash, int64_t *size, bc_err *e)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
+    uint64_t h = 0xcbf29ce484222325ULL;
+    int64_t n = 0;
+    enum { CHUNK = 1 << 16 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf) {
+        fclose(f);
+        return bc_errf(e, "%s: out of memory", path);
+    }
+    size_t r;
+    while ((r = fread(buf, 1, CHUNK, f)) > 0) {
+        size_t k = 0;
+        for (; k + 8 <= r; k += 8) {
+            uint64_t w;
+            memcpy(&w, buf + k, 8);
+            h = (h ^ w) * 0x100000001b3ULL;
+            h ^= h >> 29;
+        }
+        for (; k < r; k++)
+            h = (h ^ buf[k]) * 0x100000001b3ULL;
+        n += (int64_t)r;
+    }
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    free(buf);
+    if (err)
+        return bc_errf(e, "%s: cannot read: %s", path, strerror(err));
+    *hash = h ^ (uint64_t)n;
+    *size = n;
+    return 0;
 }

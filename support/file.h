@@ -1,9 +1,11 @@
-/* file.h: reading a whole file, for the parsers of every layer (model descriptions,
- * classification data). */
+/* file.h: files for the parsers of every layer (reading a whole file) and for every
+ * writer (durable, atomic replacement: README "Run directories"). */
 #ifndef BERTCC_SUPPORT_FILE_H
 #define BERTCC_SUPPORT_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "err.h"
 
@@ -11,5 +13,35 @@
  * the caller; NULL with e filled ("PATH: cannot open: ...", "cannot read", "out of
  * memory"). */
 char *bc_read_file(const char *path, size_t *len, bc_err *e);
+
+/* ---- atomic replacement: a reader sees the old file or the new one, never a part ----
+ * f = bc_atomic_open(path, tmp, sizeof tmp, e) creates "PATH.tmp.PID" (its name into
+ * tmp); bc_atomic_commit(f, tmp, path, e) flushes it, fsyncs it, closes it, renames it
+ * over path and fsyncs path's directory, so that after it returns the new file survives
+ * a power cut; on any failure it removes the temporary file and leaves path as it was.
+ * bc_atomic_abort(f, tmp) gives up (closes and removes). */
+FILE *bc_atomic_open(const char *path, char *tmp, size_t tmplen, bc_err *e);
+int bc_atomic_commit(FILE *f, const char *tmp, const char *path, bc_err *e);
+void bc_atomic_abort(FILE *f, const char *tmp);
+
+/* fsync of a file or a directory by path (a rename is durable once its directory is);
+ * of the directory holding path. 0, or -1 with errno set. */
+int bc_fsync_path(const char *path);
+int bc_fsync_parent(const char *path);
+
+/* Whether name is a temporary file of the writers above or of rt_st_save ("X.tmp.PID")
+ * whose process is gone (a killed writer's leftover; a live process's is kept). */
+int bc_is_stale_tmp(const char *name);
+
+/* A 64-bit hash of the file's bytes (a content check: a zeroed page changes it) and its
+ * size; -1 with e filled when it cannot be read. */
+int bc_file_hash(const char *path, uint64_t *hash, int64_t *size, bc_err *e);
+
+/* The fault-injection hook of the crash tests: every durable step of a checkpoint or an
+ * atomic write (a file written, an fsync, a rename) calls it; with BERTCC_FAULT_AT=N in
+ * the environment the N-th call (counted from 1) kills the process with SIGKILL, as a
+ * crash or a power cut at that instant would; BERTCC_FAULT_AT=-1 counts them and prints
+ * "bertcc: fault points: N" on stderr at exit. Without the variable it does nothing. */
+void bc_fault_point(void);
 
 #endif

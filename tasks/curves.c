@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/file.h"
 #include "../train/train.h"
 #include "rundir.h"
 
@@ -92,7 +93,8 @@ static int csv_read(const char *path, csv *c)
         c->ncol++;
     }
     while ((n = getline(&line, &cap, f)) >= 0) {
-        if (n <= 1)
+        /* an empty line, or a torn last one (a kill during its append: no newline) */
+        if (n <= 1 || line[n - 1] != '\n')
             continue;
         if (c->nrow == cap_rows) {
             cap_rows = cap_rows ? 2 * cap_rows : 256;
@@ -154,11 +156,10 @@ int rundir_metrics_resume(const char *dir, int64_t step, const char *const *best
     FILE *in = fopen(path, "r");
     if (!in)
         return 0;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *out = fopen(tmp, "w");
+    FILE *out = bc_atomic_open(path, tmp, sizeof tmp, e);
     if (!out) {
         fclose(in);
-        return bc_errf(e, "%s: cannot write", tmp);
+        return -1;
     }
     char *line = NULL;
     size_t cap = 0;
@@ -167,16 +168,19 @@ int rundir_metrics_resume(const char *dir, int64_t step, const char *const *best
     while ((n = getline(&line, &cap, in)) >= 0) {
         char *end;
         long long s = strtoll(line, &end, 10);
-        if (first || (end != line && *end == ',' && s <= step))
+        /* a torn last line (no newline) is dropped */
+        if (line[n - 1] == '\n' && (first || (end != line && *end == ',' && s <= step)))
             ok &= fputs(line, out) >= 0;
         first = 0;
     }
     free(line);
     fclose(in);
-    if (fclose(out) || !ok || rename(tmp, path)) {
-        remove(tmp);
+    if (!ok) {
+        bc_atomic_abort(out, tmp);
         return bc_errf(e, "%s: cannot rewrite", path);
     }
+    if (bc_atomic_commit(out, tmp, path, e))
+        return -1;
     csv c;
     if (csv_read(path, &c) < 0)
         return bc_errf(e, "%s: cannot read", path);
@@ -314,14 +318,13 @@ int rundir_plot(const char *dir, const char *title, bc_err *e)
     int has_log = csv_read(rundir_path(dir, TR_TRAIN_LOG, path, sizeof path), &lg) == 0;
     int has_mt = csv_read(rundir_path(dir, RUNDIR_METRICS, path, sizeof path), &mt) == 0;
     rundir_path(dir, RUNDIR_PLOT, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
+    FILE *f = bc_atomic_open(path, tmp, sizeof tmp, e);
     if (!f) {
         if (has_log)
             csv_free(&lg);
         if (has_mt)
             csv_free(&mt);
-        return bc_errf(e, "%s: cannot write", tmp);
+        return -1;
     }
     fputs("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1000\" height=\"420\" "
           "font-family=\"sans-serif\" font-size=\"11\">\n"
@@ -430,9 +433,5 @@ int rundir_plot(const char *dir, const char *title, bc_err *e)
         csv_free(&lg);
     if (has_mt)
         csv_free(&mt);
-    if (fclose(f) || rename(tmp, path)) {
-        remove(tmp);
-        return bc_errf(e, "%s: cannot write", path);
-    }
-    return 0;
+    return bc_atomic_commit(f, tmp, path, e);
 }

@@ -5,7 +5,8 @@
  *
  * A run directory (RUN_DIR) holds:
  *   model.xml            the model description as trained (vocab and head sizes set)
- *   weights.safetensors  the last weights        optimizer.safetensors  resume state
+ *   weights.safetensors  the last checkpoint's weights (a hard link into checkpoints/)
+ *   checkpoints/         step-N/ units and `current` (train/ckpt.h); .lock while training
  *   best.safetensors     the weights that scored best on dev (the task's best_by)
  *   vocab.txt            the vocabulary           options.json  task, tokenizer, training
  *   <task files>         e.g. intent_labels.txt, slot_labels.txt
@@ -30,6 +31,8 @@
 
 /* "DIR/NAME" into buf; returns buf. */
 const char *rundir_path(const char *dir, const char *name, char *buf, size_t len);
+/* rm -r path (what is left of an unfinished run directory or checkpoint). */
+void rundir_remove_tree(const char *path);
 
 /* ---- a trained run ------------------------------------------------------------------ */
 

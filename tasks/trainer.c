@@ -5,6 +5,7 @@
  * the step and dev-evaluation runners, and train. */
 #include "trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +21,9 @@
 #include "../passes/passes.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"
+#include "../support/file.h"
 #include "../train/batch.h"
+#include "../train/ckpt.h"
 #include "curves.h"
 #include "rundir.h"
 #include "runner.h"
@@ -201,6 +204,8 @@ typedef struct trainer {
     rt_tensor_list data;   /* the training rows */
     rt_tensor_list params; /* the parameters being trained */
     rt_tensor_list state;  /* a resumed run's optimizer.safetensors */
+    int have_ckpt;         /* a resumed run has a checkpoint (else it starts at step 0) */
+    int lock_fd;           /* RUN/.lock, held while training (-1: not yet) */
     ir_graph *g, *eg;      /* the training graph, the dev graph */
     rundir_runner step_runner, eval_runner;
     json_t *kept;                          /* options.json strings of a resumed run */
@@ -456,10 +461,15 @@ static int resolve_params(trainer *t)
     rt_tensor_list ckpt;
     rt_list_init(&ckpt);
     int rc = 0;
-    if (a->resume) {
-        char path[4200], opath[4200];
-        rundir_path(a->resume, TR_TRAIN_WEIGHTS, path, sizeof path);
-        rundir_path(a->resume, TR_TRAIN_OPTIM, opath, sizeof opath);
+    char path[4200], opath[4200];
+    if (a->resume &&
+        (rc = tr_ckpt_find(a->resume, path, opath, sizeof path, a->note, a->note_ctx, e)) < 0)
+        return -1;
+    t->have_ckpt = a->resume && rc == 1;
+    rc = 0;
+    if (a->resume && !t->have_ckpt)
+        note(a, "%s has no checkpoint yet: the run starts from step 0", a->resume);
+    if (t->have_ckpt) {
         if ((rc = rt_st_load(path, &ckpt, e) ||
                   rt_params_from_checkpoint(t->g, &ckpt, 0, 0, &t->params, a->note,
                                             a->note_ctx, e) ||
@@ -532,7 +542,7 @@ static void task_options_json(const trainer *t, json_t *j)
     free(vocab);
 }
 
-static int write_options(const trainer *t, int64_t total, const char *path)
+static int write_options(const trainer *t, int64_t total, const char *path, bc_err *e)
 {
     const rundir_train_args *a = t->a;
     const tr_train_opts *o = &t->o;
@@ -562,7 +572,19 @@ static int write_options(const trainer *t, int64_t total, const char *path)
         json_object_set_new(j, "group-by-length", json_boolean(a->group != NULL));
         json_object_set_new(j, "fuse", json_string(a->fuse ? a->fuse : "all"));
     }
-    int rc = j ? json_dump_file(j, path, JSON_INDENT(2)) : -1;
+    int rc = -1;
+    if (!j) {
+        rc = bc_errf(e, "out of memory");
+    } else {
+        char tmp[4300];
+        FILE *f = bc_atomic_open(path, tmp, sizeof tmp, e);
+        if (f && (json_dumpf(j, f, JSON_INDENT(2)) || fputc('\n', f) == EOF)) {
+            bc_atomic_abort(f, tmp);
+            rc = bc_errf(e, "%s: cannot write", path);
+        } else if (f) {
+            rc = bc_atomic_commit(f, tmp, path, e);
+        }
+    }
     json_decref(j);
     free(model);
     free(data);
@@ -570,35 +592,89 @@ static int write_options(const trainer *t, int64_t total, const char *path)
     return rc;
 }
 
-static int make_run_dir(trainer *t, int64_t total)
+/* fsync of every file in dir, then of dir */
+static int sync_dir_files(const char *dir, bc_err *e)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return bc_errf(e, "%s: cannot open: %s", dir, strerror(errno));
+    struct dirent *de;
+    char path[4200];
+    int rc = 0;
+    while (!rc && (de = readdir(d)))
+        if (de->d_name[0] != '.' && bc_fsync_path(rundir_path(dir, de->d_name, path, sizeof path)))
+            rc = bc_errf(e, "%s: cannot sync: %s", path, strerror(errno));
+    closedir(d);
+    if (!rc && bc_fsync_path(dir))
+        rc = bc_errf(e, "%s: cannot sync: %s", dir, strerror(errno));
+    return rc;
+}
+
+/* The files a run starts with (model, vocabulary, the task's label lists), then
+ * options.json, into dir. */
+static int write_run_files(trainer *t, const char *dir, int64_t total)
 {
     rundir_train_args *a = t->a;
     bc_err *e = t->e;
     char path[4200];
-    if (mkdir(a->out, 0777) && errno != EEXIST)
-        return bc_errf(e, "cannot create %s: %s", a->out, strerror(errno));
-    if (!a->resume &&
-        (dir_has(a->out, TR_TRAIN_WEIGHTS) || dir_has(a->out, TR_TRAIN_OPTIM)))
-        return bc_errf(e,
-                       "%s already holds a run; continue it with --resume %s or choose "
-                       "another directory",
-                       a->out, a->out);
-    rundir_path(a->out, RUNDIR_MODEL, path, sizeof path);
+    rundir_path(dir, RUNDIR_MODEL, path, sizeof path);
     if (strcmp(a->model, path) && fe_write_xml(&t->m, path, e))
         return -1;
     if (t->ops && !a->resume) {
         static const char *const stale[] = {RUNDIR_METRICS, RUNDIR_BEST, RUNDIR_PLOT};
         for (size_t i = 0; i < sizeof stale / sizeof *stale; i++)
-            remove(rundir_path(a->out, stale[i], path, sizeof path));
-        rundir_path(a->out, RUNDIR_VOCAB, path, sizeof path);
+            remove(rundir_path(dir, stale[i], path, sizeof path));
+        rundir_path(dir, RUNDIR_VOCAB, path, sizeof path);
         if (copy_file(a->vocab, path, e) ||
-            (t->ops->save && t->ops->save(t->task.state, a->out, e)))
+            (t->ops->save && t->ops->save(t->task.state, dir, e)))
             return -1;
     }
-    rundir_path(a->out, RUNDIR_OPTIONS, path, sizeof path);
-    if (write_options(t, total, path))
-        return bc_errf(e, "cannot write %s", path);
-    return 0;
+    if (!a->resume && sync_dir_files(dir, e))
+        return -1;
+    /* options.json last: a directory holding it is a run --resume can continue */
+    rundir_path(dir, RUNDIR_OPTIONS, path, sizeof path);
+    return write_options(t, total, path, e);
+}
+
+/* A new run directory is created complete or not at all: filled as RUN.tmp.PID, then
+ * renamed. An existing directory (given empty, or a run being resumed) is locked first;
+ * a fresh run refuses one that already holds a run. */
+static int make_run_dir(trainer *t, int64_t total)
+{
+    rundir_train_args *a = t->a;
+    bc_err *e = t->e;
+    struct stat st;
+    if (!a->resume && stat(a->out, &st) && errno == ENOENT) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", a->out, (long)getpid());
+        if (mkdir(tmp, 0777))
+            return bc_errf(e, "cannot create %s: %s", tmp, strerror(errno));
+        if (write_run_files(t, tmp, total)) {
+            rundir_remove_tree(tmp);
+            return -1;
+        }
+        bc_fault_point();
+        if (rename(tmp, a->out)) {
+            int err = errno;
+            rundir_remove_tree(tmp);
+            return bc_errf(e, "cannot create %s: %s", a->out, strerror(err));
+        }
+        if (bc_fsync_parent(a->out))
+            return bc_errf(e, "%s: cannot sync its directory: %s", a->out, strerror(errno));
+        return (t->lock_fd = tr_run_lock(a->out, e)) < 0 ? -1 : 0;
+    }
+    if (mkdir(a->out, 0777) && errno != EEXIST)
+        return bc_errf(e, "cannot create %s: %s", a->out, strerror(errno));
+    if (t->lock_fd < 0 && (t->lock_fd = tr_run_lock(a->out, e)) < 0)
+        return -1;
+    if (!a->resume &&
+        (dir_has(a->out, TR_TRAIN_WEIGHTS) || dir_has(a->out, TR_TRAIN_OPTIM) ||
+         dir_has(a->out, RUNDIR_OPTIONS) || dir_has(a->out, TR_CKPT_DIR)))
+        return bc_errf(e,
+                       "%s already holds a run; continue it with --resume %s or choose "
+                       "another directory",
+                       a->out, a->out);
+    return write_run_files(t, a->out, total);
 }
 
 /* ---- phase 6: dev evaluation at the end of every epoch (the engine's on_step hook) --- */
@@ -738,7 +814,7 @@ static int run(trainer *t)
                 t->m.name, (long long)t->B, (long long)t->S, (long long)t->o.batch_size,
                 (long long)t->o.accum, (long long)total, t->backend_name);
     if (tr_train(&t->o, rundir_step, &t->step_runner, &t->params, &t->data,
-                 a->resume ? &t->state : NULL, &t->res->train, t->e))
+                 t->have_ckpt ? &t->state : NULL, &t->res->train, t->e))
         return -1;
     if (hook.failed)
         return bc_errf(t->e,
@@ -761,7 +837,16 @@ int rundir_train(rundir_train_args *a, rundir_train_result *r, bc_err *e)
     rt_list_init(&t->data);
     rt_list_init(&t->params);
     rt_list_init(&t->state);
-    int rc = run(t);
+    t->lock_fd = -1;
+    /* a resumed run is locked before anything of it is read (one that does not exist
+     * is left to the reading, which says so) */
+    struct stat st;
+    int rc = a->resume && stat(a->resume, &st) == 0 && S_ISDIR(st.st_mode) &&
+                     (t->lock_fd = tr_run_lock(a->resume, e)) < 0
+                 ? -1
+                 : run(t);
+    if (t->lock_fd >= 0)
+        close(t->lock_fd);
     if (a->out)
         snprintf(r->out, sizeof r->out, "%s", a->out);
     rundir_runner_free(&t->step_runner);

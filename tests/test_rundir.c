@@ -3,6 +3,7 @@
  * sized, weights last and best, vocabulary, label lists, options, logs, metrics and the
  * plot), and that Ctrl-C then --resume gives the same run as an uninterrupted one. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -10,12 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "frontend/frontend.h"
 #include "runtime/safetensors.h"
+#include "train/ckpt.h"
 #include "util.h"
 
 static int bertcc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -81,7 +85,7 @@ Test(rundir, holds_everything_a_run_needs)
               "%s", out);
     free(out);
     static const char *const files[] = {
-        "model.xml",        "weights.safetensors", "optimizer.safetensors",
+        "model.xml",        "weights.safetensors", "checkpoints/current",
         "best.safetensors", "vocab.txt",           "intent_labels.txt",
         "slot_labels.txt",  "options.json",        "train_log.csv",
         "metrics.csv",      "curves.svg"};
@@ -215,4 +219,211 @@ Test(rundir, ctrl_c_then_resume_repeats_the_run, .timeout = 300)
         free(fa);
         free(fb);
     }
+}
+
+/* ---- crash consistency (train/ckpt.h) ---- */
+
+#define KILL_ARGS TRAIN_ARGS " --steps 3 --save-every 1 --quiet"
+
+static int same_bytes(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *fa = tu_read_file(a, &na), *fb = tu_read_file(b, &nb);
+    int same = fa && fb && na == nb && !memcmp(fa, fb, na);
+    free(fa);
+    free(fb);
+    return same;
+}
+
+/* Entries of dir named X.tmp.PID. */
+static int count_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        n += strstr(de->d_name, ".tmp.") != NULL;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* The run's results against the uninterrupted reference's, byte for byte. */
+static void expect_same_run(const char *ref, const char *run, const char *what)
+{
+    static const char *const same[] = {"weights.safetensors", "best.safetensors",
+                                       "metrics.csv", "checkpoints/current",
+                                       "checkpoints/step-3/optimizer.safetensors"};
+    for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+        char a[1200], b[1200];
+        snprintf(a, sizeof a, "%s", tu_path(ref, same[i]));
+        snprintf(b, sizeof b, "%s", tu_path(run, same[i]));
+        cr_expect(same_bytes(a, b), "%s: %s differs from the uninterrupted run's", what,
+                  same[i]);
+    }
+}
+
+/* Killed (SIGKILL, BERTCC_FAULT_AT) at every durable step of creating the run directory,
+ * the three checkpoints and the dev evaluation's files, then resumed — or, when the kill
+ * came before the run directory existed, started again — the run ends with the bits of
+ * an uninterrupted one. */
+Test(rundir, a_kill_at_any_durable_step_then_resume_gives_the_uninterrupted_bits,
+     .timeout = 900)
+{
+    const char *dir = tu_tmpdir();
+    small_set(dir);
+    char *out = NULL, ref[1100];
+    snprintf(ref, sizeof ref, "%s/ref", dir);
+    cr_assert_eq(bertcc(&out, KILL_ARGS " -o %s", dir, dir, dir, ref), 0, "%s", out);
+    free(out);
+    /* how many durable steps the run takes (BERTCC_FAULT_AT=-1 counts them) */
+    char args[4000], cmd[8192], cnt[1100];
+    snprintf(cnt, sizeof cnt, "%s/count", dir);
+    snprintf(args, sizeof args, KILL_ARGS " -o %s", dir, dir, dir, cnt);
+    snprintf(cmd, sizeof cmd, "cd %s && BERTCC_FAULT_AT=-1 %s %s", BERTCC_SOURCE_DIR,
+             BERTCC_EXE, args);
+    cr_assert_eq(tu_run(cmd, &out), 0, "%s", out);
+    const char *at = strstr(out, "fault points: ");
+    cr_assert(at, "%s", out);
+    int points = atoi(at + 14);
+    free(out);
+    cr_assert_gt(points, 30, "%d fault points", points);
+    /* every one of them, or 40 spread over them from the first to the last */
+    int tries = points < 40 ? points : 40, killed = 0;
+    for (int i = 0; i < tries; i++) {
+        int n = tries == points ? i + 1 : 1 + (int)((long)i * (points - 1) / (tries - 1));
+        char run[1100];
+        snprintf(run, sizeof run, "%s/k%d", dir, n);
+        snprintf(args, sizeof args, KILL_ARGS " -o %s", dir, dir, dir, run);
+        /* exec: no shell is left to print "Killed" */
+        snprintf(cmd, sizeof cmd, "cd %s && BERTCC_FAULT_AT=%d exec %s %s",
+                 BERTCC_SOURCE_DIR, n, BERTCC_EXE, args);
+        int rc = tu_run(cmd, &out);
+        free(out);
+        cr_assert_eq(rc, 128 + 9, "fault point %d of %d: exit %d, not a SIGKILL", n, points,
+                     rc);
+        killed++;
+        if (access(run, F_OK) == 0)
+            rc = bertcc(&out, "train --resume %s --quiet", run);
+        else /* not created at all: the run starts again */
+            rc = bertcc(&out, KILL_ARGS " -o %s", dir, dir, dir, run);
+        cr_assert_eq(rc, 0, "fault point %d, then resumed: %s", n, out);
+        free(out);
+        char what[64];
+        snprintf(what, sizeof what, "killed at fault point %d", n);
+        expect_same_run(ref, run, what);
+        /* the killed writer's temporary files are gone */
+        cr_expect_eq(count_tmp(run), 0, "%s: %s", what, run);
+        char ck[1200];
+        snprintf(ck, sizeof ck, "%s/checkpoints", run);
+        cr_expect_eq(count_tmp(ck), 0, "%s: %s", what, ck);
+    }
+    cr_expect_eq(killed, tries);
+}
+
+/* A run directory holding no checkpoint yet (what a kill before the first one leaves)
+ * resumes from step 0 with the uninterrupted run's bits; a second process cannot train
+ * into a locked run; a resume removes killed writers' temporary files, not a live one's. */
+Test(rundir, resume_without_a_checkpoint_the_lock_and_stale_temporaries, .timeout = 300)
+{
+    const char *dir = tu_tmpdir();
+    small_set(dir);
+    char *out = NULL, ref[1100], run[1100], cmd[4000];
+    snprintf(ref, sizeof ref, "%s/ref", dir);
+    snprintf(run, sizeof run, "%s/run", dir);
+    cr_assert_eq(bertcc(&out, KILL_ARGS " -o %s", dir, dir, dir, ref), 0, "%s", out);
+    free(out);
+
+    /* only what a run starts with: model, vocabulary, labels, options */
+    snprintf(cmd, sizeof cmd,
+             "cp -r %s %s && cd %s && rm -r checkpoints weights.safetensors best.safetensors "
+             "metrics.csv train_log.csv curves.svg",
+             ref, run, run);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(bertcc(&out, "train --resume %s", run), 0, "%s", out);
+    cr_expect(strstr(out, "no checkpoint yet"), "%s", out);
+    free(out);
+    expect_same_run(ref, run, "resumed without a checkpoint");
+
+    /* the lock */
+    int fd = open(tu_path(run, ".lock"), O_RDWR);
+    cr_assert(fd >= 0);
+    cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+    cr_assert_eq(bertcc(&out, "train --resume %s --steps 4 --quiet", run), 1, "%s", out);
+    cr_expect(strstr(out, "another bertcc process is training into this run directory"), "%s",
+              out);
+    free(out);
+    close(fd);
+
+    /* temporaries: of a process that is gone (removed), of a live one (kept) */
+    pid_t gone = fork();
+    cr_assert(gone >= 0);
+    if (gone == 0)
+        _exit(0);
+    cr_assert_eq(waitpid(gone, NULL, 0), gone);
+    char p1[1300], p2[1300], p3[1300];
+    snprintf(p1, sizeof p1, "%s/weights.safetensors.tmp.%ld", run, (long)gone);
+    snprintf(p2, sizeof p2, "%s/checkpoints/step-4.tmp.%ld", run, (long)gone);
+    snprintf(p3, sizeof p3, "%s/options.json.tmp.%ld", run, (long)getpid());
+    cr_assert_eq(tu_write_file(p1, "half"), 0);
+    cr_assert_eq(mkdir(p2, 0777), 0);
+    cr_assert_eq(tu_write_file(tu_path(p2, "weights.safetensors"), "half"), 0);
+    cr_assert_eq(tu_write_file(p3, "live"), 0);
+    cr_assert_eq(bertcc(&out, "train --resume %s --steps 4 --quiet", run), 0, "%s", out);
+    free(out);
+    cr_expect(access(p1, F_OK) != 0 && access(p2, F_OK) != 0, "stale temporaries kept");
+    cr_expect(access(p3, F_OK) == 0, "a live process's temporary file was removed");
+    unlink(p3);
+}
+
+/* A second and third interrupt (SIGINT 20 ms after the first, then SIGTERM) while the
+ * update in progress finishes are ignored with a note: the run still writes its
+ * checkpoint, exits 130, and resumes. (Before, a second Ctrl-C killed it first.) */
+Test(rundir, further_interrupts_wait_for_the_checkpoint, .timeout = 300)
+{
+    const char *dir = tu_tmpdir();
+    small_set(dir);
+    char run[1100];
+    snprintf(run, sizeof run, "%s/run", dir);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(tu_path(dir, "err"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0 || chdir(BERTCC_SOURCE_DIR))
+            _exit(99);
+        char model[1100], data[1100], vocab[1100];
+        snprintf(model, sizeof model, "%s/model.xml", dir);
+        snprintf(data, sizeof data, "%s/data", dir);
+        snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
+        /* the whole set in one micro-batch on the reference backend: slow updates */
+        execl(BERTCC_EXE, BERTCC_EXE, "train", model, "--task", "intent-slot", "--data",
+              data, "--vocab", vocab, "--no-lowercase", "--batch-size", "144", "--threads",
+              "1", "--backend", "ref", "-o", run, "--epochs", "400", "--no-eval", "--quiet",
+              (char *)NULL);
+        _exit(98);
+    }
+    const char *log = tu_path(run, "train_log.csv");
+    for (int i = 0; i < 12000 && count_lines(log) < 3; i++)
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    kill(pid, SIGINT);
+    nanosleep(&(struct timespec){0, 20000000}, NULL);
+    kill(pid, SIGINT);
+    kill(pid, SIGTERM);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    char *err = tu_read_file(tu_path(dir, "err"), NULL);
+    cr_assert(WIFEXITED(status), "killed by signal %d: %s", WTERMSIG(status), err);
+    cr_expect_eq(WEXITSTATUS(status), 130, "%s", err);
+    cr_expect(err && strstr(err, "interrupted at step") &&
+                  strstr(err, "further interrupts are ignored"),
+              "%s", err);
+    free(err);
+    char *cur = tu_read_file(tu_path(run, "checkpoints/current"), NULL);
+    cr_assert(cur);
+    cur[strcspn(cur, "\n")] = 0;
+    char ck[1300];
+    snprintf(ck, sizeof ck, "%s/checkpoints/%s", run, cur);
+    free(cur);
+    bc_err e;
+    cr_expect_eq(tr_ckpt_verify(ck, &e), 0, "%s", e.msg);
 }

@@ -4,11 +4,14 @@
  * parameters, non-finite values, the shuffle, checkpoints and exact resumption. The
  * last tests train the real BERT graph (autodiff + interpreter) and `bertcc train`. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
@@ -17,6 +20,7 @@
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
 #include "../train/batch.h"
+#include "../train/ckpt.h"
 #include "../train/train.h"
 #include "util.h"
 
@@ -165,13 +169,16 @@ static tr_train_opts base_opts(rec *R)
     return o;
 }
 
+/* The run's current checkpoint (train/ckpt.h), as `train --resume` finds it. */
 static void load_run(const char *dir, rt_tensor_list *params, rt_tensor_list *state)
 {
     bc_err e;
+    char w[4200], o[4200];
     rt_list_init(params);
     rt_list_init(state);
-    cr_assert_eq(rt_st_load(tu_path(dir, TR_TRAIN_WEIGHTS), params, &e), 0, "%s", e.msg);
-    cr_assert_eq(rt_st_load(tu_path(dir, TR_TRAIN_OPTIM), state, &e), 0, "%s", e.msg);
+    cr_assert_eq(tr_ckpt_find(dir, w, o, sizeof w, NULL, NULL, &e), 1, "%s", e.msg);
+    cr_assert_eq(rt_st_load(w, params, &e), 0, "%s", e.msg);
+    cr_assert_eq(rt_st_load(o, state, &e), 0, "%s", e.msg);
 }
 
 static int64_t scalar(const rt_tensor_list *l, const char *name)
@@ -970,6 +977,126 @@ Test(train, resume_after_a_crash_from_the_last_periodic_checkpoint)
     rt_list_free(&params);
 }
 
+static void note_into(void *ctx, const char *msg)
+{
+    snprintf(ctx, 600, "%s", msg);
+}
+
+/* Overwrites 8 bytes at offset from the end of path (a zeroed page, as a crash may leave). */
+static void zero_near_end(const char *path, long from_end)
+{
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f, "%s", path);
+    cr_assert_eq(fseek(f, -from_end, SEEK_END), 0);
+    cr_assert_eq(fwrite("\0\0\0\0\0\0\0\0", 1, 8, f), 8u);
+    fclose(f);
+}
+
+Test(train, checkpoints_are_units_the_last_two_kept_and_a_damaged_one_is_skipped)
+{
+    static rec R;
+    static lin_model M;
+    rt_tensor_list data, params;
+    make_data(&data, 10);
+    make_params(&params);
+    M.dropout = 1;
+    tr_train_opts o = resume_opts(&R);
+    o.out_dir = tu_tmpdir();
+    o.save_every = 2; /* checkpoints at 2, 4, 6, 8 and the last, 9 */
+    bc_err e;
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    const char *ck = tu_path(o.out_dir, TR_CKPT_DIR);
+    char ckb[1100];
+    snprintf(ckb, sizeof ckb, "%s", ck);
+    /* exactly current, step-8 and step-9, each complete */
+    DIR *d = opendir(ckb);
+    cr_assert(d);
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') {
+            n++;
+            cr_expect(!strcmp(de->d_name, "current") || !strcmp(de->d_name, "step-8") ||
+                          !strcmp(de->d_name, "step-9"),
+                      "unexpected %s", de->d_name);
+        }
+    closedir(d);
+    cr_expect_eq(n, 3);
+    char *cur = tu_read_file(tu_path(ckb, "current"), NULL);
+    cr_expect_str_eq(cur, "step-9\n");
+    free(cur);
+    char s8[1200], s9[1200];
+    snprintf(s8, sizeof s8, "%s/step-8", ckb);
+    snprintf(s9, sizeof s9, "%s/step-9", ckb);
+    cr_expect_eq(tr_ckpt_verify(s8, &e), 0, "%s", e.msg);
+    cr_expect_eq(tr_ckpt_verify(s9, &e), 0, "%s", e.msg);
+    /* RUN/weights.safetensors is current's weights (a link to the same file) */
+    struct stat a, b;
+    cr_assert_eq(stat(tu_path(o.out_dir, TR_TRAIN_WEIGHTS), &a), 0);
+    cr_assert_eq(stat(tu_path(s9, TR_CKPT_WEIGHTS), &b), 0);
+    cr_expect(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+    char w[4200], op[4200], msg[600] = "";
+    cr_assert_eq(tr_ckpt_find(o.out_dir, w, op, sizeof w, note_into, msg, &e), 1, "%s", e.msg);
+    cr_expect(strstr(w, "step-9/"), "%s", w);
+    /* a zeroed stretch of step 9's weights: the safetensors reader still parses the
+     * file, the manifest's hash does not match, and step 8 is used with a note */
+    rt_tensor_list t;
+    rt_list_init(&t);
+    zero_near_end(tu_path(s9, TR_CKPT_WEIGHTS), 12);
+    cr_assert_eq(rt_st_load(tu_path(s9, TR_CKPT_WEIGHTS), &t, &e), 0, "%s", e.msg);
+    rt_list_free(&t);
+    cr_expect_eq(tr_ckpt_verify(s9, &e), -1);
+    cr_expect(strstr(e.msg, "content hash"), "%s", e.msg);
+    cr_assert_eq(tr_ckpt_find(o.out_dir, w, op, sizeof w, note_into, msg, &e), 1, "%s", e.msg);
+    cr_expect(strstr(w, "step-8/") && strstr(op, "step-8/"), "%s %s", w, op);
+    cr_expect(strstr(msg, "step 9") && strstr(msg, "damaged") && strstr(msg, "step 8"), "%s",
+              msg);
+    /* both damaged: an error naming the run, never a silent wrong resume */
+    FILE *f = fopen(tu_path(s8, TR_CKPT_OPTIM), "ab");
+    cr_assert(f);
+    fputc('x', f);
+    fclose(f);
+    cr_expect_eq(tr_ckpt_find(o.out_dir, w, op, sizeof w, NULL, NULL, &e), -1);
+    cr_expect(strstr(e.msg, "damaged") && strstr(e.msg, "no other complete"), "%s", e.msg);
+    rt_list_free(&data);
+    rt_list_free(&params);
+}
+
+/* A run directory of the layout before checkpoints/ (weights and optimizer state side by
+ * side) still resumes with the same bits; a directory without either has no checkpoint. */
+Test(train, the_layout_before_checkpoints_still_resumes)
+{
+    static rec ref, R;
+    static lin_model M;
+    rt_tensor_list data, ref_params, params;
+    make_data(&data, 10);
+    reference_run(&ref, &ref_params, &data);
+    volatile sig_atomic_t stop = 0;
+    M.dropout = 1;
+    make_params(&params);
+    tr_train_opts o = resume_opts(&R);
+    o.out_dir = tu_tmpdir();
+    o.stop = &stop;
+    R.stop = &stop;
+    R.stop_after = 4;
+    bc_err e;
+    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
+    /* the old layout: optimizer.safetensors beside the weights, no checkpoints/ */
+    char from[1200], cmd[3000];
+    snprintf(from, sizeof from, "%s/" TR_CKPT_DIR "/step-4/" TR_CKPT_OPTIM, o.out_dir);
+    snprintf(cmd, sizeof cmd, "cp %s %s/" TR_TRAIN_OPTIM " && rm -r %s/" TR_CKPT_DIR, from,
+             o.out_dir, o.out_dir);
+    cr_assert_eq(system(cmd), 0);
+    resume_and_compare(o.out_dir, 5, &ref, &ref_params, &data);
+    /* resuming wrote the new layout and retired the old file */
+    cr_expect(access(tu_path(o.out_dir, TR_TRAIN_OPTIM), F_OK) != 0);
+    char w[4200], op[4200];
+    cr_expect_eq(tr_ckpt_find(tu_tmpdir(), w, op, sizeof w, NULL, NULL, &e), 0);
+    rt_list_free(&data);
+    rt_list_free(&ref_params);
+    rt_list_free(&params);
+}
+
 Test(train, resume_refuses_other_settings_and_mismatched_weights)
 {
     static rec R;
@@ -1243,7 +1370,7 @@ Test(train, cli_trains_resumes_and_refuses_clearly)
     cr_assert(strstr(out, "step 12/12") && strstr(out, "final loss"), "%s", out);
     free(out);
     static const char *const files[] = {"model.xml", "options.json", TR_TRAIN_WEIGHTS,
-                                        TR_TRAIN_OPTIM, TR_TRAIN_LOG};
+                                        TR_CKPT_DIR "/" TR_CKPT_CURRENT, TR_TRAIN_LOG};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         cr_assert(access(tu_path(run, files[i]), R_OK) == 0, "%s missing", files[i]);
     cr_assert_eq(count_lines(tu_path(run, TR_TRAIN_LOG)), 13);

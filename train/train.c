@@ -19,6 +19,8 @@
 
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
+#include "../support/file.h"
+#include "ckpt.h"
 
 void tr_train_defaults(tr_train_opts *o)
 {
@@ -354,11 +356,10 @@ static const char *join(const char *dir, const char *name, char *buf, size_t len
     return buf;
 }
 
+/* One checkpoint, the weights and the optimizer state with the position, as one atomic
+ * unit of the run directory (ckpt.h). */
 static int save_checkpoint(trainer *T, bc_err *e)
 {
-    char path[4096];
-    if (rt_st_save(join(T->o->out_dir, TR_TRAIN_WEIGHTS, path, sizeof path), T->params, e))
-        return -1;
     int64_t v[S_COUNT];
     position(T, T->step, v);
     v[S_HASH] = (int64_t)params_hash(T->params);
@@ -385,7 +386,7 @@ static int save_checkpoint(trainer *T, bc_err *e)
     for (int i = 0; i < sc.n; i++)
         all.t[all.n++] = sc.t[i];
     all.cap = all.n;
-    rc = rt_st_save(join(T->o->out_dir, TR_TRAIN_OPTIM, path, sizeof path), &all, e);
+    rc = tr_ckpt_save(T->o->out_dir, T->step, T->params, &all, e);
     free(all.t);
     rt_list_free(&sc);
     return rc;
@@ -463,11 +464,10 @@ static int open_log(trainer *T, bc_err *e)
     join(T->o->out_dir, TR_TRAIN_LOG, path, sizeof path);
     FILE *old = T->step > 0 ? fopen(path, "r") : NULL;
     if (old) {
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-        FILE *f = fopen(tmp, "w");
+        FILE *f = bc_atomic_open(path, tmp, sizeof tmp, e);
         if (!f) {
             fclose(old);
-            return bc_errf(e, "%s: cannot write", tmp);
+            return -1;
         }
         char line[1024];
         int ok = 1;
@@ -475,14 +475,18 @@ static int open_log(trainer *T, bc_err *e)
         while (fgets(line, sizeof line, old)) {
             char *end;
             long long s = strtoll(line, &end, 10);
-            if (end != line && *end == ',' && s >= 1 && s <= T->step)
+            /* a torn last line (a kill during its append) has no newline: dropped */
+            if (end != line && *end == ',' && s >= 1 && s <= T->step &&
+                line[strlen(line) - 1] == '\n')
                 ok &= fputs(line, f) >= 0;
         }
         fclose(old);
-        if (fclose(f) || !ok || rename(tmp, path)) {
-            remove(tmp);
+        if (!ok) {
+            bc_atomic_abort(f, tmp);
             return bc_errf(e, "%s: cannot rewrite", path);
         }
+        if (bc_atomic_commit(f, tmp, path, e))
+            return -1;
         T->log = fopen(path, "a");
     } else {
         T->log = fopen(path, "w");

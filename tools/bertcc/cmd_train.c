@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../tasks/trainer.h"
 #include "args.h"
@@ -96,17 +97,31 @@ static const char about[] =
     "--task, the model description gives the encoder; the vocabulary and the\n"
     "label sets size it (RUN_DIR/model.xml), dev is evaluated after each epoch\n"
     "(RUN_DIR/metrics.csv, curves.svg) and the best weights are kept\n"
-    "(RUN_DIR/best.safetensors). Ctrl-C writes a checkpoint and stops; --resume\n"
-    "continues with the same losses as an uninterrupted run (given the same\n"
-    "--threads and backend). The options marked (TASK) belong to that task.";
+    "(RUN_DIR/best.safetensors). Ctrl-C or SIGTERM writes a checkpoint at the\n"
+    "end of the current update and stops (further ones are ignored until it is\n"
+    "written; SIGQUIT, Ctrl-\\, ends at once); --resume continues with the same\n"
+    "losses as an uninterrupted run (given the same --threads and backend).\n"
+    "Checkpoints are atomic units under RUN_DIR/checkpoints/: a kill at any\n"
+    "instant leaves the last complete one to resume. The options marked (TASK)\n"
+    "belong to that task.";
 
 static volatile sig_atomic_t interrupted;
 
-static void on_sigint(int sig)
+/* The first SIGINT or SIGTERM (what schedulers and mpirun send) asks for a checkpoint at
+ * the end of the current update; further ones are ignored, with a note, until it is
+ * durable (a second Ctrl-C used to kill the run before its checkpoint was written). */
+static void on_stop_signal(int sig)
 {
     (void)sig;
-    interrupted = 1;
-    signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process at once */
+    if (!interrupted) {
+        interrupted = 1;
+        return;
+    }
+    static const char msg[] = "\nbertcc: note: stopping after the checkpoint being written; "
+                              "further interrupts are ignored (SIGQUIT, Ctrl-\\, ends at "
+                              "once)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
 }
 
 /* Every --freeze PREFIX (the option parser keeps only the last of a repeated option),
@@ -179,11 +194,18 @@ static int train(void)
     a.note = driver_note;
     a.stop = &interrupted;
     interrupted = 0;
-    void (*old)(int) = signal(SIGINT, on_sigint);
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
     bc_err e;
     rundir_train_result r;
     int failed = rundir_train(&a, &r, &e) != 0;
-    signal(SIGINT, old == SIG_ERR ? SIG_DFL : old);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     int rc = report(failed, &e, &r);
     rundir_train_result_free(&r);
     return rc;
