@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cg.h"
+#include "../support/file.h"
 #include "codegen.h"
 
 #ifndef BERTCC_LIB_DIR
@@ -114,8 +115,9 @@ static void write_prefixed(FILE *f, const char *text, const char *prefix)
     }
 }
 
-static int write_header(const char *path, const char *prefix, const char *model,
-                        const char *features, bc_err *e)
+/* The header, named `name` in its comment, written to path. */
+static int write_header(const char *path, const char *name, const char *prefix,
+                        const char *model, const char *features, bc_err *e)
 {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -127,10 +129,11 @@ static int write_header(const char *path, const char *prefix, const char *model,
             "#ifndef %s_BERT_H\n#define %s_BERT_H\n\n#include <stddef.h>\n#include "
             "<stdint.h>\n\n"
             "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n",
-            path, model, features[0] ? features : "(none)", prefix, prefix);
+            name, model, features[0] ? features : "(none)", prefix, prefix);
     write_prefixed(f, api_decl, prefix);
     fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n#endif\n");
-    return fclose(f) ? bc_errf(e, "cannot write %s", path) : 0;
+    int bad = ferror(f);
+    return fclose(f) || bad ? bc_errf(e, "cannot write %s", path) : 0;
 }
 
 static const char api_impl[] =
@@ -221,12 +224,25 @@ static int write_wrapper(const char *path, const char *header, const char *prefi
     return fclose(f) ? bc_errf(e, "cannot write %s", path) : 0;
 }
 
-static int run_cc(const char *cmd, bc_err *e)
+/* Runs cmd with its output into log; on failure one message with the log's first line
+ * (the compiler's and linker's own lines are not printed). */
+static int run_cc(const char *cmd, const char *log, bc_err *e)
 {
-    int st = system(cmd);
-    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return bc_errf(e, "the C compiler failed: %s", cmd);
-    return 0;
+    char full[8192];
+    snprintf(full, sizeof full, "%s >'%s' 2>&1", cmd, log);
+    int st = system(full);
+    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    char line[512] = "";
+    FILE *f = fopen(log, "r");
+    if (f) {
+        if (!fgets(line, sizeof line, f))
+            line[0] = 0;
+        fclose(f);
+    }
+    line[strcspn(line, "\n")] = 0;
+    return bc_errf(e, "the C compiler failed%s%s (command: %s)", line[0] ? ": " : "", line,
+                   cmd);
 }
 
 int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_options *o,
@@ -236,7 +252,13 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
     char dir[] = "/tmp/bertcc-aot-XXXXXX";
     if (!mkdtemp(dir))
         return bc_errf(e, "cannot make a temporary directory: %s", strerror(errno));
-    char fo[600], to[600], wc[600], cmd[4096], pre[96], features[4096] = "";
+    char fo[600], to[600], wc[600], cmd[4096], pre[96], features[4096] = "", log[600];
+    /* the library and its header are written under temporary names and renamed, the
+     * library first, when both are complete: a failure (a full disk) leaves neither */
+    char so_tmp[4200], h_tmp[4200];
+    snprintf(so_tmp, sizeof so_tmp, "%s.tmp.%ld", so_path, (long)getpid());
+    snprintf(h_tmp, sizeof h_tmp, "%s.tmp.%ld", header_path, (long)getpid());
+    snprintf(log, sizeof log, "%s/cc.log", dir);
     snprintf(fo, sizeof fo, "%s/fwd.o", dir);
     snprintf(to, sizeof to, "%s/train.o", dir);
     snprintf(wc, sizeof wc, "%s/api.c", dir);
@@ -257,13 +279,13 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
     }
     if (!rc) {
         cg_target_features(o, features, sizeof features);
-        char abs_header[1024];
-        if (header_path[0] == '/' || !getcwd(abs_header, sizeof abs_header))
-            snprintf(abs_header, sizeof abs_header, "%s", header_path);
+        char abs_header[4400];
+        if (h_tmp[0] == '/' || !getcwd(abs_header, sizeof abs_header))
+            snprintf(abs_header, sizeof abs_header, "%s", h_tmp);
         else
             snprintf(abs_header + strlen(abs_header),
-                     sizeof abs_header - strlen(abs_header), "/%s", header_path);
-        rc = write_header(header_path, prefix, fwd->name, features, e) ||
+                     sizeof abs_header - strlen(abs_header), "/%s", h_tmp);
+        rc = write_header(h_tmp, header_path, prefix, fwd->name, features, e) ||
              write_wrapper(wc, abs_header, prefix, fwd, &pf, train, &pt, features, e);
     }
     if (!rc) {
@@ -276,9 +298,20 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
             "cc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden %s -I'%s' -o '%s' '%s' "
             "'%s' '%s' '%s/libbc_runtime.a' '%s/libbc_ir.a' '%s/libbc_support.a' "
             "-Wl,--exclude-libs,ALL -ljansson -fopenmp -lm",
-            BERTCC_AOT_FLAGS, inc, so_path, wc, fo, to, libdir, libdir, libdir);
-        rc = run_cc(cmd, e);
+            BERTCC_AOT_FLAGS, inc, so_tmp, wc, fo, to, libdir, libdir, libdir);
+        rc = run_cc(cmd, log, e);
     }
+    if (!rc && (bc_fsync_path(so_tmp) || bc_fsync_path(h_tmp)))
+        rc = bc_errf(e, "%s: cannot sync: %s", so_path, strerror(errno));
+    if (!rc && (rename(so_tmp, so_path) || rename(h_tmp, header_path)))
+        rc = bc_errf(e, "cannot write %s and %s: %s", so_path, header_path, strerror(errno));
+    if (!rc && bc_fsync_parent(so_path))
+        rc = bc_errf(e, "%s: cannot sync its directory: %s", so_path, strerror(errno));
+    if (rc) {
+        unlink(so_tmp);
+        unlink(h_tmp);
+    }
+    unlink(log);
     rt_plan_free(&pf);
     rt_plan_free(&pt);
     unlink(fo);

@@ -1,4 +1,7 @@
 /* file.c: see file.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* nftw's FTW_DEPTH */
+#endif
 #include "file.h"
 
 #include <errno.h>
@@ -7,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -194,4 +200,95 @@ int bc_file_hash(const char *path, uint64_t *hash, int64_t *size, bc_err *e)
     *hash = h ^ (uint64_t)n;
     *size = n;
     return 0;
+}
+
+/* ---- output sets ---- */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void bc_remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int fsync_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)ftw;
+    return flag == FTW_F || flag == FTW_DP ? bc_fsync_path(path) : 0;
+}
+
+int bc_fsync_tree(const char *dir, bc_err *e)
+{
+    if (nftw(dir, fsync_entry, 16, FTW_DEPTH | FTW_PHYS))
+        return bc_errf(e, "%s: cannot sync: %s", dir, strerror(errno));
+    return 0;
+}
+
+/* Moves the entries of tmp into out (existing), recursing into directories out holds
+ * too; `last` (a name in tmp itself) after the others. */
+static int merge_into(const char *tmp, const char *out, const char *last, bc_err *e)
+{
+    DIR *d = opendir(tmp);
+    if (!d)
+        return bc_errf(e, "%s: cannot open: %s", tmp, strerror(errno));
+    struct dirent *de;
+    char from[4200], to[4200];
+    int rc = 0;
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        rewinddir(d);
+        while (!rc && (de = readdir(d))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            int is_last = last && !strcmp(de->d_name, last);
+            if (is_last != pass)
+                continue;
+            snprintf(from, sizeof from, "%s/%s", tmp, de->d_name);
+            snprintf(to, sizeof to, "%s/%s", out, de->d_name);
+            struct stat a, b;
+            if (stat(from, &a) == 0 && S_ISDIR(a.st_mode) && stat(to, &b) == 0 &&
+                S_ISDIR(b.st_mode)) {
+                rc = merge_into(from, to, NULL, e);
+                continue;
+            }
+            bc_fault_point();
+            if (rename(from, to))
+                rc = bc_errf(e, "cannot move %s to %s: %s", from, to, strerror(errno));
+        }
+    }
+    closedir(d);
+    if (!rc && bc_fsync_path(out))
+        rc = bc_errf(e, "%s: cannot sync: %s", out, strerror(errno));
+    return rc;
+}
+
+int bc_publish_dir(const char *tmp, const char *out, const char *last, bc_err *e)
+{
+    bc_fault_point();
+    if (rename(tmp, out) == 0) {
+        if (bc_fsync_parent(out))
+            return bc_errf(e, "%s: cannot sync its directory: %s", out, strerror(errno));
+        return 0;
+    }
+    if (errno != ENOTEMPTY && errno != EEXIST) {
+        int err = errno;
+        bc_remove_tree(tmp);
+        return bc_errf(e, "cannot create %s: %s", out, strerror(err));
+    }
+    int rc = merge_into(tmp, out, last, e);
+    bc_remove_tree(tmp);
+    return rc;
+}
+
+void bc_err_untmp(bc_err *e, const char *tmp, const char *out)
+{
+    char *at = strstr(e->msg, tmp);
+    if (!at)
+        return;
+    char buf[sizeof e->msg];
+    snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - e->msg), e->msg, out, at + strlen(tmp));
+    snprintf(e->msg, sizeof e->msg, "%s", buf);
 }

@@ -29,6 +29,22 @@ void bc_atomic_abort(FILE *f, const char *tmp);
 int bc_fsync_path(const char *path);
 int bc_fsync_parent(const char *path);
 
+/* Output sets (a directory of files written together: an export, demo data, a new run
+ * directory) are written into a temporary directory, made durable with
+ * bc_fsync_tree (every file and directory below dir, then dir), and published with
+ * bc_publish_dir: renamed to out when out does not exist or is an empty directory (the
+ * set appears whole or not at all); merged into an existing out otherwise, each file
+ * renamed over its namesake (each one complete; `last`, when not NULL, is moved after
+ * every other file: the file whose presence makes the set usable), then tmp removed.
+ * 0, or -1 with e filled. */
+int bc_fsync_tree(const char *dir, bc_err *e);
+int bc_publish_dir(const char *tmp, const char *out, const char *last, bc_err *e);
+/* rm -r path */
+void bc_remove_tree(const char *path);
+/* e's message with the temporary directory `tmp` replaced by `out`, the name the user
+ * gave (a message about OUT.tmp.PID/FILE reads as one about OUT/FILE). */
+void bc_err_untmp(bc_err *e, const char *tmp, const char *out);
+
 /* Whether name is a temporary file of the writers above or of rt_st_save ("X.tmp.PID")
  * whose process is gone (a killed writer's leftover; a live process's is kept). */
 int bc_is_stale_tmp(const char *name);

@@ -17,8 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../runtime/rng.h"
+#include "../support/file.h"
 
 static const char *const artists[] = {
     "아이유",        "방탄소년단",    "블랙핑크",      "뉴진스",   "아이브",
@@ -296,10 +298,12 @@ static int write_split(const char *dir, const char *name, const sent *s, int n, 
         FILE *f = fopen(path, "w");
         if (!f)
             return bc_errf(e, "cannot write %s: %s", path, strerror(errno));
-        for (int i = 0; i < n; i++)
-            fprintf(f, "%s\n", k == 0 ? s[i].in : k == 1 ? s[i].out : s[i].intent);
-        if (fclose(f))
-            return bc_errf(e, "cannot write %s", path);
+        int ok = 1;
+        for (int i = 0; i < n && ok; i++)
+            ok = fprintf(f, "%s\n", k == 0 ? s[i].in : k == 1 ? s[i].out : s[i].intent) > 0;
+        int err = errno;
+        if (fclose(f) || !ok)
+            return bc_errf(e, "cannot write %s: %s", path, strerror(ok ? errno : err));
     }
     return 0;
 }
@@ -382,14 +386,26 @@ int tk_demo_data_write(const char *dir, uint64_t seed, int64_t per_intent,
         goto done;
     }
     static const char *const names[3] = {"train", "dev", "test"};
-    if (mkdir(dir, 0777) && errno != EEXIST) {
-        bc_errf(e, "cannot create %s: %s", dir, strerror(errno));
+    /* complete or absent: written into DIR.tmp.PID, synced, then published */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
+    bc_remove_tree(tmp);
+    if (mkdir(tmp, 0777)) {
+        bc_errf(e, "cannot create %s: %s", tmp, strerror(errno));
         goto done;
     }
     for (int k = 0; k < 3; k++) {
         shuffle(split[k].s, split[k].n, &r);
-        if (write_split(dir, names[k], split[k].s, split[k].n, e))
+        if (write_split(tmp, names[k], split[k].s, split[k].n, e)) {
+            bc_remove_tree(tmp);
+            bc_err_untmp(e, tmp, dir);
             goto done;
+        }
+    }
+    if (bc_fsync_tree(tmp, e) || bc_publish_dir(tmp, dir, NULL, e)) {
+        bc_remove_tree(tmp);
+        bc_err_untmp(e, tmp, dir);
+        goto done;
     }
     *counts = (tk_demo_data_counts){split[0].n, split[1].n, split[2].n, NINTENT};
     rc = 0;

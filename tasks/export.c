@@ -22,10 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "../runtime/safetensors.h"
+#include "../support/file.h"
 #include "../train/train.h"
 #include "rundir.h"
 #include "task_intent_slot.h"
@@ -161,8 +163,10 @@ static int write_safetensors(const char *path, const rt_tensor_list *l, int rena
     for (int i = 0; ok && i < l->n; i++)
         ok = fwrite(l->t[i].data, 1, rt_nbytes(&l->t[i]), f) == rt_nbytes(&l->t[i]);
     free(hdr);
+    ok &= !ferror(f);
+    int err = errno;
     if (fclose(f) || !ok)
-        return bc_errf(e, "%s: cannot write", path);
+        return bc_errf(e, "%s: cannot write: %s", path, strerror(ok ? errno : err));
     return 0;
 }
 
@@ -219,11 +223,21 @@ int rundir_export(const char *run_dir, const char *weights, const char *out,
     slots = bad ? NULL : labels_json(run_dir, TK_IS_SLOT_LABELS, e, &bad);
     if (bad)
         goto done;
-    if (mkdir(out, 0777) && errno != EEXIST) {
-        bc_errf(e, "cannot create %s: %s", out, strerror(errno));
+    /* complete or absent: written into OUT.tmp.PID, synced, then published (renamed, or
+     * merged into an existing directory with config.json last) */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+    bc_remove_tree(tmp);
+    if (mkdir(tmp, 0777)) {
+        bc_errf(e, "cannot create %s: %s", tmp, strerror(errno));
         goto done;
     }
-    if (write_all(out, &run, &w, intents, slots, e))
+    if (write_all(tmp, &run, &w, intents, slots, e) || bc_fsync_tree(tmp, e)) {
+        bc_remove_tree(tmp);
+        bc_err_untmp(e, tmp, out);
+        goto done;
+    }
+    if (bc_publish_dir(tmp, out, "config.json", e))
         goto done;
     info->tensors = w.n;
     rc = 0;

@@ -2,7 +2,6 @@
 #include "rundir.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,17 +33,6 @@ int rundir_tok_from_json(const json_t *j, tx_tok_opts *o)
 }
 
 /* ---- a trained run ------------------------------------------------------------------ */
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-void rundir_remove_tree(const char *path)
-{
-    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 const char *rundir_path(const char *dir, const char *name, char *buf, size_t len)
 {

@@ -31,8 +31,6 @@
 
 /* "DIR/NAME" into buf; returns buf. */
 const char *rundir_path(const char *dir, const char *name, char *buf, size_t len);
-/* rm -r path (what is left of an unfinished run directory or checkpoint). */
-void rundir_remove_tree(const char *path);
 
 /* ---- a trained run ------------------------------------------------------------------ */
 

@@ -5,7 +5,6 @@
  * the step and dev-evaluation runners, and train. */
 #include "trainer.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -592,24 +591,6 @@ static int write_options(const trainer *t, int64_t total, const char *path, bc_e
     return rc;
 }
 
-/* fsync of every file in dir, then of dir */
-static int sync_dir_files(const char *dir, bc_err *e)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return bc_errf(e, "%s: cannot open: %s", dir, strerror(errno));
-    struct dirent *de;
-    char path[4200];
-    int rc = 0;
-    while (!rc && (de = readdir(d)))
-        if (de->d_name[0] != '.' && bc_fsync_path(rundir_path(dir, de->d_name, path, sizeof path)))
-            rc = bc_errf(e, "%s: cannot sync: %s", path, strerror(errno));
-    closedir(d);
-    if (!rc && bc_fsync_path(dir))
-        rc = bc_errf(e, "%s: cannot sync: %s", dir, strerror(errno));
-    return rc;
-}
-
 /* The files a run starts with (model, vocabulary, the task's label lists), then
  * options.json, into dir. */
 static int write_run_files(trainer *t, const char *dir, int64_t total)
@@ -629,7 +610,7 @@ static int write_run_files(trainer *t, const char *dir, int64_t total)
             (t->ops->save && t->ops->save(t->task.state, dir, e)))
             return -1;
     }
-    if (!a->resume && sync_dir_files(dir, e))
+    if (!a->resume && bc_fsync_tree(dir, e))
         return -1;
     /* options.json last: a directory holding it is a run --resume can continue */
     rundir_path(dir, RUNDIR_OPTIONS, path, sizeof path);
@@ -650,13 +631,14 @@ static int make_run_dir(trainer *t, int64_t total)
         if (mkdir(tmp, 0777))
             return bc_errf(e, "cannot create %s: %s", tmp, strerror(errno));
         if (write_run_files(t, tmp, total)) {
-            rundir_remove_tree(tmp);
+            bc_remove_tree(tmp);
+            bc_err_untmp(e, tmp, a->out);
             return -1;
         }
         bc_fault_point();
         if (rename(tmp, a->out)) {
             int err = errno;
-            rundir_remove_tree(tmp);
+            bc_remove_tree(tmp);
             return bc_errf(e, "cannot create %s: %s", a->out, strerror(err));
         }
         if (bc_fsync_parent(a->out))

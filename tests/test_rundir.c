@@ -427,3 +427,82 @@ Test(rundir, further_interrupts_wait_for_the_checkpoint, .timeout = 300)
     bc_err e;
     cr_expect_eq(tr_ckpt_verify(ck, &e), 0, "%s", e.msg);
 }
+
+/* ---- a full disk: an output set is complete or absent ---- */
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* On a 48 KB tmpfs (mounting needs root; skipped where it cannot): demo-data, export, a
+ * shared library and training fail with one message and exit 1, leaving no part of
+ * their output (a new run directory, whose small files fit, stays resumable). */
+Test(rundir, a_full_disk_leaves_outputs_complete_or_absent, .timeout = 300)
+{
+    const char *dir = tu_tmpdir();
+    char mnt[1100], cmd[4000], *out = NULL;
+    snprintf(mnt, sizeof mnt, "%s/full", dir);
+    cr_assert_eq(mkdir(mnt, 0777), 0);
+    snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=48k tmpfs %s 2>/dev/null", mnt);
+    if (system(cmd) != 0) {
+        cr_skip_test("cannot mount a tmpfs here (needs root): full-disk test skipped");
+        return;
+    }
+    small_set(dir);
+    char run[1100];
+    snprintf(run, sizeof run, "%s/run", dir);
+    cr_assert_eq(bertcc(&out, KILL_ARGS " -o %s", dir, dir, dir, run), 0, "%s", out);
+    free(out);
+
+    cr_expect_eq(bertcc(&out, "demo-data -o %s/demo --per-intent 400", mnt), 1, "%s", out);
+    cr_expect(strstr(out, "No space left on device") && !strstr(out, ".tmp."), "%s", out);
+    free(out);
+    cr_expect_eq(count_entries(mnt), 0, "demo-data left files behind");
+
+    cr_expect_eq(bertcc(&out,
+                        "pretrain-data --corpus %s/data/train/seq.in --vocab %s/vocab.txt "
+                        "--no-lowercase --dupe-factor 20 -o %s/pt.safetensors",
+                        dir, dir, mnt),
+                 1, "%s", out);
+    cr_expect(strstr(out, "No space left on device"), "%s", out);
+    free(out);
+    cr_expect_eq(count_entries(mnt), 0, "pretrain-data left files behind");
+
+    cr_expect_eq(bertcc(&out, "export --model %s -o %s/hf", run, mnt), 1, "%s", out);
+    cr_expect(strstr(out, "No space left on device"), "%s", out);
+    free(out);
+    cr_expect_eq(count_entries(mnt), 0, "export left files behind");
+
+    cr_expect_eq(bertcc(&out, "%s/model.xml -o %s/bert.so", dir, mnt), 1, "%s", out);
+    int lines = 0;
+    for (char *c = out; c && *c; c++)
+        lines += *c == '\n';
+    cr_expect(lines == 1 && !strncmp(out, "bertcc: ", 8) && strstr(out, "C compiler failed"),
+              "one message expected:\n%s", out);
+    free(out);
+    cr_expect_eq(count_entries(mnt), 0, "the shared library's output left files behind");
+
+    char r2[1200];
+    snprintf(r2, sizeof r2, "%s/run", mnt);
+    cr_expect_eq(bertcc(&out, KILL_ARGS " -o %s", dir, dir, dir, r2), 1, "%s", out);
+    cr_expect(strstr(out, "No space left on device"), "%s", out);
+    free(out);
+    if (access(r2, F_OK) == 0) {
+        cr_expect_eq(access(tu_path(r2, "options.json"), R_OK), 0);
+        cr_expect_eq(count_tmp(r2), 0);
+        char ck[1300];
+        snprintf(ck, sizeof ck, "%s/checkpoints", r2);
+        cr_expect_eq(count_tmp(ck), 0);
+        cr_expect(access(tu_path(ck, "current"), F_OK) != 0);
+    }
+    snprintf(cmd, sizeof cmd, "umount %s", mnt);
+    cr_expect_eq(system(cmd), 0);
+}

@@ -1,13 +1,9 @@
 /* ckpt.c: see ckpt.h. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* nftw's FTW_DEPTH, flock */
-#endif
 #include "ckpt.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,18 +23,6 @@ static const char *pjoin(char *buf, const char *dir, const char *name)
 {
     snprintf(buf, PATHLEN, "%s/%s", dir, name);
     return buf;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-/* rm -r */
-static void remove_tree(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* "step-N" -> N, or -1 */
@@ -196,7 +180,7 @@ static void prune(const char *ck, int64_t keep1, int64_t keep2)
         int64_t s = step_of(de->d_name);
         if (s >= 0 ? s == keep1 || s == keep2 : !bc_is_stale_tmp(de->d_name))
             continue;
-        remove_tree(pjoin(path, ck, de->d_name));
+        bc_remove_tree(pjoin(path, ck, de->d_name));
     }
     closedir(d);
 }
@@ -210,7 +194,7 @@ int tr_ckpt_save(const char *run, int64_t step, const rt_tensor_list *weights,
         return bc_errf(e, "cannot create %s: %s", ck, strerror(errno));
     snprintf(name, sizeof name, "step-%lld.tmp.%ld", (long long)step, (long)getpid());
     pjoin(tmpdir, ck, name);
-    remove_tree(tmpdir);
+    bc_remove_tree(tmpdir);
     if (mkdir(tmpdir, 0777))
         return bc_errf(e, "cannot create %s: %s", tmpdir, strerror(errno));
     if (rt_st_save(pjoin(path, tmpdir, TR_CKPT_WEIGHTS), weights, e) ||
@@ -228,14 +212,14 @@ int tr_ckpt_save(const char *run, int64_t step, const rt_tensor_list *weights,
     bc_err ve;
     if (prev == step && tr_ckpt_verify(final, &ve) == 0) {
         /* the current checkpoint written again (the same bits): keep it */
-        remove_tree(tmpdir);
+        bc_remove_tree(tmpdir);
         return 0;
     }
     /* a complete one that a killed run wrote but never made current, or a damaged
      * current one (resumed from the one before): moved aside, then removed */
     char old[PATHLEN];
     snprintf(old, sizeof old, "%s.old.tmp.%ld", final, (long)getpid());
-    remove_tree(old);
+    bc_remove_tree(old);
     if (rename(final, old) && errno != ENOENT) {
         bc_errf(e, "cannot rename %s: %s", final, strerror(errno));
         goto fail;
@@ -245,7 +229,7 @@ int tr_ckpt_save(const char *run, int64_t step, const rt_tensor_list *weights,
         bc_errf(e, "cannot rename %s to %s: %s", tmpdir, final, strerror(errno));
         goto fail;
     }
-    remove_tree(old);
+    bc_remove_tree(old);
     if (bc_fsync_path(ck))
         return bc_errf(e, "%s: cannot sync: %s", ck, strerror(errno));
     /* the commit point */
@@ -268,7 +252,7 @@ int tr_ckpt_save(const char *run, int64_t step, const rt_tensor_list *weights,
     prune(ck, step, prev);
     return 0;
 fail:
-    remove_tree(tmpdir);
+    bc_remove_tree(tmpdir);
     return -1;
 }
 
@@ -353,7 +337,7 @@ static void remove_stale(const char *dir)
     char path[PATHLEN];
     while ((de = readdir(d)))
         if (bc_is_stale_tmp(de->d_name))
-            remove_tree(pjoin(path, dir, de->d_name));
+            bc_remove_tree(pjoin(path, dir, de->d_name));
     closedir(d);
 }
 
