@@ -30,6 +30,10 @@ typedef struct fe_model {
 /* Upper bound on every size (vocabulary, hidden, layers, heads, ..., head classes), so
  * products of two sizes never overflow int64_t. */
 #define FE_MAX_SIZE INT64_C(2147483647)
+/* An upper bound on the nodes one encoder layer adds to a training graph (forward,
+ * backward, fused or not; bert-base: about 112): fe_model_check refuses more layers
+ * than IR_MAX_NODES allows. */
+#define FE_NODES_PER_LAYER 400
 
 /* BERT's defaults for everything optional (eps 1e-12, dropouts 0.1, type vocab 2,
  * gelu, max-position 512), sizes 0, no heads, name "bert". */

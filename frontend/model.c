@@ -173,6 +173,14 @@ int fe_model_check(const fe_model *m, bc_err *e)
             return -1;
     if (check_divisible(m, "hidden-size", "heads", e))
         return -1;
+    /* the graph's size from the description, before anything is built: a layer is
+     * under FE_NODES_PER_LAYER nodes forward and backward, the rest under 1000 */
+    double nodes = 1000.0 + (double)m->layers * FE_NODES_PER_LAYER;
+    if (nodes > IR_MAX_NODES)
+        return bc_errf(e,
+                       "layers %lld: a graph of about %.0f nodes, more than bertcc's limit "
+                       "of %d (bert-large has 24 layers)",
+                       (long long)m->layers, nodes, IR_MAX_NODES);
     if (m->head_mask &
         ~(unsigned)(FE_HEAD_MLM | FE_HEAD_NSP | FE_HEAD_INTENT | FE_HEAD_SLOT | FE_HEAD_QA))
         return bc_errf(e, "unknown head bits 0x%x", m->head_mask);

@@ -86,6 +86,9 @@ int ir_add(ir_graph *g, ir_opcode op, const int *in, int nin, const ir_attrs *a,
     if (!!(info->attrs & IR_A_NAME) != !!name)
         return fail(g, "%%%d (%s): %s", info->name,
                     name ? "op takes no name" : "op needs a name");
+    if (g->n >= IR_MAX_NODES)
+        return fail(g, "%%%d (%s): %s", info->name,
+                    "the graph has reached bertcc's limit of 1048576 nodes");
     if (g->n == g->cap) {
         int cap = g->cap ? g->cap * 2 : 64;
         ir_node *nn = realloc(g->nodes, sizeof *nn * (size_t)cap);

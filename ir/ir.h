@@ -18,6 +18,10 @@
 
 #define IR_MAX_RANK 6
 #define IR_MAX_INPUTS 8
+/* Nodes of one graph: bert-large's training graph has a few thousand; a description
+ * that would make more (layers="999999999") is refused before it is built
+ * (fe_model_check), and ir_add refuses the node past it either way. */
+#define IR_MAX_NODES (1 << 20)
 
 typedef enum { IR_F32, IR_I64 } ir_dtype;
 

@@ -44,8 +44,48 @@ static rt_tensor *add_param(const ir_node *p, rt_tensor_list *out, bc_err *e)
     return t;
 }
 
+/* Memory the system can give now (MemAvailable), in bytes; 0 when unknown. */
+static double available_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb * 1024.0;
+}
+
+/* The parameters' bytes (F32) against the memory available, before any is allocated:
+ * a description of absurd size is refused with both numbers instead of failing (or
+ * swapping) part way. */
+static int check_param_memory(const ir_graph *g, bc_err *e)
+{
+    double bytes = 0;
+    for (int i = 0; i < g->n; i++) {
+        const ir_node *p = &g->nodes[i];
+        if (p->op != IR_OP_PARAM)
+            continue;
+        double n = 4;
+        for (int d = 0; d < p->type.rank; d++)
+            n *= (double)p->type.dim[d].c;
+        bytes += n;
+    }
+    double avail = available_bytes();
+    if (avail > 0 && bytes > avail)
+        return bc_errf(e,
+                       "the model's parameters need %.3g GB (%.0f bytes), more than the "
+                       "%.3g GB of memory available",
+                       bytes / 1e9, bytes, avail / 1e9);
+    return 0;
+}
+
 int rt_params_init(const ir_graph *g, uint64_t seed, rt_tensor_list *out, bc_err *e)
 {
+    if (check_param_memory(g, e))
+        return -1;
     for (int i = 0; i < g->n; i++) {
         if (g->nodes[i].op != IR_OP_PARAM)
             continue;
@@ -146,6 +186,8 @@ int rt_params_from_checkpoint(const ir_graph *g, const rt_tensor_list *ckpt,
                               int init_missing, uint64_t seed, rt_tensor_list *out,
                               bc_note_fn note, void *note_ctx, bc_err *e)
 {
+    if (check_param_memory(g, e))
+        return -1;
     for (int i = 0; i < g->n; i++) {
         const ir_node *p = &g->nodes[i];
         if (p->op != IR_OP_PARAM)

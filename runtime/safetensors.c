@@ -315,13 +315,13 @@ int rt_st_parse(const void *buf, size_t len, const char *name, rt_tensor_list *o
 
 int rt_st_load(const char *path, rt_tensor_list *out, bc_err *e)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = bc_open_read(path, e);
     if (fd < 0)
-        return bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) < 0) {
         close(fd);
-        return bc_errf(e, "%s: not a regular file", path);
+        return bc_errf(e, "%s: cannot stat: %s", path, strerror(errno));
     }
     size_t len = (size_t)st.st_size;
     if (len < 8) { /* mmap cannot map an empty file; parse gives the message */

@@ -16,13 +16,51 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-char *bc_read_file(const char *path, size_t *len, bc_err *e)
+int bc_open_read(const char *path, bc_err *e)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int err = errno;
+        close(fd);
+        return bc_errf(e, "%s: cannot open: %s", path, strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return bc_errf(e, "%s: %s", path,
+                       S_ISDIR(st.st_mode) ? "is a directory, not a file"
+                                           : "not a regular file (a FIFO, a device or a "
+                                             "socket cannot be read as input)");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int err = errno;
+        close(fd);
+        return bc_errf(e, "%s: cannot open: %s", path, strerror(err));
+    }
+    return fd;
+}
+
+FILE *bc_fopen_read(const char *path, bc_err *e)
+{
+    int fd = bc_open_read(path, e);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
+        close(fd);
     }
+    return f;
+}
+
+char *bc_read_file(const char *path, size_t *len, bc_err *e)
+{
+    FILE *f = bc_fopen_read(path, e);
+    if (!f)
+        return NULL;
     size_t cap = 1 << 14, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -291,4 +329,14 @@ void bc_err_untmp(bc_err *e, const char *tmp, const char *out)
     char buf[sizeof e->msg];
     snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - e->msg), e->msg, out, at + strlen(tmp));
     snprintf(e->msg, sizeof e->msg, "%s", buf);
+}
+
+size_t bc_drop_nul(char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i])
+            s[k++] = s[i];
+    s[k] = 0;
+    return k;
 }

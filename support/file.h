@@ -9,6 +9,20 @@
 
 #include "err.h"
 
+/* A regular file opened for reading, or NULL with e filled ("PATH: cannot open: ...",
+ * "PATH: is a directory", "PATH: not a regular file"). The check comes before anything
+ * could block: the file is opened O_NONBLOCK (a FIFO or a device returns at once), then
+ * fstat'ed, then set back to blocking. Every reader of a user's file goes through it or
+ * bc_open_read (the same, as a descriptor). */
+FILE *bc_fopen_read(const char *path, bc_err *e);
+int bc_open_read(const char *path, bc_err *e);
+
+/* Removes the NUL bytes of s[0..n) (a line as getline returned it) and terminates it:
+ * the new length. Text readers call it so that a NUL inside a line neither cuts the
+ * line (as strlen would) nor reaches the tokenizer, which removes U+0000 anyway
+ * (Hugging Face's clean_text): every command reads such a line alike. */
+size_t bc_drop_nul(char *s, size_t n);
+
 /* The whole file at path, NUL-terminated (*len bytes before the NUL), to be freed by
  * the caller; NULL with e filled ("PATH: cannot open: ...", "cannot read", "out of
  * memory"). */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "../support/file.h"
 #include "../runtime/safetensors.h"
 #include "../text/unicode.h"
 
@@ -106,8 +107,7 @@ tk_pt_reader *tk_pt_reader_open(const char *const *paths, int npaths, const tx_v
     if (grow((void **)&r->seg, &r->cseg, 1, sizeof *r->seg))
         goto oom;
     /* Open the first file now, so a missing file is reported before any work. */
-    if (!(r->f = fopen(r->paths[0], "rb"))) {
-        bc_errf(e, "%s: cannot open: %s", r->paths[0], strerror(errno));
+    if (!(r->f = bc_fopen_read(r->paths[0], e))) {
         tk_pt_reader_free(r);
         return NULL;
     }
@@ -136,8 +136,8 @@ int tk_pt_reader_next(tk_pt_reader *r, tk_pt_doc *doc, bc_err *e)
             if (r->file == r->npaths)
                 return 0;
             const char *p = r->paths[r->file];
-            if (!(r->f = fopen(p, "rb")))
-                return bc_errf(e, "%s: cannot open: %s", p, strerror(errno));
+            if (!(r->f = bc_fopen_read(p, e)))
+                return -1;
             r->file++;
             r->lineno = 0;
         }

@@ -7,6 +7,7 @@
  * answer's tokens are simply those overlapping its bytes (no _improve_answer_span or
  * get_final_text needed) and a predicted span maps back to the original bytes. */
 #include "qa_data.h"
+#include "../support/file.h"
 #include "../text/unicode.h"
 
 #include <jansson.h>
@@ -338,14 +339,13 @@ static int parse_json(json_t *root, const char *name, tk_qa_set *out, bc_note_fn
 
 int tk_qa_load(const char *path, tk_qa_set *out, bc_note_fn note, void *note_ctx, bc_err *e)
 {
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        if (je.line < 0)
-            return bc_errf(e, "%s: %s", path, je.text);
-        return bc_errf(e, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
-    }
-    return parse_json(root, path, out, note, note_ctx, e);
+    size_t len;
+    char *text = bc_read_file(path, &len, e); /* a regular file, checked before reading */
+    if (!text)
+        return -1;
+    int rc = tk_qa_parse(text, len, path, out, note, note_ctx, e);
+    free(text);
+    return rc;
 }
 
 int tk_qa_parse(const char *json, size_t len, const char *name, tk_qa_set *out,

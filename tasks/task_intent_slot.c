@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "../support/file.h"
 #include "../train/batch.h"
 #include "metrics.h"
 
@@ -88,15 +89,15 @@ int tk_is_labels_load(const char *path, tk_is_labels *out, bc_err *e)
 {
     out->name = NULL;
     out->n = 0;
-    FILE *f = fopen(path, "r");
+    FILE *f = bc_fopen_read(path, e);
     if (!f)
-        return bc_errf(e, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     int rc = 0, cap_n = 0;
     while ((len = getline(&line, &cap, f)) >= 0) {
-        len = chomp(line, len);
+        len = chomp(line, (ssize_t)bc_drop_nul(line, (size_t)len));
         int lineno = out->n + 1;
         if (len == 0 || strpbrk(line, " \t")) {
             rc = bc_errf(e, "%s:%d: expected one label without spaces", path, lineno);
@@ -222,10 +223,8 @@ int tk_is_read(const char *dir, tk_is_data *out, bc_err *e)
     int rc = -1, cap_n = 0;
     for (int k = 0; k < 3; k++) {
         snprintf(path[k], sizeof path[k], "%s/%s", dir, names[k]);
-        if (!(f[k] = fopen(path[k], "r"))) {
-            bc_errf(e, "%s: cannot read: %s", path[k], strerror(errno));
+        if (!(f[k] = bc_fopen_read(path[k], e)))
             goto done;
-        }
     }
     for (int lineno = 1;; lineno++) {
         ssize_t len[3];
@@ -245,7 +244,7 @@ int tk_is_read(const char *dir, tk_is_data *out, bc_err *e)
                 }
         }
         for (int k = 0; k < 3; k++)
-            chomp(line[k], len[k]);
+            chomp(line[k], (ssize_t)bc_drop_nul(line[k], (size_t)len[k]));
         if (out->n == cap_n) {
             cap_n = cap_n ? 2 * cap_n : 1024;
             tk_is_sentence *ns = realloc(out->s, (size_t)cap_n * sizeof *ns);

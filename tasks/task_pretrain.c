@@ -11,6 +11,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "../support/file.h"
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
 #include "../text/unicode.h"
@@ -129,9 +130,9 @@ int tk_pt_eval_rows(int batch_size, int64_t S, int64_t V)
  * otherwise (a corpus), -1 when it cannot be read. */
 static int is_safetensors(const char *path, bc_err *e)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = bc_fopen_read(path, e);
     if (!f)
-        return bc_errf(e, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
     unsigned char b[9];
     size_t n = fread(b, 1, sizeof b, f);
     fclose(f);
@@ -212,9 +213,9 @@ static int split_corpus(const char *path, int K, int held, char *tmp, size_t len
 {
     const char *dir = getenv("TMPDIR");
     snprintf(tmp, len, "%s/bertcc-corpus-XXXXXX", dir && *dir ? dir : "/tmp");
-    FILE *in = fopen(path, "r");
+    FILE *in = bc_fopen_read(path, e);
     if (!in)
-        return bc_errf(e, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
     int fd = mkstemp(tmp);
     FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!out) {

@@ -501,9 +501,9 @@ static int resolve_params(trainer *t)
 
 static int copy_file(const char *from, const char *to, bc_err *e)
 {
-    FILE *in = fopen(from, "rb");
+    FILE *in = bc_fopen_read(from, e);
     if (!in)
-        return bc_errf(e, "%s: cannot read: %s", from, strerror(errno));
+        return -1;
     FILE *out = fopen(to, "wb");
     if (!out) {
         fclose(in);

@@ -196,6 +196,59 @@ Test(aot, two_libraries_load_in_one_process, .timeout = 120)
     dlclose(hb);
 }
 
+/* NULL where the API needs a pointer is an error returned as a value, never a crash
+ * (bert_forward(NULL, ...) and bert_output(m, NULL, ...) used to dereference it). */
+Test(aot, null_arguments_are_errors_not_crashes, .timeout = 120)
+{
+    const char *dir = build_library("bert", "bert", NULL);
+    void *h = dlopen(tu_path(dir, "bert.so"), RTLD_NOW | RTLD_LOCAL);
+    cr_assert(h, "dlopen: %s", dlerror());
+    void *(*create)(char *, size_t) = (void *(*)(char *, size_t))dlsym(h, "bert_create");
+    void (*destroy)(void *) = (void (*)(void *))dlsym(h, "bert_destroy");
+    int (*load)(void *, const char *, char *, size_t) =
+        (int (*)(void *, const char *, char *, size_t))dlsym(h, "bert_load");
+    int (*init)(void *, uint64_t, char *, size_t) =
+        (int (*)(void *, uint64_t, char *, size_t))dlsym(h, "bert_init");
+    void (*threads)(void *, int) = (void (*)(void *, int))dlsym(h, "bert_set_threads");
+    typedef int (*fwd_fn)(void *, int64_t, int64_t, const int64_t *, const int64_t *,
+                          const int64_t *, char *, size_t);
+    fwd_fn fwd = (fwd_fn)dlsym(h, "bert_forward");
+    typedef int (*fb_fn)(void *, int64_t, int64_t, const int64_t *, const int64_t *,
+                         const int64_t *, const void *, char *, size_t);
+    fb_fn fb = (fb_fn)dlsym(h, "bert_forward_backward");
+    const float *(*output)(const void *, const char *, int64_t *, int *) =
+        (const float *(*)(const void *, const char *, int64_t *, int *))dlsym(h, "bert_output");
+    int (*count)(const void *) = (int (*)(const void *))dlsym(h, "bert_output_count");
+    const char *(*oname)(const void *, int) =
+        (const char *(*)(const void *, int))dlsym(h, "bert_output_name");
+    cr_assert(create && destroy && load && init && threads && fwd && fb && output && count &&
+              oname);
+    char err[512];
+    int64_t ids[2] = {1, 2};
+    cr_expect_eq(fwd(NULL, 1, 2, ids, NULL, NULL, err, sizeof err), -1);
+    cr_expect(strstr(err, "the model is NULL"), "%s", err);
+    cr_expect_eq(fb(NULL, 1, 2, ids, NULL, NULL, NULL, err, sizeof err), -1);
+    cr_expect_eq(load(NULL, "x", err, sizeof err), -1);
+    cr_expect_eq(init(NULL, 1, NULL, 0), -1); /* err may be NULL too */
+    threads(NULL, 2);
+    destroy(NULL);
+    cr_expect_null(output(NULL, "pooled_output", NULL, NULL));
+    cr_expect_eq(count(NULL), 0);
+    cr_expect_null(oname(NULL, 0));
+    void *m = create(err, sizeof err);
+    cr_assert(m, "%s", err);
+    cr_expect_eq(load(m, NULL, err, sizeof err), -1);
+    cr_expect(strstr(err, "path is NULL"), "%s", err);
+    cr_expect_eq(init(m, 1, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(fwd(m, 1, 2, NULL, NULL, NULL, err, sizeof err), -1);
+    cr_expect(strstr(err, "input_ids is NULL"), "%s", err);
+    cr_expect_eq(fwd(m, 1, 2, ids, NULL, NULL, err, sizeof err), 0, "%s", err);
+    cr_expect_null(output(m, NULL, NULL, NULL));
+    cr_expect_not_null(output(m, "pooled_output", NULL, NULL));
+    destroy(m);
+    dlclose(h);
+}
+
 /* Runs cmd and returns its standard output (malloc'd); the command must succeed. */
 static char *command_output(const char *cmd)
 {

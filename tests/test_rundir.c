@@ -506,3 +506,98 @@ Test(rundir, a_full_disk_leaves_outputs_complete_or_absent, .timeout = 300)
     snprintf(cmd, sizeof cmd, "umount %s", mnt);
     cr_expect_eq(system(cmd), 0);
 }
+
+/* ---- inputs that used to get a wrong or hanging answer ---- */
+
+/* A NUL inside a line is removed, as the tokenizer removes U+0000 (predict used to cut the
+ * line there); a FIFO or a directory given as a file is refused at once. */
+Test(rundir, nul_bytes_and_files_that_are_not_regular, .timeout = 300)
+{
+    const char *dir = tu_tmpdir();
+    small_set(dir);
+    char *out = NULL, run[1100], cmd[4000];
+    snprintf(run, sizeof run, "%s/run", dir);
+    cr_assert_eq(bertcc(&out, KILL_ARGS " -o %s", dir, dir, dir, run), 0, "%s", out);
+    free(out);
+    /* predict: "노래\0 틀어줘" reads as "노래 틀어줘", not as "노래" */
+    char *with = NULL, *without = NULL, *cut = NULL;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && printf '아이유 노래\\000 틀어줘\\n' | %s predict --model %s --json",
+             BERTCC_SOURCE_DIR, BERTCC_EXE, run);
+    cr_assert_eq(tu_run(cmd, &with), 0, "%s", with);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && printf '아이유 노래 틀어줘\\n' | %s predict --model %s --json",
+             BERTCC_SOURCE_DIR, BERTCC_EXE, run);
+    cr_assert_eq(tu_run(cmd, &without), 0, "%s", without);
+    snprintf(cmd, sizeof cmd, "cd %s && printf '아이유 노래\\n' | %s predict --model %s --json",
+             BERTCC_SOURCE_DIR, BERTCC_EXE, run);
+    cr_assert_eq(tu_run(cmd, &cut), 0, "%s", cut);
+    cr_expect_str_eq(with, without);
+    cr_expect(strcmp(with, cut), "the line was cut at the NUL:\n%s", with);
+    free(with);
+    free(without);
+    free(cut);
+
+    /* a FIFO: refused at once (show used to block forever in open) */
+    char fifo[1200];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    cr_assert_eq(mkfifo(fifo, 0644), 0);
+    static const char *const uses[] = {"show %s", "tokenize --vocab %s hello",
+                                       "vocab --corpus %s --size 50 -o /dev/null"};
+    for (size_t i = 0; i < sizeof uses / sizeof *uses; i++) {
+        char args[2000];
+        snprintf(args, sizeof args, uses[i], fifo);
+        snprintf(cmd, sizeof cmd, "cd %s && timeout 20 %s %s", BERTCC_SOURCE_DIR, BERTCC_EXE,
+                 args);
+        cr_expect_eq(tu_run(cmd, &out), 1, "%s: %s", args, out);
+        cr_expect(strstr(out, "not a regular file"), "%s: %s", args, out);
+        free(out);
+    }
+    /* a directory where a data file belongs */
+    char bad[1200];
+    snprintf(bad, sizeof bad, "%s/bad", dir);
+    snprintf(cmd, sizeof cmd,
+             "mkdir %s && cp -r %s/data %s/data && rm %s/data/train/seq.in && "
+             "mkdir %s/data/train/seq.in",
+             bad, dir, bad, bad, bad);
+    cr_assert_eq(system(cmd), 0);
+    cr_expect_eq(bertcc(&out, TRAIN_ARGS " --steps 1 -o %s/r2", dir, bad, dir, dir), 1, "%s",
+                 out);
+    cr_expect(strstr(out, "seq.in: is a directory"), "%s", out);
+    free(out);
+}
+
+/* A description too large for the graph or the memory is refused before anything is
+ * built or allocated, with the numbers (layers="999999999" used to grow memory without
+ * bound; 3,000,000 layers took 16 s to fail). */
+Test(rundir, descriptions_too_large_are_refused_before_building, .timeout = 120)
+{
+    const char *dir = tu_tmpdir();
+    char *out = NULL, path[1200];
+    snprintf(path, sizeof path, "%s/deep.xml", dir);
+    cr_assert_eq(tu_write_file(path,
+                               "<bert name=\"deep\">\n  <encoder vocab-size=\"100\" "
+                               "hidden-size=\"32\" layers=\"999999999\" heads=\"2\"\n"
+                               "           intermediate-size=\"64\"/>\n</bert>\n"),
+                 0);
+    time_t t0 = time(NULL);
+    cr_expect_eq(bertcc(&out, "%s --emit=ir", path), 1, "%s", out);
+    cr_expect(strstr(out, "layers 999999999") && strstr(out, "limit of 1048576"), "%s", out);
+    free(out);
+    cr_expect_eq(bertcc(&out, "%s --emit=ir", "models/bert-large.xml"), 0);
+    free(out);
+    cr_expect_lt(time(NULL) - t0, 30);
+
+    snprintf(path, sizeof path, "%s/wide.xml", dir);
+    cr_assert_eq(tu_write_file(path,
+                               "<bert name=\"wide\">\n  <encoder vocab-size=\"1000000000\" "
+                               "hidden-size=\"64\" layers=\"1\" heads=\"1\"\n"
+                               "           intermediate-size=\"64\"/>\n</bert>\n"),
+                 0);
+    cr_expect_eq(bertcc(&out, "bench %s --mode infer --batch-size 1 --seq-len 2 --iters 1",
+                        path),
+                 1, "%s", out);
+    cr_expect(strstr(out, "parameters need 256 GB") && strstr(out, "memory available"), "%s",
+              out);
+    free(out);
+}

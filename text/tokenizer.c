@@ -23,6 +23,8 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
+#include "../support/file.h"
+
 /* ---- character classes (Hugging Face's BasicTokenizer) ---------------------------- */
 
 /* _is_control: category C* except tab, newline and carriage return (whitespace). */
@@ -243,11 +245,9 @@ tx_vocab *tx_vocab_from_list(const char *const *tokens, int n, const char *name,
 
 tx_vocab *tx_vocab_load(const char *path, bc_err *e)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = bc_fopen_read(path, e);
+    if (!f)
         return NULL;
-    }
     size_t cap = 1 << 16, len = 0, r;
     char *buf = malloc(cap);
     while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {

@@ -22,6 +22,7 @@
 #include <utf8proc.h>
 
 #include "tokenizer.h"
+#include "../support/file.h"
 
 /* ---- a string -> index map over a string pool ---------------------------------------- */
 
@@ -201,9 +202,9 @@ int tx_vocab_learner_add_text(tx_vocab_learner *l, const char *text, size_t len,
 
 int tx_vocab_learner_add_file(tx_vocab_learner *l, const char *path, bc_err *e)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = bc_fopen_read(path, e);
     if (!f)
-        return bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "../../tasks/rundir.h"
+#include "../../support/file.h"
 #include "args.h"
 #include "driver.h"
 
@@ -89,6 +90,7 @@ static int answer_lines(rundir_model *m)
     int rc = 0;
     while (!rc && (n = getline(&line, &cap, stdin)) >= 0) {
         lineno++;
+        n = (ssize_t)bc_drop_nul(line, (size_t)n); /* as the tokenizer would: not a cut */
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = 0;
         char where[64];
