@@ -209,7 +209,11 @@ static void on_xml_error(void *ctx, xmlErrorPtr err)
         return;
     st->have = 1;
     st->line = err->line > 0 ? err->line : 1;
-    snprintf(st->msg, sizeof st->msg, "%s", err->message ? err->message : "malformed XML");
+    const char *msg = err->message ? err->message : "malformed XML";
+    if (strstr(msg, "not proper UTF-8"))
+        msg = "invalid UTF-8 (a model description is UTF-8 text)";
+    snprintf(st->msg, sizeof st->msg, "%s", msg);
+    st->msg[strcspn(st->msg, "\n")] = 0; /* libxml2 adds a line of bytes: one line only */
     size_t n = strlen(st->msg);
     while (n > 0 && isspace((unsigned char)st->msg[n - 1]))
         st->msg[--n] = 0;
@@ -834,8 +838,32 @@ int fe_parse_hf_config(const char *text, size_t len, const char *path, fe_model 
     fe_model tmp;
     fe_model_defaults(&tmp);
     if (!json_is_object(root)) {
-        rc = bc_errf(e, "%s: expected a JSON object", path);
+        rc = bc_errf(e, "%s: expected a JSON object (a BertConfig), got %s", path,
+                     json_is_array(root) ? "an array" : "a JSON scalar");
         goto done;
+    }
+    /* what bertcc computes: BERT's encoder with absolute positions, not a decoder */
+    static const struct {
+        const char *key, *want;
+    } must[] = {{"model_type", "bert"}, {"position_embedding_type", "absolute"}};
+    for (size_t k = 0; k < sizeof must / sizeof *must; k++) {
+        json_t *v = json_object_get(root, must[k].key);
+        if (v && !(json_is_string(v) && !strcmp(json_string_value(v), must[k].want))) {
+            char *got = json_dumps(v, JSON_ENCODE_ANY);
+            rc = bc_errf(e, "%s: %s is %.60s; bertcc computes only \"%s\" (absent means it)",
+                         path, must[k].key, got ? got : "?", must[k].want);
+            free(got);
+            goto done;
+        }
+    }
+    static const char *const off[] = {"is_decoder", "add_cross_attention"};
+    for (size_t k = 0; k < sizeof off / sizeof *off; k++) {
+        json_t *v = json_object_get(root, off[k]);
+        if (v && !json_is_false(v)) {
+            rc = bc_errf(e, "%s: %s must be false or absent: bertcc computes BERT's encoder",
+                         path, off[k]);
+            goto done;
+        }
     }
     for (size_t i = 0; i < NFIELDS; i++) {
         json_t *v = json_object_get(root, fields[i].hf);
@@ -913,9 +941,11 @@ int fe_load(const char *path, fe_model *m, bc_err *e)
     size_t bom = i;
     while (i < len && is_xml_space(text[i]))
         i++;
-    int rc = i < len && text[i] == '{'
-                 ? fe_parse_hf_config(text + bom, len - bom, path, m, e)
-                 : fe_parse_xml(text, len, path, m, e);
+    size_t pl = strlen(path);
+    int json = (i < len && (text[i] == '{' || text[i] == '[')) ||
+               (pl >= 5 && !strcmp(path + pl - 5, ".json"));
+    int rc = json ? fe_parse_hf_config(text + bom, len - bom, path, m, e)
+                  : fe_parse_xml(text, len, path, m, e);
     free(text);
     return rc;
 }

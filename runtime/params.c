@@ -2,6 +2,7 @@
  * older spellings. */
 #include "params.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,12 @@ int rt_params_from_checkpoint(const ir_graph *g, const rt_tensor_list *ckpt,
                            src->name, rt_dtype_name(src->dtype));
         if (rt_to_f32(src, t->data, e))
             return -1;
+        const float *w = t->data; /* (numel) */
+        for (int64_t k = 0, n = rt_numel(t); k < n; k++)
+            if (!isfinite(w[k]))
+                return bc_errf(e, "tensor '%s' holds %s at flat index %lld: a model with "
+                                  "non-finite weights computes nothing meaningful",
+                               src->name, isnan(w[k]) ? "NaN" : "an infinity", (long long)k);
     }
     for (int i = 0; i < ckpt->n; i++) {
         const char *n = ckpt->t[i].name;

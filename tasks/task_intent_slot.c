@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "../support/file.h"
+#include "../text/unicode.h"
 #include "../train/batch.h"
 #include "metrics.h"
 
@@ -243,8 +244,14 @@ int tk_is_read(const char *dir, tk_is_data *out, bc_err *e)
                     goto done;
                 }
         }
-        for (int k = 0; k < 3; k++)
-            chomp(line[k], (ssize_t)bc_drop_nul(line[k], (size_t)len[k]));
+        for (int k = 0; k < 3; k++) {
+            ssize_t n = chomp(line[k], (ssize_t)bc_drop_nul(line[k], (size_t)len[k]));
+            if (!tx_valid_utf8(line[k], (size_t)n)) {
+                bc_errf(e, "%s:%d: invalid UTF-8 (the data must be UTF-8 text)", path[k],
+                        lineno);
+                goto done;
+            }
+        }
         if (out->n == cap_n) {
             cap_n = cap_n ? 2 * cap_n : 1024;
             tk_is_sentence *ns = realloc(out->s, (size_t)cap_n * sizeof *ns);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../text/unicode.h"
 #include "../train/batch.h"
 #include "metrics.h"
 #include "qa_data.h"
@@ -428,6 +429,10 @@ static int qa_predict(void *state, const char *text, const char *pair, tk_forwar
     if (!text || !pair)
         return bc_errf(e, "qa answers a question about a context (predict --question Q "
                           "--context C)");
+    if (!tx_valid_utf8(text, strlen(text)))
+        return bc_errf(e, "the question is not valid UTF-8");
+    if (!tx_valid_utf8(pair, strlen(pair)))
+        return bc_errf(e, "the context is not valid UTF-8");
     tk_qa_set set = {0};
     tk_qa_features f;
     memset(&f, 0, sizeof f);

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,6 +55,14 @@ static void small_set(const char *dir)
                  0, "%s", out);
     free(out);
     cr_assert_eq(tu_write_file(tu_path(dir, "model.xml"), micro_xml), 0);
+}
+
+static int count_newlines(const char *s)
+{
+    int n = 0;
+    for (; s && *s; s++)
+        n += *s == '\n';
+    return n;
 }
 
 static int count_lines(const char *path)
@@ -599,5 +608,97 @@ Test(rundir, descriptions_too_large_are_refused_before_building, .timeout = 120)
                  1, "%s", out);
     cr_expect(strstr(out, "parameters need 256 GB") && strstr(out, "memory available"), "%s",
               out);
+    free(out);
+}
+
+/* Messages that were unclear or wrong, each now one line naming what is wrong. */
+Test(rundir, unclear_inputs_get_one_clear_message, .timeout = 300)
+{
+    const char *dir = tu_tmpdir();
+    small_set(dir);
+    char *out = NULL, run[1100], cmd[4000], p[1200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    cr_assert_eq(bertcc(&out, KILL_ARGS " -o %s", dir, dir, dir, run), 0, "%s", out);
+    free(out);
+
+    /* non-UTF-8 in train/seq.in: the file and the line (was "word 2: invalid UTF-8 at
+     * byte 0") */
+    snprintf(cmd, sizeof cmd,
+             "mkdir %s/u && cp -r %s/data %s/u/data && cd %s/u/data/train && "
+             "printf 'abc \\377\\376 def\\n' >> seq.in && echo 'O O O' >> seq.out && "
+             "echo next_song >> label",
+             dir, dir, dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    int lines = count_lines(tu_path(dir, "data/train/seq.in")) + 1;
+    cr_expect_eq(bertcc(&out, TRAIN_ARGS " --steps 1 -o %s/r3", dir, tu_path(dir, "u"), dir,
+                        dir),
+                 1, "%s", out);
+    char want[200];
+    snprintf(want, sizeof want, "train/seq.in:%d: invalid UTF-8", lines);
+    cr_expect(strstr(out, want), "%s (want %s)", out, want);
+    free(out);
+
+    /* an XML file with bad UTF-8: one line (libxml2 added a line of bytes) */
+    snprintf(p, sizeof p, "%s/bad.xml", dir);
+    cr_assert_eq(tu_write_file(p, "<bert name=\"x\">\n <encoder vocab-size=\"100\" "
+                                  "hidden-size=\"32\" layers=\"1\" heads=\"2\" "
+                                  "intermediate-size=\"64\"/>\n<!-- \xff\xfe -->\n</bert>\n"),
+                 0);
+    cr_expect_eq(bertcc(&out, "%s --emit=ir", p), 1);
+    cr_expect(strstr(out, "bad.xml:3: invalid UTF-8") && count_newlines(out) == 1, "%s", out);
+    free(out);
+
+    /* a mistyped command */
+    cr_expect_eq(bertcc(&out, "frobnicate"), 1);
+    cr_expect(strstr(out, "unknown command 'frobnicate'"), "%s", out);
+    free(out);
+
+    /* config.json: an array is JSON, not XML; keys bertcc does not compute are refused */
+    static const struct {
+        const char *json, *want;
+    } cfgs[] = {
+        {"[1, 2]\n", "expected a JSON object (a BertConfig), got an array"},
+        {"{\"model_type\": \"roberta\", \"vocab_size\": 100, \"hidden_size\": 32, "
+         "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 64}",
+         "model_type is \"roberta\""},
+        {"{\"position_embedding_type\": \"relative_key\", \"vocab_size\": 100, "
+         "\"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
+         "\"intermediate_size\": 64}",
+         "position_embedding_type is \"relative_key\""},
+        {"{\"is_decoder\": true, \"vocab_size\": 100, \"hidden_size\": 32, "
+         "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 64}",
+         "is_decoder must be false or absent"},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
+        snprintf(p, sizeof p, "%s/config.json", dir);
+        cr_assert_eq(tu_write_file(p, cfgs[i].json), 0);
+        cr_expect_eq(bertcc(&out, "%s --emit=ir", p), 1, "%s", out);
+        cr_expect(strstr(out, cfgs[i].want), "%s (want %s)", out, cfgs[i].want);
+        free(out);
+    }
+
+    /* non-finite weights: refused where the model runs, named; show still shows them */
+    rt_tensor_list w;
+    rt_list_init(&w);
+    bc_err e;
+    char best[1200];
+    snprintf(best, sizeof best, "%s/best.safetensors", run);
+    cr_assert_eq(rt_st_load(best, &w, &e), 0, "%s", e.msg);
+    rt_tensor *t = rt_list_find(&w, "intent.classifier.weight");
+    cr_assert(t);
+    ((float *)t->data)[3] = NAN;
+    unlink(best); /* a hard link to nothing else, but written anew all the same */
+    cr_assert_eq(rt_st_save(best, &w, &e), 0, "%s", e.msg);
+    rt_list_free(&w);
+    cr_expect_eq(bertcc(&out, "predict --model %s '아이유 노래 틀어줘'", run), 1, "%s", out);
+    cr_expect(strstr(out, "'intent.classifier.weight' holds NaN at flat index 3"), "%s", out);
+    free(out);
+    cr_expect_eq(bertcc(&out, "show %s", best), 0, "%s", out);
+    free(out);
+
+    /* a resumed run whose vocabulary was deleted (was "--task needs --vocab") */
+    unlink(tu_path(run, "vocab.txt"));
+    cr_expect_eq(bertcc(&out, "train --resume %s --steps 4", run), 1, "%s", out);
+    cr_expect(strstr(out, "vocab.txt is missing"), "%s", out);
     free(out);
 }

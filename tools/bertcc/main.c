@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../codegen/codegen.h"
 #include "driver.h"
@@ -96,5 +97,14 @@ int main(int argc, char **argv)
         return cmd_demo_data(argc, argv);
     if (!strcmp(argv[1], "bench"))
         return cmd_bench(argc, argv);
+    /* a word that is no command and names no file: a mistyped command, not a model */
+    if (argv[1][0] != '-' && !strpbrk(argv[1], "./") && access(argv[1], F_OK)) {
+        fprintf(stderr,
+                "bertcc: unknown command '%s' (commands: run, train, eval, predict, export, "
+                "demo-data, show, tokenize, vocab, pretrain-data, bench; or a model "
+                "description MODEL.xml; see bertcc --help)\n",
+                argv[1]);
+        return 1;
+    }
     return cmd_compile(argc, argv);
 }
