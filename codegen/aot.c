@@ -26,11 +26,10 @@
 static void write_c_string(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (int col = 0; *s; s++) {
+    for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '\n') {
             fputs("\\n\"\n    \"", f);
-            col = 0;
             continue;
         }
         if (ch == '"' || ch == '\\')
@@ -39,7 +38,6 @@ static void write_c_string(FILE *f, const char *s)
             fprintf(f, "\\%03o", ch);
         else
             fputc(ch, f);
-        col++;
     }
     fputc('"', f);
 }

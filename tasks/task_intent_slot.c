@@ -212,21 +212,19 @@ void tk_is_data_free(tk_is_data *d)
     d->n = 0;
 }
 
-int tk_is_read(const char *dir, tk_is_data *out, bc_err *e)
+static const char *const is_names[3] = {"seq.in", "seq.out", "label"};
+
+/* The sentences of the three streams f (seq.in, seq.out, label of dir; path: their names
+ * in messages). Closes nothing. */
+static int read_streams(FILE *f[3], char path[3][4096], const char *dir, tk_is_data *out,
+                        bc_err *e)
 {
-    static const char *const names[3] = {"seq.in", "seq.out", "label"};
-    char path[3][4096];
-    FILE *f[3] = {NULL, NULL, NULL};
+    const char *const *names = is_names;
     char *line[3] = {NULL, NULL, NULL};
     size_t cap[3] = {0, 0, 0};
     out->s = NULL;
     out->n = 0;
     int rc = -1, cap_n = 0;
-    for (int k = 0; k < 3; k++) {
-        snprintf(path[k], sizeof path[k], "%s/%s", dir, names[k]);
-        if (!(f[k] = bc_fopen_read(path[k], e)))
-            goto done;
-    }
     for (int lineno = 1;; lineno++) {
         ssize_t len[3];
         int got = 0;
@@ -298,13 +296,55 @@ int tk_is_read(const char *dir, tk_is_data *out, bc_err *e)
 oom:
     bc_errf(e, "%s: out of memory", dir);
 done:
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 3; k++)
         free(line[k]);
-        if (f[k])
-            fclose(f[k]);
-    }
     if (rc)
         tk_is_data_free(out);
+    return rc;
+}
+
+int tk_is_read(const char *dir, tk_is_data *out, bc_err *e)
+{
+    char path[3][4096];
+    FILE *f[3] = {NULL, NULL, NULL};
+    int rc = -1;
+    out->s = NULL;
+    out->n = 0;
+    for (int k = 0; k < 3; k++) {
+        snprintf(path[k], sizeof path[k], "%s/%s", dir, is_names[k]);
+        if (!(f[k] = bc_fopen_read(path[k], e)))
+            goto done;
+    }
+    rc = read_streams(f, path, dir, out, e);
+done:
+    for (int k = 0; k < 3; k++)
+        if (f[k])
+            fclose(f[k]);
+    return rc;
+}
+
+int tk_is_parse(const char *dir, const char *const text[3], const size_t len[3],
+                tk_is_data *out, bc_err *e)
+{
+    char path[3][4096];
+    FILE *f[3] = {NULL, NULL, NULL};
+    int rc = -1;
+    out->s = NULL;
+    out->n = 0;
+    for (int k = 0; k < 3; k++) {
+        snprintf(path[k], sizeof path[k], "%s/%s", dir, is_names[k]);
+        /* an empty text reads as an empty stream (fmemopen wants a size above 0) */
+        f[k] = len[k] ? fmemopen((void *)text[k], len[k], "r") : fopen("/dev/null", "r");
+        if (!f[k]) {
+            bc_errf(e, "%s: cannot read: %s", path[k], strerror(errno));
+            goto done;
+        }
+    }
+    rc = read_streams(f, path, dir, out, e);
+done:
+    for (int k = 0; k < 3; k++)
+        if (f[k])
+            fclose(f[k]);
     return rc;
 }
 

@@ -72,6 +72,10 @@ typedef struct tk_is_data {
 
 /* Reads DIR/seq.in, DIR/seq.out and DIR/label (DIR is a split's folder). */
 int tk_is_read(const char *dir, tk_is_data *out, bc_err *e);
+/* The same from the three files' texts in memory (seq.in, seq.out, label; dir names them
+ * in messages): the fuzzing entry point. */
+int tk_is_parse(const char *dir, const char *const text[3], const size_t len[3],
+                tk_is_data *out, bc_err *e);
 void tk_is_data_free(tk_is_data *d);
 
 /* Splits a line into words at runs of ASCII whitespace: *words receives n malloc'd

@@ -243,6 +243,8 @@ tx_vocab *tx_vocab_from_list(const char *const *tokens, int n, const char *name,
     return vocab_build(pool, off, n, name, e);
 }
 
+static tx_vocab *vocab_parse_owned(char *buf, size_t len, const char *path, bc_err *e);
+
 tx_vocab *tx_vocab_load(const char *path, bc_err *e)
 {
     FILE *f = bc_fopen_read(path, e);
@@ -268,6 +270,23 @@ tx_vocab *tx_vocab_load(const char *path, bc_err *e)
         bc_errf(e, "%s: %s", path, buf ? "read error" : "out of memory");
         return NULL;
     }
+    return vocab_parse_owned(buf, len, path, e);
+}
+
+tx_vocab *tx_vocab_parse(const char *text, size_t len, const char *name, bc_err *e)
+{
+    char *buf = malloc(len ? len : 1);
+    if (!buf) {
+        bc_errf(e, "%s: out of memory", name);
+        return NULL;
+    }
+    memcpy(buf, text, len);
+    return vocab_parse_owned(buf, len, name, e);
+}
+
+/* The vocabulary in buf[0..len) (malloc'd; freed here), named path in messages. */
+static tx_vocab *vocab_parse_owned(char *buf, size_t len, const char *path, bc_err *e)
+{
     if (!len) {
         free(buf);
         bc_errf(e, "%s: empty vocabulary", path);

@@ -51,6 +51,8 @@ const char *tx_special_name(tx_special s);
  * Errors name the file (and line): unreadable, empty, invalid UTF-8, a NUL byte, more
  * than 2^31-1 lines, or no [UNK] token. */
 tx_vocab *tx_vocab_load(const char *path, bc_err *e);
+/* The same from text[0..len) in memory (name: for messages). */
+tx_vocab *tx_vocab_parse(const char *text, size_t len, const char *name, bc_err *e);
 
 /* The same from a list of n tokens (name is used in messages). */
 tx_vocab *tx_vocab_from_list(const char *const *tokens, int n, const char *name, bc_err *e);

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config llvm-19-dev libxml2-dev libjansson-dev
-      libutf8proc-dev libcriterion-dev python3-numpy)
+      libutf8proc-dev libcriterion-dev python3-numpy
+      clang-19 libclang-rt-19-dev libomp-19-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
