@@ -702,3 +702,56 @@ Test(rundir, unclear_inputs_get_one_clear_message, .timeout = 300)
     cr_expect(strstr(out, "vocab.txt is missing"), "%s", out);
     free(out);
 }
+
+/* A resume killed while it rewrites options.json (its first durable steps) leaves the old
+ * file whole (it used to be rewritten in place: an empty file made the run unusable); a
+ * torn last line of train_log.csv is dropped, not read as an update. */
+Test(rundir, a_resume_killed_while_rewriting_options_and_a_torn_log_line, .timeout = 300)
+{
+    const char *dir = tu_tmpdir();
+    small_set(dir);
+    char *out = NULL, base[1100], ref[1100], cmd[8192];
+    snprintf(base, sizeof base, "%s/base", dir);
+    snprintf(ref, sizeof ref, "%s/ref", dir);
+    cr_assert_eq(bertcc(&out, TRAIN_ARGS " --steps 2 --save-every 1 --quiet -o %s", dir, dir,
+                        dir, base),
+                 0, "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "cp -r %s %s", base, ref);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(bertcc(&out, "train --resume %s --steps 3 --quiet", ref), 0, "%s", out);
+    free(out);
+    for (int n = 1; n <= 3; n++) {
+        char run[1200];
+        snprintf(run, sizeof run, "%s/k%d", dir, n);
+        snprintf(cmd, sizeof cmd,
+                 "cp -r %s %s && cd %s && BERTCC_FAULT_AT=%d exec %s train --resume %s "
+                 "--steps 3 --quiet",
+                 base, run, BERTCC_SOURCE_DIR, n, BERTCC_EXE, run);
+        cr_assert_eq(tu_run(cmd, &out), 128 + 9, "fault point %d: %s", n, out);
+        free(out);
+        json_error_t je;
+        json_t *j = json_load_file(tu_path(run, "options.json"), 0, &je);
+        cr_expect(j != NULL, "fault point %d: options.json: %s", n, je.text);
+        json_decref(j);
+        cr_assert_eq(bertcc(&out, "train --resume %s --steps 3 --quiet", run), 0, "%s", out);
+        free(out);
+        char a[1300], b[1300];
+        snprintf(a, sizeof a, "%s/weights.safetensors", ref);
+        snprintf(b, sizeof b, "%s/weights.safetensors", run);
+        cr_expect(same_bytes(a, b), "fault point %d: weights differ", n);
+    }
+    /* a torn line: an append cut by a kill */
+    char torn[1200];
+    snprintf(torn, sizeof torn, "%s/torn", dir);
+    snprintf(cmd, sizeof cmd, "cp -r %s %s && printf '3,0.4,2.5' >> %s/train_log.csv", base,
+             torn, torn);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(bertcc(&out, "train --resume %s --steps 3 --quiet", torn), 0, "%s", out);
+    free(out);
+    char *log = tu_read_file(tu_path(torn, "train_log.csv"), NULL);
+    cr_assert(log);
+    cr_expect(!strstr(log, "3,0.4,2.5"), "the torn line was kept:\n%s", log);
+    cr_expect_eq(count_newlines(log), 4, "%s", log);
+    free(log);
+}

@@ -407,6 +407,21 @@ Test(task_qa, overfits_a_small_set_then_evaluates_and_answers, .timeout = 300)
                  0, "%s", out);
     cr_expect(strstr(out, "answer: 1545년 (score "), "%s", out);
     free(out);
+    /* invalid UTF-8 in the context is reported as the context's, not as the question's */
+    cr_expect_eq(tu_bertcc(&out,
+                           "predict --model %s/run --weights last --backend %s --question "
+                           "'이순신은 언제 태어났나요?' --context \"$(printf 'abc \\377 def')\"",
+                           dir, backend),
+                 1, "%s", out);
+    cr_expect(strstr(out, "the context is not valid UTF-8"), "%s", out);
+    free(out);
+    cr_expect_eq(tu_bertcc(&out,
+                           "predict --model %s/run --weights last --backend %s --question "
+                           "\"$(printf 'when \\377?')\" --context '%s'",
+                           dir, backend, ctx),
+                 1, "%s", out);
+    cr_expect(strstr(out, "the question is not valid UTF-8"), "%s", out);
+    free(out);
     cr_assert_eq(tu_bertcc(&out,
                            "predict --model %s/run --weights last --backend %s --json "
                            "--context '%s' '이순신은 언제 태어났나요?' "
