@@ -19,6 +19,7 @@
 #endif
 
 #include "cg.h"
+#include "../support/file.h"
 #include "codegen.h"
 
 static LLVMTargetMachineRef make_tm(const cg_options *o, bc_err *e);
@@ -653,17 +654,19 @@ static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o
         rc = optimize(&c, e);
     double t2 = now();
     char *msg = NULL;
+    char tmp[4200];
     if (!rc && (raw || !strcmp(stage, "llvm"))) {
-        FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+        /* a file is written whole or not at all (temp, fsync, rename) */
+        FILE *f = strcmp(path, "-") ? bc_atomic_open(path, tmp, sizeof tmp, e) : stdout;
         if (!f) {
-            rc = bc_errf(e, "cannot write %s: %s", path, strerror(errno));
+            rc = -1;
         } else {
             write_kernel_map(f, g, plan, c.prefix, ";");
             char *s = LLVMPrintModuleToString(c.mod);
             fputs(s, f);
             LLVMDisposeMessage(s);
-            if (f != stdout && fclose(f))
-                rc = bc_errf(e, "cannot write %s", path);
+            if (f != stdout)
+                rc = bc_atomic_commit(f, tmp, path, e);
         }
     } else if (!rc && (!strcmp(stage, "asm") || !strcmp(stage, "obj"))) {
         LLVMCodeGenFileType ft = stage[0] == 'a' ? LLVMAssemblyFile : LLVMObjectFile;
@@ -675,8 +678,15 @@ static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o
                 fwrite(LLVMGetBufferStart(buf), 1, LLVMGetBufferSize(buf), stdout);
                 LLVMDisposeMemoryBuffer(buf);
             }
-        } else if (LLVMTargetMachineEmitToFile(c.tm, c.mod, path, ft, &msg)) {
-            rc = bc_errf(e, "cannot write %s: %s", path, msg);
+        } else {
+            snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+            if (LLVMTargetMachineEmitToFile(c.tm, c.mod, tmp, ft, &msg)) {
+                rc = bc_errf(e, "cannot write %s: %s", path, msg);
+                unlink(tmp);
+            } else if (bc_fsync_path(tmp) || rename(tmp, path) || bc_fsync_parent(path)) {
+                rc = bc_errf(e, "cannot write %s: %s", path, strerror(errno));
+                unlink(tmp);
+            }
         }
     } else if (!rc) {
         rc = bc_errf(e, "unknown stage '%s'", stage);

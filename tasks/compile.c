@@ -8,6 +8,7 @@
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "../runtime/plan.h"
+#include "../support/file.h"
 
 enum stage { ST_IR, ST_OPT, ST_GRAD, ST_CODE };
 
@@ -144,15 +145,21 @@ static int emit(const fe_model *m, const tk_compile_opts *o, const char *pipelin
     int rc = o->outputs ? keep_outputs(g, o->outputs, e) : 0;
     FILE *out = stdout;
     int to_file = o->out && strcmp(o->out, "-");
-    if (!rc && st != ST_CODE && to_file && !(out = fopen(o->out, "w")))
-        rc = bc_errf(e, "cannot open %s for writing", o->out);
+    char tmp[4200];
+    /* a file is written whole or not at all (temp, fsync, rename) */
+    if (!rc && st != ST_CODE && to_file && !(out = bc_atomic_open(o->out, tmp, sizeof tmp, e)))
+        rc = -1;
     if (!rc && st != ST_CODE)
         rc = emit_text(&g, st, o, pipeline, out, e);
     else if (!rc)
         rc = emit_code(&g, o, pipeline, cg, to_file ? o->out : "-", info, e);
     info->seconds = now() - t0;
-    if (out && out != stdout && fclose(out) && !rc)
-        rc = bc_errf(e, "cannot write the output file");
+    if (out && out != stdout) {
+        if (rc)
+            bc_atomic_abort(out, tmp);
+        else
+            rc = bc_atomic_commit(out, tmp, o->out, e);
+    }
     ir_graph_free(g);
     return rc ? -1 : 0;
 }

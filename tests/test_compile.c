@@ -132,7 +132,7 @@ Test(compile, errors_name_the_stage_the_output_the_model_and_the_library)
     expect_error(&o, "/nonexistent-dir/model.xml", NULL);
     o.model = tu_src(MODEL);
     o.out = tu_path(dir, "no-such-dir/out.txt");
-    expect_error(&o, "cannot open", "no-such-dir/out.txt");
+    expect_error(&o, "cannot create", "no-such-dir/out.txt");
     o.stage = NULL;
     o.out = tu_path(dir, "lib.dylib");
     expect_error(&o, "NAME.so", NULL);

@@ -345,20 +345,19 @@ static tx_vocab *vocab_parse_owned(char *buf, size_t len, const char *path, bc_e
 
 int tx_vocab_save(const char *path, const char *const *tokens, int n, bc_err *e)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
+    char tmp[4200];
+    FILE *f = bc_atomic_open(path, tmp, sizeof tmp, e);
     if (!f)
-        return bc_errf(e, "%s: cannot create: %s", path, strerror(errno));
+        return -1;
     int ok = 1;
     for (int i = 0; i < n && ok; i++)
         ok = fputs(tokens[i], f) >= 0 && fputc('\n', f) != EOF;
-    if (fclose(f) || !ok || rename(tmp, path)) {
+    if (!ok) {
         int err = errno;
-        remove(tmp);
+        bc_atomic_abort(f, tmp);
         return bc_errf(e, "%s: cannot write: %s", path, strerror(err));
     }
-    return 0;
+    return bc_atomic_commit(f, tmp, path, e);
 }
 
 /* ---- tokenizing --------------------------------------------------------------------- */
