@@ -277,7 +277,7 @@ static int take_stored(trainer *t)
         if (!a->vocab && dir_has(a->resume, RUNDIR_VOCAB))
             a->vocab =
                 rundir_path(a->resume, RUNDIR_VOCAB, t->vocab_path, sizeof t->vocab_path);
-        else if (!a->vocab && a->task)
+        else if (!a->vocab && a->task && strcmp(a->task, "batches"))
             return bc_errf(t->e,
                            "%s/%s is missing: a run keeps the vocabulary it was trained "
                            "with (give --vocab V to continue with that file instead)",
