@@ -672,6 +672,8 @@ typedef struct eval_hook {
     int failed;
     bc_err err;
     int tty;
+    int save_request;   /* asks the engine for a checkpoint at this update */
+    int64_t best_step;  /* the update whose weights became the best (-1: none pending) */
 } eval_hook;
 
 static void print_metrics(FILE *f, const tk_metrics *m)
@@ -680,26 +682,70 @@ static void print_metrics(FILE *f, const tk_metrics *m)
         fprintf(f, "%s%s %.4f", i ? "  " : "", m->name[i], m->value[i]);
 }
 
-/* Keeps m as the run's best when it beats the best so far: best.safetensors, and a
- * line of metrics.csv either way. Returns 1 when it became the best, -1 on error. */
+/* Keeps m as the run's best when it beats the best so far, and a line of metrics.csv
+ * either way. A new best asks for a checkpoint of this update; best.safetensors becomes
+ * a link to its weights once it is committed (on_saved), so it never runs ahead of the
+ * checkpoint a resume reads. Returns 1 when it became the best, -1 on error. */
 static int record(eval_hook *h, const tr_train_progress *p, const tk_metrics *m)
 {
     trainer *t = h->t;
     rundir_train_result *r = t->res;
     int best = !r->have_best || tk_task_compare(tk_task_best_by(&t->task), m, &r->best) > 0;
-    char path[4200];
-    rundir_path(t->a->out, RUNDIR_BEST, path, sizeof path);
     int64_t from = (p->step - 1) / h->upe * h->upe;
     double loss = rundir_mean_loss(t->a->out, from, p->step);
-    if ((best && rt_st_save(path, &t->params, &h->err)) ||
-        rundir_metrics_append(t->a->out, p->step, p->epoch, loss, m, best, &h->err) ||
+    if (rundir_metrics_append(t->a->out, p->step, p->epoch, loss, m, best, &h->err) ||
         rundir_plot(t->a->out, t->m.name, &h->err))
         return -1;
     if (best) {
         r->best = *m;
         r->have_best = 1;
+        h->best_step = p->step;
+        h->save_request = 1;
     }
     return best;
+}
+
+/* A resumed run whose checkpoint (update at) is also its best (metrics.csv's last row
+ * marked best is at's): best.safetensors linked to it, which a kill between the
+ * checkpoint's commit and on_saved left undone (a finished run saves nothing more). */
+static int relink_best(const char *run, int64_t at, bc_err *e)
+{
+    char path[4200], dir[4300];
+    FILE *f = fopen(rundir_path(run, RUNDIR_METRICS, path, sizeof path), "r");
+    if (!f || at <= 0) {
+        if (f)
+            fclose(f);
+        return 0;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long long best = -1;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = 0;
+        char *end, *last = strrchr(line, ',');
+        long long step = strtoll(line, &end, 10);
+        if (end != line && *end == ',' && last && !strcmp(last + 1, "1"))
+            best = step;
+    }
+    free(line);
+    fclose(f);
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s/%s/step-%lld", run, TR_CKPT_DIR, (long long)at);
+    if (best != at || stat(dir, &st))
+        return 0;
+    return tr_ckpt_link_weights(run, at, RUNDIR_BEST, e);
+}
+
+/* After a checkpoint is committed: the pending best's weights, when they are its. */
+static int on_saved(void *ctx, int64_t step, bc_err *e)
+{
+    eval_hook *h = ctx;
+    if (h->best_step != step)
+        return 0;
+    h->best_step = -1;
+    return tr_ckpt_link_weights(h->t->a->out, step, RUNDIR_BEST, e);
 }
 
 static void on_step(void *ctx, const tr_train_progress *p)
@@ -756,11 +802,14 @@ static int setup_runners(trainer *t, eval_hook *hook, int64_t total)
         int rc = rundir_metrics_resume(a->out, at, tk_task_best_by(&t->task), &t->res->best,
                                        &t->res->have_best, &names, e);
         t->res->keep = names;
-        if (rc)
+        if (rc || relink_best(a->out, at, e))
             return -1;
     }
     t->o.on_step = on_step;
     t->o.hook_ctx = hook;
+    hook->best_step = -1;
+    t->o.save_request = &hook->save_request;
+    t->o.on_saved = on_saved;
     return 0;
 }
 

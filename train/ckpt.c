@@ -136,6 +136,10 @@ int tr_ckpt_verify(const char *dir, bc_err *e)
 static int replace_with_link(const char *src, const char *dst, bc_err *e)
 {
     char tmp[PATHLEN + 32];
+    struct stat a, b;
+    if (stat(src, &a) == 0 && stat(dst, &b) == 0 && a.st_ino == b.st_ino &&
+        a.st_dev == b.st_dev)
+        return 0; /* already that file */
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());
     unlink(tmp);
     bc_fault_point();
@@ -146,6 +150,7 @@ static int replace_with_link(const char *src, const char *dst, bc_err *e)
             unlink(tmp);
             return bc_errf(e, "%s: cannot replace: %s", dst, strerror(err));
         }
+        unlink(tmp); /* rename does nothing when both names are already one file */
         return bc_fsync_parent(dst) ? bc_errf(e, "%s: cannot sync its directory: %s", dst,
                                               strerror(errno))
                                     : 0;
@@ -254,6 +259,14 @@ int tr_ckpt_save(const char *run, int64_t step, const rt_tensor_list *weights,
 fail:
     bc_remove_tree(tmpdir);
     return -1;
+}
+
+int tr_ckpt_link_weights(const char *run, int64_t step, const char *name, bc_err *e)
+{
+    char src[PATHLEN], dst[PATHLEN];
+    snprintf(src, sizeof src, "%s/%s/step-%lld/%s", run, TR_CKPT_DIR, (long long)step,
+             TR_CKPT_WEIGHTS);
+    return replace_with_link(src, pjoin(dst, run, name), e);
 }
 
 /* ---- reading ---- */

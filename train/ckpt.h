@@ -5,6 +5,7 @@
  *   RUN/checkpoints/step-N/manifest.json          each file's size and content hash
  *   RUN/checkpoints/current                       "step-N": the checkpoint to resume
  *   RUN/weights.safetensors                       a hard link to current's weights
+ *   RUN/best.safetensors                          one to the best checkpoint's (tasks)
  *   RUN/.lock                                     held (flock) by the training process
  *
  * A checkpoint is written into step-N.tmp.PID/ (each file fsynced), its manifest last;
@@ -36,6 +37,10 @@
  * checkpoint stays current. */
 int tr_ckpt_save(const char *run, int64_t step, const rt_tensor_list *weights,
                  const rt_tensor_list *optim, bc_err *e);
+
+/* RUN/name replaced atomically by a hard link to checkpoint step's weights (a copy
+ * where links fail): how RUN/best.safetensors follows a committed checkpoint. */
+int tr_ckpt_link_weights(const char *run, int64_t step, const char *name, bc_err *e);
 
 /* The checkpoint a resumed run reads: its weights' and optimizer state's paths into
  * wpath and opath (len bytes each). Returns 1 when there is one, 0 when the run has

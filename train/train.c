@@ -760,14 +760,18 @@ int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *p
             (t1 - t_start) / (double)(T.step - res.start_step) * (double)(T.total - T.step);
         res.last_loss = p.loss;
         report(&T, &p, res.start_step);
-        if (o->out_dir && o->save_every > 0 && T.step % o->save_every == 0 &&
-            T.step < T.total) {
-            if (save_checkpoint(&T, e))
+        int asked = o->save_request && *o->save_request;
+        if (o->out_dir && T.step < T.total &&
+            ((o->save_every > 0 && T.step % o->save_every == 0) || asked)) {
+            if (save_checkpoint(&T, e) || (o->on_saved && o->on_saved(o->hook_ctx, T.step, e)))
                 goto done;
             saved = T.step;
+            if (o->save_request)
+                *o->save_request = 0;
         }
     }
-    if (o->out_dir && saved != T.step && save_checkpoint(&T, e))
+    if (o->out_dir && saved != T.step &&
+        (save_checkpoint(&T, e) || (o->on_saved && o->on_saved(o->hook_ctx, T.step, e))))
         goto done;
     rc = 0;
 done:

@@ -99,6 +99,11 @@ typedef struct tr_train_opts {
     void *refill_ctx;
     void (*on_step)(void *ctx, const tr_train_progress *p); /* after each update */
     void *hook_ctx;
+    /* With out_dir: set to 1 (by on_step) to checkpoint this update; the engine clears
+     * it. on_saved(hook_ctx, step) runs after each checkpoint is committed (ckpt.h),
+     * e.g. to link RUN/best.safetensors to it; a failure stops the run. May be NULL. */
+    int *save_request;
+    int (*on_saved)(void *ctx, int64_t step, bc_err *e);
 } tr_train_opts;
 
 typedef struct tr_train_result {
@@ -124,8 +129,8 @@ uint64_t tr_train_dropout_seed(uint64_t seed, int64_t micro_step);
 /* Trains params (updated in place) on data: tensors with the same leading dimension N
  * (the rows), any dtype. resume: the contents of an optimizer.safetensors written by a
  * previous run (params must then be that run's weights.safetensors), or NULL to start.
- * With out_dir, writes TR_TRAIN_WEIGHTS and TR_TRAIN_OPTIM there every save_every
- * updates, at the end and when stopped, and appends to TR_TRAIN_LOG (a resumed run
+ * With out_dir, writes a checkpoint there (ckpt.h) every save_every updates, when
+ * on_step asks (save_request), at the end and when stopped, and appends to TR_TRAIN_LOG (a resumed run
  * first drops log lines past its checkpoint). Stops with an error naming the step and
  * the tensor on a non-finite loss or gradient (the last checkpoint is kept). r may be
  * NULL. */
