@@ -19,6 +19,7 @@
 #endif
 
 #include "cg.h"
+#include "../support/clock.h"
 #include "../support/file.h"
 #include "codegen.h"
 
@@ -31,13 +32,6 @@ static int make_tm_ready(const cg_options *o, bc_err *e)
     if (tm)
         LLVMDisposeTargetMachine(tm);
     return tm != NULL;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 void cg_kernel_names(const char *prefix, int k, const ir_node *n, char *body, char *units,
@@ -407,18 +401,18 @@ static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan
                                           const cg_options *o, const int *part_of, int part,
                                           int *hit, double *t_ir, double *t_opt, bc_err *e)
 {
-    double t0 = now();
+    double t0 = bc_now();
     LLVMContextRef ctx = LLVMContextCreate();
     cg_ctx c;
     int rc = build_part(&c, ctx, g, plan, o, part_of, part, e);
-    *t_ir = now() - t0;
+    *t_ir = bc_now() - t0;
     char path[1200];
     int cached = !rc && cache_path(&c, path, sizeof path) == 0;
     LLVMMemoryBufferRef buf = cached ? read_cached(path) : NULL;
     *hit = buf != NULL;
     if (!rc && !buf) {
         rc = optimize(&c, e);
-        *t_opt = now() - t0 - *t_ir;
+        *t_opt = bc_now() - t0 - *t_ir;
         char *msg = NULL;
         if (!rc &&
             LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMObjectFile, &msg, &buf)) {
@@ -561,7 +555,7 @@ static int lookup_kernels(cg_program *prog, const ir_graph *g, const rt_plan *pl
 
 cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, bc_err *e)
 {
-    double t0 = now(), t_ir = 0, t_opt = 0;
+    double t0 = bc_now(), t_ir = 0, t_opt = 0;
     const char *prefix = o && o->prefix ? o->prefix : "bertcc";
     cg_program *prog = calloc(1, sizeof *prog);
     if (!prog ||
@@ -595,7 +589,7 @@ cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, 
         dispose_objects(obj, nparts);
     else
         rc = make_jit(prog, o, obj, nparts, e) || lookup_kernels(prog, g, plan, prefix, e);
-    prog->seconds = now() - t0;
+    prog->seconds = bc_now() - t0;
     if (!rc && o && o->verbose)
         fprintf(stderr,
                 "bertcc: %d kernels for %d steps in %d part%s, %d from the cache: %.3f s "
@@ -642,17 +636,17 @@ static void hide_functions(cg_ctx *c)
 static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
                      const char *stage, const char *path, int hidden, bc_err *e)
 {
-    double t0 = now();
+    double t0 = bc_now();
     LLVMContextRef ctx = LLVMContextCreate();
     cg_ctx c;
     int rc = build(&c, ctx, g, plan, o, e);
     if (!rc && hidden)
         hide_functions(&c);
-    double t1 = now();
+    double t1 = bc_now();
     int raw = !strcmp(stage, "llvm-raw");
     if (!rc && !raw)
         rc = optimize(&c, e);
-    double t2 = now();
+    double t2 = bc_now();
     char *msg = NULL;
     char tmp[4200];
     if (!rc && (raw || !strcmp(stage, "llvm"))) {
@@ -696,8 +690,8 @@ static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o
         fprintf(stderr,
                 "bertcc: %d kernels for %d steps: IR %.3f s, O3 %.3f s, %s %.3f s, total "
                 "%.3f s\n",
-                plan->nkernels, plan->nsteps, t1 - t0, t2 - t1, stage, now() - t2,
-                now() - t0);
+                plan->nkernels, plan->nsteps, t1 - t0, t2 - t1, stage, bc_now() - t2,
+                bc_now() - t0);
     if (c.mod)
         LLVMDisposeModule(c.mod);
     release(&c);

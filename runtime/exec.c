@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "interp.h"
+#include "../support/clock.h"
 
 struct rt_exec {
     const ir_graph *g;
@@ -335,17 +336,6 @@ static int check(const rt_exec *x, const run *r, bc_err *e)
 
 /* ---- dispatch: one parallel region for all steps ---- */
 
-static double now(void)
-{
-#ifdef _OPENMP
-    return omp_get_wtime();
-#else
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-#endif
-}
-
 /* Thread ith of nt: walks the steps, claiming chunks of each step's units from a
  * shared counter, so a thread that the OS preempts does not hold the others at the
  * barrier; units are independent, so the bits do not depend on who does which. */
@@ -354,7 +344,7 @@ static void run_steps(const rt_exec *x, run *r, int ith, int nt)
     const rt_plan *p = x->p;
     void *scratch = r->scratch ? r->scratch + r->scratch_bytes * ith : NULL;
     void *args[1 + IR_MAX_INPUTS];
-    double *prof = ith == 0 ? x->prof : NULL, t = prof ? now() : 0;
+    double *prof = ith == 0 ? x->prof : NULL, t = prof ? bc_now() : 0;
     for (int i = 0; i < p->nsteps; i++) {
         const rt_step *s = &p->steps[i];
         const int64_t dims[3] = {r->dims[0], r->dims[1], s->imm};
@@ -370,7 +360,7 @@ static void run_steps(const rt_exec *x, run *r, int ith, int nt)
         }
 #pragma omp barrier
         if (prof) { /* after the barrier: the step's time is its slowest thread's */
-            double t1 = now();
+            double t1 = bc_now();
             prof[i] += t1 - t;
             t = t1;
         }

@@ -10,15 +10,9 @@
 
 #include "../runtime/params.h"
 #include "../runtime/rng.h"
+#include "../support/clock.h"
 #include "../train/train.h"
 #include "runner.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void tk_bench_defaults(tk_bench_opts *o)
 {
@@ -125,7 +119,7 @@ typedef struct clock_log {
 
 static void tick(clock_log *c)
 {
-    c->t[c->n++] = now();
+    c->t[c->n++] = bc_now();
     if (c->profile && c->n == c->warmup && cg_engine_profile(c->profile, 1, NULL))
         c->profile_failed = 1;
 }
@@ -151,7 +145,7 @@ static int time_train(rundir_runner *run, rt_tensor_list *params, const rt_tenso
     to.seed = o->seed;
     to.on_step = on_step;
     to.hook_ctx = c;
-    c->start = now();
+    c->start = bc_now();
     if (tr_train(&to, rundir_step, run, params, in, NULL, NULL, e))
         return -1;
     return c->n == c->cap ? 0 : bc_errf(e, "the training engine stopped early");
@@ -164,7 +158,7 @@ static int time_infer(rundir_runner *run, const rt_tensor_list *params,
     rt_list_init(&out);
     run->params = params;
     int rc = 0;
-    c->start = now();
+    c->start = bc_now();
     while (!rc && c->n < c->cap) {
         rc = rundir_forward(run, in, &out, e);
         tick(c);
@@ -268,11 +262,11 @@ int tk_bench(const tk_bench_opts *o, tk_bench_result *r, bc_err *e)
     if (fe_load(o->model, &m, e) || check_opts(o, &m, e))
         goto done;
     describe(o, &m, r);
-    double t0 = now();
+    double t0 = bc_now();
     if (!(g = tk_bench_graph(&m, o->mode, o->fuse, e)) ||
         rundir_runner_init(&run, g, o->backend, o->threads, e))
         goto done;
-    r->compile_s = now() - t0;
+    r->compile_s = bc_now() - t0;
     if (rt_params_init(g, o->seed, &params, e) ||
         random_inputs(g, &m, o->batch_size, o->seq_len, o->seed, &in, e))
         goto done;

@@ -8,16 +8,10 @@
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "../runtime/plan.h"
+#include "../support/clock.h"
 #include "../support/file.h"
 
 enum stage { ST_IR, ST_OPT, ST_GRAD, ST_CODE };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int stage_of(const char *s)
 {
@@ -66,7 +60,7 @@ static int write_library(const fe_model *m, const char *so, const char *pipeline
     if (n < 4 || strcmp(so + n - 3, ".so"))
         return bc_errf(e, "-o without --emit writes a shared library: name it NAME.so");
     snprintf(info->header, sizeof info->header, "%.*s.h", (int)(n - 3), so);
-    double t0 = now();
+    double t0 = bc_now();
     ir_graph *fwd = fe_build_bert(m, 0, e), *train = NULL;
     int rc = !fwd || pass_run_pipeline(&fwd, pipeline, NULL, e);
     if (!rc && m->head_mask) {
@@ -81,7 +75,7 @@ static int write_library(const fe_model *m, const char *so, const char *pipeline
         rc = cg_write_library(fwd, train, cg, so, info->header, e);
     ir_graph_free(fwd);
     ir_graph_free(train);
-    info->seconds = now() - t0;
+    info->seconds = bc_now() - t0;
     return rc ? -1 : 0;
 }
 
@@ -138,7 +132,7 @@ static int emit(const fe_model *m, const tk_compile_opts *o, const char *pipelin
         return bc_errf(e,
                        "unknown stage '%s' (expected ir, opt, grad, llvm-raw, llvm or asm)",
                        o->stage);
-    double t0 = now();
+    double t0 = bc_now();
     ir_graph *g = fe_build_bert(m, FE_LABEL_ALL, e);
     if (!g)
         return -1;
@@ -153,7 +147,7 @@ static int emit(const fe_model *m, const tk_compile_opts *o, const char *pipelin
         rc = emit_text(&g, st, o, pipeline, out, e);
     else if (!rc)
         rc = emit_code(&g, o, pipeline, cg, to_file ? o->out : "-", info, e);
-    info->seconds = now() - t0;
+    info->seconds = bc_now() - t0;
     if (out && out != stdout) {
         if (rc)
             bc_atomic_abort(out, tmp);

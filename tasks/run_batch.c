@@ -9,6 +9,7 @@
 #include "../passes/passes.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"
+#include "../support/clock.h"
 #include "../train/batch.h"
 
 _Static_assert((int)TR_LABEL_MLM == (int)FE_LABEL_MLM &&
@@ -17,13 +18,6 @@ _Static_assert((int)TR_LABEL_MLM == (int)FE_LABEL_MLM &&
                    (int)TR_LABEL_SLOT == (int)FE_LABEL_SLOT &&
                    (int)TR_LABEL_QA == (int)FE_LABEL_QA,
                "runtime and frontend label groups must agree");
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The model and the batch's inputs and labels (the groups found into *present). */
 static int load_inputs(const tk_run_opts *o, fe_model *m, rt_tensor_list *inputs,
@@ -83,16 +77,16 @@ static int execute(const tk_run_opts *o, const ir_graph *g, const rt_tensor_list
                    const rt_tensor_list *inputs, rt_tensor_list *outputs, tk_run_info *info,
                    bc_err *e)
 {
-    double t1 = now();
+    double t1 = bc_now();
     cg_engine *engine = cg_engine_new(g, o->backend, &o->cg, e);
     if (!engine)
         return -1;
-    double t2 = now();
+    double t2 = bc_now();
     int rc = cg_engine_run(engine, params, inputs, o->threads, outputs, e);
     if (rc)
         bc_err_prefix(e, "%s", o->batch);
     info->compile_s = t2 - t1;
-    info->run_s = now() - t2;
+    info->run_s = bc_now() - t2;
     cg_engine_free(engine);
     return rc ? -1 : 0;
 }

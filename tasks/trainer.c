@@ -20,19 +20,13 @@
 #include "../passes/passes.h"
 #include "../runtime/params.h"
 #include "../runtime/safetensors.h"
+#include "../support/clock.h"
 #include "../support/file.h"
 #include "../train/batch.h"
 #include "../train/ckpt.h"
 #include "curves.h"
 #include "rundir.h"
 #include "runner.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void note(const rundir_train_args *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -754,7 +748,7 @@ static void on_step(void *ctx, const tr_train_progress *p)
     trainer *t = h->t;
     if (h->failed || (p->step % h->upe && p->step != h->total))
         return;
-    double t0 = now();
+    double t0 = bc_now();
     tk_metrics m;
     int best = -1;
     if (t->ops->evaluate(t->task.state, TK_SPLIT_DEV, (int)t->eval_batch, rundir_forward,
@@ -771,7 +765,7 @@ static void on_step(void *ctx, const tr_train_progress *p)
     if (f) {
         fprintf(f, "%sdev @ epoch %.2f: ", h->tty ? "\n" : "", p->epoch);
         print_metrics(f, &m);
-        fprintf(f, "%s  (%.1f s)\n", best ? "  [best]" : "", now() - t0);
+        fprintf(f, "%s  (%.1f s)\n", best ? "  [best]" : "", bc_now() - t0);
         fflush(f);
     }
 }

@@ -19,6 +19,7 @@
 
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
+#include "../support/clock.h"
 #include "../support/file.h"
 #include "ckpt.h"
 
@@ -71,13 +72,6 @@ uint64_t tr_train_dropout_seed(uint64_t seed, int64_t micro_step)
 static uint64_t shuffle_seed(uint64_t seed, int64_t epoch)
 {
     return mix64(seed ^ 0xbb67ae8584caa73bULL) + (uint64_t)epoch;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 char *tr_train_progress_str(const tr_train_progress *p, char *buf, size_t len)
@@ -707,7 +701,7 @@ int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *p
     if (o->out_dir && T.step < T.total && open_log(&T, e))
         goto done;
     int64_t saved = resume ? T.step : -1;
-    double t_start = now();
+    double t_start = bc_now();
     while (T.step < T.total) {
         if (o->stop && *o->stop) {
             res.stopped = 1;
@@ -720,7 +714,7 @@ int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *p
             make_perm(&T, epoch);
         }
         int64_t m0 = g * o->accum, m1 = m0 + o->accum < T.nmicro ? m0 + o->accum : T.nmicro;
-        double t0 = now(), loss_sum = 0;
+        double t0 = bc_now(), loss_sum = 0;
         int64_t tokens = 0;
         for (int64_t mi = m0; mi < m1 && !res.stopped; mi++) {
             double l;
@@ -750,7 +744,7 @@ int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *p
             goto done;
         }
         T.step++;
-        double t1 = now();
+        double t1 = bc_now();
         p.step = T.step;
         p.total = T.total;
         p.epoch = (double)T.step / (double)T.upe;
