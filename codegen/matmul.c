@@ -554,18 +554,30 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef
     }
 
     /* the epilogue's full-size operands (a residual, gelu_grad's x) are read once, in
-     * tiles of MR short rows that the hardware prefetcher does not follow: ask for the
-     * tile's lines now, so that they arrive while the k loop runs */
+     * tiles of MR short rows that the hardware prefetcher does not follow: in the last K
+     * block (the one whose epilogue reads them), ask for the tile's lines (16 floats
+     * each) now, so that they arrive while the k loop runs */
+    int full_operands = 0;
     for (int i = 0; epi && i < epi->n; i++)
-        for (int k = 0; k < epi->s[i].n->nin; k++) {
-            if (epi->s[i].kind[k] != EPI_FULL)
-                continue;
-            for (int r = 0; r < MR; r++)
-                for (int v = 0; v < f->NR; v += 16)
-                    cg_prefetch(c, cg_ptr_raw(c, epi->s[i].base[k],
-                                              cg_add(c, zoff,
-                                                     cg_add(c, C_AT(r, 0), cg_i64(c, v)))));
-        }
+        for (int k = 0; k < epi->s[i].n->nin; k++)
+            full_operands += epi->s[i].kind[k] == EPI_FULL;
+    if (full_operands) {
+        LLVMBasicBlockRef bp = cg_block(c, "epi.prefetch"), bk = cg_block(c, "k.start");
+        LLVMBuildCondBr(c->b, last, bp, bk);
+        LLVMPositionBuilderAtEnd(c->b, bp);
+        for (int i = 0; i < epi->n; i++)
+            for (int k = 0; k < epi->s[i].n->nin; k++) {
+                if (epi->s[i].kind[k] != EPI_FULL)
+                    continue;
+                for (int r = 0; r < MR; r++)
+                    for (int v = 0; v < f->NR; v += 16)
+                        cg_prefetch(c, cg_ptr_raw(c, epi->s[i].base[k],
+                                                  cg_add(c, zoff, cg_add(c, C_AT(r, 0),
+                                                                         cg_i64(c, v)))));
+            }
+        LLVMBuildBr(c->b, bk);
+        LLVMPositionBuilderAtEnd(c->b, bk);
+    }
 
     /* the k loop, unrolled U times, then its remainder */
     LLVMValueRef p =

@@ -350,14 +350,15 @@ static int layernorm_members(const fuser *f, int i, int *members)
 
 /* Records a region: its members (in order) under its last one, and every member's
  * region but the first nshared (views that other regions may copy too). */
-static int add_region(fuser *f, int **mem, int *nmem, int *members, int nm, int nshared)
+static int add_region(fuser *f, int **mem, int *nmem, int *members, int nm, int nshared,
+                      bc_err *e)
 {
     for (int j = 0; j < nshared; j++)
         f->region[members[j]] = -2; /* mark, so as to tell them after sorting */
     qsort(members, (size_t)nm, sizeof *members, by_index);
     int last = members[nm - 1];
     if (!(mem[last] = malloc(sizeof(int) * (size_t)nm)))
-        return -1;
+        return bc_errf(e, "out of memory");
     memcpy(mem[last], members, sizeof(int) * (size_t)nm);
     nmem[last] = nm;
     for (int j = 0; j < nm; j++)
@@ -392,10 +393,8 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         if (g->nodes[i].op != IR_OP_ATTN_SOFTMAX)
             continue;
         int members[MAX_MEMBERS], nm = attention_members(&f, i, members);
-        if (nm && add_region(&f, mem, nmem, members, nm, 0)) {
-            rc = bc_errf(e, "out of memory");
+        if (nm && (rc = add_region(&f, mem, nmem, members, nm, 0, e)))
             goto done;
-        }
     }
     /* a matmul with its operands' head views and its result's merge (layout), or else
      * its elementwise consumers (epilogue) */
@@ -411,10 +410,8 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
             nm = epilogue_members(&f, i, members, nm);
         if (merged) /* the merge's transpose and first reshape end the members */
             alias[members[nm - 2]] = members[nm - 1];
-        if (nm >= 2 && add_region(&f, mem, nmem, members, nm, nv)) {
-            rc = bc_errf(e, "out of memory");
+        if (nm >= 2 && (rc = add_region(&f, mem, nmem, members, nm, nv, e)))
             goto done;
-        }
     }
 
     /* the ops no matmul took before a layernorm (layernorm) */
@@ -422,10 +419,8 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         if (g->nodes[i].op != IR_OP_LAYERNORM)
             continue;
         int members[MAX_MEMBERS], nm = layernorm_members(&f, i, members);
-        if (nm && add_region(&f, mem, nmem, members, nm, 0)) {
-            rc = bc_errf(e, "out of memory");
+        if (nm && (rc = add_region(&f, mem, nmem, members, nm, 0, e)))
             goto done;
-        }
     }
 
     ir_graph *ng = ir_graph_new(g->name);

@@ -134,13 +134,13 @@ int bc_fsync_parent(const char *path)
     const char *slash = strrchr(path, '/');
     if (!slash)
         return bc_fsync_path(".");
+    if (slash == path)
+        return bc_fsync_path("/");
     size_t n = (size_t)(slash - path);
     if (n >= sizeof dir)
         return errno = ENAMETOOLONG, -1;
     memcpy(dir, path, n);
-    dir[n ? n : 1] = 0;
-    if (!n)
-        dir[0] = '/';
+    dir[n] = 0;
     return bc_fsync_path(dir);
 }
 
@@ -185,6 +185,20 @@ int bc_atomic_commit(FILE *f, const char *tmp, const char *path, bc_err *e)
     return 0;
 }
 
+int bc_atomic_write(const char *path, const void *data, size_t n, bc_err *e)
+{
+    char tmp[4200];
+    FILE *f = bc_atomic_open(path, tmp, sizeof tmp, e);
+    if (!f)
+        return -1;
+    if (fwrite(data, 1, n, f) != n) {
+        int err = errno;
+        bc_atomic_abort(f, tmp);
+        return bc_errf(e, "%s: cannot write: %s", path, strerror(err));
+    }
+    return bc_atomic_commit(f, tmp, path, e);
+}
+
 int bc_is_stale_tmp(const char *name)
 {
     const char *t = strstr(name, ".tmp.");
@@ -204,6 +218,21 @@ int bc_is_stale_tmp(const char *name)
     return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
+uint64_t bc_hash_bytes(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *b = data;
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t w;
+        memcpy(&w, b + k, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+        h ^= h >> 29;
+    }
+    for (; k < n; k++)
+        h = (h ^ b[k]) * 0x100000001b3ULL;
+    return h;
+}
+
 int bc_file_hash(const char *path, uint64_t *hash, int64_t *size, bc_err *e)
 {
     FILE *f = fopen(path, "rb");
@@ -218,16 +247,8 @@ int bc_file_hash(const char *path, uint64_t *hash, int64_t *size, bc_err *e)
         return bc_errf(e, "%s: out of memory", path);
     }
     size_t r;
-    while ((r = fread(buf, 1, CHUNK, f)) > 0) {
-        size_t k = 0;
-        for (; k + 8 <= r; k += 8) {
-            uint64_t w;
-            memcpy(&w, buf + k, 8);
-            h = (h ^ w) * 0x100000001b3ULL;
-            h ^= h >> 29;
-        }
-        for (; k < r; k++)
-            h = (h ^ buf[k]) * 0x100000001b3ULL;
+    while ((r = fread(buf, 1, CHUNK, f)) > 0) { /* CHUNK: a multiple of 8 */
+        h = bc_hash_bytes(h, buf, r);
         n += (int64_t)r;
     }
     int err = ferror(f) ? errno : 0;

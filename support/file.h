@@ -35,6 +35,8 @@ char *bc_read_file(const char *path, size_t *len, bc_err *e);
  * a power cut; on any failure it removes the temporary file and leaves path as it was.
  * bc_atomic_abort(f, tmp) gives up (closes and removes). */
 FILE *bc_atomic_open(const char *path, char *tmp, size_t tmplen, bc_err *e);
+/* The whole file at once: data[0..n) replaces path the same way. */
+int bc_atomic_write(const char *path, const void *data, size_t n, bc_err *e);
 int bc_atomic_commit(FILE *f, const char *tmp, const char *path, bc_err *e);
 void bc_atomic_abort(FILE *f, const char *tmp);
 
@@ -63,6 +65,10 @@ void bc_err_untmp(bc_err *e, const char *tmp, const char *out);
  * whose process is gone (a killed writer's leftover; a live process's is kept). */
 int bc_is_stale_tmp(const char *name);
 
+/* h advanced over data[0..n): 8 bytes at a time (FNV-style multiply, then a shift), the
+ * tail byte by byte. Hashing a buffer in pieces whose sizes are multiples of 8 gives the
+ * same value as hashing it whole. Not cryptographic: a content check. */
+uint64_t bc_hash_bytes(uint64_t h, const void *data, size_t n);
 /* A 64-bit hash of the file's bytes (a content check: a zeroed page changes it) and its
  * size; -1 with e filled when it cannot be read. */
 int bc_file_hash(const char *path, uint64_t *hash, int64_t *size, bc_err *e);

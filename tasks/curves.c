@@ -146,8 +146,11 @@ static int is_dev_loss(const char *col)
 }
 
 int rundir_metrics_resume(const char *dir, int64_t step, const char *const *best_by,
-                          tk_metrics *best, int *have_best, json_t **keep, bc_err *e)
+                          tk_metrics *best, int *have_best, int64_t *best_step,
+                          json_t **keep, bc_err *e)
 {
+    if (best_step)
+        *best_step = -1;
     char path[4200], tmp[4300];
     rundir_path(dir, RUNDIR_METRICS, path, sizeof path);
     *have_best = 0;
@@ -185,6 +188,7 @@ int rundir_metrics_resume(const char *dir, int64_t step, const char *const *best
     if (csv_read(path, &c) < 0)
         return bc_errf(e, "%s: cannot read", path);
     json_t *names = json_array();
+    int ks = csv_find(&c, "step");
     tk_metrics cur;
     for (int r = 0; r < c.nrow; r++) {
         memset(&cur, 0, sizeof cur);
@@ -199,6 +203,8 @@ int rundir_metrics_resume(const char *dir, int64_t step, const char *const *best
         if (!*have_best || tk_task_compare(best_by, &cur, best) > 0) {
             *best = cur;
             *have_best = 1;
+            if (best_step && ks >= 0)
+                *best_step = (int64_t)c.v[(size_t)r * (size_t)c.ncol + (size_t)ks];
         }
     }
     csv_free(&c);

@@ -222,8 +222,6 @@ static int read_streams(FILE *f[3], char path[3][4096], const char *dir, tk_is_d
     const char *const *names = is_names;
     char *line[3] = {NULL, NULL, NULL};
     size_t cap[3] = {0, 0, 0};
-    out->s = NULL;
-    out->n = 0;
     int rc = -1, cap_n = 0;
     for (int lineno = 1;; lineno++) {
         ssize_t len[3];
@@ -303,24 +301,29 @@ done:
     return rc;
 }
 
-int tk_is_read(const char *dir, tk_is_data *out, bc_err *e)
+/* The sentences of streams f, opened by the caller (a NULL one failed, e says why),
+ * which are closed here. */
+static int read_and_close(FILE *f[3], char path[3][4096], const char *dir, tk_is_data *out,
+                          bc_err *e)
 {
-    char path[3][4096];
-    FILE *f[3] = {NULL, NULL, NULL};
-    int rc = -1;
     out->s = NULL;
     out->n = 0;
-    for (int k = 0; k < 3; k++) {
-        snprintf(path[k], sizeof path[k], "%s/%s", dir, is_names[k]);
-        if (!(f[k] = bc_fopen_read(path[k], e)))
-            goto done;
-    }
-    rc = read_streams(f, path, dir, out, e);
-done:
+    int rc = f[0] && f[1] && f[2] ? read_streams(f, path, dir, out, e) : -1;
     for (int k = 0; k < 3; k++)
         if (f[k])
             fclose(f[k]);
     return rc;
+}
+
+int tk_is_read(const char *dir, tk_is_data *out, bc_err *e)
+{
+    char path[3][4096];
+    FILE *f[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 3 && (k == 0 || f[k - 1]); k++) {
+        snprintf(path[k], sizeof path[k], "%s/%s", dir, is_names[k]);
+        f[k] = bc_fopen_read(path[k], e);
+    }
+    return read_and_close(f, path, dir, out, e);
 }
 
 int tk_is_parse(const char *dir, const char *const text[3], const size_t len[3],
@@ -328,24 +331,14 @@ int tk_is_parse(const char *dir, const char *const text[3], const size_t len[3],
 {
     char path[3][4096];
     FILE *f[3] = {NULL, NULL, NULL};
-    int rc = -1;
-    out->s = NULL;
-    out->n = 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 3 && (k == 0 || f[k - 1]); k++) {
         snprintf(path[k], sizeof path[k], "%s/%s", dir, is_names[k]);
         /* an empty text reads as an empty stream (fmemopen wants a size above 0) */
         f[k] = len[k] ? fmemopen((void *)text[k], len[k], "r") : fopen("/dev/null", "r");
-        if (!f[k]) {
+        if (!f[k])
             bc_errf(e, "%s: cannot read: %s", path[k], strerror(errno));
-            goto done;
-        }
     }
-    rc = read_streams(f, path, dir, out, e);
-done:
-    for (int k = 0; k < 3; k++)
-        if (f[k])
-            fclose(f[k]);
-    return rc;
+    return read_and_close(f, path, dir, out, e);
 }
 
 /* ---- alignment ------------------------------------------------------------------------

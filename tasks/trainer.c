@@ -570,19 +570,9 @@ static int write_options(const trainer *t, int64_t total, const char *path, bc_e
         json_object_set_new(j, "group-by-length", json_boolean(a->group != NULL));
         json_object_set_new(j, "fuse", json_string(a->fuse ? a->fuse : "all"));
     }
-    int rc = -1;
-    if (!j) {
-        rc = bc_errf(e, "out of memory");
-    } else {
-        char tmp[4300];
-        FILE *f = bc_atomic_open(path, tmp, sizeof tmp, e);
-        if (f && (json_dumpf(j, f, JSON_INDENT(2)) || fputc('\n', f) == EOF)) {
-            bc_atomic_abort(f, tmp);
-            rc = bc_errf(e, "%s: cannot write", path);
-        } else if (f) {
-            rc = bc_atomic_commit(f, tmp, path, e);
-        }
-    }
+    char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+    int rc = text ? bc_atomic_write(path, text, strlen(text), e) : bc_errf(e, "out of memory");
+    free(text);
     json_decref(j);
     free(model);
     free(data);
@@ -699,35 +689,15 @@ static int record(eval_hook *h, const tr_train_progress *p, const tk_metrics *m)
     return best;
 }
 
-/* A resumed run whose checkpoint (update at) is also its best (metrics.csv's last row
- * marked best is at's): best.safetensors linked to it, which a kill between the
- * checkpoint's commit and on_saved left undone (a finished run saves nothing more). */
-static int relink_best(const char *run, int64_t at, bc_err *e)
+/* A resumed run whose checkpoint (update at) is also its best: best.safetensors linked
+ * to it, which a kill between the checkpoint's commit and on_saved left undone (a
+ * finished run saves nothing more). */
+static int relink_best(const char *run, int64_t at, int64_t best_step, bc_err *e)
 {
-    char path[4200], dir[4300];
-    FILE *f = fopen(rundir_path(run, RUNDIR_METRICS, path, sizeof path), "r");
-    if (!f || at <= 0) {
-        if (f)
-            fclose(f);
-        return 0;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long long best = -1;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = 0;
-        char *end, *last = strrchr(line, ',');
-        long long step = strtoll(line, &end, 10);
-        if (end != line && *end == ',' && last && !strcmp(last + 1, "1"))
-            best = step;
-    }
-    free(line);
-    fclose(f);
+    char dir[4300];
     struct stat st;
     snprintf(dir, sizeof dir, "%s/%s/step-%lld", run, TR_CKPT_DIR, (long long)at);
-    if (best != at || stat(dir, &st))
+    if (at <= 0 || best_step != at || stat(dir, &st))
         return 0;
     return tr_ckpt_link_weights(run, at, RUNDIR_BEST, e);
 }
@@ -793,10 +763,11 @@ static int setup_runners(trainer *t, eval_hook *hook, int64_t total)
         const rt_tensor *st = rt_list_cfind(&t->state, "step");
         int64_t at = st && st->dtype == RT_I64 ? *(const int64_t *)st->data : 0;
         json_t *names = NULL;
+        int64_t best_step;
         int rc = rundir_metrics_resume(a->out, at, tk_task_best_by(&t->task), &t->res->best,
-                                       &t->res->have_best, &names, e);
+                                       &t->res->have_best, &best_step, &names, e);
         t->res->keep = names;
-        if (rc || relink_best(a->out, at, e))
+        if (rc || relink_best(a->out, at, best_step, e))
             return -1;
     }
     t->o.on_step = on_step;

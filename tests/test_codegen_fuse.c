@@ -44,6 +44,15 @@ typedef struct built {
     rt_tensor_list p, in;
 } built;
 
+/* An empty graph named name with empty parameter and input lists. */
+static built new_built(const char *name)
+{
+    built b = {ir_graph_new(name), {0}, {0}};
+    rt_list_init(&b.p);
+    rt_list_init(&b.in);
+    return b;
+}
+
 static void add_f32(built *b, const char *name, int rank, const ir_dim *d, int64_t B,
                     int64_t S, double lo, double hi, uint64_t seed, int param)
 {
@@ -57,10 +66,7 @@ static void add_f32(built *b, const char *name, int rank, const ir_dim *d, int64
  * [K, N]; the epilogue on y = matmul(x, w) of shape [B, S, N] (or [B, S, N] with ta). */
 static built build(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int tb, epi_case ec)
 {
-    built b;
-    b.g = ir_graph_new("fuse");
-    rt_list_init(&b.p);
-    rt_list_init(&b.in);
+    built b = new_built("fuse");
     ir_graph *g = b.g;
     ir_dim dids[2] = {DB, DS};
     ir_input(g, "ids", ir_type_make(IR_I64, 2, dids));
@@ -371,10 +377,7 @@ Test(codegen_fuse, unfuse_restores_the_unfused_graph)
 static built build_attention(int64_t B, int64_t S, int64_t nh, int64_t D, int mask_kind,
                              int probs_out)
 {
-    built b;
-    b.g = ir_graph_new("attn");
-    rt_list_init(&b.p);
-    rt_list_init(&b.in);
+    built b = new_built("attn");
     ir_graph *g = b.g;
     ir_dim dx[3] = {DB, DS, DC(nh * D)}, dm[2] = {DB, DS};
     int x[3];
@@ -468,10 +471,7 @@ Test(codegen_fuse, attention_whose_probabilities_are_read_stays_unfused)
  * and an epilogue; v_h shared with ctx). */
 static built build_layout(int64_t B, int64_t S, int64_t nh, int64_t D)
 {
-    built b;
-    b.g = ir_graph_new("layout");
-    rt_list_init(&b.p);
-    rt_list_init(&b.in);
+    built b = new_built("layout");
     ir_graph *g = b.g;
     ir_dim dx[3] = {DB, DS, DC(nh * D)}, dp[4] = {DB, DC(nh), DS, DS};
     ir_dim dh[4] = {DB, DS, DC(nh), DC(D)};
@@ -548,7 +548,6 @@ Test(codegen_fuse, layout_views_as_strided_operands_give_the_unfused_bits, .time
     }
 }
 
-/* The mask's values are checked inside a region as outside: 2 is an error naming it. */
 /* ---- the layernorm rule ---- */
 
 /* y = layernorm(gelu((x + pos + r + bias) * s)) with pos [S, H] (a suffix of two dims),
@@ -556,10 +555,7 @@ Test(codegen_fuse, layout_views_as_strided_operands_give_the_unfused_bits, .time
  * it may join the layernorm. */
 static built build_ln(int64_t B, int64_t S, int64_t H, int keep)
 {
-    built b;
-    b.g = ir_graph_new("fuse_ln");
-    rt_list_init(&b.p);
-    rt_list_init(&b.in);
+    built b = new_built("fuse_ln");
     ir_graph *g = b.g;
     ir_dim dx[3] = {DB, DS, DC(H)}, dp[2] = {DS, DC(H)}, dh[1] = {DC(H)};
     int x = ir_input(g, "x", ir_type_make(IR_F32, 3, dx));
@@ -645,6 +641,7 @@ Test(codegen_fuse, a_layernorm_region_reading_a_non_elementwise_op_is_refused)
     ir_graph_free(g);
 }
 
+/* The mask's values are checked inside a region as outside: 2 is an error naming it. */
 Test(codegen_fuse, a_bad_mask_value_inside_a_region_is_refused)
 {
     built b = build_attention(2, 5, 2, 3, 1, 0);

@@ -75,6 +75,35 @@ static int count_lines(const char *path)
     return n;
 }
 
+/* `bertcc train` on dir's small set into run, in the background (intent-slot, one
+ * thread, the reference backend, quiet; more: further arguments, NULL-terminated), its
+ * stderr into dir/err_name: the process id. */
+static pid_t spawn_train(const char *dir, const char *err_name, const char *run,
+                         const char *const *more)
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid)
+        return pid;
+    int fd = open(tu_path(dir, err_name), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || dup2(fd, 2) < 0 || chdir(BERTCC_SOURCE_DIR))
+        _exit(99);
+    char model[1100], data[1100], vocab[1100];
+    snprintf(model, sizeof model, "%s/model.xml", dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
+    const char *argv[40] = {BERTCC_EXE, "train",    model,     "--task",  "intent-slot",
+                            "--data",   data,       "--vocab", vocab,     "--no-lowercase",
+                            "--threads", "1",       "--backend", "ref",   "-o",
+                            run,        "--quiet"};
+    int n = 17;
+    for (int i = 0; more[i] && n < 39; i++)
+        argv[n++] = more[i];
+    argv[n] = NULL;
+    execv(BERTCC_EXE, (char *const *)argv);
+    _exit(98);
+}
+
 #define TRAIN_ARGS                                                                         \
     "train %s/model.xml --task intent-slot --data %s/data --vocab %s/vocab.txt "           \
     "--no-lowercase --batch-size 16 --lr 3e-3 --threads 1 --backend ref"
@@ -183,22 +212,9 @@ Test(rundir, ctrl_c_then_resume_repeats_the_run, .timeout = 300)
                  "%s", out);
     free(out);
 
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(tu_path(dir, "b.err"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, 2) < 0 || chdir(BERTCC_SOURCE_DIR))
-            _exit(99);
-        char model[1100], data[1100], vocab[1100];
-        snprintf(model, sizeof model, "%s/model.xml", dir);
-        snprintf(data, sizeof data, "%s/data", dir);
-        snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
-        execl(BERTCC_EXE, BERTCC_EXE, "train", model, "--task", "intent-slot", "--data",
-              data, "--vocab", vocab, "--no-lowercase", "--batch-size", "16", "--lr",
-              "3e-3", "--threads", "1", "--backend", "ref", "-o", b, "--epochs", "10",
-              "--quiet", (char *)NULL);
-        _exit(98);
-    }
+    static const char *const more[] = {"--batch-size", "16", "--lr", "3e-3", "--epochs", "10",
+                                        NULL};
+    pid_t pid = spawn_train(dir, "b.err", b, more);
     /* Interrupt after the first epoch's evaluation, in the second epoch. */
     const char *log = tu_path(b, "train_log.csv");
     for (int i = 0; i < 12000 && count_lines(log) < 14; i++)
@@ -234,16 +250,6 @@ Test(rundir, ctrl_c_then_resume_repeats_the_run, .timeout = 300)
 
 #define KILL_ARGS TRAIN_ARGS " --steps 3 --save-every 1 --quiet"
 
-static int same_bytes(const char *a, const char *b)
-{
-    size_t na, nb;
-    char *fa = tu_read_file(a, &na), *fb = tu_read_file(b, &nb);
-    int same = fa && fb && na == nb && !memcmp(fa, fb, na);
-    free(fa);
-    free(fb);
-    return same;
-}
-
 /* Entries of dir named X.tmp.PID. */
 static int count_tmp(const char *dir)
 {
@@ -267,7 +273,7 @@ static void expect_same_run(const char *ref, const char *run, const char *what)
         char a[1200], b[1200];
         snprintf(a, sizeof a, "%s", tu_path(ref, same[i]));
         snprintf(b, sizeof b, "%s", tu_path(run, same[i]));
-        cr_expect(same_bytes(a, b), "%s: %s differs from the uninterrupted run's", what,
+        cr_expect(tu_same_file(a, b), "%s: %s differs from the uninterrupted run's", what,
                   same[i]);
     }
 }
@@ -394,23 +400,10 @@ Test(rundir, further_interrupts_wait_for_the_checkpoint, .timeout = 300)
     small_set(dir);
     char run[1100];
     snprintf(run, sizeof run, "%s/run", dir);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(tu_path(dir, "err"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, 2) < 0 || chdir(BERTCC_SOURCE_DIR))
-            _exit(99);
-        char model[1100], data[1100], vocab[1100];
-        snprintf(model, sizeof model, "%s/model.xml", dir);
-        snprintf(data, sizeof data, "%s/data", dir);
-        snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
-        /* the whole set in one micro-batch on the reference backend: slow updates */
-        execl(BERTCC_EXE, BERTCC_EXE, "train", model, "--task", "intent-slot", "--data",
-              data, "--vocab", vocab, "--no-lowercase", "--batch-size", "144", "--threads",
-              "1", "--backend", "ref", "-o", run, "--epochs", "400", "--no-eval", "--quiet",
-              (char *)NULL);
-        _exit(98);
-    }
+    /* the whole set in one micro-batch on the reference backend: slow updates */
+    static const char *const more[] = {"--batch-size", "144", "--epochs", "400", "--no-eval",
+                                        NULL};
+    pid_t pid = spawn_train(dir, "err", run, more);
     const char *log = tu_path(run, "train_log.csv");
     for (int i = 0; i < 12000 && count_lines(log) < 3; i++)
         nanosleep(&(struct timespec){0, 5000000}, NULL);
@@ -739,7 +732,7 @@ Test(rundir, a_resume_killed_while_rewriting_options_and_a_torn_log_line, .timeo
         char a[1300], b[1300];
         snprintf(a, sizeof a, "%s/weights.safetensors", ref);
         snprintf(b, sizeof b, "%s/weights.safetensors", run);
-        cr_expect(same_bytes(a, b), "fault point %d: weights differ", n);
+        cr_expect(tu_same_file(a, b), "fault point %d: weights differ", n);
     }
     /* a torn line: an append cut by a kill */
     char torn[1200];

@@ -891,6 +891,25 @@ static void resume_and_compare(const char *dir, int64_t from, const rec *ref,
     rt_list_free(&st);
 }
 
+/* A run of resume_opts stopped (as by SIGINT) after update 4, with dropout: its
+ * directory (r may be NULL). */
+static const char *stopped_after_4(rec *R, lin_model *M, rt_tensor_list *params,
+                                   const rt_tensor_list *data, tr_train_result *r)
+{
+    static volatile sig_atomic_t stop;
+    stop = 0;
+    M->dropout = 1;
+    make_params(params);
+    tr_train_opts o = resume_opts(R);
+    o.out_dir = tu_tmpdir();
+    o.stop = &stop;
+    R->stop = &stop;
+    R->stop_after = 4;
+    bc_err e;
+    cr_assert_eq(tr_train(&o, lin_step, M, params, data, NULL, r, &e), 0, "%s", e.msg);
+    return o.out_dir;
+}
+
 Test(train, resume_after_a_stop_repeats_the_uninterrupted_bits)
 {
     static rec ref, R;
@@ -900,22 +919,13 @@ Test(train, resume_after_a_stop_repeats_the_uninterrupted_bits)
     reference_run(&ref, &ref_params, &data);
 
     /* Stopped (as by SIGINT) after update 4: a checkpoint, a clean return. */
-    volatile sig_atomic_t stop = 0;
-    M.dropout = 1;
-    make_params(&params);
-    tr_train_opts o = resume_opts(&R);
-    o.out_dir = tu_tmpdir();
-    o.stop = &stop;
-    R.stop = &stop;
-    R.stop_after = 4;
     tr_train_result r;
-    bc_err e;
-    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, &r, &e), 0, "%s", e.msg);
+    const char *dir = stopped_after_4(&R, &M, &params, &data, &r);
     cr_assert(r.stopped);
     cr_assert_eq(r.step, 4);
     for (int i = 0; i < 4; i++)
         cr_assert(R.loss[i] == ref.loss[i]);
-    resume_and_compare(o.out_dir, 5, &ref, &ref_params, &data);
+    resume_and_compare(dir, 5, &ref, &ref_params, &data);
     rt_list_free(&data);
     rt_list_free(&ref_params);
     rt_list_free(&params);
@@ -1071,25 +1081,17 @@ Test(train, the_layout_before_checkpoints_still_resumes)
     rt_tensor_list data, ref_params, params;
     make_data(&data, 10);
     reference_run(&ref, &ref_params, &data);
-    volatile sig_atomic_t stop = 0;
-    M.dropout = 1;
-    make_params(&params);
-    tr_train_opts o = resume_opts(&R);
-    o.out_dir = tu_tmpdir();
-    o.stop = &stop;
-    R.stop = &stop;
-    R.stop_after = 4;
+    const char *dir = stopped_after_4(&R, &M, &params, &data, NULL);
     bc_err e;
-    cr_assert_eq(tr_train(&o, lin_step, &M, &params, &data, NULL, NULL, &e), 0, "%s", e.msg);
     /* the old layout: optimizer.safetensors beside the weights, no checkpoints/ */
     char from[1200], cmd[3000];
-    snprintf(from, sizeof from, "%s/" TR_CKPT_DIR "/step-4/" TR_CKPT_OPTIM, o.out_dir);
+    snprintf(from, sizeof from, "%s/" TR_CKPT_DIR "/step-4/" TR_CKPT_OPTIM, dir);
     snprintf(cmd, sizeof cmd, "cp %s %s/" TR_TRAIN_OPTIM " && rm -r %s/" TR_CKPT_DIR, from,
-             o.out_dir, o.out_dir);
+             dir, dir);
     cr_assert_eq(system(cmd), 0);
-    resume_and_compare(o.out_dir, 5, &ref, &ref_params, &data);
+    resume_and_compare(dir, 5, &ref, &ref_params, &data);
     /* resuming wrote the new layout and retired the old file */
-    cr_expect(access(tu_path(o.out_dir, TR_TRAIN_OPTIM), F_OK) != 0);
+    cr_expect(access(tu_path(dir, TR_TRAIN_OPTIM), F_OK) != 0);
     char w[4200], op[4200];
     cr_expect_eq(tr_ckpt_find(tu_tmpdir(), w, op, sizeof w, NULL, NULL, &e), 0);
     rt_list_free(&data);

@@ -73,16 +73,6 @@ static rundir_train_args train_args(const setup *s, const char *out, const char 
                                .backend = "ref"};
 }
 
-static int same_file(const char *a, const char *b)
-{
-    size_t na, nb;
-    char *fa = tu_read_file(a, &na), *fb = tu_read_file(b, &nb);
-    int same = fa && fb && na == nb && !memcmp(fa, fb, na);
-    free(fa);
-    free(fb);
-    return same;
-}
-
 Test(trainer, trains_evaluates_predicts_and_exports_in_process, .timeout = 300)
 {
     setup s;
@@ -139,7 +129,7 @@ Test(trainer, trains_evaluates_predicts_and_exports_in_process, .timeout = 300)
     free(v);
     cr_expect_eq(json_integer_value(json_object_get(cfg, "vocab_size")), lines);
     json_decref(cfg);
-    cr_expect(same_file(tu_path(hf, "vocab.txt"), s.vocab));
+    cr_expect(tu_same_file(tu_path(hf, "vocab.txt"), s.vocab));
     rt_tensor_list w;
     rt_list_init(&w);
     cr_assert_eq(rt_st_load(tu_path(hf, "model.safetensors"), &w, &e), 0, "%s", e.msg);
@@ -199,7 +189,7 @@ Test(trainer, a_stopped_run_resumes_to_the_same_bits, .timeout = 300)
                                        "best.safetensors",
                                        "checkpoints/step-27/optimizer.safetensors"};
     for (size_t i = 0; i < sizeof same / sizeof *same; i++)
-        cr_expect(same_file(tu_path(a_dir, same[i]), tu_path(b_dir, same[i])), "%s differs",
+        cr_expect(tu_same_file(tu_path(a_dir, same[i]), tu_path(b_dir, same[i])), "%s differs",
                   same[i]);
 }
 
@@ -269,8 +259,8 @@ Test(demo_data, the_same_seed_writes_the_same_files)
     snprintf(pa, sizeof pa, "%s/train/seq.in", a);
     snprintf(pb, sizeof pb, "%s/train/seq.in", b);
     snprintf(pc, sizeof pc, "%s/train/seq.in", c);
-    cr_expect(same_file(pa, pb));
-    cr_expect_not(same_file(pa, pc), "another seed gave the same sentences");
+    cr_expect(tu_same_file(pa, pb));
+    cr_expect_not(tu_same_file(pa, pc), "another seed gave the same sentences");
     /* Every sentence has one tag per word. */
     char *in = tu_read_file(pa, NULL), *tags = NULL;
     snprintf(pa, sizeof pa, "%s/train/seq.out", a);
@@ -311,7 +301,7 @@ Test(curves, metrics_csv_resumes_at_a_step_and_finds_the_best)
     tk_metrics best;
     int have = 0;
     json_t *keep = NULL;
-    cr_assert_eq(rundir_metrics_resume(dir, 30, best_by, &best, &have, &keep, &e), 0, "%s",
+    cr_assert_eq(rundir_metrics_resume(dir, 30, best_by, &best, &have, NULL, &keep, &e), 0, "%s",
                  e.msg);
     cr_assert(have);
     cr_expect_eq(tk_metrics_get(&best, "f1"), 0.7);

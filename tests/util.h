@@ -8,6 +8,8 @@
 
 /* Reads a whole file (NUL-terminated); NULL if unreadable. Caller frees. */
 char *tu_read_file(const char *path, size_t *len);
+/* 1 when both files can be read and hold the same bytes. */
+int tu_same_file(const char *a, const char *b);
 /* Writes text to path; 0 on success. */
 int tu_write_file(const char *path, const char *text);
 /* Returns a fresh directory under /tmp (static buffer per call index, caller copies). */

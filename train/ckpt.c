@@ -57,7 +57,7 @@ static int write_manifest(const char *dir, int64_t step, bc_err *e)
     json_t *j = json_pack("{s:I, s:{}}", "step", (json_int_t)step, "files");
     if (!j)
         return bc_errf(e, "out of memory");
-    char path[PATHLEN], tmp[PATHLEN + 32];
+    char path[PATHLEN];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         uint64_t h;
         int64_t size;
@@ -70,17 +70,11 @@ static int write_manifest(const char *dir, int64_t step, bc_err *e)
         json_object_set_new(json_object_get(j, "files"), files[i],
                             json_pack("{s:I, s:s}", "size", (json_int_t)size, "hash", hex));
     }
-    FILE *f = bc_atomic_open(pjoin(path, dir, TR_CKPT_MANIFEST), tmp, sizeof tmp, e);
-    int rc = -1;
-    if (f) {
-        if (json_dumpf(j, f, JSON_INDENT(2)) || fputc('\n', f) == EOF) {
-            bc_atomic_abort(f, tmp);
-            rc = bc_errf(e, "%s: cannot write", path);
-        } else {
-            rc = bc_atomic_commit(f, tmp, path, e);
-        }
-    }
+    char *text = json_dumps(j, JSON_INDENT(2));
     json_decref(j);
+    int rc = text ? bc_atomic_write(pjoin(path, dir, TR_CKPT_MANIFEST), text, strlen(text), e)
+                  : bc_errf(e, "out of memory");
+    free(text);
     return rc;
 }
 
@@ -157,18 +151,7 @@ static int replace_with_link(const char *src, const char *dst, bc_err *e)
     }
     size_t n;
     char *data = bc_read_file(src, &n, e);
-    if (!data)
-        return -1;
-    FILE *f = bc_atomic_open(dst, tmp, sizeof tmp, e);
-    int rc = -1;
-    if (f) {
-        if (fwrite(data, 1, n, f) != n) {
-            bc_atomic_abort(f, tmp);
-            rc = bc_errf(e, "%s: cannot write", dst);
-        } else {
-            rc = bc_atomic_commit(f, tmp, dst, e);
-        }
-    }
+    int rc = data ? bc_atomic_write(dst, data, n, e) : -1;
     free(data);
     return rc;
 }
@@ -238,15 +221,9 @@ int tr_ckpt_save(const char *run, int64_t step, const rt_tensor_list *weights,
     if (bc_fsync_path(ck))
         return bc_errf(e, "%s: cannot sync: %s", ck, strerror(errno));
     /* the commit point */
-    char tmp[PATHLEN + 32];
-    FILE *f = bc_atomic_open(pjoin(path, ck, TR_CKPT_CURRENT), tmp, sizeof tmp, e);
-    if (!f)
-        return -1;
-    if (fprintf(f, "%s\n", name) < 0) {
-        bc_atomic_abort(f, tmp);
-        return bc_errf(e, "%s: cannot write", path);
-    }
-    if (bc_atomic_commit(f, tmp, path, e))
+    char line[80];
+    int len = snprintf(line, sizeof line, "%s\n", name);
+    if (bc_atomic_write(pjoin(path, ck, TR_CKPT_CURRENT), line, (size_t)len, e))
         return -1;
     /* the last weights where README says, and the layout before checkpoints/ retired */
     char w[PATHLEN];

@@ -292,18 +292,7 @@ static uint64_t params_hash(const rt_tensor_list *p)
     uint64_t sum = 0;
     for (int i = 0; i < p->n; i++) {
         const rt_tensor *t = &p->t[i];
-        uint64_t h = mix64(rt_hash_str(t->name));
-        const unsigned char *b = t->data;
-        size_t n = rt_nbytes(t), k = 0;
-        for (; k + 8 <= n; k += 8) {
-            uint64_t w;
-            memcpy(&w, b + k, 8);
-            h = (h ^ w) * 0x100000001b3ULL;
-            h ^= h >> 29;
-        }
-        for (; k < n; k++)
-            h = (h ^ b[k]) * 0x100000001b3ULL;
-        sum += mix64(h);
+        sum += mix64(bc_hash_bytes(mix64(rt_hash_str(t->name)), t->data, rt_nbytes(t)));
     }
     return sum;
 }
@@ -382,6 +371,8 @@ static int save_checkpoint(trainer *T, bc_err *e)
     all.cap = all.n;
     rc = tr_ckpt_save(T->o->out_dir, T->step, T->params, &all, e);
     free(all.t);
+    if (!rc && T->o->on_saved) /* committed: what follows it (best.safetensors) */
+        rc = T->o->on_saved(T->o->hook_ctx, T->step, e);
     rt_list_free(&sc);
     return rc;
 oom:
@@ -757,15 +748,14 @@ int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *p
         int asked = o->save_request && *o->save_request;
         if (o->out_dir && T.step < T.total &&
             ((o->save_every > 0 && T.step % o->save_every == 0) || asked)) {
-            if (save_checkpoint(&T, e) || (o->on_saved && o->on_saved(o->hook_ctx, T.step, e)))
+            if (save_checkpoint(&T, e))
                 goto done;
             saved = T.step;
             if (o->save_request)
                 *o->save_request = 0;
         }
     }
-    if (o->out_dir && saved != T.step &&
-        (save_checkpoint(&T, e) || (o->on_saved && o->on_saved(o->hook_ctx, T.step, e))))
+    if (o->out_dir && saved != T.step && save_checkpoint(&T, e))
         goto done;
     rc = 0;
 done:
