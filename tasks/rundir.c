@@ -207,7 +207,7 @@ int rundir_evaluate(rundir_model *m, tk_split split, int batch_size, tk_metrics 
                     bc_err *e)
 {
     return m->task.ops->evaluate(m->task.state, split, batch_size, rundir_forward,
-                                 &m->runner, out, e);
+                                 &m->runner, NULL, out, e);
 }
 
 int rundir_predict(rundir_model *m, const char *text, const char *text_pair, json_t **out,

@@ -48,6 +48,33 @@ static inline const char *tk_split_name(tk_split s)
 typedef int (*tk_forward_fn)(void *ctx, const rt_tensor_list *batch, rt_tensor_list *out,
                              bc_err *e);
 
+/* Sharded evaluation (data-parallel training, train/dist.h): the shards are ranks
+ * 0..size-1 of one job, each running evaluate on the same split with its own rank.
+ * Batch k (counted from 0 in the order evaluate runs them) belongs to shard k % size,
+ * which alone runs its forward. What evaluate keeps of a batch (predictions, logits,
+ * per-row loss terms) goes into arrays that start zeroed; merge then combines such an
+ * array across the shards in place, each byte the bitwise OR of the shards' bytes, so
+ * that every shard holds every batch's values with their exact bits. Metrics are then
+ * computed from the merged arrays in example order, as one process computes them, and
+ * equal the one-process values. NULL or size 1: one process, every batch. */
+typedef struct tk_shard {
+    int rank, size;
+    int (*merge)(void *ctx, void *buf, size_t bytes, bc_err *e);
+    void *ctx;
+} tk_shard;
+
+/* Whether batch k is this shard's to run. */
+static inline int tk_shard_mine(const tk_shard *s, int64_t k)
+{
+    return !s || s->size <= 1 || k % s->size == s->rank;
+}
+
+/* merge over buf (a no-op for one process). */
+static inline int tk_shard_merge(const tk_shard *s, void *buf, size_t bytes, bc_err *e)
+{
+    return !s || s->size <= 1 || !bytes ? 0 : s->merge(s->ctx, buf, bytes, e);
+}
+
 /* Named scores of one evaluation, in a fixed order per task. Names are static
  * strings; fractions are in [0, 1]. */
 #define TK_TASK_MAX_METRICS 12
@@ -90,11 +117,11 @@ typedef struct tk_task_option {
  * model description to have exactly these heads, with these sizes. */
 typedef struct tk_task_heads {
     unsigned labels;
-    int64_t intent_classes;  /* with TR_LABEL_INTENT */
-    int64_t slot_labels;     /* with TR_LABEL_SLOT */
-    int64_t mlm_predictions; /* with TR_LABEL_MLM: no row of the training data has more
-                                labelled positions, so the training graph computes MLM
-                                logits on this many rows only (0: on every position) */
+    int64_t intent_classes;   /* with TR_LABEL_INTENT */
+    int64_t slot_labels;      /* with TR_LABEL_SLOT */
+    int64_t mlm_predictions;  /* with TR_LABEL_MLM: no row of the training data has more
+                                 labelled positions, so the training graph computes MLM
+                                 logits on this many rows only (0: on every position) */
     int intent_class_weights; /* with TR_LABEL_INTENT: the training loss weighs each
                                  class (augment adds the input "intent_class_weights",
                                  F32 [intent_classes], to every micro-batch) */
@@ -150,9 +177,10 @@ typedef struct tk_task_ops {
      * e.g. a fresh masking each epoch; seed is the micro-batch's dropout seed. */
     int (*augment)(void *state, rt_tensor_list *batch, uint64_t seed, bc_err *e);
     /* Scores a split: runs forward on batches of at most batch_size rows (padded to
-     * their longest row) and fills out. */
+     * their longest row) and fills out. With shard (may be NULL), runs only the
+     * shard's batches and merges (tk_shard above): out is the one-process value. */
     int (*evaluate)(void *state, tk_split split, int batch_size, tk_forward_fn forward,
-                    void *fctx, tk_metrics *out, bc_err *e);
+                    void *fctx, const tk_shard *shard, tk_metrics *out, bc_err *e);
     /* Answers raw text (text_pair: a second segment, e.g. QA's context; NULL when the
      * task takes one text). *out receives a JSON object (the caller decrefs). */
     int (*predict)(void *state, const char *text, const char *text_pair,

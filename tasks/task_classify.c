@@ -851,28 +851,39 @@ done:
 }
 
 static int cls_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn fwd,
-                        void *fctx, tk_metrics *m, bc_err *e)
+                        void *fctx, const tk_shard *shard, tk_metrics *m, bc_err *e)
 {
     cls_state *s = state;
     if (ensure_split(s, sp, e))
         return -1;
     const tk_cls_data *d = &s->split[sp];
     batch_size = batch_size < 1 ? 64 : batch_size;
-    int *gold = malloc((size_t)d->n * sizeof *gold),
-        *pred = malloc((size_t)d->n * sizeof *pred);
+    int nb = (d->n + batch_size - 1) / batch_size;
+    /* What the batches give (zero where another shard ran them, until merged):
+     * pred [n], cuts [nb] (truncated examples per batch). */
+    int *gold = malloc(((size_t)d->n + 1) * sizeof *gold),
+        *pred = calloc((size_t)d->n + 1, sizeof *pred),
+        *cuts = calloc((size_t)nb + 1, sizeof *cuts);
     int rc = -1, cut = 0;
-    if (!gold || !pred) {
+    if (!gold || !pred || !cuts) {
         bc_errf(e, "out of memory");
         goto done;
     }
-    for (int i = 0; i < d->n; i += batch_size) {
+    for (int k = 0, i = 0; i < d->n; k++, i += batch_size) {
         int b = d->n - i < batch_size ? d->n - i : batch_size;
-        if (run_batch(s, d->x + i, b, fwd, fctx, pred + i, NULL, &cut, e)) {
+        if (!tk_shard_mine(shard, k))
+            continue;
+        if (run_batch(s, d->x + i, b, fwd, fctx, pred + i, NULL, &cuts[k], e)) {
             bc_err_prefix(e, "%s %s, examples %d-%d", s->data, tk_split_name(sp), i + 1,
                           i + b);
             goto done;
         }
     }
+    if (tk_shard_merge(shard, pred, (size_t)d->n * sizeof *pred, e) ||
+        tk_shard_merge(shard, cuts, (size_t)nb * sizeof *cuts, e))
+        goto done;
+    for (int k = 0; k < nb; k++)
+        cut += cuts[k];
     note_truncation(s, sp, cut);
     for (int i = 0; i < d->n; i++)
         gold[i] = tk_is_label_id(&s->labels, d->x[i].label);
@@ -887,6 +898,7 @@ static int cls_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn 
 done:
     free(gold);
     free(pred);
+    free(cuts);
     return rc;
 }
 

@@ -984,7 +984,7 @@ static const char *tag_name(const is_state *s, int id)
 }
 
 static int is_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn fwd,
-                       void *fctx, tk_metrics *m, bc_err *e)
+                       void *fctx, const tk_shard *shard, tk_metrics *m, bc_err *e)
 {
     is_state *s = state;
     if (ensure_split(s, sp, e))
@@ -992,30 +992,42 @@ static int is_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn f
     const tk_is_data *d = &s->split[sp];
     if (batch_size < 1)
         batch_size = 32;
-    int n = d->n, rc = -1, cut = 0;
+    int n = d->n, rc = -1, cut = 0, nb = (n + batch_size - 1) / batch_size;
+    /* What the batches give (zero where another shard ran them, until merged): intent
+     * [n], tags [words] (-1 for words cut off), cuts [nb] (truncated sentences per
+     * batch). */
     int *toff = malloc(((size_t)n + 1) * sizeof *toff);
-    int *intent = malloc(((size_t)n + 1) * sizeof *intent);
+    int *intent = calloc((size_t)n + 1, sizeof *intent);
+    int *cuts = calloc((size_t)nb + 1, sizeof *cuts);
     tk_is_example *ex = malloc(((size_t)n + 1) * sizeof *ex);
     int *tags = NULL;
     const char **pred = NULL;
-    if (!toff || !intent || !ex)
+    if (!toff || !intent || !cuts || !ex)
         goto oom;
     toff[0] = 0;
     for (int i = 0; i < n; i++)
         toff[i + 1] = toff[i] + d->s[i].n_words;
-    tags = malloc(((size_t)toff[n] + 1) * sizeof *tags);
+    tags = calloc((size_t)toff[n] + 1, sizeof *tags);
     pred = malloc(((size_t)toff[n] + 1) * sizeof *pred);
     if (!tags || !pred)
         goto oom;
-    for (int i = 0; i < n; i += batch_size) {
+    for (int k = 0, i = 0; i < n; k++, i += batch_size) {
         int b = n - i < batch_size ? n - i : batch_size;
+        if (!tk_shard_mine(shard, k))
+            continue;
         if (run_batch(s, d->s + i, b, fwd, fctx, intent + i, NULL, tags, NULL, toff + i,
-                      &cut, e)) {
+                      &cuts[k], e)) {
             bc_err_prefix(e, "%s/%s, sentences %d-%d", s->data_dir, tk_split_name(sp),
                           i + 1, i + b);
             goto done;
         }
     }
+    if (tk_shard_merge(shard, intent, (size_t)n * sizeof *intent, e) ||
+        tk_shard_merge(shard, tags, (size_t)toff[n] * sizeof *tags, e) ||
+        tk_shard_merge(shard, cuts, (size_t)nb * sizeof *cuts, e))
+        goto done;
+    for (int k = 0; k < nb; k++)
+        cut += cuts[k];
     note_truncation(s, sp, cut);
     for (int i = 0; i < n; i++) {
         for (int w = 0; w < d->s[i].n_words; w++)
@@ -1040,6 +1052,7 @@ oom:
 done:
     free(toff);
     free(intent);
+    free(cuts);
     free(ex);
     free(tags);
     free(pred);

@@ -11,9 +11,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "../support/file.h"
 #include "../runtime/rng.h"
 #include "../runtime/safetensors.h"
+#include "../support/file.h"
 #include "../text/unicode.h"
 #include "../train/batch.h"
 #include "pretrain_data.h"
@@ -697,8 +697,16 @@ static int64_t argmax(const float *x, int64_t n)
     return best;
 }
 
+/* What evaluation keeps of one row: its MLM loss terms summed in position order, its
+ * labelled positions and how many the model got right, its NSP loss term and whether
+ * NSP was right. Rows, not running sums, so that shards merge them exactly (tk_shard). */
+typedef struct row_score {
+    double mlm_loss, nsp_loss;
+    int64_t masked, mlm_right, nsp_right;
+} row_score;
+
 static int pt_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn fwd,
-                       void *fctx, tk_metrics *m, bc_err *e)
+                       void *fctx, const tk_shard *shard, tk_metrics *m, bc_err *e)
 {
     pt_state *s = state;
     if (ensure_rows(s, sp, e))
@@ -712,22 +720,27 @@ static int pt_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn f
                        tk_split_name(sp));
     int64_t N = ids->shape[0], S = ids->shape[1], V = tx_vocab_size(s->v);
     int rows_per = tk_pt_eval_rows(batch_size < 1 ? 64 : batch_size, S, V);
-    double mlm_loss = 0, nsp_loss = 0;
-    int64_t masked = 0, mlm_right = 0, nsp_right = 0;
-    for (int64_t r0 = 0; r0 < N; r0 += rows_per) {
+    row_score *rs = calloc((size_t)N + 1, sizeof *rs); /* [N], zero until merged */
+    if (!rs)
+        return bc_errf(e, "out of memory");
+    int rc = 0;
+    for (int64_t k = 0, r0 = 0; r0 < N && !rc; k++, r0 += rows_per) {
         int64_t b = N - r0 < rows_per ? N - r0 : rows_per;
+        if (!tk_shard_mine(shard, k))
+            continue;
         rt_tensor_list in, out;
         rt_list_init(&in);
         rt_list_init(&out);
-        int rc = slice(rows, "input_ids", r0, b, &in, e) ||
-                 slice(rows, "token_type_ids", r0, b, &in, e) ||
-                 slice(rows, "attention_mask", r0, b, &in, e) || fwd(fctx, &in, &out, e);
+        rc = slice(rows, "input_ids", r0, b, &in, e) ||
+             slice(rows, "token_type_ids", r0, b, &in, e) ||
+             slice(rows, "attention_mask", r0, b, &in, e) || fwd(fctx, &in, &out, e);
         int64_t want_m[3] = {b, -1, V}, want_n[2] = {b, 2};
         const rt_tensor *ml = rc ? NULL : get_out(&out, "mlm_logits", 3, want_m, e);
         const rt_tensor *nl = ml ? get_out(&out, "nsp_logits", 2, want_n, e) : NULL;
         if (nl) {
             int64_t W = ml->shape[1];
-            for (int64_t i = 0; i < b; i++) {
+            for (int64_t i = 0; i < b && !rc; i++) {
+                row_score *r = &rs[r0 + i];
                 const int64_t *y = (const int64_t *)lab->data + (size_t)(r0 + i) * S;
                 for (int64_t p = 0; p < S; p++) {
                     if (y[p] == TK_PT_IGNORE)
@@ -740,28 +753,40 @@ static int pt_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn f
                         break;
                     }
                     const float *x = (const float *)ml->data + ((size_t)i * W + p) * V;
-                    mlm_loss += tk_log_sum_exp(x, V) - (double)x[y[p]];
-                    mlm_right += argmax(x, V) == y[p];
-                    masked++;
+                    r->mlm_loss += tk_log_sum_exp(x, V) - (double)x[y[p]];
+                    r->mlm_right += argmax(x, V) == y[p];
+                    r->masked++;
                 }
                 const float *z = (const float *)nl->data + (size_t)i * 2;
                 int64_t t = ((const int64_t *)nsp->data)[r0 + i];
-                if (t != 0 && t != 1) {
+                if (!rc && t != 0 && t != 1)
                     rc = bc_errf(e, "nsp_labels of row %lld: %lld is not 0 or 1",
                                  (long long)(r0 + i), (long long)t);
-                    break;
+                if (!rc) {
+                    r->nsp_loss = tk_log_sum_exp(z, 2) - (double)z[t];
+                    r->nsp_right = (z[1] > z[0]) == (t == 1);
                 }
-                nsp_loss += tk_log_sum_exp(z, 2) - (double)z[t];
-                nsp_right += (z[1] > z[0]) == (t == 1);
             }
         } else {
             rc = -1;
         }
         rt_list_free(&in);
         rt_list_free(&out);
-        if (rc)
-            return -1;
     }
+    if (rc || tk_shard_merge(shard, rs, (size_t)N * sizeof *rs, e)) {
+        free(rs);
+        return -1;
+    }
+    double mlm_loss = 0, nsp_loss = 0;
+    int64_t masked = 0, mlm_right = 0, nsp_right = 0;
+    for (int64_t i = 0; i < N; i++) {
+        mlm_loss += rs[i].mlm_loss;
+        nsp_loss += rs[i].nsp_loss;
+        masked += rs[i].masked;
+        mlm_right += rs[i].mlm_right;
+        nsp_right += rs[i].nsp_right;
+    }
+    free(rs);
     memset(m, 0, sizeof *m);
     tk_metrics_add(m, "mlm_accuracy", masked ? (double)mlm_right / (double)masked : 0);
     tk_metrics_add(m, "nsp_accuracy", N ? (double)nsp_right / (double)N : 0);

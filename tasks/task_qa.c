@@ -323,20 +323,23 @@ static const rt_tensor *get_logits(const rt_tensor_list *out, const char *name, 
     return t;
 }
 
-/* Runs forward over every feature of f and fills start and end ([f->n, stride], stride
- * = max-seq) with their logits. */
+/* Runs forward over every feature of f (with shard, its batches only) and fills start
+ * and end ([f->n, stride], stride = max-seq, zeroed by the caller) with their logits. */
 static int run_features(qa_state *s, const tk_qa_features *f, int batch_size,
-                        tk_forward_fn fwd, void *fctx, float *start, float *end, bc_err *e)
+                        tk_forward_fn fwd, void *fctx, const tk_shard *shard, float *start,
+                        float *end, bc_err *e)
 {
     int stride = s->fo.max_seq_len;
-    for (int i = 0; i < f->n; i += batch_size) {
+    for (int k = 0, i = 0; i < f->n; k++, i += batch_size) {
         int b = f->n - i < batch_size ? f->n - i : batch_size, need = 0;
+        if (!tk_shard_mine(shard, k))
+            continue;
         int *idx = malloc((size_t)b * sizeof *idx);
         if (!idx)
             return bc_errf(e, "out of memory");
-        for (int k = 0; k < b; k++) {
-            idx[k] = i + k;
-            need = f->f[i + k].n_tokens > need ? f->f[i + k].n_tokens : need;
+        for (int j = 0; j < b; j++) {
+            idx[j] = i + j;
+            need = f->f[i + j].n_tokens > need ? f->f[i + j].n_tokens : need;
         }
         rt_tensor_list in, out;
         rt_list_init(&in);
@@ -349,11 +352,11 @@ static int run_features(qa_state *s, const tk_qa_features *f, int batch_size,
         const rt_tensor *te = ts ? get_logits(&out, "end_logits", b, need, e) : NULL;
         if (te) {
             int64_t W = ts->shape[1];
-            for (int k = 0; k < b; k++) {
+            for (int j = 0; j < b; j++) {
                 size_t n = (size_t)(W < stride ? W : stride) * sizeof(float);
-                memcpy(start + (size_t)(i + k) * stride, (const float *)ts->data + k * W,
+                memcpy(start + (size_t)(i + j) * stride, (const float *)ts->data + j * W,
                        n);
-                memcpy(end + (size_t)(i + k) * stride, (const float *)te->data + k * W, n);
+                memcpy(end + (size_t)(i + j) * stride, (const float *)te->data + j * W, n);
             }
         }
         rt_list_free(&in);
@@ -365,7 +368,7 @@ static int run_features(qa_state *s, const tk_qa_features *f, int batch_size,
 }
 
 static int qa_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn fwd,
-                       void *fctx, tk_metrics *m, bc_err *e)
+                       void *fctx, const tk_shard *shard, tk_metrics *m, bc_err *e)
 {
     qa_state *s = state;
     if (ensure_features(s, sp, e))
@@ -390,7 +393,9 @@ static int qa_evaluate(void *state, tk_split sp, int batch_size, tk_forward_fn f
         bc_errf(e, "out of memory");
         goto done;
     }
-    if (run_features(s, f, batch_size, fwd, fctx, start, end, e) ||
+    if (run_features(s, f, batch_size, fwd, fctx, shard, start, end, e) ||
+        tk_shard_merge(shard, start, cells * sizeof *start, e) ||
+        tk_shard_merge(shard, end, cells * sizeof *end, e) ||
         tk_qa_decode(set, f, start, end, s->fo.max_seq_len, TK_QA_N_BEST, s->max_answer,
                      preds, NULL, e) ||
         tk_qa_set_evaluate(set, (const char *const *)preds, s->flavor, &em, &f1, e)) {
@@ -451,7 +456,7 @@ static int qa_predict(void *state, const char *text, const char *pair, tk_forwar
     }
     tk_qa_span sp;
     memset(&sp, 0, sizeof sp);
-    if (run_features(s, &f, 16, fwd, fctx, start, end, e) ||
+    if (run_features(s, &f, 16, fwd, fctx, NULL, start, end, e) ||
         tk_qa_decode(&set, &f, start, end, s->fo.max_seq_len, TK_QA_N_BEST, s->max_answer,
                      &pred, &sp, e))
         goto done;

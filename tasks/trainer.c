@@ -722,7 +722,7 @@ static void on_step(void *ctx, const tr_train_progress *p)
     tk_metrics m;
     int best = -1;
     if (t->ops->evaluate(t->task.state, TK_SPLIT_DEV, (int)t->eval_batch, rundir_forward,
-                         &t->eval_runner, &m, &h->err))
+                         &t->eval_runner, NULL, &m, &h->err))
         bc_err_prefix(&h->err, "dev evaluation at step %lld", (long long)p->step);
     else
         best = record(h, p, &m);

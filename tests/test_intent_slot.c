@@ -306,8 +306,9 @@ Test(intent_slot, evaluation_counts_unseen_labels_as_wrong)
     oracle o = {0, 0};
     tk_metrics m;
     bc_err e;
-    cr_assert_eq(t.ops->evaluate(t.state, TK_SPLIT_TRAIN, 2, oracle_forward, &o, &m, &e), 0,
-                 "%s", e.msg);
+    cr_assert_eq(
+        t.ops->evaluate(t.state, TK_SPLIT_TRAIN, 2, oracle_forward, &o, NULL, &m, &e), 0,
+        "%s", e.msg);
     cr_expect_eq(o.calls, 2);
     cr_expect_eq(o.max_b, 2);
     cr_expect_eq(m.examples, 3);
@@ -317,8 +318,9 @@ Test(intent_slot, evaluation_counts_unseen_labels_as_wrong)
     /* Dev: "halt" is unseen (intent wrong), "B-mood" on "some" is unseen (its chunk
      * missed): intents 2/3, frames 1/3, chunks: gold 3 (genre, genre, mood), predicted
      * 2, correct 2. */
-    cr_assert_eq(t.ops->evaluate(t.state, TK_SPLIT_DEV, 64, oracle_forward, &o, &m, &e), 0,
-                 "%s", e.msg);
+    cr_assert_eq(
+        t.ops->evaluate(t.state, TK_SPLIT_DEV, 64, oracle_forward, &o, NULL, &m, &e), 0,
+        "%s", e.msg);
     cr_expect_float_eq(tk_metrics_get(&m, "intent_accuracy"), 2.0 / 3, 1e-12);
     cr_expect_float_eq(tk_metrics_get(&m, "frame_accuracy"), 1.0 / 3, 1e-12);
     cr_expect_float_eq(tk_metrics_get(&m, "slot_precision"), 1.0, 1e-12);
@@ -398,13 +400,14 @@ Test(intent_slot, labels_come_back_from_a_run_dir_and_predictions_name_spans)
     json_decref(j);
     /* Evaluating needs data. */
     tk_metrics m;
-    cr_expect_eq(p.ops->evaluate(p.state, TK_SPLIT_DEV, 8, oracle_forward, &o, &m, &e), -1);
+    cr_expect_eq(
+        p.ops->evaluate(p.state, TK_SPLIT_DEV, 8, oracle_forward, &o, NULL, &m, &e), -1);
     p.ops->close(p.state);
 
     /* A model whose head does not match the labels is an error, not a crash. */
     tk_task q = open_task(root, NULL, v, &nt);
-    cr_assert_eq(q.ops->evaluate(q.state, TK_SPLIT_TRAIN, 8, wrong_forward, NULL, &m, &e),
-                 -1);
+    cr_assert_eq(
+        q.ops->evaluate(q.state, TK_SPLIT_TRAIN, 8, wrong_forward, NULL, NULL, &m, &e), -1);
     cr_expect(strstr(e.msg, "intent_logits") && strstr(e.msg, "[3, 3]"), "%s", e.msg);
     q.ops->close(q.state);
     tx_vocab_free(v);

@@ -523,8 +523,9 @@ Test(task_pretrain, dev_metrics_of_a_model_without_an_opinion)
     int64_t V = tx_vocab_size(v);
     tk_metrics m;
     bc_err e;
-    cr_assert_eq(tk_task_pretrain.evaluate(st, TK_SPLIT_DEV, 5, zero_forward, &V, &m, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(
+        tk_task_pretrain.evaluate(st, TK_SPLIT_DEV, 5, zero_forward, &V, NULL, &m, &e), 0,
+        "%s", e.msg);
     /* Uniform logits: the loss is log V, the likelihood 1 / V; argmax is id 0 ([PAD]),
      * never a label; NSP predicts IsNext (ties go to class 0), right on IsNext rows. */
     cr_expect_float_eq(tk_metrics_get(&m, "mlm_loss"), log((double)V), 1e-9);

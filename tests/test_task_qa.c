@@ -190,15 +190,17 @@ Test(task_qa, holdout_splits_by_article)
     bc_err e;
     cr_assert_eq(tk_task_qa.data(st, TK_SPLIT_DEV, &orc.rows, &e), 0, "%s", e.msg);
     tk_metrics m;
-    cr_assert_eq(tk_task_qa.evaluate(st, TK_SPLIT_DEV, 3, oracle_forward, &orc, &m, &e), 0,
-                 "%s", e.msg);
+    cr_assert_eq(
+        tk_task_qa.evaluate(st, TK_SPLIT_DEV, 3, oracle_forward, &orc, NULL, &m, &e), 0,
+        "%s", e.msg);
     cr_expect_eq(m.examples, 4);
     cr_expect_float_eq(tk_metrics_get(&m, "exact_match"), 1.0, 1e-12);
     cr_expect_float_eq(tk_metrics_get(&m, "f1"), 1.0, 1e-12);
     cr_expect_geq(orc.calls, 2, "batches of at most 3 rows");
     tk_metrics t;
-    cr_assert_eq(tk_task_qa.evaluate(st, TK_SPLIT_TRAIN, 8, zero_forward, NULL, &t, &e), 0,
-                 "%s", e.msg);
+    cr_assert_eq(
+        tk_task_qa.evaluate(st, TK_SPLIT_TRAIN, 8, zero_forward, NULL, NULL, &t, &e), 0,
+        "%s", e.msg);
     cr_expect_eq(t.examples, 5);
     rt_list_free(&orc.rows);
     tk_task_qa.close(st);
@@ -232,8 +234,9 @@ Test(task_qa, evaluation_decodes_spans_across_windows)
     cr_assert_eq(tk_task_qa.data(st, TK_SPLIT_DEV, &orc.rows, &e), 0, "%s", e.msg);
     cr_expect_gt(rt_list_cfind(&orc.rows, "input_ids")->shape[0], 20, "many windows");
     tk_metrics m;
-    cr_assert_eq(tk_task_qa.evaluate(st, TK_SPLIT_DEV, 5, oracle_forward, &orc, &m, &e), 0,
-                 "%s", e.msg);
+    cr_assert_eq(
+        tk_task_qa.evaluate(st, TK_SPLIT_DEV, 5, oracle_forward, &orc, NULL, &m, &e), 0,
+        "%s", e.msg);
     cr_expect_eq(m.examples, 9);
     cr_expect_float_eq(tk_metrics_get(&m, "exact_match"), 1.0, 1e-12, "EM %g",
                        tk_metrics_get(&m, "exact_match"));
@@ -241,8 +244,8 @@ Test(task_qa, evaluation_decodes_spans_across_windows)
     cr_expect_str_eq(m.name[0], "exact_match");
     cr_expect_str_eq(m.name[1], "f1");
     /* No opinion: the first valid span of the first window, rarely the answer. */
-    cr_assert_eq(tk_task_qa.evaluate(st, TK_SPLIT_DEV, 5, zero_forward, NULL, &m, &e), 0,
-                 "%s", e.msg);
+    cr_assert_eq(tk_task_qa.evaluate(st, TK_SPLIT_DEV, 5, zero_forward, NULL, NULL, &m, &e),
+                 0, "%s", e.msg);
     cr_expect_lt(tk_metrics_get(&m, "exact_match"), 0.5);
     rt_list_free(&orc.rows);
     tk_task_qa.close(st);
@@ -408,11 +411,12 @@ Test(task_qa, overfits_a_small_set_then_evaluates_and_answers, .timeout = 300)
     cr_expect(strstr(out, "answer: 1545년 (score "), "%s", out);
     free(out);
     /* invalid UTF-8 in the context is reported as the context's, not as the question's */
-    cr_expect_eq(tu_bertcc(&out,
-                           "predict --model %s/run --weights last --backend %s --question "
-                           "'이순신은 언제 태어났나요?' --context \"$(printf 'abc \\377 def')\"",
-                           dir, backend),
-                 1, "%s", out);
+    cr_expect_eq(
+        tu_bertcc(&out,
+                  "predict --model %s/run --weights last --backend %s --question "
+                  "'이순신은 언제 태어났나요?' --context \"$(printf 'abc \\377 def')\"",
+                  dir, backend),
+        1, "%s", out);
     cr_expect(strstr(out, "the context is not valid UTF-8"), "%s", out);
     free(out);
     cr_expect_eq(tu_bertcc(&out,
