@@ -24,7 +24,9 @@
 #include "../support/file.h"
 #include "../train/batch.h"
 #include "../train/ckpt.h"
+#include "../train/dist.h"
 #include "curves.h"
+#include "mirror.h"
 #include "rundir.h"
 #include "runner.h"
 
@@ -204,6 +206,9 @@ typedef struct trainer {
     json_t *kept;                          /* options.json strings of a resumed run */
     volatile sig_atomic_t *stop, own_stop; /* the caller's flag, or one of our own */
     char model_path[4200], vocab_path[4200], init_path[4200];
+    int writer;        /* rank 0 of a data-parallel job, or the only process */
+    tk_shard shard;    /* dev evaluation's share of this rank (train/dist.h) */
+    char mirror[4200]; /* ranks > 0 resuming: rank 0's copy of the run, read here */
 } trainer;
 
 /* ---- phase 1: what a resumed run or a Hugging Face directory brings ------------------ */
@@ -321,6 +326,12 @@ static int engine_opts(trainer *t)
     INT_OPT(a->seed, "seed", 0, (long long)(~0ULL >> 1), o->seed)
     INT_OPT(a->save_every, "save-every", 0, (long long)1 << 40, o->save_every)
     INT_OPT(a->log_every, "log-every", 1, (long long)1 << 40, o->progress_every)
+    if (a->dist_bucket_mb) {
+        double mb;
+        if (tk_task_real_opt(a->dist_bucket_mb, "dist-bucket-mb", 0.001, 1024, &mb, e))
+            return -1;
+        o->dist_bucket_bytes = (size_t)(mb * 1048576.0);
+    }
 #undef INT_OPT
     if ((a->lr && tk_task_real_opt(a->lr, "lr", 0, 10, &o->adam.lr, e)) ||
         (a->warmup && tk_task_real_opt(a->warmup, "warmup", 0, 1, &o->adam.warmup, e)) ||
@@ -360,6 +371,10 @@ static int check_options(trainer *t)
     if (pass_fuse_parse(a->fuse, &rules, e))
         return bc_err_prefix(e, "--fuse"), -1;
     t->eval_batch = 64;
+    if (!a->threads && tr_dist_local_size() > 1) { /* the host's cores shared out */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        t->threads = cores > tr_dist_local_size() ? cores / tr_dist_local_size() : 1;
+    }
     if (engine_opts(t) ||
         (a->threads && tk_task_int_opt(a->threads, "threads", 1, 1024, &t->threads, e)) ||
         (a->eval_batch &&
@@ -460,8 +475,8 @@ static int resolve_params(trainer *t)
     rt_list_init(&ckpt);
     int rc = 0;
     char path[4200], opath[4200];
-    if (a->resume &&
-        (rc = tr_ckpt_find(a->resume, path, opath, sizeof path, a->note, a->note_ctx, e)) < 0)
+    if (a->resume && (rc = tr_ckpt_find(a->resume, path, opath, sizeof path, a->note,
+                                        a->note_ctx, e)) < 0)
         return -1;
     t->have_ckpt = a->resume && rc == 1;
     rc = 0;
@@ -571,7 +586,8 @@ static int write_options(const trainer *t, int64_t total, const char *path, bc_e
         json_object_set_new(j, "fuse", json_string(a->fuse ? a->fuse : "all"));
     }
     char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
-    int rc = text ? bc_atomic_write(path, text, strlen(text), e) : bc_errf(e, "out of memory");
+    int rc =
+        text ? bc_atomic_write(path, text, strlen(text), e) : bc_errf(e, "out of memory");
     free(text);
     json_decref(j);
     free(model);
@@ -656,8 +672,8 @@ typedef struct eval_hook {
     int failed;
     bc_err err;
     int tty;
-    int save_request;   /* asks the engine for a checkpoint at this update */
-    int64_t best_step;  /* the update whose weights became the best (-1: none pending) */
+    int save_request;  /* asks the engine for a checkpoint at this update */
+    int64_t best_step; /* the update whose weights became the best (-1: none pending) */
 } eval_hook;
 
 static void print_metrics(FILE *f, const tk_metrics *m)
@@ -721,18 +737,23 @@ static void on_step(void *ctx, const tr_train_progress *p)
     double t0 = bc_now();
     tk_metrics m;
     int best = -1;
+    /* Every rank scores its share of dev; rank 0 alone records (its save request is
+     * the one every rank follows: the engine takes the maximum). */
     if (t->ops->evaluate(t->task.state, TK_SPLIT_DEV, (int)t->eval_batch, rundir_forward,
-                         &t->eval_runner, NULL, &m, &h->err))
+                         &t->eval_runner, &t->shard, &m, &h->err)) {
         bc_err_prefix(&h->err, "dev evaluation at step %lld", (long long)p->step);
-    else
-        best = record(h, p, &m);
+        /* the other ranks wait in this evaluation's merges: end the job now */
+        if (tr_dist_size() > 1)
+            tr_dist_fail(h->err.msg);
+    } else
+        best = t->writer ? record(h, p, &m) : 0;
     if (best < 0) {
         h->failed = 1;
         *t->stop = 1; /* the engine checkpoints and returns */
         return;
     }
     FILE *f = t->a->progress;
-    if (f) {
+    if (f && t->writer) {
         fprintf(f, "%sdev @ epoch %.2f: ", h->tty ? "\n" : "", p->epoch);
         print_metrics(f, &m);
         fprintf(f, "%s  (%.1f s)\n", best ? "  [best]" : "", bc_now() - t0);
@@ -759,7 +780,7 @@ static int setup_runners(trainer *t, eval_hook *hook, int64_t total)
     hook->upe = tr_train_updates_per_epoch(&t->o, t->B);
     hook->total = total;
     hook->tty = a->progress && isatty(fileno(a->progress));
-    if (a->resume) {
+    if (a->resume && t->writer) {
         const rt_tensor *st = rt_list_cfind(&t->state, "step");
         int64_t at = st && st->dtype == RT_I64 ? *(const int64_t *)st->data : 0;
         json_t *names = NULL;
@@ -780,6 +801,12 @@ static int setup_runners(trainer *t, eval_hook *hook, int64_t total)
 
 /* ---- the run ------------------------------------------------------------------------ */
 
+static int shard_merge(void *ctx, void *buf, size_t bytes, bc_err *e)
+{
+    (void)ctx;
+    return tr_dist_bor(buf, bytes, e);
+}
+
 static int load(trainer *t)
 {
     rundir_train_args *a = t->a;
@@ -797,10 +824,21 @@ static int run(trainer *t)
     rundir_train_args *a = t->a;
     eval_hook hook;
     memset(&hook, 0, sizeof hook);
+    if (a->resume && tr_dist_size() > 1) {
+        /* rank 0 reads the run; the others read its copy (train/dist.h) */
+        if (rundir_mirror(a->resume, t->writer ? NULL : t->mirror, sizeof t->mirror,
+                          a->note, a->note_ctx, t->e))
+            return -1;
+        if (!t->writer) {
+            if (!a->out || !strcmp(a->out, a->resume))
+                a->out = t->mirror;
+            a->resume = t->mirror;
+        }
+    }
     if (load(t))
         return -1;
     int64_t total = tr_train_total_steps(&t->o, t->B);
-    if (make_run_dir(t, total) || setup_runners(t, &hook, total))
+    if ((t->writer && make_run_dir(t, total)) || setup_runners(t, &hook, total))
         return -1;
     if (t->ops && t->ops->refill) {
         t->o.refill = t->ops->refill;
@@ -808,12 +846,16 @@ static int run(trainer *t)
     }
     t->o.out_dir = a->out;
     t->o.stop = t->stop;
-    if (a->progress)
+    if (a->progress && t->writer) {
+        char ranks[96] = "";
+        if (tr_dist_size() > 1)
+            snprintf(ranks, sizeof ranks, " split over %d ranks", tr_dist_size());
         fprintf(a->progress,
-                "bertcc train: %s, %lld rows of %lld tokens, micro-batches of %lld rows, "
-                "%lld per update, %lld updates, backend %s\n",
+                "bertcc train: %s, %lld rows of %lld tokens, micro-batches of %lld "
+                "rows%s, %lld per update, %lld updates, backend %s\n",
                 t->m.name, (long long)t->B, (long long)t->S, (long long)t->o.batch_size,
-                (long long)t->o.accum, (long long)total, t->backend_name);
+                ranks, (long long)t->o.accum, (long long)total, t->backend_name);
+    }
     if (tr_train(&t->o, rundir_step, &t->step_runner, &t->params, &t->data,
                  t->have_ckpt ? &t->state : NULL, &t->res->train, t->e))
         return -1;
@@ -822,7 +864,7 @@ static int run(trainer *t)
                        "%s (checkpoint at step %lld in %s; --no-eval trains without dev "
                        "evaluation)",
                        hook.err.msg, (long long)t->res->train.step, a->out);
-    return t->ops ? rundir_plot(a->out, t->m.name, t->e) : 0;
+    return t->ops && t->writer ? rundir_plot(a->out, t->m.name, t->e) : 0;
 }
 
 int rundir_train(rundir_train_args *a, rundir_train_result *r, bc_err *e)
@@ -839,10 +881,12 @@ int rundir_train(rundir_train_args *a, rundir_train_result *r, bc_err *e)
     rt_list_init(&t->params);
     rt_list_init(&t->state);
     t->lock_fd = -1;
+    t->writer = tr_dist_rank() == 0;
+    t->shard = (tk_shard){tr_dist_rank(), tr_dist_size(), shard_merge, NULL};
     /* a resumed run is locked before anything of it is read (one that does not exist
-     * is left to the reading, which says so) */
+     * is left to the reading, which says so); by rank 0 alone under MPI */
     struct stat st;
-    int rc = a->resume && stat(a->resume, &st) == 0 && S_ISDIR(st.st_mode) &&
+    int rc = t->writer && a->resume && stat(a->resume, &st) == 0 && S_ISDIR(st.st_mode) &&
                      (t->lock_fd = tr_run_lock(a->resume, e)) < 0
                  ? -1
                  : run(t);
@@ -861,6 +905,8 @@ int rundir_train(rundir_train_args *a, rundir_train_result *r, bc_err *e)
     rt_list_free(&t->data);
     rt_list_free(&t->params);
     rt_list_free(&t->state);
+    if (t->mirror[0])
+        bc_remove_tree(t->mirror);
     free(t);
     return rc;
 }

@@ -38,7 +38,8 @@ typedef struct rundir_train_args {
      * describes them. */
     const char *epochs, *steps, *batch_size, *accum, *lr, *warmup, *weight_decay, *clip;
     const char *eps, *seed, *threads, *backend, *save_every, *log_every;
-    const char *fuse; /* the fusion rules (pass_fuse_parse; NULL: all) */
+    const char *dist_bucket_mb; /* under MPI: the gradient's message size (train/dist.h) */
+    const char *fuse;           /* the fusion rules (pass_fuse_parse; NULL: all) */
     /* With a task: the vocabulary, the tokenizer flags (any non-NULL value sets one),
      * no dev evaluation, the dev batch size, grouping by length. */
     const char *vocab, *lower, *no_lower, *strip, *no_strip, *no_eval, *eval_batch, *group;

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config llvm-19-dev libxml2-dev libjansson-dev
       libutf8proc-dev libcriterion-dev python3-numpy
-      clang-19 libclang-rt-19-dev libomp-19-dev)
+      clang-19 libclang-rt-19-dev libomp-19-dev openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,6 +22,7 @@
 #include "../support/clock.h"
 #include "../support/file.h"
 #include "ckpt.h"
+#include "dist.h"
 
 void tr_train_defaults(tr_train_opts *o)
 {
@@ -85,6 +86,9 @@ char *tr_train_progress_str(const tr_train_progress *p, char *buf, size_t len)
              "step %lld/%lld  epoch %.2f  loss %.4f  lr %.2e  |g| %.3g  %.0f tok/s  ETA %s",
              (long long)p->step, (long long)p->total, p->epoch, p->loss, p->lr,
              p->grad_norm, p->tokens_per_s, eta);
+    size_t n = strlen(buf);
+    if (p->ranks > 1 && p->step_s > 0 && n < len)
+        snprintf(buf + n, len - n, "  comm %.0f%%", 100 * p->comm_s / p->step_s);
     return buf;
 }
 
@@ -111,6 +115,14 @@ typedef struct trainer {
     FILE *log;
     int tty;
     int printed; /* a \r progress line is open on the tty */
+    /* data parallel (dist.h): this rank of nrank; rank 0 alone writes */
+    int rank, nrank, writer;
+    int64_t shards;             /* per epoch: non-empty shards of its micro-batches */
+    tr_fold fold;               /* sums cur across the ranks into acc */
+    float *flat_acc, *flat_cur; /* the two gradient arenas as flat float vectors */
+    int64_t flat_n;
+    unsigned char *present; /* [nrank] whose shard of a micro-batch has rows */
+    double *vals, *allvals; /* this update's losses and tokens: mine, every rank's */
 } trainer;
 
 static void trainer_free(trainer *T)
@@ -125,6 +137,10 @@ static void trainer_free(trainer *T)
     rt_list_free(&T->out);
     rt_list_free(&T->chunk);
     free(T->perm);
+    tr_fold_free(&T->fold);
+    free(T->present);
+    free(T->vals);
+    free(T->allvals);
     if (T->log)
         fclose(T->log);
 }
@@ -341,8 +357,14 @@ static const char *join(const char *dir, const char *name, char *buf, size_t len
 
 /* One checkpoint, the weights and the optimizer state with the position, as one atomic
  * unit of the run directory (ckpt.h). */
+static int check_ranks_agree(trainer *T, bc_err *e);
+
 static int save_checkpoint(trainer *T, bc_err *e)
 {
+    if (T->nrank > 1 && check_ranks_agree(T, e))
+        return -1;
+    if (!T->writer)
+        return 0;
     int64_t v[S_COUNT];
     position(T, T->step, v);
     v[S_HASH] = (int64_t)params_hash(T->params);
@@ -486,7 +508,7 @@ static int open_log(trainer *T, bc_err *e)
 static void report(trainer *T, const tr_train_progress *p, int64_t start)
 {
     const tr_train_opts *o = T->o;
-    if (o->progress) {
+    if (o->progress && T->writer) {
         char buf[256];
         tr_train_progress_str(p, buf, sizeof buf);
         int64_t every = o->progress_every > 0 ? o->progress_every : (T->total + 49) / 50;
@@ -548,21 +570,24 @@ static int prime_out(trainer *T, int first, bc_err *e)
     return 0;
 }
 
-/* Runs micro-batch mi of the current epoch and adds its gradients to T->acc (first:
- * they replace it; computed there in place, they are only checked). */
-static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *loss,
-                     int64_t *tokens, bc_err *e)
+/* What run_micro does with a micro-batch's gradients: they replace T->acc (computed
+ * there in place, they are only checked), are added to it, or (data parallel) are only
+ * checked and left in T->cur for the fold. */
+enum { ACC_FIRST, ACC_ADD, ACC_NONE };
+
+/* Runs micro-batch mi of the current epoch, the n rows from position r0 of its order,
+ * with the dropout seed of micro-batch number micro of the run. */
+static int run_micro(trainer *T, int64_t epoch, int64_t mi, int64_t r0, int64_t n,
+                     int64_t micro, int mode, double *loss, int64_t *tokens, bc_err *e)
 {
     const tr_train_opts *o = T->o;
-    int64_t r0 = mi * o->batch_size;
-    int64_t n = T->rows - r0 < o->batch_size ? T->rows - r0 : o->batch_size;
+    int first = mode == ACC_FIRST;
     long long stepno = (long long)T->step + 1;
     rt_tensor_list batch, *out = &T->out;
     rt_list_init(&batch);
     int rc = -1;
     if (slice_rows(T->data, T->perm + r0, n, &batch, e) || prime_out(T, first, e))
         goto done;
-    int64_t micro = epoch * T->nmicro + mi;
     if (T->fn(T->ctx, T->params, &batch, tr_train_dropout_seed(o->seed, micro), out, e)) {
         bc_err_prefix(e, "step %lld", stepno);
         goto done;
@@ -597,12 +622,22 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
         float *acc = a->data;      /* [numel] */
         const float *gd = g->data; /* [numel]; acc itself when computed in place */
         int64_t cnt = rt_numel(a), bad = cnt;
+        if (mode == ACC_NONE) { /* checked, and kept in cur for the fold */
+            float *cur = T->cur.t[i].data;
 #pragma omp parallel for schedule(static) reduction(min : bad) if (cnt > 65536)
-        for (int64_t k = 0; k < cnt; k++) {
-            float s = first ? gd[k] : acc[k] + gd[k];
-            if (!isfinite(s) && k < bad)
-                bad = k;
-            acc[k] = s;
+            for (int64_t k = 0; k < cnt; k++) {
+                if (!isfinite(gd[k]) && k < bad)
+                    bad = k;
+                cur[k] = gd[k];
+            }
+        } else {
+#pragma omp parallel for schedule(static) reduction(min : bad) if (cnt > 65536)
+            for (int64_t k = 0; k < cnt; k++) {
+                float s = first ? gd[k] : acc[k] + gd[k];
+                if (!isfinite(s) && k < bad)
+                    bad = k;
+                acc[k] = s;
+            }
         }
         if (bad < cnt) {
             bc_errf(e,
@@ -618,6 +653,141 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int first, double *l
 done:
     rt_list_free(&batch);
     return rc;
+}
+
+/* ---- data parallel (dist.h) --------------------------------------------------------- */
+
+/* Every rank's hash of its weights equals rank 0's, or an error: a rank that went its
+ * own way (a fault, a different build or data) is found here rather than trained on. */
+static int check_ranks_agree(trainer *T, bc_err *e)
+{
+    uint64_t mine = params_hash(T->params);
+    uint64_t *all = malloc((size_t)T->nrank * sizeof *all);
+    if (!all)
+        return bc_errf(e, "out of memory");
+    int rc = tr_dist_allgather(&mine, all, sizeof mine, e);
+    for (int r = 1; !rc && r < T->nrank; r++)
+        if (all[r] != all[0])
+            rc = bc_errf(e,
+                         "after step %lld the weights of rank %d differ from rank 0's "
+                         "(hash %016llx, rank 0 %016llx): the ranks diverged (different "
+                         "data, options or builds?)",
+                         (long long)T->step, r, (unsigned long long)all[r],
+                         (unsigned long long)all[0]);
+    free(all);
+    return rc;
+}
+
+/* The shard of micro-batch j that rank r takes: rows [*a, *b) of the epoch's order
+ * (empty when *a >= *b). */
+static void shard_rows(const trainer *T, int64_t j, int r, int64_t *a, int64_t *b)
+{
+    int64_t G = T->o->batch_size, base = j * G;
+    *a = base + G * r / T->nrank;
+    *b = base + G * (r + 1) / T->nrank;
+    if (*b > T->rows)
+        *b = T->rows;
+}
+
+static int setup_dist(trainer *T, bc_err *e)
+{
+    const tr_train_opts *o = T->o;
+    int N = T->nrank;
+    if (o->batch_size < N)
+        return bc_errf(e,
+                       "--batch-size %lld is fewer rows than the %d ranks (under mpirun it "
+                       "counts a micro-batch's rows across every rank)",
+                       (long long)o->batch_size, N);
+    const rt_tensor *a0 = NULL, *c0 = NULL;
+    for (int i = 0; i < T->acc.n && !a0; i++)
+        if (T->acc.t[i].arena) {
+            a0 = &T->acc.t[i];
+            c0 = &T->cur.t[i];
+        }
+    if (!a0 || !c0->arena || a0->arena->bytes != c0->arena->bytes)
+        return bc_errf(e, "data parallel training needs trainable parameters");
+    /* The arenas as flat vectors: their alignment padding zeroed, so that the fold
+     * reads nothing uninitialized (padding sums to zero). */
+    memset(a0->arena->data, 0, a0->arena->bytes);
+    memset(c0->arena->data, 0, c0->arena->bytes);
+    T->flat_acc = a0->arena->data;
+    T->flat_cur = c0->arena->data;
+    T->flat_n = (int64_t)(a0->arena->bytes / sizeof(float));
+    int64_t a, b, last = 0;
+    for (int r = 0; r < N; r++) {
+        shard_rows(T, T->nmicro - 1, r, &a, &b);
+        last += a < b;
+    }
+    T->shards = (T->nmicro - 1) * N + last;
+    T->present = calloc((size_t)N, 1);
+    T->vals = calloc(2 * (size_t)o->accum, sizeof *T->vals);
+    T->allvals = calloc(2 * (size_t)o->accum * (size_t)N, sizeof *T->allvals);
+    if (!T->present || !T->vals || !T->allvals)
+        return bc_errf(e, "out of memory");
+    return tr_fold_init(&T->fold, T->flat_acc, T->flat_n,
+                        o->dist_bucket_bytes ? o->dist_bucket_bytes : (size_t)25 << 20, e);
+}
+
+/* The non-finite sum the fold found, by parameter. */
+static int nonfinite_sum(const trainer *T, int64_t epoch, int64_t j, bc_err *e)
+{
+    int64_t at = T->fold.bad;
+    for (int i = 0; i < T->acc.n; i++) {
+        int64_t off = (const float *)T->acc.t[i].data - T->flat_acc;
+        if (at >= off && at < off + rt_numel(&T->acc.t[i]))
+            return bc_errf(e,
+                           "step %lld (epoch %lld, micro-batch %lld): non-finite gradient "
+                           "%s (element %lld of the sum over the ranks is %g)",
+                           (long long)T->step + 1, (long long)epoch + 1, (long long)j + 1,
+                           T->gname[i], (long long)(at - off), (double)T->flat_acc[at]);
+    }
+    return bc_errf(e, "step %lld: non-finite gradient sum", (long long)T->step + 1);
+}
+
+/* One update's micro-batches [m0, m1) over the ranks: this rank's shards, folded into
+ * T->acc in (micro-batch, rank) order, which is one process's accumulation order. Fills
+ * the update's loss sum, its tokens and *k, the shards that had rows. */
+static int dist_update(trainer *T, int64_t epoch, int64_t m0, int64_t m1, double *loss_sum,
+                       int64_t *tokens, int64_t *k, bc_err *e)
+{
+    int N = T->nrank, r = T->rank;
+    int64_t nm = m1 - m0, a, b;
+    tr_fold_begin(&T->fold);
+    for (int64_t j = m0; j < m1; j++) {
+        double l = 0;
+        int64_t tok = 0;
+        for (int s = 0; s < N; s++) {
+            shard_rows(T, j, s, &a, &b);
+            T->present[s] = a < b;
+        }
+        shard_rows(T, j, r, &a, &b);
+        if (a < b && run_micro(T, epoch, j, a, b - a, epoch * T->shards + j * N + r,
+                               ACC_NONE, &l, &tok, e))
+            return -1;
+        T->vals[2 * (j - m0)] = l;
+        T->vals[2 * (j - m0) + 1] = (double)tok;
+        if (tr_fold_add(&T->fold, T->flat_cur, T->present, e))
+            return -1;
+        if (T->fold.bad >= 0)
+            return nonfinite_sum(T, epoch, j, e);
+    }
+    if (tr_fold_finish(&T->fold, e) ||
+        tr_dist_allgather(T->vals, T->allvals, 2 * (size_t)nm * sizeof *T->vals, e))
+        return -1;
+    *loss_sum = 0;
+    *tokens = 0;
+    *k = 0;
+    for (int64_t j = m0; j < m1; j++)
+        for (int s = 0; s < N; s++) {
+            shard_rows(T, j, s, &a, &b);
+            if (a >= b)
+                continue;
+            const double *v = T->allvals + (size_t)s * 2 * (size_t)nm + 2 * (j - m0);
+            *loss_sum += v[0];
+            *tokens += (int64_t)v[1];
+            ++*k;
+        }
+    return 0;
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
@@ -657,7 +827,7 @@ static int setup(trainer *T, bc_err *e)
             return bc_errf(e, "out of memory");
         snprintf(T->gname[i], len, "grad.%s", T->adam.names[i]);
         if (!rt_list_add(&T->acc, T->gname[i], RT_F32, m->rank, m->shape, NULL) ||
-            (o->accum > 1 &&
+            ((o->accum > 1 || T->nrank > 1) &&
              !rt_list_add(&T->cur, T->gname[i], RT_F32, m->rank, m->shape, NULL)))
             return bc_errf(e, "out of memory for the gradients");
     }
@@ -665,7 +835,7 @@ static int setup(trainer *T, bc_err *e)
         return bc_errf(e, "out of memory for the gradients");
     T->perm_epoch = -1;
     T->tty = o->progress && isatty(fileno(o->progress));
-    return 0;
+    return T->nrank > 1 ? setup_dist(T, e) : 0;
 }
 
 int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *params,
@@ -683,18 +853,30 @@ int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *p
     rt_list_init(&T.cur);
     rt_list_init(&T.out);
     rt_list_init(&T.chunk);
-    tr_train_result res = {0, 0, 0, 0, NAN};
+    tr_train_result res = {0, 0, 0, 0, NAN, 0, 0};
     int rc = -1;
-    if (setup(&T, e) || (resume && restore(&T, resume, e)))
+    double t_start = bc_now(), c_start = tr_dist_comm_seconds();
+    T.rank = tr_dist_rank();
+    T.nrank = tr_dist_size();
+    T.writer = T.rank == 0;
+    if (setup(&T, e) || (resume && restore(&T, resume, e)) ||
+        (T.nrank > 1 && check_ranks_agree(&T, e)))
         goto done;
     res.start_step = T.step;
     res.total = T.total;
-    if (o->out_dir && T.step < T.total && open_log(&T, e))
+    if (o->out_dir && T.writer && T.step < T.total && open_log(&T, e))
         goto done;
     int64_t saved = resume ? T.step : -1;
-    double t_start = bc_now();
+    int64_t check_every = o->dist_check_every > 0 ? o->dist_check_every : 100;
+    t_start = bc_now();
+    c_start = tr_dist_comm_seconds();
     while (T.step < T.total) {
-        if (o->stop && *o->stop) {
+        int64_t halt = o->stop && *o->stop;
+        if (T.nrank > 1 && tr_dist_max_i64(&halt, 1, e)) /* every rank stops here */
+            goto done;
+        if (halt) {
+            if (o->stop)
+                *o->stop = 1;
             res.stopped = 1;
             break;
         }
@@ -705,20 +887,24 @@ int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *p
             make_perm(&T, epoch);
         }
         int64_t m0 = g * o->accum, m1 = m0 + o->accum < T.nmicro ? m0 + o->accum : T.nmicro;
-        double t0 = bc_now(), loss_sum = 0;
-        int64_t tokens = 0;
-        for (int64_t mi = m0; mi < m1 && !res.stopped; mi++) {
+        double t0 = bc_now(), c0 = tr_dist_comm_seconds(), loss_sum = 0;
+        int64_t tokens = 0, k = m1 - m0;
+        if (T.nrank > 1 && dist_update(&T, epoch, m0, m1, &loss_sum, &tokens, &k, e))
+            goto done;
+        for (int64_t mi = m0; T.nrank == 1 && mi < m1 && !res.stopped; mi++) {
             double l;
+            int64_t r0 = mi * o->batch_size;
+            int64_t n = T.rows - r0 < o->batch_size ? T.rows - r0 : o->batch_size;
             if (mi > m0 && o->stop && *o->stop)
                 res.stopped = 1; /* the partial update is dropped; resume redoes it */
-            else if (run_micro(&T, epoch, mi, mi == m0, &l, &tokens, e))
+            else if (run_micro(&T, epoch, mi, r0, n, epoch * T.nmicro + mi,
+                               mi == m0 ? ACC_FIRST : ACC_ADD, &l, &tokens, e))
                 goto done;
             else
                 loss_sum += l;
         }
         if (res.stopped)
             break;
-        int64_t k = m1 - m0;
         if (k > 1)
             for (int i = 0; i < T.acc.n; i++) {
                 float *a = T.acc.t[i].data, inv = (float)k; /* [numel] */
@@ -743,9 +929,14 @@ int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *p
         p.tokens_per_s = t1 > t0 ? (double)tokens / (t1 - t0) : 0;
         p.eta_s =
             (t1 - t_start) / (double)(T.step - res.start_step) * (double)(T.total - T.step);
+        p.ranks = T.nrank;
+        p.step_s = t1 - t0;
+        p.comm_s = tr_dist_comm_seconds() - c0;
         res.last_loss = p.loss;
         report(&T, &p, res.start_step);
-        int asked = o->save_request && *o->save_request;
+        int64_t asked = o->save_request && *o->save_request;
+        if (T.nrank > 1 && tr_dist_max_i64(&asked, 1, e)) /* the same choice everywhere */
+            goto done;
         if (o->out_dir && T.step < T.total &&
             ((o->save_every > 0 && T.step % o->save_every == 0) || asked)) {
             if (save_checkpoint(&T, e))
@@ -753,12 +944,18 @@ int tr_train(const tr_train_opts *o, tr_step_fn fn, void *ctx, rt_tensor_list *p
             saved = T.step;
             if (o->save_request)
                 *o->save_request = 0;
+        } else if (T.nrank > 1 && T.step % check_every == 0 && check_ranks_agree(&T, e)) {
+            goto done;
         }
     }
     if (o->out_dir && saved != T.step && save_checkpoint(&T, e))
         goto done;
+    if (!o->out_dir && T.nrank > 1 && check_ranks_agree(&T, e))
+        goto done;
     rc = 0;
 done:
+    res.train_s = bc_now() - t_start;
+    res.comm_s = tr_dist_comm_seconds() - c_start;
     if (T.printed)
         fputc('\n', o->progress);
     res.step = T.step;

@@ -63,6 +63,9 @@ typedef struct tr_train_progress {
     double grad_norm;    /* global gradient norm before clipping */
     double tokens_per_s; /* this update's throughput */
     double eta_s;        /* estimated seconds left */
+    int ranks;           /* processes training together (dist.h; 1: this one alone) */
+    double step_s;       /* this update's seconds */
+    double comm_s;       /* of which communicating with the other ranks (ranks > 1) */
 } tr_train_progress;
 
 typedef struct tr_train_opts {
@@ -104,6 +107,16 @@ typedef struct tr_train_opts {
      * e.g. to link RUN/best.safetensors to it; a failure stops the run. May be NULL. */
     int *save_request;
     int (*on_saved)(void *ctx, int64_t step, bc_err *e);
+    /* Data parallel (dist.h), when MPI runs more than one rank: batch_size counts the
+     * rows of a micro-batch across the ranks, rank r taking rows [r G/N, (r+1) G/N) of
+     * each (G = batch_size >= N ranks); the gradients are combined in rank order, so
+     * that N ranks give the bits of one process with batch_size G/N and accum N *
+     * accum. Only rank 0 writes out_dir and progress. The gradient travels in buckets
+     * of dist_bucket_bytes (0: 25 MiB; any size gives the same bits), and every
+     * dist_check_every updates (0: 100), at every checkpoint and at the end, the ranks
+     * compare a hash of their weights: a difference is an error. */
+    size_t dist_bucket_bytes;
+    int64_t dist_check_every;
 } tr_train_opts;
 
 typedef struct tr_train_result {
@@ -112,6 +125,8 @@ typedef struct tr_train_result {
     int64_t total;      /* updates planned */
     int stopped;        /* 1 if *stop ended the run early */
     double last_loss;   /* the last update's loss (NaN if none) */
+    double train_s;     /* seconds in the loop */
+    double comm_s;      /* of which communicating with the other ranks (dist.h) */
 } tr_train_result;
 
 void tr_train_defaults(tr_train_opts *o);
@@ -130,10 +145,10 @@ uint64_t tr_train_dropout_seed(uint64_t seed, int64_t micro_step);
  * (the rows), any dtype. resume: the contents of an optimizer.safetensors written by a
  * previous run (params must then be that run's weights.safetensors), or NULL to start.
  * With out_dir, writes a checkpoint there (ckpt.h) every save_every updates, when
- * on_step asks (save_request), at the end and when stopped, and appends to TR_TRAIN_LOG (a resumed run
- * first drops log lines past its checkpoint). Stops with an error naming the step and
- * the tensor on a non-finite loss or gradient (the last checkpoint is kept). r may be
- * NULL. */
+ * on_step asks (save_request), at the end and when stopped, and appends to TR_TRAIN_LOG (a
+ * resumed run first drops log lines past its checkpoint). Stops with an error naming the
+ * step and the tensor on a non-finite loss or gradient (the last checkpoint is kept). r may
+ * be NULL. */
 int tr_train(const tr_train_opts *o, tr_step_fn step, void *ctx, rt_tensor_list *params,
              const rt_tensor_list *data, const rt_tensor_list *resume, tr_train_result *r,
              bc_err *e);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../../tasks/trainer.h"
+#include "../../train/dist.h"
 #include "args.h"
 #include "driver.h"
 
@@ -15,7 +16,7 @@ static rundir_train_args a;
 static const char *freeze, *quiet;
 static char task_help[RUNDIR_MAX_TASK_OPTS][1024];
 
-#define BASE_OPTS 30
+#define BASE_OPTS 31
 static arg_opt opts[BASE_OPTS + RUNDIR_MAX_TASK_OPTS + 1] = {
     {"data", "PATH",
      "a batch file (the run batch format, N rows), or the task's data "
@@ -44,7 +45,10 @@ static arg_opt opts[BASE_OPTS + RUNDIR_MAX_TASK_OPTS + 1] = {
      &a.resume},
     {"epochs", "N", "passes over the data (default 3)", &a.epochs},
     {"steps", "N", "total optimizer updates instead of --epochs", &a.steps},
-    {"batch-size", "N", "rows per micro-batch (default 8)", &a.batch_size},
+    {"batch-size", "N",
+     "rows per micro-batch (default 8); under mpirun -np N, the rows of a micro-batch "
+     "across all ranks, rank r taking rows [r*G/N, (r+1)*G/N)",
+     &a.batch_size},
     {"accum", "N", "micro-batches per update, gradients averaged (default 1)", &a.accum},
     {"lr", "X", "peak learning rate (default 5e-5)", &a.lr},
     {"warmup", "F", "linear warm-up, fraction of the updates (default 0.1)", &a.warmup},
@@ -59,7 +63,10 @@ static arg_opt opts[BASE_OPTS + RUNDIR_MAX_TASK_OPTS + 1] = {
      "(repeatable)",
      &freeze},
     {"seed", "N", "initialization, shuffling and dropout (default 0)", &a.seed},
-    {"threads", "N", "number of threads (default: all cores)", &a.threads},
+    {"threads", "N",
+     "number of threads (default: all cores; under mpirun, the host's cores divided "
+     "by its ranks)",
+     &a.threads},
     {"backend", "NAME",
      "jit (generated code, the default) or ref (the reference interpreter)", &a.backend},
     {"fuse", "RULES", FUSE_HELP " (kept by --resume)", &a.fuse},
@@ -75,6 +82,10 @@ static arg_opt opts[BASE_OPTS + RUNDIR_MAX_TASK_OPTS + 1] = {
      &a.group},
     {"eval-batch-size", "N", "with --task: rows per dev batch (default 64)", &a.eval_batch},
     {"quiet", NULL, "no progress or summary on stderr", &quiet},
+    {"dist-bucket-mb", "MB",
+     "under mpirun: the gradient travels in messages of MB (default 25; any size gives "
+     "the same bits)",
+     &a.dist_bucket_mb},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -103,13 +114,21 @@ static const char about[] =
     "losses as an uninterrupted run (given the same --threads and backend).\n"
     "Checkpoints are atomic units under RUN_DIR/checkpoints/: a kill at any\n"
     "instant leaves the last complete one to resume. The options marked (TASK)\n"
-    "belong to that task.";
+    "belong to that task.\n"
+    "\n"
+    "Data parallel: `mpirun -np N bertcc train ...` trains on N processes (on one\n"
+    "machine or several: README \"Training on several processes and machines\"),\n"
+    "each taking its share of every micro-batch; the weights are bit-identical to\n"
+    "one process's with --batch-size G/N --accum N*A. Rank 0 writes RUN_DIR.\n"
+    "To stop such a job with a checkpoint, send SIGUSR1 to mpirun (it forwards it\n"
+    "to every rank) or SIGTERM to the ranks.\n";
 
 static volatile sig_atomic_t interrupted;
 
-/* The first SIGINT or SIGTERM (what schedulers and mpirun send) asks for a checkpoint at
- * the end of the current update; further ones are ignored, with a note, until it is
- * durable (a second Ctrl-C used to kill the run before its checkpoint was written). */
+/* The first SIGINT, SIGTERM (what schedulers send) or SIGUSR1 (what mpirun forwards to
+ * every rank without ending the job) asks for a checkpoint at the end of the current
+ * update; further ones are ignored, with a note, until it is durable (a second Ctrl-C used
+ * to kill the run before its checkpoint was written). */
 static void on_stop_signal(int sig)
 {
     (void)sig;
@@ -117,9 +136,10 @@ static void on_stop_signal(int sig)
         interrupted = 1;
         return;
     }
-    static const char msg[] = "\nbertcc: note: stopping after the checkpoint being written; "
-                              "further interrupts are ignored (SIGQUIT, Ctrl-\\, ends at "
-                              "once)\n";
+    static const char msg[] =
+        "\nbertcc: note: stopping after the checkpoint being written; "
+        "further interrupts are ignored (SIGQUIT, Ctrl-\\, ends at "
+        "once)\n";
     ssize_t w = write(2, msg, sizeof msg - 1);
     (void)w;
 }
@@ -159,8 +179,12 @@ static void print_metrics(const tk_metrics *m)
 static int report(int failed, const bc_err *e, const rundir_train_result *r)
 {
     const tr_train_result *t = &r->train;
+    if (failed && tr_dist_size() > 1)
+        tr_dist_fail(e->msg); /* ends every rank */
     if (failed)
         return fprintf(stderr, "bertcc train: %s\n", e->msg), 1;
+    if (tr_dist_rank() > 0)
+        return t->stopped ? 130 : 0;
     if (t->stopped) {
         fprintf(stderr,
                 "bertcc train: interrupted at step %lld/%lld; checkpoint in %s (continue "
@@ -180,6 +204,11 @@ static int report(int failed, const bc_err *e, const rundir_train_result *r)
                 "bertcc train: %lld/%lld steps, final loss %.6g; weights in %s/%s\n",
                 (long long)t->step, (long long)t->total, t->last_loss, r->out,
                 TR_TRAIN_WEIGHTS);
+    if (tr_dist_size() > 1 && t->train_s > 0)
+        fprintf(
+            stderr,
+            "bertcc train: %d ranks; communication %.2f s of %.2f s training (%.1f%%)\n",
+            tr_dist_size(), t->comm_s, t->train_s, 100 * t->comm_s / t->train_s);
     if (r->have_best) {
         fprintf(stderr, "bertcc train: best on dev (best.safetensors): ");
         print_metrics(&r->best);
@@ -190,24 +219,30 @@ static int report(int failed, const bc_err *e, const rundir_train_result *r)
 
 static int train(void)
 {
-    a.progress = quiet ? NULL : stderr;
-    a.note = driver_note;
+    bc_err e;
+    if (tr_dist_init(&e))
+        return driver_fail(e.msg);
+    /* under MPI, rank 0 speaks for the job */
+    a.progress = quiet || tr_dist_rank() > 0 ? NULL : stderr;
+    a.note = tr_dist_rank() > 0 ? NULL : driver_note;
     a.stop = &interrupted;
     interrupted = 0;
-    struct sigaction sa, old_int, old_term;
+    struct sigaction sa, old_int, old_term, old_usr1;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    bc_err e;
+    sigaction(SIGUSR1, &sa, &old_usr1); /* what mpirun forwards as it is */
     rundir_train_result r;
     int failed = rundir_train(&a, &r, &e) != 0;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
     int rc = report(failed, &e, &r);
     rundir_train_result_free(&r);
+    tr_dist_finalize();
     return rc;
 }
 
@@ -227,8 +262,14 @@ int cmd_train(int argc, char **argv)
     int npos = args_parse(argc, argv, 2, opts, pos, 1, &help, "train");
     if (npos < 0)
         return 1;
-    if (help)
-        return args_usage(usage, about, opts), 0;
+    if (help) {
+        args_usage(usage, about, opts);
+        puts(tr_dist_built()
+                 ? "\nThis build has MPI."
+                 : "\nThis build has no MPI (install libopenmpi-dev and rebuild "
+                   "for data-parallel training).");
+        return 0;
+    }
     if (a.epochs && a.steps)
         return driver_fail("train: give --epochs or --steps, not both");
     a.model = npos ? pos[0] : NULL;
