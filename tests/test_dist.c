@@ -13,6 +13,8 @@
  * is set (.ci/run sets it), which turns that into a failure. Under the ASan build the
  * ranks' leak check uses tests/lsan-mpi.supp for Open MPI's own allocations. */
 #include <criterion/criterion.h>
+#include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,4 +328,40 @@ Test(dist, a_killed_two_rank_run_resumes_exactly, .timeout = 900)
     cr_expect_eq(rc, 0, "%s", out);
     cr_expect(strstr(out, "12/12 steps"), "%s", out);
     free(out);
+}
+
+/* The fold in one process (no MPI needed): the first present shard replaces the sum,
+ * the next ones add to it, an absent one adds nothing (not even a zero: -0 stays -0),
+ * and the first element whose sum overflows is found. */
+Test(dist, the_fold_adds_as_accumulation_does)
+{
+    enum { n = 70001 }; /* past the threads' threshold, not a multiple of a vector */
+    static float acc[n], g[n];
+    tr_fold f;
+    bc_err e;
+    cr_assert_eq(tr_fold_init(&f, acc, n, 4096, &e), 0, "%s", e.msg);
+    unsigned char yes = 1, no = 0;
+    for (int i = 0; i < n; i++)
+        g[i] = (float)(i % 7) - 3.0f;
+    g[5] = -0.0f;
+    tr_fold_begin(&f);
+    cr_assert_eq(tr_fold_add(&f, g, &yes, &e), 0);
+    cr_assert_eq(tr_fold_add(&f, g, &no, &e), 0);
+    cr_expect(signbit(acc[5]) && acc[5] == 0, "an absent shard changed -0");
+    cr_assert_eq(tr_fold_add(&f, g, &yes, &e), 0);
+    cr_assert_eq(tr_fold_finish(&f, &e), 0);
+    for (int i = 0; i < n; i++)
+        if (acc[i] != g[i] + g[i])
+            cr_assert_fail("element %d: %g, expected %g", i, (double)acc[i],
+                           (double)(g[i] + g[i]));
+    cr_expect_eq(f.bad, -1);
+    g[60000] = FLT_MAX;
+    g[65000] = FLT_MAX;
+    tr_fold_begin(&f);
+    cr_assert_eq(tr_fold_add(&f, g, &yes, &e), 0);
+    cr_expect_eq(f.bad, -1);
+    cr_assert_eq(tr_fold_add(&f, g, &yes, &e), 0);
+    cr_expect_eq(f.bad, 60000, "the first overflow is at 60000, found %lld",
+                 (long long)f.bad);
+    tr_fold_free(&f);
 }

@@ -1,7 +1,6 @@
 /* dist.c: see dist.h. */
 #include "dist.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,20 +239,40 @@ void tr_fold_begin(tr_fold *f)
     f->bad = -1;
 }
 
-/* dst = (copy ? x : dst + x), noting the first non-finite sum at base + index. */
+/* Whether the float with these bits is Inf or NaN (all exponent bits set). */
+static inline int nonfinite_bits(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+/* dst = (copy ? x : dst + x), noting the first non-finite sum at base + index. The loops
+ * only OR a flag, so that they vectorize; the index is searched for when it is set. */
 static void fold_into(tr_fold *f, float *dst, const float *x, int64_t len, int copy,
                       int64_t base)
 {
-    int64_t bad = len;
-#pragma omp parallel for schedule(static) reduction(min : bad) if (len > 65536)
-    for (int64_t j = 0; j < len; j++) {
-        float s = copy ? x[j] : dst[j] + x[j];
-        if (!isfinite(s) && j < bad)
-            bad = j;
-        dst[j] = s;
+    int any = 0;
+    if (copy) {
+#pragma omp parallel for schedule(static) reduction(| : any) if (len > 65536)
+        for (int64_t j = 0; j < len; j++) {
+            dst[j] = x[j];
+            any |= nonfinite_bits(x[j]);
+        }
+    } else {
+#pragma omp parallel for schedule(static) reduction(| : any) if (len > 65536)
+        for (int64_t j = 0; j < len; j++) {
+            float s = dst[j] + x[j];
+            dst[j] = s;
+            any |= nonfinite_bits(s);
+        }
     }
-    if (bad < len && (f->bad < 0 || base + bad < f->bad))
-        f->bad = base + bad;
+    for (int64_t j = 0; any && j < len; j++)
+        if (nonfinite_bits(dst[j])) {
+            if (f->bad < 0 || base + j < f->bad)
+                f->bad = base + j;
+            break;
+        }
 }
 
 int tr_fold_add(tr_fold *f, const float *mine, const unsigned char *present, bc_err *e)
