@@ -327,6 +327,7 @@ Test(dist, a_killed_two_rank_run_resumes_exactly, .timeout = 900)
     rc = sh(dir, &out, "%s train --resume solo", BERTCC_EXE);
     cr_expect_eq(rc, 0, "%s", out);
     cr_expect(strstr(out, "12/12 steps"), "%s", out);
+    cr_expect(strstr(out, "written by 2 processes, this run has 1"), "%s", out);
     free(out);
 }
 

@@ -374,7 +374,9 @@ static int save_checkpoint(trainer *T, bc_err *e)
     rt_list_init(&sc);
     int64_t astep = T->adam.step;
     int rc = -1;
-    if (!rt_list_add(&sc, "adam.step", RT_I64, 0, NULL, &astep))
+    int64_t ranks = T->nrank; /* a note when resumed under another count */
+    if (!rt_list_add(&sc, "adam.step", RT_I64, 0, NULL, &astep) ||
+        !rt_list_add(&sc, "ranks", RT_I64, 0, NULL, &ranks))
         goto oom;
     for (int i = 0; i < S_COUNT; i++)
         if (!rt_list_add(&sc, scalar_names[i], RT_I64, 0, NULL, &v[i]))
@@ -453,6 +455,16 @@ static int restore(trainer *T, const rt_tensor_list *st, bc_err *e)
                        (long long)step);
     if (tr_adamw_load(&T->adam, st, e))
         return -1;
+    /* written by another number of ranks (absent before data parallelism: one) */
+    const rt_tensor *rk = rt_list_cfind(st, "ranks");
+    int64_t was =
+        rk && rk->dtype == RT_I64 && rt_numel(rk) == 1 ? *(const int64_t *)rk->data : 1;
+    if (was != T->nrank && T->o->progress && T->writer)
+        fprintf(T->o->progress,
+                "bertcc: note: the checkpoint was written by %lld process%s, this run "
+                "has %d: it continues validly, but its micro-batches are split otherwise, "
+                "so its bits differ from an uninterrupted run's\n",
+                (long long)was, was == 1 ? "" : "es", T->nrank);
     if (T->adam.step != step)
         return bc_errf(e, "optimizer state: adam.step %lld differs from step %lld",
                        (long long)T->adam.step, (long long)step);
