@@ -197,20 +197,44 @@ Test(dist, a_failing_rank_ends_the_job, .timeout = 900)
     free(out);
 }
 
-/* Ranks that would train different weights (rank 1 another seed: another
- * initialization) are caught by the weights-hash check before the first update. */
+/* Ranks that would train different weights (rank 1 starts from another run's weights,
+ * everything else equal) are caught by the weights-hash check before the first update. */
 Test(dist, diverging_ranks_are_an_error, .timeout = 900)
 {
     const char *dir = work();
     char *out = NULL;
-    int rc =
-        sh(dir, &out,
-           MPIRUN " -np 1 %s train %s " IS_ARGS "--steps 3 -o div --batch-size 16 : "
-                  "-np 1 %s train %s " IS_ARGS "--seed 4 --steps 3 -o div --batch-size 16",
-           BERTCC_EXE, MODEL, BERTCC_EXE, MODEL);
+    int rc = sh(dir, &out, "%s train %s " IS_ARGS "--steps 2 --warmup 0 --no-eval -o init",
+                BERTCC_EXE, MODEL);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    rc = sh(dir, &out,
+            MPIRUN " -np 1 %s train %s " IS_ARGS "--steps 3 -o div --batch-size 16 : "
+                   "-np 1 %s train %s " IS_ARGS
+                   "--init init/weights.safetensors --steps 3 -o div --batch-size 16",
+            BERTCC_EXE, MODEL, BERTCC_EXE, MODEL);
     cr_expect_neq(rc, 0, "%s", out);
     cr_expect_neq(rc, 124, "the job hung: %s", out);
-    cr_expect(strstr(out, "rank 1 differ from rank 0's"), "%s", out);
+    cr_expect(strstr(out, "the weights of rank 1 differ from rank 0's"), "%s", out);
+    free(out);
+}
+
+/* Ranks that read other data (rank 1 another --data-seed: other pre-training
+ * instances, same shapes) are caught before the first update: weights alone would not
+ * show it. */
+Test(dist, ranks_with_other_data_are_an_error, .timeout = 900)
+{
+    const char *dir = work();
+    char *out = NULL;
+    int rc = sh(dir, &out,
+                MPIRUN " -np 1 %s train %s " PT_ARGS "--steps 3 -o other --batch-size 8 : "
+                       "-np 1 %s train %s " PT_ARGS
+                       "--data-seed 7 --steps 3 -o other --batch-size 8",
+                BERTCC_EXE, MODEL, BERTCC_EXE, MODEL);
+    cr_expect_neq(rc, 0, "%s", out);
+    cr_expect_neq(rc, 124, "the job hung: %s", out);
+    cr_expect(strstr(out, "ranks 1 and 0 disagree on the rows of data") ||
+                  strstr(out, "ranks 1 and 0 disagree on the data (its bits)"),
+              "%s", out);
     free(out);
 }
 

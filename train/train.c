@@ -701,6 +701,47 @@ static void shard_rows(const trainer *T, int64_t j, int r, int64_t *a, int64_t *
         *b = T->rows;
 }
 
+/* Every rank has the same data (rows and bits), batch, accumulation, seed, plan of
+ * updates and gradient size as rank 0, or an error naming what differs: the collectives
+ * of ranks that disagree on these would not match (a hang or a wrong fold), and the
+ * weights hash cannot see different data. */
+static int same_run_everywhere(const trainer *T, bc_err *e)
+{
+    const tr_train_opts *o = T->o;
+    uint64_t data = 0;
+    for (int i = 0; i < T->data->n; i++) {
+        const rt_tensor *t = &T->data->t[i];
+        data += mix64(bc_hash_bytes(mix64(rt_hash_str(t->name)), t->data, rt_nbytes(t)));
+    }
+    enum { K = 8 };
+    static const char *const what[K] = {
+        "rows of data", "data (its bits)", "batch size",        "accumulation",
+        "seed",         "updates planned", "gradient elements", "shuffle setting"};
+    uint64_t mine[K] = {(uint64_t)T->rows,
+                        data,
+                        (uint64_t)o->batch_size,
+                        (uint64_t)o->accum,
+                        o->seed,
+                        (uint64_t)T->total,
+                        (uint64_t)T->flat_n,
+                        (uint64_t)(o->shuffle * 2 + o->group_by_length)};
+    uint64_t *all = malloc((size_t)T->nrank * sizeof mine);
+    if (!all)
+        return bc_errf(e, "out of memory");
+    int rc = tr_dist_allgather(mine, all, sizeof mine, e);
+    for (int r = 1; !rc && r < T->nrank; r++)
+        for (int k = 0; !rc && k < K; k++)
+            if (all[r * K + k] != all[k])
+                rc = bc_errf(
+                    e,
+                    "ranks %d and 0 disagree on the %s (%llu and %llu): every rank must "
+                    "read the same data with the same options",
+                    r, what[k], (unsigned long long)all[r * K + k],
+                    (unsigned long long)all[k]);
+    free(all);
+    return rc;
+}
+
 static int setup_dist(trainer *T, bc_err *e)
 {
     const tr_train_opts *o = T->o;
@@ -736,6 +777,8 @@ static int setup_dist(trainer *T, bc_err *e)
     T->allvals = calloc(2 * (size_t)o->accum * (size_t)N, sizeof *T->allvals);
     if (!T->present || !T->vals || !T->allvals)
         return bc_errf(e, "out of memory");
+    if (same_run_everywhere(T, e))
+        return -1;
     return tr_fold_init(&T->fold, T->flat_acc, T->flat_n,
                         o->dist_bucket_bytes ? o->dist_bucket_bytes : (size_t)25 << 20, e);
 }
