@@ -121,7 +121,7 @@ static const char about[] =
     "each taking its share of every micro-batch; the weights are bit-identical to\n"
     "one process's with --batch-size G/N --accum N*A. Rank 0 writes RUN_DIR.\n"
     "To stop such a job with a checkpoint, send SIGUSR1 to mpirun (it forwards it\n"
-    "to every rank) or SIGTERM to the ranks.\n";
+    "to every rank) or SIGTERM to the ranks.";
 
 static volatile sig_atomic_t interrupted;
 
