@@ -14,6 +14,7 @@
 #include "../train/ckpt.h"
 #include "../train/dist.h"
 #include "../train/train.h"
+#include "rundir.h"
 
 typedef struct bundle {
     char *p;
@@ -62,8 +63,8 @@ static int put_file(bundle *b, const char *path, const char *name, bc_err *e)
  * weights, the logs and the plot. */
 static int skipped(const char *name)
 {
-    static const char *const skip[] = {TR_TRAIN_WEIGHTS, TR_TRAIN_OPTIM, "best.safetensors",
-                                       TR_TRAIN_LOG,     "metrics.csv",  "curves.svg"};
+    static const char *const skip[] = {TR_TRAIN_WEIGHTS, TR_TRAIN_OPTIM, RUNDIR_BEST,
+                                       TR_TRAIN_LOG,     RUNDIR_METRICS, RUNDIR_PLOT};
     if (name[0] == '.' || strstr(name, ".tmp."))
         return 1;
     for (size_t i = 0; i < sizeof skip / sizeof *skip; i++)

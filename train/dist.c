@@ -131,23 +131,33 @@ static int mpi_ok(int rc, const char *what, bc_err *e)
 /* MPI counts are ints: large messages go in pieces of 1 GiB. */
 #define CHUNK ((size_t)1 << 30)
 
-int tr_dist_bcast(void *buf, size_t bytes, bc_err *e)
+/* A collective over bytes in pieces: a broadcast from rank 0, or (op != 0) an in-place
+ * allreduce with op. */
+static int bytes_collective(void *buf, size_t bytes, int bor, bc_err *e)
 {
 #ifdef BERTCC_HAVE_MPI
     if (g_size > 1) {
         double t0 = bc_now();
         for (size_t at = 0; at < bytes; at += CHUNK) {
             size_t n = bytes - at < CHUNK ? bytes - at : CHUNK;
-            if (mpi_ok(MPI_Bcast((char *)buf + at, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD),
-                       "MPI_Bcast", e))
+            char *p = (char *)buf + at;
+            int rc = bor ? MPI_Allreduce(MPI_IN_PLACE, p, (int)n, MPI_BYTE, MPI_BOR,
+                                         MPI_COMM_WORLD)
+                         : MPI_Bcast(p, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD);
+            if (mpi_ok(rc, bor ? "MPI_Allreduce" : "MPI_Bcast", e))
                 return -1;
         }
         g_comm += bc_now() - t0;
     }
 #else
-    (void)buf, (void)bytes, (void)e;
+    (void)buf, (void)bytes, (void)bor, (void)e;
 #endif
     return 0;
+}
+
+int tr_dist_bcast(void *buf, size_t bytes, bc_err *e)
+{
+    return bytes_collective(buf, bytes, 0, e);
 }
 
 int tr_dist_max_i64(int64_t *v, int n, bc_err *e)
@@ -189,22 +199,7 @@ int tr_dist_allgather(const void *mine, void *all, size_t bytes, bc_err *e)
 
 int tr_dist_bor(void *buf, size_t bytes, bc_err *e)
 {
-#ifdef BERTCC_HAVE_MPI
-    if (g_size > 1) {
-        double t0 = bc_now();
-        for (size_t at = 0; at < bytes; at += CHUNK) {
-            size_t n = bytes - at < CHUNK ? bytes - at : CHUNK;
-            if (mpi_ok(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + at, (int)n, MPI_BYTE,
-                                     MPI_BOR, MPI_COMM_WORLD),
-                       "MPI_Allreduce", e))
-                return -1;
-        }
-        g_comm += bc_now() - t0;
-    }
-#else
-    (void)buf, (void)bytes, (void)e;
-#endif
-    return 0;
+    return bytes_collective(buf, bytes, 1, e);
 }
 
 /* ---- the fold --------------------------------------------------------------------------
@@ -275,6 +270,17 @@ static void fold_into(tr_fold *f, float *dst, const float *x, int64_t len, int c
         }
 }
 
+#ifdef BERTCC_HAVE_MPI
+/* The slices of a bucket of L elements: rank s owns [dis[s], dis[s] + cnt[s]). */
+static void slices(int64_t L, int N, int *cnt, int *dis)
+{
+    for (int s = 0; s < N; s++) {
+        dis[s] = (int)(L * s / N);
+        cnt[s] = (int)(L * (s + 1) / N) - dis[s];
+    }
+}
+#endif
+
 int tr_fold_add(tr_fold *f, const float *mine, const unsigned char *present, bc_err *e)
 {
     if (g_size == 1) {
@@ -293,10 +299,7 @@ int tr_fold_add(tr_fold *f, const float *mine, const unsigned char *present, bc_
     int rcv = 0;
     for (int64_t b0 = 0; b0 < f->n; b0 += f->bucket) {
         int64_t L = f->n - b0 < f->bucket ? f->n - b0 : f->bucket;
-        for (int s = 0; s < N; s++) {
-            sd[s] = (int)(L * s / N);
-            sc[s] = (int)(L * (s + 1) / N) - sd[s];
-        }
+        slices(L, N, sc, sd);
         int mlen = sc[r], moff = sd[r];
         for (int s = 0; s < N; s++) {
             rc[s] = mlen;
@@ -340,10 +343,7 @@ int tr_fold_finish(tr_fold *f, bc_err *e)
     int *dis = cnt + N, rcv = MPI_SUCCESS;
     for (int64_t b0 = 0; b0 < f->n && rcv == MPI_SUCCESS; b0 += f->bucket) {
         int64_t L = f->n - b0 < f->bucket ? f->n - b0 : f->bucket;
-        for (int s = 0; s < N; s++) {
-            dis[s] = (int)(L * s / N);
-            cnt[s] = (int)(L * (s + 1) / N) - dis[s];
-        }
+        slices(L, N, cnt, dis);
         double t0 = bc_now();
         rcv = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, f->acc + b0, cnt, dis,
                              MPI_FLOAT, MPI_COMM_WORLD);

@@ -300,10 +300,10 @@ static int slice_rows(const rt_tensor_list *data, const int64_t *idx, int64_t n,
     return 0;
 }
 
-/* A 64-bit fingerprint of the parameters (names and bits, in any order), stored with
- * the optimizer state so that weights and state written at different steps are not
- * mixed up. */
-static uint64_t params_hash(const rt_tensor_list *p)
+/* A 64-bit fingerprint of a list's tensors (names and bits, in any order): of the
+ * parameters, stored with the optimizer state so that weights and state written at
+ * different steps are not mixed up, and compared across ranks (as is the data's). */
+static uint64_t list_hash(const rt_tensor_list *p)
 {
     uint64_t sum = 0;
     for (int i = 0; i < p->n; i++) {
@@ -367,7 +367,7 @@ static int save_checkpoint(trainer *T, bc_err *e)
         return 0;
     int64_t v[S_COUNT];
     position(T, T->step, v);
-    v[S_HASH] = (int64_t)params_hash(T->params);
+    v[S_HASH] = (int64_t)list_hash(T->params);
     /* The moments are saved through views (the list's tensors share their data), so a
      * checkpoint needs no second copy of them. */
     rt_tensor_list sc;
@@ -447,7 +447,7 @@ static int restore(trainer *T, const rt_tensor_list *st, bc_err *e)
                        "position %lld and micro-step %lld",
                        (long long)step, (long long)got[S_EPOCH],
                        (long long)got[S_EPOCH_POS], (long long)got[S_MICRO]);
-    if ((uint64_t)got[S_HASH] != params_hash(T->params))
+    if ((uint64_t)got[S_HASH] != list_hash(T->params))
         return bc_errf(e,
                        "resume: the weights are not the ones this optimizer state was "
                        "saved with (step %lld); were the files written at different "
@@ -635,13 +635,12 @@ static int run_micro(trainer *T, int64_t epoch, int64_t mi, int64_t r0, int64_t 
         const float *gd = g->data; /* [numel]; acc itself when computed in place */
         int64_t cnt = rt_numel(a), bad = cnt;
         if (mode == ACC_NONE) { /* checked, and kept in cur for the fold */
-            float *cur = T->cur.t[i].data;
 #pragma omp parallel for schedule(static) reduction(min : bad) if (cnt > 65536)
-            for (int64_t k = 0; k < cnt; k++) {
+            for (int64_t k = 0; k < cnt; k++)
                 if (!isfinite(gd[k]) && k < bad)
                     bad = k;
-                cur[k] = gd[k];
-            }
+            if (gd != T->cur.t[i].data) /* computed elsewhere (a copy in out) */
+                memcpy(T->cur.t[i].data, gd, (size_t)cnt * sizeof *gd);
         } else {
 #pragma omp parallel for schedule(static) reduction(min : bad) if (cnt > 65536)
             for (int64_t k = 0; k < cnt; k++) {
@@ -673,7 +672,7 @@ done:
  * own way (a fault, a different build or data) is found here rather than trained on. */
 static int check_ranks_agree(trainer *T, bc_err *e)
 {
-    uint64_t mine = params_hash(T->params);
+    uint64_t mine = list_hash(T->params);
     uint64_t *all = malloc((size_t)T->nrank * sizeof *all);
     if (!all)
         return bc_errf(e, "out of memory");
@@ -708,11 +707,7 @@ static void shard_rows(const trainer *T, int64_t j, int r, int64_t *a, int64_t *
 static int same_run_everywhere(const trainer *T, bc_err *e)
 {
     const tr_train_opts *o = T->o;
-    uint64_t data = 0;
-    for (int i = 0; i < T->data->n; i++) {
-        const rt_tensor *t = &T->data->t[i];
-        data += mix64(bc_hash_bytes(mix64(rt_hash_str(t->name)), t->data, rt_nbytes(t)));
-    }
+    uint64_t data = list_hash(T->data);
     enum { K = 8 };
     static const char *const what[K] = {
         "rows of data", "data (its bits)", "batch size",        "accumulation",
