@@ -11,17 +11,24 @@ int cg_check_attention(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_
 void cg_lower_attention(cg_ctx *c, cg_kernel *k, const ir_graph *r);
 int cg_check_ln_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e);
 void cg_lower_ln_region(cg_ctx *c, cg_kernel *k, const ir_graph *r);
+int cg_check_lnb_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e);
+void cg_lower_lnb_region(cg_ctx *c, cg_kernel *k, const ir_graph *r);
 
 /* A fused node: the kernel of the rule that made its region — attention when the body
- * holds a softmax, a layernorm region when it ends in a layernorm, else a matmul and its
- * epilogue (each refuses what it cannot lower). */
-enum { REGION_MM, REGION_ATTENTION, REGION_LAYERNORM };
+ * holds a softmax, a layernorm's gradients when it holds layernorm_dx or _dgamma, a
+ * layernorm region when it ends in a layernorm, else a matmul and its epilogue (each
+ * refuses what it cannot lower). */
+enum { REGION_MM, REGION_ATTENTION, REGION_LAYERNORM, REGION_LN_BACKWARD };
 
 static int region_kind(const ir_graph *r)
 {
-    for (int i = 0; i < r->n; i++)
+    for (int i = 0; i < r->n; i++) {
         if (r->nodes[i].op == IR_OP_ATTN_SOFTMAX)
             return REGION_ATTENTION;
+        if (r->nodes[i].op == IR_OP_LAYERNORM_DX ||
+            r->nodes[i].op == IR_OP_LAYERNORM_DGAMMA)
+            return REGION_LN_BACKWARD;
+    }
     return r->n && r->nodes[r->n - 1].op == IR_OP_LAYERNORM ? REGION_LAYERNORM : REGION_MM;
 }
 
@@ -32,9 +39,10 @@ static int cg_check_fused(const cg_ctx *c, const ir_node *n, bc_err *e)
     if (!r)
         return bc_errf(e, "fused: %s", re.msg);
     int kind = region_kind(r);
-    int rc = kind == REGION_ATTENTION   ? cg_check_attention(c, n, r, e)
-             : kind == REGION_LAYERNORM ? cg_check_ln_region(c, n, r, e)
-                                        : cg_check_mm_region(c, n, r, e);
+    int rc = kind == REGION_ATTENTION     ? cg_check_attention(c, n, r, e)
+             : kind == REGION_LAYERNORM   ? cg_check_ln_region(c, n, r, e)
+             : kind == REGION_LN_BACKWARD ? cg_check_lnb_region(c, n, r, e)
+                                          : cg_check_mm_region(c, n, r, e);
     ir_graph_free(r);
     return rc;
 }
@@ -50,6 +58,8 @@ static void cg_lower_fused(cg_ctx *c, cg_kernel *k)
         cg_lower_attention(c, k, r);
     else if (kind == REGION_LAYERNORM)
         cg_lower_ln_region(c, k, r);
+    else if (kind == REGION_LN_BACKWARD)
+        cg_lower_lnb_region(c, k, r);
     else
         cg_lower_mm_region(c, k, r);
     ir_graph_free(r);

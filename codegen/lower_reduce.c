@@ -16,6 +16,7 @@
  * rows in increasing row order, so no two threads add into one value; reduce_sum and
  * layernorm_dgamma, which sum every row into each value, do so in double. */
 #include <math.h>
+#include <string.h>
 
 #include "cg.h"
 
@@ -258,7 +259,8 @@ static LLVMValueRef p_zero(cg_ctx *c, const row *r, LLVMTypeRef ty, LLVMValueRef
     return NULL;
 }
 
-/* ---- the layernorm rule's region: elementwise ops, then the layernorm of their result ---- */
+/* ---- the layernorm rule's region: elementwise ops, then the layernorm of their result
+ * ---- */
 
 /* How a prologue op reads one operand. */
 typedef enum { LR_BODY, LR_FULL, LR_SUFFIX, LR_SCALAR } lr_kind;
@@ -814,5 +816,204 @@ void cg_lower_scatter_add(cg_ctx *c, cg_kernel *k)
     cg_store(c, s, orow, j.iv);
     cg_for_end(c, &j);
     cg_for_end(c, &i);
+    LLVMBuildRetVoid(c->b);
+}
+
+/* ---- the backward rule's region: a layernorm's gradients in one kernel ---- */
+
+enum { LB_DX, LB_DGAMMA, LB_DBETA, LB_DBIAS, LB_N };
+
+/* The region's statements by role (-1: absent), its operands x, gamma, dy, and the
+ * kernel argument each statement's value goes to (ptrs[0] the last statement's, then
+ * the further results after the operands, ir_region_results). */
+typedef struct lnb_region {
+    int x, gamma, dy;
+    int stmt[LB_N], arg[LB_N];
+    double eps;
+} lnb_region;
+
+static int read_lnb_region(const cg_ctx *c, const ir_node *n, const ir_graph *r,
+                           lnb_region *b, bc_err *e)
+{
+    int nin = n->nin, v = (int)(n - c->g->nodes);
+    for (int q = 0; q < LB_N; q++)
+        b->stmt[q] = b->arg[q] = -1;
+    b->x = b->gamma = b->dy = -1;
+    for (int i = nin; i < r->n; i++) {
+        const ir_node *u = &r->nodes[i];
+        int role = -1;
+        if (u->op == IR_OP_LAYERNORM_DX && b->stmt[LB_DX] < 0 && u->in[0] < nin &&
+            u->in[1] < nin && u->in[2] < nin) {
+            role = LB_DX;
+            b->x = u->in[0], b->gamma = u->in[1], b->dy = u->in[2], b->eps = u->a.eps;
+        } else if (u->op == IR_OP_LAYERNORM_DGAMMA && b->stmt[LB_DGAMMA] < 0) {
+            role = LB_DGAMMA;
+        } else if (u->op == IR_OP_REDUCE_SUM && u->type.rank == 1) {
+            role = u->in[0] < nin ? LB_DBETA : LB_DBIAS;
+            role = b->stmt[role] < 0 ? role : -1;
+        }
+        if (role < 0)
+            return bc_errf(e,
+                           "fused: body statement %d (%s) is not one of a layernorm's "
+                           "gradients (layernorm_dx, layernorm_dgamma, reduce_sum of dy "
+                           "or of dx, each once)",
+                           i - nin + 1, ir_ops[u->op].name);
+        b->stmt[role] = i;
+    }
+    const int *s = b->stmt;
+    if (s[LB_DX] < 0 || s[LB_DGAMMA] < 0)
+        return bc_errf(e, "fused: a layernorm gradient region needs layernorm_dx and "
+                          "layernorm_dgamma");
+    const ir_node *dg = &r->nodes[s[LB_DGAMMA]];
+    const ir_type *xt = &r->nodes[b->x].type;
+    if (dg->in[0] != b->x || dg->in[1] != b->dy || dg->a.eps != b->eps ||
+        (s[LB_DBETA] >= 0 && r->nodes[s[LB_DBETA]].in[0] != b->dy) ||
+        (s[LB_DBIAS] >= 0 && r->nodes[s[LB_DBIAS]].in[0] != s[LB_DX]))
+        return bc_errf(e, "fused: layernorm_dgamma and the reduce_sums must read the "
+                          "layernorm_dx's x and dy (and eps), or its dx");
+    for (int q = LB_DGAMMA; q < LB_N; q++)
+        if (s[q] >= 0 && (r->nodes[s[q]].type.rank != 1 ||
+                          !ir_dim_eq(r->nodes[s[q]].type.dim[0], xt->dim[xt->rank - 1])))
+            return bc_errf(e, "fused: body statement %d must be of the rows' length",
+                           s[q] - nin + 1);
+    int res[IR_MAX_RESULTS], nres = ir_region_results(c->g, v, res);
+    for (int q = 0; q < LB_N; q++) {
+        if (s[q] == r->n - 1)
+            b->arg[q] = 0;
+        for (int j = 0; j < nres; j++)
+            if (c->g->nodes[res[j]].a.index == s[q])
+                b->arg[q] = 1 + nin + j;
+        if (s[q] >= 0 && b->arg[q] < 0)
+            return bc_errf(e,
+                           "fused: body statement %d (%s) is computed for nothing: "
+                           "neither the region's value nor a result",
+                           s[q] - nin + 1, ir_ops[r->nodes[s[q]].op].name);
+    }
+    return 0;
+}
+
+int cg_check_lnb_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e)
+{
+    lnb_region b;
+    return read_lnb_region(c, n, r, &b, e);
+}
+
+/* A layernorm gradient region's kernel: its pointers, the rows' statistics (rows x 4
+ * floats: mean, rstd, mean(dy gamma), mean(dy gamma xhat)) and the running sums (one
+ * double vector, or scalar, per sum the region has; NULL: absent). */
+typedef struct lnb_k {
+    LLVMValueRef x, dy, gamma, out[LB_N], stats, h;
+} lnb_k;
+
+/* Columns j.. (ty: one element or a vector of them) over every row in order: dx as
+ * p_ln_dx computes it, stored, and the terms of layernorm_dgamma and the reduce_sums
+ * added in double, in registers; then the sums stored. Elementwise per column, so a
+ * vector and a scalar give the same bits. */
+#define LNB_AHEAD 8 /* rows */
+
+static void lnb_columns(cg_ctx *c, const lnb_k *w, LLVMValueRef rows, LLVMTypeRef ty,
+                        LLVMValueRef j)
+{
+    unsigned n = cg_lanes(ty);
+    LLVMTypeRef dt = n ? LLVMVectorType(c->t_f64, n) : c->t_f64;
+    LLVMValueRef sum[LB_N] = {0};
+    for (int q = LB_DGAMMA; q < LB_N; q++)
+        if (w->out[q])
+            sum[q] = cg_var(c, dt, LLVMConstNull(dt), "sum");
+    LLVMValueRef g = cg_vld(c, ty, w->gamma, j);
+    cg_loop r;
+    cg_for_begin(c, &r, cg_i64(c, 0), rows, "r");
+    LLVMValueRef at = cg_add(c, cg_mul(c, r.iv, w->h), j), st[4];
+    for (int i = 0; i < 4; i++)
+        st[i] = cg_splat(c, ty,
+                         cg_load(c, c->t_f32, w->stats,
+                                 cg_add(c, cg_mul(c, r.iv, cg_i64(c, 4)), cg_i64(c, i))));
+    if (n) { /* the walk down a column strides across pages: ask for rows ahead */
+        LLVMValueRef ahead = cg_add(c, at, cg_mul(c, w->h, cg_i64(c, LNB_AHEAD)));
+        cg_prefetch(c, cg_ptr_raw(c, w->x, ahead));
+        cg_prefetch(c, cg_ptr_raw(c, w->dy, ahead));
+    }
+    LLVMValueRef xv = cg_vld(c, ty, w->x, at), dyv = cg_vld(c, ty, w->dy, at);
+    LLVMValueRef dev = cg_fsub_plain(c, xv, st[0]);
+    LLVMValueRef t = cg_fsub_plain(c, cg_fmul_plain(c, dyv, g), st[2]);
+    t = cg_fsub_plain(c, t, cg_fmul_plain(c, cg_fmul_plain(c, dev, st[1]), st[3]));
+    LLVMValueRef dxv = cg_fmul_plain(c, st[1], t);
+    cg_vst(c, dxv, w->out[LB_DX], at);
+    LLVMValueRef term[LB_N] = {NULL, cg_fmul_plain(c, cg_fmul_plain(c, dyv, dev), st[1]),
+                               dyv, dxv};
+    for (int q = LB_DGAMMA; q < LB_N; q++)
+        if (sum[q])
+            LLVMBuildStore(c->b,
+                           LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, dt, sum[q], ""),
+                                         LLVMBuildFPExt(c->b, term[q], dt, ""), ""),
+                           sum[q]);
+    cg_for_end(c, &r);
+    for (int q = LB_DGAMMA; q < LB_N; q++)
+        if (sum[q])
+            cg_vst(c,
+                   LLVMBuildFPTrunc(c->b, LLVMBuildLoad2(c->b, dt, sum[q], ""),
+                                    n ? LLVMVectorType(c->t_f32, n) : c->t_f32, ""),
+                   w->out[q], j);
+}
+
+/* x, gamma, dy (rows, h) -> dx (rows, h) and the column sums dgamma = sum dy xhat,
+ * dbeta = sum dy, dbias = sum dx (h) of those the region has. Each call first computes
+ * every row's mean, rstd and dx's two row means (into the scratch, as layernorm_dx does
+ * them), then for its units (blocks of columns; two for a BERT row, so that two threads
+ * compute the statistics once each) walks each column vector down the rows: x and dy
+ * are read once from memory, the sums stay in registers (double, in row order). Each
+ * value is computed as layernorm_dx, layernorm_dgamma and reduce_sum compute it alone,
+ * so the bits are theirs. */
+void cg_lower_lnb_region(cg_ctx *c, cg_kernel *k, const ir_graph *r)
+{
+    lnb_region b;
+    bc_err e;
+    if (read_lnb_region(c, k->n, r, &b, &e))
+        return; /* cg_check_lnb_region refused it */
+    const ir_type *xt = &r->nodes[b.x].type;
+    ir_dim hd = xt->dim[xt->rank - 1];
+    int64_t cols = col_block(c);
+    if (ir_dim_is_const(hd)) {
+        int64_t half = (hd.c + 1) / 2, v = c->vec;
+        half = (half + v - 1) / v * v;
+        cols = half > cols ? half : cols;
+    }
+    ir_dim scratch = ir_dim_mul(cg_dims(xt, 0, xt->rank - 1), ir_dconst(4));
+    cg_units(c, k, hd, cols, &scratch);
+    LLVMValueRef h = cg_dim(c, hd, k->B, k->S), hf = to_f32(c, h);
+    LLVMValueRef rows = cg_dims_prod(c, xt, 0, xt->rank - 1, k->B, k->S);
+    lnb_k w = {cg_arg(c, k, 1 + b.x),
+               cg_arg(c, k, 1 + b.dy),
+               cg_arg(c, k, 1 + b.gamma),
+               {0},
+               k->scratch,
+               h};
+    for (int q = 0; q < LB_N; q++)
+        if (b.stmt[q] >= 0)
+            w.out[q] = cg_arg(c, k, b.arg[q]);
+    cg_loop i;
+    cg_for_begin(c, &i, cg_i64(c, 0), rows, "row");
+    LLVMValueRef off = cg_mul(c, i.iv, h);
+    row rr = {
+        .p = {cg_gep(c, c->t_f32, w.x, off), w.gamma, cg_gep(c, c->t_f32, w.dy, off)}};
+    row_stats(c, &rr, h, b.eps);
+    rr.s[2] = LLVMBuildFDiv(c->b, row_pass(c, h, p_g, &rr, R_SUM), hf, "mg");
+    rr.s[3] = LLVMBuildFDiv(c->b, row_pass(c, h, p_gx, &rr, R_SUM), hf, "mgx");
+    for (int q = 0; q < 4; q++)
+        cg_store(c, rr.s[q], w.stats,
+                 cg_add(c, cg_mul(c, i.iv, cg_i64(c, 4)), cg_i64(c, q)));
+    cg_for_end(c, &i);
+    LLVMValueRef c0, c1;
+    cg_unit_range(c, k, cols, h, &c0, &c1); /* the call's units: one range of columns */
+    LLVMValueRef nv = cg_div(c, cg_sub(c, c1, c0), cg_i64(c, c->vec));
+    cg_loop q, j;
+    cg_for_begin(c, &q, cg_i64(c, 0), nv, "jv");
+    lnb_columns(c, &w, rows, LLVMVectorType(c->t_f32, (unsigned)c->vec),
+                cg_add(c, c0, cg_mul(c, q.iv, cg_i64(c, c->vec))));
+    cg_for_end(c, &q);
+    cg_for_begin(c, &j, cg_add(c, c0, cg_mul(c, nv, cg_i64(c, c->vec))), c1, "j");
+    lnb_columns(c, &w, rows, c->t_f32, j.iv);
+    cg_for_end(c, &j);
+    cg_scalar_tail(c, &j);
     LLVMBuildRetVoid(c->b);
 }

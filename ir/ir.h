@@ -131,7 +131,10 @@ typedef struct ir_attrs {
     /* ---- the op the fusion pass introduces ---- */                                      \
     /* one kernel for a region of ops: the quoted body lists them (see ir_region_graph) */ \
     X(FUSED, "fused", 1, IR_MAX_INPUTS, IR_A_NAME | IR_A_TYPE, REGION, KERNEL, OPAQUE,     \
-      fused)
+      fused)                                                                               \
+    /* a further result of a fused node: its body's statement %index, which the */         \
+    /* region's kernel writes beside the node's own value (see ir_region_results) */       \
+    X(RESULT, "result", 1, 1, IR_A_INDEX | IR_A_TYPE, REGION, RESULT, OPAQUE, result)
 
 typedef enum {
 #define X(e, s, lo, hi, am, role, code, fc, rule) IR_OP_##e,
@@ -146,8 +149,9 @@ typedef enum {
  *             kernel (runtime/interp.c) and, unless a view, a lowering (codegen/lower.c);
  *   gradient  an op only autodiff introduces: a reference kernel and a lowering, no
  *             VJP rule (nothing differentiates a backward graph);
- *   region    fused, which the fusion pass introduces: a reference kernel (its ops in
- *             turn) and a lowering; autodiff expands it back into its ops first. */
+ *   region    fused and result, which the fusion pass introduces: a reference kernel
+ *             (the body's ops in turn) and a lowering; autodiff expands them back into
+ *             their ops first. */
 typedef enum { IR_ROLE_LEAF, IR_ROLE_FWD, IR_ROLE_GRAD, IR_ROLE_REGION } ir_op_role;
 
 /* How an op's value comes to be in compiled code. */
@@ -155,6 +159,7 @@ typedef enum {
     IR_CODE_NONE,   /* bound to a tensor from outside (param, input) */
     IR_CODE_VIEW,   /* the operand's memory, seen with another type (reshape) */
     IR_CODE_KERNEL, /* computed by a generated kernel */
+    IR_CODE_RESULT, /* written by the kernel of the fused node it reads */
 } ir_op_code;
 
 /* Fusion classes, after TVM's TOpPattern. */
@@ -312,6 +317,17 @@ int ir_infer_type(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e);
  *   %5 = fused "%3 = matmul %0, %1 {ta=0, tb=1} : f32[B, S, 512]; %4 = add %3, %2 :
  *               f32[B, S, 512]; %5 = gelu %4 : f32[B, S, 512]" %46, %47, %48 : ...
  * A body holds no leaves, no fused node and no opaque op (ir_region_op_ok). */
+
+/* A region may have further results (a multi-output region: the backward rule's
+ * layernorm gradients): values of body statements other than the last that nodes
+ *   %9 = result %7 {index=5} : f32[768]
+ * read (index: the statement's number in the body, %5 there). The region's kernel writes
+ * them beside the node's value; nothing else reads a body's inner values.
+ * ir_region_results lists the result nodes of fused node v (at most IR_MAX_RESULTS, in
+ * increasing index; duplicates are refused by the verifier) into out: their count. The
+ * kernel's pointers are its value, its operands, then these in that order. */
+#define IR_MAX_RESULTS 4
+int ir_region_results(const ir_graph *g, int v, int out[IR_MAX_RESULTS]);
 
 /* 1 when op may appear in a region's body. */
 int ir_region_op_ok(ir_opcode op);

@@ -420,6 +420,34 @@ static int shape_fused(const ir_graph *g, const ir_node *n, ir_type *out, bc_err
     return same ? 0 : -1;
 }
 
+/* result %f {index=k}: f a fused node, k one of its body's statements other than the
+ * last (the node's own value), whose type the node carries. */
+static int shape_result(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
+{
+    if (shape_given(g, n, out, e))
+        return -1;
+    const ir_node *f = &g->nodes[n->in[0]];
+    if (f->op != IR_OP_FUSED)
+        return bc_errf(e, "reads %s, not a fused node", ir_ops[f->op].name);
+    ir_graph *r = ir_region_graph(g, f, e);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (n->a.index < f->nin || n->a.index >= r->n - 1) {
+        rc = bc_errf(e,
+                     "index %lld is not a statement of the body before its last (%%%d .. "
+                     "%%%d)",
+                     (long long)n->a.index, f->nin, r->n - 2);
+    } else if (!ir_type_eq(&r->nodes[n->a.index].type, out)) {
+        char s1[160], s2[160];
+        rc = bc_errf(
+            e, "body statement %%%lld is %s, not the node's %s", (long long)n->a.index,
+            ir_type_str(&r->nodes[n->a.index].type, s1, 160), ir_type_str(out, s2, 160));
+    }
+    ir_graph_free(r);
+    return rc;
+}
+
 const ir_op_info ir_ops[IR_OP_COUNT] = {
 #define X(e, s, lo, hi, am, role, code, fc, rule)                                          \
     [IR_OP_##                                                                              \

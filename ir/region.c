@@ -77,6 +77,25 @@ ir_graph *ir_region_graph(const ir_graph *g, const ir_node *n, bc_err *e)
     return r;
 }
 
+int ir_region_results(const ir_graph *g, int v, int out[IR_MAX_RESULTS])
+{
+    int n = 0;
+    for (int w = v + 1; w < g->n; w++) {
+        const ir_node *m = &g->nodes[w];
+        if (m->op != IR_OP_RESULT || m->in[0] != v)
+            continue;
+        int at = n < IR_MAX_RESULTS ? n++ : IR_MAX_RESULTS - 1;
+        /* insertion by index; past the limit the last is replaced (the verifier refuses
+         * such a graph before anything relies on the list) */
+        while (at > 0 && g->nodes[out[at - 1]].a.index > m->a.index) {
+            out[at] = out[at - 1];
+            at--;
+        }
+        out[at] = w;
+    }
+    return n;
+}
+
 char *ir_region_body(const ir_graph *g, const int *nodes, int nn, const int *operands,
                      int nop)
 {

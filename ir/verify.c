@@ -27,6 +27,23 @@ int ir_verify(const ir_graph *g, bc_err *e)
                     !strcmp(g->nodes[j].name, n->name))
                     return bc_errf(e, "%%%d (%s): name \"%s\" already used by %%%d", i,
                                    info->name, n->name, j);
+        if (n->op == IR_OP_RESULT) { /* one node per further result, a few at most */
+            int count = 1;
+            for (int j = n->in[0] + 1; j < i; j++) {
+                const ir_node *m = &g->nodes[j];
+                if (m->op != IR_OP_RESULT || m->in[0] != n->in[0])
+                    continue;
+                if (m->a.index == n->a.index)
+                    return bc_errf(e,
+                                   "%%%d (result): %%%d already reads statement %%%lld of "
+                                   "%%%d",
+                                   i, j, (long long)n->a.index, n->in[0]);
+                if (++count > IR_MAX_RESULTS)
+                    return bc_errf(e,
+                                   "%%%d (result): %%%d has more than %d further results",
+                                   i, n->in[0], IR_MAX_RESULTS);
+            }
+        }
         ir_type t;
         bc_err sub;
         if (ir_infer_type(g, n, &t, &sub))

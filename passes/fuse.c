@@ -35,10 +35,20 @@
  *   with every rule on it fuses what no matmul took: the embeddings' adds in inference.
  *   In training the sum is kept for backward (layernorm_dx reads it), so nothing joins.
  *
- * Epilogue, layout and layernorm regions compute exactly what their ops computed one by
- * one (the same f32 operations in the same order), so fused and unfused code give the
- * same bits; an attention region computes the same formulas in another order (within
- * rounding of the reference; the same bits for any thread count). */
+ * backward: a layernorm's gradients in one kernel: from x, gamma and dy, dx =
+ *   layernorm_dx, gamma's gradient layernorm_dgamma, beta's reduce_sum(dy) and the
+ *   gradient of the bias added before the layernorm, reduce_sum(dx), where the graph
+ *   has them. x and dy are read once for all four, dx is summed as it is written. It is
+ *   the one rule whose regions have several results: the region's value is its last
+ *   member's, the others are read through result nodes (ir.h). gelu_grad and dropout
+ *   masks join matmuls by the epilogue rule; a bias gradient of a matmul's result
+ *   (reduce_sum of it) stays a kernel of its own (summing a column inside the matmul's
+ *   tiles would need a pass over per-tile partial sums to keep the order fixed).
+ *
+ * Epilogue, layout, layernorm and backward regions compute exactly what their ops
+ * computed one by one (the same f32 operations in the same order), so fused and unfused
+ * code give the same bits; an attention region computes the same formulas in another
+ * order (within rounding of the reference; the same bits for any thread count). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +62,7 @@ static const struct {
     {"attention", PASS_FUSE_ATTENTION},
     {"layout", PASS_FUSE_LAYOUT},
     {"layernorm", PASS_FUSE_LAYERNORM},
+    {"backward", PASS_FUSE_BACKWARD},
 };
 #define NRULES (int)(sizeof rules / sizeof rules[0])
 
@@ -348,6 +359,51 @@ static int layernorm_members(const fuser *f, int i, int *members)
     return region_operands(f, members, nm, ops) < 0 ? 0 : nm;
 }
 
+/* The backward rule from layernorm_dgamma node i (x, dy): the layernorm_dx of the same
+ * x, dy and eps, and the reduce_sums to the gradient's shape [H] of dy (beta's gradient)
+ * and of dx (the gradient of the bias added before the layernorm), where they exist;
+ * the count, or 0. Several members' values leave the region (the kernel writes each:
+ * result nodes), so every reader outside it must come after its last member. */
+static int backward_members(const fuser *f, int i, int *members)
+{
+    const ir_graph *g = f->g;
+    const ir_node *gd = &g->nodes[i];
+    int x = gd->in[0], dy = gd->in[1], dx = -1, nm = 0;
+    if (f->region[i] >= 0)
+        return 0;
+    for (int u = 0; u < g->n && dx < 0; u++) {
+        const ir_node *m = &g->nodes[u];
+        if (m->op == IR_OP_LAYERNORM_DX && m->in[0] == x && m->in[2] == dy &&
+            m->a.eps == gd->a.eps && f->region[u] < 0)
+            dx = u;
+    }
+    if (dx < 0)
+        return 0;
+    members[nm++] = i;
+    members[nm++] = dx;
+    for (int want = 0; want < 2; want++) /* sum(dy), then sum(dx) */
+        for (int u = 0; u < g->n; u++) {
+            const ir_node *m = &g->nodes[u];
+            if (m->op == IR_OP_REDUCE_SUM && m->in[0] == (want ? dx : dy) &&
+                f->region[u] < 0 && ir_type_eq(&m->type, &gd->type)) {
+                members[nm++] = u;
+                break;
+            }
+        }
+    qsort(members, (size_t)nm, sizeof *members, by_index);
+    int last = members[nm - 1];
+    for (int u = 0; u < last; u++) {
+        int inside = 0;
+        for (int j = 0; j < nm; j++)
+            inside |= members[j] == u;
+        for (int k = 0; !inside && k < g->nodes[u].nin; k++)
+            for (int j = 0; j < nm; j++)
+                if (g->nodes[u].in[k] == members[j])
+                    return 0;
+    }
+    return nm;
+}
+
 /* Records a region: its members (in order) under its last one, and every member's
  * region but the first nshared (views that other regions may copy too). */
 static int add_region(fuser *f, int **mem, int *nmem, int *members, int nm, int nshared,
@@ -423,6 +479,15 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
             goto done;
     }
 
+    /* a layernorm's gradients and the bias gradients beside them (backward) */
+    for (int i = 0; i < g->n && (rules_on & PASS_FUSE_BACKWARD); i++) {
+        if (g->nodes[i].op != IR_OP_LAYERNORM_DGAMMA)
+            continue;
+        int members[MAX_MEMBERS], nm = backward_members(&f, i, members);
+        if (nm && (rc = add_region(&f, mem, nmem, members, nm, 0, e)))
+            goto done;
+    }
+
     ir_graph *ng = ir_graph_new(g->name);
     if (!ng) {
         rc = bc_errf(e, "out of memory");
@@ -452,6 +517,19 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
             in[k] = map[ops[k]];
         map[i] = ir_add(ng, IR_OP_FUSED, in, nop, NULL, body, &nd->type);
         free(body);
+        /* a member read from outside (the backward rule's) is a further result */
+        for (int j = 0; j + 1 < nmem[i]; j++) {
+            int m = mem[i][j], inner = 0;
+            for (int q = j + 1; q < nmem[i]; q++)
+                for (int k = 0; k < g->nodes[mem[i][q]].nin; k++)
+                    inner += g->nodes[mem[i][q]].in[k] == m;
+            if (f.uses[m] == inner)
+                continue;
+            ir_attrs a;
+            memset(&a, 0, sizeof a);
+            a.index = nop + j;
+            map[m] = ir_add(ng, IR_OP_RESULT, &map[i], 1, &a, NULL, &g->nodes[m].type);
+        }
     }
     rc = pass_install(gp, ng, map, e);
     if (!rc && (rules_on & PASS_FUSE_LAYOUT))
@@ -473,7 +551,7 @@ int pass_unfuse(ir_graph **gp, bc_err *e)
     const ir_graph *g = *gp;
     int fused = 0;
     for (int i = 0; i < g->n; i++)
-        fused |= g->nodes[i].op == IR_OP_FUSED;
+        fused |= g->nodes[i].op == IR_OP_FUSED; /* a result reads a fused node */
     if (!fused)
         return 0;
     int *map = malloc(sizeof *map * (size_t)g->n);
@@ -486,6 +564,8 @@ int pass_unfuse(ir_graph **gp, bc_err *e)
     for (int i = 0; i < g->n && !ng->failed; i++) {
         const ir_node *nd = &g->nodes[i];
         int in[IR_MAX_INPUTS];
+        if (nd->op == IR_OP_RESULT)
+            continue; /* mapped with its fused node */
         if (nd->op != IR_OP_FUSED) {
             for (int k = 0; k < nd->nin; k++)
                 in[k] = map[nd->in[k]];
@@ -517,6 +597,9 @@ int pass_unfuse(ir_graph **gp, bc_err *e)
             rmap[j] = ir_add(ng, m->op, in, m->nin, &m->a, NULL, &m->type);
         }
         map[i] = rmap[r->n - 1];
+        int res[IR_MAX_RESULTS], nres = ir_region_results(g, i, res);
+        for (int k = 0; k < nres; k++)
+            map[res[k]] = rmap[g->nodes[res[k]].a.index];
         free(rmap);
         ir_graph_free(r);
     }

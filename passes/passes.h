@@ -40,9 +40,11 @@ enum {
     PASS_FUSE_ATTENTION = 1 << 1, /* one kernel from Q, K, V to the context (inference) */
     PASS_FUSE_LAYOUT = 1 << 2,    /* head split/merge views as strided matmul operands */
     PASS_FUSE_LAYERNORM = 1 << 3, /* the elementwise ops before a layernorm into it */
+    PASS_FUSE_BACKWARD = 1 << 4,  /* a layernorm's gradients and its bias gradients */
 };
 #define PASS_FUSE_ALL                                                                      \
-    (PASS_FUSE_EPILOGUE | PASS_FUSE_ATTENTION | PASS_FUSE_LAYOUT | PASS_FUSE_LAYERNORM)
+    (PASS_FUSE_EPILOGUE | PASS_FUSE_ATTENTION | PASS_FUSE_LAYOUT | PASS_FUSE_LAYERNORM |   \
+     PASS_FUSE_BACKWARD)
 
 /* Reads a fusion spec: "all" (or NULL), "none", or rule names separated by ',' or '+'. */
 int pass_fuse_parse(const char *spec, unsigned *rules, bc_err *e);

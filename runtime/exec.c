@@ -343,7 +343,7 @@ static void run_steps(const rt_exec *x, run *r, int ith, int nt)
 {
     const rt_plan *p = x->p;
     void *scratch = r->scratch ? r->scratch + r->scratch_bytes * ith : NULL;
-    void *args[1 + IR_MAX_INPUTS];
+    void *args[1 + IR_MAX_INPUTS + IR_MAX_RESULTS];
     double *prof = ith == 0 ? x->prof : NULL, t = prof ? bc_now() : 0;
     for (int i = 0; i < p->nsteps; i++) {
         const rt_step *s = &p->steps[i];

@@ -24,6 +24,13 @@ typedef struct {
 
 static int run_region(ctx *c, int v, bc_err *e);
 
+/* eval_node never calls it: a result's value comes with its fused node's */
+static int k_result(ctx *c, int v, bc_err *e)
+{
+    (void)c;
+    return bc_errf(e, "%%%d (result): evaluated apart from its fused node", v);
+}
+
 static const ir_node *node(const ctx *c, int v)
 {
     return &c->g->nodes[v];
@@ -350,6 +357,7 @@ static const struct {
     [IR_OP_SELECT_GRAD] = {.fails = k_select_grad},
     [IR_OP_CROSS_ENTROPY_GRAD] = {k_cross_entropy_grad},
     [IR_OP_FUSED] = {.fails = run_region},
+    [IR_OP_RESULT] = {.fails = k_result},
 };
 
 int rt_interp_has_kernel(ir_opcode op)
@@ -473,6 +481,8 @@ static int eval_node(ctx *c, int v, bc_err *e)
         c->shape[v][d] = ir_dim_eval(nd->type.dim[d], c->B, c->S);
         c->numel[v] *= c->shape[v][d];
     }
+    if (nd->op == IR_OP_RESULT) /* its fused node left the value (run_region) */
+        return c->f[v] || c->iv[v] ? 0 : bc_errf(e, "%%%d (result): no value", v);
     if (alloc_value(c, v))
         return bc_errf(e, "out of memory");
     if (!rt_interp_has_kernel(nd->op))
@@ -514,6 +524,13 @@ static int run_region(ctx *c, int v, bc_err *e)
         s.f[r->n - 1] = NULL;
         free(c->f[v]);
         c->f[v] = res;
+        /* further results: their nodes (which come later) find their values in place */
+        int w[IR_MAX_RESULTS], nw = ir_region_results(c->g, v, w);
+        for (int i = 0; i < nw; i++) {
+            int64_t j = node(c, w[i])->a.index;
+            c->f[w[i]] = s.f[j], c->iv[w[i]] = s.iv[j];
+            s.f[j] = NULL, s.iv[j] = NULL;
+        }
     }
     for (int i = 0; s.f && s.iv && i < nd->nin; i++)
         s.f[i] = NULL, s.iv[i] = NULL;

@@ -26,7 +26,16 @@ static int signature(const ir_graph *g, const ir_node *n, char *buf, size_t len,
                               ir_type_str(&g->nodes[n->in[i]].type, t, sizeof t));
     }
     char t[160];
-    snprintf(buf + k, k < len ? len - k : 0, ")->%s", ir_type_str(&n->type, t, sizeof t));
+    k += (size_t)snprintf(buf + k, k < len ? len - k : 0, ")->%s",
+                          ir_type_str(&n->type, t, sizeof t));
+    /* a multi-output region's further results: which statements, of which types */
+    int res[IR_MAX_RESULTS],
+        nres = n->op == IR_OP_FUSED ? ir_region_results(g, (int)(n - g->nodes), res) : 0;
+    for (int i = 0; i < nres; i++) {
+        const ir_node *m = &g->nodes[res[i]];
+        k += (size_t)snprintf(buf + k, k < len ? len - k : 0, ",%%%lld:%s",
+                              (long long)m->a.index, ir_type_str(&m->type, t, sizeof t));
+    }
     return rc;
 }
 
@@ -132,6 +141,8 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, bc_err *e)
         s->ptr[0] = v;
         for (int i = 0; i < nd->nin; i++)
             s->ptr[1 + i] = nd->in[i];
+        if (nd->op == IR_OP_FUSED) /* written here, so live from this step on */
+            s->nptr += ir_region_results(g, v, s->ptr + s->nptr);
         /* Live ranges are kept on the storage value so aliases extend them. */
         for (int i = 0; i < s->nptr; i++) {
             rt_value *st = &p->values[rt_plan_storage(p, s->ptr[i])];

@@ -16,7 +16,8 @@
 /* A generated kernel: `units` says how many independent work units it has for the
  * given sizes (dims = {B, S, imm}, imm the step's) and how much per-thread scratch it
  * needs; `body` does
- * units [u0, u1). ptrs[0] is the result, ptrs[1..] the operands, in node order. Any
+ * units [u0, u1). ptrs[0] is the result, ptrs[1..] the operands, in node order, then a
+ * multi-output region's further results (rt_step.ptr). Any
  * split of the units over threads gives the same bits. */
 typedef int64_t (*rt_units_fn)(const int64_t *dims, int64_t *scratch_bytes);
 typedef void (*rt_body_fn)(void *const *ptrs, const int64_t *dims, int64_t u0, int64_t u1,
@@ -32,6 +33,8 @@ typedef enum {
     RT_VAL_INPUT, /* bound to an input tensor (index = its input number) */
     RT_VAL_TEMP,  /* placed in the arena */
     RT_VAL_ALIAS, /* same memory as value `index` (a reshape) */
+    /* a fused node's further result (ir.h RESULT) is an RT_VAL_TEMP that its producer's
+     * step writes: it has no step of its own */
 } rt_val_kind;
 
 typedef struct rt_value {
@@ -48,7 +51,9 @@ typedef struct rt_step {
     int64_t imm; /* the kernel's dims[2]: a fused body's first dropout's stream index
                     (ir_region_kernel_body), else 0 */
     int nptr;
-    int ptr[1 + IR_MAX_INPUTS]; /* value numbers: result, then operands */
+    /* value numbers: the result, the operands, then a fused node's further results
+     * (ir_region_results) */
+    int ptr[1 + IR_MAX_INPUTS + IR_MAX_RESULTS];
 } rt_step;
 
 typedef struct rt_plan {

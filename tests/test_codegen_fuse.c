@@ -12,9 +12,9 @@
 
 #include "../codegen/engine.h"
 #include "../passes/passes.h"
+#include "../runtime/interp.h"
 #include "../runtime/plan.h"
 #include "../runtime/tensor.h"
-#include "../runtime/interp.h"
 #include "tests/util.h"
 
 #define DB IR_DIM_B
@@ -315,10 +315,11 @@ Test(codegen_fuse, fusion_specs)
     cr_expect_eq(pass_fuse_parse("epilogue,frob", &r, &e), -1);
     cr_expect_str_eq(e.msg,
                      "unknown fusion rule 'frob' (all, none, epilogue, attention, layout, "
-                     "layernorm)");
+                     "layernorm, backward)");
     cr_expect_eq(pass_fuse_parse("attention+epilogue+layout", &r, &e), 0);
-    cr_expect_eq(r, (unsigned)(PASS_FUSE_ALL & ~PASS_FUSE_LAYERNORM));
-    cr_expect_eq(pass_fuse_parse("layernorm+attention+epilogue+layout", &r, &e), 0);
+    cr_expect_eq(r, (unsigned)(PASS_FUSE_ALL & ~PASS_FUSE_LAYERNORM & ~PASS_FUSE_BACKWARD));
+    cr_expect_eq(pass_fuse_parse("layernorm+attention+epilogue+layout+backward", &r, &e),
+                 0);
     cr_expect_eq(r, (unsigned)PASS_FUSE_ALL);
     cr_expect_eq(pass_fuse_parse("layout", &r, &e), 0);
     cr_expect_eq(r, (unsigned)PASS_FUSE_LAYOUT);
@@ -329,8 +330,9 @@ Test(codegen_fuse, fusion_specs)
     cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
     cr_expect_eq(pass_default_pipeline("epilogue", buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_BASE_PIPELINE ",fuse=epilogue");
-    cr_expect_eq(pass_default_pipeline("attention,epilogue,layout,layernorm", buf, sizeof buf,
-                                       &e), 0);
+    cr_expect_eq(pass_default_pipeline("attention,epilogue,layout,layernorm,backward", buf,
+                                       sizeof buf, &e),
+                 0);
     cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
     cr_expect_eq(pass_default_pipeline("layernorm", buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_BASE_PIPELINE ",fuse=layernorm");
@@ -619,6 +621,116 @@ Test(codegen_fuse, layernorm_takes_the_ops_before_it_on_odd_shapes, .timeout = 3
         }
 }
 
+/* ---- the backward rule ---- */
+
+enum { LNB_ALL, LNB_NO_BIAS, LNB_READ_BETWEEN };
+
+/* A layernorm's gradients from x, gamma, dy [B, S, H]: dx, dgamma, dbeta = sum(dy) and
+ * dbias = sum(dx), each an output; LNB_NO_BIAS has no sum(dx) and dx read by a
+ * gelu_grad after them (the pooler's layernorm in a graph); LNB_READ_BETWEEN has that
+ * gelu_grad between dgamma and sum(dy), which keeps the rule away (a further result
+ * must be written before anything outside reads it). */
+static built build_lnb(int64_t B, int64_t S, int64_t H, int variant)
+{
+    built b = new_built("fuse_lnb");
+    ir_graph *g = b.g;
+    ir_dim dx3[3] = {DB, DS, DC(H)}, dh[1] = {DC(H)};
+    ir_type t3 = ir_type_make(IR_F32, 3, dx3), th = ir_type_make(IR_F32, 1, dh);
+    int x = ir_input(g, "x", t3);
+    add_f32(&b, "x", 3, dx3, B, S, -2, 2, 21, 0);
+    int dy = ir_input(g, "dy", t3);
+    add_f32(&b, "dy", 3, dx3, B, S, -1, 1, 22, 0);
+    int gamma = ir_param(g, "gamma", th);
+    add_f32(&b, "gamma", 1, dh, B, S, 0.5, 1.5, 23, 1);
+    ir_attrs a = {0}, none = {0};
+    a.eps = 1e-12;
+    int dx = ir_add(g, IR_OP_LAYERNORM_DX, (int[]){x, gamma, dy}, 3, &a, NULL, &t3);
+    ir_set_output(g, "dx", dx);
+    ir_set_output(g, "dgamma",
+                  ir_add(g, IR_OP_LAYERNORM_DGAMMA, (int[]){x, dy}, 2, &a, NULL, &th));
+    if (variant == LNB_READ_BETWEEN)
+        ir_set_output(g, "gg",
+                      ir_add(g, IR_OP_GELU_GRAD, (int[]){x, dx}, 2, &none, NULL, &t3));
+    ir_set_output(g, "dbeta", ir_add(g, IR_OP_REDUCE_SUM, &dy, 1, &none, NULL, &th));
+    if (variant == LNB_ALL)
+        ir_set_output(g, "dbias", ir_add(g, IR_OP_REDUCE_SUM, &dx, 1, &none, NULL, &th));
+    if (variant == LNB_NO_BIAS)
+        ir_set_output(g, "gg",
+                      ir_add(g, IR_OP_GELU_GRAD, (int[]){x, dx}, 2, &none, NULL, &t3));
+    cr_assert(!g->failed, "%s", g->err.msg);
+    return b;
+}
+
+Test(codegen_fuse, backward_computes_a_layernorms_gradients_in_one_kernel, .timeout = 300)
+{
+    /* B, S, H: ones, primes, a row shorter than a vector, two column blocks with a
+     * scalar tail, BERT's 768 */
+    static const int64_t cases[][3] = {
+        {1, 1, 1}, {2, 3, 5}, {3, 7, 17}, {2, 5, 131}, {1, 9, 768}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int variant = LNB_ALL; variant <= LNB_READ_BETWEEN; variant++) {
+            int64_t B = cases[c][0], S = cases[c][1], H = cases[c][2];
+            char what[160];
+            snprintf(what, sizeof what, "backward region B=%lld S=%lld H=%lld variant %d",
+                     (long long)B, (long long)S, (long long)H, variant);
+            built b = build_lnb(B, S, H, variant);
+            ir_graph *unfused, *fused;
+            both_pipelines(&b, &unfused, &fused);
+            int region = variant != LNB_READ_BETWEEN;
+            cr_expect_eq(count_op(fused, IR_OP_FUSED), region, "%s", what);
+            cr_expect_eq(count_op(fused, IR_OP_RESULT),
+                         region ? (variant == LNB_ALL ? 3 : 2) : 0, "%s", what);
+            cr_expect_eq(count_op(fused, IR_OP_LAYERNORM_DX), !region, "%s", what);
+            cr_expect_eq(count_op(fused, IR_OP_LAYERNORM_DGAMMA), !region, "%s", what);
+            /* the printed form reads back to the same graph */
+            char *text = ir_print_str(fused);
+            bc_err e = {{0}};
+            ir_graph *back = text ? ir_parse(text, "fused.ir", &e) : NULL;
+            cr_expect(back && back->n == fused->n, "%s: %s", what, e.msg);
+            ir_graph_free(back);
+            free(text);
+            char msg[512];
+            for (int threads = 1; threads <= 2; threads++)
+                cr_expect(tu_jit_vs_ref(fused, &b.p, &b.in, threads, 1e-5, 1e-5, msg,
+                                        sizeof msg) == 0,
+                          "%s, %d threads: %s", what, threads, msg);
+            /* every gradient has the bits of the kernels that compute it alone */
+            expect_all_outputs_same(unfused, fused, &b, what);
+            /* and expanding the region gives back the ops (autodiff does so) */
+            ir_graph *expanded = ir_graph_clone(fused);
+            cr_assert_eq(pass_unfuse(&expanded, &e), 0, "%s", e.msg);
+            cr_expect_eq(count_op(expanded, IR_OP_FUSED) + count_op(expanded, IR_OP_RESULT),
+                         0, "%s", what);
+            expect_all_outputs_same(unfused, expanded, &b, what);
+            ir_graph_free(expanded);
+            ir_graph_free(unfused);
+            ir_graph_free(fused);
+            free_built(&b);
+        }
+}
+
+/* A gradient region that computes something it writes nowhere is refused with a reason. */
+Test(codegen_fuse, a_backward_region_with_an_unread_statement_is_refused)
+{
+    ir_graph *g = ir_graph_new("bad_lnb");
+    ir_dim dx[2] = {DS, DC(8)}, dh[1] = {DC(8)};
+    int x = ir_input(g, "x", ir_type_make(IR_F32, 2, dx));
+    int dy = ir_input(g, "dy", ir_type_make(IR_F32, 2, dx));
+    int gamma = ir_param(g, "gamma", ir_type_make(IR_F32, 1, dh));
+    char body[] = "%3 = layernorm_dx %0, %1, %2 {eps=1e-12} : f32[S, 8]; "
+                  "%4 = layernorm_dgamma %0, %2 {eps=1e-12} : f32[8]";
+    ir_type t = ir_type_make(IR_F32, 1, dh);
+    ir_set_output(g, "y", ir_add(g, IR_OP_FUSED, (int[]){x, gamma, dy}, 3, NULL, body, &t));
+    cr_assert(!g->failed);
+    bc_err e = {{0}};
+    cg_engine *eng = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
+    cr_expect(!eng &&
+                  strstr(e.msg, "body statement 1 (layernorm_dx) is computed for nothing"),
+              "%s", e.msg);
+    cg_engine_free(eng);
+    ir_graph_free(g);
+}
+
 /* A region that is not elementwise ops before a layernorm is refused with a reason. */
 Test(codegen_fuse, a_layernorm_region_reading_a_non_elementwise_op_is_refused)
 {
@@ -715,8 +827,8 @@ Test(codegen_fuse, regions_differing_in_the_dropout_stream_share_a_kernel)
     free_built(&b);
 }
 
-/* The epilogue, attention and layout kernels on AVX2 (6 x 16 tiles, 8 lanes) and SSE (4 lanes):
- * the fused graph against the unfused one on the same target, bit for bit. */
+/* The epilogue, attention and layout kernels on AVX2 (6 x 16 tiles, 8 lanes) and SSE (4
+ * lanes): the fused graph against the unfused one on the same target, bit for bit. */
 Test(codegen_fuse, avx2_and_sse_targets_give_the_unfused_bits, .timeout = 300)
 {
     const cg_options targets[2] = {{"x86-64-v3", "+avx,+avx2,+fma,+f16c", NULL, 0, 0},

@@ -81,8 +81,13 @@ Test(ir_ops, roles_and_kinds_of_code_agree)
                       info->role == IR_ROLE_GRAD || info->role == IR_ROLE_REGION,
                   "%s: role %d", info->name, info->role);
         cr_expect(info->code == IR_CODE_NONE || info->code == IR_CODE_VIEW ||
-                      info->code == IR_CODE_KERNEL,
+                      info->code == IR_CODE_KERNEL || info->code == IR_CODE_RESULT,
                   "%s: code %d", info->name, info->code);
+        if (info->code == IR_CODE_RESULT) /* written by the fused node it reads */
+            cr_expect(info->role == IR_ROLE_REGION && info->min_in == 1 &&
+                          info->max_in == 1 && (info->attrs & IR_A_TYPE),
+                      "%s: a further result reads one fused node and has its own type",
+                      info->name);
         int leaf = info->role == IR_ROLE_LEAF;
         cr_expect_eq(leaf, info->code == IR_CODE_NONE,
                      "%s: leaves, and only they, are computed by no code", info->name);
@@ -464,6 +469,55 @@ Test(ir_verify, rejects_an_output_of_an_undefined_value)
     expect_verify_error(g, "output \"y\": %7 is not defined");
 }
 
+/* A region of three statements (%2 tanh, %3 scale, %4 tanh) on x, then `extra`: result
+ * nodes reading it, parsed (and so verified); *e says why not. */
+static ir_graph *parse_results(const char *extra, bc_err *e)
+{
+    char text[1024];
+    snprintf(
+        text, sizeof text,
+        "graph \"r\" {\n"
+        "  %%0 = input \"x\" : f32[B, 8]\n"
+        "  %%1 = fused \"%%1 = tanh %%0 : f32[B, 8]; %%2 = scale %%1 {scale=2} : f32[B, "
+        "8]; %%3 = tanh %%2 : f32[B, 8]\" %%0 : f32[B, 8]\n"
+        "%s"
+        "  output \"y\" = %%1\n"
+        "}\n",
+        extra);
+    return ir_parse(text, "r.ir", e);
+}
+
+Test(ir_verify, checks_the_results_of_a_region)
+{
+    bc_err e = {{0}};
+    ir_graph *g = parse_results("  %2 = result %1 {index=1} : f32[B, 8]\n"
+                                "  %3 = result %1 {index=2} : f32[B, 8]\n",
+                                &e);
+    cr_assert(g, "%s", e.msg);
+    int res[IR_MAX_RESULTS];
+    cr_expect_eq(ir_region_results(g, 1, res), 2);
+    cr_expect(res[0] == 2 && res[1] == 3);
+    ir_graph_free(g);
+    static const struct {
+        const char *extra, *msg;
+    } bad[] = {
+        {"  %2 = result %0 {index=1} : f32[B, 8]\n", "reads input, not a fused node"},
+        {"  %2 = result %1 {index=0} : f32[B, 8]\n",
+         "index 0 is not a statement of the body before its last (%1 .. %2)"},
+        {"  %2 = result %1 {index=3} : f32[B, 8]\n", "index 3 is not a statement"},
+        {"  %2 = result %1 {index=2} : f32[B, 9]\n",
+         "body statement %2 is f32[B, 8], not the node's f32[B, 9]"},
+        {"  %2 = result %1 {index=2} : f32[B, 8]\n  %3 = result %1 {index=2} : f32[B, 8]\n",
+         "%3 (result): %2 already reads statement %2 of %1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        e = (bc_err){{0}};
+        g = parse_results(bad[i].extra, &e);
+        cr_expect(!g && strstr(e.msg, bad[i].msg), "case %zu: %s", i, e.msg);
+        ir_graph_free(g);
+    }
+}
+
 /* ---- printing ---- */
 
 /* A small graph that uses every op. */
@@ -626,6 +680,11 @@ static ir_graph *gradient_ops_graph(void)
                     "%7 = dropout %6, %3 {index=2, p=0.25} : f32[B, S, 8]",
                     &hh);
     ir_set_output(g, "fused", fu);
+    /* a region with a further result: its matmul's value before the bias */
+    a = (ir_attrs){0};
+    a.index = 4;
+    int mm = ir_add(g, IR_OP_RESULT, &fu, 1, &a, NULL, &hh);
+    ir_set_output(g, "fused_mm", mm);
     cr_assert(!g->failed, "%s", g->err.msg);
     return g;
 }
