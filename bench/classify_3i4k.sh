@@ -17,6 +17,7 @@
 #   KEEP=1    keep the runs already finished in OUT_DIR and train only the missing ones
 #   EPOCHS, BATCH, ACCUM, LR, WARMUP, WEIGHT_DECAY, VOCAB_SIZE, MAX_SEQ, EXTRA: override
 #             the recipe below (EXTRA: more train options, e.g. "--class-weights balanced")
+#   VOCAB_OPTS more `bertcc vocab` options (e.g. "--limit-alphabet 4000")
 # Each training must take at most 15 minutes of wall time; a run over that is flagged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,8 @@ mkdir -p "$out"
 awk -F'\t' 'NR % 10 != 0 { sub(/\r$/, "", $2); print $2 }' "$data/fci_train_val.txt" \
   >"$out/train-text.txt"
 vocab=$out/vocab$vsize.txt
-"$bertcc" vocab --corpus "$out/train-text.txt" --size "$vsize" -o "$vocab"
+# shellcheck disable=SC2086
+"$bertcc" vocab --corpus "$out/train-text.txt" --size "$vsize" -o "$vocab" ${VOCAB_OPTS:-}
 
 results=$out/results.tsv
 printf 'seed\twall_s\taccuracy\tmacro_f1\n' >"$results"
