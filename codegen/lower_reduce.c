@@ -667,6 +667,20 @@ static int64_t col_block(cg_ctx *c)
     return 4 * (int64_t)c->vec;
 }
 
+/* Columns per unit when a row of h splits into `parts` blocks of whole vectors (at
+ * least col_block; a row of unknown length in col_block units): for kernels whose every
+ * call computes all rows' statistics first, so that fewer, wider units repeat it less. */
+static int64_t col_parts(cg_ctx *c, ir_dim hd, int parts)
+{
+    int64_t cols = col_block(c);
+    if (ir_dim_is_const(hd)) {
+        int64_t q = (hd.c + parts - 1) / parts, v = c->vec;
+        q = (q + v - 1) / v * v;
+        cols = q > cols ? q : cols;
+    }
+    return cols;
+}
+
 static void zero_cols(cg_ctx *c, LLVMValueRef out, LLVMValueRef rows, LLVMValueRef m,
                       LLVMValueRef c0, LLVMValueRef c1)
 {
@@ -744,12 +758,7 @@ void cg_lower_layernorm_dgamma(cg_ctx *c, cg_kernel *k)
     /* Every unit computes all rows' statistics (two passes over x) before its columns,
      * so units of 64 columns made bert-base's h = 768 read x 24 times over: the columns
      * go in 4 blocks instead (whole vectors, at least col_block). */
-    int64_t cols = col_block(c);
-    if (ir_dim_is_const(hd)) {
-        int64_t q = (hd.c + 3) / 4, v = c->vec;
-        q = (q + v - 1) / v * v;
-        cols = q > cols ? q : cols;
-    }
+    int64_t cols = col_parts(c, hd, 4);
     ir_dim scratch = ir_dim_mul(cg_dims(xt, 0, xt->rank - 1), ir_dconst(2));
     ir_dim sums = ir_dim_mul(hd, ir_dconst(2));
     /* (rows + h) * 2 floats: a sum of monomials, so the units function adds them */
@@ -972,12 +981,7 @@ void cg_lower_lnb_region(cg_ctx *c, cg_kernel *k, const ir_graph *r)
         return; /* cg_check_lnb_region refused it */
     const ir_type *xt = &r->nodes[b.x].type;
     ir_dim hd = xt->dim[xt->rank - 1];
-    int64_t cols = col_block(c);
-    if (ir_dim_is_const(hd)) {
-        int64_t half = (hd.c + 1) / 2, v = c->vec;
-        half = (half + v - 1) / v * v;
-        cols = half > cols ? half : cols;
-    }
+    int64_t cols = col_parts(c, hd, 2);
     ir_dim scratch = ir_dim_mul(cg_dims(xt, 0, xt->rank - 1), ir_dconst(4));
     cg_units(c, k, hd, cols, &scratch);
     LLVMValueRef h = cg_dim(c, hd, k->B, k->S), hf = to_f32(c, h);

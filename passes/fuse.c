@@ -422,6 +422,23 @@ static int add_region(fuser *f, int **mem, int *nmem, int *members, int nm, int 
     return 0;
 }
 
+/* A rule that grows a region from each node of op anchor: members(f, i, out) gives the
+ * region's members (in any order) or 0. */
+typedef int (*members_fn)(const fuser *f, int i, int *members);
+
+static int anchored_rule(fuser *f, int **mem, int *nmem, ir_opcode anchor, members_fn members,
+                         bc_err *e)
+{
+    for (int i = 0; i < f->g->n; i++) {
+        if (f->g->nodes[i].op != anchor)
+            continue;
+        int m[MAX_MEMBERS], nm = members(f, i, m);
+        if (nm && add_region(f, mem, nmem, m, nm, 0, e))
+            return -1;
+    }
+    return 0;
+}
+
 int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
 {
     const ir_graph *g = *gp;
@@ -445,13 +462,9 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         f.uses[g->outs[k].value]++;
 
     /* attention first: its projections' bias adds then end their own epilogues */
-    for (int i = 0; i < g->n && (rules_on & PASS_FUSE_ATTENTION); i++) {
-        if (g->nodes[i].op != IR_OP_ATTN_SOFTMAX)
-            continue;
-        int members[MAX_MEMBERS], nm = attention_members(&f, i, members);
-        if (nm && (rc = add_region(&f, mem, nmem, members, nm, 0, e)))
-            goto done;
-    }
+    if ((rules_on & PASS_FUSE_ATTENTION) &&
+        (rc = anchored_rule(&f, mem, nmem, IR_OP_ATTN_SOFTMAX, attention_members, e)))
+        goto done;
     /* a matmul with its operands' head views and its result's merge (layout), or else
      * its elementwise consumers (epilogue) */
     for (int i = 0; i < g->n && (rules_on & (PASS_FUSE_EPILOGUE | PASS_FUSE_LAYOUT)); i++) {
@@ -471,22 +484,13 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
     }
 
     /* the ops no matmul took before a layernorm (layernorm) */
-    for (int i = 0; i < g->n && (rules_on & PASS_FUSE_LAYERNORM); i++) {
-        if (g->nodes[i].op != IR_OP_LAYERNORM)
-            continue;
-        int members[MAX_MEMBERS], nm = layernorm_members(&f, i, members);
-        if (nm && (rc = add_region(&f, mem, nmem, members, nm, 0, e)))
-            goto done;
-    }
-
-    /* a layernorm's gradients and the bias gradients beside them (backward) */
-    for (int i = 0; i < g->n && (rules_on & PASS_FUSE_BACKWARD); i++) {
-        if (g->nodes[i].op != IR_OP_LAYERNORM_DGAMMA)
-            continue;
-        int members[MAX_MEMBERS], nm = backward_members(&f, i, members);
-        if (nm && (rc = add_region(&f, mem, nmem, members, nm, 0, e)))
-            goto done;
-    }
+    if ((rules_on & PASS_FUSE_LAYERNORM) &&
+        (rc = anchored_rule(&f, mem, nmem, IR_OP_LAYERNORM, layernorm_members, e)))
+        goto done;
+    /* a layernorm's gradients and the bias gradient beside them (backward) */
+    if ((rules_on & PASS_FUSE_BACKWARD) &&
+        (rc = anchored_rule(&f, mem, nmem, IR_OP_LAYERNORM_DGAMMA, backward_members, e)))
+        goto done;
 
     ir_graph *ng = ir_graph_new(g->name);
     if (!ng) {
