@@ -30,18 +30,6 @@
 
 /* ---- notes and counted forward passes --------------------------------------------- */
 
-typedef struct notes {
-    int n;
-    char last[2048];
-} notes;
-
-static void collect(void *ctx, const char *msg)
-{
-    notes *n = ctx;
-    n->n++;
-    snprintf(n->last, sizeof n->last, "%s", msg);
-}
-
 /* A hash of a batch's input_ids and attention_mask (shapes included), to tell batches
  * apart. */
 static uint64_t batch_sig(const rt_tensor_list *batch)
@@ -131,7 +119,7 @@ typedef struct rank {
     tk_split split;
     int batch;
     counted fc;
-    notes nt;
+    tu_notes nt;
     tk_shard shard;
     tk_metrics m;
     bc_err e;
@@ -185,7 +173,7 @@ static void *rank_main(void *p)
  * to nt. */
 typedef struct task_case {
     const tk_task_ops *ops;
-    void *(*open)(const void *arg, notes *nt);
+    void *(*open)(const void *arg, tu_notes *nt);
     const void *arg;
     tk_split split;
     int batch;  /* rows per batch given to evaluate */
@@ -228,7 +216,7 @@ static void check_shards(const task_case *tc, tk_metrics *ref)
     cr_assert(tc->n_rows % tc->rows && nb % 2 && nb % 3 && nb >= 4 && nb <= MAX_BATCHES,
               "%s: %d rows in batches of %d", tc->ops->name, tc->n_rows, tc->rows);
 
-    notes nt0 = {0};
+    tu_notes nt0 = {0};
     void *st = tc->open(tc->arg, &nt0);
     counted c0 = {tc->fwd, tc->fctx, 0, {0}};
     bc_err e;
@@ -311,12 +299,31 @@ static void set_opt(const tk_task_ops *t, opts *o, const char *name, const char 
     cr_assert_fail("%s has no option %s", t->name, name);
 }
 
-static void *open_with(const tk_task_ops *t, const tk_task_config *c)
+/* Task t opened on data with vocabulary v, tokenizer options tok, options o (NULL: the
+ * defaults) and the model's max_position; its notes go to nt. */
+static void *open_with(const tk_task_ops *t, const char *data, const tx_vocab *v,
+                       tx_tok_opts tok, const opts *o, int64_t max_position, tu_notes *nt)
 {
+    tk_task_config cfg = {.data = data,
+                          .vocab = v,
+                          .tok = tok,
+                          .opt = o ? o->v : NULL,
+                          .max_position = max_position,
+                          .note = tu_note,
+                          .note_ctx = nt};
     void *st = NULL;
     bc_err e;
-    cr_assert_eq(t->open(c, &st, &e), 0, "%s: %s", t->name, e.msg);
+    cr_assert_eq(t->open(&cfg, &st, &e), 0, "%s: %s", t->name, e.msg);
     return st;
+}
+
+/* The batch's input_ids [B, S] for an oracle forward pass named who. */
+static const rt_tensor *batch_ids(const rt_tensor_list *batch, const char *who, bc_err *e)
+{
+    const rt_tensor *ids = rt_list_cfind(batch, "input_ids");
+    if (!ids || ids->rank != 2)
+        bc_errf(e, "%s: no input_ids [B, S]", who);
+    return ids && ids->rank == 2 ? ids : NULL;
 }
 
 /* ---- classify -------------------------------------------------------------------------
@@ -346,19 +353,12 @@ typedef struct cls_case {
     const tx_vocab *v;
 } cls_case;
 
-static void *cls_open(const void *arg, notes *nt)
+static void *cls_open(const void *arg, tu_notes *nt)
 {
     const cls_case *c = arg;
     opts o = {0};
     set_opt(&tk_task_classify, &o, "max-seq", "6");
-    tk_task_config cfg = {.data = c->path,
-                          .vocab = c->v,
-                          .tok = TX_TOK_OPTS_DEFAULT,
-                          .opt = o.v,
-                          .max_position = 64,
-                          .note = collect,
-                          .note_ctx = nt};
-    return open_with(&tk_task_classify, &cfg);
+    return open_with(&tk_task_classify, c->path, c->v, TX_TOK_OPTS_DEFAULT, &o, 64, nt);
 }
 
 /* Classes UNK a b c: the first token names the class (x a, y b, z c, w a), with a
@@ -367,9 +367,9 @@ static int cls_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *o
                        bc_err *e)
 {
     (void)ctx;
-    const rt_tensor *ids = rt_list_cfind(batch, "input_ids");
-    if (!ids || ids->rank != 2)
-        return bc_errf(e, "cls_forward: no input_ids [B, S]");
+    const rt_tensor *ids = batch_ids(batch, "cls_forward", e);
+    if (!ids)
+        return -1;
     int64_t B = ids->shape[0], S = ids->shape[1], C = 4, shape[2] = {B, C};
     rt_tensor *t = rt_list_add(out, "intent_logits", RT_F32, 2, shape, NULL);
     if (!t)
@@ -458,19 +458,12 @@ typedef struct is_case {
     const tx_vocab *v;
 } is_case;
 
-static void *is_open(const void *arg, notes *nt)
+static void *is_open(const void *arg, tu_notes *nt)
 {
     const is_case *c = arg;
     opts o = {0};
     set_opt(&tk_task_intent_slot, &o, "max-seq", "6");
-    tk_task_config cfg = {.data = c->root,
-                          .vocab = c->v,
-                          .tok = {1, -1},
-                          .opt = o.v,
-                          .max_position = 512,
-                          .note = collect,
-                          .note_ctx = nt};
-    return open_with(&tk_task_intent_slot, &cfg);
+    return open_with(&tk_task_intent_slot, c->root, c->v, TX_TOK_OPTS_DEFAULT, &o, 512, nt);
 }
 
 /* Intents UNK fly play stop from the first token; slots UNK O B-city B-genre I-city:
@@ -479,9 +472,9 @@ static int is_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *ou
                       bc_err *e)
 {
     (void)ctx;
-    const rt_tensor *ids = rt_list_cfind(batch, "input_ids");
-    if (!ids || ids->rank != 2)
-        return bc_errf(e, "is_forward: no input_ids [B, S]");
+    const rt_tensor *ids = batch_ids(batch, "is_forward", e);
+    if (!ids)
+        return -1;
     int64_t B = ids->shape[0], S = ids->shape[1], C = 4, L = 5;
     int64_t ishape[2] = {B, C}, sshape[3] = {B, S, L};
     rt_tensor *il = rt_list_add(out, "intent_logits", RT_F32, 2, ishape, NULL);
@@ -554,17 +547,10 @@ typedef struct qa_case {
     opts o;
 } qa_case;
 
-static void *qa_open(const void *arg, notes *nt)
+static void *qa_open(const void *arg, tu_notes *nt)
 {
     const qa_case *c = arg;
-    tk_task_config cfg = {.data = c->data,
-                          .vocab = c->v,
-                          .tok = {0, -1},
-                          .opt = c->o.v,
-                          .max_position = 128,
-                          .note = collect,
-                          .note_ctx = nt};
-    return open_with(&tk_task_qa, &cfg);
+    return open_with(&tk_task_qa, c->data, c->v, (tx_tok_opts){0, -1}, &c->o, 128, nt);
 }
 
 /* Knows the answer of two rows in three (found among the split's rows by input_ids:
@@ -581,7 +567,7 @@ static int qa_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *ou
     const rt_tensor *all = rt_list_cfind(&o->rows, "input_ids");
     const int64_t *sp = rt_list_cfind(&o->rows, "start_positions")->data;
     const int64_t *ep = rt_list_cfind(&o->rows, "end_positions")->data;
-    int64_t B = in->shape[0], S = in->shape[1], N = all->shape[0], SA = all->shape[1];
+    int64_t B = in->shape[0], S = in->shape[1];
     int64_t shape[2] = {B, S};
     rt_tensor *ts = rt_list_add(out, "start_logits", RT_F32, 2, shape, NULL);
     rt_tensor *te = rt_list_add(out, "end_logits", RT_F32, 2, shape, NULL);
@@ -594,15 +580,7 @@ static int qa_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *ou
             zs[k] = 0.1f * (float)((x[k] * 31 + k * 7) % 13);
             ze[k] = 0.1f * (float)((x[k] * 17 + k * 5) % 11);
         }
-        int64_t hit = -1;
-        for (int64_t r = 0; r < N && hit < 0; r++) {
-            const int64_t *y = (const int64_t *)all->data + r * SA;
-            int same = 1;
-            for (int64_t k = 0; k < (S < SA ? S : SA) && same; k++)
-                same = x[k] == y[k];
-            if (same)
-                hit = r;
-        }
+        int64_t hit = tu_find_row(all, x, S);
         if (hit < 0)
             return bc_errf(e, "qa_forward: unknown row");
         if (hit % 3) {
@@ -625,7 +603,7 @@ Test(eval_shard, qa_shards_score_as_one_process, .timeout = 60)
     set_opt(&tk_task_qa, &qc.o, "eval-data", qc.data);
     qa_oracle orc;
     rt_list_init(&orc.rows);
-    notes nt = {0};
+    tu_notes nt = {0};
     void *st = qa_open(&qc, &nt);
     cr_assert_eq(tk_task_qa.data(st, TK_SPLIT_DEV, &orc.rows, &e), 0, "%s", e.msg);
     tk_task_qa.close(st);
@@ -644,61 +622,8 @@ Test(eval_shard, qa_shards_score_as_one_process, .timeout = 60)
  */
 
 #define TOPICS 12
-#define TOPIC_WORDS 6
-#define NCOMMON 8
-
-static const char *const common[NCOMMON] = {"the", "is", "and", "of",
-                                            "to",  "in", "a",   "it"};
-
-/* [PAD] [UNK] [CLS] [SEP] [MASK], the common words, then topic t's word k: "k" and two
- * letters. */
-static tx_vocab *corpus_vocab(void)
-{
-    const char *tok[5 + NCOMMON + TOPICS * TOPIC_WORDS];
-    static char words[TOPICS * TOPIC_WORDS][4];
-    static const char *const special[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
-    int n = 0;
-    for (int i = 0; i < 5; i++)
-        tok[n++] = special[i];
-    for (int i = 0; i < NCOMMON; i++)
-        tok[n++] = common[i];
-    for (int t = 0; t < TOPICS; t++)
-        for (int k = 0; k < TOPIC_WORDS; k++) {
-            char *w = words[t * TOPIC_WORDS + k];
-            w[0] = 'k';
-            w[1] = (char)('a' + t);
-            w[2] = (char)('a' + k);
-            w[3] = 0;
-            tok[n++] = w;
-        }
-    bc_err e;
-    tx_vocab *v = tx_vocab_from_list(tok, n, "corpus", &e);
-    cr_assert_not_null(v, "%s", e.msg);
-    return v;
-}
-
-/* docs documents of sents sentences, document d about topic d % TOPICS. */
-static void write_corpus(const char *path, int docs, int sents, uint64_t seed)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    rt_rng r;
-    rt_rng_seed(&r, seed);
-    for (int d = 0; d < docs; d++) {
-        for (int s = 0; s < sents; s++) {
-            for (int w = 0; w < 6; w++) {
-                if (w == 1 || w == 4)
-                    fprintf(f, "%s%s", w ? " " : "", common[rt_rng_below(&r, NCOMMON)]);
-                else
-                    fprintf(f, "%sk%c%c", w ? " " : "", 'a' + d % TOPICS,
-                            'a' + (int)rt_rng_below(&r, TOPIC_WORDS));
-            }
-            fputs(" .\n", f);
-        }
-        fputs("\n", f);
-    }
-    fclose(f);
-}
+#define TOPIC_WORDS TU_TOPIC_WORDS
+#define NCOMMON TU_NCOMMON
 
 typedef struct pt_case {
     const char *corpus;
@@ -706,20 +631,13 @@ typedef struct pt_case {
     int64_t V;
 } pt_case;
 
-static void *pt_open(const void *arg, notes *nt)
+static void *pt_open(const void *arg, tu_notes *nt)
 {
     const pt_case *c = arg;
     opts o = {0};
     set_opt(&tk_task_pretrain, &o, "max-seq", "32");
     set_opt(&tk_task_pretrain, &o, "holdout", "3");
-    tk_task_config cfg = {.data = c->corpus,
-                          .vocab = c->v,
-                          .tok = TX_TOK_OPTS_DEFAULT,
-                          .opt = o.v,
-                          .max_position = 64,
-                          .note = collect,
-                          .note_ctx = nt};
-    return open_with(&tk_task_pretrain, &cfg);
+    return open_with(&tk_task_pretrain, c->corpus, c->v, TX_TOK_OPTS_DEFAULT, &o, 64, nt);
 }
 
 /* MLM logits from the ids around, with a preference for the topic of the row's second
@@ -728,9 +646,9 @@ static int pt_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list *ou
                       bc_err *e)
 {
     int64_t V = *(const int64_t *)ctx;
-    const rt_tensor *in = rt_list_cfind(batch, "input_ids");
-    if (!in || in->rank != 2)
-        return bc_errf(e, "pt_forward: no input_ids [B, S]");
+    const rt_tensor *in = batch_ids(batch, "pt_forward", e);
+    if (!in)
+        return -1;
     int64_t B = in->shape[0], S = in->shape[1];
     int64_t sm[3] = {B, S, V}, sn[2] = {B, 2};
     rt_tensor *ml = rt_list_add(out, "mlm_logits", RT_F32, 3, sm, NULL);
@@ -763,10 +681,12 @@ Test(eval_shard, pretrain_shards_score_as_one_process, .timeout = 120)
     const char *corpus = tu_path(tu_tmpdir(), "corpus.txt");
     char path[600];
     snprintf(path, sizeof path, "%s", corpus);
-    write_corpus(path, TOPICS, 16, 7);
-    tx_vocab *v = corpus_vocab();
+    cr_assert_eq(tu_topic_corpus(path, TOPICS, 16, 7, TOPICS), 0);
+    bc_err ve;
+    tx_vocab *v = tu_topic_vocab(TOPICS, NULL, &ve);
+    cr_assert_not_null(v, "%s", ve.msg);
     pt_case pc = {path, v, tx_vocab_size(v)};
-    notes nt = {0};
+    tu_notes nt = {0};
     void *st = pt_open(&pc, &nt);
     rt_tensor_list dev;
     rt_list_init(&dev);

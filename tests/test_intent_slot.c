@@ -189,22 +189,10 @@ Test(intent_slot, reading_refuses_mismatched_files_naming_the_line)
     cr_expect(strstr(e.msg, "/nonexistent-dir/seq.in"), "%s", e.msg);
 }
 
-typedef struct notes {
-    int n;
-    char last[2048];
-} notes;
-
-static void collect(void *ctx, const char *msg)
-{
-    notes *n = ctx;
-    n->n++;
-    snprintf(n->last, sizeof n->last, "%s", msg);
-}
-
 static tk_task open_task(const char *data, const char *run_dir, const tx_vocab *v,
-                         notes *nt)
+                         tu_notes *nt)
 {
-    tk_task_config c = {data, run_dir, v, {1, -1}, NULL, 512, collect, nt, 0};
+    tk_task_config c = {data, run_dir, v, {1, -1}, NULL, 512, tu_note, nt, 0};
     tk_task t = {&tk_task_intent_slot, NULL};
     bc_err e;
     cr_assert_eq(t.ops->open(&c, &t.state, &e), 0, "%s", e.msg);
@@ -215,7 +203,7 @@ Test(intent_slot, training_rows_are_run_batches_with_labels)
 {
     const char *root = make_data();
     tx_vocab *v = small_vocab();
-    notes nt = {0};
+    tu_notes nt = {0};
     tk_task t = open_task(root, NULL, v, &nt);
     tk_task_heads h;
     t.ops->heads(t.state, &h);
@@ -301,7 +289,7 @@ Test(intent_slot, evaluation_counts_unseen_labels_as_wrong)
 {
     const char *root = make_data();
     tx_vocab *v = small_vocab();
-    notes nt = {0};
+    tu_notes nt = {0};
     tk_task t = open_task(root, NULL, v, &nt);
     oracle o = {0, 0};
     tk_metrics m;
@@ -354,7 +342,7 @@ Test(intent_slot, labels_come_back_from_a_run_dir_and_predictions_name_spans)
 {
     const char *root = make_data();
     tx_vocab *v = small_vocab();
-    notes nt = {0};
+    tu_notes nt = {0};
     tk_task t = open_task(root, NULL, v, &nt);
     const char *run = tu_tmpdir();
     bc_err e;
@@ -606,7 +594,7 @@ Test(shared_data, atis_label_counts_and_alignment)
     bc_err e;
     tx_vocab *v = tx_vocab_load(vocab, &e);
     cr_assert_not_null(v, "%s", e.msg);
-    notes nt = {0};
+    tu_notes nt = {0};
     tk_task t = open_task(atis, NULL, v, &nt);
     tk_task_heads h;
     t.ops->heads(t.state, &h);

@@ -22,18 +22,6 @@ static const tx_tok_opts CASED = {0, -1};
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
-typedef struct notes {
-    int n;
-    char last[1024];
-} notes;
-
-static void collect(void *ctx, const char *msg)
-{
-    notes *s = ctx;
-    s->n++;
-    snprintf(s->last, sizeof s->last, "%s", msg);
-}
-
 static tx_vocab *tiny_vocab(void)
 {
     bc_err e;
@@ -42,11 +30,11 @@ static tx_vocab *tiny_vocab(void)
     return v;
 }
 
-static void load(const char *rel, tk_qa_set *s, notes *n)
+static void load(const char *rel, tk_qa_set *s, tu_notes *n)
 {
     bc_err e;
     memset(s, 0, sizeof *s);
-    cr_assert_eq(tk_qa_load(tu_src(rel), s, collect, n, &e), 0, "%s", e.msg);
+    cr_assert_eq(tk_qa_load(tu_src(rel), s, tu_note, n, &e), 0, "%s", e.msg);
 }
 
 static void featurize(const tk_qa_set *s, const tx_vocab *v, tk_qa_feat_opts o,
@@ -110,7 +98,7 @@ static int feature_of(const tk_qa_features *f, int example, int window)
 Test(qa_data, converts_code_point_offsets_to_byte_offsets)
 {
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "multibyte.json", &s, &n);
     cr_assert_eq(s.n, 2);
     /* "café 𝄞 naïve x y": é and ï are 2 bytes, 𝄞 (a surrogate pair in the JSON) 4. */
@@ -138,7 +126,7 @@ Test(qa_data, converts_code_point_offsets_to_byte_offsets)
 Test(qa_data, skips_answers_not_at_their_offset_with_a_note)
 {
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "multibyte.json", &s, &n);
     cr_expect_eq(s.skipped_answers, 2);   /* mb-2's "x", mb-3's "x" past the end */
     cr_expect_eq(s.skipped_questions, 1); /* mb-3, left with no answer */
@@ -154,7 +142,7 @@ Test(qa_data, skips_answers_not_at_their_offset_with_a_note)
 Test(qa_data, reads_korean_with_byte_offsets)
 {
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "ko.json", &s, &n);
     cr_assert_eq(s.n, 2);
     cr_expect_eq(n.n, 0);
@@ -223,7 +211,7 @@ Test(qa_data, malformed_files_give_errors_naming_the_entry)
 Test(qa_data, a_failed_load_leaves_the_set_as_it_was)
 {
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "ko.json", &s, &n);
     bc_err e;
     cr_assert_eq(tk_qa_load(tu_src(FIX "bad_start.json"), &s, NULL, NULL, &e), -1);
@@ -238,7 +226,7 @@ Test(qa_data, a_failed_load_leaves_the_set_as_it_was)
 Test(qa_data, splits_by_article)
 {
     tk_qa_set s, rest, held;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "windows.json", &s, &n);
     cr_assert_eq(s.n, 6);
     cr_assert_eq(s.n_articles, 3);
@@ -265,7 +253,7 @@ Test(qa_data, korean_features_cover_the_answer_tokens)
 {
     tx_vocab *v = tiny_vocab();
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "ko.json", &s, &n);
     tk_qa_feat_opts o = TK_QA_FEAT_OPTS_DEFAULT;
     o.tok = CASED;
@@ -324,7 +312,7 @@ Test(qa_data, multibyte_answers_decode_back)
 {
     tx_vocab *v = tiny_vocab();
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "multibyte.json", &s, &n);
     tk_qa_feat_opts o = TK_QA_FEAT_OPTS_DEFAULT;
     o.tok = CASED;
@@ -348,7 +336,7 @@ Test(qa_data, windows_follow_the_stride_and_label_the_answer_or_cls)
 {
     tx_vocab *v = tiny_vocab();
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "windows.json", &s, &n);
     tk_qa_features f;
     featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
@@ -411,7 +399,7 @@ Test(qa_data, truncates_the_query)
 {
     tx_vocab *v = tiny_vocab();
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "windows.json", &s, &n);
     tk_qa_features f;
     featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
@@ -435,7 +423,7 @@ Test(qa_data, max_context_flags_match_run_squad)
 {
     tx_vocab *v = tiny_vocab();
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "windows.json", &s, &n);
     tk_qa_features f;
     featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
@@ -481,7 +469,7 @@ Test(qa_data, batches_pick_features_and_pad_to_the_longest)
 {
     tx_vocab *v = tiny_vocab();
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "windows.json", &s, &n);
     tk_qa_features f;
     featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
@@ -511,7 +499,7 @@ Test(qa_data, rejects_options_without_room_for_the_document)
 {
     tx_vocab *v = tiny_vocab();
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "ko.json", &s, &n);
     tk_qa_features f;
     bc_err e;
@@ -530,7 +518,7 @@ Test(qa_data, decodes_the_best_max_context_span)
 {
     tx_vocab *v = tiny_vocab();
     tk_qa_set s;
-    notes n = {0};
+    tu_notes n = {0};
     load(FIX "windows.json", &s, &n);
     tk_qa_features f;
     featurize(&s, v, (tk_qa_feat_opts){8, 2, 3, CASED}, &f);
@@ -635,8 +623,8 @@ static void roundtrip(const char *file, const char *vocab, tx_tok_opts tok, int 
     tx_vocab *v = tx_vocab_load(vocab, &e);
     cr_assert_not_null(v, "%s", e.msg);
     tk_qa_set s = {0};
-    notes n = {0};
-    cr_assert_eq(tk_qa_load(file, &s, collect, &n, &e), 0, "%s", e.msg);
+    tu_notes n = {0};
+    cr_assert_eq(tk_qa_load(file, &s, tu_note, &n, &e), 0, "%s", e.msg);
     cr_expect_eq(s.n, want_n, "%s", file);
     cr_expect_eq(n.n, 0, "%s: %s", file, n.last);
     tk_qa_features f;

@@ -26,42 +26,14 @@
 /* ---- the generated corpus ---------------------------------------------------------- */
 
 #define TOPICS 24
-#define TOPIC_WORDS 6
-#define NCOMMON 8
+#define TOPIC_WORDS TU_TOPIC_WORDS
+#define NCOMMON TU_NCOMMON
 
-static const char *const common[NCOMMON] = {"the", "is", "and", "of",
-                                            "to",  "in", "a",   "it"};
-
-/* Topic t's word k: "k" then two letters, e.g. "kab". */
-static void topic_word(int t, int k, char *buf)
-{
-    buf[0] = 'k';
-    buf[1] = (char)('a' + t);
-    buf[2] = (char)('a' + k);
-    buf[3] = 0;
-}
-
-/* [PAD] [UNK] [CLS] [SEP] [MASK], the common words, then the topic words (topic t's
- * word k has id 5 + NCOMMON + t * TOPIC_WORDS + k). */
+/* The vocabulary of TOPICS topics (tu_topic_vocab), saved to save_to unless NULL. */
 static tx_vocab *corpus_vocab(const char *save_to)
 {
-    const char *tok[5 + NCOMMON + TOPICS * TOPIC_WORDS];
-    static char words[TOPICS * TOPIC_WORDS][4];
-    static const char *const special[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
-    int n = 0;
-    for (int i = 0; i < 5; i++)
-        tok[n++] = special[i];
-    for (int i = 0; i < NCOMMON; i++)
-        tok[n++] = common[i];
-    for (int t = 0; t < TOPICS; t++)
-        for (int k = 0; k < TOPIC_WORDS; k++) {
-            topic_word(t, k, words[t * TOPIC_WORDS + k]);
-            tok[n++] = words[t * TOPIC_WORDS + k];
-        }
     bc_err e;
-    if (save_to)
-        cr_assert_eq(tx_vocab_save(save_to, tok, n, &e), 0, "%s", e.msg);
-    tx_vocab *v = tx_vocab_from_list(tok, n, "corpus", &e);
+    tx_vocab *v = tu_topic_vocab(TOPICS, save_to, &e);
     cr_assert_not_null(v, "%s", e.msg);
     return v;
 }
@@ -72,32 +44,13 @@ static int topic_of(int64_t id)
     return k >= 0 && k < TOPICS * TOPIC_WORDS ? (int)(k / TOPIC_WORDS) : -1;
 }
 
-/* `docs` documents of `sents` sentences; document d is about topic d % ntopics: every
+/* `docs` documents of `sents` sentences about topic d % ntopics (tu_topic_corpus): every
  * sentence has four of its six words and two common words, so a masked word can be told
  * from its document, and a NotNext segment B (another document) mostly has another
  * topic than A. */
 static void write_corpus(const char *path, int docs, int sents, uint64_t seed, int ntopics)
 {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    rt_rng r;
-    rt_rng_seed(&r, seed);
-    for (int d = 0; d < docs; d++) {
-        for (int s = 0; s < sents; s++) {
-            for (int w = 0; w < 6; w++) {
-                char buf[4];
-                if (w == 1 || w == 4)
-                    fprintf(f, "%s%s", w ? " " : "", common[rt_rng_below(&r, NCOMMON)]);
-                else {
-                    topic_word(d % ntopics, (int)rt_rng_below(&r, TOPIC_WORDS), buf);
-                    fprintf(f, "%s%s", w ? " " : "", buf);
-                }
-            }
-            fputs(" .\n", f);
-        }
-        fputs("\n", f);
-    }
-    fclose(f);
+    cr_assert_eq(tu_topic_corpus(path, docs, sents, seed, ntopics), 0, "%s", path);
 }
 
 /* The vocabulary above lacks "."; the corpus is written with one, which becomes

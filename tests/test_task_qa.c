@@ -88,21 +88,13 @@ static int oracle_forward(void *ctx, const rt_tensor_list *batch, rt_tensor_list
     const rt_tensor *all = rt_list_cfind(&o->rows, "input_ids");
     const int64_t *sp = rt_list_cfind(&o->rows, "start_positions")->data;
     const int64_t *ep = rt_list_cfind(&o->rows, "end_positions")->data;
-    int64_t B = in->shape[0], S = in->shape[1], N = all->shape[0], SA = all->shape[1];
+    int64_t B = in->shape[0], S = in->shape[1];
     int64_t shape[2] = {B, S};
     rt_tensor *ts = rt_list_add(out, "start_logits", RT_F32, 2, shape, NULL);
     rt_tensor *te = rt_list_add(out, "end_logits", RT_F32, 2, shape, NULL);
     for (int64_t b = 0; b < B; b++) {
         const int64_t *x = (const int64_t *)in->data + b * S;
-        int64_t hit = -1;
-        for (int64_t r = 0; r < N && hit < 0; r++) {
-            const int64_t *y = (const int64_t *)all->data + r * SA;
-            int same = 1;
-            for (int64_t k = 0; k < (S < SA ? S : SA) && same; k++)
-                same = x[k] == y[k];
-            if (same)
-                hit = r;
-        }
+        int64_t hit = tu_find_row(all, x, S);
         if (hit < 0)
             return bc_errf(e, "oracle: unknown row");
         ((float *)ts->data)[b * S + sp[hit]] = 10;

@@ -10,6 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+void tu_note(void *ctx, const char *msg)
+{
+    tu_notes *n = ctx;
+    n->n++;
+    snprintf(n->last, sizeof n->last, "%s", msg);
+}
+
 int tu_same_file(const char *a, const char *b)
 {
     size_t na, nb;
@@ -239,4 +246,85 @@ int tu_jit_vs_ref(const ir_graph *g, const rt_tensor_list *params,
     rt_list_free(&ref);
     rt_list_free(&jit);
     return rc;
+}
+
+int64_t tu_find_row(const rt_tensor *ids, const int64_t *x, int64_t S)
+{
+    int64_t N = ids->shape[0], SA = ids->shape[1], n = S < SA ? S : SA;
+    for (int64_t r = 0; r < N; r++) {
+        const int64_t *y = (const int64_t *)ids->data + r * SA;
+        int same = 1;
+        for (int64_t k = 0; k < n && same; k++)
+            same = x[k] == y[k];
+        if (same)
+            return r;
+    }
+    return -1;
+}
+
+/* ---- a generated corpus of topics ---- */
+#include "../text/tokenizer.h"
+
+static const char *const common_words[TU_NCOMMON] = {"the", "is", "and", "of",
+                                                     "to",  "in", "a",   "it"};
+
+static void topic_word(int t, int k, char *buf)
+{
+    buf[0] = 'k';
+    buf[1] = (char)('a' + t);
+    buf[2] = (char)('a' + k);
+    buf[3] = 0;
+}
+
+tx_vocab *tu_topic_vocab(int topics, const char *save_to, bc_err *e)
+{
+    int n = 0, size = 5 + TU_NCOMMON + topics * TU_TOPIC_WORDS;
+    const char **tok = malloc(sizeof *tok * (size_t)size);
+    char(*words)[4] = malloc(sizeof *words * (size_t)(topics * TU_TOPIC_WORDS + 1));
+    static const char *const special[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    tx_vocab *v = NULL;
+    if (tok && words) {
+        for (int i = 0; i < 5; i++)
+            tok[n++] = special[i];
+        for (int i = 0; i < TU_NCOMMON; i++)
+            tok[n++] = common_words[i];
+        for (int t = 0; t < topics; t++)
+            for (int k = 0; k < TU_TOPIC_WORDS; k++) {
+                topic_word(t, k, words[t * TU_TOPIC_WORDS + k]);
+                tok[n++] = words[t * TU_TOPIC_WORDS + k];
+            }
+        if (!save_to || tx_vocab_save(save_to, tok, n, e) == 0)
+            v = tx_vocab_from_list(tok, n, "corpus", e);
+    } else {
+        bc_errf(e, "out of memory");
+    }
+    free(tok);
+    free(words);
+    return v;
+}
+
+int tu_topic_corpus(const char *path, int docs, int sents, uint64_t seed, int ntopics)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    rt_rng r;
+    rt_rng_seed(&r, seed);
+    for (int d = 0; d < docs; d++) {
+        for (int s = 0; s < sents; s++) {
+            for (int w = 0; w < 6; w++) {
+                char buf[4];
+                if (w == 1 || w == 4)
+                    fprintf(f, "%s%s", w ? " " : "",
+                            common_words[rt_rng_below(&r, TU_NCOMMON)]);
+                else {
+                    topic_word(d % ntopics, (int)rt_rng_below(&r, TU_TOPIC_WORDS), buf);
+                    fprintf(f, "%s%s", w ? " " : "", buf);
+                }
+            }
+            fputs(" .\n", f);
+        }
+        fputs("\n", f);
+    }
+    return fclose(f) ? -1 : 0;
 }

@@ -6,6 +6,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Notes that a task or a loader reports (a bc_note_fn with ctx a tu_notes): how many,
+ * and the last one. */
+typedef struct tu_notes {
+    int n;
+    char last[2048];
+} tu_notes;
+void tu_note(void *ctx, const char *msg);
+
 /* Reads a whole file (NUL-terminated); NULL if unreadable. Caller frees. */
 char *tu_read_file(const char *path, size_t *len);
 /* 1 when both files can be read and hold the same bytes. */
@@ -46,6 +54,23 @@ int tu_jit_vs_ref(const ir_graph *g, const rt_tensor_list *params,
                   char *msg, size_t len);
 
 /* max|a - b| and max|b| over two F32 tensors of equal size; -1 if sizes differ. */
+/* The first row of ids [N, SA] (i64) whose first min(S, SA) ids are x's, or -1: which
+ * row of a split a batch row is, for oracle forward passes. */
+int64_t tu_find_row(const rt_tensor *ids, const int64_t *x, int64_t S);
+
+/* A generated pre-training corpus of topics. Vocabulary: [PAD] [UNK] [CLS] [SEP] [MASK],
+ * the TU_NCOMMON common words, then topic t's word k ("k" and the letters 'a' + t and
+ * 'a' + k), id 5 + TU_NCOMMON + t * TU_TOPIC_WORDS + k, for `topics` topics. The
+ * corpus: `docs` documents of `sents` sentences, document d about topic d % ntopics,
+ * each sentence four of its words and two common ones then " .", drawn from seed.
+ * tu_topic_vocab also saves the vocabulary to save_to (unless NULL); NULL on failure
+ * (with e), as tu_topic_corpus returns -1. */
+#define TU_TOPIC_WORDS 6
+#define TU_NCOMMON 8
+struct tx_vocab;
+struct tx_vocab *tu_topic_vocab(int topics, const char *save_to, bc_err *e);
+int tu_topic_corpus(const char *path, int docs, int sents, uint64_t seed, int ntopics);
+
 double tu_max_err(const rt_tensor *a, const rt_tensor *b, double *max_ref);
 
 /* ---- tests that read ../shared/data ----
