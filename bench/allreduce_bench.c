@@ -24,18 +24,7 @@
 #include <string.h>
 
 #include "../train/dist.h"
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_stats.h"
 
 enum { OP_ALLREDUCE, OP_FOLD };
 
@@ -202,7 +191,8 @@ int main(int argc, char **argv)
                 wa >= 0 ? "MPI_Allreduce" : "fold");
             status = 1;
         }
-        double ma = median(ta, reps), mf = median(tf, reps), ml = median(tl, reps);
+        double ma = bench_median(ta, reps), mf = bench_median(tf, reps);
+        double ml = bench_median(tl, reps);
         double moved = 2.0 * (N - 1) / N * (double)bytes;
         if (rank == 0) {
             printf("| %lld | %.1f | %.2f | %.1f | %.2f | %.1f | %.2f |\n", (long long)bytes,

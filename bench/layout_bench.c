@@ -10,23 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../codegen/engine.h"
 #include "../passes/passes.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "../support/clock.h"
+#include "bench_stats.h"
 
 static ir_graph *graph(int64_t nh, int64_t D, int ta)
 {
@@ -106,9 +94,9 @@ int main(int argc, char **argv)
     }
     for (int r = 0; r < reps; r++)
         for (int k = 0; k < 2; k++) {
-            double t0 = now();
+            double t0 = bc_now();
             cg_engine_run(x[k], &par, &in, threads, &out[k], &e);
-            ms[k][r] = 1e3 * (now() - t0);
+            ms[k][r] = 1e3 * (bc_now() - t0);
         }
     const rt_tensor *y0 = rt_list_cfind(&out[0], "y"), *y1 = rt_list_cfind(&out[1], "y");
     int same = y0 && y1 && !memcmp(y0->data, y1->data, (size_t)rt_numel(y0) * 4);
@@ -117,7 +105,7 @@ int main(int argc, char **argv)
         "B=%lld S=%lld heads=%lld D=%lld ta=%d, %d threads, median of %d alternated runs\n",
         (long long)B, (long long)S, (long long)nh, (long long)D, ta, threads, reps);
     for (int k = 0; k < 2; k++) {
-        qsort(ms[k], (size_t)reps, sizeof(double), cmp);
+        qsort(ms[k], (size_t)reps, sizeof(double), bench_cmp_double);
         double med = ms[k][reps / 2];
         printf("%-38s %8.3f ms %7.1f GFLOP/s\n",
                k ? "layout region (strided operand, result)"

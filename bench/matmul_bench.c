@@ -22,6 +22,7 @@
 #include "../codegen/codegen.h"
 #include "../ir/ir.h"
 #include "../runtime/plan.h"
+#include "bench_stats.h"
 
 /* C (M, N) = op(A) x op(B); op(A) is (M, K), op(B) is (K, N). */
 typedef struct shape {
@@ -108,18 +109,6 @@ static double blas_run(const shape *s, float *c, const float *a, const float *b)
                 (int)(s->ta ? s->M : s->K), b, (int)(s->tb ? s->K : s->N), 0.0f, c,
                 (int)s->N);
     return now() - t0;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static void fill(float *x, int64_t n, uint64_t seed)
@@ -238,7 +227,8 @@ int main(int argc, char **argv)
                 t1[r] = gen_run(&m, c1, a, b, nt);
                 t2[r] = blas_run(s, c2, a, b);
             }
-            double g1 = flop / median(t1, reps) * 1e-9, g2 = flop / median(t2, reps) * 1e-9;
+            double g1 = flop / bench_median(t1, reps) * 1e-9;
+            double g2 = flop / bench_median(t2, reps) * 1e-9;
             worst = fmin(worst, g1 / g2);
             printf("| %s | %lld | %lld | %lld | %d | %d | %d | %.1f | %.1f | %.2f |\n",
                    s->what, (long long)s->M, (long long)s->N, (long long)s->K, s->ta, s->tb,

@@ -10,32 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../codegen/engine.h"
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "../runtime/params.h"
 #include "../runtime/rng.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "../support/clock.h"
+#include "bench_stats.h"
 
 static double timed(cg_engine *x, const rt_tensor_list *p, const rt_tensor_list *in,
                     int threads)
@@ -43,12 +25,12 @@ static double timed(cg_engine *x, const rt_tensor_list *p, const rt_tensor_list 
     rt_tensor_list out;
     rt_list_init(&out);
     bc_err e;
-    double t0 = now();
+    double t0 = bc_now();
     if (cg_engine_run(x, p, in, threads, &out, &e)) {
         fprintf(stderr, "model_bench: %s\n", e.msg);
         exit(1);
     }
-    double t = now() - t0;
+    double t = bc_now() - t0;
     rt_list_free(&out);
     return t;
 }
@@ -117,9 +99,9 @@ int main(int argc, char **argv)
     }
     (void)bs;
     cg_options o = {NULL, NULL, NULL, 0, 0};
-    double t0 = now();
+    double t0 = bc_now();
     cg_engine *jit = cg_engine_new(g, CG_BACKEND_JIT, &o, &e);
-    double tc = now() - t0;
+    double tc = bc_now() - t0;
     cg_engine *rx = ref ? cg_engine_new(g, CG_BACKEND_REF, NULL, &e) : NULL;
     if (!jit || (ref && !rx)) {
         fprintf(stderr, "model_bench: %s\n", e.msg);
@@ -135,11 +117,11 @@ int main(int argc, char **argv)
         if (ref)
             tr[i] = timed(rx, &params, &in, 2);
     }
-    double mj2 = median(tj2, runs), mj1 = median(tj1, runs);
+    double mj2 = bench_median(tj2, runs), mj1 = bench_median(tj1, runs);
     printf("jit, 2 threads: %9.2f ms (median of %d)\n", 1e3 * mj2, runs);
     printf("jit, 1 thread:  %9.2f ms   2-thread speedup %.2fx\n", 1e3 * mj1, mj1 / mj2);
     if (ref) {
-        double mr = median(tr, runs);
+        double mr = bench_median(tr, runs);
         printf("ref, 2 threads: %9.2f ms   jit is %.1fx faster\n", 1e3 * mr, mr / mj2);
     }
     cg_engine_free(jit);
