@@ -74,6 +74,12 @@ const ir_graph *cg_engine_graph(const cg_engine *x)
     return x->g;
 }
 
+void cg_engine_keep_constants(cg_engine *x, int on)
+{
+    if (x->exec)
+        rt_exec_keep_constants(x->exec, on);
+}
+
 /* ---- profiling ---- */
 
 int cg_engine_profile(cg_engine *x, int on, bc_err *e)

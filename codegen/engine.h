@@ -26,6 +26,11 @@ int cg_engine_run(cg_engine *x, const rt_tensor_list *params, const rt_tensor_li
 
 const ir_graph *cg_engine_graph(const cg_engine *x);
 
+/* rt_exec_keep_constants (exec.h) for the JIT: packed weights are kept between runs while
+ * the parameters stay where they are; the caller promises not to change their contents
+ * in place meanwhile. Nothing for the reference backend, which packs nothing. */
+void cg_engine_keep_constants(cg_engine *x, int on);
+
 /* ---- profiling: where a compiled graph's time goes ----
  * Switching it on (which clears it) makes every following run time each step
  * (rt_exec_profile); cg_engine_profile_rows sums the steps by kernel. The reference

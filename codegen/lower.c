@@ -4,6 +4,7 @@
 #include "cg.h"
 
 void cg_lower_matmul(cg_ctx *c, cg_kernel *k);
+void cg_lower_pack_b(cg_ctx *c, cg_kernel *k);
 int cg_check_matmul(const cg_ctx *c, const ir_node *n, bc_err *e);
 int cg_check_mm_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e);
 void cg_lower_mm_region(cg_ctx *c, cg_kernel *k, const ir_graph *r);
@@ -119,5 +120,6 @@ const cg_lowering cg_lowerings[IR_OP_COUNT] = {
     [IR_OP_SELECT_GRAD] = {cg_lower_select_grad},
     [IR_OP_CROSS_ENTROPY_GRAD] = {cg_lower_cross_entropy_grad},
     [IR_OP_MATMUL] = {cg_lower_matmul, cg_check_matmul},
+    [IR_OP_PACK_B] = {cg_lower_pack_b},
     [IR_OP_FUSED] = {cg_lower_fused, cg_check_fused},
 };

@@ -44,6 +44,7 @@
 typedef struct mm_cfg {
     int V, MR, NRV, NR, KC, MC, NC, U;
     int a_direct; /* A's rows are read in place (ta = 0), not packed */
+    int b_packed; /* B comes packed (pack_b's panels): no B panel in scratch */
 } mm_cfg;
 
 /* Sizes of one matmul (i64 values): batch entries with their own A, B and C, and M,
@@ -70,7 +71,7 @@ static int wg_mc(const ir_type *o)
     return ir_dim_is_const(m) && m.c % 192 && m.c % 128 == 0 ? 128 : 192;
 }
 
-static mm_cfg choose_cfg(const cg_ctx *c, int ta, const ir_type *o)
+static mm_cfg choose_cfg(const cg_ctx *c, int ta, int b_packed, const ir_type *o)
 {
     mm_cfg f;
     f.V = c->vec;
@@ -105,6 +106,7 @@ static mm_cfg choose_cfg(const cg_ctx *c, int ta, const ir_type *o)
     }
     f.U = 4;
     f.a_direct = !ta;
+    f.b_packed = b_packed;
     f.NR = f.NRV * f.V;
     return f;
 }
@@ -113,7 +115,7 @@ static mm_cfg choose_cfg(const cg_ctx *c, int ta, const ir_type *o)
  * aligned (the executor aligns the scratch base). */
 static int64_t scratch_floats_b(const mm_cfg *f)
 {
-    return (int64_t)f->KC * f->NC;
+    return f->b_packed ? 0 : (int64_t)f->KC * f->NC;
 }
 
 static int64_t scratch_bytes(const mm_cfg *f)
@@ -133,6 +135,7 @@ typedef struct mm_node {
     const ir_node *n;
     const ir_type *a, *b, *o;
     int a_arg, b_arg;
+    int p_arg; /* the kernel argument holding pack_b(b) (ptrs[p_arg]), or 0: none */
     /* the layout rule: an operand read through a head view, or the result written
      * through a head merge, is stored as [B, S, nh D] while the matmul sees [B, nh, S,
      * D] (its type here): a_view, b_view, c_view say so */
@@ -352,15 +355,22 @@ typedef struct mm_a {
     int direct;
 } mm_a;
 
+/* Where the micro-kernel reads B: vector v of k step p at base[v] + p * stride (the
+ * packed micro-panel (kc, NR) in scratch: base[v] = pb + v V, stride NR; pack_b's
+ * panels: each vector in its 16-column panel, stride IR_PACK_W). */
+typedef struct mm_b {
+    LLVMValueRef base[4];
+    int stride;
+} mm_b;
+
 /* One k step at index p: acc[r][v] += A(r, p) * B(p, v-th vector). */
-static void k_step(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef pb,
-                   LLVMValueRef p, LLVMValueRef *acc)
+static void k_step(cg_ctx *c, const mm_cfg *f, const mm_a *a, const mm_b *b, LLVMValueRef p,
+                   LLVMValueRef *acc)
 {
     LLVMValueRef bv[8];
     for (int v = 0; v < f->NRV; v++)
-        bv[v] = cg_vld_align(c, vec_t(c, f->V), pb,
-                             cg_add(c, cg_mul(c, p, cg_i64(c, f->NR)), cg_i64(c, v * f->V)),
-                             4 * (unsigned)f->V);
+        bv[v] = cg_vld_align(c, vec_t(c, f->V), b->base[v],
+                             cg_mul(c, p, cg_i64(c, b->stride)), 4 * (unsigned)f->V);
     for (int r = 0; r < f->MR; r++) {
         LLVMValueRef s =
             a->direct
@@ -376,7 +386,7 @@ static void k_step(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef pb,
 /* for (p = p0; p < end; p += U) k steps p .. p + U - 1, accumulators carried in acc.
  * Returns p at the exit. */
 static LLVMValueRef k_loop(cg_ctx *c, const mm_cfg *f, int U, LLVMValueRef p0,
-                           LLVMValueRef end, const mm_a *a, LLVMValueRef pb,
+                           LLVMValueRef end, const mm_a *a, const mm_b *b,
                            LLVMValueRef *acc)
 {
     const int NA = f->MR * f->NRV;
@@ -395,7 +405,7 @@ static LLVMValueRef k_loop(cg_ctx *c, const mm_cfg *f, int U, LLVMValueRef p0,
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, p, end, ""), body, exit);
     LLVMPositionBuilderAtEnd(c->b, body);
     for (int u = 0; u < U; u++)
-        k_step(c, f, a, pb, cg_add(c, p, cg_i64(c, u)), cur);
+        k_step(c, f, a, b, cg_add(c, p, cg_i64(c, u)), cur);
     LLVMValueRef pn = LLVMBuildAdd(c->b, p, cg_i64(c, U), "");
     LLVMSetNSW(pn, 1);
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
@@ -502,14 +512,14 @@ static LLVMValueRef epi_apply(cg_ctx *c, const mm_cfg *f, const mm_epi *epi, LLV
 }
 
 /* The MR x NR tile of C at rows i0.., columns j0.. (mr x nr of it inside C):
- * C = (first ? 0 : C) + sum over p < kc of A(:, p) B(p, :), pb being B's packed
- * micro-panel (kc, NR). Full tiles load and store C directly; edge tiles go through
+ * C = (first ? 0 : C) + sum over p < kc of A(:, p) B(p, :), pb saying where B's
+ * (kc, NR) micro-panel is. Full tiles load and store C directly; edge tiles go through
  * `tile`, an (MR, NR) stack buffer. With an epilogue, the last K block (`last`) applies
  * it: a full tile on its accumulators before the one store of C (measured on bert-mini
  * B=32 inference: the FFN's matmul+add 306 -> 338 GFLOP/s against applying it to the
  * stored tile), an edge tile to the tile in C, row by row; zoff is the flat index of
  * C's batch entry in the result. */
-static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, LLVMValueRef pb,
+static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, const mm_b *pb,
                          LLVMValueRef kc, LLVMValueRef cz, LLVMValueRef ldc,
                          LLVMValueRef i0, LLVMValueRef mr, LLVMValueRef j0, LLVMValueRef nr,
                          LLVMValueRef first, LLVMValueRef tile, const mm_epi *epi,
@@ -655,7 +665,7 @@ static int check_mm(const cg_ctx *c, const ir_node *n, const ir_type *at, const 
         return bc_errf(e, "matmul: operands must be f32");
     if (!b_batched(at, bt) && n->a.ta && at->rank > 2)
         return bc_errf(e, "matmul: ta needs a batched rhs");
-    const mm_cfg cfg = choose_cfg(c, n->a.ta, &n->type), *f = &cfg;
+    const mm_cfg cfg = choose_cfg(c, n->a.ta, n->nin == 3, &n->type), *f = &cfg;
     if (f->MR * f->NRV > MAX_ACC || f->NRV > 4 || f->NR % 8 || f->KC % 8 ||
         f->MC % f->MR || f->NC % f->NR)
         return bc_errf(e, "matmul: internal error: bad blocking %dx%d, KC %d, %dx%d", f->MR,
@@ -672,7 +682,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
 {
     const ir_type *at = mn->a, *bt = mn->b;
     const int ta = mn->n->a.ta, tb = mn->n->a.tb;
-    const mm_cfg cfg = choose_cfg(c, ta, mn->o), *f = &cfg;
+    const mm_cfg cfg = choose_cfg(c, ta, mn->p_arg > 0, mn->o), *f = &cfg;
 
     /* units: batch x M blocks x N blocks */
     LLVMBasicBlockRef body_bb = LLVMGetInsertBlock(c->b);
@@ -684,6 +694,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
 
     mm_sizes(c, mn, f, k->B, k->S, &d);
     LLVMValueRef C = cg_arg(c, k, 0), A = cg_arg(c, k, mn->a_arg), Bm = cg_arg(c, k, mn->b_arg);
+    LLVMValueRef Pk = mn->p_arg ? cg_arg(c, k, mn->p_arg) : NULL; /* pack_b(b) */
     int dropouts = 0;
     for (int i = 0; epi && i < epi->n; i++) {
         epi_step *st = &epi->s[i];
@@ -738,9 +749,9 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     LLVMValueRef kc = cg_min(c, cg_i64(c, f->KC), cg_sub(c, d.K, pc));
     LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_i64(c, 0), "first");
 
-    /* pack B's panel: micro-panel jp holds columns n0 + jp*NR .. */
+    /* pack B's panel: micro-panel jp holds columns n0 + jp*NR .. (unless pack_b did) */
     LLVMValueRef nend = cg_add(c, n0, nc);
-    if (tb) {
+    if (!Pk && tb) {
         cg_loop lj;
         cg_for_begin(c, &lj, cg_i64(c, 0), njp, "packb");
         LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj.iv, cg_i64(c, f->NR)));
@@ -748,7 +759,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
             ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
         cg_pack_transposed(c, dst, cg_i64(c, f->NR), bz, ldb, j0, cg_sub(c, nend, j0), pc, kc);
         cg_for_end(c, &lj);
-    } else {
+    } else if (!Pk) {
         pack_copy(c, f, pb, f->NR, njp, bz, ldb, n0, nend, pc, kc);
     }
 
@@ -777,9 +788,30 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     cg_for_begin(c, &lj, cg_i64(c, 0), njp, "tile.j");
     LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj.iv, cg_i64(c, f->NR)));
     LLVMValueRef nr = cg_min(c, cg_i64(c, f->NR), cg_sub(c, d.N, j0));
-    LLVMValueRef pbj = ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
+    mm_b bj;
+    if (Pk) {
+        /* vector v: columns j0 + v V .. in panel (j0 + v V) / 16, from row pc; a vector
+         * past the last panel (only in an edge tile, whose columns there are never
+         * stored) reads the last one */
+        LLVMValueRef lastp = cg_div(c, cg_sub(c, d.N, one), cg_i64(c, IR_PACK_W));
+        for (int v = 0; v < f->NRV; v++) {
+            LLVMValueRef col = cg_add(c, j0, cg_i64(c, v * f->V));
+            LLVMValueRef pj = cg_min(c, cg_div(c, col, cg_i64(c, IR_PACK_W)), lastp);
+            LLVMValueRef at = cg_add(
+                c, cg_mul(c, cg_add(c, cg_mul(c, pj, d.K), pc), cg_i64(c, IR_PACK_W)),
+                cg_rem(c, col, cg_i64(c, IR_PACK_W)));
+            bj.base[v] = ptr_at(c, Pk, at);
+        }
+        bj.stride = IR_PACK_W;
+    } else {
+        LLVMValueRef pbj =
+            ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
+        for (int v = 0; v < f->NRV; v++)
+            bj.base[v] = ptr_at(c, pbj, cg_i64(c, v * f->V));
+        bj.stride = f->NR;
+    }
     LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_sub(c, npc, one), "last");
-    micro_kernel(c, f, &a, pbj, kc, cz, ldc, i0, mr, j0, nr, first, tile, epi, last,
+    micro_kernel(c, f, &a, &bj, kc, cz, ldc, i0, mr, j0, nr, first, tile, epi, last,
                  cg_mul(c, z, MN));
     cg_for_end(c, &lj);
     cg_for_end(c, &li);
@@ -791,9 +823,57 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
 
 void cg_lower_matmul(cg_ctx *c, cg_kernel *k)
 {
-    mm_node mn = {k->n,      cg_operand_type(c, k, 0), cg_operand_type(c, k, 1),
-                  &k->n->type, 1, 2, 0, 0, 0};
+    mm_node mn = {.n = k->n,
+                  .a = cg_operand_type(c, k, 0),
+                  .b = cg_operand_type(c, k, 1),
+                  .o = &k->n->type,
+                  .a_arg = 1,
+                  .b_arg = 2,
+                  .p_arg = k->n->nin == 3 ? 3 : 0};
     lower_mm(c, k, &mn, NULL);
+}
+
+/* pack_b: one unit per 16-column panel j of op(w), the panel's K rows of 16 floats
+ * (zero past N), by the GEMM's own packing: 8 x 8 register transposes when tb, row
+ * copies otherwise. */
+void cg_lower_pack_b(cg_ctx *c, cg_kernel *k)
+{
+    const ir_type *o = &k->n->type; /* [NP, K, 16] */
+    const ir_type *w = cg_operand_type(c, k, 0);
+    const int tb = k->n->a.tb;
+    LLVMValueRef np = cg_i64(c, o->dim[0].c), K = cg_i64(c, o->dim[1].c);
+    LLVMValueRef N = cg_i64(c, w->dim[tb ? 0 : 1].c), W = cg_i64(c, IR_PACK_W);
+    /* the transposes store whole groups of 8 k: with a K that 8 does not divide, a panel
+     * is transposed into scratch and its K rows copied out */
+    const int via_scratch = tb && o->dim[1].c % 8;
+    const int64_t scratch = via_scratch ? 4 * IR_PACK_W * ((o->dim[1].c + 7) / 8 * 8) : 0;
+    LLVMBasicBlockRef body_bb = LLVMGetInsertBlock(c->b);
+    LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
+    cg_units_return(c, k, np, cg_i64(c, scratch));
+    LLVMPositionBuilderAtEnd(c->b, body_bb);
+
+    LLVMValueRef P = cg_arg(c, k, 0), src = cg_arg(c, k, 1);
+    mm_cfg f = {0};
+    f.V = c->vec;
+    cg_loop lj;
+    cg_for_begin(c, &lj, k->u0, k->u1, "panel");
+    LLVMValueRef dst = ptr_at(c, P, cg_mul(c, lj.iv, cg_mul(c, K, W)));
+    LLVMValueRef w0 = cg_mul(c, lj.iv, W);
+    if (tb) {
+        LLVMValueRef to = via_scratch ? k->scratch : dst;
+        cg_pack_transposed(c, to, W, src, K, w0, cg_sub(c, N, w0), cg_i64(c, 0), K);
+        if (via_scratch) {
+            cg_loop lp;
+            cg_for_begin(c, &lp, cg_i64(c, 0), cg_mul(c, K, cg_i64(c, IR_PACK_W / 8)),
+                         "copy");
+            LLVMValueRef at = cg_mul(c, lp.iv, cg_i64(c, 8));
+            cg_vst_align(c, cg_vld_align(c, vec_t(c, 8), to, at, 32), dst, at, 32);
+            cg_for_end(c, &lp);
+        }
+    } else
+        pack_copy(c, &f, dst, IR_PACK_W, cg_i64(c, 1), src, N, w0, N, cg_i64(c, 0), K);
+    cg_for_end(c, &lj);
+    LLVMBuildRetVoid(c->b);
 }
 
 /* ---- fused regions: a matmul and its epilogue ---- */
@@ -827,12 +907,15 @@ static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_
         return bc_errf(e, "fused: the statements before the matmul are not head views "
                           "(reshape [B, S, H] -> [B, S, nh, D], transpose [0, 2, 1, 3]) of "
                           "its operands");
+    if (m->nin == 3 && (m->in[2] >= k0 || xb >= 0))
+        return bc_errf(e, "fused: the matmul's packed rhs must be a region input");
     *mn = (mm_node){m,
                     &r->nodes[m->in[0]].type,
                     &r->nodes[m->in[1]].type,
                     &m->type,
                     1 + (xa >= 0 ? xa : m->in[0]),
                     1 + (xb >= 0 ? xb : m->in[1]),
+                    m->nin == 3 ? 1 + m->in[2] : 0,
                     xa >= 0,
                     xb >= 0,
                     0};

@@ -22,6 +22,9 @@
  * that would make more (layers="999999999") is refused before it is built
  * (fe_model_check), and ir_add refuses the node past it either way. */
 #define IR_MAX_NODES (1 << 20)
+/* pack_b's panel width: a multiple of every vector width the code generator uses (4, 8,
+ * 16 lanes), so a GEMM micro-kernel of any register tile reads whole vectors of it */
+#define IR_PACK_W 16
 
 typedef enum { IR_F32, IR_I64 } ir_dtype;
 
@@ -79,8 +82,10 @@ typedef struct ir_attrs {
     /* suffix broadcast: b's shape is a suffix of a's */                                   \
     X(ADD, "add", 2, 2, 0, FWD, KERNEL, BROADCAST, binary)                                 \
     X(MUL, "mul", 2, 2, 0, FWD, KERNEL, BROADCAST, binary)                                 \
-    /* a[*, M, K] (or [*, K, M] if ta) x b[*, K, N] or b[K, N] (or [N, K] if tb) */        \
-    X(MATMUL, "matmul", 2, 2, IR_A_TA | IR_A_TB, FWD, KERNEL, OUT_ELEMWISE, matmul)        \
+    /* a[*, M, K] (or [*, K, M] if ta) x b[*, K, N] or b[K, N] (or [N, K] if tb); a */     \
+    /* third operand, pack_b(b), is b in the GEMM's panel layout, which compiled code */   \
+    /* reads instead of b (the value is b's either way) */                                 \
+    X(MATMUL, "matmul", 2, 3, IR_A_TA | IR_A_TB, FWD, KERNEL, OUT_ELEMWISE, matmul)        \
     X(TRANSPOSE, "transpose", 1, 1, IR_A_PERM, FWD, KERNEL, INJECTIVE, transpose)          \
     /* to the node's own type */                                                           \
     X(RESHAPE, "reshape", 1, 1, IR_A_TYPE, FWD, VIEW, INJECTIVE, reshape)                  \
@@ -128,7 +133,10 @@ typedef struct ir_attrs {
     /* logits, labels, dloss[] [, weights[C]] -> dlogits */                                \
     X(CROSS_ENTROPY_GRAD, "cross_entropy_grad", 3, 4, 0, GRAD, KERNEL, OPAQUE,             \
       cross_entropy_grad)                                                                  \
-    /* ---- the op the fusion pass introduces ---- */                                      \
+    /* ---- the ops the fusion pass introduces ---- */                                     \
+    /* w[K, N] (or [N, K] if tb) -> [ceil(N / 16), K, 16]: op(w) in panels of 16 */        \
+    /* columns, zero past N: [j, k, l] = op(w)[k, 16 j + l] (the pack rule) */             \
+    X(PACK_B, "pack_b", 1, 1, IR_A_TB, GRAD, KERNEL, OPAQUE, pack_b)                       \
     /* one kernel for a region of ops: the quoted body lists them (see ir_region_graph) */ \
     X(FUSED, "fused", 1, IR_MAX_INPUTS, IR_A_NAME | IR_A_TYPE, REGION, KERNEL, OPAQUE,     \
       fused)                                                                               \
@@ -147,8 +155,9 @@ typedef enum {
  *   leaf      a value given from outside (param, input): no VJP rule, no kernel;
  *   forward   an op the frontend builds: a VJP rule (passes/autodiff.c), a reference
  *             kernel (runtime/interp.c) and, unless a view, a lowering (codegen/lower.c);
- *   gradient  an op only autodiff introduces: a reference kernel and a lowering, no
- *             VJP rule (nothing differentiates a backward graph);
+ *   gradient  an op only a pass introduces (autodiff's gradient ops; pack_b, which only
+ *             inference graphs hold): a reference kernel and a lowering, no VJP rule
+ *             (nothing differentiates a backward graph);
  *   region    fused and result, which the fusion pass introduces: a reference kernel
  *             (the body's ops in turn) and a lowering; autodiff expands them back into
  *             their ops first. */

@@ -157,9 +157,38 @@ static int shape_matmul(const ir_graph *g, const ir_node *n, ir_type *out, bc_er
         for (int i = 0; i < r - 2; i++)
             if (!ir_dim_eq(a->dim[i], b->dim[i]))
                 return bc_errf(e, "batch dimension %d differs", i);
+    if (n->nin == 3) { /* pack_b(b): b's panels */
+        const ir_type *p = in_type(g, n, 2);
+        if (rb != 2 || !ir_dim_is_const(kb) || !ir_dim_is_const(nn))
+            return bc_errf(e, "a packed rhs needs an unbatched rhs of constant shape");
+        if (p->dtype != IR_F32 || p->rank != 3 ||
+            !ir_dim_eq(p->dim[0], ir_dconst((nn.c + IR_PACK_W - 1) / IR_PACK_W)) ||
+            !ir_dim_eq(p->dim[1], kb) || !ir_dim_eq(p->dim[2], ir_dconst(IR_PACK_W)))
+            return bc_errf(e, "the packed rhs is not pack_b of the rhs (f32[%lld,%lld,%d])",
+                           (long long)((nn.c + IR_PACK_W - 1) / IR_PACK_W), (long long)kb.c,
+                           IR_PACK_W);
+    }
     *out = *a;
     out->dim[r - 2] = m;
     out->dim[r - 1] = nn;
+    return 0;
+}
+
+static int shape_pack_b(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
+{
+    const ir_type *w = in_type(g, n, 0);
+    if (need_f32(w, "the operand", e))
+        return -1;
+    if (n->a.tb != 0 && n->a.tb != 1)
+        return bc_errf(e, "tb must be 0 or 1");
+    if (w->rank != 2 || !ir_dim_is_const(w->dim[0]) || !ir_dim_is_const(w->dim[1]))
+        return bc_errf(e, "the operand must be a matrix of constant shape");
+    int64_t k = w->dim[n->a.tb ? 1 : 0].c, nn = w->dim[n->a.tb ? 0 : 1].c;
+    out->dtype = IR_F32;
+    out->rank = 3;
+    out->dim[0] = ir_dconst((nn + IR_PACK_W - 1) / IR_PACK_W);
+    out->dim[1] = ir_dconst(k);
+    out->dim[2] = ir_dconst(IR_PACK_W);
     return 0;
 }
 

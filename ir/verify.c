@@ -44,6 +44,25 @@ int ir_verify(const ir_graph *g, bc_err *e)
                                    i, n->in[0], IR_MAX_RESULTS);
             }
         }
+        /* panels are a GEMM operand, nothing else (a fused node's body: its matmul's) */
+        for (int k = 0; k < n->nin; k++)
+            if (g->nodes[n->in[k]].op == IR_OP_PACK_B && n->op != IR_OP_FUSED &&
+                (n->op != IR_OP_MATMUL || k != 2))
+                return bc_errf(e,
+                               "%%%d (%s): operand %d reads pack_b %%%d, which only a "
+                               "matmul's operand 2 may",
+                               i, info->name, k, n->in[k]);
+        /* compiled code reads b from the packed operand: it must be b's own panels (in a
+         * region's body the operand is a region input, whose producer is outside) */
+        if (n->op == IR_OP_MATMUL && n->nin == 3 && g->nodes[n->in[2]].op != IR_OP_INPUT) {
+            const ir_node *p = &g->nodes[n->in[2]];
+            if (p->op != IR_OP_PACK_B || p->in[0] != n->in[1] || p->a.tb != n->a.tb)
+                return bc_errf(
+                    e,
+                    "%%%d (matmul): operand 2 must be pack_b of operand 1 (%%%d) "
+                    "with tb=%d",
+                    i, n->in[1], n->a.tb);
+        }
         ir_type t;
         bc_err sub;
         if (ir_infer_type(g, n, &t, &sub))

@@ -245,7 +245,7 @@ int pass_autodiff(ir_graph **gp, const pass_grad_opts *o, bc_err *e)
                        loss_name);
     if ((*gp)->nodes[loss].type.rank != 0 || (*gp)->nodes[loss].type.dtype != IR_F32)
         return bc_errf(e, "output '%s' is not an f32 scalar", loss_name);
-    /* regions have no VJP rule: their ops do */
+    /* regions have no VJP rule: their ops do (and matmuls read their rhs, not pack_b) */
     if (pass_unfuse(gp, e))
         return -1;
     ir_graph *g = *gp;

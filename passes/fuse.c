@@ -45,6 +45,10 @@
  *   (reduce_sum of it) stays a kernel of its own (summing a column inside the matmul's
  *   tiles would need a pass over per-tile partial sums to keep the order fixed).
  *
+ * pack (passes/pack.c): in an inference graph a weight is read by its matmuls through
+ *   pack_b, the GEMM's panel layout, which the executor computes once per set of weights
+ *   instead of on every call. It makes no region; pass_fuse applies it first.
+ *
  * Epilogue, layout, layernorm and backward regions compute exactly what their ops
  * computed one by one (the same f32 operations in the same order), so fused and unfused
  * code give the same bits; an attention region computes the same formulas in another
@@ -58,11 +62,9 @@ static const struct {
     const char *name;
     unsigned bit;
 } rules[] = {
-    {"epilogue", PASS_FUSE_EPILOGUE},
-    {"attention", PASS_FUSE_ATTENTION},
-    {"layout", PASS_FUSE_LAYOUT},
-    {"layernorm", PASS_FUSE_LAYERNORM},
-    {"backward", PASS_FUSE_BACKWARD},
+    {"epilogue", PASS_FUSE_EPILOGUE}, {"attention", PASS_FUSE_ATTENTION},
+    {"layout", PASS_FUSE_LAYOUT},     {"layernorm", PASS_FUSE_LAYERNORM},
+    {"backward", PASS_FUSE_BACKWARD}, {"pack", PASS_FUSE_PACK},
 };
 #define NRULES (int)(sizeof rules / sizeof rules[0])
 
@@ -441,6 +443,9 @@ static int anchored_rule(fuser *f, int **mem, int *nmem, ir_opcode anchor, membe
 
 int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
 {
+    /* pack first: the regions then take the packed operand as an input */
+    if ((rules_on & PASS_FUSE_PACK) && pass_pack_weights(gp, e))
+        return -1;
     const ir_graph *g = *gp;
     size_t n = (size_t)(g->n ? g->n : 1);
     fuser f = {g, calloc(n, sizeof(int)), malloc(n * sizeof(int))};
@@ -550,12 +555,20 @@ done:
     return rc;
 }
 
+static int is_output(const ir_graph *g, int v)
+{
+    for (int k = 0; k < g->nout; k++)
+        if (g->outs[k].value == v)
+            return 1;
+    return 0;
+}
+
 int pass_unfuse(ir_graph **gp, bc_err *e)
 {
     const ir_graph *g = *gp;
     int fused = 0;
-    for (int i = 0; i < g->n; i++)
-        fused |= g->nodes[i].op == IR_OP_FUSED; /* a result reads a fused node */
+    for (int i = 0; i < g->n; i++) /* a result reads a fused node */
+        fused |= g->nodes[i].op == IR_OP_FUSED || g->nodes[i].op == IR_OP_PACK_B;
     if (!fused)
         return 0;
     int *map = malloc(sizeof *map * (size_t)g->n);
@@ -570,10 +583,15 @@ int pass_unfuse(ir_graph **gp, bc_err *e)
         int in[IR_MAX_INPUTS];
         if (nd->op == IR_OP_RESULT)
             continue; /* mapped with its fused node */
+        if (nd->op == IR_OP_PACK_B && !is_output(g, i)) {
+            map[i] = -1; /* only matmuls' third operands read it (verifier) */
+            continue;
+        }
         if (nd->op != IR_OP_FUSED) {
             for (int k = 0; k < nd->nin; k++)
                 in[k] = map[nd->in[k]];
-            map[i] = ir_add(ng, nd->op, in, nd->nin, &nd->a, nd->name, &nd->type);
+            int nin = nd->op == IR_OP_MATMUL ? 2 : nd->nin; /* the pack rule undone */
+            map[i] = ir_add(ng, nd->op, in, nin, &nd->a, nd->name, &nd->type);
             continue;
         }
         bc_err re;
@@ -598,7 +616,8 @@ int pass_unfuse(ir_graph **gp, bc_err *e)
             }
             for (int k = 0; k < m->nin; k++)
                 in[k] = rmap[m->in[k]];
-            rmap[j] = ir_add(ng, m->op, in, m->nin, &m->a, NULL, &m->type);
+            int nin = m->op == IR_OP_MATMUL ? 2 : m->nin;
+            rmap[j] = ir_add(ng, m->op, in, nin, &m->a, NULL, &m->type);
         }
         map[i] = rmap[r->n - 1];
         int res[IR_MAX_RESULTS], nres = ir_region_results(g, i, res);

@@ -41,10 +41,11 @@ enum {
     PASS_FUSE_LAYOUT = 1 << 2,    /* head split/merge views as strided matmul operands */
     PASS_FUSE_LAYERNORM = 1 << 3, /* the elementwise ops before a layernorm into it */
     PASS_FUSE_BACKWARD = 1 << 4,  /* a layernorm's gradients and its bias gradients */
+    PASS_FUSE_PACK = 1 << 5, /* weights packed once into the GEMM's panels (inference) */
 };
 #define PASS_FUSE_ALL                                                                      \
     (PASS_FUSE_EPILOGUE | PASS_FUSE_ATTENTION | PASS_FUSE_LAYOUT | PASS_FUSE_LAYERNORM |   \
-     PASS_FUSE_BACKWARD)
+     PASS_FUSE_BACKWARD | PASS_FUSE_PACK)
 
 /* Reads a fusion spec: "all" (or NULL), "none", or rule names separated by ',' or '+'. */
 int pass_fuse_parse(const char *spec, unsigned *rules, bc_err *e);
@@ -52,7 +53,11 @@ int pass_fuse_parse(const char *spec, unsigned *rules, bc_err *e);
 int pass_default_pipeline(const char *fuse_spec, char *buf, size_t len, bc_err *e);
 /* Groups nodes into fused regions by the given rules (see fuse.c). */
 int pass_fuse(ir_graph **g, unsigned rules, bc_err *e);
-/* Expands every fused node back into the ops of its body. */
+/* The pack rule (passes/pack.c), which pass_fuse runs first: in a graph without a
+ * backward, every matmul whose rhs is a parameter matrix reads it through pack_b. */
+int pass_pack_weights(ir_graph **g, bc_err *e);
+/* Expands every fused node back into the ops of its body, and undoes the pack rule:
+ * matmuls read their rhs again and pack_b nodes go (but one that is an output). */
 int pass_unfuse(ir_graph **g, bc_err *e);
 
 int pass_shape(ir_graph **g, bc_err *e);        /* re-infers and checks every type */

@@ -25,6 +25,11 @@ struct rt_exec {
     int *chk_u;        /* value of g holding the indices; chk_g[i] NULL: nothing */
     double *prof;      /* (nsteps) seconds per step summed over profiled runs, or NULL */
     int64_t prof_runs; /* runs since profiling was switched on */
+    /* constant values (RT_VAL_CONST) at offset[v] in their own buffer */
+    void *consts;
+    int keep_consts;   /* rt_exec_keep_constants */
+    int consts_valid;  /* they hold what the constant steps computed from ... */
+    const void **ckey; /* (nvalues) ... the parameter memory bound then (NULL: none) */
 };
 
 rt_exec *rt_exec_new(const ir_graph *g, const rt_plan *plan, const rt_kernel *kernels,
@@ -64,7 +69,15 @@ void rt_exec_free(rt_exec *x)
     free(x->offset);
     free(x->arena);
     free(x->prof);
+    free(x->consts);
+    free(x->ckey);
     free(x);
+}
+
+void rt_exec_keep_constants(rt_exec *x, int on)
+{
+    x->keep_consts = on;
+    x->consts_valid = 0;
 }
 
 int64_t rt_exec_arena_bytes(const rt_exec *x)
@@ -156,6 +169,33 @@ static int layout(rt_exec *x, int64_t B, int64_t S, bc_err *e)
     return 0;
 }
 
+/* The constant values' buffer, laid out once (their sizes do not depend on B or S). */
+static int const_buffer(rt_exec *x, bc_err *e)
+{
+    const rt_plan *p = x->p;
+    if (x->consts)
+        return 0;
+    int64_t total = 0;
+    for (int v = 0; v < p->nvalues; v++)
+        if (p->values[v].kind == RT_VAL_CONST) {
+            x->offset[v] = total;
+            total += (value_bytes(&p->values[v], 1, 1) + 63) & ~(int64_t)63;
+        }
+    if (!total)
+        return 0;
+    x->ckey = calloc((size_t)p->nvalues, sizeof *x->ckey);
+    x->consts = aligned_alloc(64, (size_t)total);
+    if (!x->ckey || !x->consts) {
+        free(x->ckey);
+        free(x->consts);
+        x->ckey = NULL;
+        x->consts = NULL;
+        return bc_errf(e, "out of memory for %lld bytes of packed weights",
+                       (long long)total);
+    }
+    return 0;
+}
+
 /* ---- one run ---------------------------------------------------------------------- */
 
 /* What a run binds each value to and how it splits each step's work. */
@@ -168,6 +208,7 @@ typedef struct run {
     int64_t *next;           /* (nsteps) the first unit no thread has claimed yet */
     char *scratch;           /* (nth, scratch_bytes) per-thread kernel scratch */
     int64_t scratch_bytes;
+    int run_consts; /* the constant steps run (else their values are kept) */
 } run;
 
 static int run_init(run *r, const rt_plan *p, const ir_graph *g, int64_t B, int64_t S,
@@ -247,6 +288,8 @@ static int bind_leaves(const rt_exec *x, run *r, const rt_tensor_list *params,
         const ir_node *n = &x->g->nodes[v];
         if (val->kind == RT_VAL_TEMP)
             r->ptr[v] = (char *)x->arena + x->offset[v];
+        if (val->kind == RT_VAL_CONST)
+            r->ptr[v] = (char *)x->consts + x->offset[v];
         if (val->kind != RT_VAL_PARAM && val->kind != RT_VAL_INPUT)
             continue;
         int is_param = val->kind == RT_VAL_PARAM;
@@ -309,11 +352,28 @@ static void bind_outputs(const rt_exec *x, run *r, rt_tensor_list *out)
     }
 }
 
+/* Whether the constant steps must run: always, unless their values are kept and were
+ * computed from the parameter memory bound now (not from a converted copy, whose
+ * address says nothing of its contents). */
+static int consts_stale(const rt_exec *x, const run *r)
+{
+    if (!x->keep_consts || !x->consts_valid)
+        return 1;
+    for (int i = 0; i < x->p->nsteps; i++) {
+        const rt_step *s = &x->p->steps[i];
+        for (int k = 1; s->constant && k < s->nptr; k++)
+            if (r->owned[s->ptr[k]] || x->ckey[s->ptr[k]] != r->ptr[s->ptr[k]])
+                return 1;
+    }
+    return 0;
+}
+
 static int bind(const rt_exec *x, run *r, const rt_tensor_list *params,
                 const rt_tensor_list *inputs, rt_tensor_list *out, bc_err *e)
 {
     if (bind_leaves(x, r, params, inputs, e))
         return -1;
+    r->run_consts = consts_stale(x, r);
     bind_outputs(x, r, out);
     for (int v = 0; v < x->p->nvalues; v++) /* after the outputs: a reshape of one too */
         if (x->p->values[v].kind == RT_VAL_ALIAS)
@@ -347,6 +407,8 @@ static void run_steps(const rt_exec *x, run *r, int ith, int nt)
     double *prof = ith == 0 ? x->prof : NULL, t = prof ? bc_now() : 0;
     for (int i = 0; i < p->nsteps; i++) {
         const rt_step *s = &p->steps[i];
+        if (s->constant && !r->run_consts)
+            continue; /* every thread skips it: no barrier */
         const int64_t dims[3] = {r->dims[0], r->dims[1], s->imm};
         int64_t n = r->units[i], chunk = n / (8 * (int64_t)nt);
         chunk = chunk < 1 ? 1 : chunk;
@@ -398,6 +460,12 @@ static int dispatch(rt_exec *x, run *r, int threads, bc_err *e)
         run_steps(x, r, ith, nt);
     }
     x->prof_runs += x->prof != NULL;
+    if (r->run_consts && x->ckey) { /* what the constant values now hold */
+        for (int i = 0; i < p->nsteps; i++)
+            for (int k = 1; p->steps[i].constant && k < p->steps[i].nptr; k++)
+                x->ckey[p->steps[i].ptr[k]] = r->ptr[p->steps[i].ptr[k]];
+        x->consts_valid = 1;
+    }
     return 0;
 }
 
@@ -426,7 +494,7 @@ int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *
 {
     int64_t B, S;
     if (rt_bind_sizes(x->g, inputs, &B, &S, e) ||
-        ((B != x->B || S != x->S) && layout(x, B, S, e)))
+        ((B != x->B || S != x->S) && layout(x, B, S, e)) || const_buffer(x, e))
         return -1;
     run r;
     int rc = run_init(&r, x->p, x->g, B, S, e);

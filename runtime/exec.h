@@ -34,6 +34,15 @@ void rt_exec_free(rt_exec *x);
 int rt_exec_run(rt_exec *x, const rt_tensor_list *params, const rt_tensor_list *inputs,
                 int threads, rt_tensor_list *out, bc_err *e);
 
+/* Constant steps (pack_b: weights packed for the GEMM; plan.h) read parameters only. By
+ * default they run in every run. With keep on, their values are kept between runs and
+ * recomputed only when a parameter they read is bound to other memory (or converted
+ * from another dtype): the caller promises not to change a parameter's contents in
+ * place while it is on — calling this again (on or off) drops what was kept. Inference
+ * with fixed weights (predict, bench, serve) turns it on; training's evaluation, whose
+ * weights the optimizer updates in place, leaves it off. */
+void rt_exec_keep_constants(rt_exec *x, int on);
+
 /* Bytes of arena the last run used (for -v reports and tests of the planner). */
 int64_t rt_exec_arena_bytes(const rt_exec *x);
 

@@ -117,7 +117,9 @@ static void k_mul(ctx *c, int v)
     ref_mul(c->f[v], c->f[a], c->numel[a], c->f[b], c->numel[b]);
 }
 
-static void k_matmul(ctx *c, int v)
+/* With a packed rhs (operand 2, pack_b of b), b is read from its panels, as compiled
+ * code reads it: the two backends compute from the same operand. */
+static int k_matmul(ctx *c, int v, bc_err *e)
 {
     const ir_node *n = node(c, v);
     int a = n->in[0], b = n->in[1], r = rank(c, v);
@@ -125,7 +127,25 @@ static void k_matmul(ctx *c, int v)
     int64_t k = n->a.ta ? c->shape[a][r - 2] : c->shape[a][r - 1];
     int64_t batch = c->numel[v] / (m * nn > 0 ? m * nn : 1);
     int b_batched = rank(c, b) == r && r > 2;
-    ref_matmul(c->f[v], c->f[a], c->f[b], batch, m, nn, k, n->a.ta, n->a.tb, b_batched);
+    if (n->nin < 3) {
+        ref_matmul(c->f[v], c->f[a], c->f[b], batch, m, nn, k, n->a.ta, n->a.tb, b_batched);
+        return 0;
+    }
+    double *bb = malloc(sizeof *bb * (size_t)(k * nn > 0 ? k * nn : 1));
+    if (!bb)
+        return bc_errf(e, "out of memory");
+    ref_unpack_b(bb, c->f[n->in[2]], k, nn, IR_PACK_W);
+    ref_matmul(c->f[v], c->f[a], bb, batch, m, nn, k, n->a.ta, 0, 0);
+    free(bb);
+    return 0;
+}
+
+static void k_pack_b(ctx *c, int v)
+{
+    const ir_node *n = node(c, v);
+    int w = n->in[0];
+    int64_t k = c->shape[w][n->a.tb ? 1 : 0], nn = c->shape[w][n->a.tb ? 0 : 1];
+    ref_pack_b(c->f[v], c->f[w], k, nn, n->a.tb, IR_PACK_W);
 }
 
 static void k_transpose(ctx *c, int v)
@@ -332,7 +352,7 @@ static const struct {
     [IR_OP_PREFIX_ROWS] = {k_prefix_rows},
     [IR_OP_ADD] = {k_add},
     [IR_OP_MUL] = {k_mul},
-    [IR_OP_MATMUL] = {k_matmul},
+    [IR_OP_MATMUL] = {.fails = k_matmul},
     [IR_OP_TRANSPOSE] = {k_transpose},
     [IR_OP_RESHAPE] = {k_copy},
     [IR_OP_GELU] = {k_gelu},
@@ -356,6 +376,7 @@ static const struct {
     [IR_OP_SOFTMAX_GRAD] = {k_softmax_grad},
     [IR_OP_SELECT_GRAD] = {.fails = k_select_grad},
     [IR_OP_CROSS_ENTROPY_GRAD] = {k_cross_entropy_grad},
+    [IR_OP_PACK_B] = {k_pack_b},
     [IR_OP_FUSED] = {.fails = run_region},
     [IR_OP_RESULT] = {.fails = k_result},
 };

@@ -170,6 +170,7 @@ int rt_model_load(rt_model *m, const char *path, bc_err *e)
     }
     rt_list_free(&m->params);
     m->params = params;
+    rt_exec_keep_constants(m->fwd.exec, 1); /* new weights: packed again */
     return 0;
 }
 
@@ -183,6 +184,7 @@ int rt_model_init(rt_model *m, uint64_t seed, bc_err *e)
     }
     rt_list_free(&m->params);
     m->params = params;
+    rt_exec_keep_constants(m->fwd.exec, 1); /* new weights: packed again */
     return 0;
 }
 

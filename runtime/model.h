@@ -19,7 +19,9 @@ rt_model *rt_model_open(const char *fwd_ir, const rt_kernel *fwd_kernels, int fw
 void rt_model_close(rt_model *m);
 
 /* Parameters: from a safetensors checkpoint (Hugging Face names, older spellings too),
- * or BERT's initialization from a seed. */
+ * or BERT's initialization from a seed. The model owns them and nothing else changes
+ * them, so the forward graph's packed weights (the pack rule) are computed in its first
+ * run after each load or init and kept (rt_exec_keep_constants). */
 int rt_model_load(rt_model *m, const char *path, bc_err *e);
 int rt_model_init(rt_model *m, uint64_t seed, bc_err *e);
 

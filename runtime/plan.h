@@ -33,6 +33,8 @@ typedef enum {
     RT_VAL_INPUT, /* bound to an input tensor (index = its input number) */
     RT_VAL_TEMP,  /* placed in the arena */
     RT_VAL_ALIAS, /* same memory as value `index` (a reshape) */
+    RT_VAL_CONST, /* computed by a constant step from parameters only (pack_b), kept by the
+                     executor between runs, outside the arena */
     /* a fused node's further result (ir.h RESULT) is an RT_VAL_TEMP that its producer's
      * step writes: it has no step of its own */
 } rt_val_kind;
@@ -50,6 +52,8 @@ typedef struct rt_step {
     int kernel;  /* index into the kernel table */
     int64_t imm; /* the kernel's dims[2]: a fused body's first dropout's stream index
                     (ir_region_kernel_body), else 0 */
+    int constant; /* a pack_b: reads parameters only, writes an RT_VAL_CONST (exec.h says
+                     when it runs) */
     int nptr;
     /* value numbers: the result, the operands, then a fused node's further results
      * (ir_region_results) */

@@ -75,6 +75,25 @@ void ref_reduce_sum(double *out, const double *x, int64_t n, int64_t m)
 
 /* ---- matmul ---- */
 
+void ref_pack_b(double *out, const double *w, int64_t k, int64_t n, int tb, int64_t pw)
+{
+    for (int64_t j = 0; j < (n + pw - 1) / pw; j++)
+        for (int64_t p = 0; p < k; p++)
+            for (int64_t l = 0; l < pw; l++) {
+                int64_t col = j * pw + l;
+                out[(j * k + p) * pw + l] = col >= n ? 0
+                                            : tb     ? w[col * k + p]
+                                                     : w[p * n + col];
+            }
+}
+
+void ref_unpack_b(double *b, const double *packed, int64_t k, int64_t n, int64_t pw)
+{
+    for (int64_t p = 0; p < k; p++)
+        for (int64_t col = 0; col < n; col++)
+            b[p * n + col] = packed[((col / pw) * k + p) * pw + col % pw];
+}
+
 void ref_matmul(double *c, const double *a, const double *b, int64_t batch, int64_t m,
                 int64_t n, int64_t k, int ta, int tb, int b_batched)
 {

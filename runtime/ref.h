@@ -49,6 +49,14 @@ void ref_reduce_sum(double *out, const double *x, int64_t n, int64_t m);
 void ref_matmul(double *c, const double *a, const double *b, int64_t batch, int64_t m,
                 int64_t n, int64_t k, int ta, int tb, int b_batched);
 
+/* ---- pack_b: op(w) in panels of w_ columns (the GEMM's layout; ir.h PACK_B) ---- */
+
+/* out[j][p][l] = op(w)[p][j * pw + l], 0 where j * pw + l >= n
+ *   out (ceil(n / pw), k, pw), w (k, n), or (n, k) if tb */
+void ref_pack_b(double *out, const double *w, int64_t k, int64_t n, int tb, int64_t pw);
+/* the inverse: b (k, n) from out above */
+void ref_unpack_b(double *b, const double *packed, int64_t k, int64_t n, int64_t pw);
+
 /* ---- transpose (its VJP is the inverse transpose) ---- */
 
 /* out's dim i is x's dim perm[i]

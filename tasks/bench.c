@@ -267,6 +267,9 @@ int tk_bench(const tk_bench_opts *o, tk_bench_result *r, bc_err *e)
         rundir_runner_init(&run, g, o->backend, o->threads, e))
         goto done;
     r->compile_s = bc_now() - t0;
+    /* inference's weights stay as they are: packed once (the pack rule), in warm-up */
+    if (o->mode == TK_BENCH_INFER)
+        cg_engine_keep_constants(run.engine, 1);
     if (rt_params_init(g, o->seed, &params, e) ||
         random_inputs(g, &m, o->batch_size, o->seq_len, o->seed, &in, e))
         goto done;

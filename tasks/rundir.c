@@ -188,6 +188,8 @@ int rundir_model_open(rundir_model *m, const char *dir, const char *data,
         return -1;
     }
     m->runner.params = &m->params;
+    /* the loaded weights never change: pack them once (the pack rule) */
+    cg_engine_keep_constants(m->runner.engine, 1);
     return 0;
 }
 

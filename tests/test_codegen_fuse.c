@@ -228,7 +228,12 @@ static void check_case(int64_t B, int64_t S, int64_t K, int64_t N, int ta, int t
     cr_expect_eq(count_op(unfused, IR_OP_FUSED), 0, "%s", what);
     cr_expect_eq(count_op(fused, IR_OP_FUSED), 1, "%s", what);
     cr_expect_eq(count_op(fused, IR_OP_MATMUL), 0, "%s", what);
-    cr_expect_eq(unfused->n - fused->n, chain_len[ec], "%s: nodes %d -> %d", what,
+    /* and a weight (w a param: not ta) is read through pack_b (the pack rule), except in
+     * a graph with a backward (gradient ops) */
+    int packs = count_op(fused, IR_OP_PACK_B);
+    int grad = ec == E_GELU_GRAD || ec == E_GELU_TANH_GRAD || ec == E_TANH_GRAD;
+    cr_expect_eq(packs, !ta && !grad, "%s", what);
+    cr_expect_eq(unfused->n - fused->n + packs, chain_len[ec], "%s: nodes %d -> %d", what,
                  unfused->n, fused->n);
     /* benchmarks count the matmuls inside regions too */
     cr_expect_eq(ir_matmul_flops(fused, B, S), ir_matmul_flops(unfused, B, S), "%s", what);
@@ -315,11 +320,12 @@ Test(codegen_fuse, fusion_specs)
     cr_expect_eq(pass_fuse_parse("epilogue,frob", &r, &e), -1);
     cr_expect_str_eq(e.msg,
                      "unknown fusion rule 'frob' (all, none, epilogue, attention, layout, "
-                     "layernorm, backward)");
+                     "layernorm, backward, pack)");
     cr_expect_eq(pass_fuse_parse("attention+epilogue+layout", &r, &e), 0);
-    cr_expect_eq(r, (unsigned)(PASS_FUSE_ALL & ~PASS_FUSE_LAYERNORM & ~PASS_FUSE_BACKWARD));
-    cr_expect_eq(pass_fuse_parse("layernorm+attention+epilogue+layout+backward", &r, &e),
-                 0);
+    cr_expect_eq(r, (unsigned)(PASS_FUSE_ALL & ~PASS_FUSE_LAYERNORM & ~PASS_FUSE_BACKWARD &
+                               ~PASS_FUSE_PACK));
+    cr_expect_eq(
+        pass_fuse_parse("layernorm+attention+epilogue+layout+backward+pack", &r, &e), 0);
     cr_expect_eq(r, (unsigned)PASS_FUSE_ALL);
     cr_expect_eq(pass_fuse_parse("layout", &r, &e), 0);
     cr_expect_eq(r, (unsigned)PASS_FUSE_LAYOUT);
@@ -330,8 +336,8 @@ Test(codegen_fuse, fusion_specs)
     cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
     cr_expect_eq(pass_default_pipeline("epilogue", buf, sizeof buf, &e), 0);
     cr_expect_str_eq(buf, PASS_BASE_PIPELINE ",fuse=epilogue");
-    cr_expect_eq(pass_default_pipeline("attention,epilogue,layout,layernorm,backward", buf,
-                                       sizeof buf, &e),
+    cr_expect_eq(pass_default_pipeline("attention,epilogue,layout,layernorm,backward,pack",
+                                       buf, sizeof buf, &e),
                  0);
     cr_expect_str_eq(buf, PASS_DEFAULT_PIPELINE);
     cr_expect_eq(pass_default_pipeline("layernorm", buf, sizeof buf, &e), 0);

@@ -1,7 +1,8 @@
 /* test_codegen_matmul.c: the generated matmul (codegen/matmul.c) against the reference
  * interpreter, on odd shapes (1, primes, sizes one off the register and cache tiles),
- * every (ta, tb), batched and shared b, symbolic B and S, 1 and 2 threads; and the
- * bit-identity of 1- and 2-thread results.
+ * every (ta, tb), batched and shared b, symbolic B and S, 1 and 2 threads; the
+ * bit-identity of 1- and 2-thread results; and weights read from pack_b's panels (the
+ * pack rule) against the same matmul unpacked, bit for bit.
  *
  * Tolerance. The reference computes in double and rounds once; the kernel runs one f32
  * fma chain per element over k, each step rounding with relative error <= u = 2^-24.
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "../codegen/engine.h"
+#include "../passes/passes.h"
 #include "../runtime/interp.h"
 #include "tests/util.h"
 
@@ -343,4 +345,116 @@ Test(codegen_matmul, avx2_and_sse_targets)
             if (!ta)
                 check_target(&targets[t], 3, x, 2, w, 0, tb, 3, 7, 31, 850 + 10 * t + tt);
         }
+}
+
+/* ---- the pack rule: weights read from pack_b's panels ---- */
+
+/* The panels themselves (an output here; the rule never makes one): the reference's
+ * ref_pack_b bit for bit, N and K off the panel width and the 8-row transposes. */
+Test(codegen_matmul, pack_b_panels_match_the_reference)
+{
+    static const int64_t nk[][2] = {{1, 1}, {15, 7}, {16, 8}, {17, 9}, {33, 20}, {97, 257}};
+    for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
+        for (int tb = 0; tb < 2; tb++) {
+            int64_t N = nk[s][0], K = nk[s][1];
+            ir_graph *g = ir_graph_new("pack");
+            ir_dim wd[2] = {dc(tb ? N : K), dc(tb ? K : N)};
+            int w = ir_param(g, "w", ir_type_make(IR_F32, 2, wd));
+            ir_attrs a = {0};
+            a.tb = tb;
+            ir_set_output(g, "p", ir_add(g, IR_OP_PACK_B, &w, 1, &a, NULL, NULL));
+            cr_assert(!g->failed, "%s", g->err.msg);
+            rt_tensor_list p, in;
+            rt_list_init(&p);
+            rt_list_init(&in);
+            add_rand(&p, "w", 2, wd, 1, 1, 900 + s);
+            char msg[512];
+            for (int threads = 1; threads <= 2; threads++)
+                cr_expect(tu_jit_vs_ref(g, &p, &in, threads, 0, 0, msg, sizeof msg) == 0,
+                          "N=%lld K=%lld tb=%d, %d threads: %s", (long long)N, (long long)K,
+                          tb, threads, msg);
+            ir_graph_free(g);
+            rt_list_free(&p);
+        }
+}
+
+/* y = a b with b a weight, unpacked and through the pack rule, on one target: the same
+ * bits for 1, 2 and 3 threads, and the reference (which reads the panels too). */
+static void check_packed(const cg_options *o, int64_t M, int64_t N, int64_t K, int tb,
+                         uint64_t seed)
+{
+    ir_dim ad[2] = {dc(M), dc(K)}, bd[2] = {dc(tb ? N : K), dc(tb ? K : N)};
+    ir_graph *g = mm_graph(2, ad, 2, bd, 0, tb), *pg = ir_graph_clone(g);
+    bc_err e;
+    cr_assert(!g->failed && pg, "%s", g->err.msg);
+    cr_assert_eq(pass_pack_weights(&pg, &e), 0, "%s", e.msg);
+    int packs = 0;
+    for (int i = 0; i < pg->n; i++)
+        packs += pg->nodes[i].op == IR_OP_PACK_B;
+    cr_expect_eq(packs, 1);
+    rt_tensor_list p, in, base;
+    rt_list_init(&p);
+    rt_list_init(&in);
+    rt_list_init(&base);
+    tu_add_rand_i64(&in, "ids", 2, (int64_t[]){1, 1}, 0, 1, seed);
+    add_rand(&in, "a", 2, ad, 1, 1, seed + 1);
+    add_rand(&p, "b", 2, bd, 1, 1, seed + 2);
+    cg_engine *x = cg_engine_new(g, CG_BACKEND_JIT, o, &e);
+    cr_assert(x, "%s", e.msg);
+    cr_assert(!cg_engine_run(x, &p, &in, 1, &base, &e), "%s", e.msg);
+    cg_engine_free(x);
+    x = cg_engine_new(pg, CG_BACKEND_JIT, o, &e);
+    cr_assert(x, "%s", e.msg);
+    const rt_tensor *y0 = rt_list_cfind(&base, "y");
+    for (int threads = 1; threads <= 3; threads++) {
+        rt_tensor_list out;
+        rt_list_init(&out);
+        cr_assert(!cg_engine_run(x, &p, &in, threads, &out, &e), "%s", e.msg);
+        const rt_tensor *y = rt_list_cfind(&out, "y");
+        cr_expect(y && y0 && rt_nbytes(y) == rt_nbytes(y0) &&
+                      !memcmp(y->data, y0->data, rt_nbytes(y)),
+                  "%s M=%lld N=%lld K=%lld tb=%d, %d threads: packed differs from unpacked",
+                  o ? o->cpu : "host", (long long)M, (long long)N, (long long)K, tb,
+                  threads);
+        rt_list_free(&out);
+    }
+    cg_engine_free(x);
+    char msg[512];
+    if (!o)
+        cr_expect(tu_jit_vs_ref(pg, &p, &in, 2, tol(K), 1e-6, msg, sizeof msg) == 0,
+                  "M=%lld N=%lld K=%lld tb=%d: %s", (long long)M, (long long)N,
+                  (long long)K, tb, msg);
+    rt_list_free(&base);
+    rt_list_free(&p);
+    rt_list_free(&in);
+    ir_graph_free(g);
+    ir_graph_free(pg);
+}
+
+/* ones, primes, one off the panel, register tile and cache blocks (N over NC: a unit
+ * that starts past column 0; K over KC: panels read from row pc), the 6 x 64 tile */
+static const int64_t packed_shapes[][3] = {{1, 1, 1},       {5, 17, 7},
+                                           {13, 33, 9},     {MR + 1, NR + 1, KC + 1},
+                                           {3, NC + 1, 19}, {MC + 1, NC + 17, 2 * KC + 3},
+                                           {26, 128, 19},   {7, 785, 300}};
+
+Test(codegen_matmul, packed_weights_give_the_unpacked_bits, .timeout = 300)
+{
+    for (size_t s = 0; s < sizeof packed_shapes / sizeof *packed_shapes; s++)
+        for (int tb = 0; tb < 2; tb++)
+            check_packed(NULL, packed_shapes[s][0], packed_shapes[s][1],
+                         packed_shapes[s][2], tb, 1000 + 10 * s + tb);
+}
+
+/* AVX2 (8 lanes: two vectors a panel) and SSE2 (4 lanes: four) read panels at offsets
+ * inside them */
+Test(codegen_matmul, packed_weights_on_avx2_and_sse_targets, .timeout = 300)
+{
+    const cg_options targets[2] = {{"x86-64-v3", "+avx,+avx2,+fma,+f16c", NULL, 0, 0},
+                                   {"x86-64", "+sse2", NULL, 0, 0}};
+    for (int t = 0; t < 2; t++)
+        for (size_t s = 0; s < 4; s++)
+            for (int tb = 0; tb < 2; tb++)
+                check_packed(&targets[t], packed_shapes[s][0], packed_shapes[s][1],
+                             packed_shapes[s][2], tb, 1100 + 10 * s + tb);
 }

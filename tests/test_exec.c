@@ -1,7 +1,8 @@
 /* test_exec.c: runtime/exec.c's memory — outputs computed in the caller's tensors (the
  * same data pointer across runs, the right values against the reference interpreter,
  * and a copy instead wherever writing in place would be wrong: reshapes, params, a
- * second name for a value, a tensor that overlaps a param), and the training graph's
+ * second name for a value, a tensor that overlaps a param), packed weights recomputed
+ * or kept (rt_exec_keep_constants), and the training graph's
  * gradients written straight into one arena, bit for bit what the copying path gives. */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -135,6 +136,67 @@ Test(exec, a_tensor_that_is_not_a_fit_or_overlaps_a_param_is_replaced)
     rt_list_free(&in);
     rt_list_free(&p);
     cg_engine_free(x);
+    ir_graph_free(g);
+}
+
+/* One run of eng matches ref. */
+static void run_matches(cg_engine *eng, const rt_tensor_list *params,
+                        const rt_tensor_list *in, const rt_tensor_list *ref)
+{
+    bc_err e;
+    rt_tensor_list out;
+    rt_list_init(&out);
+    cr_assert_eq(cg_engine_run(eng, params, in, 2, &out, &e), 0, "%s", e.msg);
+    expect_matches(&out, ref);
+    rt_list_free(&out);
+}
+
+/* Packed weights (the pack rule's pack_b steps): recomputed in every run by default, so a
+ * weight changed in place is seen; kept with rt_exec_keep_constants — then a weight
+ * changed in place is not seen (the caller's promise) until it is called again, and
+ * one bound to other memory is seen at once. */
+Test(exec, packed_weights_are_kept_only_when_asked)
+{
+    ir_graph *g = ir_graph_new("packed");
+    ir_dim xd[2] = {IR_DIM_B, ir_dconst(H)}, wd[2] = {ir_dconst(7), ir_dconst(H)};
+    int x = ir_input(g, "x", ir_type_make(IR_F32, 2, xd));
+    int w = ir_param(g, "w", ir_type_make(IR_F32, 2, wd));
+    ir_set_output(g, "y", ir_matmul(g, x, w, 0, 1));
+    bc_err e;
+    cr_assert(!g->failed && pass_pack_weights(&g, &e) == 0, "%s", e.msg);
+    cr_assert_eq(g->nodes[g->nodes[g->outs[0].value].in[2]].op, IR_OP_PACK_B);
+    cg_engine *eng = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e);
+    cr_assert_not_null(eng, "%s", e.msg);
+    rt_tensor_list p1, p2, in, ref1, ref2;
+    rt_list_init(&p1);
+    rt_list_init(&p2);
+    rt_list_init(&in);
+    tu_add_rand_f32(&p1, "w", 2, (int64_t[]){7, H}, -1, 1, 11);
+    tu_add_rand_f32(&p2, "w", 2, (int64_t[]){7, H}, -1, 1, 12);
+    tu_add_rand_f32(&in, "x", 2, (int64_t[]){3, H}, -1, 1, 13);
+    float saved[7 * H], *w1 = p1.t[0].data;
+    memcpy(saved, w1, sizeof saved);
+    reference(g, &p1, &in, &ref1);
+    reference(g, &p2, &in, &ref2);
+    run_matches(eng, &p1, &in, &ref1);      /* by default, packed in every run */
+    memcpy(w1, p2.t[0].data, sizeof saved); /* w1 now holds w2's values */
+    run_matches(eng, &p1, &in, &ref2);
+    memcpy(w1, saved, sizeof saved);
+    cg_engine_keep_constants(eng, 1);
+    run_matches(eng, &p1, &in, &ref1); /* kept: the first run packs */
+    memcpy(w1, p2.t[0].data, sizeof saved);
+    run_matches(eng, &p1, &in, &ref1); /* changed in place: not seen */
+    cg_engine_keep_constants(eng, 1);
+    run_matches(eng, &p1, &in, &ref2); /* asked again: packed again */
+    memcpy(w1, saved, sizeof saved);
+    run_matches(eng, &p2, &in, &ref2); /* other memory: packed */
+    run_matches(eng, &p1, &in, &ref1); /* and back */
+    rt_list_free(&ref1);
+    rt_list_free(&ref2);
+    rt_list_free(&in);
+    rt_list_free(&p1);
+    rt_list_free(&p2);
+    cg_engine_free(eng);
     ir_graph_free(g);
 }
 

@@ -428,6 +428,39 @@ Test(ir_verify, rejects_use_before_definition)
     expect_verify_error(g, "%1 (tanh): operand 0 (%2) is not defined before use");
 }
 
+/* pack_b: its panels' shape; a matmul's third operand is pack_b of its rhs with its tb;
+ * nothing else reads panels. */
+Test(ir_verify, pack_b_shapes_and_readers)
+{
+    ir_graph *g = ir_graph_new("t");
+    int x = ir_input(g, "x", ty(IR_F32, 2, B, C(20)));
+    int w = ir_param(g, "w", ty(IR_F32, 2, C(33), C(20))); /* [N, K]: tb */
+    int w2 = ir_param(g, "w2", ty(IR_F32, 2, C(33), C(20)));
+    ir_attrs a = {0};
+    a.tb = 1;
+    int p = ir_add(g, IR_OP_PACK_B, &w, 1, &a, NULL, NULL);
+    cr_assert(!g->failed, "%s", g->err.msg);
+    /* N = 33 in three panels of 16, zero past 33 */
+    cr_expect(ir_type_eq(&g->nodes[p].type, &(ir_type){IR_F32, 3, {C(3), C(20), C(16)}}));
+    int m = ir_add(g, IR_OP_MATMUL, (int[]){x, w, p}, 3, &a, NULL, NULL);
+    cr_assert(!g->failed, "%s", g->err.msg);
+    cr_expect(ir_type_eq(&g->nodes[m].type, &(ir_type){IR_F32, 2, {B, C(33)}}));
+    bc_err e;
+    cr_expect_eq(ir_verify(g, &e), 0, "%s", e.msg);
+    g->nodes[m].in[1] = w2; /* another weight's panels */
+    expect_verify_error(
+        g, "%4 (matmul): operand 2 must be pack_b of operand 1 (%2) with tb=1");
+
+    g = ir_graph_new("t");
+    x = ir_input(g, "x", ty(IR_F32, 2, B, C(20)));
+    w = ir_param(g, "w", ty(IR_F32, 2, C(20), C(16)));
+    p = ir_add(g, IR_OP_PACK_B, &w, 1, &(ir_attrs){0}, NULL, NULL);
+    ir_add(g, IR_OP_TANH, &p, 1, NULL, NULL, NULL);
+    cr_assert(!g->failed, "%s", g->err.msg);
+    expect_verify_error(g, "%3 (tanh): operand 0 reads pack_b %2, which only a matmul's "
+                           "operand 2 may");
+}
+
 Test(ir_verify, rejects_duplicate_param_names)
 {
     ir_graph *g = ir_graph_new("t");
@@ -685,6 +718,12 @@ static ir_graph *gradient_ops_graph(void)
     a.index = 4;
     int mm = ir_add(g, IR_OP_RESULT, &fu, 1, &a, NULL, &hh);
     ir_set_output(g, "fused_mm", mm);
+    /* the pack rule: a weight in panels, read as the matmul's third operand */
+    a = (ir_attrs){0};
+    a.tb = 1;
+    int pw = add(g, IR_OP_PACK_B, 1, &w, a, NULL);
+    ir_set_output(g, "packed",
+                  ir_add(g, IR_OP_MATMUL, (int[]){x, w, pw}, 3, &a, NULL, NULL));
     cr_assert(!g->failed, "%s", g->err.msg);
     return g;
 }

@@ -229,6 +229,25 @@ Test(ref, transpose_then_inverse_is_identity)
     check_roundtrip(4, s1, p4[1]);
 }
 
+/* pack_b by hand: op(w) = [[1, 2, 3], [4, 5, 6]] (K = 2, N = 3) in panels of 2 columns:
+ * panel 0 = columns 0, 1 row by row, panel 1 = column 2 and a zero; w given as [K, N]
+ * and transposed ([N, K], tb); unpack gives op(w) back. */
+Test(ref, pack_b_hand_2x3_in_panels_of_2)
+{
+    const double w[6] = {1, 2, 3, 4, 5, 6}, wt[6] = {1, 4, 2, 5, 3, 6};
+    const double want[8] = {1, 2, 4, 5, 3, 0, 6, 0};
+    for (int tb = 0; tb < 2; tb++) {
+        double out[8] = {9, 9, 9, 9, 9, 9, 9, 9}, back[6] = {0};
+        ref_pack_b(out, tb ? wt : w, 2, 3, tb, 2);
+        for (int i = 0; i < 8; i++)
+            cr_expect_eq(out[i], want[i], "tb=%d: [%d] = %g, want %g", tb, i, out[i],
+                         want[i]);
+        ref_unpack_b(back, out, 2, 3, 2);
+        for (int i = 0; i < 6; i++)
+            cr_expect_eq(back[i], w[i], "tb=%d: unpacked [%d]", tb, i);
+    }
+}
+
 Test(ref, transpose_hand_2x3)
 {
     const double x[6] = {1, 2, 3, 4, 5, 6};    // (2, 3)
