@@ -20,7 +20,7 @@ int cmd_bench(int argc, char **argv);
 /* The help line of --fuse, which every compiling command takes. */
 #define FUSE_HELP                                                                          \
     "fusion rules: all (default), none, or a list of: epilogue, attention, layout, "       \
-    "layernorm, backward"
+    "layernorm, backward, pack"
 
 /* Prints "bertcc: note: MSG" on stderr (an bc_note_fn). */
 void driver_note(void *ctx, const char *msg);
