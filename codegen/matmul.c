@@ -13,11 +13,6 @@
  *   - runs the MR x NR micro-kernel over every (micro-panel of A, micro-panel of B) pair:
  *     MR x NR/V vector accumulators live in registers across the k loop; each k step
  *     loads NR/V vectors of B, broadcasts MR scalars of A and does MR * NR/V FMAs.
- * With a third operand, pack_b(b) (the pack rule: inference's weights), B is not packed:
- * the micro-kernel reads each of its vectors from the vector's 16-column panel, and
- * each tile prefetches its share of the next K block's panel rows into L2 (bert-base
- * B=1, 2 threads: 83.0-85.6 ms against 85.5-89.1 without the prefetch, three alternated
- * pairs; B=8 unchanged).
  * Edge tiles (M, N not multiples of MR, NR) pass through a stack tile copied to and from
  * C with masked row vectors; packing masks or zero-fills the panel edges, so K, M and N
  * need no padding.
@@ -366,7 +361,6 @@ typedef struct mm_a {
 typedef struct mm_b {
     LLVMValueRef base[4];
     int stride;
-    LLVMValueRef pf[4]; /* pack_b's panels: where this tile prefetches (or NULL) */
 } mm_b;
 
 /* One k step at index p: acc[r][v] += A(r, p) * B(p, v-th vector). */
@@ -412,19 +406,6 @@ static LLVMValueRef k_loop(cg_ctx *c, const mm_cfg *f, int U, LLVMValueRef p0,
     LLVMPositionBuilderAtEnd(c->b, body);
     for (int u = 0; u < U; u++)
         k_step(c, f, a, b, cg_add(c, p, cg_i64(c, u)), cur);
-    if (b->pf[0] && U > 1) {
-        /* iteration q = p / U prefetches line q % 16 of vector q / 16's 16 rows */
-        LLVMValueRef q = cg_div(c, p, cg_i64(c, U));
-        LLVMValueRef v = cg_min(c, cg_div(c, q, cg_i64(c, 16)), cg_i64(c, f->NRV - 1));
-        LLVMValueRef at = b->pf[f->NRV - 1];
-        for (int w = f->NRV - 2; w >= 0; w--)
-            at = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, v, cg_i64(c, w), ""),
-                                 b->pf[w], at, "");
-        LLVMValueRef line = cg_mul(c, cg_rem(c, q, cg_i64(c, 16)), cg_i64(c, b->stride));
-        LLVMValueRef args[4] = {ptr_at(c, at, line), LLVMConstInt(c->t_i32, 0, 0),
-                                LLVMConstInt(c->t_i32, 2, 0), LLVMConstInt(c->t_i32, 1, 0)};
-        cg_intrinsic(c, "llvm.prefetch", c->t_ptr, args, 4);
-    }
     LLVMValueRef pn = LLVMBuildAdd(c->b, p, cg_i64(c, U), "");
     LLVMSetNSW(pn, 1);
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
@@ -820,21 +801,13 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
                 c, cg_mul(c, cg_add(c, cg_mul(c, pj, d.K), pc), cg_i64(c, IR_PACK_W)),
                 cg_rem(c, col, cg_i64(c, IR_PACK_W)));
             bj.base[v] = ptr_at(c, Pk, at);
-            /* the next K block's rows li 16 .. li 16 + 15 of this vector's panel: over
-             * the unit's tiles, the whole next block arrives in L2 before it is read */
-            bj.pf[v] = ptr_at(
-                c, bj.base[v],
-                cg_mul(c, cg_add(c, cg_i64(c, f->KC), cg_mul(c, li.iv, cg_i64(c, 16))),
-                       cg_i64(c, IR_PACK_W)));
         }
         bj.stride = IR_PACK_W;
     } else {
         LLVMValueRef pbj =
             ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
-        for (int v = 0; v < f->NRV; v++) {
+        for (int v = 0; v < f->NRV; v++)
             bj.base[v] = ptr_at(c, pbj, cg_i64(c, v * f->V));
-            bj.pf[v] = NULL;
-        }
         bj.stride = f->NR;
     }
     LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_sub(c, npc, one), "last");
