@@ -249,6 +249,59 @@ Test(aot, null_arguments_are_errors_not_crashes, .timeout = 120)
     dlclose(h);
 }
 
+/* The forward graph keeps its packed weights (the pack rule) between runs: after
+ * bert_init with another seed, a model gives exactly what a fresh model with that seed
+ * gives, and back again. */
+Test(aot, new_weights_are_packed_again, .timeout = 120)
+{
+    const char *dir = build_library("bert", "bert", NULL);
+    void *h = dlopen(tu_path(dir, "bert.so"), RTLD_NOW | RTLD_LOCAL);
+    cr_assert(h, "dlopen: %s", dlerror());
+    void *(*create)(char *, size_t) = (void *(*)(char *, size_t))dlsym(h, "bert_create");
+    void (*destroy)(void *) = (void (*)(void *))dlsym(h, "bert_destroy");
+    int (*init)(void *, uint64_t, char *, size_t) =
+        (int (*)(void *, uint64_t, char *, size_t))dlsym(h, "bert_init");
+    typedef int (*fwd_fn)(void *, int64_t, int64_t, const int64_t *, const int64_t *,
+                          const int64_t *, char *, size_t);
+    fwd_fn fwd = (fwd_fn)dlsym(h, "bert_forward");
+    const float *(*output)(const void *, const char *, int64_t *, int *) =
+        (const float *(*)(const void *, const char *, int64_t *, int *))dlsym(
+            h, "bert_output");
+    cr_assert(create && destroy && init && fwd && output);
+    char err[512];
+    const int64_t ids[6] = {2, 5, 7, 11, 3, 1};
+    float want[2][64]; /* pooled_output [2, H] of a fresh model per seed (H <= 32) */
+    for (int s = 0; s < 2; s++) {
+        void *m = create(err, sizeof err);
+        cr_assert(m && !init(m, 10 + (uint64_t)s, err, sizeof err), "%s", err);
+        cr_assert_eq(fwd(m, 2, 3, ids, NULL, NULL, err, sizeof err), 0, "%s", err);
+        int64_t shape[4];
+        int rank = 0;
+        const float *y = output(m, "pooled_output", shape, &rank);
+        cr_assert(y && rank == 2 && shape[0] * shape[1] <= 64);
+        memcpy(want[s], y, sizeof(float) * (size_t)(shape[0] * shape[1]));
+        destroy(m);
+    }
+    cr_expect(memcmp(want[0], want[1], sizeof want[0]), "the seeds give the same output");
+    void *m = create(err, sizeof err);
+    cr_assert(m, "%s", err);
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(init(m, 10 + (uint64_t)(k % 2), err, sizeof err), 0, "%s", err);
+        for (int r = 0; r < 2; r++) {
+            cr_assert_eq(fwd(m, 2, 3, ids, NULL, NULL, err, sizeof err), 0, "%s", err);
+            int64_t shape[4];
+            int rank = 0;
+            const float *y = output(m, "pooled_output", shape, &rank);
+            cr_assert(y);
+            cr_expect(
+                !memcmp(y, want[k % 2], sizeof(float) * (size_t)(shape[0] * shape[1])),
+                "init %d (seed %d), run %d: not a fresh model's output", k, 10 + k % 2, r);
+        }
+    }
+    destroy(m);
+    dlclose(h);
+}
+
 /* Runs cmd and returns its standard output (malloc'd); the command must succeed. */
 static char *command_output(const char *cmd)
 {
