@@ -267,16 +267,16 @@ void cg_lower_attention(cg_ctx *c, cg_kernel *k, const ir_graph *r)
     const ir_type *qt = &r->nodes[a.q].type;
     const int64_t V = c->vec, D = a.D, H = a.nh * a.D;
 
-    /* units: batch entries x heads; scratch: K^T (D8, Sp) and BLOCK score rows, Sp being S
-     * rounded up to whole vectors and to 8 (the transposes' block), D8 D to 8 */
-    const int64_t W = V > 8 ? V : 8, D8 = (D + 7) / 8 * 8;
+    /* units: batch entries x heads; scratch: K^T (D, Sp) and BLOCK score rows, Sp being S
+     * rounded up to whole vectors and to 8 (the transposes' block) */
+    const int64_t W = V > 8 ? V : 8;
     LLVMBasicBlockRef body_bb = LLVMGetInsertBlock(c->b);
     LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
     LLVMValueRef uS = cg_dim(c, qt->dim[1], k->uB, k->uS);
     LLVMValueRef uSp = cg_mul(c, cg_div(c, cg_add(c, uS, cg_i64(c, W - 1)), cg_i64(c, W)),
                               cg_i64(c, W));
     cg_units_return(c, k, cg_mul(c, cg_dim(c, qt->dim[0], k->uB, k->uS), cg_i64(c, a.nh)),
-                    cg_mul(c, cg_i64(c, 4 * (D8 + BLOCK + 1)), uSp));
+                    cg_mul(c, cg_i64(c, 4 * (D + BLOCK + 1)), uSp));
     LLVMPositionBuilderAtEnd(c->b, body_bb);
 
     LLVMValueRef S = cg_dim(c, qt->dim[1], k->B, k->S);
@@ -286,7 +286,7 @@ void cg_lower_attention(cg_ctx *c, cg_kernel *k, const ir_graph *r)
     LLVMValueRef O = cg_arg(c, k, 0), Q = cg_arg(c, k, 1 + a.q), K = cg_arg(c, k, 1 + a.k),
                  Vm = cg_arg(c, k, 1 + a.v), M = cg_arg(c, k, 1 + a.mask);
     LLVMValueRef kt = k->scratch;
-    LLVMValueRef buf0 = cg_gep(c, c->t_f32, kt, cg_mul(c, cg_i64(c, D8), Sp));
+    LLVMValueRef buf0 = cg_gep(c, c->t_f32, kt, cg_mul(c, cg_i64(c, D), Sp));
     LLVMValueRef add = cg_gep(c, c->t_f32, buf0, cg_mul(c, cg_i64(c, BLOCK), Sp));
 
     cg_loop lu;

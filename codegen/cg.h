@@ -187,8 +187,7 @@ LLVMValueRef cg_fma_or_muladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMVal
 
 /* Packs a transposed block (codegen/matmul.c): dst[p][w] (row stride W, a multiple of
  * 8; dst 32-byte aligned) = src[(w0 + w) * ld + pc + p] for p < kc, w < W, zero for w >=
- * wv, in 8 x 8 register transposes. Rows p from kc up to kc rounded up to 8 are written
- * too (with what the masked loads give), so dst needs that many rows. */
+ * wv, in 8 x 8 register transposes; rows p >= kc are not written. */
 void cg_pack_transposed(cg_ctx *c, LLVMValueRef dst, LLVMValueRef W, LLVMValueRef src,
                         LLVMValueRef ld, LLVMValueRef w0, LLVMValueRef wv, LLVMValueRef pc,
                         LLVMValueRef kc);

@@ -295,12 +295,13 @@ static void transpose8(cg_ctx *c, LLVMValueRef *r)
 
 /* One 8 x 8 block of pack_transposed: k p .. p + 7 of the 8 rows at src + row[t],
  * stored as 8 column vectors at dst + (p + t) * W + w; lanes off in `m` are zeroed.
- * kmask (NULL: all) masks the loads to the k inside the block. */
+ * A tail block (tail: its k count below 8; NULL: a whole block) loads and stores only
+ * the k inside it. */
 static void transpose_block(cg_ctx *c, LLVMValueRef dst, LLVMValueRef W, LLVMValueRef src,
                             const LLVMValueRef *row, LLVMValueRef p, LLVMValueRef w,
-                            LLVMValueRef m, LLVMValueRef kmask)
+                            LLVMValueRef m, LLVMValueRef tail)
 {
-    LLVMValueRef r[8];
+    LLVMValueRef r[8], kmask = tail ? cg_lane_mask(c, tail, 8) : NULL;
     for (int t = 0; t < 8; t++) {
         LLVMValueRef at = cg_add(c, row[t], p);
         r[t] = kmask ? cg_masked_load(c, 8, ptr_at(c, src, at), kmask)
@@ -309,8 +310,15 @@ static void transpose_block(cg_ctx *c, LLVMValueRef dst, LLVMValueRef W, LLVMVal
     transpose8(c, r);
     for (int t = 0; t < 8; t++) {
         LLVMValueRef v = LLVMBuildSelect(c->b, m, r[t], LLVMConstNull(vec_t(c, 8)), "");
-        cg_vst_align(c, v, dst,
-                     cg_add(c, cg_mul(c, cg_add(c, p, cg_i64(c, t)), W), w), 32);
+        LLVMValueRef at = cg_add(c, cg_mul(c, cg_add(c, p, cg_i64(c, t)), W), w);
+        if (!tail) {
+            cg_vst_align(c, v, dst, at, 32);
+            continue;
+        }
+        /* row t of the tail: all lanes if t < tail, none past it */
+        LLVMValueRef in = LLVMBuildICmp(c->b, LLVMIntSLT, cg_i64(c, t), tail, "");
+        LLVMValueRef lanes = LLVMBuildSelect(c->b, in, cg_i64(c, 8), cg_i64(c, 0), "");
+        cg_masked_store(c, 8, v, ptr_at(c, dst, at), cg_lane_mask(c, lanes, 8));
     }
 }
 
@@ -337,7 +345,7 @@ void cg_pack_transposed(cg_ctx *c, LLVMValueRef dst, LLVMValueRef W, LLVMValueRe
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, tail, cg_i64(c, 0), ""), bt,
                     done);
     LLVMPositionBuilderAtEnd(c->b, bt);
-    transpose_block(c, dst, W, src, row, k8, g8, m, cg_lane_mask(c, tail, 8));
+    transpose_block(c, dst, W, src, row, k8, g8, m, tail);
     LLVMBuildBr(c->b, done);
     LLVMPositionBuilderAtEnd(c->b, done);
     cg_for_end(c, &lg);
@@ -843,13 +851,9 @@ void cg_lower_pack_b(cg_ctx *c, cg_kernel *k)
     const int tb = k->n->a.tb;
     LLVMValueRef np = cg_i64(c, o->dim[0].c), K = cg_i64(c, o->dim[1].c);
     LLVMValueRef N = cg_i64(c, w->dim[tb ? 0 : 1].c), W = cg_i64(c, IR_PACK_W);
-    /* the transposes store whole groups of 8 k: with a K that 8 does not divide, a panel
-     * is transposed into scratch and its K rows copied out */
-    const int via_scratch = tb && o->dim[1].c % 8;
-    const int64_t scratch = via_scratch ? 4 * IR_PACK_W * ((o->dim[1].c + 7) / 8 * 8) : 0;
     LLVMBasicBlockRef body_bb = LLVMGetInsertBlock(c->b);
     LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
-    cg_units_return(c, k, np, cg_i64(c, scratch));
+    cg_units_return(c, k, np, cg_i64(c, 0));
     LLVMPositionBuilderAtEnd(c->b, body_bb);
 
     LLVMValueRef P = cg_arg(c, k, 0), src = cg_arg(c, k, 1);
@@ -859,18 +863,9 @@ void cg_lower_pack_b(cg_ctx *c, cg_kernel *k)
     cg_for_begin(c, &lj, k->u0, k->u1, "panel");
     LLVMValueRef dst = ptr_at(c, P, cg_mul(c, lj.iv, cg_mul(c, K, W)));
     LLVMValueRef w0 = cg_mul(c, lj.iv, W);
-    if (tb) {
-        LLVMValueRef to = via_scratch ? k->scratch : dst;
-        cg_pack_transposed(c, to, W, src, K, w0, cg_sub(c, N, w0), cg_i64(c, 0), K);
-        if (via_scratch) {
-            cg_loop lp;
-            cg_for_begin(c, &lp, cg_i64(c, 0), cg_mul(c, K, cg_i64(c, IR_PACK_W / 8)),
-                         "copy");
-            LLVMValueRef at = cg_mul(c, lp.iv, cg_i64(c, 8));
-            cg_vst_align(c, cg_vld_align(c, vec_t(c, 8), to, at, 32), dst, at, 32);
-            cg_for_end(c, &lp);
-        }
-    } else
+    if (tb)
+        cg_pack_transposed(c, dst, W, src, K, w0, cg_sub(c, N, w0), cg_i64(c, 0), K);
+    else
         pack_copy(c, &f, dst, IR_PACK_W, cg_i64(c, 1), src, N, w0, N, cg_i64(c, 0), K);
     cg_for_end(c, &lj);
     LLVMBuildRetVoid(c->b);
