@@ -128,6 +128,14 @@ static int shape_binary(const ir_graph *g, const ir_node *n, ir_type *out, bc_er
     return 0;
 }
 
+/* pack_b's result: the K x N matrix op(w) in panels of IR_PACK_W columns */
+static ir_type panels_type(int64_t k, int64_t n)
+{
+    ir_dim d[3] = {ir_dconst((n + IR_PACK_W - 1) / IR_PACK_W), ir_dconst(k),
+                   ir_dconst(IR_PACK_W)};
+    return ir_type_make(IR_F32, 3, d);
+}
+
 static int shape_matmul(const ir_graph *g, const ir_node *n, ir_type *out, bc_err *e)
 {
     const ir_type *a = in_type(g, n, 0), *b = in_type(g, n, 1);
@@ -158,15 +166,12 @@ static int shape_matmul(const ir_graph *g, const ir_node *n, ir_type *out, bc_er
             if (!ir_dim_eq(a->dim[i], b->dim[i]))
                 return bc_errf(e, "batch dimension %d differs", i);
     if (n->nin == 3) { /* pack_b(b): b's panels */
-        const ir_type *p = in_type(g, n, 2);
         if (rb != 2 || !ir_dim_is_const(kb) || !ir_dim_is_const(nn))
             return bc_errf(e, "a packed rhs needs an unbatched rhs of constant shape");
-        if (p->dtype != IR_F32 || p->rank != 3 ||
-            !ir_dim_eq(p->dim[0], ir_dconst((nn.c + IR_PACK_W - 1) / IR_PACK_W)) ||
-            !ir_dim_eq(p->dim[1], kb) || !ir_dim_eq(p->dim[2], ir_dconst(IR_PACK_W)))
+        ir_type want = panels_type(kb.c, nn.c);
+        if (!ir_type_eq(in_type(g, n, 2), &want))
             return bc_errf(e, "the packed rhs is not pack_b of the rhs (f32[%lld,%lld,%d])",
-                           (long long)((nn.c + IR_PACK_W - 1) / IR_PACK_W), (long long)kb.c,
-                           IR_PACK_W);
+                           (long long)want.dim[0].c, (long long)kb.c, IR_PACK_W);
     }
     *out = *a;
     out->dim[r - 2] = m;
@@ -183,12 +188,7 @@ static int shape_pack_b(const ir_graph *g, const ir_node *n, ir_type *out, bc_er
         return bc_errf(e, "tb must be 0 or 1");
     if (w->rank != 2 || !ir_dim_is_const(w->dim[0]) || !ir_dim_is_const(w->dim[1]))
         return bc_errf(e, "the operand must be a matrix of constant shape");
-    int64_t k = w->dim[n->a.tb ? 1 : 0].c, nn = w->dim[n->a.tb ? 0 : 1].c;
-    out->dtype = IR_F32;
-    out->rank = 3;
-    out->dim[0] = ir_dconst((nn + IR_PACK_W - 1) / IR_PACK_W);
-    out->dim[1] = ir_dconst(k);
-    out->dim[2] = ir_dconst(IR_PACK_W);
+    *out = panels_type(w->dim[n->a.tb ? 1 : 0].c, w->dim[n->a.tb ? 0 : 1].c);
     return 0;
 }
 

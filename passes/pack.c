@@ -18,9 +18,8 @@ static int packable(const ir_graph *g, const ir_node *n)
 {
     if (n->op != IR_OP_MATMUL || n->nin != 2 || n->a.ta)
         return 0;
-    const ir_node *b = &g->nodes[n->in[1]];
-    return b->op == IR_OP_PARAM && b->type.rank == 2 && b->type.dtype == IR_F32 &&
-           ir_dim_is_const(b->type.dim[0]) && ir_dim_is_const(b->type.dim[1]);
+    const ir_node *b = &g->nodes[n->in[1]]; /* a param: f32, constant shape (its rule) */
+    return b->op == IR_OP_PARAM && b->type.rank == 2;
 }
 
 int pass_pack_weights(ir_graph **gp, bc_err *e)

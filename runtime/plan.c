@@ -100,8 +100,7 @@ int rt_plan_build(const ir_graph *g, rt_plan *p, bc_err *e)
             val->kind = RT_VAL_INPUT;
             val->index = p->ninputs;
             p->input_node[p->ninputs++] = v;
-        } else if (nd->op == IR_OP_PACK_B && nd->in[0] < v &&
-                   g->nodes[nd->in[0]].op == IR_OP_PARAM) {
+        } else if (nd->op == IR_OP_PACK_B && g->nodes[nd->in[0]].op == IR_OP_PARAM) {
             val->kind = RT_VAL_CONST; /* constant shape: pack_b's rule */
         } else if (ir_ops[nd->op].code == IR_CODE_VIEW) {
             val->kind = RT_VAL_ALIAS;
