@@ -38,6 +38,53 @@ static const char *build_library(const char *prefix, const char *name, const cha
     return dir;
 }
 
+/* A library's API (bert.h with prefix P: P_create, ...), opened with dlopen. */
+typedef struct lib_api {
+    void *h;
+    void *(*create)(char *, size_t);
+    void (*destroy)(void *);
+    int (*load)(void *, const char *, char *, size_t);
+    int (*init)(void *, uint64_t, char *, size_t);
+    void (*threads)(void *, int);
+    int (*fwd)(void *, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *,
+               char *, size_t);
+    int (*fb)(void *, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *,
+              const void *, char *, size_t);
+    const float *(*output)(const void *, const char *, int64_t *, int *);
+    int (*count)(const void *);
+    const char *(*oname)(const void *, int);
+} lib_api;
+
+static void *lib_sym(void *h, const char *prefix, const char *name)
+{
+    char sym[128];
+    snprintf(sym, sizeof sym, "%s_%s", prefix, name);
+    void *f = dlsym(h, sym);
+    cr_assert(f, "%s missing", sym);
+    return f;
+}
+
+/* DIR/FILE opened, every function of the API with the prefix found (asserted). */
+static lib_api open_lib(const char *dir, const char *file, const char *prefix)
+{
+    lib_api l;
+    l.h = dlopen(tu_path(dir, file), RTLD_NOW | RTLD_LOCAL);
+    cr_assert(l.h, "dlopen: %s", dlerror());
+#define SYM(f, name) l.f = (__typeof__(l.f))lib_sym(l.h, prefix, name)
+    SYM(create, "create");
+    SYM(destroy, "destroy");
+    SYM(load, "load");
+    SYM(init, "init");
+    SYM(threads, "set_threads");
+    SYM(fwd, "forward");
+    SYM(fb, "forward_backward");
+    SYM(output, "output");
+    SYM(count, "output_count");
+    SYM(oname, "output_name");
+#undef SYM
+    return l;
+}
+
 /* The JIT's outputs for ids (B = 1), forward (train = 0) or with every label 0 and the
  * MLM labels = ids (train = 1), as aot_demo computes them. */
 static void jit_outputs(int train, rt_tensor_list *out)
@@ -176,77 +223,46 @@ Test(aot, two_libraries_load_in_one_process, .timeout = 120)
     char dir_a[64];
     snprintf(dir_a, sizeof dir_a, "%s", da);
     const char *db = build_library("beta", "b", NULL);
-    void *ha = dlopen(tu_path(dir_a, "a.so"), RTLD_NOW | RTLD_LOCAL);
-    void *hb = dlopen(tu_path(db, "b.so"), RTLD_NOW | RTLD_LOCAL);
-    cr_assert(ha && hb, "dlopen: %s", dlerror());
-    typedef void *(*create_fn)(char *, size_t);
-    typedef void (*destroy_fn)(void *);
-    create_fn ca = (create_fn)dlsym(ha, "alpha_create"),
-              cb = (create_fn)dlsym(hb, "beta_create");
-    destroy_fn xa = (destroy_fn)dlsym(ha, "alpha_destroy"),
-               xb = (destroy_fn)dlsym(hb, "beta_destroy");
-    cr_assert(ca && cb && xa && xb, "prefixed symbols missing");
-    cr_assert_null(dlsym(ha, "rt_exec_run"), "runtime symbols must stay hidden");
+    lib_api a = open_lib(dir_a, "a.so", "alpha"), b = open_lib(db, "b.so", "beta");
+    cr_assert_null(dlsym(a.h, "rt_exec_run"), "runtime symbols must stay hidden");
     char err[512];
-    void *ma = ca(err, sizeof err), *mb = cb(err, sizeof err);
+    void *ma = a.create(err, sizeof err), *mb = b.create(err, sizeof err);
     cr_assert(ma && mb, "%s", err);
-    xa(ma);
-    xb(mb);
-    dlclose(ha);
-    dlclose(hb);
+    a.destroy(ma);
+    b.destroy(mb);
+    dlclose(a.h);
+    dlclose(b.h);
 }
 
 /* NULL where the API needs a pointer is an error returned as a value, never a crash
  * (bert_forward(NULL, ...) and bert_output(m, NULL, ...) used to dereference it). */
 Test(aot, null_arguments_are_errors_not_crashes, .timeout = 120)
 {
-    const char *dir = build_library("bert", "bert", NULL);
-    void *h = dlopen(tu_path(dir, "bert.so"), RTLD_NOW | RTLD_LOCAL);
-    cr_assert(h, "dlopen: %s", dlerror());
-    void *(*create)(char *, size_t) = (void *(*)(char *, size_t))dlsym(h, "bert_create");
-    void (*destroy)(void *) = (void (*)(void *))dlsym(h, "bert_destroy");
-    int (*load)(void *, const char *, char *, size_t) =
-        (int (*)(void *, const char *, char *, size_t))dlsym(h, "bert_load");
-    int (*init)(void *, uint64_t, char *, size_t) =
-        (int (*)(void *, uint64_t, char *, size_t))dlsym(h, "bert_init");
-    void (*threads)(void *, int) = (void (*)(void *, int))dlsym(h, "bert_set_threads");
-    typedef int (*fwd_fn)(void *, int64_t, int64_t, const int64_t *, const int64_t *,
-                          const int64_t *, char *, size_t);
-    fwd_fn fwd = (fwd_fn)dlsym(h, "bert_forward");
-    typedef int (*fb_fn)(void *, int64_t, int64_t, const int64_t *, const int64_t *,
-                         const int64_t *, const void *, char *, size_t);
-    fb_fn fb = (fb_fn)dlsym(h, "bert_forward_backward");
-    const float *(*output)(const void *, const char *, int64_t *, int *) =
-        (const float *(*)(const void *, const char *, int64_t *, int *))dlsym(h, "bert_output");
-    int (*count)(const void *) = (int (*)(const void *))dlsym(h, "bert_output_count");
-    const char *(*oname)(const void *, int) =
-        (const char *(*)(const void *, int))dlsym(h, "bert_output_name");
-    cr_assert(create && destroy && load && init && threads && fwd && fb && output && count &&
-              oname);
+    lib_api l = open_lib(build_library("bert", "bert", NULL), "bert.so", "bert");
     char err[512];
     int64_t ids[2] = {1, 2};
-    cr_expect_eq(fwd(NULL, 1, 2, ids, NULL, NULL, err, sizeof err), -1);
+    cr_expect_eq(l.fwd(NULL, 1, 2, ids, NULL, NULL, err, sizeof err), -1);
     cr_expect(strstr(err, "the model is NULL"), "%s", err);
-    cr_expect_eq(fb(NULL, 1, 2, ids, NULL, NULL, NULL, err, sizeof err), -1);
-    cr_expect_eq(load(NULL, "x", err, sizeof err), -1);
-    cr_expect_eq(init(NULL, 1, NULL, 0), -1); /* err may be NULL too */
-    threads(NULL, 2);
-    destroy(NULL);
-    cr_expect_null(output(NULL, "pooled_output", NULL, NULL));
-    cr_expect_eq(count(NULL), 0);
-    cr_expect_null(oname(NULL, 0));
-    void *m = create(err, sizeof err);
+    cr_expect_eq(l.fb(NULL, 1, 2, ids, NULL, NULL, NULL, err, sizeof err), -1);
+    cr_expect_eq(l.load(NULL, "x", err, sizeof err), -1);
+    cr_expect_eq(l.init(NULL, 1, NULL, 0), -1); /* err may be NULL too */
+    l.threads(NULL, 2);
+    l.destroy(NULL);
+    cr_expect_null(l.output(NULL, "pooled_output", NULL, NULL));
+    cr_expect_eq(l.count(NULL), 0);
+    cr_expect_null(l.oname(NULL, 0));
+    void *m = l.create(err, sizeof err);
     cr_assert(m, "%s", err);
-    cr_expect_eq(load(m, NULL, err, sizeof err), -1);
+    cr_expect_eq(l.load(m, NULL, err, sizeof err), -1);
     cr_expect(strstr(err, "path is NULL"), "%s", err);
-    cr_expect_eq(init(m, 1, err, sizeof err), 0, "%s", err);
-    cr_expect_eq(fwd(m, 1, 2, NULL, NULL, NULL, err, sizeof err), -1);
+    cr_expect_eq(l.init(m, 1, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(l.fwd(m, 1, 2, NULL, NULL, NULL, err, sizeof err), -1);
     cr_expect(strstr(err, "input_ids is NULL"), "%s", err);
-    cr_expect_eq(fwd(m, 1, 2, ids, NULL, NULL, err, sizeof err), 0, "%s", err);
-    cr_expect_null(output(m, NULL, NULL, NULL));
-    cr_expect_not_null(output(m, "pooled_output", NULL, NULL));
-    destroy(m);
-    dlclose(h);
+    cr_expect_eq(l.fwd(m, 1, 2, ids, NULL, NULL, err, sizeof err), 0, "%s", err);
+    cr_expect_null(l.output(m, NULL, NULL, NULL));
+    cr_expect_not_null(l.output(m, "pooled_output", NULL, NULL));
+    l.destroy(m);
+    dlclose(l.h);
 }
 
 /* The forward graph keeps its packed weights (the pack rule) between runs: after
@@ -254,52 +270,39 @@ Test(aot, null_arguments_are_errors_not_crashes, .timeout = 120)
  * gives, and back again. */
 Test(aot, new_weights_are_packed_again, .timeout = 120)
 {
-    const char *dir = build_library("bert", "bert", NULL);
-    void *h = dlopen(tu_path(dir, "bert.so"), RTLD_NOW | RTLD_LOCAL);
-    cr_assert(h, "dlopen: %s", dlerror());
-    void *(*create)(char *, size_t) = (void *(*)(char *, size_t))dlsym(h, "bert_create");
-    void (*destroy)(void *) = (void (*)(void *))dlsym(h, "bert_destroy");
-    int (*init)(void *, uint64_t, char *, size_t) =
-        (int (*)(void *, uint64_t, char *, size_t))dlsym(h, "bert_init");
-    typedef int (*fwd_fn)(void *, int64_t, int64_t, const int64_t *, const int64_t *,
-                          const int64_t *, char *, size_t);
-    fwd_fn fwd = (fwd_fn)dlsym(h, "bert_forward");
-    const float *(*output)(const void *, const char *, int64_t *, int *) =
-        (const float *(*)(const void *, const char *, int64_t *, int *))dlsym(
-            h, "bert_output");
-    cr_assert(create && destroy && init && fwd && output);
+    lib_api l = open_lib(build_library("bert", "bert", NULL), "bert.so", "bert");
     char err[512];
     const int64_t ids[6] = {2, 5, 7, 11, 3, 1};
     float want[2][64]; /* pooled_output [2, H] of a fresh model per seed (H <= 32) */
     for (int s = 0; s < 2; s++) {
-        void *m = create(err, sizeof err);
-        cr_assert(m && !init(m, 10 + (uint64_t)s, err, sizeof err), "%s", err);
-        cr_assert_eq(fwd(m, 2, 3, ids, NULL, NULL, err, sizeof err), 0, "%s", err);
+        void *m = l.create(err, sizeof err);
+        cr_assert(m && !l.init(m, 10 + (uint64_t)s, err, sizeof err), "%s", err);
+        cr_assert_eq(l.fwd(m, 2, 3, ids, NULL, NULL, err, sizeof err), 0, "%s", err);
         int64_t shape[4];
         int rank = 0;
-        const float *y = output(m, "pooled_output", shape, &rank);
+        const float *y = l.output(m, "pooled_output", shape, &rank);
         cr_assert(y && rank == 2 && shape[0] * shape[1] <= 64);
         memcpy(want[s], y, sizeof(float) * (size_t)(shape[0] * shape[1]));
-        destroy(m);
+        l.destroy(m);
     }
     cr_expect(memcmp(want[0], want[1], sizeof want[0]), "the seeds give the same output");
-    void *m = create(err, sizeof err);
+    void *m = l.create(err, sizeof err);
     cr_assert(m, "%s", err);
     for (int k = 0; k < 4; k++) {
-        cr_assert_eq(init(m, 10 + (uint64_t)(k % 2), err, sizeof err), 0, "%s", err);
+        cr_assert_eq(l.init(m, 10 + (uint64_t)(k % 2), err, sizeof err), 0, "%s", err);
         for (int r = 0; r < 2; r++) {
-            cr_assert_eq(fwd(m, 2, 3, ids, NULL, NULL, err, sizeof err), 0, "%s", err);
+            cr_assert_eq(l.fwd(m, 2, 3, ids, NULL, NULL, err, sizeof err), 0, "%s", err);
             int64_t shape[4];
             int rank = 0;
-            const float *y = output(m, "pooled_output", shape, &rank);
+            const float *y = l.output(m, "pooled_output", shape, &rank);
             cr_assert(y);
             cr_expect(
                 !memcmp(y, want[k % 2], sizeof(float) * (size_t)(shape[0] * shape[1])),
                 "init %d (seed %d), run %d: not a fresh model's output", k, 10 + k % 2, r);
         }
     }
-    destroy(m);
-    dlclose(h);
+    l.destroy(m);
+    dlclose(l.h);
 }
 
 /* Runs cmd and returns its standard output (malloc'd); the command must succeed. */
@@ -442,18 +445,14 @@ static int check_refusal(const char *host)
     snprintf(want, sizeof want, "+%s", lack);
     cr_assert(lists(line + 10, '+', lack), "e.h does not list %s: %s", want, line);
     free(header);
-    void *h = dlopen(tu_path(dir, "e.so"), RTLD_NOW | RTLD_LOCAL);
-    cr_assert(h, "dlopen: %s", dlerror());
-    void *(*create)(char *, size_t) = (void *(*)(char *, size_t))dlsym(h, "eps_create");
-    void (*destroy)(void *) = (void (*)(void *))dlsym(h, "eps_destroy");
-    cr_assert(create && destroy);
+    lib_api l = open_lib(dir, "e.so", "eps");
     err[0] = 0;
-    void *m = create(err, sizeof err);
+    void *m = l.create(err, sizeof err);
     cr_expect_null(m, "a library compiled for %s loaded", want);
-    destroy(m);
+    l.destroy(m);
     snprintf(want, sizeof want, "this CPU lacks %s, which", lack);
     cr_expect(strstr(err, want), "%s", err);
-    dlclose(h);
+    dlclose(l.h);
     return 1;
 }
 
