@@ -39,9 +39,10 @@ for t in "${targets[@]}"; do
     work=build-fuzz/ci/$t
     rm -rf "$work" && mkdir -p "$work"
     log=$(mktemp)
+    t0=$SECONDS
     if build-fuzz/fuzz_$t -seed=1 -runs="$runs" -max_len=8192 "$work" "${seeds[@]}" \
       >"$log" 2>&1; then
-      echo "fuzz $t: $(grep -Eo 'Done [0-9]+ runs' "$log"), $(grep -Eo 'cov: [0-9]+' "$log" | tail -1), 0 findings"
+      echo "fuzz $t: $(grep -Eo 'Done [0-9]+ runs' "$log"), $(grep -Eo 'cov: [0-9]+' "$log" | tail -1), 0 findings, $((SECONDS - t0)) s"
     else
       echo "fuzz $t: FINDING" >&2
       grep -E "ERROR|SUMMARY|runtime error|Test unit written" "$log" | head -20 >&2
