@@ -16,7 +16,10 @@ echo "== tests (Release)"
 ctest --test-dir build --output-on-failure -j"$jobs"
 phase "Release tests"
 
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBERTCC_SANITIZE=ON >/dev/null
+# -O1, as the sanitizers' own documentation advises: 443 s of tests against 518 s at -O0
+# (2 jobs), with every check still in place
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
+  -DBERTCC_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 phase "ASan build"
 echo "== tests (ASan + UBSan, leaks fail the run)"
