@@ -775,26 +775,34 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     if (!f->a_direct)
         pack_copy(c, f, pa, f->MR, nip, az, lda, m0, cg_add(c, m0, mc), pc, kc);
 
-    /* the register tiles: an A micro-panel against every B micro-panel */
-    cg_loop li;
-    cg_for_begin(c, &li, cg_i64(c, 0), nip, "tile.i");
-    LLVMValueRef i0 = cg_add(c, m0, cg_mul(c, li.iv, cg_i64(c, f->MR)));
+    /* the register tiles. B packed here (KC x NC in scratch, in L2): an A micro-panel
+     * (in L1) against every B micro-panel. B in pack_b's panels (read from memory once
+     * per M block): a B micro-panel against every A micro-panel, so that the weights
+     * stream in at an even rate over the unit rather than in a burst at its first row of
+     * tiles. Each tile computes the same whichever way round. */
+    LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_sub(c, npc, one), "last");
+    cg_loop lo, li_, lj_;
+    cg_for_begin(c, &lo, cg_i64(c, 0), Pk ? njp : nip, Pk ? "tile.j" : "tile.i");
+    cg_loop *li = Pk ? &li_ : &lo, *lj = Pk ? &lo : &lj_;
+    if (Pk)
+        cg_for_begin(c, li, cg_i64(c, 0), nip, "tile.i");
+    LLVMValueRef i0 = cg_add(c, m0, cg_mul(c, li->iv, cg_i64(c, f->MR)));
     LLVMValueRef mr = cg_min(c, cg_i64(c, f->MR), cg_sub(c, d.M, i0));
     mm_a a = {0};
     a.direct = f->a_direct;
     if (a.direct) {
         /* rows past M are clamped to the last one; their results are not stored */
-        LLVMValueRef last = cg_sub(c, d.M, one);
+        LLVMValueRef lastrow = cg_sub(c, d.M, one);
         for (int r = 0; r < f->MR; r++) {
-            LLVMValueRef row = cg_min(c, cg_add(c, i0, cg_i64(c, r)), last);
+            LLVMValueRef row = cg_min(c, cg_add(c, i0, cg_i64(c, r)), lastrow);
             a.rows[r] = ptr_at(c, az, cg_add(c, cg_mul(c, row, lda), pc));
         }
     } else {
-        a.pa = ptr_at(c, pa, cg_mul(c, li.iv, cg_i64(c, (int64_t)f->KC * f->MR)));
+        a.pa = ptr_at(c, pa, cg_mul(c, li->iv, cg_i64(c, (int64_t)f->KC * f->MR)));
     }
-    cg_loop lj;
-    cg_for_begin(c, &lj, cg_i64(c, 0), njp, "tile.j");
-    LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj.iv, cg_i64(c, f->NR)));
+    if (!Pk)
+        cg_for_begin(c, lj, cg_i64(c, 0), njp, "tile.j");
+    LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj->iv, cg_i64(c, f->NR)));
     LLVMValueRef nr = cg_min(c, cg_i64(c, f->NR), cg_sub(c, d.N, j0));
     mm_b bj;
     if (Pk) {
@@ -813,16 +821,15 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
         bj.stride = IR_PACK_W;
     } else {
         LLVMValueRef pbj =
-            ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
+            ptr_at(c, pb, cg_mul(c, lj->iv, cg_i64(c, (int64_t)f->KC * f->NR)));
         for (int v = 0; v < f->NRV; v++)
             bj.base[v] = ptr_at(c, pbj, cg_i64(c, v * f->V));
         bj.stride = f->NR;
     }
-    LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_sub(c, npc, one), "last");
     micro_kernel(c, f, &a, &bj, kc, cz, ldc, i0, mr, j0, nr, first, tile, epi, last,
                  cg_mul(c, z, MN));
-    cg_for_end(c, &lj);
-    cg_for_end(c, &li);
+    cg_for_end(c, Pk ? li : lj);
+    cg_for_end(c, &lo);
 
     cg_for_end(c, &lk);
     cg_for_end(c, &lu);
