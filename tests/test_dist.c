@@ -68,17 +68,37 @@ static const char *work(void)
     "--max-seq 32 "
 
 /* Runs `cd dir && cmd` (printf-formatted); returns its status, output in *out. */
+static int vsh(const char *dir, char **out, const char *fmt, va_list ap)
+{
+    char cmd[6000];
+    int n = snprintf(cmd, sizeof cmd, "cd %s || exit 1; ", dir);
+    vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
+    return tu_run(cmd, out);
+}
+
 static int sh(const char *dir, char **out, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int sh(const char *dir, char **out, const char *fmt, ...)
 {
-    char cmd[6000];
-    int n = snprintf(cmd, sizeof cmd, "cd %s || exit 1; ", dir);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
+    int rc = vsh(dir, out, fmt, ap);
     va_end(ap);
-    return tu_run(cmd, out);
+    return rc;
+}
+
+/* sh that must succeed; its output is only shown when it does not */
+static void sh_ok(const char *dir, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void sh_ok(const char *dir, const char *fmt, ...)
+{
+    char *out = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vsh(dir, &out, fmt, ap);
+    va_end(ap);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
 }
 
 static int same(const char *dir, const char *a, const char *b)
@@ -94,13 +114,11 @@ static int same(const char *dir, const char *a, const char *b)
 static void ranks_vs_accum(const char *dir, const char *args, int N, const char *tag)
 {
     char *out = NULL;
-    int rc = sh(dir, &out,
-                "%s train %s %s --steps 5 --threads 1 -o one%s --batch-size 8 --accum %d",
-                BERTCC_EXE, MODEL, args, tag, N);
-    cr_assert_eq(rc, 0, "%s", out);
-    free(out);
-    rc = sh(dir, &out, MPIRUN " -np %d %s train %s %s --steps 5 -o many%s --batch-size %d",
-            N, BERTCC_EXE, MODEL, args, tag, 8 * N);
+    sh_ok(dir, "%s train %s %s --steps 5 --threads 1 -o one%s --batch-size 8 --accum %d",
+          BERTCC_EXE, MODEL, args, tag, N);
+    int rc =
+        sh(dir, &out, MPIRUN " -np %d %s train %s %s --steps 5 -o many%s --batch-size %d",
+           N, BERTCC_EXE, MODEL, args, tag, 8 * N);
     cr_assert_eq(rc, 0, "%s", out);
     cr_expect(strstr(out, "ranks; communication"), "no communication summary: %s", out);
     free(out);
@@ -121,13 +139,10 @@ Test(dist, two_ranks_give_the_bits_of_one_process_accumulating_two, .timeout = 9
     const char *dir = work();
     ranks_vs_accum(dir, IS_ARGS, 2, "2");
     /* again, and with tiny buckets (many messages): the same bits */
-    char *out = NULL;
-    int rc = sh(dir, &out,
-                MPIRUN " -np 2 %s train %s " IS_ARGS
-                       "--steps 5 -o again --batch-size 16 --dist-bucket-mb 0.001",
-                BERTCC_EXE, MODEL);
-    cr_assert_eq(rc, 0, "%s", out);
-    free(out);
+    sh_ok(dir,
+          MPIRUN " -np 2 %s train %s " IS_ARGS
+                 "--steps 5 -o again --batch-size 16 --dist-bucket-mb 0.001",
+          BERTCC_EXE, MODEL);
     cr_expect(same(dir, "many2/weights.safetensors", "again/weights.safetensors"));
 }
 
@@ -147,19 +162,14 @@ Test(dist, pretraining_on_two_and_three_ranks, .timeout = 900)
 Test(dist, accumulation_under_ranks, .timeout = 900)
 {
     const char *dir = work();
-    char *out = NULL;
-    int rc = sh(dir, &out,
-                "%s train %s " IS_ARGS "--steps 3 --threads 1 --no-eval -o one "
-                "--batch-size 8 --accum 4",
-                BERTCC_EXE, MODEL);
-    cr_assert_eq(rc, 0, "%s", out);
-    free(out);
-    rc = sh(dir, &out,
-            MPIRUN " -np 2 %s train %s " IS_ARGS
-                   "--steps 3 --no-eval -o two --batch-size 16 --accum 2",
-            BERTCC_EXE, MODEL);
-    cr_assert_eq(rc, 0, "%s", out);
-    free(out);
+    sh_ok(dir,
+          "%s train %s " IS_ARGS "--steps 3 --threads 1 --no-eval -o one "
+          "--batch-size 8 --accum 4",
+          BERTCC_EXE, MODEL);
+    sh_ok(dir,
+          MPIRUN " -np 2 %s train %s " IS_ARGS
+                 "--steps 3 --no-eval -o two --batch-size 16 --accum 2",
+          BERTCC_EXE, MODEL);
     cr_expect(same(dir, "one/weights.safetensors", "two/weights.safetensors"));
 }
 
@@ -168,13 +178,10 @@ Test(dist, uneven_shards_repeat, .timeout = 900)
 {
     const char *dir = work();
     for (int i = 0; i < 2; i++) {
-        char *out = NULL;
-        int rc = sh(dir, &out,
-                    MPIRUN " -np 3 %s train %s " IS_ARGS
-                           "--steps 3 --no-eval -o run%d --batch-size 16",
-                    BERTCC_EXE, MODEL, i);
-        cr_assert_eq(rc, 0, "%s", out);
-        free(out);
+        sh_ok(dir,
+              MPIRUN " -np 3 %s train %s " IS_ARGS
+                     "--steps 3 --no-eval -o run%d --batch-size 16",
+              BERTCC_EXE, MODEL, i);
     }
     cr_expect(same(dir, "run0/weights.safetensors", "run1/weights.safetensors"));
 }
@@ -203,15 +210,13 @@ Test(dist, diverging_ranks_are_an_error, .timeout = 900)
 {
     const char *dir = work();
     char *out = NULL;
-    int rc = sh(dir, &out, "%s train %s " IS_ARGS "--steps 2 --warmup 0 --no-eval -o init",
-                BERTCC_EXE, MODEL);
-    cr_assert_eq(rc, 0, "%s", out);
-    free(out);
-    rc = sh(dir, &out,
-            MPIRUN " -np 1 %s train %s " IS_ARGS "--steps 3 -o div --batch-size 16 : "
-                   "-np 1 %s train %s " IS_ARGS
-                   "--init init/weights.safetensors --steps 3 -o div --batch-size 16",
-            BERTCC_EXE, MODEL, BERTCC_EXE, MODEL);
+    sh_ok(dir, "%s train %s " IS_ARGS "--steps 2 --warmup 0 --no-eval -o init", BERTCC_EXE,
+          MODEL);
+    int rc = sh(dir, &out,
+                MPIRUN " -np 1 %s train %s " IS_ARGS "--steps 3 -o div --batch-size 16 : "
+                       "-np 1 %s train %s " IS_ARGS
+                       "--init init/weights.safetensors --steps 3 -o div --batch-size 16",
+                BERTCC_EXE, MODEL, BERTCC_EXE, MODEL);
     cr_expect_neq(rc, 0, "%s", out);
     cr_expect_neq(rc, 124, "the job hung: %s", out);
     cr_expect(strstr(out, "the weights of rank 1 differ from rank 0's"), "%s", out);
@@ -326,25 +331,21 @@ Test(dist, a_killed_two_rank_run_resumes_exactly, .timeout = 900)
 {
     const char *dir = work();
     char *out = NULL;
-    int rc = sh(dir, &out,
-                "%s train %s " IS_ARGS "--steps 12 --save-every 4 --threads 1 -o one "
-                "--batch-size 8 --accum 2",
-                BERTCC_EXE, MODEL);
-    cr_assert_eq(rc, 0, "%s", out);
-    free(out);
+    sh_ok(dir,
+          "%s train %s " IS_ARGS "--steps 12 --save-every 4 --threads 1 -o one "
+          "--batch-size 8 --accum 2",
+          BERTCC_EXE, MODEL);
     /* the 40th durable step of rank 0 (the writer) comes after the first checkpoint */
-    rc = sh(dir, &out,
-            "BERTCC_FAULT_AT=40 " MPIRUN " -np 2 %s train %s " IS_ARGS
-            "--steps 12 --save-every 4 -o two --batch-size 16",
-            BERTCC_EXE, MODEL);
+    int rc = sh(dir, &out,
+                "BERTCC_FAULT_AT=40 " MPIRUN " -np 2 %s train %s " IS_ARGS
+                "--steps 12 --save-every 4 -o two --batch-size 16",
+                BERTCC_EXE, MODEL);
     cr_assert_neq(rc, 0, "the fault point did not fire: %s", out);
     free(out);
     cr_assert_eq(sh(dir, &out, "cat two/checkpoints/current && cp -a two solo"), 0,
                  "no checkpoint before the kill: %s", out);
     free(out);
-    rc = sh(dir, &out, MPIRUN " -np 2 %s train --resume two", BERTCC_EXE);
-    cr_assert_eq(rc, 0, "%s", out);
-    free(out);
+    sh_ok(dir, MPIRUN " -np 2 %s train --resume two", BERTCC_EXE);
     cr_expect(same(dir, "one/weights.safetensors", "two/weights.safetensors"));
     cr_expect(same(dir, "one/best.safetensors", "two/best.safetensors"));
     cr_expect(same(dir, "one/metrics.csv", "two/metrics.csv"));
