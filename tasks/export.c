@@ -114,60 +114,36 @@ static json_t *config_json(const rundir_run *r, json_t *intents, json_t *slots)
 }
 
 /* The Hugging Face name of one of our tensors. */
-static const char *hf_name(const char *name, int rename_intent, char *buf, size_t len)
-{
-    if (rename_intent && !strncmp(name, "intent.classifier.", 18)) {
-        snprintf(buf, len, "classifier.%s", name + 18);
-        return buf;
-    }
-    return name;
-}
-
-/* safetensors with {"__metadata__": {"format": "pt"}} (runtime/safetensors.c writes no
- * metadata, and transformers rejects a file without it). */
+/* The weights under Hugging Face's names (the intent head's classifier is the model's
+ * own where the head is for sequence classification), written by rt_st_save: the same
+ * tensors, with only their names changed, in a list that borrows them. */
 static int write_safetensors(const char *path, const rt_tensor_list *l, int rename_intent,
                              bc_err *e)
 {
-    json_t *h = json_object();
-    json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "pt"));
-    size_t off = 0;
-    for (int i = 0; i < l->n; i++) {
-        const rt_tensor *t = &l->t[i];
-        json_t *shape = json_array();
-        for (int k = 0; k < t->rank; k++)
-            json_array_append_new(shape, json_integer(t->shape[k]));
-        char buf[512];
-        json_object_set_new(h, hf_name(t->name, rename_intent, buf, sizeof buf),
-                            json_pack("{s:s, s:o, s:[I, I]}", "dtype",
-                                      rt_dtype_name(t->dtype), "shape", shape,
-                                      "data_offsets", (json_int_t)off,
-                                      (json_int_t)(off + rt_nbytes(t))));
-        off += rt_nbytes(t);
+    static const char intent[] = "intent.classifier.";
+    rt_tensor *t = malloc(((size_t)l->n + 1) * sizeof *t);
+    char **names = calloc((size_t)l->n + 1, sizeof *names);
+    int rc = t && names ? 0 : bc_errf(e, "out of memory");
+    for (int i = 0; !rc && i < l->n; i++) {
+        t[i] = l->t[i];
+        if (rename_intent && !strncmp(t[i].name, intent, sizeof intent - 1)) {
+            size_t n = strlen(t[i].name) - (sizeof intent - 1);
+            if (!(names[i] = malloc(sizeof "classifier." + n)))
+                rc = bc_errf(e, "out of memory");
+            else
+                sprintf(names[i], "classifier.%s", t[i].name + sizeof intent - 1);
+            t[i].name = names[i];
+        }
     }
-    char *hdr = json_dumps(h, JSON_COMPACT);
-    json_decref(h);
-    if (!hdr)
-        return bc_errf(e, "out of memory");
-    size_t n = strlen(hdr), padded = (n + 7) / 8 * 8;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(hdr);
-        return bc_errf(e, "%s: cannot write: %s", path, strerror(errno));
+    if (!rc) {
+        rt_tensor_list view = {.t = t, .n = l->n, .cap = l->n};
+        rc = rt_st_save(path, &view, e);
     }
-    unsigned char len8[8];
-    for (int k = 0; k < 8; k++)
-        len8[k] = (unsigned char)((uint64_t)padded >> (8 * k));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, n, f) == n;
-    for (size_t k = n; ok && k < padded; k++)
-        ok = fputc(' ', f) != EOF;
-    for (int i = 0; ok && i < l->n; i++)
-        ok = fwrite(l->t[i].data, 1, rt_nbytes(&l->t[i]), f) == rt_nbytes(&l->t[i]);
-    free(hdr);
-    ok &= !ferror(f);
-    int err = errno;
-    if (fclose(f) || !ok)
-        return bc_errf(e, "%s: cannot write: %s", path, strerror(ok ? errno : err));
-    return 0;
+    for (int i = 0; names && i < l->n; i++)
+        free(names[i]);
+    free(names);
+    free(t);
+    return rc;
 }
 
 static int write_all(const char *out, const rundir_run *run, const rt_tensor_list *w,
