@@ -686,6 +686,71 @@ int cg_check_matmul(const cg_ctx *c, const ir_node *n, bc_err *e)
     return check_mm(c, n, &c->g->nodes[n->in[0]].type, &c->g->nodes[n->in[1]].type, e);
 }
 
+/* What the register tiles of one K block share: the sizes, the unit's first row and
+ * column, the block's first k, A (its batch entry, read in place, or its packed block)
+ * and B (pack_b's panels, or the block's panel packed in scratch). */
+typedef struct mm_blk {
+    const mm_cfg *f;
+    LLVMValueRef M, N, K, m0, n0, pc;
+    LLVMValueRef az, lda, pa;
+    LLVMValueRef Pk, pb;
+} mm_blk;
+
+/* A micro-panel ix of the block: its first row *i0, its rows *mr and where it is read. */
+static mm_a a_panel(cg_ctx *c, const mm_blk *k, LLVMValueRef ix, LLVMValueRef *i0,
+                    LLVMValueRef *mr)
+{
+    const mm_cfg *f = k->f;
+    *i0 = cg_add(c, k->m0, cg_mul(c, ix, cg_i64(c, f->MR)));
+    *mr = cg_min(c, cg_i64(c, f->MR), cg_sub(c, k->M, *i0));
+    mm_a a = {0};
+    a.direct = f->a_direct;
+    if (a.direct) {
+        /* rows past M are clamped to the last one; their results are not stored */
+        LLVMValueRef last = cg_sub(c, k->M, cg_i64(c, 1));
+        for (int r = 0; r < f->MR; r++) {
+            LLVMValueRef row = cg_min(c, cg_add(c, *i0, cg_i64(c, r)), last);
+            a.rows[r] = ptr_at(c, k->az, cg_add(c, cg_mul(c, row, k->lda), k->pc));
+        }
+    } else {
+        a.pa = ptr_at(c, k->pa, cg_mul(c, ix, cg_i64(c, (int64_t)f->KC * f->MR)));
+    }
+    return a;
+}
+
+/* B micro-panel jx of the block: its first column *j0, its columns *nr and where each
+ * of its vectors is read. */
+static mm_b b_panel(cg_ctx *c, const mm_blk *k, LLVMValueRef jx, LLVMValueRef *j0,
+                    LLVMValueRef *nr)
+{
+    const mm_cfg *f = k->f;
+    *j0 = cg_add(c, k->n0, cg_mul(c, jx, cg_i64(c, f->NR)));
+    *nr = cg_min(c, cg_i64(c, f->NR), cg_sub(c, k->N, *j0));
+    mm_b b;
+    if (k->Pk) {
+        /* vector v: columns j0 + v V .. in panel (j0 + v V) / 16, from row pc; a vector
+         * past the last panel (only in an edge tile, whose columns there are never
+         * stored) reads the last one */
+        LLVMValueRef W = cg_i64(c, IR_PACK_W);
+        LLVMValueRef lastp = cg_div(c, cg_sub(c, k->N, cg_i64(c, 1)), W);
+        for (int v = 0; v < f->NRV; v++) {
+            LLVMValueRef col = cg_add(c, *j0, cg_i64(c, v * f->V));
+            LLVMValueRef pj = cg_min(c, cg_div(c, col, W), lastp);
+            LLVMValueRef at = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, pj, k->K), k->pc), W),
+                                     cg_rem(c, col, W));
+            b.base[v] = ptr_at(c, k->Pk, at);
+        }
+        b.stride = IR_PACK_W;
+    } else {
+        LLVMValueRef pbj =
+            ptr_at(c, k->pb, cg_mul(c, jx, cg_i64(c, (int64_t)f->KC * f->NR)));
+        for (int v = 0; v < f->NRV; v++)
+            b.base[v] = ptr_at(c, pbj, cg_i64(c, v * f->V));
+        b.stride = f->NR;
+    }
+    return b;
+}
+
 static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
 {
     const ir_type *at = mn->a, *bt = mn->b;
@@ -780,55 +845,26 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
      * per M block): a B micro-panel against every A micro-panel, so that the weights
      * stream in at an even rate over the unit rather than in a burst at its first row of
      * tiles. Each tile computes the same whichever way round. */
+    const mm_blk blk = {f, d.M, d.N, d.K, m0, n0, pc, az, lda, pa, Pk, pb};
     LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_sub(c, npc, one), "last");
-    cg_loop lo, li_, lj_;
-    cg_for_begin(c, &lo, cg_i64(c, 0), Pk ? njp : nip, Pk ? "tile.j" : "tile.i");
-    cg_loop *li = Pk ? &li_ : &lo, *lj = Pk ? &lo : &lj_;
-    if (Pk)
-        cg_for_begin(c, li, cg_i64(c, 0), nip, "tile.i");
-    LLVMValueRef i0 = cg_add(c, m0, cg_mul(c, li->iv, cg_i64(c, f->MR)));
-    LLVMValueRef mr = cg_min(c, cg_i64(c, f->MR), cg_sub(c, d.M, i0));
-    mm_a a = {0};
-    a.direct = f->a_direct;
-    if (a.direct) {
-        /* rows past M are clamped to the last one; their results are not stored */
-        LLVMValueRef lastrow = cg_sub(c, d.M, one);
-        for (int r = 0; r < f->MR; r++) {
-            LLVMValueRef row = cg_min(c, cg_add(c, i0, cg_i64(c, r)), lastrow);
-            a.rows[r] = ptr_at(c, az, cg_add(c, cg_mul(c, row, lda), pc));
-        }
-    } else {
-        a.pa = ptr_at(c, pa, cg_mul(c, li->iv, cg_i64(c, (int64_t)f->KC * f->MR)));
-    }
-    if (!Pk)
-        cg_for_begin(c, lj, cg_i64(c, 0), njp, "tile.j");
-    LLVMValueRef j0 = cg_add(c, n0, cg_mul(c, lj->iv, cg_i64(c, f->NR)));
-    LLVMValueRef nr = cg_min(c, cg_i64(c, f->NR), cg_sub(c, d.N, j0));
+    LLVMValueRef i0, mr, j0, nr;
+    mm_a a;
     mm_b bj;
+    cg_loop lo, lin;
     if (Pk) {
-        /* vector v: columns j0 + v V .. in panel (j0 + v V) / 16, from row pc; a vector
-         * past the last panel (only in an edge tile, whose columns there are never
-         * stored) reads the last one */
-        LLVMValueRef lastp = cg_div(c, cg_sub(c, d.N, one), cg_i64(c, IR_PACK_W));
-        for (int v = 0; v < f->NRV; v++) {
-            LLVMValueRef col = cg_add(c, j0, cg_i64(c, v * f->V));
-            LLVMValueRef pj = cg_min(c, cg_div(c, col, cg_i64(c, IR_PACK_W)), lastp);
-            LLVMValueRef at = cg_add(
-                c, cg_mul(c, cg_add(c, cg_mul(c, pj, d.K), pc), cg_i64(c, IR_PACK_W)),
-                cg_rem(c, col, cg_i64(c, IR_PACK_W)));
-            bj.base[v] = ptr_at(c, Pk, at);
-        }
-        bj.stride = IR_PACK_W;
+        cg_for_begin(c, &lo, cg_i64(c, 0), njp, "tile.j");
+        bj = b_panel(c, &blk, lo.iv, &j0, &nr);
+        cg_for_begin(c, &lin, cg_i64(c, 0), nip, "tile.i");
+        a = a_panel(c, &blk, lin.iv, &i0, &mr);
     } else {
-        LLVMValueRef pbj =
-            ptr_at(c, pb, cg_mul(c, lj->iv, cg_i64(c, (int64_t)f->KC * f->NR)));
-        for (int v = 0; v < f->NRV; v++)
-            bj.base[v] = ptr_at(c, pbj, cg_i64(c, v * f->V));
-        bj.stride = f->NR;
+        cg_for_begin(c, &lo, cg_i64(c, 0), nip, "tile.i");
+        a = a_panel(c, &blk, lo.iv, &i0, &mr);
+        cg_for_begin(c, &lin, cg_i64(c, 0), njp, "tile.j");
+        bj = b_panel(c, &blk, lin.iv, &j0, &nr);
     }
     micro_kernel(c, f, &a, &bj, kc, cz, ldc, i0, mr, j0, nr, first, tile, epi, last,
                  cg_mul(c, z, MN));
-    cg_for_end(c, Pk ? li : lj);
+    cg_for_end(c, &lin);
     cg_for_end(c, &lo);
 
     cg_for_end(c, &lk);
