@@ -113,7 +113,6 @@ static json_t *config_json(const rundir_run *r, json_t *intents, json_t *slots)
     return j;
 }
 
-/* The Hugging Face name of one of our tensors. */
 /* The weights under Hugging Face's names (the intent head's classifier is the model's
  * own where the head is for sequence classification), written by rt_st_save: the same
  * tensors, with only their names changed, in a list that borrows them. */
@@ -121,17 +120,17 @@ static int write_safetensors(const char *path, const rt_tensor_list *l, int rena
                              bc_err *e)
 {
     static const char intent[] = "intent.classifier.";
+    const size_t ni = sizeof intent - 1;
     rt_tensor *t = malloc(((size_t)l->n + 1) * sizeof *t);
     char **names = calloc((size_t)l->n + 1, sizeof *names);
     int rc = t && names ? 0 : bc_errf(e, "out of memory");
     for (int i = 0; !rc && i < l->n; i++) {
         t[i] = l->t[i];
-        if (rename_intent && !strncmp(t[i].name, intent, sizeof intent - 1)) {
-            size_t n = strlen(t[i].name) - (sizeof intent - 1);
-            if (!(names[i] = malloc(sizeof "classifier." + n)))
+        if (rename_intent && !strncmp(t[i].name, intent, ni)) {
+            if (!(names[i] = malloc(sizeof "classifier." + strlen(t[i].name + ni))))
                 rc = bc_errf(e, "out of memory");
             else
-                sprintf(names[i], "classifier.%s", t[i].name + sizeof intent - 1);
+                sprintf(names[i], "classifier.%s", t[i].name + ni);
             t[i].name = names[i];
         }
     }
