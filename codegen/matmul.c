@@ -29,6 +29,12 @@
  * 32, 14 x 32, 6 x 64, KC 128 / 384 and larger units in bench/README.md's setting; all
  * within noise of this one or below it.
  *
+ * A weight gradient's region (the fusion pass's backward rule) also sums A's columns: dW
+ * = dy^T x packs dy as A, and the unit of each M block whose N block is the first adds
+ * every value it packs into one double per column (scratch), in row order over its K
+ * blocks, then stores the sums as f32: the bias gradient reduce_sum(dy), with the bits of
+ * the reduce_sum kernel, without reading dy a second time (pack_a_summed).
+ *
  * Determinism: every element of C is one chain c = fma(a[k], b[k], c) over k = 0..K-1
  * in order, started at 0 and carried through C between K blocks (an f32 store and
  * reload is exact). The result therefore depends neither on the tile sizes nor on how
@@ -140,6 +146,10 @@ typedef struct mm_node {
      * through a head merge, is stored as [B, S, nh D] while the matmul sees [B, nh, S,
      * D] (its type here): a_view, b_view, c_view say so */
     int a_view, b_view, c_view;
+    /* where C goes (ptrs[c_arg]: 0, or a further result when the region's last statement
+     * is the bias gradient); s_arg: the kernel argument that receives the column sums of
+     * A (a weight gradient's bias gradient, reduce_sum of dy = A), or -1 */
+    int c_arg, s_arg;
 } mm_node;
 
 /* Where batch entry z = (b, h) of a [B, nh, S, D] view (type t) starts in its [B, S,
@@ -221,10 +231,12 @@ static LLVMValueRef shuffle(cg_ctx *c, LLVMValueRef x, LLVMValueRef y, const int
 
 /* src is contiguous along W: micro-panel q of dst, (kc, W) at dst + q * KC * W, gets
  * dst[q][p][w] = src[(pc + p) * ld + w0 + q * W + w], zero where w0 + q * W + w >= wend,
- * for q < nq. Each k walks one row of src across all panels, so src is read in order. */
+ * for q < nq. Each k walks one row of src across all panels, so src is read in order.
+ * With sum (doubles, NULL: none), sum[q * W + w] += each value packed, row by row: the
+ * columns' sums in row order, as reduce_sum adds them (a zero past wend adds nothing). */
 static void pack_copy(cg_ctx *c, const mm_cfg *f, LLVMValueRef dst, int W, LLVMValueRef nq,
                       LLVMValueRef src, LLVMValueRef ld, LLVMValueRef w0, LLVMValueRef wend,
-                      LLVMValueRef pc, LLVMValueRef kc)
+                      LLVMValueRef pc, LLVMValueRef kc, LLVMValueRef sum)
 {
     int cw = W % f->V == 0 ? f->V : W % 8 == 0 ? 8 : W % 4 == 0 ? 4 : 1;
     cg_loop lp, lq;
@@ -258,6 +270,18 @@ static void pack_copy(cg_ctx *c, const mm_cfg *f, LLVMValueRef dst, int W, LLVMV
             }
             cg_vst_align(c, v, dst, cg_add(c, d, cg_i64(c, w)),
                          cw == 1 ? 4 : 4 * (unsigned)cw);
+            if (sum) {
+                LLVMTypeRef dt =
+                    cw == 1 ? c->t_f64 : LLVMVectorType(c->t_f64, (unsigned)cw);
+                LLVMValueRef at =
+                    cg_gep(c, c->t_f64, sum,
+                           cg_add(c, cg_mul(c, lq.iv, cg_i64(c, W)), cg_i64(c, w)));
+                LLVMValueRef old = LLVMBuildLoad2(c->b, dt, at, "");
+                LLVMSetAlignment(old, 8);
+                LLVMValueRef x =
+                    LLVMBuildFAdd(c->b, old, LLVMBuildFPExt(c->b, v, dt, ""), "");
+                LLVMSetAlignment(LLVMBuildStore(c->b, x, at), 8);
+            }
         }
         LLVMBuildBr(c->b, done);
     }
@@ -751,6 +775,48 @@ static mm_b b_panel(cg_ctx *c, const mm_blk *k, LLVMValueRef jx, LLVMValueRef *j
     return b;
 }
 
+/* Packs A's block (rows pc .. pc + kc - 1 of A, its columns m0 .. m0 + mc - 1) as
+ * pack_copy does, and in the unit of its M block whose N block is the first (n0 = 0: one
+ * unit per M block, which packs every row of those columns in order over its K blocks)
+ * adds each value to acc, the columns' sums in double: zeroed at the first K block,
+ * stored to S[m0 ..] as f32 after the last. Each column is summed in row order from 0,
+ * which is how reduce_sum sums it, so the bits are reduce_sum's for any tiling and
+ * thread count. */
+static void pack_a_summed(cg_ctx *c, const mm_cfg *f, LLVMValueRef pa, LLVMValueRef nip,
+                          LLVMValueRef az, LLVMValueRef lda, LLVMValueRef m0,
+                          LLVMValueRef mc, LLVMValueRef pc, LLVMValueRef kc,
+                          LLVMValueRef acc, LLVMValueRef S, LLVMValueRef n0,
+                          LLVMValueRef first, LLVMValueRef last)
+{
+    LLVMValueRef m1 = cg_add(c, m0, mc);
+    LLVMBasicBlockRef bs = cg_block(c, "sum.pack"), bz = cg_block(c, "sum.zero"),
+                      bk = cg_block(c, "sum.k"), bo = cg_block(c, "sum.store"),
+                      bp = cg_block(c, "plain.pack"), done = cg_block(c, "pack.a.done");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, n0, cg_i64(c, 0), ""), bs, bp);
+    LLVMPositionBuilderAtEnd(c->b, bs);
+    LLVMBuildCondBr(c->b, first, bz, bk);
+    LLVMPositionBuilderAtEnd(c->b, bz);
+    cg_loop lz;
+    cg_for_begin(c, &lz, cg_i64(c, 0), cg_mul(c, nip, cg_i64(c, f->MR)), "sum.z");
+    cg_store(c, LLVMConstReal(c->t_f64, 0.0), acc, lz.iv);
+    cg_for_end(c, &lz);
+    LLVMBuildBr(c->b, bk);
+    LLVMPositionBuilderAtEnd(c->b, bk);
+    pack_copy(c, f, pa, f->MR, nip, az, lda, m0, m1, pc, kc, acc);
+    LLVMBuildCondBr(c->b, last, bo, done);
+    LLVMPositionBuilderAtEnd(c->b, bo);
+    cg_loop ls;
+    cg_for_begin(c, &ls, cg_i64(c, 0), mc, "sum.s");
+    cg_store(c, LLVMBuildFPTrunc(c->b, cg_load(c, c->t_f64, acc, ls.iv), c->t_f32, ""), S,
+             cg_add(c, m0, ls.iv));
+    cg_for_end(c, &ls);
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, bp);
+    pack_copy(c, f, pa, f->MR, nip, az, lda, m0, m1, pc, kc, NULL);
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
+}
+
 static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
 {
     const ir_type *at = mn->a, *bt = mn->b;
@@ -762,11 +828,15 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(k->units));
     mm_dims d;
     mm_sizes(c, mn, f, k->uB, k->uS, &d);
-    cg_units_return(c, k, d.units, cg_i64(c, scratch_bytes(f)));
+    /* the column sums of a unit's rows of A (MC doubles) after the packed panels */
+    int64_t sum_bytes = mn->s_arg >= 0 ? 8 * (int64_t)f->MC : 0;
+    cg_units_return(c, k, d.units, cg_i64(c, scratch_bytes(f) + sum_bytes));
     LLVMPositionBuilderAtEnd(c->b, body_bb);
 
     mm_sizes(c, mn, f, k->B, k->S, &d);
-    LLVMValueRef C = cg_arg(c, k, 0), A = cg_arg(c, k, mn->a_arg), Bm = cg_arg(c, k, mn->b_arg);
+    LLVMValueRef C = cg_arg(c, k, mn->c_arg), A = cg_arg(c, k, mn->a_arg),
+                 Bm = cg_arg(c, k, mn->b_arg);
+    LLVMValueRef Sv = mn->s_arg >= 0 ? cg_arg(c, k, mn->s_arg) : NULL; /* A's column sums */
     LLVMValueRef Pk = mn->p_arg ? cg_arg(c, k, mn->p_arg) : NULL; /* pack_b(b) */
     int dropouts = 0;
     for (int i = 0; epi && i < epi->n; i++) {
@@ -790,6 +860,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     LLVMValueRef pb = k->scratch; /* (NC/NR, KC, NR) */
     LLVMValueRef pa =
         ptr_at(c, k->scratch, cg_i64(c, scratch_floats_b(f))); /* (MC/MR, KC, MR) */
+    LLVMValueRef acc = ptr_at(c, pa, cg_i64(c, (int64_t)f->KC * f->MC)); /* (MC) doubles */
     LLVMValueRef tile = cg_var(c, LLVMArrayType(c->t_f32, (unsigned)(f->MR * f->NR)), NULL,
                                "tile"); /* (MR, NR): edge tiles of C */
     LLVMSetAlignment(tile, 64);
@@ -833,12 +904,15 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
         cg_pack_transposed(c, dst, cg_i64(c, f->NR), bz, ldb, j0, cg_sub(c, nend, j0), pc, kc);
         cg_for_end(c, &lj);
     } else if (!Pk) {
-        pack_copy(c, f, pb, f->NR, njp, bz, ldb, n0, nend, pc, kc);
+        pack_copy(c, f, pb, f->NR, njp, bz, ldb, n0, nend, pc, kc, NULL);
     }
 
     /* pack A's block unless its rows are read in place */
-    if (!f->a_direct)
-        pack_copy(c, f, pa, f->MR, nip, az, lda, m0, cg_add(c, m0, mc), pc, kc);
+    LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_sub(c, npc, one), "last");
+    if (!f->a_direct && Sv)
+        pack_a_summed(c, f, pa, nip, az, lda, m0, mc, pc, kc, acc, Sv, n0, first, last);
+    else if (!f->a_direct)
+        pack_copy(c, f, pa, f->MR, nip, az, lda, m0, cg_add(c, m0, mc), pc, kc, NULL);
 
     /* the register tiles. B packed here (KC x NC in scratch, in L2): an A micro-panel
      * (in L1) against every B micro-panel. B in pack_b's panels (read from memory once
@@ -846,7 +920,6 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
      * stream in at an even rate over the unit rather than in a burst at its first row of
      * tiles. Each tile computes the same whichever way round. */
     const mm_blk blk = {f, d.M, d.N, d.K, m0, n0, pc, az, lda, pa, Pk, pb};
-    LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, lk.iv, cg_sub(c, npc, one), "last");
     LLVMValueRef i0, mr, j0, nr;
     mm_a a;
     mm_b bj;
@@ -880,7 +953,9 @@ void cg_lower_matmul(cg_ctx *c, cg_kernel *k)
                   .o = &k->n->type,
                   .a_arg = 1,
                   .b_arg = 2,
-                  .p_arg = k->n->nin == 3 ? 3 : 0};
+                  .p_arg = k->n->nin == 3 ? 3 : 0,
+                  .c_arg = 0,
+                  .s_arg = -1};
     lower_mm(c, k, &mn, NULL);
 }
 
@@ -909,7 +984,8 @@ void cg_lower_pack_b(cg_ctx *c, cg_kernel *k)
     if (tb)
         cg_pack_transposed(c, dst, W, src, K, w0, cg_sub(c, N, w0), cg_i64(c, 0), K);
     else
-        pack_copy(c, &f, dst, IR_PACK_W, cg_i64(c, 1), src, N, w0, N, cg_i64(c, 0), K);
+        pack_copy(c, &f, dst, IR_PACK_W, cg_i64(c, 1), src, N, w0, N, cg_i64(c, 0), K,
+                  NULL);
     cg_for_end(c, &lj);
     LLVMBuildRetVoid(c->b);
 }
@@ -924,15 +1000,75 @@ static int view_source(const ir_graph *r, int nin, int v)
     return v >= nin && ir_head_split(r, v, &rs, &x) && x < nin ? x : -1;
 }
 
+#define MM_MAX_STMTS                                                                       \
+    32 /* a matmul region's statements: views, the matmul, its epilogue                    \
+        */
+
+/* The kernel argument that receives body statement i of fused node n (region graph r):
+ * 0 for the last statement, 1 + nin + j for the region's further result j, else -1. */
+static int stmt_arg(const cg_ctx *c, const ir_node *n, const ir_graph *r, int i)
+{
+    if (i == r->n - 1)
+        return 0;
+    int res[IR_MAX_RESULTS], nres = ir_region_results(c->g, (int)(n - c->g->nodes), res);
+    for (int j = 0; j < nres; j++)
+        if (c->g->nodes[res[j]].a.index == i)
+            return 1 + n->nin + j;
+    return -1;
+}
+
+/* The backward rule's bias gradient in a weight gradient's region: body statement s, a
+ * reduce_sum to [M] of region input dy, where the matmul (dW = A^T B, ta = 1, 2-D, A a
+ * region input) reads A = dy or a reshape of it (the same storage: runtime/plan.c
+ * aliases reshapes), so the sums are taken as A is packed. Sets mn->s_arg. */
+static int read_bias_sum(const cg_ctx *c, const ir_node *n, const ir_graph *r, int s,
+                         mm_node *mn, bc_err *e)
+{
+    const ir_node *u = &r->nodes[s], *m = mn->n;
+    int x = u->in[0], a = m->in[0];
+    if (!m->a.ta || m->type.rank != 2 || mn->a->rank != 2 || m->nin != 2 || mn->a_view ||
+        mn->b_view || mn->c_view || a >= n->nin)
+        return bc_errf(e,
+                       "fused: body statement %d (reduce_sum) needs a weight gradient: a "
+                       "2-D matmul {ta=1} of region inputs",
+                       s - n->nin + 1);
+    const ir_node *outer_a = &c->g->nodes[n->in[a]];
+    int same = x == a || (outer_a->op == IR_OP_RESHAPE && outer_a->in[0] == n->in[x]);
+    if (x >= n->nin || !same || u->type.rank != 1 ||
+        !ir_dim_eq(u->type.dim[0], m->type.dim[0]))
+        return bc_errf(e,
+                       "fused: body statement %d (reduce_sum) must sum the matmul's lhs "
+                       "(or what it is a reshape of) to its columns [M]",
+                       s - n->nin + 1);
+    if ((mn->s_arg = stmt_arg(c, n, r, s)) < 0)
+        return bc_errf(e,
+                       "fused: body statement %d (reduce_sum) is computed for nothing: "
+                       "neither the region's value nor a result",
+                       s - n->nin + 1);
+    return 0;
+}
+
 /* Reads the region of fused node n (region graph r) as a matmul (its operands possibly
- * through head views) and an epilogue or a head merge, or says why it is not one. */
+ * through head views) and an epilogue or a head merge, and in a weight gradient's region
+ * the bias gradient beside them (read_bias_sum), or says why it is not one. */
 static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_node *mn,
                        mm_epi *epi, bc_err *e)
 {
-    int k0 = n->nin, km = k0; /* the body's first node; the matmul */
-    while (km < r->n && (r->nodes[km].op == IR_OP_RESHAPE || r->nodes[km].op == IR_OP_TRANSPOSE))
-        km++;
-    const ir_node *m = km < r->n ? &r->nodes[km] : NULL;
+    /* the body's statements but the bias gradient's reduce_sum (sum), in order */
+    int k0 = n->nin, st[MM_MAX_STMTS], ns = 0, sum = -1;
+    for (int i = k0; i < r->n; i++) {
+        if (r->nodes[i].op == IR_OP_REDUCE_SUM && sum < 0)
+            sum = i;
+        else if (ns < MM_MAX_STMTS)
+            st[ns++] = i;
+        else
+            return bc_errf(e, "fused: more than %d statements", MM_MAX_STMTS);
+    }
+    int p = 0; /* st[p]: the matmul */
+    while (p < ns &&
+           (r->nodes[st[p]].op == IR_OP_RESHAPE || r->nodes[st[p]].op == IR_OP_TRANSPOSE))
+        p++;
+    const ir_node *m = p < ns ? &r->nodes[st[p]] : NULL;
     if (!m || m->op != IR_OP_MATMUL)
         return bc_errf(e, "fused: the code generator lowers a matmul, with head views of "
                           "its operands and the elementwise ops or the head merge that "
@@ -941,7 +1077,7 @@ static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_
     int xa = m->in[0] < k0 ? -1 : view_source(r, k0, m->in[0]);
     int xb = m->in[1] < k0 ? -1 : view_source(r, k0, m->in[1]);
     int views = (xa >= 0) + (xb >= 0 && m->in[1] != m->in[0]);
-    if ((m->in[0] >= k0 && xa < 0) || (m->in[1] >= k0 && xb < 0) || km - k0 != 2 * views)
+    if ((m->in[0] >= k0 && xa < 0) || (m->in[1] >= k0 && xb < 0) || p != 2 * views)
         return bc_errf(e, "fused: the statements before the matmul are not head views "
                           "(reshape [B, S, H] -> [B, S, nh, D], transpose [0, 2, 1, 3]) of "
                           "its operands");
@@ -956,29 +1092,48 @@ static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_
                     m->nin == 3 ? 1 + m->in[2] : 0,
                     xa >= 0,
                     xb >= 0,
-                    0};
+                    0,
+                    0,
+                    -1};
     if (check_mm(c, m, mn->a, mn->b, e))
         return -1;
+    /* C: the last statement but the sum, written where the plan wants it */
+    if ((mn->c_arg = stmt_arg(c, n, r, st[ns - 1])) < 0)
+        return bc_errf(e,
+                       "fused: body statement %d (%s) is computed for nothing: neither "
+                       "the region's value nor a result",
+                       st[ns - 1] - k0 + 1, ir_ops[r->nodes[st[ns - 1]].op].name);
+    int res[IR_MAX_RESULTS], nres = ir_region_results(c->g, (int)(n - c->g->nodes), res);
+    for (int j = 0; j < nres; j++) {
+        int i = (int)c->g->nodes[res[j]].a.index;
+        if (i != st[ns - 1] && i != sum)
+            return bc_errf(e,
+                           "fused: result %%%d reads body statement %d, which the matmul's "
+                           "kernel does not write (only the matmul's chain and a bias "
+                           "gradient leave it)",
+                           res[j], i - k0 + 1);
+    }
     epi->n = 0;
     /* the result merged back from heads: transpose [0, 2, 1, 3], reshape to [B, S, H] (or
      * [B S, H]: the same storage) */
-    if (r->n == km + 3 && ir_is_head_transpose(&r->nodes[km + 1]) &&
-        r->nodes[km + 1].in[0] == km &&
-        r->nodes[km + 2].op == IR_OP_RESHAPE && r->nodes[km + 2].in[0] == km + 1 &&
-        (r->nodes[km + 2].type.rank == 3 || r->nodes[km + 2].type.rank == 2) &&
+    const ir_node *t = ns == p + 3 ? &r->nodes[st[p + 1]] : NULL;
+    const ir_node *rs = ns == p + 3 ? &r->nodes[st[p + 2]] : NULL;
+    if (t && ir_is_head_transpose(t) && t->in[0] == st[p] && rs->op == IR_OP_RESHAPE &&
+        rs->in[0] == st[p + 1] && (rs->type.rank == 3 || rs->type.rank == 2) &&
         m->type.rank == 4) {
         mn->c_view = 1;
-        return 0;
+        return sum >= 0 ? read_bias_sum(c, n, r, sum, mn, e) : 0;
     }
-    for (int i = km + 1; i < r->n; i++) {
+    for (int q = p + 1; q < ns; q++) {
+        int i = st[q];
         const ir_node *u = &r->nodes[i];
-        epi_step *st = &epi->s[epi->n];
+        epi_step *es = &epi->s[epi->n];
         if (epi->n == (int)(sizeof epi->s / sizeof epi->s[0]))
             return bc_errf(e, "fused: more than %d ops after the matmul", epi->n);
-        memset(st, 0, sizeof *st);
-        st->n = u;
-        st->f = cg_map_formula(u->op);
-        if (!st->f || !ir_type_eq(&u->type, &m->type))
+        memset(es, 0, sizeof *es);
+        es->n = u;
+        es->f = cg_map_formula(u->op);
+        if (!es->f || !ir_type_eq(&u->type, &m->type))
             return bc_errf(e, "fused: body statement %d (%s) is not an elementwise op of the "
                               "matmul's shape",
                            i - k0 + 1, ir_ops[u->op].name);
@@ -986,26 +1141,26 @@ static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_
         for (int j = 0; j < u->nin; j++) {
             int x = u->in[j];
             const ir_type *xt = &r->nodes[x].type;
-            st->arg[j] = 1 + x;
-            st->type[j] = xt;
-            if (x == i - 1) {
-                st->kind[j] = EPI_CHAIN;
+            es->arg[j] = 1 + x;
+            es->type[j] = xt;
+            if (x == st[q - 1]) {
+                es->kind[j] = EPI_CHAIN;
                 chained = 1;
             } else if (x >= k0) {
                 return bc_errf(e, "fused: body statement %d reads %%%d, not the value before it",
                                i - k0 + 1, x);
             } else if (u->op == IR_OP_DROPOUT && j == 1) {
-                st->kind[j] = EPI_SEED;
+                es->kind[j] = EPI_SEED;
             } else if (xt->dtype != IR_F32) {
                 return bc_errf(e, "fused: body statement %d reads an i64 operand",
                                i - k0 + 1);
             } else if (ir_type_eq(xt, &m->type)) {
-                st->kind[j] = EPI_FULL;
+                es->kind[j] = EPI_FULL;
             } else if (xt->rank == 0) {
-                st->kind[j] = EPI_SCALAR;
+                es->kind[j] = EPI_SCALAR;
             } else {
                 /* a suffix of the shape (the shape rule) */
-                st->kind[j] = xt->rank == 1 ? EPI_ROW : EPI_SUFFIX;
+                es->kind[j] = xt->rank == 1 ? EPI_ROW : EPI_SUFFIX;
                 if (j != 1 || !ir_dim_eq(xt->dim[xt->rank - 1], m->type.dim[m->type.rank - 1]))
                     return bc_errf(e, "fused: body statement %d broadcasts an operand that "
                                       "is not a suffix of the matmul's shape",
@@ -1017,7 +1172,7 @@ static int read_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, mm_
                            i - k0 + 1);
         epi->n++;
     }
-    return 0;
+    return sum >= 0 ? read_bias_sum(c, n, r, sum, mn, e) : 0;
 }
 
 int cg_check_mm_region(const cg_ctx *c, const ir_node *n, const ir_graph *r, bc_err *e)

@@ -38,12 +38,18 @@
  * backward: a layernorm's gradients in one kernel: from x, gamma and dy, dx =
  *   layernorm_dx, gamma's gradient layernorm_dgamma, beta's reduce_sum(dy) and the
  *   gradient of the bias added before the layernorm, reduce_sum(dx), where the graph
- *   has them. x and dy are read once for all four, dx is summed as it is written. It is
- *   the one rule whose regions have several results: the region's value is its last
- *   member's, the others are read through result nodes (ir.h). gelu_grad and dropout
- *   masks join matmuls by the epilogue rule; a bias gradient of a matmul's result
- *   (reduce_sum of it) stays a kernel of its own (summing a column inside the matmul's
- *   tiles would need a pass over per-tile partial sums to keep the order fixed).
+ *   has them. x and dy are read once for all four, dx is summed as it is written. And a
+ *   weight gradient dW = matmul(dy, x) {ta=1} (dy [B S, M], or a reshape of [B, S, M])
+ *   with its bias gradient reduce_sum(dy) [M]: the GEMM packs dy as its A operand, and
+ *   sums dy's columns as it packs them (codegen/matmul.c), so dy is read once for both.
+ *   The sum is taken where dy is read, not where it is written: the matmul that
+ *   produces dy has its columns computed in tiles by different threads, so summing
+ *   there would need per-tile partial sums and a second pass to keep the order fixed,
+ *   while the weight gradient's packing reads each column in row order in one unit.
+ *   These are the rule's regions with several results: the region's value is its last
+ *   member's, the others are read through result nodes (ir.h), and every reader
+ *   outside must come after the last member. gelu_grad and dropout masks join matmuls
+ *   by the epilogue rule.
  *
  * pack (passes/pack.c): in an inference graph a weight is read by its matmuls through
  *   pack_b, the GEMM's panel layout, which the executor computes once per set of weights
@@ -123,6 +129,7 @@ typedef struct fuser {
     const ir_graph *g;
     int *uses;   /* (n) readers of each value, outputs included */
     int *region; /* (n) the region a node joined (its last member), or -1 */
+    int *alias;  /* (n) a merge's transpose -> its region's result, or -1 */
 } fuser;
 
 static int is_elementwise(ir_opcode op)
@@ -361,6 +368,23 @@ static int layernorm_members(const fuser *f, int i, int *members)
     return region_operands(f, members, nm, ops) < 0 ? 0 : nm;
 }
 
+/* Whether every node outside members[0..nm) (sorted) that reads a member comes after
+ * the last one: a region with several results writes them all in its one step. */
+static int read_after_last(const fuser *f, const int *members, int nm)
+{
+    const ir_graph *g = f->g;
+    for (int u = members[0] + 1; u < members[nm - 1]; u++) {
+        int inside = 0;
+        for (int j = 0; j < nm; j++)
+            inside |= members[j] == u;
+        for (int k = 0; !inside && k < g->nodes[u].nin; k++)
+            for (int j = 0; j < nm; j++)
+                if (g->nodes[u].in[k] == members[j])
+                    return 0;
+    }
+    return 1;
+}
+
 /* The backward rule from layernorm_dgamma node i (x, dy): the layernorm_dx of the same
  * x, dy and eps, and the reduce_sums to the gradient's shape [H] of dy (beta's gradient)
  * and of dx (the gradient of the bias added before the layernorm), where they exist;
@@ -393,15 +417,44 @@ static int backward_members(const fuser *f, int i, int *members)
             }
         }
     qsort(members, (size_t)nm, sizeof *members, by_index);
-    int last = members[nm - 1];
-    for (int u = 0; u < last; u++) {
-        int inside = 0;
-        for (int j = 0; j < nm; j++)
-            inside |= members[j] == u;
-        for (int k = 0; !inside && k < g->nodes[u].nin; k++)
-            for (int j = 0; j < nm; j++)
-                if (g->nodes[u].in[k] == members[j])
-                    return 0;
+    return read_after_last(f, members, nm) ? nm : 0;
+}
+
+/* The backward rule from weight gradient i, dW = matmul(dy, x) {ta=1} with dy [K, M]
+ * and members[0..nm) its region so far (i, and its epilogue): the bias gradient
+ * reduce_sum to [M] of dy, or of what dy is a reshape of (a merged head view's region,
+ * through alias), appended; the new count, or nm when there is none or it cannot join.
+ * The reshape stays a view outside (the same storage): the kernel sums dy's columns as
+ * it packs them (codegen/matmul.c), so dy is read once for both. */
+static int bias_grad_members(const fuser *f, int i, int *members, int nm)
+{
+    const ir_graph *g = f->g;
+    const ir_node *m = &g->nodes[i];
+    int dy = m->in[0], ops[IR_MAX_INPUTS];
+    if (m->op != IR_OP_MATMUL || !m->a.ta || m->nin != 2 || m->type.rank != 2 ||
+        g->nodes[dy].type.rank != 2 || nm == MAX_MEMBERS)
+        return nm;
+    if (g->nodes[dy].op == IR_OP_RESHAPE) {
+        int x = g->nodes[dy].in[0];
+        dy = f->alias[x] >= 0 ? f->alias[x] : x;
+    }
+    const ir_type *t = &g->nodes[dy].type;
+    if (!ir_dim_eq(t->dim[t->rank - 1], m->type.dim[0]))
+        return nm; /* not [..., M]: the reshape moved the columns */
+    for (int u = 0; u < g->n; u++) {
+        const ir_node *s = &g->nodes[u];
+        if (s->op != IR_OP_REDUCE_SUM || (s->in[0] != dy && s->in[0] != m->in[0]) ||
+            f->region[u] >= 0 || s->type.rank != 1 ||
+            !ir_dim_eq(s->type.dim[0], m->type.dim[0]))
+            continue;
+        int with[MAX_MEMBERS];
+        memcpy(with, members, sizeof(int) * (size_t)nm);
+        with[nm] = u;
+        qsort(with, (size_t)nm + 1, sizeof *with, by_index);
+        if (region_operands(f, with, nm + 1, ops) < 0 || !read_after_last(f, with, nm + 1))
+            return nm;
+        memcpy(members, with, sizeof(int) * (size_t)(nm + 1));
+        return nm + 1;
     }
     return nm;
 }
@@ -448,10 +501,10 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         return -1;
     const ir_graph *g = *gp;
     size_t n = (size_t)(g->n ? g->n : 1);
-    fuser f = {g, calloc(n, sizeof(int)), malloc(n * sizeof(int))};
+    fuser f = {g, calloc(n, sizeof(int)), malloc(n * sizeof(int)), malloc(n * sizeof(int))};
     int *map = malloc(n * sizeof(int));
     int **mem = calloc(n, sizeof *mem); /* members of the region ending at a node */
-    int *alias = malloc(n * sizeof(int)); /* a merge's transpose -> its region's result */
+    int *alias = f.alias;
     int *nmem = calloc(n, sizeof(int));
     int rc = 0;
     if (!f.uses || !f.region || !map || !mem || !nmem || !alias) {
@@ -470,9 +523,19 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
     if ((rules_on & PASS_FUSE_ATTENTION) &&
         (rc = anchored_rule(&f, mem, nmem, IR_OP_ATTN_SOFTMAX, attention_members, e)))
         goto done;
+    /* a layernorm's gradients and the bias gradient beside them (backward), before a
+     * weight gradient can take that bias gradient: summed as dx is written, it costs
+     * nothing more */
+    if ((rules_on & PASS_FUSE_BACKWARD) &&
+        (rc = anchored_rule(&f, mem, nmem, IR_OP_LAYERNORM_DGAMMA, backward_members, e)))
+        goto done;
     /* a matmul with its operands' head views and its result's merge (layout), or else
-     * its elementwise consumers (epilogue) */
-    for (int i = 0; i < g->n && (rules_on & (PASS_FUSE_EPILOGUE | PASS_FUSE_LAYOUT)); i++) {
+     * its elementwise consumers (epilogue); a weight gradient with its bias gradient
+     * (backward) */
+    for (int i = 0;
+         i < g->n &&
+         (rules_on & (PASS_FUSE_EPILOGUE | PASS_FUSE_LAYOUT | PASS_FUSE_BACKWARD));
+         i++) {
         if (ir_ops[g->nodes[i].op].fuse != IR_FUSE_OUT_ELEMWISE || f.region[i] >= 0)
             continue;
         int members[MAX_MEMBERS], nv = 0, merged = 0, nm = 0;
@@ -484,6 +547,8 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
             nm = epilogue_members(&f, i, members, nm);
         if (merged) /* the merge's transpose and first reshape end the members */
             alias[members[nm - 2]] = members[nm - 1];
+        else if ((rules_on & PASS_FUSE_BACKWARD) && !nv) /* a weight gradient's bias's */
+            nm = bias_grad_members(&f, i, members, nm);
         if (nm >= 2 && (rc = add_region(&f, mem, nmem, members, nm, nv, e)))
             goto done;
     }
@@ -491,10 +556,6 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
     /* the ops no matmul took before a layernorm (layernorm) */
     if ((rules_on & PASS_FUSE_LAYERNORM) &&
         (rc = anchored_rule(&f, mem, nmem, IR_OP_LAYERNORM, layernorm_members, e)))
-        goto done;
-    /* a layernorm's gradients and the bias gradient beside them (backward) */
-    if ((rules_on & PASS_FUSE_BACKWARD) &&
-        (rc = anchored_rule(&f, mem, nmem, IR_OP_LAYERNORM_DGAMMA, backward_members, e)))
         goto done;
 
     ir_graph *ng = ir_graph_new(g->name);
@@ -532,7 +593,7 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
             for (int q = j + 1; q < nmem[i]; q++)
                 for (int k = 0; k < g->nodes[mem[i][q]].nin; k++)
                     inner += g->nodes[mem[i][q]].in[k] == m;
-            if (f.uses[m] == inner)
+            if (f.uses[m] == inner || f.region[m] != i) /* or a view others copy too */
                 continue;
             ir_attrs a;
             memset(&a, 0, sizeof a);

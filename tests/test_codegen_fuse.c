@@ -726,6 +726,150 @@ Test(codegen_fuse, backward_computes_a_layernorms_gradients_in_one_kernel, .time
         }
 }
 
+/* A weight gradient and its bias gradient: dW = matmul(dy, x) {ta=1} over the rows of
+ * dy [B, S, M] and x [B, S, N] (each reshaped to [B S, *]) and db = reduce_sum(dy) [M],
+ * each an output. BG_AFTER: dy [S, M] and x [S, N] 2-D, read directly, and db computed
+ * after dW (so the region's value is db, and dW a further result); BG_EPILOGUE: dW + r
+ * (r [M, N], the tied embedding's gradient); BG_READ_BETWEEN: db read by a node between
+ * it and dW, which keeps the rule away. */
+enum { BG_PLAIN, BG_AFTER, BG_EPILOGUE, BG_READ_BETWEEN };
+
+static built build_bias_grad(int64_t B, int64_t S, int64_t M, int64_t N, int variant)
+{
+    built b = new_built("fuse_bias_grad");
+    ir_graph *g = b.g;
+    int flat = variant != BG_AFTER;
+    ir_dim ddy[3] = {DB, DS, DC(M)}, dx[3] = {DB, DS, DC(N)}, dm[1] = {DC(M)};
+    ir_dim rows[2] = {ir_dim_mul(DB, DS), DC(M)}, rows_x[2] = {rows[0], DC(N)};
+    ir_dim *ty = flat ? ddy : ddy + 1, *tx = flat ? dx : dx + 1;
+    int rank = flat ? 3 : 2;
+    int dy = ir_input(g, "dy", ir_type_make(IR_F32, rank, ty));
+    add_f32(&b, "dy", rank, ty, B, S, -1, 1, 41, 0);
+    int x = ir_input(g, "x", ir_type_make(IR_F32, rank, tx));
+    add_f32(&b, "x", rank, tx, B, S, -2, 2, 42, 0);
+    ir_attrs none = {0};
+    ir_type tm = ir_type_make(IR_F32, 1, dm);
+    int db = -1;
+    if (variant != BG_AFTER) {
+        db = ir_add(g, IR_OP_REDUCE_SUM, &dy, 1, &none, NULL, &tm);
+        ir_set_output(g, "db", db);
+    }
+    if (variant == BG_READ_BETWEEN)
+        ir_set_output(g, "db2", ir_scale(g, db, 2.0));
+    int a = flat ? ir_reshape(g, dy, 2, rows) : dy,
+        xr = flat ? ir_reshape(g, x, 2, rows_x) : x;
+    int dw = ir_matmul(g, a, xr, 1, 0);
+    if (variant == BG_EPILOGUE) {
+        ir_dim dr[2] = {DC(M), DC(N)};
+        int r = ir_input(g, "r", ir_type_make(IR_F32, 2, dr));
+        add_f32(&b, "r", 2, dr, B, S, -1, 1, 43, 0);
+        dw = ir_addv(g, dw, r);
+    }
+    ir_set_output(g, "dw", dw);
+    if (variant == BG_AFTER)
+        ir_set_output(g, "db", ir_add(g, IR_OP_REDUCE_SUM, &dy, 1, &none, NULL, &tm));
+    cr_assert(!g->failed, "%s", g->err.msg);
+    return b;
+}
+
+Test(codegen_fuse, backward_sums_a_bias_gradient_as_the_weight_gradient_packs_dy,
+     .timeout = 300)
+{
+    /* B, S, M, N: ones, primes, rows past the 192-row K block (202, 211), M past the
+     * 192-row M block and off the 8-row tile, N past the 768-column N block (769, 800:
+     * units with n0 > 0, which must not sum) and off the 48-column tile */
+    static const int64_t cases[][4] = {{1, 1, 1, 1},     {2, 3, 5, 7},
+                                       {1, 13, 17, 47},  {2, 101, 193, 97},
+                                       {1, 211, 9, 769}, {3, 67, 200, 800}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int variant = BG_PLAIN; variant <= BG_READ_BETWEEN; variant++) {
+            int64_t B = cases[c][0], S = cases[c][1], M = cases[c][2], N = cases[c][3];
+            char what[160];
+            snprintf(what, sizeof what,
+                     "bias gradient B=%lld S=%lld M=%lld N=%lld variant %d", (long long)B,
+                     (long long)S, (long long)M, (long long)N, variant);
+            built b = build_bias_grad(B, S, M, N, variant);
+            ir_graph *unfused, *fused;
+            both_pipelines(&b, &unfused, &fused);
+            int region = variant != BG_READ_BETWEEN;
+            cr_expect_eq(count_op(fused, IR_OP_FUSED), region, "%s", what);
+            cr_expect_eq(count_op(fused, IR_OP_RESULT), region, "%s", what);
+            cr_expect_eq(count_op(fused, IR_OP_REDUCE_SUM), !region, "%s", what);
+            cr_expect_eq(count_op(fused, IR_OP_MATMUL), variant == BG_READ_BETWEEN, "%s",
+                         what);
+            /* the printed form reads back to the same graph */
+            char *text = ir_print_str(fused);
+            bc_err e = {{0}};
+            ir_graph *back = text ? ir_parse(text, "fused.ir", &e) : NULL;
+            cr_expect(back && back->n == fused->n, "%s: %s", what, e.msg);
+            ir_graph_free(back);
+            free(text);
+            char msg[512];
+            for (int threads = 1; threads <= 2; threads++)
+                cr_expect(tu_jit_vs_ref(fused, &b.p, &b.in, threads, 1e-5, 1e-5, msg,
+                                        sizeof msg) == 0,
+                          "%s, %d threads: %s", what, threads, msg);
+            /* db and dW have the bits of reduce_sum and the matmul alone (db summed in
+             * double in row order either way), for 1 and 3 threads */
+            expect_all_outputs_same(unfused, fused, &b, what);
+            ir_graph *expanded = ir_graph_clone(fused);
+            cr_assert_eq(pass_unfuse(&expanded, &e), 0, "%s", e.msg);
+            cr_expect_eq(count_op(expanded, IR_OP_FUSED) + count_op(expanded, IR_OP_RESULT),
+                         0, "%s", what);
+            expect_all_outputs_same(unfused, expanded, &b, what);
+            ir_graph_free(expanded);
+            ir_graph_free(unfused);
+            ir_graph_free(fused);
+            free_built(&b);
+        }
+}
+
+/* Where the bias gradient could join both the layernorm's gradients (summed as dx is
+ * written) and the weight gradient that reads dx, the layernorm's region keeps it. */
+Test(codegen_fuse, a_bias_gradient_of_a_layernorms_dx_stays_with_the_layernorm)
+{
+    built b = build_lnb(2, 5, 131, LNB_ALL);
+    ir_graph *g = b.g;
+    ir_dim rows[2] = {ir_dim_mul(DB, DS), DC(131)};
+    int x = ir_find_named(g, IR_OP_INPUT, "x"), dx = -1;
+    for (int i = 0; i < g->n; i++)
+        dx = g->nodes[i].op == IR_OP_LAYERNORM_DX ? i : dx;
+    ir_set_output(
+        g, "dw", ir_matmul(g, ir_reshape(g, dx, 2, rows), ir_reshape(g, x, 2, rows), 1, 0));
+    cr_assert(!g->failed, "%s", g->err.msg);
+    ir_graph *unfused, *fused;
+    both_pipelines(&b, &unfused, &fused);
+    cr_expect_eq(count_op(fused, IR_OP_FUSED), 1);
+    cr_expect_eq(count_op(fused, IR_OP_RESULT), 3);
+    cr_expect_eq(count_op(fused, IR_OP_MATMUL), 1);
+    expect_all_outputs_same(unfused, fused, &b,
+                            "layernorm gradients and a weight gradient");
+    ir_graph_free(unfused);
+    ir_graph_free(fused);
+    free_built(&b);
+}
+
+/* A weight gradient's region whose reduce_sum sums something other than the matmul's
+ * lhs is refused with a reason. */
+Test(codegen_fuse, a_bias_sum_of_another_value_is_refused)
+{
+    ir_graph *g = ir_graph_new("bad_bias_grad");
+    ir_dim d8[2] = {DS, DC(8)}, d5[2] = {DS, DC(5)}, dm[1] = {DC(8)},
+           dw[2] = {DC(8), DC(5)};
+    int dy = ir_input(g, "dy", ir_type_make(IR_F32, 2, d8));
+    int x = ir_input(g, "x", ir_type_make(IR_F32, 2, d5));
+    int other = ir_input(g, "other", ir_type_make(IR_F32, 2, d8));
+    char body[] =
+        "%3 = reduce_sum %2 : f32[8]; %4 = matmul %0, %1 {ta=1, tb=0} : f32[8, 5]";
+    ir_type t = ir_type_make(IR_F32, 2, dw), tm = ir_type_make(IR_F32, 1, dm);
+    int v = ir_add(g, IR_OP_FUSED, (int[]){dy, x, other}, 3, NULL, body, &t);
+    ir_attrs a = {0};
+    a.index = 3;
+    ir_set_output(g, "dw", v);
+    ir_set_output(g, "db", ir_add(g, IR_OP_RESULT, &v, 1, &a, NULL, &tm));
+    expect_engine_refuses(g, "must sum the matmul's lhs");
+}
+
 /* A gradient region that computes something it writes nowhere is refused with a reason. */
 Test(codegen_fuse, a_backward_region_with_an_unread_statement_is_refused)
 {
@@ -831,15 +975,17 @@ Test(codegen_fuse, regions_differing_in_the_dropout_stream_share_a_kernel)
     free_built(&b);
 }
 
-/* The epilogue, attention and layout kernels on AVX2 (6 x 16 tiles, 8 lanes) and SSE (4
- * lanes): the fused graph against the unfused one on the same target, bit for bit. */
+/* The epilogue, attention, layout and bias-gradient kernels on AVX2 (6 x 16 tiles, 8
+ * lanes) and SSE (4 lanes): the fused graph against the unfused one on the same target,
+ * bit for bit. */
 Test(codegen_fuse, avx2_and_sse_targets_give_the_unfused_bits, .timeout = 300)
 {
     const cg_options targets[2] = {{"x86-64-v3", "+avx,+avx2,+fma,+f16c", NULL, 0, 0},
                                    {"x86-64", "+sse2", NULL, 0, 0}};
     for (int t = 0; t < 2; t++)
-        for (int c = 0; c < 3; c++) {
-            built b = c == 2   ? build_layout(2, 13, 2, 11)
+        for (int c = 0; c < 4; c++) {
+            built b = c == 3   ? build_bias_grad(2, 101, 13, 23, BG_EPILOGUE)
+                      : c == 2 ? build_layout(2, 13, 2, 11)
                       : c == 1 ? build_attention(2, 13, 2, 11, 2, 0)
                                : build(2, 7, 300, 23, 0, 1, E_BIAS_DROP_RES);
             bc_err e = {{0}};
