@@ -265,6 +265,13 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
                      const char *so_path, const char *header_path, bc_err *e)
 {
     const char *prefix = o && o->prefix ? o->prefix : "bertcc";
+    /* renaming over a device would replace it with a regular file (support/file.h) */
+    for (int k = 0; k < 2; k++)
+        if (bc_is_special_file(k ? header_path : so_path))
+            return bc_errf(e,
+                           "%s: not a regular file; a library and its header are "
+                           "written to files (--emit=asm or obj writes anywhere)",
+                           k ? header_path : so_path);
     char dir[] = "/tmp/bertcc-aot-XXXXXX";
     if (!mkdtemp(dir))
         return bc_errf(e, "cannot make a temporary directory: %s", strerror(errno));

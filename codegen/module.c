@@ -672,6 +672,9 @@ static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o
                 fwrite(LLVMGetBufferStart(buf), 1, LLVMGetBufferSize(buf), stdout);
                 LLVMDisposeMemoryBuffer(buf);
             }
+        } else if (bc_is_special_file(path)) { /* /dev/null: in place (support/file.h) */
+            if (LLVMTargetMachineEmitToFile(c.tm, c.mod, path, ft, &msg))
+                rc = bc_errf(e, "cannot write %s: %s", path, msg);
         } else {
             snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
             if (LLVMTargetMachineEmitToFile(c.tm, c.mod, tmp, ft, &msg)) {

@@ -144,8 +144,22 @@ int bc_fsync_parent(const char *path)
     return bc_fsync_path(dir);
 }
 
+int bc_is_special_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 FILE *bc_atomic_open(const char *path, char *tmp, size_t tmplen, bc_err *e)
 {
+    if (bc_is_special_file(path)) { /* /dev/null, a FIFO: written in place */
+        if (tmplen)
+            tmp[0] = 0;
+        FILE *f = fopen(path, "wb");
+        if (!f)
+            bc_errf(e, "%s: cannot open: %s", path, strerror(errno));
+        return f;
+    }
     if ((size_t)snprintf(tmp, tmplen, "%s.tmp.%ld", path, (long)getpid()) >= tmplen) {
         bc_errf(e, "%s: path too long", path);
         return NULL;
@@ -160,12 +174,20 @@ void bc_atomic_abort(FILE *f, const char *tmp)
 {
     if (f)
         fclose(f);
-    unlink(tmp);
+    if (tmp[0])
+        unlink(tmp);
 }
 
 int bc_atomic_commit(FILE *f, const char *tmp, const char *path, bc_err *e)
 {
     int err = 0;
+    if (!tmp[0]) { /* a special file, written in place: nothing to sync or rename */
+        if (ferror(f) || fflush(f))
+            err = errno ? errno : EIO;
+        if (fclose(f) && !err)
+            err = errno ? errno : EIO;
+        return err ? bc_errf(e, "%s: cannot write: %s", path, strerror(err)) : 0;
+    }
     if (ferror(f) || fflush(f))
         err = errno ? errno : EIO;
     bc_fault_point();

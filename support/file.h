@@ -33,7 +33,11 @@ char *bc_read_file(const char *path, size_t *len, bc_err *e);
  * tmp); bc_atomic_commit(f, tmp, path, e) flushes it, fsyncs it, closes it, renames it
  * over path and fsyncs path's directory, so that after it returns the new file survives
  * a power cut; on any failure it removes the temporary file and leaves path as it was.
- * bc_atomic_abort(f, tmp) gives up (closes and removes). */
+ * bc_atomic_abort(f, tmp) gives up (closes and removes). A path that exists and is
+ * neither a regular file nor a directory (/dev/null, /dev/stdout, a FIFO) is opened and
+ * written in place instead (tmp set to ""): renaming over it would replace the device
+ * with a regular file, which as root is possible and breaks every later reader of it. */
+int bc_is_special_file(const char *path);
 FILE *bc_atomic_open(const char *path, char *tmp, size_t tmplen, bc_err *e);
 /* The whole file at once: data[0..n) replaces path the same way. */
 int bc_atomic_write(const char *path, const void *data, size_t n, bc_err *e);
