@@ -1,7 +1,7 @@
 /* test_codegen_matmul.c: the generated matmul (codegen/matmul.c) against the reference
  * interpreter, on odd shapes (1, primes, sizes one off the register and cache tiles),
  * every (ta, tb), batched and shared b, symbolic B and S, 1 and 2 threads; the
- * bit-identity of 1- and 2-thread results; and weights read from pack_b's panels (the
+ * bit-identity of 1-, 2- and 3-thread results; and weights read from pack_b's panels (the
  * pack rule) against the same matmul unpacked, bit for bit.
  *
  * Tolerance. The reference computes in double and rounds once; the kernel runs one f32
@@ -244,7 +244,7 @@ static void jit_run(const ir_graph *g, const rt_tensor_list *p, const rt_tensor_
     cg_engine_free(x);
 }
 
-Test(codegen_matmul, one_and_two_threads_give_identical_bits)
+Test(codegen_matmul, one_two_and_three_threads_give_identical_bits)
 {
     /* several units (M over MC, N over NC, a batch), K over several K blocks, edges */
     struct {
@@ -260,6 +260,9 @@ Test(codegen_matmul, one_and_two_threads_give_identical_bits)
         {2, 2, 1, 0, {{1, 1, 1}, dc(256)}, {{1, 1, 1}, dc(1024)}, 1, 19},
         /* the 6 x 64 tile */
         {4, 4, 0, 0, {dB, dc(2), dS, dS}, {dB, dc(2), dS, dc(64)}, 3, 41},
+        /* a weight gradient whose M blocks (9 of 48 rows after halving) share B's
+         * panel, two K blocks: 2 and 3 threads split that group mid-way */
+        {2, 2, 1, 0, {{1, 1, 1}, dc(389)}, {{1, 1, 1}, dc(700)}, 1, 300},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         ir_graph *g = mm_graph(cases[i].ar, cases[i].a, cases[i].br, cases[i].b,
@@ -276,13 +279,15 @@ Test(codegen_matmul, one_and_two_threads_give_identical_bits)
         add_rand(b_is_param(cases[i].br, cases[i].b) ? &p : &in, "b", cases[i].br,
                  cases[i].b, B, S, 720 + i);
         jit_run(g, &p, &in, 1, &o1);
-        jit_run(g, &p, &in, 2, &o2);
-        const rt_tensor *y1 = rt_list_cfind(&o1, "y"), *y2 = rt_list_cfind(&o2, "y");
-        cr_assert(y1 && y2 && rt_numel(y1) == rt_numel(y2));
-        cr_expect(!memcmp(y1->data, y2->data, (size_t)rt_numel(y1) * 4),
-                  "case %zu: 1- and 2-thread results differ", i);
+        for (int threads = 2; threads <= 3; threads++) {
+            jit_run(g, &p, &in, threads, &o2);
+            const rt_tensor *y1 = rt_list_cfind(&o1, "y"), *y2 = rt_list_cfind(&o2, "y");
+            cr_assert(y1 && y2 && rt_numel(y1) == rt_numel(y2));
+            cr_expect(!memcmp(y1->data, y2->data, (size_t)rt_numel(y1) * 4),
+                      "case %zu: 1- and %d-thread results differ", i, threads);
+            rt_list_free(&o2);
+        }
         rt_list_free(&o1);
-        rt_list_free(&o2);
         rt_list_free(&p);
         rt_list_free(&in);
         ir_graph_free(g);
