@@ -678,6 +678,34 @@ static built build_lnb(int64_t B, int64_t S, int64_t H, int variant)
     return b;
 }
 
+/* The checks of a region with several results (the backward rule's): the printed form
+ * reads back to the same graph; the fused graph against the reference, 1 and 2
+ * threads; every output with the bits of the kernels that compute it alone, 1 and 3
+ * threads; and expanding the regions (autodiff does so) gives the ops back, and their
+ * bits. */
+static void expect_gradient_regions(const ir_graph *unfused, const ir_graph *fused,
+                                    const built *b, const char *what)
+{
+    char *text = ir_print_str(fused);
+    bc_err e = {{0}};
+    ir_graph *back = text ? ir_parse(text, "fused.ir", &e) : NULL;
+    cr_expect(back && back->n == fused->n, "%s: %s", what, e.msg);
+    ir_graph_free(back);
+    free(text);
+    char msg[512];
+    for (int threads = 1; threads <= 2; threads++)
+        cr_expect(
+            tu_jit_vs_ref(fused, &b->p, &b->in, threads, 1e-5, 1e-5, msg, sizeof msg) == 0,
+            "%s, %d threads: %s", what, threads, msg);
+    expect_all_outputs_same(unfused, fused, b, what);
+    ir_graph *expanded = ir_graph_clone(fused);
+    cr_assert_eq(pass_unfuse(&expanded, &e), 0, "%s", e.msg);
+    cr_expect_eq(count_op(expanded, IR_OP_FUSED) + count_op(expanded, IR_OP_RESULT), 0,
+                 "%s", what);
+    expect_all_outputs_same(unfused, expanded, b, what);
+    ir_graph_free(expanded);
+}
+
 Test(codegen_fuse, backward_computes_a_layernorms_gradients_in_one_kernel, .timeout = 300)
 {
     /* B, S, H: ones, primes, a row shorter than a vector, two column blocks with a
@@ -699,27 +727,7 @@ Test(codegen_fuse, backward_computes_a_layernorms_gradients_in_one_kernel, .time
                          region ? (variant == LNB_ALL ? 3 : 2) : 0, "%s", what);
             cr_expect_eq(count_op(fused, IR_OP_LAYERNORM_DX), !region, "%s", what);
             cr_expect_eq(count_op(fused, IR_OP_LAYERNORM_DGAMMA), !region, "%s", what);
-            /* the printed form reads back to the same graph */
-            char *text = ir_print_str(fused);
-            bc_err e = {{0}};
-            ir_graph *back = text ? ir_parse(text, "fused.ir", &e) : NULL;
-            cr_expect(back && back->n == fused->n, "%s: %s", what, e.msg);
-            ir_graph_free(back);
-            free(text);
-            char msg[512];
-            for (int threads = 1; threads <= 2; threads++)
-                cr_expect(tu_jit_vs_ref(fused, &b.p, &b.in, threads, 1e-5, 1e-5, msg,
-                                        sizeof msg) == 0,
-                          "%s, %d threads: %s", what, threads, msg);
-            /* every gradient has the bits of the kernels that compute it alone */
-            expect_all_outputs_same(unfused, fused, &b, what);
-            /* and expanding the region gives back the ops (autodiff does so) */
-            ir_graph *expanded = ir_graph_clone(fused);
-            cr_assert_eq(pass_unfuse(&expanded, &e), 0, "%s", e.msg);
-            cr_expect_eq(count_op(expanded, IR_OP_FUSED) + count_op(expanded, IR_OP_RESULT),
-                         0, "%s", what);
-            expect_all_outputs_same(unfused, expanded, &b, what);
-            ir_graph_free(expanded);
+            expect_gradient_regions(unfused, fused, &b, what);
             ir_graph_free(unfused);
             ir_graph_free(fused);
             free_built(&b);
@@ -797,27 +805,7 @@ Test(codegen_fuse, backward_sums_a_bias_gradient_as_the_weight_gradient_packs_dy
             cr_expect_eq(count_op(fused, IR_OP_REDUCE_SUM), !region, "%s", what);
             cr_expect_eq(count_op(fused, IR_OP_MATMUL), variant == BG_READ_BETWEEN, "%s",
                          what);
-            /* the printed form reads back to the same graph */
-            char *text = ir_print_str(fused);
-            bc_err e = {{0}};
-            ir_graph *back = text ? ir_parse(text, "fused.ir", &e) : NULL;
-            cr_expect(back && back->n == fused->n, "%s: %s", what, e.msg);
-            ir_graph_free(back);
-            free(text);
-            char msg[512];
-            for (int threads = 1; threads <= 2; threads++)
-                cr_expect(tu_jit_vs_ref(fused, &b.p, &b.in, threads, 1e-5, 1e-5, msg,
-                                        sizeof msg) == 0,
-                          "%s, %d threads: %s", what, threads, msg);
-            /* db and dW have the bits of reduce_sum and the matmul alone (db summed in
-             * double in row order either way), for 1 and 3 threads */
-            expect_all_outputs_same(unfused, fused, &b, what);
-            ir_graph *expanded = ir_graph_clone(fused);
-            cr_assert_eq(pass_unfuse(&expanded, &e), 0, "%s", e.msg);
-            cr_expect_eq(count_op(expanded, IR_OP_FUSED) + count_op(expanded, IR_OP_RESULT),
-                         0, "%s", what);
-            expect_all_outputs_same(unfused, expanded, &b, what);
-            ir_graph_free(expanded);
+            expect_gradient_regions(unfused, fused, &b, what);
             ir_graph_free(unfused);
             ir_graph_free(fused);
             free_built(&b);
