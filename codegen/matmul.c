@@ -897,13 +897,20 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
      * lost up to 8 % on 2 threads at N = 768 (each thread then reads all of A, and its
      * C tiles leave L2 between K blocks), and with pack_b's panels nothing is packed. */
     int grouped = !Pk && !f->a_direct;
-    LLVMValueRef gs = grouped ? d.mb : one;
-    LLVMValueRef g0 = cg_div(c, k->u0, gs);
-    LLVMValueRef g1 = cg_div(c, cg_add(c, k->u1, cg_sub(c, gs, one)), gs);
-    cg_loop lg;
-    cg_for_begin(c, &lg, g0, g1, "group");
-    LLVMValueRef ug = cg_mul(c, lg.iv, gs);
-    LLVMValueRef ua = cg_max(c, k->u0, ug), ub = cg_min(c, k->u1, cg_add(c, ug, gs));
+    cg_loop lg, lu;
+    LLVMValueRef ua, ub = NULL; /* the thread's units of the group */
+    if (grouped) {
+        LLVMValueRef g0 = cg_div(c, k->u0, d.mb);
+        LLVMValueRef g1 = cg_div(c, cg_add(c, k->u1, cg_sub(c, d.mb, one)), d.mb);
+        cg_for_begin(c, &lg, g0, g1, "group");
+        LLVMValueRef ug = cg_mul(c, lg.iv, d.mb);
+        ua = cg_max(c, k->u0, ug);
+        ub = cg_min(c, k->u1, cg_add(c, ug, d.mb));
+    } else { /* one unit at a time, K blocks inside it (no group loop: it compiles faster)
+              */
+        cg_for_begin(c, &lu, k->u0, k->u1, "unit");
+        ua = lu.iv;
+    }
     LLVMValueRef z, mi, ni;
     unit_blocks(c, &d, !grouped, ua, &z, &mi, &ni);
     LLVMValueRef n0 = cg_mul(c, ni, d.nc);
@@ -939,10 +946,10 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
         pack_copy(c, f, pb, f->NR, njp, bz, ldb, n0, nend, pc, kc, NULL);
     }
 
-    /* the group's units: one M block each */
-    cg_loop lu;
-    cg_for_begin(c, &lu, ua, ub, "unit");
-    unit_blocks(c, &d, !grouped, lu.iv, &z, &mi, &ni);
+    if (grouped) { /* the group's units: one M block each */
+        cg_for_begin(c, &lu, ua, ub, "unit");
+        unit_blocks(c, &d, 0, lu.iv, &z, &mi, &ni);
+    }
     LLVMValueRef m0 = cg_mul(c, mi, d.mc);
     LLVMValueRef mc = cg_min(c, d.mc, cg_sub(c, d.M, m0));
     LLVMValueRef nip = cg_div(c, cg_add(c, mc, cg_i64(c, f->MR - 1)), cg_i64(c, f->MR));
@@ -980,9 +987,14 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     cg_for_end(c, &lin);
     cg_for_end(c, &lo);
 
-    cg_for_end(c, &lu);
-    cg_for_end(c, &lk);
-    cg_for_end(c, &lg);
+    if (grouped) {
+        cg_for_end(c, &lu);
+        cg_for_end(c, &lk);
+        cg_for_end(c, &lg);
+    } else {
+        cg_for_end(c, &lk);
+        cg_for_end(c, &lu);
+    }
     LLVMBuildRetVoid(c->b);
 }
 
