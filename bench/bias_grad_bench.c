@@ -11,13 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../codegen/engine.h"
-#include "../passes/passes.h"
-#include "../support/clock.h"
-#include "bench_stats.h"
+#include "bench_pair.h"
 
-static ir_graph *graph(int64_t M, int64_t N)
+static ir_graph *graph(const void *arg)
 {
+    int64_t M = ((const int64_t *)arg)[0], N = ((const int64_t *)arg)[1];
     ir_graph *g = ir_graph_new("bias_grad");
     ir_dim dy[2] = {IR_DIM_S, ir_dconst(M)}, dx[2] = {IR_DIM_S, ir_dconst(N)};
     ir_dim dm[1] = {ir_dconst(M)};
@@ -65,17 +63,10 @@ int main(int argc, char **argv)
     }
     static const char *const pipes[2] = {PASS_BASE_PIPELINE,
                                          PASS_BASE_PIPELINE ",fuse=backward"};
-    cg_engine *x[2] = {NULL, NULL};
-    bc_err e;
-    for (int k = 0; k < 2; k++) {
-        ir_graph *g = graph(M, N);
-        if (g->failed || pass_run_pipeline(&g, pipes[k], NULL, &e) ||
-            !(x[k] = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e))) {
-            fprintf(stderr, "bias_grad_bench: %s\n", g->failed ? g->err.msg : e.msg);
-            return 1;
-        }
-        ir_graph_free(g);
-    }
+    cg_engine *x[2];
+    const int64_t mn[2] = {M, N};
+    if (bench_pair_compile(graph, mn, pipes, x, "bias_grad_bench"))
+        return 1;
     rt_tensor_list in, par, out[2];
     rt_list_init(&in);
     rt_list_init(&par);
@@ -90,33 +81,18 @@ int main(int argc, char **argv)
         ((float *)ty->data)[i] = (float)(i % 7) * 0.1f - 0.3f;
     for (int64_t i = 0; i < rt_numel(tx); i++)
         ((float *)tx->data)[i] = (float)(i % 5) * 0.1f;
-    double *ms[2] = {malloc(sizeof(double) * (size_t)reps),
-                     malloc(sizeof(double) * (size_t)reps)};
-    for (int k = 0; k < 2; k++) {
-        rt_list_init(&out[k]);
-        if (!ms[k] || cg_engine_run(x[k], &par, &in, threads, &out[k], &e)) { /* warm-up */
-            fprintf(stderr, "bias_grad_bench: %s\n", ms[k] ? e.msg : "out of memory");
-            return 1;
-        }
-    }
-    for (int r = 0; r < reps; r++)
-        for (int k = 0; k < 2; k++) {
-            double t0 = bc_now();
-            cg_engine_run(x[k], &par, &in, threads, &out[k], &e);
-            ms[k][r] = 1e3 * (bc_now() - t0);
-        }
+    double med[2];
+    if (bench_pair_time(x, &par, &in, threads, reps, out, med, "bias_grad_bench"))
+        return 1;
     int same = same_output(&out[0], &out[1], "dw") && same_output(&out[0], &out[1], "db");
     double flop = 2.0 * (double)R * (double)M * (double)N;
     printf("rows=%lld M=%lld N=%lld, %d threads, median of %d alternated runs\n",
            (long long)R, (long long)M, (long long)N, threads, reps);
     for (int k = 0; k < 2; k++) {
-        qsort(ms[k], (size_t)reps, sizeof(double), bench_cmp_double);
-        double med = ms[k][reps / 2];
         printf("%-44s %8.3f ms %7.1f GFLOP/s\n",
                k ? "one region (dy summed as it is packed)"
                  : "matmul {ta=1}, then reduce_sum",
-               med, flop / (med / 1e3) / 1e9);
-        free(ms[k]);
+               med[k], flop / (med[k] / 1e3) / 1e9);
         rt_list_free(&out[k]);
         cg_engine_free(x[k]);
     }

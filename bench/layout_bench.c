@@ -11,13 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../codegen/engine.h"
-#include "../passes/passes.h"
-#include "../support/clock.h"
-#include "bench_stats.h"
+#include "bench_pair.h"
 
-static ir_graph *graph(int64_t nh, int64_t D, int ta)
+typedef struct shape {
+    int64_t nh, D;
+    int ta;
+} shape;
+
+static ir_graph *graph(const void *arg)
 {
+    const shape *sh = arg;
+    int64_t nh = sh->nh, D = sh->D;
+    int ta = sh->ta;
     ir_graph *g = ir_graph_new("layout");
     ir_dim dx[3] = {IR_DIM_B, IR_DIM_S, ir_dconst(nh * D)};
     ir_dim dp[4] = {IR_DIM_B, ir_dconst(nh), IR_DIM_S, IR_DIM_S};
@@ -58,17 +63,10 @@ int main(int argc, char **argv)
     }
     static const char *const pipes[2] = {PASS_BASE_PIPELINE,
                                          PASS_BASE_PIPELINE ",fuse=layout"};
-    cg_engine *x[2] = {NULL, NULL};
-    bc_err e;
-    for (int k = 0; k < 2; k++) {
-        ir_graph *g = graph(nh, D, ta);
-        if (g->failed || pass_run_pipeline(&g, pipes[k], NULL, &e) ||
-            !(x[k] = cg_engine_new(g, CG_BACKEND_JIT, NULL, &e))) {
-            fprintf(stderr, "layout_bench: %s\n", g->failed ? g->err.msg : e.msg);
-            return 1;
-        }
-        ir_graph_free(g);
-    }
+    cg_engine *x[2];
+    const shape sh = {nh, D, ta};
+    if (bench_pair_compile(graph, &sh, pipes, x, "layout_bench"))
+        return 1;
     rt_tensor_list in, par, out[2];
     rt_list_init(&in);
     rt_list_init(&par);
@@ -83,21 +81,9 @@ int main(int argc, char **argv)
         ((float *)tp->data)[i] = (float)(i % 7) * 0.1f;
     for (int64_t i = 0; i < rt_numel(tv); i++)
         ((float *)tv->data)[i] = (float)(i % 5) * 0.1f;
-    double *ms[2] = {malloc(sizeof(double) * (size_t)reps),
-                     malloc(sizeof(double) * (size_t)reps)};
-    for (int k = 0; k < 2; k++) {
-        rt_list_init(&out[k]);
-        if (!ms[k] || cg_engine_run(x[k], &par, &in, threads, &out[k], &e)) { /* warm-up */
-            fprintf(stderr, "layout_bench: %s\n", ms[k] ? e.msg : "out of memory");
-            return 1;
-        }
-    }
-    for (int r = 0; r < reps; r++)
-        for (int k = 0; k < 2; k++) {
-            double t0 = bc_now();
-            cg_engine_run(x[k], &par, &in, threads, &out[k], &e);
-            ms[k][r] = 1e3 * (bc_now() - t0);
-        }
+    double med[2];
+    if (bench_pair_time(x, &par, &in, threads, reps, out, med, "layout_bench"))
+        return 1;
     const rt_tensor *y0 = rt_list_cfind(&out[0], "y"), *y1 = rt_list_cfind(&out[1], "y");
     int same = y0 && y1 && !memcmp(y0->data, y1->data, (size_t)rt_numel(y0) * 4);
     double flop = 2.0 * (double)(B * nh * S * S * D);
@@ -105,13 +91,10 @@ int main(int argc, char **argv)
         "B=%lld S=%lld heads=%lld D=%lld ta=%d, %d threads, median of %d alternated runs\n",
         (long long)B, (long long)S, (long long)nh, (long long)D, ta, threads, reps);
     for (int k = 0; k < 2; k++) {
-        qsort(ms[k], (size_t)reps, sizeof(double), bench_cmp_double);
-        double med = ms[k][reps / 2];
         printf("%-38s %8.3f ms %7.1f GFLOP/s\n",
                k ? "layout region (strided operand, result)"
                  : "transpose + matmul + transpose",
-               med, flop / (med / 1e3) / 1e9);
-        free(ms[k]);
+               med[k], flop / (med[k] / 1e3) / 1e9);
         rt_list_free(&out[k]);
         cg_engine_free(x[k]);
     }
