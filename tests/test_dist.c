@@ -25,10 +25,13 @@
 #include "util.h"
 
 /* Shared memory between the ranks of this host, and the point-to-point layers the
- * suppressions file was written against. */
+ * suppressions file was written against. Each job keeps its session directory in the
+ * test's own directory (the shell has cd'd there): jobs started side by side under
+ * /tmp can remove each other's just-made session directory (ctest -j2 once failed with
+ * "orte_session_dir failed", session_dir.c line 107; open-mpi/ompi#8510). */
 #define MPIRUN                                                                             \
     "timeout 600 mpirun --allow-run-as-root --oversubscribe --mca btl self,vader --mca "   \
-    "pml ob1 --mca osc pt2pt"
+    "pml ob1 --mca osc pt2pt --mca orte_tmpdir_base \"$PWD\""
 #define MODEL BERTCC_SOURCE_DIR "/models/bert-tiny.xml"
 
 static void need_mpi(void)
