@@ -123,9 +123,16 @@ typedef struct cg_loop {
 void cg_for_begin(cg_ctx *c, cg_loop *l, LLVMValueRef from, LLVMValueRef to,
                   const char *name);
 void cg_for_end(cg_ctx *c, cg_loop *l);
+/* cg_for_end of a loop around other loops, marked to be kept as written (cg_keep_loop):
+ * LLVM's unrollers never unroll such a loop, but costing it walks every block of every
+ * loop inside it, once per loop level and pass. */
+void cg_for_end_outer(cg_ctx *c, cg_loop *l);
 /* Marks the loop l (after cg_for_end) as neither to vectorize nor to unroll: it is the
  * scalar tail of an explicit vector loop, shorter than a vector. */
 void cg_scalar_tail(cg_ctx *c, cg_loop *l);
+/* Marks the loop whose latch (the block branching back to its head) is latch as
+ * neither to vectorize nor to unroll: code already written as it should run. */
+void cg_keep_loop(cg_ctx *c, LLVMBasicBlockRef latch);
 
 /* A mutable scalar (an alloca in the entry block, promoted to SSA by mem2reg). */
 LLVMValueRef cg_var(cg_ctx *c, LLVMTypeRef t, LLVMValueRef init, const char *name);

@@ -145,9 +145,19 @@ void cg_for_end(cg_ctx *c, cg_loop *l)
     LLVMPositionBuilderAtEnd(c->b, l->exit);
 }
 
+void cg_for_end_outer(cg_ctx *c, cg_loop *l)
+{
+    cg_for_end(c, l);
+    cg_keep_loop(c, LLVMGetIncomingBlock(l->iv, 1));
+}
+
 void cg_scalar_tail(cg_ctx *c, cg_loop *l)
 {
-    LLVMBasicBlockRef latch = LLVMGetIncomingBlock(l->iv, 1);
+    cg_keep_loop(c, LLVMGetIncomingBlock(l->iv, 1));
+}
+
+void cg_keep_loop(cg_ctx *c, LLVMBasicBlockRef latch)
+{
     LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
     LLVMMetadataRef vec[2] = {
         LLVMMDStringInContext2(c->ctx, "llvm.loop.vectorize.enable", 26),

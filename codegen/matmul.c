@@ -446,6 +446,8 @@ static LLVMValueRef k_loop(cg_ctx *c, const mm_cfg *f, int U, LLVMValueRef p0,
     LLVMSetNSW(pn, 1);
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
     LLVMBuildBr(c->b, head);
+    if (U == 1) /* the remainder (< U steps): LLVM would unroll it 3 more times */
+        cg_keep_loop(c, latch);
     LLVMAddIncoming(p, &pn, &latch, 1);
     for (int i = 0; i < NA; i++) {
         LLVMAddIncoming(ph[i], &cur[i], &latch, 1);
@@ -547,14 +549,42 @@ static LLVMValueRef epi_apply(cg_ctx *c, const mm_cfg *f, const mm_epi *epi, LLV
     return v;
 }
 
+/* Whether a full tile's epilogue runs on its accumulators (one copy of the chain per
+ * accumulator, MR x NRV of them) rather than on the tile once stored (one copy per
+ * vector of a row, in a loop over the rows, as edge tiles do). A chain with a
+ * polynomial (GELU, tanh and their gradients: some 40 instructions a vector) takes the
+ * loop: 24 copies made bert-base's matmul+gelu_grad kernel 4500 instructions, and the
+ * store and reload cost nothing measurable next to the polynomial (bench --profile,
+ * alternated twice: matmul+gelu_grad 196/188 -> 185/192 ms, FFN matmul+add+gelu
+ * 173/182 -> 172/176 ms). Cheap chains (bias, residual, scale, dropout's hash) stay on
+ * the registers: applied to the stored tile, attention's matmul+dropout (K = 64) went
+ * 14/12 -> 16/16 ms, and bert-mini's FFN matmul+add lost 10 % before. */
+static int epi_on_registers(const mm_epi *epi)
+{
+    for (int i = 0; i < epi->n; i++)
+        switch (epi->s[i].n->op) {
+        case IR_OP_GELU:
+        case IR_OP_GELU_TANH:
+        case IR_OP_TANH:
+        case IR_OP_GELU_GRAD:
+        case IR_OP_GELU_TANH_GRAD:
+        case IR_OP_TANH_GRAD:
+            return 0;
+        default:
+            break;
+        }
+    return 1;
+}
+
 /* The MR x NR tile of C at rows i0.., columns j0.. (mr x nr of it inside C):
  * C = (first ? 0 : C) + sum over p < kc of A(:, p) B(p, :), pb saying where B's
  * (kc, NR) micro-panel is. Full tiles load and store C directly; edge tiles go through
  * `tile`, an (MR, NR) stack buffer. With an epilogue, the last K block (`last`) applies
- * it: a full tile on its accumulators before the one store of C (measured on bert-mini
- * B=32 inference: the FFN's matmul+add 306 -> 338 GFLOP/s against applying it to the
- * stored tile), an edge tile to the tile in C, row by row; zoff is the flat index of
- * C's batch entry in the result. */
+ * it: a full tile on its accumulators before the one store of C where the chain is
+ * cheap (epi_on_registers; measured on bert-mini B=32 inference: the FFN's matmul+add
+ * 306 -> 338 GFLOP/s against applying it to the stored tile), else, and for an edge
+ * tile, to the tile once in C, row by row; zoff is the flat index of C's batch entry
+ * in the result. */
 static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, const mm_b *pb,
                          LLVMValueRef kc, LLVMValueRef cz, LLVMValueRef ldc,
                          LLVMValueRef i0, LLVMValueRef mr, LLVMValueRef j0, LLVMValueRef nr,
@@ -634,7 +664,8 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, const mm_b *
                       bd = cg_block(c, "c.done");
     LLVMBuildCondBr(c->b, full, bsf, bse);
     LLVMPositionBuilderAtEnd(c->b, bsf);
-    if (epi) {
+    int regs = epi && epi_on_registers(epi);
+    if (regs) {
         /* a full tile after the last K block: the epilogue on the accumulators, so C
          * is written once */
         LLVMBasicBlockRef bfe = cg_block(c, "c.store.epi"), bfp = cg_block(c, "c.store.plain");
@@ -662,13 +693,13 @@ static void micro_kernel(cg_ctx *c, const mm_cfg *f, const mm_a *a, const mm_b *
     LLVMBuildBr(c->b, bd);
     LLVMPositionBuilderAtEnd(c->b, bd);
     if (epi) {
-        /* an edge tile after the last K block: the epilogue on the tile just stored, row
-         * by row while it is in L1 (one copy of the chain per vector of a row keeps the
-         * kernel small; an f32 store and reload is exact, so the bits are those of
-         * registers) */
+        /* an edge tile after the last K block, or any tile when the chain is not
+         * applied on the registers: the epilogue on the tile just stored, row by row
+         * while it is in L1 (one copy of the chain per vector of a row keeps the kernel
+         * small; an f32 store and reload is exact, so the bits are those of registers) */
         LLVMBasicBlockRef be = cg_block(c, "c.epi"), bdone = cg_block(c, "c.epi.done");
-        LLVMBuildCondBr(c->b, LLVMBuildAnd(c->b, last, LLVMBuildNot(c->b, full, ""), ""), be,
-                        bdone);
+        LLVMValueRef edge = LLVMBuildNot(c->b, full, "");
+        LLVMBuildCondBr(c->b, regs ? LLVMBuildAnd(c->b, last, edge, "") : last, be, bdone);
         LLVMPositionBuilderAtEnd(c->b, be);
         LLVMValueRef m[4];
         for (int v = 0; v < NRV; v++)
@@ -941,7 +972,7 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
         LLVMValueRef dst =
             ptr_at(c, pb, cg_mul(c, lj.iv, cg_i64(c, (int64_t)f->KC * f->NR)));
         cg_pack_transposed(c, dst, cg_i64(c, f->NR), bz, ldb, j0, cg_sub(c, nend, j0), pc, kc);
-        cg_for_end(c, &lj);
+        cg_for_end_outer(c, &lj);
     } else if (!Pk) {
         pack_copy(c, f, pb, f->NR, njp, bz, ldb, n0, nend, pc, kc, NULL);
     }
@@ -984,16 +1015,16 @@ static void lower_mm(cg_ctx *c, cg_kernel *k, const mm_node *mn, mm_epi *epi)
     }
     micro_kernel(c, f, &a, &bj, kc, cz, ldc, i0, mr, j0, nr, first, tile, epi, last,
                  cg_mul(c, z, MN));
-    cg_for_end(c, &lin);
-    cg_for_end(c, &lo);
+    cg_for_end_outer(c, &lin);
+    cg_for_end_outer(c, &lo);
 
     if (grouped) {
-        cg_for_end(c, &lu);
-        cg_for_end(c, &lk);
-        cg_for_end(c, &lg);
+        cg_for_end_outer(c, &lu);
+        cg_for_end_outer(c, &lk);
+        cg_for_end_outer(c, &lg);
     } else {
-        cg_for_end(c, &lk);
-        cg_for_end(c, &lu);
+        cg_for_end_outer(c, &lk);
+        cg_for_end_outer(c, &lu);
     }
     LLVMBuildRetVoid(c->b);
 }
@@ -1039,7 +1070,7 @@ void cg_lower_pack_b(cg_ctx *c, cg_kernel *k)
     else
         pack_copy(c, &f, dst, IR_PACK_W, cg_i64(c, 1), src, N, w0, N, cg_i64(c, 0), K,
                   NULL);
-    cg_for_end(c, &lj);
+    cg_for_end_outer(c, &lj);
     LLVMBuildRetVoid(c->b);
 }
 
