@@ -275,15 +275,17 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
     char dir[] = "/tmp/bertcc-aot-XXXXXX";
     if (!mkdtemp(dir))
         return bc_errf(e, "cannot make a temporary directory: %s", strerror(errno));
-    char fo[600], to[600], wc[600], cmd[4096], pre[96], features[4096] = "", log[600];
+    char fo[600], to[600], wc[600], cmd[8192], pre[96], features[4096] = "", log[600];
+    char objs[2400] = "";
+    int nf = 0, nt = 0;
     /* the library and its header are written under temporary names and renamed, the
      * library first, when both are complete: a failure (a full disk) leaves neither */
     char so_tmp[4200], h_tmp[4200];
     snprintf(so_tmp, sizeof so_tmp, "%s.tmp.%ld", so_path, (long)getpid());
     snprintf(h_tmp, sizeof h_tmp, "%s.tmp.%ld", header_path, (long)getpid());
     snprintf(log, sizeof log, "%s/cc.log", dir);
-    snprintf(fo, sizeof fo, "%s/fwd.o", dir);
-    snprintf(to, sizeof to, "%s/train.o", dir);
+    snprintf(fo, sizeof fo, "%s/fwd", dir); /* objects fwd.0.o .. and train.0.o .. */
+    snprintf(to, sizeof to, "%s/train", dir);
     snprintf(wc, sizeof wc, "%s/api.c", dir);
     rt_plan pf, pt;
     memset(&pf, 0, sizeof pf);
@@ -293,12 +295,17 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
     if (!rc) {
         snprintf(pre, sizeof pre, "%s_fwd", prefix);
         of.prefix = pre;
-        rc = cg_emit_library_object(fwd, &pf, &of, fo, e);
+        rc = cg_emit_library_objects(fwd, &pf, &of, fo, &nf, e);
     }
     if (!rc) {
         snprintf(pre, sizeof pre, "%s_train", prefix);
         of.prefix = pre;
-        rc = cg_emit_library_object(train, &pt, &of, to, e);
+        rc = cg_emit_library_objects(train, &pt, &of, to, &nt, e);
+    }
+    for (int i = 0; i < nf + nt; i++) {
+        size_t len = strlen(objs);
+        snprintf(objs + len, sizeof objs - len, " '%s.%d.o'", i < nf ? fo : to,
+                 i < nf ? i : i - nf);
     }
     if (!rc) {
         cg_target_features(o, features, sizeof features);
@@ -318,10 +325,10 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
                                                        : BERTCC_INCLUDE_DIR;
         snprintf(
             cmd, sizeof cmd,
-            "cc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden %s -I'%s' -o '%s' '%s' "
-            "'%s' '%s' '%s/libbc_runtime.a' '%s/libbc_ir.a' '%s/libbc_support.a' "
+            "cc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden %s -I'%s' -o '%s' '%s'%s "
+            "'%s/libbc_runtime.a' '%s/libbc_ir.a' '%s/libbc_support.a' "
             "-Wl,--exclude-libs,ALL -ljansson -fopenmp -lm",
-            BERTCC_AOT_FLAGS, inc, so_tmp, wc, fo, to, libdir, libdir, libdir);
+            BERTCC_AOT_FLAGS, inc, so_tmp, wc, objs, libdir, libdir, libdir);
         rc = run_cc(cmd, log, e);
     }
     if (!rc && (bc_fsync_path(so_tmp) || bc_fsync_path(h_tmp)))
@@ -337,8 +344,11 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
     unlink(log);
     rt_plan_free(&pf);
     rt_plan_free(&pt);
-    unlink(fo);
-    unlink(to);
+    for (int i = 0; i < nf + nt; i++) {
+        char path[700];
+        snprintf(path, sizeof path, "%s.%d.o", i < nf ? fo : to, i < nf ? i : i - nf);
+        unlink(path);
+    }
     unlink(wc);
     rmdir(dir);
     return rc;

@@ -54,11 +54,12 @@ typedef struct cg_lowering {
 } cg_lowering;
 extern const cg_lowering cg_lowerings[IR_OP_COUNT];
 
-/* An object file of the kernels of plan for a shared library (codegen/aot.c): as
- * cg_emit_file's "obj" stage, but every kernel has hidden visibility, so that the
- * library exports its API alone (codegen/module.c). */
-int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                           const char *path, bc_err *e);
+/* The kernels of plan as object files for a shared library (codegen/aot.c):
+ * STEM.0.o .. STEM.(*nobj-1).o, compiled side by side in parts as the JIT's are (and
+ * through its object cache), every kernel with hidden visibility, so that the library
+ * exports its API alone (codegen/module.c). */
+int cg_emit_library_objects(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                            const char *stem, int *nobj, bc_err *e);
 
 /* ---- elementwise formulas (codegen/lower_elementwise.c) ---- */
 

@@ -394,17 +394,31 @@ static void write_cached(const char *path, LLVMMemoryBufferRef buf)
         unlink(tmp);
 }
 
+/* Gives every function defined in the module hidden visibility: the kernels of an
+ * object linked into a library are called through its kernel tables, never by name
+ * from outside. Machine code stays the same (no kernel calls another). */
+static void hide_functions(cg_ctx *c)
+{
+    for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f))
+        if (!LLVMIsDeclaration(f))
+            LLVMSetVisibility(f, LLVMHiddenVisibility);
+}
+
 /* One part's kernels as an object in memory: from the cache when the same module was
  * compiled before (*hit set), else compiled (and cached). Each part has its own LLVM
- * context, so parts compile on threads of their own. */
+ * context, so parts compile on threads of their own. hidden: every function hidden, for
+ * a library (the cache key, the module's text, tells the two apart). */
 static LLVMMemoryBufferRef compile_object(const ir_graph *g, const rt_plan *plan,
                                           const cg_options *o, const int *part_of, int part,
-                                          int *hit, double *t_ir, double *t_opt, bc_err *e)
+                                          int hidden, int *hit, double *t_ir, double *t_opt,
+                                          bc_err *e)
 {
     double t0 = bc_now();
     LLVMContextRef ctx = LLVMContextCreate();
     cg_ctx c;
     int rc = build_part(&c, ctx, g, plan, o, part_of, part, e);
+    if (!rc && hidden)
+        hide_functions(&c);
     *t_ir = bc_now() - t0;
     char path[1200];
     int cached = !rc && cache_path(&c, path, sizeof path) == 0;
@@ -553,9 +567,43 @@ static int lookup_kernels(cg_program *prog, const ir_graph *g, const rt_plan *pl
     return 0;
 }
 
+/* The kernels of plan compiled side by side in count_parts parts (*nparts of them,
+ * obj[0..*nparts), each from the cache or compiled); *hits from the cache, the slowest
+ * part's IR and O3 seconds in *t_ir, *t_opt. On an error nothing is kept. */
+static int compile_parts(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                         int hidden, LLVMMemoryBufferRef *obj, int *nparts, int *hits,
+                         double *t_ir, double *t_opt, bc_err *e)
+{
+    int n = count_parts(plan, o), part_of[plan->nkernels + 1];
+    partition(g, plan, n, part_of);
+    int hit[MAX_PARTS] = {0};
+    double t_irs[MAX_PARTS] = {0}, t_opts[MAX_PARTS] = {0};
+    bc_err pe[MAX_PARTS];
+    *nparts = n;
+    *hits = 0;
+    *t_ir = *t_opt = 0;
+    if (!make_tm_ready(o, e)) /* LLVM's targets initialized before the threads */
+        return -1;
+#pragma omp parallel for num_threads(n) schedule(dynamic, 1) if (n > 1)
+    for (int q = 0; q < n; q++)
+        obj[q] = compile_object(g, plan, o, part_of, q, hidden, &hit[q], &t_irs[q],
+                                &t_opts[q], &pe[q]);
+    int rc = 0;
+    for (int q = 0; q < n; q++) {
+        if (!obj[q] && !rc)
+            rc = -1, *e = pe[q];
+        *hits += hit[q];
+        *t_ir = t_irs[q] > *t_ir ? t_irs[q] : *t_ir;
+        *t_opt = t_opts[q] > *t_opt ? t_opts[q] : *t_opt;
+    }
+    if (rc)
+        dispose_objects(obj, n);
+    return rc;
+}
+
 cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, bc_err *e)
 {
-    double t0 = bc_now(), t_ir = 0, t_opt = 0;
+    double t0 = bc_now(), t_ir, t_opt;
     const char *prefix = o && o->prefix ? o->prefix : "bertcc";
     cg_program *prog = calloc(1, sizeof *prog);
     if (!prog ||
@@ -564,31 +612,10 @@ cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, 
         bc_errf(e, "out of memory");
         return NULL;
     }
-    int nparts = count_parts(plan, o), part_of[plan->nkernels + 1];
-    partition(g, plan, nparts, part_of);
     LLVMMemoryBufferRef obj[MAX_PARTS] = {0};
-    int hit[MAX_PARTS] = {0};
-    double t_irs[MAX_PARTS] = {0}, t_opts[MAX_PARTS] = {0};
-    bc_err pe[MAX_PARTS];
-    if (!make_tm_ready(o, e)) { /* LLVM's targets initialized before the threads */
-        cg_program_free(prog);
-        return NULL;
-    }
-#pragma omp parallel for num_threads(nparts) schedule(dynamic, 1) if (nparts > 1)
-    for (int q = 0; q < nparts; q++)
-        obj[q] = compile_object(g, plan, o, part_of, q, &hit[q], &t_irs[q], &t_opts[q], &pe[q]);
-    int rc = 0, hits = 0;
-    for (int q = 0; q < nparts; q++) {
-        if (!obj[q] && !rc)
-            rc = -1, *e = pe[q];
-        hits += hit[q];
-        t_ir = t_irs[q] > t_ir ? t_irs[q] : t_ir;
-        t_opt = t_opts[q] > t_opt ? t_opts[q] : t_opt;
-    }
-    if (rc)
-        dispose_objects(obj, nparts);
-    else
-        rc = make_jit(prog, o, obj, nparts, e) || lookup_kernels(prog, g, plan, prefix, e);
+    int nparts, hits;
+    int rc = compile_parts(g, plan, o, 0, obj, &nparts, &hits, &t_ir, &t_opt, e) ||
+             make_jit(prog, o, obj, nparts, e) || lookup_kernels(prog, g, plan, prefix, e);
     prog->seconds = bc_now() - t0;
     if (!rc && o && o->verbose)
         fprintf(stderr,
@@ -623,25 +650,13 @@ static void write_kernel_map(FILE *f, const ir_graph *g, const rt_plan *p,
     }
 }
 
-/* Gives every function defined in the module hidden visibility: the kernels of an
- * object linked into a library are called through its kernel tables, never by name
- * from outside. Machine code stays the same (no kernel calls another). */
-static void hide_functions(cg_ctx *c)
-{
-    for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f))
-        if (!LLVMIsDeclaration(f))
-            LLVMSetVisibility(f, LLVMHiddenVisibility);
-}
-
 static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                     const char *stage, const char *path, int hidden, bc_err *e)
+                     const char *stage, const char *path, bc_err *e)
 {
     double t0 = bc_now();
     LLVMContextRef ctx = LLVMContextCreate();
     cg_ctx c;
     int rc = build(&c, ctx, g, plan, o, e);
-    if (!rc && hidden)
-        hide_functions(&c);
     double t1 = bc_now();
     int raw = !strcmp(stage, "llvm-raw");
     if (!rc && !raw)
@@ -705,11 +720,35 @@ static int emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o
 int cg_emit_file(const ir_graph *g, const rt_plan *plan, const cg_options *o,
                  const char *stage, const char *path, bc_err *e)
 {
-    return emit_file(g, plan, o, stage, path, 0, e);
+    return emit_file(g, plan, o, stage, path, e);
 }
 
-int cg_emit_library_object(const ir_graph *g, const rt_plan *plan, const cg_options *o,
-                           const char *path, bc_err *e)
+int cg_emit_library_objects(const ir_graph *g, const rt_plan *plan, const cg_options *o,
+                            const char *stem, int *nobj, bc_err *e)
 {
-    return emit_file(g, plan, o, "obj", path, 1, e);
+    double t0 = bc_now(), t_ir, t_opt;
+    LLVMMemoryBufferRef obj[MAX_PARTS] = {0};
+    int hits;
+    *nobj = 0;
+    if (compile_parts(g, plan, o, 1, obj, nobj, &hits, &t_ir, &t_opt, e))
+        return -1;
+    int rc = 0;
+    for (int q = 0; q < *nobj; q++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s.%d.o", stem, q);
+        FILE *f = rc ? NULL : fopen(path, "wb");
+        size_t n = LLVMGetBufferSize(obj[q]);
+        if (!rc && (!f || fwrite(LLVMGetBufferStart(obj[q]), 1, n, f) != n))
+            rc = bc_errf(e, "cannot write %s: %s", path, strerror(errno));
+        if (f && fclose(f) && !rc)
+            rc = bc_errf(e, "cannot write %s: %s", path, strerror(errno));
+        LLVMDisposeMemoryBuffer(obj[q]);
+    }
+    if (!rc && o && o->verbose)
+        fprintf(stderr,
+                "bertcc: %d kernels for %d steps in %d part%s, %d from the cache: %.3f s "
+                "(slowest part: IR %.3f s, O3 %.3f s)\n",
+                plan->nkernels, plan->nsteps, *nobj, *nobj == 1 ? "" : "s", hits,
+                bc_now() - t0, t_ir, t_opt);
+    return rc;
 }
