@@ -504,15 +504,14 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
     fuser f = {g, calloc(n, sizeof(int)), malloc(n * sizeof(int)), malloc(n * sizeof(int))};
     int *map = malloc(n * sizeof(int));
     int **mem = calloc(n, sizeof *mem); /* members of the region ending at a node */
-    int *alias = f.alias;
     int *nmem = calloc(n, sizeof(int));
     int rc = 0;
-    if (!f.uses || !f.region || !map || !mem || !nmem || !alias) {
+    if (!f.uses || !f.region || !map || !mem || !nmem || !f.alias) {
         rc = bc_errf(e, "out of memory");
         goto done;
     }
     for (int i = 0; i < g->n; i++) {
-        f.region[i] = alias[i] = -1;
+        f.region[i] = f.alias[i] = -1;
         for (int k = 0; k < g->nodes[i].nin; k++)
             f.uses[g->nodes[i].in[k]]++;
     }
@@ -546,7 +545,7 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         if ((rules_on & PASS_FUSE_EPILOGUE) && !merged)
             nm = epilogue_members(&f, i, members, nm);
         if (merged) /* the merge's transpose and first reshape end the members */
-            alias[members[nm - 2]] = members[nm - 1];
+            f.alias[members[nm - 2]] = members[nm - 1];
         else if ((rules_on & PASS_FUSE_BACKWARD) && !nv) /* a weight gradient's bias's */
             nm = bias_grad_members(&f, i, members, nm);
         if (nm >= 2 && (rc = add_region(&f, mem, nmem, members, nm, nv, e)))
@@ -572,7 +571,7 @@ int pass_fuse(ir_graph **gp, unsigned rules_on, bc_err *e)
         if (f.region[i] < 0) {
             /* a further reshape of a merge reads the merge's region */
             for (int k = 0; k < nd->nin; k++)
-                in[k] = map[alias[nd->in[k]] >= 0 ? alias[nd->in[k]] : nd->in[k]];
+                in[k] = map[f.alias[nd->in[k]] >= 0 ? f.alias[nd->in[k]] : nd->in[k]];
             map[i] = ir_add(ng, nd->op, in, nd->nin, &nd->a, nd->name, &nd->type);
             continue;
         }
@@ -609,7 +608,7 @@ done:
         free(mem[i]);
     free(mem);
     free(nmem);
-    free(alias);
+    free(f.alias);
     free(map);
     free(f.uses);
     free(f.region);
