@@ -1,5 +1,5 @@
 /* codegen.h: IR -> LLVM (through the LLVM C API): one kernel per distinct kernel
- * signature of a plan (runtime/plan.h), optimized at O3 for the host (or a chosen)
+ * signature of a plan (runtime/plan.h), optimized at O2 for the host (or a chosen)
  * target, then JIT-compiled in process or written out as LLVM IR, assembly or an
  * object file. */
 #ifndef BERTCC_CG_H
