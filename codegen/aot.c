@@ -261,6 +261,14 @@ static int run_cc(const char *cmd, const char *log, bc_err *e)
                    cmd);
 }
 
+/* The i-th of the library's objects: the forward's nf (fo.0.o ..), then the training
+ * graph's (to.0.o ..). */
+static void object_path(char *buf, size_t len, const char *fo, int nf, const char *to,
+                        int i)
+{
+    snprintf(buf, len, "%s.%d.o", i < nf ? fo : to, i < nf ? i : i - nf);
+}
+
 int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_options *o,
                      const char *so_path, const char *header_path, bc_err *e)
 {
@@ -303,9 +311,10 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
         rc = cg_emit_library_objects(train, &pt, &of, to, &nt, e);
     }
     for (int i = 0; i < nf + nt; i++) {
+        char path[700];
+        object_path(path, sizeof path, fo, nf, to, i);
         size_t len = strlen(objs);
-        snprintf(objs + len, sizeof objs - len, " '%s.%d.o'", i < nf ? fo : to,
-                 i < nf ? i : i - nf);
+        snprintf(objs + len, sizeof objs - len, " '%s'", path);
     }
     if (!rc) {
         cg_target_features(o, features, sizeof features);
@@ -346,7 +355,7 @@ int cg_write_library(const ir_graph *fwd, const ir_graph *train, const cg_option
     rt_plan_free(&pt);
     for (int i = 0; i < nf + nt; i++) {
         char path[700];
-        snprintf(path, sizeof path, "%s.%d.o", i < nf ? fo : to, i < nf ? i : i - nf);
+        object_path(path, sizeof path, fo, nf, to, i);
         unlink(path);
     }
     unlink(wc);

@@ -390,16 +390,22 @@ static LLVMMemoryBufferRef read_cached(const char *path)
     return buf;
 }
 
+/* buf written to path whole: 0, or -1 with errno set. */
+static int write_buffer(const char *path, LLVMMemoryBufferRef buf)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t n = LLVMGetBufferSize(buf);
+    int ok = fwrite(LLVMGetBufferStart(buf), 1, n, f) == n;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 static void write_cached(const char *path, LLVMMemoryBufferRef buf)
 {
     char tmp[1300];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return;
-    size_t n = LLVMGetBufferSize(buf);
-    int ok = fwrite(LLVMGetBufferStart(buf), 1, n, f) == n;
-    if (fclose(f) == 0 && ok)
+    if (write_buffer(tmp, buf) == 0)
         rename(tmp, path);
     else
         unlink(tmp);
@@ -612,6 +618,18 @@ static int compile_parts(const ir_graph *g, const rt_plan *plan, const cg_option
     return rc;
 }
 
+/* -v's line for a compilation in parts (the JIT's or a library's). */
+static void report_parts(const cg_options *o, const rt_plan *plan, int nparts, int hits,
+                         double seconds, double t_ir, double t_opt)
+{
+    if (o && o->verbose)
+        fprintf(stderr,
+                "bertcc: %d kernels for %d steps in %d part%s, %d from the cache: %.3f s "
+                "(slowest part: IR %.3f s, O2 %.3f s)\n",
+                plan->nkernels, plan->nsteps, nparts, nparts == 1 ? "" : "s", hits, seconds,
+                t_ir, t_opt);
+}
+
 cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, bc_err *e)
 {
     double t0 = bc_now(), t_ir, t_opt;
@@ -628,12 +646,8 @@ cg_program *cg_jit(const ir_graph *g, const rt_plan *plan, const cg_options *o, 
     int rc = compile_parts(g, plan, o, 0, obj, &nparts, &hits, &t_ir, &t_opt, e) ||
              make_jit(prog, o, obj, nparts, e) || lookup_kernels(prog, g, plan, prefix, e);
     prog->seconds = bc_now() - t0;
-    if (!rc && o && o->verbose)
-        fprintf(stderr,
-                "bertcc: %d kernels for %d steps in %d part%s, %d from the cache: %.3f s "
-                "(slowest part: IR %.3f s, O2 %.3f s)\n",
-                plan->nkernels, plan->nsteps, nparts, nparts == 1 ? "" : "s", hits,
-                prog->seconds, t_ir, t_opt);
+    if (!rc)
+        report_parts(o, plan, nparts, hits, prog->seconds, t_ir, t_opt);
     if (rc) {
         cg_program_free(prog);
         return NULL;
@@ -747,19 +761,11 @@ int cg_emit_library_objects(const ir_graph *g, const rt_plan *plan, const cg_opt
     for (int q = 0; q < *nobj; q++) {
         char path[1200];
         snprintf(path, sizeof path, "%s.%d.o", stem, q);
-        FILE *f = rc ? NULL : fopen(path, "wb");
-        size_t n = LLVMGetBufferSize(obj[q]);
-        if (!rc && (!f || fwrite(LLVMGetBufferStart(obj[q]), 1, n, f) != n))
-            rc = bc_errf(e, "cannot write %s: %s", path, strerror(errno));
-        if (f && fclose(f) && !rc)
+        if (!rc && write_buffer(path, obj[q]))
             rc = bc_errf(e, "cannot write %s: %s", path, strerror(errno));
         LLVMDisposeMemoryBuffer(obj[q]);
     }
-    if (!rc && o && o->verbose)
-        fprintf(stderr,
-                "bertcc: %d kernels for %d steps in %d part%s, %d from the cache: %.3f s "
-                "(slowest part: IR %.3f s, O2 %.3f s)\n",
-                plan->nkernels, plan->nsteps, *nobj, *nobj == 1 ? "" : "s", hits,
-                bc_now() - t0, t_ir, t_opt);
+    if (!rc)
+        report_parts(o, plan, *nobj, hits, bc_now() - t0, t_ir, t_opt);
     return rc;
 }
